@@ -1,0 +1,48 @@
+"""deeplearn: hardware-accelerated NDArrays and trainable Graphs, after deeplearn.js 0.3.
+
+Public names only; no logic. ``import deeplearn as dl``.
+"""
+
+from __future__ import annotations
+
+from deeplearn.environment import ENV, Environment, memory
+from deeplearn.math.backends import MathBackend, MathBackendCPU
+from deeplearn.math.ndarray import Array1D, Array2D, Array3D, Array4D, NDArray, Scalar
+from deeplearn.math.ndarray_math import NDArrayMath, NDArrayMathCPU, NDArrayMathGPU
+from deeplearn.math.ops.linalg import MatrixOrientation
+from deeplearn.types import DisposedError, DTypeError, ShapeError
+
+__version__ = "0.1.0"
+version = __version__
+
+
+def from_dlpack(obj: object) -> NDArray:
+    """Wraps a DLPack-capable array (PyTorch, JAX, CuPy, NumPy) as an NDArray on the default
+    backend, without a copy where the devices agree."""
+    backend = ENV.math.backend
+    raw = backend.asarray(obj)
+    return NDArray._wrap(raw, backend)
+
+
+__all__ = [
+    "ENV",
+    "Environment",
+    "memory",
+    "from_dlpack",
+    "MathBackend",
+    "MathBackendCPU",
+    "NDArray",
+    "Scalar",
+    "Array1D",
+    "Array2D",
+    "Array3D",
+    "Array4D",
+    "NDArrayMath",
+    "NDArrayMathCPU",
+    "NDArrayMathGPU",
+    "MatrixOrientation",
+    "ShapeError",
+    "DTypeError",
+    "DisposedError",
+    "version",
+]

@@ -1,0 +1,52 @@
+"""MathBackendCPU: NDArray data in host memory as NumPy arrays; kernels are the ops' generic
+``forward`` run with ``xp = numpy``, plus overrides keyed by op class (none unless a profile
+shows the generic kernel is the bottleneck)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from deeplearn.math.ops.base import Op
+from deeplearn.types import RawArray
+
+__all__ = ["MathBackendCPU", "cpu_kernel"]
+
+
+@functools.singledispatch
+def cpu_kernel(op: Op, *arrays: np.ndarray) -> Any:
+    """Runs ``op`` on the CPU. Ops without a CPU-specific kernel use their generic forward."""
+    return op.forward(np, *arrays)
+
+
+class MathBackendCPU:
+    """Host memory and NumPy kernels."""
+
+    name = "cpu"
+    xp = np
+
+    def execute(self, op: Op, *arrays: RawArray) -> Any:
+        with np.errstate(all="ignore"):  # NaN/inf are values here, as in deeplearn.js
+            return cpu_kernel(op, *arrays)
+
+    def asarray(self, values: Any, dtype: Any = None) -> np.ndarray:
+        if hasattr(values, "__cuda_array_interface__") and hasattr(values, "get"):
+            values = values.get()  # a CuPy array: copy to the host
+        elif not isinstance(values, np.ndarray) and hasattr(values, "__dlpack__"):
+            try:
+                values = np.from_dlpack(values)
+            except (RuntimeError, BufferError, TypeError):
+                values = np.asarray(values)
+        with np.errstate(all="ignore"):
+            return np.asarray(values, dtype=dtype)
+
+    def to_numpy(self, data: RawArray) -> np.ndarray:
+        return np.asarray(data)
+
+    def synchronize(self) -> None:
+        return None
+
+    def has_nan(self, data: RawArray) -> bool:
+        return bool(data.dtype.kind == "f" and np.isnan(data).any())

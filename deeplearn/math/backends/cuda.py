@@ -1,0 +1,123 @@
+"""MathBackendCUDA: NDArray data in NVIDIA GPU memory through CuPy.
+
+The only module of the eager library that imports CuPy, and only lazily, so that importing
+deeplearn works on machines without CuPy or a GPU. Kernels are the ops' generic ``forward`` run
+with ``xp = cupy``; element-wise ops that declare a ``c_expr`` run as a CuPy ElementwiseKernel
+generated from it; other overrides are keyed by op class in ``cuda_kernel``.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from deeplearn.math.ops.base import BinaryOp, Op, UnaryOp
+from deeplearn.types import RawArray
+
+__all__ = ["MathBackendCUDA", "cuda_kernel", "is_available", "INSTALL_HINT", "kernel_source"]
+
+INSTALL_HINT = (
+    "install CuPy for your CUDA version with pip install 'deeplearn[cuda12]' or "
+    "'deeplearn[cuda13]' (from a clone: pip install -e '.[cuda12]'), on a machine with an NVIDIA GPU"
+)
+
+
+def _import_cupy() -> ModuleType:
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError(f"NDArrayMathGPU needs CuPy, which is not installed: {INSTALL_HINT}.") from e
+    return cupy
+
+
+@functools.cache
+def is_available() -> bool:
+    """Whether CuPy imports and sees at least one CUDA device."""
+    try:
+        cupy = _import_cupy()
+        return bool(cupy.cuda.runtime.getDeviceCount() > 0)
+    except Exception:  # noqa: BLE001 - any failure (no driver, no device) means "not available"
+        return False
+
+
+_C_TYPES = {"float32": "float", "float64": "double", "int32": "int", "bool": "bool"}
+
+
+def kernel_source(op: Op) -> tuple[str, str, str]:
+    """(in_params, out_params, body) of the ElementwiseKernel for an op with a ``c_expr``.
+
+    Kept free of CuPy so a CPU test can compile the generated source with nvcc.
+    """
+    assert op.c_expr is not None
+    in_params = "T x" if isinstance(op, UnaryOp) else "T x, T b"
+    return in_params, "Y y", op.c_expr
+
+
+@functools.cache
+def _elementwise_kernel(op: Op) -> Any:
+    cupy = _import_cupy()
+    in_params, out_params, body = kernel_source(op)
+    return cupy.ElementwiseKernel(in_params, out_params, body, f"dl_{op.name}")
+
+
+@functools.singledispatch
+def cuda_kernel(op: Op, *arrays: Any) -> Any:
+    """Runs ``op`` on the GPU: its generated kernel when it declares ``c_expr``, else the
+    generic forward with ``xp = cupy``."""
+    cupy = _import_cupy()
+    if op.c_expr is not None and isinstance(op, (UnaryOp, BinaryOp)) and _same_float_dtype(arrays):
+        out_dtype = arrays[0].dtype if getattr(op, "out_dtype", None) is None else op.out_dtype
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        y = cupy.empty(shape, dtype=out_dtype)
+        return _elementwise_kernel(op)(*arrays, y)
+    return op.forward(cupy, *arrays)
+
+
+def _same_float_dtype(arrays: tuple[Any, ...]) -> bool:
+    dtypes = {a.dtype for a in arrays}
+    return len(dtypes) == 1 and next(iter(dtypes)).kind == "f"
+
+
+class MathBackendCUDA:
+    """GPU memory and CuPy kernels. Raises RuntimeError with an install hint if CuPy or a GPU
+    is missing."""
+
+    name = "cuda"
+
+    def __init__(self) -> None:
+        self.xp = _import_cupy()
+        if not is_available():
+            raise RuntimeError(
+                "NDArrayMathGPU needs a CUDA GPU, but CuPy sees none (check the NVIDIA driver and "
+                f"CUDA_VISIBLE_DEVICES); otherwise {INSTALL_HINT}."
+            )
+
+    def execute(self, op: Op, *arrays: RawArray) -> Any:
+        return cuda_kernel(op, *arrays)
+
+    def asarray(self, values: Any, dtype: Any = None) -> RawArray:
+        cupy = self.xp
+        if not isinstance(values, (cupy.ndarray, np.ndarray)) and hasattr(values, "__dlpack__"):
+            try:
+                values = cupy.from_dlpack(values)
+            except Exception:  # noqa: BLE001 - a host-only DLPack producer: go through NumPy
+                values = np.from_dlpack(values)
+        return cupy.asarray(values, dtype=dtype)
+
+    def to_numpy(self, data: RawArray) -> np.ndarray:
+        return self.xp.asnumpy(data)
+
+    def synchronize(self) -> None:
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def has_nan(self, data: RawArray) -> bool:
+        return bool(data.dtype.kind == "f" and self.xp.isnan(data).any())
+
+
+def pool_usage() -> dict[str, int]:
+    """Bytes CuPy's default memory pool has in use and holds in total."""
+    pool = _import_cupy().get_default_memory_pool()
+    return {"pool_used_bytes": int(pool.used_bytes()), "pool_total_bytes": int(pool.total_bytes())}

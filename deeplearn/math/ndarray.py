@@ -1,0 +1,496 @@
+"""NDArray, Scalar, Array1D..Array4D: typed, shaped data on a backend (CPU or GPU).
+
+An NDArray is a view (shape, dtype) over a ``Storage`` (the backend's buffer). ``reshape`` and
+``as1d``.. return new views of the same storage; the storage is freed when every view of it is
+disposed (reference counting, as deeplearn.js 0.3.14+ counts references per data id).
+Every NDArray constructed while a scope is open is tracked by that scope (see scope.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from deeplearn import util
+from deeplearn.math.ops.base import Spec
+from deeplearn.math.scope import REGISTRY
+from deeplearn.types import DisposedError, DType, RawArray, Shape, ShapeError
+
+if TYPE_CHECKING:
+    from deeplearn.math.backends.backend import MathBackend
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = ["NDArray", "Scalar", "Array1D", "Array2D", "Array3D", "Array4D", "Storage"]
+
+T = TypeVar("T", bound="NDArray")
+
+
+class Storage:
+    """A backend buffer shared by the views (reshapes) of one array."""
+
+    __slots__ = ("data", "backend", "nbytes", "refs", "finalizer", "__weakref__")
+
+    def __init__(self, data: RawArray, backend: MathBackend) -> None:
+        self.data: RawArray | None = data
+        self.backend = backend
+        self.nbytes = int(data.nbytes)
+        self.refs = 0
+        self.finalizer: Any = None
+        REGISTRY.register(self)
+
+    def release(self) -> None:
+        self.refs -= 1
+        if self.refs <= 0 and self.data is not None:
+            self.data = None  # drops the buffer: CuPy returns it to its pool
+            self.finalizer()
+
+
+def _default_backend(math: NDArrayMath | None) -> MathBackend:
+    if math is not None:
+        return math.backend
+    from deeplearn.environment import ENV
+
+    return ENV.math.backend
+
+
+class NDArray:
+    """An n-dimensional array of float32, int32 or bool on a backend.
+
+    Create one with a rank class (``Array2D.new([2, 3], [1, 2, 3, 4, 5, 6])``), a factory
+    (``NDArray.zeros``), ``NDArray.from_numpy``, or as the result of an NDArrayMath op.
+
+    Example:
+        >>> a = Array2D.new([2, 2], [1, 2, 3, 4])
+        >>> a.shape, a.get(1, 0)
+        ((2, 2), 3.0)
+    """
+
+    __slots__ = ("storage", "shape", "dtype", "_disposed", "__weakref__")
+
+    def __init__(self, storage: Storage, shape: Shape, dtype: DType) -> None:
+        """Internal: use ``NDArray.make`` or the rank classes' factories."""
+        self.storage = storage
+        self.shape: Shape = tuple(shape)
+        self.dtype: DType = dtype
+        self._disposed = False
+        storage.refs += 1
+        REGISTRY.track_new(self)
+
+    # -- construction --------------------------------------------------------------------------
+    @staticmethod
+    def _class_for_rank(rank: int) -> type[NDArray]:
+        return _RANK_CLASSES.get(rank, NDArray)
+
+    @classmethod
+    def _wrap(cls, data: RawArray, backend: MathBackend, dtype: DType | None = None) -> NDArray:
+        """Wraps a raw backend array (already in the right dtype) as the NDArray of its rank."""
+        dt: DType = dtype or util.check_dtype(data.dtype.name if data.dtype != np.bool_ else "bool")
+        klass = NDArray._class_for_rank(data.ndim)
+        return klass(Storage(data, backend), tuple(data.shape), dt)
+
+    @staticmethod
+    def make(shape: Sequence[int], data: Any, dtype: DType | str | None = None,
+             math: NDArrayMath | None = None) -> NDArray:
+        """Builds the NDArray subclass of ``shape``'s rank from flat or nested values.
+
+        Example:
+            >>> NDArray.make([2], [1, 2]).get_values()
+            array([1., 2.], dtype=float32)
+        """
+        shape_t = util.as_shape(shape, "NDArray.make")
+        dt = util.check_dtype(dtype, "NDArray.make")
+        backend = _default_backend(math)
+        host = _to_host_values(data, dt)
+        if host.size != util.size_from_shape(shape_t):
+            raise ShapeError(
+                f"NDArray.make: the number of values must match the shape; got {host.size} values "
+                f"for shape {shape_t} ({util.size_from_shape(shape_t)} elements)."
+            )
+        if host.ndim > 1 and tuple(host.shape) != shape_t:
+            raise ShapeError(
+                f"NDArray.make: the shape of nested values must match the shape; got values of "
+                f"shape {tuple(host.shape)} for shape {shape_t}."
+            )
+        return NDArray._wrap(backend.asarray(host.reshape(shape_t)), backend, dt)
+
+    @staticmethod
+    def from_numpy(array: Any, dtype: DType | str | None = None, math: NDArrayMath | None = None) -> NDArray:
+        """Copies a NumPy (or array-like) value into a new NDArray; dtype defaults from the array
+        (float64 becomes float32, int64 becomes int32).
+
+        Example:
+            >>> NDArray.from_numpy(np.arange(3)).dtype
+            'int32'
+        """
+        arr = np.asarray(array)
+        if dtype is None:
+            dtype = "bool" if arr.dtype == np.bool_ else "int32" if arr.dtype.kind in "iu" else "float32"
+        return NDArray.make(arr.shape, arr, dtype, math)
+
+    @staticmethod
+    def zeros(shape: Sequence[int], dtype: DType | str | None = None, math: NDArrayMath | None = None) -> NDArray:
+        """An array of zeros."""
+        return NDArray._full(shape, 0, dtype, math)
+
+    @staticmethod
+    def ones(shape: Sequence[int], dtype: DType | str | None = None, math: NDArrayMath | None = None) -> NDArray:
+        """An array of ones."""
+        return NDArray._full(shape, 1, dtype, math)
+
+    @staticmethod
+    def _full(shape: Sequence[int], value: float, dtype: DType | str | None, math: NDArrayMath | None) -> NDArray:
+        shape_t = util.as_shape(shape)
+        dt = util.check_dtype(dtype)
+        backend = _default_backend(math)
+        return NDArray._wrap(backend.xp.full(shape_t, value, dtype=util.numpy_dtype(dt)), backend, dt)
+
+    @staticmethod
+    def zeros_like(x: NDArray) -> NDArray:
+        """Zeros of ``x``'s shape and dtype, on ``x``'s backend."""
+        x._check_live("zeros_like")
+        b = x.storage.backend
+        return NDArray._wrap(b.xp.zeros(x.shape, dtype=util.numpy_dtype(x.dtype)), b, x.dtype)
+
+    @staticmethod
+    def ones_like(x: NDArray) -> NDArray:
+        """Ones of ``x``'s shape and dtype, on ``x``'s backend."""
+        x._check_live("ones_like")
+        b = x.storage.backend
+        return NDArray._wrap(b.xp.ones(x.shape, dtype=util.numpy_dtype(x.dtype)), b, x.dtype)
+
+    @staticmethod
+    def like(x: NDArray) -> NDArray:
+        """A copy of ``x`` (same shape, dtype, values and backend)."""
+        x._check_live("like")
+        b = x.storage.backend
+        return NDArray._wrap(b.xp.array(x.raw, copy=True), b, x.dtype)
+
+    @staticmethod
+    def rand(shape: Sequence[int], fn: Callable[[], float], dtype: DType | str | None = None,
+             math: NDArrayMath | None = None) -> NDArray:
+        """An array whose every element is a fresh call of ``fn()``."""
+        shape_t = util.as_shape(shape)
+        values = [fn() for _ in range(util.size_from_shape(shape_t))]
+        return NDArray.make(shape_t, values, dtype, math)
+
+    @staticmethod
+    def rand_normal(shape: Sequence[int], mean: float = 0.0, std_dev: float = 1.0,
+                    dtype: DType | str | None = None, seed: int | None = None,
+                    math: NDArrayMath | None = None) -> NDArray:
+        """Samples of N(mean, std_dev²); int32 results are rounded. ``seed`` makes it repeatable."""
+        shape_t = util.as_shape(shape)
+        values = np.random.default_rng(seed).normal(mean, std_dev, shape_t)
+        return NDArray.make(shape_t, _round_if_int(values, dtype), dtype, math)
+
+    @staticmethod
+    def rand_truncated_normal(shape: Sequence[int], mean: float = 0.0, std_dev: float = 1.0,
+                              dtype: DType | str | None = None, seed: int | None = None,
+                              math: NDArrayMath | None = None) -> NDArray:
+        """Samples of N(mean, std_dev²) redrawn until within mean ± 2·std_dev (both tails)."""
+        shape_t = util.as_shape(shape)
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal(shape_t)
+        bad = np.abs(z) > 2
+        while bad.any():
+            z[bad] = rng.standard_normal(int(bad.sum()))
+            bad = np.abs(z) > 2
+        return NDArray.make(shape_t, _round_if_int(mean + std_dev * z, dtype), dtype, math)
+
+    @staticmethod
+    def rand_uniform(shape: Sequence[int], a: float, b: float, dtype: DType | str | None = None,
+                     seed: int | None = None, math: NDArrayMath | None = None) -> NDArray:
+        """Samples of the uniform distribution on [a, b)."""
+        shape_t = util.as_shape(shape)
+        values = np.random.default_rng(seed).uniform(a, b, shape_t)
+        return NDArray.make(shape_t, _round_if_int(values, dtype), dtype, math)
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def raw(self) -> RawArray:
+        """The backend array (NumPy or CuPy) viewed with this NDArray's shape. Internal."""
+        data = self.storage.data
+        if self._disposed or data is None:
+            raise DisposedError("NDArray is disposed.")
+        return data if data.shape == self.shape else data.reshape(self.shape)
+
+    @property
+    def spec(self) -> Spec:
+        return Spec(self.shape, self.dtype)
+
+    @property
+    def size(self) -> int:
+        return util.size_from_shape(self.shape)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def strides(self) -> list[int]:
+        """Row-major strides in elements, without the last (implicit 1), as deeplearn.js."""
+        out, acc = [], 1
+        for d in reversed(self.shape[1:]):
+            acc *= d
+            out.append(acc)
+        return list(reversed(out))
+
+    @property
+    def backend(self) -> MathBackend:
+        return self.storage.backend
+
+    @property
+    def is_disposed(self) -> bool:
+        return self._disposed or self.storage.data is None
+
+    def _check_live(self, where: str) -> None:
+        if self.is_disposed:
+            raise DisposedError(f"{where}: NDArray is disposed; got a disposed array of shape {self.shape}.")
+
+    # -- element access ------------------------------------------------------------------------
+    def loc_to_index(self, locs: Sequence[int]) -> int:
+        """Flat row-major index of a location."""
+        if len(locs) != self.rank:
+            raise ShapeError(f"loc_to_index: need {self.rank} coordinates; got {list(locs)}.")
+        index = 0
+        for loc, d in zip(locs, self.shape):
+            if not 0 <= loc < d:
+                raise IndexError(f"loc_to_index: location {list(locs)} is outside shape {self.shape}.")
+            index = index * d + int(loc)
+        return index
+
+    def index_to_loc(self, index: int) -> list[int]:
+        """Location of a flat row-major index."""
+        if not 0 <= index < max(self.size, 1):
+            raise IndexError(f"index_to_loc: index {index} is outside an array of {self.size} elements.")
+        loc = []
+        for d in reversed(self.shape):
+            loc.append(index % d)
+            index //= d
+        return list(reversed(loc))
+
+    def get(self, *locs: int) -> float:
+        """One element as a Python number (float32 → float, int32 → int, bool → bool)."""
+        self._check_live("get")
+        flat = self.raw.reshape(-1)
+        value = flat[self.loc_to_index(locs)] if self.rank else flat[0]
+        return _python_scalar(value)
+
+    def set(self, value: float, *locs: int) -> None:
+        """Writes one element."""
+        self._check_live("set")
+        index = self.loc_to_index(locs) if self.rank else 0
+        self.raw.reshape(-1)[index] = value
+
+    def add(self, value: float, *locs: int) -> None:
+        """Adds ``value`` to one element in place."""
+        self._check_live("add")
+        index = self.loc_to_index(locs) if self.rank else 0
+        flat = self.raw.reshape(-1)
+        flat[index] = flat[index] + value
+
+    def fill(self, value: float) -> None:
+        """Sets every element to ``value``."""
+        self._check_live("fill")
+        self.raw.fill(value)
+
+    # -- reading -------------------------------------------------------------------------------
+    def data_sync(self) -> np.ndarray:
+        """A flat host NumPy copy of the values (blocks until the GPU is done)."""
+        self._check_live("data_sync")
+        return np.array(self.backend.to_numpy(self.raw), copy=True).reshape(-1)
+
+    def get_values(self) -> np.ndarray:
+        """A flat host NumPy copy of the values (deeplearn.js ``getValues``, same as ``data_sync``)."""
+        return self.data_sync()
+
+    async def data(self) -> np.ndarray:
+        """Awaitable flat copy of the values; waits for the GPU without blocking the event loop."""
+        self._check_live("data")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.data_sync)
+
+    async def val(self, *locs: int) -> float:
+        """Awaitable value of one element."""
+        values = await self.data()
+        return _python_scalar(values[self.loc_to_index(locs) if self.rank else 0])
+
+    def numpy(self) -> np.ndarray:
+        """A host NumPy copy with this array's shape."""
+        return self.data_sync().reshape(self.shape)
+
+    # -- views and conversions -----------------------------------------------------------------
+    def reshape(self, new_shape: Sequence[int]) -> NDArray:
+        """A view with another shape (one dimension may be -1); shares the data."""
+        self._check_live("reshape")
+        shape = util.infer_from_implicit_shape(util.as_shape(new_shape, "reshape"), self.size, "reshape")
+        if shape == self.shape:
+            return self
+        return NDArray._class_for_rank(len(shape))(self.storage, shape, self.dtype)
+
+    def as_scalar(self) -> Scalar:
+        if self.size != 1:
+            raise ShapeError(f"as_scalar: the array must have exactly 1 element; got shape {self.shape}.")
+        return self.reshape(())  # type: ignore[return-value]
+
+    def as1d(self) -> Array1D:
+        return self.reshape((self.size,))  # type: ignore[return-value]
+
+    def as2d(self, rows: int, columns: int) -> Array2D:
+        return self.reshape((rows, columns))  # type: ignore[return-value]
+
+    def as3d(self, rows: int, columns: int, depth: int) -> Array3D:
+        return self.reshape((rows, columns, depth))  # type: ignore[return-value]
+
+    def as4d(self, rows: int, columns: int, depth: int, depth2: int) -> Array4D:
+        return self.reshape((rows, columns, depth, depth2))  # type: ignore[return-value]
+
+    def flatten(self) -> Array1D:
+        return self.as1d()
+
+    def as_type(self, dtype: DType | str) -> NDArray:
+        """A copy converted to ``dtype``: to int32 truncates toward zero; to bool is
+        ``round(v) != 0`` (deeplearn.js)."""
+        self._check_live("as_type")
+        dt = util.check_dtype(dtype, "as_type")
+        xp, raw = self.backend.xp, self.raw
+        with np.errstate(all="ignore"):
+            if dt == "bool" and self.dtype == "float32":
+                out = xp.round(raw) != 0
+            else:
+                out = raw.astype(util.numpy_dtype(dt))
+        return NDArray._wrap(out, self.backend, dt)
+
+    def dispose(self) -> None:
+        """Frees this view; the data goes back to the backend once no view uses it.
+        Disposing twice is harmless."""
+        if self._disposed:
+            return
+        self._disposed = True
+        self.storage.release()
+
+    def equals(self, other: NDArray) -> bool:
+        """Same dtype, shape and values."""
+        if self.dtype != other.dtype or self.shape != other.shape:
+            return False
+        return bool(np.array_equal(self.data_sync(), other.data_sync()))
+
+    # -- Python protocols ----------------------------------------------------------------------
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy is False and self.backend.name != "cpu":
+            raise ValueError("NDArray.__array__: a GPU array cannot be viewed without a copy.")
+        self._check_live("__array__")
+        arr = self.backend.to_numpy(self.raw)
+        if copy:
+            arr = np.array(arr, copy=True)
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        self._check_live("__dlpack__")
+        return self.raw.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        self._check_live("__dlpack_device__")
+        return self.raw.__dlpack_device__()  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a Scalar")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if self.is_disposed:
+            return f"{name}(<disposed>, shape={self.shape}, dtype={self.dtype})"
+        body = np.array2string(self.numpy(), separator=", ", prefix=f"{name}(")
+        return f"{name}({body}, dtype={self.dtype})"
+
+
+class Scalar(NDArray):
+    """A rank-0 NDArray."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def new(value: float | bool, dtype: DType | str | None = None, math: NDArrayMath | None = None) -> Scalar:
+        """A scalar. Example: ``Scalar.new(3).get() == 3.0``."""
+        return NDArray.make((), [value], dtype, math)  # type: ignore[return-value]
+
+
+class Array1D(NDArray):
+    """A rank-1 NDArray."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def new(values: Any, dtype: DType | str | None = None, math: NDArrayMath | None = None) -> Array1D:
+        """A vector from a flat list or array. Example: ``Array1D.new([0, 1, 2])``."""
+        shape = util.infer_shape(values)
+        if len(shape) != 1:
+            raise ShapeError(f"Array1D.new: values must be 1-D; got values of shape {shape}.")
+        return NDArray.make(shape, values, dtype, math)  # type: ignore[return-value]
+
+
+class _RankedNew(NDArray):
+    __slots__ = ()
+    _rank = 0
+
+    @classmethod
+    def new(cls, shape: Sequence[int], values: Any, dtype: DType | str | None = None,
+            math: NDArrayMath | None = None) -> Any:
+        """An array of this rank from flat values, or nested values of exactly ``shape``."""
+        return NDArray.make(_check_rank(shape, cls._rank, f"{cls.__name__}.new"), values, dtype, math)
+
+
+class Array2D(_RankedNew):
+    """A rank-2 NDArray (matrix). Example: ``Array2D.new([2, 3], [10, 20, 30, 40, 50, 60])``."""
+
+    __slots__ = ()
+    _rank = 2
+
+
+class Array3D(_RankedNew):
+    """A rank-3 NDArray (an image: rows, columns, depth)."""
+
+    __slots__ = ()
+    _rank = 3
+
+
+class Array4D(_RankedNew):
+    """A rank-4 NDArray (a batch of images, or a convolution filter)."""
+
+    __slots__ = ()
+    _rank = 4
+
+
+_RANK_CLASSES: dict[int, type[NDArray]] = {0: Scalar, 1: Array1D, 2: Array2D, 3: Array3D, 4: Array4D}
+
+
+def _check_rank(shape: Sequence[int], rank: int, where: str) -> Shape:
+    shape_t = util.as_shape(shape, where)
+    if len(shape_t) != rank:
+        raise ShapeError(f"{where}: shape must have rank {rank}; got shape {shape_t}.")
+    return shape_t
+
+
+def _to_host_values(data: Any, dtype: DType) -> np.ndarray:
+    """Flat or nested values (lists, NumPy, CuPy, NDArray, DLPack) → a host NumPy array of dtype."""
+    if isinstance(data, NDArray):
+        data = data.numpy()
+    elif hasattr(data, "get") and hasattr(data, "__cuda_array_interface__"):
+        data = data.get()
+    with np.errstate(all="ignore"):
+        values = np.asarray(data)
+        if dtype == "bool" and values.dtype.kind == "f":
+            return np.round(values) != 0
+        return values.astype(util.numpy_dtype(dtype))
+
+
+def _round_if_int(values: np.ndarray, dtype: DType | str | None) -> np.ndarray:
+    return np.round(values) if dtype == "int32" else values
+
+
+def _python_scalar(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

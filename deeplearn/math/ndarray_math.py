@@ -1,0 +1,185 @@
+"""NDArrayMath: the NumPy-like op set on one backend, plus memory scopes.
+
+The op methods live with their ops, in the family mixins of ``deeplearn/math/ops/``; this class
+composes them and owns the backend, the engine and the scope API.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from deeplearn.math.backends import MathBackend, create_backend
+from deeplearn.math.engine import Engine
+from deeplearn.math.ndarray import NDArray
+from deeplearn.math.ops.arithmetic import ArithmeticMath
+from deeplearn.math.ops.conv import ConvMath
+from deeplearn.math.ops.costs import CostMath
+from deeplearn.math.ops.elementwise import ElementwiseMath
+from deeplearn.math.ops.image import ImageMath
+from deeplearn.math.ops.layout import LayoutMath
+from deeplearn.math.ops.linalg import LinalgMath
+from deeplearn.math.ops.random import RandomMath
+from deeplearn.math.ops.reduction import ReductionMath
+from deeplearn.math.ops.rnn import RNNMath
+from deeplearn.math.scope import REGISTRY, Scope, flatten_result
+
+__all__ = ["NDArrayMath", "NDArrayMathCPU", "NDArrayMathGPU"]
+
+T = TypeVar("T")
+A = TypeVar("A", bound=NDArray)
+
+SAFE_MODE_MESSAGE = (
+    "You are using math in safe mode. Enclose all math.method() calls inside a scope: "
+    "math.scope(() => {math.method();...}) to avoid memory leaks."
+)
+
+
+class NDArrayMath(
+    ElementwiseMath,
+    ArithmeticMath,
+    ReductionMath,
+    LinalgMath,
+    LayoutMath,
+    ConvMath,
+    ImageMath,
+    RNNMath,
+    RandomMath,
+    CostMath,
+):
+    """NumPy-like ops on NDArrays, run on one backend ("cpu" or "cuda").
+
+    Example:
+        >>> math = NDArrayMath("cpu")
+        >>> math.add(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
+        array([4., 6.], dtype=float32)
+    """
+
+    def __init__(self, backend: str | MathBackend = "cpu", safe_mode: bool = False) -> None:
+        self.backend: MathBackend = create_backend(backend) if isinstance(backend, str) else backend
+        self.engine = Engine(self.backend)
+        self.safe_mode = safe_mode
+
+    def _run(self, op: Any, *inputs: NDArray) -> Any:
+        if self.safe_mode and not REGISTRY.stack:
+            raise RuntimeError(SAFE_MODE_MESSAGE)
+        return self.engine.run(op, *inputs)
+
+    # -- scopes --------------------------------------------------------------------------------
+    def scope(self, fn: Callable[..., Any] | None = None) -> Any:
+        """Opens a memory scope: NDArrays created inside are disposed when it ends.
+
+        Two forms:
+
+        * ``with math.scope() as scope: ...`` — ``scope.keep(x)`` keeps ``x`` alive afterwards.
+        * ``math.scope(fn)`` — calls ``fn(keep, track)``; its returned NDArray (or list/dict of
+          them) survives into the enclosing scope. A coroutine function gives an awaitable that
+          ends the scope when it completes.
+
+        Example:
+            >>> with math.scope():
+            ...     y = math.square(Scalar.new(3))
+            >>> y.is_disposed
+            True
+        """
+        if fn is None:
+            return self._scope_context()
+        if inspect.iscoroutinefunction(fn):
+            return self._scope_async(fn)
+        REGISTRY.start_scope()
+        result = None
+        try:
+            result = fn(self.keep, self.track)
+        finally:
+            REGISTRY.end_scope(result)
+        return result
+
+    @contextmanager
+    def _scope_context(self) -> Iterator[Scope]:
+        scope = REGISTRY.start_scope()
+        try:
+            yield scope
+        finally:
+            REGISTRY.end_scope(None)
+
+    async def _scope_async(self, fn: Callable[..., Awaitable[T]]) -> T:
+        REGISTRY.start_scope()
+        result: Any = None
+        try:
+            result = await fn(self.keep, self.track)
+        finally:
+            REGISTRY.end_scope(result)
+        return result  # type: ignore[no-any-return]
+
+    def start_scope(self) -> Scope:
+        """Opens a scope without a closure; pair with ``end_scope``."""
+        return REGISTRY.start_scope()
+
+    def end_scope(self, result: Any = None) -> None:
+        """Ends the innermost scope; ``result``'s arrays survive into the enclosing scope."""
+        REGISTRY.end_scope(result)
+
+    def keep(self, x: T) -> T:
+        """Keeps ``x`` (an NDArray or a list/dict of them) alive when the open scopes end.
+
+        A kept array belongs to no scope; dispose it yourself when done.
+        """
+        if self.safe_mode and not REGISTRY.stack:
+            raise RuntimeError(SAFE_MODE_MESSAGE)
+        for a in flatten_result(x):
+            REGISTRY.untrack_everywhere(a)
+        return x
+
+    def track(self, x: T) -> T:
+        """Makes the innermost scope dispose ``x`` at its end. Arrays are tracked when created
+        (deeplearn.js 0.3.14+), so this is only needed for arrays made outside every scope."""
+        if self.safe_mode and not REGISTRY.stack:
+            raise RuntimeError(SAFE_MODE_MESSAGE)
+        stack = REGISTRY.stack
+        if stack:
+            for a in flatten_result(x):
+                stack[-1].track(a)
+        return x
+
+    def get_num_arrays(self) -> int:
+        """Number of live arrays (distinct buffers) on this math's backend."""
+        return REGISTRY.num_arrays(self.backend.name)
+
+    def enable_debug_mode(self) -> None:
+        """Checks every op's result for NaNs and raises naming the op (slow: reads every result)."""
+        self.engine.debug = True
+
+    def disable_debug_mode(self) -> None:
+        self.engine.debug = False
+
+    def time(self, fn: Callable[[], Any]) -> float:
+        """Milliseconds ``fn()`` takes, with the device synchronised before and after."""
+        self.backend.synchronize()
+        start = time.perf_counter()
+        fn()
+        self.backend.synchronize()
+        return (time.perf_counter() - start) * 1e3
+
+    def dispose(self) -> None:
+        """Releases this math's resources (nothing to release for the built-in backends)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(backend={self.backend.name!r})"
+
+
+class NDArrayMathCPU(NDArrayMath):
+    """NDArrayMath on the CPU (NumPy)."""
+
+    def __init__(self, safe_mode: bool = False) -> None:
+        super().__init__("cpu", safe_mode)
+
+
+class NDArrayMathGPU(NDArrayMath):
+    """NDArrayMath on an NVIDIA GPU (CuPy). Raises RuntimeError saying what to install when CuPy
+    or a GPU is missing."""
+
+    def __init__(self, safe_mode: bool = False) -> None:
+        super().__init__("cuda", safe_mode)

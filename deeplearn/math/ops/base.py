@@ -1,0 +1,170 @@
+"""Op: the one place an operation is declared (shape rule, kernel, gradient).
+
+Also the shared semantics every family needs: ``Spec``, NumPy broadcasting of shapes, and
+``unbroadcast`` (summing a gradient back to the shape of a broadcast input).
+This module must not import NDArrayMath or any backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from deeplearn.types import DType, Shape, ShapeError
+
+if TYPE_CHECKING:
+    from deeplearn.math.engine import Engine
+    from deeplearn.math.ndarray import NDArray
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = [
+    "OPS",
+    "Spec",
+    "Op",
+    "UnaryOp",
+    "BinaryOp",
+    "MathMixin",
+    "broadcast_shapes",
+    "unbroadcast",
+    "normalize_axes",
+    "reduced_shape",
+]
+
+OPS: list[type[Op]] = []
+"""Every concrete Op, in declaration order. Tests iterate it; nothing dispatches on it."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What is known about a value before it exists: its shape and dtype."""
+
+    shape: Shape
+    dtype: DType = "float32"
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class Op:
+    """An operation. Concrete ops are frozen dataclasses whose fields are the op's attributes
+    (axis, orientation, strides...), so equal ops compare and hash equal (plan cache keys).
+
+    Subclasses implement, with precise signatures:
+      infer(*specs) -> Spec | tuple[Spec, ...]   shape/dtype rule; raises ShapeError/DTypeError
+      forward(xp, *arrays) -> array | tuple       kernel, written once for numpy and cupy
+      backward(math, dy, *inputs, y) -> grads     one NDArray (or None) per input, via NDArrayMath
+
+    Element-wise ops may also set ``c_expr``: the scalar C expression of the kernel in terms of
+    ``x`` (and ``b`` for binary ops), assigning ``y``. The CUDA backend compiles it into an
+    ElementwiseKernel; it must give the same NaN semantics as ``forward``.
+    """
+
+    name: ClassVar[str]
+    """The NDArrayMath method name ("mat_mul"); used in error messages and test ids."""
+
+    c_expr: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not abstract:
+            OPS.append(cls)
+
+    # (*args: Any, **kwargs: Any) lets subclasses declare exact parameters without an
+    # override error: mypy treats this signature like Callable[..., T].
+    def infer(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        raise NotImplementedError(f"{self.name} has no gradient")
+
+
+class UnaryOp(Op, abstract=True):
+    """Element-wise op of one input; the output has the input's shape and dtype."""
+
+    def infer(self, x: Spec) -> Spec:
+        return x
+
+
+class BinaryOp(Op, abstract=True):
+    """Element-wise op of two inputs with NumPy broadcasting; the output has the first dtype."""
+
+    def infer(self, a: Spec, b: Spec) -> Spec:
+        return Spec(broadcast_shapes(a.shape, b.shape, self.name), a.dtype)
+
+
+class MathMixin:
+    """Base of the NDArrayMath family mixins: declares what each family may use."""
+
+    engine: Engine
+
+    def _run(self, op: Op, *inputs: NDArray) -> Any:
+        return self.engine.run(op, *inputs)
+
+    if TYPE_CHECKING:  # the full NDArrayMath, so families can call each other's methods
+
+        def __getattr__(self, name: str) -> Any: ...
+
+
+def broadcast_shapes(a: Shape, b: Shape, where: str = "broadcast") -> Shape:
+    """The NumPy broadcast of two shapes, or ShapeError.
+
+    Example:
+        >>> broadcast_shapes((1, 3), (2, 1))
+        (2, 3)
+    """
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else 1
+        db = b[-i] if i <= len(b) else 1
+        if da != db and da != 1 and db != 1:
+            raise ShapeError(
+                f"{where}: operands could not be broadcast together; got shapes {tuple(a)} and "
+                f"{tuple(b)} (dimension {-i}: {da} vs {db})."
+            )
+        out.append(da if db == 1 else db)
+    return tuple(reversed(out))
+
+
+def unbroadcast(math: NDArrayMath, dy: NDArray, shape: Shape) -> NDArray:
+    """Sums ``dy`` over the axes along which an input of ``shape`` was broadcast."""
+    if tuple(dy.shape) == tuple(shape):
+        return dy
+    lead = len(dy.shape) - len(shape)
+    axes = list(range(lead))
+    axes += [lead + i for i, d in enumerate(shape) if d == 1 and dy.shape[lead + i] != 1]
+    summed = math.sum(dy, axes) if axes else dy
+    return summed.reshape(shape)
+
+
+def normalize_axes(axis: int | tuple[int, ...] | list[int] | None, rank: int, where: str) -> tuple[int, ...]:
+    """Axis argument → sorted tuple of non-negative axes (None means every axis)."""
+    if axis is None:
+        return tuple(range(rank))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for ax in axes:
+        if not -rank <= ax < max(rank, 1):
+            raise ShapeError(f"{where}: axis must be in [-{rank}, {rank}); got axis={axis} for rank {rank}.")
+        out.append(ax % rank if rank else 0)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{where}: axes must be distinct; got axis={axis}.")
+    return tuple(sorted(out))
+
+
+def reduced_shape(shape: Shape, axes: tuple[int, ...], keep_dims: bool) -> Shape:
+    """Shape after reducing ``axes`` (kept as size-1 dimensions when ``keep_dims``)."""
+    if keep_dims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+

@@ -1,0 +1,159 @@
+"""Memory scopes: which NDArrays are alive, and which are disposed when a scope ends.
+
+Semantics of deeplearn.js 0.3.14+: every NDArray *constructed* while a scope is open is tracked
+by the innermost scope and disposed when it ends, unless it was kept (``keep``) or is part of
+the scope's result (then it moves to the parent scope). Scope stacks are per thread, so a
+GraphRunner training in a background thread and the main thread do not dispose each other's
+arrays. Live-array counts are global and per backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deeplearn.math.ndarray import NDArray, Storage
+
+__all__ = ["Scope", "MemoryRegistry", "REGISTRY", "flatten_result"]
+
+
+class Scope:
+    """One level of the scope stack: the arrays it will dispose when it ends.
+
+    Used as ``with math.scope() as scope: ... scope.keep(x)``.
+    """
+
+    def __init__(self, registry: MemoryRegistry) -> None:
+        self._registry = registry
+        self._tracked: dict[int, NDArray] = {}
+
+    def track(self, x: NDArray) -> NDArray:
+        """Makes this scope dispose ``x`` when it ends (already automatic for new arrays)."""
+        self._tracked[id(x)] = x
+        return x
+
+    def untrack(self, x: NDArray) -> None:
+        self._tracked.pop(id(x), None)
+
+    def keep(self, x: Any) -> Any:
+        """Keeps ``x`` (an NDArray or a list/tuple/dict of them) alive after the scope ends.
+
+        A kept array belongs to no scope: dispose it yourself when done.
+        """
+        for a in flatten_result(x):
+            self._registry.untrack_everywhere(a)
+        return x
+
+    def dispose_all(self, survivors: set[int]) -> None:
+        """Disposes every tracked array whose storage is not among ``survivors``."""
+        for x in self._tracked.values():
+            if id(x.storage) not in survivors:
+                x.dispose()
+        self._tracked.clear()
+
+    @property
+    def num_tracked(self) -> int:
+        return len(self._tracked)
+
+
+class MemoryRegistry:
+    """Global bookkeeping: live storages per backend (count and bytes) and per-thread scopes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
+        self._local = threading.local()
+
+    # -- live storage accounting ---------------------------------------------------------------
+    def register(self, storage: Storage) -> None:
+        """Counts a new storage until it is disposed or garbage-collected."""
+        backend, nbytes = storage.backend.name, storage.nbytes
+        with self._lock:
+            self._live[backend] = self._live.get(backend, 0) + 1
+            self._bytes[backend] = self._bytes.get(backend, 0) + nbytes
+        # If the storage is garbage-collected without dispose(), its memory is gone: count it so.
+        storage.finalizer = weakref.finalize(storage, self._release, backend, nbytes)
+
+    def _release(self, backend: str, nbytes: int) -> None:
+        with self._lock:
+            self._live[backend] -= 1
+            self._bytes[backend] -= nbytes
+
+    def num_arrays(self, backend: str | None = None) -> int:
+        with self._lock:
+            return sum(self._live.values()) if backend is None else self._live.get(backend, 0)
+
+    def num_bytes(self, backend: str | None = None) -> int:
+        with self._lock:
+            return sum(self._bytes.values()) if backend is None else self._bytes.get(backend, 0)
+
+    def backends(self) -> list[str]:
+        with self._lock:
+            return list(self._live)
+
+    # -- scopes --------------------------------------------------------------------------------
+    @property
+    def stack(self) -> list[Scope]:
+        stack: list[Scope] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    def track_new(self, x: NDArray) -> None:
+        """Called for every NDArray constructed: the innermost scope of this thread tracks it."""
+        stack = self.stack
+        if stack:
+            stack[-1].track(x)
+
+    def untrack_everywhere(self, x: NDArray) -> None:
+        for scope in self.stack:
+            scope.untrack(x)
+
+    def start_scope(self) -> Scope:
+        scope = Scope(self)
+        self.stack.append(scope)
+        return scope
+
+    def end_scope(self, result: Any = None) -> None:
+        """Ends the innermost scope: disposes what it tracked except ``result``, which moves to
+        the parent scope (or to no scope at the top level)."""
+        stack = self.stack
+        if not stack:
+            raise RuntimeError("end_scope: no scope is open; call start_scope() first.")
+        scope = stack.pop()
+        kept = flatten_result(result)
+        scope.dispose_all({id(a.storage) for a in kept})
+        if stack:
+            for a in kept:
+                stack[-1].track(a)
+
+
+def flatten_result(result: Any) -> list[NDArray]:
+    """The NDArrays inside a scope's result: an NDArray, or a list/tuple/dict of them (nested)."""
+    from deeplearn.math.ndarray import NDArray
+
+    out: list[NDArray] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, NDArray):
+            out.append(v)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                walk(item)
+        elif isinstance(v, dict):
+            for item in v.values():
+                walk(item)
+
+    walk(result)
+    return out
+
+
+def iter_scopes() -> Iterator[Scope]:
+    yield from REGISTRY.stack
+
+
+REGISTRY = MemoryRegistry()
