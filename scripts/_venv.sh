@@ -12,7 +12,7 @@ ensure_venv() {  # $1: the pip requirement to install, e.g. '.[test]'
   # Reinstall when the requested extras or pyproject.toml changed since the last install.
   local key; key="$want $(cksum pyproject.toml | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$key" ]; then
-    "$VENV/bin/python" -m pip install -q -e "$want"
+    "$VENV/bin/python" -m pip install -q -e "$want" || return 1
     echo "$key" > "$stamp"
   fi
 }
