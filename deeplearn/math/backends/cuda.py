@@ -52,7 +52,7 @@ def kernel_source(op: Op) -> tuple[str, str, str]:
     Kept free of CuPy so a CPU test can compile the generated source with nvcc.
     """
     assert op.c_expr is not None
-    in_params = "T x" if isinstance(op, UnaryOp) else "T x, T b"
+    in_params = "T x" if isinstance(op, UnaryOp) else "T a, T b"
     return in_params, "Y y", op.c_expr
 
 

@@ -62,8 +62,8 @@ class Op:
       forward(xp, *arrays) -> array | tuple       kernel, written once for numpy and cupy
       backward(math, dy, *inputs, y) -> grads     one NDArray (or None) per input, via NDArrayMath
 
-    Element-wise ops may also set ``c_expr``: the scalar C expression of the kernel in terms of
-    ``x`` (and ``b`` for binary ops), assigning ``y``. The CUDA backend compiles it into an
+    Element-wise ops may also set ``c_expr``: the scalar C statement of the kernel, reading ``x``
+    (unary ops) or ``a`` and ``b`` (binary ops) of type ``T`` and assigning ``y`` of type ``Y``. The CUDA backend compiles it into an
     ElementwiseKernel; it must give the same NaN semantics as ``forward``.
     """
 
