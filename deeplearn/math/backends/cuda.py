@@ -3,7 +3,8 @@
 The only module of the eager library that imports CuPy, and only lazily, so that importing
 deeplearn works on machines without CuPy or a GPU. Kernels are the ops' generic ``forward`` run
 with ``xp = cupy``; element-wise ops that declare a ``c_expr`` run as a CuPy ElementwiseKernel
-generated from it; other overrides are keyed by op class in ``cuda_kernel``.
+generated from it (one launch, no temporaries); other overrides are keyed by op class in
+``cuda_kernel``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from deeplearn.math.ops.base import BinaryOp, Op, UnaryOp
+from deeplearn import util
+from deeplearn.math.ops.base import BinaryOp, Op, Spec, UnaryOp
 from deeplearn.types import RawArray
 
-__all__ = ["MathBackendCUDA", "cuda_kernel", "is_available", "INSTALL_HINT", "kernel_source"]
+__all__ = [
+    "MathBackendCUDA",
+    "cuda_kernel",
+    "is_available",
+    "INSTALL_HINT",
+    "kernel_source",
+    "standalone_cuda_source",
+    "pool_usage",
+]
 
 INSTALL_HINT = (
     "install CuPy for your CUDA version with pip install 'deeplearn[cuda12]' or "
@@ -35,25 +45,40 @@ def _import_cupy() -> ModuleType:
 
 @functools.cache
 def is_available() -> bool:
-    """Whether CuPy imports and sees at least one CUDA device."""
+    """Whether CuPy imports and sees at least one CUDA device (never raises)."""
     try:
         cupy = _import_cupy()
         return bool(cupy.cuda.runtime.getDeviceCount() > 0)
-    except Exception:  # noqa: BLE001 - any failure (no driver, no device) means "not available"
+    except Exception:  # noqa: BLE001 - any failure (no CuPy, no driver, no device) means "no"
         return False
 
 
-_C_TYPES = {"float32": "float", "float64": "double", "int32": "int", "bool": "bool"}
-
-
 def kernel_source(op: Op) -> tuple[str, str, str]:
-    """(in_params, out_params, body) of the ElementwiseKernel for an op with a ``c_expr``.
+    """(in_params, out_params, body) of the CuPy ElementwiseKernel of an op with a ``c_expr``.
 
-    Kept free of CuPy so a CPU test can compile the generated source with nvcc.
+    Unary ops read ``x``, binary ops ``a`` and ``b``, all of type ``T``; the result ``y`` has
+    type ``Y``. Kept free of CuPy so a CPU test can compile the same body with nvcc.
     """
-    assert op.c_expr is not None
+    if op.c_expr is None:
+        raise ValueError(f"kernel_source: {op.name} declares no c_expr.")
     in_params = "T x" if isinstance(op, UnaryOp) else "T a, T b"
     return in_params, "Y y", op.c_expr
+
+
+def standalone_cuda_source(op: Op, t: str = "float", y: str = "float") -> str:
+    """A self-contained CUDA C++ translation unit running ``op.c_expr`` over flat arrays of
+    C type ``t`` (output ``y``): what CuPy generates, in a form nvcc can compile on its own."""
+    _, _, body = kernel_source(op)
+    args = "const T* x_" if isinstance(op, UnaryOp) else "const T* a_, const T* b_"
+    loads = "T x = x_[i];" if isinstance(op, UnaryOp) else "T a = a_[i]; T b = b_[i];"
+    return (
+        "#include <cuda_runtime.h>\n"
+        f"typedef {t} T;\ntypedef {y} Y;\n"
+        f'extern "C" __global__ void dl_{op.name}({args}, Y* y_, int n) {{\n'
+        "  int i = blockIdx.x * blockDim.x + threadIdx.x;\n"
+        "  if (i >= n) return;\n"
+        f"  {loads}\n  Y y;\n  {body};\n  y_[i] = y;\n}}\n"
+    )
 
 
 @functools.cache
@@ -63,22 +88,26 @@ def _elementwise_kernel(op: Op) -> Any:
     return cupy.ElementwiseKernel(in_params, out_params, body, f"dl_{op.name}")
 
 
+def _dtype_name(a: Any) -> str:
+    return "bool" if a.dtype == np.bool_ else a.dtype.name
+
+
 @functools.singledispatch
 def cuda_kernel(op: Op, *arrays: Any) -> Any:
-    """Runs ``op`` on the GPU: its generated kernel when it declares ``c_expr``, else the
-    generic forward with ``xp = cupy``."""
+    """Runs ``op`` on the GPU: its generated kernel when it declares ``c_expr`` and the inputs
+    share one floating dtype, else the generic forward with ``xp = cupy``."""
     cupy = _import_cupy()
     if op.c_expr is not None and isinstance(op, (UnaryOp, BinaryOp)) and _same_float_dtype(arrays):
-        out_dtype = arrays[0].dtype if getattr(op, "out_dtype", None) is None else op.out_dtype
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        y = cupy.empty(shape, dtype=out_dtype)
+        spec = op.infer(*(Spec(tuple(a.shape), _dtype_name(a)) for a in arrays))  # type: ignore[arg-type]
+        out_dtype = arrays[0].dtype if spec.dtype == "float32" else util.numpy_dtype(spec.dtype)
+        y = cupy.empty(spec.shape, dtype=out_dtype)
         return _elementwise_kernel(op)(*arrays, y)
     return op.forward(cupy, *arrays)
 
 
 def _same_float_dtype(arrays: tuple[Any, ...]) -> bool:
-    dtypes = {a.dtype for a in arrays}
-    return len(dtypes) == 1 and next(iter(dtypes)).kind == "f"
+    first = arrays[0].dtype
+    return first.kind == "f" and all(a.dtype == first for a in arrays)
 
 
 class MathBackendCUDA:
@@ -91,7 +120,7 @@ class MathBackendCUDA:
         self.xp = _import_cupy()
         if not is_available():
             raise RuntimeError(
-                "NDArrayMathGPU needs a CUDA GPU, but CuPy sees none (check the NVIDIA driver and "
+                "NDArrayMathGPU needs an NVIDIA GPU, but CuPy sees none (check the driver and "
                 f"CUDA_VISIBLE_DEVICES); otherwise {INSTALL_HINT}."
             )
 
@@ -102,13 +131,13 @@ class MathBackendCUDA:
         cupy = self.xp
         if not isinstance(values, (cupy.ndarray, np.ndarray)) and hasattr(values, "__dlpack__"):
             try:
-                values = cupy.from_dlpack(values)
-            except Exception:  # noqa: BLE001 - a host-only DLPack producer: go through NumPy
+                values = cupy.from_dlpack(values)  # zero-copy for device producers (torch, JAX)
+            except Exception:  # noqa: BLE001 - a host-only producer: go through NumPy
                 values = np.from_dlpack(values)
         return cupy.asarray(values, dtype=dtype)
 
     def to_numpy(self, data: RawArray) -> np.ndarray:
-        return self.xp.asnumpy(data)
+        return self.xp.asnumpy(data)  # type: ignore[no-any-return]
 
     def synchronize(self) -> None:
         self.xp.cuda.get_current_stream().synchronize()

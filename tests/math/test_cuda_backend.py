@@ -1,0 +1,112 @@
+"""The CUDA backend: its clear error without a GPU, its generated kernels compiled by nvcc on any
+machine, and (on a GPU) residency, interop and memory."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deeplearn as dl
+from deeplearn.math.backends import cuda
+from deeplearn.math.ops.base import OPS, BinaryOp, UnaryOp
+
+C_EXPR_OPS = [op for op in OPS if op.c_expr is not None]
+
+needs_gpu = pytest.mark.skipif(not cuda.is_available(), reason="needs CuPy and an NVIDIA GPU")
+
+
+def _instance(op_class: type) -> object:
+    return op_class()  # c_expr ops take no required attributes
+
+
+@pytest.mark.skipif(cuda.is_available(), reason="checks the error raised where no GPU is usable")
+def test_gpu_math_without_cuda_raises_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match=r"deeplearn\[cuda1[23]\]"):
+        dl.NDArrayMathGPU()
+
+
+def test_importing_deeplearn_does_not_import_cupy() -> None:
+    code = "import sys, deeplearn; sys.exit('cupy' in sys.modules)"
+    assert subprocess.run([__import__("sys").executable, "-c", code]).returncode == 0
+
+
+def test_element_wise_ops_declare_c_expressions() -> None:
+    assert len(C_EXPR_OPS) >= 2, "the element-wise family declares its CUDA kernels"
+    for op in C_EXPR_OPS:
+        assert issubclass(op, (UnaryOp, BinaryOp)), f"{op.__name__}: c_expr needs a unary/binary op"
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+@pytest.mark.parametrize("op_class", C_EXPR_OPS, ids=lambda c: c.__name__)
+def test_generated_kernel_compiles_with_nvcc(op_class: type, tmp_path: Path) -> None:
+    """The C expression each op declares compiles as CUDA C++ (to PTX, no GPU needed)."""
+    op = _instance(op_class)
+    out_type = "bool" if op.name in ("equal", "equal_strict") else "float"  # type: ignore[attr-defined]
+    src = tmp_path / f"{op.name}.cu"  # type: ignore[attr-defined]
+    src.write_text(cuda.standalone_cuda_source(op, "float", out_type))  # type: ignore[arg-type]
+    result = subprocess.run(["nvcc", "--ptx", "-o", str(tmp_path / "k.ptx"), str(src)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"nvcc failed for {op.name}:\n{result.stderr}\n{src.read_text()}"  # type: ignore[attr-defined]
+
+
+@needs_gpu
+def test_data_stays_on_the_gpu_between_ops() -> None:
+    import cupy
+
+    math = dl.NDArrayMathGPU()
+    x = dl.Array1D.new([1.0, -2.0, 3.0], math=math)
+    y = math.relu(math.exp(x))
+    assert isinstance(y.raw, cupy.ndarray)
+    np.testing.assert_allclose(y.get_values(), np.exp([1.0, -2.0, 3.0]), rtol=1e-6)
+    assert asyncio.run(y.data()).tolist() == pytest.approx(np.exp([1.0, -2.0, 3.0]).tolist(), rel=1e-6)
+
+
+@needs_gpu
+def test_dlpack_hands_the_device_buffer_without_a_copy() -> None:
+    import cupy
+
+    math = dl.NDArrayMathGPU()
+    x = dl.Array2D.new([2, 2], [1, 2, 3, 4], math=math)
+    view = cupy.from_dlpack(x)
+    view[0, 0] = 7
+    assert x.get(0, 0) == 7.0
+    torch = pytest.importorskip("torch")
+    t = torch.from_dlpack(x)
+    assert t.is_cuda and t.data_ptr() == x.raw.data.ptr
+    back = dl.from_dlpack(t) if dl.ENV.math.backend.name == "cuda" else None
+    if back is not None:
+        assert back.raw.data.ptr == x.raw.data.ptr
+
+
+@needs_gpu
+def test_numpy_conversion_copies_explicitly() -> None:
+    math = dl.NDArrayMathGPU()
+    x = dl.Array1D.new([1, 2, 3], math=math)
+    assert np.asarray(x).tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="without a copy"):
+        np.asarray(x, copy=False)
+
+
+@needs_gpu
+def test_scopes_return_gpu_memory_to_the_pool() -> None:
+    import cupy
+
+    math = dl.NDArrayMathGPU()
+    pool = cupy.get_default_memory_pool()
+    w = math.keep(dl.NDArray.rand_normal([256, 256], seed=0, math=math))
+    before_arrays = math.get_num_arrays()
+    used = []
+    for i in range(10_000):
+        with math.scope():
+            y = math.relu(math.add(math.mat_mul(w, w), w))
+            if i % 1000 == 999:
+                used.append(pool.used_bytes())
+        assert y.is_disposed
+    assert math.get_num_arrays() == before_arrays
+    assert max(used) == min(used), f"pool usage grew: {used}"
+    w.dispose()
