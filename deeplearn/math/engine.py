@@ -35,8 +35,17 @@ class Engine:
         raws = [x.raw if x.backend is self.backend else self.backend.asarray(x.raw) for x in inputs]
         out = self.backend.execute(op, *raws)
         if isinstance(spec, tuple):
-            return tuple(self._wrap(op, o, s) for o, s in zip(out, spec))
-        return self._wrap(op, out, spec)
+            return tuple(self._wrap(op, self._own(o, raws), s) for o, s in zip(out, spec))
+        return self._wrap(op, self._own(out, raws), spec)
+
+    def _own(self, out: Any, raws: list[Any]) -> Any:
+        """Copies a kernel result that is a view of an input (reshape, transpose, slice kernels
+        may return views), so that every NDArray owns its storage: writing to one (``set``,
+        ``fill``) or disposing it never changes another."""
+        xp = self.backend.xp
+        if isinstance(out, xp.ndarray) and any(xp.may_share_memory(out, r) for r in raws):
+            return out.copy()
+        return out
 
     def wrap(self, data: Any, dtype: str | None = None) -> NDArray:
         """Wraps a raw array of this backend as an NDArray (for composites that build data)."""

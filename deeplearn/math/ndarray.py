@@ -87,7 +87,17 @@ class NDArray:
     @classmethod
     def _wrap(cls, data: RawArray, backend: MathBackend, dtype: DType | None = None) -> NDArray:
         """Wraps a raw backend array (already in the right dtype) as the NDArray of its rank."""
-        dt: DType = dtype or util.check_dtype(data.dtype.name if data.dtype != np.bool_ else "bool")
+        if dtype is None:
+            # Foreign arrays (from_dlpack, composites) may be float64/int64: store them in the
+            # library's dtypes, copying only when the dtype must change.
+            kind = data.dtype.kind
+            dtype = "bool" if kind == "b" else "int32" if kind in "iu" else "float32"
+            if data.dtype != util.numpy_dtype(dtype):
+                data = data.astype(util.numpy_dtype(dtype))
+        if not data.flags.c_contiguous:
+            # Views of the storage (reshape, get/set by flat index) need C order.
+            data = backend.xp.ascontiguousarray(data)
+        dt: DType = dtype
         klass = NDArray._class_for_rank(data.ndim)
         return klass(Storage(data, backend), tuple(data.shape), dt)
 
@@ -358,7 +368,7 @@ class NDArray:
         xp, raw = self.backend.xp, self.raw
         with np.errstate(all="ignore"):
             if dt == "bool" and self.dtype == "float32":
-                out = xp.round(raw) != 0
+                out = _js_round(xp, raw) != 0
             else:
                 out = raw.astype(util.numpy_dtype(dt))
         return NDArray._wrap(out, self.backend, dt)
@@ -484,8 +494,15 @@ def _to_host_values(data: Any, dtype: DType) -> np.ndarray:
     with np.errstate(all="ignore"):
         values = np.asarray(data)
         if dtype == "bool" and values.dtype.kind == "f":
-            return np.round(values) != 0
+            return _js_round(np, values) != 0
         return values.astype(util.numpy_dtype(dtype))
+
+
+def _js_round(xp: Any, values: RawArray) -> RawArray:
+    """JavaScript's Math.round: halves round up (0.5 -> 1, -0.5 -> -0), unlike NumPy's
+    round-half-to-even (0.5 -> 0)."""
+    # deeplearn.js: bool conversion is Math.round(v) !== 0, so 0.5 converts to true.
+    return xp.floor(values + 0.5)
 
 
 def _round_if_int(values: np.ndarray, dtype: DType | str | None) -> np.ndarray:

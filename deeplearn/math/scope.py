@@ -48,9 +48,14 @@ class Scope:
         return x
 
     def dispose_all(self, survivors: set[int]) -> None:
-        """Disposes every tracked array whose storage is not among ``survivors``."""
-        for x in self._tracked.values():
-            if id(x.storage) not in survivors:
+        """Disposes every tracked array whose ``id`` is not among ``survivors``.
+
+        Disposing a view only drops its reference to the shared storage, so the storage of a
+        returned ``x.reshape(...)`` stays alive through the returned view, while the view the
+        scope made (``x``) is disposed with the rest of the scope.
+        """
+        for key, x in self._tracked.items():
+            if key not in survivors:
                 x.dispose()
         self._tracked.clear()
 
@@ -126,7 +131,7 @@ class MemoryRegistry:
             raise RuntimeError("end_scope: no scope is open; call start_scope() first.")
         scope = stack.pop()
         kept = flatten_result(result)
-        scope.dispose_all({id(a.storage) for a in kept})
+        scope.dispose_all({id(a) for a in kept})
         if stack:
             for a in kept:
                 stack[-1].track(a)
