@@ -30,6 +30,8 @@ class Engine:
         Arrays that live on another backend are copied here first.
         """
         for x in inputs:
+            if not isinstance(x, NDArray):
+                raise TypeError(f"{op.name}: inputs must be NDArrays; got {type(x).__name__} {x!r:.80}.")
             x._check_live(op.name)
         spec = op.infer(*(x.spec for x in inputs))  # the one shape check, before any work
         raws = [x.raw if x.backend is self.backend else self.backend.asarray(x.raw) for x in inputs]
