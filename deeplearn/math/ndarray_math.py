@@ -22,6 +22,7 @@ from deeplearn.math.ops.elementwise import ElementwiseMath
 from deeplearn.math.ops.image import ImageMath
 from deeplearn.math.ops.layout import LayoutMath
 from deeplearn.math.ops.linalg import LinalgMath
+from deeplearn.math.ops.pool import PoolMath
 from deeplearn.math.ops.random import RandomMath
 from deeplearn.math.ops.reduction import ReductionMath
 from deeplearn.math.ops.rnn import RNNMath
@@ -45,6 +46,7 @@ class NDArrayMath(
     LinalgMath,
     LayoutMath,
     ConvMath,
+    PoolMath,
     ImageMath,
     RNNMath,
     RandomMath,

@@ -11,6 +11,7 @@ from deeplearn.math.ops import (  # noqa: F401 - imported so every op registers
     image,
     layout,
     linalg,
+    pool,
     random,
     reduction,
     rnn,
