@@ -1,0 +1,508 @@
+"""The demo server behind ``./scripts/watch-demo demos/NAME``: the demo pages and their live runs.
+
+It serves the files of ``demos/`` (and nothing outside it) at ``/demos/...``, and streams a live run
+of a demo's Python code as Server-Sent Events at ``/demos/NAME/run?param=value...``. A demo folder
+has this layout::
+
+    demos/NAME/index.html   the page (plain HTML/CSS/JS; demos/_shared/ holds what pages share)
+    demos/NAME/live.py      optional: the code that runs when the page asks for /demos/NAME/run
+
+``live.py`` defines two functions::
+
+    def parse_params(query: Mapping[str, str]) -> Any   # raises ValueError("<message for the page>")
+    def run(params: Any, emit: Callable[[str, dict], None]) -> None
+
+``run`` calls ``emit(event_name, payload)`` as things happen; each call becomes one SSE event
+(``event: NAME`` / ``data: JSON``), written to the browser at once. The server adds a final ``end``
+event, or an ``error`` event with a message when ``run`` raises. Bad parameters are answered with
+``400`` and a JSON ``{"error": message}`` before anything runs, and the server keeps serving.
+
+Files are read from disk on every request and ``live.py`` is re-imported when it changes, so an edit
+shows on the next reload of the page: that is the "watch" in watch-demo. Runs take one lock, because
+they share ``dl.ENV.math`` (its scopes are not meant for two threads at once).
+
+Standard library only (``http.server.ThreadingHTTPServer``), no web framework (DESIGN.md §6).
+
+Example:
+    >>> server = make_server("demos", port=0)   # doctest: +SKIP
+    >>> threading.Thread(target=server.serve_forever, daemon=True).start()   # doctest: +SKIP
+    >>> server.url_for("ml_beginners")   # doctest: +SKIP
+    'http://localhost:43117/demos/ml_beginners/'
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import html
+import importlib.util
+import json
+import math
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+__all__ = [
+    "DemoServer",
+    "DemoHandler",
+    "make_server",
+    "main",
+    "float_param",
+    "int_param",
+    "optional_int_param",
+    "check_known",
+    "finite",
+    "backend_info",
+]
+
+DEFAULT_PORT = 8080
+LIVE_MODULE = "live.py"
+RUN_ENDPOINT = "run"
+
+# What may be served: the page's own kinds of files. Anything else is a 404, so a stray
+# secret or binary in demos/ is never handed out.
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/plain; charset=utf-8",
+    ".py": "text/plain; charset=utf-8",
+}
+
+Emit = Callable[[str, Mapping[str, Any]], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter helpers for live.py modules (the server validates; the page only shows the message)
+# ---------------------------------------------------------------------------------------------
+
+
+def check_known(query: Mapping[str, str], known: set[str] | frozenset[str]) -> None:
+    """Raises ValueError when the query names a parameter the demo does not take.
+
+    Example:
+        >>> check_known({"batches": "3"}, {"batches", "seed"})
+        >>> check_known({"bathces": "3"}, {"batches"})
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown parameter 'bathces'; this demo takes: batches.
+    """
+    for name in query:
+        if name not in known:
+            raise ValueError(f"Unknown parameter {name!r}; this demo takes: {', '.join(sorted(known))}.")
+
+
+def float_param(query: Mapping[str, str], name: str, label: str, default: float, *,
+                low: float, high: float, low_inclusive: bool = False) -> float:
+    """The float ``query[name]`` (``default`` when absent), which must lie in ``(low, high]``
+    (``[low, high]`` with ``low_inclusive``); ValueError with a message for the page otherwise.
+
+    Example:
+        >>> float_param({"learning_rate": "0.05"}, "learning_rate", "Learning rate", 0.01, low=0, high=10)
+        0.05
+        >>> float_param({"learning_rate": "-1"}, "learning_rate", "Learning rate", 0.01, low=0, high=10)
+        Traceback (most recent call last):
+        ...
+        ValueError: Learning rate must be a number greater than 0 and at most 10; got '-1'.
+    """
+    text = query.get(name)
+    if text is None:
+        return default
+    lower = f"at least {low:g}" if low_inclusive else f"greater than {low:g}"
+    rule = f"{label} must be a number {lower} and at most {high:g}; got {text.strip()!r}."
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(rule) from None
+    ok_low = value >= low if low_inclusive else value > low
+    if not (math.isfinite(value) and ok_low and value <= high):
+        raise ValueError(rule)
+    return value
+
+
+def int_param(query: Mapping[str, str], name: str, label: str, default: int, *, low: int, high: int) -> int:
+    """The whole number ``query[name]`` (``default`` when absent) in ``[low, high]``; ValueError
+    with a message for the page otherwise.
+
+    Example:
+        >>> int_param({"batches": "0"}, "batches", "Number of batches", 20, low=1, high=500)
+        Traceback (most recent call last):
+        ...
+        ValueError: Number of batches must be a whole number from 1 to 500; got '0'.
+    """
+    text = query.get(name)
+    if text is None:
+        return default
+    rule = f"{label} must be a whole number from {low} to {high}; got {text.strip()!r}."
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(rule) from None
+    if not low <= value <= high:
+        raise ValueError(rule)
+    return value
+
+
+def optional_int_param(query: Mapping[str, str], name: str, label: str, *, low: int, high: int) -> int | None:
+    """Like :func:`int_param`, but an absent or blank value gives None (e.g. "pick a seed for me").
+
+    Example:
+        >>> optional_int_param({"seed": " "}, "seed", "Seed", low=0, high=9) is None
+        True
+    """
+    text = query.get(name)
+    if text is None or not text.strip():
+        return None
+    return int_param(query, name, label, 0, low=low, high=high)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, so it is valid JSON for the browser
+    (JSON has no NaN or Infinity; a diverging run produces both).
+
+    Example:
+        >>> finite({"cost": float("nan"), "xs": [1.0, float("inf")]})
+        {'cost': None, 'xs': [1.0, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def backend_info(math: Any) -> dict[str, str]:
+    """What the page says about where the numbers are computed.
+
+    Example:
+        >>> backend_info(dl.NDArrayMathCPU())["name"]
+        'cpu'
+    """
+    name = str(math.backend.name)
+    labels = {"cpu": "CPU (NumPy)", "cuda": "GPU (CUDA, through CuPy)"}
+    info = {"name": name, "label": labels.get(name, name)}
+    device = getattr(math.backend, "device_name", None)
+    if device:
+        info["device"] = str(device() if callable(device) else device)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------
+
+
+class _ClientGone(Exception):
+    """The browser closed the stream (a restart or a closed tab): stop the run quietly."""
+
+
+class _LiveModules:
+    """Imports each demo's live.py by file path, again whenever the file changes."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, tuple[int, ModuleType]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: Path) -> ModuleType:
+        stamp = path.stat().st_mtime_ns
+        with self._lock:
+            hit = self._cache.get(path)
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+            name = f"deeplearn_demo_{path.parent.name}_live"
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import {path}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            for needed in ("parse_params", "run"):
+                if not callable(getattr(module, needed, None)):
+                    raise ImportError(f"{path} must define {needed}(); see deeplearn/demo_server.py")
+            self._cache[path] = (stamp, module)
+            return module
+
+
+class DemoServer(ThreadingHTTPServer):
+    """A threaded HTTP server for the folder ``demos_dir`` (served at ``/demos/``)."""
+
+    daemon_threads = True  # a Ctrl-C must not wait for a browser that keeps a stream open
+
+    def __init__(self, address: tuple[str, int], demos_dir: str | os.PathLike[str],
+                 default_demo: str | None = None, quiet: bool = False) -> None:
+        self.demos_dir = Path(demos_dir).resolve()
+        if not self.demos_dir.is_dir():
+            raise FileNotFoundError(f"demo folder {str(demos_dir)!r} does not exist")
+        self.default_demo = default_demo
+        self.quiet = quiet
+        self.run_lock = threading.Lock()
+        self.live_modules = _LiveModules()
+        super().__init__(address, DemoHandler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def url_for(self, demo: str | None = None) -> str:
+        """The page's URL, with ``localhost`` as the seed tutorial writes it."""
+        host = self.server_address[0]
+        shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost") else host
+        path = f"/demos/{demo}/" if demo else "/demos/"
+        return f"http://{shown}:{self.port}{path}"
+
+
+class DemoHandler(BaseHTTPRequestHandler):
+    """Routes: ``/`` → the default demo; ``/demos/`` → a list of demos; ``/demos/NAME/run`` → a
+    live run as SSE; anything else under ``/demos/`` → a file of ``demos/``; the rest → 404."""
+
+    server: DemoServer
+    server_version = "deeplearn-demo/1"
+    timeout = 60  # seconds a stalled socket may block a write before the handler gives up
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self._route(head=True)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._route(head=False)
+
+    def _route(self, head: bool) -> None:
+        split = urlsplit(self.path)
+        raw_path = split.path
+        if raw_path in ("", "/"):
+            target = f"/demos/{self.server.default_demo}/" if self.server.default_demo else "/demos/"
+            self._redirect(target)
+            return
+        segments = self._safe_segments(raw_path)
+        if segments is None or not segments or segments[0] != "demos":
+            self._send_text(HTTPStatus.NOT_FOUND, "Not found.\n", head)
+            return
+        rest = segments[1:]
+        if not rest:
+            if not raw_path.endswith("/"):
+                self._redirect("/demos/")
+                return
+            self._send_index(head)
+            return
+        if len(rest) == 2 and rest[1] == RUN_ENDPOINT:
+            self._run_demo(rest[0], split.query, head)
+            return
+        self._send_file(rest, raw_path, head)
+
+    @staticmethod
+    def _safe_segments(raw_path: str) -> list[str] | None:
+        """The path's segments after percent-decoding, or None when one of them could climb out
+        of ``demos/`` or reach a hidden file (``..``, ``.``, ``.git``, an encoded ``/`` or ``\\``,
+        a NUL). Decoding happens before splitting so that ``%2e%2e%2f`` is caught too."""
+        decoded = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+        if "\x00" in decoded or "\\" in decoded:
+            return None
+        segments = [s for s in decoded.split("/") if s != ""]
+        for s in segments:
+            if s.startswith(".") or s.startswith("__") or ":" in s:
+                return None
+        return segments
+
+    # -- responses ----------------------------------------------------------------------------
+
+    def _send_text(self, status: HTTPStatus, text: str, head: bool,
+                   content_type: str = "text/plain; charset=utf-8") -> None:
+        body = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def _send_json(self, status: HTTPStatus, payload: Mapping[str, Any], head: bool) -> None:
+        self._send_text(status, json.dumps(finite(payload)) + "\n", head, "application/json")
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(HTTPStatus.FOUND)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _send_index(self, head: bool) -> None:
+        names = sorted(p.name for p in self.server.demos_dir.iterdir()
+                       if p.is_dir() and (p / "index.html").is_file() and not p.name.startswith(("_", ".")))
+        items = "\n".join(f'<li><a href="/demos/{html.escape(n)}/">{html.escape(n)}</a></li>' for n in names)
+        page = ("<!doctype html><meta charset=utf-8><title>deeplearn demos</title>"
+                "<link rel=stylesheet href=/demos/_shared/demo.css>"
+                f"<main class=page><h1>deeplearn demos</h1><ul>{items}</ul></main>\n")
+        self._send_text(HTTPStatus.OK, page, head, "text/html; charset=utf-8")
+
+    def _send_file(self, rest: list[str], raw_path: str, head: bool) -> None:
+        root = self.server.demos_dir
+        target = root.joinpath(*rest)
+        try:
+            resolved = target.resolve(strict=True)
+        except (OSError, RuntimeError):
+            self._send_text(HTTPStatus.NOT_FOUND, "Not found.\n", head)
+            return
+        # The last guard: whatever the segments were, the file must lie inside demos/ (this also
+        # refuses symbolic links that point elsewhere).
+        if not resolved.is_relative_to(root):
+            self._send_text(HTTPStatus.NOT_FOUND, "Not found.\n", head)
+            return
+        if resolved.is_dir():
+            if not raw_path.endswith("/"):
+                self._redirect(raw_path + "/")
+                return
+            resolved = resolved / "index.html"
+            if not resolved.is_file():
+                self._send_text(HTTPStatus.NOT_FOUND, "Not found.\n", head)
+                return
+        content_type = _CONTENT_TYPES.get(resolved.suffix.lower())
+        if content_type is None or not resolved.is_file():
+            self._send_text(HTTPStatus.NOT_FOUND, "Not found.\n", head)
+            return
+        body = resolved.read_bytes()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")  # edits show on the next reload
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    # -- live runs ----------------------------------------------------------------------------
+
+    def _run_demo(self, name: str, query_string: str, head: bool) -> None:
+        live_path = self.server.demos_dir / name / LIVE_MODULE
+        if not live_path.is_file() or not live_path.resolve().is_relative_to(self.server.demos_dir):
+            self._send_text(HTTPStatus.NOT_FOUND, f"Demo {name!r} has no live run.\n", head)
+            return
+        try:
+            module = self.server.live_modules.get(live_path)
+        except Exception as e:  # noqa: BLE001 - a broken live.py is reported, the server stays up
+            self.log_error("cannot load %s: %s", live_path, e)
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"The demo's code failed to load: {e}"},
+                            head)
+            return
+        # The last value wins for a repeated name, as with most form handlers.
+        query = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
+        try:
+            params = module.parse_params(query)
+        except ValueError as e:
+            self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e)}, head)
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Accel-Buffering", "no")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if head:
+            return
+        self.close_connection = True
+
+        def emit(event: str, payload: Mapping[str, Any]) -> None:
+            data = json.dumps(finite(dict(payload)), separators=(",", ":"))
+            try:
+                self.wfile.write(f"event: {event}\ndata: {data}\n\n".encode())
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError, TimeoutError) as e:
+                raise _ClientGone from e
+
+        with self.server.run_lock:
+            try:
+                module.run(params, emit)
+                emit("end", {})
+            except _ClientGone:
+                return
+            except Exception as e:  # noqa: BLE001 - the page shows the failure; the server stays up
+                if not self.server.quiet:
+                    traceback.print_exc()
+                try:
+                    emit("error", {"message": f"The run failed: {type(e).__name__}: {e}"})
+                except _ClientGone:
+                    return
+
+    # -- logging ------------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+        if not self.server.quiet:
+            sys.stderr.write(f"[{self.log_date_time_string()}] {format % args}\n")
+
+
+def make_server(demos_dir: str | os.PathLike[str], port: int = DEFAULT_PORT, host: str = "127.0.0.1",
+                default_demo: str | None = None, quiet: bool = False) -> DemoServer:
+    """A :class:`DemoServer` bound to ``host:port`` (``port=0`` picks a free one), not yet serving.
+
+    Raises OSError (errno EADDRINUSE) when the port is taken.
+    """
+    return DemoServer((host, port), demos_dir, default_demo=default_demo, quiet=quiet)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="watch-demo",
+        description="Serve a deeplearn demo page and run its code live (Ctrl-C stops).",
+    )
+    parser.add_argument("demo", nargs="?", default="demos/ml_beginners",
+                        help="the demo folder, e.g. demos/ml_beginners (default)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1, this machine only)")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deeplearn.demo_server demos/NAME [--port N] [--host H]``: what watch-demo runs."""
+    args = _parse_args(argv)
+    demo_dir = Path(args.demo)
+    if not (demo_dir / "index.html").is_file():
+        print(f"watch-demo: {args.demo!r} is not a demo folder (it needs an index.html), "
+              f"e.g. demos/ml_beginners.", file=sys.stderr)
+        return 2
+    demo_dir = demo_dir.resolve()
+    if not 0 <= args.port <= 65535:
+        print(f"watch-demo: --port must be from 0 to 65535; got {args.port}.", file=sys.stderr)
+        return 2
+    try:
+        server = make_server(demo_dir.parent, args.port, args.host, default_demo=demo_dir.name,
+                             quiet=args.quiet)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            print(f"watch-demo: port {args.port} is already in use (is another watch-demo running?). "
+                  f"Stop it, or pick another port with --port, e.g. --port {args.port + 1}.", file=sys.stderr)
+        else:
+            print(f"watch-demo: cannot listen on {args.host}:{args.port}: {e.strerror or e}.", file=sys.stderr)
+        return 1
+    print(f"Serving {demo_dir.parent.name}/{demo_dir.name} at {server.url_for(demo_dir.name)}  (Ctrl-C to stop)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nwatch-demo: stopped.", flush=True)
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

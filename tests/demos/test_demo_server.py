@@ -1,0 +1,459 @@
+"""The demo server without a browser: files, 404s, no escape from demos/, SSE runs, bad parameters.
+
+Most tests use a small fake demo folder (its live.py needs nothing from the library), so they
+check the server alone; the last ones stream the real demos' runs through the real library.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deeplearn import demo_server
+from deeplearn.demo_server import DemoServer, make_server
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "TOP-SECRET-OUTSIDE-DEMOS"
+
+FAKE_LIVE = '''
+from deeplearn.demo_server import check_known, int_param
+
+def parse_params(query):
+    check_known(query, {"n", "boom"})
+    return {"n": int_param(query, "n", "n", 2, low=1, high=5), "boom": query.get("boom") == "1"}
+
+def run(params, emit):
+    for i in range(params["n"]):
+        emit("tick", {"i": i, "half": i / 2, "nan": float("nan")})
+    if params["boom"]:
+        raise RuntimeError("the model exploded")
+'''
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures and helpers
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_demos(tmp_path: Path) -> Path:
+    """tmp/demos/{echo,static,_shared}, with a secret file next to demos/ and a symlink to it."""
+    (tmp_path / "secret.txt").write_text(SECRET)
+    (tmp_path / "pyproject.toml").write_text(f"[project]\nname = '{SECRET}'\n")
+    demos = tmp_path / "demos"
+    echo = demos / "echo"
+    echo.mkdir(parents=True)
+    (echo / "index.html").write_text("<!doctype html><title>echo</title>ECHO PAGE")
+    (echo / "echo.js").write_text("console.log('echo');")
+    (echo / "live.py").write_text(FAKE_LIVE)
+    (echo / "data.bin").write_bytes(b"\x00\x01" + SECRET.encode())
+    (echo / "link.txt").symlink_to(tmp_path / "secret.txt")
+    (demos / ".hidden.txt").write_text(SECRET)
+    (demos / "static").mkdir()
+    (demos / "static" / "index.html").write_text("STATIC PAGE")
+    (demos / "_shared").mkdir()
+    (demos / "_shared" / "demo.css").write_text("body { color: red; }")
+    return demos
+
+
+def _serve(demos: Path, default_demo: str | None = None) -> Iterator[DemoServer]:
+    server = make_server(demos, port=0, default_demo=default_demo, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def server(fake_demos: Path) -> Iterator[DemoServer]:
+    yield from _serve(fake_demos, default_demo="echo")
+
+
+@pytest.fixture(scope="module")
+def real_server() -> Iterator[DemoServer]:
+    """The server on the repository's demos/ folder, running the real library."""
+    yield from _serve(REPO / "demos", default_demo="ml_beginners")
+
+
+class Reply:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request(server: DemoServer, raw_path: str, method: str = "GET") -> Reply:
+    """Sends ``raw_path`` exactly as written (http.client neither normalises nor re-quotes it)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest(method, raw_path, skip_accept_encoding=True)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+    finally:
+        conn.close()
+
+
+def sse_events(body: str) -> list[tuple[str, Any]]:
+    """(event, data) pairs of a text/event-stream body."""
+    events = []
+    for block in body.split("\n\n"):
+        if not block.strip():
+            continue
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: "):
+                data.append(line[len("data: "):])
+        events.append((name, json.loads("\n".join(data))))
+    return events
+
+
+# ---------------------------------------------------------------------------------------------
+# Files and routes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_serves_the_demo_page_and_its_files(server: DemoServer) -> None:
+    page = request(server, "/demos/echo/")
+    assert page.status == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "ECHO PAGE" in page.text
+    js = request(server, "/demos/echo/echo.js")
+    assert js.status == 200 and js.headers["content-type"].startswith("text/javascript")
+    css = request(server, "/demos/_shared/demo.css")
+    assert css.status == 200 and "color: red" in css.text
+    assert request(server, "/demos/static/").text == "STATIC PAGE"
+    assert request(server, "/demos/echo/index.html").text == page.text
+
+
+def test_head_has_no_body(server: DemoServer) -> None:
+    reply = request(server, "/demos/echo/", method="HEAD")
+    assert reply.status == 200
+    assert reply.body == b""
+    assert int(reply.headers["content-length"]) == len("<!doctype html><title>echo</title>ECHO PAGE")
+
+
+def test_redirects(server: DemoServer) -> None:
+    root = request(server, "/")
+    assert (root.status, root.headers["location"]) == (302, "/demos/echo/")
+    folder = request(server, "/demos/echo")
+    assert (folder.status, folder.headers["location"]) == (302, "/demos/echo/")
+
+
+def test_demo_index_lists_the_demos(server: DemoServer) -> None:
+    reply = request(server, "/demos/")
+    assert reply.status == 200
+    assert 'href="/demos/echo/"' in reply.text and 'href="/demos/static/"' in reply.text
+    assert "_shared" not in reply.text.split("<ul>")[1]
+
+
+@pytest.mark.parametrize("path", [
+    "/nope", "/index.html", "/demos/nope/", "/demos/echo/missing.js", "/demos/static/run",
+    "/demos/nope/run", "/favicon.ico", "/demos/echo/data.bin",
+])
+def test_unknown_paths_are_404(server: DemoServer, path: str) -> None:
+    reply = request(server, path)
+    assert reply.status == 404, path
+    assert SECRET not in reply.text
+
+
+ESCAPES = [
+    "/../pyproject.toml",
+    "/../secret.txt",
+    "/demos/../pyproject.toml",
+    "/demos/../secret.txt",
+    "/demos/echo/../../secret.txt",
+    "/demos/%2e%2e/secret.txt",
+    "/demos/%2E%2E/pyproject.toml",
+    "/demos/..%2fsecret.txt",
+    "/demos/echo/%2e%2e%2f%2e%2e%2fsecret.txt",
+    "/demos/echo/%252e%252e/%252e%252e/secret.txt",
+    "/demos/echo/..%5c..%5csecret.txt",
+    "/demos/echo/%00../../secret.txt",
+    "/demos/.hidden.txt",
+    "/demos/echo/link.txt",
+    "//secret.txt",
+    "/demos//../secret.txt",
+    "/demos/%2fetc%2fpasswd",
+    "/demos/echo/..;/..;/secret.txt",
+    "/demos/C:%5cWindows%5cwin.ini",
+]
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+def test_no_path_escapes_demos(server: DemoServer, path: str) -> None:
+    reply = request(server, path)
+    assert reply.status in (404, 400), (path, reply.status)
+    assert SECRET not in reply.text, path
+    # The server keeps serving after a hostile request.
+    assert request(server, "/demos/echo/").status == 200
+
+
+@pytest.mark.parametrize("path", ["/../pyproject.toml", "/demos/../pyproject.toml", "/demos/%2e%2e/pyproject.toml",
+                                  "/demos/ml_beginners/..%2f..%2fpyproject.toml", "/demos/../README.md",
+                                  "/demos/../deeplearn/demo_server.py"])
+def test_no_path_escapes_in_the_repository(real_server: DemoServer, path: str) -> None:
+    reply = request(real_server, path)
+    assert reply.status == 404, path
+    assert "[project]" not in reply.text and "ThreadingHTTPServer" not in reply.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Live runs (fake demo)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_run_streams_server_sent_events(server: DemoServer) -> None:
+    reply = request(server, "/demos/echo/run?n=3")
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/event-stream")
+    assert reply.headers["cache-control"] == "no-store"
+    events = sse_events(reply.text)
+    assert events == [
+        ("tick", {"i": 0, "half": 0.0, "nan": None}),   # NaN is not JSON: it arrives as null
+        ("tick", {"i": 1, "half": 0.5, "nan": None}),
+        ("tick", {"i": 2, "half": 1.0, "nan": None}),
+        ("end", {}),
+    ]
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("n=0", "n must be a whole number from 1 to 5; got '0'."),
+    ("n=abc", "n must be a whole number from 1 to 5; got 'abc'."),
+    ("n=", "n must be a whole number from 1 to 5; got ''."),
+    ("m=1", "Unknown parameter 'm'; this demo takes: boom, n."),
+])
+def test_bad_parameters_are_400_with_a_message(server: DemoServer, query: str, message: str) -> None:
+    reply = request(server, f"/demos/echo/run?{query}")
+    assert reply.status == 400
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json() == {"error": message}
+    assert sse_events(request(server, "/demos/echo/run?n=1").text)[-1] == ("end", {})
+
+
+def test_a_failing_run_reports_an_error_event_and_the_server_keeps_serving(server: DemoServer) -> None:
+    events = sse_events(request(server, "/demos/echo/run?n=1&boom=1").text)
+    assert [name for name, _ in events] == ["tick", "error"]
+    assert events[-1][1]["message"] == "The run failed: RuntimeError: the model exploded"
+    assert request(server, "/demos/echo/").status == 200
+
+
+def test_a_broken_live_module_is_500_and_the_server_keeps_serving(server: DemoServer, fake_demos: Path) -> None:
+    live = fake_demos / "echo" / "live.py"
+    live.write_text("def run(params, emit): pass\n")  # no parse_params
+    os.utime(live, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    reply = request(server, "/demos/echo/run")
+    assert reply.status == 500
+    assert "parse_params" in reply.json()["error"]
+    assert request(server, "/demos/echo/").status == 200
+
+
+def test_live_module_is_reloaded_when_it_changes(server: DemoServer, fake_demos: Path) -> None:
+    assert sse_events(request(server, "/demos/echo/run?n=1").text)[0][0] == "tick"
+    live = fake_demos / "echo" / "live.py"
+    live.write_text(FAKE_LIVE.replace('emit("tick"', 'emit("tock"'))
+    later = time.time_ns() + 2 * 10**9  # a different mtime, whatever the file system's resolution
+    os.utime(live, ns=(later, later))
+    assert sse_events(request(server, "/demos/echo/run?n=1").text)[0][0] == "tock"
+
+
+def test_a_closed_stream_stops_the_run_and_frees_the_lock(fake_demos: Path) -> None:
+    slow = fake_demos / "slow"
+    slow.mkdir()
+    (slow / "index.html").write_text("slow")
+    (slow / "live.py").write_text(textwrap.dedent('''
+        import time
+        def parse_params(query):
+            return None
+        def run(params, emit):
+            for i in range(10_000):
+                emit("tick", {"i": i, "pad": "x" * 1000})
+                time.sleep(0.001)
+    '''))
+    for server in _serve(fake_demos):
+        conn = socket.create_connection(("127.0.0.1", server.port))
+        conn.sendall(b"GET /demos/slow/run HTTP/1.0\r\n\r\n")
+        received = b""
+        while b"event: tick" not in received:
+            chunk = conn.recv(4096)
+            assert chunk, received
+            received += chunk
+        conn.close()  # the browser pressed "restart"
+        # The next run must get the lock soon, not after the 10 s the first would take.
+        start = time.monotonic()
+        assert sse_events(request(server, "/demos/echo/run?n=1").text)[-1] == ("end", {})
+        assert time.monotonic() - start < 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def test_main_says_clearly_when_the_port_is_taken(fake_demos: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = demo_server.main([str(fake_demos / "echo"), "--port", str(port), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"port {port} is already in use" in err and "--port" in err
+
+
+def test_main_refuses_a_folder_that_is_not_a_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert demo_server.main([str(tmp_path), "--port", "0"]) == 2
+    assert "is not a demo folder" in capsys.readouterr().err
+
+
+def test_errno_of_a_taken_port_is_eaddrinuse() -> None:
+    # main() relies on this to tell "port taken" from other bind failures.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError) as info:
+            make_server(REPO / "demos", port=taken.getsockname()[1], quiet=True)
+    assert info.value.errno == errno.EADDRINUSE
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="scripts/watch-demo is a bash script")
+def test_watch_demo_prints_the_url_and_stops_cleanly_on_ctrl_c() -> None:
+    env = {**os.environ, "DEEPLEARN_VENV": sys.prefix, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [str(REPO / "scripts" / "watch-demo"), "demos/ml_beginners", "--port", "0", "--quiet"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("Serving demos/ml_beginners at http://localhost:"), line
+        url = line.split(" at ")[1].split()[0]
+        assert url.endswith("/demos/ml_beginners/")
+        port = int(url.split(":")[2].split("/")[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/demos/ml_beginners/")
+        assert conn.getresponse().status == 200
+        conn.close()
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The real demos, through the real library
+# ---------------------------------------------------------------------------------------------
+
+
+def test_ml_beginners_stream(real_server: DemoServer) -> None:
+    reply = request(real_server, "/demos/ml_beginners/run?seed=1&delay_ms=0")
+    assert reply.status == 200
+    events = sse_events(reply.text)
+    names = [name for name, _ in events]
+    assert names[:5] == ["start", "backend", "matrix_times_vector", "graph", "data"], names
+    assert names[5:] == ["batch"] * 20 + ["done", "end"], names
+    data = dict(events[:5])
+    assert data["start"]["params"] == {"learning_rate": 0.01, "batches": 20, "seed": 1, "delay_ms": 0,
+                                       "batch_size": 4}
+    assert data["backend"]["name"] in ("cpu", "cuda")
+    mxv = data["matrix_times_vector"]
+    assert mxv["shape"] == [2] and mxv["result"] == [80.0, 170.0]
+    start = data["graph"]
+    for k in "abc":
+        assert 0 <= start[k] < 1  # the tutorial's Math.random()
+    assert start["inference"] == pytest.approx(16 * start["a"] + 4 * start["b"] + start["c"], rel=1e-5)
+    assert data["data"]["xs"] == [0.0, 1.0, 2.0, 3.0]
+    batches = [p for name, p in events if name == "batch"]
+    assert [b["batch"] for b in batches] == list(range(1, 21))
+    costs = [b["cost"] for b in batches]
+    assert costs[-1] < costs[0] / 100
+    done = events[-2][1]
+    assert abs(done["result"] - 57.0) < 1.0
+    assert done["result"] == pytest.approx(16 * done["a"] + 4 * done["b"] + done["c"], rel=1e-5)
+
+
+def test_ml_beginners_is_reproducible_with_a_seed(real_server: DemoServer) -> None:
+    def final(query: str) -> Any:
+        return sse_events(request(real_server, f"/demos/ml_beginners/run?{query}").text)[-2][1]
+
+    assert final("seed=5&batches=3&delay_ms=0") == final("seed=5&batches=3&delay_ms=0")
+    assert final("seed=5&batches=3&delay_ms=0") != final("seed=6&batches=3&delay_ms=0")
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("learning_rate=-0.01", "Learning rate must be a number greater than 0 and at most 10; got '-0.01'."),
+    ("learning_rate=abc", "Learning rate must be a number greater than 0 and at most 10; got 'abc'."),
+    ("learning_rate=0", "Learning rate must be a number greater than 0 and at most 10; got '0'."),
+    ("learning_rate=nan", "Learning rate must be a number greater than 0 and at most 10; got 'nan'."),
+    ("learning_rate=", "Learning rate must be a number greater than 0 and at most 10; got ''."),
+    ("batches=0", "Number of batches must be a whole number from 1 to 1000; got '0'."),
+    ("batches=2.5", "Number of batches must be a whole number from 1 to 1000; got '2.5'."),
+    ("seed=-3", "Seed must be a whole number from 0 to 4294967295; got '-3'."),
+])
+def test_ml_beginners_bad_parameters(real_server: DemoServer, query: str, message: str) -> None:
+    reply = request(real_server, f"/demos/ml_beginners/run?{query}")
+    assert reply.status == 400
+    assert reply.json() == {"error": message}
+
+
+def test_ml_beginners_too_big_a_learning_rate_warns(real_server: DemoServer) -> None:
+    events = sse_events(request(real_server, "/demos/ml_beginners/run?seed=1&learning_rate=0.5&delay_ms=0").text)
+    warnings = [p["message"] for name, p in events if name == "warning"]
+    assert len(warnings) == 1 and "too big" in warnings[0]
+    assert events[-1] == ("end", {})
+
+
+def test_intro_stream(real_server: DemoServer) -> None:
+    events = sse_events(request(real_server, "/demos/intro/run?seed=1&delay_ms=0").text)
+    names = [name for name, _ in events]
+    assert names[:4] == ["start", "backend", "mean_squared_difference", "graph"], names
+    assert names[4:] == ["data"] + ["batch"] * 10 + ["done", "end"], names
+    msd = dict(events)["mean_squared_difference"]
+    assert msd["diff"] == [1.0, 0.0, -1.0]
+    assert msd["average"] == pytest.approx(2 / 3, rel=1e-6)
+    assert dict(events)["graph"]["output_shape"] == [1]
+    costs = [p["cost"] for name, p in events if name == "batch"]
+    assert costs[-1] < costs[0] / 10
+    assert dict(events)["done"]["output"] == pytest.approx(0.4, abs=0.05)
+
+
+def test_intro_bad_vectors(real_server: DemoServer) -> None:
+    reply = request(real_server, "/demos/intro/run?a=1,2,3&b=1,2")
+    assert reply.status == 400
+    assert reply.json() == {"error": "a and b must have the same number of values; got 3 and 2."}
+    reply = request(real_server, "/demos/intro/run?a=1,x,3")
+    assert reply.status == 400
+    assert reply.json() == {"error": "a must be numbers separated by commas, such as 1, 2, 3; got '1,x,3'."}
