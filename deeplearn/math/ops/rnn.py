@@ -1,11 +1,109 @@
-"""The NDArrayMath family of basic_lstm_cell and multi_rnn_cell."""
+"""The NDArrayMath family of basic_lstm_cell and multi_rnn_cell.
+
+Both are composites of other NDArrayMath methods (concat2d, mat_mul, add, slice2d, sigmoid, tanh,
+multiply): they declare no op, so their gradients come from those ops.
+"""
 
 from __future__ import annotations
 
-from deeplearn.math.ops.base import MathMixin
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
-__all__ = ["RNNMath"]
+from deeplearn.math.ops.base import MathMixin
+from deeplearn.types import ShapeError
+
+if TYPE_CHECKING:
+    from deeplearn.math.ndarray import NDArray
+
+__all__ = ["RNNMath", "LSTMCell"]
+
+LSTMCell: TypeAlias = "Callable[[NDArray, NDArray, NDArray], tuple[NDArray, NDArray]]"
+"""A cell ``(data, c, h) -> (new_c, new_h)``, e.g. ``functools.partial(math.basic_lstm_cell,
+forget_bias, kernel, bias)``."""
 
 
 class RNNMath(MathMixin):
     """The methods of NDArrayMath for basic_lstm_cell and multi_rnn_cell."""
+
+    def basic_lstm_cell(self, forget_bias: NDArray | float, lstm_kernel: NDArray, lstm_bias: NDArray,
+                        data: NDArray, c: NDArray, h: NDArray) -> tuple[NDArray, NDArray]:
+        """One step of TensorFlow's BasicLSTMCell.
+
+        ``res = concat([data, h], 1)·lstm_kernel + lstm_bias`` is split into four column blocks
+        i, j, f, o; then ``c' = c·σ(f + forget_bias) + σ(i)·tanh(j)`` and ``h' = tanh(c')·σ(o)``.
+
+        Args:
+            forget_bias: a Scalar (or a number) added to the forget gate.
+            lstm_kernel: [inputSize + units, 4·units].
+            lstm_bias: [4·units].
+            data: [batch, inputSize].
+            c, h: [batch, units], the previous cell state and output.
+
+        Returns:
+            (new_c, new_h), each [batch, units].
+
+        Example:
+            >>> kernel = Array2D.new([2, 4], [0, 0, 0, 0, 0, 0, 0, 0])
+            >>> bias = Array1D.new([0, 0, 0, 0])
+            >>> zero = Array2D.new([1, 1], [0])
+            >>> new_c, new_h = math.basic_lstm_cell(Scalar.new(1), kernel, bias, zero, zero, zero)
+            >>> float(new_c.get(0, 0)), float(new_h.get(0, 0))
+            (0.0, 0.0)
+        """
+        from deeplearn.math.ndarray import NDArray, Scalar
+
+        if lstm_kernel.rank != 2 or data.rank != 2 or c.rank != 2 or h.rank != 2:
+            raise ShapeError(
+                f"basic_lstm_cell: lstm_kernel, data, c and h must be rank 2; got lstm_kernel.shape="
+                f"{lstm_kernel.shape}, data.shape={data.shape}, c.shape={c.shape}, h.shape={h.shape}."
+            )
+        units = h.shape[1]
+        if lstm_kernel.shape != (data.shape[1] + units, 4 * units) or c.shape != h.shape:
+            raise ShapeError(
+                f"basic_lstm_cell: lstm_kernel must be [inputSize + units, 4·units] and c like h; got "
+                f"lstm_kernel.shape={lstm_kernel.shape}, data.shape={data.shape}, c.shape={c.shape}, "
+                f"h.shape={h.shape}."
+            )
+        if lstm_bias.shape != (4 * units,):
+            raise ShapeError(f"basic_lstm_cell: lstm_bias must be [4·units] = [{4 * units}]; got lstm_bias.shape={lstm_bias.shape}.")
+        if not isinstance(forget_bias, NDArray):
+            forget_bias = Scalar.new(float(forget_bias), math=self)  # type: ignore[arg-type]
+
+        res = self.add(self.mat_mul(self.concat2d(data, h, 1), lstm_kernel), lstm_bias)
+        batch = res.shape[0]
+        i, j, f, o = (self.slice2d(res, [0, k * units], [batch, units]) for k in range(4))
+        new_c = self.add(self.multiply(c, self.sigmoid(self.add(f, forget_bias))),
+                         self.multiply(self.sigmoid(i), self.tanh(j)))
+        new_h = self.multiply(self.tanh(new_c), self.sigmoid(o))
+        return new_c, new_h
+
+    def multi_rnn_cell(self, lstm_cells: Sequence[LSTMCell], data: NDArray, c: Sequence[NDArray],
+                       h: Sequence[NDArray]) -> tuple[list[NDArray], list[NDArray]]:
+        """Runs stacked cells for one step: cell k reads cell k-1's new h (cell 0 reads data).
+
+        Returns:
+            (new_c list, new_h list), one entry per cell.
+
+        Example:
+            >>> from functools import partial
+            >>> cell = partial(math.basic_lstm_cell, Scalar.new(1), Array2D.new([2, 4], [0] * 8),
+            ...                Array1D.new([0, 0, 0, 0]))
+            >>> zero = Array2D.new([1, 1], [0])
+            >>> new_c, new_h = math.multi_rnn_cell([cell, cell], zero, [zero, zero], [zero, zero])
+            >>> len(new_c), len(new_h)
+            (2, 2)
+        """
+        if not (len(lstm_cells) == len(c) == len(h)):
+            raise ValueError(
+                f"multi_rnn_cell: lstm_cells, c and h must have one entry per cell; got "
+                f"{len(lstm_cells)}, {len(c)} and {len(h)} entries."
+            )
+        inputs = data
+        new_c: list[NDArray] = []
+        new_h: list[NDArray] = []
+        for cell, c_k, h_k in zip(lstm_cells, c, h):
+            c_next, h_next = cell(inputs, c_k, h_k)
+            new_c.append(c_next)
+            new_h.append(h_next)
+            inputs = h_next
+        return new_c, new_h
