@@ -395,7 +395,7 @@ class ConvMath(MathMixin):
         pad2d: Pad = (0, p) if isinstance(p, int) else p  # type: ignore[assignment]
         x4 = x.reshape((x.shape[0], 1, *x.shape[1:]) if x.rank == 3 else (1, *x.shape))
         y = self.conv2d(x4, filter.reshape((1, *filter.shape)), bias, (1, stride), pad2d)
-        return y.reshape((y.shape[0], *y.shape[2:]) if x.rank == 3 else y.shape[2:])
+        return y.reshape((y.shape[0], *y.shape[2:]) if x.rank == 3 else y.shape[1:])
 
     def conv2d_der_input(self, in_shape: Shape, dy: NDArray, filter: NDArray,
                          strides: int | tuple[int, int] = 1, pad: Pad = "valid") -> NDArray:
