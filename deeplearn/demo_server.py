@@ -233,7 +233,14 @@ class _LiveModules:
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot import {path}")
             module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
+            # Registered before it runs, as an import would be: dataclasses and pickling look the
+            # module up by name.
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
             for needed in ("parse_params", "run"):
                 if not callable(getattr(module, needed, None)):
                     raise ImportError(f"{path} must define {needed}(); see deeplearn/demo_server.py")

@@ -110,7 +110,8 @@ function logTicks(lo, hi) {
   const first = Math.floor(Math.log10(lo));
   const last = Math.ceil(Math.log10(hi));
   const multiples = last - first <= 2 ? [1, 2, 5] : [1];
-  for (let p = first; p <= last; p++) {
+  const every = Math.max(1, Math.ceil((last - first) / 6)); // at most ~6 labels, however many decades
+  for (let p = first; p <= last; p += every) {
     for (const m of multiples) {
       const t = m * Math.pow(10, p);
       if (t >= lo * 0.999 && t <= hi * 1.001) ticks.push(t);

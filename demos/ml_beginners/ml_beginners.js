@@ -40,7 +40,7 @@ function drawCost() {
   const values = finite.map(([, c]) => c);
   const lo = values.length ? Math.min(...values) / 2 : 0.01;
   const hi = values.length ? Math.max(...values) * 2 : 100;
-  costChart.setDomain([n > 1 ? 1 : 0.5, n > 1 ? n : 1.5], [lo, hi]);
+  costChart.setDomain([0.5, n + 0.5], [lo, hi]);
   costChart.draw([
     {kind: "line", points: finite, className: "cost-line"},
     {kind: "dots", className: "cost-point", r: n > 60 ? 2 : 3.5,
@@ -131,7 +131,7 @@ const handlers = {
     $("final-b").textContent = fmt(d.b);
     $("final-c").textContent = fmt(d.c);
     const result = $("result-value");
-    result.textContent = fmt(d.result);
+    result.textContent = fmt(d.result, 5);
     result.dataset.value = String(d.result);
     const close = Number.isFinite(d.result) && Math.abs(d.result - d.expected) <= 2;
     result.className = `big ${close ? "ok" : "off"}`;
