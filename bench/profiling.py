@@ -1,0 +1,122 @@
+"""Profiling aids for speed work: where the host time of deeplearn's steps goes (cProfile), and
+on the GPU how many kernels one step launches and how long each op takes on the device.
+
+The per-op device times come from CUDA events recorded around every backend call of one step
+(``math.backend.execute``), so they include every kernel an op launches; an op's host overhead is
+the difference between its wall time and its device time. CuPy is imported lazily, here only.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from bench.peers.base import System
+from bench.workloads import Problem
+
+__all__ = ["profile_system"]
+
+
+def profile_system(factory: type[System], problem: Problem, backend: str, seconds: float = 1.0,
+                   top: int = 25, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Prints the top host-time functions of ``factory``'s steps on ``problem`` and, on CUDA, the
+    per-op device time of one step; returns both as data."""
+    system = factory(backend)
+    report: dict[str, Any] = {"system": factory.id, "workload": problem.workload}
+    try:
+        system.prepare(problem)
+        system.first_step()
+        system.run(1)
+        system.sync()
+        t0 = time.perf_counter()
+        system.run(1)
+        system.sync()
+        per_step = max(time.perf_counter() - t0, 1e-6)
+        steps = max(1, min(1000, int(seconds / per_step)))
+        profiler = cProfile.Profile()
+        profiler.enable()
+        system.run(steps)
+        system.sync()
+        profiler.disable()
+        buf = io.StringIO()
+        stats = pstats.Stats(profiler, stream=buf).sort_stats("tottime")
+        stats.print_stats(top)
+        log(f"\n--- cProfile: {factory.label}, {problem.workload}, {steps} steps, sorted by own time ---")
+        log(_trim_pstats(buf.getvalue()))
+        report["host_profile_steps"] = steps
+        report["host_top"] = _top_entries(stats, top)
+        if backend == "cuda" and hasattr(system, "math"):
+            kernels = _device_op_times(system)
+            report["device_ops"] = kernels
+            _print_device_ops(kernels, factory.label, problem.workload, log)
+    finally:
+        system.close()
+    return report
+
+
+def _trim_pstats(text: str) -> str:
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    return "\n".join(lines[start:])
+
+
+def _top_entries(stats: pstats.Stats, top: int) -> list[dict[str, Any]]:
+    rows = []
+    for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append({"function": f"{filename}:{line}({func})", "calls": ncalls, "tottime_s": tottime,
+                     "cumtime_s": cumtime})
+    rows.sort(key=lambda r: r["tottime_s"], reverse=True)
+    return rows[:top]
+
+
+def _device_op_times(system: Any) -> list[dict[str, Any]]:
+    """Runs one step with a CUDA event pair around each backend call; per op name: count, device
+    time (sum of event intervals) and host wall time."""
+    import cupy
+
+    backend = system.math.backend
+    original = backend.execute
+    events: list[tuple[str, Any, Any, float]] = []
+
+    def timed_execute(op: Any, *arrays: Any) -> Any:
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        t0 = time.perf_counter()
+        start.record()
+        out = original(op, *arrays)
+        end.record()
+        events.append((getattr(op, "name", type(op).__name__), start, end, time.perf_counter() - t0))
+        return out
+
+    backend.execute = timed_execute
+    try:
+        system.sync()
+        system.run(1)
+        system.sync()
+    finally:
+        del backend.execute  # back to the class's method
+    agg: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "device_us": 0.0, "host_us": 0.0})
+    for name, start, end, host in events:
+        end.synchronize()
+        a = agg[name]
+        a["count"] += 1
+        a["device_us"] += cupy.cuda.get_elapsed_time(start, end) * 1e3
+        a["host_us"] += host * 1e6
+    rows = [{"op": k, **v} for k, v in agg.items()]
+    rows.sort(key=lambda r: r["device_us"], reverse=True)
+    return rows
+
+
+def _print_device_ops(rows: list[dict[str, Any]], label: str, workload: str, log: Callable[[str], None]) -> None:
+    total_n = sum(r["count"] for r in rows)
+    total_dev = sum(r["device_us"] for r in rows)
+    total_host = sum(r["host_us"] for r in rows)
+    log(f"\n--- one step of {label}, {workload}: {total_n} backend calls, "
+        f"{total_dev:.1f} us device, {total_host:.1f} us host inside the calls ---")
+    log(f"{'op':<28}{'calls':>7}{'device us':>12}{'host us':>12}")
+    for r in rows:
+        log(f"{r['op']:<28}{r['count']:>7}{r['device_us']:>12.1f}{r['host_us']:>12.1f}")
