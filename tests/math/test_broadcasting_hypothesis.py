@@ -93,15 +93,16 @@ def test_non_broadcastable_shapes_raise_a_shape_error_naming_the_method(
         getattr(math, name)(a, b)
 
 
-@pytest.mark.parametrize("name", ["add_strict", "subtract_strict", "multiply_strict", "divide_strict",
-                                  "equal_strict"])
+@pytest.mark.parametrize(
+    "name", ["add_strict", "subtract_strict", "multiply_strict", "divide_strict", "equal_strict"]
+)
 @settings(max_examples=25, deadline=None)
 @given(data=st.data(), shapes=SHAPE_PAIRS)
 def test_strict_variants_accept_only_equal_shapes(name: str, data: st.DataObject, shapes: object) -> None:
     math = _math("cpu")
     shape_a, shape_b = shapes.input_shapes  # type: ignore[attr-defined]
     a, b = _array(data, shape_a), _array(data, shape_b)
-    call = lambda: getattr(math, name)(as_ndarray(math, a), as_ndarray(math, b))  # noqa: E731
+    call = lambda: getattr(math, name)(as_ndarray(math, a), as_ndarray(math, b))
     if shape_a != shape_b:
         with pytest.raises(ShapeError, match=rf"^{name}: shapes must match"):
             call()
@@ -138,7 +139,12 @@ def test_broadcast_gradients_sum_over_broadcast_axes(op: object, data: st.DataOb
         da, db = op.backward(math, as_ndarray(math, dy), nd_a, nd_b, y)  # type: ignore[attr-defined]
     finally:
         math.engine.keep_float64 = False
-    local = {"add": (dy, dy), "subtract": (dy, -dy), "multiply": (dy * b, dy * a)}[op.name]  # type: ignore[attr-defined]
+    name = op.name  # type: ignore[attr-defined]
+    local = {"add": (dy, dy), "subtract": (dy, -dy), "multiply": (dy * b, dy * a)}[name]
     assert da.shape == shape_a and db.shape == shape_b
-    np.testing.assert_allclose(da.numpy(), _sum_to_shape(np.broadcast_to(local[0], out_shape), shape_a), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(db.numpy(), _sum_to_shape(np.broadcast_to(local[1], out_shape), shape_b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        da.numpy(), _sum_to_shape(np.broadcast_to(local[0], out_shape), shape_a), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        db.numpy(), _sum_to_shape(np.broadcast_to(local[1], out_shape), shape_b), rtol=1e-12, atol=1e-12
+    )

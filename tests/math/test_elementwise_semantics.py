@@ -79,8 +79,21 @@ def test_unary_ops_keep_nan(name: str, math: dl.NDArrayMath) -> None:
     assert np.isfinite(y[0]), f"{name}(0.5) = {y[0]}"
 
 
-@pytest.mark.parametrize("name", ["add", "subtract", "multiply", "divide", "maximum", "minimum",
-                                  "add_strict", "subtract_strict", "multiply_strict", "divide_strict"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "add",
+        "subtract",
+        "multiply",
+        "divide",
+        "maximum",
+        "minimum",
+        "add_strict",
+        "subtract_strict",
+        "multiply_strict",
+        "divide_strict",
+    ],
+)
 @pytest.mark.parametrize("nan_in", ["a", "b"])
 def test_binary_ops_propagate_nan_from_either_side(name: str, nan_in: str, math: dl.NDArrayMath) -> None:
     fn = BINARY[name]
@@ -99,10 +112,12 @@ def test_maximum_minimum_propagate_nan_under_broadcasting(name: str, math: dl.ND
 
 
 def test_scalar_nan_spreads_over_the_array(math: dl.NDArrayMath) -> None:
-    for y in (math.scalar_plus_array(Scalar.new(NAN), Array1D.new([1, 2, 3])),
-              math.scalar_times_array(Scalar.new(NAN), Array1D.new([1, 2, 3])),
-              math.array_minus_scalar(Array1D.new([1, 2]), Scalar.new(NAN)),
-              math.scaled_array_add(Scalar.new(NAN), Array1D.new([1, 2]), Scalar.new(1), Array1D.new([1, 2]))):
+    for y in (
+        math.scalar_plus_array(Scalar.new(NAN), Array1D.new([1, 2, 3])),
+        math.scalar_times_array(Scalar.new(NAN), Array1D.new([1, 2, 3])),
+        math.array_minus_scalar(Array1D.new([1, 2]), Scalar.new(NAN)),
+        math.scaled_array_add(Scalar.new(NAN), Array1D.new([1, 2]), Scalar.new(1), Array1D.new([1, 2])),
+    ):
         assert np.isnan(_values(y)).all()
 
 
@@ -122,8 +137,30 @@ def test_equal_with_nan_is_false(math: dl.NDArrayMath) -> None:
 
 # -- dtype rules -------------------------------------------------------------------------------
 
-FLOAT_MATH = ["exp", "log", "sqrt", "elu", "elu_der", "selu", "leaky_relu", "sigmoid", "tanh", "sin", "cos",
-              "tan", "asin", "acos", "atan", "sinh", "cosh", "step", "step_alpha", "clip", "prelu", "prelu_der"]
+FLOAT_MATH = [
+    "exp",
+    "log",
+    "sqrt",
+    "elu",
+    "elu_der",
+    "selu",
+    "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "step",
+    "step_alpha",
+    "clip",
+    "prelu",
+    "prelu_der",
+]
 
 
 @pytest.mark.parametrize("name", FLOAT_MATH)
@@ -140,8 +177,13 @@ def test_float_math_on_int_and_bool_gives_float32(name: str, dtype: str, math: d
 def test_integer_closed_ops_keep_int32(name: str, math: dl.NDArrayMath) -> None:
     y = UNARY[name](math, Array1D.new([-3, 0, 4], "int32"))
     assert y.dtype == "int32" and y.raw.dtype == np.int32
-    expected = {"neg": [3, 0, -4], "abs": [3, 0, 4], "square": [9, 0, 16], "ceil": [-3, 0, 4],
-                "floor": [-3, 0, 4]}[name]
+    expected = {
+        "neg": [3, 0, -4],
+        "abs": [3, 0, 4],
+        "square": [9, 0, 16],
+        "ceil": [-3, 0, 4],
+        "floor": [-3, 0, 4],
+    }[name]
     assert _values(y).tolist() == expected
 
 
@@ -159,12 +201,21 @@ def test_relu_keeps_int32_and_bool(dtype: str, math: dl.NDArrayMath) -> None:
     assert _values(y).tolist() == [max(v, 0) if dtype == "int32" else bool(v) for v in values]
 
 
-@pytest.mark.parametrize("a_dtype, b_dtype, expected", [
-    ("int32", "int32", "int32"), ("int32", "float32", "float32"), ("float32", "int32", "float32"),
-    ("bool", "bool", "int32"), ("bool", "int32", "int32"), ("float32", "bool", "float32"),
-])
+@pytest.mark.parametrize(
+    "a_dtype, b_dtype, expected",
+    [
+        ("int32", "int32", "int32"),
+        ("int32", "float32", "float32"),
+        ("float32", "int32", "float32"),
+        ("bool", "bool", "int32"),
+        ("bool", "int32", "int32"),
+        ("float32", "bool", "float32"),
+    ],
+)
 @pytest.mark.parametrize("name", ["add", "subtract", "multiply"])
-def test_arithmetic_result_dtype(name: str, a_dtype: str, b_dtype: str, expected: str, math: dl.NDArrayMath) -> None:
+def test_arithmetic_result_dtype(
+    name: str, a_dtype: str, b_dtype: str, expected: str, math: dl.NDArrayMath
+) -> None:
     a, b = Array1D.new([1, 0, 1], a_dtype), Array1D.new([1, 1, 0], b_dtype)
     y = getattr(math, name)(a, b)
     assert y.dtype == expected and y.raw.dtype == np.dtype(expected)
@@ -186,8 +237,11 @@ def test_divide_always_gives_float32(dtypes: tuple[str, str], math: dl.NDArrayMa
 
 
 def test_pow_requires_an_int32_exponent(math: dl.NDArrayMath) -> None:
-    with pytest.raises(DTypeError, match=r"^pow: only supports int32 data type for the exponent parameter; "
-                                         r"got b\.dtype=float32\.$"):
+    with pytest.raises(
+        DTypeError,
+        match=r"^pow: only supports int32 data type for the exponent parameter; "
+        r"got b\.dtype=float32\.$",
+    ):
         math.pow(Array1D.new([1, 2]), Array1D.new([2, 3]))
     with pytest.raises(DTypeError, match="^pow_strict: "):
         math.pow_strict(Array1D.new([1, 2]), Array1D.new([2, 3], "bool"))
@@ -209,8 +263,11 @@ def test_pow_of_an_int32_base_truncates_to_int32(math: dl.NDArrayMath) -> None:
 
 @pytest.mark.parametrize("name", ["maximum", "minimum"])
 def test_maximum_minimum_require_equal_dtypes(name: str, math: dl.NDArrayMath) -> None:
-    with pytest.raises(DTypeError, match=rf"^{name}: a and b must have the same dtype; "
-                                         r"got a\.dtype=float32 and b\.dtype=int32\.$"):
+    with pytest.raises(
+        DTypeError,
+        match=rf"^{name}: a and b must have the same dtype; "
+        r"got a\.dtype=float32 and b\.dtype=int32\.$",
+    ):
         getattr(math, name)(Array1D.new([1, 0, 0, 1]), Array1D.new([0, 0, 1, 1], "int32"))
     y = getattr(math, name)(Array1D.new([1, 5, 2, 3], "int32"), Array1D.new([2, 3, 1, 4], "int32"))
     assert y.dtype == "int32"
@@ -221,7 +278,10 @@ def test_equal_gives_bool(math: dl.NDArrayMath) -> None:
     y = math.equal(Array2D.new([1, 3], [1, 2, 5]), Array2D.new([2, 1], [5, 1]))
     assert y.dtype == "bool" and y.raw.dtype == np.bool_
     assert _values(y).tolist() == [[False, False, True], [True, False, False]]  # conformance: equal.1x3_2x1
-    assert _values(math.equal(Array1D.new([1, 2], "int32"), Array1D.new([1.0, 2.5]))).tolist() == [True, False]
+    assert _values(math.equal(Array1D.new([1, 2], "int32"), Array1D.new([1.0, 2.5]))).tolist() == [
+        True,
+        False,
+    ]
 
 
 # -- values at the kinks, defaults and constants ----------------------------------------------
@@ -278,26 +338,36 @@ def test_non_finite_attributes_fall_back_to_the_generic_kernel() -> None:
 # -- shape checks ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["add_strict", "subtract_strict", "multiply_strict", "divide_strict",
-                                  "equal_strict"])
+@pytest.mark.parametrize(
+    "name", ["add_strict", "subtract_strict", "multiply_strict", "divide_strict", "equal_strict"]
+)
 def test_strict_variants_require_equal_shapes(name: str, math: dl.NDArrayMath) -> None:
-    with pytest.raises(ShapeError, match=rf"^{name}: shapes must match; got a\.shape=\(2,\) and b\.shape=\(3,\)\.$"):
+    with pytest.raises(
+        ShapeError, match=rf"^{name}: shapes must match; got a\.shape=\(2,\) and b\.shape=\(3,\)\.$"
+    ):
         getattr(math, name)(Array1D.new([1, 2]), Array1D.new([1, 2, 3]))
     # (1,) would broadcast against (3,) in the non-strict op
     with pytest.raises(ShapeError, match=rf"^{name}: shapes must match"):
         getattr(math, name)(Array1D.new([2]), Array1D.new([4, 2, -1]))
-    assert getattr(math, name.removesuffix("_strict"))(Array1D.new([2]), Array1D.new([4, 2, -1])).shape == (3,)
+    assert getattr(math, name.removesuffix("_strict"))(Array1D.new([2]), Array1D.new([4, 2, -1])).shape == (
+        3,
+    )
 
 
 def test_pow_strict_requires_equal_shapes(math: dl.NDArrayMath) -> None:
     with pytest.raises(ShapeError, match=r"^pow_strict: shapes must match"):
-        math.pow_strict(Array2D.new([2, 3], [1, 2, -3, -4, 5, 6]), Array2D.new([2, 2], [5, 3, 4, -7], "int32"))
+        math.pow_strict(
+            Array2D.new([2, 3], [1, 2, -3, -4, 5, 6]), Array2D.new([2, 2], [5, 3, 4, -7], "int32")
+        )
 
 
 @pytest.mark.parametrize("name", ["prelu", "prelu_der"])
 def test_prelu_requires_alpha_of_x_shape(name: str, math: dl.NDArrayMath) -> None:
-    with pytest.raises(ShapeError, match=rf"^{name}: x and alpha must have the same shape; "
-                                         r"got x\.shape=\(3,\) and alpha\.shape=\(\)\.$"):
+    with pytest.raises(
+        ShapeError,
+        match=rf"^{name}: x and alpha must have the same shape; "
+        r"got x\.shape=\(3,\) and alpha\.shape=\(\)\.$",
+    ):
         getattr(math, name)(Array1D.new([1, 2, 3]), Scalar.new(0.2))
 
 
@@ -325,7 +395,9 @@ def test_scalar_helpers(name: str, math: dl.NDArrayMath) -> None:
     for c in (Scalar.new(2), Array2D.new([1, 1], [2])):  # any size-1 array; its rank is dropped
         y = SCALAR_HELPERS[name](math, c, a)
         assert y.shape == (2, 3)
-        np.testing.assert_allclose(_values(y), SCALAR_REFS[name](2.0, np.arange(1.0, 7.0).reshape(2, 3)), rtol=1e-6)
+        np.testing.assert_allclose(
+            _values(y), SCALAR_REFS[name](2.0, np.arange(1.0, 7.0).reshape(2, 3)), rtol=1e-6
+        )
     with pytest.raises(ShapeError, match=rf"^{name}: c must be a scalar \(size 1\); got c\.shape=\(3,\)\.$"):
         SCALAR_HELPERS[name](math, Array1D.new([1, 2, 3]), a)
 
@@ -336,9 +408,14 @@ def test_scaled_array_add(math: dl.NDArrayMath) -> None:
     np.testing.assert_allclose(_values(y), [[4, 8, 12], [16, 20, 24]])
     y = math.scaled_array_add(Array1D.new([3]), a, Array2D.new([1, 1], [-2]), b)
     assert y.shape == (2, 3)
-    with pytest.raises(ShapeError, match=r"^scaled_array_add: shapes must match; got a\.shape=\(2, 3\) and b\.shape=\(2, 4\)\.$"):
+    with pytest.raises(
+        ShapeError,
+        match=r"^scaled_array_add: shapes must match; got a\.shape=\(2, 3\) and b\.shape=\(2, 4\)\.$",
+    ):
         math.scaled_array_add(Scalar.new(3), a, Scalar.new(2), Array2D.new([2, 4], list(range(8))))
-    with pytest.raises(ShapeError, match=r"^scaled_array_add: c1 must be a scalar \(size 1\); got c1\.shape=\(10,\)\.$"):
+    with pytest.raises(
+        ShapeError, match=r"^scaled_array_add: c1 must be a scalar \(size 1\); got c1\.shape=\(10,\)\.$"
+    ):
         math.scaled_array_add(Array1D.new(list(range(10))), a, Scalar.new(2), b)
 
 
@@ -361,9 +438,15 @@ def test_multiply_and_subtract_gradients_use_dy(cpu_math: dl.NDArrayMath) -> Non
 # -- deprecated 0.3 names ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, target", [("sub", "subtract"), ("sub_strict", "subtract_strict"),
-                                          ("element_wise_mul", "multiply_strict"),
-                                          ("element_wise_mul_broadcast", "multiply")])
+@pytest.mark.parametrize(
+    "name, target",
+    [
+        ("sub", "subtract"),
+        ("sub_strict", "subtract_strict"),
+        ("element_wise_mul", "multiply_strict"),
+        ("element_wise_mul_broadcast", "multiply"),
+    ],
+)
 def test_deprecated_names_warn_and_delegate(name: str, target: str, math: dl.NDArrayMath) -> None:
     a, b = Array2D.new([2, 2], [1, 2, 3, 4]), Array2D.new([2, 2], [5, 6, 7, 8])
     with pytest.warns(DeprecationWarning, match=rf"math\.{name} is deprecated; use math\.{target}\."):
@@ -372,7 +455,10 @@ def test_deprecated_names_warn_and_delegate(name: str, target: str, math: dl.NDA
 
 
 def test_element_wise_mul_keeps_its_strict_and_rank_2_rules(math: dl.NDArrayMath) -> None:
-    with pytest.warns(DeprecationWarning), pytest.raises(ShapeError, match="^multiply_strict: shapes must match"):
+    with (
+        pytest.warns(DeprecationWarning),
+        pytest.raises(ShapeError, match="^multiply_strict: shapes must match"),
+    ):
         math.element_wise_mul(Array1D.new([1, 2]), Array1D.new([1, 2, 3]))
     with pytest.warns(DeprecationWarning), pytest.raises(ShapeError, match="must be rank 2"):
         math.element_wise_mul_broadcast(Array1D.new([1, 2]), Array2D.new([1, 2], [1, 2]))

@@ -44,13 +44,24 @@ INT = "integer input: no gradient"
 
 
 def _int_case(op: object, reference: object, low: float = -5, high: float = 5) -> OpCase:
-    return OpCase(op, ((6,),), reference, low=low, high=high, dtypes=("int32",),  # type: ignore[arg-type]
-                  grad=False, why_no_grad=INT, label="[int32]")
+    return OpCase(
+        op,
+        ((6,),),
+        reference,
+        low=low,
+        high=high,
+        dtypes=("int32",),  # type: ignore[arg-type]
+        grad=False,
+        why_no_grad=INT,
+        label="[int32]",
+    )
 
 
 def _selu(x: np.ndarray) -> np.ndarray:
     scale, alpha = 1.0507009873554805, 1.6732632423543772
-    return np.array([scale * v if v >= 0 else scale * alpha * (np.exp(v) - 1) for v in x.ravel()]).reshape(x.shape)
+    return np.array([scale * v if v >= 0 else scale * alpha * (np.exp(v) - 1) for v in x.ravel()]).reshape(
+        x.shape
+    )
 
 
 def _two_signed(rng: np.random.Generator) -> list[np.ndarray]:

@@ -24,25 +24,25 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = [
-    "ArithmeticMath",
     "Add",
-    "Subtract",
-    "Multiply",
+    "AddStrict",
+    "ArithmeticMath",
     "Divide",
-    "Pow",
+    "DivideStrict",
+    "Equal",
+    "EqualStrict",
     "Maximum",
     "Minimum",
-    "Equal",
-    "AddStrict",
-    "SubtractStrict",
+    "Multiply",
     "MultiplyStrict",
-    "DivideStrict",
+    "Pow",
     "PowStrict",
-    "EqualStrict",
     "ScaledArrayAdd",
-    "result_dtype",
-    "promote",
+    "Subtract",
+    "SubtractStrict",
     "as_float",
+    "promote",
+    "result_dtype",
 ]
 
 T = TypeVar("T", bound="NDArray")
@@ -112,7 +112,9 @@ class Add(BinaryOp):
         a, b = promote(xp, a, b)
         return a + b
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         return unbroadcast(math, dy, a.shape), unbroadcast(math, dy, b.shape)
 
 
@@ -130,7 +132,9 @@ class Subtract(BinaryOp):
         a, b = promote(xp, a, b)
         return a - b
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         return unbroadcast(math, dy, a.shape), unbroadcast(math, math.neg(dy), b.shape)
 
 
@@ -148,10 +152,14 @@ class Multiply(BinaryOp):
         a, b = promote(xp, a, b)
         return a * b
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # deeplearn.js 0.3.17 returned clone(b)/clone(a) without dy (conformance:
         # multiply.grad_2d notes); we compute the textbook vjp.
-        return unbroadcast(math, math.multiply(dy, b), a.shape), unbroadcast(math, math.multiply(dy, a), b.shape)
+        return unbroadcast(math, math.multiply(dy, b), a.shape), unbroadcast(
+            math, math.multiply(dy, a), b.shape
+        )
 
 
 @dataclass(frozen=True)
@@ -168,7 +176,9 @@ class Divide(BinaryOp):
         a, b = promote(xp, as_float(xp, a), b)
         return a / b
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # d/da = 1/b; d/db = −a/b² = −y/b
         da = math.divide(dy, b)
         db = math.neg(math.divide(math.multiply(dy, y), b))
@@ -190,9 +200,12 @@ class Pow(BinaryOp):
     def infer(self, a: Spec, b: Spec) -> Spec:
         if b.dtype != "int32":
             raise DTypeError(
-                f"{self.name}: only supports int32 data type for the exponent parameter; got b.dtype={b.dtype}."
+                f"{self.name}: only supports int32 data type for the exponent parameter; "
+                f"got b.dtype={b.dtype}."
             )
-        return Spec(broadcast_shapes(a.shape, b.shape, self.name), "float32" if a.dtype == "float32" else "int32")
+        return Spec(
+            broadcast_shapes(a.shape, b.shape, self.name), "float32" if a.dtype == "float32" else "int32"
+        )
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         if a.dtype.kind == "f":
@@ -201,7 +214,9 @@ class Pow(BinaryOp):
         y = xp.power(a.astype(xp.float64), b.astype(xp.float64))
         return xp.where(xp.isfinite(y), y, 0).astype(xp.int32)  # JS Int32Array stores ±inf as 0
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray) -> tuple[NDArray, None]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, None]:
         from deeplearn.math.ndarray import Scalar
 
         # d/da = b · a^(b−1); no gradient for the integer exponent
@@ -212,7 +227,9 @@ class Pow(BinaryOp):
 
 def _check_same_dtype(where: str, a: Spec, b: Spec) -> None:
     if a.dtype != b.dtype:
-        raise DTypeError(f"{where}: a and b must have the same dtype; got a.dtype={a.dtype} and b.dtype={b.dtype}.")
+        raise DTypeError(
+            f"{where}: a and b must have the same dtype; got a.dtype={a.dtype} and b.dtype={b.dtype}."
+        )
 
 
 @dataclass(frozen=True)
@@ -229,7 +246,9 @@ class Maximum(BinaryOp):
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         return xp.maximum(a, b)  # propagates NaN from either side
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # dy goes to a where a > b, to b elsewhere (ties go to b; their measure is zero)
         da = math.multiply(dy, math.step(math.subtract(a, b)))
         return unbroadcast(math, da, a.shape), unbroadcast(math, math.subtract(dy, da), b.shape)
@@ -249,7 +268,9 @@ class Minimum(BinaryOp):
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         return xp.minimum(a, b)
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # dy goes to a where a < b, to b elsewhere
         da = math.multiply(dy, math.step(math.subtract(b, a)))
         return unbroadcast(math, da, a.shape), unbroadcast(math, math.subtract(dy, da), b.shape)
@@ -279,7 +300,7 @@ class _Strict(BinaryOp, abstract=True):
 
     def infer(self, a: Spec, b: Spec) -> Spec:
         _check_same_shape(self.name, a, b)
-        return super().infer(a, b)  # type: ignore[no-any-return]
+        return super().infer(a, b)
 
 
 @dataclass(frozen=True)
@@ -370,7 +391,7 @@ class ArithmeticMath(MathMixin):
         """Adds a and b element-wise with NumPy broadcasting.
 
         Example:
-            >>> math.add(Array2D.new([2, 1], [1, 2]), Array1D.new([10, 20, 30])).get_values()
+            >>> math.add(Array2D.new([2, 1], [1, 2]), Array1D.new([10, 20, 30])).numpy()
             array([[11., 21., 31.],
                    [12., 22., 32.]], dtype=float32)
         """
@@ -571,7 +592,9 @@ class ArithmeticMath(MathMixin):
 
     def sub_strict(self, a: T, b: T) -> T:
         """Deprecated (deeplearn.js 0.3.6): use ``subtract_strict``."""
-        warnings.warn("math.sub_strict is deprecated; use math.subtract_strict.", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "math.sub_strict is deprecated; use math.subtract_strict.", DeprecationWarning, stacklevel=2
+        )
         return self.subtract_strict(a, b)
 
     def element_wise_mul(self, a: T, b: T) -> T:
@@ -584,10 +607,13 @@ class ArithmeticMath(MathMixin):
     def element_wise_mul_broadcast(self, a: Array2D, b: Array2D) -> Array2D:
         """Deprecated: use ``multiply``. Both arguments must be rank 2, as in deeplearn.js."""
         warnings.warn(
-            "math.element_wise_mul_broadcast is deprecated; use math.multiply.", DeprecationWarning, stacklevel=2
+            "math.element_wise_mul_broadcast is deprecated; use math.multiply.",
+            DeprecationWarning,
+            stacklevel=2,
         )
         if a.rank != 2 or b.rank != 2:
             raise ShapeError(
-                f"element_wise_mul_broadcast: a and b must be rank 2; got a.shape={a.shape} and b.shape={b.shape}."
+                "element_wise_mul_broadcast: a and b must be rank 2; "
+                f"got a.shape={a.shape} and b.shape={b.shape}."
             )
         return self.multiply(a, b)  # type: ignore[return-value]

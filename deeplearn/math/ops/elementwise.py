@@ -26,12 +26,36 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = [
+    "SELU_ALPHA",
+    "SELU_SCALE",
+    "Abs",
+    "Acos",
+    "Asin",
+    "Atan",
+    "Ceil",
+    "Clip",
+    "Cos",
+    "Cosh",
     "ElementwiseMath",
-    "Neg", "Exp", "Log", "Sqrt", "Square", "Abs", "Ceil", "Floor",
-    "Relu", "Elu", "EluDer", "Selu", "LeakyRelu", "Prelu", "PreluDer",
-    "Sigmoid", "Tanh", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh",
-    "Step", "Clip",
-    "SELU_SCALE", "SELU_ALPHA",
+    "Elu",
+    "EluDer",
+    "Exp",
+    "Floor",
+    "LeakyRelu",
+    "Log",
+    "Neg",
+    "Prelu",
+    "PreluDer",
+    "Relu",
+    "Selu",
+    "Sigmoid",
+    "Sin",
+    "Sinh",
+    "Sqrt",
+    "Square",
+    "Step",
+    "Tan",
+    "Tanh",
 ]  # fmt: skip
 
 T = TypeVar("T", bound="NDArray")
@@ -209,7 +233,7 @@ class Relu(UnaryOp):
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
         # deeplearn.js: relu(NaN) = NaN (conformance: relu.nan_float32), where a plain
         # maximum(0, x) may give 0.
-        return xp.where((x > 0) | (x != x), x, xp.zeros_like(x))
+        return xp.where((x > 0) | xp.isnan(x), x, xp.zeros_like(x))
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.multiply(dy, math.step(x)),)  # relu'(x) = step(x), with step(0) = 0
@@ -287,7 +311,10 @@ class LeakyRelu(_FloatUnaryOp):
 
 def _check_alpha_shape(where: str, x: Spec, alpha: Spec) -> None:
     if x.shape != alpha.shape:
-        raise ShapeError(f"{where}: x and alpha must have the same shape; got x.shape={x.shape} and alpha.shape={alpha.shape}.")
+        raise ShapeError(
+            f"{where}: x and alpha must have the same shape; "
+            f"got x.shape={x.shape} and alpha.shape={alpha.shape}."
+        )
 
 
 @dataclass(frozen=True)
@@ -305,7 +332,9 @@ class Prelu(BinaryOp):
         x, alpha = promote(xp, as_float(xp, x), alpha)
         return xp.where(x >= 0, x, alpha * x)
 
-    def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, alpha: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, x: NDArray, alpha: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # d/dx = prelu_der(x, alpha); d/dalpha = x below 0, 0 above = x − relu(x)
         dx = math.multiply(dy, math.prelu_der(x, alpha))
         dalpha = math.multiply(dy, math.subtract(x, math.relu(x)))
@@ -328,7 +357,9 @@ class PreluDer(BinaryOp):
         x, alpha = promote(xp, as_float(xp, x), alpha)
         return xp.where(x > 0, xp.ones_like(x), xp.where(x < 0, alpha, x))
 
-    def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, alpha: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, x: NDArray, alpha: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # piecewise constant in x; d/dalpha = 1 where x < 0
         dalpha = math.multiply(dy, math.step(math.neg(x)))
         return _zeros(math, x), unbroadcast(math, dalpha, alpha.shape)
@@ -379,7 +410,7 @@ class Step(_FloatUnaryOp):
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
         x = as_float(xp, x)
         # deeplearn.js: step(NaN) = NaN (conformance: step.nan)
-        low = xp.where(x != x, x, xp.full_like(x, self.alpha))
+        low = xp.where(xp.isnan(x), x, xp.full_like(x, self.alpha))
         return xp.where(x > 0, xp.ones_like(x), low)
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
@@ -697,7 +728,7 @@ class ElementwiseMath(MathMixin):
         """
         return self._run(Step(float(alpha)), x)  # type: ignore[no-any-return]
 
-    def clip(self, x: T, min: float, max: float) -> T:  # noqa: A002 - deeplearn.js names
+    def clip(self, x: T, min: float, max: float) -> T:
         """Clips x to [min, max] element-wise (NaN stays NaN).
 
         Raises:
