@@ -117,7 +117,7 @@ class CostMath(MathMixin):
 
         Example:
             >>> cost = math.softmax_cross_entropy_cost(Array1D.new([1, 2, 3]), Array1D.new([0.3, 0.6, 0.1]))
-            >>> round(cost.get(), 4)
-            1.6076
+            >>> round(cost.get(), 3)
+            1.608
         """
         return self._run(SoftmaxCrossEntropyCost(), x, target)  # type: ignore[no-any-return]
