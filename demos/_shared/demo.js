@@ -268,6 +268,8 @@ export function makeRunner({form, message, status, onReset, onEvent, extra}) {
     const mine = (controller = new AbortController());
     const query = formQuery(form, extra);
     showMessage(message, "");
+    // Counts runs, so a test (or a curious reader) can tell this run's "done" from the last one's.
+    document.body.dataset.runs = String(Number(document.body.dataset.runs || 0) + 1);
     onReset();
     setState("running", "Running…");
     const shareable = new URLSearchParams(query);
