@@ -17,7 +17,6 @@ import pytest
 
 import deeplearn as dl
 from deeplearn import Array1D, NDArray, Scalar
-from deeplearn.environment import ENV
 from deeplearn.math.ndarray_math import SAFE_MODE_MESSAGE
 from deeplearn.types import DisposedError
 
@@ -311,7 +310,6 @@ def test_scopes_are_per_thread(math: dl.NDArrayMath, base: int) -> None:
     started, finish = threading.Event(), threading.Event()
 
     def worker() -> None:
-        ENV.set_math(math)
         made_in_thread.append(Array1D.new([1, 2]))  # no scope open in this thread
         with math.scope():
             math.exp(Array1D.new([3]))
