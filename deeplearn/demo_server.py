@@ -320,7 +320,10 @@ class DemoHandler(BaseHTTPRequestHandler):
         """The path's segments after percent-decoding, or None when one of them could climb out
         of ``demos/`` or reach a hidden file (``..``, ``.``, ``.git``, an encoded ``/`` or ``\\``,
         a NUL). Decoding happens before splitting so that ``%2e%2e%2f`` is caught too."""
-        decoded = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+        try:
+            decoded = unquote(raw_path, errors="strict") if "%" in raw_path else raw_path
+        except UnicodeDecodeError:  # e.g. the overlong %c0%ae, an old trick for "."
+            return None
         if "\x00" in decoded or "\\" in decoded:
             return None
         segments = [s for s in decoded.split("/") if s != ""]

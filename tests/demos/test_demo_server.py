@@ -204,6 +204,8 @@ ESCAPES = [
     "/demos/%2fetc%2fpasswd",
     "/demos/echo/..;/..;/secret.txt",
     "/demos/C:%5cWindows%5cwin.ini",
+    "/demos/%c0%ae%c0%ae/secret.txt",
+    "/demos/echo/%ff%fe",
 ]
 
 
