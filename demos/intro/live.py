@@ -138,7 +138,7 @@ def run(params: Params, emit: Callable[[str, Mapping[str, Any]], None]) -> None:
         emit("data", {"inputs": INPUTS, "labels": [v[0] for v in LABELS]})
         # Shuffles inputs and labels and keeps them in sync.
         input_provider, label_provider = dl.InCPUMemoryShuffledInputProviderBuilder(
-            [inputs, labels]).get_input_providers()
+            [inputs, labels], seed=seed).get_input_providers()
         feed_entries = [{"tensor": input_tensor, "data": input_provider},
                         {"tensor": label_tensor, "data": label_provider}]
         optimizer = dl.SGDOptimizer(params.learning_rate)

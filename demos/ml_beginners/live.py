@@ -120,7 +120,9 @@ def run(params: Params, emit: Callable[[str, Mapping[str, Any]], None]) -> None:
         xs = [Scalar.new(v) for v in XS]
         ys = [Scalar.new(v) for v in YS]
         emit("data", {"xs": XS, "ys": YS, "truth": {"a": 3, "b": 2, "c": 1}})
-        x_provider, y_provider = dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys]).get_input_providers()
+        # When training, it's important to shuffle your data! (seeded too, so a run repeats exactly)
+        builder = dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=seed)
+        x_provider, y_provider = builder.get_input_providers()
         batch_size = len(xs)
         optimizer = dl.SGDOptimizer(params.learning_rate)
         delay = min(params.delay_ms / 1000.0, MAX_TOTAL_DELAY_S / params.batches)
