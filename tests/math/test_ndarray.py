@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from typing import Any
 
 import numpy as np
 import pytest
 
 import deeplearn as dl
 from deeplearn import Array1D, Array2D, Array3D, Array4D, NDArray, Scalar
+from deeplearn.math.ops.base import Spec, UnaryOp
 from deeplearn.types import DisposedError, DTypeError, ShapeError
 
 
@@ -418,3 +420,36 @@ def test_repr_looks_like_numpy(math: dl.NDArrayMath) -> None:
     assert repr(Scalar.new(3)) == "Scalar(3., dtype=float32)"
     assert repr(Array1D.new([1, 2], "int32")) == "Array1D([1, 2], dtype=int32)"
     assert repr(Array1D.new([1, 0], "bool")) == "Array1D([ True, False], dtype=bool)"
+
+
+# -- every NDArray owns its storage --------------------------------------------------------------
+
+
+class _ViewOf(UnaryOp, abstract=True):
+    """A test kernel that returns a view of its input (abstract: not registered in OPS):
+    the input itself (C order) or its transpose (not C order)."""
+
+    name = "view_of"
+
+    def __init__(self, transpose: bool) -> None:
+        self.transpose = transpose
+
+    def infer(self, x: Spec) -> Spec:
+        return Spec(tuple(reversed(x.shape)), x.dtype) if self.transpose else x
+
+    def forward(self, xp: Any, x: Any) -> Any:
+        return x.T if self.transpose else x[...]
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["same-order", "transposed"])
+def test_op_results_never_alias_their_inputs(math: dl.NDArrayMath, transpose: bool) -> None:
+    x = Array2D.new([2, 3], [0, 1, 2, 3, 4, 5])
+    y = math.engine.run(_ViewOf(transpose), x)
+    loc = (1, 0) if transpose else (0, 1)  # where x[0, 1] is in y
+    assert y.get(*loc) == 1.0
+    x.set(100, 0, 1)  # writing the input does not change the result...
+    assert y.get(*loc) == 1.0
+    y.set(-1, *loc)  # ...and writing the result (C order, so set works) does not change the input
+    assert y.get(*loc) == -1.0 and x.get(0, 1) == 100.0
+    x.dispose()
+    assert y.get(*loc) == -1.0  # disposing the input leaves the result alive
