@@ -1,0 +1,325 @@
+"""Turns the results files (``bench/results/*.json``) into ``bench/RESULTS.md`` and a chart.
+
+Usage::
+
+    python bench/report.py                       # bench/results/*.json -> bench/RESULTS.md, bench/RESULTS.png
+    python bench/report.py --results DIR --md OUT.md --png OUT.png
+
+For each device (the latest full run of it): one table per workload, the plain statement of where
+deeplearn's Session stands against each peer, and BENCHMARKS.md's bar; then the history of
+deeplearn's figures across commits. The chart needs matplotlib (``pip install -e '.[bench]'``);
+without it the report says so and has no chart. Runs made with ``--quick`` are left out unless
+``--include-quick`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+__all__ = ["load_results", "render_markdown", "render_chart", "main"]
+
+DEEPLEARN = ("deeplearn-session", "deeplearn-eager")
+
+
+def load_results(folder: Path, include_quick: bool = False) -> list[dict[str, Any]]:
+    """Every results document in ``folder`` (oldest first); quick runs only when asked."""
+    docs = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            print(f"report: skipping {path.name}: {e}", file=sys.stderr)
+            continue
+        if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("deeplearn-bench/"):
+            continue
+        if doc.get("quick") and not include_quick:
+            continue
+        doc["_file"] = path.name
+        docs.append(doc)
+    docs.sort(key=lambda d: d.get("created", ""))
+    return docs
+
+
+def _device_key(doc: dict[str, Any]) -> str:
+    return f"{doc['device']['name']} [{doc['backend']}]"
+
+
+def _latest_per_device(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for doc in docs:  # oldest first, so the last one wins
+        latest[_device_key(doc)] = doc
+    return latest
+
+
+def _us(v: float | None) -> str:
+    if v is None:
+        return ""
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _times(x: float) -> str:
+    return f"{x:.1f}×" if x < 10 else f"{x:.0f}×"
+
+
+def _system(entry: dict[str, Any], sid: str) -> dict[str, Any] | None:
+    return next((r for r in entry["systems"] if r["system"] == sid), None)
+
+
+def _timed(rec: dict[str, Any] | None) -> float | None:
+    return rec["timing"]["us_per_step"] if rec and "timing" in rec else None
+
+
+def _workload_table(entry: dict[str, Any]) -> list[str]:
+    wid = entry["id"]
+    rate = "TFLOP/s" if wid in ("matmul", "mlpbig") else "GB/s" if wid == "elementwise" else None
+    head = ["system", "µs/step (median)", "min–max", "steps/s"] + ([rate] if rate else []) + [
+        "time ÷ Session", "peak memory", "one-step check"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in entry["systems"]:
+        if "timing" not in r:
+            reason = str(r.get("reason", "")).replace("|", "\\|")[:200]
+            cells = [r["label"], f"**{r['status']}**: {reason}"] + [""] * (len(head) - 2)
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
+        t = r["timing"]
+        check = r.get("check")
+        check_txt = f"ok ({check['max_rel_err']:.0e} vs {check['against']})" if check else "not checked"
+        mem = r.get("peak_memory_bytes")
+        cells = [
+            r["label"], _us(t["us_per_step"]), f"{_us(t['us_min'])}–{_us(t['us_max'])}",
+            f"{t['steps_per_s']:,.1f}",
+        ]
+        if rate:
+            v = r.get("tflops") if rate == "TFLOP/s" else r.get("gbps")
+            cells.append("" if v is None else f"{v:,.2f}")
+        ratio = r.get("time_vs_session")
+        cells += ["" if ratio is None else f"{ratio:.2f}",
+                  "" if not mem else f"{mem / 2**20:,.0f} MiB", check_txt]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _standing(entry: dict[str, Any]) -> list[str]:
+    """Plain sentences: deeplearn Session (and eager) against each peer on one workload."""
+    out = []
+    for sid in DEEPLEARN:
+        mine = _system(entry, sid)
+        t_mine = _timed(mine)
+        label = "deeplearn Session" if sid == "deeplearn-session" else "deeplearn eager"
+        if t_mine is None:
+            if mine is not None:
+                out.append(f"- {label}: **no figure** ({mine['status']}: {str(mine.get('reason', ''))[:160]}).")
+            continue
+        wins, losses = [], []
+        for r in entry["systems"]:
+            if r["system"] in DEEPLEARN or "timing" not in r:
+                continue
+            ratio = r["timing"]["us_per_step"] / t_mine
+            if ratio >= 1:
+                wins.append(f"{_times(ratio)} faster than {r['label']}")
+            else:
+                losses.append(f"{r['label']} is {_times(1 / ratio)} faster")
+        parts = []
+        if losses:
+            parts.append("**loses**: " + "; ".join(losses))
+        if wins:
+            parts.append("wins: " + "; ".join(wins))
+        if not parts:
+            parts.append("no peer timed")
+        out.append(f"- {label} ({_us(t_mine)} µs/step): " + ". ".join(parts) + ".")
+    missing = [f"{r['label']} ({r['status']}: {str(r.get('reason', ''))[:100]})" for r in entry["systems"]
+               if r["system"] not in DEEPLEARN and "timing" not in r]
+    if missing:
+        out.append("- Not timed: " + "; ".join(missing) + ".")
+    return out
+
+
+def _bar(doc: dict[str, Any]) -> list[str]:
+    """BENCHMARKS.md's bar, checked against this run's figures."""
+    by_id = {w["id"]: w for w in doc["workloads"]}
+    rows: list[tuple[str, str, str, str]] = []
+
+    def session(wid: str) -> float | None:
+        return _timed(_system(by_id[wid], "deeplearn-session")) if wid in by_id else None
+
+    def peer(wid: str, sid: str) -> dict[str, Any] | None:
+        return _system(by_id[wid], sid) if wid in by_id else None
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else "**met**" if ok else "**not met**"
+
+    if doc["backend"] == "cuda":
+        for wid, limit in (("quad", 10.0), ("mlp", 25.0)):
+            s = session(wid)
+            rows.append((wid, f"Session ≤ {limit:.0f} µs/step", _us(s), verdict(None if s is None else s <= limit)))
+        s, g = session("cnn"), _timed(peer("cnn", "torch-cudagraph"))
+        rows.append(("cnn", "Session faster than PyTorch + CUDA graph", f"{_us(s)} vs {_us(g)}",
+                     verdict(None if s is None or g is None else s < g)))
+        best = [_timed(_system(by_id["mlpbig"], r["system"])) for r in by_id["mlpbig"]["systems"]
+                if r["system"] not in DEEPLEARN] if "mlpbig" in by_id else []
+        best = [b for b in best if b is not None]
+        s = session("mlpbig")
+        rows.append(("mlpbig", "Session within 5 % of the fastest peer (GEMM-bound)",
+                     f"{_us(s)} vs {_us(min(best)) if best else ''}",
+                     verdict(None if s is None or not best else s <= 1.05 * min(best))))
+        for wid, sid, frac, what in (("matmul", "cupy", 0.95, "TFLOP/s ≥ 95 % of cuBLAS through CuPy"),
+                                     ("elementwise", "cupy", 0.90, "GB/s ≥ 90 % of CuPy's")):
+            key = "tflops" if wid == "matmul" else "gbps"
+            mine = [(_system(by_id[wid], d) or {}).get(key) for d in DEEPLEARN] if wid in by_id else []
+            mine = [m for m in mine if m is not None]
+            ref = (peer(wid, sid) or {}).get(key)
+            val = max(mine) if mine else None
+            rows.append((wid, f"deeplearn {what}", f"{val or 0:.2f} vs {ref or 0:.2f}" if val and ref else "",
+                         verdict(None if val is None or ref is None else val >= frac * ref)))
+    else:
+        s, n = session("mlp"), _timed(peer("mlp", "numpy"))
+        rows.append(("mlp", "Session within 10 % of NumPy by hand", f"{_us(s)} vs {_us(n)}",
+                     verdict(None if s is None or n is None else s <= 1.10 * n)))
+        s, j = session("quad"), _timed(peer("quad", "jax"))
+        rows.append(("quad", "Session no slower than JAX jit", f"{_us(s)} vs {_us(j)}",
+                     verdict(None if s is None or j is None else s <= j)))
+    lines = ["| workload | bar (BENCHMARKS.md) | measured (µs/step or rate) | |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return lines
+
+
+def _history(docs: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    devices: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        devices.setdefault(_device_key(doc), []).append(doc)
+    for key, runs in devices.items():
+        if len(runs) < 2:
+            continue
+        wids = [w["id"] for w in runs[-1]["workloads"]]
+        lines += [f"**{key}**: deeplearn Session µs/step by commit", "",
+                  "| date | commit | " + " | ".join(wids) + " |", "|---|---|" + "---|" * len(wids)]
+        for doc in runs:
+            by_id = {w["id"]: w for w in doc["workloads"]}
+            cells = [_us(_timed(_system(by_id[w], "deeplearn-session"))) if w in by_id else "" for w in wids]
+            lines.append(f"| {doc['created'][:10]} | {doc['commit']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _versions(doc: dict[str, Any]) -> str:
+    v = doc.get("versions", {})
+    parts = [f"{k} {v[k]}" for k in ("python", "numpy", "cupy", "torch", "jax") if v.get(k)]
+    d = doc["device"]
+    extra = [f"driver {d['driver']}" for _ in [0] if d.get("driver")]
+    extra += [f"CUDA {d['cuda_runtime']}" for _ in [0] if d.get("cuda_runtime")]
+    extra += [f"BLAS {d['blas']}" for _ in [0] if d.get("blas")]
+    return ", ".join(parts + extra)
+
+
+def render_markdown(docs: list[dict[str, Any]], chart: str | None, chart_note: str | None) -> str:
+    """The whole of RESULTS.md."""
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `python bench/report.py` from `bench/results/*.json` (written by `python bench/run.py`);",
+        "do not edit by hand. Workloads and the bar: `BENCHMARKS.md` (project notes) and `bench/README.md`.",
+        "Every figure is the median time of one step over at least 5 synchronised repeats; every system's",
+        "step was first checked equal to deeplearn's (and deeplearn's to a float64 oracle) — a mismatch",
+        "or an error is shown in place of a figure. \"time ÷ Session\" below 1 means the system is faster",
+        "than deeplearn's Session, above 1 slower.",
+        "",
+    ]
+    if not docs:
+        return "\n".join(lines + ["No results yet: run `python bench/run.py`.", ""])
+    if chart:
+        lines += [f"![µs per step by system and workload]({chart})", ""]
+    elif chart_note:
+        lines += [f"_Chart: {chart_note}_", ""]
+    for key, doc in _latest_per_device(docs).items():
+        lines += [f"## {key}", "",
+                  f"Commit `{doc['commit']}`{' (uncommitted changes)' if doc.get('dirty') else ''}, "
+                  f"{doc['created'][:10]}; {_versions(doc)}; file `{doc['_file']}`.", ""]
+        lines += ["### Where deeplearn stands", ""]
+        for entry in doc["workloads"]:
+            lines += [f"**{entry['id']}**", ""] + _standing(entry) + [""]
+        lines += ["### The bar", ""] + _bar(doc) + [""]
+        for entry in doc["workloads"]:
+            sizes = ", ".join(f"{k} {v}" for k, v in entry["sizes"].items())
+            lines += [f"### {entry['id']}: {entry['description']}", "", f"Sizes: {sizes}.", ""]
+            lines += _workload_table(entry) + [""]
+    hist = _history(docs)
+    if hist:
+        lines += ["## History", ""] + hist
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_chart(docs: list[dict[str, Any]], path: Path) -> str | None:
+    """Draws µs/step per workload and system (log scale), one panel per device; returns None when
+    done, else why there is no chart."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "skipped: matplotlib is not installed (pip install -e '.[bench]')"
+    latest = list(_latest_per_device(docs).items())
+    if not latest:
+        return "skipped: no results"
+    fig, axes = plt.subplots(len(latest), 1, figsize=(11, 4.2 * len(latest)), squeeze=False)
+    for ax, (key, doc) in zip(axes[:, 0], latest):
+        workloads = [w for w in doc["workloads"]]
+        systems: list[tuple[str, str]] = []
+        for w in workloads:
+            for r in w["systems"]:
+                if (r["system"], r["label"]) not in systems:
+                    systems.append((r["system"], r["label"]))
+        width = 0.8 / max(1, len(systems))
+        for i, (sid, label) in enumerate(systems):
+            xs, ys = [], []
+            for j, w in enumerate(workloads):
+                t = _timed(_system(w, sid))
+                if t is not None:
+                    xs.append(j + (i - (len(systems) - 1) / 2) * width)
+                    ys.append(t)
+            ax.bar(xs, ys, width, label=label)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(workloads)), [w["id"] for w in workloads])
+        ax.set_ylabel("µs per step (log)")
+        ax.set_title(f"{key}, commit {doc['commit']}")
+        ax.legend(fontsize=8, ncol=4)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/report.py", description="results JSON -> RESULTS.md and a chart")
+    p.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--md", default=str(ROOT / "bench" / "RESULTS.md"))
+    p.add_argument("--png", default=str(ROOT / "bench" / "RESULTS.png"))
+    p.add_argument("--include-quick", action="store_true")
+    args = p.parse_args(argv)
+    docs = load_results(Path(args.results), args.include_quick)
+    md_path, png_path = Path(args.md), Path(args.png)
+    note = render_chart(docs, png_path) if docs else "skipped: no results"
+    chart = None
+    if note is None:
+        try:
+            chart = str(png_path.relative_to(md_path.parent))
+        except ValueError:
+            chart = str(png_path)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(render_markdown(docs, chart, note))
+    print(f"wrote {md_path}" + (f" and {png_path}" if chart else f" ({note})"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
