@@ -1,0 +1,252 @@
+"""InputProvider and the in-memory shuffled provider builders (the seed's training data path).
+
+An InputProvider hands out one example per ``get_next_copy`` (deeplearn.js's interface) and, for
+batched training, ``get_next_batch``: ``batch_size`` examples stacked along a leading axis. The
+builders keep their providers in step — provider i's k-th example always belongs with provider
+j's k-th example — and reshuffle at every epoch.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deeplearn import util
+from deeplearn.math.ndarray import NDArray
+from deeplearn.math.scope import REGISTRY
+from deeplearn.types import ShapeError
+
+if TYPE_CHECKING:
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = [
+    "InputProvider",
+    "InMemoryShuffledInputProviderBuilder",
+    "InCPUMemoryShuffledInputProviderBuilder",
+    "InGPUMemoryShuffledInputProviderBuilder",
+    "next_batch",
+]
+
+
+class InputProvider(abc.ABC):
+    """A source of examples for one Tensor.
+
+    Subclasses implement ``get_next_copy`` and ``dispose_copy``; ``get_next_batch`` stacks
+    copies unless overridden with something faster. Any object with ``get_next_copy`` and
+    ``dispose_copy`` counts as an InputProvider (``isinstance`` checks the methods).
+
+    Example:
+        >>> class Twos(InputProvider):
+        ...     def get_next_copy(self, math): return Array1D.new([2, 4], math=math)
+        ...     def dispose_copy(self, math, copy): copy.dispose()
+        >>> Twos().get_next_batch(math, 3).shape
+        (3, 2)
+    """
+
+    @abc.abstractmethod
+    def get_next_copy(self, math: NDArrayMath) -> NDArray:
+        """The next example, as a new NDArray on ``math``'s backend."""
+
+    @abc.abstractmethod
+    def dispose_copy(self, math: NDArrayMath, copy: NDArray) -> None:
+        """Releases an array returned by ``get_next_copy``."""
+
+    def get_next_batch(self, math: NDArrayMath, batch_size: int) -> NDArray:
+        """The next ``batch_size`` examples stacked along a new leading axis."""
+        return _stack_copies(self, math, batch_size)
+
+    @classmethod
+    def __subclasshook__(cls, other: type) -> bool | Any:
+        if cls is InputProvider:
+            if all(any(name in base.__dict__ for base in other.__mro__) for name in ("get_next_copy", "dispose_copy")):
+                return True
+        return NotImplemented
+
+
+def _stack_copies(provider: Any, math: NDArrayMath, batch_size: int) -> NDArray:
+    """``batch_size`` copies from ``provider`` stacked on the host (the generic path)."""
+    copies = [provider.get_next_copy(math) for _ in range(batch_size)]
+    try:
+        host = np.stack([c.numpy() for c in copies])
+        dtype = copies[0].dtype
+    finally:
+        for c in copies:
+            provider.dispose_copy(math, c)
+    return NDArray.make(host.shape, host, dtype, math=math)
+
+
+def next_batch(provider: Any, math: NDArrayMath, batch_size: int) -> NDArray:
+    """``provider.get_next_batch`` when it has one, else ``batch_size`` stacked copies (for
+    providers written against deeplearn.js's two-method interface)."""
+    get = getattr(provider, "get_next_batch", None)
+    return get(math, batch_size) if get is not None else _stack_copies(provider, math, batch_size)
+
+
+class InMemoryShuffledInputProviderBuilder(abc.ABC):
+    """Builds one InputProvider per input over examples held in memory, shuffled together.
+
+    Args:
+        inputs: one entry per input: a list of NDArrays (one per example, all of one shape), or
+            an array (NDArray or NumPy) whose leading axis indexes the examples.
+        seed: seeds the shuffling (None: a fresh random order every run).
+
+    Every provider walks the same order of example indices, so examples stay paired however
+    the providers' calls interleave. The order is reshuffled at every epoch; deeplearn.js
+    shuffled once at construction and then repeated that order (DESIGN.md §4).
+    """
+
+    def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
+        where = type(self).__name__
+        if len(inputs) == 0:
+            raise ValueError(f"{where}: inputs must hold at least one input; got an empty list.")
+        stacks = [_stack_input(x, i, where) for i, x in enumerate(inputs)]
+        counts = [len(s) for s, _ in stacks]
+        if len(set(counts)) != 1:
+            raise ShapeError(f"{where}: every input must have the same number of examples; got {counts}.")
+        if counts[0] == 0:
+            raise ValueError(f"{where}: inputs must hold at least one example; got 0 examples.")
+        self.num_examples = counts[0]
+        self._host = [s for s, _ in stacks]
+        self._dtypes = [d for _, d in stacks]
+        self._rng = np.random.default_rng(seed)
+        self._orders: dict[int, np.ndarray] = {}
+        self._positions = [0] * len(inputs)
+        self._providers = [_BuilderProvider(self, i) for i in range(len(inputs))]
+
+    def get_input_providers(self) -> list[InputProvider]:
+        """One provider per input, in the order of ``inputs`` (the same objects every call)."""
+        return list(self._providers)
+
+    def get_epoch(self) -> int:
+        """How many full passes over the examples every provider has completed."""
+        return min(self._positions) // self.num_examples
+
+    def example_shape(self, input_index: int) -> tuple[int, ...]:
+        return tuple(self._host[input_index].shape[1:])
+
+    def _next_indices(self, input_index: int, count: int) -> np.ndarray:
+        """The next ``count`` example indices of provider ``input_index`` (across epochs)."""
+        n = self.num_examples
+        start = self._positions[input_index]
+        positions = np.arange(start, start + count)
+        epochs = positions // n
+        out = np.empty(count, dtype=np.int64)
+        for epoch in np.unique(epochs):  # a batch spans at most a few epochs
+            mask = epochs == epoch
+            out[mask] = self._order(int(epoch))[positions[mask] % n]
+        self._positions[input_index] = start + count
+        oldest = min(self._positions) // n
+        for epoch in [e for e in self._orders if e < oldest]:
+            del self._orders[epoch]
+        return out
+
+    def _order(self, epoch: int) -> np.ndarray:
+        while epoch not in self._orders:
+            self._orders[max(self._orders, default=-1) + 1] = self._rng.permutation(self.num_examples)
+        return self._orders[epoch]
+
+    @abc.abstractmethod
+    def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
+        """The examples at ``indices`` of input ``input_index``, stacked, on ``math``'s backend."""
+
+
+class _BuilderProvider(InputProvider):
+    """The provider of one input of a builder."""
+
+    def __init__(self, builder: InMemoryShuffledInputProviderBuilder, input_index: int) -> None:
+        self.builder = builder
+        self.input_index = input_index
+
+    def get_next_copy(self, math: NDArrayMath) -> NDArray:
+        indices = self.builder._next_indices(self.input_index, 1)
+        batch = self.builder._gather(math, self.input_index, indices)
+        return batch.reshape(batch.shape[1:])
+
+    def dispose_copy(self, math: NDArrayMath, copy: NDArray) -> None:
+        copy.dispose()
+
+    def get_next_batch(self, math: NDArrayMath, batch_size: int) -> NDArray:
+        indices = self.builder._next_indices(self.input_index, batch_size)
+        return self.builder._gather(math, self.input_index, indices)
+
+    def __repr__(self) -> str:
+        return f"<InputProvider {self.input_index} of {type(self.builder).__name__}>"
+
+
+class InCPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuilder):
+    """Shuffled providers over examples kept in host memory; each batch is copied to the math's
+    backend when asked for.
+
+    Example:
+        >>> xs = [Scalar.new(v) for v in (1, 2, 3)]
+        >>> ys = [Scalar.new(10 * v) for v in (1, 2, 3)]
+        >>> x_provider, y_provider = InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
+        >>> x = x_provider.get_next_batch(math, 3); y = y_provider.get_next_batch(math, 3)
+        >>> bool((y.get_values() == 10 * x.get_values()).all())
+        True
+    """
+
+    def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
+        host = self._host[input_index][indices]
+        return NDArray.make(host.shape, host, self._dtypes[input_index], math=math)
+
+
+class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuilder):
+    """Shuffled providers over examples uploaded once to the math's backend (GPU memory on
+    CUDA); batches are gathered there.
+
+    Example:
+        >>> xs = [Array1D.new([v, v]) for v in (1, 2, 3)]
+        >>> (p,) = InGPUMemoryShuffledInputProviderBuilder([xs], seed=0).get_input_providers()
+        >>> p.get_next_batch(math, 2).shape
+        (2, 2)
+    """
+
+    def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
+        super().__init__(inputs, seed)
+        self._resident: dict[tuple[int, int], NDArray] = {}
+
+    def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
+        key = (input_index, id(math.backend))
+        data = self._resident.get(key)
+        if data is None or data.is_disposed:
+            data = NDArray.make(self._host[input_index].shape, self._host[input_index],
+                                self._dtypes[input_index], math=math)
+            REGISTRY.untrack_everywhere(data)  # resident for the builder's life, whatever scope is open
+            self._resident[key] = data
+        xp = math.backend.xp
+        # Data movement, not math: a gather of rows by index, the same call in NumPy and CuPy.
+        rows = xp.take(data.raw, math.backend.asarray(indices), axis=0)
+        return math.engine.wrap(rows, self._dtypes[input_index])
+
+    def dispose(self) -> None:
+        """Frees the uploaded examples."""
+        for data in self._resident.values():
+            data.dispose()
+        self._resident.clear()
+
+
+def _stack_input(x: Any, index: int, where: str) -> tuple[np.ndarray, str]:
+    """One input's examples as a host array with a leading example axis, and its dtype."""
+    if isinstance(x, NDArray):
+        return x.numpy(), x.dtype
+    if isinstance(x, np.ndarray):
+        dtype = "bool" if x.dtype == np.bool_ else "int32" if x.dtype.kind in "iu" else "float32"
+        return x.astype(util.numpy_dtype(dtype)), dtype  # type: ignore[arg-type]
+    examples = list(x)
+    arrays = []
+    for j, e in enumerate(examples):
+        if not isinstance(e, NDArray):
+            raise TypeError(f"{where}: input {index} must be a list of NDArrays or an array; got {e!r} at example {j}.")
+        if e.shape != examples[0].shape:
+            raise ShapeError(
+                f"{where}: the examples of input {index} must all have one shape; got {examples[0].shape} "
+                f"(example 0) and {e.shape} (example {j})."
+            )
+        arrays.append(e.numpy())
+    if not arrays:
+        return np.zeros((0,), np.float32), "float32"
+    return np.stack(arrays), examples[0].dtype

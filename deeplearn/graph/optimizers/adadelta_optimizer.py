@@ -1,0 +1,47 @@
+"""AdadeltaOptimizer: steps scaled by the ratio of running averages of updates and gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from deeplearn.graph.optimizers.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from deeplearn.graph.graph import Tensor
+    from deeplearn.math.ndarray import NDArray, Scalar
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = ["AdadeltaOptimizer"]
+
+EPSILON = 1e-6
+
+
+class AdadeltaOptimizer(Optimizer):
+    """s' = γ·s + (1 − γ)·g²; u = √(d + ε)/√(s + ε)·g with the *previous* s;
+    w = w + c·u; d = γ·d + (1 − γ)·u² (ε = 1e-6; the learning rate scales the step).
+
+    Example:
+        >>> AdadeltaOptimizer(0.1, 0.8).gamma
+        0.8
+    """
+
+    def __init__(self, learning_rate: float, gamma: float,
+                 specified_variable_list: Sequence[Any] | None = None) -> None:
+        super().__init__(learning_rate, specified_variable_list)
+        self.gamma = float(gamma)
+
+    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
+                c: Scalar) -> NDArray:
+        gamma, rest, eps = (self._scalar(math, v) for v in (self.gamma, 1.0 - self.gamma, EPSILON))
+        old_cache = self._get_state("cache", variable, value)
+        old_updates = self._get_state("updates", variable, value)
+        cache = math.scaled_array_add(gamma, old_cache, rest, math.square(gradient))
+        # deeplearn.js: the step divides by the cache from *before* this batch (Zeiler's
+        # Adadelta uses the new one). conformance: optimizer.adadelta.two_steps
+        ratio = math.divide(math.sqrt(math.add(old_updates, eps)), math.sqrt(math.add(old_cache, eps)))
+        updates = math.multiply(ratio, gradient)
+        new_value = math.scaled_array_add(c, updates, self._scalar(math, 1.0), value)
+        self._set_state("cache", variable, cache)
+        self._set_state("updates", variable, math.scaled_array_add(gamma, old_updates, rest, math.square(updates)))
+        return new_value

@@ -1,0 +1,53 @@
+"""AdamOptimizer: bias-corrected running averages of the gradient and its square."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from deeplearn.graph.optimizers.optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from deeplearn.graph.graph import Tensor
+    from deeplearn.math.ndarray import NDArray, Scalar
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = ["AdamOptimizer"]
+
+EPSILON = 1e-8
+
+
+class AdamOptimizer(Optimizer):
+    """m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²; w = w + c·m̂/(√v̂ + 1e-8) with
+    m̂ = m/(1 − β1ᵗ), v̂ = v/(1 − β2ᵗ) at batch t = 1, 2, ...
+
+    Example:
+        >>> AdamOptimizer(0.1, 0.9, 0.999).beta2
+        0.999
+    """
+
+    def __init__(self, learning_rate: float, beta1: float, beta2: float,
+                 specified_variable_list: Sequence[Any] | None = None) -> None:
+        super().__init__(learning_rate, specified_variable_list)
+        self.beta1 = float(beta1)
+        self.beta2 = float(beta2)
+        self.acc_beta1 = self.beta1  # β1ᵗ for the current batch t (deeplearn.js accBeta1)
+        self.acc_beta2 = self.beta2
+
+    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
+                c: Scalar) -> NDArray:
+        s = self._scalar
+        m = math.scaled_array_add(s(math, self.beta1), self._get_state("m", variable, value),
+                                  s(math, 1.0 - self.beta1), gradient)
+        v = math.scaled_array_add(s(math, self.beta2), self._get_state("v", variable, value),
+                                  s(math, 1.0 - self.beta2), math.square(gradient))
+        self._set_state("m", variable, m)
+        self._set_state("v", variable, v)
+        m_hat = math.divide(m, s(math, 1.0 - self.acc_beta1))
+        v_hat = math.divide(v, s(math, 1.0 - self.acc_beta2))
+        step = math.divide(m_hat, math.add(math.sqrt(v_hat), s(math, EPSILON)))
+        return math.scaled_array_add(s(math, 1.0), value, c, step)
+
+    def _end_batch(self) -> None:
+        self.acc_beta1 *= self.beta1
+        self.acc_beta2 *= self.beta2

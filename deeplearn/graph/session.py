@@ -1,0 +1,438 @@
+"""Session: evaluates and trains a Graph on one NDArrayMath, batched.
+
+``eval``/``eval_all`` run the needed subgraph on one example. ``train`` draws ``batch_size``
+examples from each InputProvider, stacks them along a leading batch axis and runs every node once
+on the batch (DESIGN.md §5): the gradients that reach variables are the sums of the per-example
+gradients, exactly deeplearn.js's per-example loop. The Session holds no per-op code; each node's
+batch rule (``batching.py``) runs it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+from deeplearn.data.input_provider import InputProvider, next_batch
+from deeplearn.graph import graph_util
+from deeplearn.graph.graph import ConstantNode, Node, PlaceholderNode, Tensor, VariableNode
+from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
+from deeplearn.math.ndarray import NDArray, Scalar
+from deeplearn.types import DisposedError, ShapeError
+
+if TYPE_CHECKING:
+    from deeplearn.graph.optimizers.optimizer import Optimizer
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = ["Session", "FeedEntry", "CostReduction", "normalize_feeds"]
+
+
+class CostReduction(enum.IntEnum):
+    """What ``Session.train`` returns: nothing (a zero Scalar), or the batch's cost summed or
+    averaged over its examples."""
+
+    NONE = 0
+    SUM = 1
+    MEAN = 2
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """Data for one tensor: an NDArray (or an array-like, converted), or an InputProvider."""
+
+    tensor: Tensor
+    data: Any
+
+
+Feeds = Union[Sequence[Union[FeedEntry, Mapping[str, Any]]], Mapping[Tensor, Any], None]
+
+
+def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
+    """The three accepted forms of feeds as one list of FeedEntry: a list of
+    ``FeedEntry(tensor, data)``, a list of ``{"tensor": t, "data": d}`` dicts (the seed's object
+    literals), or a ``{tensor: data}`` mapping.
+
+    Example:
+        >>> g = Graph(); x = g.placeholder("x", [])
+        >>> a = normalize_feeds([{"tensor": x, "data": Scalar.new(1)}], "eval")
+        >>> b = normalize_feeds({x: Scalar.new(1)}, "eval")
+        >>> a[0].tensor is b[0].tensor is x
+        True
+    """
+    if feeds is None:
+        return []
+    if isinstance(feeds, Mapping):
+        if set(feeds) <= {"tensor", "data"} and "tensor" in feeds:
+            items: list[Any] = [feeds]  # one entry dict given without its list
+        else:
+            items = [FeedEntry(t, d) for t, d in feeds.items()]
+    elif isinstance(feeds, (list, tuple)):
+        items = list(feeds)
+    else:
+        raise TypeError(f"{where}: feeds must be a list of FeedEntry or {{'tensor', 'data'}} dicts, or a "
+                        f"{{tensor: data}} mapping; got {type(feeds).__name__}.")
+    out: list[FeedEntry] = []
+    seen: set[Tensor] = set()
+    for item in items:
+        if isinstance(item, FeedEntry):
+            entry = item
+        elif isinstance(item, Mapping) and set(item) == {"tensor", "data"}:
+            entry = FeedEntry(item["tensor"], item["data"])
+        else:
+            raise TypeError(f"{where}: each feed must be a FeedEntry(tensor, data) or a "
+                            f"{{'tensor': t, 'data': d}} dict; got {item!r}.")
+        if not isinstance(entry.tensor, Tensor):
+            raise TypeError(f"{where}: a feed's tensor must be a Tensor; got {entry.tensor!r}.")
+        if entry.tensor in seen:
+            raise ValueError(f"{where}: each tensor may be fed once; got two feeds for {entry.tensor!r}.")
+        seen.add(entry.tensor)
+        out.append(entry)
+    return out
+
+
+@dataclass
+class _Plan:
+    """What a request needs: the nodes to run in order (fed nodes excluded), its variables."""
+
+    nodes: list[Node]
+    fed: frozenset[Tensor]
+    variables: list[Tensor]
+    _needs_grad: frozenset[Tensor] | None = field(default=None, repr=False)
+
+    def needs_grad(self) -> frozenset[Tensor]:
+        if self._needs_grad is None:
+            fed_nodes = [t.node for t in self.fed]
+            ordered = graph_util.get_ordered_evaluation_set([*self.nodes, *fed_nodes])
+            self._needs_grad = frozenset(graph_util.tensors_needing_gradient(ordered, self.fed))
+        return self._needs_grad
+
+
+class Session:
+    """Runs a Graph on ``math``.
+
+    ``activation_array_map`` holds, after each call, the value of every tensor it computed
+    (with the batch axis after ``train``) and every variable's current value;
+    ``gradient_array_map`` holds the gradients of the last ``train``. Both are kept until the
+    next call (or ``dispose``).
+
+    Example:
+        >>> g = Graph()
+        >>> x = g.placeholder("x", [2])
+        >>> y = g.add(g.square(x), g.constant(3))
+        >>> Session(g, math).eval(y, [{"tensor": x, "data": Array1D.new([5, 4])}]).get_values()
+        array([28., 19.], dtype=float32)
+    """
+
+    def __init__(self, graph: Any, math: NDArrayMath) -> None:
+        self.graph = graph
+        self.math = math
+        self.activation_array_map = TensorArrayMap()
+        self.gradient_array_map = SummedTensorArrayMap(math)
+        self._plans: dict[tuple[frozenset[Tensor], frozenset[Tensor]], _Plan] = {}
+        self._converted: dict[Tensor, NDArray] = {}  # constants copied to this math's backend
+
+    # -- public API ------------------------------------------------------------------------
+    def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
+        """The value of ``tensor`` for one example; ``feeds`` give placeholders (or any tensor,
+        which cuts the graph there) NDArrays or InputProviders (one example is drawn).
+
+        Example:
+            >>> g = Graph(); x = g.placeholder("x", []); y = g.square(x)
+            >>> Session(g, math).eval(y, {x: Scalar.new(3)}).get()
+            9.0
+        """
+        return self.eval_all([tensor], feeds, where="Session.eval")[0]
+
+    def eval_all(self, tensors: Sequence[Tensor], feeds: Feeds = None, *, where: str = "Session.eval_all") -> list[NDArray]:
+        """The values of ``tensors`` for one example (shared nodes run once). The results
+        belong to the caller's scope.
+
+        Example:
+            >>> g = Graph(); x = g.placeholder("x", []); sq = g.square(x)
+            >>> y, z = Session(g, math).eval_all([g.add(sq, g.constant(1)), sq], {x: Scalar.new(2)})
+            >>> y.get(), z.get()
+            (5.0, 4.0)
+        """
+        entries = normalize_feeds(feeds, where)
+        plan = self._plan(list(tensors), entries, where)
+        return self._run_inference(plan, list(tensors), entries, None, where)
+
+    def eval_batch(self, tensors: Tensor | Sequence[Tensor], feeds: Feeds, batch_size: int) -> Any:
+        """The values of ``tensors`` for ``batch_size`` examples drawn from the feeds'
+        InputProviders, each with a leading batch axis, computed in one batched pass (NDArray
+        feeds are shared by every example). Not in deeplearn.js; GraphRunner uses it for its
+        metric and inference passes.
+
+        Example:
+            >>> g = Graph(); x = g.placeholder("x", [2]); y = g.reduce_sum(x)
+            >>> (p,) = InCPUMemoryShuffledInputProviderBuilder([[Array1D.new([1, 2])]]).get_input_providers()
+            >>> Session(g, math).eval_batch(y, {x: p}, 3).get_values()
+            array([3., 3., 3.], dtype=float32)
+        """
+        single = isinstance(tensors, Tensor)
+        wanted = [tensors] if single else list(tensors)  # type: ignore[list-item]
+        where = "Session.eval_batch"
+        _check_batch_size(batch_size, where)
+        entries = normalize_feeds(feeds, where)
+        plan = self._plan(wanted, entries, where)
+        out = self._run_inference(plan, wanted, entries, batch_size, where)
+        return out[0] if single else out
+
+    def train(self, cost_tensor: Tensor, feeds: Feeds, batch_size: int, optimizer: Optimizer,
+              cost_reduction: CostReduction = CostReduction.NONE) -> Scalar:
+        """Trains one batch: draws ``batch_size`` examples from every feed's InputProvider,
+        runs the graph forward and backward once on the stacked batch, and lets ``optimizer``
+        update the variables with the sum of the per-example gradients.
+
+        Returns the batch's cost summed (SUM) or averaged (MEAN) over its examples, or a zero
+        Scalar (NONE, which reads nothing back).
+
+        Example:
+            >>> g = Graph(); x = g.placeholder("x", []); w = g.variable("w", Scalar.new(0))
+            >>> cost = g.mean_squared_cost(g.multiply(w, x), g.multiply(g.constant(2), x))
+            >>> (p,) = InCPUMemoryShuffledInputProviderBuilder([[Scalar.new(1), Scalar.new(2)]]).get_input_providers()
+            >>> s = Session(g, math)
+            >>> for _ in range(100): _ = s.train(cost, [FeedEntry(x, p)], 2, SGDOptimizer(0.1))
+            >>> round(s.eval(w).get(), 3)
+            2.0
+        """
+        where = "Session.train"
+        if not isinstance(cost_tensor, Tensor) or cost_tensor.shape != ():
+            raise ShapeError(f"{where}: the cost tensor must be a scalar; got cost_tensor={cost_tensor!r}.")
+        _check_batch_size(batch_size, where)
+        cost_reduction = CostReduction(cost_reduction)
+        entries = normalize_feeds(feeds, where)
+        for e in entries:
+            if not isinstance(e.data, InputProvider):
+                raise ValueError(
+                    f"{where}: every feed must be an InputProvider (training draws batch_size examples "
+                    f"from each); got {type(e.data).__name__} for {e.tensor!r}."
+                )
+        plan = self._plan([cost_tensor], entries, where)
+        self._release_retained()
+        math = self.math
+        math.start_scope()
+        result: Scalar | None = None
+        try:
+            values, batched = self._load_feeds(entries, batch_size, where)
+            self._forward(plan, values, batched, where)
+            cost, cost_batched = values[cost_tensor], batched[cost_tensor]
+            # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
+            seed = NDArray.ones(cost.shape, math=math) if cost_batched else Scalar.new(batch_size, math=math)
+            gradients = self._backward(plan, values, batched, cost_tensor, seed)
+            optimizer.before_batch(math, batch_size, plan.variables)
+            optimizer.after_example(math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)})
+            current = {v: values[v] for v in optimizer.variables if v in values}
+            for v, new_value in optimizer.after_batch(math, current).items():
+                self._assign(v, new_value)
+                values[v] = new_value
+            result = self._reduce_cost(cost, cost_batched, batch_size, cost_reduction)
+            self._retain(values, gradients)
+        finally:
+            math.end_scope(result)
+        return result
+
+    def dispose(self) -> None:
+        """Frees what the Session keeps between calls (activations, gradients, copies)."""
+        self._release_retained()
+        for array in self._converted.values():
+            array.dispose()
+        self._converted.clear()
+        self._plans.clear()
+
+    # -- plans -----------------------------------------------------------------------------
+    def _plan(self, tensors: list[Tensor], entries: list[FeedEntry], where: str) -> _Plan:
+        fed = frozenset(e.tensor for e in entries)
+        key = (frozenset(tensors), fed)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        for t in tensors:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{where}: expected Tensors to evaluate; got {t!r}.")
+            if t.node.graph is not self.graph:
+                raise ValueError(f"{where}: {t!r} belongs to another Graph than this Session's.")
+        needed = graph_util.get_unordered_evaluation_set([t.node for t in tensors], {t.node for t in fed})
+        missing = [n for n in graph_util.get_placeholder_nodes(needed) if n.output not in fed]
+        if missing:
+            names = ", ".join(repr(n.name) for n in missing)
+            noun = "placeholder" if len(missing) == 1 else "placeholders"
+            verb = "must be fed" if len(missing) == 1 else "must all be fed"
+            raise ValueError(f"{where}: {noun} {names} {verb}; got feeds for {[e.tensor.name for e in entries]}.")
+        ordered = graph_util.get_ordered_evaluation_set(n for n in needed if n.output not in fed)
+        variables = [n.output for n in graph_util.get_variable_nodes_from_evaluation_set(ordered)]
+        plan = _Plan(ordered, fed, variables)
+        self._plans[key] = plan
+        return plan
+
+    # -- execution -------------------------------------------------------------------------
+    def _run_inference(self, plan: _Plan, tensors: list[Tensor], entries: list[FeedEntry],
+                       batch_size: int | None, where: str) -> list[NDArray]:
+        self._release_retained()
+        math = self.math
+        math.start_scope()
+        results: list[NDArray] | None = None
+        try:
+            values, batched = self._load_feeds(entries, batch_size, where)
+            self._forward(plan, values, batched, where)
+            results = []
+            for t in tensors:
+                value = values[t]
+                if batch_size is not None and not batched[t]:  # the same value for every example
+                    value = math.multiply(NDArray.ones((batch_size,) + (1,) * t.rank, math=math), value)
+                results.append(_alias(value))  # a fresh view: the caller's scope owns it
+            self._retain(values, None)
+        finally:
+            math.end_scope(results)
+        return results
+
+    def _load_feeds(self, entries: list[FeedEntry], batch_size: int | None,
+                    where: str) -> tuple[dict[Tensor, NDArray], dict[Tensor, bool]]:
+        """Values of the fed tensors: one example each (``batch_size`` None), or a batch drawn
+        from every InputProvider (NDArray feeds stay unbatched)."""
+        values: dict[Tensor, NDArray] = {}
+        batched: dict[Tensor, bool] = {}
+        for e in entries:
+            t, data = e.tensor, e.data
+            if isinstance(data, InputProvider):
+                if batch_size is None:
+                    copy = data.get_next_copy(self.math)
+                    value = _alias(copy)  # ours to use in this call; the provider's copy goes back
+                    data.dispose_copy(self.math, copy)
+                    is_batched = False
+                else:
+                    value, is_batched = next_batch(data, self.math, batch_size), True
+            else:
+                value, is_batched = _as_feed_array(data, t, where), False
+            want = ((batch_size,) if is_batched else ()) + t.shape
+            if value.shape != want:
+                what = f"a batch of {batch_size} examples of shape {t.shape}" if is_batched else f"shape {t.shape}"
+                raise ShapeError(f"{where}: the feed for {t!r} must be {what}; got data.shape={value.shape}.")
+            values[t], batched[t] = value, is_batched
+        return values, batched
+
+    def _forward(self, plan: _Plan, values: dict[Tensor, NDArray], batched: dict[Tensor, bool], where: str) -> None:
+        math = self.math
+        for node in plan.nodes:
+            out = node.output
+            if node.op_rule is None:
+                values[out], batched[out] = self._input_value(node, where), False
+                continue
+            flags = [batched[t] for t in node.inputs]
+            y = node.op_rule.forward(math, node, [values[t] for t in node.inputs], flags)
+            is_batched = any(flags)
+            lead = (next(values[t].shape[0] for t, b in zip(node.inputs, flags) if b),) if is_batched else ()
+            if y.shape != lead + out.shape:
+                raise AssertionError(f"{where}: the {node.name} rule gave shape {y.shape}, expected {lead + out.shape}.")
+            values[out], batched[out] = y, is_batched
+
+    def _backward(self, plan: _Plan, values: dict[Tensor, NDArray], batched: dict[Tensor, bool],
+                  cost: Tensor, seed: NDArray) -> SummedTensorArrayMap:
+        gradients = SummedTensorArrayMap(self.math)
+        needs = plan.needs_grad()
+        if cost not in needs:
+            return gradients
+        gradients.add(cost, seed)
+        for node in reversed(plan.nodes):
+            dy = gradients.get_or_none(node.output)
+            if dy is None or node.op_rule is None:
+                continue
+            wants = [t in needs for t in node.inputs]
+            if not any(wants):
+                continue
+            xs = [values[t] for t in node.inputs]
+            flags = [batched[t] for t in node.inputs]
+            grads = node.op_rule.backward(self.math, node, dy, xs, flags, values[node.output], wants)
+            for t, g, w in zip(node.inputs, grads, wants):
+                if w and g is not None:
+                    gradients.add(t, g)
+        return gradients
+
+    def _input_value(self, node: Node, where: str) -> NDArray:
+        if isinstance(node, PlaceholderNode):  # a plan never keeps an unfed placeholder
+            raise AssertionError(f"{where}: placeholder {node.name!r} has no value.")
+        data: NDArray = node.data  # type: ignore[attr-defined]
+        if data.is_disposed:
+            kind = "variable" if isinstance(node, VariableNode) else "constant"
+            raise DisposedError(
+                f"{where}: the data of {kind} {node.name!r} is disposed; was it created inside a "
+                f"math.scope that has ended? Create it outside, or keep() it."
+            )
+        if data.backend is self.math.backend:
+            return data
+        if isinstance(node, VariableNode):  # move it once; the copy belongs to the graph
+            node.data, node.owns_data = self.math.keep(NDArray._wrap(self.math.backend.asarray(data.numpy()),
+                                                                     self.math.backend, data.dtype)), True
+            return node.data
+        converted = self._converted.get(node.output)
+        if converted is None:
+            converted = self.math.keep(NDArray._wrap(self.math.backend.asarray(data.numpy()),
+                                                     self.math.backend, data.dtype))
+            self._converted[node.output] = converted
+        return converted
+
+    def _assign(self, variable: Tensor, value: NDArray) -> None:
+        """Makes ``value`` the variable's data; the graph owns it from now on."""
+        node = variable.node
+        assert isinstance(node, VariableNode)
+        old, owned = node.data, node.owns_data
+        node.data, node.owns_data = self.math.keep(value), True
+        if owned and old is not value:
+            old.dispose()
+
+    def _reduce_cost(self, cost: NDArray, cost_batched: bool, batch_size: int, reduction: CostReduction) -> Scalar:
+        math = self.math
+        if reduction == CostReduction.NONE:
+            return Scalar.new(0, math=math)
+        if cost_batched:
+            total = math.sum(cost) if reduction == CostReduction.SUM else math.mean(cost)
+        elif reduction == CostReduction.SUM:
+            total = math.multiply(cost, Scalar.new(batch_size, math=math))
+        else:
+            total = _alias(cost)
+        return total  # type: ignore[return-value]
+
+    # -- what a call leaves for inspection -------------------------------------------------
+    def _retain(self, values: dict[Tensor, NDArray], gradients: SummedTensorArrayMap | None) -> None:
+        math = self.math
+        for t, v in values.items():
+            if not v.is_disposed:
+                self.activation_array_map.set(t, math.keep(_alias(v)))
+        if gradients is not None:
+            for t, g in gradients.items():
+                self.gradient_array_map.set(t, math.keep(_alias(g)))
+
+    def _release_retained(self) -> None:
+        self.activation_array_map.dispose()
+        self.gradient_array_map.dispose()
+
+
+def _alias(x: NDArray) -> NDArray:
+    """Another view of ``x``'s data (disposing one view leaves the other alive)."""
+    return NDArray._class_for_rank(x.rank)(x.storage, x.shape, x.dtype)
+
+
+def _as_feed_array(data: Any, tensor: Tensor, where: str) -> NDArray:
+    if isinstance(data, NDArray):
+        data._check_live(where)
+        return _alias(data)
+    if data is None:
+        raise ValueError(f"{where}: the feed for {tensor!r} has no data; got None.")
+    try:
+        return NDArray.make(tensor.shape if not hasattr(data, "shape") and not isinstance(data, (list, tuple))
+                            else _shape_of(data), data)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{where}: a feed's data must be an NDArray, an InputProvider or array-like; "
+                        f"got {type(data).__name__} for {tensor!r}.") from e
+
+
+def _shape_of(data: Any) -> tuple[int, ...]:
+    from deeplearn import util
+
+    return util.infer_shape(data)
+
+
+def _check_batch_size(batch_size: int, where: str) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"{where}: batch_size must be a positive int; got batch_size={batch_size!r}.")
