@@ -47,8 +47,11 @@ POOL_CASES = [c for c in cases("maxPool", "minPool", "avgPool") if "error" not i
 def test_pool_conformance(case: dict[str, Any], math: dl.NDArrayMath) -> None:
     a = case["attrs"]
     method = {"maxPool": math.max_pool, "minPool": math.min_pool, "avgPool": math.avg_pool}[case["op"]]
-    check(method(nd(math, case["inputs"][0]), a["filterSize"], a["strides"], a["pad"]), case["expected"],
-          case["tolerance"])
+    check(
+        method(nd(math, case["inputs"][0]), a["filterSize"], a["strides"], a["pad"]),
+        case["expected"],
+        case["tolerance"],
+    )
 
 
 BACKPROP_CASES = cases("grad:maxPool")
@@ -58,7 +61,11 @@ BACKPROP_CASES = cases("grad:maxPool")
 def test_max_pool_backprop_conformance(case: dict[str, Any], math: dl.NDArrayMath) -> None:
     a = case["attrs"]
     dy, x = (nd(math, t) for t in case["inputs"])
-    check(math.max_pool_backprop(dy, x, a["filterSize"], a["strides"], a["pad"]), case["expected"], case["tolerance"])
+    check(
+        math.max_pool_backprop(dy, x, a["filterSize"], a["strides"], a["pad"]),
+        case["expected"],
+        case["tolerance"],
+    )
 
 
 def test_graph_max_pool_forward_and_backward(math: dl.NDArrayMath) -> None:
@@ -70,7 +77,9 @@ def test_graph_max_pool_forward_and_backward(math: dl.NDArrayMath) -> None:
     check(dx, case["expected"]["dx"], 0)  # 9 wins two windows: 90 + 80 = 170
 
 
-CONV_CASES = [c for c in cases("conv2d") if "error" not in c["expected"] and isinstance(c["inputs"][0]["values"], list)]
+CONV_CASES = [
+    c for c in cases("conv2d") if "error" not in c["expected"] and isinstance(c["inputs"][0]["values"], list)
+]
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=[c["id"] for c in CONV_CASES])
@@ -94,7 +103,11 @@ def test_conv2d_shape_only_cases(math: dl.NDArrayMath) -> None:
 def test_conv1d_conformance(math: dl.NDArrayMath) -> None:
     (case,) = [c for c in cases("conv1d") if "error" not in c["expected"]]
     x, w, b = (nd(math, t) for t in case["inputs"])
-    check(math.conv1d(x, w, b, case["attrs"]["stride"], case["attrs"]["pad"]), case["expected"], case["tolerance"])
+    check(
+        math.conv1d(x, w, b, case["attrs"]["stride"], case["attrs"]["pad"]),
+        case["expected"],
+        case["tolerance"],
+    )
 
 
 def test_conv1d_batched_and_padded_matches_conv2d(math: dl.NDArrayMath) -> None:
@@ -113,8 +126,11 @@ def test_conv2d_transpose_conformance(math: dl.NDArrayMath) -> None:
     (case,) = [c for c in cases("conv2dTranspose") if "error" not in c["expected"]]
     x, w = (nd(math, t) for t in case["inputs"])
     a = case["attrs"]
-    check(math.conv2d_transpose(x, w, tuple(a["outputShape"]), a["strides"], a["pad"]), case["expected"],
-          case["tolerance"])
+    check(
+        math.conv2d_transpose(x, w, tuple(a["outputShape"]), a["strides"], a["pad"]),
+        case["expected"],
+        case["tolerance"],
+    )
 
 
 DEPTHWISE_CASES = cases("depthwiseConv2D")
@@ -177,8 +193,9 @@ def test_avg_pool_counts_padded_cells(math: dl.NDArrayMath) -> None:
 def test_max_pool_padding_never_wins(math: dl.NDArrayMath) -> None:
     x = Array3D.new([2, 2, 1], [-1, -2, -3, -4])
     np.testing.assert_array_equal(math.max_pool(x, 2, 2, 1).get_values(), [-1, -2, -3, -4])
-    np.testing.assert_array_equal(math.min_pool(Array3D.new([2, 2, 1], [1, 2, 3, 4]), 2, 2, 1).get_values(),
-                                  [1, 2, 3, 4])
+    np.testing.assert_array_equal(
+        math.min_pool(Array3D.new([2, 2, 1], [1, 2, 3, 4]), 2, 2, 1).get_values(), [1, 2, 3, 4]
+    )
 
 
 def test_max_pool_backprop_first_maximum_and_accumulation(math: dl.NDArrayMath) -> None:
@@ -241,8 +258,15 @@ ERROR_CASES = [c for c in cases("conv2d", "conv1d", "conv2dTranspose", "maxPool"
 @pytest.mark.parametrize("case", ERROR_CASES, ids=[c["id"] for c in ERROR_CASES])
 def test_conformance_errors(case: dict[str, Any], cpu_math: dl.NDArrayMath) -> None:
     rng = np.random.default_rng(0)
-    ins = [as_ndarray(cpu_math, values(t) if isinstance(t["values"], list)
-                      else rng.standard_normal(t["shape"]).astype(np.float32)) for t in case["inputs"]]
+    ins = [
+        as_ndarray(
+            cpu_math,
+            values(t)
+            if isinstance(t["values"], list)
+            else rng.standard_normal(t["shape"]).astype(np.float32),
+        )
+        for t in case["inputs"]
+    ]
     a = case["attrs"]
     with pytest.raises(ShapeError):
         if case["op"] == "conv2d":

@@ -32,8 +32,14 @@ CONV_INFO_CASES = [c for c in CASES if c["op"] == "computeConv2DInfo"]
 @pytest.mark.parametrize("case", CONV_INFO_CASES, ids=[c["id"] for c in CONV_INFO_CASES])
 def test_compute_conv2d_info_conformance(case: dict) -> None:
     attrs = case["attrs"]
-    info = compute_conv2d_info(tuple(case["inputs"][0]["inShape"]), tuple(case["inputs"][1]["filterShape"]),
-                               attrs["strides"], attrs["pad"], attrs["depthwise"], attrs["dataFormat"])
+    info = compute_conv2d_info(
+        tuple(case["inputs"][0]["inShape"]),
+        tuple(case["inputs"][1]["filterShape"]),
+        attrs["strides"],
+        attrs["pad"],
+        attrs["depthwise"],
+        attrs["dataFormat"],
+    )
     expected = case["expected"]
     assert info.out_height == expected["outHeight"]
     assert info.out_width == expected["outWidth"]
@@ -53,11 +59,11 @@ def test_conformance_fixtures_are_present() -> None:
 @pytest.mark.parametrize(
     ("in_size", "f", "s", "out", "before", "after"),
     [
-        (3, 2, 1, 3, 0, 1),   # reference §14.4: 2×2 filter on 3×3 'same' → top 0, bottom 1
+        (3, 2, 1, 3, 0, 1),  # reference §14.4: 2×2 filter on 3×3 'same' → top 0, bottom 1
         (5, 3, 1, 5, 1, 1),
         (5, 3, 2, 3, 1, 1),
-        (4, 3, 2, 2, 0, 1),   # total (2-1)·2 + 3 - 4 = 1: the extra pixel goes bottom/right
-        (4, 1, 2, 2, 0, 0),   # (2-1)·2 + 1 - 4 = -1: no negative padding
+        (4, 3, 2, 2, 0, 1),  # total (2-1)·2 + 3 - 4 = 1: the extra pixel goes bottom/right
+        (4, 1, 2, 2, 0, 0),  # (2-1)·2 + 1 - 4 = -1: no negative padding
         (6, 4, 3, 2, 0, 1),
         (1, 1, 1, 1, 0, 0),
     ],
@@ -76,7 +82,9 @@ def test_same_padding_non_square() -> None:
     assert (info.stride_height, info.stride_width, info.filter_height, info.filter_width) == (2, 3, 3, 2)
 
 
-@pytest.mark.parametrize(("in_size", "f", "s", "out"), [(3, 2, 2, 1), (5, 3, 1, 3), (5, 3, 2, 2), (6, 3, 2, 2), (4, 4, 1, 1)])
+@pytest.mark.parametrize(
+    ("in_size", "f", "s", "out"), [(3, 2, 2, 1), (5, 3, 1, 3), (5, 3, 2, 2), (6, 3, 2, 2), (4, 4, 1, 1)]
+)
 def test_valid_padding(in_size: int, f: int, s: int, out: int) -> None:
     pad, out_h, out_w = get_pad_and_out_info("valid", in_size, in_size, s, s, f, f)
     assert (out_h, out_w) == (out, out) == (math.ceil((in_size - f + 1) / s),) * 2
@@ -97,8 +105,11 @@ def test_numeric_pad_uses_each_dimension() -> None:
 
 
 def test_numeric_pad_must_give_an_integer_output() -> None:
-    with pytest.raises(ShapeError, match=r"conv2d: the output height \(in - f \+ 2\*pad\)/stride \+ 1 = 2.5 "
-                                         r"must be an integer; change stride or pad\."):
+    with pytest.raises(
+        ShapeError,
+        match=r"conv2d: the output height \(in - f \+ 2\*pad\)/stride \+ 1 = 2.5 "
+        r"must be an integer; change stride or pad\.",
+    ):
         compute_conv2d_info((1, 5, 5, 1), (2, 2, 1, 1), 2, 0)
     with pytest.raises(ShapeError, match="output width .* = 2.5 must be an integer"):
         compute_conv2d_info((1, 5, 6, 1), (2, 3, 1, 1), (1, 2), 0)
@@ -130,7 +141,9 @@ def test_channels_first() -> None:
     assert (info.in_height, info.in_width, info.in_channels) == (3, 3, 6)
 
 
-@pytest.mark.parametrize(("in_size", "f", "s", "pad"), [(5, 3, 1, 1), (5, 5, 1, 2), (5, 3, 2, 3), (28, 5, 1, 2), (4, 2, 2, 2)])
+@pytest.mark.parametrize(
+    ("in_size", "f", "s", "pad"), [(5, 3, 1, 1), (5, 5, 1, 2), (5, 3, 2, 3), (28, 5, 1, 2), (4, 2, 2, 2)]
+)
 def test_compute_default_pad(in_size: int, f: int, s: int, pad: int) -> None:
     assert compute_default_pad((in_size, in_size, 3), f, s) == pad == (in_size * (s - 1) - s + f) // 2
 

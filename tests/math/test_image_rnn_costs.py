@@ -46,15 +46,20 @@ RESIZE_CASES = cases("resizeBilinear3D")
 @pytest.mark.parametrize("case", RESIZE_CASES, ids=[c["id"] for c in RESIZE_CASES])
 def test_resize_conformance(case: dict[str, Any], math: dl.NDArrayMath) -> None:
     a = case["attrs"]
-    check(math.resize_bilinear3d(nd(math, case["inputs"][0]), a["newShape2D"], a["alignCorners"]),
-          case["expected"], case["tolerance"])
+    check(
+        math.resize_bilinear3d(nd(math, case["inputs"][0]), a["newShape2D"], a["alignCorners"]),
+        case["expected"],
+        case["tolerance"],
+    )
 
 
 def test_resize_semantics(math: dl.NDArrayMath) -> None:
     x = Array3D.new([2, 2, 1], [1, 2, 3, 4])
     # Legacy mapping src = r·in/out: doubling repeats the last row/column (ceil clamped to in-1).
-    np.testing.assert_allclose(math.resize_bilinear3d(x, [4, 4]).numpy()[:, :, 0],
-                               [[1, 1.5, 2, 2], [2, 2.5, 3, 3], [3, 3.5, 4, 4], [3, 3.5, 4, 4]])
+    np.testing.assert_allclose(
+        math.resize_bilinear3d(x, [4, 4]).numpy()[:, :, 0],
+        [[1, 1.5, 2, 2], [2, 2.5, 3, 3], [3, 3.5, 4, 4], [3, 3.5, 4, 4]],
+    )
     # align_corners with an output of size 1 samples the first row (deeplearn.js gave NaN: 0/0).
     np.testing.assert_allclose(math.resize_bilinear3d(x, [1, 3], True).get_values(), [1, 1.5, 2])
     # A NaN only reaches the outputs that read it.
@@ -73,11 +78,20 @@ BN_CASES = cases("batchNormalization2D", "batchNormalization3D", "batchNormaliza
 
 @pytest.mark.parametrize("case", BN_CASES, ids=[c["id"] for c in BN_CASES])
 def test_batch_norm_conformance(case: dict[str, Any], math: dl.NDArrayMath) -> None:
-    named = dict(zip(case["attrs"]["input_names"], (nd(math, t) for t in case["inputs"])))
-    method = {"batchNormalization2D": math.batch_normalization2d, "batchNormalization3D": math.batch_normalization3d,
-              "batchNormalization4D": math.batch_normalization4d}[case["op"]]
-    y = method(named["x"], named["mean"], named["variance"], case["attrs"]["varianceEpsilon"],
-               named.get("scale"), named.get("offset"))
+    named = dict(zip(case["attrs"]["input_names"], (nd(math, t) for t in case["inputs"]), strict=False))
+    method = {
+        "batchNormalization2D": math.batch_normalization2d,
+        "batchNormalization3D": math.batch_normalization3d,
+        "batchNormalization4D": math.batch_normalization4d,
+    }[case["op"]]
+    y = method(
+        named["x"],
+        named["mean"],
+        named["variance"],
+        case["attrs"]["varianceEpsilon"],
+        named.get("scale"),
+        named.get("offset"),
+    )
     check(y, case["expected"], case["tolerance"])
 
 
@@ -85,9 +99,15 @@ def test_batch_norm_params_of_x_rank(math: dl.NDArrayMath) -> None:
     rng = np.random.default_rng(0)
     x, mean, scale, offset = (rng.standard_normal((2, 3, 4)).astype(np.float32) for _ in range(4))
     var = rng.uniform(0.5, 2, (2, 3, 4)).astype(np.float32)
-    y = math.batch_normalization3d(*(as_ndarray(math, a) for a in (x, mean, var)), 0.01,
-                                   as_ndarray(math, scale), as_ndarray(math, offset))
-    np.testing.assert_allclose(y.numpy(), offset + (x - mean) * scale / np.sqrt(var + 0.01), rtol=1e-5, atol=1e-6)
+    y = math.batch_normalization3d(
+        *(as_ndarray(math, a) for a in (x, mean, var)),
+        0.01,
+        as_ndarray(math, scale),
+        as_ndarray(math, offset),
+    )
+    np.testing.assert_allclose(
+        y.numpy(), offset + (x - mean) * scale / np.sqrt(var + 0.01), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_batch_norm_checks(cpu_math: dl.NDArrayMath) -> None:
@@ -95,7 +115,9 @@ def test_batch_norm_checks(cpu_math: dl.NDArrayMath) -> None:
     ok = Array1D.new([0, 0, 0])
     with pytest.raises(ShapeError, match=r"batch_normalization3d: x must be rank 3"):
         cpu_math.batch_normalization3d(x, ok, ok)
-    with pytest.raises(ShapeError, match=r"batch_normalization2d: mean must be rank 1 \(\[depth\]\) or rank 2"):
+    with pytest.raises(
+        ShapeError, match=r"batch_normalization2d: mean must be rank 1 \(\[depth\]\) or rank 2"
+    ):
         cpu_math.batch_normalization2d(x, Array3D.new([1, 1, 3], [0, 0, 0]), ok)
     with pytest.raises(ShapeError, match=r"a rank-1 variance must have x's depth"):
         cpu_math.batch_normalization2d(x, ok, Array1D.new([1, 1]))
@@ -104,10 +126,12 @@ def test_batch_norm_checks(cpu_math: dl.NDArrayMath) -> None:
 # -- LSTM ------------------------------------------------------------------------------------------
 
 
-def np_lstm(forget_bias: float, kernel: np.ndarray, bias: np.ndarray, data: np.ndarray, c: np.ndarray,
-            h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def np_lstm(
+    forget_bias: float, kernel: np.ndarray, bias: np.ndarray, data: np.ndarray, c: np.ndarray, h: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     def sig(v: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-v))
+
     res = np.concatenate([data, h], axis=1) @ kernel + bias
     i, j, f, o = np.split(res, 4, axis=1)
     new_c = c * sig(f + forget_bias) + sig(i) * np.tanh(j)
@@ -116,12 +140,12 @@ def np_lstm(forget_bias: float, kernel: np.ndarray, bias: np.ndarray, data: np.n
 
 def test_multi_rnn_cell_conformance(math: dl.NDArrayMath) -> None:
     (case,) = cases("multiRNNCell(basicLSTMCell x2)")
-    t = dict(zip(case["attrs"]["input_names"], (nd(math, v) for v in case["inputs"])))
+    t = dict(zip(case["attrs"]["input_names"], (nd(math, v) for v in case["inputs"]), strict=False))
     forget = Scalar.new(case["attrs"]["forgetBias"], math=math)
     cell1 = partial(math.basic_lstm_cell, forget, t["lstmKernel1"], t["lstmBias1"])
     cell2 = partial(math.basic_lstm_cell, forget, t["lstmKernel2"], t["lstmBias2"])
     new_c, new_h = math.multi_rnn_cell([cell1, cell2], t["data"], [t["c0"], t["c1"]], [t["h0"], t["h1"]])
-    for got, want in zip(new_c + new_h, case["expected"]["newC"] + case["expected"]["newH"]):
+    for got, want in zip(new_c + new_h, case["expected"]["newC"] + case["expected"]["newH"], strict=False):
         check(got, want, case["tolerance"])
 
 
@@ -145,7 +169,9 @@ def test_basic_lstm_cell_matches_numpy_and_batches(math: dl.NDArrayMath) -> None
 
 def test_lstm_checks(cpu_math: dl.NDArrayMath) -> None:
     zero = Array2D.new([1, 1], [0])
-    with pytest.raises(ShapeError, match=r"basic_lstm_cell: lstm_kernel must be \[inputSize \+ units, 4·units\]"):
+    with pytest.raises(
+        ShapeError, match=r"basic_lstm_cell: lstm_kernel must be \[inputSize \+ units, 4·units\]"
+    ):
         cpu_math.basic_lstm_cell(1.0, Array2D.new([3, 4], [0] * 12), Array1D.new([0] * 4), zero, zero, zero)
     with pytest.raises(ShapeError, match=r"basic_lstm_cell: lstm_bias must be \[4·units\]"):
         cpu_math.basic_lstm_cell(1.0, Array2D.new([2, 4], [0] * 8), Array1D.new([0] * 3), zero, zero, zero)
@@ -172,7 +198,7 @@ def test_multinomial_frequencies(math: dl.NDArrayMath) -> None:
     probs = np.array([[0.1, 0.2, 0.7], [0.5, 0.0, 0.5]], dtype=np.float32)
     out = math.multinomial(as_ndarray(math, probs), n, seed=6, normalized=True).numpy()
     assert out.shape == (2, n)
-    for row, p in zip(out, probs):
+    for row, p in zip(out, probs, strict=False):
         np.testing.assert_allclose(np.bincount(row, minlength=3) / n, p, atol=0.02)
 
 
@@ -199,8 +225,11 @@ def test_one_hot_conformance(case: dict[str, Any], math: dl.NDArrayMath) -> None
         with pytest.raises(ValueError, match=r"one_hot: depth must be at least 2"):
             math.one_hot(indices, a["depth"])
         return
-    check(math.one_hot(indices, a["depth"], a.get("onValue", 1), a.get("offValue", 0)), case["expected"],
-          case["tolerance"])
+    check(
+        math.one_hot(indices, a["depth"], a.get("onValue", 1), a.get("offValue", 0)),
+        case["expected"],
+        case["tolerance"],
+    )
 
 
 # -- costs -----------------------------------------------------------------------------------------
@@ -241,6 +270,8 @@ def test_softmax_cross_entropy_nan(cpu_math: dl.NDArrayMath) -> None:
 def test_cost_shapes_must_match(method: str, cpu_math: dl.NDArrayMath) -> None:
     a = as_ndarray(cpu_math, np.zeros((5, 4), np.float32))
     b = as_ndarray(cpu_math, np.zeros((5, 4, 3), np.float32))
-    with pytest.raises(ShapeError, match=rf"{method}: .* must have the same shape; got .*\(5, 4\) .*\(5, 4, 3\)"):
+    with pytest.raises(
+        ShapeError, match=rf"{method}: .* must have the same shape; got .*\(5, 4\) .*\(5, 4, 3\)"
+    ):
         getattr(cpu_math, method)(a, b)
     assert getattr(cpu_math, method)(a, a).shape == ()

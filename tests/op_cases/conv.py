@@ -23,8 +23,9 @@ def pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (v[0], v[1])
 
 
-def geometry(in_hw: tuple[int, int], f_hw: tuple[int, int], strides: object, pad: object
-             ) -> tuple[tuple[int, int, int, int], int, int]:
+def geometry(
+    in_hw: tuple[int, int], f_hw: tuple[int, int], strides: object, pad: object
+) -> tuple[tuple[int, int, int, int], int, int]:
     """((top, left, bottom, right), out_h, out_w) by the TensorFlow / deeplearn.js rules."""
     (h, w), (fh, fw), (sh, sw) = in_hw, f_hw, pair(strides)  # type: ignore[arg-type]
     if pad == "same":
@@ -43,7 +44,7 @@ def geometry(in_hw: tuple[int, int], f_hw: tuple[int, int], strides: object, pad
 def _padded(x4: np.ndarray, p: tuple[int, int, int, int], fill: float) -> np.ndarray:
     b, h, w, c = x4.shape
     out = np.full((b, h + p[0] + p[2], w + p[1] + p[3], c), fill, dtype=np.float64)
-    out[:, p[0]:p[0] + h, p[1]:p[1] + w, :] = x4
+    out[:, p[0] : p[0] + h, p[1] : p[1] + w, :] = x4
     return out
 
 
@@ -55,7 +56,7 @@ def _unb(y: np.ndarray, rank: int) -> np.ndarray:
     return y[0] if rank == 3 else y
 
 
-def ref_conv2d(strides: object, pad: object):  # noqa: ANN201
+def ref_conv2d(strides: object, pad: object):
     def f(x: np.ndarray, w: np.ndarray) -> np.ndarray:
         x4 = _b4(x)
         fh, fw, _, od = w.shape
@@ -66,13 +67,14 @@ def ref_conv2d(strides: object, pad: object):  # noqa: ANN201
         for b in range(x4.shape[0]):
             for i in range(oh):
                 for j in range(ow):
-                    patch = xp[b, i * sh:i * sh + fh, j * sw:j * sw + fw, :]
+                    patch = xp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :]
                     y[b, i, j] = np.tensordot(patch, w, axes=3)
         return _unb(y, x.ndim)
+
     return f
 
 
-def ref_conv2d_der_input(in_shape: tuple[int, ...], strides: object, pad: object):  # noqa: ANN201
+def ref_conv2d_der_input(in_shape: tuple[int, ...], strides: object, pad: object):
     def f(dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         dy4 = _b4(dy)
         in4 = (1, *in_shape) if len(in_shape) == 3 else in_shape
@@ -83,13 +85,14 @@ def ref_conv2d_der_input(in_shape: tuple[int, ...], strides: object, pad: object
         for b in range(in4[0]):
             for i in range(oh):
                 for j in range(ow):
-                    dxp[b, i * sh:i * sh + fh, j * sw:j * sw + fw, :] += w @ dy4[b, i, j]
-        dx = dxp[:, p[0]:p[0] + in4[1], p[1]:p[1] + in4[2], :]
+                    dxp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :] += w @ dy4[b, i, j]
+        dx = dxp[:, p[0] : p[0] + in4[1], p[1] : p[1] + in4[2], :]
         return dx.reshape(in_shape)
+
     return f
 
 
-def ref_conv2d_der_filter(filter_shape: tuple[int, ...], strides: object, pad: object):  # noqa: ANN201
+def ref_conv2d_der_filter(filter_shape: tuple[int, ...], strides: object, pad: object):
     def f(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         x4, dy4 = _b4(x), _b4(dy)
         fh, fw = filter_shape[:2]
@@ -100,13 +103,14 @@ def ref_conv2d_der_filter(filter_shape: tuple[int, ...], strides: object, pad: o
         for b in range(x4.shape[0]):
             for i in range(oh):
                 for j in range(ow):
-                    patch = xp[b, i * sh:i * sh + fh, j * sw:j * sw + fw, :]
+                    patch = xp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :]
                     dw += patch[..., None] * dy4[b, i, j]
         return dw
+
     return f
 
 
-def ref_depthwise(strides: object, pad: object):  # noqa: ANN201
+def ref_depthwise(strides: object, pad: object):
     def f(x: np.ndarray, w: np.ndarray) -> np.ndarray:
         x4 = _b4(x)
         fh, fw, c, m = w.shape
@@ -117,15 +121,16 @@ def ref_depthwise(strides: object, pad: object):  # noqa: ANN201
         for b in range(x4.shape[0]):
             for i in range(oh):
                 for j in range(ow):
-                    patch = xp[b, i * sh:i * sh + fh, j * sw:j * sw + fw, :]
+                    patch = xp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :]
                     for ch in range(c):
                         for q in range(m):
                             y[b, i, j, ch * m + q] = np.sum(patch[:, :, ch] * w[:, :, ch, q])
         return _unb(y, x.ndim)
+
     return f
 
 
-def ref_depthwise_der_input(in_shape: tuple[int, ...], strides: object, pad: object):  # noqa: ANN201
+def ref_depthwise_der_input(in_shape: tuple[int, ...], strides: object, pad: object):
     def f(dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         dy4 = _b4(dy)
         in4 = (1, *in_shape) if len(in_shape) == 3 else in_shape
@@ -137,12 +142,13 @@ def ref_depthwise_der_input(in_shape: tuple[int, ...], strides: object, pad: obj
             for i in range(oh):
                 for j in range(ow):
                     g = dy4[b, i, j].reshape(c, m)
-                    dxp[b, i * sh:i * sh + fh, j * sw:j * sw + fw, :] += np.sum(w * g, axis=3)
-        return dxp[:, p[0]:p[0] + in4[1], p[1]:p[1] + in4[2], :].reshape(in_shape)
+                    dxp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :] += np.sum(w * g, axis=3)
+        return dxp[:, p[0] : p[0] + in4[1], p[1] : p[1] + in4[2], :].reshape(in_shape)
+
     return f
 
 
-def ref_depthwise_der_filter(filter_shape: tuple[int, ...], strides: object, pad: object):  # noqa: ANN201
+def ref_depthwise_der_filter(filter_shape: tuple[int, ...], strides: object, pad: object):
     def f(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         x4, dy4 = _b4(x), _b4(dy)
         fh, fw, c, m = filter_shape
@@ -153,21 +159,34 @@ def ref_depthwise_der_filter(filter_shape: tuple[int, ...], strides: object, pad
         for b in range(x4.shape[0]):
             for i in range(oh):
                 for j in range(ow):
-                    patch = xp[b, i * sh:i * sh + fh, j * sw:j * sw + fw, :]
+                    patch = xp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :]
                     dw += patch[..., None] * dy4[b, i, j].reshape(c, m)
         return dw
+
     return f
 
 
-def _pool_cells(x4: np.ndarray, b: int, i: int, j: int, ch: int, f: tuple[int, int], s: tuple[int, int],
-                p: tuple[int, int, int, int]) -> list[tuple[int, int]]:
+def _pool_cells(
+    x4: np.ndarray,
+    b: int,
+    i: int,
+    j: int,
+    ch: int,
+    f: tuple[int, int],
+    s: tuple[int, int],
+    p: tuple[int, int, int, int],
+) -> list[tuple[int, int]]:
     """The in-bounds (row, col) of a window, row-major (as deeplearn.js's loops visit them)."""
     r0, c0 = i * s[0] - p[0], j * s[1] - p[1]
-    return [(r, c) for r in range(r0, r0 + f[0]) for c in range(c0, c0 + f[1])
-            if 0 <= r < x4.shape[1] and 0 <= c < x4.shape[2]]
+    return [
+        (r, c)
+        for r in range(r0, r0 + f[0])
+        for c in range(c0, c0 + f[1])
+        if 0 <= r < x4.shape[1] and 0 <= c < x4.shape[2]
+    ]
 
 
-def ref_pool(kind: str, filter_size: object, strides: object, pad: object):  # noqa: ANN201
+def ref_pool(kind: str, filter_size: object, strides: object, pad: object):
     def f(x: np.ndarray) -> np.ndarray:
         x4 = _b4(x)
         fs, ss = pair(filter_size), pair(strides)  # type: ignore[arg-type]
@@ -184,10 +203,11 @@ def ref_pool(kind: str, filter_size: object, strides: object, pad: object):  # n
             else:
                 y[b, i, j, ch] = sum(vals) / (fs[0] * fs[1])
         return _unb(y, x.ndim)
+
     return f
 
 
-def ref_max_pool_backprop(filter_size: object, strides: object, pad: object):  # noqa: ANN201
+def ref_max_pool_backprop(filter_size: object, strides: object, pad: object):
     def f(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
         x4, dy4 = _b4(x), _b4(dy)
         fs, ss = pair(filter_size), pair(strides)  # type: ignore[arg-type]
@@ -201,10 +221,11 @@ def ref_max_pool_backprop(filter_size: object, strides: object, pad: object):  #
             if where is not None:
                 dx[b, where[0], where[1], ch] += dy4[b, i, j, ch]
         return dx.reshape(x.shape)
+
     return f
 
 
-def ref_avg_pool_backprop(filter_size: object, strides: object, pad: object):  # noqa: ANN201
+def ref_avg_pool_backprop(filter_size: object, strides: object, pad: object):
     def f(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
         x4, dy4 = _b4(x), _b4(dy)
         fs, ss = pair(filter_size), pair(strides)  # type: ignore[arg-type]
@@ -214,11 +235,13 @@ def ref_avg_pool_backprop(filter_size: object, strides: object, pad: object):  #
             for r, c in _pool_cells(x4, b, i, j, ch, fs, ss, p):
                 dx[b, r, c, ch] += dy4[b, i, j, ch] / (fs[0] * fs[1])
         return dx.reshape(x.shape)
+
     return f
 
 
-def out_shape(x_shape: tuple[int, ...], f_hw: tuple[int, int], strides: object, pad: object,
-              depth: int) -> tuple[int, ...]:
+def out_shape(
+    x_shape: tuple[int, ...], f_hw: tuple[int, int], strides: object, pad: object, depth: int
+) -> tuple[int, ...]:
     _, oh, ow = geometry(tuple(x_shape[-3:-1]), f_hw, strides, pad)  # type: ignore[arg-type]
     return (*x_shape[:-3], oh, ow, depth)
 
@@ -260,38 +283,57 @@ for xs, fs, st, pd in CONV_CONFIGS:
     ys = out_shape(xs, fs[:2], st, pd, fs[3])
     CASES += [
         OpCase(Conv2D(strides=st, pad=pd), (xs, fs), ref_conv2d(st, pd), label=_label(st, pd)),
-        OpCase(Conv2DDerInput(in_shape=xs, strides=st, pad=pd), (ys, fs), ref_conv2d_der_input(xs, st, pd),
-               label=_label(st, pd)),
-        OpCase(Conv2DDerFilter(filter_shape=fs, strides=st, pad=pd), (xs, ys), ref_conv2d_der_filter(fs, st, pd),
-               label=_label(st, pd)),
+        OpCase(
+            Conv2DDerInput(in_shape=xs, strides=st, pad=pd),
+            (ys, fs),
+            ref_conv2d_der_input(xs, st, pd),
+            label=_label(st, pd),
+        ),
+        OpCase(
+            Conv2DDerFilter(filter_shape=fs, strides=st, pad=pd),
+            (xs, ys),
+            ref_conv2d_der_filter(fs, st, pd),
+            label=_label(st, pd),
+        ),
     ]
 
 for xs, fs, st, pd in DEPTHWISE_CONFIGS:
     ys = out_shape(xs, fs[:2], st, pd, fs[2] * fs[3])
     CASES += [
         OpCase(DepthwiseConv2D(strides=st, pad=pd), (xs, fs), ref_depthwise(st, pd), label=_label(st, pd)),
-        OpCase(DepthwiseConv2DDerInput(in_shape=xs, strides=st, pad=pd), (ys, fs),
-               ref_depthwise_der_input(xs, st, pd), label=_label(st, pd)),
-        OpCase(DepthwiseConv2DDerFilter(filter_shape=fs, strides=st, pad=pd), (xs, ys),
-               ref_depthwise_der_filter(fs, st, pd), label=_label(st, pd)),
+        OpCase(
+            DepthwiseConv2DDerInput(in_shape=xs, strides=st, pad=pd),
+            (ys, fs),
+            ref_depthwise_der_input(xs, st, pd),
+            label=_label(st, pd),
+        ),
+        OpCase(
+            DepthwiseConv2DDerFilter(filter_shape=fs, strides=st, pad=pd),
+            (xs, ys),
+            ref_depthwise_der_filter(fs, st, pd),
+            label=_label(st, pd),
+        ),
     ]
 
 
-def _distinct(shape: tuple[int, ...]):  # noqa: ANN201
+def _distinct(shape: tuple[int, ...]):
     """Inputs whose values are distinct and at least 0.05 apart, so that no max/min is tied and
     the finite-difference step cannot change which cell wins."""
+
     def make(rng: np.random.Generator) -> list[np.ndarray]:
         n = int(np.prod(shape))
         return [(rng.permutation(n).reshape(shape) * 0.05 - n * 0.025).astype(np.float32)]
+
     return make
 
 
-def _dy_and_x(dy_shape: tuple[int, ...], x_shape: tuple[int, ...], ties: bool):  # noqa: ANN201
+def _dy_and_x(dy_shape: tuple[int, ...], x_shape: tuple[int, ...], ties: bool):
     def make(rng: np.random.Generator) -> list[np.ndarray]:
         dy = rng.uniform(-2, 2, dy_shape).astype(np.float32)
         # Small integers give many ties inside windows, exercising the first-maximum rule.
-        x = (rng.integers(0, 3, x_shape) if ties else rng.permutation(int(np.prod(x_shape))).reshape(x_shape))
+        x = rng.integers(0, 3, x_shape) if ties else rng.permutation(int(np.prod(x_shape))).reshape(x_shape)
         return [dy, x.astype(np.float32)]
+
     return make
 
 
@@ -299,15 +341,35 @@ for xs, fsz, st, pd in POOL_CONFIGS:
     ys = out_shape(xs, pair(fsz), st, pd, xs[-1])
     lab = f"[f={fsz},s={st},pad={pd}]"
     CASES += [
-        OpCase(MaxPool(filter_size=fsz, strides=st, pad=pd), (xs,), ref_pool("max", fsz, st, pd),
-               make_inputs=_distinct(xs), label=lab),
-        OpCase(MinPool(filter_size=fsz, strides=st, pad=pd), (xs,), ref_pool("min", fsz, st, pd),
-               make_inputs=_distinct(xs), label=lab),
+        OpCase(
+            MaxPool(filter_size=fsz, strides=st, pad=pd),
+            (xs,),
+            ref_pool("max", fsz, st, pd),
+            make_inputs=_distinct(xs),
+            label=lab,
+        ),
+        OpCase(
+            MinPool(filter_size=fsz, strides=st, pad=pd),
+            (xs,),
+            ref_pool("min", fsz, st, pd),
+            make_inputs=_distinct(xs),
+            label=lab,
+        ),
         OpCase(AvgPool(filter_size=fsz, strides=st, pad=pd), (xs,), ref_pool("avg", fsz, st, pd), label=lab),
-        OpCase(MaxPoolBackprop(filter_size=fsz, strides=st, pad=pd), (ys, xs), ref_max_pool_backprop(fsz, st, pd),
-               make_inputs=_dy_and_x(ys, xs, ties=True), label=lab + "ties", grad=False,
-               why_no_grad="second-order gradient of max pooling is not provided (zero in x almost "
-                           "everywhere; in dy it would be a gather at the argmax)"),
-        OpCase(AvgPoolBackprop(filter_size=fsz, strides=st, pad=pd), (ys, xs), ref_avg_pool_backprop(fsz, st, pd),
-               label=lab),
+        OpCase(
+            MaxPoolBackprop(filter_size=fsz, strides=st, pad=pd),
+            (ys, xs),
+            ref_max_pool_backprop(fsz, st, pd),
+            make_inputs=_dy_and_x(ys, xs, ties=True),
+            label=lab + "ties",
+            grad=False,
+            why_no_grad="second-order gradient of max pooling is not provided (zero in x almost "
+            "everywhere; in dy it would be a gather at the argmax)",
+        ),
+        OpCase(
+            AvgPoolBackprop(filter_size=fsz, strides=st, pad=pd),
+            (ys, xs),
+            ref_avg_pool_backprop(fsz, st, pd),
+            label=lab,
+        ),
     ]

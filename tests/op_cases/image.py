@@ -12,7 +12,7 @@ from deeplearn.math.ops.image import ResizeBilinear3D
 from tests.op_cases import OpCase
 
 
-def ref_resize(new_shape: tuple[int, int], align_corners: bool):  # noqa: ANN201
+def ref_resize(new_shape: tuple[int, int], align_corners: bool):
     def source(r: int, in_size: int, out_size: int) -> tuple[int, int, float]:
         if align_corners and out_size > 1:
             src = r * (in_size - 1) / (out_size - 1)
@@ -33,15 +33,16 @@ def ref_resize(new_shape: tuple[int, int], align_corners: bool):  # noqa: ANN201
                 bottom = x4[:, r1, c0] + (x4[:, r1, c1] - x4[:, r1, c0]) * cf
                 y[:, r, col] = top + (bottom - top) * rf
         return y[0] if x.ndim == 3 else y
+
     return f
 
 
 CONFIGS = [  # (x shape, new shape, align_corners)
     ((2, 3, 2), (4, 5), False),
     ((2, 3, 2), (4, 5), True),
-    ((5, 4, 1), (3, 2), False),   # downsampling
+    ((5, 4, 1), (3, 2), False),  # downsampling
     ((5, 4, 1), (3, 2), True),
-    ((3, 3, 2), (1, 4), True),    # align_corners with an output of size 1
+    ((3, 3, 2), (1, 4), True),  # align_corners with an output of size 1
     ((2, 3, 4, 2), (5, 3), False),  # batched
 ]
 

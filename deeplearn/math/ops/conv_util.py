@@ -7,36 +7,40 @@ The arithmetic follows deeplearn.js's ``conv_util.ts`` (reference §2.7 and §14
   ``floor(total/2)`` and the extra pixel goes bottom/right (the TensorFlow rule);
 * ``'valid'``: ``out = ceil((in - f + 1)/s)``, no padding.
 
-The window helpers (``pad_input``, ``windows``, ``add_windows``) are the only kernels here; they are
-written once for NumPy and CuPy. This module holds no Op and no NDArrayMath method.
+The window helpers (``pad_input``, ``windows``, ``taps``, ``add_windows``, ``crop``) are the only
+kernels here; they are written once for NumPy and CuPy. This module holds no Op and no NDArrayMath method.
 """
 
 from __future__ import annotations
 
 import math as _math
+import operator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal, TypeAlias
+from typing import Literal, SupportsIndex, TypeAlias
 
 from deeplearn.types import RawArray, Shape, ShapeError
 
 __all__ = [
-    "Pad",
-    "DataFormat",
-    "PadInfo",
     "Conv2DInfo",
+    "DataFormat",
+    "Pad",
+    "PadInfo",
     "Pool2DInfo",
+    "add_windows",
     "as_pair",
-    "normalize_pad",
-    "get_pad_and_out_info",
     "compute_conv2d_info",
-    "compute_pool2d_info",
     "compute_default_pad",
     "compute_output_shape3d",
+    "compute_pool2d_info",
     "compute_weights_shape4d",
+    "crop",
+    "get_pad_and_out_info",
+    "normalize_pad",
     "pad_input",
+    "taps",
     "windows",
-    "add_windows",
 ]
 
 Pad: TypeAlias = "int | tuple[int, int] | Literal['same', 'valid']"
@@ -122,7 +126,7 @@ Pool2DInfo = Conv2DInfo
 Conv2DInfo)."""
 
 
-def as_pair(value: int | tuple[int, int] | list[int], name: str, where: str) -> tuple[int, int]:
+def as_pair(value: object, name: str, where: str) -> tuple[int, int]:
     """An int or a pair of ints (height, width) as a pair of positive ints.
 
     Example:
@@ -131,17 +135,19 @@ def as_pair(value: int | tuple[int, int] | list[int], name: str, where: str) -> 
     """
     if isinstance(value, bool):
         raise ValueError(f"{where}: {name} must be a positive int or a pair of them; got {name} = {value!r}.")
-    if isinstance(value, int) or hasattr(value, "__index__"):
-        pair = (int(value), int(value))
+    if isinstance(value, SupportsIndex):
+        pair = (operator.index(value), operator.index(value))
     else:
         try:
-            items = tuple(int(v) for v in value)
+            items = tuple(operator.index(v) for v in value)  # type: ignore[attr-defined]
         except TypeError as e:
             raise ValueError(
                 f"{where}: {name} must be a positive int or a pair of them; got {name} = {value!r}."
             ) from e
         if len(items) != 2:
-            raise ValueError(f"{where}: {name} must be a positive int or a pair of them; got {name} = {value!r}.")
+            raise ValueError(
+                f"{where}: {name} must be a positive int or a pair of them; got {name} = {value!r}."
+            )
         pair = (items[0], items[1])
     if pair[0] < 1 or pair[1] < 1:
         raise ValueError(f"{where}: {name} must be positive; got {name} = {value!r}.")
@@ -152,14 +158,18 @@ def normalize_pad(pad: object, where: str) -> int | tuple[int, int] | str:
     """Checks a padding argument and returns it in a hashable canonical form."""
     if isinstance(pad, str):
         if pad not in ("same", "valid"):
-            raise ValueError(f"{where}: pad must be 'same', 'valid' or a non-negative int; got pad = {pad!r}.")
+            raise ValueError(
+                f"{where}: pad must be 'same', 'valid' or a non-negative int; got pad = {pad!r}."
+            )
         return pad
     if isinstance(pad, bool):
         raise ValueError(f"{where}: pad must be 'same', 'valid' or a non-negative int; got pad = {pad!r}.")
-    if isinstance(pad, int) or hasattr(pad, "__index__"):
-        p = int(pad)  # type: ignore[call-overload]
+    if isinstance(pad, SupportsIndex):
+        p = operator.index(pad)
         if p < 0:
-            raise ValueError(f"{where}: pad must be 'same', 'valid' or a non-negative int; got pad = {pad!r}.")
+            raise ValueError(
+                f"{where}: pad must be 'same', 'valid' or a non-negative int; got pad = {pad!r}."
+            )
         return p
     if isinstance(pad, (tuple, list)) and len(pad) == 2 and all(isinstance(p, int) and p >= 0 for p in pad):
         return (int(pad[0]), int(pad[1]))
@@ -177,8 +187,14 @@ def _numeric_out(in_size: int, f: int, p: int, s: int, dim: str, where: str) -> 
 
 
 def get_pad_and_out_info(
-    pad: object, in_height: int, in_width: int, stride_height: int, stride_width: int,
-    filter_height: int, filter_width: int, where: str = "conv2d",
+    pad: object,
+    in_height: int,
+    in_width: int,
+    stride_height: int,
+    stride_width: int,
+    filter_height: int,
+    filter_width: int,
+    where: str = "conv2d",
 ) -> tuple[PadInfo, int, int]:
     """Padding on each side and the output height and width (deeplearn.js getPadAndOutInfo).
 
@@ -199,6 +215,7 @@ def get_pad_and_out_info(
         out_w = _math.ceil((in_width - filter_width + 1) / stride_width)
         info = PadInfo(0, 0, 0, 0)
     else:
+        assert not isinstance(pad, str)
         # deeplearn.js: a numeric pad computed both output sizes from the filter *height* and the
         # *height* stride (computeOutputShape3D with a square field); we use each dimension's own.
         ph, pw = pad if isinstance(pad, tuple) else (pad, pad)
@@ -214,16 +231,29 @@ def get_pad_and_out_info(
 
 
 def _canonical_format(data_format: str, where: str) -> str:
-    fmt = {"channelsLast": "channelsLast", "channels_last": "channelsLast", "NHWC": "channelsLast",
-           "channelsFirst": "channelsFirst", "channels_first": "channelsFirst", "NCHW": "channelsFirst"}
+    fmt = {
+        "channelsLast": "channelsLast",
+        "channels_last": "channelsLast",
+        "NHWC": "channelsLast",
+        "channelsFirst": "channelsFirst",
+        "channels_first": "channelsFirst",
+        "NCHW": "channelsFirst",
+    }
     if data_format not in fmt:
-        raise ValueError(f"{where}: data_format must be 'channelsLast' or 'channelsFirst'; got {data_format!r}.")
+        raise ValueError(
+            f"{where}: data_format must be 'channelsLast' or 'channelsFirst'; got {data_format!r}."
+        )
     return fmt[data_format]
 
 
 def compute_conv2d_info(
-    in_shape: Shape, filter_shape: Shape, strides: int | tuple[int, int], pad: object,
-    depthwise: bool = False, data_format: str = "channelsLast", where: str = "conv2d",
+    in_shape: Shape,
+    filter_shape: Shape,
+    strides: int | tuple[int, int],
+    pad: object,
+    depthwise: bool = False,
+    data_format: str = "channelsLast",
+    where: str = "conv2d",
 ) -> Conv2DInfo:
     """Geometry of a convolution of a 4-D input with a filter [fH, fW, inDepth, outDepth]
     (depthwise: [fH, fW, inChannels, channelMultiplier], giving inChannels·multiplier outputs).
@@ -235,7 +265,9 @@ def compute_conv2d_info(
     """
     fmt = _canonical_format(data_format, where)
     if len(in_shape) != 4 or len(filter_shape) != 4:
-        raise ShapeError(f"{where}: the input and filter must be rank 4; got {tuple(in_shape)} and {tuple(filter_shape)}.")
+        raise ShapeError(
+            f"{where}: the input and filter must be rank 4; got {tuple(in_shape)} and {tuple(filter_shape)}."
+        )
     if fmt == "channelsFirst":
         batch, in_c, in_h, in_w = in_shape
     else:
@@ -248,8 +280,12 @@ def compute_conv2d_info(
 
 
 def compute_pool2d_info(
-    in_shape: Shape, filter_size: int | tuple[int, int], strides: int | tuple[int, int], pad: object,
-    data_format: str = "channelsLast", where: str = "max_pool",
+    in_shape: Shape,
+    filter_size: int | tuple[int, int],
+    strides: int | tuple[int, int],
+    pad: object,
+    data_format: str = "channelsLast",
+    where: str = "max_pool",
 ) -> Conv2DInfo:
     """Geometry of a pooling of a 4-D input with a window of ``filter_size``; depth is kept.
 
@@ -275,7 +311,11 @@ def compute_default_pad(in_shape: Shape, field_size: int, stride: int = 1) -> in
 
 
 def compute_output_shape3d(
-    in_shape: Shape, field_size: int, out_depth: int, stride: int, zero_pad: int | None = None,
+    in_shape: Shape,
+    field_size: int,
+    out_depth: int,
+    stride: int,
+    zero_pad: int | None = None,
     where: str = "conv2d",
 ) -> Shape:
     """Output [rows, cols, depth] of a square-field convolution of a [rows, cols, depth] input
@@ -297,8 +337,9 @@ def compute_output_shape3d(
     return (rows, cols, out_depth)
 
 
-def compute_weights_shape4d(in_depth: int, out_depth: int, filter_height: int,
-                            filter_width: int | None = None) -> Shape:
+def compute_weights_shape4d(
+    in_depth: int, out_depth: int, filter_height: int, filter_width: int | None = None
+) -> Shape:
     """The filter shape [fH, fW, inDepth, outDepth] (square when filter_width is omitted).
 
     Example:
@@ -327,24 +368,46 @@ def windows(xp: ModuleType, x: RawArray, info: Conv2DInfo, fill: float = 0.0) ->
     """
     padded = pad_input(xp, x, info, fill)
     sb, sh, sw, sc = padded.strides
-    shape = (info.batch_size, info.out_height, info.out_width, info.filter_height, info.filter_width,
-             info.in_channels)
+    shape = (
+        info.batch_size,
+        info.out_height,
+        info.out_width,
+        info.filter_height,
+        info.filter_width,
+        info.in_channels,
+    )
     strides = (sb, sh * info.stride_height, sw * info.stride_width, sh, sw, sc)
     return xp.lib.stride_tricks.as_strided(padded, shape=shape, strides=strides)
+
+
+def taps(padded: RawArray, info: Conv2DInfo) -> Iterator[tuple[int, int, RawArray]]:
+    """For each filter tap (i, j): the strided view [b, outH, outW, c] of the padded input that
+    the tap reads in every window (window (r, s) reads ``padded[:, r·sH + i, s·sW + j, :]``).
+
+    Loops over the fH·fW taps of a filter are the one Python loop the kernels allow: each
+    iteration is a whole-array operation.
+    """
+    h_span = info.stride_height * (info.out_height - 1) + 1
+    w_span = info.stride_width * (info.out_width - 1) + 1
+    for i in range(info.filter_height):
+        for j in range(info.filter_width):
+            yield i, j, padded[:, i : i + h_span : info.stride_height, j : j + w_span : info.stride_width, :]
+
+
+def crop(padded: RawArray, info: Conv2DInfo) -> RawArray:
+    """The inverse of ``pad_input``: the [b, h, w, c] interior of a padded array (a view)."""
+    p = info.pad
+    return padded[:, p.top : p.top + info.in_height, p.left : p.left + info.in_width, :]
 
 
 def add_windows(xp: ModuleType, cols: RawArray, info: Conv2DInfo) -> RawArray:
     """The adjoint of ``windows`` (col2im): sums each window value of ``cols``
     [b, outH, outW, fH, fW, c] back into the pixel it was read from; returns [b, h, w, c].
 
-    Overlapping windows accumulate. The loop runs over the fH·fW filter taps, each a strided
-    slice add, so no scatter-add (which NumPy and CuPy spell differently) is needed.
+    Overlapping windows accumulate. The loop runs over the filter taps, each a strided slice add,
+    so no scatter-add (which NumPy and CuPy spell differently) is needed.
     """
-    p = info.pad
     out = xp.zeros(info.padded_shape, dtype=cols.dtype)
-    h_span = info.stride_height * (info.out_height - 1) + 1
-    w_span = info.stride_width * (info.out_width - 1) + 1
-    for i in range(info.filter_height):
-        for j in range(info.filter_width):
-            out[:, i:i + h_span:info.stride_height, j:j + w_span:info.stride_width, :] += cols[:, :, :, i, j, :]
-    return out[:, p.top:p.top + info.in_height, p.left:p.left + info.in_width, :]
+    for i, j, view in taps(out, info):
+        view += cols[:, :, :, i, j, :]
+    return crop(out, info)

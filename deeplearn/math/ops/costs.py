@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray, Scalar
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["CostMath", "MeanSquaredCost", "SoftmaxCrossEntropyCost", "SOFTMAX_CE_EPSILON"]
+__all__ = ["SOFTMAX_CE_EPSILON", "CostMath", "MeanSquaredCost", "SoftmaxCrossEntropyCost"]
 
 SOFTMAX_CE_EPSILON = 1e-5
 """deeplearn.js adds this inside the log of the cross entropy: −Σ target·log(softmax(x) + 1e-5)."""
@@ -54,8 +54,9 @@ class MeanSquaredCost(Op):
         d = x1.astype(xp.float32) - x2 if x1.dtype.kind != "f" else x1 - x2
         return xp.asarray(xp.mean(0.5 * d * d))
 
-    def backward(self, math: NDArrayMath, dy: NDArray, x1: NDArray, x2: NDArray,
-                 y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, x1: NDArray, x2: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # dx1 = dy·(x1 − x2)/N, dx2 = −dx1.
         # deeplearn.js: gives (x1 − x2) with no 1/N and ignores dy (graph/ops/element_wise_cost.ts);
         # DESIGN.md §4: we return the exact derivative. conformance: graph.meanSquaredCost.fwd_bwd
@@ -83,8 +84,9 @@ class SoftmaxCrossEntropyCost(Op):
         # deeplearn.js: 1e-5 inside the log (graph/cost_functions.ts crossEntropyCost).
         return xp.asarray(-xp.sum(target * xp.log(p + SOFTMAX_CE_EPSILON)))
 
-    def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, target: NDArray,
-                 y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, x: NDArray, target: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # With p = softmax(x), q = p + eps, u = target/q:
         #   dx = dy·p·(Σ_k u_k p_k − u)   (= dy·(p − target) when eps = 0 and Σ target = 1)
         #   dtarget = −dy·log(q)

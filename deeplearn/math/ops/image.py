@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["ImageMath", "ResizeBilinear3D", "resize_coordinates", "resize_matrix"]
 
 
-def resize_coordinates(in_size: int, out_size: int, align_corners: bool
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def resize_coordinates(
+    in_size: int, out_size: int, align_corners: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each output row (or column) r: the two source indices it blends and the weight of the
     second, from ``src = r·in/out`` (align_corners: ``r·(in-1)/(out-1)``), ceil clamped to in-1.
 
@@ -71,7 +72,8 @@ class ResizeBilinear3D(Op):
             raise DTypeError("resize_bilinear3d: x must be numeric; got x.dtype='bool'.")
         if len(self.new_shape) != 2 or min(self.new_shape) < 1:
             raise ValueError(
-                f"resize_bilinear3d: new_shape2d must be two positive sizes; got new_shape2d={self.new_shape}."
+                "resize_bilinear3d: new_shape2d must be two positive sizes; got "
+                f"new_shape2d={self.new_shape}."
             )
         return Spec((*x.shape[:-3], *self.new_shape, x.shape[-1]))
 
@@ -94,8 +96,12 @@ class ResizeBilinear3D(Op):
         # dx = Aᵀ·dy·B along rows and columns, where y = A·x·Bᵀ per channel.
         (in_h, in_w), (out_h, out_w) = x.shape[-3:-1], self.new_shape
         xp, dtype = math.backend.xp, dy.raw.dtype
-        a_t = math.engine.wrap(xp.asarray(resize_matrix(in_h, out_h, self.align_corners).T, dtype=dtype), "float32")
-        b_t = math.engine.wrap(xp.asarray(resize_matrix(in_w, out_w, self.align_corners).T, dtype=dtype), "float32")
+        a_t = math.engine.wrap(
+            xp.asarray(resize_matrix(in_h, out_h, self.align_corners).T, dtype=dtype), "float32"
+        )
+        b_t = math.engine.wrap(
+            xp.asarray(resize_matrix(in_w, out_w, self.align_corners).T, dtype=dtype), "float32"
+        )
         d = dy.reshape((-1, out_h, out_w, dy.shape[-1]))  # [B, oh, ow, C]
         batch, channels = d.shape[0], d.shape[3]
         rows = math.transpose(d, [1, 0, 2, 3]).reshape((out_h, -1))  # [oh, B·ow·C]
@@ -121,8 +127,9 @@ def _check_bn_param(x: NDArray, p: NDArray, name: str, where: str) -> None:
 class ImageMath(MathMixin):
     """The methods of NDArrayMath for resize_bilinear3d and batch normalization."""
 
-    def resize_bilinear3d(self, x: NDArray, new_shape2d: Shape | list[int],
-                          align_corners: bool = False) -> NDArray:
+    def resize_bilinear3d(
+        self, x: NDArray, new_shape2d: Shape | list[int], align_corners: bool = False
+    ) -> NDArray:
         """Bilinear resize of an image [h, w, c] to [new_h, new_w, c], with TensorFlow 1.x's
         legacy mapping ``src = r·in/out`` (align_corners: ``r·(in-1)/(out-1)``).
 
@@ -134,8 +141,17 @@ class ImageMath(MathMixin):
         shape = tuple(int(d) for d in new_shape2d)
         return self._run(ResizeBilinear3D(shape, bool(align_corners)), x)  # type: ignore[arg-type,no-any-return]
 
-    def _batch_normalization(self, where: str, rank: int, x: NDArray, mean: NDArray, variance: NDArray,
-                             variance_epsilon: float, scale: NDArray | None, offset: NDArray | None) -> NDArray:
+    def _batch_normalization(
+        self,
+        where: str,
+        rank: int,
+        x: NDArray,
+        mean: NDArray,
+        variance: NDArray,
+        variance_epsilon: float,
+        scale: NDArray | None,
+        offset: NDArray | None,
+    ) -> NDArray:
         from deeplearn.math.ndarray import Scalar
 
         if x.rank != rank:
@@ -147,12 +163,20 @@ class ImageMath(MathMixin):
         y = self.subtract(x, mean)
         if scale is not None:
             y = self.multiply(y, scale)
-        y = self.divide(y, self.sqrt(self.add(variance, Scalar.new(variance_epsilon, math=self))))
-        return y if offset is None else self.add(y, offset)
+        eps = Scalar.new(variance_epsilon, math=self)  # type: ignore[arg-type]
+        y = self.divide(y, self.sqrt(self.add(variance, eps)))
+        result: NDArray = y if offset is None else self.add(y, offset)
+        return result
 
-    def batch_normalization2d(self, x: NDArray, mean: NDArray, variance: NDArray,
-                              variance_epsilon: float = 0.001, scale: NDArray | None = None,
-                              offset: NDArray | None = None) -> NDArray:
+    def batch_normalization2d(
+        self,
+        x: NDArray,
+        mean: NDArray,
+        variance: NDArray,
+        variance_epsilon: float = 0.001,
+        scale: NDArray | None = None,
+        offset: NDArray | None = None,
+    ) -> NDArray:
         """Batch normalization of a matrix: ``offset + (x - mean)·scale/√(variance + eps)``.
 
         ``mean``, ``variance``, ``scale`` and ``offset`` are [depth] (broadcast over the last
@@ -164,12 +188,19 @@ class ImageMath(MathMixin):
             >>> y.get_values().round(3)
             array([  0.707,  56.571,   2.121, 229.747], dtype=float32)
         """
-        return self._batch_normalization("batch_normalization2d", 2, x, mean, variance, variance_epsilon,
-                                         scale, offset)
+        return self._batch_normalization(
+            "batch_normalization2d", 2, x, mean, variance, variance_epsilon, scale, offset
+        )
 
-    def batch_normalization3d(self, x: NDArray, mean: NDArray, variance: NDArray,
-                              variance_epsilon: float = 0.001, scale: NDArray | None = None,
-                              offset: NDArray | None = None) -> NDArray:
+    def batch_normalization3d(
+        self,
+        x: NDArray,
+        mean: NDArray,
+        variance: NDArray,
+        variance_epsilon: float = 0.001,
+        scale: NDArray | None = None,
+        offset: NDArray | None = None,
+    ) -> NDArray:
         """Batch normalization of an image [h, w, depth] (see batch_normalization2d).
 
         Example:
@@ -178,12 +209,19 @@ class ImageMath(MathMixin):
             >>> y.get_values().round(3)
             array([  0.707,  56.571,   2.121, 229.747], dtype=float32)
         """
-        return self._batch_normalization("batch_normalization3d", 3, x, mean, variance, variance_epsilon,
-                                         scale, offset)
+        return self._batch_normalization(
+            "batch_normalization3d", 3, x, mean, variance, variance_epsilon, scale, offset
+        )
 
-    def batch_normalization4d(self, x: NDArray, mean: NDArray, variance: NDArray,
-                              variance_epsilon: float = 0.001, scale: NDArray | None = None,
-                              offset: NDArray | None = None) -> NDArray:
+    def batch_normalization4d(
+        self,
+        x: NDArray,
+        mean: NDArray,
+        variance: NDArray,
+        variance_epsilon: float = 0.001,
+        scale: NDArray | None = None,
+        offset: NDArray | None = None,
+    ) -> NDArray:
         """Batch normalization of a batch of images [b, h, w, depth] (see batch_normalization2d).
 
         Example:
@@ -192,5 +230,6 @@ class ImageMath(MathMixin):
             >>> y.get_values().round(3)
             array([  0.707,  56.571,   2.121, 229.747], dtype=float32)
         """
-        return self._batch_normalization("batch_normalization4d", 4, x, mean, variance, variance_epsilon,
-                                         scale, offset)
+        return self._batch_normalization(
+            "batch_normalization4d", 4, x, mean, variance, variance_epsilon, scale, offset
+        )

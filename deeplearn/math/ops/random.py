@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["RandomMath", "Multinomial", "OneHot", "uniform_draws"]
+__all__ = ["Multinomial", "OneHot", "RandomMath", "uniform_draws"]
 
 
-def uniform_draws(seed: int | float | None, shape: tuple[int, ...]) -> np.ndarray:
+def uniform_draws(seed: float | None, shape: tuple[int, ...]) -> np.ndarray:
     """Uniform [0, 1) float64 draws on the host from NumPy's PCG64 Generator (fresh entropy when
     ``seed`` is None; a float seed is taken by its bits, as deeplearn.js accepted any number)."""
     if seed is not None and not float(seed).is_integer():
@@ -44,11 +44,15 @@ class Multinomial(Op):
         if probs.rank not in (1, 2):
             raise ShapeError(f"multinomial: probs must be rank 1 or 2; got probs.shape={probs.shape}.")
         if probs.shape[-1] < 2:
-            raise ShapeError(f"multinomial: there must be at least 2 outcomes; got probs.shape={probs.shape}.")
+            raise ShapeError(
+                f"multinomial: there must be at least 2 outcomes; got probs.shape={probs.shape}."
+            )
         if probs.dtype == "bool":
             raise DTypeError("multinomial: probs must be numeric; got probs.dtype='bool'.")
         if self.num_samples < 1:
-            raise ValueError(f"multinomial: num_samples must be positive; got num_samples = {self.num_samples}.")
+            raise ValueError(
+                f"multinomial: num_samples must be positive; got num_samples = {self.num_samples}."
+            )
         return Spec((*probs.shape[:-1], self.num_samples), "int32")
 
     def forward(self, xp: ModuleType, probs: RawArray) -> RawArray:
@@ -99,8 +103,9 @@ class OneHot(Op):
 class RandomMath(MathMixin):
     """The methods of NDArrayMath for multinomial and one_hot."""
 
-    def multinomial(self, probs: NDArray, num_samples: int, seed: int | float | None = None,
-                    normalized: bool = False) -> NDArray:
+    def multinomial(
+        self, probs: NDArray, num_samples: int, seed: float | None = None, normalized: bool = False
+    ) -> NDArray:
         """Draws ``num_samples`` outcome indices (int32) from the distribution in ``probs``.
 
         Args:

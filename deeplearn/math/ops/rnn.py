@@ -15,7 +15,7 @@ from deeplearn.types import ShapeError
 if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray
 
-__all__ = ["RNNMath", "LSTMCell"]
+__all__ = ["LSTMCell", "RNNMath"]
 
 LSTMCell: TypeAlias = "Callable[[NDArray, NDArray, NDArray], tuple[NDArray, NDArray]]"
 """A cell ``(data, c, h) -> (new_c, new_h)``, e.g. ``functools.partial(math.basic_lstm_cell,
@@ -25,8 +25,15 @@ forget_bias, kernel, bias)``."""
 class RNNMath(MathMixin):
     """The methods of NDArrayMath for basic_lstm_cell and multi_rnn_cell."""
 
-    def basic_lstm_cell(self, forget_bias: NDArray | float, lstm_kernel: NDArray, lstm_bias: NDArray,
-                        data: NDArray, c: NDArray, h: NDArray) -> tuple[NDArray, NDArray]:
+    def basic_lstm_cell(
+        self,
+        forget_bias: NDArray | float,
+        lstm_kernel: NDArray,
+        lstm_bias: NDArray,
+        data: NDArray,
+        c: NDArray,
+        h: NDArray,
+    ) -> tuple[NDArray, NDArray]:
         """One step of TensorFlow's BasicLSTMCell.
 
         ``res = concat([data, h], 1)·lstm_kernel + lstm_bias`` is split into four column blocks
@@ -65,20 +72,26 @@ class RNNMath(MathMixin):
                 f"h.shape={h.shape}."
             )
         if lstm_bias.shape != (4 * units,):
-            raise ShapeError(f"basic_lstm_cell: lstm_bias must be [4·units] = [{4 * units}]; got lstm_bias.shape={lstm_bias.shape}.")
+            raise ShapeError(
+                f"basic_lstm_cell: lstm_bias must be [4·units] = [{4 * units}]; got "
+                f"lstm_bias.shape={lstm_bias.shape}."
+            )
         if not isinstance(forget_bias, NDArray):
             forget_bias = Scalar.new(float(forget_bias), math=self)  # type: ignore[arg-type]
 
         res = self.add(self.mat_mul(self.concat2d(data, h, 1), lstm_kernel), lstm_bias)
         batch = res.shape[0]
         i, j, f, o = (self.slice2d(res, [0, k * units], [batch, units]) for k in range(4))
-        new_c = self.add(self.multiply(c, self.sigmoid(self.add(f, forget_bias))),
-                         self.multiply(self.sigmoid(i), self.tanh(j)))
+        new_c = self.add(
+            self.multiply(c, self.sigmoid(self.add(f, forget_bias))),
+            self.multiply(self.sigmoid(i), self.tanh(j)),
+        )
         new_h = self.multiply(self.tanh(new_c), self.sigmoid(o))
         return new_c, new_h
 
-    def multi_rnn_cell(self, lstm_cells: Sequence[LSTMCell], data: NDArray, c: Sequence[NDArray],
-                       h: Sequence[NDArray]) -> tuple[list[NDArray], list[NDArray]]:
+    def multi_rnn_cell(
+        self, lstm_cells: Sequence[LSTMCell], data: NDArray, c: Sequence[NDArray], h: Sequence[NDArray]
+    ) -> tuple[list[NDArray], list[NDArray]]:
         """Runs stacked cells for one step: cell k reads cell k-1's new h (cell 0 reads data).
 
         Returns:
@@ -101,7 +114,7 @@ class RNNMath(MathMixin):
         inputs = data
         new_c: list[NDArray] = []
         new_h: list[NDArray] = []
-        for cell, c_k, h_k in zip(lstm_cells, c, h):
+        for cell, c_k, h_k in zip(lstm_cells, c, h, strict=True):
             c_next, h_next = cell(inputs, c_k, h_k)
             new_c.append(c_next)
             new_h.append(h_next)
