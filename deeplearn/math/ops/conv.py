@@ -52,6 +52,11 @@ def batched(shape: Shape) -> Shape:
     return (1, *shape) if len(shape) == 3 else tuple(shape)
 
 
+def batch4(a: RawArray) -> RawArray:
+    """A rank-3 raw image as a batch of one (a view)."""
+    return a[None] if a.ndim == 3 else a
+
+
 def unbatched(shape: Shape, rank: int) -> Shape:
     """The inverse of ``batched`` for an input of ``rank``."""
     return tuple(shape[1:]) if rank == 3 else tuple(shape)
@@ -167,11 +172,6 @@ class Conv2D(WindowedOp):
             math.conv2d_der_input(x.shape, dy, filter, self.strides, self.pad),
             math.conv2d_der_filter(x, dy, filter.shape, self.strides, self.pad),
         )
-
-
-def batch4(a: RawArray) -> RawArray:
-    """A rank-3 raw image as a batch of one (a view)."""
-    return a[None] if a.ndim == 3 else a
 
 
 @dataclass(frozen=True, kw_only=True)
