@@ -462,3 +462,11 @@ def test_element_wise_mul_keeps_its_strict_and_rank_2_rules(math: dl.NDArrayMath
         math.element_wise_mul(Array1D.new([1, 2]), Array1D.new([1, 2, 3]))
     with pytest.warns(DeprecationWarning), pytest.raises(ShapeError, match="must be rank 2"):
         math.element_wise_mul_broadcast(Array1D.new([1, 2]), Array2D.new([1, 2], [1, 2]))
+
+
+def test_abs_gradient_is_the_sign(cpu_math: dl.NDArrayMath) -> None:
+    from deeplearn.math.ops.elementwise import Abs
+
+    x = Array1D.new([-2.0, 0.0, 3.0, NAN])
+    (dx,) = Abs().backward(cpu_math, Array1D.new([2.0, 2.0, 2.0, 2.0]), x, cpu_math.abs(x))
+    np.testing.assert_array_equal(_values(dx), [-2.0, 0.0, 2.0, NAN])

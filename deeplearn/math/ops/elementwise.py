@@ -144,7 +144,8 @@ class Abs(_IntClosedUnaryOp):
         return xp.abs(_as_number(xp, x))
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
-        return (math.multiply(dy, math.step(x, -1.0)),)  # sign(x): 1 for x > 0, −1 below
+        sign = math.subtract(math.step(x), math.step(math.neg(x)))  # 1, 0 or −1; NaN stays NaN
+        return (math.multiply(dy, sign),)
 
 
 @dataclass(frozen=True)
