@@ -134,6 +134,10 @@ class MathBackendCUDA:
                 values = cupy.from_dlpack(values)  # zero-copy for device producers (torch, JAX)
             except Exception:  # noqa: BLE001 - a host-only producer: go through NumPy
                 values = np.from_dlpack(values)
+        if isinstance(values, np.ndarray) and values.ndim == 0:
+            # CuPy's host-to-device copy of a 0-d array loses the sign of -0.0 (seen on an H100
+            # with CuPy 14.2); copying it as one element keeps it.
+            return cupy.asarray(values.reshape(1), dtype=dtype).reshape(())
         return cupy.asarray(values, dtype=dtype)
 
     def to_numpy(self, data: RawArray) -> np.ndarray:
