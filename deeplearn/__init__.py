@@ -5,7 +5,41 @@ Public names only; no logic. ``import deeplearn as dl``.
 
 from __future__ import annotations
 
+from deeplearn.data import (
+    CheckpointLoader,
+    DataStats,
+    InCPUMemoryShuffledInputProviderBuilder,
+    InGPUMemoryShuffledInputProviderBuilder,
+    InMemoryDataset,
+    InputProvider,
+    write_checkpoint,
+)
 from deeplearn.environment import ENV, Environment, memory
+from deeplearn.graph import (
+    AdadeltaOptimizer,
+    AdagradOptimizer,
+    AdamaxOptimizer,
+    AdamOptimizer,
+    ConstantInitializer,
+    CostReduction,
+    FeedEntry,
+    Graph,
+    Initializer,
+    MomentumOptimizer,
+    NDArrayInitializer,
+    OnesInitializer,
+    Optimizer,
+    RandomNormalInitializer,
+    RandomTruncatedNormalInitializer,
+    RandomUniformInitializer,
+    RMSPropOptimizer,
+    Session,
+    SGDOptimizer,
+    Tensor,
+    VarianceScalingInitializer,
+    ZerosInitializer,
+)
+from deeplearn.graph_runner import GraphRunner, GraphRunnerEventObserver, MetricReduction
 from deeplearn.math.backends import MathBackend, MathBackendCPU
 from deeplearn.math.ndarray import Array1D, Array2D, Array3D, Array4D, NDArray, Scalar
 from deeplearn.math.ndarray_math import NDArrayMath, NDArrayMathCPU, NDArrayMathGPU
@@ -45,4 +79,36 @@ __all__ = [
     "DTypeError",
     "DisposedError",
     "version",
+    "Graph",
+    "Tensor",
+    "Session",
+    "FeedEntry",
+    "CostReduction",
+    "Optimizer",
+    "SGDOptimizer",
+    "MomentumOptimizer",
+    "RMSPropOptimizer",
+    "AdagradOptimizer",
+    "AdadeltaOptimizer",
+    "AdamOptimizer",
+    "AdamaxOptimizer",
+    "InputProvider",
+    "InCPUMemoryShuffledInputProviderBuilder",
+    "InGPUMemoryShuffledInputProviderBuilder",
+    "InMemoryDataset",
+    "DataStats",
+    "CheckpointLoader",
+    "write_checkpoint",
+    "GraphRunner",
+    "GraphRunnerEventObserver",
+    "MetricReduction",
+    "Initializer",
+    "VarianceScalingInitializer",
+    "ZerosInitializer",
+    "OnesInitializer",
+    "ConstantInitializer",
+    "NDArrayInitializer",
+    "RandomNormalInitializer",
+    "RandomTruncatedNormalInitializer",
+    "RandomUniformInitializer",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from deeplearn.data.checkpoint import CheckpointLoader, write_checkpoint
+from deeplearn.data.dataset import DataStats, InMemoryDataset
 from deeplearn.data.input_provider import (
     InCPUMemoryShuffledInputProviderBuilder,
     InGPUMemoryShuffledInputProviderBuilder,
@@ -10,6 +12,10 @@ from deeplearn.data.input_provider import (
 )
 
 __all__ = [
+    "CheckpointLoader",
+    "write_checkpoint",
+    "InMemoryDataset",
+    "DataStats",
     "InputProvider",
     "InMemoryShuffledInputProviderBuilder",
     "InCPUMemoryShuffledInputProviderBuilder",

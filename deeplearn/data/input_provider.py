@@ -39,7 +39,7 @@ class InputProvider(abc.ABC):
     ``dispose_copy`` counts as an InputProvider (``isinstance`` checks the methods).
 
     Example:
-        >>> class Twos(InputProvider):
+        >>> class Twos(dl.InputProvider):
         ...     def get_next_copy(self, math): return Array1D.new([2, 4], math=math)
         ...     def dispose_copy(self, math, copy): copy.dispose()
         >>> Twos().get_next_batch(math, 3).shape
@@ -183,7 +183,7 @@ class InCPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
     Example:
         >>> xs = [Scalar.new(v) for v in (1, 2, 3)]
         >>> ys = [Scalar.new(10 * v) for v in (1, 2, 3)]
-        >>> x_provider, y_provider = InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
+        >>> x_provider, y_provider = dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
         >>> x = x_provider.get_next_batch(math, 3); y = y_provider.get_next_batch(math, 3)
         >>> bool((y.get_values() == 10 * x.get_values()).all())
         True
@@ -200,7 +200,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
 
     Example:
         >>> xs = [Array1D.new([v, v]) for v in (1, 2, 3)]
-        >>> (p,) = InGPUMemoryShuffledInputProviderBuilder([xs], seed=0).get_input_providers()
+        >>> (p,) = dl.InGPUMemoryShuffledInputProviderBuilder([xs], seed=0).get_input_providers()
         >>> p.get_next_batch(math, 2).shape
         (2, 2)
     """

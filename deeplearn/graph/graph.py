@@ -48,7 +48,7 @@ class Tensor:
     tensors can key dicts.
 
     Example:
-        >>> g = Graph()
+        >>> g = dl.Graph()
         >>> x = g.placeholder("x", [2, 3])
         >>> x.shape, x.name, x.node.graph is g
         ((2, 3), 'x', True)
@@ -137,7 +137,7 @@ class Graph:
     Every method checks shapes when called and raises ShapeError naming the tensors involved.
 
     Example:
-        >>> g = Graph()
+        >>> g = dl.Graph()
         >>> x = g.placeholder("x", [])
         >>> a = g.variable("a", Scalar.new(2))
         >>> y = g.add(g.multiply(a, g.square(x)), g.constant(1))
@@ -155,7 +155,7 @@ class Graph:
         are converted to float32) and returns its tensor.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.variable("w", NDArray.zeros([2, 3])).shape
             (2, 3)
         """
@@ -167,7 +167,7 @@ class Graph:
         """Adds an input of the given per-example ``shape``; feed it when evaluating.
 
         Example:
-            >>> Graph().placeholder("x", [1, 2, 3]).shape
+            >>> dl.Graph().placeholder("x", [1, 2, 3]).shape
             (1, 2, 3)
         """
         spec = Spec(util.as_shape(shape, "Graph.placeholder"))
@@ -177,7 +177,7 @@ class Graph:
         """Adds a constant: an NDArray, a number (a Scalar) or nested lists (shape inferred).
 
         Example:
-            >>> Graph().constant([[1, 2, 3], [4, 5, 6]]).shape
+            >>> dl.Graph().constant([[1, 2, 3], [4, 5, 6]]).shape
             (2, 3)
         """
         if value is None:
@@ -196,7 +196,7 @@ class Graph:
         and the other 1-D matching its last dimension.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.add(g.placeholder("m", [2, 3]), g.placeholder("v", [3])).shape
             (2, 3)
         """
@@ -206,7 +206,7 @@ class Graph:
         """y = x1 − x2; one input may be a scalar (size 1), else the shapes must match.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.subtract(g.placeholder("x", [2]), g.constant(1)).shape
             (2,)
         """
@@ -216,7 +216,7 @@ class Graph:
         """y = x1 · x2 element-wise; one input may be a scalar (size 1), else the shapes must match.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.multiply(g.constant(2), g.placeholder("x", [3])).shape
             (3,)
         """
@@ -226,7 +226,7 @@ class Graph:
         """y = x1 / x2 element-wise; one input may be a scalar (size 1), else the shapes must match.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.divide(g.placeholder("x", [5, 4]), g.placeholder("y", [5, 4])).shape
             (5, 4)
         """
@@ -236,7 +236,7 @@ class Graph:
         """y = c1·x1 + c2·x2 for scalar tensors c1, c2 and equal-shape x1, x2.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> x = g.placeholder("x", [3, 4])
             >>> g.fused_linear_combination(x, x, g.constant(1), g.constant(2)).shape
             (3, 4)
@@ -251,7 +251,8 @@ class Graph:
         """y = the sum of every element of x (a scalar).
 
         Example:
-            >>> Graph().reduce_sum(Graph().placeholder("x", [5, 4, 4, 9])).shape
+            >>> g = dl.Graph()
+            >>> g.reduce_sum(g.placeholder("x", [5, 4, 4, 9])).shape
             ()
         """
         spec = self._infer("reduce_sum", reduction.Sum(), (x,), ("x",))
@@ -261,7 +262,7 @@ class Graph:
         """y = x with another shape of the same size (one dimension may be -1).
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.reshape(g.placeholder("x", [5, 4]), [20]).shape
             (20,)
         """
@@ -272,7 +273,7 @@ class Graph:
         """y = the rank-3 x1 and x2 joined along ``axis``.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.concat3d(g.placeholder("a", [5, 3, 3]), g.placeholder("b", [5, 4, 3]), 1).shape
             (5, 7, 3)
         """
@@ -288,7 +289,7 @@ class Graph:
         ([k]·[k, n] → [n]) or matrix·vector ([m, k]·[k] → [m]).
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.matmul(g.placeholder("v", [4]), g.placeholder("m", [4, 6])).shape
             (6,)
         """
@@ -315,7 +316,7 @@ class Graph:
         that keeps the size at stride 1 (deeplearn.js ``computeDefaultPad``).
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> x = g.placeholder("x", [5, 5, 3])
             >>> w = g.variable("w", NDArray.zeros([3, 3, 3, 8])); b = g.variable("b", NDArray.zeros([8]))
             >>> g.conv2d(x, w, b, 3, 8).shape
@@ -343,7 +344,7 @@ class Graph:
         """Max pooling of the [rows, cols, depth] x over field_size × field_size windows.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.max_pool(g.placeholder("x", [4, 4, 2]), 2, 2, 0).shape
             (2, 2, 2)
         """
@@ -359,7 +360,8 @@ class Graph:
         """y = eˣ element-wise.
 
         Example:
-            >>> Graph().exp(Graph().placeholder("x", [5, 4])).shape
+            >>> g = dl.Graph()
+            >>> g.exp(g.placeholder("x", [5, 4])).shape
             (5, 4)
         """
         return self._unary("exp", elementwise.Exp(), x)
@@ -368,7 +370,8 @@ class Graph:
         """y = ln x element-wise.
 
         Example:
-            >>> Graph().log(Graph().placeholder("x", [5, 4])).shape
+            >>> g = dl.Graph()
+            >>> g.log(g.placeholder("x", [5, 4])).shape
             (5, 4)
         """
         return self._unary("log", elementwise.Log(), x)
@@ -377,7 +380,8 @@ class Graph:
         """y = max(0, x) element-wise.
 
         Example:
-            >>> Graph().relu(Graph().placeholder("x", [5, 4])).shape
+            >>> g = dl.Graph()
+            >>> g.relu(g.placeholder("x", [5, 4])).shape
             (5, 4)
         """
         return self._unary("relu", elementwise.Relu(), x)
@@ -386,7 +390,8 @@ class Graph:
         """y = x for x ≥ 0, alpha·x below.
 
         Example:
-            >>> Graph().leaky_relu(Graph().placeholder("x", [5, 4]), 0.2).shape
+            >>> g = dl.Graph()
+            >>> g.leaky_relu(g.placeholder("x", [5, 4]), 0.2).shape
             (5, 4)
         """
         return self._unary("leaky_relu", elementwise.LeakyRelu(alpha), x)
@@ -395,7 +400,7 @@ class Graph:
         """y = x for x ≥ 0, alpha·x below, with a tensor ``alpha`` of x's shape.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> x = g.placeholder("x", [5, 4])
             >>> g.prelu(x, g.variable("alpha", NDArray.zeros([5, 4]))).shape
             (5, 4)
@@ -407,7 +412,8 @@ class Graph:
         """y = x for x ≥ 0, eˣ − 1 below.
 
         Example:
-            >>> Graph().elu(Graph().placeholder("x", [5, 4])).shape
+            >>> g = dl.Graph()
+            >>> g.elu(g.placeholder("x", [5, 4])).shape
             (5, 4)
         """
         return self._unary("elu", elementwise.Elu(), x)
@@ -416,7 +422,8 @@ class Graph:
         """y = tanh x element-wise.
 
         Example:
-            >>> Graph().tanh(Graph().placeholder("x", [5, 4])).shape
+            >>> g = dl.Graph()
+            >>> g.tanh(g.placeholder("x", [5, 4])).shape
             (5, 4)
         """
         return self._unary("tanh", elementwise.Tanh(), x)
@@ -425,7 +432,8 @@ class Graph:
         """y = 1 / (1 + e⁻ˣ) element-wise.
 
         Example:
-            >>> Graph().sigmoid(Graph().placeholder("x", [5, 4])).shape
+            >>> g = dl.Graph()
+            >>> g.sigmoid(g.placeholder("x", [5, 4])).shape
             (5, 4)
         """
         return self._unary("sigmoid", elementwise.Sigmoid(), x)
@@ -434,7 +442,8 @@ class Graph:
         """y = x² element-wise.
 
         Example:
-            >>> Graph().square(Graph().placeholder("x", [5, 4])).shape
+            >>> g = dl.Graph()
+            >>> g.square(g.placeholder("x", [5, 4])).shape
             (5, 4)
         """
         return self._unary("square", elementwise.Square(), x)
@@ -443,7 +452,8 @@ class Graph:
         """y = the softmax of the vector x (deeplearn.js's Graph softmax is 1-D only).
 
         Example:
-            >>> Graph().softmax(Graph().placeholder("logits", [10])).shape
+            >>> g = dl.Graph()
+            >>> g.softmax(g.placeholder("logits", [10])).shape
             (10,)
         """
         if x.rank != 1:
@@ -458,7 +468,7 @@ class Graph:
         the same shape.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.softmax_cross_entropy_cost(g.placeholder("x", [10]), g.placeholder("t", [10])).shape
             ()
         """
@@ -473,7 +483,7 @@ class Graph:
         """cost = mean of ½(label − prediction)² (a scalar per example); the shapes must match.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.mean_squared_cost(g.placeholder("y", [4]), g.placeholder("p", [4])).shape
             ()
         """
@@ -490,7 +500,8 @@ class Graph:
         tensor's shape is () like its value.
 
         Example:
-            >>> t = Graph().argmax(Graph().placeholder("x", [3]))
+            >>> g = dl.Graph()
+            >>> t = g.argmax(g.placeholder("x", [3]))
             >>> t.shape, t.dtype
             ((), 'int32')
         """
@@ -501,7 +512,7 @@ class Graph:
         """y = whether argmax(x1) == argmax(x2) (a bool scalar); the shapes must match.
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> g.argmax_equals(g.placeholder("a", [5, 4]), g.placeholder("b", [5, 4])).dtype
             'bool'
         """
@@ -522,7 +533,7 @@ class Graph:
         """Every node, in creation order.
 
         Example:
-            >>> g = Graph(); x = g.placeholder("x", []); y = g.square(x)
+            >>> g = dl.Graph(); x = g.placeholder("x", []); y = g.square(x)
             >>> [n.name for n in g.get_nodes()]
             ['x', 'square']
         """

@@ -25,7 +25,7 @@ def get_unordered_evaluation_set(nodes: Iterable[Node], terminating_nodes: Colle
     includes) ``terminating_nodes`` — the fed tensors, whose inputs are then not needed.
 
     Example:
-        >>> g = Graph()
+        >>> g = dl.Graph()
         >>> x = g.placeholder("x", [2]); sq = g.square(x); y = g.add(sq, g.constant(3))
         >>> sorted(n.name for n in get_unordered_evaluation_set([y.node], {sq.node}))
         ['Constant', 'add', 'square']

@@ -51,7 +51,7 @@ class VarianceScalingInitializer(_Seeded):
     'uniform' on [0, limit), one-sided (DESIGN.md §4).
 
     Example:
-        >>> w = VarianceScalingInitializer(distribution="uniform", seed=0).initialize([100, 10], 100, 10)
+        >>> w = dl.VarianceScalingInitializer(distribution="uniform", seed=0).initialize([100, 10], 100, 10)
         >>> v = w.get_values(); bool(v.min() < 0 < v.max() and abs(v).max() < (3 / 100) ** 0.5)
         True
     """
@@ -83,7 +83,7 @@ class ZerosInitializer(Initializer):
     """Zeros (the default bias of ``layers.dense``).
 
     Example:
-        >>> ZerosInitializer().initialize([2], 3, 2).get_values()
+        >>> dl.ZerosInitializer().initialize([2], 3, 2).get_values()
         array([0., 0.], dtype=float32)
     """
 
@@ -95,7 +95,7 @@ class OnesInitializer(Initializer):
     """Ones.
 
     Example:
-        >>> OnesInitializer().initialize([2], 3, 2).get_values()
+        >>> dl.OnesInitializer().initialize([2], 3, 2).get_values()
         array([1., 1.], dtype=float32)
     """
 
@@ -107,7 +107,7 @@ class ConstantInitializer(Initializer):
     """Every element ``value``.
 
     Example:
-        >>> ConstantInitializer(0.5).initialize([2], 3, 2).get_values()
+        >>> dl.ConstantInitializer(0.5).initialize([2], 3, 2).get_values()
         array([0.5, 0.5], dtype=float32)
     """
 
@@ -125,7 +125,7 @@ class NDArrayInitializer(Initializer):
 
     Example:
         >>> a = Array1D.new([1, 2])
-        >>> NDArrayInitializer(a).initialize([2], 3, 2) is a
+        >>> dl.NDArrayInitializer(a).initialize([2], 3, 2) is a
         True
     """
 
@@ -145,7 +145,7 @@ class RandomNormalInitializer(_Seeded):
     """Samples of N(mean, stdev²).
 
     Example:
-        >>> RandomNormalInitializer(seed=0).initialize([3], 3, 1).shape
+        >>> dl.RandomNormalInitializer(seed=0).initialize([3], 3, 1).shape
         (3,)
     """
 
@@ -161,7 +161,7 @@ class RandomTruncatedNormalInitializer(_Seeded):
     """Samples of N(mean, stdev²) redrawn until within mean ± 2·stdev.
 
     Example:
-        >>> v = RandomTruncatedNormalInitializer(0, 1, seed=0).initialize([1000], 1, 1).get_values()
+        >>> v = dl.RandomTruncatedNormalInitializer(0, 1, seed=0).initialize([1000], 1, 1).get_values()
         >>> bool(abs(v).max() <= 2)
         True
     """
@@ -178,7 +178,7 @@ class RandomUniformInitializer(_Seeded):
     """Samples of the uniform distribution on [minval, maxval).
 
     Example:
-        >>> v = RandomUniformInitializer(-1, 1, seed=0).initialize([1000], 1, 1).get_values()
+        >>> v = dl.RandomUniformInitializer(-1, 1, seed=0).initialize([1000], 1, 1).get_values()
         >>> bool(-1 <= v.min() and v.max() < 1)
         True
     """

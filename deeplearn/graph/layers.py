@@ -30,9 +30,9 @@ class GraphLayers:
         by default) and ``name-bias`` [units] (zeros by default).
 
         Example:
-            >>> g = Graph()
+            >>> g = dl.Graph()
             >>> h = g.layers.dense("hidden", g.placeholder("x", [4]), 3, lambda t: g.relu(t))
-            >>> h.shape, [n.name for n in g.get_nodes() if isinstance(n, VariableNode)]
+            >>> h.shape, [n.name for n in g.get_nodes() if isinstance(n, dl.graph.VariableNode)]
             ((3,), ['hidden-weights', 'hidden-bias'])
         """
         if x.rank != 1:

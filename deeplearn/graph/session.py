@@ -54,7 +54,7 @@ def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
     literals), or a ``{tensor: data}`` mapping.
 
     Example:
-        >>> g = Graph(); x = g.placeholder("x", [])
+        >>> g = dl.Graph(); x = g.placeholder("x", [])
         >>> a = normalize_feeds([{"tensor": x, "data": Scalar.new(1)}], "eval")
         >>> b = normalize_feeds({x: Scalar.new(1)}, "eval")
         >>> a[0].tensor is b[0].tensor is x
@@ -117,10 +117,10 @@ class Session:
     next call (or ``dispose``).
 
     Example:
-        >>> g = Graph()
+        >>> g = dl.Graph()
         >>> x = g.placeholder("x", [2])
         >>> y = g.add(g.square(x), g.constant(3))
-        >>> Session(g, math).eval(y, [{"tensor": x, "data": Array1D.new([5, 4])}]).get_values()
+        >>> dl.Session(g, math).eval(y, [{"tensor": x, "data": Array1D.new([5, 4])}]).get_values()
         array([28., 19.], dtype=float32)
     """
 
@@ -138,8 +138,8 @@ class Session:
         which cuts the graph there) NDArrays or InputProviders (one example is drawn).
 
         Example:
-            >>> g = Graph(); x = g.placeholder("x", []); y = g.square(x)
-            >>> Session(g, math).eval(y, {x: Scalar.new(3)}).get()
+            >>> g = dl.Graph(); x = g.placeholder("x", []); y = g.square(x)
+            >>> dl.Session(g, math).eval(y, {x: Scalar.new(3)}).get()
             9.0
         """
         return self.eval_all([tensor], feeds, where="Session.eval")[0]
@@ -149,8 +149,8 @@ class Session:
         belong to the caller's scope.
 
         Example:
-            >>> g = Graph(); x = g.placeholder("x", []); sq = g.square(x)
-            >>> y, z = Session(g, math).eval_all([g.add(sq, g.constant(1)), sq], {x: Scalar.new(2)})
+            >>> g = dl.Graph(); x = g.placeholder("x", []); sq = g.square(x)
+            >>> y, z = dl.Session(g, math).eval_all([g.add(sq, g.constant(1)), sq], {x: Scalar.new(2)})
             >>> y.get(), z.get()
             (5.0, 4.0)
         """
@@ -165,9 +165,9 @@ class Session:
         metric and inference passes.
 
         Example:
-            >>> g = Graph(); x = g.placeholder("x", [2]); y = g.reduce_sum(x)
-            >>> (p,) = InCPUMemoryShuffledInputProviderBuilder([[Array1D.new([1, 2])]]).get_input_providers()
-            >>> Session(g, math).eval_batch(y, {x: p}, 3).get_values()
+            >>> g = dl.Graph(); x = g.placeholder("x", [2]); y = g.reduce_sum(x)
+            >>> (p,) = dl.InCPUMemoryShuffledInputProviderBuilder([[Array1D.new([1, 2])]]).get_input_providers()
+            >>> dl.Session(g, math).eval_batch(y, {x: p}, 3).get_values()
             array([3., 3., 3.], dtype=float32)
         """
         single = isinstance(tensors, Tensor)
@@ -189,11 +189,11 @@ class Session:
         Scalar (NONE, which reads nothing back).
 
         Example:
-            >>> g = Graph(); x = g.placeholder("x", []); w = g.variable("w", Scalar.new(0))
+            >>> g = dl.Graph(); x = g.placeholder("x", []); w = g.variable("w", Scalar.new(0))
             >>> cost = g.mean_squared_cost(g.multiply(w, x), g.multiply(g.constant(2), x))
-            >>> (p,) = InCPUMemoryShuffledInputProviderBuilder([[Scalar.new(1), Scalar.new(2)]]).get_input_providers()
-            >>> s = Session(g, math)
-            >>> for _ in range(100): _ = s.train(cost, [FeedEntry(x, p)], 2, SGDOptimizer(0.1))
+            >>> (p,) = dl.InCPUMemoryShuffledInputProviderBuilder([[Scalar.new(1), Scalar.new(2)]]).get_input_providers()
+            >>> s = dl.Session(g, math)
+            >>> for _ in range(100): _ = s.train(cost, [dl.FeedEntry(x, p)], 2, dl.SGDOptimizer(0.1))
             >>> round(s.eval(w).get(), 3)
             2.0
         """

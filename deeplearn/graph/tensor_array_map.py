@@ -20,7 +20,7 @@ class TensorArrayMap:
     """A mapping Tensor -> NDArray (keyed by tensor identity).
 
     Example:
-        >>> g = Graph()
+        >>> g = dl.Graph()
         >>> x = g.placeholder("x", [])
         >>> m = TensorArrayMap()
         >>> m.set(x, Scalar.new(2))
@@ -83,7 +83,7 @@ class SummedTensorArrayMap(TensorArrayMap):
     sum of what each consumer sends back.
 
     Example:
-        >>> g = Graph()
+        >>> g = dl.Graph()
         >>> x = g.placeholder("x", [])
         >>> m = SummedTensorArrayMap(math)
         >>> m.add(x, Scalar.new(2)); m.add(x, Scalar.new(3))

@@ -19,7 +19,7 @@ class SGDOptimizer(Optimizer):
     gradient of the batch.
 
     Example:
-        >>> SGDOptimizer(0.01).learning_rate
+        >>> dl.SGDOptimizer(0.01).learning_rate
         0.01
     """
 

@@ -1,0 +1,380 @@
+"""GraphRunner: a training and inference loop around a Session, reporting to an observer.
+
+deeplearn.js ran the loop on ``requestAnimationFrame``; here ``train`` and ``infer`` run in the
+caller's thread by default (returning when the run ends, or when a callback calls
+``stop_training``/``stop_inferring``), or in a background thread (``background=True``) that
+``stop_training()``/``stop_inferring()`` end and join. Session calls are serialised by a lock, so
+training and inference threads can share one Session. Metric and inference passes run batched
+(``Session.eval_batch``), like training.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deeplearn.data.input_provider import InputProvider, next_batch
+from deeplearn.graph.session import CostReduction, FeedEntry, normalize_feeds
+from deeplearn.math.ndarray import NDArray, Scalar
+
+if TYPE_CHECKING:
+    from deeplearn.graph.graph import Tensor
+    from deeplearn.graph.optimizers.optimizer import Optimizer
+    from deeplearn.graph.session import Feeds, Session
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = ["GraphRunner", "GraphRunnerEventObserver", "MetricReduction"]
+
+
+class MetricReduction(enum.IntEnum):
+    """How the metric of ``metric_batch_size`` examples is reduced."""
+
+    SUM = 0
+    MEAN = 1
+
+
+@dataclass
+class GraphRunnerEventObserver:
+    """Callbacks a GraphRunner calls (each optional).
+
+    batches_trained_callback(total_batches_trained), avg_cost_callback(avg_cost: Scalar),
+    metric_callback(metric: NDArray), inference_examples_callback(feeds: list[list[FeedEntry]],
+    inference_values: list[NDArray]), inference_examples_per_sec_callback(n),
+    train_examples_per_sec_callback(n), total_time_callback(total_time_sec),
+    done_training_callback(). The arrays passed are valid during the callback; keep() them (or
+    copy their values) to use them later.
+    """
+
+    batches_trained_callback: Callable[[int], Any] | None = None
+    avg_cost_callback: Callable[[Scalar], Any] | None = None
+    metric_callback: Callable[[NDArray], Any] | None = None
+    inference_examples_callback: Callable[[list[list[FeedEntry]], list[NDArray]], Any] | None = None
+    inference_examples_per_sec_callback: Callable[[float], Any] | None = None
+    train_examples_per_sec_callback: Callable[[float], Any] | None = None
+    total_time_callback: Callable[[float], Any] | None = None
+    done_training_callback: Callable[[], Any] | None = None
+
+
+class GraphRunner:
+    """Trains (and runs inference with) a Session batch after batch.
+
+    Example:
+        >>> g = dl.Graph(); x = g.placeholder("x", []); w = g.variable("w", Scalar.new(0))
+        >>> cost = g.mean_squared_cost(g.multiply(w, x), g.multiply(g.constant(3), x))
+        >>> (p,) = dl.InCPUMemoryShuffledInputProviderBuilder([[Scalar.new(1), Scalar.new(2)]]).get_input_providers()
+        >>> costs = []
+        >>> runner = dl.GraphRunner(math, dl.Session(g, math), dl.GraphRunnerEventObserver(
+        ...     avg_cost_callback=lambda c: costs.append(c.get())))
+        >>> runner.train(cost, [dl.FeedEntry(x, p)], 2, dl.SGDOptimizer(0.1), num_batches=50, cost_interval_ms=0)
+        >>> runner.get_total_batches_trained(), costs[-1] < costs[0]
+        (50, True)
+    """
+
+    def __init__(self, math: NDArrayMath, session: Session, event_observer: GraphRunnerEventObserver | None = None) -> None:
+        self.math = math
+        self.session = session
+        self.event_observer = event_observer or GraphRunnerEventObserver()
+        self._lock = threading.RLock()  # one Session call at a time
+        self._train_thread: threading.Thread | None = None
+        self._infer_thread: threading.Thread | None = None
+        self._is_training = False
+        self._is_inferring = False
+        self._stop_event = threading.Event()
+        self._infer_stop_event = threading.Event()
+        self.total_batches_trained = 0
+        self.batches_trained_this_run = 0
+        self.last_computed_metric: NDArray | None = None
+        self.inference_tensor: Tensor | None = None
+        self.inference_example_count = 5
+        self._train_error: BaseException | None = None
+        self._progress_bar: Any = None
+
+    # -- training --------------------------------------------------------------------------
+    def train(self, cost_tensor: Tensor, train_feed_entries: Feeds, batch_size: int, optimizer: Optimizer,
+              num_batches: int | None = None, metric_tensor: Tensor | None = None,
+              metric_feed_entries: Feeds = None, metric_batch_size: int | None = None,
+              metric_reduction: MetricReduction = MetricReduction.MEAN, eval_interval_ms: float = 1500,
+              cost_interval_ms: float = 500, *, background: bool = False, progress: bool | None = None) -> None:
+        """Trains ``num_batches`` batches (None: until ``stop_training``).
+
+        The batch's MEAN cost is computed (and ``avg_cost_callback`` called) at most every
+        ``cost_interval_ms``, other batches train with CostReduction.NONE to avoid reading
+        costs back; the metric — ``metric_tensor`` over ``metric_batch_size`` examples of
+        ``metric_feed_entries``, summed or averaged — at most every ``eval_interval_ms``.
+
+        Args:
+            background: run in a background thread and return at once.
+            progress: show a tqdm progress bar (the ``train`` extra); None shows one when
+                stdout is a terminal and tqdm is installed.
+        """
+        self._stop_current_training()
+        self.cost_tensor = cost_tensor
+        self.train_feed_entries = normalize_feeds(train_feed_entries, "GraphRunner.train")
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.num_batches = num_batches
+        self.metric_tensor = metric_tensor
+        self.metric_feed_entries = None if metric_feed_entries is None else normalize_feeds(
+            metric_feed_entries, "GraphRunner.train")
+        self.metric_batch_size = metric_batch_size
+        self.metric_reduction = MetricReduction(metric_reduction)
+        self.eval_interval_ms = eval_interval_ms
+        self.cost_interval_ms = cost_interval_ms
+        self._background = background
+        self._progress = progress
+        if self.last_computed_metric is not None:
+            self.last_computed_metric.dispose()
+            self.last_computed_metric = None
+        self.reset_statistics()
+        self._last_cost_time = float("-inf")
+        self._last_eval_time = float("-inf")
+        self._train_start = time.perf_counter()
+        self.resume_training()
+
+    def resume_training(self) -> None:
+        """(Re)starts the training loop with the arguments of the last ``train`` call."""
+        self._stop_current_training()
+        self._is_training = True
+        self._stop_event.clear()
+        self._train_error = None
+        if self._background:
+            self._train_thread = threading.Thread(target=self._train_loop, name="GraphRunner.train", daemon=True)
+            self._train_thread.start()
+        else:
+            self._train_loop()
+
+    def stop_training(self) -> None:
+        """Ends the training loop after the current batch (joining a background thread)."""
+        self._is_training = False
+        self._stop_event.set()
+        thread = self._train_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+            self._train_thread = None
+        self._raise_train_error()
+
+    def is_training_running(self) -> bool:
+        return self._is_training
+
+    def reset_statistics(self) -> None:
+        self.total_batches_trained = 0
+
+    def get_total_batches_trained(self) -> int:
+        return self.total_batches_trained
+
+    def get_last_computed_metric(self) -> NDArray | None:
+        return self.last_computed_metric
+
+    def set_math(self, math: NDArrayMath) -> None:
+        self.math = math
+
+    def set_session(self, session: Session) -> None:
+        self.session = session
+
+    def set_inference_tensor(self, inference_tensor: Tensor) -> None:
+        self.inference_tensor = inference_tensor
+
+    def set_inference_example_count(self, inference_example_count: int) -> None:
+        self.inference_example_count = inference_example_count
+
+    def compute_metric(self) -> NDArray:
+        """The metric tensor over ``metric_batch_size`` examples, summed or averaged (a new
+        array in the caller's scope)."""
+        if self.metric_feed_entries is None or self.metric_tensor is None:
+            raise ValueError("GraphRunner.compute_metric: no metric tensor and metric feed entries were given to train().")
+        n = self.metric_batch_size or 1
+        math = self.math
+        with self._lock:
+            if hasattr(self.session, "eval_batch"):
+                values = self.session.eval_batch(self.metric_tensor, self.metric_feed_entries, n)
+                total = math.sum(values.as_type("float32") if values.dtype != "float32" else values, 0)
+            else:  # a Session without batched evaluation (deeplearn.js's interface)
+                total = None
+                for _ in range(n):
+                    value = self.session.eval(self.metric_tensor, self.metric_feed_entries)
+                    value = value.as_type("float32") if value.dtype != "float32" else value
+                    total = value if total is None else math.add(total, value)
+        if self.metric_reduction == MetricReduction.MEAN:
+            total = math.divide(total, Scalar.new(n, math=math))
+        return total  # type: ignore[return-value]
+
+    def _train_loop(self) -> None:
+        bar = self._make_progress_bar()
+        try:
+            while True:
+                if self.num_batches is not None and self.batches_trained_this_run >= self.num_batches:
+                    self._is_training = False
+                    break
+                if not self._is_training:
+                    break
+                self._train_one_batch(bar)
+        except BaseException as e:
+            self._is_training = False
+            if threading.current_thread() is self._train_thread:
+                self._train_error = e  # re-raised by stop_training() in the caller's thread
+                return
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.event_observer.done_training_callback is not None:
+            self.event_observer.done_training_callback()
+
+    def _train_one_batch(self, bar: Any) -> None:
+        obs = self.event_observer
+        start = time.perf_counter()
+        now_ms = start * 1e3
+        compute_cost = obs.avg_cost_callback is not None and now_ms - self._last_cost_time >= self.cost_interval_ms
+        if compute_cost:
+            self._last_cost_time = now_ms
+        reduction = CostReduction.MEAN if compute_cost else CostReduction.NONE
+        with self.math.scope():
+            with self._lock:
+                avg_cost = self.session.train(self.cost_tensor, self.train_feed_entries, self.batch_size,
+                                              self.optimizer, reduction)
+            compute_metric = (self.metric_tensor is not None and obs.metric_callback is not None
+                              and now_ms - self._last_eval_time >= self.eval_interval_ms)
+            if compute_metric:
+                self._last_eval_time = now_ms
+                metric = self.math.keep(self.compute_metric())
+                if self.last_computed_metric is not None:
+                    self.last_computed_metric.dispose()
+                self.last_computed_metric = metric
+                obs.metric_callback(metric)  # type: ignore[misc]
+            if obs.total_time_callback is not None:
+                obs.total_time_callback(start - self._train_start)
+            self.batches_trained_this_run += 1
+            self.total_batches_trained += 1
+            if obs.batches_trained_callback is not None:
+                obs.batches_trained_callback(self.total_batches_trained)
+            if compute_cost:
+                obs.avg_cost_callback(avg_cost)  # type: ignore[misc]
+            if bar is not None:
+                bar.update(1)
+                if compute_cost:
+                    bar.set_postfix(cost=f"{avg_cost.get():.4g}", refresh=False)
+        if obs.train_examples_per_sec_callback is not None:
+            elapsed = time.perf_counter() - start
+            obs.train_examples_per_sec_callback(self.batch_size / elapsed if elapsed > 0 else float("inf"))
+
+    def _make_progress_bar(self) -> Any:
+        show = self._progress
+        if show is None:
+            show = bool(getattr(sys.stdout, "isatty", lambda: False)())
+        if not show:
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            if self._progress:
+                raise ImportError("GraphRunner: progress=True needs tqdm (pip install 'deeplearn[train]').") from None
+            return None
+        return tqdm(total=self.num_batches, unit="batch", desc="training", leave=False)
+
+    def _stop_current_training(self) -> None:
+        if self._train_thread is not None and self._train_thread is not threading.current_thread():
+            self.stop_training()
+
+    def _raise_train_error(self) -> None:
+        error, self._train_error = self._train_error, None
+        if error is not None:
+            raise error
+
+    # -- inference -------------------------------------------------------------------------
+    def infer(self, inference_tensor: Tensor, inference_feed_entries: Feeds, inference_example_interval_ms: float = 3000,
+              inference_example_count: int = 5, num_passes: int | None = None, *, background: bool = False) -> None:
+        """Every ``inference_example_interval_ms``, evaluates ``inference_tensor`` on
+        ``inference_example_count`` examples drawn from the feeds' InputProviders (one batched
+        pass) and reports them; stops after ``num_passes`` passes (None: until
+        ``stop_inferring``)."""
+        obs = self.event_observer
+        if obs.inference_examples_callback is None and obs.inference_examples_per_sec_callback is None:
+            raise ValueError("GraphRunner.infer: no inference_examples_callback or "
+                             "inference_examples_per_sec_callback to report to.")
+        entries = normalize_feeds(inference_feed_entries, "GraphRunner.infer")
+        for e in entries:
+            if not isinstance(e.data, InputProvider):
+                raise ValueError(f"GraphRunner.infer: every feed must be an InputProvider; got "
+                                 f"{type(e.data).__name__} for {e.tensor!r}.")
+        self.stop_inferring()
+        self.inference_tensor = inference_tensor
+        self.inference_feed_entries = entries
+        self.inference_example_interval_ms = inference_example_interval_ms
+        self.inference_example_count = inference_example_count
+        self.num_inference_passes = num_passes
+        self.inference_passes_this_run = 0
+        self._is_inferring = True
+        self._infer_stop_event.clear()
+        if background:
+            self._infer_thread = threading.Thread(target=self._infer_loop, name="GraphRunner.infer", daemon=True)
+            self._infer_thread.start()
+        else:
+            self._infer_loop()
+
+    def stop_inferring(self) -> None:
+        """Ends the inference loop (joining a background thread)."""
+        self._is_inferring = False
+        self._infer_stop_event.set()
+        thread = self._infer_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+            self._infer_thread = None
+
+    def is_inference_running(self) -> bool:
+        return self._is_inferring
+
+    def _infer_loop(self) -> None:
+        while self._is_inferring:
+            if self.num_inference_passes is not None and self.inference_passes_this_run >= self.num_inference_passes:
+                break
+            self._infer_one_pass()
+            self.inference_passes_this_run += 1
+            done = self.num_inference_passes is not None and self.inference_passes_this_run >= self.num_inference_passes
+            if done or self._infer_stop_event.wait(self.inference_example_interval_ms / 1e3):
+                break
+        self._is_inferring = False
+
+    def _infer_one_pass(self) -> None:
+        obs = self.event_observer
+        math = self.math
+        n = self.inference_example_count
+        with math.scope():
+            start = time.perf_counter()
+            with self._lock:
+                batches = [(e.tensor, next_batch(e.data, math, n)) for e in self.inference_feed_entries]
+                values = self.session.eval_batch(self.inference_tensor, [FeedEntry(t, _Fixed(b)) for t, b in batches], n)
+            if obs.inference_examples_per_sec_callback is not None:
+                values.data_sync()  # wait for the device: results are wanted on the host
+                elapsed = time.perf_counter() - start
+                obs.inference_examples_per_sec_callback(n / elapsed if elapsed > 0 else float("inf"))
+            if obs.inference_examples_callback is not None:
+                feeds = [[FeedEntry(t, _example(math, b, i)) for t, b in batches] for i in range(n)]
+                obs.inference_examples_callback(feeds, [_example(math, values, i) for i in range(n)])
+
+
+class _Fixed(InputProvider):
+    """Hands out one batch drawn beforehand (so the reported feeds are those evaluated)."""
+
+    def __init__(self, batch: NDArray) -> None:
+        self.batch = batch
+
+    def get_next_copy(self, math: NDArrayMath) -> NDArray:
+        raise NotImplementedError("GraphRunner: this provider only gives its whole batch.")
+
+    def dispose_copy(self, math: NDArrayMath, copy: NDArray) -> None:
+        copy.dispose()
+
+    def get_next_batch(self, math: NDArrayMath, batch_size: int) -> NDArray:
+        return self.batch
+
+
+def _example(math: NDArrayMath, batch: NDArray, i: int) -> NDArray:
+    """Example ``i`` of a batch (a copy), for reporting."""
+    rest = batch.shape[1:]
+    return math.slice(batch, [i] + [0] * len(rest), [1, *rest]).reshape(rest)
+
