@@ -40,6 +40,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -482,6 +483,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m deeplearn.demo_server demos/NAME [--port N] [--host H]``: what watch-demo runs."""
     args = _parse_args(argv)
@@ -506,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"Serving {demo_dir.parent.name}/{demo_dir.name} at {server.url_for(demo_dir.name)}  (Ctrl-C to stop)",
           flush=True)
+    # Ctrl-C stops the server, even when started from a script that ignores SIGINT for its
+    # background jobs; so does a plain `kill` (SIGTERM).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -126,7 +126,7 @@ const handlers = {
     drawFit();
   },
   done(d) {
-    run.now = d;
+    run.now = {...d, inference: d.result};
     $("final-a").textContent = fmt(d.a);
     $("final-b").textContent = fmt(d.b);
     $("final-c").textContent = fmt(d.c);

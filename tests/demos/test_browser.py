@@ -180,6 +180,8 @@ def test_ml_beginners_trains_live_and_reaches_57(page: Page, base_url: str, tmp_
     assert "should be ~57.0" in page.inner_text("#step-result")
     assert page.locator("#fit-chart circle.data-point").count() == 4
     assert page.locator("#fit-chart path.fit-curve").count() == 1
+    note = page.text_content("#fit-chart text.note") or ""             # the model's point at x = 4
+    assert note.startswith("x = 4 → ") and float(note.split("→")[1]) == pytest.approx(result, abs=0.05)
     assert page.is_hidden("#message")
     assert_not_blank(page, tmp_path / "ml_beginners.png")
 
