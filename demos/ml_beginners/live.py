@@ -3,9 +3,10 @@
 
 The server (deeplearn/demo_server.py) calls :func:`parse_params` on the page's query string and
 then :func:`run`, which reports each step through ``emit(event, payload)``; the page draws them.
-The code follows ``demos/ml_beginners/ml_beginners.py`` line for line, with the ``print`` calls
-replaced by events, a seed for the random starting values, and the learning rate and the number
-of batches taken from the page.
+The code is that of ``demos/ml_beginners/ml_beginners.py`` (the tutorial line for line), with the
+``print`` calls replaced by events, a and b and c read after every batch, a pause between batches
+so a person can watch, and the learning rate, number of batches and seed taken from the page
+(tests/demos/test_demo_server.py checks that both give the same numbers).
 
 Events, in order: ``start``, ``backend``, ``matrix_times_vector``, ``graph`` (the random a, b, c
 and the inference at x = 4), ``data``, one ``batch`` per batch (its average cost and the new a, b,

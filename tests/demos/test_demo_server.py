@@ -459,3 +459,24 @@ def test_intro_bad_vectors(real_server: DemoServer) -> None:
     reply = request(real_server, "/demos/intro/run?a=1,x,3")
     assert reply.status == 400
     assert reply.json() == {"error": "a must be numbers separated by commas, such as 1, 2, 3; got '1,x,3'."}
+
+
+def test_ml_beginners_stream_agrees_with_the_tutorial_script(real_server: DemoServer) -> None:
+    """The live page runs the same computation as demos/ml_beginners/ml_beginners.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ml_beginners_tutorial", REPO / "demos/ml_beginners/ml_beginners.py")
+    assert spec is not None and spec.loader is not None
+    tutorial = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = tutorial
+    try:
+        spec.loader.exec_module(tutorial)
+        script = tutorial.run_tutorial(seed=3, log=lambda *args: None)
+    finally:
+        del sys.modules[spec.name]
+    events = sse_events(request(real_server, "/demos/ml_beginners/run?seed=3&delay_ms=0").text)
+    live = dict(events)
+    assert live["matrix_times_vector"]["result"] == script.matrix_times_vector
+    assert {k: live["graph"][k] for k in "abc"} == pytest.approx(script.initial, rel=1e-6)
+    assert [p["cost"] for name, p in events if name == "batch"] == pytest.approx(script.costs, rel=1e-4)
+    assert live["done"]["result"] == pytest.approx(script.result, rel=1e-5)
