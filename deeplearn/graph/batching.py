@@ -179,19 +179,20 @@ def _product(math: NDArrayMath, p: NDArray, p_batched: bool, q: NDArray, q_batch
     if not p_batched and not q_batched:
         return math.mat_mul(p, q, op_p, op_q)
     if not out_batched:
-        if p_batched and q_batched:
-            # Σ_b op(P_b)·op(Q_b) = [op(P_1) … op(P_B)] · [op(Q_1); …; op(Q_B)]
-            b = p.shape[0]
-            if tp:
-                left, op_p = p.reshape((b * p.shape[1], p.shape[2])), TRANSPOSED
-            else:
-                left, op_p = _transpose(math, p, (1, 0, 2)).reshape((p.shape[1], b * p.shape[2])), REGULAR
-            if tq:
-                right, op_q = _transpose(math, q, (1, 0, 2)).reshape((q.shape[1], b * q.shape[2])), TRANSPOSED
-            else:
-                right, op_q = q.reshape((b * q.shape[1], q.shape[2])), REGULAR
-            return math.mat_mul(left, right, op_p, op_q)
-        return math.sum(_product(math, p, p_batched, q, q_batched, tp, tq, True), 0)
+        # The gradient of an unbatched operand: dA = dY·Bᵀ with B unbatched would keep dY's batch,
+        # so here both operands are batched. Σ_b op(P_b)·op(Q_b) is one product of the
+        # examples laid side by side: [op(P_1) … op(P_B)] · [op(Q_1); …; op(Q_B)].
+        assert p_batched and q_batched, "a product summed over the batch needs two batched operands"
+        b = p.shape[0]
+        if tp:
+            left, op_p = p.reshape((b * p.shape[1], p.shape[2])), TRANSPOSED
+        else:
+            left, op_p = _transpose(math, p, (1, 0, 2)).reshape((p.shape[1], b * p.shape[2])), REGULAR
+        if tq:
+            right, op_q = _transpose(math, q, (1, 0, 2)).reshape((q.shape[1], b * q.shape[2])), TRANSPOSED
+        else:
+            right, op_q = q.reshape((b * q.shape[1], q.shape[2])), REGULAR
+        return math.mat_mul(left, right, op_p, op_q)
     if p_batched and not q_batched:
         pm = _transpose(math, p, (0, 2, 1)) if tp else p  # (B, m, k)
         b, m, k = pm.shape
@@ -313,8 +314,10 @@ class Conv2DRule(BatchRule):
                  batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
         x, w, b = xs
         op = node.op
-        dx = math.conv2d_der_input(x.shape, dy, w, op.strides, op.pad) if wants[0] else None  # type: ignore[union-attr]
-        dw = math.conv2d_der_filter(x, dy, w.shape, op.strides, op.pad) if wants[1] else None  # type: ignore[union-attr]
+        # Only the bias was batched: x·w is shared, and its gradients are linear in dy.
+        dy_xw = math.sum(dy, 0) if batched[2] and not batched[0] else dy
+        dx = math.conv2d_der_input(x.shape, dy_xw, w, op.strides, op.pad) if wants[0] else None  # type: ignore[union-attr]
+        dw = math.conv2d_der_filter(x, dy_xw, w.shape, op.strides, op.pad) if wants[1] else None  # type: ignore[union-attr]
         db = None
         if wants[2]:  # Σ dy over rows and columns (and over the batch for an unbatched bias)
             db = math.sum(dy, [1, 2]) if batched[2] else math.conv2d_der_bias(dy)
