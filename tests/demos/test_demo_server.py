@@ -346,6 +346,9 @@ def test_errno_of_a_taken_port_is_eaddrinuse() -> None:
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="scripts/watch-demo is a bash script")
+@pytest.mark.skipif(not (Path(sys.prefix) / ".deeplearn-installed").is_file(),
+                    reason="this Python is not a virtualenv set up by scripts/_venv.sh, which watch-demo would "
+                           "(re)install with pip")
 def test_watch_demo_prints_the_url_and_stops_cleanly_on_ctrl_c() -> None:
     env = {**os.environ, "DEEPLEARN_VENV": sys.prefix, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
