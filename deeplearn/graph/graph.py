@@ -266,7 +266,11 @@ class Graph:
             >>> g.reshape(g.placeholder("x", [5, 4]), [20]).shape
             (20,)
         """
-        new_shape = util.infer_from_implicit_shape(util.as_shape(shape, "Graph.reshape"), x.size, "Graph.reshape")
+        self._check_same_graph("reshape", (x,))
+        try:
+            new_shape = util.infer_from_implicit_shape(util.as_shape(shape, "Graph.reshape"), x.size, "Graph.reshape")
+        except ShapeError as e:
+            raise _with_tensors(e, "reshape", (x,), ("x",)) from None
         return self._add_op("reshape", None, batching.ReshapeRule(new_shape), (x,), Spec(new_shape, x.dtype))
 
     def concat3d(self, x1: Tensor, x2: Tensor, axis: int) -> Tensor:
