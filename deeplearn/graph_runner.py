@@ -92,7 +92,27 @@ class GraphRunner:
         self.inference_tensor: Tensor | None = None
         self.inference_example_count = 5
         self._train_error: BaseException | None = None
-        self._progress_bar: Any = None
+        # What train() was last given (resume_training() reuses it).
+        self.cost_tensor: Tensor | None = None
+        self.train_feed_entries: list[FeedEntry] = []
+        self.batch_size = 1
+        self.optimizer: Optimizer | None = None
+        self.num_batches: int | None = None
+        self.metric_tensor: Tensor | None = None
+        self.metric_feed_entries: list[FeedEntry] | None = None
+        self.metric_batch_size: int | None = None
+        self.metric_reduction = MetricReduction.MEAN
+        self.eval_interval_ms: float = 1500
+        self.cost_interval_ms: float = 500
+        self._background = False
+        self._progress: bool | None = None
+        self._train_start = time.perf_counter()
+        self._last_cost_time = float("-inf")
+        self._last_eval_time = float("-inf")
+        self.inference_feed_entries: list[FeedEntry] = []
+        self.inference_example_interval_ms: float = 3000
+        self.num_inference_passes: int | None = None
+        self.inference_passes_this_run = 0
 
     # -- training --------------------------------------------------------------------------
     def train(self, cost_tensor: Tensor, train_feed_entries: Feeds, batch_size: int, optimizer: Optimizer,
@@ -138,6 +158,8 @@ class GraphRunner:
 
     def resume_training(self) -> None:
         """(Re)starts the training loop with the arguments of the last ``train`` call."""
+        if self.cost_tensor is None or self.optimizer is None:
+            raise ValueError("GraphRunner.resume_training: nothing to resume; call train() first.")
         self._stop_current_training()
         self._is_training = True
         self._stop_event.clear()
