@@ -221,9 +221,10 @@ class GraphRunner:
                     value = self.session.eval(self.metric_tensor, self.metric_feed_entries)
                     value = value.as_type("float32") if value.dtype != "float32" else value
                     total = value if total is None else math.add(total, value)
+        assert total is not None  # n >= 1
         if self.metric_reduction == MetricReduction.MEAN:
             total = math.divide(total, Scalar.new(n, math=math))
-        return total  # type: ignore[return-value]
+        return total
 
     def _train_loop(self) -> None:
         bar = self._make_progress_bar()
@@ -248,6 +249,7 @@ class GraphRunner:
             self.event_observer.done_training_callback()
 
     def _train_one_batch(self, bar: Any) -> None:
+        assert self.cost_tensor is not None and self.optimizer is not None  # set by train()
         obs = self.event_observer
         start = time.perf_counter()
         now_ms = start * 1e3
@@ -291,7 +293,7 @@ class GraphRunner:
         if not show:
             return None
         try:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
         except ImportError:
             if self._progress:
                 raise ImportError("GraphRunner: progress=True needs tqdm (pip install 'deeplearn[train]').") from None
@@ -321,7 +323,7 @@ class GraphRunner:
         entries = normalize_feeds(inference_feed_entries, "GraphRunner.infer")
         for e in entries:
             if not isinstance(e.data, InputProvider):
-                raise ValueError(f"GraphRunner.infer: every feed must be an InputProvider; got "
+                raise TypeError(f"GraphRunner.infer: every feed must be an InputProvider; got "
                                  f"{type(e.data).__name__} for {e.tensor!r}.")
         self.stop_inferring()
         self.inference_tensor = inference_tensor
@@ -362,6 +364,7 @@ class GraphRunner:
         self._is_inferring = False
 
     def _infer_one_pass(self) -> None:
+        assert self.inference_tensor is not None  # set by infer()
         obs = self.event_observer
         math = self.math
         n = self.inference_example_count

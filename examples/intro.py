@@ -27,7 +27,7 @@ from deeplearn import (
     SGDOptimizer,
 )
 
-__all__ = ["IntroResult", "run_intro", "main"]
+__all__ = ["IntroResult", "main", "run_intro"]
 
 
 @dataclass

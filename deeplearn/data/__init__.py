@@ -13,11 +13,11 @@ from deeplearn.data.input_provider import (
 
 __all__ = [
     "CheckpointLoader",
-    "write_checkpoint",
-    "InMemoryDataset",
     "DataStats",
-    "InputProvider",
-    "InMemoryShuffledInputProviderBuilder",
     "InCPUMemoryShuffledInputProviderBuilder",
     "InGPUMemoryShuffledInputProviderBuilder",
+    "InMemoryDataset",
+    "InMemoryShuffledInputProviderBuilder",
+    "InputProvider",
+    "write_checkpoint",
 ]

@@ -23,7 +23,7 @@ from deeplearn.math.ndarray import NDArray
 if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["CheckpointLoader", "write_checkpoint", "MANIFEST_FILE"]
+__all__ = ["MANIFEST_FILE", "CheckpointLoader", "write_checkpoint"]
 
 MANIFEST_FILE = "manifest.json"
 
@@ -50,7 +50,7 @@ class CheckpointLoader:
             raise ValueError(
                 f"CheckpointLoader: only local folders can be read (no network access); got url_path={text!r}."
             )
-        self.path = Path(text[len("file://"):] if text.startswith("file://") else text)
+        self.path = Path(text.removeprefix("file://"))
         self.math = math
         self._manifest: dict[str, dict[str, Any]] | None = None
 
@@ -98,8 +98,9 @@ def _read_manifest(folder: Path) -> dict[str, dict[str, Any]]:
         manifest = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"CheckpointLoader: {str(file)!r} is not valid JSON ({e}).") from e
-    if not isinstance(manifest, dict):
-        raise ValueError(f"CheckpointLoader: the manifest must be a JSON object; got {type(manifest).__name__}.")
+    if not isinstance(manifest, dict):  # a corrupt file, not a bad argument: ValueError
+        what = type(manifest).__name__
+        raise ValueError(f"CheckpointLoader: the manifest must be a JSON object; got {what}.")  # noqa: TRY004
     for name, entry in manifest.items():
         ok = (isinstance(entry, dict) and isinstance(entry.get("filename"), str)
               and isinstance(entry.get("shape"), list) and all(isinstance(d, int) and d >= 0 for d in entry["shape"]))

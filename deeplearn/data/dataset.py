@@ -16,7 +16,7 @@ from deeplearn.math.ndarray import NDArray
 from deeplearn.math.scope import REGISTRY
 from deeplearn.types import Shape
 
-__all__ = ["InMemoryDataset", "DataStats"]
+__all__ = ["DataStats", "InMemoryDataset"]
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def _to_unit(values: np.ndarray, low: np.ndarray | float, high: np.ndarray | flo
 
 def _from_bounds(values: np.ndarray, info: _Normalization) -> np.ndarray:
     unit = _to_unit(values, info.lower_bound, info.upper_bound)
-    return info.min_values + unit * (info.max_values - info.min_values)
+    return np.asarray(info.min_values + unit * (info.max_values - info.min_values))
 
 
 def _like(x: NDArray, values: np.ndarray) -> NDArray:

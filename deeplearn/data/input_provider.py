@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = [
-    "InputProvider",
-    "InMemoryShuffledInputProviderBuilder",
     "InCPUMemoryShuffledInputProviderBuilder",
     "InGPUMemoryShuffledInputProviderBuilder",
+    "InMemoryShuffledInputProviderBuilder",
+    "InputProvider",
     "next_batch",
 ]
 
@@ -60,9 +60,9 @@ class InputProvider(abc.ABC):
 
     @classmethod
     def __subclasshook__(cls, other: type) -> bool | Any:
-        if cls is InputProvider:
-            if all(any(name in base.__dict__ for base in other.__mro__) for name in ("get_next_copy", "dispose_copy")):
-                return True
+        methods = ("get_next_copy", "dispose_copy")
+        if cls is InputProvider and all(any(m in base.__dict__ for base in other.__mro__) for m in methods):
+            return True
         return NotImplemented
 
 

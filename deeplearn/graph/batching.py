@@ -28,23 +28,23 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = [
-    "BatchRule",
-    "NativeRule",
-    "BroadcastRule",
-    "MatMulRule",
-    "ReshapeRule",
-    "ConcatRule",
-    "NATIVE",
-    "BROADCAST",
-    "EQUAL_SHAPES",
-    "MATMUL",
-    "REDUCE_SUM",
-    "CONV2D",
-    "LINEAR_COMBINATION",
-    "MEAN_SQUARED_COST",
-    "SOFTMAX_CROSS_ENTROPY",
     "ARGMAX",
     "ARGMAX_EQUALS",
+    "BROADCAST",
+    "CONV2D",
+    "EQUAL_SHAPES",
+    "LINEAR_COMBINATION",
+    "MATMUL",
+    "MEAN_SQUARED_COST",
+    "NATIVE",
+    "REDUCE_SUM",
+    "SOFTMAX_CROSS_ENTROPY",
+    "BatchRule",
+    "BroadcastRule",
+    "ConcatRule",
+    "MatMulRule",
+    "NativeRule",
+    "ReshapeRule",
 ]
 
 Grads = list["NDArray | None"]
@@ -297,7 +297,7 @@ class ConcatRule(BatchRule):
                  batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
         # deeplearn.js: Concat3D.backProp threw "not implemented"; the gradient is dy split.
         op, args = self._args(math, xs, batched)
-        grads = op.backward(math, dy, *args, y)
+        grads = op.backward(math, dy, args[0], args[1], y)
         return [g if b or not any(batched) else math.sum(g, 0) for g, b in zip(grads, batched)]
 
 
@@ -312,7 +312,7 @@ class Conv2DRule(BatchRule):
 
     def backward(self, math: NDArrayMath, node: Node, dy: NDArray, xs: Sequence[NDArray],
                  batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
-        x, w, b = xs
+        x, w, _ = xs
         op = node.op
         # Only the bias was batched: x·w is shared, and its gradients are linear in dy.
         dy_xw = math.sum(dy, 0) if batched[2] and not batched[0] else dy

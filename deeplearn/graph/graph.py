@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from deeplearn.graph.layers import GraphLayers
 
 __all__ = [
-    "Graph",
-    "Tensor",
-    "Node",
-    "VariableNode",
-    "PlaceholderNode",
     "ConstantNode",
+    "Graph",
+    "Node",
     "OpNode",
+    "PlaceholderNode",
+    "Tensor",
+    "VariableNode",
 ]
 
 _tensor_ids = itertools.count()

@@ -10,10 +10,10 @@ if TYPE_CHECKING:
     from deeplearn.graph.graph import Node, Tensor
 
 __all__ = [
-    "get_unordered_evaluation_set",
     "get_ordered_evaluation_set",
-    "get_variable_nodes_from_evaluation_set",
     "get_placeholder_nodes",
+    "get_unordered_evaluation_set",
+    "get_variable_nodes_from_evaluation_set",
     "is_input_node",
     "should_backprop",
     "tensors_needing_gradient",
@@ -89,10 +89,7 @@ def tensors_needing_gradient(ordered: list[Node], fed: Collection[Tensor]) -> se
     out: set[Tensor] = set()
     for node in ordered:  # inputs first, so each node sees its inputs' verdicts
         t = node.output
-        if t in fed_set:
-            if should_backprop(t):
-                out.add(t)
-        elif is_input_node(node):
+        if t in fed_set or is_input_node(node):
             if should_backprop(t):
                 out.add(t)
         elif any(i in out for i in node.inputs) and t.dtype == "float32":

@@ -16,15 +16,15 @@ import numpy as np
 from deeplearn.math.ndarray import NDArray
 
 __all__ = [
-    "Initializer",
-    "VarianceScalingInitializer",
-    "ZerosInitializer",
-    "OnesInitializer",
     "ConstantInitializer",
+    "Initializer",
     "NDArrayInitializer",
+    "OnesInitializer",
     "RandomNormalInitializer",
     "RandomTruncatedNormalInitializer",
     "RandomUniformInitializer",
+    "VarianceScalingInitializer",
+    "ZerosInitializer",
 ]
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from deeplearn.data.input_provider import InputProvider, next_batch
 from deeplearn.graph import graph_util
-from deeplearn.graph.graph import ConstantNode, Node, PlaceholderNode, Tensor, VariableNode
+from deeplearn.graph.graph import Node, PlaceholderNode, Tensor, VariableNode
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar
 from deeplearn.types import DisposedError, ShapeError
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from deeplearn.graph.optimizers.optimizer import Optimizer
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["Session", "FeedEntry", "CostReduction", "normalize_feeds"]
+__all__ = ["CostReduction", "FeedEntry", "Session", "normalize_feeds"]
 
 
 class CostReduction(enum.IntEnum):
@@ -45,7 +45,7 @@ class FeedEntry:
     data: Any
 
 
-Feeds = Union[Sequence[Union[FeedEntry, Mapping[str, Any]]], Mapping[Tensor, Any], None]
+Feeds = Sequence[FeedEntry | Mapping[str, Any]] | Mapping[Tensor, Any] | None
 
 
 def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
@@ -63,8 +63,8 @@ def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
     if feeds is None:
         return []
     if isinstance(feeds, Mapping):
-        if set(feeds) <= {"tensor", "data"} and "tensor" in feeds:
-            items: list[Any] = [feeds]  # one entry dict given without its list
+        if any(isinstance(k, str) for k in feeds):
+            items: list[Any] = [feeds]  # one {"tensor": t, "data": d} entry given without its list
         else:
             items = [FeedEntry(t, d) for t, d in feeds.items()]
     elif isinstance(feeds, (list, tuple)):
@@ -171,7 +171,7 @@ class Session:
             array([3., 3., 3.], dtype=float32)
         """
         single = isinstance(tensors, Tensor)
-        wanted = [tensors] if single else list(tensors)  # type: ignore[list-item]
+        wanted: list[Tensor] = [tensors] if isinstance(tensors, Tensor) else list(tensors)
         where = "Session.eval_batch"
         _check_batch_size(batch_size, where)
         entries = normalize_feeds(feeds, where)
@@ -205,7 +205,7 @@ class Session:
         entries = normalize_feeds(feeds, where)
         for e in entries:
             if not isinstance(e.data, InputProvider):
-                raise ValueError(
+                raise TypeError(
                     f"{where}: every feed must be an InputProvider (training draws batch_size examples "
                     f"from each); got {type(e.data).__name__} for {e.tensor!r}."
                 )
@@ -351,7 +351,7 @@ class Session:
 
     def _input_value(self, node: Node, where: str) -> NDArray:
         if isinstance(node, PlaceholderNode):  # a plan never keeps an unfed placeholder
-            raise AssertionError(f"{where}: placeholder {node.name!r} has no value.")
+            raise AssertionError(f"{where}: placeholder {node.name!r} has no value.")  # noqa: TRY004
         data: NDArray = node.data  # type: ignore[attr-defined]
         if data.is_disposed:
             kind = "variable" if isinstance(node, VariableNode) else "constant"
@@ -418,7 +418,7 @@ def _as_feed_array(data: Any, tensor: Tensor, where: str) -> NDArray:
         data._check_live(where)
         return _alias(data)
     if data is None:
-        raise ValueError(f"{where}: the feed for {tensor!r} has no data; got None.")
+        raise TypeError(f"{where}: the feed for {tensor!r} has no data; got None.")
     try:
         return NDArray.make(tensor.shape if not hasattr(data, "shape") and not isinstance(data, (list, tuple))
                             else _shape_of(data), data)

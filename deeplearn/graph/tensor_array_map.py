@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["TensorArrayMap", "SummedTensorArrayMap"]
+__all__ = ["SummedTensorArrayMap", "TensorArrayMap"]
 
 
 class TensorArrayMap:

@@ -33,7 +33,7 @@ from deeplearn import (
     Tensor,
 )
 
-__all__ = ["TutorialResult", "run_tutorial", "main", "XS", "YS", "LEARNING_RATE", "NUM_BATCHES"]
+__all__ = ["LEARNING_RATE", "NUM_BATCHES", "XS", "YS", "TutorialResult", "main", "run_tutorial"]
 
 # The values given here are for values a = 3, b = 2, c = 1, with random noise added to the
 # output so it's not a perfect fit.

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 import deeplearn as dl
-from deeplearn import (Array1D, InCPUMemoryShuffledInputProviderBuilder, InGPUMemoryShuffledInputProviderBuilder,
-                       NDArray, Scalar, ShapeError)
+from deeplearn import (
+    Array1D,
+    InCPUMemoryShuffledInputProviderBuilder,
+    InGPUMemoryShuffledInputProviderBuilder,
+    NDArray,
+    Scalar,
+    ShapeError,
+)
 
 BUILDERS = [InCPUMemoryShuffledInputProviderBuilder, InGPUMemoryShuffledInputProviderBuilder]
 

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 import deeplearn as dl
-from deeplearn import FeedEntry, Graph, GraphRunner, GraphRunnerEventObserver, MetricReduction, Scalar, Session
+from deeplearn import (
+    FeedEntry,
+    Graph,
+    GraphRunner,
+    GraphRunnerEventObserver,
+    MetricReduction,
+    Scalar,
+    Session,
+)
 from tests.graph.helpers import ListProvider
 
 
@@ -50,7 +58,7 @@ def test_train_calls_every_callback() -> None:
 
 
 def test_intervals_limit_cost_and_metric_reads() -> None:
-    math, session, x, y, cost, feeds = _setup()
+    math, session, _x, y, cost, feeds = _setup()
     costs, metrics = [], []
     runner = GraphRunner(math, session, GraphRunnerEventObserver(
         avg_cost_callback=lambda c: costs.append(c), metric_callback=lambda m: metrics.append(m)))
@@ -76,7 +84,7 @@ def test_metric_sum_and_compute_metric() -> None:
 
 
 def test_stop_training_from_a_callback_in_the_callers_thread() -> None:
-    math, session, x, y, cost, feeds = _setup()
+    math, session, _x, _y, cost, feeds = _setup()
     done = []
     runner: GraphRunner
 
@@ -95,7 +103,7 @@ def test_stop_training_from_a_callback_in_the_callers_thread() -> None:
 
 
 def test_background_training_is_stopped_cleanly() -> None:
-    math, session, x, y, cost, feeds = _setup()
+    math, session, _x, _y, cost, feeds = _setup()
     started = threading.Event()
     threads: set[str] = set()
     runner = GraphRunner(math, session, GraphRunnerEventObserver(
@@ -115,7 +123,7 @@ def test_background_training_is_stopped_cleanly() -> None:
 
 
 def test_an_error_in_the_background_reaches_stop_training() -> None:
-    math, session, x, y, cost, _ = _setup()
+    math, session, x, _y, cost, _ = _setup()
     runner = GraphRunner(math, session)
     runner.train(cost, [FeedEntry(x, ListProvider([[1.0, 2.0]]))], 1, dl.SGDOptimizer(0.1),
                  num_batches=5, background=True)  # wrong example shape
@@ -138,14 +146,14 @@ def test_infer_reports_examples_and_their_values() -> None:
     assert len(reports) == 2 and len(rates) == 2 and not runner.is_inference_running()
     assert reports[0][0] == [[1.0], [2.0], [3.0]] and reports[1][0] == [[4.0], [5.0], [1.0]]
     np.testing.assert_allclose(reports[0][1], [w, 2 * w, 3 * w], rtol=1e-6)
-    with pytest.raises(ValueError, match="every feed must be an InputProvider"):
+    with pytest.raises(TypeError, match="every feed must be an InputProvider"):
         runner.infer(y, [FeedEntry(x, Scalar.new(1))], 0, 1, num_passes=1)
     with pytest.raises(ValueError, match="no inference_examples_callback"):
         GraphRunner(math, session).infer(y, [FeedEntry(x, ListProvider([1.0]))])
 
 
 def test_background_inference_stops() -> None:
-    math, session, x, y, cost, _ = _setup()
+    math, session, x, y, _cost, _ = _setup()
     seen = threading.Event()
     runner = GraphRunner(math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: seen.set()))
     runner.infer(y, [FeedEntry(x, ListProvider([1.0]))], 5, 1, background=True)
@@ -156,7 +164,7 @@ def test_background_inference_stops() -> None:
 
 def test_progress_bar_only_when_asked_or_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("tqdm", reason="the progress bar comes from tqdm (the train extra)")
-    math, session, x, y, cost, feeds = _setup()
+    math, session, _x, _y, cost, feeds = _setup()
     runner = GraphRunner(math, session)
     runner.train(cost, feeds, 1, dl.SGDOptimizer(0.01), num_batches=3)  # stdout is captured: not a terminal
     assert "training" not in capsys.readouterr().err

@@ -10,9 +10,20 @@ import numpy as np
 import pytest
 
 import deeplearn as dl
-from deeplearn import (Array1D, CostReduction, DisposedError, FeedEntry, Graph, NDArray, Scalar, Session,
-                       SGDOptimizer, ShapeError)
-from deeplearn.graph import graph_util, session as session_module
+from deeplearn import (
+    Array1D,
+    CostReduction,
+    DisposedError,
+    FeedEntry,
+    Graph,
+    NDArray,
+    Scalar,
+    Session,
+    SGDOptimizer,
+    ShapeError,
+)
+from deeplearn.graph import graph_util
+from deeplearn.graph import session as session_module
 from tests.graph.helpers import ListProvider
 
 
@@ -70,7 +81,7 @@ def test_feed_shape_and_kind_errors() -> None:
     cost = g.reduce_sum(y)
     with pytest.raises(ShapeError, match=re.escape("Session.train: the cost tensor must be a scalar; got cost_tensor=")):
         s.train(y, {x: ListProvider([[1, 2]])}, 1, SGDOptimizer(0.1))
-    with pytest.raises(ValueError, match="every feed must be an InputProvider"):
+    with pytest.raises(TypeError, match="every feed must be an InputProvider"):
         s.train(cost, {x: Array1D.new([1, 2])}, 1, SGDOptimizer(0.1))
     with pytest.raises(ShapeError, match=re.escape("must be a batch of 2 examples of shape (2,); got data.shape=(2, 3)")):
         s.train(cost, {x: ListProvider([[1, 2, 3]])}, 2, SGDOptimizer(0.1))
@@ -107,7 +118,7 @@ def test_only_the_needed_subgraph_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_feeding_a_non_placeholder_cuts_the_graph() -> None:
-    g, x, x_squared, y = _square_plus_3()
+    g, _x, x_squared, y = _square_plus_3()
     s = Session(g, dl.NDArrayMathCPU())
     # x is not fed and not needed: x_squared is fed.
     np.testing.assert_array_equal(s.eval(y, {x_squared: Array1D.new([25, 16])}).get_values(), [28, 19])

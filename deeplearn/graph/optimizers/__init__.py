@@ -12,12 +12,12 @@ from deeplearn.graph.optimizers.rmsprop_optimizer import RMSPropOptimizer
 from deeplearn.graph.optimizers.sgd_optimizer import SGDOptimizer
 
 __all__ = [
-    "Optimizer",
-    "SGDOptimizer",
-    "MomentumOptimizer",
-    "RMSPropOptimizer",
-    "AdagradOptimizer",
     "AdadeltaOptimizer",
+    "AdagradOptimizer",
     "AdamOptimizer",
     "AdamaxOptimizer",
+    "MomentumOptimizer",
+    "Optimizer",
+    "RMSPropOptimizer",
+    "SGDOptimizer",
 ]
