@@ -161,12 +161,33 @@ def git_commit() -> tuple[str, bool | None]:
     git. ``DEEPLEARN_COMMIT`` overrides (for copies of the tree without .git)."""
     forced = os.environ.get("DEEPLEARN_COMMIT")
     if forced:
-        return forced[:12], None
+        return slug(forced)[:12], None
     rev = _run(["git", "rev-parse", "--short", "HEAD"])
     if not rev:
-        return "unknown", None
+        return _commit_from_files(ROOT / ".git") or "unknown", None
     status = _run(["git", "status", "--porcelain", "--untracked-files=no"])
     return rev, bool(status)
+
+
+def _commit_from_files(git_dir: Path) -> str | None:
+    """HEAD's commit read from the .git folder itself (for machines without the git program)."""
+    try:
+        head = (git_dir / "HEAD").read_text().strip()
+        if not head.startswith("ref:"):
+            return head[:7] if re.fullmatch(r"[0-9a-f]{40}", head) else None
+        ref = head.split(":", 1)[1].strip()
+        ref_file = git_dir / ref
+        if ref_file.exists():
+            return ref_file.read_text().strip()[:7]
+        packed = git_dir / "packed-refs"
+        if packed.exists():
+            for line in packed.read_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[1] == ref:
+                    return parts[0][:7]
+    except OSError:
+        pass
+    return None
 
 
 def slug(text: str) -> str:

@@ -169,7 +169,7 @@ def output_path(doc: dict[str, Any], out: str | None) -> Path:
         return Path(out)
     folder = Path(out) if out else ROOT / "bench" / "results"
     date = doc["created"][:10].replace("-", "")
-    name = f"{devinfo.slug(doc['device']['name'])}-{date}-{doc['commit']}"
+    name = f"{devinfo.slug(doc['device']['name'])}-{date}-{devinfo.slug(doc['commit'])}"
     if doc.get("quick"):
         name += "-quick"
     return folder / f"{name}.json"

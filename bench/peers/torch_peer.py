@@ -113,7 +113,7 @@ class TorchEager(System):
         self.torch = _import_torch(backend)
         self.device = self.torch.device("cuda" if backend == "cuda" else "cpu")
         if backend == "cuda":
-            self.memory_note = "torch.cuda.max_memory_allocated"
+            self.memory_note = "torch.cuda.max_memory_allocated, less what was allocated before"
 
     # -- setup ---------------------------------------------------------------------------------
     def prepare(self, problem: Problem) -> None:
@@ -204,10 +204,12 @@ class TorchEager(System):
         if self.backend == "cuda":
             self.torch.cuda.empty_cache()
             self.torch.cuda.reset_peak_memory_stats()
+            # what earlier systems still hold (compiled-code caches, CUDA-graph pools) is not ours
+            self._memory_base = int(self.torch.cuda.memory_allocated())
 
     def peak_memory(self) -> int | None:
         if self.backend == "cuda":
-            return int(self.torch.cuda.max_memory_allocated())
+            return int(self.torch.cuda.max_memory_allocated()) - getattr(self, "_memory_base", 0)
         return None
 
     def close(self) -> None:
@@ -280,6 +282,10 @@ class TorchCompile(TorchEager):
     backends = ("cuda",)
 
     def make_loss(self, fn: Any) -> Any:
+        import warnings
+
+        # Inductor's notes on how it split a reduction are not results
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\._inductor")
         return self.torch.compile(fn)
 
     def make_op(self, fn: Any) -> Any:
