@@ -102,38 +102,43 @@ def compare(problem: Problem, result: dict[str, np.ndarray], cost: float | None,
     return check
 
 
-def time_system(system: System, settings: Settings) -> dict[str, Any]:
-    """Warm-up, then ``settings.repeats`` repeats of N synchronised steps; times in µs/step."""
+def warm_up(system: System, settings: Settings) -> int:
+    """Warm-up (at least two steps and about ``warmup_s``), then the number of steps N that
+    makes one timed repeat last about ``target_s``."""
     clock = time.perf_counter
-    # Warm-up: at least two steps and about warmup_s, synchronised so slow steps count.
     start, steps = clock(), 0
     while steps < 2 or (clock() - start < settings.warmup_s and steps < settings.max_steps):
         system.run(1)
-        system.sync()
+        system.sync()  # synchronised, so that a slow step counts
         steps += 1
     per_step = (clock() - start) / steps
-    # Refine the estimate with a batch of steps (per-step sync hides pipelining on the GPU).
+    # Refine with a batch of unsynchronised steps (per-step sync hides the GPU's pipelining).
     k = max(1, min(settings.max_steps, int(0.25 * settings.target_s / max(per_step, 1e-9))))
     system.sync()
     t0 = clock()
     system.run(k)
     system.sync()
     per_step = (clock() - t0) / k
-    n = max(1, min(settings.max_steps, int(math.ceil(settings.target_s / max(per_step, 1e-9)))))
-    samples = []
-    for _ in range(settings.repeats):
-        system.sync()
-        t0 = clock()
-        system.run(n)
-        system.sync()
-        samples.append((clock() - t0) / n * 1e6)
+    return max(1, min(settings.max_steps, int(math.ceil(settings.target_s / max(per_step, 1e-9)))))
+
+
+def time_repeat(system: System, n: int) -> float:
+    """One timed repeat: µs per step over ``n`` steps, synchronised before and after."""
+    system.sync()
+    t0 = time.perf_counter()
+    system.run(n)
+    system.sync()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def summarize(samples: list[float], n: int) -> dict[str, Any]:
     med = statistics.median(samples)
     return {
         "us_per_step": med,
         "us_min": min(samples),
         "us_max": max(samples),
         "spread_pct": 100.0 * (max(samples) - min(samples)) / med if med > 0 else 0.0,
-        "repeats": settings.repeats,
+        "repeats": len(samples),
         "steps_per_repeat": n,
         "samples_us": samples,
         "steps_per_s": 1e6 / med if med > 0 else None,
@@ -146,69 +151,104 @@ def _short_error(e: BaseException) -> str:
     return first[:400]
 
 
+def _fail(rec: dict[str, Any], status: str, e: BaseException, log: Callable[[str], None]) -> None:
+    rec["status"], rec["reason"] = status, _short_error(e) if status == "error" else str(e)
+    if status == "error":
+        rec["traceback"] = traceback.format_exc(limit=8)
+        log(f"  {rec['system']:<18} ERROR: {rec['reason']}")
+    else:
+        log(f"  {rec['system']:<18} skipped: {rec['reason']}")
+    rec.pop("timing", None)
+
+
+def _close(system: System | None) -> None:
+    if system is not None:
+        try:
+            system.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
 def run_problem(problem: Problem, factories: Sequence[Callable[[str], System]], backend: str,
                 settings: Settings, oracle: Reference | None,
                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Runs every system on ``problem``: check one step against deeplearn's Session (or, when
-    that is not available, deeplearn eager, else ``oracle``), then time the ones that agree.
+    """Runs every system on ``problem`` and returns one record per system.
 
-    The deeplearn systems come first in ``factories`` and are themselves checked against the
-    float64 ``oracle``. Returns one record per system.
+    Phase 1, one system after the other: set up, check one step against deeplearn's Session
+    (or, when that is not available, deeplearn eager, else ``oracle``; the deeplearn systems come
+    first in ``factories`` and are themselves checked against the float64 ``oracle``), warm up,
+    read peak memory. Phase 2: the timed repeats, interleaved round-robin over the systems that
+    agreed, so that noise from a shared machine falls on every system alike.
     """
     records: list[dict[str, Any]] = []
+    live: list[tuple[dict[str, Any], System, int]] = []
     ref: Reference | None = None
-    for factory in factories:
-        rec: dict[str, Any] = {
-            "system": getattr(factory, "id", "?"),
-            "label": getattr(factory, "label", "?"),
-            "status": "ok",
-        }
-        records.append(rec)
-        system: System | None = None
-        t_setup = time.perf_counter()
-        try:
-            system = factory(backend)
-            system.reset_memory_stats()
-            system.prepare(problem)
-            rec["setup_s"] = time.perf_counter() - t_setup
-            cost = system.first_step()
-            system.sync()
-            result = system.result()
-            is_deeplearn = rec["system"].startswith("deeplearn")
-            against = oracle if (is_deeplearn or ref is None) else ref
-            if against is not None:
-                rec["check"] = compare(problem, result, cost, against)
-                if is_deeplearn and ref is not None and rec["check"]["ok"]:
-                    # the eager path is also compared with the Session
-                    rec["check_vs_" + ref.name] = compare(problem, result, cost, ref)
-            if "check" in rec and not rec["check"]["ok"]:
-                rec["status"] = "mismatch"
-                rec["reason"] = "; ".join(rec["check"]["failures"])
-                log(f"  {rec['system']:<18} MISMATCH against {rec['check']['against']}: {rec['reason']}")
-                continue
-            if is_deeplearn and ref is None:
-                ref = Reference(rec["system"], result, cost)
-            rec["timing"] = time_system(system, settings)
-            rec["peak_memory_bytes"] = system.peak_memory()
-            if system.memory_note and rec["peak_memory_bytes"] is not None:
-                rec["memory_note"] = system.memory_note
-            _add_rates(problem, rec)
-            log(f"  {rec['system']:<18} {rec['timing']['us_per_step']:12.1f} us/step"
-                f"  (±{rec['timing']['spread_pct']:.0f}%, {rec['timing']['steps_per_repeat']} steps x"
-                f" {rec['timing']['repeats']})")
-        except Unavailable as e:
-            rec["status"], rec["reason"] = "skipped", str(e)
-            log(f"  {rec['system']:<18} skipped: {e}")
-        except Exception as e:  # noqa: BLE001 - a failing system is a result, not a crash
-            rec["status"], rec["reason"] = "error", _short_error(e)
-            rec["traceback"] = traceback.format_exc(limit=8)
-            log(f"  {rec['system']:<18} ERROR: {rec['reason']}")
-        finally:
-            if system is not None:
+    try:
+        for factory in factories:
+            rec: dict[str, Any] = {
+                "system": getattr(factory, "id", "?"),
+                "label": getattr(factory, "label", "?"),
+                "status": "ok",
+            }
+            records.append(rec)
+            system: System | None = None
+            t_setup = time.perf_counter()
+            try:
+                system = factory(backend)
+                system.reset_memory_stats()
+                system.prepare(problem)
+                rec["setup_s"] = time.perf_counter() - t_setup
+                cost = system.first_step()
+                system.sync()
+                result = system.result()
+                is_deeplearn = rec["system"].startswith("deeplearn")
+                against = oracle if (is_deeplearn or ref is None) else ref
+                if against is not None:
+                    rec["check"] = compare(problem, result, cost, against)
+                    if is_deeplearn and ref is not None and rec["check"]["ok"]:
+                        # the eager path is also compared with the Session
+                        rec["check_vs_" + ref.name] = compare(problem, result, cost, ref)
+                if "check" in rec and not rec["check"]["ok"]:
+                    rec["status"] = "mismatch"
+                    rec["reason"] = "; ".join(rec["check"]["failures"])
+                    log(f"  {rec['system']:<18} MISMATCH against {rec['check']['against']}: {rec['reason']}")
+                    _close(system)
+                    continue
+                if is_deeplearn and ref is None:
+                    ref = Reference(rec["system"], result, cost)
+                n = warm_up(system, settings)
+                rec["peak_memory_bytes"] = system.peak_memory()
+                if system.memory_note and rec["peak_memory_bytes"] is not None:
+                    rec["memory_note"] = system.memory_note
+                live.append((rec, system, n))
+                check = rec.get("check")
+                log(f"  {rec['system']:<18} ready in {rec['setup_s']:.1f} s"
+                    + (f", step equal to {check['against']} (rel. err. {check['max_rel_err']:.1e})" if check else ""))
+            except Unavailable as e:
+                _fail(rec, "skipped", e, log)
+                _close(system)
+            except Exception as e:  # noqa: BLE001 - a failing system is a result, not a crash
+                _fail(rec, "error", e, log)
+                _close(system)
+        samples: dict[int, list[float]] = {id(rec): [] for rec, _, _ in live}
+        for _ in range(settings.repeats):
+            for rec, system, n in live:
+                if rec["status"] != "ok":
+                    continue
                 try:
-                    system.close()
-                except Exception:  # noqa: BLE001
-                    pass
+                    samples[id(rec)].append(time_repeat(system, n))
+                except Exception as e:  # noqa: BLE001
+                    _fail(rec, "error", e, log)
+        for rec, _, n in live:
+            if rec["status"] == "ok":
+                rec["timing"] = summarize(samples[id(rec)], n)
+                _add_rates(problem, rec)
+                t = rec["timing"]
+                log(f"  {rec['system']:<18} {t['us_per_step']:12.1f} us/step"
+                    f"  ({t['us_min']:.1f}-{t['us_max']:.1f}, {n} steps x {t['repeats']})")
+    finally:
+        for _, system, _ in live:
+            _close(system)
     _add_ratios(records)
     return records
 

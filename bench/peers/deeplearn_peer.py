@@ -83,7 +83,7 @@ class _DeeplearnBase(System):
     def close(self) -> None:
         from deeplearn.environment import ENV
 
-        if self._previous_math is not None or ENV._math is self.math:
+        if ENV._math is self.math:
             ENV._math = self._previous_math
         self.release()
         pool = self._cupy_pool()
