@@ -10,7 +10,7 @@ runs, with or without a batch axis, is its ``rule`` (``deeplearn/graph/batching.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -607,5 +607,3 @@ def _as_ndarray(value: Any, where: str) -> NDArray:
     except (TypeError, ValueError) as e:
         raise TypeError(f"{where}: expected an NDArray, a number or nested lists; got {value!r}.") from e
 
-
-LayerActivation = Callable[[Tensor], Tensor]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from deeplearn.data.input_provider import InputProvider, next_batch
 from deeplearn.graph import graph_util
-from deeplearn.graph.graph import Node, PlaceholderNode, Tensor, VariableNode
+from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar
 from deeplearn.types import DisposedError, ShapeError
@@ -124,7 +124,7 @@ class Session:
         array([28., 19.], dtype=float32)
     """
 
-    def __init__(self, graph: Any, math: NDArrayMath) -> None:
+    def __init__(self, graph: Graph, math: NDArrayMath) -> None:
         self.graph = graph
         self.math = math
         self.activation_array_map = TensorArrayMap()
@@ -142,9 +142,9 @@ class Session:
             >>> dl.Session(g, math).eval(y, {x: Scalar.new(3)}).get()
             9.0
         """
-        return self.eval_all([tensor], feeds, where="Session.eval")[0]
+        return self._eval_all([tensor], feeds, "Session.eval")[0]
 
-    def eval_all(self, tensors: Sequence[Tensor], feeds: Feeds = None, *, where: str = "Session.eval_all") -> list[NDArray]:
+    def eval_all(self, tensors: Sequence[Tensor], feeds: Feeds = None) -> list[NDArray]:
         """The values of ``tensors`` for one example (shared nodes run once). The results
         belong to the caller's scope.
 
@@ -154,6 +154,9 @@ class Session:
             >>> y.get(), z.get()
             (5.0, 4.0)
         """
+        return self._eval_all(list(tensors), feeds, "Session.eval_all")
+
+    def _eval_all(self, tensors: list[Tensor], feeds: Feeds, where: str) -> list[NDArray]:
         entries = normalize_feeds(feeds, where)
         plan = self._plan(list(tensors), entries, where)
         return self._run_inference(plan, list(tensors), entries, None, where)
