@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from deeplearn.math.ops.base import MathMixin, Op, Spec
 from deeplearn.math.ops.conv_util import (
@@ -86,17 +86,6 @@ def _check_filter(spec: Spec | Shape, where: str, name: str = "filter") -> Shape
     return shape
 
 
-def _check_depth(
-    x_shape: Shape, f_shape: Shape, where: str, x_name: str = "x", f_name: str = "filter"
-) -> None:
-    if x_shape[-1] != f_shape[2]:
-        raise ShapeError(
-            f"{where}: {x_name}'s depth must match {f_name}'s input depth ({f_name}.shape[2]); got "
-            f"{x_name}.shape={tuple(x_shape)} and {f_name}.shape={tuple(f_shape)}, i.e. "
-            f"{x_shape[-1]} vs {f_shape[2]}."
-        )
-
-
 def _check_dy(dy: Spec, info: Conv2DInfo, rank: int, where: str) -> None:
     expected = unbatched(info.out_shape, rank)
     if dy.rank != rank or dy.shape != expected:
@@ -126,6 +115,76 @@ class WindowedOp(Op, abstract=True):
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class _ConvOp(WindowedOp, abstract=True):
+    """Base of conv2d, depthwise_conv2d and their derivatives: the checks they share, written
+    once; ``depthwise`` picks depthwise_conv2d's filter rule ([fH, fW, inChannels, multiplier])."""
+
+    depthwise: ClassVar[bool] = False
+
+    def filter_info(
+        self, x_shape: Shape, filter: Spec | Shape, x_name: str = "x", f_name: str = "filter"
+    ) -> Conv2DInfo:
+        """Checks ``filter`` against an input of ``x_shape``; the geometry of the convolution."""
+        f_shape = _check_filter(filter, self.name, f_name)
+        if x_shape[-1] != f_shape[2] and self.depthwise:
+            raise ShapeError(
+                f"{self.name}: {x_name}'s channels must match {f_name}.shape[2] (filter is [fH, fW, "
+                f"inChannels, channelMultiplier]); got {x_name}.shape={tuple(x_shape)} and "
+                f"{f_name}.shape={f_shape}."
+            )
+        if x_shape[-1] != f_shape[2]:
+            raise ShapeError(
+                f"{self.name}: {x_name}'s depth must match {f_name}'s input depth ({f_name}.shape[2]); "
+                f"got {x_name}.shape={tuple(x_shape)} and {f_name}.shape={tuple(f_shape)}, i.e. "
+                f"{x_shape[-1]} vs {f_shape[2]}."
+            )
+        return self.conv_info(x_shape, f_shape, self.depthwise)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ConvForward(_ConvOp, abstract=True):
+    """conv2d or depthwise_conv2d: (x, filter) -> y."""
+
+    def infer(self, x: Spec, filter: Spec) -> Spec:
+        check_image(x, "x", self.name)
+        return Spec(unbatched(self.filter_info(x.shape, filter).out_shape, x.rank))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ConvDerInput(_ConvOp, abstract=True):
+    """The gradient in the input: (dy, filter) -> dx of shape ``in_shape``."""
+
+    in_shape: Shape = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
+
+    def infer(self, dy: Spec, filter: Spec) -> Spec:
+        check_image(Spec(self.in_shape), "in_shape", self.name)
+        info = self.filter_info(self.in_shape, filter, "in_shape")
+        _check_dy(dy, info, len(self.in_shape), self.name)
+        return Spec(self.in_shape)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ConvDerFilter(_ConvOp, abstract=True):
+    """The gradient in the filter, summed over the batch: (x, dy) -> dfilter of ``filter_shape``."""
+
+    filter_shape: Shape = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "filter_shape", tuple(int(d) for d in self.filter_shape))
+
+    def infer(self, x: Spec, dy: Spec) -> Spec:
+        check_image(x, "x", self.name)
+        info = self.filter_info(x.shape, self.filter_shape, "x", "filter_shape")
+        _check_dy(dy, info, x.rank, self.name)
+        return Spec(self.filter_shape)
+
+
 # -- conv2d --------------------------------------------------------------------------------------
 
 
@@ -136,28 +195,14 @@ def _im2col(xp: ModuleType, x: RawArray, info: Conv2DInfo) -> RawArray:
 
 
 def _col2im(xp: ModuleType, cols: RawArray, info: Conv2DInfo) -> RawArray:
-    shape = (
-        info.batch_size,
-        info.out_height,
-        info.out_width,
-        info.filter_height,
-        info.filter_width,
-        info.in_channels,
-    )
-    return add_windows(xp, cols.reshape(shape), info)
+    return add_windows(xp, cols.reshape(info.window_shape), info)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Conv2D(WindowedOp):
+class Conv2D(_ConvForward):
     """y[b,i,j,o] = Σ_{di,dj,c} xpad[b, i·sH+di, j·sW+dj, c] · filter[di,dj,c,o] (no bias)."""
 
     name = "conv2d"
-
-    def infer(self, x: Spec, filter: Spec) -> Spec:
-        check_image(x, "x", self.name)
-        f_shape = _check_filter(filter, self.name)
-        _check_depth(x.shape, f_shape, self.name)
-        return Spec(unbatched(self.conv_info(x.shape, f_shape).out_shape, x.rank))
 
     def forward(self, xp: ModuleType, x: RawArray, filter: RawArray) -> RawArray:
         info = self.conv_info(x.shape, filter.shape)
@@ -175,23 +220,10 @@ class Conv2D(WindowedOp):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Conv2DDerInput(WindowedOp):
+class Conv2DDerInput(_ConvDerInput):
     """dx of conv2d: the adjoint of the convolution in its input (a transposed convolution)."""
 
     name = "conv2d_der_input"
-    in_shape: Shape = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
-
-    def infer(self, dy: Spec, filter: Spec) -> Spec:
-        check_image(Spec(self.in_shape), "in_shape", self.name)
-        f_shape = _check_filter(filter, self.name)
-        _check_depth(self.in_shape, f_shape, self.name, "in_shape")
-        info = self.conv_info(self.in_shape, f_shape)
-        _check_dy(dy, info, len(self.in_shape), self.name)
-        return Spec(self.in_shape)
 
     def forward(self, xp: ModuleType, dy: RawArray, filter: RawArray) -> RawArray:
         info = self.conv_info(self.in_shape, filter.shape)
@@ -210,22 +242,10 @@ class Conv2DDerInput(WindowedOp):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Conv2DDerFilter(WindowedOp):
+class Conv2DDerFilter(_ConvDerFilter):
     """dfilter of conv2d, summed over the batch: Σ_b patches(x)ᵀ · dy."""
 
     name = "conv2d_der_filter"
-    filter_shape: Shape = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "filter_shape", tuple(int(d) for d in self.filter_shape))
-
-    def infer(self, x: Spec, dy: Spec) -> Spec:
-        check_image(x, "x", self.name)
-        f_shape = _check_filter(self.filter_shape, self.name, "filter_shape")
-        _check_depth(x.shape, f_shape, self.name, "x", "filter_shape")
-        _check_dy(dy, self.conv_info(x.shape, f_shape), x.rank, self.name)
-        return Spec(f_shape)
 
     def forward(self, xp: ModuleType, x: RawArray, dy: RawArray) -> RawArray:
         info = self.conv_info(x.shape, self.filter_shape)
@@ -255,27 +275,12 @@ def _depthwise_dy(xp: ModuleType, dy: RawArray, info: Conv2DInfo) -> RawArray:
     return d.reshape(*d.shape[:3], info.in_channels, -1)
 
 
-def _check_depthwise(
-    op: WindowedOp, x_shape: Shape, filter: Spec | Shape, x_name: str = "x", f_name: str = "filter"
-) -> Conv2DInfo:
-    f_shape = _check_filter(filter, op.name, f_name)
-    if x_shape[-1] != f_shape[2]:
-        raise ShapeError(
-            f"{op.name}: {x_name}'s channels must match {f_name}.shape[2] (filter is [fH, fW, inChannels, "
-            f"channelMultiplier]); got {x_name}.shape={tuple(x_shape)} and {f_name}.shape={f_shape}."
-        )
-    return op.conv_info(x_shape, f_shape, depthwise=True)
-
-
 @dataclass(frozen=True, kw_only=True)
-class DepthwiseConv2D(WindowedOp):
+class DepthwiseConv2D(_ConvForward):
     """y[b,i,j,c·M+q] = Σ_{di,dj} xpad[b, i·sH+di, j·sW+dj, c] · filter[di,dj,c,q]."""
 
     name = "depthwise_conv2d"
-
-    def infer(self, x: Spec, filter: Spec) -> Spec:
-        check_image(x, "x", self.name)
-        return Spec(unbatched(_check_depthwise(self, x.shape, filter).out_shape, x.rank))
+    depthwise = True
 
     def forward(self, xp: ModuleType, x: RawArray, filter: RawArray) -> RawArray:
         info = self.conv_info(x.shape, filter.shape, depthwise=True)
@@ -296,21 +301,11 @@ class DepthwiseConv2D(WindowedOp):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DepthwiseConv2DDerInput(WindowedOp):
+class DepthwiseConv2DDerInput(_ConvDerInput):
     """dx of depthwise_conv2d (its adjoint in the input)."""
 
     name = "depthwise_conv2d_der_input"
-    in_shape: Shape = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
-
-    def infer(self, dy: Spec, filter: Spec) -> Spec:
-        check_image(Spec(self.in_shape), "in_shape", self.name)
-        info = _check_depthwise(self, self.in_shape, filter, "in_shape")
-        _check_dy(dy, info, len(self.in_shape), self.name)
-        return Spec(self.in_shape)
+    depthwise = True
 
     def forward(self, xp: ModuleType, dy: RawArray, filter: RawArray) -> RawArray:
         info = self.conv_info(self.in_shape, filter.shape, depthwise=True)
@@ -329,21 +324,11 @@ class DepthwiseConv2DDerInput(WindowedOp):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DepthwiseConv2DDerFilter(WindowedOp):
+class DepthwiseConv2DDerFilter(_ConvDerFilter):
     """dfilter of depthwise_conv2d, summed over the batch."""
 
     name = "depthwise_conv2d_der_filter"
-    filter_shape: Shape = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "filter_shape", tuple(int(d) for d in self.filter_shape))
-
-    def infer(self, x: Spec, dy: Spec) -> Spec:
-        check_image(x, "x", self.name)
-        info = _check_depthwise(self, x.shape, self.filter_shape, "x", "filter_shape")
-        _check_dy(dy, info, x.rank, self.name)
-        return Spec(self.filter_shape)
+    depthwise = True
 
     def forward(self, xp: ModuleType, x: RawArray, dy: RawArray) -> RawArray:
         info = self.conv_info(x.shape, self.filter_shape, depthwise=True)

@@ -120,6 +120,18 @@ class Conv2DInfo:
             self.in_channels,
         )
 
+    @property
+    def window_shape(self) -> Shape:
+        """NHWC receptive fields, one per output pixel: [b, outH, outW, fH, fW, c]."""
+        return (
+            self.batch_size,
+            self.out_height,
+            self.out_width,
+            self.filter_height,
+            self.filter_width,
+            self.in_channels,
+        )
+
 
 Pool2DInfo = Conv2DInfo
 """Pooling uses the same geometry record (as in deeplearn.js, where computePool2DInfo returns a
@@ -368,16 +380,8 @@ def windows(xp: ModuleType, x: RawArray, info: Conv2DInfo, fill: float = 0.0) ->
     """
     padded = pad_input(xp, x, info, fill)
     sb, sh, sw, sc = padded.strides
-    shape = (
-        info.batch_size,
-        info.out_height,
-        info.out_width,
-        info.filter_height,
-        info.filter_width,
-        info.in_channels,
-    )
     strides = (sb, sh * info.stride_height, sw * info.stride_width, sh, sw, sc)
-    return xp.lib.stride_tricks.as_strided(padded, shape=shape, strides=strides)
+    return xp.lib.stride_tricks.as_strided(padded, shape=info.window_shape, strides=strides)
 
 
 def taps(padded: RawArray, info: Conv2DInfo) -> Iterator[tuple[int, int, RawArray]]:
