@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.math.ops.base import MathMixin, Spec
-from deeplearn.math.ops.conv import WindowedOp, as_float, batch4, check_image, unbatched
+from deeplearn.math.ops.conv import WindowedOp, as_float, batch4, batched, check_image, unbatched
 from deeplearn.math.ops.conv_util import Conv2DInfo, Pad, as_pair, compute_pool2d_info, crop, pad_input, taps
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
@@ -36,8 +36,7 @@ class PoolOp(WindowedOp, abstract=True):
         object.__setattr__(self, "filter_size", as_pair(self.filter_size, "filter_size", self.name))
 
     def pool_info(self, x_shape: Shape) -> Conv2DInfo:
-        shape = (1, *x_shape) if len(x_shape) == 3 else tuple(x_shape)
-        return compute_pool2d_info(shape, self.filter_size, self.strides, self.pad, where=self.name)
+        return compute_pool2d_info(batched(x_shape), self.filter_size, self.strides, self.pad, where=self.name)
 
     def _padded(self, xp: ModuleType, x: RawArray, fill: float) -> tuple[Conv2DInfo, RawArray]:
         info = self.pool_info(x.shape)
