@@ -98,15 +98,19 @@ def _check_scalar(where: str, name: str, c: Spec | NDArray) -> None:
 # -- broadcasting binary ops -------------------------------------------------------------------
 
 
+class _Arithmetic(BinaryOp, abstract=True):
+    """add, subtract, multiply: the result is float32 if either input is, else int32."""
+
+    def infer(self, a: Spec, b: Spec) -> Spec:
+        return Spec(broadcast_shapes(a.shape, b.shape, self.name), result_dtype(a.dtype, b.dtype))
+
+
 @dataclass(frozen=True)
-class Add(BinaryOp):
+class Add(_Arithmetic):
     """y = a + b, element-wise with NumPy broadcasting."""
 
     name = "add"
     c_expr = "y = a + b"
-
-    def infer(self, a: Spec, b: Spec) -> Spec:
-        return Spec(broadcast_shapes(a.shape, b.shape, self.name), result_dtype(a.dtype, b.dtype))
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         a, b = promote(xp, a, b)
@@ -119,14 +123,11 @@ class Add(BinaryOp):
 
 
 @dataclass(frozen=True)
-class Subtract(BinaryOp):
+class Subtract(_Arithmetic):
     """y = a − b, element-wise with NumPy broadcasting."""
 
     name = "subtract"
     c_expr = "y = a - b"
-
-    def infer(self, a: Spec, b: Spec) -> Spec:
-        return Spec(broadcast_shapes(a.shape, b.shape, self.name), result_dtype(a.dtype, b.dtype))
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         a, b = promote(xp, a, b)
@@ -139,14 +140,11 @@ class Subtract(BinaryOp):
 
 
 @dataclass(frozen=True)
-class Multiply(BinaryOp):
+class Multiply(_Arithmetic):
     """y = a · b, element-wise with NumPy broadcasting."""
 
     name = "multiply"
     c_expr = "y = a * b"
-
-    def infer(self, a: Spec, b: Spec) -> Spec:
-        return Spec(broadcast_shapes(a.shape, b.shape, self.name), result_dtype(a.dtype, b.dtype))
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         a, b = promote(xp, a, b)
@@ -225,23 +223,23 @@ class Pow(BinaryOp):
         return unbroadcast(math, da, a.shape), None
 
 
-def _check_same_dtype(where: str, a: Spec, b: Spec) -> None:
-    if a.dtype != b.dtype:
-        raise DTypeError(
-            f"{where}: a and b must have the same dtype; got a.dtype={a.dtype} and b.dtype={b.dtype}."
-        )
+class _SameDtype(BinaryOp, abstract=True):
+    """maximum, minimum: a and b must have the same dtype, which the result keeps."""
+
+    def infer(self, a: Spec, b: Spec) -> Spec:
+        if a.dtype != b.dtype:
+            raise DTypeError(
+                f"{self.name}: a and b must have the same dtype; got a.dtype={a.dtype} and b.dtype={b.dtype}."
+            )
+        return super().infer(a, b)
 
 
 @dataclass(frozen=True)
-class Maximum(BinaryOp):
+class Maximum(_SameDtype):
     """y = max(a, b), element-wise with NumPy broadcasting; dtypes must match; NaN propagates."""
 
     name = "maximum"
     c_expr = "y = (a > b || a != a) ? a : b"  # b NaN: the comparison fails and y = b = NaN
-
-    def infer(self, a: Spec, b: Spec) -> Spec:
-        _check_same_dtype(self.name, a, b)
-        return Spec(broadcast_shapes(a.shape, b.shape, self.name), a.dtype)
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         return xp.maximum(a, b)  # propagates NaN from either side
@@ -255,15 +253,11 @@ class Maximum(BinaryOp):
 
 
 @dataclass(frozen=True)
-class Minimum(BinaryOp):
+class Minimum(_SameDtype):
     """y = min(a, b), element-wise with NumPy broadcasting; dtypes must match; NaN propagates."""
 
     name = "minimum"
     c_expr = "y = (a < b || a != a) ? a : b"
-
-    def infer(self, a: Spec, b: Spec) -> Spec:
-        _check_same_dtype(self.name, a, b)
-        return Spec(broadcast_shapes(a.shape, b.shape, self.name), a.dtype)
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         return xp.minimum(a, b)

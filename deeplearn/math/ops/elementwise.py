@@ -310,24 +310,24 @@ class LeakyRelu(_FloatUnaryOp):
         return (math.multiply(dy, math.step(x, self.alpha)),)  # 1 above 0, alpha below
 
 
-def _check_alpha_shape(where: str, x: Spec, alpha: Spec) -> None:
-    if x.shape != alpha.shape:
-        raise ShapeError(
-            f"{where}: x and alpha must have the same shape; "
-            f"got x.shape={x.shape} and alpha.shape={alpha.shape}."
-        )
+class _PreluOp(BinaryOp, abstract=True):
+    """prelu, prelu_der: (x, alpha) of one shape -> float32 of that shape."""
+
+    def infer(self, x: Spec, alpha: Spec) -> Spec:
+        if x.shape != alpha.shape:
+            raise ShapeError(
+                f"{self.name}: x and alpha must have the same shape; "
+                f"got x.shape={x.shape} and alpha.shape={alpha.shape}."
+            )
+        return Spec(x.shape, "float32")
 
 
 @dataclass(frozen=True)
-class Prelu(BinaryOp):
+class Prelu(_PreluOp):
     """y = x for x ≥ 0, alpha·x below, with a learned alpha of x's shape."""
 
     name = "prelu"
     c_expr = "y = a >= 0 ? a : b * a"  # a = x, b = alpha
-
-    def infer(self, x: Spec, alpha: Spec) -> Spec:
-        _check_alpha_shape(self.name, x, alpha)
-        return Spec(x.shape, "float32")
 
     def forward(self, xp: ModuleType, x: RawArray, alpha: RawArray) -> RawArray:
         x, alpha = promote(xp, as_float(xp, x), alpha)
@@ -344,15 +344,11 @@ class Prelu(BinaryOp):
 
 
 @dataclass(frozen=True)
-class PreluDer(BinaryOp):
+class PreluDer(_PreluOp):
     """y = 1 for x > 0, alpha for x < 0, x itself at 0 and NaN (so prelu_der(0) = 0)."""
 
     name = "prelu_der"
     c_expr = "y = a > 0 ? (T)1 : (a < 0 ? b : a)"
-
-    def infer(self, x: Spec, alpha: Spec) -> Spec:
-        _check_alpha_shape(self.name, x, alpha)
-        return Spec(x.shape, "float32")
 
     def forward(self, xp: ModuleType, x: RawArray, alpha: RawArray) -> RawArray:
         x, alpha = promote(xp, as_float(xp, x), alpha)
