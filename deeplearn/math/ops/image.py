@@ -96,11 +96,9 @@ class ResizeBilinear3D(Op):
         # dx = Aᵀ·dy·B along rows and columns, where y = A·x·Bᵀ per channel.
         (in_h, in_w), (out_h, out_w) = x.shape[-3:-1], self.new_shape
         xp, dtype = math.backend.xp, dy.raw.dtype
-        a_t = math.engine.wrap(
-            xp.asarray(resize_matrix(in_h, out_h, self.align_corners).T, dtype=dtype), "float32"
-        )
-        b_t = math.engine.wrap(
-            xp.asarray(resize_matrix(in_w, out_w, self.align_corners).T, dtype=dtype), "float32"
+        a_t, b_t = (
+            math.engine.wrap(xp.asarray(resize_matrix(n_in, n_out, self.align_corners).T, dtype=dtype), "float32")
+            for n_in, n_out in ((in_h, out_h), (in_w, out_w))
         )
         d = dy.reshape((-1, out_h, out_w, dy.shape[-1]))  # [B, oh, ow, C]
         batch, channels = d.shape[0], d.shape[3]
