@@ -162,10 +162,12 @@ def git_commit() -> tuple[str, bool | None]:
     forced = os.environ.get("DEEPLEARN_COMMIT")
     if forced:
         return slug(forced)[:12], None
-    rev = _run(["git", "rev-parse", "--short", "HEAD"])
+    # safe.directory: a copied tree may belong to another user, which git otherwise refuses
+    git = ["git", "-c", "safe.directory=*"]
+    rev = _run([*git, "rev-parse", "--short", "HEAD"])
     if not rev:
         return _commit_from_files(ROOT / ".git") or "unknown", None
-    status = _run(["git", "status", "--porcelain", "--untracked-files=no"])
+    status = _run([*git, "status", "--porcelain", "--untracked-files=no"])
     return rev, bool(status)
 
 

@@ -2,8 +2,10 @@
 on the GPU how many kernels one step launches and how long each op takes on the device.
 
 The per-op device times come from CUDA events recorded around every backend call of one step
-(``math.backend.execute``), so they include every kernel an op launches; an op's host overhead is
-the difference between its wall time and its device time. CuPy is imported lazily, here only.
+(``math.backend.execute``), so they include every kernel an op launches. The step is queued behind
+a spin kernel that keeps the GPU busy for longer than the host takes to issue the whole step, so
+the events measure kernel time, not the host's launch gaps (unless the step itself waits for the
+GPU, e.g. to read a value back). CuPy is imported lazily, here only.
 """
 
 from __future__ import annotations
@@ -92,9 +94,15 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
         events.append((getattr(op, "name", type(op).__name__), start, end, time.perf_counter() - t0))
         return out
 
+    # how long the host takes to issue one step, to size the spin kernel
+    system.sync()
+    t0 = time.perf_counter()
+    system.run(1)
+    host_s = time.perf_counter() - t0
+    system.sync()
     backend.execute = timed_execute
     try:
-        system.sync()
+        _spin(cupy, min(5.0, 1.5 * host_s + 0.01))
         system.run(1)
         system.sync()
     finally:
@@ -111,12 +119,28 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
     return rows
 
 
+_SPIN_SOURCE = r"""
+extern "C" __global__ void bench_spin(long long cycles) {
+    long long start = clock64();
+    while (clock64() - start < cycles) { }
+}
+"""
+
+
+def _spin(cupy: Any, seconds: float) -> None:
+    """Keeps the GPU busy for about ``seconds`` (one thread spinning on the clock), so the work
+    issued next queues up behind it."""
+    kernel = cupy.RawKernel(_SPIN_SOURCE, "bench_spin")
+    khz = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["clockRate"]
+    kernel((1,), (1,), (cupy.int64(int(seconds * khz * 1e3)),))
+
+
 def _print_device_ops(rows: list[dict[str, Any]], label: str, workload: str, log: Callable[[str], None]) -> None:
     total_n = sum(r["count"] for r in rows)
     total_dev = sum(r["device_us"] for r in rows)
     total_host = sum(r["host_us"] for r in rows)
     log(f"\n--- one step of {label}, {workload}: {total_n} backend calls, "
         f"{total_dev:.1f} us device, {total_host:.1f} us host inside the calls ---")
-    log(f"{'op':<28}{'calls':>7}{'device us':>12}{'host us':>12}")
+    log(f"{'op':<28}{'calls':>7}{'device us':>12}{'host us':>12}   (device: GPU time between the op's first and last kernel)")
     for r in rows:
         log(f"{r['op']:<28}{r['count']:>7}{r['device_us']:>12.1f}{r['host_us']:>12.1f}")

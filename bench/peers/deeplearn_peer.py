@@ -43,7 +43,7 @@ def _make_math(dl: Any, backend: str) -> Any:
 
 
 class _DeeplearnBase(System):
-    memory_note = "CuPy memory pool, bytes held"
+    memory_note = "CuPy memory pool: bytes it grew by"
 
     def __init__(self, backend: str) -> None:
         super().__init__(backend)
@@ -75,10 +75,11 @@ class _DeeplearnBase(System):
         pool = self._cupy_pool()
         if pool is not None:
             pool.free_all_blocks()
+            self._pool_base = int(pool.total_bytes())  # what other systems still hold
 
     def peak_memory(self) -> int | None:
         pool = self._cupy_pool()
-        return int(pool.total_bytes()) if pool is not None else None
+        return int(pool.total_bytes()) - getattr(self, "_pool_base", 0) if pool is not None else None
 
     def close(self) -> None:
         from deeplearn.environment import ENV

@@ -262,7 +262,7 @@ class CuPyPeer(NumPyPeer):
     id = "cupy"
     label = "CuPy by hand"
     backends = ("cuda",)
-    memory_note = "CuPy memory pool, bytes held"
+    memory_note = "CuPy memory pool: bytes it grew by"
 
     def __init__(self, backend: str) -> None:
         System.__init__(self, backend)
@@ -274,10 +274,12 @@ class CuPyPeer(NumPyPeer):
         self.xp.cuda.get_current_stream().synchronize()
 
     def reset_memory_stats(self) -> None:
-        self.xp.get_default_memory_pool().free_all_blocks()
+        pool = self.xp.get_default_memory_pool()
+        pool.free_all_blocks()
+        self._pool_base = int(pool.total_bytes())  # what other systems still hold
 
     def peak_memory(self) -> int | None:
-        return int(self.xp.get_default_memory_pool().total_bytes())
+        return int(self.xp.get_default_memory_pool().total_bytes()) - getattr(self, "_pool_base", 0)
 
     def close(self) -> None:
         super().close()
