@@ -33,15 +33,16 @@ class AdadeltaOptimizer(Optimizer):
 
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
-        gamma, rest, eps = (self._scalar(math, v) for v in (self.gamma, 1.0 - self.gamma, EPSILON))
+        eps = self._scalar(math, EPSILON)
         old_cache = self._get_state("cache", variable, value)
         old_updates = self._get_state("updates", variable, value)
-        cache = math.scaled_array_add(gamma, old_cache, rest, math.square(gradient))
+        cache = self._running_average(math, self.gamma, old_cache, math.square(gradient))
         # deeplearn.js: the step divides by the cache from *before* this batch (Zeiler's
         # Adadelta uses the new one). conformance: optimizer.adadelta.two_steps
         ratio = math.divide(math.sqrt(math.add(old_updates, eps)), math.sqrt(math.add(old_cache, eps)))
         updates = math.multiply(ratio, gradient)
         new_value = math.scaled_array_add(c, updates, self._scalar(math, 1.0), value)
         self._set_state("cache", variable, cache)
-        self._set_state("updates", variable, math.scaled_array_add(gamma, old_updates, rest, math.square(updates)))
+        updates_average = self._running_average(math, self.gamma, old_updates, math.square(updates))
+        self._set_state("updates", variable, updates_average)
         return new_value

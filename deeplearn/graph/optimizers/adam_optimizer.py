@@ -37,10 +37,9 @@ class AdamOptimizer(Optimizer):
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
         s = self._scalar
-        m = math.scaled_array_add(s(math, self.beta1), self._get_state("m", variable, value),
-                                  s(math, 1.0 - self.beta1), gradient)
-        v = math.scaled_array_add(s(math, self.beta2), self._get_state("v", variable, value),
-                                  s(math, 1.0 - self.beta2), math.square(gradient))
+        m = self._running_average(math, self.beta1, self._get_state("m", variable, value), gradient)
+        v = self._running_average(math, self.beta2, self._get_state("v", variable, value),
+                                  math.square(gradient))
         self._set_state("m", variable, m)
         self._set_state("v", variable, v)
         m_hat = math.divide(m, s(math, 1.0 - self.acc_beta1))

@@ -35,8 +35,7 @@ class AdamaxOptimizer(Optimizer):
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
         s = self._scalar
-        m = math.scaled_array_add(s(math, self.beta1), self._get_state("m", variable, value),
-                                  s(math, 1.0 - self.beta1), gradient)
+        m = self._running_average(math, self.beta1, self._get_state("m", variable, value), gradient)
         u = math.maximum(math.multiply(s(math, self.beta2), self._get_state("u", variable, value)),
                          math.abs(gradient))
         self._set_state("m", variable, m)

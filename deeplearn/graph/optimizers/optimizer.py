@@ -111,6 +111,11 @@ class Optimizer:
     def _scalar(math: NDArrayMath, value: float) -> Scalar:
         return Scalar.new(value, math=math)
 
+    def _running_average(self, math: NDArrayMath, decay: float, average: NDArray, x: NDArray) -> NDArray:
+        """decay·average + (1 − decay)·x, in one kernel (RMSProp's and Adadelta's caches, Adam's
+        moments)."""
+        return math.scaled_array_add(self._scalar(math, decay), average, self._scalar(math, 1.0 - decay), x)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate})"
 

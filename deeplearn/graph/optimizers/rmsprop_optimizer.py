@@ -32,9 +32,8 @@ class RMSPropOptimizer(Optimizer):
 
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
-        cache = self._get_state("cache", variable, value)
-        cache = math.scaled_array_add(self._scalar(math, self.gamma), cache,
-                                      self._scalar(math, 1.0 - self.gamma), math.square(gradient))
+        cache = self._running_average(math, self.gamma, self._get_state("cache", variable, value),
+                                      math.square(gradient))
         self._set_state("cache", variable, cache)
         step = math.divide(gradient, math.add(math.sqrt(cache), self._scalar(math, EPSILON)))
         return math.scaled_array_add(self._scalar(math, 1.0), value, c, step)
