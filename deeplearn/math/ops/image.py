@@ -97,8 +97,8 @@ class ResizeBilinear3D(Op):
         (in_h, in_w), (out_h, out_w) = x.shape[-3:-1], self.new_shape
         xp, dtype = math.backend.xp, dy.raw.dtype
         a_t, b_t = (
-            math.engine.wrap(xp.asarray(resize_matrix(n_in, n_out, self.align_corners).T, dtype=dtype), "float32")
-            for n_in, n_out in ((in_h, out_h), (in_w, out_w))
+            math.engine.wrap(xp.asarray(resize_matrix(n, m, self.align_corners).T, dtype=dtype), "float32")
+            for n, m in ((in_h, out_h), (in_w, out_w))
         )
         d = dy.reshape((-1, out_h, out_w, dy.shape[-1]))  # [B, oh, ow, C]
         batch, channels = d.shape[0], d.shape[3]

@@ -36,7 +36,9 @@ class PoolOp(WindowedOp, abstract=True):
         object.__setattr__(self, "filter_size", as_pair(self.filter_size, "filter_size", self.name))
 
     def pool_info(self, x_shape: Shape) -> Conv2DInfo:
-        return compute_pool2d_info(batched(x_shape), self.filter_size, self.strides, self.pad, where=self.name)
+        return compute_pool2d_info(
+            batched(x_shape), self.filter_size, self.strides, self.pad, where=self.name
+        )
 
     def _padded(self, xp: ModuleType, x: RawArray, fill: float) -> tuple[Conv2DInfo, RawArray]:
         info = self.pool_info(x.shape)
