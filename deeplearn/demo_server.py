@@ -63,6 +63,7 @@ __all__ = [
     "check_known",
     "finite",
     "backend_info",
+    "CostWatch",
 ]
 
 DEFAULT_PORT = 8080
@@ -206,6 +207,29 @@ def backend_info(math: Any) -> dict[str, str]:
     if device:
         info["device"] = str(device() if callable(device) else device)
     return info
+
+
+class CostWatch:
+    """Tells a training run, once, that its cost is blowing up (the learning rate is too big):
+    a cost that is not finite, or above 100 times the first batch's cost (100 at least).
+
+    Example:
+        >>> watch = CostWatch()
+        >>> [watch.blew_up(cost) for cost in (2.0, 150.0, 300.0, float("nan"))]
+        [False, False, True, False]
+    """
+
+    def __init__(self) -> None:
+        self.first_cost: float | None = None
+        self.warned = False
+
+    def blew_up(self, cost: float) -> bool:
+        """Whether to warn now: True for the first blown-up batch only."""
+        self.first_cost = cost if self.first_cost is None else self.first_cost
+        if not self.warned and (not math.isfinite(cost) or cost > 100 * max(self.first_cost, 1.0)):
+            self.warned = True
+            return True
+        return False
 
 
 # ---------------------------------------------------------------------------------------------

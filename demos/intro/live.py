@@ -27,7 +27,14 @@ from typing import Any
 
 import deeplearn as dl
 from deeplearn import Array1D, Array2D, Scalar
-from deeplearn.demo_server import backend_info, check_known, float_param, int_param, optional_int_param
+from deeplearn.demo_server import (
+    CostWatch,
+    backend_info,
+    check_known,
+    float_param,
+    int_param,
+    optional_int_param,
+)
 
 INPUTS = [[1.0, 2.0, 3.0], [10.0, 20.0, 30.0], [100.0, 200.0, 300.0]]
 LABELS = [[4.0], [40.0], [400.0]]
@@ -144,8 +151,7 @@ def run(params: Params, emit: Callable[[str, Mapping[str, Any]], None]) -> None:
         optimizer = dl.SGDOptimizer(params.learning_rate)
         batch_size = len(inputs)
         delay = min(params.delay_ms / 1000.0, MAX_TOTAL_DELAY_S / params.batches)
-        first_cost: float | None = None
-        warned = False
+        watch = CostWatch()
         for i in range(params.batches):
             with math.scope():
                 # Trains one batch and returns its average cost.
@@ -155,9 +161,7 @@ def run(params: Params, emit: Callable[[str, Mapping[str, Any]], None]) -> None:
                 answer = session.eval(output_tensor, [{"tensor": input_tensor, "data": inputs[0]}])
                 emit("batch", {"batch": i + 1, "batches": params.batches, "cost": cost, "multiplier": weights(),
                                "answer_for_first": float(answer.get(0))})
-            first_cost = cost if first_cost is None else first_cost
-            if not warned and (not pymath.isfinite(cost) or cost > 100 * max(first_cost, 1.0)):
-                warned = True
+            if watch.blew_up(cost):
                 emit("warning", {"message": (
                     f"The cost is growing instead of shrinking (batch {i + 1}: {cost:.4g}): the learning "
                     f"rate {params.learning_rate:g} is too big for inputs as large as 300. "

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import math as pymath
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +29,14 @@ from typing import Any
 
 import deeplearn as dl
 from deeplearn import Array1D, Array2D, Scalar
-from deeplearn.demo_server import backend_info, check_known, float_param, int_param, optional_int_param
+from deeplearn.demo_server import (
+    CostWatch,
+    backend_info,
+    check_known,
+    float_param,
+    int_param,
+    optional_int_param,
+)
 
 # The four labelled examples of the tutorial: y = 3x² + 2x + 1 plus a little noise.
 XS = [0.0, 1.0, 2.0, 3.0]
@@ -127,8 +133,7 @@ def run(params: Params, emit: Callable[[str, Mapping[str, Any]], None]) -> None:
         batch_size = len(xs)
         optimizer = dl.SGDOptimizer(params.learning_rate)
         delay = min(params.delay_ms / 1000.0, MAX_TOTAL_DELAY_S / params.batches)
-        warned = False
-        first_cost: float | None = None
+        watch = CostWatch()
         for i in range(params.batches):
             with math.scope():
                 # Trains one batch; returns the batch's average cost.
@@ -138,9 +143,7 @@ def run(params: Params, emit: Callable[[str, Mapping[str, Any]], None]) -> None:
                 batch_cost = float(cost_value.get())
                 emit("batch", {"batch": i + 1, "batches": params.batches, "cost": batch_cost,
                                **coefficients(), "inference": infer_at_4()})
-            first_cost = batch_cost if first_cost is None else first_cost
-            if not warned and (not pymath.isfinite(batch_cost) or batch_cost > 100 * max(first_cost, 1.0)):
-                warned = True
+            if watch.blew_up(batch_cost):
                 emit("warning", {"message": (
                     f"The cost is growing instead of shrinking (batch {i + 1}: {batch_cost:.4g}): "
                     f"the learning rate {params.learning_rate:g} is too big, so each step overshoots. "

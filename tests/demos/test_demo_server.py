@@ -441,6 +441,24 @@ def test_ml_beginners_too_big_a_learning_rate_warns(real_server: DemoServer) -> 
     assert events[-1] == ("end", {})
 
 
+def test_cost_watch_warns_once_when_the_cost_blows_up() -> None:
+    watch = demo_server.CostWatch()
+    # The first cost sets the bar: 100 times it, and never below 100.
+    assert [watch.blew_up(c) for c in (0.5, 99.0, 100.0, 100.5, 1e9)] == [False, False, False, True, False]
+    watch = demo_server.CostWatch()
+    assert [watch.blew_up(c) for c in (3.0, 300.0, 301.0, 302.0)] == [False, False, True, False]
+    for bad in (float("nan"), float("inf")):
+        watch = demo_server.CostWatch()
+        assert [watch.blew_up(c) for c in (1.0, bad, bad)] == [False, True, False]
+
+
+def test_intro_too_big_a_learning_rate_warns(real_server: DemoServer) -> None:
+    events = sse_events(request(real_server, "/demos/intro/run?seed=1&learning_rate=0.01&delay_ms=0").text)
+    warnings = [p["message"] for name, p in events if name == "warning"]
+    assert len(warnings) == 1 and "too big for inputs as large as 300" in warnings[0]
+    assert events[-1] == ("end", {})
+
+
 def test_intro_stream(real_server: DemoServer) -> None:
     events = sse_events(request(real_server, "/demos/intro/run?seed=1&delay_ms=0").text)
     names = [name for name, _ in events]
