@@ -302,3 +302,97 @@ export function makeRunner({form, message, status, onReset, onEvent, extra}) {
   });
   return {start, setState};
 }
+
+// ---------------------------------------------------------------------------------------------
+// The parts every training demo page has, by id: the backend box (#backend-name,
+// #backend-device), the progress line (#batch-now, #batch-total, #cost-now), the seed field
+// (#seed), the result (#result-value, #result-verdict), and the form (#controls, #message,
+// #status).
+// ---------------------------------------------------------------------------------------------
+
+const byId = (id) => document.getElementById(id);
+
+/** The progress line before a run: batch 0 of the form's number of batches, no cost yet. */
+export function resetProgress() {
+  byId("batch-now").textContent = "0";
+  byId("batch-total").textContent = byId("batches").value.trim() || "…";
+  byId("cost-now").textContent = "—";
+}
+
+/** The run's `start` event: its number of batches, and the seed the server picked if none was given. */
+export function showStart(params) {
+  byId("batch-total").textContent = params.batches;
+  // A run without a seed got one from the server: show it so the run can be repeated.
+  if (!byId("seed").value.trim()) byId("seed").placeholder = `random (this run: ${params.seed})`;
+}
+
+/** The run's `backend` event: where deeplearn computes. */
+export function showBackend({label, device}) {
+  byId("backend-name").textContent = label;
+  byId("backend-device").textContent = device || "dl.ENV.math";
+}
+
+/** The progress line after a batch. */
+export function showBatch(batch, cost) {
+  byId("batch-now").textContent = batch;
+  byId("cost-now").textContent = fmt(cost);
+}
+
+/** The result box before a run: empty. */
+export function resetResult() {
+  const result = byId("result-value");
+  result.textContent = "—";
+  result.className = "big";
+  delete result.dataset.value;
+  byId("result-verdict").textContent = "";
+}
+
+/** The result box after a run: `value`, marked ok within `tolerance` of `expected`, and a verdict. */
+export function showResult(value, expected, tolerance, {close: closeText, far: farText}) {
+  const result = byId("result-value");
+  result.textContent = fmt(value, 5);
+  result.dataset.value = String(value);
+  const close = Number.isFinite(value) && Math.abs(value - expected) <= tolerance;
+  result.className = `big ${close ? "ok" : "off"}`;
+  byId("result-verdict").textContent = close ? closeText : farText;
+}
+
+/**
+ * The average cost of each batch so far, [[batch, cost], ...], on a log-scale chart: a line
+ * through the positive costs and a dot for each (with `zeroDots`, costs of 0 or below get a dot
+ * at the bottom of the chart too). Each dot carries data-batch and data-cost.
+ */
+export function drawCostChart(chart, batches, costs, {zeroDots = false} = {}) {
+  const n = Math.max(batches, 1);
+  const positive = costs.filter(([, c]) => Number.isFinite(c) && c > 0);
+  const values = positive.map(([, c]) => c);
+  const lo = values.length ? Math.min(...values) / 2 : 0.01;
+  const hi = values.length ? Math.max(...values) * 2 : 100;
+  chart.setDomain([0.5, n + 0.5], [lo, hi]);
+  const dotted = zeroDots ? costs.filter(([, c]) => Number.isFinite(c)) : positive;
+  chart.draw([
+    {kind: "line", points: positive, className: "cost-line"},
+    {kind: "dots", className: "cost-point", r: n > 60 ? 2 : 3.5,
+      points: dotted.map(([batch, c]) => [batch, Math.max(c, lo), {"data-batch": batch, "data-cost": c}])},
+  ]);
+}
+
+/**
+ * Wires the page's form to its live run and starts the first run: `onReset()` before each run,
+ * then `handlers[name](payload)` for each event the page draws.
+ */
+export function startDemo({onReset, handlers}) {
+  const form = byId("controls");
+  const runner = makeRunner({
+    form,
+    message: byId("message"),
+    status: byId("status"),
+    extra: fillFormFromUrl(form),
+    onReset,
+    onEvent(name, data) {
+      if (handlers[name]) handlers[name](data);
+    },
+  });
+  runner.start();
+  return runner;
+}

@@ -1,5 +1,8 @@
 // The intro page: draws the events of a live run of live.py (see deeplearn/demo_server.py).
-import {Chart, fillFormFromUrl, fmt, formatArray, makeRunner} from "../_shared/demo.js";
+import {
+  Chart, drawCostChart, fmt, formatArray, resetProgress, resetResult, showBackend, showBatch, showResult, showStart,
+  startDemo,
+} from "../_shared/demo.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -11,30 +14,16 @@ let run = null;
 function reset() {
   run = {batches: 0, costs: [], answers: []};
   for (const id of ["start-multiplier", "input-shape", "output-shape"]) $(id).textContent = "…";
-  for (const id of ["cost-now", "now-multiplier", "final-multiplier", "final-shape"]) $(id).textContent = "—";
-  $("batch-now").textContent = "0";
-  $("batch-total").textContent = $("batches").value.trim() || "…";
+  for (const id of ["now-multiplier", "final-multiplier", "final-shape"]) $(id).textContent = "—";
+  resetProgress();
   $("msd").innerHTML = '<span class="op">waiting…</span>';
-  const result = $("result-value");
-  result.textContent = "—";
-  result.className = "big";
-  delete result.dataset.value;
-  $("result-verdict").textContent = "";
+  resetResult();
   draw();
 }
 
 function draw() {
   const n = Math.max(run.batches, 1);
-  const finite = run.costs.filter(([, c]) => Number.isFinite(c) && c > 0);
-  const values = finite.map(([, c]) => c);
-  const lo = values.length ? Math.min(...values) / 2 : 0.01;
-  const hi = values.length ? Math.max(...values) * 2 : 100;
-  costChart.setDomain([0.5, n + 0.5], [lo, hi]);
-  costChart.draw([
-    {kind: "line", points: finite, className: "cost-line"},
-    {kind: "dots", className: "cost-point", r: n > 60 ? 2 : 3.5,
-      points: finite.map(([batch, c]) => [batch, c, {"data-batch": batch, "data-cost": c}])},
-  ]);
+  drawCostChart(costChart, run.batches, run.costs);
   const answers = run.answers.filter(([, v]) => Number.isFinite(v));
   const ys = [0, 4, ...answers.map(([, v]) => v)];
   const yLo = Math.max(Math.min(...ys), -50);
@@ -63,14 +52,10 @@ function showMsd(m) {
 const handlers = {
   start({params}) {
     run.batches = params.batches;
-    $("batch-total").textContent = params.batches;
-    if (!$("seed").value.trim()) $("seed").placeholder = `random (this run: ${params.seed})`;
+    showStart(params);
     draw();
   },
-  backend({label, device}) {
-    $("backend-name").textContent = label;
-    $("backend-device").textContent = device || "dl.ENV.math";
-  },
+  backend: showBackend,
   mean_squared_difference: showMsd,
   graph(g) {
     $("start-multiplier").textContent = formatArray([g.multiplier]);
@@ -80,34 +65,18 @@ const handlers = {
   batch(b) {
     run.costs.push([b.batch, b.cost]);
     run.answers.push([b.batch, b.answer_for_first]);
-    $("batch-now").textContent = b.batch;
-    $("cost-now").textContent = fmt(b.cost);
+    showBatch(b.batch, b.cost);
     $("now-multiplier").textContent = formatArray([b.multiplier]);
     draw();
   },
   done(d) {
     $("final-multiplier").textContent = formatArray([d.multiplier]);
     $("final-shape").textContent = `[${d.shape.join(", ")}]`;
-    const result = $("result-value");
-    result.textContent = fmt(d.output, 5);
-    result.dataset.value = String(d.output);
-    const close = Number.isFinite(d.output) && Math.abs(d.output - d.expected) <= 0.05;
-    result.className = `big ${close ? "ok" : "off"}`;
-    $("result-verdict").textContent = close
-      ? "close to 0.4: the graph learned the pattern."
-      : "far from 0.4: try another learning rate or more batches.";
+    showResult(d.output, d.expected, 0.05, {
+      close: "close to 0.4: the graph learned the pattern.",
+      far: "far from 0.4: try another learning rate or more batches.",
+    });
   },
 };
 
-const form = $("controls");
-const runner = makeRunner({
-  form,
-  message: $("message"),
-  status: $("status"),
-  extra: fillFormFromUrl(form),
-  onReset: reset,
-  onEvent(name, data) {
-    if (handlers[name]) handlers[name](data);
-  },
-});
-runner.start();
+startDemo({onReset: reset, handlers});

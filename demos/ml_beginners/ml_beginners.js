@@ -1,5 +1,7 @@
 // The ml_beginners page: draws the events of a live run of live.py (see deeplearn/demo_server.py).
-import {Chart, fillFormFromUrl, fmt, makeRunner} from "../_shared/demo.js";
+import {
+  Chart, drawCostChart, fmt, resetProgress, resetResult, showBackend, showBatch, showResult, showStart, startDemo,
+} from "../_shared/demo.js";
 
 const $ = (id) => document.getElementById(id);
 const X_RANGE = [-0.5, 4.5];
@@ -12,14 +14,9 @@ let run = null; // what the current run has reported so far
 function reset() {
   run = {batches: 0, costs: [], data: null, start: null, now: null, yRange: null};
   for (const id of ["start-a", "start-b", "start-c", "start-inference"]) $(id).textContent = "…";
-  for (const id of ["cost-now", "now-a", "now-b", "now-c", "final-a", "final-b", "final-c"]) $(id).textContent = "—";
-  $("batch-now").textContent = "0";
-  $("batch-total").textContent = $("batches").value.trim() || "…";
-  const result = $("result-value");
-  result.textContent = "—";
-  result.className = "big";
-  delete result.dataset.value;
-  $("result-verdict").textContent = "";
+  for (const id of ["now-a", "now-b", "now-c", "final-a", "final-b", "final-c"]) $(id).textContent = "—";
+  resetProgress();
+  resetResult();
   $("mxv").innerHTML = '<span class="op">waiting…</span>';
   drawCost();
   drawFit();
@@ -35,18 +32,7 @@ function quadratic({a, b, c}) {
 }
 
 function drawCost() {
-  const n = Math.max(run.batches, 1);
-  const finite = run.costs.filter(([, c]) => Number.isFinite(c) && c > 0);
-  const values = finite.map(([, c]) => c);
-  const lo = values.length ? Math.min(...values) / 2 : 0.01;
-  const hi = values.length ? Math.max(...values) * 2 : 100;
-  costChart.setDomain([0.5, n + 0.5], [lo, hi]);
-  costChart.draw([
-    {kind: "line", points: finite, className: "cost-line"},
-    {kind: "dots", className: "cost-point", r: n > 60 ? 2 : 3.5,
-      points: run.costs.filter(([, c]) => Number.isFinite(c))
-        .map(([batch, c]) => [batch, Math.max(c, lo), {"data-batch": batch, "data-cost": c}])},
-  ]);
+  drawCostChart(costChart, run.batches, run.costs, {zeroDots: true});
 }
 
 function drawFit() {
@@ -91,15 +77,10 @@ function showMatrixTimesVector({matrix, vector, result, shape}) {
 const handlers = {
   start({params}) {
     run.batches = params.batches;
-    $("batch-total").textContent = params.batches;
-    // A run without a seed got one from the server: show it so the run can be repeated.
-    if (!$("seed").value.trim()) $("seed").placeholder = `random (this run: ${params.seed})`;
+    showStart(params);
     drawCost();
   },
-  backend({label, device}) {
-    $("backend-name").textContent = label;
-    $("backend-device").textContent = device || "dl.ENV.math";
-  },
+  backend: showBackend,
   matrix_times_vector: showMatrixTimesVector,
   graph(g) {
     run.start = g;
@@ -117,8 +98,7 @@ const handlers = {
   batch(b) {
     run.costs.push([b.batch, b.cost]);
     run.now = b;
-    $("batch-now").textContent = b.batch;
-    $("cost-now").textContent = fmt(b.cost);
+    showBatch(b.batch, b.cost);
     $("now-a").textContent = fmt(b.a);
     $("now-b").textContent = fmt(b.b);
     $("now-c").textContent = fmt(b.c);
@@ -130,28 +110,12 @@ const handlers = {
     $("final-a").textContent = fmt(d.a);
     $("final-b").textContent = fmt(d.b);
     $("final-c").textContent = fmt(d.c);
-    const result = $("result-value");
-    result.textContent = fmt(d.result, 5);
-    result.dataset.value = String(d.result);
-    const close = Number.isFinite(d.result) && Math.abs(d.result - d.expected) <= 2;
-    result.className = `big ${close ? "ok" : "off"}`;
-    $("result-verdict").textContent = close
-      ? "close to 57: the model learned the curve."
-      : "far from 57: try another learning rate or more batches.";
+    showResult(d.result, d.expected, 2, {
+      close: "close to 57: the model learned the curve.",
+      far: "far from 57: try another learning rate or more batches.",
+    });
     drawFit();
   },
 };
 
-const form = $("controls");
-const extra = fillFormFromUrl(form);
-const runner = makeRunner({
-  form,
-  message: $("message"),
-  status: $("status"),
-  extra,
-  onReset: reset,
-  onEvent(name, data) {
-    if (handlers[name]) handlers[name](data);
-  },
-});
-runner.start();
+startDemo({onReset: reset, handlers});
