@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -20,31 +21,33 @@ BACKENDS = [
 ]
 
 
+@contextmanager
+def installed_math(m: dl.NDArrayMath) -> Iterator[dl.NDArrayMath]:
+    """``m`` as ENV.math inside the block (factories allocate on its backend); the previous
+    default, possibly none yet, is put back after."""
+    previous = ENV._math
+    ENV.set_math(m)
+    try:
+        yield m
+    finally:
+        ENV._math = previous
+
+
 @pytest.fixture(params=BACKENDS)
 def math(request: pytest.FixtureRequest) -> Iterator[dl.NDArrayMath]:
     """An NDArrayMath per backend, installed as ENV.math so factories allocate there too."""
     name = request.param
     if name == "cuda" and not cuda_available():
         pytest.skip("CUDA backend: CuPy with a visible NVIDIA GPU is not available on this machine")
-    m = dl.NDArrayMath(name)
-    previous = ENV._math
-    ENV.set_math(m)
-    try:
+    with installed_math(dl.NDArrayMath(name)) as m:
         yield m
-    finally:
-        ENV._math = previous
 
 
 @pytest.fixture
 def cpu_math() -> Iterator[dl.NDArrayMath]:
     """The CPU math, installed as ENV.math."""
-    m = dl.NDArrayMathCPU()
-    previous = ENV._math
-    ENV.set_math(m)
-    try:
+    with installed_math(dl.NDArrayMathCPU()) as m:
         yield m
-    finally:
-        ENV._math = previous
 
 
 def as_ndarray(math: dl.NDArrayMath, x: np.ndarray, dtype: str | None = None) -> dl.NDArray:

@@ -8,15 +8,13 @@ import pytest
 
 import deeplearn as dl
 from deeplearn import CostReduction, FeedEntry, Session
-from deeplearn.environment import ENV
 from deeplearn.math.backends import cuda_available
+from tests.conftest import installed_math
 from tests.graph.test_training import _digits, _digits_graph
 
 
 def _train_digits(math: dl.NDArrayMath, steps: int) -> tuple[list[float], dict[str, np.ndarray], float]:
-    previous = ENV._math
-    ENV.set_math(math)  # the initializers allocate the variables on this backend
-    try:
+    with installed_math(math):  # the initializers allocate the variables on this backend
         x_train, y_train, x_test, y_test = _digits()
         g, x, label, cost, accuracy = _digits_graph()
         session = Session(g, math)
@@ -34,8 +32,6 @@ def _train_digits(math: dl.NDArrayMath, steps: int) -> tuple[list[float], dict[s
         weights = {node.name: session.eval(node.output, []).numpy()
                    for node in g.get_nodes() if type(node).__name__ == "VariableNode"}
         return costs, weights, float(correct.get_values().mean())
-    finally:
-        ENV._math = previous
 
 
 @pytest.mark.gpu
