@@ -19,18 +19,21 @@ Adapter calling convention: ``adapter(math, case) -> result``, where ``result`` 
 from __future__ import annotations
 
 import functools
+import json
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 import deeplearn as dl
 from deeplearn import Array1D, NDArray, Scalar
 from deeplearn.math.ops.linalg import MatrixOrientation
 
-__all__ = ["ADAPTERS", "SKIPS", "CHECKED", "Same", "Tape", "tensor", "is_math_case"]
+__all__ = ["ADAPTERS", "ALL_CASES", "SKIPS", "CHECKED", "Same", "Tape", "case_params", "tensor", "is_math_case"]
 
 CHECKED = object()
 """Returned by an adapter that asserted everything itself."""
@@ -42,6 +45,20 @@ class Same(list):  # type: ignore[type-arg]
 
 Case = dict[str, Any]
 Adapter = Callable[[dl.NDArrayMath, Case], Any]
+
+ALL_CASES: list[Case] = json.loads((Path(__file__).resolve().parent / "data/conformance_cases.json").read_text())
+"""Every conformance case; tests/test_conformance.py and tests/test_graph_conformance.py each
+replay their part."""
+
+
+def case_params(cases: Sequence[Case], skips: Mapping[str, str]) -> list[Any]:
+    """One ``pytest.param`` per case, with the case id as its test id; the cases in ``skips`` are
+    skipped with their reason."""
+    out = []
+    for case in cases:
+        marks = [pytest.mark.skip(reason=skips[case["id"]])] if case["id"] in skips else []
+        out.append(pytest.param(case, id=case["id"], marks=marks))
+    return out
 
 # Ops of the cases another helper replays (graph builder, graph ops, Session, training,
 # GraphRunner, input providers, datasets, checkpoints).

@@ -10,7 +10,6 @@ rounding; ``{"error": true}`` means the call must raise ShapeError, DTypeError o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,20 @@ import pytest
 import deeplearn as dl
 from deeplearn import NDArray
 from deeplearn.types import DTypeError
-from tests.conformance_adapters import ADAPTERS, CHECKED, SKIPS, Same, decode_values, is_math_case
+from tests.conformance_adapters import (
+    ADAPTERS,
+    ALL_CASES,
+    CHECKED,
+    SKIPS,
+    Same,
+    case_params,
+    decode_values,
+    is_math_case,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_CASES: list[dict[str, Any]] = json.loads((ROOT / "tests/data/conformance_cases.json").read_text())
 CASES = [c for c in ALL_CASES if is_math_case(c)]
 DIFFERENCES = ROOT / "docs/differences.md"
-
-
-def _params() -> list[Any]:
-    out = []
-    for case in CASES:
-        marks = [pytest.mark.skip(reason=SKIPS[case["id"]])] if case["id"] in SKIPS else []
-        out.append(pytest.param(case, id=case["id"], marks=marks))
-    return out
 
 
 def _dtype_name(a: np.ndarray) -> str:
@@ -88,7 +87,7 @@ def check(result: Any, case: dict[str, Any]) -> None:
                 check_tensor(result[key], spec, case, f"{case['id']}[{key}]")
 
 
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", case_params(CASES, SKIPS))
 def test_conformance_case(case: dict[str, Any], math: dl.NDArrayMath) -> None:
     adapter = ADAPTERS[case["op"]]
     with math.scope():  # everything a case creates is freed when it ends

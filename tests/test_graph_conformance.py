@@ -21,13 +21,12 @@ import pytest
 
 import deeplearn as dl
 from deeplearn import Array1D, FeedEntry, Graph, NDArray, Scalar, Session
+from tests.conformance_adapters import ALL_CASES, case_params
 from tests.graph.helpers import ListProvider
 
-ROOT = Path(__file__).resolve().parent.parent
 PREFIXES = ("graph.build:", "graph:", "session.", "train:", "GraphRunner.train",
             "InCPUMemoryShuffledInputProviderBuilder", "InMemoryDataset.", "CheckpointLoader.")
-ALL = json.loads((ROOT / "tests/data/conformance_cases.json").read_text())
-CASES = [c for c in ALL if c["op"].startswith(PREFIXES)]
+CASES = [c for c in ALL_CASES if c["op"].startswith(PREFIXES)]
 
 SKIPS = {
     "graph.meanSquaredCost.fwd_bwd": (
@@ -358,15 +357,7 @@ def _graph_runner(case: dict[str, Any], math: dl.NDArrayMath) -> None:
     assert counts["inference"] == expected["inferenceExamplesCallback_calls"] and counts["done"] == 1
 
 
-def _params() -> list[Any]:
-    out = []
-    for case in CASES:
-        marks = [pytest.mark.skip(reason=SKIPS[case["id"]])] if case["id"] in SKIPS else []
-        out.append(pytest.param(case, id=case["id"], marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", case_params(CASES, SKIPS))
 def test_conformance_case(case: dict[str, Any], math: dl.NDArrayMath, tmp_path: Path) -> None:
     op = case["op"]
     with math.scope():
