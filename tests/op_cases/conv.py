@@ -4,6 +4,7 @@ positions) that recompute the padding rules on their own, without deeplearn's co
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -56,58 +57,72 @@ def _unb(y: np.ndarray, rank: int) -> np.ndarray:
     return y[0] if rank == 3 else y
 
 
+def _windows(
+    batch: int, oh: int, ow: int, f_hw: tuple[int, int], strides: object
+) -> Iterator[tuple[int, int, int, slice, slice]]:
+    """(b, i, j, rows, cols) for every output position: the rows and columns of the padded input
+    that its window covers."""
+    (fh, fw), (sh, sw) = f_hw, pair(strides)  # type: ignore[arg-type]
+    for b in range(batch):
+        for i in range(oh):
+            for j in range(ow):
+                yield b, i, j, slice(i * sh, i * sh + fh), slice(j * sw, j * sw + fw)
+
+
 def ref_conv2d(strides: object, pad: object):
     def f(x: np.ndarray, w: np.ndarray) -> np.ndarray:
         x4 = _b4(x)
         fh, fw, _, od = w.shape
         p, oh, ow = geometry(x4.shape[1:3], (fh, fw), strides, pad)
-        sh, sw = pair(strides)  # type: ignore[arg-type]
         xp = _padded(x4, p, 0.0)
         y = np.zeros((x4.shape[0], oh, ow, od))
-        for b in range(x4.shape[0]):
-            for i in range(oh):
-                for j in range(ow):
-                    patch = xp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :]
-                    y[b, i, j] = np.tensordot(patch, w, axes=3)
+        for b, i, j, rows, cols in _windows(x4.shape[0], oh, ow, (fh, fw), strides):
+            y[b, i, j] = np.tensordot(xp[b, rows, cols, :], w, axes=3)
         return _unb(y, x.ndim)
 
     return f
 
 
-def ref_conv2d_der_input(in_shape: tuple[int, ...], strides: object, pad: object):
+def _ref_der_input(in_shape: tuple[int, ...], strides: object, pad: object, window_grad):
+    """The oracle of a der_input: ``window_grad(w, dy[b, i, j])`` is what each output position
+    adds to the [fH, fW, inDepth] window of dx it was computed from."""
+
     def f(dy: np.ndarray, w: np.ndarray) -> np.ndarray:
         dy4 = _b4(dy)
         in4 = (1, *in_shape) if len(in_shape) == 3 else in_shape
         fh, fw = w.shape[:2]
         p, oh, ow = geometry(in4[1:3], (fh, fw), strides, pad)
-        sh, sw = pair(strides)  # type: ignore[arg-type]
         dxp = np.zeros((in4[0], in4[1] + p[0] + p[2], in4[2] + p[1] + p[3], in4[3]))
-        for b in range(in4[0]):
-            for i in range(oh):
-                for j in range(ow):
-                    dxp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :] += w @ dy4[b, i, j]
-        dx = dxp[:, p[0] : p[0] + in4[1], p[1] : p[1] + in4[2], :]
-        return dx.reshape(in_shape)
+        for b, i, j, rows, cols in _windows(in4[0], oh, ow, (fh, fw), strides):
+            dxp[b, rows, cols, :] += window_grad(w, dy4[b, i, j])
+        return dxp[:, p[0] : p[0] + in4[1], p[1] : p[1] + in4[2], :].reshape(in_shape)
 
     return f
 
 
-def ref_conv2d_der_filter(filter_shape: tuple[int, ...], strides: object, pad: object):
+def _ref_der_filter(filter_shape: tuple[int, ...], strides: object, pad: object, out_grad):
+    """The oracle of a der_filter: ``out_grad(dy[b, i, j])`` is the output gradient of a position,
+    shaped to multiply its input window (with a trailing axis) into dfilter."""
+
     def f(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
         x4, dy4 = _b4(x), _b4(dy)
         fh, fw = filter_shape[:2]
         p, oh, ow = geometry(x4.shape[1:3], (fh, fw), strides, pad)
-        sh, sw = pair(strides)  # type: ignore[arg-type]
         xp = _padded(x4, p, 0.0)
         dw = np.zeros(filter_shape)
-        for b in range(x4.shape[0]):
-            for i in range(oh):
-                for j in range(ow):
-                    patch = xp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :]
-                    dw += patch[..., None] * dy4[b, i, j]
+        for b, i, j, rows, cols in _windows(x4.shape[0], oh, ow, (fh, fw), strides):
+            dw += xp[b, rows, cols, :][..., None] * out_grad(dy4[b, i, j])
         return dw
 
     return f
+
+
+def ref_conv2d_der_input(in_shape: tuple[int, ...], strides: object, pad: object):
+    return _ref_der_input(in_shape, strides, pad, lambda w, g: w @ g)
+
+
+def ref_conv2d_der_filter(filter_shape: tuple[int, ...], strides: object, pad: object):
+    return _ref_der_filter(filter_shape, strides, pad, lambda g: g)
 
 
 def ref_depthwise(strides: object, pad: object):
@@ -115,55 +130,25 @@ def ref_depthwise(strides: object, pad: object):
         x4 = _b4(x)
         fh, fw, c, m = w.shape
         p, oh, ow = geometry(x4.shape[1:3], (fh, fw), strides, pad)
-        sh, sw = pair(strides)  # type: ignore[arg-type]
         xp = _padded(x4, p, 0.0)
         y = np.zeros((x4.shape[0], oh, ow, c * m))
-        for b in range(x4.shape[0]):
-            for i in range(oh):
-                for j in range(ow):
-                    patch = xp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :]
-                    for ch in range(c):
-                        for q in range(m):
-                            y[b, i, j, ch * m + q] = np.sum(patch[:, :, ch] * w[:, :, ch, q])
+        for b, i, j, rows, cols in _windows(x4.shape[0], oh, ow, (fh, fw), strides):
+            patch = xp[b, rows, cols, :]
+            for ch in range(c):
+                for q in range(m):
+                    y[b, i, j, ch * m + q] = np.sum(patch[:, :, ch] * w[:, :, ch, q])
         return _unb(y, x.ndim)
 
     return f
 
 
 def ref_depthwise_der_input(in_shape: tuple[int, ...], strides: object, pad: object):
-    def f(dy: np.ndarray, w: np.ndarray) -> np.ndarray:
-        dy4 = _b4(dy)
-        in4 = (1, *in_shape) if len(in_shape) == 3 else in_shape
-        fh, fw, c, m = w.shape
-        p, oh, ow = geometry(in4[1:3], (fh, fw), strides, pad)
-        sh, sw = pair(strides)  # type: ignore[arg-type]
-        dxp = np.zeros((in4[0], in4[1] + p[0] + p[2], in4[2] + p[1] + p[3], c))
-        for b in range(in4[0]):
-            for i in range(oh):
-                for j in range(ow):
-                    g = dy4[b, i, j].reshape(c, m)
-                    dxp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :] += np.sum(w * g, axis=3)
-        return dxp[:, p[0] : p[0] + in4[1], p[1] : p[1] + in4[2], :].reshape(in_shape)
-
-    return f
+    # output channel c·M + q reads input channel c only: dy[..., c·M + q]·w[..., c, q], summed over q
+    return _ref_der_input(in_shape, strides, pad, lambda w, g: np.sum(w * g.reshape(w.shape[2:]), axis=3))
 
 
 def ref_depthwise_der_filter(filter_shape: tuple[int, ...], strides: object, pad: object):
-    def f(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        x4, dy4 = _b4(x), _b4(dy)
-        fh, fw, c, m = filter_shape
-        p, oh, ow = geometry(x4.shape[1:3], (fh, fw), strides, pad)
-        sh, sw = pair(strides)  # type: ignore[arg-type]
-        xp = _padded(x4, p, 0.0)
-        dw = np.zeros(filter_shape)
-        for b in range(x4.shape[0]):
-            for i in range(oh):
-                for j in range(ow):
-                    patch = xp[b, i * sh : i * sh + fh, j * sw : j * sw + fw, :]
-                    dw += patch[..., None] * dy4[b, i, j].reshape(c, m)
-        return dw
-
-    return f
+    return _ref_der_filter(filter_shape, strides, pad, lambda g: g.reshape(filter_shape[2:]))
 
 
 def _pool_cells(
@@ -279,41 +264,32 @@ def _label(strides: object, pad: object) -> str:
 
 CASES: list[OpCase] = []
 
-for xs, fs, st, pd in CONV_CONFIGS:
-    ys = out_shape(xs, fs[:2], st, pd, fs[3])
-    CASES += [
-        OpCase(Conv2D(strides=st, pad=pd), (xs, fs), ref_conv2d(st, pd), label=_label(st, pd)),
-        OpCase(
-            Conv2DDerInput(in_shape=xs, strides=st, pad=pd),
-            (ys, fs),
-            ref_conv2d_der_input(xs, st, pd),
-            label=_label(st, pd),
-        ),
-        OpCase(
-            Conv2DDerFilter(filter_shape=fs, strides=st, pad=pd),
-            (xs, ys),
-            ref_conv2d_der_filter(fs, st, pd),
-            label=_label(st, pd),
-        ),
-    ]
+# conv2d and depthwise_conv2d, each with its two derivatives; depthwise outputs C·M channels.
+CONV_FAMILIES = [
+    (CONV_CONFIGS, (Conv2D, Conv2DDerInput, Conv2DDerFilter),
+     (ref_conv2d, ref_conv2d_der_input, ref_conv2d_der_filter), lambda fs: fs[3]),
+    (DEPTHWISE_CONFIGS, (DepthwiseConv2D, DepthwiseConv2DDerInput, DepthwiseConv2DDerFilter),
+     (ref_depthwise, ref_depthwise_der_input, ref_depthwise_der_filter), lambda fs: fs[2] * fs[3]),
+]
 
-for xs, fs, st, pd in DEPTHWISE_CONFIGS:
-    ys = out_shape(xs, fs[:2], st, pd, fs[2] * fs[3])
-    CASES += [
-        OpCase(DepthwiseConv2D(strides=st, pad=pd), (xs, fs), ref_depthwise(st, pd), label=_label(st, pd)),
-        OpCase(
-            DepthwiseConv2DDerInput(in_shape=xs, strides=st, pad=pd),
-            (ys, fs),
-            ref_depthwise_der_input(xs, st, pd),
-            label=_label(st, pd),
-        ),
-        OpCase(
-            DepthwiseConv2DDerFilter(filter_shape=fs, strides=st, pad=pd),
-            (xs, ys),
-            ref_depthwise_der_filter(fs, st, pd),
-            label=_label(st, pd),
-        ),
-    ]
+for configs, (forward, der_input, der_filter), (ref, ref_der_input, ref_der_filter), out_depth in CONV_FAMILIES:
+    for xs, fs, st, pd in configs:
+        ys = out_shape(xs, fs[:2], st, pd, out_depth(fs))
+        CASES += [
+            OpCase(forward(strides=st, pad=pd), (xs, fs), ref(st, pd), label=_label(st, pd)),
+            OpCase(
+                der_input(in_shape=xs, strides=st, pad=pd),
+                (ys, fs),
+                ref_der_input(xs, st, pd),
+                label=_label(st, pd),
+            ),
+            OpCase(
+                der_filter(filter_shape=fs, strides=st, pad=pd),
+                (xs, ys),
+                ref_der_filter(fs, st, pd),
+                label=_label(st, pd),
+            ),
+        ]
 
 
 def _distinct(shape: tuple[int, ...]):
