@@ -117,8 +117,9 @@ class WindowedOp(Op, abstract=True):
 
 @dataclass(frozen=True, kw_only=True)
 class _ConvOp(WindowedOp, abstract=True):
-    """Base of conv2d, depthwise_conv2d and their derivatives: the checks they share, written
-    once; ``depthwise`` picks depthwise_conv2d's filter rule ([fH, fW, inChannels, multiplier])."""
+    """Base of conv2d, depthwise_conv2d and their derivatives: the checks and gradients they
+    share, written once; ``depthwise`` picks depthwise_conv2d's filter rule ([fH, fW, inChannels,
+    multiplier]) and methods."""
 
     depthwise: ClassVar[bool] = False
 
@@ -141,6 +142,21 @@ class _ConvOp(WindowedOp, abstract=True):
             )
         return self.conv_info(x_shape, f_shape, self.depthwise)
 
+    # The family's three ops through NDArrayMath. Each op is bilinear in its two inputs, so the
+    # gradients below (one rule per role) are those of conv2d and depthwise_conv2d alike.
+    def _conv(self, math: NDArrayMath, x: NDArray, filter: NDArray) -> NDArray:
+        if self.depthwise:
+            return math.depthwise_conv2d(x, filter, self.strides, self.pad)
+        return math.conv2d(x, filter, None, self.strides, self.pad)
+
+    def _der_input(self, math: NDArrayMath, in_shape: Shape, dy: NDArray, filter: NDArray) -> NDArray:
+        der = math.depthwise_conv2d_der_input if self.depthwise else math.conv2d_der_input
+        return der(in_shape, dy, filter, self.strides, self.pad)
+
+    def _der_filter(self, math: NDArrayMath, x: NDArray, dy: NDArray, filter_shape: Shape) -> NDArray:
+        der = math.depthwise_conv2d_der_filter if self.depthwise else math.conv2d_der_filter
+        return der(x, dy, filter_shape, self.strides, self.pad)
+
 
 @dataclass(frozen=True, kw_only=True)
 class _ConvForward(_ConvOp, abstract=True):
@@ -149,6 +165,12 @@ class _ConvForward(_ConvOp, abstract=True):
     def infer(self, x: Spec, filter: Spec) -> Spec:
         check_image(x, "x", self.name)
         return Spec(unbatched(self.filter_info(x.shape, filter).out_shape, x.rank))
+
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, x: NDArray, filter: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
+        # dx = der_input(dy, filter), dfilter = der_filter(x, dy)
+        return self._der_input(math, x.shape, dy, filter), self._der_filter(math, x, dy, filter.shape)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +189,12 @@ class _ConvDerInput(_ConvOp, abstract=True):
         _check_dy(dy, info, len(self.in_shape), self.name)
         return Spec(self.in_shape)
 
+    def backward(
+        self, math: NDArrayMath, g: NDArray, dy: NDArray, filter: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
+        # linear in dy: d/d dy = conv(g, filter); bilinear: d/d filter = der_filter(g, dy)
+        return self._conv(math, g, filter), self._der_filter(math, g, dy, filter.shape)
+
 
 @dataclass(frozen=True, kw_only=True)
 class _ConvDerFilter(_ConvOp, abstract=True):
@@ -183,6 +211,12 @@ class _ConvDerFilter(_ConvOp, abstract=True):
         info = self.filter_info(x.shape, self.filter_shape, "x", "filter_shape")
         _check_dy(dy, info, x.rank, self.name)
         return Spec(self.filter_shape)
+
+    def backward(
+        self, math: NDArrayMath, g: NDArray, x: NDArray, dy: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
+        # bilinear in (x, dy): d/dx = der_input(dy, g), d/d dy = conv(x, g)
+        return self._der_input(math, x.shape, dy, g), self._conv(math, x, g)
 
 
 # -- conv2d --------------------------------------------------------------------------------------
@@ -209,15 +243,6 @@ class Conv2D(_ConvForward):
         y = _im2col(xp, batch4(x), info) @ as_float(xp, filter).reshape(-1, info.out_channels)
         return y.reshape(unbatched(info.out_shape, x.ndim))
 
-    def backward(
-        self, math: NDArrayMath, dy: NDArray, x: NDArray, filter: NDArray, y: NDArray
-    ) -> tuple[NDArray, NDArray]:
-        # dx = conv2d_der_input(dy), dfilter = conv2d_der_filter(x, dy)
-        return (
-            math.conv2d_der_input(x.shape, dy, filter, self.strides, self.pad),
-            math.conv2d_der_filter(x, dy, filter.shape, self.strides, self.pad),
-        )
-
 
 @dataclass(frozen=True, kw_only=True)
 class Conv2DDerInput(_ConvDerInput):
@@ -231,15 +256,6 @@ class Conv2DDerInput(_ConvDerInput):
         cols = as_float(xp, batch4(dy)).reshape(-1, info.out_channels) @ w.T
         return _col2im(xp, cols, info).reshape(self.in_shape)
 
-    def backward(
-        self, math: NDArrayMath, g: NDArray, dy: NDArray, filter: NDArray, y: NDArray
-    ) -> tuple[NDArray, NDArray]:
-        # linear in dy: d/d dy = conv2d(g); bilinear: d/d filter = conv2d_der_filter(g, dy)
-        return (
-            math.conv2d(g, filter, None, self.strides, self.pad),
-            math.conv2d_der_filter(g, dy, filter.shape, self.strides, self.pad),
-        )
-
 
 @dataclass(frozen=True, kw_only=True)
 class Conv2DDerFilter(_ConvDerFilter):
@@ -251,15 +267,6 @@ class Conv2DDerFilter(_ConvDerFilter):
         info = self.conv_info(x.shape, self.filter_shape)
         dw = _im2col(xp, batch4(x), info).T @ as_float(xp, batch4(dy)).reshape(-1, info.out_channels)
         return dw.reshape(self.filter_shape)
-
-    def backward(
-        self, math: NDArrayMath, g: NDArray, x: NDArray, dy: NDArray, y: NDArray
-    ) -> tuple[NDArray, NDArray]:
-        # bilinear in (x, dy): d/dx = conv2d_der_input(dy, g), d/d dy = conv2d(x, g)
-        return (
-            math.conv2d_der_input(x.shape, dy, g, self.strides, self.pad),
-            math.conv2d(x, g, None, self.strides, self.pad),
-        )
 
 
 # -- depthwise -----------------------------------------------------------------------------------
@@ -291,14 +298,6 @@ class DepthwiseConv2D(_ConvForward):
         )
         return y.reshape(unbatched(info.out_shape, x.ndim))
 
-    def backward(
-        self, math: NDArrayMath, dy: NDArray, x: NDArray, filter: NDArray, y: NDArray
-    ) -> tuple[NDArray, NDArray]:
-        return (
-            math.depthwise_conv2d_der_input(x.shape, dy, filter, self.strides, self.pad),
-            math.depthwise_conv2d_der_filter(x, dy, filter.shape, self.strides, self.pad),
-        )
-
 
 @dataclass(frozen=True, kw_only=True)
 class DepthwiseConv2DDerInput(_ConvDerInput):
@@ -314,14 +313,6 @@ class DepthwiseConv2DDerInput(_ConvDerInput):
         )
         return add_windows(xp, cols, info).reshape(self.in_shape)
 
-    def backward(
-        self, math: NDArrayMath, g: NDArray, dy: NDArray, filter: NDArray, y: NDArray
-    ) -> tuple[NDArray, NDArray]:
-        return (
-            math.depthwise_conv2d(g, filter, self.strides, self.pad),
-            math.depthwise_conv2d_der_filter(g, dy, filter.shape, self.strides, self.pad),
-        )
-
 
 @dataclass(frozen=True, kw_only=True)
 class DepthwiseConv2DDerFilter(_ConvDerFilter):
@@ -336,14 +327,6 @@ class DepthwiseConv2DDerFilter(_ConvDerFilter):
             "bhwijc,bhwcm->ijcm", _depthwise_windows(xp, x, info), _depthwise_dy(xp, dy, info), optimize=True
         )
         return dw.reshape(self.filter_shape)
-
-    def backward(
-        self, math: NDArrayMath, g: NDArray, x: NDArray, dy: NDArray, y: NDArray
-    ) -> tuple[NDArray, NDArray]:
-        return (
-            math.depthwise_conv2d_der_input(x.shape, dy, g, self.strides, self.pad),
-            math.depthwise_conv2d(x, g, self.strides, self.pad),
-        )
 
 
 # -- the public methods ----------------------------------------------------------------------
