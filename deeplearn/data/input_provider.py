@@ -113,6 +113,7 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         self._dtypes = [d for _, d in stacks]
         self._rng = np.random.default_rng(seed)
         self._orders: dict[int, np.ndarray] = {}
+        self._epochs_drawn = 0  # orders are drawn once per epoch, in epoch order
         self._positions = [0] * len(inputs)
         self._providers = [_BuilderProvider(self, i) for i in range(len(inputs))]
 
@@ -145,7 +146,10 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
 
     def _order(self, epoch: int) -> np.ndarray:
         while epoch not in self._orders:
-            self._orders[max(self._orders, default=-1) + 1] = self._rng.permutation(self.num_examples)
+            # a counter, not max(self._orders): the finished epochs are deleted, and restarting
+            # from epoch 0 made every step cost O(epochs trained)
+            self._orders[self._epochs_drawn] = self._rng.permutation(self.num_examples)
+            self._epochs_drawn += 1
         return self._orders[epoch]
 
     @abc.abstractmethod
