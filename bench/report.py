@@ -3,11 +3,12 @@
 Usage::
 
     python bench/report.py                       # bench/results/*.json -> bench/RESULTS.md, bench/RESULTS.png
-    python bench/report.py --results DIR --md OUT.md --png OUT.png
+    python bench/report.py --results DIR --md OUT.md --png OUT.png --notes NOTES.md
 
-For each device (the latest full run of it): one table per workload, the plain statement of where
-deeplearn's Session stands against each peer, and BENCHMARKS.md's bar; then the history of
-deeplearn's figures across commits. The chart needs matplotlib (``pip install -e '.[bench]'``);
+A summary of deeplearn against the fastest peer on every device, the hand-written analysis of
+``bench/NOTES.md`` when it exists, then for each device (its latest full run): the plain statement
+of where deeplearn stands against each peer, BENCHMARKS.md's bar, one table per workload; then
+the history of deeplearn's figures across commits. The chart needs matplotlib (``pip install -e '.[bench]'``);
 without it the report says so and has no chart. Runs made with ``--quick`` are left out unless
 ``--include-quick`` is given.
 """
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 __all__ = ["load_results", "render_markdown", "render_chart", "main"]
 
 DEEPLEARN = ("deeplearn-session", "deeplearn-eager")
+PAR = 0.05
+"""Times within 5 % of each other are reported as on par (the spread of a shared machine)."""
 
 
 def load_results(folder: Path, include_quick: bool = False) -> list[dict[str, Any]]:
@@ -64,6 +67,14 @@ def _us(v: float | None) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
 
 
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    if n >= 2**20:
+        return f"{n / 2**20:,.0f} MiB"
+    return f"{n / 2**10:,.0f} KiB"
+
+
 def _times(x: float) -> str:
     return f"{x:.1f}×" if x < 10 else f"{x:.0f}×"
 
@@ -100,8 +111,7 @@ def _workload_table(entry: dict[str, Any]) -> list[str]:
             v = r.get("tflops") if rate == "TFLOP/s" else r.get("gbps")
             cells.append("" if v is None else f"{v:,.2f}")
         ratio = r.get("time_vs_session")
-        cells += ["" if ratio is None else f"{ratio:.2f}",
-                  "" if not mem else f"{mem / 2**20:,.0f} MiB", check_txt]
+        cells += ["" if ratio is None else f"{ratio:.2f}", _bytes(mem), check_txt]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -117,18 +127,22 @@ def _standing(entry: dict[str, Any]) -> list[str]:
             if mine is not None:
                 out.append(f"- {label}: **no figure** ({mine['status']}: {str(mine.get('reason', ''))[:160]}).")
             continue
-        wins, losses = [], []
+        wins, losses, par = [], [], []
         for r in entry["systems"]:
             if r["system"] in DEEPLEARN or "timing" not in r:
                 continue
             ratio = r["timing"]["us_per_step"] / t_mine
-            if ratio >= 1:
+            if abs(ratio - 1) < PAR:
+                par.append(r["label"])
+            elif ratio > 1:
                 wins.append(f"{_times(ratio)} faster than {r['label']}")
             else:
                 losses.append(f"{r['label']} is {_times(1 / ratio)} faster")
         parts = []
         if losses:
             parts.append("**loses**: " + "; ".join(losses))
+        if par:
+            parts.append(f"on par (within {PAR:.0%}) with " + ", ".join(par))
         if wins:
             parts.append("wins: " + "; ".join(wins))
         if not parts:
@@ -169,8 +183,10 @@ def _bar(doc: dict[str, Any]) -> list[str]:
         rows.append(("mlpbig", "Session within 5 % of the fastest peer (GEMM-bound)",
                      f"{_us(s)} vs {_us(min(best)) if best else ''}",
                      verdict(None if s is None or not best else s <= 1.05 * min(best))))
+        # elementwise: BENCHMARKS.md asks for 90 % of the copy bandwidth; the closest figure measured
+        # here is PyTorch eager, the fastest unfused peer (fused peers move fewer bytes than counted)
         for wid, sid, frac, what in (("matmul", "cupy", 0.95, "TFLOP/s ≥ 95 % of cuBLAS through CuPy"),
-                                     ("elementwise", "cupy", 0.90, "GB/s ≥ 90 % of CuPy's")):
+                                     ("elementwise", "torch", 0.90, "GB/s ≥ 90 % of PyTorch eager's (unfused)")):
             key = "tflops" if wid == "matmul" else "gbps"
             mine = [(_system(by_id[wid], d) or {}).get(key) for d in DEEPLEARN] if wid in by_id else []
             mine = [m for m in mine if m is not None]
@@ -187,6 +203,23 @@ def _bar(doc: dict[str, Any]) -> list[str]:
                      verdict(None if s is None or j is None else s <= j)))
     lines = ["| workload | bar (BENCHMARKS.md) | measured (µs/step or rate) | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return lines
+
+
+def _summary(latest: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per device and workload: deeplearn's figures beside the fastest peer's."""
+    lines = ["| device | workload | deeplearn Session µs | deeplearn eager µs | fastest peer | its µs | "
+             "Session ÷ fastest peer |", "|---|---|---|---|---|---|---|"]
+    for key, doc in latest.items():
+        for entry in doc["workloads"]:
+            s = _timed(_system(entry, "deeplearn-session"))
+            e = _timed(_system(entry, "deeplearn-eager"))
+            peers = [r for r in entry["systems"] if r["system"] not in DEEPLEARN and "timing" in r]
+            best = min(peers, key=lambda r: r["timing"]["us_per_step"]) if peers else None
+            b = best["timing"]["us_per_step"] if best else None
+            ratio = f"{s / b:.2f}" if s and b else ""
+            lines.append(f"| {key} | {entry['id']} | {_us(s) or 'no figure'} | {_us(e) or 'no figure'} | "
+                         f"{best['label'] if best else ''} | {_us(b)} | {ratio} |")
     return lines
 
 
@@ -219,8 +252,9 @@ def _versions(doc: dict[str, Any]) -> str:
     return ", ".join(parts + extra)
 
 
-def render_markdown(docs: list[dict[str, Any]], chart: str | None, chart_note: str | None) -> str:
-    """The whole of RESULTS.md."""
+def render_markdown(docs: list[dict[str, Any]], chart: str | None, chart_note: str | None,
+                    notes: str | None = None) -> str:
+    """The whole of RESULTS.md (``notes``: hand-written analysis, placed after the summary)."""
     lines = [
         "# Benchmark results",
         "",
@@ -238,7 +272,13 @@ def render_markdown(docs: list[dict[str, Any]], chart: str | None, chart_note: s
         lines += [f"![µs per step by system and workload]({chart})", ""]
     elif chart_note:
         lines += [f"_Chart: {chart_note}_", ""]
-    for key, doc in _latest_per_device(docs).items():
+    latest = _latest_per_device(docs)
+    lines += ["## Summary", "", "The latest run on each device; \"Session ÷ fastest peer\" above 1 means deeplearn "
+              "is that many times slower than the fastest peer measured beside it.", ""]
+    lines += _summary(latest) + [""]
+    if notes:
+        lines += [notes.strip(), ""]
+    for key, doc in latest.items():
         lines += [f"## {key}", "",
                   f"Commit `{doc['commit']}`{' (uncommitted changes)' if doc.get('dirty') else ''}, "
                   f"{doc['created'][:10]}; {_versions(doc)}; file `{doc['_file']}`.", ""]
@@ -269,7 +309,7 @@ def render_chart(docs: list[dict[str, Any]], path: Path) -> str | None:
     latest = list(_latest_per_device(docs).items())
     if not latest:
         return "skipped: no results"
-    fig, axes = plt.subplots(len(latest), 1, figsize=(11, 4.2 * len(latest)), squeeze=False)
+    fig, axes = plt.subplots(len(latest), 1, figsize=(13, 4.2 * len(latest)), squeeze=False)
     for ax, (key, doc) in zip(axes[:, 0], latest):
         workloads = [w for w in doc["workloads"]]
         systems: list[tuple[str, str]] = []
@@ -290,7 +330,7 @@ def render_chart(docs: list[dict[str, Any]], path: Path) -> str | None:
         ax.set_xticks(range(len(workloads)), [w["id"] for w in workloads])
         ax.set_ylabel("µs per step (log)")
         ax.set_title(f"{key}, commit {doc['commit']}")
-        ax.legend(fontsize=8, ncol=4)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", default=str(ROOT / "bench" / "results"))
     p.add_argument("--md", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("--png", default=str(ROOT / "bench" / "RESULTS.png"))
+    p.add_argument("--notes", default=str(ROOT / "bench" / "NOTES.md"),
+                   help="hand-written analysis included after the summary (default bench/NOTES.md)")
     p.add_argument("--include-quick", action="store_true")
     args = p.parse_args(argv)
     docs = load_results(Path(args.results), args.include_quick)
@@ -316,7 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             chart = str(png_path)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(render_markdown(docs, chart, note))
+    notes_path = Path(args.notes)
+    notes = notes_path.read_text() if notes_path.exists() else None
+    md_path.write_text(render_markdown(docs, chart, note, notes))
     print(f"wrote {md_path}" + (f" and {png_path}" if chart else f" ({note})"))
     return 0
 
