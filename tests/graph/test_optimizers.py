@@ -39,9 +39,9 @@ def _numpy_optimizer(name: str) -> Callable[[np.ndarray, np.ndarray, dict[str, n
         return w + c * g / (np.sqrt(s["s"]) + 1e-6)
 
     def adadelta(w: np.ndarray, g: np.ndarray, s: dict[str, np.ndarray], t: int) -> np.ndarray:
-        old_s, d = s.get("s", 0 * w), s.get("d", 0 * w)
-        u = np.sqrt(d + 1e-6) / np.sqrt(old_s + 1e-6) * g  # the cache from before this batch
-        s["s"] = 0.8 * old_s + 0.2 * g**2
+        d = s.get("d", 0 * w)
+        s["s"] = 0.8 * s.get("s", 0 * w) + 0.2 * g**2
+        u = np.sqrt(d + 1e-6) / np.sqrt(s["s"] + 1e-6) * g  # Zeiler: the cache after this batch
         s["d"] = 0.8 * d + 0.2 * u**2
         return w + c * u
 

@@ -18,7 +18,7 @@ EPSILON = 1e-6
 
 
 class AdadeltaOptimizer(Optimizer):
-    """s' = γ·s + (1 − γ)·g²; u = √(d + ε)/√(s + ε)·g with the *previous* s;
+    """Zeiler's Adadelta: s = γ·s + (1 − γ)·g²; u = √(d + ε)/√(s + ε)·g with the *new* s;
     w = w + c·u; d = γ·d + (1 − γ)·u² (ε = 1e-6; the learning rate scales the step).
 
     Example:
@@ -37,9 +37,10 @@ class AdadeltaOptimizer(Optimizer):
         old_cache = self._get_state("cache", variable, value)
         old_updates = self._get_state("updates", variable, value)
         cache = self._running_average(math, self.gamma, old_cache, math.square(gradient))
-        # deeplearn.js: the step divides by the cache from *before* this batch (Zeiler's
-        # Adadelta uses the new one). conformance: optimizer.adadelta.two_steps
-        ratio = math.divide(math.sqrt(math.add(old_updates, eps)), math.sqrt(math.add(old_cache, eps)))
+        # Departure (docs/differences.md): deeplearn.js divided by the cache from *before* this
+        # batch, which keeps the ratio at exactly 1 from zero state, i.e. plain SGD. Zeiler's
+        # Adadelta divides by the new one. conformance: optimizer.adadelta.two_steps (skipped)
+        ratio = math.divide(math.sqrt(math.add(old_updates, eps)), math.sqrt(math.add(cache, eps)))
         updates = math.multiply(ratio, gradient)
         new_value = math.scaled_array_add(c, updates, self._scalar(math, 1.0), value)
         self._set_state("cache", variable, cache)
