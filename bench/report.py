@@ -58,7 +58,8 @@ def _latest_per_device(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     latest: dict[str, dict[str, Any]] = {}
     for doc in docs:  # oldest first, so the last one wins
         latest[_device_key(doc)] = doc
-    return latest
+    # GPUs first, then CPUs; by name within each
+    return dict(sorted(latest.items(), key=lambda kv: (kv[1]["backend"] != "cuda", kv[0])))
 
 
 def _us(v: float | None) -> str:
