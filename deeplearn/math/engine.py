@@ -5,17 +5,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deeplearn import util
-from deeplearn.math.ndarray import NDArray
+from deeplearn.math.ndarray import _RANK_CLASSES, NDArray, Storage
 from deeplearn.math.ops.base import Op, Spec
+from deeplearn.types import DisposedError
 
 if TYPE_CHECKING:
     from deeplearn.math.backends.backend import MathBackend
 
 __all__ = ["Engine"]
 
+_INFER_CACHE_SIZE = 4096
+
 
 class Engine:
-    """Runs ops on one backend and wraps their outputs as NDArrays (tracked by the open scope)."""
+    """Runs ops on one backend and wraps their outputs as NDArrays (tracked by the open scope).
+
+    ``run`` is the host cost of every eager op and of every node a Session runs, so it is
+    written flat: one pass over the inputs, the shape rule, the kernel, and a wrap that reuses
+    the shape rule's Spec.
+    """
 
     def __init__(self, backend: MathBackend) -> None:
         self.backend = backend
@@ -23,27 +31,67 @@ class Engine:
         # Testing aid: keep float64 results of float32 ops (the float64 gradient checks run the
         # same kernels in double precision). Off in normal use.
         self.keep_float64 = False
+        # What each (op, input specs) inferred: a shape rule is a pure function of the op's
+        # fields and the specs, and a Session step asks the same questions every time.
+        self._inferred: dict[tuple[Any, ...], Any] = {}
 
     def run(self, op: Op, *inputs: NDArray) -> Any:
         """Runs ``op`` on ``inputs``; returns one NDArray, or a tuple for multi-output ops.
 
         Arrays that live on another backend are copied here first.
         """
+        backend = self.backend
+        specs = []
+        raws = []
+        foreign = False
         for x in inputs:
             if not isinstance(x, NDArray):
                 raise TypeError(f"{op.name}: inputs must be NDArrays; got {type(x).__name__} {x!r:.80}.")
-            x._check_live(op.name)
-        spec = op.infer(*(x.spec for x in inputs))  # the one shape check, before any work
-        raws = [x.raw if x.backend is self.backend else self.backend.asarray(x.raw) for x in inputs]
-        out = self.backend.execute(op, *raws)
+            storage = x.storage
+            data = storage.data
+            if x._disposed or data is None:
+                x._check_live(op.name)
+            spec = x._spec
+            specs.append(spec if spec is not None else x.spec)
+            shape = x.shape
+            raws.append(data if data.shape == shape else data.reshape(shape))
+            if storage.backend is not backend:
+                foreign = True
+        spec = self._infer(op, specs)  # the one shape check, before any work
+        if foreign:
+            raws = [x.raw if x.backend is backend else backend.asarray(x.raw) for x in inputs]
+        out = backend.execute(op, *raws)
         if isinstance(spec, tuple):
             return tuple(self._wrap(op, self._own(o, raws), s) for o, s in zip(out, spec))
         return self._wrap(op, self._own(out, raws), spec)
+
+    def _infer(self, op: Op, specs: list[Spec]) -> Any:
+        """``op.infer(*specs)``, remembered per (op, specs); errors are never remembered."""
+        try:
+            key = (op, *specs)
+            spec = self._inferred.get(key)
+        except TypeError:  # an op with an unhashable field
+            return op.infer(*specs)
+        if spec is None:
+            spec = op.infer(*specs)
+            if len(self._inferred) >= _INFER_CACHE_SIZE:
+                self._inferred.clear()  # many distinct shapes: start over rather than grow
+            self._inferred[key] = spec
+        return spec
 
     def _own(self, out: Any, raws: list[Any]) -> Any:
         """Copies a kernel result that is a view of an input (reshape, transpose, slice kernels
         may return views), so that every NDArray owns its storage: writing to one (``set``,
         ``fill``) or disposing it never changes another."""
+        base = getattr(out, "base", False)
+        if base is None:
+            # ``out`` owns its buffer, so an input shares it only by being ``out`` or a view of
+            # it (NumPy and CuPy point a view's ``base`` at the owner): cheaper than asking
+            # may_share_memory for every input.
+            for r in raws:
+                if r is out or r.base is out:
+                    return out.copy()
+            return out
         xp = self.backend.xp
         if isinstance(out, xp.ndarray) and any(xp.may_share_memory(out, r) for r in raws):
             return out.copy()
@@ -54,15 +102,24 @@ class Engine:
         return NDArray._wrap(data, self.backend, dtype)  # type: ignore[arg-type]
 
     def _wrap(self, op: Op, data: Any, spec: Spec) -> NDArray:
-        xp = self.backend.xp
-        want = util.numpy_dtype(spec.dtype)
+        backend = self.backend
+        xp = backend.xp
+        dtype = spec.dtype
+        want = util.numpy_dtype(dtype)
         if not isinstance(data, xp.ndarray) or data.dtype != want:
-            if not (self.keep_float64 and spec.dtype == "float32" and getattr(data, "dtype", None) == xp.float64):
+            if not (self.keep_float64 and dtype == "float32" and getattr(data, "dtype", None) == xp.float64):
                 data = xp.asarray(data, dtype=want)
-        if tuple(data.shape) != spec.shape:
+        shape = spec.shape
+        if data.shape != shape:
             raise AssertionError(
                 f"{op.name}: the kernel returned shape {tuple(data.shape)} but the shape rule says {spec.shape}."
             )
-        if self.debug and self.backend.has_nan(data):
+        if self.debug and backend.has_nan(data):
             raise ValueError(f"The result of the last math.{op.name} has NaNs.")
-        return NDArray._wrap(data, self.backend, spec.dtype)
+        if not data.flags.c_contiguous:
+            # Views of the storage (reshape, get/set by flat index) need C order.
+            data = xp.ascontiguousarray(data)
+        shape = data.shape  # Python ints, whatever the shape rule computed with
+        x = _RANK_CLASSES.get(len(shape), NDArray)(Storage(data, backend), shape, dtype)
+        x._spec = spec
+        return x

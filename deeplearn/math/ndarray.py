@@ -16,7 +16,7 @@ import numpy as np
 
 from deeplearn import util
 from deeplearn.math.ops.base import Spec
-from deeplearn.math.scope import REGISTRY
+from deeplearn.math.scope import _LOCAL, REGISTRY
 from deeplearn.types import DisposedError, DType, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -31,21 +31,30 @@ T = TypeVar("T", bound="NDArray")
 class Storage:
     """A backend buffer shared by the views (reshapes) of one array."""
 
-    __slots__ = ("data", "backend", "nbytes", "refs", "finalizer", "__weakref__")
+    __slots__ = ("data", "backend", "nbytes", "refs", "__weakref__")
 
     def __init__(self, data: RawArray, backend: MathBackend) -> None:
         self.data: RawArray | None = data
         self.backend = backend
         self.nbytes = int(data.nbytes)
         self.refs = 0
-        self.finalizer: Any = None
         REGISTRY.register(self)
 
     def release(self) -> None:
         self.refs -= 1
         if self.refs <= 0 and self.data is not None:
             self.data = None  # drops the buffer: CuPy returns it to its pool
-            self.finalizer()
+            REGISTRY.release(self)
+
+    def __del__(self) -> None:
+        # Garbage-collected without dispose(): its memory is gone, so count it so. A __del__
+        # costs nothing per array, where a weakref.finalize cost ~1.3 us to create.
+        if self.data is not None:
+            self.data = None
+            try:
+                REGISTRY.release(self)
+            except Exception:  # noqa: BLE001 - interpreter shutdown: the registry may be gone
+                pass
 
 
 def _default_backend(math: NDArrayMath | None) -> MathBackend:
@@ -68,7 +77,7 @@ class NDArray:
         ((2, 2), 3.0)
     """
 
-    __slots__ = ("storage", "shape", "dtype", "_disposed", "__weakref__")
+    __slots__ = ("storage", "shape", "dtype", "_disposed", "_spec", "__weakref__")
 
     def __init__(self, storage: Storage, shape: Shape, dtype: DType) -> None:
         """Internal: use ``NDArray.make`` or the rank classes' factories."""
@@ -76,8 +85,11 @@ class NDArray:
         self.shape: Shape = tuple(shape)
         self.dtype: DType = dtype
         self._disposed = False
+        self._spec: Spec | None = None  # made on first use; the engine sets it from the shape rule
         storage.refs += 1
-        REGISTRY.track_new(self)
+        stack = _LOCAL.stack
+        if stack:  # the innermost open scope of this thread tracks every new array
+            stack[-1]._tracked[id(self)] = self
 
     # -- construction --------------------------------------------------------------------------
     @staticmethod
@@ -97,9 +109,8 @@ class NDArray:
         if not data.flags.c_contiguous:
             # Views of the storage (reshape, get/set by flat index) need C order.
             data = backend.xp.ascontiguousarray(data)
-        dt: DType = dtype
-        klass = NDArray._class_for_rank(data.ndim)
-        return klass(Storage(data, backend), tuple(data.shape), dt)
+        shape = tuple(data.shape)
+        return _RANK_CLASSES.get(len(shape), NDArray)(Storage(data, backend), shape, dtype)
 
     @staticmethod
     def make(shape: Sequence[int], data: Any, dtype: DType | str | None = None,
@@ -228,7 +239,10 @@ class NDArray:
 
     @property
     def spec(self) -> Spec:
-        return Spec(self.shape, self.dtype)
+        spec = self._spec
+        if spec is None:
+            spec = self._spec = Spec(self.shape, self.dtype)
+        return spec
 
     @property
     def size(self) -> int:

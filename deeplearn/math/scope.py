@@ -10,7 +10,6 @@ arrays. Live-array counts are global and per backend.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +63,14 @@ class Scope:
         return len(self._tracked)
 
 
+class _ScopeStack(threading.local):
+    """Each thread's stack of open scopes (an attribute that always exists, so reading it is one
+    attribute access: every NDArray construction reads it)."""
+
+    def __init__(self) -> None:
+        self.stack: list[Scope] = []
+
+
 class MemoryRegistry:
     """Global bookkeeping: live storages per backend (count and bytes) and per-thread scopes."""
 
@@ -71,22 +78,22 @@ class MemoryRegistry:
         self._lock = threading.Lock()
         self._live: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
-        self._local = threading.local()
+        self._local = _ScopeStack()
 
     # -- live storage accounting ---------------------------------------------------------------
     def register(self, storage: Storage) -> None:
-        """Counts a new storage until it is disposed or garbage-collected."""
+        """Counts a new storage until it is disposed or garbage-collected (``release``)."""
         backend, nbytes = storage.backend.name, storage.nbytes
         with self._lock:
             self._live[backend] = self._live.get(backend, 0) + 1
             self._bytes[backend] = self._bytes.get(backend, 0) + nbytes
-        # If the storage is garbage-collected without dispose(), its memory is gone: count it so.
-        storage.finalizer = weakref.finalize(storage, self._release, backend, nbytes)
 
-    def _release(self, backend: str, nbytes: int) -> None:
+    def release(self, storage: Storage) -> None:
+        """Stops counting a storage: called once, when it is freed or garbage-collected."""
+        backend = storage.backend.name
         with self._lock:
             self._live[backend] -= 1
-            self._bytes[backend] -= nbytes
+            self._bytes[backend] -= storage.nbytes
 
     def num_arrays(self, backend: str | None = None) -> int:
         with self._lock:
@@ -103,10 +110,7 @@ class MemoryRegistry:
     # -- scopes --------------------------------------------------------------------------------
     @property
     def stack(self) -> list[Scope]:
-        stack: list[Scope] | None = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        return stack
+        return self._local.stack  # type: ignore[no-any-return]
 
     def track_new(self, x: NDArray) -> None:
         """Called for every NDArray constructed: the innermost scope of this thread tracks it."""
@@ -162,3 +166,5 @@ def iter_scopes() -> Iterator[Scope]:
 
 
 REGISTRY = MemoryRegistry()
+_LOCAL = REGISTRY._local
+"""The scope stacks of the process's registry (one per thread); NDArray reads it directly."""
