@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["device_info", "versions", "git_commit", "slug", "chip_limits"]
+__all__ = ["chip_limits", "device_info", "git_commit", "slug", "versions"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def chip_limits(name: str) -> dict[str, float] | None:
 
 def _run(cmd: list[str]) -> str | None:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, cwd=ROOT)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, cwd=ROOT, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -106,7 +106,7 @@ def device_info(backend: str) -> dict[str, Any]:
         info["cuda_runtime"] = _cuda_version(rt.runtimeGetVersion())
         info["cuda_driver_api"] = _cuda_version(rt.driverGetVersion())
         info["compute_capability"] = f"{props['major']}.{props['minor']}"
-    except Exception:  # noqa: BLE001 - CuPy missing: try PyTorch
+    except Exception:  # noqa: BLE001, S110 - CuPy missing: PyTorch may still name the GPU
         pass
     try:
         import torch
@@ -115,7 +115,7 @@ def device_info(backend: str) -> dict[str, Any]:
             info.setdefault("name", torch.cuda.get_device_name(0))
             info["torch_cuda"] = torch.version.cuda
             info["cudnn"] = torch.backends.cudnn.version()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - informational only
         pass
     info.setdefault("name", "unknown GPU")
     limits = chip_limits(info["name"])
@@ -144,7 +144,12 @@ def versions(loaded_only: bool = False) -> dict[str, str | None]:
         (d for d in ("cupy", "cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x") if _version(d)), None
     )
     out["cupy"] = _version(cupy_dist) if cupy_dist else None
-    for name, dist in (("torch", "torch"), ("jax", "jax"), ("jaxlib", "jaxlib"), ("matplotlib", "matplotlib")):
+    for name, dist in (
+        ("torch", "torch"),
+        ("jax", "jax"),
+        ("jaxlib", "jaxlib"),
+        ("matplotlib", "matplotlib"),
+    ):
         out[name] = _version(dist)
     try:
         sys.path.insert(0, str(ROOT))

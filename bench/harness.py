@@ -21,7 +21,16 @@ import numpy as np
 from bench.peers.base import System, Unavailable
 from bench.workloads import Problem
 
-__all__ = ["Settings", "Reference", "compare", "time_system", "run_problem", "TRAIN_TOLERANCE", "OP_TOLERANCE"]
+__all__ = [
+    "OP_TOLERANCE",
+    "TRAIN_TOLERANCE",
+    "Reference",
+    "Settings",
+    "compare",
+    "run_problem",
+    "time_repeat",
+    "warm_up",
+]
 
 TRAIN_TOLERANCE = 2e-2
 """Training: max |Δw_system − Δw_ref| over every weight, relative to max |Δw_ref| of that weight
@@ -53,8 +62,9 @@ class Reference:
     cost: float | None
 
 
-def compare(problem: Problem, result: dict[str, np.ndarray], cost: float | None,
-            ref: Reference) -> dict[str, Any]:
+def compare(
+    problem: Problem, result: dict[str, np.ndarray], cost: float | None, ref: Reference
+) -> dict[str, Any]:
     """Checks one step of a system against ``ref``; returns the check record (``ok`` and the
     worst relative error, and what failed when it failed)."""
     check: dict[str, Any] = {"against": ref.name, "ok": True, "max_rel_err": 0.0, "failures": []}
@@ -119,7 +129,7 @@ def warm_up(system: System, settings: Settings) -> int:
     system.run(k)
     system.sync()
     per_step = (clock() - t0) / k
-    return max(1, min(settings.max_steps, int(math.ceil(settings.target_s / max(per_step, 1e-9)))))
+    return max(1, min(settings.max_steps, math.ceil(settings.target_s / max(per_step, 1e-9))))
 
 
 def time_repeat(system: System, n: int) -> float:
@@ -165,13 +175,18 @@ def _close(system: System | None) -> None:
     if system is not None:
         try:
             system.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
+        except Exception:  # noqa: BLE001, S110 - closing is best effort
             pass
 
 
-def run_problem(problem: Problem, factories: Sequence[Callable[[str], System]], backend: str,
-                settings: Settings, oracle: Reference | None,
-                log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def run_problem(
+    problem: Problem,
+    factories: Sequence[Callable[[str], System]],
+    backend: str,
+    settings: Settings,
+    oracle: Reference | None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
     """Runs every system on ``problem`` and returns one record per system.
 
     Phase 1, one system after the other: set up, check one step against deeplearn's Session
@@ -222,8 +237,14 @@ def run_problem(problem: Problem, factories: Sequence[Callable[[str], System]], 
                     rec["memory_note"] = system.memory_note
                 live.append((rec, system, n))
                 check = rec.get("check")
-                log(f"  {rec['system']:<18} ready in {rec['setup_s']:.1f} s"
-                    + (f", step equal to {check['against']} (rel. err. {check['max_rel_err']:.1e})" if check else ""))
+                log(
+                    f"  {rec['system']:<18} ready in {rec['setup_s']:.1f} s"
+                    + (
+                        f", step equal to {check['against']} (rel. err. {check['max_rel_err']:.1e})"
+                        if check
+                        else ""
+                    )
+                )
             except Unavailable as e:
                 _fail(rec, "skipped", e, log)
                 _close(system)
@@ -244,8 +265,10 @@ def run_problem(problem: Problem, factories: Sequence[Callable[[str], System]], 
                 rec["timing"] = summarize(samples[id(rec)], n)
                 _add_rates(problem, rec)
                 t = rec["timing"]
-                log(f"  {rec['system']:<18} {t['us_per_step']:12.1f} us/step"
-                    f"  ({t['us_min']:.1f}-{t['us_max']:.1f}, {n} steps x {t['repeats']})")
+                log(
+                    f"  {rec['system']:<18} {t['us_per_step']:12.1f} us/step"
+                    f"  ({t['us_min']:.1f}-{t['us_max']:.1f}, {n} steps x {t['repeats']})"
+                )
     finally:
         for _, system, _ in live:
             _close(system)

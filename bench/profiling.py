@@ -24,8 +24,14 @@ from bench.workloads import Problem
 __all__ = ["profile_system"]
 
 
-def profile_system(factory: type[System], problem: Problem, backend: str, seconds: float = 1.0,
-                   top: int = 25, log: Callable[[str], None] = print) -> dict[str, Any]:
+def profile_system(
+    factory: type[System],
+    problem: Problem,
+    backend: str,
+    seconds: float = 1.0,
+    top: int = 25,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Prints the top host-time functions of ``factory``'s steps on ``problem`` and, on CUDA, the
     per-op device time of one step; returns both as data."""
     system = factory(backend)
@@ -69,9 +75,16 @@ def _trim_pstats(text: str) -> str:
 
 def _top_entries(stats: pstats.Stats, top: int) -> list[dict[str, Any]]:
     rows = []
-    for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        rows.append({"function": f"{filename}:{line}({func})", "calls": ncalls, "tottime_s": tottime,
-                     "cumtime_s": cumtime})
+    entries = stats.stats.items()  # type: ignore[attr-defined]
+    for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in entries:
+        rows.append(
+            {
+                "function": f"{filename}:{line}({func})",
+                "calls": ncalls,
+                "tottime_s": tottime,
+                "cumtime_s": cumtime,
+            }
+        )
     rows.sort(key=lambda r: r["tottime_s"], reverse=True)
     return rows[:top]
 
@@ -135,12 +148,19 @@ def _spin(cupy: Any, seconds: float) -> None:
     kernel((1,), (1,), (cupy.int64(int(seconds * khz * 1e3)),))
 
 
-def _print_device_ops(rows: list[dict[str, Any]], label: str, workload: str, log: Callable[[str], None]) -> None:
+def _print_device_ops(
+    rows: list[dict[str, Any]], label: str, workload: str, log: Callable[[str], None]
+) -> None:
     total_n = sum(r["count"] for r in rows)
     total_dev = sum(r["device_us"] for r in rows)
     total_host = sum(r["host_us"] for r in rows)
-    log(f"\n--- one step of {label}, {workload}: {total_n} backend calls, "
-        f"{total_dev:.1f} us device, {total_host:.1f} us host inside the calls ---")
-    log(f"{'op':<28}{'calls':>7}{'device us':>12}{'host us':>12}   (device: GPU time between the op's first and last kernel)")
+    log(
+        f"\n--- one step of {label}, {workload}: {total_n} backend calls, "
+        f"{total_dev:.1f} us device, {total_host:.1f} us host inside the calls ---"
+    )
+    log(
+        f"{'op':<28}{'calls':>7}{'device us':>12}{'host us':>12}"
+        "   (device: GPU time between the op's first and last kernel)"
+    )
     for r in rows:
         log(f"{r['op']:<28}{r['count']:>7}{r['device_us']:>12.1f}{r['host_us']:>12.1f}")

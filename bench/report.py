@@ -24,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["load_results", "render_markdown", "render_chart", "main"]
+__all__ = ["load_results", "main", "render_chart", "render_markdown"]
 
 DEEPLEARN = ("deeplearn-session", "deeplearn-eager")
 PAR = 0.05
@@ -91,8 +91,11 @@ def _timed(rec: dict[str, Any] | None) -> float | None:
 def _workload_table(entry: dict[str, Any]) -> list[str]:
     wid = entry["id"]
     rate = "TFLOP/s" if wid in ("matmul", "mlpbig") else "GB/s" if wid == "elementwise" else None
-    head = ["system", "µs/step (median)", "min–max", "steps/s"] + ([rate] if rate else []) + [
-        "time ÷ Session", "peak memory", "one-step check"]
+    head = (
+        ["system", "µs/step (median)", "min–max", "steps/s"]
+        + ([rate] if rate else [])
+        + ["time ÷ Session", "peak memory", "one-step check"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in entry["systems"]:
         if "timing" not in r:
@@ -105,7 +108,9 @@ def _workload_table(entry: dict[str, Any]) -> list[str]:
         check_txt = f"ok ({check['max_rel_err']:.0e} vs {check['against']})" if check else "not checked"
         mem = r.get("peak_memory_bytes")
         cells = [
-            r["label"], _us(t["us_per_step"]), f"{_us(t['us_min'])}–{_us(t['us_max'])}",
+            r["label"],
+            _us(t["us_per_step"]),
+            f"{_us(t['us_min'])}–{_us(t['us_max'])}",
             f"{t['steps_per_s']:,.1f}",
         ]
         if rate:
@@ -126,7 +131,9 @@ def _standing(entry: dict[str, Any]) -> list[str]:
         label = "deeplearn Session" if sid == "deeplearn-session" else "deeplearn eager"
         if t_mine is None:
             if mine is not None:
-                out.append(f"- {label}: **no figure** ({mine['status']}: {str(mine.get('reason', ''))[:160]}).")
+                out.append(
+                    f"- {label}: **no figure** ({mine['status']}: {str(mine.get('reason', ''))[:160]})."
+                )
             continue
         wins, losses, par = [], [], []
         for r in entry["systems"]:
@@ -149,8 +156,11 @@ def _standing(entry: dict[str, Any]) -> list[str]:
         if not parts:
             parts.append("no peer timed")
         out.append(f"- {label} ({_us(t_mine)} µs/step): " + ". ".join(parts) + ".")
-    missing = [f"{r['label']} ({r['status']}: {str(r.get('reason', ''))[:100]})" for r in entry["systems"]
-               if r["system"] not in DEEPLEARN and "timing" not in r]
+    missing = [
+        f"{r['label']} ({r['status']}: {str(r.get('reason', ''))[:100]})"
+        for r in entry["systems"]
+        if r["system"] not in DEEPLEARN and "timing" not in r
+    ]
     if missing:
         out.append("- Not timed: " + "; ".join(missing) + ".")
     return out
@@ -173,35 +183,75 @@ def _bar(doc: dict[str, Any]) -> list[str]:
     if doc["backend"] == "cuda":
         for wid, limit in (("quad", 10.0), ("mlp", 25.0)):
             s = session(wid)
-            rows.append((wid, f"Session ≤ {limit:.0f} µs/step", _us(s), verdict(None if s is None else s <= limit)))
+            rows.append(
+                (wid, f"Session ≤ {limit:.0f} µs/step", _us(s), verdict(None if s is None else s <= limit))
+            )
         s, g = session("cnn"), _timed(peer("cnn", "torch-cudagraph"))
-        rows.append(("cnn", "Session faster than PyTorch + CUDA graph", f"{_us(s)} vs {_us(g)}",
-                     verdict(None if s is None or g is None else s < g)))
-        best = [_timed(_system(by_id["mlpbig"], r["system"])) for r in by_id["mlpbig"]["systems"]
-                if r["system"] not in DEEPLEARN] if "mlpbig" in by_id else []
+        rows.append(
+            (
+                "cnn",
+                "Session faster than PyTorch + CUDA graph",
+                f"{_us(s)} vs {_us(g)}",
+                verdict(None if s is None or g is None else s < g),
+            )
+        )
+        best = (
+            [
+                _timed(_system(by_id["mlpbig"], r["system"]))
+                for r in by_id["mlpbig"]["systems"]
+                if r["system"] not in DEEPLEARN
+            ]
+            if "mlpbig" in by_id
+            else []
+        )
         best = [b for b in best if b is not None]
         s = session("mlpbig")
-        rows.append(("mlpbig", "Session within 5 % of the fastest peer (GEMM-bound)",
-                     f"{_us(s)} vs {_us(min(best)) if best else ''}",
-                     verdict(None if s is None or not best else s <= 1.05 * min(best))))
+        rows.append(
+            (
+                "mlpbig",
+                "Session within 5 % of the fastest peer (GEMM-bound)",
+                f"{_us(s)} vs {_us(min(best)) if best else ''}",
+                verdict(None if s is None or not best else s <= 1.05 * min(best)),
+            )
+        )
         # elementwise: BENCHMARKS.md asks for 90 % of the copy bandwidth; the closest figure measured
         # here is PyTorch eager, the fastest unfused peer (fused peers move fewer bytes than counted)
-        for wid, sid, frac, what in (("matmul", "cupy", 0.95, "TFLOP/s ≥ 95 % of cuBLAS through CuPy"),
-                                     ("elementwise", "torch", 0.90, "GB/s ≥ 90 % of PyTorch eager's (unfused)")):
+        for wid, sid, frac, what in (
+            ("matmul", "cupy", 0.95, "TFLOP/s ≥ 95 % of cuBLAS through CuPy"),
+            ("elementwise", "torch", 0.90, "GB/s ≥ 90 % of PyTorch eager's (unfused)"),
+        ):
             key = "tflops" if wid == "matmul" else "gbps"
             mine = [(_system(by_id[wid], d) or {}).get(key) for d in DEEPLEARN] if wid in by_id else []
             mine = [m for m in mine if m is not None]
             ref = (peer(wid, sid) or {}).get(key)
             val = max(mine) if mine else None
-            rows.append((wid, f"deeplearn {what}", f"{val or 0:.2f} vs {ref or 0:.2f}" if val and ref else "",
-                         verdict(None if val is None or ref is None else val >= frac * ref)))
+            rows.append(
+                (
+                    wid,
+                    f"deeplearn {what}",
+                    f"{val or 0:.2f} vs {ref or 0:.2f}" if val and ref else "",
+                    verdict(None if val is None or ref is None else val >= frac * ref),
+                )
+            )
     else:
         s, n = session("mlp"), _timed(peer("mlp", "numpy"))
-        rows.append(("mlp", "Session within 10 % of NumPy by hand", f"{_us(s)} vs {_us(n)}",
-                     verdict(None if s is None or n is None else s <= 1.10 * n)))
+        rows.append(
+            (
+                "mlp",
+                "Session within 10 % of NumPy by hand",
+                f"{_us(s)} vs {_us(n)}",
+                verdict(None if s is None or n is None else s <= 1.10 * n),
+            )
+        )
         s, j = session("quad"), _timed(peer("quad", "jax"))
-        rows.append(("quad", "Session no slower than JAX jit", f"{_us(s)} vs {_us(j)}",
-                     verdict(None if s is None or j is None else s <= j)))
+        rows.append(
+            (
+                "quad",
+                "Session no slower than JAX jit",
+                f"{_us(s)} vs {_us(j)}",
+                verdict(None if s is None or j is None else s <= j),
+            )
+        )
     lines = ["| workload | bar (BENCHMARKS.md) | measured (µs/step or rate) | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return lines
@@ -209,8 +259,11 @@ def _bar(doc: dict[str, Any]) -> list[str]:
 
 def _summary(latest: dict[str, dict[str, Any]]) -> list[str]:
     """One row per device and workload: deeplearn's figures beside the fastest peer's."""
-    lines = ["| device | workload | deeplearn Session µs | deeplearn eager µs | fastest peer | its µs | "
-             "Session ÷ fastest peer |", "|---|---|---|---|---|---|---|"]
+    head = (
+        "| device | workload | deeplearn Session µs | deeplearn eager µs | fastest peer | its µs | "
+        "Session ÷ fastest peer |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|"]
     for key, doc in latest.items():
         for entry in doc["workloads"]:
             s = _timed(_system(entry, "deeplearn-session"))
@@ -219,8 +272,10 @@ def _summary(latest: dict[str, dict[str, Any]]) -> list[str]:
             best = min(peers, key=lambda r: r["timing"]["us_per_step"]) if peers else None
             b = best["timing"]["us_per_step"] if best else None
             ratio = f"{s / b:.2f}" if s and b else ""
-            lines.append(f"| {key} | {entry['id']} | {_us(s) or 'no figure'} | {_us(e) or 'no figure'} | "
-                         f"{best['label'] if best else ''} | {_us(b)} | {ratio} |")
+            lines.append(
+                f"| {key} | {entry['id']} | {_us(s) or 'no figure'} | {_us(e) or 'no figure'} | "
+                f"{best['label'] if best else ''} | {_us(b)} | {ratio} |"
+            )
     return lines
 
 
@@ -233,8 +288,12 @@ def _history(docs: list[dict[str, Any]]) -> list[str]:
         if len(runs) < 2:
             continue
         wids = [w["id"] for w in runs[-1]["workloads"]]
-        lines += [f"**{key}**: deeplearn Session µs/step by commit", "",
-                  "| date | commit | " + " | ".join(wids) + " |", "|---|---|" + "---|" * len(wids)]
+        lines += [
+            f"**{key}**: deeplearn Session µs/step by commit",
+            "",
+            "| date | commit | " + " | ".join(wids) + " |",
+            "|---|---|" + "---|" * len(wids),
+        ]
         for doc in runs:
             by_id = {w["id"]: w for w in doc["workloads"]}
             cells = [_us(_timed(_system(by_id[w], "deeplearn-session"))) if w in by_id else "" for w in wids]
@@ -253,17 +312,19 @@ def _versions(doc: dict[str, Any]) -> str:
     return ", ".join(parts + extra)
 
 
-def render_markdown(docs: list[dict[str, Any]], chart: str | None, chart_note: str | None,
-                    notes: str | None = None) -> str:
+def render_markdown(
+    docs: list[dict[str, Any]], chart: str | None, chart_note: str | None, notes: str | None = None
+) -> str:
     """The whole of RESULTS.md (``notes``: hand-written analysis, placed after the summary)."""
     lines = [
         "# Benchmark results",
         "",
-        "Generated by `python bench/report.py` from `bench/results/*.json` (written by `python bench/run.py`);",
-        "do not edit by hand. Workloads and the bar: `BENCHMARKS.md` (project notes) and `bench/README.md`.",
+        "Generated by `python bench/report.py` from `bench/results/*.json` (written by",
+        "`python bench/run.py`); do not edit by hand. Workloads and the bar: `BENCHMARKS.md` (project",
+        "notes) and `bench/README.md`.",
         "Every figure is the median time of one step over at least 5 synchronised repeats; every system's",
         "step was first checked equal to deeplearn's (and deeplearn's to a float64 oracle) — a mismatch",
-        "or an error is shown in place of a figure. \"time ÷ Session\" below 1 means the system is faster",
+        'or an error is shown in place of a figure. "time ÷ Session" below 1 means the system is faster',
         "than deeplearn's Session, above 1 slower.",
         "",
     ]
@@ -274,15 +335,21 @@ def render_markdown(docs: list[dict[str, Any]], chart: str | None, chart_note: s
     elif chart_note:
         lines += [f"_Chart: {chart_note}_", ""]
     latest = _latest_per_device(docs)
-    lines += ["## Summary", "", "The latest run on each device; \"Session ÷ fastest peer\" above 1 means deeplearn "
-              "is that many times slower than the fastest peer measured beside it.", ""]
+    intro = (
+        'The latest run on each device; "Session ÷ fastest peer" above 1 means deeplearn is that '
+        "many times slower than the fastest peer measured beside it."
+    )
+    lines += ["## Summary", "", intro, ""]
     lines += _summary(latest) + [""]
     if notes:
         lines += [notes.strip(), ""]
     for key, doc in latest.items():
-        lines += [f"## {key}", "",
-                  f"Commit `{doc['commit']}`{' (uncommitted changes)' if doc.get('dirty') else ''}, "
-                  f"{doc['created'][:10]}; {_versions(doc)}; file `{doc['_file']}`.", ""]
+        dirty = " (uncommitted changes)" if doc.get("dirty") else ""
+        about = (
+            f"Commit `{doc['commit']}`{dirty}, {doc['created'][:10]}; {_versions(doc)}; "
+            f"file `{doc['_file']}`."
+        )
+        lines += [f"## {key}", "", about, ""]
         lines += ["### Where deeplearn stands", ""]
         for entry in doc["workloads"]:
             lines += [f"**{entry['id']}**", ""] + _standing(entry) + [""]
@@ -345,8 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", default=str(ROOT / "bench" / "results"))
     p.add_argument("--md", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("--png", default=str(ROOT / "bench" / "RESULTS.png"))
-    p.add_argument("--notes", default=str(ROOT / "bench" / "NOTES.md"),
-                   help="hand-written analysis included after the summary (default bench/NOTES.md)")
+    p.add_argument(
+        "--notes",
+        default=str(ROOT / "bench" / "NOTES.md"),
+        help="hand-written analysis included after the summary (default bench/NOTES.md)",
+    )
     p.add_argument("--include-quick", action="store_true")
     args = p.parse_args(argv)
     docs = load_results(Path(args.results), args.include_quick)

@@ -38,12 +38,12 @@ if __name__ == "__main__" or str(ROOT) not in sys.path:
 # JAX must not grab most of the GPU's memory before the other systems run.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from bench import devinfo  # noqa: E402
-from bench.harness import Reference, Settings, run_problem  # noqa: E402
-from bench.peers import SYSTEMS, System, systems_for  # noqa: E402
-from bench.workloads import WORKLOADS, Problem, make_problem  # noqa: E402
+from bench import devinfo
+from bench.harness import Reference, Settings, run_problem
+from bench.peers import SYSTEMS, System, systems_for
+from bench.workloads import WORKLOADS, Problem, make_problem
 
-__all__ = ["main", "run_benchmarks", "SCHEMA"]
+__all__ = ["SCHEMA", "main", "run_benchmarks"]
 
 SCHEMA = "deeplearn-bench/1"
 
@@ -69,9 +69,17 @@ def _oracle(problem: Problem, backend: str) -> Reference:
     return Reference("oracle-float64", result, cost)
 
 
-def run_benchmarks(backend: str, workloads: Sequence[str], *, quick: bool = False, full: bool = False,
-                   systems: Sequence[type[System]] | None = None, settings: Settings | None = None,
-                   profile: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_benchmarks(
+    backend: str,
+    workloads: Sequence[str],
+    *,
+    quick: bool = False,
+    full: bool = False,
+    systems: Sequence[type[System]] | None = None,
+    settings: Settings | None = None,
+    profile: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Runs ``workloads`` on ``backend`` for ``systems`` (default: those of the backend);
     returns the results document (see ``SCHEMA``)."""
     settings = settings or (Settings(repeats=5, target_s=0.01, warmup_s=0.0) if quick else Settings())
@@ -80,7 +88,7 @@ def run_benchmarks(backend: str, workloads: Sequence[str], *, quick: bool = Fals
     device = devinfo.device_info(backend)
     doc: dict[str, Any] = {
         "schema": SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "commit": commit,
         "dirty": dirty,
         "backend": backend,
@@ -88,8 +96,11 @@ def run_benchmarks(backend: str, workloads: Sequence[str], *, quick: bool = Fals
         "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]) if sys.argv else None,
         "device": device,
         "versions": devinfo.versions(),
-        "settings": {"repeats": settings.repeats, "target_repeat_s": settings.target_s,
-                     "warmup_s": settings.warmup_s},
+        "settings": {
+            "repeats": settings.repeats,
+            "target_repeat_s": settings.target_s,
+            "warmup_s": settings.warmup_s,
+        },
         "workloads": [],
     }
     log(f"== {device['name']} [{backend}], commit {commit}{' (dirty)' if dirty else ''} ==")
@@ -128,8 +139,10 @@ def _sizes_text(problem: Problem) -> str:
     if problem.workload in ("mlp", "mlpbig"):
         return f"{'-'.join(map(str, s['units']))}, batch {s['batch']}"
     if problem.workload == "cnn":
-        return (f"{'x'.join(map(str, s['image']))} input, conv {s['field']}x{s['field']} {s['channels']}, "
-                f"dense {s['dense']}, batch {s['batch']}")
+        return (
+            f"{'x'.join(map(str, s['image']))} input, conv {s['field']}x{s['field']} {s['channels']}, "
+            f"dense {s['dense']}, batch {s['batch']}"
+        )
     if problem.workload == "matmul":
         return f"{s['n']}x{s['n']} by {s['n']}x{s['n']}"
     if problem.workload == "elementwise":
@@ -143,8 +156,13 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def format_table(entry: dict[str, Any], device: dict[str, Any]) -> str:
     """The terminal table of one workload's records."""
-    extra = "TFLOP/s" if entry["id"] in ("matmul", "mlpbig") else "GB/s" if entry["id"] == "elementwise" else ""
-    head = f"{'system':<22}{'us/step':>12}{'spread':>8}{'steps/s':>10}{extra:>9}{'÷Session':>10}{'peak MiB':>10}  check"
+    extra = (
+        "TFLOP/s" if entry["id"] in ("matmul", "mlpbig") else "GB/s" if entry["id"] == "elementwise" else ""
+    )
+    head = (
+        f"{'system':<22}{'us/step':>12}{'spread':>8}{'steps/s':>10}{extra:>9}{'÷Session':>10}"
+        f"{'peak MiB':>10}  check"
+    )
     lines = [head, "-" * len(head)]
     for r in entry["systems"]:
         if "timing" not in r:
@@ -164,7 +182,8 @@ def format_table(entry: dict[str, Any], device: dict[str, Any]) -> str:
 
 
 def output_path(doc: dict[str, Any], out: str | None) -> Path:
-    """``out`` itself when it names a .json file, else ``<out or bench/results>/<device>-<date>-<commit>.json``."""
+    """``out`` itself when it names a .json file, else
+    ``<out or bench/results>/<device>-<date>-<commit>.json``."""
     if out and out.endswith(".json"):
         return Path(out)
     folder = Path(out) if out else ROOT / "bench" / "results"
@@ -190,21 +209,36 @@ def _json_default(o: Any) -> Any:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workloads", default=",".join(WORKLOADS),
-                   help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
-    p.add_argument("--backend", default=None,
-                   help="cpu, cuda or all (default: cuda when CuPy sees a GPU, else cpu)")
-    p.add_argument("--systems", default=None,
-                   help=f"comma-separated system ids (default: those of the backend): "
-                        f"{','.join(s.id for s in SYSTEMS)}")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and short timing: checks the harness, not speed")
-    p.add_argument("--full-size", action="store_true", help="use the GPU sizes of BENCHMARKS.md on the CPU too")
-    p.add_argument("--out", default=None,
-                   help="results folder (default bench/results) or a .json file path")
-    p.add_argument("--profile", action="store_true",
-                   help="also profile deeplearn's steps: cProfile top functions; per-op device times on the GPU")
+    p = argparse.ArgumentParser(
+        prog="bench/run.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
+    )
+    p.add_argument(
+        "--backend", default=None, help="cpu, cuda or all (default: cuda when CuPy sees a GPU, else cpu)"
+    )
+    p.add_argument(
+        "--systems",
+        default=None,
+        help=f"comma-separated system ids (default: those of the backend): {','.join(s.id for s in SYSTEMS)}",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes and short timing: checks the harness, not speed"
+    )
+    p.add_argument(
+        "--full-size", action="store_true", help="use the GPU sizes of BENCHMARKS.md on the CPU too"
+    )
+    p.add_argument("--out", default=None, help="results folder (default bench/results) or a .json file path")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile deeplearn's steps: cProfile top functions; per-op device times on the GPU",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (at least 5)")
     p.add_argument("--target-s", type=float, default=None, help="seconds per timed repeat")
     return p.parse_args(argv)
@@ -237,8 +271,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     for backend in _backends(args.backend):
         systems = systems_for(backend, only)
-        doc = run_benchmarks(backend, workloads, quick=args.quick, full=args.full_size, systems=systems,
-                             settings=settings, profile=args.profile)
+        doc = run_benchmarks(
+            backend,
+            workloads,
+            quick=args.quick,
+            full=args.full_size,
+            systems=systems,
+            settings=settings,
+            profile=args.profile,
+        )
         path = output_path(doc, args.out)
         write_results(doc, path)
         print(f"\nwrote {path} ({doc['wall_s']:.0f} s)")

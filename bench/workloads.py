@@ -27,25 +27,26 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
-    "WORKLOADS",
-    "TRAIN_WORKLOADS",
-    "OP_WORKLOADS",
     "DESCRIPTIONS",
-    "Dense",
-    "Conv",
-    "Pool",
-    "Flatten",
-    "Quad",
-    "Layer",
-    "Problem",
-    "make_problem",
+    "OP_WORKLOADS",
+    "TRAIN_WORKLOADS",
+    "WORKLOADS",
     "XENT_EPSILON",
+    "Conv",
+    "Dense",
+    "Flatten",
+    "Layer",
+    "Pool",
+    "Problem",
+    "Quad",
+    "make_problem",
 ]
 
 WORKLOADS = ("quad", "mlp", "mlpbig", "cnn", "matmul", "elementwise")
@@ -59,7 +60,9 @@ DESCRIPTIONS = {
     "quad": "y = a·x² + b·x + c, mean_squared_cost, SGD(0.01)",
     "mlp": "relu MLP, softmax_cross_entropy_cost, SGD(0.1)",
     "mlpbig": "relu MLP (last layer linear), mean_squared_cost, SGD(1.0)",
-    "cnn": "conv5x5 same+relu+maxpool2, conv5x5 same+relu+maxpool2, dense relu, dense, softmax xent, SGD(0.05)",
+    "cnn": (
+        "conv5x5 same+relu+maxpool2, conv5x5 same+relu+maxpool2, dense relu, dense, softmax xent, SGD(0.05)"
+    ),
     "matmul": "math.mat_mul(a, b), square float32 matrices",
     "elementwise": "math.relu(x) and math.add(x, y) on float32 vectors",
 }
@@ -163,8 +166,22 @@ _SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "quick": {"units": [24, 24, 24, 24], "batch": 8},
     },
     "cnn": {
-        "gpu": {"image": [28, 28, 1], "channels": [32, 64], "field": 5, "dense": 1024, "classes": 10, "batch": 64},
-        "cpu": {"image": [28, 28, 1], "channels": [32, 64], "field": 5, "dense": 1024, "classes": 10, "batch": 64},
+        "gpu": {
+            "image": [28, 28, 1],
+            "channels": [32, 64],
+            "field": 5,
+            "dense": 1024,
+            "classes": 10,
+            "batch": 64,
+        },
+        "cpu": {
+            "image": [28, 28, 1],
+            "channels": [32, 64],
+            "field": 5,
+            "dense": 1024,
+            "classes": 10,
+            "batch": 64,
+        },
         "quick": {"image": [8, 8, 1], "channels": [4, 8], "field": 5, "dense": 16, "classes": 10, "batch": 4},
     },
     "matmul": {"gpu": {"n": 8192}, "cpu": {"n": 2048}, "quick": {"n": 64}},
@@ -178,7 +195,7 @@ _LEARNING_RATES = {"quad": 0.01, "mlp": 0.1, "mlpbig": 1.0, "cnn": 0.05}
 
 
 def size_class(backend: str, quick: bool, full: bool = False) -> str:
-    """"quick", "gpu" or "cpu": which size table a run uses (``full`` forces the GPU sizes)."""
+    """ "quick", "gpu" or "cpu": which size table a run uses (``full`` forces the GPU sizes)."""
     if quick:
         return "quick"
     if full or backend == "cuda":
@@ -186,7 +203,9 @@ def size_class(backend: str, quick: bool, full: bool = False) -> str:
     return "cpu"
 
 
-def make_problem(workload: str, backend: str, quick: bool = False, full: bool = False, seed: int = 0) -> Problem:
+def make_problem(
+    workload: str, backend: str, quick: bool = False, full: bool = False, seed: int = 0
+) -> Problem:
     """Builds ``workload``'s problem for ``backend`` ("cpu"/"cuda") with seeded data and weights."""
     if workload not in WORKLOADS:
         raise ValueError(f"make_problem: workload must be one of {WORKLOADS}; got {workload!r}.")
@@ -257,8 +276,16 @@ def _quad(sizes: dict[str, Any], rng: np.random.Generator) -> Problem:
     y = 3 * x * x + 2 * x + 1 + rng.normal(0, 0.1, batch)
     init = {"a": _f32(rng.uniform(-1, 1)), "b": _f32(rng.uniform(-1, 1)), "c": _f32(rng.uniform(-1, 1))}
     return Problem(
-        "quad", "train", sizes, batch=batch, lr=_LEARNING_RATES["quad"], layers=[Quad()], cost="mse",
-        input_shape=(), data={"x": _f32(x), "y": _f32(y)}, init=init,
+        "quad",
+        "train",
+        sizes,
+        batch=batch,
+        lr=_LEARNING_RATES["quad"],
+        layers=[Quad()],
+        cost="mse",
+        input_shape=(),
+        data={"x": _f32(x), "y": _f32(y)},
+        init=init,
     )
 
 
@@ -268,9 +295,17 @@ def _mlp(sizes: dict[str, Any], rng: np.random.Generator) -> Problem:
     init = _init_dense_layers(rng, layers)
     x = _f32(rng.uniform(0, 1, (batch, units[0])))
     return Problem(
-        "mlp", "train", sizes, batch=batch, lr=_LEARNING_RATES["mlp"], layers=layers, cost="xent",
-        input_shape=(units[0],), data={"x": x, "y": _one_hot(rng, batch, units[-1])}, init=init,
-        flops_per_step=_dense_flops(batch, list(zip(units[:-1], units[1:]))),
+        "mlp",
+        "train",
+        sizes,
+        batch=batch,
+        lr=_LEARNING_RATES["mlp"],
+        layers=layers,
+        cost="xent",
+        input_shape=(units[0],),
+        data={"x": x, "y": _one_hot(rng, batch, units[-1])},
+        init=init,
+        flops_per_step=_dense_flops(batch, list(itertools.pairwise(units))),
     )
 
 
@@ -281,20 +316,35 @@ def _mlpbig(sizes: dict[str, Any], rng: np.random.Generator) -> Problem:
     x = _f32(rng.normal(0, 1, (batch, units[0])))
     y = _f32(rng.normal(0, 1, (batch, units[-1])))
     return Problem(
-        "mlpbig", "train", sizes, batch=batch, lr=_LEARNING_RATES["mlpbig"], layers=layers, cost="mse",
-        input_shape=(units[0],), data={"x": x, "y": y}, init=init,
-        flops_per_step=_dense_flops(batch, list(zip(units[:-1], units[1:]))),
+        "mlpbig",
+        "train",
+        sizes,
+        batch=batch,
+        lr=_LEARNING_RATES["mlpbig"],
+        layers=layers,
+        cost="mse",
+        input_shape=(units[0],),
+        data={"x": x, "y": y},
+        init=init,
+        flops_per_step=_dense_flops(batch, list(itertools.pairwise(units))),
     )
 
 
 def _cnn(sizes: dict[str, Any], rng: np.random.Generator) -> Problem:
     h, w, c = sizes["image"]
     c1, c2 = sizes["channels"]
-    f, dense, classes, batch = int(sizes["field"]), int(sizes["dense"]), int(sizes["classes"]), int(sizes["batch"])
+    f, dense, classes, batch = (
+        int(sizes["field"]),
+        int(sizes["dense"]),
+        int(sizes["classes"]),
+        int(sizes["batch"]),
+    )
     flat = (h // 4) * (w // 4) * c2
     layers: list[Layer] = [
-        Conv("conv1", f, c, c1, relu=True), Pool(),
-        Conv("conv2", f, c1, c2, relu=True), Pool(),
+        Conv("conv1", f, c, c1, relu=True),
+        Pool(),
+        Conv("conv2", f, c1, c2, relu=True),
+        Pool(),
         Flatten(),
         Dense("dense1", flat, dense, relu=True),
         Dense("dense2", dense, classes, relu=False),
@@ -302,10 +352,20 @@ def _cnn(sizes: dict[str, Any], rng: np.random.Generator) -> Problem:
     init = _init_dense_layers(rng, layers)
     x = _f32(rng.uniform(0, 1, (batch, h, w, c)))
     # Forward, weight-gradient and (but for the first conv) input-gradient products, as for dense.
-    conv_flops = 2 * 2.0 * batch * h * w * f * f * c * c1 + 3 * 2.0 * batch * (h // 2) * (w // 2) * f * f * c1 * c2
+    conv_flops = (
+        2 * 2.0 * batch * h * w * f * f * c * c1 + 3 * 2.0 * batch * (h // 2) * (w // 2) * f * f * c1 * c2
+    )
     return Problem(
-        "cnn", "train", sizes, batch=batch, lr=_LEARNING_RATES["cnn"], layers=layers, cost="xent",
-        input_shape=(h, w, c), data={"x": x, "y": _one_hot(rng, batch, classes)}, init=init,
+        "cnn",
+        "train",
+        sizes,
+        batch=batch,
+        lr=_LEARNING_RATES["cnn"],
+        layers=layers,
+        cost="xent",
+        input_shape=(h, w, c),
+        data={"x": x, "y": _one_hot(rng, batch, classes)},
+        init=init,
         flops_per_step=conv_flops + 3 * 2.0 * batch * (flat * dense + dense * classes),
     )
 

@@ -300,8 +300,11 @@ class DeeplearnSession(_DeeplearnBase):
             xs = [self._array(v) for v in problem.data["x"]]
             ys = [self._array(v) for v in problem.data["y"]]
             self.examples = xs + ys
-            builder = (dl.InGPUMemoryShuffledInputProviderBuilder if self.backend == "cuda"
-                       else dl.InCPUMemoryShuffledInputProviderBuilder)
+            builder = (
+                dl.InGPUMemoryShuffledInputProviderBuilder
+                if self.backend == "cuda"
+                else dl.InCPUMemoryShuffledInputProviderBuilder
+            )
             x_provider, y_provider = builder([xs, ys]).get_input_providers()
             self.feeds = [{"tensor": self.x, "data": x_provider}, {"tensor": self.label, "data": y_provider}]
             self.optimizer = dl.SGDOptimizer(problem.lr)
@@ -310,7 +313,10 @@ class DeeplearnSession(_DeeplearnBase):
             if problem.workload == "matmul":
                 self.targets = {"out": g.matmul(self.inputs["a"], self.inputs["b"])}
             else:
-                self.targets = {"relu": g.relu(self.inputs["x"]), "add": g.add(self.inputs["x"], self.inputs["y"])}
+                self.targets = {
+                    "relu": g.relu(self.inputs["x"]),
+                    "add": g.add(self.inputs["x"], self.inputs["y"]),
+                }
         self.session = dl.Session(g, m)
 
     def _variable(self, name: str) -> Any:
@@ -330,8 +336,13 @@ class DeeplearnSession(_DeeplearnBase):
                 # graph.layers.dense with the problem's initial weights, through initializers
                 w0, b0 = problem.init[f"{layer.name}-weights"], problem.init[f"{layer.name}-bias"]
                 h = g.layers.dense(
-                    layer.name, h, layer.n_out, (lambda t: g.relu(t)) if layer.relu else None, True,
-                    dl.NDArrayInitializer(self._array(w0)), dl.NDArrayInitializer(self._array(b0)),
+                    layer.name,
+                    h,
+                    layer.n_out,
+                    (lambda t: g.relu(t)) if layer.relu else None,
+                    True,
+                    dl.NDArrayInitializer(self._array(w0)),
+                    dl.NDArrayInitializer(self._array(b0)),
                 )
                 for suffix in ("weights", "bias"):
                     name = f"{layer.name}-{suffix}"
@@ -351,7 +362,8 @@ class DeeplearnSession(_DeeplearnBase):
 
     # -- the protocol --------------------------------------------------------------------------
     def _train(self, reduction: Any) -> Any:
-        return self.session.train(self.cost, self.feeds, self.problem.batch, self.optimizer, reduction)  # type: ignore[union-attr]
+        batch = self.problem.batch  # type: ignore[union-attr]
+        return self.session.train(self.cost, self.feeds, batch, self.optimizer, reduction)
 
     def first_step(self) -> float | None:
         m = self.math

@@ -15,7 +15,7 @@ import numpy as np
 from bench.peers.base import System, Unavailable
 from bench.workloads import XENT_EPSILON, Conv, Dense, Flatten, Pool, Problem, Quad
 
-__all__ = ["HandModel", "NumPyPeer", "CuPyPeer", "oracle_step"]
+__all__ = ["CuPyPeer", "HandModel", "NumPyPeer", "oracle_step"]
 
 
 def _import_cupy() -> Any:
@@ -26,7 +26,7 @@ def _import_cupy() -> Any:
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise Unavailable("CuPy sees no GPU")
-    except Exception as e:  # noqa: BLE001 - no driver or no device: cannot run here
+    except Exception as e:
         raise Unavailable(f"CuPy sees no GPU ({e})") from e
     return cupy
 
@@ -62,7 +62,7 @@ class HandModel:
     def step(self, want_cost: bool = True) -> float | None:
         """One SGD step on the batch mean of the per-example costs; returns the cost (before the
         update) when ``want_cost``."""
-        xp, p = self.xp, self.params
+        p = self.params
         if isinstance(self.problem.layers[0], Quad):
             grads, cost = self._quad_grads()
         else:
@@ -156,8 +156,9 @@ class HandModel:
         z = cols @ w.reshape(f * f * c, o) + b
         return z.reshape(batch, h, wd, o), cols
 
-    def _conv_backward(self, dz: Any, cols: Any, w: Any, in_shape: tuple[int, ...],
-                       need_dx: bool) -> tuple[Any, Any, Any]:
+    def _conv_backward(
+        self, dz: Any, cols: Any, w: Any, in_shape: tuple[int, ...], need_dx: bool
+    ) -> tuple[Any, Any, Any]:
         xp = self.xp
         f, _, c, o = w.shape
         pad = (f - 1) // 2
@@ -171,14 +172,16 @@ class HandModel:
         dxpad = xp.zeros((batch, h + 2 * pad, wd + 2 * pad, c), dtype=dz.dtype)
         for i in range(f):  # one slice-add per filter tap (f² of them), not per pixel
             for j in range(f):
-                dxpad[:, i:i + h, j:j + wd, :] += dcols[:, :, :, i, j, :]
-        return dw, db, dxpad[:, pad:pad + h, pad:pad + wd, :]
+                dxpad[:, i : i + h, j : j + wd, :] += dcols[:, :, :, i, j, :]
+        return dw, db, dxpad[:, pad : pad + h, pad : pad + wd, :]
 
     # -- max-pool 2×2 stride 2 ------------------------------------------------------------------
     def _pool_forward(self, x: Any) -> tuple[Any, Any]:
         batch, h, w, c = x.shape
-        win = x.reshape(batch, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 5, 2, 4).reshape(
-            batch, h // 2, w // 2, c, 4
+        win = (
+            x.reshape(batch, h // 2, 2, w // 2, 2, c)
+            .transpose(0, 1, 3, 5, 2, 4)
+            .reshape(batch, h // 2, w // 2, c, 4)
         )
         idx = win.argmax(axis=-1)  # the first maximum of each window, as deeplearn.js
         return win.max(axis=-1), (x.shape, idx)

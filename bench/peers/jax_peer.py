@@ -23,7 +23,6 @@ def _import_jax(backend: str) -> tuple[Any, Any]:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         import jax
-        import jax.numpy as jnp
     except ImportError as e:
         raise Unavailable("JAX is not installed") from e
     jax.config.update("jax_default_matmul_precision", "float32")
@@ -51,7 +50,10 @@ def _loss_fn(jax: Any, problem: Problem) -> Any:
             elif isinstance(layer, Conv):
                 pad = (layer.field - 1) // 2
                 h = jax.lax.conv_general_dilated(
-                    h, params[f"{layer.name}-weights"], (1, 1), ((pad, pad), (pad, pad)),
+                    h,
+                    params[f"{layer.name}-weights"],
+                    (1, 1),
+                    ((pad, pad), (pad, pad)),
                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 )
                 h = jax.nn.relu(h + params[f"{layer.name}-bias"])
@@ -83,7 +85,7 @@ class JaxJit(System):
     def prepare(self, problem: Problem) -> None:
         jax = self.jax
         self.problem = problem
-        put = lambda a: jax.device_put(a, self.device)  # noqa: E731
+        put = lambda a: jax.device_put(a, self.device)
         if problem.kind == "train":
             loss = _loss_fn(jax, problem)
             lr = problem.lr

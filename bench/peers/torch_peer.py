@@ -16,7 +16,7 @@ import numpy as np
 from bench.peers.base import System, Unavailable
 from bench.workloads import XENT_EPSILON, Conv, Dense, Flatten, Pool, Problem, Quad
 
-__all__ = ["TorchEager", "TorchCUDAGraph", "TorchCompile"]
+__all__ = ["TorchCUDAGraph", "TorchCompile", "TorchEager"]
 
 
 def _import_torch(backend: str) -> Any:
@@ -48,10 +48,9 @@ class _Layout:
                 shape = (shape[0] // 2, shape[1] // 2, shape[2])
             elif isinstance(layer, Flatten):
                 flat_from = (shape[0], shape[1], shape[2])
-            elif isinstance(layer, Dense):
-                if flat_from is not None:
-                    self.after_flatten[f"{layer.name}-weights"] = flat_from
-                    flat_from = None
+            elif isinstance(layer, Dense) and flat_from is not None:
+                self.after_flatten[f"{layer.name}-weights"] = flat_from
+                flat_from = None
 
     def to_torch(self, name: str, a: np.ndarray) -> np.ndarray:
         if name in self.conv:
@@ -86,8 +85,12 @@ def _loss_fn(torch: Any, problem: Problem) -> Any:
                 if layer.relu:
                     h = torch.relu(h)
             elif isinstance(layer, Conv):
-                h = F.conv2d(h, params[f"{layer.name}-weights"], params[f"{layer.name}-bias"],
-                             padding=(layer.field - 1) // 2)
+                h = F.conv2d(
+                    h,
+                    params[f"{layer.name}-weights"],
+                    params[f"{layer.name}-bias"],
+                    padding=(layer.field - 1) // 2,
+                )
                 h = torch.relu(h)
             elif isinstance(layer, Pool):
                 h = F.max_pool2d(h, 2, 2)

@@ -30,11 +30,27 @@ def _installed(module: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     proc = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--backend", "cpu", "--out", str(out), "--target-s", "0.002"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "bench/run.py",
+            "--quick",
+            "--backend",
+            "cpu",
+            "--out",
+            str(out),
+            "--target-s",
+            "0.002",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert out.exists(), f"no results file; stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
     return proc, json.loads(out.read_text())
@@ -118,8 +134,14 @@ def test_equality_check_catches_a_wrong_peer(workload: str) -> None:
     problem = make_problem(workload, "cpu", quick=True)
     oracle = Reference("oracle-float64", *oracle_step(problem))
     logs: list[str] = []
-    records = run_problem(problem, [DeeplearnEager, NumPyPeer, _WrongLearningRate, _SumNotMean], "cpu",
-                          FAST, oracle, log=logs.append)
+    records = run_problem(
+        problem,
+        [DeeplearnEager, NumPyPeer, _WrongLearningRate, _SumNotMean],
+        "cpu",
+        FAST,
+        oracle,
+        log=logs.append,
+    )
     status = {r["system"]: r for r in records}
     assert status["deeplearn-eager"]["status"] == "ok"
     assert status["numpy"]["status"] == "ok"
@@ -157,8 +179,12 @@ def test_report_renders_tables_and_standing(quick_run: tuple[Any, dict[str, Any]
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "run.json").write_text(json.dumps(doc))
     md, png = tmp_path / "RESULTS.md", tmp_path / "RESULTS.png"
-    assert report.main(["--results", str(tmp_path / "results"), "--md", str(md), "--png", str(png),
-                        "--include-quick"]) == 0
+    assert (
+        report.main(
+            ["--results", str(tmp_path / "results"), "--md", str(md), "--png", str(png), "--include-quick"]
+        )
+        == 0
+    )
     text = md.read_text()
     assert "## " + doc["device"]["name"] in text
     for w in WORKLOADS:
