@@ -110,3 +110,50 @@ def test_scopes_return_gpu_memory_to_the_pool() -> None:
     assert math.get_num_arrays() == before_arrays
     assert max(used) == min(used), f"pool usage grew: {used}"
     w.dispose()
+
+
+@needs_gpu
+def test_gpu_input_providers_keep_the_data_set_on_the_gpu() -> None:
+    import cupy
+
+    math = dl.NDArrayMathGPU()
+    data = np.arange(12, dtype=np.float32).reshape(6, 2)
+    (provider,) = dl.InGPUMemoryShuffledInputProviderBuilder([data], seed=0).get_input_providers()
+    with math.scope():
+        batch = provider.get_next_batch(math, 6)
+        assert isinstance(batch.raw, cupy.ndarray)
+        assert sorted(map(tuple, batch.numpy().tolist())) == sorted(map(tuple, data.tolist()))
+    resident = [a for a in provider.builder._resident.values()]  # type: ignore[attr-defined]
+    assert resident and all(isinstance(a.raw, cupy.ndarray) for a in resident)
+
+
+@needs_gpu
+def test_ten_thousand_training_steps_keep_arrays_and_pool_flat() -> None:
+    """The seed's quadratic trained 10 000 times on the GPU: live arrays and CuPy's pool stay flat."""
+    import cupy
+
+    math = dl.NDArrayMathGPU()
+    graph = dl.Graph()
+    x = graph.placeholder("x", [])
+    a = graph.variable("a", dl.Scalar.new(0.5, math=math))
+    b = graph.variable("b", dl.Scalar.new(0.5, math=math))
+    y = graph.add(graph.multiply(a, graph.square(x)), b)
+    label = graph.placeholder("label", [])
+    cost = graph.mean_squared_cost(y, label)
+    session = dl.Session(graph, math)
+    xs = np.array([0, 1, 2, 3], dtype=np.float32)
+    xp, yp = dl.InGPUMemoryShuffledInputProviderBuilder([xs, 3 * xs**2 + 1], seed=0).get_input_providers()
+    optimizer = dl.SGDOptimizer(0.01)
+    pool = cupy.get_default_memory_pool()
+    arrays, used = [], []
+    for step in range(10_000):
+        with math.scope():
+            c = session.train(cost, [dl.FeedEntry(x, xp), dl.FeedEntry(label, yp)], 4, optimizer,
+                              dl.CostReduction.MEAN)
+        if step % 1000 == 999:
+            arrays.append(math.get_num_arrays())
+            used.append(pool.used_bytes())
+    assert c.is_disposed
+    assert len(set(arrays)) == 1, f"live arrays grew: {arrays}"
+    assert len(set(used)) == 1, f"pool usage grew: {used}"
+    assert session.eval(a, []).get() == pytest.approx(3.0, abs=0.05)
