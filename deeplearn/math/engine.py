@@ -41,7 +41,7 @@ class Engine:
         Arrays that live on another backend are copied here first.
         """
         backend = self.backend
-        specs = []
+        key: list[Any] = [op]  # the op and every input's shape and dtype: the shape rule's question
         raws = []
         foreign = False
         for x in inputs:
@@ -51,13 +51,13 @@ class Engine:
             data = storage.data
             if x._disposed or data is None:
                 x._check_live(op.name)
-            spec = x._spec
-            specs.append(spec if spec is not None else x.spec)
             shape = x.shape
+            key.append(shape)
+            key.append(x.dtype)
             raws.append(data if data.shape == shape else data.reshape(shape))
             if storage.backend is not backend:
                 foreign = True
-        spec = self._infer(op, specs)  # the one shape check, before any work
+        spec = self._infer(op, inputs, tuple(key))  # the one shape check, before any work
         if foreign:
             raws = [x.raw if x.backend is backend else backend.asarray(x.raw) for x in inputs]
         out = backend.execute(op, *raws)
@@ -65,15 +65,15 @@ class Engine:
             return tuple(self._wrap(op, self._own(o, raws), s) for o, s in zip(out, spec))
         return self._wrap(op, self._own(out, raws), spec)
 
-    def _infer(self, op: Op, specs: list[Spec]) -> Any:
-        """``op.infer(*specs)``, remembered per (op, specs); errors are never remembered."""
+    def _infer(self, op: Op, inputs: tuple[NDArray, ...], key: tuple[Any, ...]) -> Any:
+        """``op.infer`` of the inputs' specs, remembered per (op, shapes, dtypes); errors are
+        never remembered. Keyed by shape tuples rather than Specs, whose hash runs in Python."""
         try:
-            key = (op, *specs)
             spec = self._inferred.get(key)
         except TypeError:  # an op with an unhashable field
-            return op.infer(*specs)
+            return op.infer(*(x.spec for x in inputs))
         if spec is None:
-            spec = op.infer(*specs)
+            spec = op.infer(*(x.spec for x in inputs))
             if len(self._inferred) >= _INFER_CACHE_SIZE:
                 self._inferred.clear()  # many distinct shapes: start over rather than grow
             self._inferred[key] = spec

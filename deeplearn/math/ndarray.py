@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from math import prod as _prod
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -348,11 +349,28 @@ class NDArray:
     # -- views and conversions -----------------------------------------------------------------
     def reshape(self, new_shape: Sequence[int]) -> NDArray:
         """A view with another shape (one dimension may be -1); shares the data."""
-        self._check_live("reshape")
-        shape = util.infer_from_implicit_shape(util.as_shape(new_shape, "reshape"), self.size, "reshape")
+        if self._disposed or self.storage.data is None:
+            self._check_live("reshape")
+        shape = tuple(new_shape) if type(new_shape) is tuple or type(new_shape) is list else None
+        if shape is None or not all(type(d) is int and d >= 0 for d in shape) or _prod(shape) != _prod(self.shape):
+            # -1, NumPy integers, mismatched sizes: the general rule and its messages
+            shape = util.infer_from_implicit_shape(util.as_shape(new_shape, "reshape"), self.size, "reshape")
         if shape == self.shape:
             return self
         return NDArray._class_for_rank(len(shape))(self.storage, shape, self.dtype)
+
+    def _view(self, tracked: bool = True) -> NDArray:
+        """Internal: another view of the same storage and shape (disposing one view leaves the
+        other alive). ``tracked=False`` makes one that no scope tracks, which the caller owns
+        (cheaper than making a tracked view and then keeping it)."""
+        if tracked:
+            return _RANK_CLASSES.get(len(self.shape), NDArray)(self.storage, self.shape, self.dtype)
+        klass = _RANK_CLASSES.get(len(self.shape), NDArray)
+        view = klass.__new__(klass)
+        view.storage, view.shape, view.dtype = self.storage, self.shape, self.dtype
+        view._disposed, view._spec = False, self._spec
+        self.storage.refs += 1
+        return view
 
     def as_scalar(self) -> Scalar:
         if self.size != 1:
@@ -440,6 +458,16 @@ class Scalar(NDArray):
     @staticmethod
     def new(value: float | bool, dtype: DType | str | None = None, math: NDArrayMath | None = None) -> Scalar:
         """A scalar. Example: ``Scalar.new(3).get() == 3.0``."""
+        if (dtype is None or dtype == "float32") and (
+            (type(value) is float and -_FLOAT32_MAX <= value <= _FLOAT32_MAX)  # not NaN, inf or overflow
+            or (type(value) is int and -_EXACT_INT <= value <= _EXACT_INT)
+        ):
+            # The common case (optimizers, costs, seeds make several per step): a Python number
+            # as float32, what make() computes, without its general conversions.
+            backend = _default_backend(math)
+            host = np.array(value, dtype=np.float32)
+            raw = host if backend.xp is np else backend.asarray(host)
+            return Scalar(Storage(raw, backend), (), "float32")
         return NDArray.make((), [value], dtype, math)  # type: ignore[return-value]
 
 
@@ -488,6 +516,9 @@ class Array4D(_RankedNew):
     __slots__ = ()
     _rank = 4
 
+
+_EXACT_INT = 2**53  # Python ints up to this convert to float32 the same way through float64
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # larger floats warn of overflow when cast
 
 _RANK_CLASSES: dict[int, type[NDArray]] = {0: Scalar, 1: Array1D, 2: Array2D, 3: Array3D, 4: Array4D}
 
