@@ -99,6 +99,7 @@ class _Plan:
     fed: frozenset[Tensor]
     variables: list[Tensor]
     _needs_grad: frozenset[Tensor] | None = field(default=None, repr=False)
+    _steps: dict[tuple[frozenset[Tensor], int | None], _Step] = field(default_factory=dict, repr=False)
 
     def needs_grad(self) -> frozenset[Tensor]:
         if self._needs_grad is None:
@@ -106,6 +107,55 @@ class _Plan:
             ordered = graph_util.get_ordered_evaluation_set([*self.nodes, *fed_nodes])
             self._needs_grad = frozenset(graph_util.tensors_needing_gradient(ordered, self.fed))
         return self._needs_grad
+
+    def step(self, batched_fed: frozenset[Tensor], batch_size: int | None) -> _Step:
+        """The plan specialised to which fed tensors carry a batch axis, and the batch size."""
+        key = (batched_fed, batch_size)
+        step = self._steps.get(key)
+        if step is None:
+            step = self._steps[key] = _Step(self, batched_fed, batch_size)
+        return step
+
+
+class _Step:
+    """A plan specialised to one call signature (which fed tensors are batched, the batch
+    size): everything a call would otherwise recompute per node — whether each input is
+    batched, the output shape to expect, which inputs want gradients — computed once.
+
+    ``forward`` holds (node, rule, inputs, output, input flags, expected shape), rule None for
+    variables and constants; ``backward`` holds (node, rule, inputs, output, input flags,
+    wants) for the nodes that send a gradient to at least one input, last node first.
+    """
+
+    __slots__ = ("backward", "batched", "forward")
+
+    def __init__(self, plan: _Plan, batched_fed: frozenset[Tensor], batch_size: int | None) -> None:
+        batched = {t: t in batched_fed for t in plan.fed}
+        forward: list[tuple[Any, ...]] = []
+        for node in plan.nodes:
+            out = node.output
+            rule = node.op_rule
+            if rule is None:
+                batched[out] = False
+                forward.append((node, None, (), out, (), out.shape))
+                continue
+            flags = tuple(batched[t] for t in node.inputs)
+            is_batched = any(flags)
+            batched[out] = is_batched
+            expected = ((batch_size,) if is_batched else ()) + out.shape
+            forward.append((node, rule, node.inputs, out, flags, expected))
+        self.forward = forward
+        self.batched = batched
+        needs = plan.needs_grad()
+        backward: list[tuple[Any, ...]] = []
+        for node in reversed(plan.nodes):
+            if node.op_rule is None:
+                continue
+            wants = tuple(t in needs for t in node.inputs)
+            if any(wants):
+                flags = tuple(batched[t] for t in node.inputs)
+                backward.append((node, node.op_rule, node.inputs, node.output, flags, wants))
+        self.backward = backward
 
 
 class Session:
@@ -213,17 +263,18 @@ class Session:
                     f"from each); got {type(e.data).__name__} for {e.tensor!r}."
                 )
         plan = self._plan([cost_tensor], entries, where)
+        step = plan.step(plan.fed, batch_size)  # every feed is an InputProvider: all batched
         self._release_retained()
         math = self.math
         math.start_scope()
         result: Scalar | None = None
         try:
-            values, batched = self._load_feeds(entries, batch_size, where)
-            self._forward(plan, values, batched, where)
-            cost, cost_batched = values[cost_tensor], batched[cost_tensor]
+            values = self._load_feeds(entries, step, batch_size, where)
+            self._forward(step, values, where)
+            cost, cost_batched = values[cost_tensor], step.batched[cost_tensor]
             # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
             seed = NDArray.ones(cost.shape, math=math) if cost_batched else Scalar.new(batch_size, math=math)
-            gradients = self._backward(plan, values, batched, cost_tensor, seed)
+            gradients = self._backward(plan, step, values, cost_tensor, seed)
             optimizer.before_batch(math, batch_size, plan.variables)
             optimizer.after_example(math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)})
             current = {v: values[v] for v in optimizer.variables if v in values}
@@ -272,87 +323,84 @@ class Session:
     # -- execution -------------------------------------------------------------------------
     def _run_inference(self, plan: _Plan, tensors: list[Tensor], entries: list[FeedEntry],
                        batch_size: int | None, where: str) -> list[NDArray]:
+        batched_fed = frozenset(e.tensor for e in entries if isinstance(e.data, InputProvider)) \
+            if batch_size is not None else frozenset()
+        step = plan.step(batched_fed, batch_size)
         self._release_retained()
         math = self.math
         math.start_scope()
         results: list[NDArray] | None = None
         try:
-            values, batched = self._load_feeds(entries, batch_size, where)
-            self._forward(plan, values, batched, where)
+            values = self._load_feeds(entries, step, batch_size, where)
+            self._forward(step, values, where)
             results = []
             for t in tensors:
                 value = values[t]
-                if batch_size is not None and not batched[t]:  # the same value for every example
+                if batch_size is not None and not step.batched[t]:  # the same value for every example
                     value = math.multiply(NDArray.ones((batch_size,) + (1,) * t.rank, math=math), value)
-                results.append(_alias(value))  # a fresh view: the caller's scope owns it
+                results.append(value._view())  # a fresh view: the caller's scope owns it
             self._retain(values, None)
         finally:
             math.end_scope(results)
         return results
 
-    def _load_feeds(self, entries: list[FeedEntry], batch_size: int | None,
-                    where: str) -> tuple[dict[Tensor, NDArray], dict[Tensor, bool]]:
+    def _load_feeds(self, entries: list[FeedEntry], step: _Step, batch_size: int | None,
+                    where: str) -> dict[Tensor, NDArray]:
         """Values of the fed tensors: one example each (``batch_size`` None), or a batch drawn
-        from every InputProvider (NDArray feeds stay unbatched)."""
+        from every InputProvider (NDArray feeds stay unbatched), as ``step`` expects."""
         values: dict[Tensor, NDArray] = {}
-        batched: dict[Tensor, bool] = {}
+        batched = step.batched
         for e in entries:
             t, data = e.tensor, e.data
-            if isinstance(data, InputProvider):
-                if batch_size is None:
-                    copy = data.get_next_copy(self.math)
-                    value = _alias(copy)  # ours to use in this call; the provider's copy goes back
-                    data.dispose_copy(self.math, copy)
-                    is_batched = False
-                else:
-                    value, is_batched = next_batch(data, self.math, batch_size), True
+            is_batched = batched[t]
+            if is_batched:
+                value = next_batch(data, self.math, batch_size)  # type: ignore[arg-type]
+            elif isinstance(data, InputProvider):
+                copy = data.get_next_copy(self.math)
+                value = _alias(copy)  # ours to use in this call; the provider's copy goes back
+                data.dispose_copy(self.math, copy)
             else:
-                value, is_batched = _as_feed_array(data, t, where), False
+                value = _as_feed_array(data, t, where)
             want = ((batch_size,) if is_batched else ()) + t.shape
             if value.shape != want:
                 what = f"a batch of {batch_size} examples of shape {t.shape}" if is_batched else f"shape {t.shape}"
                 raise ShapeError(f"{where}: the feed for {t!r} must be {what}; got data.shape={value.shape}.")
-            values[t], batched[t] = value, is_batched
-        return values, batched
+            values[t] = value
+        return values
 
-    def _forward(self, plan: _Plan, values: dict[Tensor, NDArray], batched: dict[Tensor, bool], where: str) -> None:
+    def _forward(self, step: _Step, values: dict[Tensor, NDArray], where: str) -> None:
         math = self.math
-        for node in plan.nodes:
-            out = node.output
-            if node.op_rule is None:
-                values[out], batched[out] = self._input_value(node, where), False
+        for node, rule, inputs, out, flags, expected in step.forward:
+            if rule is None:
+                values[out] = self._input_value(node, where)
                 continue
-            flags = [batched[t] for t in node.inputs]
-            y = node.op_rule.forward(math, node, [values[t] for t in node.inputs], flags)
-            is_batched = any(flags)
-            lead = (next(values[t].shape[0] for t, b in zip(node.inputs, flags) if b),) if is_batched else ()
-            if y.shape != lead + out.shape:
-                raise AssertionError(f"{where}: the {node.name} rule gave shape {y.shape}, expected {lead + out.shape}.")
-            values[out], batched[out] = y, is_batched
+            y = rule.forward(math, node, [values[t] for t in inputs], flags)
+            if y.shape != expected:
+                raise AssertionError(f"{where}: the {node.name} rule gave shape {y.shape}, expected {expected}.")
+            values[out] = y
 
-    def _backward(self, plan: _Plan, values: dict[Tensor, NDArray], batched: dict[Tensor, bool],
+    def _backward(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray],
                   cost: Tensor, seed: NDArray) -> SummedTensorArrayMap:
-        gradients = SummedTensorArrayMap(self.math)
-        needs = plan.needs_grad()
-        if cost not in needs:
+        math = self.math
+        gradients = SummedTensorArrayMap(math)
+        if cost not in plan.needs_grad():
             return gradients
         gradients.add(cost, seed)
-        for node in reversed(plan.nodes):
-            dy = gradients.get_or_none(node.output)
-            if dy is None or node.op_rule is None:
+        for node, rule, inputs, out, flags, wants in step.backward:
+            dy = gradients.get_or_none(out)
+            if dy is None:
                 continue
-            wants = [t in needs for t in node.inputs]
-            if not any(wants):
-                continue
-            xs = [values[t] for t in node.inputs]
-            flags = [batched[t] for t in node.inputs]
-            grads = node.op_rule.backward(self.math, node, dy, xs, flags, values[node.output], wants)
-            for t, g, w in zip(node.inputs, grads, wants):
+            grads = rule.backward(math, node, dy, [values[t] for t in inputs], flags, values[out], wants)
+            for t, g, w in zip(inputs, grads, wants):
                 if w and g is not None:
                     gradients.add(t, g)
         return gradients
 
     def _input_value(self, node: Node, where: str) -> NDArray:
+        data = getattr(node, "data", None)
+        if (data is not None and not data._disposed and data.storage.data is not None
+                and data.storage.backend is self.math.backend):
+            return data  # type: ignore[no-any-return]  # the usual case: live, on this backend
         if isinstance(node, PlaceholderNode):  # a plan never keeps an unfed placeholder
             raise AssertionError(f"{where}: placeholder {node.name!r} has no value.")  # noqa: TRY004
         data: NDArray = node.data  # type: ignore[attr-defined]
@@ -398,13 +446,14 @@ class Session:
 
     # -- what a call leaves for inspection -------------------------------------------------
     def _retain(self, values: dict[Tensor, NDArray], gradients: SummedTensorArrayMap | None) -> None:
-        math = self.math
+        # Views that no scope tracks: the maps own them until the next call.
+        activations = self.activation_array_map
         for t, v in values.items():
             if not v.is_disposed:
-                self.activation_array_map.set(t, math.keep(_alias(v)))
+                activations.set(t, v._view(tracked=False))
         if gradients is not None:
             for t, g in gradients.items():
-                self.gradient_array_map.set(t, math.keep(_alias(g)))
+                self.gradient_array_map.set(t, g._view(tracked=False))
 
     def _release_retained(self) -> None:
         self.activation_array_map.dispose()
@@ -413,7 +462,7 @@ class Session:
 
 def _alias(x: NDArray) -> NDArray:
     """Another view of ``x``'s data (disposing one view leaves the other alive)."""
-    return NDArray._class_for_rank(x.rank)(x.storage, x.shape, x.dtype)
+    return x._view()
 
 
 def _as_feed_array(data: Any, tensor: Tensor, where: str) -> NDArray:
