@@ -75,7 +75,9 @@ def _stack_copies(provider: Any, math: NDArrayMath, batch_size: int) -> NDArray:
     finally:
         for c in copies:
             provider.dispose_copy(math, c)
-    return NDArray.make(host.shape, host, dtype, math=math)
+    if host.dtype != util.numpy_dtype(dtype):  # copies of mixed dtypes: convert as make() does
+        return NDArray.make(host.shape, host, dtype, math=math)
+    return math.engine.wrap(math.backend.asarray(host), dtype)  # the stacked array is the batch
 
 
 def next_batch(provider: Any, math: NDArrayMath, batch_size: int) -> NDArray:
@@ -132,6 +134,15 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         """The next ``count`` example indices of provider ``input_index`` (across epochs)."""
         n = self.num_examples
         start = self._positions[input_index]
+        epoch, offset = divmod(start, n)
+        if offset + count <= n and epoch in self._orders:
+            # The batch lies within one epoch whose order is drawn: a slice of it (a copy, since
+            # the finished epochs' orders are deleted).
+            out = self._orders[epoch][offset:offset + count].copy()
+            self._positions[input_index] = start + count
+            if offset + count == n:
+                self._forget_finished_epochs()
+            return out
         positions = np.arange(start, start + count)
         epochs = positions // n
         out = np.empty(count, dtype=np.int64)
@@ -139,10 +150,14 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             mask = epochs == epoch
             out[mask] = self._order(int(epoch))[positions[mask] % n]
         self._positions[input_index] = start + count
-        oldest = min(self._positions) // n
+        self._forget_finished_epochs()
+        return out
+
+    def _forget_finished_epochs(self) -> None:
+        """Drops the orders of the epochs every provider has finished."""
+        oldest = min(self._positions) // self.num_examples
         for epoch in [e for e in self._orders if e < oldest]:
             del self._orders[epoch]
-        return out
 
     def _order(self, epoch: int) -> np.ndarray:
         while epoch not in self._orders:
@@ -194,8 +209,10 @@ class InCPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
     """
 
     def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
+        # One gather into a fresh array that already has the input's dtype: it becomes the
+        # batch's storage as is (CPU) or in one copy to the device.
         host = self._host[input_index][indices]
-        return NDArray.make(host.shape, host, self._dtypes[input_index], math=math)
+        return math.engine.wrap(math.backend.asarray(host), self._dtypes[input_index])
 
 
 class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuilder):

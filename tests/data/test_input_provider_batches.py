@@ -1,0 +1,89 @@
+"""The batch path of the in-memory providers (one gather per batch) hands out exactly the
+examples, in the order, that the per-example path (``get_next_copy``) hands out, and the generic
+path that stacks a provider's copies gives the same batches too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import deeplearn as dl
+from deeplearn import InCPUMemoryShuffledInputProviderBuilder, InGPUMemoryShuffledInputProviderBuilder, NDArray
+from deeplearn.data.input_provider import next_batch
+
+BUILDERS = [InCPUMemoryShuffledInputProviderBuilder, InGPUMemoryShuffledInputProviderBuilder]
+
+
+def _data(n: int) -> list[np.ndarray]:
+    xs = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    labels = np.arange(n, dtype=np.int32) * 3
+    flags = (np.arange(n) % 2).astype(bool)
+    return [xs, labels, flags]
+
+
+def _one_by_one(provider: Any, math: dl.NDArrayMath, count: int) -> np.ndarray:
+    out = []
+    for _ in range(count):
+        copy = provider.get_next_copy(math)
+        out.append(copy.numpy())
+        provider.dispose_copy(math, copy)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS)
+@pytest.mark.parametrize("batch_size", [1, 3, 5, 7, 12])  # within, exactly one, across and over epochs
+def test_batches_equal_the_per_example_sequence(builder_class: type, math: dl.NDArrayMath, batch_size: int) -> None:
+    n, steps = 5, 6
+    batched = builder_class(_data(n), seed=11).get_input_providers()
+    single = builder_class(_data(n), seed=11).get_input_providers()
+    for _ in range(steps):
+        for pb, ps in zip(batched, single):
+            batch = pb.get_next_batch(math, batch_size)
+            expected = _one_by_one(ps, math, batch_size)
+            assert batch.shape == expected.shape and batch.dtype in ("float32", "int32", "bool")
+            assert batch.numpy().dtype == expected.dtype
+            np.testing.assert_array_equal(batch.numpy(), expected)
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS)
+def test_interleaved_batch_sizes_keep_inputs_paired(builder_class: type, math: dl.NDArrayMath) -> None:
+    xs, labels, _ = _data(7)
+    xp, lp = builder_class([xs, labels], seed=2).get_input_providers()
+    got_x = np.concatenate([xp.get_next_batch(math, k).numpy() for k in (3, 4, 1, 6, 2)])
+    got_l = np.concatenate([lp.get_next_batch(math, k).numpy() for k in (2, 2, 5, 7)])
+    np.testing.assert_array_equal(got_x[:, 0] / 2 * 3, got_l[: len(got_x)])  # example i pairs with label 3i
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS)
+def test_a_batch_owns_its_memory(builder_class: type, math: dl.NDArrayMath) -> None:
+    (p,) = builder_class([np.ones((4, 2), np.float32)], seed=0).get_input_providers()
+    first = p.get_next_batch(math, 4)
+    first.fill(-1)  # writing to a batch must not reach the examples the provider keeps
+    np.testing.assert_array_equal(p.get_next_batch(math, 4).numpy(), np.ones((4, 2)))
+
+
+class _PerExample:
+    """A provider with deeplearn.js's two methods only: batches are its copies stacked."""
+
+    def __init__(self, examples: list[NDArray]) -> None:
+        self.examples, self.i = examples, 0
+
+    def get_next_copy(self, math: dl.NDArrayMath) -> NDArray:
+        x = self.examples[self.i % len(self.examples)]
+        self.i += 1
+        return math.clone(x)
+
+    def dispose_copy(self, math: dl.NDArrayMath, copy: NDArray) -> None:
+        copy.dispose()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32", "bool"])
+def test_stacked_copies_give_the_batch(math: dl.NDArrayMath, dtype: str) -> None:
+    examples = [NDArray.make([2], [i, i + 1], dtype, math=math) for i in range(3)]
+    batch = next_batch(_PerExample(examples), math, 4)
+    assert batch.dtype == dtype and batch.shape == (4, 2)
+    expected = np.stack([e.numpy() for e in (examples + examples)[:4]])
+    np.testing.assert_array_equal(batch.numpy(), expected)
+    assert batch.backend is math.backend
