@@ -94,10 +94,22 @@ class NDArrayMath(
         REGISTRY.start_scope()
         result = None
         try:
-            result = fn(self.keep, self.track)
+            result = fn(*self._scope_args(fn))
         finally:
             REGISTRY.end_scope(result)
         return result
+
+    def _scope_args(self, fn: Callable[..., Any]) -> tuple[Any, ...]:
+        """(keep, track), cut to the parameters ``fn`` takes: JavaScript ignores extra arguments,
+        so ported code passes ``() => ...`` and ``(keep) => ...`` too."""
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # a builtin without a signature: pass both
+            return (self.keep, self.track)
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            return (self.keep, self.track)
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return (self.keep, self.track)[: len(positional)]
 
     @contextmanager
     def _scope_context(self) -> Iterator[Scope]:
@@ -111,7 +123,7 @@ class NDArrayMath(
         REGISTRY.start_scope()
         result: Any = None
         try:
-            result = await fn(self.keep, self.track)
+            result = await fn(*self._scope_args(fn))
         finally:
             REGISTRY.end_scope(result)
         return result  # type: ignore[no-any-return]

@@ -46,6 +46,10 @@ class Scope:
             self._registry.untrack_everywhere(a)
         return x
 
+    def owns(self, x: NDArray) -> bool:
+        """Whether this scope tracks ``x`` (and will dispose it unless it is returned)."""
+        return id(x) in self._tracked
+
     def dispose_all(self, survivors: set[int]) -> None:
         """Disposes every tracked array whose ``id`` is not among ``survivors``.
 
@@ -134,10 +138,12 @@ class MemoryRegistry:
         if not stack:
             raise RuntimeError("end_scope: no scope is open; call start_scope() first.")
         scope = stack.pop()
-        kept = flatten_result(result)
-        scope.dispose_all({id(a) for a in kept})
+        # Only what this scope owned moves to the parent: a returned array that was kept, or
+        # made outside the scope, keeps its owner (deeplearn.js 0.3.14+).
+        owned = [a for a in flatten_result(result) if scope.owns(a)]
+        scope.dispose_all({id(a) for a in owned})
         if stack:
-            for a in kept:
+            for a in owned:
                 stack[-1].track(a)
 
 

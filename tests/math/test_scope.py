@@ -329,3 +329,28 @@ def test_scopes_are_per_thread(math: dl.NDArrayMath, base: int) -> None:
     assert not made_in_thread[0].is_disposed
     assert thread_scope_result == [False]
     assert math.get_num_arrays() == base + 2
+
+
+def test_a_returned_array_the_scope_did_not_own_keeps_its_owner(cpu_math: dl.NDArrayMath) -> None:
+    """Returning an array made outside the scope, or a kept one, must not hand it to the parent
+    scope (which would dispose it)."""
+    outside = dl.Array1D.new([1, 2])
+    with cpu_math.scope():
+        cpu_math.scope(lambda keep, track: outside)
+    assert not outside.is_disposed
+    with cpu_math.scope():
+        kept = cpu_math.scope(lambda keep, track: keep(cpu_math.add(dl.Array1D.new([1.0]), dl.Array1D.new([2.0]))))
+    assert not kept.is_disposed
+    with cpu_math.scope():
+        moved = cpu_math.scope(lambda keep, track: cpu_math.add(dl.Array1D.new([1.0]), dl.Array1D.new([2.0])))
+        assert not moved.is_disposed
+    assert moved.is_disposed  # owned by the inner scope, so handed to the outer one, which disposed it
+
+
+def test_scope_functions_may_take_fewer_arguments(cpu_math: dl.NDArrayMath) -> None:
+    """As in JavaScript, math.scope(() => ...) and math.scope((keep) => ...) work."""
+    before = cpu_math.get_num_arrays()
+    y = cpu_math.scope(lambda: cpu_math.square(dl.Scalar.new(3)))
+    z = cpu_math.scope(lambda keep: keep(cpu_math.square(dl.Scalar.new(4))))
+    assert (y.get(), z.get()) == (9.0, 16.0)
+    assert cpu_math.get_num_arrays() == before + 2
