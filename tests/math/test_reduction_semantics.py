@@ -392,3 +392,12 @@ def test_float64_data_keeps_its_precision_through_reductions(cpu_math: dl.NDArra
     x = as_ndarray(cpu_math, np.array([1.0, 1e-12]))
     assert cpu_math.sum(x).raw.dtype == np.float64
     assert cpu_math.log_sum_exp(x).raw.dtype == np.float64
+
+
+def test_matrix_products_promote_mixed_dtypes_to_float32(cpu_math: dl.NDArrayMath) -> None:
+    w = dl.Array2D.new([3, 2], [0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    y = cpu_math.mat_mul(dl.Array2D.new([1, 3], [1, 2, 3], "int32"), w)
+    assert y.dtype == "float32"
+    np.testing.assert_allclose(y.get_values(), [1.6, 2.2], rtol=1e-6)
+    assert cpu_math.dot_product(dl.Array1D.new([1, 2], "int32"), dl.Array1D.new([0.5, 0.5])).get() == 1.5
+    assert cpu_math.mat_mul(dl.Array2D.new([1, 1], [2], "int32"), dl.Array2D.new([1, 1], [3], "int32")).dtype == "int32"

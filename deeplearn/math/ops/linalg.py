@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from deeplearn.math.ops.arithmetic import result_dtype
 from deeplearn.math.ops.base import MathMixin, Op, Spec
 from deeplearn.types import RawArray, Shape, ShapeError
 
@@ -62,7 +63,7 @@ class MatMul(Op):
                 f"mat_mul: inner dimensions must match; got a.shape={a.shape} ({self.a_orientation.name}) "
                 f"and b.shape={b.shape} ({self.b_orientation.name}), i.e. {k_a} vs {k_b}."
             )
-        return Spec((m, n), a.dtype)
+        return Spec((m, n), result_dtype(a.dtype, b.dtype))  # int32 · float32 is float32
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         if self.a_orientation == TRANSPOSED:
