@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,24 +125,36 @@ def _file_name(name: str) -> str:
 def write_checkpoint(folder: str | os.PathLike[str], variables: Mapping[str, Any]) -> None:
     """Writes ``variables`` (NDArrays or array-likes) as a checkpoint CheckpointLoader reads.
 
-    Every file is written to a temporary name and renamed, the manifest last, so an interrupted
-    write never leaves a half-written file under a checkpoint name.
+    Overwriting a checkpoint never destroys the previous one: the variable files of the new
+    checkpoint never replace files the current manifest names (a file of the same name gets a
+    fresh suffix instead), each file is written to a temporary name and renamed, and the
+    manifest is replaced last, in one rename. Until then the old manifest and its files are
+    intact; afterwards, the files only the old manifest named are removed.
     """
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        old_files = {entry["filename"] for entry in _read_manifest(path).values()}
+    except (FileNotFoundError, ValueError):
+        old_files = set()
+    token = uuid.uuid4().hex[:8]
     manifest: dict[str, dict[str, Any]] = {}
     used: dict[str, str] = {}
     for name, value in variables.items():
-        filename = _file_name(name)
-        if not filename or filename == _file_name(MANIFEST_FILE):
+        base = _file_name(name)
+        if not base or base == _file_name(MANIFEST_FILE):
             raise ValueError(f"write_checkpoint: variable name {name!r} gives no usable file name.")
-        if filename in used:
-            raise ValueError(f"write_checkpoint: variables {used[filename]!r} and {name!r} map to one file {filename!r}.")
-        used[filename] = name
+        if base in used:
+            raise ValueError(f"write_checkpoint: variables {used[base]!r} and {name!r} map to one file {base!r}.")
+        used[base] = name
+        filename = base if base not in old_files else f"{base}_{token}"
         array = value.numpy() if isinstance(value, NDArray) else np.asarray(value)
         _write_atomic(path / filename, array.astype("<f4").tobytes())
         manifest[name] = {"filename": filename, "shape": list(array.shape)}
     _write_atomic(path / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    new_files = {entry["filename"] for entry in manifest.values()}
+    for stale in old_files - new_files:
+        (path / stale).unlink(missing_ok=True)
 
 
 def _write_atomic(target: Path, data: bytes) -> None:

@@ -57,6 +57,30 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_an_overwrite_interrupted_before_the_manifest_keeps_the_old_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variable file of the new checkpoint is written, then the manifest rename fails: the
+    old manifest must still load the old values (no file it names was replaced)."""
+    write_checkpoint(tmp_path, {"w": Array1D.new([1, 2]), "b": Array1D.new([3])})
+    real_replace = __import__("os").replace
+
+    def fail_on_manifest(src: str, dst: object) -> None:
+        if str(dst).endswith("manifest.json"):
+            raise OSError("power cut")
+        real_replace(src, dst)
+
+    monkeypatch.setattr("deeplearn.data.checkpoint.os.replace", fail_on_manifest)
+    with pytest.raises(OSError, match="power cut"):
+        write_checkpoint(tmp_path, {"w": Array1D.new([7, 8]), "b": Array1D.new([9])})
+    monkeypatch.undo()
+    old = CheckpointLoader(tmp_path).get_all_variables()
+    assert old["w"].get_values().tolist() == [1, 2] and old["b"].get_values().tolist() == [3]
+    write_checkpoint(tmp_path, {"w": Array1D.new([7, 8])})  # a complete overwrite replaces it
+    assert CheckpointLoader(tmp_path).get_variable("w").get_values().tolist() == [7, 8]
+    named = {e["filename"] for e in json.loads((tmp_path / "manifest.json").read_text()).values()}
+    assert {p.name for p in tmp_path.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")} >= named
+
+
 def test_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="only local folders"):
         CheckpointLoader("https://storage.googleapis.com/learnjs-data/checkpoint_zoo/x")
