@@ -401,3 +401,8 @@ def test_matrix_products_promote_mixed_dtypes_to_float32(cpu_math: dl.NDArrayMat
     np.testing.assert_allclose(y.get_values(), [1.6, 2.2], rtol=1e-6)
     assert cpu_math.dot_product(dl.Array1D.new([1, 2], "int32"), dl.Array1D.new([0.5, 0.5])).get() == 1.5
     assert cpu_math.mat_mul(dl.Array2D.new([1, 1], [2], "int32"), dl.Array2D.new([1, 1], [3], "int32")).dtype == "int32"
+
+
+def test_log_sum_exp_of_an_empty_group_is_a_shape_error(cpu_math: dl.NDArrayMath) -> None:
+    with pytest.raises(ShapeError, match="log_sum_exp: the reduced axes must not be empty"):
+        cpu_math.log_sum_exp(dl.NDArray.zeros([0, 3]))

@@ -290,6 +290,7 @@ class LogSumExp(_Reduction):
     name = "log_sum_exp"
 
     def infer(self, x: Spec) -> Spec:
+        self._check_not_empty(x)  # no maximum of an empty group to shift by
         return Spec(self.out_shape(x), "float32")
 
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
