@@ -170,7 +170,10 @@ class Graph:
             >>> dl.Graph().placeholder("x", [1, 2, 3]).shape
             (1, 2, 3)
         """
-        spec = Spec(util.as_shape(shape, "Graph.placeholder"))
+        shape_t = util.as_shape(shape, "Graph.placeholder")
+        if any(d < 0 for d in shape_t):
+            raise ShapeError(f"Graph.placeholder: dimensions must be >= 0; got shape={shape_t} for {name!r}.")
+        spec = Spec(shape_t)
         return self._add_node(PlaceholderNode(self, name, (), spec))
 
     def constant(self, value: NDArray | float | Sequence[Any]) -> Tensor:

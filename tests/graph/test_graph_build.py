@@ -209,3 +209,8 @@ def test_layers_dense() -> None:
     assert out.shape == (2,) and out.node.name == "matmul"
     with pytest.raises(ShapeError, match="GraphLayers.dense: x must be 1-D"):
         g.layers.dense("bad", g.placeholder("m", [2, 2]), 3)
+
+
+def test_placeholder_rejects_negative_dimensions() -> None:
+    with pytest.raises(ShapeError, match=r"Graph.placeholder: dimensions must be >= 0; got shape=\(-1, 3\)"):
+        Graph().placeholder("q", [-1, 3])
