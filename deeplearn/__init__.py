@@ -44,7 +44,9 @@ from deeplearn.math.backends import MathBackend, MathBackendCPU
 from deeplearn.math.ndarray import Array1D, Array2D, Array3D, Array4D, NDArray, Scalar
 from deeplearn.math.ndarray_math import NDArrayMath, NDArrayMathCPU, NDArrayMathGPU
 from deeplearn.math.ops.linalg import MatrixOrientation
+from deeplearn.math.ops import conv_util
 from deeplearn.types import DisposedError, DTypeError, ShapeError
+from deeplearn import util
 
 __version__ = "0.1.0"
 version = __version__
@@ -59,6 +61,8 @@ def from_dlpack(obj: object) -> NDArray:
 
 
 __all__ = [
+    "util",
+    "conv_util",
     "ENV",
     "Environment",
     "memory",

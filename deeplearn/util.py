@@ -16,6 +16,14 @@ __all__ = [
     "check_dtype",
     "numpy_dtype",
     "infer_shape",
+    "shuffle",
+    "create_shuffled_indices",
+    "clamp",
+    "dist_squared",
+    "assert_shapes_match",
+    "arrays_equal",
+    "flatten",
+    "size_to_squarish_shape",
 ]
 
 _NUMPY_DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
@@ -102,3 +110,90 @@ def infer_shape(values: Any) -> Shape:
     if hasattr(values, "shape"):
         return tuple(int(d) for d in values.shape)
     return ()
+
+
+# -- deeplearn.js ``util`` helpers that users called directly ------------------------------------
+
+
+def shuffle(array: list[Any], seed: int | None = None) -> None:
+    """Shuffles ``array`` in place (Fisher–Yates).
+
+    Example:
+        >>> a = [1, 2, 3]; shuffle(a, seed=0); sorted(a)
+        [1, 2, 3]
+    """
+    rng = np.random.default_rng(seed)
+    for i in range(len(array) - 1, 0, -1):
+        j = int(rng.integers(0, i + 1))
+        array[i], array[j] = array[j], array[i]
+
+
+def create_shuffled_indices(n: int, seed: int | None = None) -> np.ndarray:
+    """A random permutation of ``0 .. n-1`` as int32.
+
+    Example:
+        >>> sorted(create_shuffled_indices(4, seed=1).tolist())
+        [0, 1, 2, 3]
+    """
+    return np.random.default_rng(seed).permutation(n).astype(np.int32)
+
+
+def clamp(lo: float, x: float, hi: float) -> float:
+    """``x`` limited to ``[lo, hi]`` (deeplearn.js argument order).
+
+    Example:
+        >>> clamp(0, 5, 3)
+        3
+    """
+    return max(lo, min(x, hi))
+
+
+def dist_squared(a: Sequence[float], b: Sequence[float]) -> float:
+    """Squared Euclidean distance of two equally long sequences.
+
+    Example:
+        >>> dist_squared([0, 0], [3, 4])
+        25.0
+    """
+    if len(a) != len(b):
+        raise ShapeError(f"dist_squared: the inputs must have the same length; got {len(a)} and {len(b)}.")
+    return float(sum((float(x) - float(y)) ** 2 for x, y in zip(a, b)))
+
+
+def assert_shapes_match(a: Sequence[int], b: Sequence[int], prefix: str = "") -> None:
+    """Raises ShapeError unless the two shapes are equal."""
+    if tuple(a) != tuple(b):
+        raise ShapeError(f"{prefix}shapes {tuple(a)} and {tuple(b)} must match.")
+
+
+def arrays_equal(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Element-wise equality of two flat sequences of the same length.
+
+    Example:
+        >>> arrays_equal([1, 2], (1, 2))
+        True
+    """
+    return len(a) == len(b) and all(x == y for x, y in zip(a, b))
+
+
+def flatten(values: Any) -> list[Any]:
+    """The leaves of nested lists/tuples, in row-major order.
+
+    Example:
+        >>> flatten([[1, 2], [3, [4]]])
+        [1, 2, 3, 4]
+    """
+    if isinstance(values, (list, tuple)):
+        return [leaf for v in values for leaf in flatten(v)]
+    return [values]
+
+
+def size_to_squarish_shape(size: int) -> tuple[int, int]:
+    """A (rows, columns) pair with rows·columns >= size, as square as possible.
+
+    Example:
+        >>> size_to_squarish_shape(10)
+        (4, 3)
+    """
+    width = int(np.ceil(np.sqrt(size)))
+    return width, int(np.ceil(size / width)) if width else 0
