@@ -135,10 +135,10 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         n = self.num_examples
         start = self._positions[input_index]
         epoch, offset = divmod(start, n)
-        if offset + count <= n and epoch in self._orders:
-            # The batch lies within one epoch whose order is drawn: a slice of it (a copy, since
-            # the finished epochs' orders are deleted).
-            out = self._orders[epoch][offset:offset + count].copy()
+        if offset + count <= n:
+            # The batch lies within one epoch: a slice of its order (a copy, since the finished
+            # epochs' orders are deleted).
+            out = self._order(epoch)[offset:offset + count].copy()
             self._positions[input_index] = start + count
             if offset + count == n:
                 self._forget_finished_epochs()

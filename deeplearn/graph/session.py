@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deeplearn.data.input_provider import InputProvider, next_batch
 from deeplearn.graph import graph_util
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
+from deeplearn.graph.replay import Materializer, Recorder, Tape
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar
 from deeplearn.types import DisposedError, ShapeError
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = ["CostReduction", "FeedEntry", "Session", "normalize_feeds"]
+
+_NOTHING: frozenset[int] = frozenset()
+_MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
 
 
 class CostReduction(enum.IntEnum):
@@ -127,7 +131,7 @@ class _Step:
     wants) for the nodes that send a gradient to at least one input, last node first.
     """
 
-    __slots__ = ("backward", "batched", "forward")
+    __slots__ = ("backward", "batched", "forward", "recordings", "tape")
 
     def __init__(self, plan: _Plan, batched_fed: frozenset[Tensor], batch_size: int | None) -> None:
         batched = {t: t in batched_fed for t in plan.fed}
@@ -156,6 +160,8 @@ class _Step:
                 flags = tuple(batched[t] for t in node.inputs)
                 backward.append((node, node.op_rule, node.inputs, node.output, flags, wants))
         self.backward = backward
+        self.tape: Tape | None = None  # the recorded kernels (replay.py), once recorded
+        self.recordings = 0
 
 
 class Session:
@@ -181,6 +187,10 @@ class Session:
         self.gradient_array_map = SummedTensorArrayMap(math)
         self._plans: dict[tuple[frozenset[Tensor], frozenset[Tensor]], _Plan] = {}
         self._converted: dict[Tensor, NDArray] = {}  # constants copied to this math's backend
+        # Record each plan's kernels once and replay them (replay.py); False runs every call
+        # through the batch rules (the tests compare the two).
+        self.replay_plans = True
+        self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
 
     # -- public API ------------------------------------------------------------------------
     def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
@@ -270,11 +280,9 @@ class Session:
         result: Scalar | None = None
         try:
             values = self._load_feeds(entries, step, batch_size, where)
-            self._forward(step, values, where)
+            gradients = self._run_step(plan, step, values, batch_size, cost_tensor, where)
+            assert gradients is not None
             cost, cost_batched = values[cost_tensor], step.batched[cost_tensor]
-            # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
-            seed = NDArray.ones(cost.shape, math=math) if cost_batched else Scalar.new(batch_size, math=math)
-            gradients = self._backward(plan, step, values, cost_tensor, seed)
             optimizer.before_batch(math, batch_size, plan.variables)
             optimizer.after_example(math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)})
             current = {v: values[v] for v in optimizer.variables if v in values}
@@ -332,7 +340,7 @@ class Session:
         results: list[NDArray] | None = None
         try:
             values = self._load_feeds(entries, step, batch_size, where)
-            self._forward(step, values, where)
+            self._run_step(plan, step, values, batch_size, None, where)
             results = []
             for t in tensors:
                 value = values[t]
@@ -368,11 +376,76 @@ class Session:
             values[t] = value
         return values
 
-    def _forward(self, step: _Step, values: dict[Tensor, NDArray], where: str) -> None:
+    def _run_step(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray], batch_size: int | None,
+                  cost: Tensor | None, where: str) -> SummedTensorArrayMap | None:
+        """Fills ``values`` (the fed tensors' values on entry) with every tensor's value and,
+        given a ``cost``, returns the gradients of the batch's summed cost.
+
+        The first call of a step records its kernels; later calls replay them (replay.py),
+        which gives the same arrays as running the rules again, without their host cost.
+        """
+        engine = self.math.engine
+        replayable = self.replay_plans and not engine.debug and not engine.keep_float64
+        if replayable and step.tape is not None:
+            gradients = self._replay(step.tape, values, where)
+            if gradients is not None:
+                return gradients
+            step.tape = None  # an input changed shape, dtype or backend: record again
+        recorder = None
+        if replayable and step.recordings < _MAX_RECORDINGS:
+            step.recordings += 1
+            recorder = Recorder(engine)
+            for t, x in values.items():
+                recorder.bind(t, x)
+            recorder.start()
+        gradients = None
+        try:
+            self._forward(step, values, where, recorder)
+            if cost is not None:
+                # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
+                math = self.math
+                seed = (NDArray.ones(values[cost].shape, math=math) if step.batched[cost]
+                        else Scalar.new(batch_size or 1, math=math))
+                gradients = self._backward(plan, step, values, cost, seed)
+        finally:
+            if recorder is not None:
+                recorder.stop()
+        if recorder is not None:
+            step.tape = recorder.finish(values, gradients)
+        return gradients
+
+    def _replay(self, tape: Tape, values: dict[Tensor, NDArray], where: str) -> SummedTensorArrayMap | None:
+        """Runs ``tape`` on this call's inputs; None (having run nothing) when an input is not
+        the shape, dtype or backend it was recorded with."""
+        backend = self.math.backend
+        inputs: list[NDArray] = []
+        bound: dict[int, NDArray] = {}
+        for t, slot, shape, dtype in tape.inputs:
+            x = values.get(t)
+            if x is None:
+                x = self._input_value(t.node, where)  # a variable or a constant
+            if x.shape != shape or x.dtype != dtype or x.storage.backend is not backend:
+                return None
+            inputs.append(x)
+            bound[slot] = x
+        slots = tape.run(self.math.engine, inputs)
+        made = Materializer(tape, self.math.engine, slots, bound)
+        for t, slot, shape in tape.values:
+            values[t] = made.array(slot, shape)
+        gradients = SummedTensorArrayMap(self.math)
+        if tape.gradients is not None:
+            for t, slot, shape in tape.gradients:
+                gradients.set(t, made.array(slot, shape))
+        self._owned = made.owned  # untracked arrays that _retain keeps as they are
+        return gradients
+
+    def _forward(self, step: _Step, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None) -> None:
         math = self.math
         for node, rule, inputs, out, flags, expected in step.forward:
             if rule is None:
-                values[out] = self._input_value(node, where)
+                values[out] = value = self._input_value(node, where)
+                if recorder is not None:
+                    recorder.bind(out, value)
                 continue
             y = rule.forward(math, node, [values[t] for t in inputs], flags)
             if y.shape != expected:
@@ -397,10 +470,10 @@ class Session:
         return gradients
 
     def _input_value(self, node: Node, where: str) -> NDArray:
-        data = getattr(node, "data", None)
-        if (data is not None and not data._disposed and data.storage.data is not None
-                and data.storage.backend is self.math.backend):
-            return data  # type: ignore[no-any-return]  # the usual case: live, on this backend
+        live: NDArray | None = getattr(node, "data", None)
+        if (live is not None and not live._disposed and live.storage.data is not None
+                and live.storage.backend is self.math.backend):
+            return live  # the usual case: live, on this backend
         if isinstance(node, PlaceholderNode):  # a plan never keeps an unfed placeholder
             raise AssertionError(f"{where}: placeholder {node.name!r} has no value.")  # noqa: TRY004
         data: NDArray = node.data  # type: ignore[attr-defined]
@@ -446,16 +519,21 @@ class Session:
 
     # -- what a call leaves for inspection -------------------------------------------------
     def _retain(self, values: dict[Tensor, NDArray], gradients: SummedTensorArrayMap | None) -> None:
-        # Views that no scope tracks: the maps own them until the next call.
+        # Views that no scope tracks: the maps own them until the next call. A replayed call's
+        # arrays are untracked already (made.owned): they go in as they are.
+        owned, self._owned = self._owned, _NOTHING
         activations = self.activation_array_map
         for t, v in values.items():
-            if not v.is_disposed:
+            if id(v) in owned:
+                activations.set(t, v)
+            elif not v.is_disposed:
                 activations.set(t, v._view(tracked=False))
         if gradients is not None:
             for t, g in gradients.items():
-                self.gradient_array_map.set(t, g._view(tracked=False))
+                self.gradient_array_map.set(t, g if id(g) in owned else g._view(tracked=False))
 
     def _release_retained(self) -> None:
+        self._owned = _NOTHING
         self.activation_array_map.dispose()
         self.gradient_array_map.dispose()
 

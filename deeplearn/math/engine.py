@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 from deeplearn import util
 from deeplearn.math.ndarray import _RANK_CLASSES, NDArray, Storage
 from deeplearn.math.ops.base import Op, Spec
-from deeplearn.types import DisposedError
 
 if TYPE_CHECKING:
     from deeplearn.math.backends.backend import MathBackend
@@ -34,6 +33,8 @@ class Engine:
         # What each (op, input specs) inferred: a shape rule is a pure function of the op's
         # fields and the specs, and a Session step asks the same questions every time.
         self._inferred: dict[tuple[Any, ...], Any] = {}
+        # Sees every op run while a Session records a plan (``deeplearn/graph/replay.py``).
+        self.recorder: Any = None
 
     def run(self, op: Op, *inputs: NDArray) -> Any:
         """Runs ``op`` on ``inputs``; returns one NDArray, or a tuple for multi-output ops.
@@ -48,7 +49,7 @@ class Engine:
             if not isinstance(x, NDArray):
                 raise TypeError(f"{op.name}: inputs must be NDArrays; got {type(x).__name__} {x!r:.80}.")
             storage = x.storage
-            data = storage.data
+            data: Any = storage.data
             if x._disposed or data is None:
                 x._check_live(op.name)
             shape = x.shape
@@ -62,8 +63,12 @@ class Engine:
             raws = [x.raw if x.backend is backend else backend.asarray(x.raw) for x in inputs]
         out = backend.execute(op, *raws)
         if isinstance(spec, tuple):
-            return tuple(self._wrap(op, self._own(o, raws), s) for o, s in zip(out, spec))
-        return self._wrap(op, self._own(out, raws), spec)
+            result: Any = tuple(self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, spec))
+        else:
+            result = self._wrap(self.result(op, out, raws, spec), spec)
+        if self.recorder is not None:
+            self.recorder.on_op(op, inputs, result)
+        return result
 
     def _infer(self, op: Op, inputs: tuple[NDArray, ...], key: tuple[Any, ...]) -> Any:
         """``op.infer`` of the inputs' specs, remembered per (op, shapes, dtypes); errors are
@@ -101,16 +106,20 @@ class Engine:
         """Wraps a raw array of this backend as an NDArray (for composites that build data)."""
         return NDArray._wrap(data, self.backend, dtype)  # type: ignore[arg-type]
 
-    def _wrap(self, op: Op, data: Any, spec: Spec) -> NDArray:
+    def result(self, op: Op, data: Any, raws: list[Any], spec: Spec) -> Any:
+        """What a kernel's output ``data`` becomes before it is wrapped: a C-ordered array of
+        ``spec``'s dtype that shares no memory with the kernel's inputs ``raws``. Also used by
+        the Session's replayed plans, so a replayed kernel's result is the eager one."""
+        data = self._own(data, raws)
         backend = self.backend
         xp = backend.xp
         dtype = spec.dtype
         want = util.numpy_dtype(dtype)
-        if not isinstance(data, xp.ndarray) or data.dtype != want:
-            if not (self.keep_float64 and dtype == "float32" and getattr(data, "dtype", None) == xp.float64):
-                data = xp.asarray(data, dtype=want)
-        shape = spec.shape
-        if data.shape != shape:
+        if (not isinstance(data, xp.ndarray) or data.dtype != want) and not (
+            self.keep_float64 and dtype == "float32" and getattr(data, "dtype", None) == xp.float64
+        ):
+            data = xp.asarray(data, dtype=want)
+        if data.shape != spec.shape:
             raise AssertionError(
                 f"{op.name}: the kernel returned shape {tuple(data.shape)} but the shape rule says {spec.shape}."
             )
@@ -119,7 +128,10 @@ class Engine:
         if not data.flags.c_contiguous:
             # Views of the storage (reshape, get/set by flat index) need C order.
             data = xp.ascontiguousarray(data)
+        return data
+
+    def _wrap(self, data: Any, spec: Spec) -> NDArray:
         shape = data.shape  # Python ints, whatever the shape rule computed with
-        x = _RANK_CLASSES.get(len(shape), NDArray)(Storage(data, backend), shape, dtype)
+        x = _RANK_CLASSES.get(len(shape), NDArray)(Storage(data, self.backend), shape, spec.dtype)
         x._spec = spec
         return x

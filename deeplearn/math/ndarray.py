@@ -9,6 +9,8 @@ Every NDArray constructed while a scope is open is tracked by that scope (see sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 from collections.abc import Callable, Sequence
 from math import prod as _prod
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from deeplearn.math.backends.backend import MathBackend
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["NDArray", "Scalar", "Array1D", "Array2D", "Array3D", "Array4D", "Storage"]
+__all__ = ["Array1D", "Array2D", "Array3D", "Array4D", "NDArray", "Scalar", "Storage"]
 
 T = TypeVar("T", bound="NDArray")
 
@@ -32,13 +34,14 @@ T = TypeVar("T", bound="NDArray")
 class Storage:
     """A backend buffer shared by the views (reshapes) of one array."""
 
-    __slots__ = ("data", "backend", "nbytes", "refs", "__weakref__")
+    __slots__ = ("__weakref__", "backend", "data", "nbytes", "refs", "serial")
 
     def __init__(self, data: RawArray, backend: MathBackend) -> None:
         self.data: RawArray | None = data
         self.backend = backend
         self.nbytes = int(data.nbytes)
         self.refs = 0
+        self.serial = next(_STORAGE_SERIALS)  # creation order: tells a recorder what is new
         REGISTRY.register(self)
 
     def release(self) -> None:
@@ -52,10 +55,21 @@ class Storage:
         # costs nothing per array, where a weakref.finalize cost ~1.3 us to create.
         if self.data is not None:
             self.data = None
-            try:
+            with contextlib.suppress(Exception):  # interpreter shutdown: the registry may be gone
                 REGISTRY.release(self)
-            except Exception:  # noqa: BLE001 - interpreter shutdown: the registry may be gone
-                pass
+
+
+_STORAGE_SERIALS = itertools.count(1)
+
+DATA_OBSERVERS: list[Any] = []
+"""Objects told of every read of an NDArray's data outside the engine (``on_data(x)``) and of
+every array drawn from a host random generator (``on_random()``), while they are listed: a
+Session recording a plan must know that what it records is not just kernels on arrays."""
+
+
+def _note_random() -> None:
+    for observer in DATA_OBSERVERS:
+        observer.on_random()
 
 
 def _default_backend(math: NDArrayMath | None) -> MathBackend:
@@ -78,7 +92,7 @@ class NDArray:
         ((2, 2), 3.0)
     """
 
-    __slots__ = ("storage", "shape", "dtype", "_disposed", "_spec", "__weakref__")
+    __slots__ = ("__weakref__", "_disposed", "_spec", "dtype", "shape", "storage")
 
     def __init__(self, storage: Storage, shape: Shape, dtype: DType) -> None:
         """Internal: use ``NDArray.make`` or the rank classes' factories."""
@@ -194,6 +208,7 @@ class NDArray:
     def rand(shape: Sequence[int], fn: Callable[[], float], dtype: DType | str | None = None,
              math: NDArrayMath | None = None) -> NDArray:
         """An array whose every element is a fresh call of ``fn()``."""
+        _note_random()
         shape_t = util.as_shape(shape)
         values = [fn() for _ in range(util.size_from_shape(shape_t))]
         return NDArray.make(shape_t, values, dtype, math)
@@ -203,6 +218,7 @@ class NDArray:
                     dtype: DType | str | None = None, seed: int | None = None,
                     math: NDArrayMath | None = None) -> NDArray:
         """Samples of N(mean, std_dev²); int32 results are rounded. ``seed`` makes it repeatable."""
+        _note_random()
         shape_t = util.as_shape(shape)
         values = np.random.default_rng(seed).normal(mean, std_dev, shape_t)
         return NDArray.make(shape_t, _round_if_int(values, dtype), dtype, math)
@@ -212,6 +228,7 @@ class NDArray:
                               dtype: DType | str | None = None, seed: int | None = None,
                               math: NDArrayMath | None = None) -> NDArray:
         """Samples of N(mean, std_dev²) redrawn until within mean ± 2·std_dev (both tails)."""
+        _note_random()
         shape_t = util.as_shape(shape)
         rng = np.random.default_rng(seed)
         z = rng.standard_normal(shape_t)
@@ -225,6 +242,7 @@ class NDArray:
     def rand_uniform(shape: Sequence[int], a: float, b: float, dtype: DType | str | None = None,
                      seed: int | None = None, math: NDArrayMath | None = None) -> NDArray:
         """Samples of the uniform distribution on [a, b)."""
+        _note_random()
         shape_t = util.as_shape(shape)
         values = np.random.default_rng(seed).uniform(a, b, shape_t)
         return NDArray.make(shape_t, _round_if_int(values, dtype), dtype, math)
@@ -236,6 +254,9 @@ class NDArray:
         data = self.storage.data
         if self._disposed or data is None:
             raise DisposedError("NDArray is disposed.")
+        if DATA_OBSERVERS:
+            for observer in DATA_OBSERVERS:
+                observer.on_data(self)
         return data if data.shape == self.shape else data.reshape(self.shape)
 
     @property
@@ -359,16 +380,18 @@ class NDArray:
             return self
         return NDArray._class_for_rank(len(shape))(self.storage, shape, self.dtype)
 
-    def _view(self, tracked: bool = True) -> NDArray:
-        """Internal: another view of the same storage and shape (disposing one view leaves the
-        other alive). ``tracked=False`` makes one that no scope tracks, which the caller owns
-        (cheaper than making a tracked view and then keeping it)."""
+    def _view(self, tracked: bool = True, shape: Shape | None = None) -> NDArray:
+        """Internal: another view of the same storage, with this shape or ``shape`` (of the
+        same size; disposing one view leaves the other alive). ``tracked=False`` makes one that
+        no scope tracks, which the caller owns (cheaper than a tracked view then kept)."""
+        shape = self.shape if shape is None else shape
+        klass = _RANK_CLASSES.get(len(shape), NDArray)
         if tracked:
-            return _RANK_CLASSES.get(len(self.shape), NDArray)(self.storage, self.shape, self.dtype)
-        klass = _RANK_CLASSES.get(len(self.shape), NDArray)
+            return klass(self.storage, shape, self.dtype)
         view = klass.__new__(klass)
-        view.storage, view.shape, view.dtype = self.storage, self.shape, self.dtype
-        view._disposed, view._spec = False, self._spec
+        view.storage, view.shape, view.dtype = self.storage, shape, self.dtype
+        view._disposed = False
+        view._spec = self._spec if shape == self.shape else None
         self.storage.refs += 1
         return view
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray, Storage
 
-__all__ = ["Scope", "MemoryRegistry", "REGISTRY", "flatten_result"]
+__all__ = ["REGISTRY", "MemoryRegistry", "Scope", "flatten_result"]
 
 
 class Scope:
@@ -114,7 +114,7 @@ class MemoryRegistry:
     # -- scopes --------------------------------------------------------------------------------
     @property
     def stack(self) -> list[Scope]:
-        return self._local.stack  # type: ignore[no-any-return]
+        return self._local.stack
 
     def track_new(self, x: NDArray) -> None:
         """Called for every NDArray constructed: the innermost scope of this thread tracks it."""

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 import deeplearn as dl
-from deeplearn import InCPUMemoryShuffledInputProviderBuilder, InGPUMemoryShuffledInputProviderBuilder, NDArray
+from deeplearn import (
+    InCPUMemoryShuffledInputProviderBuilder,
+    InGPUMemoryShuffledInputProviderBuilder,
+    NDArray,
+)
 from deeplearn.data.input_provider import next_batch
 
 BUILDERS = [InCPUMemoryShuffledInputProviderBuilder, InGPUMemoryShuffledInputProviderBuilder]

@@ -1,0 +1,242 @@
+"""Recorded plans: a Session step's kernels, recorded once and replayed without NDArrays.
+
+A Session call runs the graph's batch rules, which call NDArrayMath, which runs one op at a
+time through the Engine: shape rule, kernel, an NDArray with its storage, scope and registry
+bookkeeping. For a given plan and call signature (which fed tensors are batched, the batch
+size) that sequence of kernels is always the same: the rules branch on shapes, never on
+values. So the first call records it (``Recorder``, told of every op by the Engine) as a
+``Tape`` over *slots* — the fed tensors and the variables' and constants' values, the
+constants the rules made, and every kernel's output — and later calls replay the tape: the
+same kernels (``backend.execute``) on the same inputs in the same order, each result made
+C-ordered, typed and unaliased by the same ``Engine.result`` an eager op uses. Only the values
+the call hands out (activations, gradients, the cost) become NDArrays again, one storage per
+slot as in the eager call, so live-array counts are the same too. DESIGN.md §7's plans
+(fusion, static buffers, CUDA graphs) can start from the tape.
+
+A recording is abandoned (and the Session stays eager for that step) when what ran was not
+just kernels on arrays: a read of an array's data (``get``, ``raw``...), an array drawn from a
+host random generator, an array from outside the call, or one on another backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from deeplearn.math.ndarray import _RANK_CLASSES, _STORAGE_SERIALS, DATA_OBSERVERS, NDArray, Storage
+
+if TYPE_CHECKING:
+    from deeplearn.graph.graph import Tensor
+    from deeplearn.types import DType
+    from deeplearn.math.engine import Engine
+    from deeplearn.math.ops.base import Op, Spec
+
+__all__ = ["Recorder", "Tape"]
+
+INPUT, OUTPUT, CONSTANT = 0, 1, 2
+"""Slot kinds: a value the call binds (fed, variable, constant node), an op's result, a
+constant array the rules made while recording (kept, and copied before it is handed out)."""
+
+Ref = tuple[int, Any]
+"""An op input: its slot and the shape it is viewed with (None: the slot's own shape)."""
+
+
+class Tape:
+    """The kernels of one recorded call, over slots.
+
+    ``inputs``: (tensor, slot, shape, dtype) of the values a call binds, checked before each
+    replay. ``ops``: (op, input refs, output slot or slots, spec or specs). ``values`` and
+    ``gradients``: each tensor's (slot, shape) in what the call hands out, in the eager call's
+    order (inputs included: their slots give back the bound arrays).
+    """
+
+    __slots__ = ("constants", "dtypes", "gradients", "inputs", "kinds", "ops", "values")
+
+    def __init__(self) -> None:
+        self.kinds: list[int] = []
+        self.dtypes: list[DType] = []
+        self.inputs: list[tuple[Tensor, int, tuple[int, ...], DType]] = []
+        self.constants: list[tuple[int, Any]] = []
+        self.ops: list[tuple[Op, list[Ref], Any, Any]] = []
+        self.values: list[tuple[Tensor, int, tuple[int, ...]]] = []
+        self.gradients: list[tuple[Tensor, int, tuple[int, ...]]] | None = None
+
+    def new_slot(self, kind: int, dtype: DType) -> int:
+        self.kinds.append(kind)
+        self.dtypes.append(dtype)
+        return len(self.kinds) - 1
+
+    def run(self, engine: Engine, inputs: list[NDArray]) -> list[Any]:
+        """Runs the kernels on ``inputs`` (one NDArray per ``self.inputs`` entry, already
+        checked); returns every slot's backend array."""
+        slots: list[Any] = [None] * len(self.kinds)
+        for (_, slot, shape, _), x in zip(self.inputs, inputs):
+            data: Any = x.storage.data
+            slots[slot] = data if data.shape == shape else data.reshape(shape)
+        for slot, data in self.constants:
+            slots[slot] = data
+        execute = engine.backend.execute
+        result = engine.result
+        for op, refs, out, spec in self.ops:
+            raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
+            y = execute(op, *raws)
+            if type(out) is int:
+                slots[out] = result(op, y, raws, spec)
+            else:
+                for o, s, sp in zip(y, out, spec):
+                    slots[s] = result(op, o, raws, sp)
+        return slots
+
+
+class Materializer:
+    """Turns replayed slots back into NDArrays: one storage per slot (as the eager call made
+    one per kernel result), views for other shapes. Input slots give the bound arrays (views
+    tracked by the open scope, as an eager reshape); every other array it hands out is a
+    distinct object that no scope tracks, listed in ``owned``: the Session keeps them."""
+
+    __slots__ = ("backend", "inputs", "made", "owned", "slots", "tape")
+
+    def __init__(self, tape: Tape, engine: Engine, slots: list[Any], inputs: dict[int, NDArray]) -> None:
+        self.tape, self.backend, self.slots, self.inputs = tape, engine.backend, slots, inputs
+        self.made: dict[int, NDArray] = {}
+        self.owned: set[int] = set()  # ids of the arrays handed out untracked
+
+    def array(self, slot: int, shape: tuple[int, ...]) -> NDArray:
+        bound = self.inputs.get(slot)
+        if bound is not None:
+            return bound if shape == bound.shape else bound.reshape(shape)
+        base = self.made.get(slot)
+        if base is None:
+            data = self.slots[slot]
+            if self.tape.kinds[slot] == CONSTANT:
+                data = data.copy()  # the tape keeps the original for the next replay
+            klass = _RANK_CLASSES.get(data.ndim, NDArray)
+            base = klass.__new__(klass)  # untracked: the Session owns it (see NDArray._view)
+            base.storage, base.shape = Storage(data, self.backend), data.shape
+            base.dtype = self.tape.dtypes[slot]
+            base._disposed, base._spec = False, None
+            base.storage.refs += 1
+            self.made[slot] = base
+            if shape == base.shape:
+                self.owned.add(id(base))
+                return base
+        view = base._view(tracked=False, shape=shape)
+        self.owned.add(id(view))
+        return view
+
+
+class Recorder:
+    """Records the ops one thread runs on an Engine, from ``start`` to ``finish``.
+
+    Example (what a Session does):
+        >>> rec = Recorder(math.engine)
+        >>> rec.bind(t, x)            # the value of fed tensor / variable t
+        >>> rec.start(); ...forward and backward...; rec.stop()
+        >>> tape = rec.finish(values, gradients)   # None if the recording was abandoned
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.thread = threading.get_ident()
+        self.tape = Tape()
+        self.slot_of: dict[Storage, int] = {}
+        self.input_shapes: dict[int, tuple[int, ...]] = {}
+        self.first_serial = next(_STORAGE_SERIALS)  # storages made from here on are the call's
+        self.failed: str | None = None
+
+    # -- what the Session tells it ---------------------------------------------------------
+    def bind(self, tensor: Tensor, x: NDArray) -> None:
+        """``x`` is the value of input ``tensor`` (fed, variable or constant) in this call."""
+        storage = x.storage
+        if storage in self.slot_of:
+            self.fail(f"{tensor!r} shares its data with another input")
+            return
+        if storage.backend is not self.engine.backend:
+            self.fail(f"{tensor!r} lives on another backend")
+            return
+        slot = self.tape.new_slot(INPUT, x.dtype)
+        self.slot_of[storage] = slot
+        self.input_shapes[slot] = x.shape
+        self.tape.inputs.append((tensor, slot, x.shape, x.dtype))
+
+    def start(self) -> None:
+        self.engine.recorder = self
+        DATA_OBSERVERS.append(self)
+
+    def stop(self) -> None:
+        if self.engine.recorder is self:
+            self.engine.recorder = None
+        if self in DATA_OBSERVERS:
+            DATA_OBSERVERS.remove(self)
+
+    def finish(self, values: dict[Tensor, NDArray], gradients: Any) -> Tape | None:
+        """The tape, given what the call hands out: the value of every tensor (inputs
+        excluded) and the gradients (None for an inference call)."""
+        self.tape.values = [(t, self._slot(x), x.shape) for t, x in values.items()]
+        if gradients is not None:
+            self.tape.gradients = [(t, self._slot(g), g.shape) for t, g in gradients.items()]
+        return None if self.failed else self.tape
+
+    def fail(self, why: str) -> None:
+        if self.failed is None:
+            self.failed = why
+
+    # -- what the Engine and NDArray tell it -----------------------------------------------
+    def on_op(self, op: Op, inputs: tuple[NDArray, ...], result: Any) -> None:
+        if threading.get_ident() != self.thread:
+            return  # another thread's eager math on the same Engine
+        refs = []
+        for x in inputs:
+            slot = self._slot(x)
+            refs.append((slot, None if x.shape == self._shape_of(slot, x) else x.shape))
+        outs = result if isinstance(result, tuple) else (result,)
+        out_slots = []
+        for y in outs:
+            slot = self.tape.new_slot(OUTPUT, y.dtype)
+            self.slot_of[y.storage] = slot
+            out_slots.append(slot)
+        specs = tuple(y.spec for y in outs)
+        if isinstance(result, tuple):
+            self.tape.ops.append((op, refs, tuple(out_slots), specs))
+        else:
+            self.tape.ops.append((op, refs, out_slots[0], specs[0]))
+
+    def on_data(self, x: NDArray) -> None:
+        if threading.get_ident() == self.thread:
+            self.fail("an array's data was read")
+
+    def on_random(self) -> None:
+        if threading.get_ident() == self.thread:
+            self.fail("an array was drawn from a random generator")
+
+    # -- slots -----------------------------------------------------------------------------
+    def _slot(self, x: NDArray) -> int:
+        storage = x.storage
+        slot = self.slot_of.get(storage)
+        if slot is not None:
+            return slot
+        # Not an input and no op's result: an array the rules made during the call (a
+        # constant such as Scalar.new(2) or the cost's seed), kept for every replay.
+        if storage.serial < self.first_serial:
+            self.fail(f"an array from outside the call was used ({x.shape} {x.dtype})")
+        elif storage.backend is not self.engine.backend or storage.data is None:
+            self.fail("a constant on another backend, or disposed")
+        slot = self.tape.new_slot(CONSTANT, x.dtype)
+        self.slot_of[storage] = slot
+        # A copy: the recording call hands the original out (the cost's seed is a gradient),
+        # and what the user writes into it must not reach later calls.
+        self.tape.constants.append((slot, storage.data.copy() if storage.data is not None else None))
+        return slot
+
+    def _shape_of(self, slot: int, x: NDArray) -> tuple[int, ...]:
+        """The shape slot ``slot`` holds at replay (an input's bound shape, else the storage's)."""
+        shape = self.input_shapes.get(slot)
+        if shape is not None:
+            return shape
+        data = x.storage.data
+        return tuple(data.shape) if data is not None else x.shape
+
+
+def specs_of(tape: Tape) -> list[Spec]:
+    """Every op's result specs (for tests and debugging)."""
+    return [spec for _, _, _, spec in tape.ops]
