@@ -27,9 +27,9 @@ from deeplearn.math.ndarray import _RANK_CLASSES, _STORAGE_SERIALS, DATA_OBSERVE
 
 if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
-    from deeplearn.types import DType
     from deeplearn.math.engine import Engine
     from deeplearn.math.ops.base import Op, Spec
+    from deeplearn.types import DType
 
 __all__ = ["Recorder", "Tape"]
 
@@ -160,12 +160,13 @@ class Recorder:
         self.tape.inputs.append((tensor, slot, x.shape, x.dtype))
 
     def start(self) -> None:
-        self.engine.recorder = self
+        if self.engine.recorders.setdefault(self.thread, self) is not self:
+            self.fail("another recording is under way in this thread")
         DATA_OBSERVERS.append(self)
 
     def stop(self) -> None:
-        if self.engine.recorder is self:
-            self.engine.recorder = None
+        if self.engine.recorders.get(self.thread) is self:
+            del self.engine.recorders[self.thread]
         if self in DATA_OBSERVERS:
             DATA_OBSERVERS.remove(self)
 

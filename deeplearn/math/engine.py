@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from deeplearn import util
@@ -33,8 +34,9 @@ class Engine:
         # What each (op, input specs) inferred: a shape rule is a pure function of the op's
         # fields and the specs, and a Session step asks the same questions every time.
         self._inferred: dict[tuple[Any, ...], Any] = {}
-        # Sees every op run while a Session records a plan (``deeplearn/graph/replay.py``).
-        self.recorder: Any = None
+        # Per thread, what sees every op that thread runs while a Session records a plan
+        # (``deeplearn/graph/replay.py``).
+        self.recorders: dict[int, Any] = {}
 
     def run(self, op: Op, *inputs: NDArray) -> Any:
         """Runs ``op`` on ``inputs``; returns one NDArray, or a tuple for multi-output ops.
@@ -66,8 +68,10 @@ class Engine:
             result: Any = tuple(self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, spec))
         else:
             result = self._wrap(self.result(op, out, raws, spec), spec)
-        if self.recorder is not None:
-            self.recorder.on_op(op, inputs, result)
+        if self.recorders:
+            recorder = self.recorders.get(threading.get_ident())
+            if recorder is not None:
+                recorder.on_op(op, inputs, result)
         return result
 
     def _infer(self, op: Op, inputs: tuple[NDArray, ...], key: tuple[Any, ...]) -> Any:

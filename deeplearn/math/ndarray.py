@@ -68,7 +68,7 @@ Session recording a plan must know that what it records is not just kernels on a
 
 
 def _note_random() -> None:
-    for observer in DATA_OBSERVERS:
+    for observer in tuple(DATA_OBSERVERS):
         observer.on_random()
 
 
@@ -255,7 +255,7 @@ class NDArray:
         if self._disposed or data is None:
             raise DisposedError("NDArray is disposed.")
         if DATA_OBSERVERS:
-            for observer in DATA_OBSERVERS:
+            for observer in tuple(DATA_OBSERVERS):  # a snapshot: other threads add and remove
                 observer.on_data(self)
         return data if data.shape == self.shape else data.reshape(self.shape)
 

@@ -284,3 +284,44 @@ def test_disposed_variable_data_raises_when_replaying(cpu_math: dl.NDArrayMath) 
     data.dispose()
     with pytest.raises(dl.DisposedError, match="variable 'w' is disposed"):
         session.eval(y)
+
+
+def test_sessions_recording_in_two_threads_on_one_math(cpu_math: dl.NDArrayMath) -> None:
+    """Each thread's recording sees only its own ops, and data reads in another thread do not
+    abandon it: two Sessions on one math, trained at once (recording four step signatures each,
+    with the interpreter switching threads as often as it can), end where one trained alone does."""
+    import sys
+    import threading
+
+    start = threading.Barrier(2)
+
+    def train(replay: bool, out: list[Any], barrier: threading.Barrier | None) -> None:
+        session, cost, feeds, variables = _mlp(cpu_math)
+        session.replay_plans = replay
+        opt = dl.SGDOptimizer(0.1)
+        if barrier is not None:
+            barrier.wait()
+        for i in range(24):
+            with cpu_math.scope():
+                session.train(cost, feeds, 2 + i % 4, opt)  # four signatures: four recordings
+                cpu_math.add(dl.Scalar.new(1), dl.Scalar.new(2)).get()  # eager math and a read
+        recorded = [step.tape is not None for plan in session._plans.values() for step in plan._steps.values()]
+        out.append([session.eval(v).numpy() for v in variables.values()])
+        out.append(recorded)
+
+    expected: list[Any] = []
+    train(False, expected, None)
+    results: list[list[Any]] = [[], []]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=train, args=(True, r, start)) for r in results]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    for r in results:
+        _assert_identical(r[0], expected[0], "weights")
+        assert r[1] == [True] * 4, "a recording was abandoned"
