@@ -28,7 +28,7 @@ from deeplearn.math.ndarray import _RANK_CLASSES, _STORAGE_SERIALS, DATA_OBSERVE
 if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
     from deeplearn.math.engine import Engine
-    from deeplearn.math.ops.base import Op, Spec
+    from deeplearn.math.ops.base import Op
     from deeplearn.types import DType
 
 __all__ = ["Recorder", "Tape"]
@@ -126,13 +126,12 @@ class Materializer:
 
 
 class Recorder:
-    """Records the ops one thread runs on an Engine, from ``start`` to ``finish``.
+    """Records the ops one thread runs on an Engine, between ``start`` and ``stop``.
 
-    Example (what a Session does):
-        >>> rec = Recorder(math.engine)
-        >>> rec.bind(t, x)            # the value of fed tensor / variable t
-        >>> rec.start(); ...forward and backward...; rec.stop()
-        >>> tape = rec.finish(values, gradients)   # None if the recording was abandoned
+    A Session binds the call's inputs (``bind``: the fed values, then each variable's and
+    constant's value as the forward pass reaches it), starts the recorder, runs the forward
+    and backward passes as usual, stops it, and asks ``finish`` for the tape (None if the
+    recording was abandoned; ``failed`` says why).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -171,8 +170,8 @@ class Recorder:
             DATA_OBSERVERS.remove(self)
 
     def finish(self, values: dict[Tensor, NDArray], gradients: Any) -> Tape | None:
-        """The tape, given what the call hands out: the value of every tensor (inputs
-        excluded) and the gradients (None for an inference call)."""
+        """The tape, given what the call hands out: the value of every tensor (in the order
+        the call filled them) and the gradients (None for an inference call)."""
         self.tape.values = [(t, self._slot(x), x.shape) for t, x in values.items()]
         if gradients is not None:
             self.tape.gradients = [(t, self._slot(g), g.shape) for t, g in gradients.items()]
@@ -237,7 +236,3 @@ class Recorder:
         data = x.storage.data
         return tuple(data.shape) if data is not None else x.shape
 
-
-def specs_of(tape: Tape) -> list[Spec]:
-    """Every op's result specs (for tests and debugging)."""
-    return [spec for _, _, _, spec in tape.ops]
