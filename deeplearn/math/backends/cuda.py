@@ -88,21 +88,27 @@ def _elementwise_kernel(op: Op) -> Any:
     return cupy.ElementwiseKernel(in_params, out_params, body, f"dl_{op.name}")
 
 
-def _dtype_name(a: Any) -> str:
-    return "bool" if a.dtype == np.bool_ else a.dtype.name
-
-
 @functools.singledispatch
 def cuda_kernel(op: Op, *arrays: Any) -> Any:
     """Runs ``op`` on the GPU: its generated kernel when it declares ``c_expr`` and the inputs
     share one floating dtype, else the generic forward with ``xp = cupy``."""
     cupy = _import_cupy()
     if op.c_expr is not None and isinstance(op, (UnaryOp, BinaryOp)) and _same_float_dtype(arrays):
-        spec = op.infer(*(Spec(tuple(a.shape), _dtype_name(a)) for a in arrays))  # type: ignore[arg-type]
-        out_dtype = arrays[0].dtype if spec.dtype == "float32" else util.numpy_dtype(spec.dtype)
-        y = cupy.empty(spec.shape, dtype=out_dtype)
-        return _elementwise_kernel(op)(*arrays, y)
+        signature = tuple((a.shape, a.dtype) for a in arrays)
+        try:
+            shape, dtype = _output(op, signature)
+        except TypeError:  # an op with an unhashable field: ask its shape rule directly
+            shape, dtype = _output.__wrapped__(op, signature)
+        return _elementwise_kernel(op)(*arrays, cupy.empty(shape, dtype=dtype))
     return op.forward(cupy, *arrays)
+
+
+@functools.lru_cache(maxsize=4096)
+def _output(op: Op, inputs: tuple[tuple[tuple[int, ...], Any], ...]) -> tuple[tuple[int, ...], Any]:
+    """(shape, dtype) of a generated kernel's output: the op's shape rule, asked once per
+    (op, shapes, dtypes) — it is a pure function of them, and it costs more than the launch."""
+    spec = op.infer(*(Spec(shape, "bool" if dt == np.bool_ else dt.name) for shape, dt in inputs))
+    return spec.shape, (inputs[0][1] if spec.dtype == "float32" else np.dtype(util.numpy_dtype(spec.dtype)))
 
 
 def _same_float_dtype(arrays: tuple[Any, ...]) -> bool:
