@@ -10,9 +10,11 @@ batch rule (``batching.py``) runs it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import functools
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deeplearn.data.input_provider import InputProvider, next_batch
 from deeplearn.graph import graph_util
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["CostReduction", "FeedEntry", "Session", "normalize_feeds"]
 
 _NOTHING: frozenset[int] = frozenset()
+_M = TypeVar("_M", bound=Callable[..., Any])
 _MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
 
 
@@ -164,6 +167,17 @@ class _Step:
         self.recordings = 0
 
 
+def _serialized(method: _M) -> _M:
+    """Runs a Session method holding the Session's lock (see Session.__init__)."""
+
+    @functools.wraps(method)
+    def locked(self: Session, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class Session:
     """Runs a Graph on ``math``.
 
@@ -191,6 +205,9 @@ class Session:
         # through the batch rules (the tests compare the two).
         self.replay_plans = True
         self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
+        # One call at a time: a GraphRunner training in a background thread and the user's
+        # eval in the main thread share the activations, the retained arrays and the variables.
+        self._lock = threading.RLock()
 
     # -- public API ------------------------------------------------------------------------
     def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
@@ -216,11 +233,13 @@ class Session:
         """
         return self._eval_all(list(tensors), feeds, "Session.eval_all")
 
+    @_serialized
     def _eval_all(self, tensors: list[Tensor], feeds: Feeds, where: str) -> list[NDArray]:
         entries = normalize_feeds(feeds, where)
         plan = self._plan(list(tensors), entries, where)
         return self._run_inference(plan, list(tensors), entries, None, where)
 
+    @_serialized
     def eval_batch(self, tensors: Tensor | Sequence[Tensor], feeds: Feeds, batch_size: int) -> Any:
         """The values of ``tensors`` for ``batch_size`` examples drawn from the feeds'
         InputProviders, each with a leading batch axis, computed in one batched pass (NDArray
@@ -242,6 +261,7 @@ class Session:
         out = self._run_inference(plan, wanted, entries, batch_size, where)
         return out[0] if single else out
 
+    @_serialized
     def train(self, cost_tensor: Tensor, feeds: Feeds, batch_size: int, optimizer: Optimizer,
               cost_reduction: CostReduction = CostReduction.NONE) -> Scalar:
         """Trains one batch: draws ``batch_size`` examples from every feed's InputProvider,
@@ -295,6 +315,7 @@ class Session:
             math.end_scope(result)
         return result
 
+    @_serialized
     def dispose(self) -> None:
         """Frees what the Session keeps between calls (activations, gradients, copies)."""
         self._release_retained()

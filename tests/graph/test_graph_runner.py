@@ -198,3 +198,37 @@ def test_a_session_without_batched_eval_gets_one_eval_per_metric_example() -> No
                  metric_feed_entries=[], metric_batch_size=10, eval_interval_ms=0, cost_interval_ms=0)
     assert len(session.train_calls) == 3 and session.eval_calls == 30
     assert costs == [0.5] * 3 and metrics == [0.5] * 3
+
+
+def test_eval_in_the_main_thread_while_a_runner_trains_in_the_background() -> None:
+    """Session calls are serialised by the Session itself, so a user's eval never reads
+    variables that a background train step is replacing."""
+    import threading
+    import time
+
+    math = dl.NDArrayMathCPU()
+    g = dl.Graph()
+    x, y = g.placeholder("x", [4]), g.placeholder("y", [2])
+    out = g.layers.dense("o", g.layers.dense("h", x, 16, g.relu), 2)
+    cost = g.mean_squared_cost(y, out)
+    rng = np.random.default_rng(0)
+    xs = rng.random((50, 4)).astype(np.float32)
+    ys = np.eye(2, dtype=np.float32)[np.arange(50) % 2]
+    px, py = dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
+    session = dl.Session(g, math)
+    runner = dl.GraphRunner(math, session, dl.GraphRunnerEventObserver())
+    runner.train(cost, {x: px, y: py}, 8, dl.AdamOptimizer(0.01, 0.9, 0.999), None, cost_interval_ms=0,
+                 background=True)
+    errors: list[str] = []
+    evals = 0
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            with math.scope():
+                assert np.all(np.isfinite(session.eval(out, {x: dl.Array1D.new(xs[0])}).get_values()))
+                evals += 1
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(e))
+    runner.stop_training()  # re-raises an error of the training thread
+    assert threading.active_count() >= 1 and evals > 0
+    assert errors == [] and runner.get_total_batches_trained() > 0
