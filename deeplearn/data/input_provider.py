@@ -17,7 +17,7 @@ import numpy as np
 from deeplearn import util
 from deeplearn.math.ndarray import NDArray
 from deeplearn.math.scope import REGISTRY
-from deeplearn.types import ShapeError
+from deeplearn.types import DTypeError, ShapeError
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
@@ -266,6 +266,11 @@ def _stack_input(x: Any, index: int, where: str) -> tuple[np.ndarray, str]:
             raise ShapeError(
                 f"{where}: the examples of input {index} must all have one shape; got {examples[0].shape} "
                 f"(example 0) and {e.shape} (example {j})."
+            )
+        if e.dtype != examples[0].dtype:
+            raise DTypeError(
+                f"{where}: the examples of input {index} must all have one dtype; got {examples[0].dtype} "
+                f"(example 0) and {e.dtype} (example {j})."
             )
         arrays.append(e.numpy())
     if not arrays:

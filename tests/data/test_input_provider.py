@@ -122,3 +122,8 @@ def test_duck_typed_providers_work_in_training(cpu_math: dl.NDArrayMath) -> None
     s.train(cost, {x: provider}, 3, dl.SGDOptimizer(3.0))  # gradient Σx = [6, -6], step −lr/3
     np.testing.assert_allclose(s.eval(w).get_values(), [-6, 6])
     assert provider.i == 3
+
+
+def test_examples_of_mixed_dtypes_are_refused() -> None:
+    with pytest.raises(dl.DTypeError, match="must all have one dtype; got int32 .example 0. and float32 .example 1."):
+        dl.InCPUMemoryShuffledInputProviderBuilder([[dl.Array1D.new([1], "int32"), dl.Array1D.new([2.5])]])
