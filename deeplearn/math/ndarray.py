@@ -465,6 +465,20 @@ class NDArray:
             raise TypeError("len() of a Scalar")
         return self.shape[0]
 
+    def _item(self, where: str) -> Any:
+        if self.size != 1:
+            raise TypeError(f"{where}: only an array of one element converts to a Python number; got shape {self.shape}.")
+        return self.get(*([0] * self.rank))
+
+    def __float__(self) -> float:
+        return float(self._item("float()"))
+
+    def __int__(self) -> int:
+        return int(self._item("int()"))
+
+    def __bool__(self) -> bool:
+        return bool(self._item("bool()"))
+
     def __repr__(self) -> str:
         name = type(self).__name__
         if self.is_disposed:
@@ -560,7 +574,12 @@ def _to_host_values(data: Any, dtype: DType) -> np.ndarray:
     elif hasattr(data, "get") and hasattr(data, "__cuda_array_interface__"):
         data = data.get()
     with np.errstate(all="ignore"):
-        values = np.asarray(data)
+        try:
+            values = np.asarray(data)
+        except ValueError as e:  # ragged nested lists
+            raise ShapeError(f"NDArray.make: nested values must form a rectangular array; got {data!r:.80} ({e}).") from e
+        if values.dtype == object:
+            raise ShapeError(f"NDArray.make: values must be numbers in a rectangular array; got {data!r:.80}.")
         if dtype == "bool" and values.dtype.kind == "f":
             return _js_round(np, values) != 0
         return values.astype(util.numpy_dtype(dtype))

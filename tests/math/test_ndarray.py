@@ -453,3 +453,14 @@ def test_op_results_never_alias_their_inputs(math: dl.NDArrayMath, transpose: bo
     assert y.get(*loc) == -1.0 and x.get(0, 1) == 100.0
     x.dispose()
     assert y.get(*loc) == -1.0  # disposing the input leaves the result alive
+
+
+def test_one_element_arrays_convert_to_python_numbers() -> None:
+    assert float(Scalar.new(2.5)) == 2.5 and int(Array1D.new([3])) == 3 and bool(Scalar.new(0)) is False
+    with pytest.raises(TypeError, match=r"bool\(\): only an array of one element"):
+        bool(Array1D.new([1, 2]))
+
+
+def test_ragged_nested_values_are_a_shape_error() -> None:
+    with pytest.raises(ShapeError, match="nested values must form a rectangular array"):
+        Array2D.new([2, 2], [[1, 2], [3]])
