@@ -79,7 +79,9 @@ class MemoryRegistry:
     """Global bookkeeping: live storages per backend (count and bytes) and per-thread scopes."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant: a Storage garbage-collected (its __del__) while this thread holds the lock
+        # (a collection can start at any allocation) releases its count under the same lock.
+        self._lock = threading.RLock()
         self._live: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._local = _ScopeStack()
