@@ -354,3 +354,24 @@ def test_scope_functions_may_take_fewer_arguments(cpu_math: dl.NDArrayMath) -> N
     z = cpu_math.scope(lambda keep: keep(cpu_math.square(dl.Scalar.new(4))))
     assert (y.get(), z.get()) == (9.0, 16.0)
     assert cpu_math.get_num_arrays() == before + 2
+
+
+def test_an_array_collected_while_the_registry_is_locked_does_not_deadlock(cpu_math: dl.NDArrayMath) -> None:
+    """A garbage collection can start at any allocation, also inside the registry's locked
+    sections; a Storage it frees releases its count under the same lock (reentrant)."""
+    import gc
+    import threading
+
+    from deeplearn.math.scope import REGISTRY
+
+    def collect_under_the_lock() -> None:
+        cycle: list[object] = [dl.Array1D.new([1.0, 2.0])]
+        cycle.append(cycle)  # only the cyclic collector frees it
+        del cycle
+        with REGISTRY._lock:
+            gc.collect()
+
+    worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the registry deadlocked on a collection inside its lock"
