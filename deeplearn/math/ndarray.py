@@ -164,6 +164,11 @@ class NDArray:
         arr = np.asarray(array)
         if dtype is None:
             dtype = "bool" if arr.dtype == np.bool_ else "int32" if arr.dtype.kind in "iu" else "float32"
+        if dtype == "int32" and arr.dtype.kind in "iu" and arr.size and (
+                arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+            raise ValueError(
+                f"NDArray.from_numpy: integers must fit in int32; got values from {arr.min()} to {arr.max()}."
+            )
         return NDArray.make(arr.shape, arr, dtype, math)
 
     @staticmethod

@@ -464,3 +464,9 @@ def test_one_element_arrays_convert_to_python_numbers() -> None:
 def test_ragged_nested_values_are_a_shape_error() -> None:
     with pytest.raises(ShapeError, match="nested values must form a rectangular array"):
         Array2D.new([2, 2], [[1, 2], [3]])
+
+
+def test_from_numpy_refuses_integers_beyond_int32() -> None:
+    with pytest.raises(ValueError, match="integers must fit in int32; got values from 0 to 1099511627776"):
+        NDArray.from_numpy(np.array([0, 2**40]))
+    assert NDArray.from_numpy(np.array([-(2**31), 2**31 - 1])).get_values().tolist() == [-(2**31), 2**31 - 1]
