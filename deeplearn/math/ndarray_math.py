@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from deeplearn.math.backends import MathBackend, create_backend
 from deeplearn.math.engine import Engine
+from deeplearn.math.gradients import value_and_gradients
 from deeplearn.math.ndarray import NDArray
 from deeplearn.math.ops.arithmetic import ArithmeticMath
 from deeplearn.math.ops.conv import ConvMath
@@ -157,6 +158,32 @@ class NDArrayMath(
             for a in flatten_result(x):
                 stack[-1].track(a)
         return x
+
+    def gradients(self, f: Callable[[], NDArray], x: Any) -> Any:
+        """The gradient of the scalar ``f()`` with respect to ``x`` (an NDArray, or a
+        ``{name: NDArray}`` mapping, giving a mapping), by the ops' own backward rules.
+
+        Example:
+            >>> x = Array1D.new([1.0, 2.0])
+            >>> math.gradients(lambda: math.sum(math.square(x)), x).get_values()
+            array([2., 4.], dtype=float32)
+        """
+        return value_and_gradients(self, f, x)[1]
+
+    def value_and_gradients(self, f: Callable[[], NDArray], x: Any) -> tuple[NDArray, Any]:
+        """``(f(), gradients(f, x))`` in one pass (see ``gradients``).
+
+        Example:
+            >>> x = Scalar.new(3.0)
+            >>> value, grad = math.value_and_gradients(lambda: math.square(x), x)
+            >>> value.get(), grad.get()
+            (9.0, 6.0)
+        """
+        return value_and_gradients(self, f, x)
+
+    def gradients_scope(self, fn: Callable[..., Any]) -> Any:
+        """deeplearn.js's scope for gradient code: here the same as ``scope(fn)``."""
+        return self.scope(fn)
 
     def get_num_arrays(self) -> int:
         """Number of live arrays (distinct buffers) on this math's backend."""
