@@ -11,6 +11,7 @@ from deeplearn.types import DType, DTYPES, DTypeError, Shape, ShapeError
 
 __all__ = [
     "size_from_shape",
+    "as_int",
     "as_shape",
     "infer_from_implicit_shape",
     "check_dtype",
@@ -42,15 +43,29 @@ def size_from_shape(shape: Iterable[int]) -> int:
     return size
 
 
+def as_int(value: Any, where: str, name: str) -> int:
+    """``value`` as an int: ints, NumPy integers and integral floats (2.0) pass; 2.5, strings
+    and None raise ValueError naming the argument, instead of being truncated.
+
+    Example:
+        >>> as_int(3.0, "top_k", "k")
+        3
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{where}: {name} must be an integer; got {name}={value!r}.")
+    if isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        raise ValueError(f"{where}: {name} must be an integer; got {name}={value!r}.")
+    return int(value)
+
+
 def as_shape(shape: Iterable[int] | int, where: str = "shape") -> Shape:
-    """Normalises a list/tuple of dimension sizes into a tuple of ints."""
+    """Normalises a list/tuple of dimension sizes into a tuple of ints (ShapeError otherwise)."""
     if isinstance(shape, (int, np.integer)):
         return (int(shape),)
     try:
-        out = tuple(int(d) for d in shape)
-    except TypeError as e:
+        return tuple(as_int(d, where, "shape") for d in shape)
+    except (TypeError, ValueError) as e:
         raise ShapeError(f"{where}: a shape must be a sequence of integers; got {shape!r}.") from e
-    return out
 
 
 def infer_from_implicit_shape(shape: Sequence[int], size: int, where: str = "reshape") -> Shape:

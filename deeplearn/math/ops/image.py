@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from deeplearn import util
 from deeplearn.math.ops.base import MathMixin, Op, Spec
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
@@ -136,7 +137,7 @@ class ImageMath(MathMixin):
             >>> math.resize_bilinear3d(x, [3, 3], True).get_values()
             array([2., 2., 2., 3., 3., 3., 4., 4., 4.], dtype=float32)
         """
-        shape = tuple(int(d) for d in new_shape2d)
+        shape = util.as_shape(new_shape2d, "resize_bilinear3d")
         return self._run(ResizeBilinear3D(shape, bool(align_corners)), x)  # type: ignore[arg-type,no-any-return]
 
     def _batch_normalization(

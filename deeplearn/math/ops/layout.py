@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
+from deeplearn import util
 from deeplearn.math.ops.base import MathMixin, Op, Spec
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
@@ -194,8 +195,8 @@ class Tile(Op):
 
 def _ints(values: Sequence[int], where: str, name: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in values)
-    except TypeError as e:
+        return tuple(util.as_int(v, where, name) for v in values)
+    except (TypeError, ValueError) as e:
         raise ShapeError(f"{where}: {name} must be a sequence of integers; got {name}={values!r}.") from e
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from deeplearn import util
 from deeplearn.math.ops.base import MathMixin, Op, Spec
 from deeplearn.types import DTypeError, RawArray, ShapeError
 
@@ -130,4 +131,4 @@ class RandomMath(MathMixin):
             >>> math.one_hot(Array1D.new([0, 1], "int32"), 2, 3, -2).get_values()
             array([ 3., -2., -2.,  3.], dtype=float32)
         """
-        return self._run(OneHot(int(depth), float(on_value), float(off_value)), indices)  # type: ignore[no-any-return]
+        return self._run(OneHot(util.as_int(depth, "one_hot", "depth"), float(on_value), float(off_value)), indices)  # type: ignore[no-any-return]

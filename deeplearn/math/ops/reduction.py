@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from deeplearn import util
 from deeplearn.math.ops.base import MathMixin, Op, Spec, normalize_axes, reduced_shape
 from deeplearn.types import DType, RawArray, Shape, ShapeError
 
@@ -538,7 +539,7 @@ class ReductionMath(MathMixin):
             >>> values.get_values(), indices.get_values()
             (array([100.,   5.], dtype=float32), array([2, 4], dtype=int32))
         """
-        return self._run(TopK(int(k)), x)  # type: ignore[no-any-return]
+        return self._run(TopK(util.as_int(k, "top_k", "k")), x)  # type: ignore[no-any-return]
 
     def norm(self, x: NDArray, ord: NormOrd = "euclidean", axis: Axis = None,
              keep_dims: bool = False) -> NDArray:
