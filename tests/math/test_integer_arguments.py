@@ -27,3 +27,10 @@ def test_fractional_sizes_are_refused_not_truncated(call: Any, error: type, frag
     math = dl.NDArrayMathCPU()
     with pytest.raises(error, match=re.escape(fragment)):
         call(math, dl.Array1D.new([3.0, 1.0, 2.0]))
+
+
+@pytest.mark.parametrize("axis", [1.0, "0", True, [0, 0.5]])
+def test_axis_must_be_integers(axis: Any) -> None:
+    math = dl.NDArrayMathCPU()
+    with pytest.raises(ValueError, match=re.escape(f"sum: axis must be None, an integer or a sequence of integers; got axis={axis!r}")):
+        math.sum(dl.Array2D.new([2, 2], [1, 2, 3, 4]), axis)

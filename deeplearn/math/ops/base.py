@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from deeplearn.types import DType, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ __all__ = [
     "MathMixin",
     "broadcast_shapes",
     "unbroadcast",
+    "axis_tuple",
     "normalize_axes",
     "reduced_shape",
 ]
@@ -147,11 +150,30 @@ def unbroadcast(math: NDArrayMath, dy: NDArray, shape: Shape) -> NDArray:
     return summed.reshape(shape)
 
 
+def axis_tuple(axis: Any, where: str) -> tuple[int, ...]:
+    """A non-None ``axis`` argument as a tuple of ints; floats, strings and booleans are refused
+    (ValueError naming ``where``) rather than converted.
+
+    Example:
+        >>> axis_tuple(1, "sum"), axis_tuple([0, -1], "sum")
+        ((1,), (0, -1))
+    """
+
+    def is_int(a: object) -> bool:
+        return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
+
+    if is_int(axis):
+        return (int(axis),)
+    if isinstance(axis, (list, tuple)) and all(is_int(a) for a in axis):
+        return tuple(int(a) for a in axis)
+    raise ValueError(f"{where}: axis must be None, an integer or a sequence of integers; got axis={axis!r}.")
+
+
 def normalize_axes(axis: int | tuple[int, ...] | list[int] | None, rank: int, where: str) -> tuple[int, ...]:
     """Axis argument → sorted tuple of non-negative axes (None means every axis)."""
     if axis is None:
         return tuple(range(rank))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = axis_tuple(axis, where)
     out = []
     for ax in axes:
         if not -rank <= ax < max(rank, 1):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, Op, Spec, normalize_axes, reduced_shape
+from deeplearn.math.ops.base import MathMixin, Op, Spec, axis_tuple, normalize_axes, reduced_shape
 from deeplearn.types import DType, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -47,13 +47,9 @@ Axis = int | Sequence[int] | None
 NormOrd = str | float
 
 
-def axis_attr(axis: Axis) -> tuple[int, ...] | None:
+def axis_attr(axis: Axis, where: str) -> tuple[int, ...] | None:
     """A user's ``axis`` argument as a hashable op attribute (None, or a tuple of ints)."""
-    if axis is None:
-        return None
-    if isinstance(axis, (int, np.integer)):
-        return (int(axis),)
-    return tuple(int(a) for a in axis)
+    return None if axis is None else axis_tuple(axis, where)
 
 
 def _as_float(xp: ModuleType, x: RawArray) -> RawArray:
@@ -454,7 +450,7 @@ class ReductionMath(MathMixin):
             >>> math.sum(Array2D.new([2, 3], [1, 2, 3, 0, 0, 1]), 1).get_values()
             array([6., 1.], dtype=float32)
         """
-        return self._run(Sum(axis_attr(axis), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(Sum(axis_attr(axis, "sum"), keep_dims), x)  # type: ignore[no-any-return]
 
     def mean(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Mean of ``x`` over ``axis`` (every axis when None); always float32.
@@ -463,7 +459,7 @@ class ReductionMath(MathMixin):
             >>> math.mean(Array1D.new([1, 2, 3, 4], "int32")).get()
             2.5
         """
-        return self._run(Mean(axis_attr(axis), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(Mean(axis_attr(axis, "mean"), keep_dims), x)  # type: ignore[no-any-return]
 
     def min(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Minimum of ``x`` over ``axis``; NaN in a reduced group gives NaN.
@@ -472,7 +468,7 @@ class ReductionMath(MathMixin):
             >>> math.min(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2]), 0).get_values()
             array([ 3., -7.,  0.], dtype=float32)
         """
-        return self._run(Min(axis_attr(axis), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(Min(axis_attr(axis, "min"), keep_dims), x)  # type: ignore[no-any-return]
 
     def max(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Maximum of ``x`` over ``axis``; NaN in a reduced group gives NaN.
@@ -481,7 +477,7 @@ class ReductionMath(MathMixin):
             >>> math.max(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2])).get()
             100.0
         """
-        return self._run(Max(axis_attr(axis), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(Max(axis_attr(axis, "max"), keep_dims), x)  # type: ignore[no-any-return]
 
     def arg_min(self, x: NDArray, axis: Axis = None) -> NDArray:
         """int32 index of the minimum over ``axis``: a flat index over all elements when None,
@@ -491,7 +487,7 @@ class ReductionMath(MathMixin):
             >>> math.arg_min(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2])).get()
             4
         """
-        return self._run(ArgMin(axis_attr(axis)), x)  # type: ignore[no-any-return]
+        return self._run(ArgMin(axis_attr(axis, "min")), x)  # type: ignore[no-any-return]
 
     def arg_max(self, x: NDArray, axis: Axis = None) -> NDArray:
         """int32 index of the maximum over ``axis`` (flat over all elements when None); the
@@ -501,7 +497,7 @@ class ReductionMath(MathMixin):
             >>> math.arg_max(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2]), 0).get_values()
             array([1, 0, 1], dtype=int32)
         """
-        return self._run(ArgMax(axis_attr(axis)), x)  # type: ignore[no-any-return]
+        return self._run(ArgMax(axis_attr(axis, "max")), x)  # type: ignore[no-any-return]
 
     def arg_max_equals(self, x1: NDArray, x2: NDArray) -> NDArray:
         """A bool Scalar: whether the flat arg_max of ``x1`` and ``x2`` agree (shapes must match).
@@ -519,7 +515,7 @@ class ReductionMath(MathMixin):
             >>> round(math.log_sum_exp(Array1D.new([1000, 1000])).get(), 2)  # 1000 + log 2
             1000.69
         """
-        return self._run(LogSumExp(axis_attr(axis), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(LogSumExp(axis_attr(axis, "log_sum_exp"), keep_dims), x)  # type: ignore[no-any-return]
 
     def softmax(self, logits: T, dim: int = -1) -> T:
         """exp(x − log_sum_exp(x)) along the last dimension (the only one supported).
@@ -553,7 +549,7 @@ class ReductionMath(MathMixin):
             >>> math.norm(Array2D.new([3, 2], [1, 2, -3, 1, 1, 1]), 1, [0, 1]).get()
             5.0
         """
-        return self._run(Norm(ord, axis_attr(axis), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(Norm(ord, axis_attr(axis, "norm"), keep_dims), x)  # type: ignore[no-any-return]
 
     def moments(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> Moments:
         """Mean and population variance (÷N) of ``x`` over ``axis``, as float32.
