@@ -41,7 +41,7 @@ from deeplearn.graph import (
 )
 from deeplearn.graph_runner import GraphRunner, GraphRunnerEventObserver, MetricReduction
 from deeplearn.math.backends import MathBackend, MathBackendCPU
-from deeplearn.math.ndarray import Array1D, Array2D, Array3D, Array4D, NDArray, Scalar
+from deeplearn.math.ndarray import Array1D, Array2D, Array3D, Array4D, NDArray, Scalar, from_dlpack
 from deeplearn.math.ndarray_math import NDArrayMath, NDArrayMathCPU, NDArrayMathGPU
 from deeplearn.math.ops.linalg import MatrixOrientation
 from deeplearn.math.ops import conv_util
@@ -50,14 +50,6 @@ from deeplearn import util
 
 __version__ = "0.1.0"
 version = __version__
-
-
-def from_dlpack(obj: object) -> NDArray:
-    """Wraps a DLPack-capable array (PyTorch, JAX, CuPy, NumPy) as an NDArray on the default
-    backend, without a copy where the devices agree."""
-    backend = ENV.math.backend
-    raw = backend.asarray(obj)
-    return NDArray._wrap(raw, backend)
 
 
 __all__ = [

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from deeplearn.math.backends.backend import MathBackend
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["Array1D", "Array2D", "Array3D", "Array4D", "NDArray", "Scalar", "Storage"]
+__all__ = ["Array1D", "Array2D", "Array3D", "Array4D", "NDArray", "Scalar", "Storage", "from_dlpack"]
 
 T = TypeVar("T", bound="NDArray")
 
@@ -564,6 +564,17 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)  # larger floats warn of overflow
 
 _RANK_CLASSES: dict[int, type[NDArray]] = {0: Scalar, 1: Array1D, 2: Array2D, 3: Array3D, 4: Array4D}
 
+
+def from_dlpack(obj: object, math: NDArrayMath | None = None) -> NDArray:
+    """Wraps a DLPack-capable array (PyTorch, JAX, CuPy, NumPy) as an NDArray on ``math``'s
+    backend (default ``ENV.math``), without a copy where the devices and dtypes agree.
+
+    Example:
+        >>> from_dlpack(np.arange(3.0, dtype=np.float32)).get_values()
+        array([0., 1., 2.], dtype=float32)
+    """
+    backend = _default_backend(math)
+    return NDArray._wrap(backend.asarray(obj), backend)
 
 def _check_rank(shape: Sequence[int], rank: int, where: str) -> Shape:
     shape_t = util.as_shape(shape, where)
