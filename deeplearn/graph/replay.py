@@ -20,6 +20,7 @@ host random generator, an array from outside the call, or one on another backend
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ class Tape:
     order (inputs included: their slots give back the bound arrays).
     """
 
-    __slots__ = ("constants", "dtypes", "gradients", "inputs", "kinds", "ops", "values")
+    __slots__ = ("constants", "dtypes", "gradients", "inputs", "kernels", "kinds", "ops", "values")
 
     def __init__(self) -> None:
         self.kinds: list[int] = []
@@ -60,6 +61,7 @@ class Tape:
         self.ops: list[tuple[Op, list[Ref], Any, Any]] = []
         self.values: list[tuple[Tensor, int, tuple[int, ...]]] = []
         self.gradients: list[tuple[Tensor, int, tuple[int, ...]]] | None = None
+        self.kernels: tuple[Any, list[Any]] | None = None  # (backend, one kernel per op)
 
     def new_slot(self, kind: int, dtype: DType) -> int:
         self.kinds.append(kind)
@@ -75,17 +77,26 @@ class Tape:
             slots[slot] = data if data.shape == shape else data.reshape(shape)
         for slot, data in self.constants:
             slots[slot] = data
-        execute = engine.backend.execute
         result = engine.result
-        for op, refs, out, spec in self.ops:
-            raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
-            y = execute(op, *raws)
-            if type(out) is int:
-                slots[out] = result(op, y, raws, spec)
-            else:
-                for o, s, sp in zip(y, out, spec):
-                    slots[s] = result(op, o, raws, sp)
+        backend = engine.backend
+        guard = getattr(backend, "errors_ignored", contextlib.nullcontext)
+        with guard():  # one floating-point guard for the whole tape, not one per kernel
+            for (op, refs, out, spec), kernel in zip(self.ops, self._kernels(backend)):
+                raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
+                y = kernel(op, *raws)
+                if type(out) is int:
+                    slots[out] = result(op, y, raws, spec)
+                else:
+                    for o, s, sp in zip(y, out, spec):
+                        slots[s] = result(op, o, raws, sp)
         return slots
+
+    def _kernels(self, backend: Any) -> list[Any]:
+        """Each op's kernel on ``backend``, looked up once (``kernel_for``), else ``execute``."""
+        if self.kernels is None or self.kernels[0] is not backend or len(self.kernels[1]) != len(self.ops):
+            find = getattr(backend, "kernel_for", None)
+            self.kernels = (backend, [find(op) if find else backend.execute for op, *_ in self.ops])
+        return self.kernels[1]
 
 
 class Materializer:

@@ -31,6 +31,16 @@ class MathBackendCPU:
         with np.errstate(all="ignore"):  # NaN/inf are values here, as in deeplearn.js
             return cpu_kernel(op, *arrays)
 
+    def kernel_for(self, op: Op) -> Any:
+        """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``, without
+        the per-call floating-point guard: for callers that run many kernels inside one
+        ``errors_ignored()`` block (a replayed Session plan)."""
+        return cpu_kernel.dispatch(type(op))
+
+    def errors_ignored(self) -> Any:
+        """The floating-point guard ``execute`` puts around each kernel."""
+        return np.errstate(all="ignore")
+
     def asarray(self, values: Any, dtype: Any = None) -> np.ndarray:
         if hasattr(values, "__cuda_array_interface__") and hasattr(values, "get"):
             values = values.get()  # a CuPy array: copy to the host
