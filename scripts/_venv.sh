@@ -19,8 +19,12 @@ ensure_venv() {  # $1: the pip requirement to install, e.g. '.[test]'
 
 ensure_chromium() {  # Debian's Chromium for the Playwright browser test (no browser download)
   if command -v chromium >/dev/null 2>&1; then return 0; fi
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || return 1
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else return 1; fi
+  fi
+  if command -v apt-get >/dev/null 2>&1; then
+    ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null) || return 1
     command -v chromium >/dev/null 2>&1
   else
     return 1
