@@ -24,7 +24,7 @@ ensure_chromium() {  # Debian's Chromium for the Playwright browser test (no bro
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else return 1; fi
   fi
   if command -v apt-get >/dev/null 2>&1; then
-    ($sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null) || return 1
+    ($sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || return 1
     command -v chromium >/dev/null 2>&1
   else
     return 1
