@@ -296,7 +296,7 @@ class DemoServer(ThreadingHTTPServer):
 
     def url_for(self, demo: str | None = None) -> str:
         """The page's URL, with ``localhost`` as the seed tutorial writes it."""
-        host = self.server_address[0]
+        host = str(self.server_address[0])
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost") else host
         path = f"/demos/{demo}/" if demo else "/demos/"
         return f"http://{shown}:{self.port}{path}"

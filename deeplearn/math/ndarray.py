@@ -13,7 +13,7 @@ import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from math import prod as _prod
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -597,7 +597,7 @@ def _to_host_values(data: Any, dtype: DType) -> np.ndarray:
         if values.dtype == object:
             raise ShapeError(f"NDArray.make: values must be numbers in a rectangular array; got {data!r:.80}.")
         if dtype == "bool" and values.dtype.kind == "f":
-            return _js_round(np, values) != 0
+            return cast(np.ndarray, _js_round(np, values) != 0)
         return values.astype(util.numpy_dtype(dtype))
 
 
@@ -612,5 +612,6 @@ def _round_if_int(values: np.ndarray, dtype: DType | str | None) -> np.ndarray:
     return np.round(values) if dtype == "int32" else values
 
 
-def _python_scalar(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+def _python_scalar(value: Any) -> float:
+    """A NumPy/CuPy scalar as a Python number (float, or int/bool for int32/bool data)."""
+    return cast(float, value.item() if hasattr(value, "item") else value)

@@ -18,8 +18,15 @@ __all__ = ["MathBackend"]
 class MathBackend(Protocol):
     """The storage and kernel interface every backend implements ("cpu", "cuda")."""
 
-    name: str
-    xp: ModuleType  # numpy | cupy
+    @property
+    def name(self) -> str:
+        """"cpu" or "cuda"."""
+        ...
+
+    @property
+    def xp(self) -> ModuleType:
+        """numpy or cupy: the module whose functions the kernels call."""
+        ...
 
     def execute(self, op: Op, *arrays: RawArray) -> Any:
         """Runs ``op``'s kernel (the generic ``forward`` or a backend override)."""

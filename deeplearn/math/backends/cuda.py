@@ -40,7 +40,8 @@ def _import_cupy() -> ModuleType:
         import cupy
     except ImportError as e:
         raise RuntimeError(f"NDArrayMathGPU needs CuPy, which is not installed: {INSTALL_HINT}.") from e
-    return cupy
+    module: ModuleType = cupy
+    return module
 
 
 @functools.cache
