@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from deeplearn.math.backends.backend import MathBackend
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = ["ENV", "Environment", "memory"]
@@ -26,14 +28,34 @@ class Environment:
     @staticmethod
     def get_best_backend() -> str:
         """"cuda" when CuPy sees a GPU, else "cpu" (``DEEPLEARN_BACKEND`` overrides)."""
+        from deeplearn.math.backends import backend_names, cuda_available
+
         forced = os.environ.get("DEEPLEARN_BACKEND", "").strip().lower()
         if forced:
-            if forced not in ("cpu", "cuda"):
-                raise ValueError(f"DEEPLEARN_BACKEND must be 'cpu' or 'cuda'; got {forced!r}.")
+            if forced not in backend_names():
+                raise ValueError(f"DEEPLEARN_BACKEND must be one of {backend_names()}; got {forced!r}.")
             return forced
-        from deeplearn.math.backends import cuda_available
-
         return "cuda" if cuda_available() else "cpu"
+
+    @staticmethod
+    def register_backend(name: str, factory: Callable[[], MathBackend]) -> None:
+        """Registers a backend factory under ``name`` (deeplearn.js ``ENV.registerBackend``)."""
+        from deeplearn.math.backends import register_backend
+
+        register_backend(name, factory)
+
+    def get_backend(self, name: str) -> MathBackend:
+        """The backend of ``ENV.math`` when it is called ``name``, else a new one.
+
+        Example:
+            >>> dl.ENV.get_backend("cpu").name
+            'cpu'
+        """
+        from deeplearn.math.backends import create_backend
+
+        if self._math is not None and self._math.backend.name == name:
+            return self._math.backend
+        return create_backend(name)
 
     @property
     def math(self) -> NDArrayMath:

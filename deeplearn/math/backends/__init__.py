@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from deeplearn.math.backends.backend import MathBackend
 from deeplearn.math.backends.cpu import MathBackendCPU
 
-__all__ = ["MathBackend", "MathBackendCPU", "create_backend", "cuda_available"]
+__all__ = ["MathBackend", "MathBackendCPU", "create_backend", "cuda_available", "register_backend",
+           "backend_names"]
 
 
 def cuda_available() -> bool:
@@ -15,12 +18,33 @@ def cuda_available() -> bool:
     return cuda.is_available()
 
 
-def create_backend(name: str) -> MathBackend:
-    """The backend called ``name`` ("cpu" or "cuda")."""
-    if name == "cpu":
-        return MathBackendCPU()
-    if name == "cuda":
-        from deeplearn.math.backends.cuda import MathBackendCUDA
+def _cuda() -> MathBackend:
+    from deeplearn.math.backends.cuda import MathBackendCUDA
 
-        return MathBackendCUDA()
-    raise ValueError(f"create_backend: backend must be 'cpu' or 'cuda'; got {name!r}.")
+    return MathBackendCUDA()
+
+
+_FACTORIES: dict[str, Callable[[], MathBackend]] = {"cpu": MathBackendCPU, "cuda": _cuda}
+
+
+def register_backend(name: str, factory: Callable[[], MathBackend]) -> None:
+    """Makes ``NDArrayMath(name)`` build its backend with ``factory()`` (deeplearn.js's
+    ``ENV.registerBackend``); "cpu" and "cuda" are built in."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register_backend: name must be a non-empty string; got {name!r}.")
+    if not callable(factory):
+        raise TypeError(f"register_backend: factory must be callable; got {factory!r}.")
+    _FACTORIES[name] = factory
+
+
+def backend_names() -> list[str]:
+    """The names ``create_backend`` accepts."""
+    return list(_FACTORIES)
+
+
+def create_backend(name: str) -> MathBackend:
+    """A new backend called ``name`` ("cpu", "cuda", or one registered with register_backend)."""
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise ValueError(f"create_backend: backend must be one of {backend_names()}; got {name!r}.")
+    return factory()
