@@ -66,8 +66,13 @@ class NDArrayMath(
         self.engine = Engine(self.backend)
         self.safe_mode = safe_mode
 
-    def _run(self, op: Any, *inputs: NDArray) -> Any:
+    def _check_safe_mode(self) -> None:
+        """In safe mode, math outside every scope is an error (deeplearn.js's message)."""
         if self.safe_mode and not REGISTRY.stack:
+            raise RuntimeError(SAFE_MODE_MESSAGE)
+
+    def _run(self, op: Any, *inputs: NDArray) -> Any:
+        if self.safe_mode and not REGISTRY.stack:  # _check_safe_mode, inlined: every op runs this
             raise RuntimeError(SAFE_MODE_MESSAGE)
         return self.engine.run(op, *inputs)
 
@@ -142,17 +147,13 @@ class NDArrayMath(
 
         A kept array belongs to no scope; dispose it yourself when done.
         """
-        if self.safe_mode and not REGISTRY.stack:
-            raise RuntimeError(SAFE_MODE_MESSAGE)
-        for a in flatten_result(x):
-            REGISTRY.untrack_everywhere(a)
-        return x
+        self._check_safe_mode()
+        return REGISTRY.keep(x)  # type: ignore[no-any-return]
 
     def track(self, x: T) -> T:
         """Makes the innermost scope dispose ``x`` at its end. Arrays are tracked when created
         (deeplearn.js 0.3.14+), so this is only needed for arrays made outside every scope."""
-        if self.safe_mode and not REGISTRY.stack:
-            raise RuntimeError(SAFE_MODE_MESSAGE)
+        self._check_safe_mode()
         stack = REGISTRY.stack
         if stack:
             for a in flatten_result(x):

@@ -42,9 +42,7 @@ class Scope:
 
         A kept array belongs to no scope: dispose it yourself when done.
         """
-        for a in flatten_result(x):
-            self._registry.untrack_everywhere(a)
-        return x
+        return self._registry.keep(x)
 
     def owns(self, x: NDArray) -> bool:
         """Whether this scope tracks ``x`` (and will dispose it unless it is returned)."""
@@ -123,6 +121,13 @@ class MemoryRegistry:
         stack = self.stack
         if stack:
             stack[-1].track(x)
+
+    def keep(self, x: Any) -> Any:
+        """Untracks every NDArray in ``x`` (an array, or a list/tuple/dict of them) from every
+        open scope of this thread, so no scope end disposes it."""
+        for a in flatten_result(x):
+            self.untrack_everywhere(a)
+        return x
 
     def untrack_everywhere(self, x: NDArray) -> None:
         for scope in self.stack:
