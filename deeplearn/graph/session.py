@@ -202,10 +202,8 @@ class Session:
         self._plans: dict[tuple[frozenset[Tensor], frozenset[Tensor]], _Plan] = {}
         self._converted: dict[Tensor, NDArray] = {}  # constants copied to this math's backend
         # Record each plan's kernels once and replay them (replay.py); False runs every call
-        # through the batch rules (the tests compare the two). On the CPU only for now: the
-        # replay has not yet passed the GPU suite (the last GPU run of the suite with it, on an
-        # H100, had failures in the demo streams), while the batch rules have.
-        self.replay_plans = math.backend.name == "cpu"
+        # through the batch rules (the tests compare the two).
+        self.replay_plans = True
         self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.

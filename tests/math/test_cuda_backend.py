@@ -41,6 +41,17 @@ def test_element_wise_ops_declare_c_expressions() -> None:
         assert issubclass(op, (UnaryOp, BinaryOp)), f"{op.__name__}: c_expr needs a unary/binary op"
 
 
+def test_generated_kernels_write_the_dtype_of_the_shape_rule() -> None:
+    """A generated kernel allocates its own output: its type must be what the op's shape rule
+    says (the inputs' type T, or bool for equal), as the Engine checks every result."""
+    from deeplearn.math.ops.arithmetic import Add, Equal
+    from deeplearn.math.ops.elementwise import Relu
+
+    assert cuda.kernel_source(Add()) == ("T a, T b", "T y", "y = a + b")
+    assert cuda.kernel_source(Relu())[:2] == ("T x", "T y")
+    assert cuda.kernel_source(Equal())[1] == "bool y"
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
 @pytest.mark.parametrize("op_class", C_EXPR_OPS, ids=lambda c: c.__name__)
 def test_generated_kernel_compiles_with_nvcc(op_class: type, tmp_path: Path) -> None:

@@ -58,12 +58,16 @@ def kernel_source(op: Op) -> tuple[str, str, str]:
     """(in_params, out_params, body) of the CuPy ElementwiseKernel of an op with a ``c_expr``.
 
     Unary ops read ``x``, binary ops ``a`` and ``b``, all of type ``T``; the result ``y`` has
-    type ``Y``. Kept free of CuPy so a CPU test can compile the same body with nvcc.
+    type ``T`` too, unless the op's shape rule gives another dtype (``equal``: bool). Kept free
+    of CuPy so a CPU test can compile the same body with nvcc.
     """
     if op.c_expr is None:
         raise ValueError(f"kernel_source: {op.name} declares no c_expr.")
-    in_params = "T x" if isinstance(op, UnaryOp) else "T a, T b"
-    return in_params, "Y y", op.c_expr
+    unary = isinstance(op, UnaryOp)
+    in_params = "T x" if unary else "T a, T b"
+    out_dtype = op.infer(*[Spec((), "float32")] * (1 if unary else 2)).dtype
+    out_type = "T" if out_dtype == "float32" else np.dtype(util.numpy_dtype(out_dtype)).name
+    return in_params, f"{out_type} y", op.c_expr
 
 
 def standalone_cuda_source(op: Op, t: str = "float", y: str = "float") -> str:
@@ -82,39 +86,34 @@ def standalone_cuda_source(op: Op, t: str = "float", y: str = "float") -> str:
     )
 
 
-@functools.cache
-def _elementwise_kernel(op: Op) -> Any:
-    cupy = _import_cupy()
-    in_params, out_params, body = kernel_source(op)
-    return cupy.ElementwiseKernel(in_params, out_params, body, f"dl_{op.name}")
+_ELEMENTWISE: dict[tuple[type, str], Any] = {}
+"""The generated kernel of each (op class, C expression): an op's fields can change its
+expression (``step``'s alpha), and keying by both avoids hashing the op on every call."""
+
+
+def _elementwise_kernel(op: Op, c_expr: str) -> Any:
+    key = (type(op), c_expr)
+    kernel = _ELEMENTWISE.get(key)
+    if kernel is None:
+        in_params, out_params, body = kernel_source(op)
+        kernel = _ELEMENTWISE[key] = _import_cupy().ElementwiseKernel(in_params, out_params, body, f"dl_{op.name}")
+    return kernel
 
 
 @functools.singledispatch
 def cuda_kernel(op: Op, *arrays: Any) -> Any:
     """Runs ``op`` on the GPU: its generated kernel when it declares ``c_expr`` and the inputs
-    share one floating dtype, else the generic forward with ``xp = cupy``."""
-    cupy = _import_cupy()
-    if op.c_expr is not None and isinstance(op, (UnaryOp, BinaryOp)) and _same_float_dtype(arrays):
-        signature = tuple((a.shape, a.dtype) for a in arrays)
-        try:
-            shape, dtype = _output(op, signature)
-        except TypeError:  # an op with an unhashable field: ask its shape rule directly
-            shape, dtype = _output.__wrapped__(op, signature)
-        return _elementwise_kernel(op)(*arrays, cupy.empty(shape, dtype=dtype))
-    return op.forward(cupy, *arrays)
+    share one floating dtype, else the generic forward with ``xp = cupy``.
 
-
-@functools.lru_cache(maxsize=4096)
-def _output(op: Op, inputs: tuple[tuple[tuple[int, ...], Any], ...]) -> tuple[tuple[int, ...], Any]:
-    """(shape, dtype) of a generated kernel's output: the op's shape rule, asked once per
-    (op, shapes, dtypes) — it is a pure function of them, and it costs more than the launch."""
-    spec = op.infer(*(Spec(shape, "bool" if dt == np.bool_ else dt.name) for shape, dt in inputs))
-    return spec.shape, (inputs[0][1] if spec.dtype == "float32" else np.dtype(util.numpy_dtype(spec.dtype)))
-
-
-def _same_float_dtype(arrays: tuple[Any, ...]) -> bool:
-    first = arrays[0].dtype
-    return first.kind == "f" and all(a.dtype == first for a in arrays)
+    The generated kernel allocates its output (the inputs' broadcast shape): the Engine has
+    already checked the shapes with the op's shape rule, so none is asked here.
+    """
+    c_expr = op.c_expr
+    if c_expr is not None:
+        dtype = arrays[0].dtype
+        if dtype.kind == "f" and (len(arrays) == 1 or arrays[1].dtype == dtype):
+            return _elementwise_kernel(op, c_expr)(*arrays)
+    return op.forward(_import_cupy(), *arrays)
 
 
 class MathBackendCUDA:
@@ -133,6 +132,11 @@ class MathBackendCUDA:
 
     def execute(self, op: Op, *arrays: RawArray) -> Any:
         return cuda_kernel(op, *arrays)
+
+    def kernel_for(self, op: Op) -> Any:
+        """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``: looked
+        up once by a replayed Session plan rather than on every call."""
+        return cuda_kernel.dispatch(type(op))
 
     def asarray(self, values: Any, dtype: Any = None) -> RawArray:
         cupy = self.xp
