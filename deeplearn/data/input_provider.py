@@ -9,7 +9,7 @@ j's k-th example — and reshuffle at every epoch.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -130,15 +130,21 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     def example_shape(self, input_index: int) -> tuple[int, ...]:
         return tuple(self._host[input_index].shape[1:])
 
-    def _next_indices(self, input_index: int, count: int) -> np.ndarray:
-        """The next ``count`` example indices of provider ``input_index`` (across epochs)."""
+    def _next_indices(self, input_index: int, count: int, order: Callable[[int], Any] | None = None) -> Any:
+        """The next ``count`` example indices of provider ``input_index`` (across epochs).
+
+        ``order(epoch)``, when given, is the epoch's order as the caller wants it (a copy on the
+        GPU): a batch within one epoch is a slice of it. Otherwise, and for a batch that spans
+        epochs, a host array.
+        """
         n = self.num_examples
         start = self._positions[input_index]
         epoch, offset = divmod(start, n)
         if offset + count <= n:
-            # The batch lies within one epoch: a slice of its order (a copy, since the finished
-            # epochs' orders are deleted).
-            out = self._order(epoch)[offset:offset + count].copy()
+            # The batch lies within one epoch: a slice of its order (a copy on the host, since
+            # the finished epochs' orders are deleted).
+            out = (self._order(epoch)[offset:offset + count].copy() if order is None
+                   else order(epoch)[offset:offset + count])
             self._positions[input_index] = start + count
             if offset + count == n:
                 self._forget_finished_epochs()
@@ -158,6 +164,10 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         oldest = min(self._positions) // self.num_examples
         for epoch in [e for e in self._orders if e < oldest]:
             del self._orders[epoch]
+        self._forget_before(oldest)
+
+    def _forget_before(self, epoch: int) -> None:
+        """Drops what a subclass keeps for the epochs before ``epoch`` (a GPU copy of the order)."""
 
     def _order(self, epoch: int) -> np.ndarray:
         while epoch not in self._orders:
@@ -166,6 +176,10 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             self._orders[self._epochs_drawn] = self._rng.permutation(self.num_examples)
             self._epochs_drawn += 1
         return self._orders[epoch]
+
+    def _batch_indices(self, math: NDArrayMath, input_index: int, count: int) -> Any:
+        """The next batch's example indices, as ``_gather`` takes them (host indices here)."""
+        return self._next_indices(input_index, count)
 
     @abc.abstractmethod
     def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
@@ -180,16 +194,15 @@ class _BuilderProvider(InputProvider):
         self.input_index = input_index
 
     def get_next_copy(self, math: NDArrayMath) -> NDArray:
-        indices = self.builder._next_indices(self.input_index, 1)
-        batch = self.builder._gather(math, self.input_index, indices)
+        batch = self.get_next_batch(math, 1)
         return batch.reshape(batch.shape[1:])
 
     def dispose_copy(self, math: NDArrayMath, copy: NDArray) -> None:
         copy.dispose()
 
     def get_next_batch(self, math: NDArrayMath, batch_size: int) -> NDArray:
-        indices = self.builder._next_indices(self.input_index, batch_size)
-        return self.builder._gather(math, self.input_index, indices)
+        builder = self.builder
+        return builder._gather(math, self.input_index, builder._batch_indices(math, self.input_index, batch_size))
 
     def __repr__(self) -> str:
         return f"<InputProvider {self.input_index} of {type(self.builder).__name__}>"
@@ -229,6 +242,23 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         super().__init__(inputs, seed)
         self._resident: dict[tuple[int, int], NDArray] = {}
+        self._device_orders: dict[tuple[int, int], Any] = {}  # (epoch, backend id) -> its order there
+
+    def _batch_indices(self, math: NDArrayMath, input_index: int, count: int) -> Any:
+        # A slice of the epoch's order, uploaded once per epoch: uploading each batch's indices
+        # would make every batch wait for the GPU to finish its queued work.
+        return self._next_indices(input_index, count, lambda epoch: self._device_order(math, epoch))
+
+    def _device_order(self, math: NDArrayMath, epoch: int) -> Any:
+        key = (epoch, id(math.backend))
+        order = self._device_orders.get(key)
+        if order is None:
+            order = self._device_orders[key] = math.backend.asarray(self._order(epoch))
+        return order
+
+    def _forget_before(self, epoch: int) -> None:
+        for key in [k for k in self._device_orders if k[0] < epoch]:
+            del self._device_orders[key]
 
     def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
         key = (input_index, id(math.backend))
@@ -248,6 +278,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         for data in self._resident.values():
             data.dispose()
         self._resident.clear()
+        self._device_orders.clear()
 
 
 def _stack_input(x: Any, index: int, where: str) -> tuple[np.ndarray, str]:

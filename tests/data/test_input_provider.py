@@ -97,6 +97,18 @@ def test_gpu_builder_keeps_one_resident_copy(cpu_math: dl.NDArrayMath) -> None:
     assert cpu_math.get_num_arrays() == before
 
 
+def test_gpu_builder_uploads_each_epoch_order_once_and_forgets_it(math: dl.NDArrayMath) -> None:
+    builder = InGPUMemoryShuffledInputProviderBuilder([np.arange(6.0), np.arange(6.0)], seed=1)
+    xs, ys = builder.get_input_providers()
+    for _ in range(10):  # 10 epochs of 3 batches; the two providers stay paired
+        with math.scope():
+            for _ in range(3):
+                x, y = xs.get_next_batch(math, 2), ys.get_next_batch(math, 2)
+                np.testing.assert_array_equal(x.numpy(), y.numpy())
+        assert len(builder._device_orders) <= 1  # the epoch under way at most
+    assert builder.get_epoch() == 10
+
+
 class _Counter:
     """deeplearn.js's two-method interface, without subclassing InputProvider."""
 

@@ -140,9 +140,45 @@ def test_state_is_kept_across_scopes_and_freed_by_dispose(name: str) -> None:
         s.train(cost, {x: ListProvider([[1, 1, 1, 1]])}, 1, optimizer)  # uses the kept state
     gc.collect()
     before = math.get_num_arrays()
+    constants = len(optimizer._constants)  # the step's scalars (1, −lr/batch...), made once
+    assert constants >= 1 and not any(a.is_disposed for a in optimizer._constants.values())
     optimizer.dispose()
-    assert not optimizer._state and math.get_num_arrays() == before - {"AdadeltaOptimizer": 2, "AdamOptimizer": 2,
-                                                                        "AdamaxOptimizer": 2}.get(name, 1)
+    state = {"AdadeltaOptimizer": 2, "AdamOptimizer": 2, "AdamaxOptimizer": 2}.get(name, 1)
+    assert not optimizer._state and not optimizer._constants
+    assert math.get_num_arrays() == before - state - constants
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_constants_are_made_once_and_bounded(name: str) -> None:
+    """The scalars of a step are uploaded once, not every step (Adam's 1 − βᵗ, which changes
+    every step, is not kept)."""
+    math = dl.NDArrayMathCPU()
+    g = Graph()
+    x = g.placeholder("x", [4])
+    w = g.variable("w", NDArray.make([4], [1, 2, 3, 4], math=math))
+    cost = g.reduce_sum(g.square(g.multiply(w, x)))
+    s = Session(g, math)
+    optimizer = _make(name)
+    sizes = []
+    for _ in range(300):
+        with math.scope():
+            s.train(cost, {x: ListProvider([[0.1, 0.1, 0.1, 0.1]])}, 1, optimizer)
+        sizes.append(len(optimizer._constants))
+    assert sizes[-1] == sizes[0] <= 8, "the same constants serve every step"
+
+
+def test_a_learning_rate_changed_every_step_keeps_the_constants_bounded() -> None:
+    math = dl.NDArrayMathCPU()
+    g = Graph()
+    x = g.placeholder("x", [2])
+    w = g.variable("w", NDArray.make([2], [1, 2], math=math))
+    cost = g.reduce_sum(g.square(g.multiply(w, x)))
+    s, optimizer = Session(g, math), dl.SGDOptimizer(0.1)
+    for step in range(300):
+        optimizer.set_learning_rate(0.1 / (1 + step))
+        with math.scope():
+            s.train(cost, {x: ListProvider([[0.1, 0.1]])}, 1, optimizer)
+        assert len(optimizer._constants) <= 70
 
 
 def test_setters() -> None:

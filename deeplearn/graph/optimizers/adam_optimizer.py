@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.graph.optimizers.optimizer import Optimizer
+from deeplearn.math.ndarray import Scalar
 
 if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
-    from deeplearn.math.ndarray import NDArray, Scalar
+    from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = ["AdamOptimizer"]
@@ -42,8 +43,9 @@ class AdamOptimizer(Optimizer):
                                   math.square(gradient))
         self._set_state("m", variable, m)
         self._set_state("v", variable, v)
-        m_hat = math.divide(m, s(math, 1.0 - self.acc_beta1))
-        v_hat = math.divide(v, s(math, 1.0 - self.acc_beta2))
+        # 1 − βᵗ changes every batch: a new Scalar each time, not one of the kept constants
+        m_hat = math.divide(m, Scalar.new(1.0 - self.acc_beta1, math=math))
+        v_hat = math.divide(v, Scalar.new(1.0 - self.acc_beta2, math=math))
         step = math.divide(m_hat, math.add(math.sqrt(v_hat), s(math, EPSILON)))
         return math.scaled_array_add(s(math, 1.0), value, c, step)
 

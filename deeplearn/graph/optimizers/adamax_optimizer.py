@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.graph.optimizers.optimizer import Optimizer
+from deeplearn.math.ndarray import Scalar
 
 if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
-    from deeplearn.math.ndarray import NDArray, Scalar
+    from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = ["AdamaxOptimizer"]
@@ -41,8 +42,9 @@ class AdamaxOptimizer(Optimizer):
         self._set_state("m", variable, m)
         self._set_state("u", variable, u)
         step = math.divide(m, math.add(u, s(math, EPSILON)))
-        # c/(1 − β1ᵗ), computed on the host: reading c back would stall a GPU
-        scale = s(math, -self.learning_rate / self._batch_size / (1.0 - self.acc_beta1))
+        # c/(1 − β1ᵗ), computed on the host (reading c back would stall a GPU); it changes
+        # every batch: a new Scalar each time, not one of the kept constants
+        scale = Scalar.new(-self.learning_rate / self._batch_size / (1.0 - self.acc_beta1), math=math)
         return math.scaled_array_add(s(math, 1.0), value, scale, step)
 
     def _end_batch(self) -> None:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Optimizer"]
 
+_MAX_CONSTANTS = 64
+
 
 class Optimizer:
     """Base of the optimizers.
@@ -40,6 +42,7 @@ class Optimizer:
         self._gradients: dict[Tensor, NDArray] = {}
         self._batch_size = 1
         self._state: dict[tuple[str, Tensor], NDArray] = {}
+        self._constants: dict[tuple[int, str], Scalar] = {}  # see _scalar
 
     # -- lifecycle (called by Session.train) ----------------------------------------------
     def before_batch(self, math: NDArrayMath, batch_size: int, runtime_variables: Sequence[Tensor]) -> None:
@@ -51,6 +54,10 @@ class Optimizer:
             self.variables = [v for v in runtime_variables if v in wanted]
         self._batch_size = batch_size
         self._gradients = {}
+        if len(self._constants) > _MAX_CONSTANTS:  # a learning rate changed every step
+            for scalar in self._constants.values():
+                scalar.dispose()
+            self._constants.clear()
 
     def after_example(self, math: NDArrayMath, gradients: Mapping[Tensor, NDArray]) -> None:
         """Accumulates gradients of the selected variables."""
@@ -60,7 +67,7 @@ class Optimizer:
 
     def after_batch(self, math: NDArrayMath, values: Mapping[Tensor, NDArray]) -> dict[Tensor, NDArray]:
         """The new value of every selected variable that has a gradient."""
-        c = Scalar.new(-self.learning_rate / self._batch_size, math=math)
+        c = self._scalar(math, -self.learning_rate / self._batch_size)
         out = {}
         for v in self.variables:
             g = self._gradients.get(v)
@@ -72,9 +79,10 @@ class Optimizer:
 
     def dispose(self) -> None:
         """Frees the optimizer's state (velocities, caches)."""
-        for array in self._state.values():
+        for array in (*self._state.values(), *self._constants.values()):
             array.dispose()
         self._state.clear()
+        self._constants.clear()
 
     # -- for subclasses --------------------------------------------------------------------
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
@@ -107,9 +115,16 @@ class Optimizer:
         REGISTRY.untrack_everywhere(x)
         return x
 
-    @staticmethod
-    def _scalar(math: NDArrayMath, value: float) -> Scalar:
-        return Scalar.new(value, math=math)
+    def _scalar(self, math: NDArrayMath, value: float) -> Scalar:
+        """``value`` as a Scalar on ``math``'s backend, made once and reused by later steps:
+        a step's constants (1, −lr/batch_size, the decay rates) are the same every step, and
+        on a GPU each new one is a kernel launch. Only ever an op's input, never handed out."""
+        key = (id(math.backend), repr(value))  # repr: -0.0 and 0.0 are different constants
+        scalar = self._constants.get(key)
+        if scalar is None or scalar.is_disposed:
+            scalar = self._constants[key] = Scalar.new(value, math=math)
+            self._keep(scalar)
+        return scalar
 
     def _running_average(self, math: NDArrayMath, decay: float, average: NDArray, x: NDArray) -> NDArray:
         """decay·average + (1 − decay)·x, in one kernel (RMSProp's and Adadelta's caches, Adam's

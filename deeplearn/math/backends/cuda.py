@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from deeplearn import util
+from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import BinaryOp, Op, Spec, UnaryOp
 from deeplearn.types import RawArray
 
@@ -116,6 +117,24 @@ def cuda_kernel(op: Op, *arrays: Any) -> Any:
     return op.forward(_import_cupy(), *arrays)
 
 
+_SCALED_ADD = ("float32 c1, float32 a, float32 c2, float32 b", "float32 y",
+               # _rn intrinsics: no fused multiply-add, so each product rounds as on the CPU
+               "y = __fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))")
+
+
+@cuda_kernel.register
+def _scaled_array_add(op: ScaledArrayAdd, c1: Any, a: Any, c2: Any, b: Any) -> Any:
+    """c1·a + c2·b in one kernel (the generic forward launches three): every optimizer update
+    runs it, once or more per variable and step."""
+    if a.dtype == b.dtype == c1.dtype == c2.dtype == np.float32:
+        kernel = _ELEMENTWISE.get((ScaledArrayAdd, _SCALED_ADD[2]))
+        if kernel is None:
+            kernel = _ELEMENTWISE[(ScaledArrayAdd, _SCALED_ADD[2])] = _import_cupy().ElementwiseKernel(
+                *_SCALED_ADD, "dl_scaled_array_add")
+        return kernel(c1.reshape(()), a, c2.reshape(()), b)
+    return op.forward(_import_cupy(), c1, a, c2, b)
+
+
 class MathBackendCUDA:
     """GPU memory and CuPy kernels. Raises RuntimeError with an install hint if CuPy or a GPU
     is missing."""
@@ -145,10 +164,15 @@ class MathBackendCUDA:
                 values = cupy.from_dlpack(values)  # zero-copy for device producers (torch, JAX)
             except Exception:  # noqa: BLE001 - a host-only producer: go through NumPy
                 values = np.from_dlpack(values)
-        if isinstance(values, np.ndarray) and values.ndim == 0:
-            # CuPy's host-to-device copy of a 0-d array loses the sign of -0.0 (seen on an H100
-            # with CuPy 14.2); copying it as one element keeps it.
-            return cupy.asarray(values.reshape(1), dtype=dtype).reshape(())
+        if isinstance(values, np.ndarray) and values.size == 1:
+            # One value (the scalars of optimizers, costs, feeds): a fill kernel that takes the
+            # value as its argument. A copy from pageable host memory would first wait for every
+            # kernel already queued (about 50 µs per scalar on an H100, and the host stalls);
+            # a fill is queued like any kernel. (It also keeps the sign of -0.0, which CuPy's
+            # copy of a 0-d array loses.)
+            with np.errstate(all="ignore"):
+                value = values if dtype is None else values.astype(dtype)
+            return cupy.full(values.shape, value.reshape(()).item(), dtype=value.dtype)
         return cupy.asarray(values, dtype=dtype)
 
     def to_numpy(self, data: RawArray) -> np.ndarray:
