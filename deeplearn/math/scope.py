@@ -159,19 +159,22 @@ def flatten_result(result: Any) -> list[NDArray]:
     from deeplearn.math.ndarray import NDArray
 
     out: list[NDArray] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, NDArray):
-            out.append(v)
-        elif isinstance(v, (list, tuple)):
-            for item in v:
-                walk(item)
-        elif isinstance(v, dict):
-            for item in v.values():
-                walk(item)
-
-    walk(result)
+    _collect(result, NDArray, out)
     return out
+
+
+def _collect(v: Any, array_type: type, out: list[Any]) -> None:
+    # A module-level function, not a closure: a recursive closure is a reference cycle (the
+    # function and its cell), which kept every array it saw alive until the garbage collector
+    # ran, and made the collector run often.
+    if isinstance(v, array_type):
+        out.append(v)
+    elif isinstance(v, (list, tuple)):
+        for item in v:
+            _collect(item, array_type, out)
+    elif isinstance(v, dict):
+        for item in v.values():
+            _collect(item, array_type, out)
 
 
 def iter_scopes() -> Iterator[Scope]:

@@ -375,3 +375,35 @@ def test_an_array_collected_while_the_registry_is_locked_does_not_deadlock(cpu_m
     worker.start()
     worker.join(timeout=10)
     assert not worker.is_alive(), "the registry deadlocked on a collection inside its lock"
+
+
+def test_scopes_and_training_make_no_reference_cycles(math: dl.NDArrayMath) -> None:
+    """Arrays are freed when the last reference goes, never left for the garbage collector
+    (which would hold GPU memory and make the collector run often): eager math in scopes,
+    keep(), and Session.train leave nothing unreachable behind."""
+
+    g = dl.Graph()
+    x = g.placeholder("x", [3])
+    label = g.placeholder("label", [2])
+    cost = g.mean_squared_cost(g.layers.dense("d", x, 2, lambda t: g.relu(t)), label)
+    data = np.random.default_rng(0)
+    xs, ys = dl.InCPUMemoryShuffledInputProviderBuilder(
+        [data.standard_normal((8, 3)), data.standard_normal((8, 2))], seed=0).get_input_providers()
+    session, optimizer = dl.Session(g, math), dl.MomentumOptimizer(0.1, 0.9)
+    a = dl.Array1D.new([1.0, 2.0, 3.0])
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            with math.scope() as scope:
+                scope.keep(math.add(a, a)).dispose()
+                math.scope(lambda keep, track: [math.relu(a), {"y": math.exp(a)}])
+                session.train(cost, {x: xs, label: ys}, 4, optimizer, dl.CostReduction.MEAN).get()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        found = gc.collect()
+        leaked = sorted({type(o).__name__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert found == 0, f"unreachable objects left for the garbage collector: {leaked}"
