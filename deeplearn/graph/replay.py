@@ -51,7 +51,7 @@ class Tape:
     order (inputs included: their slots give back the bound arrays).
     """
 
-    __slots__ = ("constants", "dtypes", "gradients", "inputs", "kernels", "kinds", "ops", "values")
+    __slots__ = ("capture", "constants", "dtypes", "gradients", "inputs", "kernels", "kinds", "ops", "values")
 
     def __init__(self) -> None:
         self.kinds: list[int] = []
@@ -62,6 +62,9 @@ class Tape:
         self.values: list[tuple[Tensor, int, tuple[int, ...]]] = []
         self.gradients: list[tuple[Tensor, int, tuple[int, ...]]] | None = None
         self.kernels: tuple[Any, list[Any]] | None = None  # (backend, one kernel per op)
+        # On CUDA: the tape captured as one CUDA graph (deeplearn/compile/cuda_graph.py), or
+        # why it could not be; None until a replay tries.
+        self.capture: Any = None
 
     def new_slot(self, kind: int, dtype: DType) -> int:
         self.kinds.append(kind)
@@ -71,10 +74,21 @@ class Tape:
     def run(self, engine: Engine, inputs: list[NDArray]) -> list[Any]:
         """Runs the kernels on ``inputs`` (one NDArray per ``self.inputs`` entry, already
         checked); returns every slot's backend array."""
-        slots: list[Any] = [None] * len(self.kinds)
-        for (_, slot, shape, _), x in zip(self.inputs, inputs):
+        return self.run_raw(engine, self.raw_inputs(inputs))
+
+    def raw_inputs(self, inputs: list[NDArray]) -> list[Any]:
+        """The backend arrays of ``inputs``, in the shapes the tape binds them with."""
+        raws = []
+        for (_, _, shape, _), x in zip(self.inputs, inputs):
             data: Any = x.storage.data
-            slots[slot] = data if data.shape == shape else data.reshape(shape)
+            raws.append(data if data.shape == shape else data.reshape(shape))
+        return raws
+
+    def run_raw(self, engine: Engine, raws: list[Any]) -> list[Any]:
+        """``run`` on backend arrays (one per ``self.inputs`` entry, in its shape)."""
+        slots: list[Any] = [None] * len(self.kinds)
+        for (_, slot, _, _), data in zip(self.inputs, raws):
+            slots[slot] = data
         for slot, data in self.constants:
             slots[slot] = data
         result = engine.result

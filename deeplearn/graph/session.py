@@ -204,6 +204,10 @@ class Session:
         # Record each plan's kernels once and replay them (replay.py); False runs every call
         # through the batch rules (the tests compare the two).
         self.replay_plans = True
+        # On CUDA, capture each recorded training step's kernels as one CUDA graph
+        # (deeplearn/compile/cuda_graph.py); False replays them kernel by kernel.
+        self.capture_plans = True
+        self._captured_call = False  # whether this call's values live in a captured graph's slots
         self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.
@@ -407,8 +411,10 @@ class Session:
         """
         engine = self.math.engine
         replayable = self.replay_plans and not engine.debug and not engine.keep_float64
+        self._captured_call = False
         if replayable and step.tape is not None:
-            gradients = self._replay(step.tape, values, where)
+            capture = self.capture_plans and cost is not None and self.math.backend.name == "cuda"
+            gradients = self._replay(step.tape, values, where, capture)
             if gradients is not None:
                 return gradients
             step.tape = None  # an input changed shape, dtype or backend: record again
@@ -435,9 +441,12 @@ class Session:
             step.tape = recorder.finish(values, gradients)
         return gradients
 
-    def _replay(self, tape: Tape, values: dict[Tensor, NDArray], where: str) -> SummedTensorArrayMap | None:
+    def _replay(self, tape: Tape, values: dict[Tensor, NDArray], where: str,
+                capture: bool = False) -> SummedTensorArrayMap | None:
         """Runs ``tape`` on this call's inputs; None (having run nothing) when an input is not
-        the shape, dtype or backend it was recorded with."""
+        the shape, dtype or backend it was recorded with. ``capture``: run it as one CUDA
+        graph, captured the first time (training steps on CUDA; the values it hands out are
+        then overwritten by the step's next call, when the Session has let them go)."""
         backend = self.math.backend
         inputs: list[NDArray] = []
         bound: dict[int, NDArray] = {}
@@ -449,7 +458,17 @@ class Session:
                 return None
             inputs.append(x)
             bound[slot] = x
-        slots = tape.run(self.math.engine, inputs)
+        engine = self.math.engine
+        if capture:
+            raws = tape.raw_inputs(inputs)
+            if tape.capture is None:
+                from deeplearn.compile.cuda_graph import capture as capture_tape
+
+                tape.capture = capture_tape(tape, engine, raws)
+            self._captured_call = bool(tape.capture)
+            slots = tape.capture.run(raws) if tape.capture else tape.run_raw(engine, raws)
+        else:
+            slots = tape.run(engine, inputs)
         made = Materializer(tape, self.math.engine, slots, bound)
         for t, slot, shape in tape.values:
             values[t] = made.array(slot, shape)
@@ -535,7 +554,9 @@ class Session:
         elif reduction == CostReduction.SUM:
             total = math.multiply(cost, Scalar.new(batch_size, math=math))
         else:
-            total = _alias(cost)
+            # The cost's own value, in memory of its own when it lives in a captured graph's
+            # slot (the step's next call overwrites that slot).
+            total = math.clone(cost) if self._captured_call else _alias(cost)
         return total  # type: ignore[return-value]
 
     # -- what a call leaves for inspection -------------------------------------------------

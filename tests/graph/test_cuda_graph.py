@@ -1,0 +1,150 @@
+"""Training steps captured as one CUDA graph (deeplearn/compile/cuda_graph.py) give exactly what
+the kernel-by-kernel replay gives, keep memory flat, and hand back costs that stay valid; tapes
+that call cuBLAS are replayed instead. test_replay.py compares every graph op case on CUDA,
+captured, with the batch rules bit for bit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import deeplearn as dl
+from deeplearn import CostReduction, Graph, Scalar, Session
+from deeplearn.compile.cuda_graph import CapturedTape, NotCaptured, capture
+from deeplearn.math.backends import cuda_available
+from tests.graph.helpers import ListProvider
+
+needs_gpu = pytest.mark.skipif(not cuda_available(), reason="captures CUDA graphs: needs CuPy and an NVIDIA GPU")
+
+
+def _tapes(session: Session) -> list[Any]:
+    return [step.tape for plan in session._plans.values() for step in plan._steps.values()
+            if step.tape is not None]
+
+
+def _quadratic(math: dl.NDArrayMath, unbatched_cost: bool = False) -> tuple[Graph, Any, Any, Any, list[Any]]:
+    g = Graph()
+    x, label = g.placeholder("x", []), g.placeholder("y", [])
+    a, b, c = (g.variable(n, Scalar.new(v, math=math)) for n, v in (("a", 0.3), ("b", -0.2), ("c", 0.1)))
+    y = g.add(g.add(g.multiply(a, g.square(x)), g.multiply(b, x)), c)
+    cost = g.mean_squared_cost(y, label)
+    if unbatched_cost:  # a cost that does not depend on the batch: the Session returns it as is
+        cost = g.add(g.reduce_sum(g.square(g.add(a, b))), g.multiply(c, c))
+    return g, x, label, cost, [a, b, c]
+
+
+def _providers(seed: int = 0) -> list[Any]:
+    rng = np.random.default_rng(seed)
+    xs = rng.uniform(-2, 2, 64).astype(np.float32)
+    ys = (1.5 * xs * xs - 0.5 * xs + 0.25).astype(np.float32)
+    return dl.InGPUMemoryShuffledInputProviderBuilder([xs, ys], seed=seed).get_input_providers()
+
+
+def _train(math: dl.NDArrayMath, captured: bool, optimizer: dl.Optimizer, reduction: CostReduction,
+           steps: int = 40, unbatched_cost: bool = False) -> tuple[list[float], list[np.ndarray], Session]:
+    g, x, label, cost, variables = _quadratic(math, unbatched_cost)
+    xp, yp = _providers()
+    session = Session(g, math)
+    session.capture_plans = captured
+    costs = []
+    kept = []
+    with math.scope() as scope:
+        for _ in range(steps):
+            kept.append(scope.keep(session.train(cost, {x: xp, label: yp}, 8, optimizer, reduction)))
+        costs = [float(c.get()) for c in kept]  # read after every step ran: still their own values
+    weights = [session.eval(v).numpy() for v in variables]
+    return costs, weights, session
+
+
+@needs_gpu
+@pytest.mark.parametrize("reduction", [CostReduction.MEAN, CostReduction.SUM, CostReduction.NONE])
+@pytest.mark.parametrize("make_optimizer", [lambda: dl.SGDOptimizer(0.05), lambda: dl.MomentumOptimizer(0.05, 0.9),
+                                            lambda: dl.AdamOptimizer(0.05, 0.9, 0.999)],
+                         ids=["sgd", "momentum", "adam"])
+def test_captured_training_equals_the_replay_bit_for_bit(make_optimizer: Any, reduction: CostReduction) -> None:
+    math = dl.NDArrayMathGPU()
+    costs, weights, session = _train(math, True, make_optimizer(), reduction)
+    (tape,) = _tapes(session)
+    assert isinstance(tape.capture, CapturedTape), tape.capture
+    ref_costs, ref_weights, ref = _train(math, False, make_optimizer(), reduction)
+    assert _tapes(ref)[0].capture is None
+    assert costs == ref_costs
+    for w, r in zip(weights, ref_weights):
+        np.testing.assert_array_equal(w, r)
+
+
+@needs_gpu
+def test_a_returned_unbatched_cost_outlives_the_next_step() -> None:
+    """An unbatched cost is returned as its own value: from a captured step, a copy, since the
+    next launch overwrites the slot it was computed in."""
+    math = dl.NDArrayMathGPU()
+    costs, _, _ = _train(math, True, dl.SGDOptimizer(0.05), CostReduction.MEAN, unbatched_cost=True)
+    ref_costs, _, _ = _train(math, False, dl.SGDOptimizer(0.05), CostReduction.MEAN, unbatched_cost=True)
+    assert costs == ref_costs and len(set(costs)) > 1
+
+
+@needs_gpu
+def test_tapes_with_matrix_products_are_replayed_not_captured() -> None:
+    math = dl.NDArrayMathGPU()
+    g = Graph()
+    x, label = g.placeholder("x", [3]), g.placeholder("label", [2])
+    cost = g.mean_squared_cost(g.layers.dense("d", x, 2), label)
+    rng = np.random.default_rng(0)
+    xp, lp = dl.InGPUMemoryShuffledInputProviderBuilder(
+        [rng.standard_normal((8, 3)), rng.standard_normal((8, 2))], seed=0).get_input_providers()
+    session = Session(g, math)
+    for _ in range(3):
+        with math.scope():
+            session.train(cost, {x: xp, label: lp}, 4, dl.SGDOptimizer(0.1))
+    (tape,) = _tapes(session)
+    assert isinstance(tape.capture, NotCaptured) and "cuBLAS" in tape.capture.why
+
+
+@needs_gpu
+def test_captured_steps_keep_arrays_and_the_pool_flat() -> None:
+    import cupy
+
+    math = dl.NDArrayMathGPU()
+    g, x, label, cost, _ = _quadratic(math)
+    xp, yp = _providers()
+    session, optimizer = Session(g, math), dl.MomentumOptimizer(0.01, 0.9)
+    pool = cupy.get_default_memory_pool()
+    feeds = {x: xp, label: yp}
+    for _ in range(5):
+        session.train(cost, feeds, 8, optimizer, CostReduction.MEAN)
+    arrays, used = math.get_num_arrays(), pool.used_bytes()
+    for _ in range(2000):
+        with math.scope():
+            session.train(cost, feeds, 8, optimizer, CostReduction.MEAN)
+    assert isinstance(_tapes(session)[0].capture, CapturedTape)
+    assert math.get_num_arrays() == arrays and pool.used_bytes() == used
+
+
+@needs_gpu
+def test_a_new_batch_size_records_and_captures_its_own_step() -> None:
+    math = dl.NDArrayMathGPU()
+    g, x, label, cost, variables = _quadratic(math)
+    xp, yp = _providers()
+    session = Session(g, math)
+    for batch in (8, 8, 8, 4, 4, 4):
+        with math.scope():
+            session.train(cost, {x: xp, label: yp}, batch, dl.SGDOptimizer(0.01))
+    captures = [t.capture for t in _tapes(session)]
+    assert len(captures) == 2 and all(isinstance(c, CapturedTape) for c in captures)
+
+
+def test_capture_declines_cublas_tapes_before_touching_the_gpu(cpu_math: dl.NDArrayMath) -> None:
+    """Runs anywhere: the cuBLAS check needs only the tape's ops."""
+    g = Graph()
+    x = g.placeholder("x", [3])
+    cost = g.reduce_sum(g.layers.dense("d", x, 2))
+    session = Session(g, cpu_math)
+    for _ in range(2):
+        with cpu_math.scope():
+            session.train(cost, {x: ListProvider(np.ones((4, 3)))}, 2, dl.SGDOptimizer(0.1))
+    (tape,) = _tapes(session)
+    result = capture(tape, cpu_math.engine, [])
+    assert isinstance(result, NotCaptured) and not result and "mat_mul" in result.why
+
