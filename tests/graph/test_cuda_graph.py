@@ -20,8 +20,9 @@ needs_gpu = pytest.mark.skipif(not cuda_available(), reason="captures CUDA graph
 
 
 def _tapes(session: Session) -> list[Any]:
+    """The recorded tapes of the Session's training steps."""
     return [step.tape for plan in session._plans.values() for step in plan._steps.values()
-            if step.tape is not None]
+            if step.tape is not None and step.tape.gradients is not None]
 
 
 def _quadratic(math: dl.NDArrayMath, unbatched_cost: bool = False) -> tuple[Graph, Any, Any, Any, list[Any]]:
