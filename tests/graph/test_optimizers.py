@@ -122,16 +122,20 @@ def test_specified_variable_list_and_required_hyperparameters(name: str) -> None
         getattr(dl, name)()
 
 
+def _scaled_square(math: dl.NDArrayMath, n: int = 4) -> tuple[Session, dl.Tensor, dl.Tensor]:
+    """A Session over cost = Σ (w·x)² with w = [1, 2, ...]: (session, x, cost)."""
+    g = Graph()
+    x = g.placeholder("x", [n])
+    w = g.variable("w", NDArray.make([n], list(range(1, n + 1)), math=math))
+    return Session(g, math), x, g.reduce_sum(g.square(g.multiply(w, x)))
+
+
 @pytest.mark.parametrize("name", NAMES[1:])
 def test_state_is_kept_across_scopes_and_freed_by_dispose(name: str) -> None:
     import gc
 
     math = dl.NDArrayMathCPU()
-    g = Graph()
-    x = g.placeholder("x", [4])
-    w = g.variable("w", NDArray.make([4], [1, 2, 3, 4], math=math))
-    cost = g.reduce_sum(g.square(g.multiply(w, x)))
-    s = Session(g, math)
+    s, x, cost = _scaled_square(math)
     optimizer = _make(name)
     with math.scope():
         s.train(cost, {x: ListProvider([[1, 1, 1, 1]])}, 1, optimizer)
@@ -153,11 +157,7 @@ def test_constants_are_made_once_and_bounded(name: str) -> None:
     """The scalars of a step are uploaded once, not every step (Adam's 1 − βᵗ, which changes
     every step, is not kept)."""
     math = dl.NDArrayMathCPU()
-    g = Graph()
-    x = g.placeholder("x", [4])
-    w = g.variable("w", NDArray.make([4], [1, 2, 3, 4], math=math))
-    cost = g.reduce_sum(g.square(g.multiply(w, x)))
-    s = Session(g, math)
+    s, x, cost = _scaled_square(math)
     optimizer = _make(name)
     sizes = []
     for _ in range(300):
@@ -169,11 +169,7 @@ def test_constants_are_made_once_and_bounded(name: str) -> None:
 
 def test_a_learning_rate_changed_every_step_keeps_the_constants_bounded() -> None:
     math = dl.NDArrayMathCPU()
-    g = Graph()
-    x = g.placeholder("x", [2])
-    w = g.variable("w", NDArray.make([2], [1, 2], math=math))
-    cost = g.reduce_sum(g.square(g.multiply(w, x)))
-    s, optimizer = Session(g, math), dl.SGDOptimizer(0.1)
+    (s, x, cost), optimizer = _scaled_square(math, 2), dl.SGDOptimizer(0.1)
     for step in range(300):
         optimizer.set_learning_rate(0.1 / (1 + step))
         with math.scope():
