@@ -10,7 +10,7 @@ constants the rules made, and every kernel's output — and later calls replay t
 same kernels (``backend.execute``) on the same inputs in the same order, each result made
 C-ordered, typed and unaliased by the same ``Engine.result`` an eager op uses. Only the values
 the call hands out (activations, gradients, the cost) become NDArrays again, one storage per
-slot as in the eager call, so live-array counts are the same too. DESIGN.md §7's plans
+slot as in the eager call, and only when read: most activations and gradients never are. DESIGN.md §7's plans
 (fusion, static buffers, CUDA graphs) can start from the tape.
 
 A recording is abandoned (and the Session stays eager for that step) when what ran was not
@@ -24,6 +24,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
+from deeplearn.graph.tensor_array_map import Pending
 from deeplearn.math.ndarray import _RANK_CLASSES, _STORAGE_SERIALS, DATA_OBSERVERS, NDArray, Storage
 
 if TYPE_CHECKING:
@@ -125,6 +126,13 @@ class Materializer:
         self.tape, self.backend, self.slots, self.inputs = tape, engine.backend, slots, inputs
         self.made: dict[int, NDArray] = {}
         self.owned: set[int] = set()  # ids of the arrays handed out untracked
+
+    def pending(self, slot: int, shape: tuple[int, ...]) -> NDArray | Pending:
+        """``array(slot, shape)``, made when first read: a bound input at once (it is cheap, and
+        the caller's scope may dispose it before anyone asks), any other slot later."""
+        if self.tape.kinds[slot] == INPUT:
+            return self.array(slot, shape)
+        return Pending(lambda: self.array(slot, shape))
 
     def array(self, slot: int, shape: tuple[int, ...]) -> NDArray:
         bound = self.inputs.get(slot)

@@ -20,7 +20,7 @@ from deeplearn.data.input_provider import InputProvider, next_batch
 from deeplearn.graph import graph_util
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
 from deeplearn.graph.replay import Materializer, Recorder, Tape
-from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
+from deeplearn.graph.tensor_array_map import Pending, SummedTensorArrayMap, TensorArrayMap, resolve
 from deeplearn.math.ndarray import NDArray, Scalar
 from deeplearn.types import DisposedError, ShapeError
 
@@ -306,10 +306,10 @@ class Session:
             values = self._load_feeds(entries, step, batch_size, where)
             gradients = self._run_step(plan, step, values, batch_size, cost_tensor, where)
             assert gradients is not None
-            cost, cost_batched = values[cost_tensor], step.batched[cost_tensor]
+            cost, cost_batched = resolve(values[cost_tensor]), step.batched[cost_tensor]
             optimizer.before_batch(math, batch_size, plan.variables)
             optimizer.after_example(math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)})
-            current = {v: values[v] for v in optimizer.variables if v in values}
+            current = {v: resolve(values[v]) for v in optimizer.variables if v in values}
             for v, new_value in optimizer.after_batch(math, current).items():
                 self._assign(v, new_value)
                 values[v] = new_value
@@ -368,7 +368,7 @@ class Session:
             self._run_step(plan, step, values, batch_size, None, where)
             results = []
             for t in tensors:
-                value = values[t]
+                value = resolve(values[t])
                 if batch_size is not None and not step.batched[t]:  # the same value for every example
                     value = math.multiply(NDArray.ones((batch_size,) + (1,) * t.rank, math=math), value)
                 results.append(value._view())  # a fresh view: the caller's scope owns it
@@ -471,11 +471,11 @@ class Session:
             slots = tape.run(engine, inputs)
         made = Materializer(tape, self.math.engine, slots, bound)
         for t, slot, shape in tape.values:
-            values[t] = made.array(slot, shape)
+            values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
         gradients = SummedTensorArrayMap(self.math)
         if tape.gradients is not None:
             for t, slot, shape in tape.gradients:
-                gradients.set(t, made.array(slot, shape))
+                gradients.set(t, made.pending(slot, shape))
         self._owned = made.owned  # untracked arrays that _retain keeps as they are
         return gradients
 
@@ -560,19 +560,21 @@ class Session:
         return total  # type: ignore[return-value]
 
     # -- what a call leaves for inspection -------------------------------------------------
-    def _retain(self, values: dict[Tensor, NDArray], gradients: SummedTensorArrayMap | None) -> None:
+    def _retain(self, values: Mapping[Tensor, NDArray | Pending], gradients: SummedTensorArrayMap | None) -> None:
         # Views that no scope tracks: the maps own them until the next call. A replayed call's
-        # arrays are untracked already (made.owned): they go in as they are.
+        # arrays are untracked already (made.owned), and its Pending ones are made untracked:
+        # they go in as they are.
         owned, self._owned = self._owned, _NOTHING
         activations = self.activation_array_map
         for t, v in values.items():
-            if id(v) in owned:
+            if type(v) is Pending or id(v) in owned:
                 activations.set(t, v)
-            elif not v.is_disposed:
-                activations.set(t, v._view(tracked=False))
+            elif not v.is_disposed:  # type: ignore[union-attr]
+                activations.set(t, v._view(tracked=False))  # type: ignore[union-attr]
         if gradients is not None:
-            for t, g in gradients.items():
-                self.gradient_array_map.set(t, g if id(g) in owned else g._view(tracked=False))
+            for t, g in gradients.entries():
+                keep = type(g) is Pending or id(g) in owned
+                self.gradient_array_map.set(t, g if keep else g._view(tracked=False))  # type: ignore[union-attr]
 
     def _release_retained(self) -> None:
         self._owned = _NOTHING

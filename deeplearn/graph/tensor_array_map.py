@@ -1,19 +1,35 @@
 """TensorArrayMap and SummedTensorArrayMap: the values (and gradients) a Session holds per Tensor.
 
-Holds no execution logic: the Session fills these maps; optimizers and tests read them.
+Holds no execution logic: the Session fills these maps; optimizers and tests read them. An entry
+may be ``Pending``: an array made only when someone asks for it (a replayed Session step hands
+out every tensor's value and gradient, and most are never read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
     from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["SummedTensorArrayMap", "TensorArrayMap"]
+__all__ = ["Pending", "SummedTensorArrayMap", "TensorArrayMap", "resolve"]
+
+
+class Pending:
+    """An array not made yet: ``make()`` makes it when it is first asked for."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], NDArray]) -> None:
+        self.make = make
+
+
+def resolve(value: Any) -> Any:
+    """``value``, or the array a Pending ``value`` makes."""
+    return value.make() if type(value) is Pending else value
 
 
 class TensorArrayMap:
@@ -29,21 +45,33 @@ class TensorArrayMap:
     """
 
     def __init__(self) -> None:
-        self._dict: dict[Tensor, NDArray] = {}
+        self._dict: dict[Tensor, NDArray | Pending] = {}
 
-    def set(self, tensor: Tensor, array: NDArray) -> None:
-        """Maps ``tensor`` to ``array`` (replacing any previous array, which is not disposed)."""
+    def set(self, tensor: Tensor, array: NDArray | Pending) -> None:
+        """Maps ``tensor`` to ``array`` (replacing any previous array, which is not disposed);
+        a Pending array is made when first read."""
         self._dict[tensor] = array
 
     def get(self, tensor: Tensor, skip_checks_for_tests: bool = False) -> NDArray:
         """The array of ``tensor``; raises KeyError naming the tensor when there is none."""
         try:
-            return self._dict[tensor]
+            value = self._dict[tensor]
         except KeyError:
             raise KeyError(f"TensorArrayMap.get: no array for {tensor!r}.") from None
+        return self._made(tensor, value)
 
     def get_or_none(self, tensor: Tensor) -> NDArray | None:
-        return self._dict.get(tensor)
+        value = self._dict.get(tensor)
+        return None if value is None else self._made(tensor, value)
+
+    def entries(self) -> list[tuple[Tensor, NDArray | Pending]]:
+        """The entries as stored: Pending arrays stay unmade."""
+        return list(self._dict.items())
+
+    def _made(self, tensor: Tensor, value: NDArray | Pending) -> NDArray:
+        if type(value) is Pending:
+            value = self._dict[tensor] = value.make()
+        return value  # type: ignore[return-value]
 
     def has(self, tensor: Tensor) -> bool:
         return tensor in self._dict
@@ -64,17 +92,17 @@ class TensorArrayMap:
         return iter(self._dict)
 
     def items(self) -> list[tuple[Tensor, NDArray]]:
-        return list(self._dict.items())
+        return [(t, self._made(t, v)) for t, v in list(self._dict.items())]
 
     def clear(self) -> None:
         """Forgets every entry without disposing anything."""
         self._dict.clear()
 
     def dispose(self) -> None:
-        """Disposes every array in the map and empties it."""
+        """Disposes every array in the map (Pending ones were never made) and empties it."""
         for array in self._dict.values():
-            if not array.is_disposed:
-                array.dispose()
+            if type(array) is not Pending and not array.is_disposed:  # type: ignore[union-attr]
+                array.dispose()  # type: ignore[union-attr]
         self._dict.clear()
 
 
@@ -97,5 +125,5 @@ class SummedTensorArrayMap(TensorArrayMap):
 
     def add(self, tensor: Tensor, array: NDArray) -> None:
         """Adds ``array`` to the sum held for ``tensor`` (the first call just stores it)."""
-        old = self._dict.get(tensor)
+        old = self.get_or_none(tensor)
         self._dict[tensor] = array if old is None else self.math.add(old, array)
