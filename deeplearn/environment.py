@@ -1,7 +1,13 @@
-"""ENV: the process-wide default NDArrayMath and backend choice.
+"""ENV: the process-wide default NDArrayMath, backend choice and features.
 
-The backend is ``DEEPLEARN_BACKEND`` ("cpu" or "cuda") when set, else CUDA when CuPy sees a GPU,
-else the CPU. ``ENV.math`` is created on first use, so importing deeplearn never touches the GPU.
+The backend is the ``BACKEND`` feature: ``DEEPLEARN_BACKEND`` ("cpu" or "cuda") when set, else
+CUDA when CuPy sees a GPU, else the CPU. ``ENV.math`` is created on first use, so importing
+deeplearn never touches the GPU.
+
+Features (deeplearn.js ``ENV.get(feature)``) are evaluated when first asked for and remembered;
+``ENV.set_features`` and the ``DEEPLEARN_FLAGS`` environment variable (``"DEBUG:true,BACKEND:cpu"``,
+deeplearn.js's ``?dljsflags=`` URL parameter) override them. deeplearn.js's WebGL features keep
+their names and answer what is true in Python: there is no WebGL (version 0).
 """
 
 from __future__ import annotations
@@ -15,27 +21,119 @@ if TYPE_CHECKING:
     from deeplearn.math.backends.backend import MathBackend
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["ENV", "Environment", "memory"]
+__all__ = ["ENV", "Environment", "FEATURES", "memory"]
+
+
+def _detected_backend() -> str:
+    from deeplearn.math.backends import backend_names, cuda_available
+
+    forced = os.environ.get("DEEPLEARN_BACKEND", "").strip().lower()
+    if forced:
+        if forced not in backend_names():
+            raise ValueError(f"DEEPLEARN_BACKEND must be one of {backend_names()}; got {forced!r}.")
+        return forced
+    return "cuda" if cuda_available() else "cpu"
+
+
+def _cuda_available() -> bool:
+    from deeplearn.math.backends import cuda_available
+
+    return cuda_available()
+
+
+def _cuda_device_name() -> str | None:
+    if not _cuda_available():
+        return None
+    import cupy
+
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _no_webgl() -> bool:
+    return False
+
+
+FEATURES: dict[str, Callable[[], Any]] = {
+    "BACKEND": _detected_backend,  # the backend ENV.math is created on
+    "DEBUG": lambda: False,  # whether ENV.math starts in debug mode (NaN checks after every op)
+    "CUDA_AVAILABLE": _cuda_available,
+    "CUDA_DEVICE_NAME": _cuda_device_name,  # None without a usable GPU
+    # deeplearn.js's WebGL features: no WebGL in Python.
+    "WEBGL_VERSION": lambda: 0,
+    "WEBGL_FLOAT_TEXTURE_ENABLED": _no_webgl,
+    "WEBGL_DISJOINT_QUERY_TIMER_EXTENSION_ENABLED": _no_webgl,
+    "WEBGL_DISJOINT_QUERY_TIMER_EXTENSION_RELIABLE": _no_webgl,
+    "WEBGL_GET_BUFFER_SUB_DATA_ASYNC_EXTENSION_ENABLED": _no_webgl,
+}
+"""Each feature's name and how its value is found when first asked for."""
 
 
 class Environment:
-    """Holds the default math (``ENV.math``) and answers which backends exist."""
+    """Holds the default math (``ENV.math``), the features, and answers which backends exist."""
 
     def __init__(self) -> None:
         self._math: NDArrayMath | None = None
+        self._features: dict[str, Any] = {}
+        self._flags_read = False
         self._lock = threading.Lock()
 
-    @staticmethod
-    def get_best_backend() -> str:
-        """"cuda" when CuPy sees a GPU, else "cpu" (``DEEPLEARN_BACKEND`` overrides)."""
-        from deeplearn.math.backends import backend_names, cuda_available
+    # -- features --------------------------------------------------------------------------
+    def get(self, feature: str) -> Any:
+        """The value of ``feature``, found on first use and remembered.
 
-        forced = os.environ.get("DEEPLEARN_BACKEND", "").strip().lower()
-        if forced:
-            if forced not in backend_names():
-                raise ValueError(f"DEEPLEARN_BACKEND must be one of {backend_names()}; got {forced!r}.")
-            return forced
-        return "cuda" if cuda_available() else "cpu"
+        Example:
+            >>> dl.ENV.get("WEBGL_VERSION")
+            0
+        """
+        self._read_flags()
+        if feature not in self._features:
+            if feature not in FEATURES:
+                raise ValueError(f"ENV.get: feature must be one of {sorted(FEATURES)}; got {feature!r}.")
+            self._features[feature] = FEATURES[feature]()
+        return self._features[feature]
+
+    def set_features(self, features: dict[str, Any]) -> None:
+        """Sets features, replacing every value found or set before (deeplearn.js
+        ``ENV.setFeatures``); the others are found again when asked for. Takes effect for
+        ``ENV.math`` when it is next created (``ENV.reset()`` forgets the current one).
+
+        Example:
+            >>> env = dl.Environment()
+            >>> env.set_features({"BACKEND": "cpu", "DEBUG": True})
+            >>> env.math.backend.name, env.math.engine.debug
+            ('cpu', True)
+        """
+        unknown = sorted(set(features) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"ENV.set_features: features must be among {sorted(FEATURES)}; got {unknown}.")
+        self._flags_read = True  # explicit features replace the environment variable's too
+        self._features = dict(features)
+
+    def _read_flags(self) -> None:
+        """Applies ``DEEPLEARN_FLAGS`` once (until the next reset)."""
+        if self._flags_read:
+            return
+        self._flags_read = True
+        text = os.environ.get("DEEPLEARN_FLAGS", "").strip()
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, raw = item.partition(":")
+            name = name.strip()
+            if not sep or name not in FEATURES:
+                raise ValueError(
+                    f"DEEPLEARN_FLAGS: each flag must be NAME:VALUE with NAME among {sorted(FEATURES)}; got {item!r}."
+                )
+            self._features[name] = _flag_value(raw.strip())
+
+    def get_best_backend(self) -> str:
+        """The ``BACKEND`` feature: ``DEEPLEARN_BACKEND`` when set, else "cuda" when CuPy sees a
+        GPU, else "cpu"."""
+        from deeplearn.math.backends import backend_names
+
+        name = self.get("BACKEND")
+        if name not in backend_names():
+            raise ValueError(f"ENV: the BACKEND feature must be one of {backend_names()}; got {name!r}.")
+        return str(name)
 
     @staticmethod
     def register_backend(name: str, factory: Callable[[], MathBackend]) -> None:
@@ -65,7 +163,10 @@ class Environment:
                 if self._math is None:
                     from deeplearn.math.ndarray_math import NDArrayMath
 
-                    self._math = NDArrayMath(self.get_best_backend())
+                    math = NDArrayMath(self.get_best_backend())
+                    if self.get("DEBUG"):
+                        math.enable_debug_mode()
+                    self._math = math
         return self._math
 
     def set_math(self, math: NDArrayMath) -> None:
@@ -73,8 +174,21 @@ class Environment:
         self._math = math
 
     def reset(self) -> None:
-        """Forgets the default math; the next ``ENV.math`` makes a new one."""
+        """Forgets the default math and the features; the next ``ENV.math`` makes a new one."""
         self._math = None
+        self._features = {}
+        self._flags_read = False
+
+
+def _flag_value(raw: str) -> Any:
+    """A DEEPLEARN_FLAGS value: true/false, an integer, or the text itself."""
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
 
 
 ENV = Environment()
