@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.graph.tensor_array_map import Pending
@@ -42,27 +43,36 @@ constant array the rules made while recording (kept, and copied before it is han
 Ref = tuple[int, Any]
 """An op input: its slot and the shape it is viewed with (None: the slot's own shape)."""
 
+OpRecord = tuple["Op", list[Ref], Any, Any]
+"""A recorded kernel: (op, input refs, output slot or slots, spec or specs)."""
+
 
 class Tape:
     """The kernels of one recorded call, over slots.
 
     ``inputs``: (tensor, slot, shape, dtype) of the values a call binds, checked before each
-    replay. ``ops``: (op, input refs, output slot or slots, spec or specs). ``values`` and
+    replay. ``ops``: (op, input refs, output slot or slots, spec or specs) of the kernels every
+    replay runs: those the call's results need (``prune``). ``deferred``: the kernels that only
+    what the call hands out for inspection needs (the activations and gradients nobody asked
+    for, the gradients of fed tensors); they run only if one of those is read. ``values`` and
     ``gradients``: each tensor's (slot, shape) in what the call hands out, in the eager call's
     order (inputs included: their slots give back the bound arrays).
     """
 
-    __slots__ = ("capture", "constants", "dtypes", "gradients", "inputs", "kernels", "kinds", "ops", "values")
+    __slots__ = ("capture", "constants", "deferred", "deferred_slots", "dtypes", "gradients", "inputs",
+                 "kernels", "kinds", "ops", "values")
 
     def __init__(self) -> None:
         self.kinds: list[int] = []
         self.dtypes: list[DType] = []
         self.inputs: list[tuple[Tensor, int, tuple[int, ...], DType]] = []
         self.constants: list[tuple[int, Any]] = []
-        self.ops: list[tuple[Op, list[Ref], Any, Any]] = []
+        self.ops: list[OpRecord] = []
+        self.deferred: list[OpRecord] = []
+        self.deferred_slots: frozenset[int] = frozenset()  # the slots the deferred kernels fill
         self.values: list[tuple[Tensor, int, tuple[int, ...]]] = []
         self.gradients: list[tuple[Tensor, int, tuple[int, ...]]] | None = None
-        self.kernels: tuple[Any, list[Any]] | None = None  # (backend, one kernel per op)
+        self.kernels: dict[tuple[int, int], tuple[Any, list[Any]]] = {}  # see _kernels
         # On CUDA: the tape captured as one CUDA graph (deeplearn/compile/cuda_graph.py), or
         # why it could not be; None until a replay tries.
         self.capture: Any = None
@@ -72,9 +82,29 @@ class Tape:
         self.dtypes.append(dtype)
         return len(self.kinds) - 1
 
+    def prune(self, needed: set[int]) -> None:
+        """Keeps in ``ops`` the recorded kernels that the slots ``needed`` depend on; the others
+        move to ``deferred`` (in order: each reads only slots filled before it). Called once,
+        when the recording is done."""
+        core: list[OpRecord] = []
+        deferred: list[OpRecord] = []
+        needed = set(needed)
+        for record in reversed(self.ops):
+            _, refs, out, _ = record
+            outs = (out,) if type(out) is int else out
+            if any(o in needed for o in outs):
+                core.append(record)
+                needed.update(s for s, _ in refs)
+            else:
+                deferred.append(record)
+        self.ops, self.deferred = core[::-1], deferred[::-1]
+        self.deferred_slots = frozenset(o for _, _, out, _ in self.deferred
+                                        for o in ((out,) if type(out) is int else out))
+        self.kernels = {}
+
     def run(self, engine: Engine, inputs: list[NDArray]) -> list[Any]:
         """Runs the kernels on ``inputs`` (one NDArray per ``self.inputs`` entry, already
-        checked); returns every slot's backend array."""
+        checked); returns every slot's backend array (None where a deferred kernel fills it)."""
         return self.run_raw(engine, self.raw_inputs(inputs))
 
     def raw_inputs(self, inputs: list[NDArray]) -> list[Any]:
@@ -92,11 +122,19 @@ class Tape:
             slots[slot] = data
         for slot, data in self.constants:
             slots[slot] = data
+        self._run_ops(engine, self.ops, slots)
+        return slots
+
+    def run_deferred(self, engine: Engine, slots: list[Any]) -> None:
+        """Fills the deferred kernels' slots of a replay's ``slots``."""
+        self._run_ops(engine, self.deferred, slots)
+
+    def _run_ops(self, engine: Engine, ops: list[OpRecord], slots: list[Any]) -> None:
         result = engine.result
         backend = engine.backend
         guard = getattr(backend, "errors_ignored", contextlib.nullcontext)
         with guard():  # one floating-point guard for the whole tape, not one per kernel
-            for (op, refs, out, spec), kernel in zip(self.ops, self._kernels(backend)):
+            for (op, refs, out, spec), kernel in zip(ops, self._kernels(backend, ops)):
                 raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
                 y = kernel(op, *raws)
                 if type(out) is int:
@@ -104,14 +142,15 @@ class Tape:
                 else:
                     for o, s, sp in zip(y, out, spec):
                         slots[s] = result(op, o, raws, sp)
-        return slots
 
-    def _kernels(self, backend: Any) -> list[Any]:
+    def _kernels(self, backend: Any, ops: list[OpRecord]) -> list[Any]:
         """Each op's kernel on ``backend``, looked up once (``kernel_for``), else ``execute``."""
-        if self.kernels is None or self.kernels[0] is not backend or len(self.kernels[1]) != len(self.ops):
+        key = (id(backend), id(ops))
+        cached = self.kernels.get(key)
+        if cached is None or cached[0] is not backend or len(cached[1]) != len(ops):
             find = getattr(backend, "kernel_for", None)
-            self.kernels = (backend, [find(op) if find else backend.execute for op, *_ in self.ops])
-        return self.kernels[1]
+            cached = self.kernels[key] = (backend, [find(op) if find else backend.execute for op, *_ in ops])
+        return cached[1]
 
 
 class Materializer:
@@ -120,12 +159,13 @@ class Materializer:
     tracked by the open scope, as an eager reshape); every other array it hands out is a
     distinct object that no scope tracks, listed in ``owned``: the Session keeps them."""
 
-    __slots__ = ("backend", "inputs", "made", "owned", "slots", "tape")
+    __slots__ = ("backend", "deferred_run", "engine", "inputs", "made", "owned", "slots", "tape")
 
     def __init__(self, tape: Tape, engine: Engine, slots: list[Any], inputs: dict[int, NDArray]) -> None:
-        self.tape, self.backend, self.slots, self.inputs = tape, engine.backend, slots, inputs
+        self.tape, self.engine, self.backend, self.slots, self.inputs = tape, engine, engine.backend, slots, inputs
         self.made: dict[int, NDArray] = {}
         self.owned: set[int] = set()  # ids of the arrays handed out untracked
+        self.deferred_run = not tape.deferred
 
     def pending(self, slot: int, shape: tuple[int, ...]) -> NDArray | Pending:
         """``array(slot, shape)``, made when first read: a bound input at once (it is cheap, and
@@ -135,6 +175,9 @@ class Materializer:
         return Pending(lambda: self.array(slot, shape))
 
     def array(self, slot: int, shape: tuple[int, ...]) -> NDArray:
+        if not self.deferred_run and slot in self.tape.deferred_slots:
+            self.deferred_run = True  # the first read of what only inspection needs: run it now
+            self.tape.run_deferred(self.engine, self.slots)
         bound = self.inputs.get(slot)
         if bound is not None:
             return bound if shape == bound.shape else bound.reshape(shape)
@@ -202,13 +245,22 @@ class Recorder:
         if self in DATA_OBSERVERS:
             DATA_OBSERVERS.remove(self)
 
-    def finish(self, values: dict[Tensor, NDArray], gradients: Any) -> Tape | None:
+    def finish(self, values: dict[Tensor, NDArray], gradients: Any, needed_values: Iterable[Tensor],
+               needed_gradients: Iterable[Tensor] = ()) -> Tape | None:
         """The tape, given what the call hands out: the value of every tensor (in the order
-        the call filled them) and the gradients (None for an inference call)."""
-        self.tape.values = [(t, self._slot(x), x.shape) for t, x in values.items()]
+        the call filled them) and the gradients (None for an inference call); of those, the
+        call's results need ``needed_values`` and ``needed_gradients`` (the rest is for
+        inspection, and its kernels are deferred: ``Tape.prune``)."""
+        tape = self.tape
+        tape.values = [(t, self._slot(x), x.shape) for t, x in values.items()]
+        needed = {self._slot(values[t]) for t in needed_values if t in values}
         if gradients is not None:
-            self.tape.gradients = [(t, self._slot(g), g.shape) for t, g in gradients.items()]
-        return None if self.failed else self.tape
+            tape.gradients = [(t, self._slot(g), g.shape) for t, g in gradients.items()]
+            needed.update(self._slot(gradients.get(t)) for t in needed_gradients if gradients.has(t))
+        if self.failed:
+            return None
+        tape.prune(needed)
+        return tape
 
     def fail(self, why: str) -> None:
         if self.failed is None:

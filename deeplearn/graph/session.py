@@ -365,7 +365,7 @@ class Session:
         results: list[NDArray] | None = None
         try:
             values = self._load_feeds(entries, step, batch_size, where)
-            self._run_step(plan, step, values, batch_size, None, where)
+            self._run_step(plan, step, values, batch_size, None, where, tensors)
             results = []
             for t in tensors:
                 value = resolve(values[t])
@@ -402,9 +402,10 @@ class Session:
         return values
 
     def _run_step(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray], batch_size: int | None,
-                  cost: Tensor | None, where: str) -> SummedTensorArrayMap | None:
+                  cost: Tensor | None, where: str, wanted: Sequence[Tensor] = ()) -> SummedTensorArrayMap | None:
         """Fills ``values`` (the fed tensors' values on entry) with every tensor's value and,
-        given a ``cost``, returns the gradients of the batch's summed cost.
+        given a ``cost``, returns the gradients of the batch's summed cost. ``wanted``: the
+        tensors an inference call returns.
 
         The first call of a step records its kernels; later calls replay them (replay.py),
         which gives the same arrays as running the rules again, without their host cost.
@@ -438,7 +439,10 @@ class Session:
             if recorder is not None:
                 recorder.stop()
         if recorder is not None:
-            step.tape = recorder.finish(values, gradients)
+            # What the call's results read: the requested values (an inference call), or the
+            # cost and the variables' gradients (training); the rest only for inspection.
+            needed = wanted if cost is None else [cost]
+            step.tape = recorder.finish(values, gradients, needed, plan.variables if cost is not None else ())
         return gradients
 
     def _replay(self, tape: Tape, values: dict[Tensor, NDArray], where: str,

@@ -184,6 +184,32 @@ def test_a_replay_makes_the_values_nobody_reads_only_when_read(cpu_math: dl.NDAr
     assert cpu_math.get_num_arrays() < before
 
 
+def test_kernels_only_inspection_needs_run_only_when_read(math: dl.NDArrayMath,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training step's replay skips what only the maps need (here the gradient of the fed
+    input x: a matrix product, and its cost); reading it runs those kernels then, once, and
+    gives what running the rules gives."""
+    from deeplearn.graph.replay import Tape
+
+    runs = []
+    original = Tape.run_deferred
+    monkeypatch.setattr(Tape, "run_deferred", lambda self, *a: (runs.append(1), original(self, *a))[1])
+    session, cost, feeds, _ = _mlp(math)
+    twin, cost2, feeds2, _ = _mlp(math)
+    twin.replay_plans = False
+    x = feeds[0].tensor
+    for _ in range(3):
+        session.train(cost, feeds, 4, dl.SGDOptimizer(0.1))
+        twin.train(cost2, feeds2, 4, dl.SGDOptimizer(0.1))
+    (tape,) = [st.tape for p in session._plans.values() for st in p._steps.values() if st.tape is not None]
+    assert any(op.name == "mat_mul" for op, *_ in tape.deferred)
+    assert runs == []
+    dx = session.gradient_array_map.get(x).numpy()
+    session.gradient_array_map.get(x)
+    assert runs == [1]
+    np.testing.assert_array_equal(dx, twin.gradient_array_map.get(feeds2[0].tensor).numpy())
+
+
 def test_kept_maps_are_independent_of_the_tape(cpu_math: dl.NDArrayMath) -> None:
     """Writing to what a replayed call handed out (the cost's seed gradient, a constant the
     rules made) must not change the next call."""
