@@ -13,10 +13,12 @@ it needs fixed addresses, so a ``CapturedTape`` owns:
 
 Each launch overwrites the slots, so the arrays a call hands out from them are valid until the
 next call of the same step, which is how long a Session keeps them (its activation and
-gradient maps); what a user gets back (the reduced cost) is computed after, in fresh memory.
+gradient maps; a view of one that someone keeps longer is given a copy before the next call,
+``Session._release_retained``); what a user gets back (the reduced cost) is computed after, in
+fresh memory.
 
-CuPy refuses cuBLAS calls while a stream captures (DESIGN.md §6), so a tape with a matrix
-product or a convolution is not captured and is replayed kernel by kernel, as before.
+CuPy refuses cuBLAS calls while a stream captures, so a tape with a matrix product or a
+convolution (``Op.uses_blas``) is not captured and is replayed kernel by kernel, as before.
 This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 """
 
@@ -29,13 +31,6 @@ if TYPE_CHECKING:
     from deeplearn.math.engine import Engine
 
 __all__ = ["CapturedTape", "NOT_CAPTURED", "capture"]
-
-CUBLAS_OPS = frozenset({
-    "mat_mul", "matrix_times_vector", "vector_times_matrix", "dot_product", "outer_product",
-    "conv2d", "conv2d_der_input", "conv2d_der_filter", "conv2d_transpose", "basic_lstm_cell",
-})
-"""Ops whose kernels call cuBLAS on CuPy (matrix products, the GEMM-based convolutions)."""
-
 
 class NotCaptured:
     """Why a tape is replayed kernel by kernel (falsy, so ``if tape.capture:`` reads well)."""
@@ -87,6 +82,7 @@ class CapturedTape:
 
     def run(self, raws: list[Any]) -> list[Any]:
         caller = self._cupy.cuda.get_current_stream()
+        caller.wait_event(self._done)  # the last launch may have come from another stream
         for dst, src in zip(self.inputs, raws):
             if dst.data.ptr != src.data.ptr:
                 dst[...] = src  # a copy kernel on the caller's stream
@@ -100,9 +96,9 @@ class CapturedTape:
 
 def capture(tape: Tape, engine: Engine, raws: list[Any]) -> CapturedTape | NotCaptured:
     """``tape`` captured over ``raws`` (this call's inputs), or why it cannot be."""
-    cublas = sorted({op.name for op, *_ in tape.ops} & CUBLAS_OPS)
-    if cublas:
-        return NotCaptured(f"CuPy refuses cuBLAS calls during capture ({', '.join(cublas)})")
+    blas = sorted({op.name for op, *_ in tape.ops if op.uses_blas})
+    if blas:
+        return NotCaptured(f"CuPy refuses cuBLAS calls during capture ({', '.join(blas)})")
     try:
         return CapturedTape(tape, engine, raws)
     except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured: replay instead

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ __all__ = ["CostReduction", "FeedEntry", "Session", "normalize_feeds"]
 
 _NOTHING: frozenset[int] = frozenset()
 _M = TypeVar("_M", bound=Callable[..., Any])
+_LOG = logging.getLogger("deeplearn")
+
 _MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
 
 
@@ -134,7 +137,7 @@ class _Step:
     wants) for the nodes that send a gradient to at least one input, last node first.
     """
 
-    __slots__ = ("backward", "batched", "forward", "recordings", "tape")
+    __slots__ = ("backward", "batched", "forward", "recordings", "tapes")
 
     def __init__(self, plan: _Plan, batched_fed: frozenset[Tensor], batch_size: int | None) -> None:
         batched = {t: t in batched_fed for t in plan.fed}
@@ -163,8 +166,10 @@ class _Step:
                 flags = tuple(batched[t] for t in node.inputs)
                 backward.append((node, node.op_rule, node.inputs, node.output, flags, wants))
         self.backward = backward
-        self.tape: Tape | None = None  # the recorded kernels (replay.py), once recorded
-        self.recordings = 0
+        # The recorded kernels (replay.py) of its training calls (True) and of its inference
+        # calls (False): eval_batch(cost) and train(cost) share a step but not a tape.
+        self.tapes: dict[bool, Tape | None] = {False: None, True: None}
+        self.recordings = {False: 0, True: 0}
 
 
 def _serialized(method: _M) -> _M:
@@ -208,6 +213,7 @@ class Session:
         # (deeplearn/compile/cuda_graph.py); False replays them kernel by kernel.
         self.capture_plans = True
         self._captured_call = False  # whether this call's values live in a captured graph's slots
+        self._borrowed: Materializer | None = None  # the last captured call's arrays (_release_retained)
         self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.
@@ -306,7 +312,8 @@ class Session:
             values = self._load_feeds(entries, step, batch_size, where)
             gradients = self._run_step(plan, step, values, batch_size, cost_tensor, where)
             assert gradients is not None
-            cost, cost_batched = resolve(values[cost_tensor]), step.batched[cost_tensor]
+            cost = values[cost_tensor] = resolve(values[cost_tensor])
+            cost_batched = step.batched[cost_tensor]
             optimizer.before_batch(math, batch_size, plan.variables)
             optimizer.after_example(math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)})
             current = {v: resolve(values[v]) for v in optimizer.variables if v in values}
@@ -368,7 +375,7 @@ class Session:
             self._run_step(plan, step, values, batch_size, None, where, tensors)
             results = []
             for t in tensors:
-                value = resolve(values[t])
+                value = values[t] = resolve(values[t])
                 if batch_size is not None and not step.batched[t]:  # the same value for every example
                     value = math.multiply(NDArray.ones((batch_size,) + (1,) * t.rank, math=math), value)
                 results.append(value._view())  # a fresh view: the caller's scope owns it
@@ -413,15 +420,17 @@ class Session:
         engine = self.math.engine
         replayable = self.replay_plans and not engine.debug and not engine.keep_float64
         self._captured_call = False
-        if replayable and step.tape is not None:
-            capture = self.capture_plans and cost is not None and self.math.backend.name == "cuda"
-            gradients = self._replay(step.tape, values, where, capture)
+        training = cost is not None
+        tape = step.tapes[training]
+        if replayable and tape is not None:
+            capture = self.capture_plans and training and self.math.backend.name == "cuda"
+            gradients = self._replay(tape, values, where, capture)
             if gradients is not None:
                 return gradients
-            step.tape = None  # an input changed shape, dtype or backend: record again
+            step.tapes[training] = None  # an input changed shape, dtype or backend: record again
         recorder = None
-        if replayable and step.recordings < _MAX_RECORDINGS:
-            step.recordings += 1
+        if replayable and step.recordings[training] < _MAX_RECORDINGS:
+            step.recordings[training] += 1
             recorder = Recorder(engine)
             for t, x in values.items():
                 recorder.bind(t, x)
@@ -441,8 +450,8 @@ class Session:
         if recorder is not None:
             # What the call's results read: the requested values (an inference call), or the
             # cost and the variables' gradients (training); the rest only for inspection.
-            needed = wanted if cost is None else [cost]
-            step.tape = recorder.finish(values, gradients, needed, plan.variables if cost is not None else ())
+            needed = [cost] if cost is not None else wanted
+            step.tapes[training] = recorder.finish(values, gradients, needed, plan.variables if training else ())
         return gradients
 
     def _replay(self, tape: Tape, values: dict[Tensor, NDArray], where: str,
@@ -469,6 +478,9 @@ class Session:
                 from deeplearn.compile.cuda_graph import capture as capture_tape
 
                 tape.capture = capture_tape(tape, engine, raws)
+                if not tape.capture:
+                    _LOG.info("Session: a training step is replayed kernel by kernel, not as a CUDA graph: %s",
+                              tape.capture.why)
             self._captured_call = bool(tape.capture)
             slots = tape.capture.run(raws) if tape.capture else tape.run_raw(engine, raws)
         else:
@@ -481,6 +493,8 @@ class Session:
             for t, slot, shape in tape.gradients:
                 gradients.set(t, made.pending(slot, shape))
         self._owned = made.owned  # untracked arrays that _retain keeps as they are
+        if self._captured_call:
+            self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
         return gradients
 
     def _forward(self, step: _Step, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None) -> None:
@@ -584,6 +598,15 @@ class Session:
         self._owned = _NOTHING
         self.activation_array_map.dispose()
         self.gradient_array_map.dispose()
+        made, self._borrowed = self._borrowed, None
+        if made is not None:
+            # The last call was a captured graph's, whose next launch overwrites the memory its
+            # values live in. A view of one that someone still holds (the maps' own arrays are
+            # disposed by now) gets a copy, as it would have kept its values after an eager call.
+            for x in made.made.values():
+                storage = x.storage
+                if storage.data is not None and storage.refs > 0:
+                    storage.data = storage.data.copy()
 
 
 def _alias(x: NDArray) -> NDArray:

@@ -69,9 +69,12 @@ class TensorArrayMap:
         return list(self._dict.items())
 
     def _made(self, tensor: Tensor, value: NDArray | Pending) -> NDArray:
-        if type(value) is Pending:
-            value = self._dict[tensor] = value.make()
-        return value  # type: ignore[return-value]
+        if type(value) is not Pending:
+            return value  # type: ignore[return-value]
+        made = value.make()
+        if self._dict.get(tensor) is value:  # not if the map was cleared meanwhile (another thread)
+            self._dict[tensor] = made
+        return made
 
     def has(self, tensor: Tensor) -> bool:
         return tensor in self._dict

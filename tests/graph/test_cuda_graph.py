@@ -21,8 +21,8 @@ needs_gpu = pytest.mark.skipif(not cuda_available(), reason="captures CUDA graph
 
 def _tapes(session: Session) -> list[Any]:
     """The recorded tapes of the Session's training steps."""
-    return [step.tape for plan in session._plans.values() for step in plan._steps.values()
-            if step.tape is not None and step.tape.gradients is not None]
+    return [step.tapes[True] for plan in session._plans.values() for step in plan._steps.values()
+            if step.tapes[True] is not None]
 
 
 def _quadratic(math: dl.NDArrayMath, unbatched_cost: bool = False) -> tuple[Graph, Any, Any, Any, list[Any]]:
@@ -115,12 +115,32 @@ def test_captured_steps_keep_arrays_and_the_pool_flat() -> None:
     feeds = {x: xp, label: yp}
     for _ in range(5):
         session.train(cost, feeds, 8, optimizer, CostReduction.MEAN)
-    arrays, used = math.get_num_arrays(), pool.used_bytes()
+    (tape,) = _tapes(session)
+    assert isinstance(tape.capture, CapturedTape)
+    arrays, used, graph_pool = math.get_num_arrays(), pool.used_bytes(), tape.capture.pool.total_bytes()
     for _ in range(2000):
         with math.scope():
             session.train(cost, feeds, 8, optimizer, CostReduction.MEAN)
-    assert isinstance(_tapes(session)[0].capture, CapturedTape)
     assert math.get_num_arrays() == arrays and pool.used_bytes() == used
+    assert tape.capture.pool.total_bytes() == graph_pool  # the graph's own memory: fixed
+
+
+@needs_gpu
+def test_a_view_kept_across_a_captured_step_keeps_its_values() -> None:
+    """A captured step's values live in the graph's memory, which the next launch overwrites:
+    a view someone keeps of one is given a copy first, as an eager step's would keep them."""
+    math = dl.NDArrayMathGPU()
+    g, x, label, cost, (a, _, _) = _quadratic(math)
+    xp, yp = _providers()
+    session, feeds = Session(g, math), {x: xp, label: yp}
+    for _ in range(3):
+        session.train(cost, feeds, 8, dl.SGDOptimizer(0.05))
+    assert isinstance(_tapes(session)[0].capture, CapturedTape)
+    view = session.gradient_array_map.get(a).reshape([1])
+    kept = view.numpy().copy()
+    session.train(cost, feeds, 8, dl.SGDOptimizer(0.05))
+    assert not np.array_equal(session.gradient_array_map.get(a).numpy().reshape(1), kept)  # it moved
+    np.testing.assert_array_equal(view.numpy(), kept)
 
 
 @needs_gpu
@@ -149,3 +169,18 @@ def test_capture_declines_cublas_tapes_before_touching_the_gpu(cpu_math: dl.NDAr
     result = capture(tape, cpu_math.engine, [])
     assert isinstance(result, NotCaptured) and not result and "mat_mul" in result.why
 
+
+
+def test_every_op_whose_kernel_multiplies_matrices_says_so() -> None:
+    """uses_blas decides what the CUDA-graph capture declines; a kernel with a matrix product
+    that does not declare it would make every capture of its tapes fail (then replay)."""
+    import inspect
+
+    from deeplearn.math.ops.base import OPS
+
+    for op in OPS:
+        source = inspect.getsource(op.forward) if "forward" in vars(op) else ""
+        products = any(k in source for k in (" @ ", "matmul", "einsum", "tensordot", ".dot("))
+        assert op.uses_blas or not products, f"{op.__name__}: its kernel multiplies matrices"
+    assert {op.name for op in OPS if op.uses_blas} >= {"mat_mul", "conv2d", "conv2d_der_filter",
+                                                        "depthwise_conv2d_der_input"}

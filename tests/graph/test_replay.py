@@ -201,13 +201,31 @@ def test_kernels_only_inspection_needs_run_only_when_read(math: dl.NDArrayMath,
     for _ in range(3):
         session.train(cost, feeds, 4, dl.SGDOptimizer(0.1))
         twin.train(cost2, feeds2, 4, dl.SGDOptimizer(0.1))
-    (tape,) = [st.tape for p in session._plans.values() for st in p._steps.values() if st.tape is not None]
+    (tape,) = [st.tapes[True] for p in session._plans.values() for st in p._steps.values() if st.tapes[True]]
     assert any(op.name == "mat_mul" for op, *_ in tape.deferred)
     assert runs == []
     dx = session.gradient_array_map.get(x).numpy()
     session.gradient_array_map.get(x)
     assert runs == [1]
     np.testing.assert_array_equal(dx, twin.gradient_array_map.get(feeds2[0].tensor).numpy())
+
+
+def test_training_after_inference_of_the_same_step_trains(math: dl.NDArrayMath) -> None:
+    """eval_batch(cost) and train(cost) with the same feeds and batch size share a step: the
+    inference tape (no gradients) must not serve the training call (it trained nothing)."""
+    session, cost, feeds, variables = _mlp(math)
+    twin, cost2, feeds2, variables2 = _mlp(math)
+    twin.replay_plans = False
+    initial = [session.eval(v).numpy() for v in variables.values()]
+    for s, c, f in ((session, cost, feeds), (twin, cost2, feeds2)):
+        for _ in range(2):
+            s.eval_batch(c, f, 4)
+        for _ in range(5):
+            s.train(c, f, 4, dl.SGDOptimizer(0.1))
+            s.eval_batch(c, f, 4)
+    assert all(not np.array_equal(w0, session.eval(v).numpy()) for w0, v in zip(initial, variables.values()))
+    for v, w in zip(variables.values(), variables2.values()):
+        np.testing.assert_array_equal(session.eval(v).numpy(), twin.eval(w).numpy())
 
 
 def test_kept_maps_are_independent_of_the_tape(cpu_math: dl.NDArrayMath) -> None:
@@ -263,7 +281,7 @@ def test_rules_that_are_not_just_kernels_stay_eager(cpu_math: dl.NDArrayMath, ru
     with cpu_math.scope():
         for v in ([1, 2], [-1, 2], [3, -4]):
             outs.append(session.eval(y, {x: dl.Array1D.new(v)}).numpy())
-    assert _last_step(session).tape is None
+    assert _last_step(session).tapes[False] is None
     if isinstance(rule, _ReadsData):
         np.testing.assert_array_equal(outs, [[1, 2], [1, -2], [3, -4]])
     else:
@@ -278,7 +296,7 @@ def test_an_input_of_another_dtype_sets_the_tape_aside(cpu_math: dl.NDArrayMath)
     with cpu_math.scope():
         a = session.eval(y, {x: dl.Array1D.new([1, 2, 3])}).numpy()
         b = session.eval(y, {x: dl.Array1D.new([1, 2, 3])}).numpy()  # replayed
-        assert _last_step(session).tape is not None
+        assert _last_step(session).tapes[False] is not None
         c = session.eval(y, {x: NDArray.make([3], [1, 2, 3], "int32")})  # int32 arithmetic stays int32
         assert c.dtype == "int32" and c.numpy().tolist() == [2, 6, 12]
         d = session.eval(y, {x: dl.Array1D.new([1, 2, 4])})
@@ -353,7 +371,7 @@ def test_sessions_recording_in_two_threads_on_one_math(cpu_math: dl.NDArrayMath)
             with cpu_math.scope():
                 session.train(cost, feeds, 2 + i % 4, opt)  # four signatures: four recordings
                 cpu_math.add(dl.Scalar.new(1), dl.Scalar.new(2)).get()  # eager math and a read
-        recorded = [step.tape is not None for plan in session._plans.values() for step in plan._steps.values()]
+        recorded = [step.tapes[True] is not None for plan in session._plans.values() for step in plan._steps.values()]
         out.append([session.eval(v).numpy() for v in variables.values()])
         out.append(recorded)
 

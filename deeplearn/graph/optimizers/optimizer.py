@@ -42,7 +42,7 @@ class Optimizer:
         self._gradients: dict[Tensor, NDArray] = {}
         self._batch_size = 1
         self._state: dict[tuple[str, Tensor], NDArray] = {}
-        self._constants: dict[tuple[int, str], Scalar] = {}  # see _scalar
+        self._constants: dict[tuple[Any, str], Scalar] = {}  # see _scalar
 
     # -- lifecycle (called by Session.train) ----------------------------------------------
     def before_batch(self, math: NDArrayMath, batch_size: int, runtime_variables: Sequence[Tensor]) -> None:
@@ -119,7 +119,7 @@ class Optimizer:
         """``value`` as a Scalar on ``math``'s backend, made once and reused by later steps:
         a step's constants (1, −lr/batch_size, the decay rates) are the same every step, and
         on a GPU each new one is a kernel launch. Only ever an op's input, never handed out."""
-        key = (id(math.backend), repr(value))  # repr: -0.0 and 0.0 are different constants
+        key = (math.backend, repr(value))  # repr: -0.0 and 0.0 are different constants
         scalar = self._constants.get(key)
         if scalar is None or scalar.is_disposed:
             scalar = self._constants[key] = Scalar.new(value, math=math)
