@@ -189,7 +189,13 @@ class Session:
     ``activation_array_map`` holds, after each call, the value of every tensor it computed
     (with the batch axis after ``train``) and every variable's current value;
     ``gradient_array_map`` holds the gradients of the last ``train``. Both are kept until the
-    next call (or ``dispose``).
+    next call (or ``dispose``); their arrays are made when first read.
+
+    Speed: the first call of a step (the tensors asked for, which feeds carry a batch, the
+    batch size) records its kernels; later calls replay them without the graph's rules
+    (``replay_plans``), and on CUDA a training step without matrix products runs as one CUDA
+    graph (``capture_plans``). Set either to False to run every call through the rules, or
+    kernel by kernel.
 
     Example:
         >>> g = dl.Graph()
