@@ -77,6 +77,29 @@ def test_captured_training_equals_the_replay_bit_for_bit(make_optimizer: Any, re
 
 
 @needs_gpu
+def test_captured_steps_follow_the_callers_streams() -> None:
+    """Steps issued from different CUDA streams (threads, or a user's streams) see each
+    other's results: each launch waits for the last one and for the caller's queued work."""
+    import cupy
+
+    math = dl.NDArrayMathGPU()
+    ref_costs, ref_weights, _ = _train(math, False, dl.SGDOptimizer(0.05), CostReduction.SUM)
+    g, x, label, cost, variables = _quadratic(math)
+    xp, yp = _providers()
+    session = Session(g, math)
+    optimizer = dl.SGDOptimizer(0.05)
+    streams = [cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True)]
+    costs = []
+    for step in range(40):
+        with streams[step % 2]:
+            costs.append(float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.SUM).get()))
+    assert isinstance(_tapes(session)[0].capture, CapturedTape)
+    assert costs == ref_costs
+    for v, w in zip(variables, ref_weights):
+        np.testing.assert_array_equal(session.eval(v).numpy(), w)
+
+
+@needs_gpu
 def test_a_returned_unbatched_cost_outlives_the_next_step() -> None:
     """An unbatched cost is returned as its own value: from a captured step, a copy, since the
     next launch overwrites the slot it was computed in."""
