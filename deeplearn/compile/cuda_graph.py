@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from deeplearn.graph.replay import Tape
     from deeplearn.math.engine import Engine
 
-__all__ = ["CapturedTape", "NOT_CAPTURED", "capture"]
+__all__ = ["CapturedTape", "NotCaptured", "capture"]
+
 
 class NotCaptured:
     """Why a tape is replayed kernel by kernel (falsy, so ``if tape.capture:`` reads well)."""
@@ -45,9 +46,6 @@ class NotCaptured:
 
     def __repr__(self) -> str:
         return f"NotCaptured({self.why!r})"
-
-
-NOT_CAPTURED = NotCaptured("not tried")
 
 
 class CapturedTape:
@@ -84,8 +82,7 @@ class CapturedTape:
         caller = self._cupy.cuda.get_current_stream()
         caller.wait_event(self._done)  # the last launch may have come from another stream
         for dst, src in zip(self.inputs, raws):
-            if dst.data.ptr != src.data.ptr:
-                dst[...] = src  # a copy kernel on the caller's stream
+            dst[...] = src  # a copy kernel on the caller's stream
         caller.record(self._ready)
         self.stream.wait_event(self._ready)
         self.graph.launch(self.stream)

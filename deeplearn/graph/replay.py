@@ -10,8 +10,9 @@ constants the rules made, and every kernel's output — and later calls replay t
 same kernels (``backend.execute``) on the same inputs in the same order, each result made
 C-ordered, typed and unaliased by the same ``Engine.result`` an eager op uses. Only the values
 the call hands out (activations, gradients, the cost) become NDArrays again, one storage per
-slot as in the eager call, and only when read: most activations and gradients never are. DESIGN.md §7's plans
-(fusion, static buffers, CUDA graphs) can start from the tape.
+slot as in the eager call, and only when read: most activations and gradients never are, and
+the kernels that only they need are deferred until one is (``Tape.prune``). Compiled plans
+start from the tape: ``deeplearn/compile/cuda_graph.py`` captures one as a CUDA graph.
 
 A recording is abandoned (and the Session stays eager for that step) when what ran was not
 just kernels on arrays: a read of an array's data (``get``, ``raw``...), an array drawn from a
