@@ -9,6 +9,8 @@ sentinel (DESIGN.md §4). Kernels here are xp-generic; gradients are NDArrayMath
 
 from __future__ import annotations
 
+import functools
+
 import math as pymath
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,6 +80,13 @@ def _group_positions(math: NDArrayMath, shape: Shape, axes: tuple[int, ...]) -> 
     return NDArray.from_numpy(pos.astype(np.int32), "int32", math=math)
 
 
+@functools.lru_cache(maxsize=1024)
+def _normalized_axes(axis: tuple[int, ...] | None, rank: int, where: str) -> tuple[int, ...]:
+    """``normalize_axes``, remembered: every replayed reduction asks it again (errors are not
+    remembered, so they are raised every time)."""
+    return normalize_axes(axis, rank, where)
+
+
 @dataclass(frozen=True)
 class _Reduction(Op, abstract=True):
     """Base of the reductions: ``axis`` (None or a tuple) and ``keep_dims``."""
@@ -86,7 +95,7 @@ class _Reduction(Op, abstract=True):
     keep_dims: bool = False
 
     def axes(self, rank: int) -> tuple[int, ...]:
-        return normalize_axes(self.axis, rank, self.name)
+        return _normalized_axes(self.axis, rank, self.name)
 
     def out_shape(self, x: Spec) -> Shape:
         return reduced_shape(x.shape, self.axes(x.rank), self.keep_dims)
