@@ -168,3 +168,29 @@ def test_ten_thousand_training_steps_keep_arrays_and_pool_flat() -> None:
     assert len(set(arrays)) == 1, f"live arrays grew: {arrays}"
     assert len(set(used)) == 1, f"pool usage grew: {used}"
     assert session.eval(a, []).get() == pytest.approx(3.0, abs=0.05)
+
+
+@pytest.mark.parametrize("c1", [1.0, 0.9, -0.0])
+def test_backend_scaled_array_add_kernels_equal_the_generic_one_bit_for_bit(c1: float) -> None:
+    """The CPU override (and, on a GPU, the CUDA kernel) of c1·a + c2·b give the generic
+    kernel's bits, NaN, ±inf and -0 included."""
+    from deeplearn.math.backends.cpu import cpu_kernel
+    from deeplearn.math.ops.arithmetic import ScaledArrayAdd
+
+    op = ScaledArrayAdd()
+    a = np.array([1.5, -0.0, np.nan, np.inf, -np.inf, 3e38, 0.0, -2.25], np.float32)
+    b = np.array([0.5, 0.0, 1.0, 1.0, np.nan, 3e38, -0.0, 1e-40], np.float32)
+    c1_, c2 = np.array(c1, np.float32), np.array(-0.01, np.float32)
+    with np.errstate(all="ignore"):
+        expected = op.forward(np, c1_, a, c2, b)
+        got = cpu_kernel(op, c1_, a, c2, b)
+
+    def same_bits(x: np.ndarray) -> bool:  # NaN where expected has NaN (payloads may differ)
+        nan = np.isnan(expected)
+        return bool((np.isnan(x) == nan).all()) and x[~nan].tobytes() == expected[~nan].tobytes()
+
+    assert same_bits(got)
+    if cuda.is_available():
+        import cupy
+
+        assert same_bits(cuda.cuda_kernel(op, *(cupy.asarray(v) for v in (c1_, a, c2, b))).get())

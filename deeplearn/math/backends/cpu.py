@@ -1,6 +1,6 @@
 """MathBackendCPU: NDArray data in host memory as NumPy arrays; kernels are the ops' generic
-``forward`` run with ``xp = numpy``, plus overrides keyed by op class (none unless a profile
-shows the generic kernel is the bottleneck)."""
+``forward`` run with ``xp = numpy``, plus overrides keyed by op class where a profile showed
+the generic kernel to be the bottleneck (``scaled_array_add``: every optimizer update)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op
 from deeplearn.types import RawArray
 
@@ -19,6 +20,18 @@ __all__ = ["MathBackendCPU", "cpu_kernel"]
 def cpu_kernel(op: Op, *arrays: np.ndarray) -> Any:
     """Runs ``op`` on the CPU. Ops without a CPU-specific kernel use their generic forward."""
     return op.forward(np, *arrays)
+
+
+@cpu_kernel.register
+def _scaled_array_add(op: ScaledArrayAdd, c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray) -> Any:
+    """c1·a + c2·b; with c1 = 1 (SGD's, Momentum's, RMSProp's and Adagrad's updates, w + c·g)
+    a pass and a temporary fewer. 1·a is a exactly (NaN, ±inf and -0 included), so the result
+    is the generic kernel's bit for bit."""
+    if a.dtype == b.dtype == c1.dtype == c2.dtype and a.dtype.kind == "f" and c1.reshape(()) == 1:
+        y = c2.reshape(()) * b
+        y += a
+        return y
+    return op.forward(np, c1, a, c2, b)
 
 
 class MathBackendCPU:
