@@ -242,7 +242,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         super().__init__(inputs, seed)
         self._resident: dict[tuple[int, int], NDArray] = {}
-        self._device_orders: dict[tuple[int, int], Any] = {}  # (epoch, backend id) -> its order there
+        self._device_orders: dict[tuple[int, Any], Any] = {}  # (epoch, backend) -> its order there
 
     def _batch_indices(self, math: NDArrayMath, input_index: int, count: int) -> Any:
         # A slice of the epoch's order, uploaded once per epoch: uploading each batch's indices
@@ -250,7 +250,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         return self._next_indices(input_index, count, lambda epoch: self._device_order(math, epoch))
 
     def _device_order(self, math: NDArrayMath, epoch: int) -> Any:
-        key = (epoch, id(math.backend))
+        key = (epoch, math.backend)
         order = self._device_orders.get(key)
         if order is None:
             order = self._device_orders[key] = math.backend.asarray(self._order(epoch))

@@ -218,8 +218,9 @@ class Session:
         # On CUDA, capture each recorded training step's kernels as one CUDA graph
         # (deeplearn/compile/cuda_graph.py); False replays them kernel by kernel.
         self.capture_plans = True
-        self._captured_call = False  # whether this call's values live in a captured graph's slots
-        self._borrowed: Materializer | None = None  # the last captured call's arrays (_release_retained)
+        # The arrays of the last call when it ran as a captured graph (they live in its memory:
+        # _release_retained), else None; so during a call, whether this call was captured.
+        self._borrowed: Materializer | None = None
         self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.
@@ -425,7 +426,6 @@ class Session:
         """
         engine = self.math.engine
         replayable = self.replay_plans and not engine.debug and not engine.keep_float64
-        self._captured_call = False
         training = cost is not None
         tape = step.tapes[training]
         if replayable and tape is not None:
@@ -487,11 +487,10 @@ class Session:
                 if not tape.capture:
                     _LOG.info("Session: a training step is replayed kernel by kernel, not as a CUDA graph: %s",
                               tape.capture.why)
-            self._captured_call = bool(tape.capture)
             slots = tape.capture.run(raws) if tape.capture else tape.run_raw(engine, raws)
         else:
             slots = tape.run(engine, inputs)
-        made = Materializer(tape, self.math.engine, slots, bound)
+        made = Materializer(tape, engine, slots, bound)
         for t, slot, shape in tape.values:
             values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
         gradients = SummedTensorArrayMap(self.math)
@@ -499,7 +498,7 @@ class Session:
             for t, slot, shape in tape.gradients:
                 gradients.set(t, made.pending(slot, shape))
         self._owned = made.owned  # untracked arrays that _retain keeps as they are
-        if self._captured_call:
+        if capture and tape.capture:
             self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
         return gradients
 
@@ -580,7 +579,7 @@ class Session:
         else:
             # The cost's own value, in memory of its own when it lives in a captured graph's
             # slot (the step's next call overwrites that slot).
-            total = math.clone(cost) if self._captured_call else _alias(cost)
+            total = math.clone(cost) if self._borrowed is not None else _alias(cost)
         return total  # type: ignore[return-value]
 
     # -- what a call leaves for inspection -------------------------------------------------

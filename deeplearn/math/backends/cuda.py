@@ -17,7 +17,7 @@ import numpy as np
 
 from deeplearn import util
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
-from deeplearn.math.ops.base import BinaryOp, Op, Spec, UnaryOp
+from deeplearn.math.ops.base import Op, Spec, UnaryOp
 from deeplearn.types import RawArray
 
 __all__ = [

@@ -10,7 +10,6 @@ sentinel (DESIGN.md §4). Kernels here are xp-generic; gradients are NDArrayMath
 from __future__ import annotations
 
 import functools
-
 import math as pymath
 from collections.abc import Sequence
 from dataclasses import dataclass
