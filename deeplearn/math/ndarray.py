@@ -127,6 +127,19 @@ class NDArray:
         shape = tuple(data.shape)
         return _RANK_CLASSES.get(len(shape), NDArray)(Storage(data, backend), shape, dtype)
 
+    @classmethod
+    def _untracked(cls, data: RawArray, backend: MathBackend, dtype: DType) -> NDArray:
+        """Internal: an NDArray of its rank over ``data`` (C-ordered, already ``dtype``) with a
+        storage of its own, tracked by no scope: the caller owns it (a Session's replayed and
+        captured values, ``deeplearn/compile/``)."""
+        shape = tuple(data.shape)
+        klass = _RANK_CLASSES.get(len(shape), NDArray)
+        x = klass.__new__(klass)
+        x.storage, x.shape, x.dtype = Storage(data, backend), shape, dtype
+        x._disposed, x._spec = False, None
+        x.storage.refs += 1
+        return x
+
     @staticmethod
     def make(shape: Sequence[int], data: Any, dtype: DType | str | None = None,
              math: NDArrayMath | None = None) -> NDArray:
