@@ -19,7 +19,7 @@ import numpy as np
 
 from deeplearn import util
 from deeplearn.math.ops.base import Spec
-from deeplearn.math.scope import _LOCAL, REGISTRY
+from deeplearn.math.scope import _SCOPES, REGISTRY
 from deeplearn.types import DisposedError, DType, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ class NDArray:
         self._disposed = False
         self._spec: Spec | None = None  # made on first use; the engine sets it from the shape rule
         storage.refs += 1
-        stack = _LOCAL.stack
-        if stack:  # the innermost open scope of this thread tracks every new array
+        stack = _SCOPES.get()
+        if stack:  # the innermost open scope of this thread or task tracks every new array
             stack[-1]._tracked[id(self)] = self
 
     # -- construction --------------------------------------------------------------------------

@@ -331,6 +331,68 @@ def test_scopes_are_per_thread(math: dl.NDArrayMath, base: int) -> None:
     assert math.get_num_arrays() == base + 2
 
 
+def test_coroutine_scopes_gathered_together_keep_their_own_results(math: dl.NDArrayMath, base: int) -> None:
+    """Two math.scope(coroutine) under one asyncio.gather interleave at every await: each task
+    has its own scope stack (contextvars), so neither disposes what the other made or returns."""
+
+    def scoped(value: float) -> Any:
+        async def body() -> NDArray:
+            x = Array1D.new([value, value])
+            await asyncio.sleep(0)  # the other tasks open their scopes and make arrays here
+            y = math.add(x, x)
+            await asyncio.sleep(0)  # ... and end their scopes here, before this one does
+            return math.multiply(y, x)
+
+        return math.scope(body)
+
+    async def main() -> list[NDArray]:
+        return list(await asyncio.gather(scoped(1.0), scoped(2.0), scoped(3.0)))
+
+    results = asyncio.run(main())
+    assert [r.is_disposed for r in results] == [False, False, False]
+    assert [r.get_values().tolist() for r in results] == [[2.0, 2.0], [8.0, 8.0], [18.0, 18.0]]
+    assert math.get_num_arrays() == base + 3  # every intermediate was disposed by its own scope
+    for r in results:
+        r.dispose()
+
+
+def test_a_task_started_inside_a_scope_hands_its_result_to_that_scope(math: dl.NDArrayMath, base: int) -> None:
+    """A task inherits the scopes open where it was created: its scope's result moves to the
+    creator's scope, which disposes it at its end unless it is kept."""
+
+    async def child() -> NDArray:
+        async def body() -> NDArray:
+            await asyncio.sleep(0)
+            return math.exp(Array1D.new([0.0]))
+
+        return await math.scope(body)  # type: ignore[no-any-return]
+
+    async def main() -> tuple[NDArray, NDArray]:
+        with math.scope() as scope:
+            dropped, kept = await asyncio.gather(child(), child())
+            scope.keep(kept)
+            assert not dropped.is_disposed
+        return dropped, kept
+
+    dropped, kept = asyncio.run(main())
+    assert dropped.is_disposed and not kept.is_disposed
+    assert kept.get(0) == 1.0
+    kept.dispose()
+    assert math.get_num_arrays() == base
+
+
+def test_a_new_thread_starts_with_no_open_scope(cpu_math: dl.NDArrayMath) -> None:
+    """Scopes are per context, and a new thread starts with an empty one: a scope open in the
+    main thread does not track what the thread makes."""
+    made: list[NDArray] = []
+    with cpu_math.scope():
+        t = threading.Thread(target=lambda: made.append(Array1D.new([1.0])))
+        t.start()
+        t.join()
+    assert not made[0].is_disposed
+    made[0].dispose()
+
+
 def test_a_returned_array_the_scope_did_not_own_keeps_its_owner(cpu_math: dl.NDArrayMath) -> None:
     """Returning an array made outside the scope, or a kept one, must not hand it to the parent
     scope (which would dispose it)."""
