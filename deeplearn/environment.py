@@ -6,7 +6,9 @@ deeplearn never touches the GPU.
 
 Features (deeplearn.js ``ENV.get(feature)``) are evaluated when first asked for and remembered;
 ``ENV.set_features`` and the ``DEEPLEARN_FLAGS`` environment variable (``"DEBUG:true,BACKEND:cpu"``,
-deeplearn.js's ``?dljsflags=`` URL parameter) override them. deeplearn.js's WebGL features keep
+deeplearn.js's ``?dljsflags=`` URL parameter) override them. Values are parsed strictly, per
+feature: a boolean feature takes true/false, 1/0 or yes/no (any case), and anything else is an
+error rather than a truthy string (``DEBUG:no`` must not turn debug mode on). deeplearn.js's WebGL features keep
 their names and answer what is true in Python: there is no WebGL (version 0).
 """
 
@@ -68,6 +70,63 @@ FEATURES: dict[str, Callable[[], Any]] = {
 }
 """Each feature's name and how its value is found when first asked for."""
 
+_TRUE_WORDS = ("true", "1", "yes")
+_FALSE_WORDS = ("false", "0", "no")
+
+
+def _as_bool(name: str, value: Any, where: str) -> bool:
+    """A boolean feature's value: a bool, 0 or 1, or the words true/false, 1/0, yes/no (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _TRUE_WORDS or word in _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    raise ValueError(f"{where}: {name} must be true or false (or 1/0, yes/no); got {name}={value!r}.")
+
+
+def _as_int(name: str, value: Any, where: str) -> int:
+    """An integer feature's value: an int, or its decimal text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"{where}: {name} must be an integer; got {name}={value!r}.")
+
+
+def _as_text(name: str, value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {name} must be a string; got {name}={value!r}.")
+    return value.strip()
+
+
+def _as_optional_text(name: str, value: Any, where: str) -> str | None:
+    return None if value is None else _as_text(name, value, where)
+
+
+_PARSERS: dict[str, Callable[[str, Any, str], Any]] = {
+    "BACKEND": _as_text,
+    "DEBUG": _as_bool,
+    "CUDA_AVAILABLE": _as_bool,
+    "CUDA_DEVICE_NAME": _as_optional_text,
+    "WEBGL_VERSION": _as_int,
+    "WEBGL_FLOAT_TEXTURE_ENABLED": _as_bool,
+    "WEBGL_DISJOINT_QUERY_TIMER_EXTENSION_ENABLED": _as_bool,
+    "WEBGL_DISJOINT_QUERY_TIMER_EXTENSION_RELIABLE": _as_bool,
+    "WEBGL_GET_BUFFER_SUB_DATA_ASYNC_EXTENSION_ENABLED": _as_bool,
+}
+"""How a value set for a built-in feature (by ``set_features`` or ``DEEPLEARN_FLAGS``) is checked
+and converted. A feature registered in FEATURES without a parser takes any value as given."""
+
+
+def _feature_value(name: str, value: Any, where: str) -> Any:
+    parse = _PARSERS.get(name)
+    return value if parse is None else parse(name, value, where)
+
 
 class Environment:
     """Holds the default math (``ENV.math``), the features, and answers which backends exist."""
@@ -107,15 +166,16 @@ class Environment:
         unknown = sorted(set(features) - set(FEATURES))
         if unknown:
             raise ValueError(f"ENV.set_features: features must be among {sorted(FEATURES)}; got {unknown}.")
+        parsed = {name: _feature_value(name, value, "ENV.set_features") for name, value in features.items()}
         self._flags_read = True  # explicit features replace the environment variable's too
-        self._features = dict(features)
+        self._features = parsed
 
     def _read_flags(self) -> None:
         """Applies ``DEEPLEARN_FLAGS`` once (until the next reset)."""
         if self._flags_read:
             return
-        self._flags_read = True
         text = os.environ.get("DEEPLEARN_FLAGS", "").strip()
+        flags: dict[str, Any] = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
             name, sep, raw = item.partition(":")
             name = name.strip()
@@ -123,7 +183,12 @@ class Environment:
                 raise ValueError(
                     f"DEEPLEARN_FLAGS: each flag must be NAME:VALUE with NAME among {sorted(FEATURES)}; got {item!r}."
                 )
-            self._features[name] = _flag_value(raw.strip())
+            raw = raw.strip()
+            flags[name] = _feature_value(name, raw, "DEEPLEARN_FLAGS") if name in _PARSERS else _flag_value(raw)
+        # Read only once every flag parsed: a bad flag raises again at the next ``get`` instead
+        # of leaving the features half set.
+        self._features.update(flags)
+        self._flags_read = True
 
     def get_best_backend(self) -> str:
         """The ``BACKEND`` feature: ``DEEPLEARN_BACKEND`` when set, else "cuda" when CuPy sees a
@@ -181,7 +246,7 @@ class Environment:
 
 
 def _flag_value(raw: str) -> Any:
-    """A DEEPLEARN_FLAGS value: true/false, an integer, or the text itself."""
+    """A DEEPLEARN_FLAGS value of a feature with no parser: true/false, an integer, or the text."""
     lowered = raw.lower()
     if lowered in ("true", "false"):
         return lowered == "true"

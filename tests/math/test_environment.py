@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import deeplearn as dl
@@ -74,3 +76,47 @@ def test_deeplearn_flags_override_features(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("DEEPLEARN_FLAGS", "BACKEND:tpu")
     with pytest.raises(ValueError, match="the BACKEND feature must be one of"):
         dl.Environment().get_best_backend()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("true", True), ("TRUE", True), ("1", True), ("Yes", True), ("false", False), ("False", False),
+     ("0", False), ("no", False), ("NO", False), (" no ", False)],
+)
+def test_boolean_flags_are_parsed_strictly(monkeypatch: pytest.MonkeyPatch, text: str, expected: bool) -> None:
+    """DEBUG:no must mean False: a flag's text is never used as a (truthy) string."""
+    monkeypatch.setenv("DEEPLEARN_FLAGS", f"DEBUG:{text},BACKEND:cpu")
+    env = dl.Environment()
+    assert env.get("DEBUG") is expected
+    assert env.math.engine.debug is expected
+
+
+@pytest.mark.parametrize("text", ["maybe", "", "2", "on", "nope"])
+def test_a_boolean_flag_of_any_other_text_is_an_error(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setenv("DEEPLEARN_FLAGS", f"DEBUG:{text}")
+    env = dl.Environment()
+    message = f"DEEPLEARN_FLAGS: DEBUG must be true or false (or 1/0, yes/no); got DEBUG='{text}'."
+    for _ in range(2):  # and again on the next read: a bad flag is never half applied
+        with pytest.raises(ValueError, match=re.escape(message)):
+            env.get("DEBUG")
+
+
+def test_integer_flags_and_features_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPLEARN_FLAGS", "WEBGL_VERSION:two")
+    with pytest.raises(ValueError, match=re.escape("DEEPLEARN_FLAGS: WEBGL_VERSION must be an integer; got WEBGL_VERSION='two'.")):
+        dl.Environment().get("WEBGL_VERSION")
+    monkeypatch.delenv("DEEPLEARN_FLAGS")
+    env = dl.Environment()
+    with pytest.raises(ValueError, match=re.escape("ENV.set_features: WEBGL_VERSION must be an integer; got WEBGL_VERSION=1.5.")):
+        env.set_features({"WEBGL_VERSION": 1.5})
+
+
+def test_set_features_parses_booleans_by_the_same_rule() -> None:
+    env = dl.Environment()
+    env.set_features({"BACKEND": "cpu", "DEBUG": "no"})
+    assert env.get("DEBUG") is False and not env.math.engine.debug
+    env.set_features({"DEBUG": 1})
+    assert env.get("DEBUG") is True
+    with pytest.raises(ValueError, match=re.escape("ENV.set_features: DEBUG must be true or false (or 1/0, yes/no); got DEBUG='off'.")):
+        env.set_features({"DEBUG": "off"})
+    assert env.get("DEBUG") is True  # a refused call changes nothing
