@@ -313,3 +313,16 @@ def test_bad_shapes_raise_clear_messages(cpu_math: dl.NDArrayMath) -> None:
         m.conv2d_der_bias(Array1D.new([1, 2]))
     with pytest.raises(ShapeError, match=r"conv1d: filter must be rank 3"):
         m.conv1d(x, w)
+
+
+def test_conv2d_info_has_deeplearn_js_field_names_in_snake_case() -> None:
+    """deeplearn.js Conv2DInfo.padInfo and .filterShape are pad_info and filter_shape; the old
+    name ``pad`` still works."""
+    from deeplearn.math.ops.conv_util import PadInfo, compute_conv2d_info, compute_pool2d_info
+
+    info = compute_conv2d_info((1, 3, 3, 2), (2, 2, 2, 5), 1, "same")
+    assert info.pad_info == info.pad == PadInfo(top=0, left=0, bottom=1, right=1)
+    assert info.filter_shape == (2, 2, 2, 5)
+    depthwise = compute_conv2d_info((1, 3, 3, 2), (2, 2, 2, 3), 1, "valid", depthwise=True)
+    assert depthwise.filter_shape == (2, 2, 2, 3) and depthwise.out_channels == 6
+    assert compute_pool2d_info((1, 4, 4, 3), 2, 2, 0).filter_shape == (2, 2, 3, 3)  # as deeplearn.js

@@ -62,10 +62,14 @@ class PadInfo:
 
 @dataclass(frozen=True)
 class Conv2DInfo:
-    """Everything a 2-D convolution or pooling kernel needs to know about its geometry.
+    """Everything a 2-D convolution or pooling kernel needs to know about its geometry
+    (deeplearn.js ``Conv2DInfo``, its fields in snake_case: ``padInfo`` is ``pad_info``,
+    ``filterShape`` is ``filter_shape``).
 
     Shapes are NHWC (``channelsLast``, the only layout the kernels use); ``in_shape`` and
-    ``out_shape`` give the shapes in the requested ``data_format``.
+    ``out_shape`` give the shapes in the requested ``data_format``. ``filter_shape`` is the filter
+    as given, [fH, fW, inDepth, outDepth] (depthwise: [fH, fW, inChannels, channelMultiplier];
+    pooling: [fH, fW, channels, channels]); left out, it is [fH, fW, in_channels, out_channels].
     """
 
     batch_size: int
@@ -79,24 +83,35 @@ class Conv2DInfo:
     filter_width: int
     stride_height: int
     stride_width: int
-    pad: PadInfo
+    pad_info: PadInfo
     data_format: str = "channelsLast"
+    filter_shape: Shape = ()
+
+    def __post_init__(self) -> None:
+        if not self.filter_shape:
+            shape = (self.filter_height, self.filter_width, self.in_channels, self.out_channels)
+            object.__setattr__(self, "filter_shape", shape)
+
+    @property
+    def pad(self) -> PadInfo:
+        """The former name of ``pad_info``, kept for code written against it."""
+        return self.pad_info
 
     @property
     def pad_top(self) -> int:
-        return self.pad.top
+        return self.pad_info.top
 
     @property
     def pad_left(self) -> int:
-        return self.pad.left
+        return self.pad_info.left
 
     @property
     def pad_bottom(self) -> int:
-        return self.pad.bottom
+        return self.pad_info.bottom
 
     @property
     def pad_right(self) -> int:
-        return self.pad.right
+        return self.pad_info.right
 
     @property
     def in_shape(self) -> Shape:
@@ -115,8 +130,8 @@ class Conv2DInfo:
         """NHWC shape of the input after padding."""
         return (
             self.batch_size,
-            self.in_height + self.pad.top + self.pad.bottom,
-            self.in_width + self.pad.left + self.pad.right,
+            self.in_height + self.pad_info.top + self.pad_info.bottom,
+            self.in_width + self.pad_info.left + self.pad_info.right,
             self.in_channels,
         )
 
@@ -272,8 +287,8 @@ def compute_conv2d_info(
 
     Example:
         >>> info = compute_conv2d_info((1, 3, 3, 1), (2, 2, 1, 1), 1, "same")
-        >>> info.out_shape, info.pad
-        ((1, 3, 3, 1), PadInfo(top=0, left=0, bottom=1, right=1))
+        >>> info.out_shape, info.pad_info, info.filter_shape
+        ((1, 3, 3, 1), PadInfo(top=0, left=0, bottom=1, right=1), (2, 2, 1, 1))
     """
     fmt = _canonical_format(data_format, where)
     if len(in_shape) != 4 or len(filter_shape) != 4:
@@ -288,7 +303,9 @@ def compute_conv2d_info(
     out_c = in_c * f_out if depthwise else f_out
     s_h, s_w = as_pair(strides, "strides", where)
     info, out_h, out_w = get_pad_and_out_info(pad, in_h, in_w, s_h, s_w, f_h, f_w, where)
-    return Conv2DInfo(batch, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, s_h, s_w, info, fmt)
+    return Conv2DInfo(
+        batch, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, s_h, s_w, info, fmt, tuple(filter_shape)
+    )
 
 
 def compute_pool2d_info(
@@ -365,8 +382,8 @@ def compute_weights_shape4d(
 
 
 def pad_input(xp: ModuleType, x: RawArray, info: Conv2DInfo, fill: float = 0.0) -> RawArray:
-    """``x`` [b, h, w, c] padded by ``info.pad`` with ``fill`` (a new C-contiguous array)."""
-    p = info.pad
+    """``x`` [b, h, w, c] padded by ``info.pad_info`` with ``fill`` (a new C-contiguous array)."""
+    p = info.pad_info
     if p.top == p.bottom == p.left == p.right == 0:
         return xp.ascontiguousarray(x)
     width = ((0, 0), (p.top, p.bottom), (p.left, p.right), (0, 0))
@@ -400,7 +417,7 @@ def taps(padded: RawArray, info: Conv2DInfo) -> Iterator[tuple[int, int, RawArra
 
 def crop(padded: RawArray, info: Conv2DInfo) -> RawArray:
     """The inverse of ``pad_input``: the [b, h, w, c] interior of a padded array (a view)."""
-    p = info.pad
+    p = info.pad_info
     return padded[:, p.top : p.top + info.in_height, p.left : p.left + info.in_width, :]
 
 
