@@ -18,7 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.data.input_provider import InputProvider, next_batch
+import numpy as np
+
+from deeplearn.data.input_provider import InputProvider, check_count, next_batch
 from deeplearn.graph.session import CostReduction, FeedEntry, normalize_feeds
 from deeplearn.math.ndarray import NDArray, Scalar
 
@@ -132,17 +134,28 @@ class GraphRunner:
             progress: show a tqdm progress bar (the ``train`` extra); None shows one when
                 stdout is a terminal and tqdm is installed.
         """
+        # Every argument is checked before anything changes: a refused call leaves the runner
+        # (and a run under way) as it was.
+        where = "GraphRunner.train"
+        batch_size = check_count(batch_size, where, "batch_size")
+        num_batches = None if num_batches is None else check_count(num_batches, where, "num_batches", minimum=0)
+        metric_batch_size = (None if metric_batch_size is None
+                             else check_count(metric_batch_size, where, "metric_batch_size"))
+        feeds = normalize_feeds(train_feed_entries, where)
+        metric_feeds = None if metric_feed_entries is None else normalize_feeds(metric_feed_entries, where)
+        reduction = _check_reduction(metric_reduction, where)
+        eval_interval_ms = _check_interval(eval_interval_ms, where, "eval_interval_ms")
+        cost_interval_ms = _check_interval(cost_interval_ms, where, "cost_interval_ms")
         self._stop_current_training()
         self.cost_tensor = cost_tensor
-        self.train_feed_entries = normalize_feeds(train_feed_entries, "GraphRunner.train")
+        self.train_feed_entries = feeds
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.num_batches = num_batches
         self.metric_tensor = metric_tensor
-        self.metric_feed_entries = None if metric_feed_entries is None else normalize_feeds(
-            metric_feed_entries, "GraphRunner.train")
+        self.metric_feed_entries = metric_feeds
         self.metric_batch_size = metric_batch_size
-        self.metric_reduction = MetricReduction(metric_reduction)
+        self.metric_reduction = reduction
         self.eval_interval_ms = eval_interval_ms
         self.cost_interval_ms = cost_interval_ms
         self._background = background
@@ -202,7 +215,9 @@ class GraphRunner:
         self.inference_tensor = inference_tensor
 
     def set_inference_example_count(self, inference_example_count: int) -> None:
-        self.inference_example_count = inference_example_count
+        """How many examples each inference pass draws (>= 1)."""
+        self.inference_example_count = check_count(
+            inference_example_count, "GraphRunner.set_inference_example_count", "inference_example_count")
 
     def compute_metric(self) -> NDArray:
         """The metric tensor over ``metric_batch_size`` examples, summed or averaged (a new
@@ -316,20 +331,26 @@ class GraphRunner:
         ``inference_example_count`` examples drawn from the feeds' InputProviders (one batched
         pass) and reports them; stops after ``num_passes`` passes (None: until
         ``stop_inferring``)."""
+        # Checked before anything is drawn: a count refused after the providers moved would
+        # leave them ahead of the providers they pair with.
+        where = "GraphRunner.infer"
+        count = check_count(inference_example_count, where, "inference_example_count")
+        num_passes = None if num_passes is None else check_count(num_passes, where, "num_passes", minimum=0)
+        interval = _check_interval(inference_example_interval_ms, where, "inference_example_interval_ms")
         obs = self.event_observer
         if obs.inference_examples_callback is None and obs.inference_examples_per_sec_callback is None:
-            raise ValueError("GraphRunner.infer: no inference_examples_callback or "
+            raise ValueError(f"{where}: no inference_examples_callback or "
                              "inference_examples_per_sec_callback to report to.")
-        entries = normalize_feeds(inference_feed_entries, "GraphRunner.infer")
+        entries = normalize_feeds(inference_feed_entries, where)
         for e in entries:
             if not isinstance(e.data, InputProvider):
-                raise TypeError(f"GraphRunner.infer: every feed must be an InputProvider; got "
-                                 f"{type(e.data).__name__} for {e.tensor!r}.")
+                raise TypeError(f"{where}: every feed must be an InputProvider; got "
+                                f"{type(e.data).__name__} for {e.tensor!r}.")
         self.stop_inferring()
         self.inference_tensor = inference_tensor
         self.inference_feed_entries = entries
-        self.inference_example_interval_ms = inference_example_interval_ms
-        self.inference_example_count = inference_example_count
+        self.inference_example_interval_ms = interval
+        self.inference_example_count = count
         self.num_inference_passes = num_passes
         self.inference_passes_this_run = 0
         self._is_inferring = True
@@ -359,7 +380,8 @@ class GraphRunner:
             self._infer_one_pass()
             self.inference_passes_this_run += 1
             done = self.num_inference_passes is not None and self.inference_passes_this_run >= self.num_inference_passes
-            if done or self._infer_stop_event.wait(self.inference_example_interval_ms / 1e3):
+            interval = self.inference_example_interval_ms  # inf: wait for stop_inferring()
+            if done or self._infer_stop_event.wait(None if interval == float("inf") else interval / 1e3):
                 break
         self._is_inferring = False
 
@@ -380,6 +402,23 @@ class GraphRunner:
             if obs.inference_examples_callback is not None:
                 feeds = [[FeedEntry(t, _example(math, b, i)) for t, b in batches] for i in range(n)]
                 obs.inference_examples_callback(feeds, [_example(math, values, i) for i in range(n)])
+
+
+def _check_reduction(metric_reduction: Any, where: str) -> MetricReduction:
+    try:
+        return MetricReduction(metric_reduction)
+    except ValueError:
+        names = ", ".join(r.name for r in MetricReduction)
+        raise ValueError(f"{where}: metric_reduction must be a MetricReduction ({names}); "
+                         f"got metric_reduction={metric_reduction!r}.") from None
+
+
+def _check_interval(value: Any, where: str, name: str) -> float:
+    """A wait in milliseconds: a real number >= 0 (inf: never again), not NaN and not a bool."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not real or not value >= 0:  # NaN fails >= 0
+        raise ValueError(f"{where}: {name} must be a number of milliseconds >= 0; got {name}={value!r}.")
+    return float(value)
 
 
 class _Fixed(InputProvider):

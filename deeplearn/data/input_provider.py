@@ -2,13 +2,14 @@
 
 An InputProvider hands out one example per ``get_next_copy`` (deeplearn.js's interface) and, for
 batched training, ``get_next_batch``: ``batch_size`` examples stacked along a leading axis. The
-builders keep their providers in step — provider i's k-th example always belongs with provider
+builders keep their providers paired — provider i's k-th example always belongs with provider
 j's k-th example — and reshuffle at every epoch.
 """
 
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,30 @@ __all__ = [
     "InGPUMemoryShuffledInputProviderBuilder",
     "InMemoryShuffledInputProviderBuilder",
     "InputProvider",
+    "check_count",
     "next_batch",
 ]
+
+
+def check_count(value: Any, where: str, name: str, minimum: int = 1) -> int:
+    """``value`` as an int if it is a whole count of at least ``minimum``, else a ValueError.
+
+    ints and NumPy integers pass; bools, floats (2.0 too: a count is never a measurement),
+    strings and None do not. Callers check before they change any state, so a refused count
+    leaves a provider or runner exactly as it was.
+
+    Example:
+        >>> check_count(3, "Thing.draw", "count")
+        3
+        >>> check_count(-1, "Thing.draw", "count")
+        Traceback (most recent call last):
+        ValueError: Thing.draw: count must be a positive int; got count=-1.
+    """
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or value < minimum:
+        what = "a positive int" if minimum == 1 else "a non-negative int" if minimum == 0 else f"an int >= {minimum}"
+        raise ValueError(f"{where}: {name} must be {what}; got {name}={value!r}.")
+    return int(value)
 
 
 class InputProvider(abc.ABC):
@@ -55,7 +78,8 @@ class InputProvider(abc.ABC):
         """Releases an array returned by ``get_next_copy``."""
 
     def get_next_batch(self, math: NDArrayMath, batch_size: int) -> NDArray:
-        """The next ``batch_size`` examples stacked along a new leading axis."""
+        """The next ``batch_size`` (>= 1) examples stacked along a new leading axis."""
+        batch_size = check_count(batch_size, f"{type(self).__name__}.get_next_batch", "batch_size")
         return _stack_copies(self, math, batch_size)
 
     @classmethod
@@ -82,7 +106,9 @@ def _stack_copies(provider: Any, math: NDArrayMath, batch_size: int) -> NDArray:
 
 def next_batch(provider: Any, math: NDArrayMath, batch_size: int) -> NDArray:
     """``provider.get_next_batch`` when it has one, else ``batch_size`` stacked copies (for
-    providers written against deeplearn.js's two-method interface)."""
+    providers written against deeplearn.js's two-method interface). ``batch_size`` is checked
+    first: a provider of someone else's making may not check it before it moves on."""
+    batch_size = check_count(batch_size, "next_batch", "batch_size")
     get = getattr(provider, "get_next_batch", None)
     return get(math, batch_size) if get is not None else _stack_copies(provider, math, batch_size)
 
@@ -93,15 +119,25 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     Args:
         inputs: one entry per input: a list of NDArrays (one per example, all of one shape), or
             an array (NDArray or NumPy) whose leading axis indexes the examples.
-        seed: seeds the shuffling (None: a fresh random order every run).
+        seed: seeds the shuffling (a non-negative int; None: a fresh random order every run).
 
-    Every provider walks the same order of example indices, so examples stay paired however
-    the providers' calls interleave. The order is reshuffled at every epoch; deeplearn.js
-    shuffled once at construction and then repeated that order (DESIGN.md §4).
+    Pairing holds by construction: each provider keeps its own position, and every position
+    maps to an example through one order per epoch that all providers share (a function of the
+    seed and the epoch number only). So the k-th example any provider returns is the same
+    example for all of them, however their calls interleave and whatever batch sizes they ask
+    for: draw the same counts from every provider (as ``Session.train`` does) and their batches
+    pair. A provider that draws more than the others (an extra ``get_next_copy``, inference on a
+    training provider) is ahead by those examples until the others draw as many; its batches
+    then pair with the others' later batches, not with their batches of the same step.
+
+    The order is reshuffled at every epoch; deeplearn.js shuffled once at construction and then
+    repeated that order (DESIGN.md §4).
     """
 
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         where = type(self).__name__
+        if seed is not None:
+            check_count(seed, where, "seed", minimum=0)
         if len(inputs) == 0:
             raise ValueError(f"{where}: inputs must hold at least one input; got an empty list.")
         stacks = [_stack_input(x, i, where) for i, x in enumerate(inputs)]
@@ -113,10 +149,14 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         self.num_examples = counts[0]
         self._host = [s for s, _ in stacks]
         self._dtypes = [d for _, d in stacks]
-        self._rng = np.random.default_rng(seed)
-        self._orders: dict[int, np.ndarray] = {}
-        self._epochs_drawn = 0  # orders are drawn once per epoch, in epoch order
+        # Epoch e's order is an argsort of the n uniform draws at position e*n of one random
+        # stream: it can be computed for any epoch, alone or with its neighbours in one
+        # vectorised call, and is the same whichever provider asks first.
+        self._bits = np.random.PCG64(None if seed is None else int(seed))
+        self._start_state = self._bits.state
+        self._orders: dict[int, np.ndarray] = {}  # the orders of the epochs some provider is in
         self._positions = [0] * len(inputs)
+        self._lock = threading.RLock()  # a draw reads and moves a position: one at a time
         self._providers = [_BuilderProvider(self, i) for i in range(len(inputs))]
 
     def get_input_providers(self) -> list[InputProvider]:
@@ -128,10 +168,25 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         return min(self._positions) // self.num_examples
 
     def example_shape(self, input_index: int) -> tuple[int, ...]:
-        return tuple(self._host[input_index].shape[1:])
+        """The shape of one example of input ``input_index``."""
+        where = f"{type(self).__name__}.example_shape"
+        index = check_count(input_index, where, "input_index", minimum=0)
+        if index >= len(self._host):
+            raise ValueError(f"{where}: input_index must be in [0, {len(self._host)}); got input_index={input_index!r}.")
+        return tuple(self._host[index].shape[1:])
+
+    def _draw(self, math: NDArrayMath, input_index: int, count: int) -> NDArray:
+        """The next ``count`` examples of input ``input_index``; its position moves only once
+        the batch exists, so a draw that fails leaves the providers paired."""
+        with self._lock:
+            batch = self._gather(math, input_index, self._batch_indices(math, input_index, count))
+            self._positions[input_index] += count
+            self._forget_unused_epochs()
+            return batch
 
     def _next_indices(self, input_index: int, count: int, order: Callable[[int], Any] | None = None) -> Any:
-        """The next ``count`` example indices of provider ``input_index`` (across epochs).
+        """The next ``count`` example indices of provider ``input_index`` (across epochs); the
+        position is left as it is (``_draw`` moves it).
 
         ``order(epoch)``, when given, is the epoch's order as the caller wants it (a copy on the
         GPU): a batch within one epoch is a slice of it. Otherwise, and for a batch that spans
@@ -139,43 +194,42 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         """
         n = self.num_examples
         start = self._positions[input_index]
-        epoch, offset = divmod(start, n)
-        if offset + count <= n:
-            # The batch lies within one epoch: a slice of its order (a copy on the host, since
-            # the finished epochs' orders are deleted).
-            out = (self._order(epoch)[offset:offset + count].copy() if order is None
-                   else order(epoch)[offset:offset + count])
-            self._positions[input_index] = start + count
-            if offset + count == n:
-                self._forget_finished_epochs()
-            return out
-        positions = np.arange(start, start + count)
-        epochs = positions // n
-        out = np.empty(count, dtype=np.int64)
-        for epoch in np.unique(epochs):  # a batch spans at most a few epochs
-            mask = epochs == epoch
-            out[mask] = self._order(int(epoch))[positions[mask] % n]
-        self._positions[input_index] = start + count
-        self._forget_finished_epochs()
-        return out
-
-    def _forget_finished_epochs(self) -> None:
-        """Drops the orders of the epochs every provider has finished."""
-        oldest = min(self._positions) // self.num_examples
-        for epoch in [e for e in self._orders if e < oldest]:
-            del self._orders[epoch]
-        self._forget_before(oldest)
-
-    def _forget_before(self, epoch: int) -> None:
-        """Drops what a subclass keeps for the epochs before ``epoch`` (a GPU copy of the order)."""
+        first, offset = divmod(start, n)
+        last = (start + count - 1) // n
+        if first == last:
+            return (self._order(first) if order is None else order(first))[offset:offset + count]
+        # Across epochs: the first and last (partial) epochs' orders, kept for the providers
+        # in them, and the whole epochs between in one vectorised call, so the cost is linear
+        # in count (one permutation per epoch crossed, however large the batch).
+        whole = self._draw_orders(first + 1, last - first - 1)
+        rows = np.concatenate([self._order(first)[None], whole, self._order(last)[None]])
+        return rows.reshape(-1)[offset:offset + count]
 
     def _order(self, epoch: int) -> np.ndarray:
-        while epoch not in self._orders:
-            # a counter, not max(self._orders): the finished epochs are deleted, and restarting
-            # from epoch 0 made every step cost O(epochs trained)
-            self._orders[self._epochs_drawn] = self._rng.permutation(self.num_examples)
-            self._epochs_drawn += 1
-        return self._orders[epoch]
+        order = self._orders.get(epoch)
+        if order is None:
+            order = self._orders[epoch] = self._draw_orders(epoch, 1)[0]
+        return order
+
+    def _draw_orders(self, first_epoch: int, count: int) -> np.ndarray:
+        """The orders of epochs ``first_epoch`` .. ``first_epoch + count - 1``, one per row."""
+        n = self.num_examples
+        self._bits.state = self._start_state
+        self._bits.advance(first_epoch * n)  # skip the draws of the epochs before
+        keys = np.random.Generator(self._bits).random((count, n))
+        return np.argsort(keys, axis=1, kind="stable")  # a uniform permutation per row
+
+    def _forget_unused_epochs(self) -> None:
+        """Drops the orders of the epochs no provider is in: at most one per provider is kept,
+        however far one provider runs ahead of another (a dropped order is computed again, the
+        same, if a lagging provider reaches its epoch)."""
+        in_use = {p // self.num_examples for p in self._positions}
+        for epoch in [e for e in self._orders if e not in in_use]:
+            del self._orders[epoch]
+        self._forget_epochs_except(in_use)
+
+    def _forget_epochs_except(self, in_use: set[int]) -> None:
+        """Drops what a subclass keeps for the epochs not in ``in_use`` (a GPU copy of the order)."""
 
     def _batch_indices(self, math: NDArrayMath, input_index: int, count: int) -> Any:
         """The next batch's example indices, as ``_gather`` takes them (host indices here)."""
@@ -194,15 +248,17 @@ class _BuilderProvider(InputProvider):
         self.input_index = input_index
 
     def get_next_copy(self, math: NDArrayMath) -> NDArray:
-        batch = self.get_next_batch(math, 1)
+        batch = self.builder._draw(math, self.input_index, 1)
         return batch.reshape(batch.shape[1:])
 
     def dispose_copy(self, math: NDArrayMath, copy: NDArray) -> None:
         copy.dispose()
 
     def get_next_batch(self, math: NDArrayMath, batch_size: int) -> NDArray:
-        builder = self.builder
-        return builder._gather(math, self.input_index, builder._batch_indices(math, self.input_index, batch_size))
+        """The next ``batch_size`` (>= 1) examples of this input, stacked."""
+        # The name users know from deeplearn.js: InCPUMemoryShuffledInputProvider.
+        where = f"{type(self.builder).__name__.removesuffix('Builder')}.get_next_batch"
+        return self.builder._draw(math, self.input_index, check_count(batch_size, where, "batch_size"))
 
     def __repr__(self) -> str:
         return f"<InputProvider {self.input_index} of {type(self.builder).__name__}>"
@@ -256,8 +312,8 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
             order = self._device_orders[key] = math.backend.asarray(self._order(epoch))
         return order
 
-    def _forget_before(self, epoch: int) -> None:
-        for key in [k for k in self._device_orders if k[0] < epoch]:
+    def _forget_epochs_except(self, in_use: set[int]) -> None:
+        for key in [k for k in self._device_orders if k[0] not in in_use]:
             del self._device_orders[key]
 
     def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:

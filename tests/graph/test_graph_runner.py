@@ -232,3 +232,69 @@ def test_eval_in_the_main_thread_while_a_runner_trains_in_the_background() -> No
     runner.stop_training()  # re-raises an error of the training thread
     assert threading.active_count() >= 1 and evals > 0
     assert errors == [] and runner.get_total_batches_trained() > 0
+
+
+@pytest.mark.parametrize("count", [-2, 0, 2.0, True, "3", None])
+def test_infer_refuses_a_bad_count_before_drawing(count: object) -> None:
+    """A refused count used to reach the providers first: a shuffled provider was left at
+    position -2, and its next draw never returned."""
+    math, session, x, y, _cost, _ = _setup()
+    builder = dl.InCPUMemoryShuffledInputProviderBuilder([np.arange(4, dtype=np.float32)], seed=0)
+    (provider,) = builder.get_input_providers()
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: None))
+    with pytest.raises(ValueError, match=f"GraphRunner.infer: inference_example_count must be a positive int; "
+                                         f"got inference_example_count={count!r}"):
+        runner.infer(y, [FeedEntry(x, provider)], 0, count, num_passes=1)  # type: ignore[arg-type]
+    assert builder._positions == [0] and not runner.is_inference_running()
+    assert sorted(provider.get_next_batch(math, 4).get_values().tolist()) == [0, 1, 2, 3]  # returns
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"num_passes": -1}, "num_passes must be a non-negative int; got num_passes=-1"),
+    ({"num_passes": 1.5}, "num_passes must be a non-negative int; got num_passes=1.5"),
+    ({"inference_example_interval_ms": float("nan")}, "inference_example_interval_ms must be a number of "
+                                                      "milliseconds >= 0; got inference_example_interval_ms=nan"),
+    ({"inference_example_interval_ms": -1}, "inference_example_interval_ms must be a number"),
+])
+def test_infer_checks_every_argument_first(kwargs: dict[str, object], message: str) -> None:
+    math, session, x, y, _cost, _ = _setup()
+    provider = ListProvider([1.0, 2.0])
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: None))
+    with pytest.raises(ValueError, match=message):
+        runner.infer(y, [FeedEntry(x, provider)], **{"inference_example_count": 1, **kwargs})  # type: ignore[arg-type]
+    assert provider.position == 0
+    runner.infer(y, [FeedEntry(x, provider)], 0, np.int64(2), num_passes=0)  # NumPy ints are ints
+    assert provider.position == 0 and runner.inference_example_count == 2
+
+
+def test_set_inference_example_count_checks_the_count() -> None:
+    math, session, *_ = _setup()
+    runner = GraphRunner(math, session)
+    with pytest.raises(ValueError, match="set_inference_example_count: inference_example_count must be a positive "
+                                         "int; got inference_example_count=-1"):
+        runner.set_inference_example_count(-1)
+    assert runner.inference_example_count == 5
+    runner.set_inference_example_count(3)
+    assert runner.inference_example_count == 3
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_size": -1}, "batch_size must be a positive int; got batch_size=-1"),
+    ({"batch_size": 0}, "batch_size must be a positive int; got batch_size=0"),
+    ({"batch_size": 2.0}, "batch_size must be a positive int; got batch_size=2.0"),
+    ({"batch_size": False}, "batch_size must be a positive int; got batch_size=False"),
+    ({"num_batches": -1}, "num_batches must be a non-negative int; got num_batches=-1"),
+    ({"metric_batch_size": 0}, "metric_batch_size must be a positive int; got metric_batch_size=0"),
+    ({"metric_reduction": 7}, "metric_reduction must be a MetricReduction .SUM, MEAN.; got metric_reduction=7"),
+    ({"eval_interval_ms": float("nan")}, "eval_interval_ms must be a number of milliseconds >= 0"),
+    ({"cost_interval_ms": -5}, "cost_interval_ms must be a number of milliseconds >= 0; got cost_interval_ms=-5"),
+])
+def test_train_checks_every_argument_before_anything_changes(kwargs: dict[str, object], message: str) -> None:
+    math, session, _x, _y, cost, feeds = _setup()
+    runner = GraphRunner(math, session)
+    runner.train(cost, feeds, 2, dl.SGDOptimizer(0.01), num_batches=1)
+    args: dict[str, object] = {"batch_size": 3, "num_batches": 1, **kwargs}
+    with pytest.raises(ValueError, match=f"GraphRunner.train: {message}"):
+        runner.train(cost, feeds, optimizer=dl.SGDOptimizer(0.01), **args)  # type: ignore[arg-type]
+    assert runner.batch_size == 2 and runner.get_total_batches_trained() == 1  # the last run's settings
+    assert feeds[0].data.position == 2  # type: ignore[attr-defined]  # nothing drawn
