@@ -13,6 +13,7 @@ __all__ = [
     "size_from_shape",
     "as_int",
     "as_shape",
+    "check_shape",
     "infer_from_implicit_shape",
     "check_dtype",
     "numpy_dtype",
@@ -59,13 +60,29 @@ def as_int(value: Any, where: str, name: str) -> int:
 
 
 def as_shape(shape: Iterable[int] | int, where: str = "shape") -> Shape:
-    """Normalises a list/tuple of dimension sizes into a tuple of ints (ShapeError otherwise)."""
+    """Normalises a list/tuple of dimension sizes into a tuple of ints (ShapeError otherwise).
+
+    Negative sizes pass (``reshape`` reads -1 as "infer this one"); ``check_shape`` refuses them.
+    """
     if isinstance(shape, (int, np.integer)):
         return (int(shape),)
     try:
         return tuple(as_int(d, where, "shape") for d in shape)
     except (TypeError, ValueError) as e:
         raise ShapeError(f"{where}: a shape must be a sequence of integers; got {shape!r}.") from e
+
+
+def check_shape(shape: Iterable[int] | int, where: str) -> Shape:
+    """``as_shape`` for the shape of an array to be made: every size must be >= 0.
+
+    Example:
+        >>> check_shape([2, 3.0], "NDArray.zeros")
+        (2, 3)
+    """
+    shape_t = as_shape(shape, where)
+    if any(d < 0 for d in shape_t):
+        raise ShapeError(f"{where}: dimensions must be >= 0; got shape={shape_t}.")
+    return shape_t
 
 
 def infer_from_implicit_shape(shape: Sequence[int], size: int, where: str = "reshape") -> Shape:
@@ -97,10 +114,22 @@ def infer_from_implicit_shape(shape: Sequence[int], size: int, where: str = "res
 
 
 def check_dtype(dtype: Any, where: str = "dtype") -> DType:
-    """Returns ``dtype`` as one of the strings "float32", "int32", "bool", or raises DTypeError."""
+    """Returns ``dtype`` as one of the strings "float32", "int32", "bool", or raises DTypeError.
+
+    NumPy spellings of those three (``np.float32``, ``np.dtype("int32")``, ``bool``) are accepted.
+
+    Example:
+        >>> check_dtype(np.int32, "NDArray.zeros")
+        'int32'
+    """
     if dtype is None:
         return "float32"
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    name: str | None = dtype if isinstance(dtype, str) else None
+    if name is None:
+        try:
+            name = np.dtype(dtype).name
+        except (TypeError, ValueError):  # 5, object(): not a dtype at all
+            pass
     if name not in DTYPES:
         raise DTypeError(f"{where}: dtype must be one of {DTYPES}; got {dtype!r}.")
     return name  # type: ignore[return-value]

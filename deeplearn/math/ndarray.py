@@ -20,7 +20,7 @@ import numpy as np
 from deeplearn import util
 from deeplearn.math.ops.base import Spec
 from deeplearn.math.scope import _SCOPES, REGISTRY
-from deeplearn.types import DisposedError, DType, RawArray, Shape, ShapeError
+from deeplearn.types import DisposedError, DType, DTypeError, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
     from deeplearn.math.backends.backend import MathBackend
@@ -112,14 +112,18 @@ class NDArray:
         return _RANK_CLASSES.get(rank, NDArray)
 
     @classmethod
-    def _wrap(cls, data: RawArray, backend: MathBackend, dtype: DType | None = None) -> NDArray:
-        """Wraps a raw backend array (already in the right dtype) as the NDArray of its rank."""
+    def _wrap(cls, data: RawArray, backend: MathBackend, dtype: DType | None = None,
+              where: str = "NDArray") -> NDArray:
+        """Wraps a raw backend array (already in the right dtype) as the NDArray of its rank.
+
+        Without ``dtype``, a foreign array (from_dlpack, composites) may be float64/int64: it is
+        stored in the library's dtype of its kind, by the rules of ``make`` (refusing what that
+        dtype cannot hold; ``where`` names the caller), copying only when the dtype must change.
+        """
         if dtype is None:
-            # Foreign arrays (from_dlpack, composites) may be float64/int64: store them in the
-            # library's dtypes, copying only when the dtype must change.
-            kind = data.dtype.kind
-            dtype = "bool" if kind == "b" else "int32" if kind in "iu" else "float32"
+            dtype = _default_dtype(data.dtype)
             if data.dtype != util.numpy_dtype(dtype):
+                _check_convertible(backend.xp, data, dtype, where)
                 data = data.astype(util.numpy_dtype(dtype))
         if not data.flags.c_contiguous:
             # Views of the storage (reshape, get/set by flat index) need C order.
@@ -145,22 +149,34 @@ class NDArray:
              math: NDArrayMath | None = None) -> NDArray:
         """Builds the NDArray subclass of ``shape``'s rank from flat or nested values.
 
+        Every construction path (the rank classes' ``new``, ``from_numpy``, ``from_dlpack``, the
+        random factories) follows its rules: values must be real numbers or booleans (complex
+        values raise DTypeError rather than losing their imaginary part), and int32 values must
+        fit in int32 (ValueError rather than wrapping around); floats stored as int32 truncate
+        toward zero, as deeplearn.js's Int32Array.
+
         Example:
             >>> NDArray.make([2], [1, 2]).get_values()
             array([1., 2.], dtype=float32)
         """
-        shape_t = util.as_shape(shape, "NDArray.make")
-        dt = util.check_dtype(dtype, "NDArray.make")
+        return NDArray._make(shape, data, dtype, math, "NDArray.make")
+
+    @staticmethod
+    def _make(shape: Sequence[int], data: Any, dtype: DType | str | None, math: NDArrayMath | None,
+              where: str) -> NDArray:
+        """``make``, its errors naming ``where`` (the factory the user called)."""
+        shape_t = util.check_shape(shape, where)
+        dt = util.check_dtype(dtype, where)
         backend = _default_backend(math)
-        host = _to_host_values(data, dt)
+        host = _to_host_values(_as_host_array(data, where), dt, where)
         if host.size != util.size_from_shape(shape_t):
             raise ShapeError(
-                f"NDArray.make: the number of values must match the shape; got {host.size} values "
+                f"{where}: the number of values must match the shape; got {host.size} values "
                 f"for shape {shape_t} ({util.size_from_shape(shape_t)} elements)."
             )
         if host.ndim > 1 and tuple(host.shape) != shape_t:
             raise ShapeError(
-                f"NDArray.make: the shape of nested values must match the shape; got values of "
+                f"{where}: the shape of nested values must match the shape; got values of "
                 f"shape {tuple(host.shape)} for shape {shape_t}."
             )
         return NDArray._wrap(backend.asarray(host.reshape(shape_t)), backend, dt)
@@ -168,36 +184,34 @@ class NDArray:
     @staticmethod
     def from_numpy(array: Any, dtype: DType | str | None = None, math: NDArrayMath | None = None) -> NDArray:
         """Copies a NumPy (or array-like) value into a new NDArray; dtype defaults from the array
-        (float64 becomes float32, int64 becomes int32).
+        (float64 becomes float32, int64 becomes int32: its values must fit, see ``make``).
 
         Example:
             >>> NDArray.from_numpy(np.arange(3)).dtype
             'int32'
         """
-        arr = np.asarray(array)
+        where = "NDArray.from_numpy"
+        arr = _as_host_array(array, where)
         if dtype is None:
-            dtype = "bool" if arr.dtype == np.bool_ else "int32" if arr.dtype.kind in "iu" else "float32"
-        if dtype == "int32" and arr.dtype.kind in "iu" and arr.size and (
-                arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
-            raise ValueError(
-                f"NDArray.from_numpy: integers must fit in int32; got values from {arr.min()} to {arr.max()}."
-            )
-        return NDArray.make(arr.shape, arr, dtype, math)
+            _check_kind(arr, where)
+            dtype = _default_dtype(arr.dtype)
+        return NDArray._make(arr.shape, arr, dtype, math, where)
 
     @staticmethod
     def zeros(shape: Sequence[int], dtype: DType | str | None = None, math: NDArrayMath | None = None) -> NDArray:
         """An array of zeros."""
-        return NDArray._full(shape, 0, dtype, math)
+        return NDArray._full(shape, 0, dtype, math, "NDArray.zeros")
 
     @staticmethod
     def ones(shape: Sequence[int], dtype: DType | str | None = None, math: NDArrayMath | None = None) -> NDArray:
         """An array of ones."""
-        return NDArray._full(shape, 1, dtype, math)
+        return NDArray._full(shape, 1, dtype, math, "NDArray.ones")
 
     @staticmethod
-    def _full(shape: Sequence[int], value: float, dtype: DType | str | None, math: NDArrayMath | None) -> NDArray:
-        shape_t = util.as_shape(shape)
-        dt = util.check_dtype(dtype)
+    def _full(shape: Sequence[int], value: float, dtype: DType | str | None, math: NDArrayMath | None,
+              where: str) -> NDArray:
+        shape_t = util.check_shape(shape, where)
+        dt = util.check_dtype(dtype, where)
         backend = _default_backend(math)
         return NDArray._wrap(backend.xp.full(shape_t, value, dtype=util.numpy_dtype(dt)), backend, dt)
 
@@ -226,44 +240,45 @@ class NDArray:
     def rand(shape: Sequence[int], fn: Callable[[], float], dtype: DType | str | None = None,
              math: NDArrayMath | None = None) -> NDArray:
         """An array whose every element is a fresh call of ``fn()``."""
+        where = "NDArray.rand"
+        shape_t = util.check_shape(shape, where)
+        util.check_dtype(dtype, where)  # before fn runs once per element
         _note_random()
-        shape_t = util.as_shape(shape)
         values = [fn() for _ in range(util.size_from_shape(shape_t))]
-        return NDArray.make(shape_t, values, dtype, math)
+        return NDArray._make(shape_t, values, dtype, math, where)
 
     @staticmethod
     def rand_normal(shape: Sequence[int], mean: float = 0.0, std_dev: float = 1.0,
                     dtype: DType | str | None = None, seed: int | None = None,
                     math: NDArrayMath | None = None) -> NDArray:
         """Samples of N(mean, std_dev²); int32 results are rounded. ``seed`` makes it repeatable."""
-        _note_random()
-        shape_t = util.as_shape(shape)
-        values = np.random.default_rng(seed).normal(mean, std_dev, shape_t)
-        return NDArray.make(shape_t, _round_if_int(values, dtype), dtype, math)
+        where = "NDArray.rand_normal"
+        shape_t, rng = _random_args(shape, dtype, seed, where, std_dev=std_dev)
+        values = rng.normal(mean, std_dev, shape_t)
+        return NDArray._make(shape_t, _round_if_int(values, dtype), dtype, math, where)
 
     @staticmethod
     def rand_truncated_normal(shape: Sequence[int], mean: float = 0.0, std_dev: float = 1.0,
                               dtype: DType | str | None = None, seed: int | None = None,
                               math: NDArrayMath | None = None) -> NDArray:
         """Samples of N(mean, std_dev²) redrawn until within mean ± 2·std_dev (both tails)."""
-        _note_random()
-        shape_t = util.as_shape(shape)
-        rng = np.random.default_rng(seed)
+        where = "NDArray.rand_truncated_normal"
+        shape_t, rng = _random_args(shape, dtype, seed, where, std_dev=std_dev)
         z = rng.standard_normal(shape_t)
         bad = np.abs(z) > 2
         while bad.any():
             z[bad] = rng.standard_normal(int(bad.sum()))
             bad = np.abs(z) > 2
-        return NDArray.make(shape_t, _round_if_int(mean + std_dev * z, dtype), dtype, math)
+        return NDArray._make(shape_t, _round_if_int(mean + std_dev * z, dtype), dtype, math, where)
 
     @staticmethod
     def rand_uniform(shape: Sequence[int], a: float, b: float, dtype: DType | str | None = None,
                      seed: int | None = None, math: NDArrayMath | None = None) -> NDArray:
         """Samples of the uniform distribution on [a, b)."""
-        _note_random()
-        shape_t = util.as_shape(shape)
-        values = np.random.default_rng(seed).uniform(a, b, shape_t)
-        return NDArray.make(shape_t, _round_if_int(values, dtype), dtype, math)
+        where = "NDArray.rand_uniform"
+        shape_t, rng = _random_args(shape, dtype, seed, where)
+        values = rng.uniform(a, b, shape_t)
+        return NDArray._make(shape_t, _round_if_int(values, dtype), dtype, math, where)
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -314,19 +329,23 @@ class NDArray:
             raise DisposedError(f"{where}: NDArray is disposed; got a disposed array of shape {self.shape}.")
 
     # -- element access ------------------------------------------------------------------------
-    def loc_to_index(self, locs: Sequence[int]) -> int:
-        """Flat row-major index of a location."""
+    def loc_to_index(self, locs: Sequence[int], where: str = "loc_to_index") -> int:
+        """Flat row-major index of a location (integers; 2.0 passes, 1.5 is refused)."""
         if len(locs) != self.rank:
-            raise ShapeError(f"loc_to_index: need {self.rank} coordinates; got {list(locs)}.")
+            raise ShapeError(f"{where}: need {self.rank} coordinates; got {list(locs)}.")
         index = 0
         for loc, d in zip(locs, self.shape):
+            if type(loc) is not int:
+                loc = _as_index(loc, locs, where)
             if not 0 <= loc < d:
-                raise IndexError(f"loc_to_index: location {list(locs)} is outside shape {self.shape}.")
-            index = index * d + int(loc)
+                raise IndexError(f"{where}: location {list(locs)} is outside shape {self.shape}.")
+            index = index * d + loc
         return index
 
     def index_to_loc(self, index: int) -> list[int]:
         """Location of a flat row-major index."""
+        if type(index) is not int:
+            index = _as_index(index, [index], "index_to_loc")
         if not 0 <= index < max(self.size, 1):
             raise IndexError(f"index_to_loc: index {index} is outside an array of {self.size} elements.")
         loc = []
@@ -335,30 +354,39 @@ class NDArray:
             index //= d
         return list(reversed(loc))
 
+    def _flat_index(self, locs: Sequence[int], where: str) -> int:
+        """The flat index of ``locs``; a Scalar takes any integer coordinates (deeplearn.js's
+        Scalar.get ignores them) but never fractional ones."""
+        if self.rank:
+            return self.loc_to_index(locs, where)
+        for loc in locs:
+            if type(loc) is not int:
+                _as_index(loc, locs, where)
+        return 0
+
     def get(self, *locs: int) -> float:
         """One element as a Python number (float32 → float, int32 → int, bool → bool)."""
         self._check_live("get")
-        flat = self.raw.reshape(-1)
-        value = flat[self.loc_to_index(locs)] if self.rank else flat[0]
-        return _python_scalar(value)
+        return _python_scalar(self.raw.reshape(-1)[self._flat_index(locs, "get")])
 
     def set(self, value: float, *locs: int) -> None:
-        """Writes one element."""
+        """Writes one element (int32: a number that fits in int32, truncated toward zero)."""
         self._check_live("set")
-        index = self.loc_to_index(locs) if self.rank else 0
-        self.raw.reshape(-1)[index] = value
+        index = self._flat_index(locs, "set")
+        self.raw.reshape(-1)[index] = _element_value(value, self.dtype, "set")
 
     def add(self, value: float, *locs: int) -> None:
         """Adds ``value`` to one element in place."""
         self._check_live("add")
-        index = self.loc_to_index(locs) if self.rank else 0
+        index = self._flat_index(locs, "add")
         flat = self.raw.reshape(-1)
-        flat[index] = flat[index] + value
+        total = _python_scalar(flat[index]) + _element_value(value, "float32", "add")
+        flat[index] = _element_value(total, self.dtype, "add")
 
     def fill(self, value: float) -> None:
         """Sets every element to ``value``."""
         self._check_live("fill")
-        self.raw.fill(value)
+        self.raw.fill(_element_value(value, self.dtype, "fill"))
 
     # -- reading -------------------------------------------------------------------------------
     def data_sync(self) -> np.ndarray:
@@ -378,8 +406,9 @@ class NDArray:
 
     async def val(self, *locs: int) -> float:
         """Awaitable value of one element."""
+        index = self._flat_index(locs, "val")  # before the copy: a bad location costs nothing
         values = await self.data()
-        return _python_scalar(values[self.loc_to_index(locs) if self.rank else 0])
+        return _python_scalar(values[index])
 
     def numpy(self) -> np.ndarray:
         """A host NumPy copy with this array's shape."""
@@ -523,7 +552,7 @@ class Scalar(NDArray):
             host = np.array(value, dtype=np.float32)
             raw = host if backend.xp is np else backend.asarray(host)
             return Scalar(Storage(raw, backend), (), "float32")
-        return NDArray.make((), [value], dtype, math)  # type: ignore[return-value]
+        return NDArray._make((), [value], dtype, math, "Scalar.new")  # type: ignore[return-value]
 
 
 class Array1D(NDArray):
@@ -537,7 +566,7 @@ class Array1D(NDArray):
         shape = util.infer_shape(values)
         if len(shape) != 1:
             raise ShapeError(f"Array1D.new: values must be 1-D; got values of shape {shape}.")
-        return NDArray.make(shape, values, dtype, math)  # type: ignore[return-value]
+        return NDArray._make(shape, values, dtype, math, "Array1D.new")  # type: ignore[return-value]
 
 
 class _RankedNew(NDArray):
@@ -548,7 +577,8 @@ class _RankedNew(NDArray):
     def new(cls, shape: Sequence[int], values: Any, dtype: DType | str | None = None,
             math: NDArrayMath | None = None) -> Any:
         """An array of this rank from flat values, or nested values of exactly ``shape``."""
-        return NDArray.make(_check_rank(shape, cls._rank, f"{cls.__name__}.new"), values, dtype, math)
+        where = f"{cls.__name__}.new"
+        return NDArray._make(_check_rank(shape, cls._rank, where), values, dtype, math, where)
 
 
 class Array2D(_RankedNew):
@@ -587,17 +617,19 @@ def from_dlpack(obj: object, math: NDArrayMath | None = None) -> NDArray:
         array([0., 1., 2.], dtype=float32)
     """
     backend = _default_backend(math)
-    return NDArray._wrap(backend.asarray(obj), backend)
+    return NDArray._wrap(backend.asarray(obj), backend, where="from_dlpack")
+
 
 def _check_rank(shape: Sequence[int], rank: int, where: str) -> Shape:
-    shape_t = util.as_shape(shape, where)
+    shape_t = util.check_shape(shape, where)
     if len(shape_t) != rank:
         raise ShapeError(f"{where}: shape must have rank {rank}; got shape {shape_t}.")
     return shape_t
 
 
-def _to_host_values(data: Any, dtype: DType) -> np.ndarray:
-    """Flat or nested values (lists, NumPy, CuPy, NDArray, DLPack) → a host NumPy array of dtype."""
+def _as_host_array(data: Any, where: str) -> np.ndarray:
+    """Flat or nested values (lists, NumPy, CuPy, NDArray, DLPack) as a host NumPy array, in
+    the dtype NumPy infers (ShapeError for ragged or non-numeric nesting)."""
     if isinstance(data, NDArray):
         data = data.numpy()
     elif hasattr(data, "get") and hasattr(data, "__cuda_array_interface__"):
@@ -606,12 +638,110 @@ def _to_host_values(data: Any, dtype: DType) -> np.ndarray:
         try:
             values = np.asarray(data)
         except ValueError as e:  # ragged nested lists
-            raise ShapeError(f"NDArray.make: nested values must form a rectangular array; got {data!r:.80} ({e}).") from e
-        if values.dtype == object:
-            raise ShapeError(f"NDArray.make: values must be numbers in a rectangular array; got {data!r:.80}.")
+            raise ShapeError(f"{where}: nested values must form a rectangular array; got {data!r:.80} ({e}).") from e
+    if values.dtype == object:
+        if values.size and all(type(v) is int for v in values.flat):  # beyond int64: NumPy gave up
+            lo, hi = min(values.flat), max(values.flat)
+            raise ValueError(f"{where}: integers must fit in int32; got values from {lo} to {hi}.")
+        raise ShapeError(f"{where}: values must be numbers in a rectangular array; got {data!r:.80}.")
+    return values
+
+
+def _to_host_values(values: np.ndarray, dtype: DType, where: str) -> np.ndarray:
+    """Host ``values`` converted to ``dtype``, refusing what it cannot hold (``make``'s rules)."""
+    if values.dtype != util.numpy_dtype(dtype):
+        _check_convertible(np, values, dtype, where)
+    with np.errstate(all="ignore"):
         if dtype == "bool" and values.dtype.kind == "f":
             return cast(np.ndarray, _js_round(np, values) != 0)
         return values.astype(util.numpy_dtype(dtype))
+
+
+def _default_dtype(numpy_dtype: Any) -> DType:
+    """The library dtype that stores values of a NumPy dtype: bool, int32 for integers, else
+    float32."""
+    kind = numpy_dtype.kind
+    return "bool" if kind == "b" else "int32" if kind in "iu" else "float32"
+
+
+def _check_kind(values: RawArray, where: str) -> None:
+    """Values must be real numbers or booleans: a cast would drop the imaginary part of complex
+    values with only a warning, and read strings as numbers."""
+    kind = values.dtype.kind
+    if kind == "c":
+        raise DTypeError(
+            f"{where}: values must be real numbers; got complex values (dtype {values.dtype}), "
+            "whose imaginary part would be lost."
+        )
+    if kind not in "biuf":
+        raise DTypeError(f"{where}: values must be numbers or booleans; got values of dtype {values.dtype}.")
+
+
+_INT32_MIN, _INT32_MAX = int(np.iinfo(np.int32).min), int(np.iinfo(np.int32).max)
+
+
+def _check_convertible(xp: Any, values: RawArray, dtype: DType, where: str) -> None:
+    """Raises unless every value of ``values`` can be stored as ``dtype``: the one rule of every
+    construction path. A NumPy/CuPy cast to int32 wraps or saturates out-of-range values
+    silently, so they are refused; floats are checked after truncation toward zero, the
+    conversion deeplearn.js's Int32Array makes."""
+    _check_kind(values, where)
+    if dtype != "int32" or values.size == 0 or values.dtype.kind == "b":
+        return
+    if values.dtype.kind in "iu":
+        info = np.iinfo(values.dtype)
+        if info.min >= _INT32_MIN and info.max <= _INT32_MAX:
+            return  # int8, int16, uint16: every value fits, nothing to read
+        lo, hi = int(values.min()), int(values.max())
+        if lo < _INT32_MIN or hi > _INT32_MAX:
+            raise ValueError(f"{where}: integers must fit in int32; got values from {lo} to {hi}.")
+        return
+    finite = xp.isfinite(values)
+    if not bool(xp.all(finite)):
+        bad = float(values[~finite].reshape(-1)[0])
+        raise ValueError(f"{where}: numbers stored as int32 must be finite; got {bad}.")
+    lo_f, hi_f = float(values.min()), float(values.max())
+    if lo_f <= _INT32_MIN - 1 or hi_f >= _INT32_MAX + 1:
+        raise ValueError(
+            f"{where}: numbers stored as int32 must fit in int32 after truncation; got values from "
+            f"{lo_f:g} to {hi_f:g}."
+        )
+
+
+def _as_index(loc: Any, locs: Sequence[Any], where: str) -> int:
+    """One coordinate as an int: integral numbers pass, 1.5 (which indexing would truncate),
+    booleans and strings raise ValueError naming the call."""
+    try:
+        return util.as_int(loc, where, "locs")
+    except ValueError:
+        raise ValueError(f"{where}: locations must be integers; got locs={tuple(locs)!r}.") from None
+
+
+def _element_value(value: Any, dtype: DType, where: str) -> Any:
+    """``value`` checked for storing into one element of ``dtype`` by the rules of ``make``:
+    a real number or boolean (complex would lose its imaginary part), within int32 for int32."""
+    if isinstance(value, (bool, int, float)) and not (dtype == "int32" and type(value) is not bool):
+        return value  # the common case: nothing a float32 or bool element cannot take
+    values = np.asarray(value)
+    if values.ndim != 0:
+        raise ShapeError(f"{where}: value must be one number; got value of shape {values.shape}.")
+    if values.dtype == object:
+        raise DTypeError(f"{where}: value must be a real number or a boolean; got value={value!r}.")
+    _check_convertible(np, values, dtype, where)
+    return value
+
+
+def _random_args(shape: Sequence[int], dtype: DType | str | None, seed: int | None, where: str,
+                 std_dev: float | None = None) -> tuple[Shape, np.random.Generator]:
+    """The checked shape and a Generator for a random factory; checks come before the draws."""
+    shape_t = util.check_shape(shape, where)
+    util.check_dtype(dtype, where)
+    if std_dev is not None and not std_dev >= 0:  # NaN too
+        raise ValueError(f"{where}: std_dev must be >= 0; got std_dev={std_dev!r}.")
+    if seed is not None and (isinstance(seed, bool) or util.as_int(seed, where, "seed") < 0):
+        raise ValueError(f"{where}: seed must be None or a non-negative integer; got seed={seed!r}.")
+    _note_random()
+    return shape_t, np.random.default_rng(None if seed is None else int(seed))
 
 
 def _js_round(xp: Any, values: RawArray) -> RawArray:
