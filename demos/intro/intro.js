@@ -1,4 +1,4 @@
-// The intro page: draws the events of a live run of live.py (see deeplearn/demo_server.py).
+// The intro page: draws the events of a live run of live.py (see demos/server.py).
 import {
   Chart, drawCostChart, fmt, formatArray, resetProgress, resetResult, showBackend, showBatch, showResult, showStart,
   startDemo,

@@ -27,7 +27,7 @@ from typing import Any
 
 import deeplearn as dl
 from deeplearn import Array1D, Array2D, Scalar
-from deeplearn.demo_server import (
+from demos.server import (
     CostWatch,
     backend_info,
     check_known,

@@ -1,7 +1,7 @@
 """The live run behind http://localhost:8080/demos/ml_beginners/: the seed tutorial's code
 ("Guide for non-ML experts"), step by step, on ``dl.ENV.math`` (the GPU when there is one).
 
-The server (deeplearn/demo_server.py) calls :func:`parse_params` on the page's query string and
+The server (demos/server.py) calls :func:`parse_params` on the page's query string and
 then :func:`run`, which reports each step through ``emit(event, payload)``; the page draws them.
 The code is that of ``demos/ml_beginners/ml_beginners.py`` (the tutorial line for line), with the
 ``print`` calls replaced by events, a and b and c read after every batch, a pause between batches
@@ -29,7 +29,7 @@ from typing import Any
 
 import deeplearn as dl
 from deeplearn import Array1D, Array2D, Scalar
-from deeplearn.demo_server import (
+from demos.server import (
     CostWatch,
     backend_info,
     check_known,

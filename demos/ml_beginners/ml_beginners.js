@@ -1,4 +1,4 @@
-// The ml_beginners page: draws the events of a live run of live.py (see deeplearn/demo_server.py).
+// The ml_beginners page: draws the events of a live run of live.py (see demos/server.py).
 import {
   Chart, drawCostChart, fmt, resetProgress, resetResult, showBackend, showBatch, showResult, showStart, startDemo,
 } from "../_shared/demo.js";

@@ -1,7 +1,8 @@
 """The demo pages in a real browser: Debian's Chromium driven by Playwright, against the real server.
 
 Runs only where both are present (``./scripts/test`` installs them: the ``browser`` extra and the
-``chromium`` package); Playwright never downloads a browser here.
+``chromium`` package); Playwright never downloads a browser here. ``DEEPLEARN_NO_BROWSER=1`` skips
+them even where both are present (``./scripts/test`` then installs neither).
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
 
+if os.environ.get("DEEPLEARN_NO_BROWSER") == "1":
+    pytest.skip("DEEPLEARN_NO_BROWSER=1: the browser tests are turned off", allow_module_level=True)
 if sync_playwright is None:
     pytest.skip("the Python package playwright is not installed (pip install -e '.[browser]'; ./scripts/test "
                 "does it)", allow_module_level=True)
 if CHROMIUM is None:
-    pytest.skip("Chromium is not installed (apt-get install chromium; ./scripts/test does it)",
-                allow_module_level=True)
+    pytest.skip("Chromium is not installed (apt-get install --no-install-recommends chromium; ./scripts/test "
+                "does it)", allow_module_level=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,7 +51,7 @@ if CHROMIUM is None:
 def base_url() -> Iterator[str]:
     """The real server (what ./scripts/watch-demo runs) on a free port; yields http://localhost:PORT."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deeplearn.demo_server", "demos/ml_beginners", "--port", "0", "--quiet"],
+        [sys.executable, "-m", "demos", "demos/ml_beginners", "--port", "0", "--quiet"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -1,15 +1,20 @@
-"""The demo server without a browser: files, 404s, no escape from demos/, SSE runs, bad parameters.
+"""The demo server (demos/server.py) without a browser: files, 404s, no escape from demos/, SSE
+runs, bad parameters, and its limits: the Host check, the bounded run queue, the connection cap
+and the request deadline.
 
 Most tests use a small fake demo folder (its live.py needs nothing from the library), so they
 check the server alone; the last ones stream the real demos' runs through the real library.
+Tests that wait on the server poll with a deadline (``wait_for``) and fail rather than hang.
 """
 
 from __future__ import annotations
 
+import doctest
 import errno
 import http.client
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -24,14 +29,14 @@ from typing import Any
 
 import pytest
 
-from deeplearn import demo_server
-from deeplearn.demo_server import DemoServer, make_server
+import demos.server as demo_server
+from demos.server import DemoServer, make_server
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "TOP-SECRET-OUTSIDE-DEMOS"
 
 FAKE_LIVE = '''
-from deeplearn.demo_server import check_known, int_param
+from demos.server import check_known, int_param
 
 def parse_params(query):
     check_known(query, {"n", "boom"})
@@ -71,8 +76,8 @@ def fake_demos(tmp_path: Path) -> Path:
     return demos
 
 
-def _serve(demos: Path, default_demo: str | None = None) -> Iterator[DemoServer]:
-    server = make_server(demos, port=0, default_demo=default_demo, quiet=True)
+def _serve(demos: Path, default_demo: str | None = None, **limits: Any) -> Iterator[DemoServer]:
+    server = make_server(demos, port=0, default_demo=default_demo, quiet=True, **limits)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
@@ -106,11 +111,14 @@ class Reply:
         return json.loads(self.body)
 
 
-def request(server: DemoServer, raw_path: str, method: str = "GET") -> Reply:
-    """Sends ``raw_path`` exactly as written (http.client neither normalises nor re-quotes it)."""
+def request(server: DemoServer, raw_path: str, method: str = "GET", host: str | None = None) -> Reply:
+    """Sends ``raw_path`` exactly as written (http.client neither normalises nor re-quotes it), with
+    the Host header ``127.0.0.1:PORT``, or ``host`` ("" sends none)."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        conn.putrequest(method, raw_path, skip_accept_encoding=True)
+        conn.putrequest(method, raw_path, skip_host=host is not None, skip_accept_encoding=True)
+        if host:
+            conn.putheader("Host", host)
         conn.endheaders()
         resp = conn.getresponse()
         body = resp.read()
@@ -220,11 +228,11 @@ def test_no_path_escapes_demos(server: DemoServer, path: str) -> None:
 
 @pytest.mark.parametrize("path", ["/../pyproject.toml", "/demos/../pyproject.toml", "/demos/%2e%2e/pyproject.toml",
                                   "/demos/ml_beginners/..%2f..%2fpyproject.toml", "/demos/../README.md",
-                                  "/demos/../deeplearn/demo_server.py"])
+                                  "/demos/../scripts/test", "/demos/__init__.py", "/demos/__pycache__/"])
 def test_no_path_escapes_in_the_repository(real_server: DemoServer, path: str) -> None:
     reply = request(real_server, path)
     assert reply.status == 404, path
-    assert "[project]" not in reply.text and "ThreadingHTTPServer" not in reply.text
+    assert "[project]" not in reply.text and "pipefail" not in reply.text and '"""' not in reply.text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +309,7 @@ def test_a_closed_stream_stops_the_run_and_frees_the_lock(fake_demos: Path) -> N
     '''))
     for server in _serve(fake_demos):
         conn = socket.create_connection(("127.0.0.1", server.port))
-        conn.sendall(b"GET /demos/slow/run HTTP/1.0\r\n\r\n")
+        conn.sendall(f"GET /demos/slow/run HTTP/1.0\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
         received = b""
         while b"event: tick" not in received:
             chunk = conn.recv(4096)
@@ -312,6 +320,259 @@ def test_a_closed_stream_stops_the_run_and_frees_the_lock(fake_demos: Path) -> N
         start = time.monotonic()
         assert sse_events(request(server, "/demos/echo/run?n=1").text)[-1] == ("end", {})
         assert time.monotonic() - start < 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Limits: who may ask, and how much (each test ends by itself: waits poll with a deadline)
+# ---------------------------------------------------------------------------------------------
+
+GATE_LIVE = '''
+import pathlib, time
+
+def parse_params(query):
+    return None
+
+def run(params, emit):
+    emit("started", {})
+    gate = pathlib.Path(__file__).with_name("open")
+    for _ in range(6000):  # 60 s at most, so that a failing test still ends
+        if gate.exists():
+            return
+        time.sleep(0.01)
+'''
+
+
+def wait_for(condition: Any, what: str, timeout_s: float = 30) -> None:
+    """Polls ``condition()`` until it is true; fails (rather than hangs) after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def gate_demo(fake_demos: Path) -> Path:
+    """demos/gate: a run that emits "started", then holds its turn until the file gate/open exists."""
+    gate = fake_demos / "gate"
+    gate.mkdir()
+    (gate / "index.html").write_text("gate")
+    (gate / "live.py").write_text(GATE_LIVE)
+    return gate
+
+
+def in_background(fn: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
+    """Runs ``fn(*args)`` in a daemon thread; the list gets its result (or its exception)."""
+    out: list[Any] = []
+
+    def target() -> None:
+        try:
+            out.append(fn(*args))
+        except Exception as e:  # noqa: BLE001 - handed to the test
+            out.append(e)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+@pytest.mark.parametrize("host", [
+    "evil.example:{port}",            # DNS rebinding: the attacker's name, resolved to 127.0.0.1
+    "localhost.evil.example:{port}",
+    "localhost:{other}",              # another port: another origin
+    "127.0.0.1",                      # no port, and the server is not on port 80
+    "localhost:{port}@evil.example",
+    "",                               # no Host header at all
+])
+@pytest.mark.parametrize("path", ["/demos/echo/", "/demos/echo/run?n=1", "/"])
+def test_requests_naming_another_host_are_refused(server: DemoServer, host: str, path: str) -> None:
+    header = host.format(port=server.port, other=server.port + 1)
+    reply = request(server, path, host=header)
+    assert reply.status == 403, (header, reply.status)
+    assert "ECHO PAGE" not in reply.text and "event:" not in reply.text
+    assert f"http://localhost:{server.port}/" in reply.text
+
+
+def test_a_repeated_host_header_is_refused(server: DemoServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest("GET", "/demos/echo/", skip_host=True)
+        conn.putheader("Host", f"localhost:{server.port}")
+        conn.putheader("Host", "evil.example")
+        conn.endheaders()
+        assert conn.getresponse().status == 403
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("host", ["localhost:{port}", "LOCALHOST:{port}", "127.0.0.1:{port}", "[::1]:{port}"])
+def test_loopback_names_with_the_port_are_served(server: DemoServer, host: str) -> None:
+    reply = request(server, "/demos/echo/", host=host.format(port=server.port))
+    assert reply.status == 200 and "ECHO PAGE" in reply.text
+
+
+def test_the_server_listens_on_loopback_only_by_default(fake_demos: Path) -> None:
+    server = make_server(fake_demos, port=0, quiet=True)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        loopback = ("localhost", "127.0.0.1", "[::1]")
+        assert server.allowed_hosts == {f"{name}:{server.port}" for name in loopback}
+    finally:
+        server.server_close()
+    assert demo_server._parse_args([]).host == "127.0.0.1"
+
+
+def test_a_named_listen_address_is_also_an_allowed_host(fake_demos: Path) -> None:
+    server = make_server(fake_demos, port=0, host="127.0.0.2", quiet=True)
+    try:
+        assert f"127.0.0.2:{server.port}" in server.allowed_hosts
+        assert not any(h.startswith("0.0.0.0") for h in server.allowed_hosts)
+    finally:
+        server.server_close()
+
+
+def test_the_listen_backlog_is_not_the_standard_librarys_five(server: DemoServer) -> None:
+    assert server.request_queue_size >= 128
+
+
+def test_runs_beyond_the_queue_are_answered_busy(fake_demos: Path, gate_demo: Path) -> None:
+    for server in _serve(fake_demos, max_waiting_runs=1, run_wait_s=60):
+        first, first_out = in_background(request, server, "/demos/gate/run")
+        wait_for(lambda: server.runs.admitted == 1, "the first run has its turn")
+        second, second_out = in_background(request, server, "/demos/echo/run?n=1")
+        wait_for(lambda: server.runs.admitted == 2, "the second run waits")
+
+        busy = request(server, "/demos/echo/run?n=1")   # one running, one waiting: no room
+        assert busy.status == 503
+        assert busy.headers["content-type"] == "application/json"
+        assert busy.headers["retry-after"] == "5"
+        assert busy.json()["error"].startswith("The server is busy: a run is going and 1 more are waiting")
+        assert request(server, "/demos/echo/").status == 200   # files are still served meanwhile
+
+        (gate_demo / "open").touch()
+        first.join(timeout=60)
+        second.join(timeout=60)
+        assert [name for name, _ in sse_events(first_out[0].text)] == ["started", "end"]
+        assert sse_events(second_out[0].text)[-1] == ("end", {})
+        assert server.runs.admitted == 0
+
+
+def test_a_run_that_waits_too_long_is_answered_busy(fake_demos: Path, gate_demo: Path) -> None:
+    for server in _serve(fake_demos, run_wait_s=0.2):
+        first, first_out = in_background(request, server, "/demos/gate/run")
+        wait_for(lambda: server.runs.admitted == 1, "the first run has its turn")
+        late = request(server, "/demos/echo/run?n=1")
+        assert late.status == 503
+        assert "this run waited 0.2 s for the runs before it" in late.json()["error"]
+        (gate_demo / "open").touch()
+        first.join(timeout=60)
+        assert sse_events(first_out[0].text)[-1] == ("end", {})
+        assert sse_events(request(server, "/demos/echo/run?n=1").text)[-1] == ("end", {})
+
+
+@pytest.mark.timeout(120)
+def test_two_hundred_concurrent_runs_each_get_an_answer(server: DemoServer) -> None:
+    """Every client gets the run's events or a 503 with the busy message: no reset, no hang."""
+    results: list[Any] = [None] * 200
+
+    def client(i: int) -> None:
+        try:
+            results[i] = request(server, "/demos/echo/run?n=2")
+        except Exception as e:  # noqa: BLE001 - collected for the assertion below
+            results[i] = e
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    errors = [r for r in results if not isinstance(r, Reply)]
+    assert not errors, errors[:3]
+    statuses = {r.status for r in results}
+    assert statuses <= {200, 503}, statuses
+    for r in results:
+        if r.status == 200:
+            assert [name for name, _ in sse_events(r.text)] == ["tick", "tick", "end"]
+        else:
+            assert r.json()["error"].startswith("The server is busy")
+    assert 200 in statuses
+    assert server.runs.admitted == 0
+
+
+def _idle_connection(server: DemoServer) -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    conn.sendall(b"GET /demos/echo/ HTTP/1.0\r\n")  # and never the rest of the head
+    return conn
+
+
+def test_connections_beyond_the_cap_wait_until_one_ends(fake_demos: Path) -> None:
+    for server in _serve(fake_demos, max_connections=2):
+        idle = [_idle_connection(server), _idle_connection(server)]
+        waiting, out = in_background(request, server, "/demos/echo/")
+        waiting.join(timeout=0.3)
+        assert waiting.is_alive() and not out   # both slots are held: it waits, unanswered
+        idle[0].close()                         # one slot frees: the waiting request is served
+        waiting.join(timeout=30)
+        assert out and isinstance(out[0], Reply) and out[0].status == 200, out
+        idle[1].close()
+
+
+def test_a_client_that_dribbles_its_request_is_cut_off_at_the_deadline(fake_demos: Path) -> None:
+    """A byte every 50 ms never trips a per-read timeout; the deadline for the whole head does, and
+    the connection's slot goes to the next client."""
+    for server in _serve(fake_demos, max_connections=1, request_deadline_s=0.5):
+        slow = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        after, out = in_background(request, server, "/demos/echo/")
+        head = b"GET /demos/echo/ HTTP/1.0\r\nX-Pad: " + b"x" * 10_000
+        cut = False
+        for i in range(len(head)):   # 10,000 bytes: 500 s, far past the deadline
+            try:
+                slow.sendall(head[i:i + 1])
+            except OSError:          # reset by the server
+                cut = True
+                break
+            if select_readable(slow):
+                cut = slow.recv(1024) == b""   # closed by the server, with no answer
+                break
+            time.sleep(0.05)
+        slow.close()
+        assert cut
+        after.join(timeout=30)
+        assert out and isinstance(out[0], Reply) and out[0].status == 200, out
+
+
+def select_readable(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def test_server_and_live_module_docstring_examples() -> None:
+    """The examples in demos/server.py and in each demo's live.py run (pytest collects doctests
+    under deeplearn/ only)."""
+    import importlib.util
+
+    import deeplearn as dl
+
+    modules: list[Any] = [demo_server]
+    for live in sorted((REPO / "demos").glob("*/live.py")):
+        spec = importlib.util.spec_from_file_location(f"doctest_{live.parent.name}_live", live)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            del sys.modules[spec.name]
+        modules.append(module)
+    for module in modules:
+        result = doctest.testmod(module, extraglobs={"dl": dl}, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_the_server_passes_mypy_strict() -> None:
+    """demos/server.py is outside the package that tests/test_typing.py checks; it is held to the same bar."""
+    pytest.importorskip("mypy", reason="mypy comes with the test extra (pip install -e '.[test]')")
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "demos/server.py",
+                             "demos/__main__.py"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

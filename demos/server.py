@@ -1,5 +1,8 @@
 """The demo server behind ``./scripts/watch-demo demos/NAME``: the demo pages and their live runs.
 
+It lives beside the demos, not in the library: it needs a checkout (the demos are not in the
+wheel), and it runs as ``python -m demos demos/NAME`` from the repository root.
+
 It serves the files of ``demos/`` (and nothing outside it) at ``/demos/...``, and streams a live run
 of a demo's Python code as Server-Sent Events at ``/demos/NAME/run?param=value...``. A demo folder
 has this layout::
@@ -7,7 +10,7 @@ has this layout::
     demos/NAME/index.html   the page (plain HTML/CSS/JS; demos/_shared/ holds what pages share)
     demos/NAME/live.py      optional: the code that runs when the page asks for /demos/NAME/run
 
-``live.py`` defines two functions::
+``live.py`` defines two functions (and may import the helpers below from ``demos.server``)::
 
     def parse_params(query: Mapping[str, str]) -> Any   # raises ValueError("<message for the page>")
     def run(params: Any, emit: Callable[[str, dict], None]) -> None
@@ -18,10 +21,24 @@ event, or an ``error`` event with a message when ``run`` raises. Bad parameters 
 ``400`` and a JSON ``{"error": message}`` before anything runs, and the server keeps serving.
 
 Files are read from disk on every request and ``live.py`` is re-imported when it changes, so an edit
-shows on the next reload of the page: that is the "watch" in watch-demo. Runs take one lock, because
-they share ``dl.ENV.math`` (its scopes are not meant for two threads at once).
+shows on the next reload of the page: that is the "watch" in watch-demo.
 
-Standard library only (``http.server.ThreadingHTTPServer``), no web framework (DESIGN.md §6).
+The server runs code on request, so it is careful about who may ask and how much:
+
+* It listens on 127.0.0.1 unless told otherwise, and answers only requests whose ``Host`` header
+  names this machine by a loopback name (``localhost``, ``127.0.0.1``, ``[::1]``) or the address it
+  was told to listen on, with its port: a page on another site that re-points its own name at
+  127.0.0.1 (DNS rebinding) gets ``403``.
+* One run at a time, because runs share ``dl.ENV.math`` (its scopes are not meant for two threads
+  at once); a few more may wait for their turn, each for a bounded time. A run beyond that, or one
+  that waited too long, gets ``503`` with a JSON ``{"error": message}`` that the page shows.
+* At most ``max_connections`` connections are handled at once; more wait in the listen backlog
+  (a real one, not the standard library's 5) until one ends. A connection must send its whole
+  request within ``request_deadline_s`` (one deadline, not a timeout per read, so a client that
+  dribbles a byte at a time is cut off too), and every write must make progress within
+  ``DemoHandler.timeout`` seconds.
+
+Standard library only (``http.server.ThreadingHTTPServer``), no web framework (docs/design.md §9).
 
 Example:
     >>> import tempfile
@@ -37,12 +54,15 @@ import argparse
 import errno
 import html
 import importlib.util
+import io
 import json
 import math
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -69,6 +89,15 @@ __all__ = [
 DEFAULT_PORT = 8080
 LIVE_MODULE = "live.py"
 RUN_ENDPOINT = "run"
+
+# Limits (see the module docstring); make_server takes the first four as arguments.
+MAX_CONNECTIONS = 64       # connections handled at once; more wait in the listen backlog
+REQUEST_DEADLINE_S = 5.0   # to send the whole request (line and headers; a browser sends them at once)
+MAX_WAITING_RUNS = 4       # runs that may wait while one runs; more are answered 503
+RUN_WAIT_S = 30.0          # the longest a run waits for its turn before it is answered 503
+LISTEN_BACKLOG = 1024      # connections the kernel holds for accept() (capped by net.core.somaxconn)
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+_WILDCARDS = ("", "0.0.0.0", "::")
 
 # What may be served: the page's own kinds of files. Anything else is a 404, so a stray
 # secret or binary in demos/ is never handed out.
@@ -269,26 +298,73 @@ class _LiveModules:
                 raise
             for needed in ("parse_params", "run"):
                 if not callable(getattr(module, needed, None)):
-                    raise ImportError(f"{path} must define {needed}(); see deeplearn/demo_server.py")
+                    raise ImportError(f"{path} must define {needed}(); see demos/server.py")
             self._cache[path] = (stamp, module)
             return module
 
 
+class _RunQueue:
+    """Whose turn it is to run: one run at a time, at most ``max_waiting`` waiting behind it, none
+    waiting longer than ``wait_s``. Runs share ``dl.ENV.math``, whose scopes are not meant for two
+    threads at once."""
+
+    def __init__(self, max_waiting: int, wait_s: float) -> None:
+        self.max_waiting = max_waiting
+        self.wait_s = wait_s
+        self.admitted = 0  # running and waiting
+        self._turn = threading.Lock()
+        self._count = threading.Lock()
+
+    def enter(self) -> str | None:
+        """Waits for a turn and takes it; None, or why this run gets none (then nothing is held)."""
+        with self._count:
+            if self.admitted > self.max_waiting:
+                return f"a run is going and {self.max_waiting} more are waiting for their turn"
+            self.admitted += 1
+        if self._turn.acquire(timeout=self.wait_s):
+            return None
+        with self._count:
+            self.admitted -= 1
+        return f"this run waited {self.wait_s:g} s for the runs before it"
+
+    def leave(self) -> None:
+        """Ends the turn that :meth:`enter` gave."""
+        self._turn.release()
+        with self._count:
+            self.admitted -= 1
+
+
 class DemoServer(ThreadingHTTPServer):
-    """A threaded HTTP server for the folder ``demos_dir`` (served at ``/demos/``)."""
+    """A threaded HTTP server for the folder ``demos_dir`` (served at ``/demos/``), with the limits
+    of the module docstring."""
 
     daemon_threads = True  # a Ctrl-C must not wait for a browser that keeps a stream open
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], demos_dir: str | os.PathLike[str],
-                 default_demo: str | None = None, quiet: bool = False) -> None:
+                 default_demo: str | None = None, quiet: bool = False, *,
+                 max_connections: int = MAX_CONNECTIONS, request_deadline_s: float = REQUEST_DEADLINE_S,
+                 max_waiting_runs: int = MAX_WAITING_RUNS, run_wait_s: float = RUN_WAIT_S) -> None:
         self.demos_dir = Path(demos_dir).resolve()
         if not self.demos_dir.is_dir():
             raise FileNotFoundError(f"demo folder {str(demos_dir)!r} does not exist")
         self.default_demo = default_demo
         self.quiet = quiet
-        self.run_lock = threading.Lock()
+        self.request_deadline_s = request_deadline_s
+        self.runs = _RunQueue(max_waiting_runs, run_wait_s)
         self.live_modules = _LiveModules()
+        self._connection_slots = threading.BoundedSemaphore(max_connections)
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, DemoHandler)
+        # The Host headers answered: the loopback names and the address listened on, with the port
+        # (and without it on port 80, where browsers leave it out).
+        names = set(LOOPBACK_NAMES)
+        host = address[0].lower()
+        if host not in _WILDCARDS:
+            names.add(f"[{host}]" if ":" in host else host)
+        with_port = {f"{n}:{self.port}" for n in names}
+        self.allowed_hosts = frozenset(with_port | names if self.port == 80 else with_port)
 
     @property
     def port(self) -> int:
@@ -298,8 +374,54 @@ class DemoServer(ThreadingHTTPServer):
         """The page's URL, with ``localhost`` as the seed tutorial writes it."""
         host = str(self.server_address[0])
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost") else host
+        shown = f"[{shown}]" if ":" in shown else shown
         path = f"/demos/{demo}/" if demo else "/demos/"
         return f"http://{shown}:{self.port}{path}"
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # With every slot taken the connection stays in the listen backlog until one is free. The
+        # wait is short so that shutdown() is not held up: an OSError tells serve_forever to come
+        # back on its next turn.
+        if not self._connection_slots.acquire(timeout=0.05):
+            raise OSError("every connection slot is taken")
+        try:
+            return super().get_request()
+        except BaseException:
+            self._connection_slots.release()
+            raise
+
+    def shutdown_request(self, request: Any) -> None:
+        # socketserver calls this once for every connection get_request accepted.
+        try:
+            super().shutdown_request(request)
+        finally:
+            self._connection_slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets or stalls is ordinary traffic, not a failure of the server.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class _HeadReader(io.RawIOBase):
+    """The connection's bytes, read against one deadline for the whole request head rather than a
+    timeout per read: a client that sends a byte now and then cannot hold its thread past it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request was not sent in time")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
 
 
 class DemoHandler(BaseHTTPRequestHandler):
@@ -308,7 +430,19 @@ class DemoHandler(BaseHTTPRequestHandler):
 
     server: DemoServer
     server_version = "deeplearn-demo/1"
-    timeout = 60  # seconds a stalled socket may block a write before the handler gives up
+    timeout = 30  # seconds a write may stall (a browser that stopped reading) before the handler gives up
+
+    def setup(self) -> None:
+        super().setup()
+        # One deadline for the request head (http.server only has a timeout per read).
+        self.rfile.close()
+        deadline = time.monotonic() + self.server.request_deadline_s
+        self.rfile = io.BufferedReader(_HeadReader(self.connection, deadline))
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.connection.settimeout(self.timeout)  # the head is read: from here on, writes
+        return ok
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -319,6 +453,15 @@ class DemoHandler(BaseHTTPRequestHandler):
         self._route(head=False)
 
     def _route(self, head: bool) -> None:
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) != 1 or hosts[0].strip().lower() not in self.server.allowed_hosts:
+            # A page elsewhere whose name now resolves to 127.0.0.1 (DNS rebinding) sends its own
+            # name here; so does anything that is not a browser on this machine.
+            shown = ", ".join(repr(h) for h in hosts) or "none"
+            self._send_text(HTTPStatus.FORBIDDEN,
+                            f"This server answers only to {self.server.url_for()} (or 127.0.0.1, [::1] "
+                            f"with port {self.server.port}); the request named the host {shown}.\n", head)
+            return
         split = urlsplit(self.path)
         raw_path = split.path
         if raw_path in ("", "/"):
@@ -361,18 +504,22 @@ class DemoHandler(BaseHTTPRequestHandler):
     # -- responses ----------------------------------------------------------------------------
 
     def _send_text(self, status: HTTPStatus, text: str, head: bool,
-                   content_type: str = "text/plain; charset=utf-8") -> None:
+                   content_type: str = "text/plain; charset=utf-8",
+                   headers: Mapping[str, str] | None = None) -> None:
         body = text.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if not head:
             self.wfile.write(body)
 
-    def _send_json(self, status: HTTPStatus, payload: Mapping[str, Any], head: bool) -> None:
-        self._send_text(status, json.dumps(finite(payload)) + "\n", head, "application/json")
+    def _send_json(self, status: HTTPStatus, payload: Mapping[str, Any], head: bool,
+                   headers: Mapping[str, str] | None = None) -> None:
+        self._send_text(status, json.dumps(finite(payload)) + "\n", head, "application/json", headers)
 
     def _redirect(self, location: str) -> None:
         self.send_response(HTTPStatus.FOUND)
@@ -444,14 +591,31 @@ class DemoHandler(BaseHTTPRequestHandler):
         except ValueError as e:
             self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(e)}, head)
             return
+        if head:
+            self._send_stream_headers()
+            return
+        why_not = self.server.runs.enter()
+        if why_not is not None:
+            self._send_json(HTTPStatus.SERVICE_UNAVAILABLE,
+                            {"error": f"The server is busy: {why_not}. Try again in a moment."}, head,
+                            headers={"Retry-After": "5"})
+            return
+        try:
+            self._send_stream_headers()
+            self._stream_run(module, params)
+        finally:
+            self.server.runs.leave()
+
+    def _send_stream_headers(self) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Accel-Buffering", "no")
         self.send_header("Connection", "close")
         self.end_headers()
-        if head:
-            return
+
+    def _stream_run(self, module: ModuleType, params: Any) -> None:
+        """Runs ``module.run(params, emit)`` (its turn taken), each event written as it comes."""
         self.close_connection = True
 
         def emit(event: str, payload: Mapping[str, Any]) -> None:
@@ -462,19 +626,18 @@ class DemoHandler(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError, TimeoutError) as e:
                 raise _ClientGone from e
 
-        with self.server.run_lock:
+        try:
+            module.run(params, emit)
+            emit("end", {})
+        except _ClientGone:
+            return
+        except Exception as e:  # noqa: BLE001 - the page shows the failure; the server stays up
+            if not self.server.quiet:
+                traceback.print_exc()
             try:
-                module.run(params, emit)
-                emit("end", {})
+                emit("error", {"message": f"The run failed: {type(e).__name__}: {e}"})
             except _ClientGone:
                 return
-            except Exception as e:  # noqa: BLE001 - the page shows the failure; the server stays up
-                if not self.server.quiet:
-                    traceback.print_exc()
-                try:
-                    emit("error", {"message": f"The run failed: {type(e).__name__}: {e}"})
-                except _ClientGone:
-                    return
 
     # -- logging ------------------------------------------------------------------------------
 
@@ -484,12 +647,14 @@ class DemoHandler(BaseHTTPRequestHandler):
 
 
 def make_server(demos_dir: str | os.PathLike[str], port: int = DEFAULT_PORT, host: str = "127.0.0.1",
-                default_demo: str | None = None, quiet: bool = False) -> DemoServer:
+                default_demo: str | None = None, quiet: bool = False, **limits: Any) -> DemoServer:
     """A :class:`DemoServer` bound to ``host:port`` (``port=0`` picks a free one), not yet serving.
 
+    ``limits`` may set ``max_connections``, ``request_deadline_s``, ``max_waiting_runs`` and
+    ``run_wait_s`` (defaults: the constants of the same names in capitals).
     Raises OSError (errno EADDRINUSE) when the port is taken.
     """
-    return DemoServer((host, port), demos_dir, default_demo=default_demo, quiet=quiet)
+    return DemoServer((host, port), demos_dir, default_demo=default_demo, quiet=quiet, **limits)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -502,7 +667,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1, this machine only)")
+                        help="address to listen on (default 127.0.0.1, this machine only); the server "
+                             "answers requests to localhost, 127.0.0.1, [::1] and this address")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser.parse_args(argv)
 
@@ -512,7 +678,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deeplearn.demo_server demos/NAME [--port N] [--host H]``: what watch-demo runs."""
+    """``python -m demos demos/NAME [--port N] [--host H]`` (from the repository root): what
+    watch-demo runs."""
     args = _parse_args(argv)
     demo_dir = Path(args.demo)
     if not (demo_dir / "index.html").is_file():
@@ -546,7 +713,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
