@@ -1,40 +1,44 @@
-"""A recorded Session tape captured as one CUDA graph: a training step's forward and backward
-kernels cost one graph launch instead of one host round trip per kernel.
+"""A Program captured as one CUDA graph: a whole training step costs one graph launch.
 
-The tape (``deeplearn/graph/replay.py``) is a fixed sequence of kernels over slots. Capturing
-it needs fixed addresses, so a ``CapturedTape`` owns:
+Capturing needs fixed addresses, so a ``CapturedProgram`` owns:
 
-* one static buffer per tape input, into which each call copies that call's inputs (the fed
-  batches, the variables' current values);
+* one static buffer per binding, into which each call copies that call's value, except where
+  the value already *is* that buffer (a variable or an optimizer state after the first call:
+  ``resident``) or is the same immutable array as last time (an optimizer hyperparameter that
+  did not change: ``immutable``);
 * the graph's own CuPy memory pool: every buffer the kernels allocate while captured stays the
   graph's, so nothing else can be handed memory that a later launch writes;
 * a stream of its own (non-blocking, so the capture never interacts with work other threads
-  queue meanwhile), ordered after the caller's stream by events.
+  queue meanwhile), ordered after the caller's stream by events;
+* a cuBLAS handle and workspace of its own for the matrix products
+  (``deeplearn/math/backends/cuda_gemm.py``).
+
+The Program's updates (a variable's or an optimizer state's new value) are copies back into
+the bound buffer, inside the graph, after every kernel that reads the old value; the kernels
+that only inspection needs and that read such a buffer run inside the graph too, since the
+old value is gone once the graph has run (``Program.pin_readers_of_updates``).
 
 Each launch overwrites the slots, so the arrays a call hands out from them are valid until the
-next call of the same step, which is how long a Session keeps them (its activation and
-gradient maps; a view of one that someone keeps longer is given a copy before the next call,
-``Session._release_retained``); what a user gets back (the reduced cost) is computed after, in
-fresh memory.
-
-CuPy refuses cuBLAS calls while a stream captures, so a tape with a matrix product or a
-convolution (``Op.uses_blas``) is not captured and is replayed kernel by kernel, as before.
+next call of the same step; the Session copies those that someone still holds before then.
 This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from deeplearn.math.ndarray import NDArray
+
 if TYPE_CHECKING:
-    from deeplearn.graph.replay import Tape
+    from deeplearn.compile.program import Program
     from deeplearn.math.engine import Engine
 
-__all__ = ["CapturedTape", "NotCaptured", "capture"]
+__all__ = ["CapturedProgram", "NotCaptured", "capture"]
 
 
 class NotCaptured:
-    """Why a tape is replayed kernel by kernel (falsy, so ``if tape.capture:`` reads well)."""
+    """Why a Program runs kernel by kernel (falsy, so ``if program.capture:`` reads well)."""
 
     __slots__ = ("why",)
 
@@ -48,40 +52,86 @@ class NotCaptured:
         return f"NotCaptured({self.why!r})"
 
 
-class CapturedTape:
-    """``tape`` as one CUDA graph over static input buffers (see the module docstring).
+class CapturedProgram:
+    """``program`` as one CUDA graph over static input buffers (see the module docstring).
 
-    ``run(raws)`` copies ``raws`` (one array per tape input) into the static inputs, launches
-    the graph, and returns the slots: the same arrays as ``tape.run_raw(engine, raws)``.
+    ``run(raws)`` brings ``raws`` (one array per binding) into the static inputs, launches the
+    graph, and returns the slots: what ``program.run_raw(engine, raws)`` returns, with each
+    update's target holding the new value.
     """
 
-    def __init__(self, tape: Tape, engine: Engine, raws: list[Any]) -> None:
+    def __init__(self, program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]) -> None:
         import cupy
 
+        from deeplearn.math.backends import cuda_gemm
+
         self._cupy = cupy
+        self.engine = engine
+        self.program = program
         self.inputs = [cupy.empty_like(r) for r in raws]
+        self.immutable = list(immutable)
+        self.sources: list[Any] = [None] * len(raws)  # the immutable arrays last copied in
+        self._resident: dict[int, NDArray] = {}
         self.pool = cupy.cuda.MemoryPool()
         self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.gemm = cuda_gemm.GemmContext() if cuda_gemm.available() else None
         self._ready, self._done = cupy.cuda.Event(disable_timing=True), cupy.cuda.Event(disable_timing=True)
-        for dst, src in zip(self.inputs, raws):
+        for dst, src in zip(self.inputs, raws, strict=True):
             dst[...] = src
         cupy.cuda.get_current_stream().synchronize()
-        with cupy.cuda.using_allocator(self.pool.malloc), self.stream:
+        program.pin_readers_of_updates()
+        by_slot = {b.slot: i for i, b in enumerate(program.bindings)}
+        self._targets = [(by_slot[u.target], u.source) for u in program.updates]
+        with cupy.cuda.using_allocator(self.pool.malloc), self.stream, self._gemm_context():
             # A first run compiles and loads every kernel and fills the graph's pool, so the
             # captured run launches only kernels and allocates from cached blocks.
-            tape.run_raw(engine, self.inputs)
+            program.run_raw(engine, self.inputs)
             self.stream.synchronize()
             self.stream.begin_capture(cupy.cuda.runtime.streamCaptureModeRelaxed)
             try:
-                self.slots = tape.run_raw(engine, self.inputs)
+                self.slots = program.run_raw(engine, self.inputs)
+                for i, source in self._targets:  # in place, after every kernel that read the old value
+                    self.slots[program.bindings[i].slot][...] = self.slots[source]
             finally:
                 graph = self.stream.end_capture()  # always end it: a capture left open breaks the stream
         self.graph = graph
 
-    def run(self, raws: list[Any]) -> list[Any]:
+    def _gemm_context(self) -> Any:
+        import contextlib
+
+        from deeplearn.math.backends import cuda_gemm
+
+        return cuda_gemm.use_context(self.gemm) if self.gemm is not None else contextlib.nullcontext()
+
+    def resident(self, index: int) -> NDArray:
+        """An NDArray over binding ``index``'s static buffer, the same one every call: what a
+        variable or an optimizer state becomes, so that the next call copies nothing in."""
+        x = self._resident.get(index)
+        if x is None or x.storage.data is None:
+            binding = self.program.bindings[index]
+            x = self._resident[index] = NDArray._untracked(self.inputs[index], self.engine.backend, binding.dtype)
+        return x
+
+    def _detach(self, index: int) -> None:
+        """Binding ``index`` is given another value than its resident array (the user set a
+        variable, another optimizer's state is bound): whoever still holds the resident array
+        keeps its value, in memory of its own, before the buffer is overwritten."""
+        x = self._resident.pop(index, None)
+        if x is not None and x.storage.data is self.inputs[index]:
+            x.storage.data = self.inputs[index].copy()
+
+    def run(self, raws: Sequence[Any]) -> list[Any]:
         caller = self._cupy.cuda.get_current_stream()
         caller.wait_event(self._done)  # the last launch may have come from another stream
-        for dst, src in zip(self.inputs, raws):
+        sources = self.sources
+        for i, (dst, src) in enumerate(zip(self.inputs, raws, strict=True)):
+            if src.data.ptr == dst.data.ptr:
+                continue  # resident: the value is the buffer
+            if self.immutable[i]:
+                if src is sources[i]:
+                    continue
+                sources[i] = src
+            self._detach(i)
             dst[...] = src  # a copy kernel on the caller's stream
         caller.record(self._ready)
         self.stream.wait_event(self._ready)
@@ -91,12 +141,12 @@ class CapturedTape:
         return self.slots
 
 
-def capture(tape: Tape, engine: Engine, raws: list[Any]) -> CapturedTape | NotCaptured:
-    """``tape`` captured over ``raws`` (this call's inputs), or why it cannot be."""
-    blas = sorted({op.name for op, *_ in tape.ops if op.uses_blas})
-    if blas:
-        return NotCaptured(f"CuPy refuses cuBLAS calls during capture ({', '.join(blas)})")
+def capture(program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]) -> CapturedProgram | NotCaptured:
+    """``program`` captured over ``raws`` (this call's inputs), or why it cannot be."""
+    cannot = program.uncapturable(engine.backend)
+    if cannot:
+        return NotCaptured(f"the backend cannot record these kernels in a CUDA graph: {', '.join(cannot)}")
     try:
-        return CapturedTape(tape, engine, raws)
-    except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured: replay instead
+        return CapturedProgram(program, engine, raws, immutable)
+    except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured: run kernel by kernel
         return NotCaptured(f"{type(e).__name__}: {e}")

@@ -13,19 +13,22 @@ import enum
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from deeplearn.compile.materialize import Materializer, Pending, resolve
+from deeplearn.compile.recorder import Recorder
 from deeplearn.data.input_provider import InputProvider, next_batch
 from deeplearn.graph import graph_util
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
-from deeplearn.graph.replay import Materializer, Recorder, Tape
-from deeplearn.graph.tensor_array_map import Pending, SummedTensorArrayMap, TensorArrayMap, resolve
-from deeplearn.math.ndarray import NDArray, Scalar
+from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
+from deeplearn.math.ndarray import NDArray, Scalar, Storage
 from deeplearn.types import DisposedError, ShapeError
 
 if TYPE_CHECKING:
+    from deeplearn.compile.program import Program
     from deeplearn.graph.optimizers.optimizer import Optimizer
     from deeplearn.math.ndarray_math import NDArrayMath
 
@@ -36,6 +39,7 @@ _M = TypeVar("_M", bound=Callable[..., Any])
 _LOG = logging.getLogger("deeplearn")
 
 _MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
+_MAX_TRAINING_PROGRAMS = 8  # per step: one per (optimizer class, its variables, cost reduction)
 
 
 class CostReduction(enum.IntEnum):
@@ -137,7 +141,7 @@ class _Step:
     wants) for the nodes that send a gradient to at least one input, last node first.
     """
 
-    __slots__ = ("backward", "batched", "forward", "recordings", "tapes")
+    __slots__ = ("backward", "batched", "forward", "inference", "recordings", "training")
 
     def __init__(self, plan: _Plan, batched_fed: frozenset[Tensor], batch_size: int | None) -> None:
         batched = {t: t in batched_fed for t in plan.fed}
@@ -166,9 +170,11 @@ class _Step:
                 flags = tuple(batched[t] for t in node.inputs)
                 backward.append((node, node.op_rule, node.inputs, node.output, flags, wants))
         self.backward = backward
-        # The recorded kernels (replay.py) of its training calls (True) and of its inference
-        # calls (False): eval_batch(cost) and train(cost) share a step but not a tape.
-        self.tapes: dict[bool, Tape | None] = {False: None, True: None}
+        # The recorded Programs (deeplearn/compile/) of its inference calls, and of its training
+        # calls per (optimizer class, trained variables, cost reduction): eval_batch(cost) and
+        # train(cost) share a step but not a Program.
+        self.inference: Program | None = None
+        self.training: dict[tuple[Any, ...], Program] = {}
         self.recordings = {False: 0, True: 0}
 
 
@@ -192,10 +198,12 @@ class Session:
     next call (or ``dispose``); their arrays are made when first read.
 
     Speed: the first call of a step (the tensors asked for, which feeds carry a batch, the
-    batch size) records its kernels; later calls replay them without the graph's rules
-    (``replay_plans``), and on CUDA a training step without matrix products runs as one CUDA
-    graph (``capture_plans``). Set either to False to run every call through the rules, or
-    kernel by kernel.
+    batch size; for training, the optimizer's class and the cost reduction) records its
+    kernels as a Program (``deeplearn/compile/``): forward, backward, the optimizer's update
+    and the cost's reduction. Later calls run the Program without the graph's rules
+    (``replay_plans``), and on CUDA a training step runs as one CUDA graph
+    (``capture_plans``), the variables and the optimizer's state updated in place. Set either
+    to False to run every call through the rules, or kernel by kernel.
 
     Example:
         >>> g = dl.Graph()
@@ -222,6 +230,7 @@ class Session:
         # _release_retained), else None; so during a call, whether this call was captured.
         self._borrowed: Materializer | None = None
         self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
+        self._lent: list[weakref.ref[Storage]] = []  # returned costs in a captured graph's memory
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.
         self._lock = threading.RLock()
@@ -317,17 +326,9 @@ class Session:
         result: Scalar | None = None
         try:
             values = self._load_feeds(entries, step, batch_size, where)
-            gradients = self._run_step(plan, step, values, batch_size, cost_tensor, where)
-            assert gradients is not None
-            cost = values[cost_tensor] = resolve(values[cost_tensor])
-            cost_batched = step.batched[cost_tensor]
             optimizer.before_batch(math, batch_size, plan.variables)
-            optimizer.after_example(math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)})
-            current = {v: resolve(values[v]) for v in optimizer.variables if v in values}
-            for v, new_value in optimizer.after_batch(math, current).items():
-                self._assign(v, new_value)
-                values[v] = new_value
-            result = self._reduce_cost(cost, cost_batched, batch_size, cost_reduction)
+            result, gradients = self._train_step(plan, step, values, batch_size, cost_tensor, optimizer,
+                                                 cost_reduction, where)
             self._retain(values, gradients)
         finally:
             math.end_scope(result)
@@ -379,7 +380,7 @@ class Session:
         results: list[NDArray] | None = None
         try:
             values = self._load_feeds(entries, step, batch_size, where)
-            self._run_step(plan, step, values, batch_size, None, where, tensors)
+            self._run_step(plan, step, values, batch_size, where, tensors)
             results = []
             for t in tensors:
                 value = values[t] = resolve(values[t])
@@ -415,92 +416,162 @@ class Session:
             values[t] = value
         return values
 
-    def _run_step(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray], batch_size: int | None,
-                  cost: Tensor | None, where: str, wanted: Sequence[Tensor] = ()) -> SummedTensorArrayMap | None:
-        """Fills ``values`` (the fed tensors' values on entry) with every tensor's value and,
-        given a ``cost``, returns the gradients of the batch's summed cost. ``wanted``: the
-        tensors an inference call returns.
-
-        The first call of a step records its kernels; later calls replay them (replay.py),
-        which gives the same arrays as running the rules again, without their host cost.
-        """
+    def _replayable(self) -> bool:
         engine = self.math.engine
-        replayable = self.replay_plans and not engine.debug and not engine.keep_float64
-        training = cost is not None
-        tape = step.tapes[training]
-        if replayable and tape is not None:
-            capture = self.capture_plans and training and self.math.backend.name == "cuda"
-            gradients = self._replay(tape, values, where, capture)
-            if gradients is not None:
-                return gradients
-            step.tapes[training] = None  # an input changed shape, dtype or backend: record again
-        recorder = None
-        if replayable and step.recordings[training] < _MAX_RECORDINGS:
-            step.recordings[training] += 1
-            recorder = Recorder(engine)
-            for t, x in values.items():
-                recorder.bind(t, x)
-            recorder.start()
-        gradients = None
+        return self.replay_plans and not engine.debug and not engine.keep_float64
+
+    def _run_step(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray], batch_size: int | None,
+                  where: str, wanted: Sequence[Tensor]) -> None:
+        """Fills ``values`` (the fed tensors' values on entry) with every tensor's value, for an
+        inference call that returns ``wanted``. The first call of a step records its kernels;
+        later calls run the Program, which gives the same arrays without the rules' host cost."""
+        replayable = self._replayable()
+        program = step.inference
+        if replayable and program is not None:
+            if self._run_program(program, values, {}, where) is not None:
+                return
+            step.inference = None  # an input changed shape, dtype or backend: record again
+        recorder = self._recorder(step, False, values, {}) if replayable else None
         try:
             self._forward(step, values, where, recorder)
-            if cost is not None:
-                # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
-                math = self.math
-                seed = (NDArray.ones(values[cost].shape, math=math) if step.batched[cost]
-                        else Scalar.new(batch_size or 1, math=math))
-                gradients = self._backward(plan, step, values, cost, seed)
         finally:
             if recorder is not None:
                 recorder.stop()
         if recorder is not None:
-            # What the call's results read: the requested values (an inference call), or the
-            # cost and the variables' gradients (training); the rest only for inspection.
-            needed = [cost] if cost is not None else wanted
-            step.tapes[training] = recorder.finish(values, gradients, needed, plan.variables if training else ())
-        return gradients
+            step.inference = recorder.finish(values, None, wanted)
 
-    def _replay(self, tape: Tape, values: dict[Tensor, NDArray], where: str,
-                capture: bool = False) -> SummedTensorArrayMap | None:
-        """Runs ``tape`` on this call's inputs; None (having run nothing) when an input is not
-        the shape, dtype or backend it was recorded with. ``capture``: run it as one CUDA
-        graph, captured the first time (training steps on CUDA; the values it hands out are
-        then overwritten by the step's next call, when the Session has let them go)."""
+    def _train_step(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray], batch_size: int,
+                    cost: Tensor, optimizer: Optimizer, reduction: CostReduction,
+                    where: str) -> tuple[Scalar, SummedTensorArrayMap]:
+        """One training step: forward, backward, the optimizer's update (the variables get their
+        new values) and the cost's reduction. Fills ``values``; returns (the reduced cost, the
+        gradients). Recorded as one Program the first time, which later calls run (on CUDA as
+        one captured graph)."""
+        math = self.math
+        key = (type(optimizer), tuple(optimizer.variables), reduction)
+        replayable = self._replayable()
+        program = step.training.get(key)
+        if replayable and program is not None:
+            ran = self._run_program(program, values, optimizer.bound_arrays(), where, optimizer)
+            if ran is not None:
+                return ran  # type: ignore[return-value]  # a training Program returns its cost
+            del step.training[key]  # an input changed shape, dtype or backend: record again
+        current = {v: self._input_value(v.node, where) for v in optimizer.variables}
+        optimizer.ensure_state(current)
+        recorder = self._recorder(step, True, values, optimizer.bound_arrays()) if replayable else None
+        try:
+            self._forward(step, values, where, recorder)
+            # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
+            seed = (NDArray.ones(values[cost].shape, math=math) if step.batched[cost]
+                    else Scalar.new(batch_size, math=math))
+            gradients = self._backward(plan, step, values, cost, seed)
+            optimizer.after_example(math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)})
+            new_values = optimizer.after_batch(math, {v: resolve(values[v]) for v in optimizer.variables if v in values})
+            total = self._reduce_cost(values[cost], step.batched[cost], batch_size, reduction)
+        finally:
+            if recorder is not None:
+                recorder.stop()
+        for v, new_value in new_values.items():
+            self._assign(v, new_value)
+            values[v] = new_value
+        if recorder is not None and len(step.training) < _MAX_TRAINING_PROGRAMS:
+            updates: dict[Any, NDArray] = {**new_values, **optimizer.state_arrays()}
+            program = recorder.finish(values, gradients, [cost], (), {"cost": total} if total is not None else {},
+                                      updates)
+            if program is not None:
+                step.training[key] = program
+        return (total if total is not None else Scalar.new(0, math=math)), gradients
+
+    def _recorder(self, step: _Step, training: bool, values: Mapping[Tensor, NDArray],
+                  extra: Mapping[Any, NDArray]) -> Recorder | None:
+        """A started Recorder with the call's inputs bound, or None when this step has been
+        recorded too often (its inputs keep changing shape)."""
+        if step.recordings[training] >= _MAX_RECORDINGS:
+            return None
+        step.recordings[training] += 1
+        recorder = Recorder(self.math.engine)
+        for key, x in (*values.items(), *extra.items()):
+            recorder.bind(key, x)
+        recorder.start()
+        return recorder
+
+    def _run_program(self, program: Program, values: dict[Tensor, NDArray], extra: Mapping[Any, NDArray],
+                     where: str, optimizer: Optimizer | None = None) -> tuple[Scalar | None, SummedTensorArrayMap] | None:
+        """Runs ``program`` on this call's inputs (``values``: the fed tensors'; ``extra``: the
+        optimizer's arrays; variables and constants from their nodes); None, having run
+        nothing, when an input is not the shape, dtype or backend it was recorded with.
+
+        Fills ``values`` with the values the call hands out (made when read). A training
+        Program (``optimizer`` given) also gives the variables and the optimizer's state their
+        new values; returns (the reduced cost, the gradients). On CUDA a training Program runs
+        as one CUDA graph, captured the first time; the values it hands out are then
+        overwritten by the step's next call, when the Session has let them go."""
         backend = self.math.backend
         inputs: list[NDArray] = []
         bound: dict[int, NDArray] = {}
-        for t, slot, shape, dtype in tape.inputs:
-            x = values.get(t)
-            if x is None:
-                x = self._input_value(t.node, where)  # a variable or a constant
+        extras = 0
+        for key, slot, shape, dtype in program.bindings:
+            if isinstance(key, Tensor):
+                x = values.get(key)
+                if x is None:
+                    x = self._input_value(key.node, where)  # a variable or a constant
+            else:
+                x = extra.get(key)
+                extras += 1
+                if x is None:
+                    return None
             if x.shape != shape or x.dtype != dtype or x.storage.backend is not backend:
                 return None
             inputs.append(x)
             bound[slot] = x
+        if extras != len(extra):
+            return None  # the optimizer now reads other arrays: record again
         engine = self.math.engine
-        if capture:
-            raws = tape.raw_inputs(inputs)
-            if tape.capture is None:
-                from deeplearn.compile.cuda_graph import capture as capture_tape
+        raws = program.raw_inputs(inputs)
+        captured = None
+        if optimizer is not None and self.capture_plans and backend.name == "cuda":
+            if program.capture is None:
+                from deeplearn.compile.cuda_graph import capture
 
-                tape.capture = capture_tape(tape, engine, raws)
-                if not tape.capture:
-                    _LOG.info("Session: a training step is replayed kernel by kernel, not as a CUDA graph: %s",
-                              tape.capture.why)
-            slots = tape.capture.run(raws) if tape.capture else tape.run_raw(engine, raws)
-        else:
-            slots = tape.run(engine, inputs)
-        made = Materializer(tape, engine, slots, bound)
-        for t, slot, shape in tape.values:
+                program.capture = capture(program, engine, raws, [not isinstance(b.key, Tensor) and b.key[0] == "scalar"
+                                                                  for b in program.bindings])
+                if not program.capture:
+                    _LOG.info("Session: a training step runs kernel by kernel, not as a CUDA graph: %s",
+                              program.capture.why)
+            captured = program.capture or None
+        slots = captured.run(raws) if captured is not None else program.run_raw(engine, raws)
+        made = Materializer(program, engine, slots, bound)
+        for t, slot, shape in program.values:
             values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
         gradients = SummedTensorArrayMap(self.math)
-        if tape.gradients is not None:
-            for t, slot, shape in tape.gradients:
+        if program.gradients is not None:
+            for t, slot, shape in program.gradients:
                 gradients.set(t, made.pending(slot, shape))
         self._owned = made.owned  # untracked arrays that _retain keeps as they are
-        if capture and tape.capture:
+        if captured is not None:
             self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
-        return gradients
+        if optimizer is None:
+            return None, gradients
+        index = {b.slot: i for i, b in enumerate(program.bindings)}
+        for update in program.updates:
+            shape = program.bindings[index[update.target]].shape
+            # The new value: the bound buffer itself when updated in place (captured), else the
+            # result in an array and storage of its own (the maps dispose theirs at the next call).
+            new = (captured.resident(index[update.target]) if captured is not None
+                   else NDArray._untracked(slots[update.source].reshape(shape), backend,
+                                           program.dtypes[update.source]))
+            if isinstance(update.key, Tensor):
+                self._assign(update.key, new)
+            else:
+                optimizer.set_bound(update.key, new)
+        optimizer.finish_batch()
+        result = program.results.get("cost")
+        if result is None:
+            return Scalar.new(0, math=self.math), gradients
+        cost_value = made.hand_out(*result)
+        if captured is not None:  # it lives in the graph's memory: see _release_retained
+            self._lent.append(weakref.ref(cost_value.storage))
+        return cost_value, gradients  # type: ignore[return-value]
 
     def _forward(self, step: _Step, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None) -> None:
         math = self.math
@@ -568,18 +639,18 @@ class Session:
         if owned and old is not value:
             old.dispose()
 
-    def _reduce_cost(self, cost: NDArray, cost_batched: bool, batch_size: int, reduction: CostReduction) -> Scalar:
+    def _reduce_cost(self, cost: NDArray, cost_batched: bool, batch_size: int,
+                     reduction: CostReduction) -> Scalar | None:
+        """The batch's cost as ``reduction`` asks (None for NONE: nothing to compute)."""
         math = self.math
         if reduction == CostReduction.NONE:
-            return Scalar.new(0, math=math)
+            return None
         if cost_batched:
             total = math.sum(cost) if reduction == CostReduction.SUM else math.mean(cost)
         elif reduction == CostReduction.SUM:
             total = math.multiply(cost, Scalar.new(batch_size, math=math))
         else:
-            # The cost's own value, in memory of its own when it lives in a captured graph's
-            # slot (the step's next call overwrites that slot).
-            total = math.clone(cost) if self._borrowed is not None else _alias(cost)
+            total = _alias(cost)  # the cost's own value
         return total  # type: ignore[return-value]
 
     # -- what a call leaves for inspection -------------------------------------------------
@@ -603,6 +674,11 @@ class Session:
         self._owned = _NOTHING
         self.activation_array_map.dispose()
         self.gradient_array_map.dispose()
+        lent, self._lent = self._lent, []
+        for ref in lent:  # a returned cost that someone still holds: its own copy, as above
+            storage = ref()
+            if storage is not None and storage.data is not None and storage.refs > 0:
+                storage.data = storage.data.copy()
         made, self._borrowed = self._borrowed, None
         if made is not None:
             # The last call was a captured graph's, whose next launch overwrites the memory its

@@ -7,8 +7,10 @@ out every tensor's value and gradient, and most are never read).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from deeplearn.compile.materialize import Pending, resolve
 
 if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
@@ -16,20 +18,6 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = ["Pending", "SummedTensorArrayMap", "TensorArrayMap", "resolve"]
-
-
-class Pending:
-    """An array not made yet: ``make()`` makes it when it is first asked for."""
-
-    __slots__ = ("make",)
-
-    def __init__(self, make: Callable[[], NDArray]) -> None:
-        self.make = make
-
-
-def resolve(value: Any) -> Any:
-    """``value``, or the array a Pending ``value`` makes."""
-    return value.make() if type(value) is Pending else value
 
 
 class TensorArrayMap:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deeplearn import util
 from deeplearn.math.ndarray import _RANK_CLASSES, NDArray, Storage
@@ -12,7 +12,13 @@ from deeplearn.math.ops.base import Op, Spec
 if TYPE_CHECKING:
     from deeplearn.math.backends.backend import MathBackend
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "OpObserver"]
+
+
+class OpObserver(Protocol):
+    """What sees every op one thread runs on an Engine (a Program recorder, a gradient tape)."""
+
+    def on_op(self, op: Op, inputs: tuple[NDArray, ...], result: Any) -> None: ...
 
 _INFER_CACHE_SIZE = 4096
 
@@ -34,9 +40,18 @@ class Engine:
         # What each (op, input specs) inferred: a shape rule is a pure function of the op's
         # fields and the specs, and a Session step asks the same questions every time.
         self._inferred: dict[tuple[Any, ...], Any] = {}
-        # Per thread, what sees every op that thread runs while a Session records a plan
-        # (``deeplearn/graph/replay.py``).
-        self.recorders: dict[int, Any] = {}
+        # Per thread, what sees every op that thread runs (``start_observing``).
+        self.recorders: dict[int, OpObserver] = {}
+
+    def start_observing(self, observer: OpObserver) -> bool:
+        """Tells ``observer`` of every op the calling thread runs until ``stop_observing``;
+        False (and nothing changes) when another observer has this thread already."""
+        return self.recorders.setdefault(threading.get_ident(), observer) is observer
+
+    def stop_observing(self, observer: OpObserver) -> None:
+        thread = threading.get_ident()
+        if self.recorders.get(thread) is observer:
+            del self.recorders[thread]
 
     def run(self, op: Op, *inputs: NDArray) -> Any:
         """Runs ``op`` on ``inputs``; returns one NDArray, or a tuple for multi-output ops.

@@ -9,7 +9,6 @@ array's storage and run no op.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -47,18 +46,17 @@ def value_and_gradients(math: NDArrayMath, f: Callable[[], NDArray],
         if not isinstance(v, NDArray):
             raise TypeError(f"{where}: x must be an NDArray or a mapping of NDArrays; got {type(v).__name__} for {name!r}.")
         v._check_live(where)
-    engine, thread = math.engine, threading.get_ident()
-    if thread in engine.recorders:
-        raise RuntimeError(f"{where}: another gradient tape or plan recording is running in this thread.")
+    engine = math.engine
     tape = _Tape()
+    if not engine.start_observing(tape):
+        raise RuntimeError(f"{where}: another gradient tape or plan recording is running in this thread.")
     REGISTRY.start_scope()
     result: Any = None
     try:
-        engine.recorders[thread] = tape
         try:
             y = f()
         finally:
-            del engine.recorders[thread]
+            engine.stop_observing(tape)
         if not isinstance(y, NDArray) or y.size != 1:
             shape = getattr(y, "shape", type(y).__name__)
             raise ShapeError(f"{where}: Cannot compute gradient of non-scalar y output; got y of shape {shape}.")

@@ -12,7 +12,7 @@ import pytest
 
 import deeplearn as dl
 from deeplearn import CostReduction, Graph, Scalar, Session
-from deeplearn.compile.cuda_graph import CapturedTape, NotCaptured, capture
+from deeplearn.compile.cuda_graph import CapturedProgram, NotCaptured, capture
 from deeplearn.math.backends import cuda_available
 from tests.graph.helpers import ListProvider
 
@@ -20,9 +20,8 @@ needs_gpu = pytest.mark.skipif(not cuda_available(), reason="captures CUDA graph
 
 
 def _tapes(session: Session) -> list[Any]:
-    """The recorded tapes of the Session's training steps."""
-    return [step.tapes[True] for plan in session._plans.values() for step in plan._steps.values()
-            if step.tapes[True] is not None]
+    """The recorded Programs of the Session's training steps."""
+    return [p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()]
 
 
 def _quadratic(math: dl.NDArrayMath, unbatched_cost: bool = False) -> tuple[Graph, Any, Any, Any, list[Any]]:
@@ -68,7 +67,7 @@ def test_captured_training_equals_the_replay_bit_for_bit(make_optimizer: Any, re
     math = dl.NDArrayMathGPU()
     costs, weights, session = _train(math, True, make_optimizer(), reduction)
     (tape,) = _tapes(session)
-    assert isinstance(tape.capture, CapturedTape), tape.capture
+    assert isinstance(tape.capture, CapturedProgram), tape.capture
     ref_costs, ref_weights, ref = _train(math, False, make_optimizer(), reduction)
     assert _tapes(ref)[0].capture is None
     assert costs == ref_costs
@@ -93,7 +92,7 @@ def test_captured_steps_follow_the_callers_streams() -> None:
     for step in range(40):
         with streams[step % 2]:
             costs.append(float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.SUM).get()))
-    assert isinstance(_tapes(session)[0].capture, CapturedTape)
+    assert isinstance(_tapes(session)[0].capture, CapturedProgram)
     assert costs == ref_costs
     for v, w in zip(variables, ref_weights):
         np.testing.assert_array_equal(session.eval(v).numpy(), w)
@@ -139,7 +138,7 @@ def test_captured_steps_keep_arrays_and_the_pool_flat() -> None:
     for _ in range(5):
         session.train(cost, feeds, 8, optimizer, CostReduction.MEAN)
     (tape,) = _tapes(session)
-    assert isinstance(tape.capture, CapturedTape)
+    assert isinstance(tape.capture, CapturedProgram)
     arrays, used, graph_pool = math.get_num_arrays(), pool.used_bytes(), tape.capture.pool.total_bytes()
     for _ in range(2000):
         with math.scope():
@@ -158,7 +157,7 @@ def test_a_view_kept_across_a_captured_step_keeps_its_values() -> None:
     session, feeds = Session(g, math), {x: xp, label: yp}
     for _ in range(3):
         session.train(cost, feeds, 8, dl.SGDOptimizer(0.05))
-    assert isinstance(_tapes(session)[0].capture, CapturedTape)
+    assert isinstance(_tapes(session)[0].capture, CapturedProgram)
     view = session.gradient_array_map.get(a).reshape([1])
     kept = view.numpy().copy()
     session.train(cost, feeds, 8, dl.SGDOptimizer(0.05))
@@ -176,11 +175,19 @@ def test_a_new_batch_size_records_and_captures_its_own_step() -> None:
         with math.scope():
             session.train(cost, {x: xp, label: yp}, batch, dl.SGDOptimizer(0.01))
     captures = [t.capture for t in _tapes(session)]
-    assert len(captures) == 2 and all(isinstance(c, CapturedTape) for c in captures)
+    assert len(captures) == 2 and all(isinstance(c, CapturedProgram) for c in captures)
 
 
-def test_capture_declines_cublas_tapes_before_touching_the_gpu(cpu_math: dl.NDArrayMath) -> None:
-    """Runs anywhere: the cuBLAS check needs only the tape's ops."""
+def test_capture_declines_programs_the_backend_cannot_record_before_touching_the_gpu(
+        cpu_math: dl.NDArrayMath) -> None:
+    """Runs anywhere: the check needs only the Program's ops and the CUDA backend's can_capture
+    (without nvmath-python, a matrix product goes through CuPy's cuBLAS, which refuses capture)."""
+    from types import SimpleNamespace
+
+    from deeplearn.math.backends import cuda, cuda_gemm
+
+    if cuda_gemm.available():
+        pytest.skip("nvmath-python is installed: mat_mul is captured")
     g = Graph()
     x = g.placeholder("x", [3])
     cost = g.reduce_sum(g.layers.dense("d", x, 2))
@@ -188,22 +195,30 @@ def test_capture_declines_cublas_tapes_before_touching_the_gpu(cpu_math: dl.NDAr
     for _ in range(2):
         with cpu_math.scope():
             session.train(cost, {x: ListProvider(np.ones((4, 3)))}, 2, dl.SGDOptimizer(0.1))
-    (tape,) = _tapes(session)
-    result = capture(tape, cpu_math.engine, [])
+    (program,) = _tapes(session)
+    engine = SimpleNamespace(backend=SimpleNamespace(can_capture=cuda.can_capture))
+    result = capture(program, engine, [], [])  # type: ignore[arg-type]
     assert isinstance(result, NotCaptured) and not result and "mat_mul" in result.why
+    cpu = capture(program, cpu_math.engine, [], [])
+    assert isinstance(cpu, NotCaptured) and "captures nothing" in cpu.why
 
 
-
-def test_every_op_whose_kernel_multiplies_matrices_says_so() -> None:
-    """uses_blas decides what the CUDA-graph capture declines; a kernel with a matrix product
-    that does not declare it would make every capture of its tapes fail (then replay)."""
+def test_every_op_whose_cuda_kernel_multiplies_matrices_through_cupy_is_not_captured() -> None:
+    """The CUDA backend's can_capture decides what a CUDA-graph capture declines; an op whose
+    kernel multiplies matrices through CuPy (its cuBLAS refuses capture) and that it let through
+    would make every capture of its Programs fail (then run kernel by kernel). mat_mul has a
+    kernel of its own (deeplearn/math/backends/cuda_gemm.py) where nvmath-python is installed."""
     import inspect
 
+    from deeplearn.math.backends import cuda, cuda_gemm
     from deeplearn.math.ops.base import OPS
 
+    own_kernel = {op for op in cuda.cuda_kernel.registry if op is not object and op.__name__ == "MatMul"}
     for op in OPS:
         source = inspect.getsource(op.forward) if "forward" in vars(op) else ""
         products = any(k in source for k in (" @ ", "matmul", "einsum", "tensordot", ".dot("))
-        assert op.uses_blas or not products, f"{op.__name__}: its kernel multiplies matrices"
-    assert {op.name for op in OPS if op.uses_blas} >= {"mat_mul", "conv2d", "conv2d_der_filter",
-                                                        "depthwise_conv2d_der_input"}
+        if products and op not in own_kernel:
+            instance = op.__new__(op)
+            assert not cuda.can_capture(instance), f"{op.__name__}: its kernel multiplies matrices through CuPy"
+    (mat_mul,) = own_kernel
+    assert cuda.can_capture(mat_mul.__new__(mat_mul)) == cuda_gemm.available()

@@ -1,7 +1,7 @@
 """Replayed plans give exactly what running the batch rules gives.
 
 A Session records a step's kernels on its first call and replays them afterwards
-(``deeplearn/graph/replay.py``). Every graph op case, under every batching pattern, is trained
+(``deeplearn/compile/``). Every graph op case, under every batching pattern, is trained
 and evaluated by two Sessions over equal graphs, one replaying and one running the rules every
 call (``replay_plans = False``); every value they hand out must be bit-for-bit equal. Then the
 cases where a recording must be abandoned or a tape set aside: rules that read data or draw
@@ -189,11 +189,11 @@ def test_kernels_only_inspection_needs_run_only_when_read(math: dl.NDArrayMath,
     """A training step's replay skips what only the maps need (here the gradient of the fed
     input x: a matrix product, and its cost); reading it runs those kernels then, once, and
     gives what running the rules gives."""
-    from deeplearn.graph.replay import Tape
+    from deeplearn.compile.program import Program
 
     runs = []
-    original = Tape.run_deferred
-    monkeypatch.setattr(Tape, "run_deferred", lambda self, *a: (runs.append(1), original(self, *a))[1])
+    original = Program.run_deferred
+    monkeypatch.setattr(Program, "run_deferred", lambda self, *a: (runs.append(1), original(self, *a))[1])
     session, cost, feeds, _ = _mlp(math)
     twin, cost2, feeds2, _ = _mlp(math)
     twin.replay_plans = False
@@ -201,8 +201,8 @@ def test_kernels_only_inspection_needs_run_only_when_read(math: dl.NDArrayMath,
     for _ in range(3):
         session.train(cost, feeds, 4, dl.SGDOptimizer(0.1))
         twin.train(cost2, feeds2, 4, dl.SGDOptimizer(0.1))
-    (tape,) = [st.tapes[True] for p in session._plans.values() for st in p._steps.values() if st.tapes[True]]
-    assert any(op.name == "mat_mul" for op, *_ in tape.deferred)
+    (program,) = [pr for p in session._plans.values() for st in p._steps.values() for pr in st.training.values()]
+    assert any(s.op.name == "mat_mul" for s in program.deferred)
     assert runs == []
     dx = session.gradient_array_map.get(x).numpy()
     session.gradient_array_map.get(x)
@@ -281,7 +281,7 @@ def test_rules_that_are_not_just_kernels_stay_eager(cpu_math: dl.NDArrayMath, ru
     with cpu_math.scope():
         for v in ([1, 2], [-1, 2], [3, -4]):
             outs.append(session.eval(y, {x: dl.Array1D.new(v)}).numpy())
-    assert _last_step(session).tapes[False] is None
+    assert _last_step(session).inference is None
     if isinstance(rule, _ReadsData):
         np.testing.assert_array_equal(outs, [[1, 2], [1, -2], [3, -4]])
     else:
@@ -296,7 +296,7 @@ def test_an_input_of_another_dtype_sets_the_tape_aside(cpu_math: dl.NDArrayMath)
     with cpu_math.scope():
         a = session.eval(y, {x: dl.Array1D.new([1, 2, 3])}).numpy()
         b = session.eval(y, {x: dl.Array1D.new([1, 2, 3])}).numpy()  # replayed
-        assert _last_step(session).tapes[False] is not None
+        assert _last_step(session).inference is not None
         c = session.eval(y, {x: NDArray.make([3], [1, 2, 3], "int32")})  # int32 arithmetic stays int32
         assert c.dtype == "int32" and c.numpy().tolist() == [2, 6, 12]
         d = session.eval(y, {x: dl.Array1D.new([1, 2, 4])})
@@ -371,7 +371,7 @@ def test_sessions_recording_in_two_threads_on_one_math(cpu_math: dl.NDArrayMath)
             with cpu_math.scope():
                 session.train(cost, feeds, 2 + i % 4, opt)  # four signatures: four recordings
                 cpu_math.add(dl.Scalar.new(1), dl.Scalar.new(2)).get()  # eager math and a read
-        recorded = [step.tapes[True] is not None for plan in session._plans.values() for step in plan._steps.values()]
+        recorded = [bool(step.training) for plan in session._plans.values() for step in plan._steps.values()]
         out.append([session.eval(v).numpy() for v in variables.values()])
         out.append(recorded)
 

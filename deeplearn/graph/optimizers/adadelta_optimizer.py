@@ -31,19 +31,24 @@ class AdadeltaOptimizer(Optimizer):
         super().__init__(learning_rate, specified_variable_list)
         self.gamma = float(gamma)
 
+    state_names = ("cache", "updates")
+
+    def _hyperparameters(self) -> dict[str, float]:
+        return {"gamma": self.gamma, "1-gamma": 1.0 - self.gamma, "epsilon": EPSILON}
+
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
-        eps = self._scalar(math, EPSILON)
+        eps = self._step["epsilon"]
         old_cache = self._get_state("cache", variable, value)
         old_updates = self._get_state("updates", variable, value)
-        cache = self._running_average(math, self.gamma, old_cache, math.square(gradient))
+        cache = self._running_average(math, "gamma", old_cache, math.square(gradient))
         # Departure (docs/differences.md): deeplearn.js divided by the cache from *before* this
         # batch, which keeps the ratio at exactly 1 from zero state, i.e. plain SGD. Zeiler's
         # Adadelta divides by the new one. conformance: optimizer.adadelta.two_steps (skipped)
         ratio = math.divide(math.sqrt(math.add(old_updates, eps)), math.sqrt(math.add(cache, eps)))
         updates = math.multiply(ratio, gradient)
-        new_value = math.scaled_array_add(c, updates, self._scalar(math, 1.0), value)
+        new_value = math.scaled_array_add(c, updates, self._step["one"], value)
         self._set_state("cache", variable, cache)
-        updates_average = self._running_average(math, self.gamma, old_updates, math.square(updates))
+        updates_average = self._running_average(math, "gamma", old_updates, math.square(updates))
         self._set_state("updates", variable, updates_average)
         return new_value

@@ -24,9 +24,14 @@ class AdagradOptimizer(Optimizer):
         0.1
     """
 
+    state_names = ("cache",)
+
+    def _hyperparameters(self) -> dict[str, float]:
+        return {"epsilon": EPSILON}
+
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
         cache = math.add(self._get_state("cache", variable, value), math.square(gradient))
         self._set_state("cache", variable, cache)
-        step = math.divide(gradient, math.add(math.sqrt(cache), self._scalar(math, EPSILON)))
-        return math.scaled_array_add(self._scalar(math, 1.0), value, c, step)
+        step = math.divide(gradient, math.add(math.sqrt(cache), self._step["epsilon"]))
+        return math.scaled_array_add(self._step["one"], value, c, step)

@@ -35,19 +35,28 @@ class AdamOptimizer(Optimizer):
         self.acc_beta1 = self.beta1  # β1ᵗ for the current batch t (deeplearn.js accBeta1)
         self.acc_beta2 = self.beta2
 
+    state_names = ("m", "v")
+
+    varying_scalars = frozenset({"1-acc_beta1", "1-acc_beta2"})
+
+    def _hyperparameters(self) -> dict[str, float]:
+        # 1 − βᵗ changes every batch (t counts the batches, ``_end_batch``)
+        return {"beta1": self.beta1, "1-beta1": 1.0 - self.beta1, "beta2": self.beta2,
+                "1-beta2": 1.0 - self.beta2, "epsilon": EPSILON,
+                "1-acc_beta1": 1.0 - self.acc_beta1, "1-acc_beta2": 1.0 - self.acc_beta2}
+
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
-        s = self._scalar
-        m = self._running_average(math, self.beta1, self._get_state("m", variable, value), gradient)
-        v = self._running_average(math, self.beta2, self._get_state("v", variable, value),
+        s = self._step
+        m = self._running_average(math, "beta1", self._get_state("m", variable, value), gradient)
+        v = self._running_average(math, "beta2", self._get_state("v", variable, value),
                                   math.square(gradient))
         self._set_state("m", variable, m)
         self._set_state("v", variable, v)
-        # 1 − βᵗ changes every batch: a new Scalar each time, not one of the kept constants
-        m_hat = math.divide(m, Scalar.new(1.0 - self.acc_beta1, math=math))
-        v_hat = math.divide(v, Scalar.new(1.0 - self.acc_beta2, math=math))
-        step = math.divide(m_hat, math.add(math.sqrt(v_hat), s(math, EPSILON)))
-        return math.scaled_array_add(s(math, 1.0), value, c, step)
+        m_hat = math.divide(m, s["1-acc_beta1"])
+        v_hat = math.divide(v, s["1-acc_beta2"])
+        step = math.divide(m_hat, math.add(math.sqrt(v_hat), s["epsilon"]))
+        return math.scaled_array_add(s["one"], value, c, step)
 
     def _end_batch(self) -> None:
         self.acc_beta1 *= self.beta1

@@ -33,19 +33,26 @@ class AdamaxOptimizer(Optimizer):
         self.beta2 = float(beta2)
         self.acc_beta1 = self.beta1  # β1ᵗ for the current batch t
 
+    state_names = ("m", "u")
+
+    varying_scalars = frozenset({"scale"})
+
+    def _hyperparameters(self) -> dict[str, float]:
+        # scale = c/(1 − β1ᵗ), computed on the host (reading c back would stall a GPU); it
+        # changes every batch (t counts the batches, ``_end_batch``)
+        return {"beta1": self.beta1, "1-beta1": 1.0 - self.beta1, "beta2": self.beta2, "epsilon": EPSILON,
+                "scale": -self.learning_rate / self._batch_size / (1.0 - self.acc_beta1)}
+
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
-        s = self._scalar
-        m = self._running_average(math, self.beta1, self._get_state("m", variable, value), gradient)
-        u = math.maximum(math.multiply(s(math, self.beta2), self._get_state("u", variable, value)),
+        s = self._step
+        m = self._running_average(math, "beta1", self._get_state("m", variable, value), gradient)
+        u = math.maximum(math.multiply(s["beta2"], self._get_state("u", variable, value)),
                          math.abs(gradient))
         self._set_state("m", variable, m)
         self._set_state("u", variable, u)
-        step = math.divide(m, math.add(u, s(math, EPSILON)))
-        # c/(1 − β1ᵗ), computed on the host (reading c back would stall a GPU); it changes
-        # every batch: a new Scalar each time, not one of the kept constants
-        scale = Scalar.new(-self.learning_rate / self._batch_size / (1.0 - self.acc_beta1), math=math)
-        return math.scaled_array_add(s(math, 1.0), value, scale, step)
+        step = math.divide(m, math.add(u, s["epsilon"]))
+        return math.scaled_array_add(s["one"], value, s["scale"], step)
 
     def _end_batch(self) -> None:
         self.acc_beta1 *= self.beta1

@@ -28,13 +28,18 @@ class MomentumOptimizer(Optimizer):
         super().__init__(learning_rate, specified_variable_list)
         self.momentum = float(momentum)
 
+    state_names = ("velocity",)
+
+    def _hyperparameters(self) -> dict[str, float]:
+        return {"momentum": self.momentum}
+
     def set_momentum(self, momentum: float) -> None:
         self.momentum = float(momentum)
 
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
-        one = self._scalar(math, 1.0)
+        one = self._step["one"]
         velocity = self._get_state("velocity", variable, value)
-        velocity = math.scaled_array_add(self._scalar(math, self.momentum), velocity, one, gradient)
+        velocity = math.scaled_array_add(self._step["momentum"], velocity, one, gradient)
         self._set_state("velocity", variable, velocity)
         return math.scaled_array_add(one, value, c, velocity)

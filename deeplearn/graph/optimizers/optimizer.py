@@ -1,17 +1,24 @@
 """Optimizer: the lifecycle every optimizer shares, and its state memory.
 
-A Session calls ``before_batch`` (select the variables, c = −learning_rate/batch_size),
+A Session calls ``before_batch`` (select the variables, make this batch's scalars),
 ``after_example`` with the batch's gradients (the sums of the per-example gradients: the
 Session runs the whole batch at once, where deeplearn.js called this once per example) and
 ``after_batch``, which returns the variables' new values. Subclasses write only ``_update``, with
 NDArrayMath calls, so one rule serves every backend. State arrays (velocities, caches) are kept
 across calls and disposed when replaced or by ``dispose``.
+
+A compiled Session step (``deeplearn/compile/``) records the update once and runs it again
+without this class's Python: the arrays an update reads are *bound* by name
+(``bound_arrays``: the batch's scalars, such as ``c`` = −learning_rate/batch_size, and every
+state array) and its results replace them (``set_bound``). So the scalars are named, and
+computed by ``_hyperparameters`` from the optimizer's fields before each batch: changing the
+learning rate between calls changes what the next step reads, with nothing recompiled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from deeplearn.math.ndarray import NDArray, Scalar
 
@@ -33,6 +40,13 @@ class Optimizer:
             every variable the cost depends on.
     """
 
+    state_names: ClassVar[tuple[str, ...]] = ()
+    """The state arrays each variable has (Momentum: its velocity), each shaped as the variable."""
+
+    varying_scalars: ClassVar[frozenset[str]] = frozenset()
+    """The scalars of ``_hyperparameters`` whose value changes every batch (Adam's 1 − βᵗ): made
+    anew each batch rather than kept among the constants."""
+
     def __init__(self, learning_rate: float, specified_variable_list: Sequence[Any] | None = None) -> None:
         self.learning_rate = float(learning_rate)
         self.specified_variable_list: list[Tensor] | None = (
@@ -42,7 +56,9 @@ class Optimizer:
         self._gradients: dict[Tensor, NDArray] = {}
         self._batch_size = 1
         self._state: dict[tuple[str, Tensor], NDArray] = {}
-        self._constants: dict[tuple[Any, str], Scalar] = {}  # see _scalar
+        self._constants: dict[tuple[Any, str, str], Scalar] = {}  # see _scalar
+        self._step: dict[str, Scalar] = {}  # this batch's scalars, by name (before_batch)
+        self._varying: dict[str, Scalar] = {}  # the last batch's varying scalars
 
     # -- lifecycle (called by Session.train) ----------------------------------------------
     def before_batch(self, math: NDArrayMath, batch_size: int, runtime_variables: Sequence[Tensor]) -> None:
@@ -58,6 +74,9 @@ class Optimizer:
             for scalar in self._constants.values():
                 scalar.dispose()
             self._constants.clear()
+        values = {"one": 1.0, "c": -self.learning_rate / batch_size, **self._hyperparameters()}
+        self._step = {name: self._varying_scalar(math, name, value) if name in self.varying_scalars
+                      else self._scalar(math, name, value) for name, value in values.items()}
 
     def after_example(self, math: NDArrayMath, gradients: Mapping[Tensor, NDArray]) -> None:
         """Accumulates gradients of the selected variables."""
@@ -67,28 +86,68 @@ class Optimizer:
 
     def after_batch(self, math: NDArrayMath, values: Mapping[Tensor, NDArray]) -> dict[Tensor, NDArray]:
         """The new value of every selected variable that has a gradient."""
-        c = self._scalar(math, -self.learning_rate / self._batch_size)
+        c = self._step["c"]
         out = {}
         for v in self.variables:
             g = self._gradients.get(v)
             if g is not None and v in values:
                 out[v] = self._update(math, v, values[v], g, c)
+        self.finish_batch()
+        return out
+
+    def finish_batch(self) -> None:
+        """Ends a batch whose update ran (``after_batch``, or a compiled step that ran it)."""
         self._end_batch()
         self._gradients = {}
+
+    # -- what a compiled step binds (deeplearn/compile/) ----------------------------------
+    def ensure_state(self, values: Mapping[Tensor, NDArray]) -> None:
+        """Makes every state array of the selected variables (zeros the first time), so that a
+        recorded update reads them as inputs; ``values``: the variables' current values."""
+        for v in self.variables:
+            if v in values:
+                for name in self.state_names:
+                    self._get_state(name, v, values[v])
+
+    def bound_arrays(self) -> dict[Hashable, NDArray]:
+        """The arrays this batch's update reads besides the variables and their gradients:
+        ``("scalar", name)`` for each scalar, ``("state", name, variable)`` for each state."""
+        out: dict[Hashable, NDArray] = {("scalar", n): s for n, s in self._step.items()}
+        for v in self.variables:
+            for name in self.state_names:
+                state = self._state.get((name, v))
+                if state is not None:
+                    out[("state", name, v)] = state
         return out
+
+    def state_arrays(self) -> dict[Hashable, NDArray]:
+        """The state arrays, keyed as in ``bound_arrays`` (after an update: the new ones)."""
+        return {("state", name, v): self._state[(name, v)]
+                for v in self.variables for name in self.state_names if (name, v) in self._state}
+
+    def set_bound(self, key: Hashable, value: NDArray) -> None:
+        """Makes ``value`` the state array ``key`` (``("state", name, variable)``)."""
+        _, name, variable = cast("tuple[str, str, Tensor]", key)
+        self._set_state(name, variable, value)
 
     def dispose(self) -> None:
         """Frees the optimizer's state (velocities, caches)."""
-        for array in (*self._state.values(), *self._constants.values()):
+        for array in (*self._state.values(), *self._constants.values(), *self._varying.values()):
             array.dispose()
         self._state.clear()
         self._constants.clear()
+        self._varying.clear()
 
     # -- for subclasses --------------------------------------------------------------------
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
         """The variable's new value; ``gradient`` is the sum over the batch, c = −lr/batch_size."""
         raise NotImplementedError
+
+    def _hyperparameters(self) -> dict[str, float]:
+        """The named scalars this batch's update reads besides ``one`` and ``c`` (computed
+        before each batch from the optimizer's fields; see the module docstring)."""
+        return {}
 
     def _end_batch(self) -> None:
         """Per-batch bookkeeping after every variable was updated (Adam's β powers)."""
@@ -115,21 +174,31 @@ class Optimizer:
         REGISTRY.untrack_everywhere(x)
         return x
 
-    def _scalar(self, math: NDArrayMath, value: float) -> Scalar:
-        """``value`` as a Scalar on ``math``'s backend, made once and reused by later steps:
-        a step's constants (1, −lr/batch_size, the decay rates) are the same every step, and
-        on a GPU each new one is a kernel launch. Only ever an op's input, never handed out."""
-        key = (math.backend, repr(value))  # repr: -0.0 and 0.0 are different constants
+    def _scalar(self, math: NDArrayMath, name: str, value: float) -> Scalar:
+        """Scalar ``name`` of value ``value`` on ``math``'s backend, made once and reused by
+        later steps: a step's scalars (1, −lr/batch_size, the decay rates) are mostly the same
+        every step, and on a GPU each new one is a kernel launch. One array per name, so that a
+        compiled step binds each name to its own input. Only ever an op's input."""
+        key = (math.backend, name, repr(value))  # repr: -0.0 and 0.0 are different constants
         scalar = self._constants.get(key)
         if scalar is None or scalar.is_disposed:
             scalar = self._constants[key] = Scalar.new(value, math=math)
             self._keep(scalar)
         return scalar
 
-    def _running_average(self, math: NDArrayMath, decay: float, average: NDArray, x: NDArray) -> NDArray:
+    def _varying_scalar(self, math: NDArrayMath, name: str, value: float) -> Scalar:
+        """Scalar ``name`` for this batch alone; the last batch's is disposed."""
+        old = self._varying.get(name)
+        if old is not None:
+            old.dispose()
+        scalar = self._varying[name] = Scalar.new(value, math=math)
+        self._keep(scalar)
+        return scalar
+
+    def _running_average(self, math: NDArrayMath, decay: str, average: NDArray, x: NDArray) -> NDArray:
         """decay·average + (1 − decay)·x, in one kernel (RMSProp's and Adadelta's caches, Adam's
-        moments)."""
-        return math.scaled_array_add(self._scalar(math, decay), average, self._scalar(math, 1.0 - decay), x)
+        moments); ``decay`` names a scalar of ``_hyperparameters``, which also gives "1-decay"."""
+        return math.scaled_array_add(self._step[decay], average, self._step["1-" + decay], x)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate})"

@@ -30,10 +30,15 @@ class RMSPropOptimizer(Optimizer):
         super().__init__(learning_rate, specified_variable_list)
         self.gamma = float(gamma)
 
+    state_names = ("cache",)
+
+    def _hyperparameters(self) -> dict[str, float]:
+        return {"gamma": self.gamma, "1-gamma": 1.0 - self.gamma, "epsilon": EPSILON}
+
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
-        cache = self._running_average(math, self.gamma, self._get_state("cache", variable, value),
+        cache = self._running_average(math, "gamma", self._get_state("cache", variable, value),
                                       math.square(gradient))
         self._set_state("cache", variable, cache)
-        step = math.divide(gradient, math.add(math.sqrt(cache), self._scalar(math, EPSILON)))
-        return math.scaled_array_add(self._scalar(math, 1.0), value, c, step)
+        step = math.divide(gradient, math.add(math.sqrt(cache), self._step["epsilon"]))
+        return math.scaled_array_add(self._step["one"], value, c, step)

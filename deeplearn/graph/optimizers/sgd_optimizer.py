@@ -28,4 +28,4 @@ class SGDOptimizer(Optimizer):
 
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:
-        return math.scaled_array_add(self._scalar(math, 1.0), value, c, gradient)
+        return math.scaled_array_add(self._step["one"], value, c, gradient)

@@ -16,8 +16,11 @@ from typing import Any
 import numpy as np
 
 from deeplearn import util
+from deeplearn.math.backends import cuda_gemm
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op, Spec, UnaryOp
+from deeplearn.math.ops.conv import _ConvOp
+from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
 from deeplearn.types import RawArray
 
 __all__ = [
@@ -135,6 +138,26 @@ def _scaled_array_add(op: ScaledArrayAdd, c1: Any, a: Any, c2: Any, b: Any) -> A
     return op.forward(_import_cupy(), c1, a, c2, b)
 
 
+@cuda_kernel.register
+def _mat_mul(op: MatMul, a: Any, b: Any) -> Any:
+    """One cuBLAS call through nvmath-python (``cuda_gemm``), which a CUDA graph can record;
+    CuPy's matmul where nvmath-python is missing or the operands are not non-empty float32."""
+    if (a.dtype == b.dtype == np.float32 and a.size and b.size and a.flags.c_contiguous
+            and b.flags.c_contiguous and cuda_gemm.available()):
+        return cuda_gemm.gemm(a, b, op.a_orientation == MatrixOrientation.TRANSPOSED,
+                              op.b_orientation == MatrixOrientation.TRANSPOSED)
+    return op.forward(_import_cupy(), a, b)
+
+
+def can_capture(op: Op) -> bool:
+    """Whether ``op``'s CUDA kernel can be recorded into a CUDA graph. CuPy refuses cuBLAS calls
+    while a stream captures: the convolutions' im2col products and einsums go through it, and
+    matrix products do unless nvmath-python gives them a cuBLAS handle of our own."""
+    if isinstance(op, MatMul):
+        return cuda_gemm.available()
+    return not isinstance(op, _ConvOp)
+
+
 class MathBackendCUDA:
     """GPU memory and CuPy kernels. Raises RuntimeError with an install hint if CuPy or a GPU
     is missing."""
@@ -156,6 +179,10 @@ class MathBackendCUDA:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``: looked
         up once by a replayed Session plan rather than on every call."""
         return cuda_kernel.dispatch(type(op))
+
+    def can_capture(self, op: Op) -> bool:
+        """Whether a CUDA graph can record ``op``'s kernel (``can_capture``)."""
+        return can_capture(op)
 
     def asarray(self, values: Any, dtype: Any = None) -> RawArray:
         cupy = self.xp

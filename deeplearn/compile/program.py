@@ -1,0 +1,238 @@
+"""Program: one Session call as a flat list of kernels over slots, run without the Graph.
+
+A Session call (``deeplearn/graph/session.py``) runs the graph's batch rules, the backward
+pass, and for a training call the optimizer's update and the cost reduction, through
+NDArrayMath: one op at a time, each with its shape rule and NDArray bookkeeping. For one call
+signature that sequence of kernels never changes (the rules branch on shapes, never on values),
+so the first call records it (``deeplearn/compile/recorder.py``) as a Program and later calls
+run the Program instead:
+
+* **slots** hold arrays: the values a call *binds* (``SlotKind.INPUT``: fed batches, the
+  variables, the constants, the optimizer's state and hyperparameters), each kernel's result
+  (``OUTPUT``), and the constant arrays the rules made while recording (``CONSTANT``).
+* **steps** are the kernels, in order: ``Step(op, inputs, outputs, specs)``, each input a
+  ``Ref(slot, shape)``.
+* **updates** say which input a training call replaces with which result (a variable's new
+  value, an optimizer state's new value): run eagerly they become the new arrays; captured as
+  a CUDA graph (``deeplearn/compile/cuda_graph.py``) they are copies back into the input's
+  buffer, inside the graph.
+
+This module knows nothing of Graphs: a binding's ``key`` is whatever the caller binds by (a
+Tensor, an optimizer state's name), and ``deeplearn/compile/`` never imports
+``deeplearn/graph/``.
+
+Example:
+    >>> from deeplearn.math.ops.elementwise import Relu
+    >>> program = Program()
+    >>> x = program.bind("x", (3,), "float32")
+    >>> y = program.add_step(Relu(), [Ref(x, None)], [Spec((3,), "float32")])[0]
+    >>> slots = program.run_raw(math.engine, [np.array([-1.0, 0.0, 2.0], np.float32)])
+    >>> slots[y]
+    array([0., 0., 2.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from deeplearn.math.ops.base import Spec
+
+if TYPE_CHECKING:
+    from deeplearn.math.engine import Engine
+    from deeplearn.math.ndarray import NDArray
+    from deeplearn.math.ops.base import Op
+    from deeplearn.types import DType, Shape
+
+__all__ = ["Binding", "Program", "Ref", "SlotKind", "Step", "Update"]
+
+
+class SlotKind(enum.IntEnum):
+    """What fills a slot: a value the call binds, a kernel's result, or a constant the rules
+    made while recording (kept by the Program, and copied before it is handed out)."""
+
+    INPUT = 0
+    OUTPUT = 1
+    CONSTANT = 2
+
+
+class Ref(NamedTuple):
+    """A kernel's input: a slot, viewed with ``shape`` (None: the slot's own shape)."""
+
+    slot: int
+    shape: Shape | None
+
+
+class Step(NamedTuple):
+    """One kernel: ``op`` on ``inputs``, filling ``outputs`` (one slot per result, as the
+    op's shape rule gives ``specs``)."""
+
+    op: Op
+    inputs: tuple[Ref, ...]
+    outputs: tuple[int, ...]
+    specs: tuple[Spec, ...]
+
+
+class Binding(NamedTuple):
+    """A value each call binds: ``key`` (the caller's name for it), its slot, shape, dtype."""
+
+    key: Any
+    slot: int
+    shape: Shape
+    dtype: DType
+
+
+class Update(NamedTuple):
+    """A training call's result ``source`` replaces the bound value of ``key`` (in ``target``)."""
+
+    key: Any
+    target: int
+    source: int
+
+
+class Program:
+    """The kernels of one recorded call, over slots (see the module docstring).
+
+    ``steps`` are the kernels every run needs: those that the call's results depend on
+    (``prune``). ``deferred`` are the kernels only inspection needs (activations and gradients
+    nobody asked for); they run the first time one of their slots is read. ``values`` and
+    ``gradients`` map the caller's keys to (slot, shape) for what the call hands out;
+    ``results`` the same for what it returns (a training call's reduced cost).
+    """
+
+    __slots__ = ("bindings", "capture", "constants", "deferred", "deferred_slots", "dtypes", "gradients",
+                 "kernels", "kinds", "results", "steps", "updates", "values")
+
+    def __init__(self) -> None:
+        self.kinds: list[SlotKind] = []
+        self.dtypes: list[DType] = []
+        self.bindings: list[Binding] = []
+        self.constants: list[tuple[int, Any]] = []
+        self.steps: list[Step] = []
+        self.deferred: list[Step] = []
+        self.deferred_slots: frozenset[int] = frozenset()
+        self.values: list[tuple[Any, int, Shape]] = []
+        self.gradients: list[tuple[Any, int, Shape]] | None = None
+        self.results: dict[Any, tuple[int, Shape]] = {}
+        self.updates: list[Update] = []
+        self.kernels: dict[int, tuple[Any, list[Any]]] = {}  # see _kernels
+        # On CUDA: the Program captured as one CUDA graph (deeplearn/compile/cuda_graph.py), or
+        # why it could not be; None until a run tries.
+        self.capture: Any = None
+
+    # -- building (the Recorder) -----------------------------------------------------------
+    def new_slot(self, kind: SlotKind, dtype: DType) -> int:
+        self.kinds.append(kind)
+        self.dtypes.append(dtype)
+        return len(self.kinds) - 1
+
+    def bind(self, key: Hashable, shape: Shape, dtype: DType) -> int:
+        """A new input slot for the value bound as ``key``."""
+        slot = self.new_slot(SlotKind.INPUT, dtype)
+        self.bindings.append(Binding(key, slot, tuple(shape), dtype))
+        return slot
+
+    def add_constant(self, data: Any, dtype: DType) -> int:
+        slot = self.new_slot(SlotKind.CONSTANT, dtype)
+        self.constants.append((slot, data))
+        return slot
+
+    def add_step(self, op: Op, inputs: Sequence[Ref], specs: Sequence[Spec]) -> tuple[int, ...]:
+        """Appends a kernel; returns its output slots."""
+        outputs = tuple(self.new_slot(SlotKind.OUTPUT, s.dtype) for s in specs)
+        self.steps.append(Step(op, tuple(inputs), outputs, tuple(specs)))
+        return outputs
+
+    def prune(self, needed: set[int]) -> None:
+        """Keeps in ``steps`` the kernels that the slots ``needed`` (and the updates' sources)
+        depend on; the others move to ``deferred``, in order. Called once, when recorded."""
+        needed = set(needed) | {u.source for u in self.updates}
+        core: list[Step] = []
+        deferred: list[Step] = []
+        for step in reversed(self.steps):
+            if any(o in needed for o in step.outputs):
+                core.append(step)
+                needed.update(r.slot for r in step.inputs)
+            else:
+                deferred.append(step)
+        self.steps, self.deferred = core[::-1], deferred[::-1]
+        self.deferred_slots = frozenset(o for step in self.deferred for o in step.outputs)
+        self.kernels = {}
+
+    def pin_readers_of_updates(self) -> None:
+        """Moves into ``steps`` the deferred kernels that read an update's target (and the
+        deferred kernels they need): where updates are written in place (a captured graph),
+        the old value is gone before a deferred kernel could run."""
+        targets = {u.target for u in self.updates}
+        if not targets or not self.deferred:
+            return
+        needed: set[int] = set()
+        pinned: list[Step] = []
+        rest: list[Step] = []
+        for step in reversed(self.deferred):
+            if any(r.slot in targets for r in step.inputs) or any(o in needed for o in step.outputs):
+                pinned.append(step)
+                needed.update(r.slot for r in step.inputs)
+            else:
+                rest.append(step)
+        if pinned:
+            self.steps = self.steps + pinned[::-1]
+            self.deferred = rest[::-1]
+            self.deferred_slots = frozenset(o for step in self.deferred for o in step.outputs)
+            self.kernels = {}
+
+    # -- running ---------------------------------------------------------------------------
+    def raw_inputs(self, inputs: Sequence[NDArray]) -> list[Any]:
+        """The backend arrays of ``inputs`` (one NDArray per binding), in the bound shapes."""
+        raws = []
+        for binding, x in zip(self.bindings, inputs, strict=True):
+            data: Any = x.storage.data
+            raws.append(data if data.shape == binding.shape else data.reshape(binding.shape))
+        return raws
+
+    def run_raw(self, engine: Engine, raws: Sequence[Any]) -> list[Any]:
+        """Runs the kernels on ``raws`` (one backend array per binding, in its shape); returns
+        every slot's array (None where a deferred kernel fills it)."""
+        slots: list[Any] = [None] * len(self.kinds)
+        for binding, data in zip(self.bindings, raws, strict=True):
+            slots[binding.slot] = data
+        for slot, data in self.constants:
+            slots[slot] = data
+        self._run(engine, self.steps, slots)
+        return slots
+
+    def run_deferred(self, engine: Engine, slots: list[Any]) -> None:
+        """Fills the deferred kernels' slots of a run's ``slots``."""
+        self._run(engine, self.deferred, slots)
+
+    def _run(self, engine: Engine, steps: list[Step], slots: list[Any]) -> None:
+        result = engine.result
+        backend = engine.backend
+        guard = getattr(backend, "errors_ignored", contextlib.nullcontext)
+        with guard():  # one floating-point guard for the whole program, not one per kernel
+            for (op, refs, outs, specs), kernel in zip(steps, self._kernels(backend, steps), strict=True):
+                raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
+                y = kernel(op, *raws)
+                if len(outs) == 1:
+                    slots[outs[0]] = result(op, y, raws, specs[0])
+                else:
+                    for o, s, spec in zip(y, outs, specs, strict=True):
+                        slots[s] = result(op, o, raws, spec)
+
+    def _kernels(self, backend: Any, steps: list[Step]) -> list[Any]:
+        """Each step's kernel on ``backend``, looked up once (``kernel_for``), else ``execute``."""
+        key = id(steps)
+        cached = self.kernels.get(key)
+        if cached is None or cached[0] is not backend or len(cached[1]) != len(steps):
+            find = getattr(backend, "kernel_for", None)
+            cached = self.kernels[key] = (backend, [find(s.op) if find else backend.execute for s in steps])
+        return cached[1]
+
+    def uncapturable(self, backend: Any) -> list[str]:
+        """The names of the ops ``backend`` cannot record in a CUDA graph (empty: all can)."""
+        can = getattr(backend, "can_capture", None)
+        if can is None:
+            return ["every op (this backend captures nothing)"]
+        return sorted({s.op.name for s in self.steps if not can(s.op)})

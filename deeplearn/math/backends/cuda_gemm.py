@@ -1,0 +1,108 @@
+"""Matrix products on the GPU as one cuBLAS call each, through nvmath-python's bindings.
+
+CuPy refuses every cuBLAS call while a stream is being captured into a CUDA graph, so a
+training step with a matrix product could not run as one graph. cuBLAS itself records into a
+graph when the handle has a workspace of its own (``cublasSetWorkspace``): calling ``sgemm``
+through nvmath-python's thin bindings, on a handle we own, does. It is also a shorter path than
+``cupy.matmul`` for the small products a step is made of (one call, no dispatch on layouts).
+
+A ``GemmContext`` is a cuBLAS handle and its workspace. Each thread has one for eager products;
+a captured Program (``deeplearn/compile/cuda_graph.py``) gets its own (``use_context``), so a
+graph's products never share a workspace with work that other streams run meanwhile.
+
+Only float32 products of non-empty matrices go through here; ``available()`` is False without
+nvmath-python (the ``cuda12``/``cuda13`` extras install it), and then the backend uses CuPy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = ["GemmContext", "available", "gemm", "use_context"]
+
+_WORKSPACE_BYTES = 32 << 20  # what cuBLAS asks for on Hopper to pick any of its kernels
+_ONE = np.ones((), np.float32)  # alpha and beta, read by cuBLAS from host memory at the call
+_ZERO = np.zeros((), np.float32)
+
+
+@functools.cache
+def _bindings() -> Any:
+    try:
+        from nvmath.bindings import cublas
+    except Exception:  # noqa: BLE001 - not installed, or its CUDA libraries are missing
+        return None
+    return cublas
+
+
+def available() -> bool:
+    """Whether nvmath-python's cuBLAS bindings import (never raises)."""
+    return _bindings() is not None
+
+
+class GemmContext:
+    """A cuBLAS handle with a workspace of its own (see the module docstring)."""
+
+    def __init__(self) -> None:
+        import cupy
+
+        self._cublas = _bindings()
+        self.handle = self._cublas.create()
+        self.workspace = cupy.cuda.Memory(_WORKSPACE_BYTES)  # not from a pool: it lives as long as the handle
+        self._cublas.set_workspace(self.handle, self.workspace.ptr, _WORKSPACE_BYTES)
+        self.stream = -1
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self._cublas.destroy(self.handle)
+
+
+_LOCAL = threading.local()
+
+
+def _context() -> GemmContext:
+    context: GemmContext | None = getattr(_LOCAL, "context", None)
+    if context is None:
+        context = _LOCAL.context = GemmContext()
+    return context
+
+
+@contextlib.contextmanager
+def use_context(context: GemmContext) -> Iterator[None]:
+    """Runs this thread's products on ``context`` inside the block."""
+    previous = getattr(_LOCAL, "context", None)
+    _LOCAL.context = context
+    try:
+        yield
+    finally:
+        _LOCAL.context = previous
+
+
+def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
+    """op(a)·op(b) for C-ordered float32 CuPy matrices, on the current stream.
+
+    cuBLAS is column-major: a C-ordered (r, c) matrix is, to it, the (c, r) matrix with leading
+    dimension c. So the C-ordered product C = op(A)·op(B) is computed as the column-major
+    Cᵀ = op(B)ᵀ·op(A)ᵀ, whose operands are the buffers of B and A as they are, each transposed
+    only when the caller asked for its transpose.
+    """
+    import cupy
+
+    m = a.shape[1] if a_transposed else a.shape[0]
+    k = a.shape[0] if a_transposed else a.shape[1]
+    n = b.shape[0] if b_transposed else b.shape[1]
+    c = cupy.empty((m, n), dtype=np.float32)
+    context = _context()
+    cublas = context._cublas
+    stream = cupy.cuda.get_current_stream().ptr
+    if stream != context.stream:
+        cublas.set_stream(context.handle, stream)
+        context.stream = stream
+    cublas.sgemm(context.handle, int(b_transposed), int(a_transposed), n, m, k, _ONE.ctypes.data,
+                 b.data.ptr, b.shape[1], a.data.ptr, a.shape[1], _ZERO.ctypes.data, c.data.ptr, n)
+    return c
