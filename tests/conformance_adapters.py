@@ -73,11 +73,11 @@ def is_math_case(case: Case) -> bool:
 
 # -- departures ----------------------------------------------------------------------------------
 
-_SENTINELS = ("DESIGN.md §4 departure: int32/bool NaN follow NumPy, not deeplearn.js's sentinels "
+_SENTINELS = ("docs/design.md §4 departure: int32/bool NaN follow NumPy, not deeplearn.js's sentinels "
               "(-2147483648 / 255 are ordinary values here)")
-_ARGMAX_NAN = ("DESIGN.md §4 departure: arg_max/arg_min with NaN follow NumPy (the index of the first "
+_ARGMAX_NAN = ("docs/design.md §4 departure: arg_max/arg_min with NaN follow NumPy (the index of the first "
                "NaN), not deeplearn.js's NaN sentinel")
-_COPY2D = "DESIGN.md §4 departure: copy2D was removed after deeplearn.js 0.3.13 and is not provided"
+_COPY2D = "docs/design.md §4 departure: copy2D was removed after deeplearn.js 0.3.13 and is not provided"
 _FROM_PIXELS = ("departure (docs/differences.md): fromPixels reads browser ImageData/<img>/<canvas>/<video> "
                 "objects, which have no Python equivalent; use NDArray.from_numpy")
 

@@ -30,7 +30,7 @@ CASES = [c for c in ALL_CASES if c["op"].startswith(PREFIXES)]
 
 SKIPS = {
     "graph.meanSquaredCost.fwd_bwd": (
-        "DESIGN.md §4 departure (docs/differences.md): the mean_squared_cost gradient is "
+        "docs/design.md §4 departure (docs/differences.md): the mean_squared_cost gradient is "
         "dy·(x1 − x2)/N; deeplearn.js dropped the 1/N and ignored dy"),
     "graph.shape.conv2d_ok": (
         "departure (docs/differences.md): Graph.conv2d checks that w is [field_size, field_size, "

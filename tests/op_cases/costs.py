@@ -1,4 +1,4 @@
-"""OpCases for the Graph cost ops. Their gradients are the exact derivatives (DESIGN.md §4), so
+"""OpCases for the Graph cost ops. Their gradients are the exact derivatives (docs/design.md §4), so
 the finite-difference check applies."""
 
 from __future__ import annotations
