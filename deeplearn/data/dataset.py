@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class InMemoryDataset(abc.ABC):
     """
 
     def __init__(self, data_shapes: Sequence[Sequence[int]]) -> None:
-        self.data_shapes: list[Shape] = [tuple(int(d) for d in s) for s in data_shapes]
+        self.data_shapes: list[Shape] = [_as_shape(s) for s in data_shapes]
         self.dataset: list[list[NDArray]] | None = None
         self._normalization: dict[int, _Normalization] = {}
 
@@ -70,7 +71,7 @@ class InMemoryDataset(abc.ABC):
 
     def get_data_shape(self, data_index: int) -> Shape:
         """The shape of one example of data index ``data_index``."""
-        return self.data_shapes[data_index]
+        return self.data_shapes[_as_index("get_data_shape", data_index, len(self.data_shapes))]
 
     def get_stats(self) -> list[DataStats]:
         """Count, minimum, maximum and shape of each data index, over every example.
@@ -91,7 +92,9 @@ class InMemoryDataset(abc.ABC):
         """Scales every dimension of data index ``data_index`` linearly so that its minimum over
         the examples maps to ``lower_bound`` and its maximum to ``upper_bound``; constant
         dimensions map to ``lower_bound``. Normalising again rescales from the current bounds."""
-        self._check_index("normalize_within_bounds", data_index)
+        data_index = self._check_index("normalize_within_bounds", data_index)
+        lower_bound = _as_bound("normalize_within_bounds", "lower_bound", lower_bound)
+        upper_bound = _as_bound("normalize_within_bounds", "upper_bound", upper_bound)
         examples = self.dataset[data_index]  # type: ignore[index]
         values = _host(examples)
         info = self._normalization.get(data_index)
@@ -106,7 +109,7 @@ class InMemoryDataset(abc.ABC):
 
     def remove_normalization(self, data_index: int) -> None:
         """Restores the original values of data index ``data_index``."""
-        self._check_index("remove_normalization", data_index)
+        data_index = self._check_index("remove_normalization", data_index)
         info = self._normalization.pop(data_index, None)
         if info is not None:
             self._replace(data_index, _from_bounds(_host(self.dataset[data_index]), info))  # type: ignore[index]
@@ -114,7 +117,7 @@ class InMemoryDataset(abc.ABC):
     def unnormalize_examples(self, examples: Sequence[NDArray], data_index: int) -> list[NDArray]:
         """New arrays with ``examples`` (normalised like data index ``data_index``) mapped back to
         the original range; the same arrays when that data is not normalised."""
-        info = self._normalization.get(data_index)
+        info = self._normalization.get(_as_index("unnormalize_examples", data_index, len(self.data_shapes)))
         if info is None:
             return list(examples)
         values = _from_bounds(_host(examples), info)
@@ -133,19 +136,42 @@ class InMemoryDataset(abc.ABC):
         if self.dataset is None:
             raise ValueError(f"InMemoryDataset.{where}: the data is not loaded; call fetch_data() first.")
 
-    def _check_index(self, where: str, data_index: int) -> None:
+    def _check_index(self, where: str, data_index: int) -> int:
         self._check_loaded(where)
-        if not 0 <= data_index < len(self.dataset):  # type: ignore[arg-type]
-            raise IndexError(
-                f"InMemoryDataset.{where}: data_index must be in [0, {len(self.dataset)}); "  # type: ignore[arg-type]
-                f"got data_index={data_index}."
-            )
+        return _as_index(where, data_index, len(self.dataset))  # type: ignore[arg-type]
 
     def _replace(self, data_index: int, values: np.ndarray) -> None:
         old = self.dataset[data_index]  # type: ignore[index]
         self.dataset[data_index] = [_like(x, v) for x, v in zip(old, values)]  # type: ignore[index]
         for x in old:
             x.dispose()
+
+
+def _as_index(where: str, data_index: Any, count: int) -> int:
+    """``data_index`` as an int in [0, count): not a bool or a float (True would be index 1), and
+    not negative (Python's from-the-end indexing would pick another data index silently)."""
+    if not isinstance(data_index, (int, np.integer)) or isinstance(data_index, (bool, np.bool_)):
+        raise ValueError(f"InMemoryDataset.{where}: data_index must be an int in [0, {count}); "
+                         f"got data_index={data_index!r}.")
+    if not 0 <= data_index < count:
+        raise IndexError(f"InMemoryDataset.{where}: data_index must be in [0, {count}); got data_index={data_index!r}.")
+    return int(data_index)
+
+
+def _as_shape(shape: Sequence[Any]) -> Shape:
+    """One data index's example shape: sizes that are ints >= 0 (int() truncated 2.5 to 2)."""
+    sizes = list(shape)
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0 for d in sizes):
+        raise ValueError(f"InMemoryDataset: each of data_shapes must be a sequence of ints >= 0; got {shape!r}.")
+    return tuple(int(d) for d in sizes)
+
+
+def _as_bound(where: str, name: str, value: Any) -> float:
+    """A finite real number (NaN or inf bounds would turn every value into NaN)."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not real or not np.isfinite(value):
+        raise ValueError(f"InMemoryDataset.{where}: {name} must be a finite number; got {name}={value!r}.")
+    return float(value)
 
 
 def _host(examples: Sequence[NDArray]) -> np.ndarray:

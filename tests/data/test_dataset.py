@@ -70,3 +70,42 @@ def test_bad_index_and_dispose() -> None:
     arrays = d.get_data()[0]  # type: ignore[index]
     d.dispose()
     assert d.get_data() is None and all(a.is_disposed for a in arrays)
+
+
+@pytest.mark.parametrize("data_index", [-1, 1, True, 0.0, "0", None])
+def test_every_method_checks_data_index(data_index: object) -> None:
+    """-1 picked the last data index, True the second and 0.0 failed deep inside; an index
+    given to unnormalize_examples was not looked at."""
+    d = _Fixed(EXAMPLES, (2, 3))
+    d.fetch_data()
+    before = _values(d)
+    kind = IndexError if isinstance(data_index, int) and not isinstance(data_index, bool) else ValueError
+    calls = {"normalize_within_bounds": lambda: d.normalize_within_bounds(data_index, 0, 1),  # type: ignore[arg-type]
+             "remove_normalization": lambda: d.remove_normalization(data_index),  # type: ignore[arg-type]
+             "unnormalize_examples": lambda: d.unnormalize_examples([], data_index),  # type: ignore[arg-type]
+             "get_data_shape": lambda: d.get_data_shape(data_index)}  # type: ignore[arg-type]
+    for name, call in calls.items():
+        with pytest.raises(kind, match=f"InMemoryDataset.{name}: data_index must be .*in \\[0, 1\\); "
+                                       f"got data_index={data_index!r}"):
+            call()
+    np.testing.assert_array_equal(_values(d), before)
+    assert d.get_data_shape(np.int64(0)) == (2, 3)
+
+
+@pytest.mark.parametrize("bound", [float("nan"), float("inf"), True, "1", None])
+def test_bounds_must_be_finite_numbers(bound: object) -> None:
+    d = _Fixed(EXAMPLES, (2, 3))
+    d.fetch_data()
+    before = _values(d)
+    with pytest.raises(ValueError, match=f"normalize_within_bounds: upper_bound must be a finite number; "
+                                         f"got upper_bound={bound!r}"):
+        d.normalize_within_bounds(0, 0, bound)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(_values(d), before)
+    d.normalize_within_bounds(0, 0, 1)  # and nothing was recorded: a first normalisation still
+    assert _values(d).min() == 0 and _values(d).max() == 1
+
+
+@pytest.mark.parametrize("shape", [[2.5], [-1], [True, 2], ["2"]])
+def test_data_shapes_are_sizes(shape: list[object]) -> None:
+    with pytest.raises(ValueError, match="each of data_shapes must be a sequence of ints >= 0"):
+        _Fixed(EXAMPLES, tuple(shape))  # type: ignore[arg-type]
