@@ -217,7 +217,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         self._bits.state = self._start_state
         self._bits.advance(first_epoch * n)  # skip the draws of the epochs before
         keys = np.random.Generator(self._bits).random((count, n))
-        return np.argsort(keys, axis=1, kind="stable")  # a uniform permutation per row
+        # A uniform permutation per row (ties between 53-bit keys: ~n²/2⁵⁴, and harmless).
+        return np.argsort(keys, axis=1)
 
     def _forget_unused_epochs(self) -> None:
         """Drops the orders of the epochs no provider is in: at most one per provider is kept,
