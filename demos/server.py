@@ -353,7 +353,9 @@ class DemoServer(ThreadingHTTPServer):
         self.request_deadline_s = request_deadline_s
         self.runs = _RunQueue(max_waiting_runs, run_wait_s)
         self.live_modules = _LiveModules()
-        self._connection_slots = threading.BoundedSemaphore(max_connections)
+        self.max_connections = max_connections
+        self._open: set[socket.socket] = set()  # the connections being handled
+        self._slots = threading.Condition()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, DemoHandler)
@@ -378,24 +380,35 @@ class DemoServer(ThreadingHTTPServer):
         path = f"/demos/{demo}/" if demo else "/demos/"
         return f"http://{shown}:{self.port}{path}"
 
+    @property
+    def open_connections(self) -> int:
+        """How many connections are being handled now (at most ``max_connections``)."""
+        with self._slots:
+            return len(self._open)
+
     def get_request(self) -> tuple[socket.socket, Any]:
         # With every slot taken the connection stays in the listen backlog until one is free. The
         # wait is short so that shutdown() is not held up: an OSError tells serve_forever to come
-        # back on its next turn.
-        if not self._connection_slots.acquire(timeout=0.05):
-            raise OSError("every connection slot is taken")
-        try:
-            return super().get_request()
-        except BaseException:
-            self._connection_slots.release()
-            raise
+        # back on its next turn. Only serve_forever's thread adds connections, so the slot found
+        # free is still free after accept().
+        with self._slots:
+            if not self._slots.wait_for(lambda: len(self._open) < self.max_connections, timeout=0.05):
+                raise OSError("every connection slot is taken")
+        request, address = super().get_request()
+        with self._slots:
+            self._open.add(request)
+        return request, address
 
     def shutdown_request(self, request: Any) -> None:
-        # socketserver calls this once for every connection get_request accepted.
+        # Called when a connection ends, and again by socketserver when a Ctrl-C interrupts
+        # the start of its thread: the slot is given back once.
         try:
             super().shutdown_request(request)
         finally:
-            self._connection_slots.release()
+            with self._slots:
+                if request in self._open:
+                    self._open.discard(request)
+                    self._slots.notify()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that resets or stalls is ordinary traffic, not a failure of the server.
