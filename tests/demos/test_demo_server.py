@@ -504,6 +504,26 @@ def _idle_connection(server: DemoServer) -> socket.socket:
     return conn
 
 
+def test_connection_slots_are_taken_and_given_back_once(fake_demos: Path) -> None:
+    server = make_server(fake_demos, port=0, quiet=True, max_connections=1)
+    clients = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(2)]
+    try:
+        first, _ = server.get_request()
+        assert server.open_connections == 1
+        with pytest.raises(OSError, match="every connection slot is taken"):
+            server.get_request()             # the second stays in the listen backlog
+        server.shutdown_request(first)
+        server.shutdown_request(first)       # what socketserver does when a Ctrl-C interrupts a thread's start
+        assert server.open_connections == 0
+        second, _ = server.get_request()
+        assert server.open_connections == 1
+        server.shutdown_request(second)
+    finally:
+        for c in clients:
+            c.close()
+        server.server_close()
+
+
 def test_connections_beyond_the_cap_wait_until_one_ends(fake_demos: Path) -> None:
     for server in _serve(fake_demos, max_connections=2):
         idle = [_idle_connection(server), _idle_connection(server)]
