@@ -16,7 +16,7 @@ Capturing needs fixed addresses, so a ``CapturedProgram`` owns:
 The Program's updates (a variable's or an optimizer state's new value) are copies back into
 the bound buffer, inside the graph, after every kernel that reads the old value; the kernels
 that only inspection needs and that read such a buffer run inside the graph too, since the
-old value is gone once the graph has run (``Program.pin_readers_of_updates``).
+old value is gone once the graph has run (``Program.prepare_in_place_updates``).
 
 Each launch overwrites the slots, so the arrays a call hands out from them are valid until the
 next call of the same step; the Session copies those that someone still holds before then.
@@ -79,7 +79,7 @@ class CapturedProgram:
         for dst, src in zip(self.inputs, raws, strict=True):
             dst[...] = src
         cupy.cuda.get_current_stream().synchronize()
-        program.pin_readers_of_updates()
+        program.prepare_in_place_updates()
         by_slot = {b.slot: i for i, b in enumerate(program.bindings)}
         self._targets = [(by_slot[u.target], u.source) for u in program.updates]
         with cupy.cuda.using_allocator(self.pool.malloc), self.stream, self._gemm_context():

@@ -39,6 +39,7 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from deeplearn.math.ops.base import Spec
+from deeplearn.math.ops.layout import Clone
 
 if TYPE_CHECKING:
     from deeplearn.math.engine import Engine
@@ -161,12 +162,23 @@ class Program:
         self.deferred_slots = frozenset(o for step in self.deferred for o in step.outputs)
         self.kernels = {}
 
-    def pin_readers_of_updates(self) -> None:
-        """Moves into ``steps`` the deferred kernels that read an update's target (and the
-        deferred kernels they need): where updates are written in place (a captured graph),
-        the old value is gone before a deferred kernel could run."""
+    def prepare_in_place_updates(self) -> None:
+        """Readies the Program for updates written in place (a captured graph), after which an
+        update target's old value is gone: the deferred kernels that read a target (and the
+        deferred kernels they need) move into ``steps``, and a value handed out that *is* a
+        target (a reshape of a variable) becomes a copy made before the updates."""
         targets = {u.target for u in self.updates}
-        if not targets or not self.deferred:
+        if not targets:
+            return
+        snapshots: dict[int, int] = {}
+        for entries in (self.values, self.gradients or []):
+            for i, (key, slot, shape) in enumerate(entries):
+                if slot in targets:
+                    if slot not in snapshots:
+                        spec = Spec(self._bound_shape(slot), self.dtypes[slot])
+                        snapshots[slot] = self.add_step(Clone(), [Ref(slot, None)], [spec])[0]
+                    entries[i] = (key, snapshots[slot], shape)
+        if not self.deferred:
             return
         needed: set[int] = set()
         pinned: list[Step] = []
@@ -182,6 +194,9 @@ class Program:
             self.deferred = rest[::-1]
             self.deferred_slots = frozenset(o for step in self.deferred for o in step.outputs)
             self.kernels = {}
+
+    def _bound_shape(self, slot: int) -> Shape:
+        return next(b.shape for b in self.bindings if b.slot == slot)
 
     # -- running ---------------------------------------------------------------------------
     def raw_inputs(self, inputs: Sequence[NDArray]) -> list[Any]:

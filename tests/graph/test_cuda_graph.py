@@ -108,21 +108,65 @@ def test_a_returned_unbatched_cost_outlives_the_next_step() -> None:
     assert costs == ref_costs and len(set(costs)) > 1
 
 
-@needs_gpu
-def test_tapes_with_matrix_products_are_replayed_not_captured() -> None:
-    math = dl.NDArrayMathGPU()
+OPTIMIZERS = {
+    "sgd": lambda: dl.SGDOptimizer(0.1),
+    "momentum": lambda: dl.MomentumOptimizer(0.05, 0.9),
+    "rmsprop": lambda: dl.RMSPropOptimizer(0.01, 0.9),
+    "adagrad": lambda: dl.AdagradOptimizer(0.05),
+    "adadelta": lambda: dl.AdadeltaOptimizer(0.5, 0.9),
+    "adam": lambda: dl.AdamOptimizer(0.01, 0.9, 0.999),
+    "adamax": lambda: dl.AdamaxOptimizer(0.01, 0.9, 0.999),
+}
+
+
+def _train_dense(math: dl.NDArrayMath, captured: bool, make_optimizer: Any) -> tuple[list[float], list[np.ndarray], Session]:
+    """A relu MLP with a softmax cross-entropy, trained 12 steps; between steps 5 and 6 the
+    learning rate changes, and before step 9 the user sets a variable."""
     g = Graph()
-    x, label = g.placeholder("x", [3]), g.placeholder("label", [2])
-    cost = g.mean_squared_cost(g.layers.dense("d", x, 2), label)
+    x, label = g.placeholder("x", [6]), g.placeholder("label", [3])
+    h = g.layers.dense("h", x, 5, lambda t: g.relu(t))
+    cost = g.softmax_cross_entropy_cost(g.layers.dense("out", h, 3), label)
     rng = np.random.default_rng(0)
-    xp, lp = dl.InGPUMemoryShuffledInputProviderBuilder(
-        [rng.standard_normal((8, 3)), rng.standard_normal((8, 2))], seed=0).get_input_providers()
+    xs = rng.standard_normal((16, 6)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    xp, lp = dl.InGPUMemoryShuffledInputProviderBuilder([xs, labels], seed=0).get_input_providers()
+    variables = [n.output for n in g.nodes if isinstance(n, dl.graph.graph.VariableNode)]
     session = Session(g, math)
-    for _ in range(3):
+    session.capture_plans = captured
+    optimizer = make_optimizer()
+    costs = []
+    for step in range(12):
+        if step == 6:
+            optimizer.learning_rate *= 0.5
+        if step == 9:
+            variables[0].node.data = math.keep(dl.NDArray.from_numpy(np.full(variables[0].shape, 0.01, np.float32),
+                                                                     math=math))
         with math.scope():
-            session.train(cost, {x: xp, label: lp}, 4, dl.SGDOptimizer(0.1))
-    (tape,) = _tapes(session)
-    assert isinstance(tape.capture, NotCaptured) and "cuBLAS" in tape.capture.why
+            costs.append(float(session.train(cost, {x: xp, label: lp}, 4, optimizer, CostReduction.MEAN).get()))
+    return costs, [session.eval(v).numpy() for v in variables], session
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_captured_dense_training_equals_kernel_by_kernel_bit_for_bit(name: str) -> None:
+    """With nvmath-python the matrix products are captured too (one cuBLAS call each, the same
+    kernel eager and captured): the whole step, optimizer included, is one CUDA graph and gives
+    the bits of the kernel-by-kernel run, through a learning-rate change and a variable the
+    user set between calls. Without it, the step runs kernel by kernel and says why."""
+    from deeplearn.math.backends import cuda_gemm
+
+    math = dl.NDArrayMathGPU()
+    costs, weights, session = _train_dense(math, True, OPTIMIZERS[name])
+    (program,) = _tapes(session)
+    if not cuda_gemm.available():
+        assert isinstance(program.capture, NotCaptured) and "mat_mul" in program.capture.why
+        return
+    assert isinstance(program.capture, CapturedProgram), program.capture
+    ref_costs, ref_weights, ref = _train_dense(math, False, OPTIMIZERS[name])
+    assert _tapes(ref)[0].capture is None
+    assert costs == ref_costs
+    for w, r in zip(weights, ref_weights, strict=True):
+        np.testing.assert_array_equal(w, r)
 
 
 @needs_gpu

@@ -10,6 +10,7 @@ generated from it (one launch, no temporaries); other overrides are keyed by op 
 from __future__ import annotations
 
 import functools
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -158,6 +159,57 @@ def can_capture(op: Op) -> bool:
     return not isinstance(op, _ConvOp)
 
 
+_STAGED_BYTES = 16 << 20  # uploads up to this size go through pinned staging buffers
+
+
+class _PinnedUploads:
+    """Host-to-device copies that do not make the host wait for the GPU.
+
+    A copy from ordinary (pageable) host memory is ordered on the stream and returns only once
+    it has run, i.e. once every kernel queued before it has finished: a shuffled input
+    provider's upload of an epoch's order would make each training step wait for the last one.
+    Staged through page-locked memory, the copy is queued like a kernel and the host moves on.
+    Each staging buffer is reused once the copy that read it has run (an event says so).
+    """
+
+    _MAX_BUFFERS = 8
+
+    def __init__(self) -> None:
+        self._buffers: list[tuple[Any, Any]] = []  # (pinned memory, event of the copy that read it)
+        self._lock = threading.Lock()  # threads share the buffers
+
+    def upload(self, host: np.ndarray) -> Any:
+        cupy = _import_cupy()
+        host = np.ascontiguousarray(host)
+        with self._lock:
+            memory = self._buffer(cupy, host.nbytes)
+        staged = np.frombuffer(memory, host.dtype, host.size).reshape(host.shape)
+        staged[...] = host
+        out = cupy.empty(host.shape, host.dtype)
+        stream = cupy.cuda.get_current_stream()
+        out.set(staged, stream=stream)
+        event = cupy.cuda.Event(disable_timing=True)
+        event.record(stream)
+        with self._lock:
+            self._buffers.append((memory, event))
+        return out
+
+    def _buffer(self, cupy: Any, nbytes: int) -> Any:
+        for i, (memory, event) in enumerate(self._buffers):
+            if memory.size() >= nbytes and event.done:
+                del self._buffers[i]
+                return memory
+        if len(self._buffers) >= self._MAX_BUFFERS:  # all busy: wait for the oldest copy
+            memory, event = self._buffers.pop(0)
+            event.synchronize()
+            if memory.size() >= nbytes:
+                return memory
+        return cupy.cuda.alloc_pinned_memory(max(nbytes, 4096))
+
+
+_UPLOADS = _PinnedUploads()
+
+
 class MathBackendCUDA:
     """GPU memory and CuPy kernels. Raises RuntimeError with an install hint if CuPy or a GPU
     is missing."""
@@ -199,6 +251,8 @@ class MathBackendCUDA:
             with np.errstate(all="ignore"):
                 value = values if dtype is None else values.astype(dtype)
             return cupy.full(values.shape, value.reshape(()).item(), dtype=value.dtype)
+        if isinstance(values, np.ndarray) and 0 < values.nbytes <= _STAGED_BYTES:
+            return _UPLOADS.upload(values if dtype is None else values.astype(dtype, copy=False))
         return cupy.asarray(values, dtype=dtype)
 
     def to_numpy(self, data: RawArray) -> np.ndarray:
