@@ -12,6 +12,8 @@ from deeplearn.types import DType, DTYPES, DTypeError, Shape, ShapeError
 __all__ = [
     "size_from_shape",
     "as_int",
+    "as_float",
+    "as_bool",
     "as_shape",
     "check_shape",
     "infer_from_implicit_shape",
@@ -59,29 +61,61 @@ def as_int(value: Any, where: str, name: str) -> int:
     return int(value)
 
 
-def as_shape(shape: Iterable[int] | int, where: str = "shape") -> Shape:
-    """Normalises a list/tuple of dimension sizes into a tuple of ints (ShapeError otherwise).
+def as_float(value: Any, where: str, name: str) -> float:
+    """``value`` as a float: ints, floats and NumPy numbers pass; strings, None, booleans,
+    complex numbers and sequences raise ValueError naming the argument (``float()`` would parse
+    "0.5", drop an imaginary part, or fail with a message that names nothing).
+
+    Example:
+        >>> as_float(1, "leaky_relu", "alpha")
+        1.0
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{where}: {name} must be a number; got {name}={value!r}.")
+    return float(value)
+
+
+def as_bool(value: Any, where: str, name: str) -> bool:
+    """``value`` as a bool: True, False (NumPy's too) and the integers 0 and 1 pass; anything
+    else raises ValueError naming the argument, rather than counting as true ("no", 1.5).
+
+    Example:
+        >>> as_bool(0, "sum", "keep_dims")
+        False
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"{where}: {name} must be True or False; got {name}={value!r}.")
+
+
+def as_shape(shape: Iterable[int] | int, where: str = "shape", name: str | None = None) -> Shape:
+    """Normalises a list/tuple of dimension sizes into a tuple of ints (ShapeError otherwise,
+    naming the argument ``name`` when given).
 
     Negative sizes pass (``reshape`` reads -1 as "infer this one"); ``check_shape`` refuses them.
     """
-    if isinstance(shape, (int, np.integer)):
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
         return (int(shape),)
     try:
-        return tuple(as_int(d, where, "shape") for d in shape)
+        return tuple(as_int(d, where, "shape") for d in shape)  # type: ignore[union-attr]
     except (TypeError, ValueError) as e:
-        raise ShapeError(f"{where}: a shape must be a sequence of integers; got {shape!r}.") from e
+        if name is None:
+            raise ShapeError(f"{where}: a shape must be a sequence of integers; got {shape!r}.") from e
+        raise ShapeError(f"{where}: {name} must be a sequence of integers; got {name}={shape!r}.") from e
 
 
-def check_shape(shape: Iterable[int] | int, where: str) -> Shape:
+def check_shape(shape: Iterable[int] | int, where: str, name: str = "shape") -> Shape:
     """``as_shape`` for the shape of an array to be made: every size must be >= 0.
 
     Example:
         >>> check_shape([2, 3.0], "NDArray.zeros")
         (2, 3)
     """
-    shape_t = as_shape(shape, where)
+    shape_t = as_shape(shape, where, None if name == "shape" else name)
     if any(d < 0 for d in shape_t):
-        raise ShapeError(f"{where}: dimensions must be >= 0; got shape={shape_t}.")
+        raise ShapeError(f"{where}: dimensions must be >= 0; got {name}={shape_t}.")
     return shape_t
 
 

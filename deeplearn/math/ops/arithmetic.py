@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
-from deeplearn.math.ops.base import BinaryOp, MathMixin, Op, Spec, broadcast_shapes, unbroadcast
+from deeplearn.math.ops.base import BinaryOp, MathMixin, Op, Spec, broadcast_shapes, check_arrays, unbroadcast
 from deeplearn.types import DType, DTypeError, RawArray, ShapeError
 
 if TYPE_CHECKING:
@@ -378,9 +378,11 @@ class ScaledArrayAdd(Op):
         return dc1, da, dc2, db
 
 
-def _scalar_view(where: str, name: str, c: NDArray) -> NDArray:
-    """``c`` as a rank-0 view, or ShapeError when it has more than one element."""
-    _check_scalar(where, name, c)
+def _scalar_view(where: str, c: NDArray, a: NDArray) -> NDArray:
+    """The scalar ``c`` of ``where`` (c op a, or a op c) as a rank-0 view: TypeError unless both
+    are NDArrays, ShapeError when ``c`` has more than one element."""
+    check_arrays(where, c=c, a=a)
+    _check_scalar(where, "c", c)
     return c if c.shape == () else c.reshape(())
 
 
@@ -527,7 +529,7 @@ class ArithmeticMath(MathMixin):
             >>> math.scalar_plus_array(Scalar.new(5), Array1D.new([1, 2, 3])).get_values()
             array([6., 7., 8.], dtype=float32)
         """
-        return self.add(_scalar_view("scalar_plus_array", "c", c), a)  # type: ignore[return-value]
+        return self.add(_scalar_view("scalar_plus_array", c, a), a)  # type: ignore[return-value]
 
     def scalar_minus_array(self, c: NDArray, a: T) -> T:
         """c − a for a scalar c.
@@ -536,7 +538,7 @@ class ArithmeticMath(MathMixin):
             >>> math.scalar_minus_array(Scalar.new(5), Array1D.new([7, 2, 3])).get_values()
             array([-2.,  3.,  2.], dtype=float32)
         """
-        return self.subtract(_scalar_view("scalar_minus_array", "c", c), a)  # type: ignore[return-value]
+        return self.subtract(_scalar_view("scalar_minus_array", c, a), a)  # type: ignore[return-value]
 
     def array_minus_scalar(self, a: T, c: NDArray) -> T:
         """a − c for a scalar c.
@@ -545,7 +547,7 @@ class ArithmeticMath(MathMixin):
             >>> math.array_minus_scalar(Array1D.new([1, 3]), Scalar.new(5)).get_values()
             array([-4., -2.], dtype=float32)
         """
-        return self.subtract(a, _scalar_view("array_minus_scalar", "c", c))  # type: ignore[return-value]
+        return self.subtract(a, _scalar_view("array_minus_scalar", c, a))  # type: ignore[return-value]
 
     def scalar_times_array(self, c: NDArray, a: T) -> T:
         """c · a for a scalar c.
@@ -554,7 +556,7 @@ class ArithmeticMath(MathMixin):
             >>> math.scalar_times_array(Scalar.new(2), Array1D.new([2, -5])).get_values()
             array([  4., -10.], dtype=float32)
         """
-        return self.multiply(_scalar_view("scalar_times_array", "c", c), a)  # type: ignore[return-value]
+        return self.multiply(_scalar_view("scalar_times_array", c, a), a)  # type: ignore[return-value]
 
     def scalar_divided_by_array(self, c: NDArray, a: T) -> T:
         """c / a (float32) for a scalar c.
@@ -563,7 +565,7 @@ class ArithmeticMath(MathMixin):
             >>> math.scalar_divided_by_array(Scalar.new(2), Array1D.new([1, 4])).get_values()
             array([2. , 0.5], dtype=float32)
         """
-        return self.divide(_scalar_view("scalar_divided_by_array", "c", c), a)  # type: ignore[return-value]
+        return self.divide(_scalar_view("scalar_divided_by_array", c, a), a)  # type: ignore[return-value]
 
     def array_divided_by_scalar(self, a: T, c: NDArray) -> T:
         """a / c (float32) for a scalar c.
@@ -572,7 +574,7 @@ class ArithmeticMath(MathMixin):
             >>> math.array_divided_by_scalar(Array1D.new([1, 4]), Scalar.new(2)).get_values()
             array([0.5, 2. ], dtype=float32)
         """
-        return self.divide(a, _scalar_view("array_divided_by_scalar", "c", c))  # type: ignore[return-value]
+        return self.divide(a, _scalar_view("array_divided_by_scalar", c, a))  # type: ignore[return-value]
 
     def scaled_array_add(self, c1: NDArray, a: T, c2: NDArray, b: T) -> T:
         """c1·a + c2·b for scalars c1, c2 and arrays a, b of equal shapes (one kernel; the
@@ -612,6 +614,7 @@ class ArithmeticMath(MathMixin):
             DeprecationWarning,
             stacklevel=2,
         )
+        check_arrays("element_wise_mul_broadcast", a=a, b=b)
         if a.rank != 2 or b.rank != 2:
             raise ShapeError(
                 "element_wise_mul_broadcast: a and b must be rank 2; "

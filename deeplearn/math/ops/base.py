@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from deeplearn.types import DType, Shape, ShapeError
+from deeplearn.types import DisposedError, DType, Shape, ShapeError
 
 if TYPE_CHECKING:
     from deeplearn.math.engine import Engine
@@ -27,6 +27,7 @@ __all__ = [
     "BinaryOp",
     "MathMixin",
     "broadcast_shapes",
+    "check_arrays",
     "unbroadcast",
     "axis_tuple",
     "normalize_axes",
@@ -123,6 +124,33 @@ class MathMixin:
         def __getattr__(self, name: str) -> Any: ...
 
 
+def check_arrays(where: str, **arrays: Any) -> None:
+    """Raises TypeError unless every named argument is an NDArray, and DisposedError if one is
+    disposed, naming ``where``.
+
+    The engine checks an op's inputs itself; a composite method (one that reads shapes, or
+    calls other methods) calls this first, or it would fail with an AttributeError, or with an
+    error naming the inner op rather than the method the user called.
+    """
+    array_type = _ARRAY_TYPE or _array_type()
+    for name, x in arrays.items():
+        if not isinstance(x, array_type):
+            raise TypeError(f"{where}: {name} must be an NDArray; got {type(x).__name__} {x!r:.80}.")
+        if x._disposed or x.storage.data is None:  # is_disposed, inlined (per call of a composite)
+            raise DisposedError(f"{where}: {name} is disposed; got a disposed array of shape {x.shape}.")
+
+
+_ARRAY_TYPE: type[NDArray] | None = None
+
+
+def _array_type() -> type[NDArray]:
+    global _ARRAY_TYPE
+    from deeplearn.math.ndarray import NDArray  # here, not at the top: ndarray.py imports this module
+
+    _ARRAY_TYPE = NDArray
+    return NDArray
+
+
 def broadcast_shapes(a: Shape, b: Shape, where: str = "broadcast") -> Shape:
     """The NumPy broadcast of two shapes, or ShapeError.
 
@@ -178,11 +206,14 @@ def normalize_axes(axis: int | tuple[int, ...] | list[int] | None, rank: int, wh
     if axis is None:
         return tuple(range(rank))
     axes = axis_tuple(axis, where)
+    if rank == 0 and axes:
+        # A 0-d array has no axis 0 to reduce (NumPy's AxisError, an IndexError in the kernels).
+        raise ShapeError(f"{where}: a rank-0 input has no axes; axis must be None or empty; got axis={axis}.")
     out = []
     for ax in axes:
-        if not -rank <= ax < max(rank, 1):
+        if not -rank <= ax < rank:
             raise ShapeError(f"{where}: axis must be in [-{rank}, {rank}); got axis={axis} for rank {rank}.")
-        out.append(ax % rank if rank else 0)
+        out.append(ax % rank)
     if len(set(out)) != len(out):
         raise ShapeError(f"{where}: axes must be distinct; got axis={axis}.")
     return tuple(sorted(out))

@@ -10,11 +10,13 @@ Pooling lives in ``pool.py``.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, SupportsIndex
 
-from deeplearn.math.ops.base import MathMixin, Op, Spec
+from deeplearn import util
+from deeplearn.math.ops.base import MathMixin, Op, Spec, check_arrays
 from deeplearn.math.ops.conv_util import (
     Conv2DInfo,
     Pad,
@@ -22,6 +24,7 @@ from deeplearn.math.ops.conv_util import (
     as_pair,
     compute_conv2d_info,
     normalize_pad,
+    pad_and_out_size,
     windows,
 )
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
@@ -183,7 +186,7 @@ class _ConvDerInput(_ConvOp, abstract=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
+        object.__setattr__(self, "in_shape", util.check_shape(self.in_shape, self.name, "in_shape"))
 
     def infer(self, dy: Spec, filter: Spec) -> Spec:
         check_image(Spec(self.in_shape), "in_shape", self.name)
@@ -206,7 +209,8 @@ class _ConvDerFilter(_ConvOp, abstract=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        object.__setattr__(self, "filter_shape", tuple(int(d) for d in self.filter_shape))
+        shape = util.check_shape(self.filter_shape, self.name, "filter_shape")
+        object.__setattr__(self, "filter_shape", shape)
 
     def infer(self, x: Spec, dy: Spec) -> Spec:
         check_image(x, "x", self.name)
@@ -331,6 +335,102 @@ class DepthwiseConv2DDerFilter(_ConvDerFilter):
         return dw.reshape(self.filter_shape)
 
 
+# -- the composites' checks, in the terms of the method the user called ------------------------
+
+
+def _check_numeric(where: str, **arrays: NDArray) -> None:
+    for name, a in arrays.items():
+        if a.dtype == "bool":
+            raise DTypeError(f"{where}: {name} must be numeric; got {name}.dtype='bool'.")
+
+
+def _check_conv1d(x: NDArray, filter: NDArray, bias: NDArray | None, stride: object, pad: object) -> Pad:
+    """Checks conv1d's arguments (as conv1d's, not as the conv2d it runs); the conv2d pad."""
+    where = "conv1d"
+    check_arrays(where, x=x, filter=filter, **({} if bias is None else {"bias": bias}))
+    if x.rank not in (2, 3):
+        raise ShapeError(f"conv1d: x must be rank 2 or 3; got x.shape={x.shape}.")
+    if filter.rank != 3:
+        raise ShapeError(
+            f"conv1d: filter must be rank 3 [fW, inDepth, outDepth]; got filter.shape={filter.shape}."
+        )
+    _check_numeric(where, x=x, filter=filter)
+    if x.shape[-1] != filter.shape[1]:
+        raise ShapeError(
+            f"conv1d: x's depth must match filter's input depth (filter.shape[1]); got x.shape={x.shape} "
+            f"and filter.shape={filter.shape}, i.e. {x.shape[-1]} vs {filter.shape[1]}."
+        )
+    if bias is not None and (bias.rank != 1 or bias.shape[0] != filter.shape[2]):
+        raise ShapeError(
+            f"conv1d: bias must be rank 1 of size outDepth (filter.shape[2]); got bias.shape={bias.shape} "
+            f"and filter.shape={filter.shape}."
+        )
+    if isinstance(stride, bool) or not isinstance(stride, SupportsIndex) or operator.index(stride) < 1:
+        raise ValueError(f"conv1d: stride must be a positive int; got stride = {stride!r}.")
+    p = normalize_pad(pad, where)
+    if isinstance(p, tuple):  # a (height, width) pair is conv2d's internal form, not conv1d's
+        raise ValueError(f"conv1d: pad must be 'same', 'valid' or a non-negative int; got pad = {pad!r}.")
+    width, f_width = x.shape[-2], filter.shape[0]
+    out = pad_and_out_size(p, width, operator.index(stride), f_width, "width", where)[2]
+    if out < 1:
+        raise ShapeError(
+            f"conv1d: the filter must fit in the padded input; got input width {width}, filter width "
+            f"{f_width}, pad = {pad!r}, output width {out}."
+        )
+    # A numeric pad pads the width only (the height of 1 has nothing to pad).
+    return (0, p) if isinstance(p, int) else p  # type: ignore[return-value]
+
+
+def _check_conv2d_transpose(
+    x: NDArray, filter: NDArray, output_shape: Shape, strides: object, pad: object
+) -> None:
+    """Checks conv2d_transpose's arguments in its own terms: x is the conv2d output, through
+    ``filter`` [fH, fW, outDepth, inDepth], of an input of ``output_shape``."""
+    where = "conv2d_transpose"
+    check_arrays(where, x=x, filter=filter)
+    out_shape = util.check_shape(output_shape, where, "output_shape")
+    if filter.rank != 4:
+        raise ShapeError(
+            "conv2d_transpose: filter must be rank 4 [fH, fW, outDepth, inDepth]; got "
+            f"filter.shape={filter.shape}."
+        )
+    if x.rank not in (3, 4) or len(out_shape) != x.rank:
+        raise ShapeError(
+            f"conv2d_transpose: x must be rank 3 or 4 and output_shape of the same rank; got "
+            f"x.shape={x.shape} and output_shape={out_shape}."
+        )
+    _check_numeric(where, x=x, filter=filter)
+    if x.shape[-1] != filter.shape[3]:
+        raise ShapeError(
+            f"conv2d_transpose: x's depth must match filter's input depth (filter.shape[3]; filter is "
+            f"[fH, fW, outDepth, inDepth]); got x.shape={x.shape} and filter.shape={filter.shape}, i.e. "
+            f"{x.shape[-1]} vs {filter.shape[3]}."
+        )
+    if out_shape[-1] != filter.shape[2]:
+        raise ShapeError(
+            f"conv2d_transpose: output_shape's depth must match filter's output depth (filter.shape[2]); "
+            f"got output_shape={out_shape} and filter.shape={filter.shape}, i.e. {out_shape[-1]} vs "
+            f"{filter.shape[2]}."
+        )
+    try:
+        info = compute_conv2d_info(
+            batched(out_shape), filter.shape, strides, pad, where=where  # type: ignore[arg-type]
+        )
+    except ShapeError as e:  # said of "the input", which is output_shape here
+        raise ShapeError(
+            f"conv2d_transpose: output_shape must be a valid conv2d input for this filter, strides and "
+            f"pad; got output_shape={out_shape}, filter.shape={filter.shape}, strides={strides!r}, "
+            f"pad={pad!r} ({str(e).removeprefix(where + ': ')})"
+        ) from None
+    expected = unbatched(info.out_shape, x.rank)
+    if x.shape != expected:
+        raise ShapeError(
+            f"conv2d_transpose: x must have the shape conv2d gives an input of output_shape; got "
+            f"x.shape={x.shape}, expected {expected} for output_shape={out_shape}, "
+            f"filter.shape={filter.shape}, strides={strides!r} and pad={pad!r}."
+        )
+
+
 # -- the public methods ----------------------------------------------------------------------
 
 
@@ -369,6 +469,7 @@ class ConvMath(MathMixin):
             >>> math.conv2d(x, w, Array1D.new([-1]), 1, 0).get_values()
             array([1., 3., 5., 7.], dtype=float32)
         """
+        check_arrays("conv2d", x=x, filter=filter, **({} if bias is None else {"bias": bias}))
         if bias is not None:
             out_depth = filter.shape[3] if filter.rank == 4 else None
             if bias.rank != 1 or (out_depth is not None and bias.shape[0] != out_depth):
@@ -391,17 +492,8 @@ class ConvMath(MathMixin):
             >>> math.conv1d(x, w, None, 1, "valid").get_values()
             array([ 4.,  7., 10.], dtype=float32)
         """
-        if x.rank not in (2, 3):
-            raise ShapeError(f"conv1d: x must be rank 2 or 3; got x.shape={x.shape}.")
-        if filter.rank != 3:
-            raise ShapeError(
-                f"conv1d: filter must be rank 3 [fW, inDepth, outDepth]; got filter.shape={filter.shape}."
-            )
-        if isinstance(stride, (tuple, list)):
-            raise ValueError(f"conv1d: stride must be an int; got stride = {stride!r}.")
-        p = normalize_pad(pad, "conv1d")
-        # A numeric pad pads the width only (the height of 1 has nothing to pad).
-        pad2d: Pad = (0, p) if isinstance(p, int) else p  # type: ignore[assignment]
+        pad2d = _check_conv1d(x, filter, bias, stride, pad)
+        # A conv2d of height 1: every error it could raise was raised above, in conv1d's terms.
         x4 = x.reshape((x.shape[0], 1, *x.shape[1:]) if x.rank == 3 else (1, *x.shape))
         y = self.conv2d(x4, filter.reshape((1, *filter.shape)), bias, (1, stride), pad2d)
         return y.reshape((y.shape[0], *y.shape[2:]) if x.rank == 3 else y.shape[1:])
@@ -422,7 +514,8 @@ class ConvMath(MathMixin):
             >>> math.conv2d_der_input((2, 2, 1), dy, w, 1, 0).get_values()
             array([ 6.,  2., 10.,  0.], dtype=float32)
         """
-        return self._run(Conv2DDerInput(in_shape=tuple(in_shape), strides=strides, pad=pad), dy, filter)  # type: ignore[no-any-return]
+        op = Conv2DDerInput(in_shape=in_shape, strides=strides, pad=pad)
+        return self._run(op, dy, filter)  # type: ignore[no-any-return]
 
     def conv2d_der_filter(
         self,
@@ -440,7 +533,8 @@ class ConvMath(MathMixin):
             >>> math.conv2d_der_filter(x, dy, (2, 2, 1, 1), 1, 0).get_values()
             array([13., 19., 31., 37.], dtype=float32)
         """
-        return self._run(Conv2DDerFilter(filter_shape=tuple(filter_shape), strides=strides, pad=pad), x, dy)  # type: ignore[no-any-return]
+        op = Conv2DDerFilter(filter_shape=filter_shape, strides=strides, pad=pad)
+        return self._run(op, x, dy)  # type: ignore[no-any-return]
 
     def conv2d_der_bias(self, dy: NDArray) -> NDArray:
         """The gradient of conv2d with respect to its bias: dy summed over batch, rows, columns.
@@ -449,6 +543,7 @@ class ConvMath(MathMixin):
             >>> math.conv2d_der_bias(Array3D.new([2, 2, 2], [1, 2, 3, 4, 5, 6, 7, 8])).get_values()
             array([16., 20.], dtype=float32)
         """
+        check_arrays("conv2d_der_bias", dy=dy)
         if dy.rank not in (3, 4):
             raise ShapeError(f"conv2d_der_bias: dy must be rank 3 or 4; got dy.shape={dy.shape}.")
         return self.sum(dy, list(range(dy.rank - 1)))  # type: ignore[no-any-return]
@@ -475,16 +570,8 @@ class ConvMath(MathMixin):
             >>> math.conv2d_transpose(x, w, (2, 2, 1), 1, 0).get_values()
             array([ 6.,  2., 10.,  0.], dtype=float32)
         """
-        if filter.rank != 4:
-            raise ShapeError(
-                "conv2d_transpose: filter must be rank 4 [fH, fW, outDepth, inDepth]; got "
-                f"filter.shape={filter.shape}."
-            )
-        if x.rank not in (3, 4) or len(output_shape) != x.rank:
-            raise ShapeError(
-                f"conv2d_transpose: x must be rank 3 or 4 and output_shape of the same rank; got "
-                f"x.shape={x.shape} and output_shape={tuple(output_shape)}."
-            )
+        _check_conv2d_transpose(x, filter, output_shape, strides, pad)
+        # Every error conv2d_der_input could raise was raised above, in conv2d_transpose's terms.
         return self.conv2d_der_input(output_shape, x, filter, strides, pad)
 
     def depthwise_conv2d(
@@ -532,7 +619,7 @@ class ConvMath(MathMixin):
             >>> math.depthwise_conv2d_der_input((1, 1, 1), dy, w, 1, "valid").get_values()
             array([11.], dtype=float32)
         """
-        op = DepthwiseConv2DDerInput(in_shape=tuple(in_shape), strides=strides, pad=pad)
+        op = DepthwiseConv2DDerInput(in_shape=in_shape, strides=strides, pad=pad)
         return self._run(op, dy, filter)  # type: ignore[no-any-return]
 
     def depthwise_conv2d_der_filter(
@@ -551,5 +638,5 @@ class ConvMath(MathMixin):
             >>> math.depthwise_conv2d_der_filter(x, dy, (1, 1, 1, 2), 1, "valid").get_values()
             array([3., 6.], dtype=float32)
         """
-        op = DepthwiseConv2DDerFilter(filter_shape=tuple(filter_shape), strides=strides, pad=pad)
+        op = DepthwiseConv2DDerFilter(filter_shape=filter_shape, strides=strides, pad=pad)
         return self._run(op, x, dy)  # type: ignore[no-any-return]

@@ -38,6 +38,7 @@ __all__ = [
     "crop",
     "get_pad_and_out_info",
     "normalize_pad",
+    "pad_and_out_size",
     "pad_input",
     "taps",
     "windows",
@@ -213,6 +214,26 @@ def _numeric_out(in_size: int, f: int, p: int, s: int, dim: str, where: str) -> 
     return int(out)
 
 
+def pad_and_out_size(
+    pad: int | str, in_size: int, stride: int, f: int, dim: str, where: str
+) -> tuple[int, int, int]:
+    """One spatial dimension of ``get_pad_and_out_info``: (pad before, pad after, output size)
+    for a normalised ``pad`` ('same', 'valid' or an int); ``dim`` names it in errors.
+
+    Example:
+        >>> pad_and_out_size("same", 4, 2, 3, "width", "conv1d")
+        (0, 1, 2)
+    """
+    if pad == "same":
+        out = _math.ceil(in_size / stride)
+        total = max(0, (out - 1) * stride + f - in_size)
+        return total // 2, total - total // 2, out
+    if pad == "valid":
+        return 0, 0, _math.ceil((in_size - f + 1) / stride)
+    assert isinstance(pad, int)
+    return pad, pad, _numeric_out(in_size, f, pad, stride, dim, where)
+
+
 def get_pad_and_out_info(
     pad: object,
     in_height: int,
@@ -230,25 +251,12 @@ def get_pad_and_out_info(
         (PadInfo(top=0, left=0, bottom=1, right=1), 3, 3)
     """
     pad = normalize_pad(pad, where)
-    if pad == "same":
-        out_h = _math.ceil(in_height / stride_height)
-        out_w = _math.ceil(in_width / stride_width)
-        total_h = max(0, (out_h - 1) * stride_height + filter_height - in_height)
-        total_w = max(0, (out_w - 1) * stride_width + filter_width - in_width)
-        top, left = total_h // 2, total_w // 2
-        info = PadInfo(top=top, left=left, bottom=total_h - top, right=total_w - left)
-    elif pad == "valid":
-        out_h = _math.ceil((in_height - filter_height + 1) / stride_height)
-        out_w = _math.ceil((in_width - filter_width + 1) / stride_width)
-        info = PadInfo(0, 0, 0, 0)
-    else:
-        assert not isinstance(pad, str)
-        # deeplearn.js: a numeric pad computed both output sizes from the filter *height* and the
-        # *height* stride (computeOutputShape3D with a square field); we use each dimension's own.
-        ph, pw = pad if isinstance(pad, tuple) else (pad, pad)
-        out_h = _numeric_out(in_height, filter_height, ph, stride_height, "height", where)
-        out_w = _numeric_out(in_width, filter_width, pw, stride_width, "width", where)
-        info = PadInfo(top=ph, left=pw, bottom=ph, right=pw)
+    # deeplearn.js: a numeric pad computed both output sizes from the filter *height* and the
+    # *height* stride (computeOutputShape3D with a square field); we use each dimension's own.
+    ph, pw = pad if isinstance(pad, tuple) else (pad, pad)
+    top, bottom, out_h = pad_and_out_size(ph, in_height, stride_height, filter_height, "height", where)
+    left, right, out_w = pad_and_out_size(pw, in_width, stride_width, filter_width, "width", where)
+    info = PadInfo(top=top, left=left, bottom=bottom, right=right)
     if out_h < 1 or out_w < 1:
         raise ShapeError(
             f"{where}: the filter must fit in the padded input; got input {in_height}x{in_width}, "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
+from deeplearn import util
 from deeplearn.math.ops.arithmetic import as_float, promote
 from deeplearn.math.ops.base import BinaryOp, MathMixin, Spec, UnaryOp, unbroadcast
 from deeplearn.types import RawArray, ShapeError
@@ -682,7 +683,8 @@ class ElementwiseMath(MathMixin):
             >>> math.leaky_relu(Array1D.new([-1, 2])).get_values()
             array([-0.2,  2. ], dtype=float32)
         """
-        return self._run(LeakyRelu(float(alpha)), x)  # type: ignore[no-any-return]
+        op = LeakyRelu(util.as_float(alpha, "leaky_relu", "alpha"))
+        return self._run(op, x)  # type: ignore[no-any-return]
 
     def prelu(self, x: T, alpha: T) -> T:
         """Parametric relu: x for x ≥ 0, alpha·x below, with alpha of x's shape.
@@ -727,7 +729,7 @@ class ElementwiseMath(MathMixin):
             >>> math.step(Array1D.new([-1, 0, 2])).get_values()
             array([0., 0., 1.], dtype=float32)
         """
-        return self._run(Step(float(alpha)), x)  # type: ignore[no-any-return]
+        return self._run(Step(util.as_float(alpha, "step", "alpha")), x)  # type: ignore[no-any-return]
 
     def clip(self, x: T, min: float, max: float) -> T:
         """Clips x to [min, max] element-wise (NaN stays NaN).
@@ -739,7 +741,8 @@ class ElementwiseMath(MathMixin):
             >>> math.clip(Array1D.new([-3, 0.5, 7]), -1, 1).get_values()
             array([-1. ,  0.5,  1. ], dtype=float32)
         """
-        return self._run(Clip(float(min), float(max)), x)  # type: ignore[no-any-return]
+        op = Clip(util.as_float(min, "clip", "min"), util.as_float(max, "clip", "max"))
+        return self._run(op, x)  # type: ignore[no-any-return]
 
     def sin(self, x: T) -> T:
         """Computes sin x element-wise.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, Op, Spec
+from deeplearn.math.ops.base import MathMixin, Op, Spec, check_arrays
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ class ResizeBilinear3D(Op):
                 "resize_bilinear3d: new_shape2d must be two positive sizes; got "
                 f"new_shape2d={self.new_shape}."
             )
+        if min(x.shape[-3:-1]) < 1:  # no source pixel to blend
+            raise ShapeError(f"resize_bilinear3d: x must have rows and columns; got x.shape={x.shape}.")
         return Spec((*x.shape[:-3], *self.new_shape, x.shape[-1]))
 
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
@@ -111,6 +113,7 @@ class ResizeBilinear3D(Op):
 
 
 def _check_bn_param(x: NDArray, p: NDArray, name: str, where: str) -> None:
+    check_arrays(where, **{name: p})
     if p.rank == 1:
         if p.shape[0] not in (1, x.shape[-1]):
             raise ShapeError(
@@ -120,6 +123,11 @@ def _check_bn_param(x: NDArray, p: NDArray, name: str, where: str) -> None:
     elif p.rank != x.rank:
         raise ShapeError(
             f"{where}: {name} must be rank 1 ([depth]) or rank {x.rank} like x; got {name}.shape={p.shape}."
+        )
+    elif any(dp != dx and 1 not in (dp, dx) for dx, dp in zip(x.shape, p.shape)):
+        # checked here, before the first op runs, rather than by the op it would fail in
+        raise ShapeError(
+            f"{where}: {name} must broadcast against x; got {name}.shape={p.shape} and x.shape={x.shape}."
         )
 
 
@@ -137,8 +145,10 @@ class ImageMath(MathMixin):
             >>> math.resize_bilinear3d(x, [3, 3], True).get_values()
             array([2., 2., 2., 3., 3., 3., 4., 4., 4.], dtype=float32)
         """
-        shape = util.as_shape(new_shape2d, "resize_bilinear3d")
-        return self._run(ResizeBilinear3D(shape, bool(align_corners)), x)  # type: ignore[arg-type,no-any-return]
+        where = "resize_bilinear3d"
+        shape = util.as_shape(new_shape2d, where)
+        op = ResizeBilinear3D(shape, util.as_bool(align_corners, where, "align_corners"))  # type: ignore[arg-type]
+        return self._run(op, x)  # type: ignore[no-any-return]
 
     def _batch_normalization(
         self,
@@ -153,6 +163,8 @@ class ImageMath(MathMixin):
     ) -> NDArray:
         from deeplearn.math.ndarray import Scalar
 
+        check_arrays(where, x=x, mean=mean, variance=variance)
+        epsilon = util.as_float(variance_epsilon, where, "variance_epsilon")
         if x.rank != rank:
             raise ShapeError(f"{where}: x must be rank {rank}; got x.shape={x.shape}.")
         for name, p in (("mean", mean), ("variance", variance), ("scale", scale), ("offset", offset)):
@@ -162,7 +174,7 @@ class ImageMath(MathMixin):
         y = self.subtract(x, mean)
         if scale is not None:
             y = self.multiply(y, scale)
-        eps = Scalar.new(variance_epsilon, math=self)  # type: ignore[arg-type]
+        eps = Scalar.new(epsilon, math=self)  # type: ignore[arg-type]
         y = self.divide(y, self.sqrt(self.add(variance, eps)))
         result: NDArray = y if offset is None else self.add(y, offset)
         return result

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, Op, Spec
+from deeplearn.math.ops.base import MathMixin, Op, Spec, check_arrays
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def _ranked(base: str, rank: int) -> str:
 
 
 def _check_rank(where: str, name: str, x: NDArray, rank: int) -> None:
+    check_arrays(where, **{name: x})
     if x.rank != rank:
         raise ShapeError(f"{where}: {name} must be rank {rank}; got {name}.shape={x.shape}.")
 
@@ -60,9 +61,12 @@ class Slice(Op):
     name = "slice"
     begin: tuple[int, ...] = ()
     size: tuple[int, ...] = ()
+    # The method the user called, for error messages; not part of the op's identity. Without
+    # it (a Graph's op), the method of x's rank.
+    caller: str = field(default="", compare=False, repr=False)
 
     def infer(self, x: Spec) -> Spec:
-        where = _ranked("slice", x.rank)
+        where = self.caller or _ranked("slice", x.rank)
         if len(self.begin) != x.rank or len(self.size) != x.rank:
             raise ShapeError(
                 f"{where}: begin and size must have one entry per dimension of x; got begin={self.begin}, "
@@ -104,9 +108,10 @@ class Concat(Op):
 
     name = "concat"
     axis: int = 0
+    caller: str = field(default="", compare=False, repr=False)  # as Slice.caller
 
     def infer(self, a: Spec, b: Spec) -> Spec:
-        where = _ranked("concat", a.rank)
+        where = self.caller or _ranked("concat", a.rank)
         if a.rank != b.rank:
             raise ShapeError(f"{where}: a and b must have the same rank; got a.shape={a.shape} and b.shape={b.shape}.")
         if not -a.rank <= self.axis < a.rank:
@@ -212,6 +217,15 @@ class LayoutMath(MathMixin):
         """
         return self._run(Clone(), x)  # type: ignore[no-any-return]
 
+    def _slice(self, where: str, x: T, begin: Sequence[int], size: Sequence[int]) -> T:
+        check_arrays(where, x=x)
+        op = Slice(_ints(begin, where, "begin"), _ints(size, where, "size"), where)
+        return self._run(op, x)  # type: ignore[no-any-return]
+
+    def _concat(self, where: str, a: T, b: T, axis: int) -> T:
+        check_arrays(where, a=a, b=b)
+        return self._run(Concat(util.as_int(axis, where, "axis"), where), a, b)  # type: ignore[no-any-return]
+
     def reshape(self, x: NDArray, new_shape: Sequence[int]) -> NDArray:
         """Deprecated (as in deeplearn.js): use ``x.reshape(new_shape)``.
 
@@ -223,6 +237,7 @@ class LayoutMath(MathMixin):
             (2, 2)
         """
         warnings.warn("math.reshape is deprecated; use x.reshape(new_shape).", DeprecationWarning, stacklevel=2)
+        check_arrays("reshape", x=x)
         return x.reshape(new_shape)
 
     def slice(self, x: T, begin: Sequence[int], size: Sequence[int]) -> T:
@@ -232,8 +247,7 @@ class LayoutMath(MathMixin):
             >>> math.slice(Array1D.new([1, 2, 3, 4, 5]), [1], [3]).get_values()
             array([2., 3., 4.], dtype=float32)
         """
-        op = Slice(_ints(begin, _ranked("slice", x.rank), "begin"), _ints(size, _ranked("slice", x.rank), "size"))
-        return self._run(op, x)  # type: ignore[no-any-return]
+        return self._slice("slice", x, begin, size)
 
     def slice1d(self, x: NDArray, begin: int, size: int) -> NDArray:
         """``size`` elements of the vector ``x`` from index ``begin``.
@@ -243,7 +257,7 @@ class LayoutMath(MathMixin):
             array([4., 5.], dtype=float32)
         """
         _check_rank("slice1d", "x", x, 1)
-        return self.slice(x, [begin], [size])
+        return self._slice("slice1d", x, [begin], [size])
 
     def slice2d(self, x: NDArray, begin: Sequence[int], size: Sequence[int]) -> NDArray:
         """The ``size`` = [rows, columns] window of the matrix ``x`` at ``begin`` = [row, column].
@@ -254,7 +268,7 @@ class LayoutMath(MathMixin):
             array([ 5.,  6.,  8.,  9., 11., 12.], dtype=float32)
         """
         _check_rank("slice2d", "x", x, 2)
-        return self.slice(x, begin, size)
+        return self._slice("slice2d", x, begin, size)
 
     def slice3d(self, x: NDArray, begin: Sequence[int], size: Sequence[int]) -> NDArray:
         """The ``size`` window of the rank-3 ``x`` at ``begin``.
@@ -265,7 +279,7 @@ class LayoutMath(MathMixin):
             array([4., 8.], dtype=float32)
         """
         _check_rank("slice3d", "x", x, 3)
-        return self.slice(x, begin, size)
+        return self._slice("slice3d", x, begin, size)
 
     def slice4d(self, x: NDArray, begin: Sequence[int], size: Sequence[int]) -> NDArray:
         """The ``size`` window of the rank-4 ``x`` at ``begin``.
@@ -276,7 +290,7 @@ class LayoutMath(MathMixin):
             array([3., 4.], dtype=float32)
         """
         _check_rank("slice4d", "x", x, 4)
-        return self.slice(x, begin, size)
+        return self._slice("slice4d", x, begin, size)
 
     def concat(self, a: T, b: T, axis: int = 0) -> T:
         """``a`` and ``b`` joined along ``axis`` (any rank; other dimensions must match).
@@ -285,7 +299,7 @@ class LayoutMath(MathMixin):
             >>> math.concat(Array1D.new([3]), Array1D.new([5, 7])).get_values()
             array([3., 5., 7.], dtype=float32)
         """
-        return self._run(Concat(int(axis)), a, b)  # type: ignore[no-any-return]
+        return self._concat("concat", a, b, axis)
 
     def concat1d(self, a: NDArray, b: NDArray) -> NDArray:
         """The vectors ``a`` and ``b`` one after the other.
@@ -295,7 +309,7 @@ class LayoutMath(MathMixin):
             array([3., 5., 7.], dtype=float32)
         """
         _check_rank("concat1d", "a", a, 1)
-        return self.concat(a, b, 0)
+        return self._concat("concat1d", a, b, 0)
 
     def concat2d(self, a: NDArray, b: NDArray, axis: int) -> NDArray:
         """The matrices ``a`` and ``b`` joined along ``axis`` (0: stacked rows, 1: side by side).
@@ -305,7 +319,7 @@ class LayoutMath(MathMixin):
             (1, 2)
         """
         _check_rank("concat2d", "a", a, 2)
-        return self.concat(a, b, axis)
+        return self._concat("concat2d", a, b, axis)
 
     def concat3d(self, a: NDArray, b: NDArray, axis: int) -> NDArray:
         """The rank-3 ``a`` and ``b`` joined along ``axis``.
@@ -316,7 +330,7 @@ class LayoutMath(MathMixin):
             (1, 1, 6)
         """
         _check_rank("concat3d", "a", a, 3)
-        return self.concat(a, b, axis)
+        return self._concat("concat3d", a, b, axis)
 
     def concat4d(self, a: NDArray, b: NDArray, axis: int) -> NDArray:
         """The rank-4 ``a`` and ``b`` joined along ``axis``.
@@ -327,7 +341,7 @@ class LayoutMath(MathMixin):
             (2, 1, 1, 2)
         """
         _check_rank("concat4d", "a", a, 4)
-        return self.concat(a, b, axis)
+        return self._concat("concat4d", a, b, axis)
 
     def transpose(self, x: T, perm: Sequence[int] | None = None) -> T:
         """``x`` with its dimensions permuted by ``perm`` (reversed when None).

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from deeplearn.math.ops.arithmetic import result_dtype
-from deeplearn.math.ops.base import MathMixin, Op, Spec
+from deeplearn.math.ops.base import MathMixin, Op, Spec, check_arrays
 from deeplearn.types import RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -48,8 +48,8 @@ class MatMul(Op):
     b_orientation: MatrixOrientation = REGULAR
 
     def __post_init__(self) -> None:  # accept plain 0/1 as deeplearn.js's enum values were
-        object.__setattr__(self, "a_orientation", MatrixOrientation(self.a_orientation))
-        object.__setattr__(self, "b_orientation", MatrixOrientation(self.b_orientation))
+        object.__setattr__(self, "a_orientation", _orientation(self.a_orientation, "a_orientation"))
+        object.__setattr__(self, "b_orientation", _orientation(self.b_orientation, "b_orientation"))
 
     def infer(self, a: Spec, b: Spec) -> Spec:
         if a.rank != 2 or b.rank != 2:
@@ -89,7 +89,19 @@ class MatMul(Op):
                 return mm(b, dy, TRANSPOSED, TRANSPOSED), mm(dy, a, TRANSPOSED, TRANSPOSED)  # Bᵀ·dyᵀ, dyᵀ·Aᵀ
 
 
+def _orientation(value: object, name: str) -> MatrixOrientation:
+    """A MatrixOrientation, or its deeplearn.js value 0 or 1 (not 1.0 or True, which the enum
+    would take as 1)."""
+    if isinstance(value, MatrixOrientation) or (type(value) is int and value in (0, 1)):
+        return MatrixOrientation(value)
+    raise ValueError(
+        f"mat_mul: {name} must be MatrixOrientation.REGULAR or MatrixOrientation.TRANSPOSED (0 or 1); "
+        f"got {name}={value!r}."
+    )
+
+
 def _check_rank(where: str, name: str, x: NDArray, rank: int) -> None:
+    check_arrays(where, **{name: x})
     if x.rank != rank:
         raise ShapeError(f"{where}: {name} must be rank {rank}; got {name}.shape={x.shape}.")
 

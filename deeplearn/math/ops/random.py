@@ -58,6 +58,7 @@ class Multinomial(Op):
 
     def forward(self, xp: ModuleType, probs: RawArray) -> RawArray:
         p = probs.reshape(-1, probs.shape[-1]).astype(xp.float64)
+        _check_probabilities(xp, p)  # before drawing: nothing is drawn from a bad distribution
         rows, events = p.shape
         if not self.normalized:
             p = p / xp.sum(p, axis=1, keepdims=True)
@@ -74,6 +75,34 @@ class Multinomial(Op):
 
     def backward(self, math: NDArrayMath, dy: NDArray, probs: NDArray, y: NDArray) -> tuple[None]:
         return (None,)  # sampling is not differentiable
+
+
+def _check_probabilities(xp: ModuleType, p: RawArray) -> None:
+    """deeplearn.js's rule for ``probs`` ([rows, events]): non-negative, and a positive sum in
+    every row. A negative or NaN probability, or a row of zeros, would give NaN or a skewed
+    cumulative distribution that the draws then read without complaint. One pass over the
+    probabilities, which the draws read anyway."""
+    bad = ~(p >= 0) | xp.isinf(p)  # ~(p >= 0) is also true for NaN
+    if bool(xp.any(bad)):
+        row, col = divmod(int(xp.argmax(bad.reshape(-1))), p.shape[1])
+        raise ValueError(
+            f"multinomial: probabilities must be finite and non-negative; got {float(p[row, col]):.7g} "
+            f"at outcome {col} of row {row}."
+        )
+    empty = xp.sum(p, axis=1) <= 0
+    if bool(xp.any(empty)):
+        raise ValueError(
+            f"multinomial: the probabilities of each row must have a positive sum; got a row of zeros "
+            f"(row {int(xp.argmax(empty))})."
+        )
+
+
+def _check_integral_indices(xp: ModuleType, indices: RawArray) -> None:
+    """Float indices must hold integers: 0.5 would be truncated to 0 by the comparison's cast."""
+    bad = indices != xp.trunc(indices)  # NaN too; ±inf equals its own trunc and hits no column
+    if bool(xp.any(bad)):
+        i = int(xp.argmax(bad))
+        raise ValueError(f"one_hot: indices must be integers; got indices[{i}]={float(indices[i])}.")
 
 
 @dataclass(frozen=True)
@@ -94,6 +123,8 @@ class OneHot(Op):
         return Spec((indices.shape[0], self.depth), "float32")
 
     def forward(self, xp: ModuleType, indices: RawArray) -> RawArray:
+        if indices.dtype.kind == "f":  # deeplearn.js's default float32 arrays hold indices too
+            _check_integral_indices(xp, indices)
         hit = indices.astype(xp.int64)[:, None] == xp.arange(self.depth)[None, :]
         return xp.where(hit, xp.float32(self.on_value), xp.float32(self.off_value))
 
@@ -118,17 +149,34 @@ class RandomMath(MathMixin):
         Returns:
             [num_samples] or [batch, num_samples], int32.
 
+        Raises:
+            ValueError: before drawing, for a negative, NaN or infinite probability, or a row
+                whose probabilities are all zero (deeplearn.js: non-negative with a positive sum).
+
         Example:
             >>> math.multinomial(Array1D.new([1, 0]), 5, seed=0).get_values()
             array([0, 0, 0, 0, 0], dtype=int32)
         """
-        return self._run(Multinomial(int(num_samples), seed, bool(normalized)), probs)  # type: ignore[no-any-return]
+        if seed is not None:
+            util.as_float(seed, "multinomial", "seed")  # any number (a float by its bits), not text
+        where = "multinomial"
+        samples = util.as_int(num_samples, where, "num_samples")
+        op = Multinomial(samples, seed, util.as_bool(normalized, where, "normalized"))
+        return self._run(op, probs)  # type: ignore[no-any-return]
 
     def one_hot(self, indices: NDArray, depth: int, on_value: float = 1, off_value: float = 0) -> NDArray:
         """[n, depth] rows that are ``on_value`` at ``indices[n]`` and ``off_value`` elsewhere.
+
+        Float indices must hold integers (ValueError for 0.5, rather than truncating it).
 
         Example:
             >>> math.one_hot(Array1D.new([0, 1], "int32"), 2, 3, -2).get_values()
             array([ 3., -2., -2.,  3.], dtype=float32)
         """
-        return self._run(OneHot(util.as_int(depth, "one_hot", "depth"), float(on_value), float(off_value)), indices)  # type: ignore[no-any-return]
+        where = "one_hot"
+        op = OneHot(
+            util.as_int(depth, where, "depth"),
+            util.as_float(on_value, where, "on_value"),
+            util.as_float(off_value, where, "off_value"),
+        )
+        return self._run(op, indices)  # type: ignore[no-any-return]

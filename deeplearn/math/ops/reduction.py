@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, Op, Spec, axis_tuple, normalize_axes, reduced_shape
+from deeplearn.math.ops.base import (
+    MathMixin,
+    Op,
+    Spec,
+    axis_tuple,
+    check_arrays,
+    normalize_axes,
+    reduced_shape,
+)
 from deeplearn.types import DType, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -79,6 +87,9 @@ def _group_positions(math: NDArrayMath, shape: Shape, axes: tuple[int, ...]) -> 
     return NDArray.from_numpy(pos.astype(np.int32), "int32", math=math)
 
 
+_R = TypeVar("_R", bound="_Reduction")
+
+
 @functools.lru_cache(maxsize=1024)
 def _normalized_axes(axis: tuple[int, ...] | None, rank: int, where: str) -> tuple[int, ...]:
     """``normalize_axes``, remembered: every replayed reduction asks it again (errors are not
@@ -136,6 +147,9 @@ class Mean(_Reduction):
 
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
         axes = self.axes(x.ndim)
+        if any(x.shape[a] == 0 for a in axes):
+            # 0/0 = NaN per group (deeplearn.js's Σ/N), without NumPy's "Mean of empty slice" warning
+            return xp.full(reduced_shape(x.shape, axes, self.keep_dims), xp.nan, dtype=xp.float32)
         if x.dtype.kind != "f":  # int/bool: exact float64 accumulation, then float32
             return xp.mean(x, axis=axes, dtype=xp.float64, keepdims=self.keep_dims).astype(xp.float32)
         return xp.mean(x, axis=axes, keepdims=self.keep_dims)
@@ -323,6 +337,10 @@ class Softmax(Op):
             raise ShapeError(
                 f"softmax: only the last dimension is supported; got dim={self.dim} for rank {logits.rank}."
             )
+        if logits.shape[-1] == 0:  # no maximum to shift by, and nothing to normalise over
+            raise ShapeError(
+                f"softmax: the last dimension of logits must not be empty; got logits.shape={logits.shape}."
+            )
         return Spec(logits.shape, "float32")
 
     def forward(self, xp: ModuleType, logits: RawArray) -> RawArray:
@@ -399,7 +417,30 @@ class Norm(Op):
             raise ValueError(
                 f"norm: ord must be 1, 2, inf, -inf or 'euclidean' for a vector norm; got ord={self.ord!r}."
             )
+        self._check_extremum_not_empty(x, axes)
         return Spec(reduced_shape(x.shape, axes, self.keep_dims), "float32")
+
+    def _check_extremum_not_empty(self, x: Spec, axes: tuple[int, ...]) -> None:
+        """The norms that take a maximum or minimum (ord ±inf, and the matrix ord 1) have none
+        over an empty axis; the sums (1, 2, 'fro', 'euclidean') are 0 there, as in NumPy."""
+        if self._is_matrix():
+            rows, cols = (ax % x.rank for ax in self.axis)  # type: ignore[union-attr]
+            over: tuple[int, ...]
+            if self.ord == 1:
+                over = (cols,)  # the maximum over columns of the column sums
+            elif self.ord in (pymath.inf, -pymath.inf):
+                over = (rows,)  # the extremum over rows of the row sums
+            else:
+                return
+        elif self.ord in (pymath.inf, -pymath.inf):
+            over = axes
+        else:
+            return
+        if any(x.shape[a] == 0 for a in over):
+            raise ShapeError(
+                f"norm: ord={self.ord!r} takes a maximum or minimum, which an empty axis has not; "
+                f"got x.shape={x.shape} and axis={self.axis}."
+            )
 
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
         x = _as_float(xp, x)
@@ -439,6 +480,11 @@ class Norm(Op):
         )
 
 
+def _reduction(op: type[_R], axis: Axis, keep_dims: object, where: str) -> _R:
+    """A reduction op from a user's ``axis`` and ``keep_dims`` (a bool: "no" is not true)."""
+    return op(axis_attr(axis, where), util.as_bool(keep_dims, where, "keep_dims"))
+
+
 class Moments(NamedTuple):
     """The result of ``moments``: unpacks as ``mean, variance = math.moments(x)``."""
 
@@ -458,7 +504,7 @@ class ReductionMath(MathMixin):
             >>> math.sum(Array2D.new([2, 3], [1, 2, 3, 0, 0, 1]), 1).get_values()
             array([6., 1.], dtype=float32)
         """
-        return self._run(Sum(axis_attr(axis, "sum"), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(_reduction(Sum, axis, keep_dims, "sum"), x)  # type: ignore[no-any-return]
 
     def mean(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Mean of ``x`` over ``axis`` (every axis when None); always float32.
@@ -467,7 +513,7 @@ class ReductionMath(MathMixin):
             >>> math.mean(Array1D.new([1, 2, 3, 4], "int32")).get()
             2.5
         """
-        return self._run(Mean(axis_attr(axis, "mean"), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(_reduction(Mean, axis, keep_dims, "mean"), x)  # type: ignore[no-any-return]
 
     def min(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Minimum of ``x`` over ``axis``; NaN in a reduced group gives NaN.
@@ -476,7 +522,7 @@ class ReductionMath(MathMixin):
             >>> math.min(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2]), 0).get_values()
             array([ 3., -7.,  0.], dtype=float32)
         """
-        return self._run(Min(axis_attr(axis, "min"), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(_reduction(Min, axis, keep_dims, "min"), x)  # type: ignore[no-any-return]
 
     def max(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Maximum of ``x`` over ``axis``; NaN in a reduced group gives NaN.
@@ -485,7 +531,7 @@ class ReductionMath(MathMixin):
             >>> math.max(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2])).get()
             100.0
         """
-        return self._run(Max(axis_attr(axis, "max"), keep_dims), x)  # type: ignore[no-any-return]
+        return self._run(_reduction(Max, axis, keep_dims, "max"), x)  # type: ignore[no-any-return]
 
     def arg_min(self, x: NDArray, axis: Axis = None) -> NDArray:
         """int32 index of the minimum over ``axis``: a flat index over all elements when None,
@@ -495,7 +541,7 @@ class ReductionMath(MathMixin):
             >>> math.arg_min(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2])).get()
             4
         """
-        return self._run(ArgMin(axis_attr(axis, "min")), x)  # type: ignore[no-any-return]
+        return self._run(ArgMin(axis_attr(axis, "arg_min")), x)  # type: ignore[no-any-return]
 
     def arg_max(self, x: NDArray, axis: Axis = None) -> NDArray:
         """int32 index of the maximum over ``axis`` (flat over all elements when None); the
@@ -505,7 +551,7 @@ class ReductionMath(MathMixin):
             >>> math.arg_max(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2]), 0).get_values()
             array([1, 0, 1], dtype=int32)
         """
-        return self._run(ArgMax(axis_attr(axis, "max")), x)  # type: ignore[no-any-return]
+        return self._run(ArgMax(axis_attr(axis, "arg_max")), x)  # type: ignore[no-any-return]
 
     def arg_max_equals(self, x1: NDArray, x2: NDArray) -> NDArray:
         """A bool Scalar: whether the flat arg_max of ``x1`` and ``x2`` agree (shapes must match).
@@ -523,7 +569,8 @@ class ReductionMath(MathMixin):
             >>> round(math.log_sum_exp(Array1D.new([1000, 1000])).get(), 2)  # 1000 + log 2
             1000.69
         """
-        return self._run(LogSumExp(axis_attr(axis, "log_sum_exp"), keep_dims), x)  # type: ignore[no-any-return]
+        op = _reduction(LogSumExp, axis, keep_dims, "log_sum_exp")
+        return self._run(op, x)  # type: ignore[no-any-return]
 
     def softmax(self, logits: T, dim: int = -1) -> T:
         """exp(x − log_sum_exp(x)) along the last dimension (the only one supported).
@@ -532,7 +579,7 @@ class ReductionMath(MathMixin):
             >>> math.softmax(Array1D.new([1000, 1000])).get_values()
             array([0.5, 0.5], dtype=float32)
         """
-        return self._run(Softmax(dim), logits)  # type: ignore[no-any-return]
+        return self._run(Softmax(util.as_int(dim, "softmax", "dim")), logits)  # type: ignore[no-any-return]
 
     def top_k(self, x: NDArray, k: int) -> tuple[NDArray, NDArray]:
         """The ``k`` largest values of the flattened ``x`` in descending order, and their flat
@@ -557,7 +604,8 @@ class ReductionMath(MathMixin):
             >>> math.norm(Array2D.new([3, 2], [1, 2, -3, 1, 1, 1]), 1, [0, 1]).get()
             5.0
         """
-        return self._run(Norm(ord, axis_attr(axis, "norm"), keep_dims), x)  # type: ignore[no-any-return]
+        op = Norm(ord, axis_attr(axis, "norm"), util.as_bool(keep_dims, "norm", "keep_dims"))
+        return self._run(op, x)  # type: ignore[no-any-return]
 
     def moments(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> Moments:
         """Mean and population variance (÷N) of ``x`` over ``axis``, as float32.
@@ -567,6 +615,9 @@ class ReductionMath(MathMixin):
             >>> mean.get(), variance.get()
             (1.5, 1.25)
         """
+        check_arrays("moments", x=x)
+        normalize_axes(axis_attr(axis, "moments"), x.rank, "moments")  # its errors name moments, not mean
+        keep_dims = util.as_bool(keep_dims, "moments", "keep_dims")
         if x.dtype != "float32":
             x = x.as_type("float32")
         mean = self.mean(x, axis, True)

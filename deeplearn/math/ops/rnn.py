@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
-from deeplearn.math.ops.base import MathMixin
-from deeplearn.types import ShapeError
+from deeplearn import util
+from deeplearn.math.ops.base import MathMixin, check_arrays
+from deeplearn.types import DTypeError, ShapeError
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray
@@ -59,6 +60,13 @@ class RNNMath(MathMixin):
         """
         from deeplearn.math.ndarray import NDArray, Scalar
 
+        where = "basic_lstm_cell"
+        arrays = {"lstm_kernel": lstm_kernel, "lstm_bias": lstm_bias, "data": data, "c": c, "h": h}
+        if isinstance(forget_bias, NDArray):
+            arrays["forget_bias"] = forget_bias
+        else:
+            bias_value = util.as_float(forget_bias, where, "forget_bias")
+        check_arrays(where, **arrays)
         if lstm_kernel.rank != 2 or data.rank != 2 or c.rank != 2 or h.rank != 2:
             raise ShapeError(
                 f"basic_lstm_cell: lstm_kernel, data, c and h must be rank 2; got lstm_kernel.shape="
@@ -76,8 +84,18 @@ class RNNMath(MathMixin):
                 f"basic_lstm_cell: lstm_bias must be [4·units] = [{4 * units}]; got "
                 f"lstm_bias.shape={lstm_bias.shape}."
             )
+        if isinstance(forget_bias, NDArray) and forget_bias.size != 1:
+            raise ShapeError(
+                f"{where}: forget_bias must be a number or a scalar; got "
+                f"forget_bias.shape={forget_bias.shape}."
+            )
+        for name, x in arrays.items():
+            if x.dtype == "bool":
+                raise DTypeError(f"{where}: {name} must be numeric; got {name}.dtype='bool'.")
+        if data.dtype != h.dtype:  # they are concatenated
+            raise DTypeError(f"{where}: data and h must have the same dtype; got {data.dtype} and {h.dtype}.")
         if not isinstance(forget_bias, NDArray):
-            forget_bias = Scalar.new(float(forget_bias), math=self)  # type: ignore[arg-type]
+            forget_bias = Scalar.new(bias_value, math=self)  # type: ignore[arg-type]
 
         res = self.add(self.mat_mul(self.concat2d(data, h, 1), lstm_kernel), lstm_bias)
         batch = res.shape[0]
@@ -106,6 +124,19 @@ class RNNMath(MathMixin):
             >>> len(new_c), len(new_h)
             (2, 2)
         """
+        for name, seq in (("lstm_cells", lstm_cells), ("c", c), ("h", h)):
+            if not isinstance(seq, (list, tuple)):
+                raise TypeError(
+                    f"multi_rnn_cell: {name} must be a list or tuple; got {type(seq).__name__} {seq!r:.80}."
+                )
+        if not all(callable(cell) for cell in lstm_cells):
+            raise TypeError(
+                "multi_rnn_cell: lstm_cells must be callables (data, c, h) -> (c, h); got "
+                f"{lstm_cells!r:.80}."
+            )
+        check_arrays("multi_rnn_cell", data=data)
+        for k, (c_k, h_k) in enumerate(zip(c, h)):
+            check_arrays("multi_rnn_cell", **{f"c[{k}]": c_k, f"h[{k}]": h_k})
         if not (len(lstm_cells) == len(c) == len(h)):
             raise ValueError(
                 f"multi_rnn_cell: lstm_cells, c and h must have one entry per cell; got "
