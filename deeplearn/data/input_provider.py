@@ -131,7 +131,7 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     then pair with the others' later batches, not with their batches of the same step.
 
     The order is reshuffled at every epoch; deeplearn.js shuffled once at construction and then
-    repeated that order (DESIGN.md §4).
+    repeated that order (docs/design.md §4).
     """
 
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:

@@ -1,6 +1,6 @@
 """Batch rules: how each kind of Graph node runs, with or without a leading batch axis.
 
-Graph shapes are per example (DESIGN.md §5). When a Session trains, every value computed from a
+Graph shapes are per example (docs/design.md §5). When a Session trains, every value computed from a
 fed tensor carries a leading batch axis of size B, while variables and constants do not. Each
 node's ``op_rule`` runs its op once on such arrays and sends gradients back with the same layout:
 a batched input gets a batched gradient, an unbatched input (a variable) gets the gradient summed

@@ -3,7 +3,7 @@
 A Graph is a list of Nodes; each builder method creates one Node, checks its input shapes at
 once (with the op's own shape rule, so eager and graph calls share one message) and returns the
 Node's output Tensor. Tensors hold shapes, not data. Shapes are **per example**: a Session adds
-the batch axis when it trains (DESIGN.md §5). This module holds no execution code: how each node
+the batch axis when it trains (docs/design.md §5). This module holds no execution code: how each node
 runs, with or without a batch axis, is its ``rule`` (``deeplearn/graph/batching.py``).
 """
 

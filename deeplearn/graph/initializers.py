@@ -48,7 +48,7 @@ class VarianceScalingInitializer(_Seeded):
 
     distribution 'normal': a normal of standard deviation √(scale/n) truncated at 2σ;
     'uniform': uniform on [−limit, limit) with limit = √(3·scale/n). deeplearn.js sampled
-    'uniform' on [0, limit), one-sided (DESIGN.md §4).
+    'uniform' on [0, limit), one-sided (docs/design.md §4).
 
     Example:
         >>> w = dl.VarianceScalingInitializer(distribution="uniform", seed=0).initialize([100, 10], 100, 10)

@@ -2,7 +2,7 @@
 
 ``eval``/``eval_all`` run the needed subgraph on one example. ``train`` draws ``batch_size``
 examples from each InputProvider, stacks them along a leading batch axis and runs every node once
-on the batch (DESIGN.md §5): the gradients that reach variables are the sums of the per-example
+on the batch (docs/design.md §5): the gradients that reach variables are the sums of the per-example
 gradients, exactly deeplearn.js's per-example loop. The Session holds no per-op code; each node's
 batch rule (``batching.py``) runs it.
 """

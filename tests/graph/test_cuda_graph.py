@@ -124,9 +124,13 @@ def _train_dense(math: dl.NDArrayMath, captured: bool, make_optimizer: Any) -> t
     learning rate changes, and before step 9 the user sets a variable."""
     g = Graph()
     x, label = g.placeholder("x", [6]), g.placeholder("label", [3])
-    h = g.layers.dense("h", x, 5, lambda t: g.relu(t))
-    cost = g.softmax_cross_entropy_cost(g.layers.dense("out", h, 3), label)
     rng = np.random.default_rng(0)
+
+    def init(*shape: int) -> dl.NDArrayInitializer:  # the same initial weights in every run
+        return dl.NDArrayInitializer(dl.NDArray.from_numpy(rng.standard_normal(shape).astype(np.float32), math=math))
+
+    h = g.layers.dense("h", x, 5, lambda t: g.relu(t), True, init(6, 5), init(5))
+    cost = g.softmax_cross_entropy_cost(g.layers.dense("out", h, 3, None, True, init(5, 3), init(3)), label)
     xs = rng.standard_normal((16, 6)).astype(np.float32)
     labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
     xp, lp = dl.InGPUMemoryShuffledInputProviderBuilder([xs, labels], seed=0).get_input_providers()

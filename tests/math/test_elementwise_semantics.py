@@ -128,7 +128,7 @@ def test_pow_keeps_nan_base(math: dl.NDArrayMath) -> None:
 
 def test_equal_with_nan_is_false(math: dl.NDArrayMath) -> None:
     # deeplearn.js returns the bool NaN sentinel 255 here; a bool array has no such value, so
-    # we follow NumPy (DESIGN.md 4).
+    # we follow NumPy (docs/design.md §4).
     y = math.equal(Array1D.new([NAN, NAN, 1.0]), Array1D.new([NAN, 1.0, 1.0]))
     assert y.dtype == "bool"
     assert _values(y).tolist() == [False, False, True]

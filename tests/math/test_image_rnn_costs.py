@@ -1,6 +1,6 @@
 """resize_bilinear3d, batch normalization, LSTM cells, multinomial, one_hot and the cost ops:
 conformance values, the composites (which have no Op of their own), sampling statistics, and
-the documented gradient departures of the cost ops (DESIGN.md §4)."""
+the documented gradient departures of the cost ops (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -242,7 +242,7 @@ def test_mean_squared_cost_forward_and_exact_gradient(math: dl.NDArrayMath) -> N
     check(y, case["expected"]["y"], 0)
     dy = Scalar.new(2.0, math=math)
     dx1, dx2 = MeanSquaredCost().backward(math, dy, x1, x2, y)
-    # DESIGN.md §4: the exact derivative dy·(x1 − x2)/N; deeplearn.js gives (x1 − x2) whatever dy.
+    # docs/design.md §4: the exact derivative dy·(x1 − x2)/N; deeplearn.js gives (x1 − x2) whatever dy.
     n = x1.size
     np.testing.assert_allclose(dx1.numpy(), 2.0 * values(case["expected"]["dx1"]) / n)
     np.testing.assert_allclose(dx2.numpy(), 2.0 * values(case["expected"]["dx2"]) / n)
