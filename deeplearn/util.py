@@ -14,6 +14,7 @@ __all__ = [
     "as_int",
     "as_float",
     "as_bool",
+    "as_seed",
     "as_shape",
     "check_shape",
     "infer_from_implicit_shape",
@@ -42,7 +43,7 @@ def size_from_shape(shape: Iterable[int]) -> int:
     """
     size = 1
     for d in shape:
-        size *= int(d)
+        size *= d if type(d) is int else as_int(d, "size_from_shape", "dimension")  # 2.5 is no size
     return size
 
 
@@ -126,7 +127,7 @@ def infer_from_implicit_shape(shape: Sequence[int], size: int, where: str = "res
         >>> infer_from_implicit_shape((2, -1), 6)
         (2, 3)
     """
-    shape = tuple(int(d) for d in shape)
+    shape = as_shape(shape, where)
     if shape.count(-1) > 1:
         raise ShapeError(f"{where}: at most one dimension can be -1; got shape {shape}.")
     if any(d < -1 for d in shape):
@@ -193,6 +194,22 @@ def infer_shape(values: Any) -> Shape:
 # -- deeplearn.js ``util`` helpers that users called directly ------------------------------------
 
 
+def as_seed(seed: Any, where: str) -> int | None:
+    """A seed for NumPy's Generator: None, or a non-negative integer (2.0 passes); ValueError
+    naming ``where`` otherwise (NumPy's own errors name nothing).
+
+    Example:
+        >>> as_seed(7.0, "shuffle")
+        7
+    """
+    if seed is None:
+        return None
+    value = as_int(seed, where, "seed")
+    if value < 0:
+        raise ValueError(f"{where}: seed must be None or a non-negative integer; got seed={seed!r}.")
+    return value
+
+
 def shuffle(array: list[Any], seed: int | None = None) -> None:
     """Shuffles ``array`` in place (Fisher–Yates).
 
@@ -200,7 +217,7 @@ def shuffle(array: list[Any], seed: int | None = None) -> None:
         >>> a = [1, 2, 3]; shuffle(a, seed=0); sorted(a)
         [1, 2, 3]
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(as_seed(seed, "shuffle"))
     for i in range(len(array) - 1, 0, -1):
         j = int(rng.integers(0, i + 1))
         array[i], array[j] = array[j], array[i]
@@ -213,7 +230,10 @@ def create_shuffled_indices(n: int, seed: int | None = None) -> np.ndarray:
         >>> sorted(create_shuffled_indices(4, seed=1).tolist())
         [0, 1, 2, 3]
     """
-    return np.random.default_rng(seed).permutation(n).astype(np.int32)
+    n = as_int(n, "create_shuffled_indices", "n")
+    if n < 0:
+        raise ValueError(f"create_shuffled_indices: n must be >= 0; got n={n}.")
+    return np.random.default_rng(as_seed(seed, "create_shuffled_indices")).permutation(n).astype(np.int32)
 
 
 def clamp(lo: float, x: float, hi: float) -> float:
@@ -273,5 +293,8 @@ def size_to_squarish_shape(size: int) -> tuple[int, int]:
         >>> size_to_squarish_shape(10)
         (4, 3)
     """
+    size = as_int(size, "size_to_squarish_shape", "size")
+    if size < 0:
+        raise ValueError(f"size_to_squarish_shape: size must be >= 0; got size={size}.")
     width = int(np.ceil(np.sqrt(size)))
     return width, int(np.ceil(size / width)) if width else 0

@@ -463,11 +463,14 @@ class NDArray:
         return self.as1d()
 
     def as_type(self, dtype: DType | str) -> NDArray:
-        """A copy converted to ``dtype``: to int32 truncates toward zero; to bool is
+        """A copy converted to ``dtype``: to int32 truncates toward zero (values must fit in
+        int32, as for every array made: ValueError, not a wrapped value); to bool is
         ``round(v) != 0`` (deeplearn.js)."""
         self._check_live("as_type")
         dt = util.check_dtype(dtype, "as_type")
         xp, raw = self.backend.xp, self.raw
+        if dt == "int32" and self.dtype == "float32":
+            _check_convertible(xp, raw, dt, "as_type")
         with np.errstate(all="ignore"):
             if dt == "bool" and self.dtype == "float32":
                 out = _js_round(xp, raw) != 0
@@ -738,10 +741,9 @@ def _random_args(shape: Sequence[int], dtype: DType | str | None, seed: int | No
     util.check_dtype(dtype, where)
     if std_dev is not None and not std_dev >= 0:  # NaN too
         raise ValueError(f"{where}: std_dev must be >= 0; got std_dev={std_dev!r}.")
-    if seed is not None and (isinstance(seed, bool) or util.as_int(seed, where, "seed") < 0):
-        raise ValueError(f"{where}: seed must be None or a non-negative integer; got seed={seed!r}.")
+    rng = np.random.default_rng(util.as_seed(seed, where))
     _note_random()
-    return shape_t, np.random.default_rng(None if seed is None else int(seed))
+    return shape_t, rng
 
 
 def _js_round(xp: Any, values: RawArray) -> RawArray:

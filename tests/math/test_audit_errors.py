@@ -139,6 +139,30 @@ def test_random_factories_check_their_arguments_before_drawing() -> None:
     assert calls == []
 
 
+def test_as_type_to_int32_follows_the_construction_rule() -> None:
+    with raises(ValueError, "as_type: numbers stored as int32 must fit in int32 after truncation; got values from 1 to 3e+09."):
+        Array1D.new([1, 3e9]).as_type("int32")
+    with raises(ValueError, "as_type: numbers stored as int32 must be finite; got inf."):
+        Array1D.new([float("inf")]).as_type("int32")
+    assert Array1D.new([-2147483648.0, 2147483520.0]).as_type("int32").get_values().tolist() == [-(2**31), 2147483520]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: dl.util.create_shuffled_indices(2.5), "create_shuffled_indices: n must be an integer; got n=2.5."),
+        (lambda: dl.util.create_shuffled_indices(-1), "create_shuffled_indices: n must be >= 0; got n=-1."),
+        (lambda: dl.util.shuffle([1, 2], seed=-1), "shuffle: seed must be None or a non-negative integer; got seed=-1."),
+        (lambda: dl.util.shuffle([1, 2], seed="a"), "shuffle: seed must be an integer; got seed='a'."),
+        (lambda: dl.util.size_to_squarish_shape(-4), "size_to_squarish_shape: size must be >= 0; got size=-4."),
+        (lambda: dl.util.size_from_shape([2, 2.5]), "size_from_shape: dimension must be an integer; got dimension=2.5."),
+    ],
+)
+def test_util_helpers_check_their_arguments(call: Any, message: str) -> None:
+    with raises(ValueError, message):
+        call()
+
+
 # -- element access takes integer locations and storable values ----------------------------------
 
 

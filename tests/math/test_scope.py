@@ -356,6 +356,39 @@ def test_coroutine_scopes_gathered_together_keep_their_own_results(math: dl.NDAr
         r.dispose()
 
 
+def test_context_scopes_in_gathered_coroutines_are_independent(math: dl.NDArrayMath, base: int) -> None:
+    """The ``with math.scope()`` form and start_scope/end_scope, open across awaits in tasks
+    gathered together: each task ends its own scope, not the one another task opened last."""
+
+    async def with_form(value: float) -> NDArray:
+        with math.scope() as scope:
+            x = Array1D.new([value])
+            await asyncio.sleep(0)
+            y = scope.keep(math.add(x, x))
+            await asyncio.sleep(0)
+        assert x.is_disposed
+        return y  # type: ignore[no-any-return]
+
+    async def start_end_form(value: float) -> NDArray:
+        math.start_scope()
+        x = Array1D.new([value])
+        await asyncio.sleep(0)
+        y = math.multiply(x, x)
+        await asyncio.sleep(0)
+        math.end_scope(y)
+        assert x.is_disposed
+        return y
+
+    async def main() -> list[NDArray]:
+        return list(await asyncio.gather(with_form(1.0), start_end_form(3.0), with_form(2.0), start_end_form(4.0)))
+
+    results = asyncio.run(main())
+    assert [r.get(0) for r in results] == [2.0, 9.0, 4.0, 16.0]
+    assert math.get_num_arrays() == base + 4
+    for r in results:
+        r.dispose()
+
+
 def test_a_task_started_inside_a_scope_hands_its_result_to_that_scope(math: dl.NDArrayMath, base: int) -> None:
     """A task inherits the scopes open where it was created: its scope's result moves to the
     creator's scope, which disposes it at its end unless it is kept."""
