@@ -637,11 +637,10 @@ def _as_host_array(data: Any, where: str) -> np.ndarray:
         data = data.numpy()
     elif hasattr(data, "get") and hasattr(data, "__cuda_array_interface__"):
         data = data.get()
-    with np.errstate(all="ignore"):
-        try:
-            values = np.asarray(data)
-        except ValueError as e:  # ragged nested lists
-            raise ShapeError(f"{where}: nested values must form a rectangular array; got {data!r:.80} ({e}).") from e
+    try:
+        values = np.asarray(data)
+    except ValueError as e:  # ragged nested lists
+        raise ShapeError(f"{where}: nested values must form a rectangular array; got {data!r:.80} ({e}).") from e
     if values.dtype == object:
         if values.size and all(type(v) is int for v in values.flat):  # beyond int64: NumPy gave up
             lo, hi = min(values.flat), max(values.flat)
@@ -652,7 +651,8 @@ def _as_host_array(data: Any, where: str) -> np.ndarray:
 
 def _to_host_values(values: np.ndarray, dtype: DType, where: str) -> np.ndarray:
     """Host ``values`` converted to ``dtype``, refusing what it cannot hold (``make``'s rules)."""
-    if values.dtype != util.numpy_dtype(dtype):
+    kind = values.dtype.kind
+    if (dtype == "int32" and kind in "fiu") or kind not in "biuf":  # else any value converts
         _check_convertible(np, values, dtype, where)
     with np.errstate(all="ignore"):
         if dtype == "bool" and values.dtype.kind == "f":
