@@ -95,6 +95,7 @@ class NDArrayMath(
         """
         if fn is None:
             return self._scope_context()
+        _check_callable(fn, "scope")
         if inspect.iscoroutinefunction(fn):
             return self._scope_async(fn)
         REGISTRY.start_scope()
@@ -199,6 +200,7 @@ class NDArrayMath(
 
     def time(self, fn: Callable[[], Any]) -> float:
         """Milliseconds ``fn()`` takes, with the device synchronised before and after."""
+        _check_callable(fn, "time")
         self.backend.synchronize()
         start = time.perf_counter()
         fn()
@@ -210,6 +212,11 @@ class NDArrayMath(
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(backend={self.backend.name!r})"
+
+
+def _check_callable(fn: object, where: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{where}: fn must be a function; got {type(fn).__name__} {fn!r:.80}.")
 
 
 class NDArrayMathCPU(NDArrayMath):

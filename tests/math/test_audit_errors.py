@@ -530,3 +530,10 @@ def test_no_method_fails_with_a_raw_error(cpu_math: dl.NDArrayMath) -> None:
                 except Exception as e:  # noqa: BLE001 - any other type is the failure being looked for
                     failures.append(f"{name} with argument {i} {label}: {type(e).__name__}: {e}")
     assert not failures, "\n".join(failures)
+
+
+def test_scope_and_time_take_functions(cpu_math: dl.NDArrayMath) -> None:
+    with raises(TypeError, "scope: fn must be a function; got int 5."):
+        cpu_math.scope(5)  # type: ignore[arg-type]
+    with raises(TypeError, "time: fn must be a function; got str 'x'."):
+        cpu_math.time("x")  # type: ignore[arg-type]
