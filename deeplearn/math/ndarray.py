@@ -72,9 +72,14 @@ def _note_random() -> None:
         observer.on_random()
 
 
-def _default_backend(math: NDArrayMath | None) -> MathBackend:
+def _default_backend(math: NDArrayMath | None, where: str = "NDArray") -> MathBackend:
     if math is not None:
-        return math.backend
+        backend = getattr(math, "backend", None)
+        if backend is None:  # a number or a string passed positionally where math goes
+            raise TypeError(
+                f"{where}: math must be an NDArrayMath or None; got {type(math).__name__} {math!r:.80}."
+            )
+        return backend  # type: ignore[no-any-return]
     from deeplearn.environment import ENV
 
     return ENV.math.backend
@@ -167,7 +172,7 @@ class NDArray:
         """``make``, its errors naming ``where`` (the factory the user called)."""
         shape_t = util.check_shape(shape, where)
         dt = util.check_dtype(dtype, where)
-        backend = _default_backend(math)
+        backend = _default_backend(math, where)
         host = _to_host_values(_as_host_array(data, where), dt, where)
         if host.size != util.size_from_shape(shape_t):
             raise ShapeError(
@@ -212,7 +217,7 @@ class NDArray:
               where: str) -> NDArray:
         shape_t = util.check_shape(shape, where)
         dt = util.check_dtype(dtype, where)
-        backend = _default_backend(math)
+        backend = _default_backend(math, where)
         return NDArray._wrap(backend.xp.full(shape_t, value, dtype=util.numpy_dtype(dt)), backend, dt)
 
     @staticmethod
@@ -243,6 +248,8 @@ class NDArray:
         where = "NDArray.rand"
         shape_t = util.check_shape(shape, where)
         util.check_dtype(dtype, where)  # before fn runs once per element
+        if not callable(fn):
+            raise TypeError(f"{where}: fn must be a function; got {type(fn).__name__} {fn!r:.80}.")
         _note_random()
         values = [fn() for _ in range(util.size_from_shape(shape_t))]
         return NDArray._make(shape_t, values, dtype, math, where)
@@ -253,7 +260,7 @@ class NDArray:
                     math: NDArrayMath | None = None) -> NDArray:
         """Samples of N(mean, std_dev²); int32 results are rounded. ``seed`` makes it repeatable."""
         where = "NDArray.rand_normal"
-        shape_t, rng = _random_args(shape, dtype, seed, where, std_dev=std_dev)
+        shape_t, rng = _random_args(shape, dtype, seed, where, mean=mean, std_dev=std_dev)
         values = rng.normal(mean, std_dev, shape_t)
         return NDArray._make(shape_t, _round_if_int(values, dtype), dtype, math, where)
 
@@ -263,7 +270,7 @@ class NDArray:
                               math: NDArrayMath | None = None) -> NDArray:
         """Samples of N(mean, std_dev²) redrawn until within mean ± 2·std_dev (both tails)."""
         where = "NDArray.rand_truncated_normal"
-        shape_t, rng = _random_args(shape, dtype, seed, where, std_dev=std_dev)
+        shape_t, rng = _random_args(shape, dtype, seed, where, mean=mean, std_dev=std_dev)
         z = rng.standard_normal(shape_t)
         bad = np.abs(z) > 2
         while bad.any():
@@ -276,7 +283,7 @@ class NDArray:
                      seed: int | None = None, math: NDArrayMath | None = None) -> NDArray:
         """Samples of the uniform distribution on [a, b)."""
         where = "NDArray.rand_uniform"
-        shape_t, rng = _random_args(shape, dtype, seed, where)
+        shape_t, rng = _random_args(shape, dtype, seed, where, a=a, b=b)
         values = rng.uniform(a, b, shape_t)
         return NDArray._make(shape_t, _round_if_int(values, dtype), dtype, math, where)
 
@@ -488,6 +495,8 @@ class NDArray:
 
     def equals(self, other: NDArray) -> bool:
         """Same dtype, shape and values."""
+        if not isinstance(other, NDArray):
+            raise TypeError(f"equals: other must be an NDArray; got {type(other).__name__} {other!r:.80}.")
         if self.dtype != other.dtype or self.shape != other.shape:
             return False
         return bool(np.array_equal(self.data_sync(), other.data_sync()))
@@ -551,7 +560,7 @@ class Scalar(NDArray):
         ):
             # The common case (optimizers, costs, seeds make several per step): a Python number
             # as float32, what make() computes, without its general conversions.
-            backend = _default_backend(math)
+            backend = _default_backend(math, "Scalar.new")
             host = np.array(value, dtype=np.float32)
             raw = host if backend.xp is np else backend.asarray(host)
             return Scalar(Storage(raw, backend), (), "float32")
@@ -619,7 +628,7 @@ def from_dlpack(obj: object, math: NDArrayMath | None = None) -> NDArray:
         >>> from_dlpack(np.arange(3.0, dtype=np.float32)).get_values()
         array([0., 1., 2.], dtype=float32)
     """
-    backend = _default_backend(math)
+    backend = _default_backend(math, "from_dlpack")
     return NDArray._wrap(backend.asarray(obj), backend, where="from_dlpack")
 
 
@@ -735,11 +744,14 @@ def _element_value(value: Any, dtype: DType, where: str) -> Any:
 
 
 def _random_args(shape: Sequence[int], dtype: DType | str | None, seed: int | None, where: str,
-                 std_dev: float | None = None) -> tuple[Shape, np.random.Generator]:
-    """The checked shape and a Generator for a random factory; checks come before the draws."""
+                 std_dev: float | None = None, **numbers: float) -> tuple[Shape, np.random.Generator]:
+    """The checked shape and a Generator for a random factory; checks come before the draws.
+    ``numbers`` (mean, a, b) must be numbers; ``std_dev`` also >= 0."""
     shape_t = util.check_shape(shape, where)
     util.check_dtype(dtype, where)
-    if std_dev is not None and not std_dev >= 0:  # NaN too
+    for name, value in numbers.items():
+        util.as_float(value, where, name)
+    if std_dev is not None and not util.as_float(std_dev, where, "std_dev") >= 0:  # NaN too
         raise ValueError(f"{where}: std_dev must be >= 0; got std_dev={std_dev!r}.")
     rng = np.random.default_rng(util.as_seed(seed, where))
     _note_random()

@@ -537,3 +537,18 @@ def test_scope_and_time_take_functions(cpu_math: dl.NDArrayMath) -> None:
         cpu_math.scope(5)  # type: ignore[arg-type]
     with raises(TypeError, "time: fn must be a function; got str 'x'."):
         cpu_math.time("x")  # type: ignore[arg-type]
+
+
+def test_factories_name_themselves_for_arguments_of_the_wrong_kind() -> None:
+    with raises(TypeError, "NDArray.zeros: math must be an NDArrayMath or None; got int 5."):
+        NDArray.zeros([2], "float32", 5)  # type: ignore[arg-type]
+    with raises(TypeError, "Array1D.new: math must be an NDArrayMath or None; got str 'cpu'."):
+        Array1D.new([1], None, "cpu")  # type: ignore[arg-type]
+    with raises(TypeError, "NDArray.rand: fn must be a function; got float 0.5."):
+        NDArray.rand([2], 0.5)  # type: ignore[arg-type]
+    with raises(ValueError, "NDArray.rand_uniform: a must be a number; got a='0'."):
+        NDArray.rand_uniform([2], "0", 1)  # type: ignore[arg-type]
+    with raises(ValueError, "NDArray.rand_normal: mean must be a number; got mean=None."):
+        NDArray.rand_normal([2], None)  # type: ignore[arg-type]
+    with raises(TypeError, "equals: other must be an NDArray; got int 5."):
+        Array1D.new([5]).equals(5)  # type: ignore[arg-type]
