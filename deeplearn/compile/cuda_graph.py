@@ -14,9 +14,9 @@ Capturing needs fixed addresses, so a ``CapturedProgram`` owns:
   (``deeplearn/math/backends/cuda_gemm.py``).
 
 The Program's updates (a variable's or an optimizer state's new value) are copies back into
-the bound buffer, inside the graph, after every kernel that reads the old value; the kernels
-that only inspection needs and that read such a buffer run inside the graph too, since the
-old value is gone once the graph has run (``Program.prepare_in_place_updates``).
+the bound buffer, inside the graph, after every kernel that reads the old value; what reads
+the old value later (the kernels that only inspection needs, run when read) reads a copy the
+graph makes first (``Program.prepare_in_place_updates``).
 
 Each launch overwrites the slots, so the arrays a call hands out from them are valid until the
 next call of the same step; the Session copies those that someone still holds before then.

@@ -164,36 +164,27 @@ class Program:
 
     def prepare_in_place_updates(self) -> None:
         """Readies the Program for updates written in place (a captured graph), after which an
-        update target's old value is gone: the deferred kernels that read a target (and the
-        deferred kernels they need) move into ``steps``, and a value handed out that *is* a
-        target (a reshape of a variable) becomes a copy made before the updates."""
+        update target's old value is gone: what still needs it after the run (a value handed
+        out that *is* a target, such as a reshape of a variable; a deferred kernel that reads
+        one, such as the product that makes the fed input's gradient) reads a copy that the
+        run makes before the updates. A copy costs one pass over a variable, where running the
+        deferred kernels every time would cost their work (a product for each layer)."""
         targets = {u.target for u in self.updates}
-        if not targets:
-            return
         snapshots: dict[int, int] = {}
+
+        def snapshot(slot: int) -> int:
+            if slot not in snapshots:
+                spec = Spec(self._bound_shape(slot), self.dtypes[slot])
+                snapshots[slot] = self.add_step(Clone(), [Ref(slot, None)], [spec])[0]
+            return snapshots[slot]
+
         for entries in (self.values, self.gradients or []):
             for i, (key, slot, shape) in enumerate(entries):
                 if slot in targets:
-                    if slot not in snapshots:
-                        spec = Spec(self._bound_shape(slot), self.dtypes[slot])
-                        snapshots[slot] = self.add_step(Clone(), [Ref(slot, None)], [spec])[0]
-                    entries[i] = (key, snapshots[slot], shape)
-        if not self.deferred:
-            return
-        needed: set[int] = set()
-        pinned: list[Step] = []
-        rest: list[Step] = []
-        for step in reversed(self.deferred):
-            if any(r.slot in targets for r in step.inputs) or any(o in needed for o in step.outputs):
-                pinned.append(step)
-                needed.update(r.slot for r in step.inputs)
-            else:
-                rest.append(step)
-        if pinned:
-            self.steps = self.steps + pinned[::-1]
-            self.deferred = rest[::-1]
-            self.deferred_slots = frozenset(o for step in self.deferred for o in step.outputs)
-            self.kernels = {}
+                    entries[i] = (key, snapshot(slot), shape)
+        self.deferred = [step._replace(inputs=tuple(Ref(snapshot(r.slot), r.shape) if r.slot in targets else r
+                                                    for r in step.inputs)) for step in self.deferred]
+        self.kernels = {}
 
     def _bound_shape(self, slot: int) -> Shape:
         return next(b.shape for b in self.bindings if b.slot == slot)

@@ -195,9 +195,6 @@ def test_kernels_only_inspection_needs_run_only_when_read(math: dl.NDArrayMath,
     original = Program.run_deferred
     monkeypatch.setattr(Program, "run_deferred", lambda self, *a: (runs.append(1), original(self, *a))[1])
     session, cost, feeds, _ = _mlp(math)
-    # Kernel by kernel: a captured step (CUDA) runs the readers of the variables it updates in
-    # place inside the graph, dx's product among them (test_cuda_graph.py)
-    session.capture_plans = False
     twin, cost2, feeds2, _ = _mlp(math)
     twin.replay_plans = False
     x = feeds[0].tensor
