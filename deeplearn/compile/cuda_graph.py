@@ -8,8 +8,9 @@ Capturing needs fixed addresses, so a ``CapturedProgram`` owns:
   did not change: ``immutable``);
 * the graph's own CuPy memory pool: every buffer the kernels allocate while captured stays the
   graph's, so nothing else can be handed memory that a later launch writes;
-* a stream of its own (non-blocking, so the capture never interacts with work other threads
-  queue meanwhile), ordered after the caller's stream by events;
+* a stream of its own to capture on (non-blocking, so the capture never interacts with work
+  other threads queue meanwhile); each launch then goes on the caller's stream, after the
+  last launch wherever that came from;
 * a cuBLAS handle and workspace of its own for the matrix products
   (``deeplearn/math/backends/cuda_gemm.py``).
 
@@ -75,7 +76,8 @@ class CapturedProgram:
         self.pool = cupy.cuda.MemoryPool()
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.gemm = cuda_gemm.GemmContext() if cuda_gemm.available() else None
-        self._ready, self._done = cupy.cuda.Event(disable_timing=True), cupy.cuda.Event(disable_timing=True)
+        self._done = cupy.cuda.Event(disable_timing=True)  # recorded after each launch
+        self._last_stream = cupy.cuda.get_current_stream().ptr
         for dst, src in zip(self.inputs, raws, strict=True):
             dst[...] = src
         cupy.cuda.get_current_stream().synchronize()
@@ -121,8 +123,11 @@ class CapturedProgram:
             x.storage.data = self.inputs[index].copy()
 
     def run(self, raws: Sequence[Any]) -> list[Any]:
-        caller = self._cupy.cuda.get_current_stream()
-        caller.wait_event(self._done)  # the last launch may have come from another stream
+        cuda = self._cupy.cuda
+        caller = cuda.get_current_stream()
+        if caller.ptr != self._last_stream:
+            caller.wait_event(self._done)  # the last launch came from another stream
+            self._last_stream = caller.ptr
         sources = self.sources
         for i, (dst, src) in enumerate(zip(self.inputs, raws, strict=True)):
             if src.data.ptr == dst.data.ptr:
@@ -132,13 +137,18 @@ class CapturedProgram:
                     continue
                 sources[i] = src
             self._detach(i)
-            dst[...] = src  # a copy kernel on the caller's stream
-        caller.record(self._ready)
-        self.stream.wait_event(self._ready)
-        self.graph.launch(self.stream)
-        self.stream.record(self._done)
-        caller.wait_event(self._done)  # the caller's next work reads the slots
+            if src.flags.c_contiguous:  # one copy call, not a CuPy copy kernel's host cost
+                cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, dst.nbytes, _DEVICE_TO_DEVICE, caller.ptr)
+            else:
+                dst[...] = src
+        # On the caller's stream: it is ordered after the copies and before the caller's next
+        # work, with no events to record or wait for.
+        self.graph.launch(caller)
+        self._done.record(caller)
         return self.slots
+
+
+_DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
 
 
 def capture(program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]) -> CapturedProgram | NotCaptured:

@@ -329,7 +329,8 @@ class Session:
             optimizer.before_batch(math, batch_size, plan.variables)
             result, gradients = self._train_step(plan, step, values, batch_size, cost_tensor, optimizer,
                                                  cost_reduction, where)
-            self._retain(values, gradients)
+            if gradients is not None:
+                self._retain(values, gradients)
         finally:
             math.end_scope(result)
         return result
@@ -442,10 +443,11 @@ class Session:
 
     def _train_step(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray], batch_size: int,
                     cost: Tensor, optimizer: Optimizer, reduction: CostReduction,
-                    where: str) -> tuple[Scalar, SummedTensorArrayMap]:
+                    where: str) -> tuple[Scalar, SummedTensorArrayMap | None]:
         """One training step: forward, backward, the optimizer's update (the variables get their
-        new values) and the cost's reduction. Fills ``values``; returns (the reduced cost, the
-        gradients). Recorded as one Program the first time, which later calls run (on CUDA as
+        new values) and the cost's reduction. Returns (the reduced cost, the gradients, for
+        ``_retain`` to keep with ``values``), or (the cost, None) when a Program ran and set the
+        maps itself. Recorded as one Program the first time, which later calls run (on CUDA as
         one captured graph)."""
         math = self.math
         key = (type(optimizer), tuple(optimizer.variables), reduction)
@@ -496,14 +498,16 @@ class Session:
         return recorder
 
     def _run_program(self, program: Program, values: dict[Tensor, NDArray], extra: Mapping[Any, NDArray],
-                     where: str, optimizer: Optimizer | None = None) -> tuple[Scalar | None, SummedTensorArrayMap] | None:
+                     where: str, optimizer: Optimizer | None = None,
+                     ) -> tuple[Scalar | None, SummedTensorArrayMap | None] | None:
         """Runs ``program`` on this call's inputs (``values``: the fed tensors'; ``extra``: the
         optimizer's arrays; variables and constants from their nodes); None, having run
         nothing, when an input is not the shape, dtype or backend it was recorded with.
 
-        Fills ``values`` with the values the call hands out (made when read). A training
-        Program (``optimizer`` given) also gives the variables and the optimizer's state their
-        new values; returns (the reduced cost, the gradients). On CUDA a training Program runs
+        An inference Program fills ``values`` with the values the call hands out (made when
+        read). A training Program (``optimizer`` given) gives the variables and the optimizer's
+        state their new values and the Session's maps what to make if read; returns (the
+        reduced cost, None). On CUDA a training Program runs
         as one CUDA graph, captured the first time; the values it hands out are then
         overwritten by the step's next call, when the Session has let them go."""
         backend = self.math.backend
@@ -528,7 +532,7 @@ class Session:
             return None  # the optimizer now reads other arrays: record again
         engine = self.math.engine
         raws = program.raw_inputs(inputs)
-        captured = None
+        captured: Any = None
         if optimizer is not None and self.capture_plans and backend.name == "cuda":
             if program.capture is None:
                 from deeplearn.compile.cuda_graph import capture
@@ -540,18 +544,19 @@ class Session:
                               program.capture.why)
             captured = program.capture or None
         slots = captured.run(raws) if captured is not None else program.run_raw(engine, raws)
-        made = Materializer(program, engine, slots, bound)
-        for t, slot, shape in program.values:
-            values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
-        gradients = SummedTensorArrayMap(self.math)
-        if program.gradients is not None:
-            for t, slot, shape in program.gradients:
-                gradients.set(t, made.pending(slot, shape))
-        self._owned = made.owned  # untracked arrays that _retain keeps as they are
+        if optimizer is None:  # inference: the caller reads the values it asked for at once
+            made = Materializer(program, engine, slots, bound)
+            for t, slot, shape in program.values:
+                values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
+            self._owned = made.owned  # untracked arrays that _retain keeps as they are
+            return None, SummedTensorArrayMap(self.math)
+        # Training: the maps are made only if someone looks, from the slots alone (the bound
+        # batches belong to this call's scope, which is over by then).
+        made = Materializer(program, engine, slots, {})
+        self.activation_array_map.fill_later(functools.partial(_fill, made, program.values))
+        self.gradient_array_map.fill_later(functools.partial(_fill, made, program.gradients or []))
         if captured is not None:
             self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
-        if optimizer is None:
-            return None, gradients
         index = {b.slot: i for i, b in enumerate(program.bindings)}
         for update in program.updates:
             shape = program.bindings[index[update.target]].shape
@@ -567,11 +572,11 @@ class Session:
         optimizer.finish_batch()
         result = program.results.get("cost")
         if result is None:
-            return Scalar.new(0, math=self.math), gradients
+            return Scalar.new(0, math=self.math), None
         cost_value = made.hand_out(*result)
         if captured is not None:  # it lives in the graph's memory: see _release_retained
             self._lent.append(weakref.ref(cost_value.storage))
-        return cost_value, gradients  # type: ignore[return-value]
+        return cost_value, None  # type: ignore[return-value]
 
     def _forward(self, step: _Step, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None) -> None:
         math = self.math
@@ -635,6 +640,8 @@ class Session:
         node = variable.node
         assert isinstance(node, VariableNode)
         old, owned = node.data, node.owns_data
+        if old is value:
+            return  # updated in place (a captured step): already the graph's
         node.data, node.owns_data = self.math.keep(value), True
         if owned and old is not value:
             old.dispose()
@@ -688,6 +695,11 @@ class Session:
                 storage = x.storage
                 if storage.data is not None and storage.refs > 0:
                     storage.data = storage.data.copy()
+
+
+def _fill(made: Materializer, entries: list[tuple[Any, int, tuple[int, ...]]], target: TensorArrayMap) -> None:
+    for t, slot, shape in entries:
+        target.set(t, made.pending(slot, shape))
 
 
 def _alias(x: NDArray) -> NDArray:

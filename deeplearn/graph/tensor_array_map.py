@@ -7,7 +7,7 @@ out every tensor's value and gradient, and most are never read).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.materialize import Pending, resolve
@@ -33,7 +33,24 @@ class TensorArrayMap:
     """
 
     def __init__(self) -> None:
-        self._dict: dict[Tensor, NDArray | Pending] = {}
+        self._entries: dict[Tensor, NDArray | Pending] = {}
+        self._fill: Callable[[TensorArrayMap], None] | None = None
+
+    @property
+    def _dict(self) -> dict[Tensor, NDArray | Pending]:
+        """The entries, once ``fill_later``'s function has made them."""
+        fill = self._fill
+        if fill is not None:
+            self._fill = None
+            fill(self)
+        return self._entries
+
+    def fill_later(self, fill: Callable[[TensorArrayMap], None]) -> None:
+        """Empties the map; its entries are ``fill(self)``'s, made when it is first used (a
+        compiled Session step hands out every tensor's value and gradient, and most runs
+        nobody looks)."""
+        self._entries.clear()
+        self._fill = fill
 
     def set(self, tensor: Tensor, array: NDArray | Pending) -> None:
         """Maps ``tensor`` to ``array`` (replacing any previous array, which is not disposed);
@@ -87,14 +104,16 @@ class TensorArrayMap:
 
     def clear(self) -> None:
         """Forgets every entry without disposing anything."""
-        self._dict.clear()
+        self._fill = None
+        self._entries.clear()
 
     def dispose(self) -> None:
         """Disposes every array in the map (Pending ones were never made) and empties it."""
-        for array in self._dict.values():
+        self._fill = None  # never made: nothing to dispose
+        for array in self._entries.values():
             if type(array) is not Pending and not array.is_disposed:  # type: ignore[union-attr]
                 array.dispose()  # type: ignore[union-attr]
-        self._dict.clear()
+        self._entries.clear()
 
 
 class SummedTensorArrayMap(TensorArrayMap):

@@ -181,7 +181,7 @@ def test_a_replay_makes_the_values_nobody_reads_only_when_read(cpu_math: dl.NDAr
     assert not any(type(v) is Pending for m in maps for _, v in m.entries())
     session.dispose()
     gc.collect()
-    assert cpu_math.get_num_arrays() < before
+    assert cpu_math.get_num_arrays() == before  # what reading made is freed, and nothing else was held
 
 
 def test_kernels_only_inspection_needs_run_only_when_read(math: dl.NDArrayMath,

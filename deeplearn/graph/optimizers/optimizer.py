@@ -59,6 +59,8 @@ class Optimizer:
         self._constants: dict[tuple[Any, str, str], Scalar] = {}  # see _scalar
         self._step: dict[str, Scalar] = {}  # this batch's scalars, by name (before_batch)
         self._varying: dict[str, Scalar] = {}  # the last batch's varying scalars
+        self._step_values: dict[str, float] = {}  # what _step was made from, and where
+        self._step_backend: Any = None
 
     # -- lifecycle (called by Session.train) ----------------------------------------------
     def before_batch(self, math: NDArrayMath, batch_size: int, runtime_variables: Sequence[Tensor]) -> None:
@@ -74,9 +76,13 @@ class Optimizer:
             for scalar in self._constants.values():
                 scalar.dispose()
             self._constants.clear()
+            self._step_values = {}
         values = {"one": 1.0, "c": -self.learning_rate / batch_size, **self._hyperparameters()}
+        if values == self._step_values and self._step_backend is math.backend and not self.varying_scalars:
+            return  # the last batch's scalars, still kept (a step costs as little as it can)
         self._step = {name: self._varying_scalar(math, name, value) if name in self.varying_scalars
                       else self._scalar(math, name, value) for name, value in values.items()}
+        self._step_values, self._step_backend = values, math.backend
 
     def after_example(self, math: NDArrayMath, gradients: Mapping[Tensor, NDArray]) -> None:
         """Accumulates gradients of the selected variables."""
@@ -137,6 +143,7 @@ class Optimizer:
         self._state.clear()
         self._constants.clear()
         self._varying.clear()
+        self._step, self._step_values = {}, {}
 
     # -- for subclasses --------------------------------------------------------------------
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
@@ -163,6 +170,8 @@ class Optimizer:
     def _set_state(self, name: str, variable: Tensor, value: NDArray) -> None:
         """Replaces state ``name`` of ``variable``; the old array is disposed."""
         old = self._state.get((name, variable))
+        if old is value:
+            return  # updated in place (a captured step)
         self._state[(name, variable)] = self._keep(value)
         if old is not None and old is not value:
             old.dispose()
