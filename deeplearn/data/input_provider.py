@@ -325,9 +325,12 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
                                 self._dtypes[input_index], math=math)
             REGISTRY.untrack_everywhere(data)  # resident for the builder's life, whatever scope is open
             self._resident[key] = data
-        xp = math.backend.xp
-        # Data movement, not math: a gather of rows by index, the same call in NumPy and CuPy.
-        rows = xp.take(data.raw, math.backend.asarray(indices), axis=0)
+        # Data movement, not math: a gather of rows by index, on the backend (a registered
+        # backend of someone else's making may not have one: then the array module's take).
+        backend = math.backend
+        gather = getattr(backend, "gather_rows", None)
+        index = backend.asarray(indices)
+        rows = gather(data.raw, index) if gather is not None else backend.xp.take(data.raw, index, axis=0)
         return math.engine.wrap(rows, self._dtypes[input_index])
 
     def dispose(self) -> None:

@@ -200,3 +200,21 @@ def test_backend_scaled_array_add_kernels_equal_the_generic_one_bit_for_bit(c1: 
         gpu = [backend.asarray(v) for v in (c1_, a, c2, b)]
         assert np.signbit(gpu[0].get()) == np.signbit(c1_)
         assert same_bits(cuda.cuda_kernel(op, *gpu).get())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32", "bool"])
+def test_gather_rows_equals_numpy_take(dtype: str) -> None:
+    """A GPU provider's batch: rows of the resident data by index, as np.take gives them, on
+    every backend here (one kernel on CUDA)."""
+    from deeplearn.math.backends.cpu import MathBackendCPU
+
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((7, 3, 2)) * 3).astype(dtype)
+    rows = np.array([6, 0, 0, 3, 5], np.int64)
+    expected = np.take(data, rows, axis=0)
+    np.testing.assert_array_equal(MathBackendCPU().gather_rows(data, rows), expected)
+    if cuda.is_available():
+        backend = cuda.MathBackendCUDA()
+        got = backend.gather_rows(backend.asarray(data), backend.asarray(rows))
+        np.testing.assert_array_equal(got.get(), expected)
+        assert backend.gather_rows(backend.asarray(data), backend.asarray(rows[:0])).shape == (0, 3, 2)

@@ -36,6 +36,10 @@ class MathBackend(Protocol):
         """Moves or converts ``values`` (NumPy, CuPy, lists, DLPack) into this backend's memory."""
         ...
 
+    def gather_rows(self, data: RawArray, rows: RawArray) -> RawArray:
+        """``data[rows]`` along the first axis (data movement: a provider's batch)."""
+        ...
+
     def to_numpy(self, data: RawArray) -> np.ndarray:
         """A host NumPy copy (or view on the CPU) of ``data``."""
         ...

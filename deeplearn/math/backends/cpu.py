@@ -65,6 +65,10 @@ class MathBackendCPU:
         with np.errstate(all="ignore"):
             return np.asarray(values, dtype=dtype)
 
+    def gather_rows(self, data: RawArray, rows: RawArray) -> RawArray:
+        """``data[rows]`` along the first axis."""
+        return np.take(data, rows, axis=0)
+
     def to_numpy(self, data: RawArray) -> np.ndarray:
         return np.asarray(data)
 
