@@ -180,7 +180,7 @@ class _PinnedUploads:
 
     def upload(self, host: np.ndarray) -> Any:
         cupy = _import_cupy()
-        host = np.ascontiguousarray(host)
+        host = np.ascontiguousarray(host).reshape(host.shape)  # (ascontiguousarray makes a 0-d array 1-d)
         with self._lock:
             memory, event = self._buffer(cupy, host.nbytes)
         np.frombuffer(memory, host.dtype, host.size)[:] = host.reshape(-1)
