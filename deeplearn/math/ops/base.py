@@ -76,10 +76,6 @@ class Op:
 
     c_expr: ClassVar[str | None] = None
 
-    uses_blas: ClassVar[bool] = False
-    """Whether the kernel calls BLAS (a matrix product): CuPy refuses those calls while a
-    stream is captured into a CUDA graph (``deeplearn/compile/cuda_graph.py``)."""
-
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not abstract:

@@ -124,7 +124,6 @@ class _ConvOp(WindowedOp, abstract=True):
     share, written once; ``depthwise`` picks depthwise_conv2d's filter rule ([fH, fW, inChannels,
     multiplier]) and methods."""
 
-    uses_blas = True  # an im2col matrix product (or an einsum) per kernel
 
     depthwise: ClassVar[bool] = False
 

@@ -43,7 +43,6 @@ class MatMul(Op):
     """C = op(A)·op(B), where op is the identity (REGULAR) or the transpose (TRANSPOSED)."""
 
     name = "mat_mul"
-    uses_blas = True
     a_orientation: MatrixOrientation = REGULAR
     b_orientation: MatrixOrientation = REGULAR
 
