@@ -39,6 +39,8 @@ _M = TypeVar("_M", bound=Callable[..., Any])
 _LOG = logging.getLogger("deeplearn")
 
 _MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
+_MAX_STEPS = 16  # per plan: one per call signature (a batch size), the oldest forgotten first
+_MAX_PLANS = 64  # per Session: one per (tensors asked for, fed tensors)
 _MAX_TRAINING_PROGRAMS = 8  # per step: one per (optimizer class, its variables, cost reduction)
 
 
@@ -127,6 +129,7 @@ class _Plan:
         key = (batched_fed, batch_size)
         step = self._steps.get(key)
         if step is None:
+            _forget_oldest(self._steps, _MAX_STEPS)  # every distinct batch size would keep its recordings
             step = self._steps[key] = _Step(self, batched_fed, batch_size)
         return step
 
@@ -261,6 +264,7 @@ class Session:
 
     @_serialized
     def _eval_all(self, tensors: list[Tensor], feeds: Feeds, where: str) -> list[NDArray]:
+        self.math._check_safe_mode()  # the call opens a scope of its own: check the caller's first
         entries = normalize_feeds(feeds, where)
         plan = self._plan(list(tensors), entries, where)
         return self._run_inference(plan, list(tensors), entries, None, where)
@@ -281,6 +285,7 @@ class Session:
         single = isinstance(tensors, Tensor)
         wanted: list[Tensor] = [tensors] if isinstance(tensors, Tensor) else list(tensors)
         where = "Session.eval_batch"
+        self.math._check_safe_mode()
         _check_batch_size(batch_size, where)
         entries = normalize_feeds(feeds, where)
         plan = self._plan(wanted, entries, where)
@@ -307,6 +312,9 @@ class Session:
             2.0
         """
         where = "Session.train"
+        self.math._check_safe_mode()
+        if not all(callable(getattr(optimizer, m, None)) for m in ("before_batch", "after_batch", "bound_arrays")):
+            raise TypeError(f"{where}: optimizer must be an Optimizer (SGDOptimizer(0.1), ...); got {optimizer!r}.")
         if not isinstance(cost_tensor, Tensor) or cost_tensor.shape != ():
             raise ShapeError(f"{where}: the cost tensor must be a scalar; got cost_tensor={cost_tensor!r}.")
         _check_batch_size(batch_size, where)
@@ -326,9 +334,12 @@ class Session:
         result: Scalar | None = None
         try:
             values = self._load_feeds(entries, step, batch_size, where)
-            optimizer.before_batch(math, batch_size, plan.variables)
-            result, gradients = self._train_step(plan, step, values, batch_size, cost_tensor, optimizer,
-                                                 cost_reduction, where)
+            # One step at a time per optimizer: Sessions in other threads may share it, and a
+            # step reads and writes its per-batch fields (the variables, the scalars, Adam's t).
+            with optimizer.lock:
+                optimizer.before_batch(math, batch_size, plan.variables)
+                result, gradients = self._train_step(plan, step, values, batch_size, cost_tensor, optimizer,
+                                                     cost_reduction, where)
             if gradients is not None:
                 self._retain(values, gradients)
         finally:
@@ -366,6 +377,7 @@ class Session:
         ordered = graph_util.get_ordered_evaluation_set(n for n in needed if n.output not in fed)
         variables = [n.output for n in graph_util.get_variable_nodes_from_evaluation_set(ordered)]
         plan = _Plan(ordered, fed, variables)
+        _forget_oldest(self._plans, _MAX_PLANS)
         self._plans[key] = plan
         return plan
 
@@ -381,17 +393,28 @@ class Session:
         results: list[NDArray] | None = None
         try:
             values = self._load_feeds(entries, step, batch_size, where)
+            model = self._model_storages(plan, values, where)
             self._run_step(plan, step, values, batch_size, where, tensors)
             results = []
             for t in tensors:
                 value = values[t] = resolve(values[t])
                 if batch_size is not None and not step.batched[t]:  # the same value for every example
                     value = math.multiply(NDArray.ones((batch_size,) + (1,) * t.rank, math=math), value)
-                results.append(value._view())  # a fresh view: the caller's scope owns it
+                # The caller's scope owns a fresh view, or a copy where the value is a variable's,
+                # a constant's or a fed array's data (or a view of it): writing into a result
+                # must never change the model or the caller's feeds.
+                results.append(math.clone(value) if value.storage in model else value._view())
             self._retain(values, None)
         finally:
             math.end_scope(results)
         return results
+
+    def _model_storages(self, plan: _Plan, fed: Mapping[Tensor, NDArray], where: str) -> set[Storage]:
+        """The storages of what a call reads but does not own: the fed arrays, the variables'
+        and constants' data."""
+        storages = {x.storage for x in fed.values()}
+        storages.update(self._input_value(n, where).storage for n in plan.nodes if n.op_rule is None)
+        return storages
 
     def _load_feeds(self, entries: list[FeedEntry], step: _Step, batch_size: int | None,
                     where: str) -> dict[Tensor, NDArray]:
@@ -700,6 +723,12 @@ class Session:
 def _fill(made: Materializer, entries: list[tuple[Any, int, tuple[int, ...]]], target: TensorArrayMap) -> None:
     for t, slot, shape in entries:
         target.set(t, made.pending(slot, shape))
+
+
+def _forget_oldest(cache: dict[Any, Any], limit: int) -> None:
+    """Makes room for one more entry in ``cache`` (insertion-ordered) by dropping the oldest."""
+    while len(cache) >= limit:
+        del cache[next(iter(cache))]
 
 
 def _alias(x: NDArray) -> NDArray:

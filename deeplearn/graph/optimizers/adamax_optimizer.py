@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.graph.optimizers.optimizer import Optimizer
+from deeplearn.graph.optimizers.optimizer import Optimizer, check_hyperparameter
 from deeplearn.math.ndarray import Scalar
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ class AdamaxOptimizer(Optimizer):
     def __init__(self, learning_rate: float, beta1: float, beta2: float,
                  specified_variable_list: Sequence[Any] | None = None) -> None:
         super().__init__(learning_rate, specified_variable_list)
-        self.beta1 = float(beta1)
-        self.beta2 = float(beta2)
+        self.beta1 = check_hyperparameter(beta1, "AdamaxOptimizer", "beta1", below_one=True)
+        self.beta2 = check_hyperparameter(beta2, "AdamaxOptimizer", "beta2", below_one=True)
         self.acc_beta1 = self.beta1  # β1ᵗ for the current batch t
 
     state_names = ("m", "u")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.graph.optimizers.optimizer import Optimizer
+from deeplearn.graph.optimizers.optimizer import Optimizer, check_hyperparameter
 
 if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
@@ -26,7 +26,7 @@ class MomentumOptimizer(Optimizer):
     def __init__(self, learning_rate: float, momentum: float,
                  specified_variable_list: Sequence[Any] | None = None) -> None:
         super().__init__(learning_rate, specified_variable_list)
-        self.momentum = float(momentum)
+        self.momentum = check_hyperparameter(momentum, "MomentumOptimizer", "momentum")
 
     state_names = ("velocity",)
 
@@ -34,7 +34,7 @@ class MomentumOptimizer(Optimizer):
         return {"momentum": self.momentum}
 
     def set_momentum(self, momentum: float) -> None:
-        self.momentum = float(momentum)
+        self.momentum = check_hyperparameter(momentum, "MomentumOptimizer.set_momentum", "momentum")
 
     def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
                 c: Scalar) -> NDArray:

@@ -17,8 +17,12 @@ learning rate between calls changes what the next step reads, with nothing recom
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Mapping, Sequence
+from math import isfinite
 from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import numpy as np
 
 from deeplearn.math.ndarray import NDArray, Scalar
 
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["Optimizer"]
+__all__ = ["Optimizer", "check_hyperparameter"]
 
 _MAX_CONSTANTS = 64
 
@@ -48,7 +52,8 @@ class Optimizer:
     anew each batch rather than kept among the constants."""
 
     def __init__(self, learning_rate: float, specified_variable_list: Sequence[Any] | None = None) -> None:
-        self.learning_rate = float(learning_rate)
+        self.learning_rate = learning_rate  # checked (the property below)
+        self.lock = threading.RLock()  # one training step at a time (Session.train holds it)
         self.specified_variable_list: list[Tensor] | None = (
             None if specified_variable_list is None else [_as_tensor(v) for v in specified_variable_list]
         )
@@ -61,6 +66,16 @@ class Optimizer:
         self._varying: dict[str, Scalar] = {}  # the last batch's varying scalars
         self._step_values: dict[str, float] = {}  # what _step was made from, and where
         self._step_backend: Any = None
+
+    @property
+    def learning_rate(self) -> float:
+        """The step size: a finite number ≥ 0, checked when set (a NaN or a negative rate would
+        train silently wrong)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._learning_rate = check_hyperparameter(value, f"{type(self).__name__}", "learning_rate")
 
     # -- lifecycle (called by Session.train) ----------------------------------------------
     def before_batch(self, math: NDArrayMath, batch_size: int, runtime_variables: Sequence[Tensor]) -> None:
@@ -211,6 +226,23 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate})"
+
+
+def check_hyperparameter(value: Any, where: str, name: str, below_one: bool = False) -> float:
+    """``value`` as a float after checking it is a finite real number ≥ 0 (and < 1 when
+    ``below_one``: a decay rate of 1 divides by 1 − rate = 0); ValueError/TypeError otherwise.
+
+    Example:
+        >>> check_hyperparameter(0.9, "MomentumOptimizer", "momentum")
+        0.9
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{where}: {name} must be a real number; got {name}={value!r}.")
+    number = float(value)
+    bound = "in [0, 1)" if below_one else "finite and >= 0"
+    if not isfinite(number) or number < 0 or (below_one and number >= 1):
+        raise ValueError(f"{where}: {name} must be {bound}; got {name}={value!r}.")
+    return number
 
 
 def _as_tensor(v: Any) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.graph.optimizers.optimizer import Optimizer
+from deeplearn.graph.optimizers.optimizer import Optimizer, check_hyperparameter
 
 if TYPE_CHECKING:
     from deeplearn.graph.graph import Tensor
@@ -28,7 +28,7 @@ class RMSPropOptimizer(Optimizer):
     def __init__(self, learning_rate: float, gamma: float,
                  specified_variable_list: Sequence[Any] | None = None) -> None:
         super().__init__(learning_rate, specified_variable_list)
-        self.gamma = float(gamma)
+        self.gamma = check_hyperparameter(gamma, "RMSPropOptimizer", "gamma", below_one=True)
 
     state_names = ("cache",)
 
