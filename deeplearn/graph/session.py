@@ -15,14 +15,15 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from deeplearn.compile.materialize import Materializer, Pending, resolve
 from deeplearn.compile.recorder import Recorder
-from deeplearn.data.input_provider import InputProvider, next_batch
+from deeplearn.data.input_provider import InputProvider
 from deeplearn.graph import graph_util
+from deeplearn.graph.feeds import FeedEntry, Feeds, alias, check_batch_size, load_feeds, normalize_feeds
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
+from deeplearn.graph.plan import Plan, Signature, forget_oldest
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar, Storage
 from deeplearn.types import DisposedError, ShapeError
@@ -32,14 +33,13 @@ if TYPE_CHECKING:
     from deeplearn.graph.optimizers.optimizer import Optimizer
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["CostReduction", "FeedEntry", "Session", "normalize_feeds"]
+__all__ = ["CostReduction", "FeedEntry", "Feeds", "Session", "normalize_feeds"]  # feeds' names: as before
 
 _NOTHING: frozenset[int] = frozenset()
 _M = TypeVar("_M", bound=Callable[..., Any])
 _LOG = logging.getLogger("deeplearn")
 
 _MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
-_MAX_STEPS = 16  # per plan: one per call signature (a batch size), the oldest forgotten first
 _MAX_PLANS = 64  # per Session: one per (tensors asked for, fed tensors)
 _MAX_TRAINING_PROGRAMS = 8  # per step: one per (optimizer class, its variables, cost reduction)
 
@@ -51,134 +51,6 @@ class CostReduction(enum.IntEnum):
     NONE = 0
     SUM = 1
     MEAN = 2
-
-
-@dataclass(frozen=True)
-class FeedEntry:
-    """Data for one tensor: an NDArray (or an array-like, converted), or an InputProvider."""
-
-    tensor: Tensor
-    data: Any
-
-
-Feeds = Sequence[FeedEntry | Mapping[str, Any]] | Mapping[Tensor, Any] | None
-
-
-def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
-    """The three accepted forms of feeds as one list of FeedEntry: a list of
-    ``FeedEntry(tensor, data)``, a list of ``{"tensor": t, "data": d}`` dicts (the seed's object
-    literals), or a ``{tensor: data}`` mapping.
-
-    Example:
-        >>> g = dl.Graph(); x = g.placeholder("x", [])
-        >>> a = normalize_feeds([{"tensor": x, "data": Scalar.new(1)}], "eval")
-        >>> b = normalize_feeds({x: Scalar.new(1)}, "eval")
-        >>> a[0].tensor is b[0].tensor is x
-        True
-    """
-    if feeds is None:
-        return []
-    if isinstance(feeds, Mapping):
-        if any(isinstance(k, str) for k in feeds):
-            items: list[Any] = [feeds]  # one {"tensor": t, "data": d} entry given without its list
-        else:
-            items = [FeedEntry(t, d) for t, d in feeds.items()]
-    elif isinstance(feeds, (list, tuple)):
-        items = list(feeds)
-    else:
-        raise TypeError(f"{where}: feeds must be a list of FeedEntry or {{'tensor', 'data'}} dicts, or a "
-                        f"{{tensor: data}} mapping; got {type(feeds).__name__}.")
-    out: list[FeedEntry] = []
-    seen: set[Tensor] = set()
-    for item in items:
-        if isinstance(item, FeedEntry):
-            entry = item
-        elif isinstance(item, Mapping) and set(item) == {"tensor", "data"}:
-            entry = FeedEntry(item["tensor"], item["data"])
-        else:
-            raise TypeError(f"{where}: each feed must be a FeedEntry(tensor, data) or a "
-                            f"{{'tensor': t, 'data': d}} dict; got {item!r}.")
-        if not isinstance(entry.tensor, Tensor):
-            raise TypeError(f"{where}: a feed's tensor must be a Tensor; got {entry.tensor!r}.")
-        if entry.tensor in seen:
-            raise ValueError(f"{where}: each tensor may be fed once; got two feeds for {entry.tensor!r}.")
-        seen.add(entry.tensor)
-        out.append(entry)
-    return out
-
-
-@dataclass
-class _Plan:
-    """What a request needs: the nodes to run in order (fed nodes excluded), its variables."""
-
-    nodes: list[Node]
-    fed: frozenset[Tensor]
-    variables: list[Tensor]
-    _needs_grad: frozenset[Tensor] | None = field(default=None, repr=False)
-    _steps: dict[tuple[frozenset[Tensor], int | None], _Step] = field(default_factory=dict, repr=False)
-
-    def needs_grad(self) -> frozenset[Tensor]:
-        if self._needs_grad is None:
-            fed_nodes = [t.node for t in self.fed]
-            ordered = graph_util.get_ordered_evaluation_set([*self.nodes, *fed_nodes])
-            self._needs_grad = frozenset(graph_util.tensors_needing_gradient(ordered, self.fed))
-        return self._needs_grad
-
-    def step(self, batched_fed: frozenset[Tensor], batch_size: int | None) -> _Step:
-        """The plan specialised to which fed tensors carry a batch axis, and the batch size."""
-        key = (batched_fed, batch_size)
-        step = self._steps.get(key)
-        if step is None:
-            _forget_oldest(self._steps, _MAX_STEPS)  # every distinct batch size would keep its recordings
-            step = self._steps[key] = _Step(self, batched_fed, batch_size)
-        return step
-
-
-class _Step:
-    """A plan specialised to one call signature (which fed tensors are batched, the batch
-    size): everything a call would otherwise recompute per node — whether each input is
-    batched, the output shape to expect, which inputs want gradients — computed once.
-
-    ``forward`` holds (node, rule, inputs, output, input flags, expected shape), rule None for
-    variables and constants; ``backward`` holds (node, rule, inputs, output, input flags,
-    wants) for the nodes that send a gradient to at least one input, last node first.
-    """
-
-    __slots__ = ("backward", "batched", "forward", "inference", "recordings", "training")
-
-    def __init__(self, plan: _Plan, batched_fed: frozenset[Tensor], batch_size: int | None) -> None:
-        batched = {t: t in batched_fed for t in plan.fed}
-        forward: list[tuple[Any, ...]] = []
-        for node in plan.nodes:
-            out = node.output
-            rule = node.op_rule
-            if rule is None:
-                batched[out] = False
-                forward.append((node, None, (), out, (), out.shape))
-                continue
-            flags = tuple(batched[t] for t in node.inputs)
-            is_batched = any(flags)
-            batched[out] = is_batched
-            expected = ((batch_size,) if is_batched else ()) + out.shape
-            forward.append((node, rule, node.inputs, out, flags, expected))
-        self.forward = forward
-        self.batched = batched
-        needs = plan.needs_grad()
-        backward: list[tuple[Any, ...]] = []
-        for node in reversed(plan.nodes):
-            if node.op_rule is None:
-                continue
-            wants = tuple(t in needs for t in node.inputs)
-            if any(wants):
-                flags = tuple(batched[t] for t in node.inputs)
-                backward.append((node, node.op_rule, node.inputs, node.output, flags, wants))
-        self.backward = backward
-        # The recorded Programs (deeplearn/compile/) of its inference calls, and of its training
-        # calls per (optimizer class, trained variables, cost reduction): eval_batch(cost) and
-        # train(cost) share a step but not a Program.
-        self.inference: Program | None = None
-        self.training: dict[tuple[Any, ...], Program] = {}
-        self.recordings = {False: 0, True: 0}
 
 
 def _serialized(method: _M) -> _M:
@@ -221,7 +93,7 @@ class Session:
         self.math = math
         self.activation_array_map = TensorArrayMap()
         self.gradient_array_map = SummedTensorArrayMap(math)
-        self._plans: dict[tuple[frozenset[Tensor], frozenset[Tensor]], _Plan] = {}
+        self._plans: dict[tuple[frozenset[Tensor], frozenset[Tensor]], Plan] = {}
         self._converted: dict[Tensor, NDArray] = {}  # constants copied to this math's backend
         # Record each plan's kernels once and replay them (replay.py); False runs every call
         # through the batch rules (the tests compare the two).
@@ -286,7 +158,7 @@ class Session:
         wanted: list[Tensor] = [tensors] if isinstance(tensors, Tensor) else list(tensors)
         where = "Session.eval_batch"
         self.math._check_safe_mode()
-        _check_batch_size(batch_size, where)
+        batch_size = check_batch_size(batch_size, where)
         entries = normalize_feeds(feeds, where)
         plan = self._plan(wanted, entries, where)
         out = self._run_inference(plan, wanted, entries, batch_size, where)
@@ -317,7 +189,7 @@ class Session:
             raise TypeError(f"{where}: optimizer must be an Optimizer (SGDOptimizer(0.1), ...); got {optimizer!r}.")
         if not isinstance(cost_tensor, Tensor) or cost_tensor.shape != ():
             raise ShapeError(f"{where}: the cost tensor must be a scalar; got cost_tensor={cost_tensor!r}.")
-        _check_batch_size(batch_size, where)
+        batch_size = check_batch_size(batch_size, where)
         cost_reduction = CostReduction(cost_reduction)
         entries = normalize_feeds(feeds, where)
         for e in entries:
@@ -333,7 +205,7 @@ class Session:
         math.start_scope()
         result: Scalar | None = None
         try:
-            values = self._load_feeds(entries, step, batch_size, where)
+            values = load_feeds(entries, step.batched, batch_size, self.math, where)
             # One step at a time per optimizer: Sessions in other threads may share it, and a
             # step reads and writes its per-batch fields (the variables, the scalars, Adam's t).
             with optimizer.lock:
@@ -356,7 +228,7 @@ class Session:
         self._plans.clear()
 
     # -- plans -----------------------------------------------------------------------------
-    def _plan(self, tensors: list[Tensor], entries: list[FeedEntry], where: str) -> _Plan:
+    def _plan(self, tensors: list[Tensor], entries: list[FeedEntry], where: str) -> Plan:
         fed = frozenset(e.tensor for e in entries)
         key = (frozenset(tensors), fed)
         plan = self._plans.get(key)
@@ -376,13 +248,13 @@ class Session:
             raise ValueError(f"{where}: {noun} {names} {verb}; got feeds for {[e.tensor.name for e in entries]}.")
         ordered = graph_util.get_ordered_evaluation_set(n for n in needed if n.output not in fed)
         variables = [n.output for n in graph_util.get_variable_nodes_from_evaluation_set(ordered)]
-        plan = _Plan(ordered, fed, variables)
-        _forget_oldest(self._plans, _MAX_PLANS)
+        plan = Plan(ordered, fed, variables)
+        forget_oldest(self._plans, _MAX_PLANS)
         self._plans[key] = plan
         return plan
 
     # -- execution -------------------------------------------------------------------------
-    def _run_inference(self, plan: _Plan, tensors: list[Tensor], entries: list[FeedEntry],
+    def _run_inference(self, plan: Plan, tensors: list[Tensor], entries: list[FeedEntry],
                        batch_size: int | None, where: str) -> list[NDArray]:
         batched_fed = frozenset(e.tensor for e in entries if isinstance(e.data, InputProvider)) \
             if batch_size is not None else frozenset()
@@ -392,7 +264,7 @@ class Session:
         math.start_scope()
         results: list[NDArray] | None = None
         try:
-            values = self._load_feeds(entries, step, batch_size, where)
+            values = load_feeds(entries, step.batched, batch_size, self.math, where)
             model = self._model_storages(plan, values, where)
             self._run_step(plan, step, values, batch_size, where, tensors)
             results = []
@@ -409,42 +281,18 @@ class Session:
             math.end_scope(results)
         return results
 
-    def _model_storages(self, plan: _Plan, fed: Mapping[Tensor, NDArray], where: str) -> set[Storage]:
+    def _model_storages(self, plan: Plan, fed: Mapping[Tensor, NDArray], where: str) -> set[Storage]:
         """The storages of what a call reads but does not own: the fed arrays, the variables'
         and constants' data."""
         storages = {x.storage for x in fed.values()}
         storages.update(self._input_value(n, where).storage for n in plan.nodes if n.op_rule is None)
         return storages
 
-    def _load_feeds(self, entries: list[FeedEntry], step: _Step, batch_size: int | None,
-                    where: str) -> dict[Tensor, NDArray]:
-        """Values of the fed tensors: one example each (``batch_size`` None), or a batch drawn
-        from every InputProvider (NDArray feeds stay unbatched), as ``step`` expects."""
-        values: dict[Tensor, NDArray] = {}
-        batched = step.batched
-        for e in entries:
-            t, data = e.tensor, e.data
-            is_batched = batched[t]
-            if is_batched:
-                value = next_batch(data, self.math, batch_size)  # type: ignore[arg-type]
-            elif isinstance(data, InputProvider):
-                copy = data.get_next_copy(self.math)
-                value = _alias(copy)  # ours to use in this call; the provider's copy goes back
-                data.dispose_copy(self.math, copy)
-            else:
-                value = _as_feed_array(data, t, where)
-            want = ((batch_size,) if is_batched else ()) + t.shape
-            if value.shape != want:
-                what = f"a batch of {batch_size} examples of shape {t.shape}" if is_batched else f"shape {t.shape}"
-                raise ShapeError(f"{where}: the feed for {t!r} must be {what}; got data.shape={value.shape}.")
-            values[t] = value
-        return values
-
     def _replayable(self) -> bool:
         engine = self.math.engine
         return self.replay_plans and not engine.debug and not engine.keep_float64
 
-    def _run_step(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray], batch_size: int | None,
+    def _run_step(self, plan: Plan, step: Signature, values: dict[Tensor, NDArray], batch_size: int | None,
                   where: str, wanted: Sequence[Tensor]) -> None:
         """Fills ``values`` (the fed tensors' values on entry) with every tensor's value, for an
         inference call that returns ``wanted``. The first call of a step records its kernels;
@@ -464,7 +312,7 @@ class Session:
         if recorder is not None:
             step.inference = recorder.finish(values, None, wanted)
 
-    def _train_step(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray], batch_size: int,
+    def _train_step(self, plan: Plan, step: Signature, values: dict[Tensor, NDArray], batch_size: int,
                     cost: Tensor, optimizer: Optimizer, reduction: CostReduction,
                     where: str) -> tuple[Scalar, SummedTensorArrayMap | None]:
         """One training step: forward, backward, the optimizer's update (the variables get their
@@ -507,7 +355,7 @@ class Session:
                 step.training[key] = program
         return (total if total is not None else Scalar.new(0, math=math)), gradients
 
-    def _recorder(self, step: _Step, training: bool, values: Mapping[Tensor, NDArray],
+    def _recorder(self, step: Signature, training: bool, values: Mapping[Tensor, NDArray],
                   extra: Mapping[Any, NDArray]) -> Recorder | None:
         """A started Recorder with the call's inputs bound, or None when this step has been
         recorded too often (its inputs keep changing shape)."""
@@ -601,7 +449,7 @@ class Session:
             self._lent.append(weakref.ref(cost_value.storage))
         return cost_value, None  # type: ignore[return-value]
 
-    def _forward(self, step: _Step, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None) -> None:
+    def _forward(self, step: Signature, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None) -> None:
         math = self.math
         for node, rule, inputs, out, flags, expected in step.forward:
             if rule is None:
@@ -614,7 +462,7 @@ class Session:
                 raise AssertionError(f"{where}: the {node.name} rule gave shape {y.shape}, expected {expected}.")
             values[out] = y
 
-    def _backward(self, plan: _Plan, step: _Step, values: dict[Tensor, NDArray],
+    def _backward(self, plan: Plan, step: Signature, values: dict[Tensor, NDArray],
                   cost: Tensor, seed: NDArray) -> SummedTensorArrayMap:
         math = self.math
         gradients = SummedTensorArrayMap(math)
@@ -680,7 +528,7 @@ class Session:
         elif reduction == CostReduction.SUM:
             total = math.multiply(cost, Scalar.new(batch_size, math=math))
         else:
-            total = _alias(cost)  # the cost's own value
+            total = alias(cost)  # the cost's own value
         return total  # type: ignore[return-value]
 
     # -- what a call leaves for inspection -------------------------------------------------
@@ -725,37 +573,3 @@ def _fill(made: Materializer, entries: list[tuple[Any, int, tuple[int, ...]]], t
         target.set(t, made.pending(slot, shape))
 
 
-def _forget_oldest(cache: dict[Any, Any], limit: int) -> None:
-    """Makes room for one more entry in ``cache`` (insertion-ordered) by dropping the oldest."""
-    while len(cache) >= limit:
-        del cache[next(iter(cache))]
-
-
-def _alias(x: NDArray) -> NDArray:
-    """Another view of ``x``'s data (disposing one view leaves the other alive)."""
-    return x._view()
-
-
-def _as_feed_array(data: Any, tensor: Tensor, where: str) -> NDArray:
-    if isinstance(data, NDArray):
-        data._check_live(where)
-        return _alias(data)
-    if data is None:
-        raise TypeError(f"{where}: the feed for {tensor!r} has no data; got None.")
-    try:
-        return NDArray.make(tensor.shape if not hasattr(data, "shape") and not isinstance(data, (list, tuple))
-                            else _shape_of(data), data)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{where}: a feed's data must be an NDArray, an InputProvider or array-like; "
-                        f"got {type(data).__name__} for {tensor!r}.") from e
-
-
-def _shape_of(data: Any) -> tuple[int, ...]:
-    from deeplearn import util
-
-    return util.infer_shape(data)
-
-
-def _check_batch_size(batch_size: int, where: str) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"{where}: batch_size must be a positive int; got batch_size={batch_size!r}.")

@@ -98,7 +98,7 @@ def test_a_learning_rate_set_later_is_checked_too() -> None:
 
 
 def test_the_step_cache_is_bounded(cpu_math: dl.NDArrayMath) -> None:
-    from deeplearn.graph.session import _MAX_STEPS
+    from deeplearn.graph.plan import MAX_SIGNATURES as _MAX_STEPS
 
     g, x, w, cost = _linear(cpu_math)
     session = Session(g, cpu_math)

@@ -1,0 +1,132 @@
+"""Feeds: how data reaches a Session call's placeholders.
+
+A feed names a tensor and gives its data: an NDArray (or array-like values), or an
+InputProvider from which a training call draws its batch. ``normalize_feeds`` accepts the three
+forms users write; ``load_feeds`` turns them into the call's values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deeplearn.data.input_provider import InputProvider, check_count, next_batch
+from deeplearn.graph.graph import Tensor
+from deeplearn.math.ndarray import NDArray
+from deeplearn.types import ShapeError
+
+if TYPE_CHECKING:
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = ["FeedEntry", "Feeds", "alias", "as_feed_array", "check_batch_size", "load_feeds", "normalize_feeds"]
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """Data for one tensor: an NDArray (or an array-like, converted), or an InputProvider."""
+
+    tensor: Tensor
+    data: Any
+
+
+Feeds = Sequence[FeedEntry | Mapping[str, Any]] | Mapping[Tensor, Any] | None
+
+
+def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
+    """The three accepted forms of feeds as one list of FeedEntry: a list of
+    ``FeedEntry(tensor, data)``, a list of ``{"tensor": t, "data": d}`` dicts (the seed's object
+    literals), or a ``{tensor: data}`` mapping.
+
+    Example:
+        >>> g = dl.Graph(); x = g.placeholder("x", [])
+        >>> a = normalize_feeds([{"tensor": x, "data": Scalar.new(1)}], "eval")
+        >>> b = normalize_feeds({x: Scalar.new(1)}, "eval")
+        >>> a[0].tensor is b[0].tensor is x
+        True
+    """
+    if feeds is None:
+        return []
+    if isinstance(feeds, Mapping):
+        if any(isinstance(k, str) for k in feeds):
+            items: list[Any] = [feeds]  # one {"tensor": t, "data": d} entry given without its list
+        else:
+            items = [FeedEntry(t, d) for t, d in feeds.items()]
+    elif isinstance(feeds, (list, tuple)):
+        items = list(feeds)
+    else:
+        raise TypeError(f"{where}: feeds must be a list of FeedEntry or {{'tensor', 'data'}} dicts, or a "
+                        f"{{tensor: data}} mapping; got {type(feeds).__name__}.")
+    out: list[FeedEntry] = []
+    seen: set[Tensor] = set()
+    for item in items:
+        if isinstance(item, FeedEntry):
+            entry = item
+        elif isinstance(item, Mapping) and set(item) == {"tensor", "data"}:
+            entry = FeedEntry(item["tensor"], item["data"])
+        else:
+            raise TypeError(f"{where}: each feed must be a FeedEntry(tensor, data) or a "
+                            f"{{'tensor': t, 'data': d}} dict; got {item!r}.")
+        if not isinstance(entry.tensor, Tensor):
+            raise TypeError(f"{where}: a feed's tensor must be a Tensor; got {entry.tensor!r}.")
+        if entry.tensor in seen:
+            raise ValueError(f"{where}: each tensor may be fed once; got two feeds for {entry.tensor!r}.")
+        seen.add(entry.tensor)
+        out.append(entry)
+    return out
+
+
+def load_feeds(entries: list[FeedEntry], batched: Mapping[Tensor, bool], batch_size: int | None,
+               math: NDArrayMath, where: str) -> dict[Tensor, NDArray]:
+    """Values of the fed tensors: one example each (``batch_size`` None), or a batch drawn
+    from every InputProvider whose tensor is ``batched`` (NDArray feeds stay unbatched)."""
+    values: dict[Tensor, NDArray] = {}
+    for e in entries:
+        t, data = e.tensor, e.data
+        is_batched = batched[t]
+        if is_batched:
+            value = next_batch(data, math, batch_size)  # type: ignore[arg-type]
+        elif isinstance(data, InputProvider):
+            copy = data.get_next_copy(math)
+            value = alias(copy)  # ours to use in this call; the provider's copy goes back
+            data.dispose_copy(math, copy)
+        else:
+            value = as_feed_array(data, t, where)
+        want = ((batch_size,) if is_batched else ()) + t.shape
+        if value.shape != want:
+            what = f"a batch of {batch_size} examples of shape {t.shape}" if is_batched else f"shape {t.shape}"
+            raise ShapeError(f"{where}: the feed for {t!r} must be {what}; got data.shape={value.shape}.")
+        values[t] = value
+    return values
+
+
+def alias(x: NDArray) -> NDArray:
+    """Another view of ``x``'s data (disposing one view leaves the other alive)."""
+    return x._view()
+
+
+def as_feed_array(data: Any, tensor: Tensor, where: str) -> NDArray:
+    """``data`` (an NDArray, or array-like values) as the value fed to ``tensor``."""
+    if isinstance(data, NDArray):
+        data._check_live(where)
+        return alias(data)
+    if data is None:
+        raise TypeError(f"{where}: the feed for {tensor!r} has no data; got None.")
+    try:
+        return NDArray.make(tensor.shape if not hasattr(data, "shape") and not isinstance(data, (list, tuple))
+                            else _shape_of(data), data)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{where}: a feed's data must be an NDArray, an InputProvider or array-like; "
+                        f"got {type(data).__name__} for {tensor!r}.") from e
+
+
+def _shape_of(data: Any) -> tuple[int, ...]:
+    from deeplearn import util
+
+    return util.infer_shape(data)
+
+
+def check_batch_size(batch_size: int, where: str) -> int:
+    """``batch_size`` as an int after checking it is a positive integer (NumPy's included), as
+    the input providers check their counts."""
+    return check_count(batch_size, where, "batch_size")
