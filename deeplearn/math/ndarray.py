@@ -72,6 +72,12 @@ def _note_random() -> None:
         observer.on_random()
 
 
+def _factory_arguments(shape: Sequence[int], dtype: DType | str | None, math: NDArrayMath | None,
+                       where: str) -> tuple[Shape, DType, MathBackend]:
+    """A factory's shape, dtype and backend, checked (errors name ``where``)."""
+    return util.check_shape(shape, where), util.check_dtype(dtype, where), _default_backend(math, where)
+
+
 def _default_backend(math: NDArrayMath | None, where: str = "NDArray") -> MathBackend:
     if math is not None:
         backend = getattr(math, "backend", None)
@@ -170,9 +176,7 @@ class NDArray:
     def _make(shape: Sequence[int], data: Any, dtype: DType | str | None, math: NDArrayMath | None,
               where: str) -> NDArray:
         """``make``, its errors naming ``where`` (the factory the user called)."""
-        shape_t = util.check_shape(shape, where)
-        dt = util.check_dtype(dtype, where)
-        backend = _default_backend(math, where)
+        shape_t, dt, backend = _factory_arguments(shape, dtype, math, where)
         host = _to_host_values(_as_host_array(data, where), dt, where)
         if host.size != util.size_from_shape(shape_t):
             raise ShapeError(
@@ -215,9 +219,7 @@ class NDArray:
     @staticmethod
     def _full(shape: Sequence[int], value: float, dtype: DType | str | None, math: NDArrayMath | None,
               where: str) -> NDArray:
-        shape_t = util.check_shape(shape, where)
-        dt = util.check_dtype(dtype, where)
-        backend = _default_backend(math, where)
+        shape_t, dt, backend = _factory_arguments(shape, dtype, math, where)
         return NDArray._wrap(backend.xp.full(shape_t, value, dtype=util.numpy_dtype(dt)), backend, dt)
 
     @staticmethod
