@@ -118,7 +118,7 @@ class Program:
         self.gradients: list[tuple[Any, int, Shape]] | None = None
         self.results: dict[Any, tuple[int, Shape]] = {}
         self.updates: list[Update] = []
-        self.kernels: dict[int, tuple[Any, list[Any]]] = {}  # see _kernels
+        self.kernels: dict[int, tuple[Any, list[Any], list[bool]]] = {}  # see _kernels
         # On CUDA: the Program captured as one CUDA graph (deeplearn/compile/cuda_graph.py), or
         # why it could not be; None until a run tries.
         self.capture: Any = None
@@ -216,25 +216,35 @@ class Program:
     def _run(self, engine: Engine, steps: list[Step], slots: list[Any]) -> None:
         result = engine.result
         backend = engine.backend
+        kernels, final = self._kernels(backend, steps)
         guard = getattr(backend, "errors_ignored", contextlib.nullcontext)
         with guard():  # one floating-point guard for the whole program, not one per kernel
-            for (op, refs, outs, specs), kernel in zip(steps, self._kernels(backend, steps), strict=True):
+            for i, ((op, refs, outs, specs), kernel) in enumerate(zip(steps, kernels, strict=True)):
                 raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
                 y = kernel(op, *raws)
                 if len(outs) == 1:
-                    slots[outs[0]] = result(op, y, raws, specs[0])
+                    if final[i]:
+                        slots[outs[0]] = y
+                    else:
+                        slots[outs[0]] = r = result(op, y, raws, specs[0])
+                        # A kernel whose output needed nothing (a fresh C-ordered array of the
+                        # right dtype and shape) needs nothing on the same inputs' layouts and
+                        # dtypes, which a Program fixes: later runs skip the check.
+                        final[i] = r is y
                 else:
                     for o, s, spec in zip(y, outs, specs, strict=True):
                         slots[s] = result(op, o, raws, spec)
 
-    def _kernels(self, backend: Any, steps: list[Step]) -> list[Any]:
-        """Each step's kernel on ``backend``, looked up once (``kernel_for``), else ``execute``."""
+    def _kernels(self, backend: Any, steps: list[Step]) -> tuple[list[Any], list[bool]]:
+        """Each step's kernel on ``backend``, looked up once (``kernel_for``), else ``execute``;
+        and whether its raw output is known to be final (``_run``)."""
         key = id(steps)
         cached = self.kernels.get(key)
         if cached is None or cached[0] is not backend or len(cached[1]) != len(steps):
             find = getattr(backend, "kernel_for", None)
-            cached = self.kernels[key] = (backend, [find(s.op) if find else backend.execute for s in steps])
-        return cached[1]
+            kernels = [find(s.op) if find else backend.execute for s in steps]
+            cached = self.kernels[key] = (backend, kernels, [False] * len(steps))
+        return cached[1], cached[2]
 
     def uncapturable(self, backend: Any) -> list[str]:
         """The names of the ops ``backend`` cannot record in a CUDA graph (empty: all can)."""
