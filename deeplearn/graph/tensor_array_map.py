@@ -8,7 +8,7 @@ out every tensor's value and gradient, and most are never read).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from deeplearn.compile.materialize import Pending, resolve
 

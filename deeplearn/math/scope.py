@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -118,12 +117,6 @@ class MemoryRegistry:
         """The open scopes of this thread or asyncio task, innermost last (read-only)."""
         return self._scopes.get()
 
-    def track_new(self, x: NDArray) -> None:
-        """Called for every NDArray constructed: the innermost scope of this context tracks it."""
-        stack = self.stack
-        if stack:
-            stack[-1].track(x)
-
     def keep(self, x: Any) -> Any:
         """Untracks every NDArray in ``x`` (an array, or a list/tuple/dict of them) from every
         open scope of this context, so no scope end disposes it."""
@@ -179,10 +172,6 @@ def _collect(v: Any, array_type: type, out: list[Any]) -> None:
     elif isinstance(v, dict):
         for item in v.values():
             _collect(item, array_type, out)
-
-
-def iter_scopes() -> Iterator[Scope]:
-    yield from REGISTRY.stack
 
 
 REGISTRY = MemoryRegistry()
