@@ -437,7 +437,7 @@ class Session:
                    else NDArray._untracked(slots[update.source].reshape(shape), backend,
                                            program.dtypes[update.source]))
             if isinstance(update.key, Tensor):
-                self._assign(update.key, new)
+                self._assign(update.key, new, untracked=True)
             else:
                 optimizer.set_bound(update.key, new)
         optimizer.finish_batch()
@@ -506,14 +506,15 @@ class Session:
             self._converted[node.output] = converted
         return converted
 
-    def _assign(self, variable: Tensor, value: NDArray) -> None:
-        """Makes ``value`` the variable's data; the graph owns it from now on."""
+    def _assign(self, variable: Tensor, value: NDArray, untracked: bool = False) -> None:
+        """Makes ``value`` the variable's data; the graph owns it from now on. ``untracked``:
+        no scope tracks ``value`` (a Program's result), so there is nothing to keep it from."""
         node = variable.node
         assert isinstance(node, VariableNode)
         old, owned = node.data, node.owns_data
         if old is value:
             return  # updated in place (a captured step): already the graph's
-        node.data, node.owns_data = self.math.keep(value), True
+        node.data, node.owns_data = value if untracked else self.math.keep(value), True
         if owned and old is not value:
             old.dispose()
 

@@ -57,6 +57,9 @@ class Engine:
         """Runs ``op`` on ``inputs``; returns one NDArray, or a tuple for multi-output ops.
 
         Arrays that live on another backend are copied here first.
+
+        Typed Any: a Session or a batching rule holds its ops as plain ``Op`` and cannot know
+        their outputs. NDArrayMath's methods get exact types from ``MathMixin._run``'s overloads.
         """
         backend = self.backend
         key: list[Any] = [op]  # the op and every input's shape and dtype: the shape rule's question

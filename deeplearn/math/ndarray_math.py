@@ -41,15 +41,17 @@ SAFE_MODE_MESSAGE = (
 
 
 class NDArrayMath(
+    # Families that build on others come first: Python's method order puts a class before the
+    # classes it inherits (RNNMath inherits ElementwiseMath, whose sigmoid it calls).
+    RNNMath,
+    ImageMath,
+    ConvMath,
+    ReductionMath,
     ElementwiseMath,
     ArithmeticMath,
-    ReductionMath,
     LinalgMath,
     LayoutMath,
-    ConvMath,
     PoolMath,
-    ImageMath,
-    RNNMath,
     RandomMath,
     CostMath,
 ):
@@ -72,6 +74,7 @@ class NDArrayMath(
             raise RuntimeError(SAFE_MODE_MESSAGE)
 
     def _run(self, op: Any, *inputs: NDArray) -> Any:
+        # What it returns, by the kind of op, mypy reads from MathMixin._run's overloads.
         if self.safe_mode and not REGISTRY.stack:  # _check_safe_mode, inlined: every op runs this
             raise RuntimeError(SAFE_MODE_MESSAGE)
         return self.engine.run(op, *inputs)

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
-from deeplearn.math.ops.base import BinaryOp, MathMixin, Op, Spec, broadcast_shapes, check_arrays, unbroadcast
+from deeplearn.math.ops.base import (
+    BinaryOp,
+    MathMixin,
+    SameRankOp,
+    Spec,
+    broadcast_shapes,
+    check_arrays,
+    unbroadcast,
+)
 from deeplearn.types import DType, DTypeError, RawArray, ShapeError
 
 if TYPE_CHECKING:
@@ -289,7 +297,7 @@ class Equal(BinaryOp):
 # -- strict variants: shapes must match exactly ------------------------------------------------
 
 
-class _Strict(BinaryOp, abstract=True):
+class _Strict(BinaryOp, SameRankOp, abstract=True):
     """Mixin: the same op, but the shapes of a and b must be equal (no broadcasting)."""
 
     def infer(self, a: Spec, b: Spec) -> Spec:
@@ -343,7 +351,7 @@ class EqualStrict(_Strict, Equal):
 
 
 @dataclass(frozen=True)
-class ScaledArrayAdd(Op):
+class ScaledArrayAdd(SameRankOp):
     """y = c1·a + c2·b for scalars (size-1 arrays) c1, c2 and equal-shape a, b."""
 
     name = "scaled_array_add"
@@ -398,7 +406,7 @@ class ArithmeticMath(MathMixin):
             array([[11., 21., 31.],
                    [12., 22., 32.]], dtype=float32)
         """
-        return self._run(Add(), a, b)  # type: ignore[no-any-return]
+        return self._run(Add(), a, b)
 
     def subtract(self, a: NDArray, b: NDArray) -> NDArray:
         """Subtracts b from a element-wise with NumPy broadcasting.
@@ -407,7 +415,7 @@ class ArithmeticMath(MathMixin):
             >>> math.subtract(Array1D.new([2, 5]), Scalar.new(1)).get_values()
             array([1., 4.], dtype=float32)
         """
-        return self._run(Subtract(), a, b)  # type: ignore[no-any-return]
+        return self._run(Subtract(), a, b)
 
     def multiply(self, a: NDArray, b: NDArray) -> NDArray:
         """Multiplies a and b element-wise with NumPy broadcasting.
@@ -416,7 +424,7 @@ class ArithmeticMath(MathMixin):
             >>> math.multiply(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
             array([3., 8.], dtype=float32)
         """
-        return self._run(Multiply(), a, b)  # type: ignore[no-any-return]
+        return self._run(Multiply(), a, b)
 
     def divide(self, a: NDArray, b: NDArray) -> NDArray:
         """Divides a by b element-wise with NumPy broadcasting; the result is always float32.
@@ -425,7 +433,7 @@ class ArithmeticMath(MathMixin):
             >>> math.divide(Array1D.new([1, 6], "int32"), Array1D.new([2, 5], "int32")).get_values()
             array([0.5, 1.2], dtype=float32)
         """
-        return self._run(Divide(), a, b)  # type: ignore[no-any-return]
+        return self._run(Divide(), a, b)
 
     def pow(self, a: NDArray, b: NDArray) -> NDArray:
         """Raises a to the int32 powers b element-wise, with NumPy broadcasting.
@@ -437,7 +445,7 @@ class ArithmeticMath(MathMixin):
             >>> math.pow(Array1D.new([-2, 3]), Array1D.new([3, 2], "int32")).get_values()
             array([-8.,  9.], dtype=float32)
         """
-        return self._run(Pow(), a, b)  # type: ignore[no-any-return]
+        return self._run(Pow(), a, b)
 
     def maximum(self, a: NDArray, b: NDArray) -> NDArray:
         """Element-wise max(a, b) with NumPy broadcasting; NaN propagates; dtypes must match.
@@ -446,7 +454,7 @@ class ArithmeticMath(MathMixin):
             >>> math.maximum(Array1D.new([0.5, 3, -4]), Scalar.new(0.6)).get_values()
             array([0.6, 3. , 0.6], dtype=float32)
         """
-        return self._run(Maximum(), a, b)  # type: ignore[no-any-return]
+        return self._run(Maximum(), a, b)
 
     def minimum(self, a: NDArray, b: NDArray) -> NDArray:
         """Element-wise min(a, b) with NumPy broadcasting; NaN propagates; dtypes must match.
@@ -455,7 +463,7 @@ class ArithmeticMath(MathMixin):
             >>> math.minimum(Array1D.new([0.5, 3, -4]), Scalar.new(0.6)).get_values()
             array([ 0.5,  0.6, -4. ], dtype=float32)
         """
-        return self._run(Minimum(), a, b)  # type: ignore[no-any-return]
+        return self._run(Minimum(), a, b)
 
     def equal(self, a: NDArray, b: NDArray) -> NDArray:
         """Element-wise a == b as a bool array, with NumPy broadcasting; NaN equals nothing.
@@ -464,7 +472,7 @@ class ArithmeticMath(MathMixin):
             >>> math.equal(Scalar.new(2), Array1D.new([1, 2, 3])).get_values()
             array([False,  True, False])
         """
-        return self._run(Equal(), a, b)  # type: ignore[no-any-return]
+        return self._run(Equal(), a, b)
 
     # -- strict: shapes must match -----------------------------------------------------------
     def add_strict(self, a: T, b: T) -> T:
@@ -474,7 +482,7 @@ class ArithmeticMath(MathMixin):
             >>> math.add_strict(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
             array([4., 6.], dtype=float32)
         """
-        return self._run(AddStrict(), a, b)  # type: ignore[no-any-return]
+        return self._run(AddStrict(), a, b)
 
     def subtract_strict(self, a: T, b: T) -> T:
         """a − b for arrays of equal shapes (ShapeError otherwise).
@@ -483,7 +491,7 @@ class ArithmeticMath(MathMixin):
             >>> math.subtract_strict(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
             array([-2., -2.], dtype=float32)
         """
-        return self._run(SubtractStrict(), a, b)  # type: ignore[no-any-return]
+        return self._run(SubtractStrict(), a, b)
 
     def multiply_strict(self, a: T, b: T) -> T:
         """a · b for arrays of equal shapes (ShapeError otherwise).
@@ -492,7 +500,7 @@ class ArithmeticMath(MathMixin):
             >>> math.multiply_strict(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
             array([3., 8.], dtype=float32)
         """
-        return self._run(MultiplyStrict(), a, b)  # type: ignore[no-any-return]
+        return self._run(MultiplyStrict(), a, b)
 
     def divide_strict(self, a: T, b: T) -> T:
         """a / b (float32) for arrays of equal shapes (ShapeError otherwise).
@@ -501,7 +509,7 @@ class ArithmeticMath(MathMixin):
             >>> math.divide_strict(Array1D.new([1, 2]), Array1D.new([4, 4])).get_values()
             array([0.25, 0.5 ], dtype=float32)
         """
-        return self._run(DivideStrict(), a, b)  # type: ignore[no-any-return]
+        return self._run(DivideStrict(), a, b)
 
     def pow_strict(self, a: T, b: NDArray) -> T:
         """aᵇ for a and an int32 b of equal shapes (ShapeError / DTypeError otherwise).
@@ -510,7 +518,7 @@ class ArithmeticMath(MathMixin):
             >>> math.pow_strict(Array1D.new([2, -3]), Array1D.new([2, 3], "int32")).get_values()
             array([  4., -27.], dtype=float32)
         """
-        return self._run(PowStrict(), a, b)  # type: ignore[no-any-return]
+        return self._run(PowStrict(), a, b)
 
     def equal_strict(self, a: NDArray, b: NDArray) -> NDArray:
         """a == b as a bool array, for arrays of equal shapes (ShapeError otherwise).
@@ -519,7 +527,7 @@ class ArithmeticMath(MathMixin):
             >>> math.equal_strict(Array1D.new([1, 2]), Array1D.new([1, 3])).get_values()
             array([ True, False])
         """
-        return self._run(EqualStrict(), a, b)  # type: ignore[no-any-return]
+        return self._run(EqualStrict(), a, b)
 
     # -- scalar helpers (deeplearn.js: thin wrappers over the broadcasting ops) ----------------
     def scalar_plus_array(self, c: NDArray, a: T) -> T:
@@ -585,7 +593,7 @@ class ArithmeticMath(MathMixin):
             ...                       Array1D.new([1, 1])).get_values()
             array([1., 3.], dtype=float32)
         """
-        return self._run(ScaledArrayAdd(), c1, a, c2, b)  # type: ignore[no-any-return]
+        return self._run(ScaledArrayAdd(), c1, a, c2, b)
 
     # -- deprecated deeplearn.js 0.3 names ---------------------------------------------------
     def sub(self, a: NDArray, b: NDArray) -> NDArray:

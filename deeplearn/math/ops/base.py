@@ -8,7 +8,7 @@ This module must not import NDArrayMath or any backend.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload
 
 import numpy as np
 
@@ -25,6 +25,7 @@ __all__ = [
     "Op",
     "UnaryOp",
     "BinaryOp",
+    "SameRankOp",
     "MathMixin",
     "broadcast_shapes",
     "check_arrays",
@@ -93,7 +94,13 @@ class Op:
         raise NotImplementedError(f"{self.name} has no gradient")
 
 
-class UnaryOp(Op, abstract=True):
+class SameRankOp(Op, abstract=True):
+    """An op whose output has the rank of its array inputs, so their NDArray class (Array2D in,
+    Array2D out): what lets a method promise to return its input's type (``neg(x: T) -> T``).
+    Only a marker for mypy (see ``MathMixin._run``); tests/math/test_op_kinds.py checks it."""
+
+
+class UnaryOp(SameRankOp, abstract=True):
     """Element-wise op of one input; the output has the input's shape and dtype."""
 
     def infer(self, x: Spec) -> Spec:
@@ -107,17 +114,45 @@ class BinaryOp(Op, abstract=True):
         return Spec(broadcast_shapes(a.shape, b.shape, self.name), a.dtype)
 
 
+A = TypeVar("A", bound="NDArray")  # the NDArray class (Array2D, ...) a SameRankOp gives back
+
+
+class _OneOutput(Protocol):
+    """An op whose shape rule gives one Spec (an op known only as ``Op`` counts as one too)."""
+
+    def infer(self, *args: Any, **kwargs: Any) -> Spec: ...
+
+
+class _TwoOutputs(Protocol):
+    """An op whose shape rule gives two Specs (top_k)."""
+
+    def infer(self, *args: Any, **kwargs: Any) -> tuple[Spec, Spec]: ...
+
+
 class MathMixin:
-    """Base of the NDArrayMath family mixins: declares what each family may use."""
+    """Base of the NDArrayMath family mixins: declares what each family may use.
+
+    A family that calls another family's methods inherits it (ConvMath uses ReductionMath's
+    ``sum``), so mypy checks those calls, and a misspelled method is an error.
+    """
 
     engine: Engine
 
-    def _run(self, op: Op, *inputs: NDArray) -> Any:
-        return self.engine.run(op, *inputs)
-
-    if TYPE_CHECKING:  # the full NDArrayMath, so families can call each other's methods
-
-        def __getattr__(self, name: str) -> Any: ...
+    if TYPE_CHECKING:
+        # NDArrayMath._run runs the op through Engine.run, which returns Any (see its docstring).
+        # These overloads say what comes back, from the kind of op, so that mypy checks each
+        # method's promised return type; only mypy reads them (no cost per op).
+        @overload
+        def _run(self, op: SameRankOp, x: A, /) -> A: ...
+        @overload  # b has a's rank (pow_strict's b is an int32 array of a's shape, not a's type)
+        def _run(self, op: SameRankOp, a: A, b: NDArray, /) -> A: ...
+        @overload  # scaled_array_add: c1 and c2 are scalars; b has a's shape
+        def _run(self, op: SameRankOp, c1: NDArray, a: A, c2: NDArray, b: NDArray, /) -> A: ...
+        @overload
+        def _run(self, op: _OneOutput, /, *inputs: NDArray) -> NDArray: ...
+        @overload
+        def _run(self, op: _TwoOutputs, /, *inputs: NDArray) -> tuple[NDArray, NDArray]: ...
+        def _run(self, op: Any, /, *inputs: NDArray) -> Any: ...
 
 
 def check_arrays(where: str, **arrays: Any) -> None:

@@ -16,7 +16,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, SupportsIndex
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, Op, Spec, check_arrays
+from deeplearn.math.ops.arithmetic import ArithmeticMath
+from deeplearn.math.ops.base import Op, Spec, check_arrays
 from deeplearn.math.ops.conv_util import (
     Conv2DInfo,
     Pad,
@@ -27,6 +28,7 @@ from deeplearn.math.ops.conv_util import (
     pad_and_out_size,
     windows,
 )
+from deeplearn.math.ops.reduction import ReductionMath
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -433,7 +435,7 @@ def _check_conv2d_transpose(
 # -- the public methods ----------------------------------------------------------------------
 
 
-class ConvMath(MathMixin):
+class ConvMath(ReductionMath, ArithmeticMath):
     """The methods of NDArrayMath for convolutions."""
 
     def conv2d(
@@ -514,7 +516,7 @@ class ConvMath(MathMixin):
             array([ 6.,  2., 10.,  0.], dtype=float32)
         """
         op = Conv2DDerInput(in_shape=in_shape, strides=strides, pad=pad)
-        return self._run(op, dy, filter)  # type: ignore[no-any-return]
+        return self._run(op, dy, filter)
 
     def conv2d_der_filter(
         self,
@@ -533,7 +535,7 @@ class ConvMath(MathMixin):
             array([13., 19., 31., 37.], dtype=float32)
         """
         op = Conv2DDerFilter(filter_shape=filter_shape, strides=strides, pad=pad)
-        return self._run(op, x, dy)  # type: ignore[no-any-return]
+        return self._run(op, x, dy)
 
     def conv2d_der_bias(self, dy: NDArray) -> NDArray:
         """The gradient of conv2d with respect to its bias: dy summed over batch, rows, columns.
@@ -545,7 +547,7 @@ class ConvMath(MathMixin):
         check_arrays("conv2d_der_bias", dy=dy)
         if dy.rank not in (3, 4):
             raise ShapeError(f"conv2d_der_bias: dy must be rank 3 or 4; got dy.shape={dy.shape}.")
-        return self.sum(dy, list(range(dy.rank - 1)))  # type: ignore[no-any-return]
+        return self.sum(dy, list(range(dy.rank - 1)))
 
     def conv2d_transpose(
         self,
@@ -600,7 +602,7 @@ class ConvMath(MathMixin):
             raise ValueError(
                 f"depthwise_conv2d: dilation rates greater than 1 are not supported; got rates = {rates!r}."
             )
-        return self._run(DepthwiseConv2D(strides=strides, pad=pad), x, filter)  # type: ignore[no-any-return]
+        return self._run(DepthwiseConv2D(strides=strides, pad=pad), x, filter)
 
     def depthwise_conv2d_der_input(
         self,
@@ -619,7 +621,7 @@ class ConvMath(MathMixin):
             array([11.], dtype=float32)
         """
         op = DepthwiseConv2DDerInput(in_shape=in_shape, strides=strides, pad=pad)
-        return self._run(op, dy, filter)  # type: ignore[no-any-return]
+        return self._run(op, dy, filter)
 
     def depthwise_conv2d_der_filter(
         self,
@@ -638,4 +640,4 @@ class ConvMath(MathMixin):
             array([3., 6.], dtype=float32)
         """
         op = DepthwiseConv2DDerFilter(filter_shape=filter_shape, strides=strides, pad=pad)
-        return self._run(op, x, dy)  # type: ignore[no-any-return]
+        return self._run(op, x, dy)

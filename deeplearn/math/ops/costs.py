@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from deeplearn.math.ops.base import MathMixin, Op, Spec
 from deeplearn.types import DTypeError, RawArray, ShapeError
@@ -102,7 +102,11 @@ class SoftmaxCrossEntropyCost(Op):
 
 
 class CostMath(MathMixin):
-    """The methods of NDArrayMath for the Graph cost functions."""
+    """The methods of NDArrayMath for the Graph cost functions.
+
+    The casts to Scalar state what mypy cannot see from the op's class: a cost as these methods
+    run it reduces its whole input to one value, a rank-0 result, so a Scalar.
+    """
 
     def mean_squared_cost(self, x1: NDArray, x2: NDArray) -> Scalar:
         """The mean over every element of ½·(x1 − x2)²; shapes must match.
@@ -111,7 +115,7 @@ class CostMath(MathMixin):
             >>> math.mean_squared_cost(Array1D.new([1, 2, 3, 4]), Array1D.new([2, 4, 6, 8])).get()
             3.75
         """
-        return self._run(MeanSquaredCost(), x1, x2)  # type: ignore[no-any-return]
+        return cast("Scalar", self._run(MeanSquaredCost(), x1, x2))
 
     def softmax_cross_entropy_cost(self, x: NDArray, target: NDArray) -> Scalar:
         """−Σ target·log(softmax(x) + 1e-5), the softmax taken along the last dimension (the 1e-5
@@ -122,4 +126,4 @@ class CostMath(MathMixin):
             >>> round(cost.get(), 3)
             1.608
         """
-        return self._run(SoftmaxCrossEntropyCost(), x, target)  # type: ignore[no-any-return]
+        return cast("Scalar", self._run(SoftmaxCrossEntropyCost(), x, target))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from deeplearn import util
 from deeplearn.math.ops.arithmetic import as_float, promote
-from deeplearn.math.ops.base import BinaryOp, MathMixin, Spec, UnaryOp, unbroadcast
+from deeplearn.math.ops.base import BinaryOp, MathMixin, SameRankOp, Spec, UnaryOp, unbroadcast
 from deeplearn.types import RawArray, ShapeError
 
 if TYPE_CHECKING:
@@ -311,7 +311,7 @@ class LeakyRelu(_FloatUnaryOp):
         return (math.multiply(dy, math.step(x, self.alpha)),)  # 1 above 0, alpha below
 
 
-class _PreluOp(BinaryOp, abstract=True):
+class _PreluOp(BinaryOp, SameRankOp, abstract=True):
     """prelu, prelu_der: (x, alpha) of one shape -> float32 of that shape."""
 
     def infer(self, x: Spec, alpha: Spec) -> Spec:
@@ -575,7 +575,7 @@ class ElementwiseMath(MathMixin):
             >>> math.neg(Array1D.new([1, -3])).get_values()
             array([-1.,  3.], dtype=float32)
         """
-        return self._run(Neg(), x)  # type: ignore[no-any-return]
+        return self._run(Neg(), x)
 
     def exp(self, x: T) -> T:
         """Computes eˣ element-wise.
@@ -584,7 +584,7 @@ class ElementwiseMath(MathMixin):
             >>> math.exp(Scalar.new(0.0)).get()
             1.0
         """
-        return self._run(Exp(), x)  # type: ignore[no-any-return]
+        return self._run(Exp(), x)
 
     def log(self, x: T) -> T:
         """Computes the natural logarithm element-wise.
@@ -593,7 +593,7 @@ class ElementwiseMath(MathMixin):
             >>> math.log(Array1D.new([1, np.e])).get_values()
             array([0., 1.], dtype=float32)
         """
-        return self._run(Log(), x)  # type: ignore[no-any-return]
+        return self._run(Log(), x)
 
     def sqrt(self, x: T) -> T:
         """Computes √x element-wise.
@@ -602,7 +602,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sqrt(Array1D.new([4, 9])).get_values()
             array([2., 3.], dtype=float32)
         """
-        return self._run(Sqrt(), x)  # type: ignore[no-any-return]
+        return self._run(Sqrt(), x)
 
     def square(self, x: T) -> T:
         """Computes x² element-wise (int32 stays int32).
@@ -611,7 +611,7 @@ class ElementwiseMath(MathMixin):
             >>> math.square(Array1D.new([2, -3])).get_values()
             array([4., 9.], dtype=float32)
         """
-        return self._run(Square(), x)  # type: ignore[no-any-return]
+        return self._run(Square(), x)
 
     def abs(self, x: T) -> T:
         """Computes |x| element-wise (int32 stays int32).
@@ -620,7 +620,7 @@ class ElementwiseMath(MathMixin):
             >>> math.abs(Array1D.new([-2, 3])).get_values()
             array([2., 3.], dtype=float32)
         """
-        return self._run(Abs(), x)  # type: ignore[no-any-return]
+        return self._run(Abs(), x)
 
     def ceil(self, x: T) -> T:
         """Rounds up element-wise.
@@ -629,7 +629,7 @@ class ElementwiseMath(MathMixin):
             >>> math.ceil(Array1D.new([1.5, -1.4])).get_values()
             array([ 2., -1.], dtype=float32)
         """
-        return self._run(Ceil(), x)  # type: ignore[no-any-return]
+        return self._run(Ceil(), x)
 
     def floor(self, x: T) -> T:
         """Rounds down element-wise.
@@ -638,7 +638,7 @@ class ElementwiseMath(MathMixin):
             >>> math.floor(Array1D.new([1.5, -1.4])).get_values()
             array([ 1., -2.], dtype=float32)
         """
-        return self._run(Floor(), x)  # type: ignore[no-any-return]
+        return self._run(Floor(), x)
 
     def relu(self, x: T) -> T:
         """Computes max(0, x) element-wise (NaN stays NaN; int32 and bool keep their dtype).
@@ -647,7 +647,7 @@ class ElementwiseMath(MathMixin):
             >>> math.relu(Array1D.new([-1, 2])).get_values()
             array([0., 2.], dtype=float32)
         """
-        return self._run(Relu(), x)  # type: ignore[no-any-return]
+        return self._run(Relu(), x)
 
     def elu(self, x: T) -> T:
         """Computes x for x ≥ 0 and eˣ − 1 below, element-wise.
@@ -656,7 +656,7 @@ class ElementwiseMath(MathMixin):
             >>> math.elu(Array1D.new([1, 0])).get_values()
             array([1., 0.], dtype=float32)
         """
-        return self._run(Elu(), x)  # type: ignore[no-any-return]
+        return self._run(Elu(), x)
 
     def elu_der(self, x: T) -> T:
         """The derivative of elu: 1 for x ≥ 0, eˣ below.
@@ -665,7 +665,7 @@ class ElementwiseMath(MathMixin):
             >>> math.elu_der(Array1D.new([2, 0])).get_values()
             array([1., 1.], dtype=float32)
         """
-        return self._run(EluDer(), x)  # type: ignore[no-any-return]
+        return self._run(EluDer(), x)
 
     def selu(self, x: T) -> T:
         """Scaled elu: 1.0507·x for x ≥ 0, 1.7581·(eˣ − 1) below.
@@ -674,7 +674,7 @@ class ElementwiseMath(MathMixin):
             >>> math.selu(Array1D.new([1, 0])).get_values()
             array([1.050701, 0.      ], dtype=float32)
         """
-        return self._run(Selu(), x)  # type: ignore[no-any-return]
+        return self._run(Selu(), x)
 
     def leaky_relu(self, x: T, alpha: float = 0.2) -> T:
         """Computes x for x ≥ 0 and alpha·x below.
@@ -684,7 +684,7 @@ class ElementwiseMath(MathMixin):
             array([-0.2,  2. ], dtype=float32)
         """
         op = LeakyRelu(util.as_float(alpha, "leaky_relu", "alpha"))
-        return self._run(op, x)  # type: ignore[no-any-return]
+        return self._run(op, x)
 
     def prelu(self, x: T, alpha: T) -> T:
         """Parametric relu: x for x ≥ 0, alpha·x below, with alpha of x's shape.
@@ -693,7 +693,7 @@ class ElementwiseMath(MathMixin):
             >>> math.prelu(Array1D.new([-2, 1]), Array1D.new([0.25, 0.5])).get_values()
             array([-0.5,  1. ], dtype=float32)
         """
-        return self._run(Prelu(), x, alpha)  # type: ignore[no-any-return]
+        return self._run(Prelu(), x, alpha)
 
     def prelu_der(self, x: T, alpha: T) -> T:
         """The derivative of prelu with respect to x: 1 above 0, alpha below, 0 at 0.
@@ -702,7 +702,7 @@ class ElementwiseMath(MathMixin):
             >>> math.prelu_der(Array1D.new([-2, 0, 3]), Array1D.new([0.25, 0.5, 0.5])).get_values()
             array([0.25, 0.  , 1.  ], dtype=float32)
         """
-        return self._run(PreluDer(), x, alpha)  # type: ignore[no-any-return]
+        return self._run(PreluDer(), x, alpha)
 
     def sigmoid(self, x: T) -> T:
         """Computes 1 / (1 + e⁻ˣ) element-wise.
@@ -711,7 +711,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sigmoid(Scalar.new(0)).get()
             0.5
         """
-        return self._run(Sigmoid(), x)  # type: ignore[no-any-return]
+        return self._run(Sigmoid(), x)
 
     def tanh(self, x: T) -> T:
         """Computes tanh x element-wise.
@@ -720,7 +720,7 @@ class ElementwiseMath(MathMixin):
             >>> math.tanh(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Tanh(), x)  # type: ignore[no-any-return]
+        return self._run(Tanh(), x)
 
     def step(self, x: T, alpha: float = 0.0) -> T:
         """Computes 1 for x > 0 and alpha otherwise (NaN stays NaN).
@@ -729,7 +729,7 @@ class ElementwiseMath(MathMixin):
             >>> math.step(Array1D.new([-1, 0, 2])).get_values()
             array([0., 0., 1.], dtype=float32)
         """
-        return self._run(Step(util.as_float(alpha, "step", "alpha")), x)  # type: ignore[no-any-return]
+        return self._run(Step(util.as_float(alpha, "step", "alpha")), x)
 
     def clip(self, x: T, min: float, max: float) -> T:
         """Clips x to [min, max] element-wise (NaN stays NaN).
@@ -742,7 +742,7 @@ class ElementwiseMath(MathMixin):
             array([-1. ,  0.5,  1. ], dtype=float32)
         """
         op = Clip(util.as_float(min, "clip", "min"), util.as_float(max, "clip", "max"))
-        return self._run(op, x)  # type: ignore[no-any-return]
+        return self._run(op, x)
 
     def sin(self, x: T) -> T:
         """Computes sin x element-wise.
@@ -751,7 +751,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sin(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Sin(), x)  # type: ignore[no-any-return]
+        return self._run(Sin(), x)
 
     def cos(self, x: T) -> T:
         """Computes cos x element-wise.
@@ -760,7 +760,7 @@ class ElementwiseMath(MathMixin):
             >>> math.cos(Scalar.new(0)).get()
             1.0
         """
-        return self._run(Cos(), x)  # type: ignore[no-any-return]
+        return self._run(Cos(), x)
 
     def tan(self, x: T) -> T:
         """Computes tan x element-wise.
@@ -769,7 +769,7 @@ class ElementwiseMath(MathMixin):
             >>> math.tan(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Tan(), x)  # type: ignore[no-any-return]
+        return self._run(Tan(), x)
 
     def asin(self, x: T) -> T:
         """Computes arcsin x element-wise (NaN outside [−1, 1]).
@@ -778,7 +778,7 @@ class ElementwiseMath(MathMixin):
             >>> math.asin(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Asin(), x)  # type: ignore[no-any-return]
+        return self._run(Asin(), x)
 
     def acos(self, x: T) -> T:
         """Computes arccos x element-wise (NaN outside [−1, 1]).
@@ -787,7 +787,7 @@ class ElementwiseMath(MathMixin):
             >>> math.acos(Scalar.new(1)).get()
             0.0
         """
-        return self._run(Acos(), x)  # type: ignore[no-any-return]
+        return self._run(Acos(), x)
 
     def atan(self, x: T) -> T:
         """Computes arctan x element-wise.
@@ -796,7 +796,7 @@ class ElementwiseMath(MathMixin):
             >>> math.atan(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Atan(), x)  # type: ignore[no-any-return]
+        return self._run(Atan(), x)
 
     def sinh(self, x: T) -> T:
         """Computes sinh x element-wise.
@@ -805,7 +805,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sinh(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Sinh(), x)  # type: ignore[no-any-return]
+        return self._run(Sinh(), x)
 
     def cosh(self, x: T) -> T:
         """Computes cosh x element-wise.
@@ -814,4 +814,4 @@ class ElementwiseMath(MathMixin):
             >>> math.cosh(Scalar.new(0)).get()
             1.0
         """
-        return self._run(Cosh(), x)  # type: ignore[no-any-return]
+        return self._run(Cosh(), x)

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, Op, Spec, check_arrays
+from deeplearn.math.ops.arithmetic import ArithmeticMath
+from deeplearn.math.ops.base import Op, Spec, check_arrays
+from deeplearn.math.ops.elementwise import ElementwiseMath
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -131,7 +133,7 @@ def _check_bn_param(x: NDArray, p: NDArray, name: str, where: str) -> None:
         )
 
 
-class ImageMath(MathMixin):
+class ImageMath(ElementwiseMath, ArithmeticMath):
     """The methods of NDArrayMath for resize_bilinear3d and batch normalization."""
 
     def resize_bilinear3d(
@@ -148,7 +150,7 @@ class ImageMath(MathMixin):
         where = "resize_bilinear3d"
         shape = util.as_shape(new_shape2d, where)
         op = ResizeBilinear3D(shape, util.as_bool(align_corners, where, "align_corners"))  # type: ignore[arg-type]
-        return self._run(op, x)  # type: ignore[no-any-return]
+        return self._run(op, x)
 
     def _batch_normalization(
         self,

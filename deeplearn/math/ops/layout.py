@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, Op, Spec, check_arrays
+from deeplearn.math.ops.base import MathMixin, SameRankOp, Spec, check_arrays
 from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _check_rank(where: str, name: str, x: NDArray, rank: int) -> None:
 
 
 @dataclass(frozen=True)
-class Clone(Op):
+class Clone(SameRankOp):
     """y = a copy of x (same shape, dtype and values)."""
 
     name = "clone"
@@ -55,7 +55,7 @@ class Clone(Op):
 
 
 @dataclass(frozen=True)
-class Slice(Op):
+class Slice(SameRankOp):
     """y = x[begin[0]:begin[0]+size[0], ...], the window of ``size`` starting at ``begin``."""
 
     name = "slice"
@@ -103,7 +103,7 @@ class Slice(Op):
 
 
 @dataclass(frozen=True)
-class Concat(Op):
+class Concat(SameRankOp):
     """y = a and b joined along ``axis``; every other dimension must match."""
 
     name = "concat"
@@ -148,7 +148,7 @@ def _check_perm(perm: tuple[int, ...], x: Spec) -> None:
 
 
 @dataclass(frozen=True)
-class Transpose(Op):
+class Transpose(SameRankOp):
     """y = x with its dimensions permuted: y.shape[i] = x.shape[perm[i]]; reversed when perm is None."""
 
     name = "transpose"
@@ -174,7 +174,7 @@ class Transpose(Op):
 
 
 @dataclass(frozen=True)
-class Tile(Op):
+class Tile(SameRankOp):
     """y = x repeated reps[i] times along each dimension i (NumPy's tile); keeps the dtype."""
 
     name = "tile"
@@ -215,16 +215,16 @@ class LayoutMath(MathMixin):
             >>> math.clone(Array1D.new([1, 2])).get_values()
             array([1., 2.], dtype=float32)
         """
-        return self._run(Clone(), x)  # type: ignore[no-any-return]
+        return self._run(Clone(), x)
 
     def _slice(self, where: str, x: T, begin: Sequence[int], size: Sequence[int]) -> T:
         check_arrays(where, x=x)
         op = Slice(_ints(begin, where, "begin"), _ints(size, where, "size"), where)
-        return self._run(op, x)  # type: ignore[no-any-return]
+        return self._run(op, x)
 
     def _concat(self, where: str, a: T, b: T, axis: int) -> T:
         check_arrays(where, a=a, b=b)
-        return self._run(Concat(util.as_int(axis, where, "axis"), where), a, b)  # type: ignore[no-any-return]
+        return self._run(Concat(util.as_int(axis, where, "axis"), where), a, b)
 
     def reshape(self, x: NDArray, new_shape: Sequence[int]) -> NDArray:
         """Deprecated (as in deeplearn.js): use ``x.reshape(new_shape)``.
@@ -351,7 +351,7 @@ class LayoutMath(MathMixin):
             array([1., 4., 2., 5., 3., 6.], dtype=float32)
         """
         op = Transpose(None if perm is None else _ints(perm, "transpose", "perm"))
-        return self._run(op, x)  # type: ignore[no-any-return]
+        return self._run(op, x)
 
     def switch_dim(self, x: T, new_dim: Sequence[int]) -> T:
         """Deprecated (deeplearn.js 0.3.6): use ``transpose(x, new_dim)``.
@@ -374,4 +374,4 @@ class LayoutMath(MathMixin):
             >>> math.tile(Array2D.new([2, 2], [1, 11, 2, 22]), [1, 2]).get_values()
             array([ 1., 11.,  1., 11.,  2., 22.,  2., 22.], dtype=float32)
         """
-        return self._run(Tile(_ints(reps, "tile", "reps")), x)  # type: ignore[no-any-return]
+        return self._run(Tile(_ints(reps, "tile", "reps")), x)

@@ -118,7 +118,7 @@ class LinalgMath(MathMixin):
             >>> math.mat_mul(a, b, dl.MatrixOrientation.REGULAR, dl.MatrixOrientation.TRANSPOSED).get_values()
             array([ 7., 10., 16., 31.], dtype=float32)
         """
-        return self._run(MatMul(a_orientation, b_orientation), a, b)  # type: ignore[no-any-return]
+        return self._run(MatMul(a_orientation, b_orientation), a, b)
 
     def matrix_times_vector(self, matrix: NDArray, v: NDArray) -> NDArray:
         """The product M·v of a matrix and a vector, as a vector.

@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 
 from deeplearn import util
+from deeplearn.math.ops.arithmetic import ArithmeticMath
 from deeplearn.math.ops.base import (
-    MathMixin,
     Op,
+    SameRankOp,
     Spec,
     axis_tuple,
     check_arrays,
     normalize_axes,
     reduced_shape,
 )
+from deeplearn.math.ops.elementwise import ElementwiseMath
 from deeplearn.types import DType, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
@@ -324,7 +326,7 @@ class LogSumExp(_Reduction):
 
 
 @dataclass(frozen=True)
-class Softmax(Op):
+class Softmax(SameRankOp):
     """y = exp(x − log_sum_exp(x)) = eˣ / Σ eˣ along the last dimension; a NaN makes its row NaN."""
 
     name = "softmax"
@@ -492,7 +494,7 @@ class Moments(NamedTuple):
     variance: NDArray
 
 
-class ReductionMath(MathMixin):
+class ReductionMath(ElementwiseMath, ArithmeticMath):
     """The methods of NDArrayMath for reductions and arg ops."""
 
     def sum(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
@@ -504,7 +506,7 @@ class ReductionMath(MathMixin):
             >>> math.sum(Array2D.new([2, 3], [1, 2, 3, 0, 0, 1]), 1).get_values()
             array([6., 1.], dtype=float32)
         """
-        return self._run(_reduction(Sum, axis, keep_dims, "sum"), x)  # type: ignore[no-any-return]
+        return self._run(_reduction(Sum, axis, keep_dims, "sum"), x)
 
     def mean(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Mean of ``x`` over ``axis`` (every axis when None); always float32.
@@ -513,7 +515,7 @@ class ReductionMath(MathMixin):
             >>> math.mean(Array1D.new([1, 2, 3, 4], "int32")).get()
             2.5
         """
-        return self._run(_reduction(Mean, axis, keep_dims, "mean"), x)  # type: ignore[no-any-return]
+        return self._run(_reduction(Mean, axis, keep_dims, "mean"), x)
 
     def min(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Minimum of ``x`` over ``axis``; NaN in a reduced group gives NaN.
@@ -522,7 +524,7 @@ class ReductionMath(MathMixin):
             >>> math.min(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2]), 0).get_values()
             array([ 3., -7.,  0.], dtype=float32)
         """
-        return self._run(_reduction(Min, axis, keep_dims, "min"), x)  # type: ignore[no-any-return]
+        return self._run(_reduction(Min, axis, keep_dims, "min"), x)
 
     def max(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Maximum of ``x`` over ``axis``; NaN in a reduced group gives NaN.
@@ -531,7 +533,7 @@ class ReductionMath(MathMixin):
             >>> math.max(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2])).get()
             100.0
         """
-        return self._run(_reduction(Max, axis, keep_dims, "max"), x)  # type: ignore[no-any-return]
+        return self._run(_reduction(Max, axis, keep_dims, "max"), x)
 
     def arg_min(self, x: NDArray, axis: Axis = None) -> NDArray:
         """int32 index of the minimum over ``axis``: a flat index over all elements when None,
@@ -541,7 +543,7 @@ class ReductionMath(MathMixin):
             >>> math.arg_min(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2])).get()
             4
         """
-        return self._run(ArgMin(axis_attr(axis, "arg_min")), x)  # type: ignore[no-any-return]
+        return self._run(ArgMin(axis_attr(axis, "arg_min")), x)
 
     def arg_max(self, x: NDArray, axis: Axis = None) -> NDArray:
         """int32 index of the maximum over ``axis`` (flat over all elements when None); the
@@ -551,7 +553,7 @@ class ReductionMath(MathMixin):
             >>> math.arg_max(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2]), 0).get_values()
             array([1, 0, 1], dtype=int32)
         """
-        return self._run(ArgMax(axis_attr(axis, "arg_max")), x)  # type: ignore[no-any-return]
+        return self._run(ArgMax(axis_attr(axis, "arg_max")), x)
 
     def arg_max_equals(self, x1: NDArray, x2: NDArray) -> NDArray:
         """A bool Scalar: whether the flat arg_max of ``x1`` and ``x2`` agree (shapes must match).
@@ -560,7 +562,7 @@ class ReductionMath(MathMixin):
             >>> math.arg_max_equals(Array1D.new([5, 0, 3, 7]), Array1D.new([-1, -2, -3, 0])).get()
             True
         """
-        return self._run(ArgMaxEquals(), x1, x2)  # type: ignore[no-any-return]
+        return self._run(ArgMaxEquals(), x1, x2)
 
     def log_sum_exp(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """log Σ exp(x) over ``axis``, computed stably as max + log Σ exp(x − max).
@@ -570,7 +572,7 @@ class ReductionMath(MathMixin):
             1000.69
         """
         op = _reduction(LogSumExp, axis, keep_dims, "log_sum_exp")
-        return self._run(op, x)  # type: ignore[no-any-return]
+        return self._run(op, x)
 
     def softmax(self, logits: T, dim: int = -1) -> T:
         """exp(x − log_sum_exp(x)) along the last dimension (the only one supported).
@@ -579,7 +581,7 @@ class ReductionMath(MathMixin):
             >>> math.softmax(Array1D.new([1000, 1000])).get_values()
             array([0.5, 0.5], dtype=float32)
         """
-        return self._run(Softmax(util.as_int(dim, "softmax", "dim")), logits)  # type: ignore[no-any-return]
+        return self._run(Softmax(util.as_int(dim, "softmax", "dim")), logits)
 
     def top_k(self, x: NDArray, k: int) -> tuple[NDArray, NDArray]:
         """The ``k`` largest values of the flattened ``x`` in descending order, and their flat
@@ -590,7 +592,7 @@ class ReductionMath(MathMixin):
             >>> values.get_values(), indices.get_values()
             (array([100.,   5.], dtype=float32), array([2, 4], dtype=int32))
         """
-        return self._run(TopK(util.as_int(k, "top_k", "k")), x)  # type: ignore[no-any-return]
+        return self._run(TopK(util.as_int(k, "top_k", "k")), x)
 
     def norm(self, x: NDArray, ord: NormOrd = "euclidean", axis: Axis = None,
              keep_dims: bool = False) -> NDArray:
@@ -605,7 +607,7 @@ class ReductionMath(MathMixin):
             5.0
         """
         op = Norm(ord, axis_attr(axis, "norm"), util.as_bool(keep_dims, "norm", "keep_dims"))
-        return self._run(op, x)  # type: ignore[no-any-return]
+        return self._run(op, x)
 
     def moments(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> Moments:
         """Mean and population variance (÷N) of ``x`` over ``axis``, as float32.

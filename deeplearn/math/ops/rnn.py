@@ -10,7 +10,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, check_arrays
+from deeplearn.math.ops.arithmetic import ArithmeticMath
+from deeplearn.math.ops.base import check_arrays
+from deeplearn.math.ops.elementwise import ElementwiseMath
+from deeplearn.math.ops.layout import LayoutMath
+from deeplearn.math.ops.linalg import LinalgMath
 from deeplearn.types import DTypeError, ShapeError
 
 if TYPE_CHECKING:
@@ -23,7 +27,7 @@ LSTMCell: TypeAlias = "Callable[[NDArray, NDArray, NDArray], tuple[NDArray, NDAr
 forget_bias, kernel, bias)``."""
 
 
-class RNNMath(MathMixin):
+class RNNMath(ElementwiseMath, ArithmeticMath, LinalgMath, LayoutMath):
     """The methods of NDArrayMath for basic_lstm_cell and multi_rnn_cell."""
 
     def basic_lstm_cell(
