@@ -12,6 +12,9 @@ from deeplearn.data import (
     InGPUMemoryShuffledInputProviderBuilder,
     InMemoryDataset,
     InputProvider,
+    load_model,
+    read_model_metadata,
+    save_model,
     write_checkpoint,
 )
 from deeplearn.environment import ENV, Environment, memory
@@ -95,6 +98,9 @@ __all__ = [
     "DataStats",
     "CheckpointLoader",
     "write_checkpoint",
+    "save_model",
+    "load_model",
+    "read_model_metadata",
     "GraphRunner",
     "GraphRunnerEventObserver",
     "MetricReduction",

@@ -1,4 +1,4 @@
-"""Data: input providers, in-memory datasets and checkpoints (deeplearn.js src/data)."""
+"""Data: input providers, in-memory datasets, checkpoints (deeplearn.js src/data) and model files."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from deeplearn.data.input_provider import (
     InMemoryShuffledInputProviderBuilder,
     InputProvider,
 )
+from deeplearn.data.saving import load_model, read_model_metadata, save_model
 
 __all__ = [
     "CheckpointLoader",
@@ -19,5 +20,8 @@ __all__ = [
     "InMemoryDataset",
     "InMemoryShuffledInputProviderBuilder",
     "InputProvider",
+    "load_model",
+    "read_model_metadata",
+    "save_model",
     "write_checkpoint",
 ]
