@@ -324,10 +324,11 @@ def _optimizer_tensors(optimizer: Optimizer, variables: Mapping[str, VariableNod
             )
         tensors[key] = np.asarray(array.numpy(), order="C")
         state.append({"key": key, "state": state_name, "variable": name})
-    for name, value in _host_scalars(optimizer).items():
+    scalars = _host_scalars(optimizer)
+    for name, value in scalars.items():
         if not _math.isfinite(value):
             raise ValueError(f"{where}: the optimizer's {name} must be finite; got {name}={value!r}.")
-    return {"class": type(optimizer).__name__, "scalars": _host_scalars(optimizer), "state": state}
+    return {"class": type(optimizer).__name__, "scalars": scalars, "state": state}
 
 
 # -- reading and checking a file -----------------------------------------------------------------
