@@ -3,8 +3,11 @@
 A Graph is a list of Nodes; each builder method creates one Node, checks its input shapes at
 once (with the op's own shape rule, so eager and graph calls share one message) and returns the
 Node's output Tensor. Tensors hold shapes, not data. Shapes are **per example**: a Session adds
-the batch axis when it trains (docs/design.md §5). This module holds no execution code: how each node
-runs, with or without a batch axis, is its ``rule`` (``deeplearn/graph/batching.py``).
+the batch axis when it trains (docs/design.md §5). Each node that computes something carries the op
+(``deeplearn/math/ops/``) that computes it for one example, in the per-example form where the
+op has one (a cost of one example, not of the whole batch). This module holds no execution code:
+how each node runs, with or without a batch axis, is the batch rule of its op's class
+(``deeplearn/graph/batching.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from deeplearn import util
 from deeplearn.graph import batching
 from deeplearn.math.ndarray import NDArray
-from deeplearn.math.ops import arithmetic, conv, elementwise, layout, linalg, pool, reduction
+from deeplearn.math.ops import arithmetic, conv, costs, elementwise, layout, linalg, pool, reduction
 from deeplearn.math.ops.base import Op, Spec
 from deeplearn.math.ops.conv_util import compute_default_pad
 from deeplearn.math.scope import REGISTRY
@@ -85,9 +88,10 @@ class Tensor:
 class Node:
     """One operation of a Graph, with its input tensors and its output tensor.
 
-    ``op`` is the math op whose shape rule the node follows (None for inputs) and ``op_rule``
-    says how the node runs (``batching.BatchRule``; None for placeholders, variables and
-    constants, whose values the Session loads).
+    ``op`` is the math op the node computes, its inputs being the op's arguments in order (None
+    for placeholders, variables and constants, and for reshape, a view that no op describes).
+    ``op_rule`` says how the node runs, with or without a batch axis: the batch rule of the op's
+    class (``batching.rule_for``); None for the inputs, whose values the Session loads.
     """
 
     def __init__(self, graph: Graph, name: str, inputs: Sequence[Tensor], spec: Spec,
@@ -128,7 +132,7 @@ class ConstantNode(Node):
 
 
 class OpNode(Node):
-    """A node computed from its inputs by ``op_rule``."""
+    """A node computed from its inputs: ``op_rule`` runs ``op`` on them."""
 
 
 class Graph:
@@ -244,10 +248,9 @@ class Graph:
             >>> g.fused_linear_combination(x, x, g.constant(1), g.constant(2)).shape
             (3, 4)
         """
-        spec = self._infer("fused_linear_combination", arithmetic.ScaledArrayAdd(),
-                           (c1, x1, c2, x2), ("c1", "x1", "c2", "x2"))
-        return self._add_op("fused_linear_combination", None, batching.LINEAR_COMBINATION,
-                            (x1, x2, c1, c2), spec)
+        op = arithmetic.ScaledArrayAdd()
+        spec = self._infer("fused_linear_combination", op, (c1, x1, c2, x2), ("c1", "x1", "c2", "x2"))
+        return self._add("fused_linear_combination", op, (c1, x1, c2, x2), spec)
 
     # -- reductions, layout, products ------------------------------------------------------
     def reduce_sum(self, x: Tensor) -> Tensor:
@@ -258,8 +261,9 @@ class Graph:
             >>> g.reduce_sum(g.placeholder("x", [5, 4, 4, 9])).shape
             ()
         """
-        spec = self._infer("reduce_sum", reduction.Sum(), (x,), ("x",))
-        return self._add_op("reduce_sum", None, batching.REDUCE_SUM, (x,), spec)
+        op = reduction.Sum(axis=_example_axes(x))
+        spec = self._infer("reduce_sum", op, (x,), ("x",))
+        return self._add("reduce_sum", op, (x,), spec)
 
     def reshape(self, x: Tensor, shape: Sequence[int]) -> Tensor:
         """y = x with another shape of the same size (one dimension may be -1).
@@ -274,7 +278,7 @@ class Graph:
             new_shape = util.infer_from_implicit_shape(util.as_shape(shape, "Graph.reshape"), x.size, "Graph.reshape")
         except ShapeError as e:
             raise _with_tensors(e, "reshape", (x,), ("x",)) from None
-        return self._add_op("reshape", None, batching.ReshapeRule(new_shape), (x,), Spec(new_shape, x.dtype))
+        return self._add_op("reshape", None, batching.RESHAPE, (x,), Spec(new_shape, x.dtype))
 
     def concat3d(self, x1: Tensor, x2: Tensor, axis: int) -> Tensor:
         """y = the rank-3 x1 and x2 joined along ``axis``.
@@ -287,9 +291,9 @@ class Graph:
         for name, t in (("x1", x1), ("x2", x2)):
             if t.rank != 3:
                 raise ShapeError(f"Graph.concat3d: {name} must be rank 3; got {name}={t!r}.")
-        op = layout.Concat(axis)
-        spec = self._infer("concat3d", op, (x1, x2), ("x1", "x2"))
-        return self._add_op("concat3d", op, batching.ConcatRule(axis % 3), (x1, x2), spec)
+        # The node's axis counts from the end, so that a leading batch axis leaves it in place.
+        return self._add_per_example("concat3d", layout.Concat(axis), layout.Concat(axis % 3 - 3),
+                                     (x1, x2), ("x1", "x2"))
 
     def matmul(self, x1: Tensor, x2: Tensor) -> Tensor:
         """The product x1·x2 of matrix·matrix ([m, k]·[k, n] → [m, n]), vector·matrix
@@ -313,7 +317,7 @@ class Graph:
         except (ShapeError, DTypeError) as e:
             raise _with_tensors(e, "matmul", (x1, x2), ("x1", "x2")) from None
         shape = out.shape if x1.rank == 2 and x2.rank == 2 else (out.shape[1],) if x1.rank == 1 else (out.shape[0],)
-        return self._add_op("matmul", op, batching.MATMUL, (x1, x2), Spec(shape, out.dtype))
+        return self._add("matmul", op, (x1, x2), Spec(shape, out.dtype))
 
     # -- images ----------------------------------------------------------------------------
     def conv2d(self, x: Tensor, w: Tensor, b: Tensor, field_size: int, output_depth: int,
@@ -345,7 +349,7 @@ class Graph:
         pad = compute_default_pad(x.shape, field_size, stride) if zero_pad is None else zero_pad
         op = conv.Conv2D(strides=stride, pad=pad)
         spec = self._infer("conv2d", op, (x, w), ("x", "w"))
-        return self._add_op("conv2d", op, batching.CONV2D, (x, w, b), spec)
+        return self._add("conv2d", op, (x, w, b), spec)  # the op is x∗w; its rule adds b
 
     def max_pool(self, x: Tensor, field_size: int, stride: int = 1, zero_pad: int | None = None) -> Tensor:
         """Max pooling of the [rows, cols, depth] x over field_size × field_size windows.
@@ -360,7 +364,7 @@ class Graph:
         pad = compute_default_pad(x.shape, field_size, stride) if zero_pad is None else zero_pad
         op = pool.MaxPool(filter_size=field_size, strides=stride, pad=pad)
         spec = self._infer("max_pool", op, (x,), ("x",))
-        return self._add_op("max_pool", op, batching.NATIVE, (x,), spec)
+        return self._add("max_pool", op, (x,), spec)
 
     # -- activations -----------------------------------------------------------------------
     def exp(self, x: Tensor) -> Tensor:
@@ -412,8 +416,9 @@ class Graph:
             >>> g.prelu(x, g.variable("alpha", NDArray.zeros([5, 4]))).shape
             (5, 4)
         """
-        spec = self._infer("prelu", elementwise.Prelu(), (x, alpha), ("x", "alpha"))
-        return self._add_op("prelu", elementwise.Prelu(), batching.EQUAL_SHAPES, (x, alpha), spec)
+        op = elementwise.Prelu()
+        spec = self._infer("prelu", op, (x, alpha), ("x", "alpha"))
+        return self._add("prelu", op, (x, alpha), spec)
 
     def elu(self, x: Tensor) -> Tensor:
         """y = x for x ≥ 0, eˣ − 1 below.
@@ -467,7 +472,7 @@ class Graph:
             raise ShapeError(f"Graph.softmax: x must be 1-D; got x={x!r}.")
         op = reduction.Softmax()
         spec = self._infer("softmax", op, (x,), ("x",))
-        return self._add_op("softmax", op, batching.NATIVE, (x,), spec)
+        return self._add("softmax", op, (x,), spec)
 
     # -- costs and metrics -----------------------------------------------------------------
     def softmax_cross_entropy_cost(self, x: Tensor, target: Tensor) -> Tensor:
@@ -479,12 +484,9 @@ class Graph:
             >>> g.softmax_cross_entropy_cost(g.placeholder("x", [10]), g.placeholder("t", [10])).shape
             ()
         """
-        from deeplearn.math.ops import costs
-
-        spec = self._infer("softmax_cross_entropy_cost", costs.SoftmaxCrossEntropyCost(), (x, target),
-                           ("x", "target"))
-        return self._add_op("softmax_cross_entropy_cost", None, batching.SOFTMAX_CROSS_ENTROPY,
-                            (x, target), spec)
+        return self._add_per_example("softmax_cross_entropy_cost", costs.SoftmaxCrossEntropyCost(),
+                                     costs.SoftmaxCrossEntropyCost(example_rank=x.rank), (x, target),
+                                     ("x", "target"))
 
     def mean_squared_cost(self, label: Tensor, prediction: Tensor) -> Tensor:
         """cost = mean of ½(label − prediction)² (a scalar per example); the shapes must match.
@@ -494,11 +496,9 @@ class Graph:
             >>> g.mean_squared_cost(g.placeholder("y", [4]), g.placeholder("p", [4])).shape
             ()
         """
-        from deeplearn.math.ops import costs
-
-        spec = self._infer("mean_squared_cost", costs.MeanSquaredCost(), (label, prediction),
-                           ("label", "prediction"))
-        return self._add_op("mean_squared_cost", None, batching.MEAN_SQUARED_COST, (label, prediction), spec)
+        return self._add_per_example("mean_squared_cost", costs.MeanSquaredCost(),
+                                     costs.MeanSquaredCost(example_rank=label.rank), (label, prediction),
+                                     ("label", "prediction"))
 
     def argmax(self, x: Tensor) -> Tensor:
         """y = the flat index of the largest element of x (an int32 scalar).
@@ -512,8 +512,9 @@ class Graph:
             >>> t.shape, t.dtype
             ((), 'int32')
         """
-        spec = self._infer("argmax", reduction.ArgMax(), (x,), ("x",))
-        return self._add_op("argmax", None, batching.ARGMAX, (x,), spec)
+        op = reduction.ArgMax(axis=_example_axes(x))
+        spec = self._infer("argmax", op, (x,), ("x",))
+        return self._add("argmax", op, (x,), spec)
 
     def argmax_equals(self, x1: Tensor, x2: Tensor) -> Tensor:
         """y = whether argmax(x1) == argmax(x2) (a bool scalar); the shapes must match.
@@ -523,8 +524,8 @@ class Graph:
             >>> g.argmax_equals(g.placeholder("a", [5, 4]), g.placeholder("b", [5, 4])).dtype
             'bool'
         """
-        spec = self._infer("argmax_equals", reduction.ArgMaxEquals(), (x1, x2), ("x1", "x2"))
-        return self._add_op("argmax_equals", None, batching.ARGMAX_EQUALS, (x1, x2), spec)
+        return self._add_per_example("argmax_equals", reduction.ArgMaxEquals(),
+                                     reduction.ArgMaxEquals(example_rank=x1.rank), (x1, x2), ("x1", "x2"))
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -549,7 +550,7 @@ class Graph:
     # -- helpers ---------------------------------------------------------------------------
     def _unary(self, method: str, op: Op, x: Tensor) -> Tensor:
         spec = self._infer(method, op, (x,), ("x",))
-        return self._add_op(method, op, batching.NATIVE, (x,), spec)
+        return self._add(method, op, (x,), spec)
 
     def _binary(self, method: str, op: Op, x1: Tensor, x2: Tensor, allow_2d_1d: bool = False) -> Tensor:
         self._check_same_graph(method, (x1, x2))
@@ -569,7 +570,7 @@ class Graph:
             if allow_2d_1d:
                 what += ", or one input must be 1-D matching the other's (2-D) last dimension"
             raise ShapeError(f"Graph.{method}: {what}; got x1={x1!r} and x2={x2!r}.")
-        return self._add_op(method, op, batching.BROADCAST, (x1, x2), spec)
+        return self._add(method, op, (x1, x2), spec)
 
     def _infer(self, method: str, op: Op, inputs: Sequence[Tensor], names: Sequence[str]) -> Spec:
         """The op's own shape rule on the inputs' specs, with the user's tensors named on error."""
@@ -587,13 +588,38 @@ class Graph:
             if t.node.graph is not self:
                 raise ValueError(f"Graph.{method}: {t!r} belongs to another Graph.")
 
+    def _add(self, name: str, op: Op, inputs: Sequence[Tensor], spec: Spec) -> Tensor:
+        """Adds a node computing ``op`` of ``inputs`` (its arguments, in order), run by the batch
+        rule of the op's class."""
+        return self._add_op(name, op, batching.rule_for(op), inputs, spec)
+
+    def _add_per_example(self, name: str, one: Op, op: Op, inputs: Sequence[Tensor],
+                         names: Sequence[str]) -> Tensor:
+        """Adds a node computing ``op``, the per-example form of ``one``: the inputs are checked
+        as one example, by ``one`` (``op`` would take a leading axis of either for a batch).
+
+        Example:
+            >>> g = dl.Graph(); a, b = g.placeholder("a", [2]), g.placeholder("b", [1, 2])
+            >>> g.mean_squared_cost(a, b)  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            deeplearn.types.ShapeError: mean_squared_cost: x1 and x2 must have the same shape; ...
+        """
+        return self._add(name, op, inputs, self._infer(name, one, inputs, names))
+
     def _add_op(self, name: str, op: Op | None, rule: batching.BatchRule, inputs: Sequence[Tensor],
                 spec: Spec) -> Tensor:
+        """Adds a node run by ``rule``, a rule of its own (reshape's, which has no op)."""
         return self._add_node(OpNode(self, name, inputs, spec, op, rule))
 
     def _add_node(self, node: Node) -> Tensor:
         self.nodes.append(node)
         return node.output
+
+
+def _example_axes(x: Tensor) -> tuple[int, ...]:
+    """Every axis of one example of ``x``, counted from the end so that a leading batch axis is
+    not among them: a reduction over these gives one value per example."""
+    return tuple(range(-x.rank, 0))
 
 
 def _with_tensors(e: Exception, method: str, inputs: Sequence[Tensor], names: Sequence[str]) -> Exception:

@@ -86,6 +86,7 @@ ERRORS = [
     ("concat3d", [(5, 4, 1), (1, 2, 1)], (0,), ShapeError, "concat3d: a and b must match in every dimension but axis 0"),
     ("concat3d", [(5, 4, 1), (1, 2, 1)], (1,), ShapeError, "but axis 1"),
     ("concat3d", [(5, 4, 1), (1, 2, 1)], (2,), ShapeError, "but axis 2"),
+    ("concat3d", [(5, 4, 1), (5, 4, 1)], (3,), ShapeError, "concat3d: axis must be in [-3, 3); got axis=3"),
     ("matmul", [(5, 4, 3), (1, 2)], (), ShapeError, "Graph.matmul: the inputs must be matrix·matrix"),
     ("matmul", [(5, 4), (1, 2, 3)], (), ShapeError, "Graph.matmul"),
     ("matmul", [(5, 4), (5, 5)], (), ShapeError, "mat_mul: inner dimensions must match"),

@@ -1,6 +1,9 @@
 """The NDArrayMath family of the Graph cost functions: mean_squared_cost and
 softmax_cross_entropy_cost (each reduces to a Scalar).
 
+Each has a per-example form (``example_rank``, as ``reduction.paired_examples`` describes): the
+cost of each example of a batch, which is what a Graph's cost node computes.
+
 DESIGN.md §4: their gradients are the exact derivatives of the forward values times the incoming
 gradient dy, where deeplearn.js's Graph drops the 1/N of the mean and ignores dy.
 """
@@ -11,8 +14,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, cast
 
-from deeplearn.math.ops.base import MathMixin, Op, Spec
-from deeplearn.types import DTypeError, RawArray, ShapeError
+from deeplearn import util
+from deeplearn.math.ops.base import MathMixin, Op, Spec, unbroadcast
+from deeplearn.math.ops.reduction import example_axes, paired_examples
+from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray, Scalar
@@ -24,14 +29,13 @@ SOFTMAX_CE_EPSILON = 1e-5
 """deeplearn.js adds this inside the log of the cross entropy: −Σ target·log(softmax(x) + 1e-5)."""
 
 
-def _check_pair(a: Spec, b: Spec, where: str, a_name: str, b_name: str) -> None:
-    if a.shape != b.shape:
-        raise ShapeError(
-            f"{where}: {a_name} and {b_name} must have the same shape; got {a_name}.shape={a.shape} "
-            f"and {b_name}.shape={b.shape}."
-        )
+def _check_pair(op: Op, a: Spec, b: Spec, example_rank: int | None, names: tuple[str, str]) -> Shape:
+    """The cost's output shape: () for the plain form, the leading axes for the per-example
+    one. ShapeError or DTypeError naming ``op`` when ``a`` and ``b`` do not pair."""
+    shape = paired_examples(op, a, b, example_rank, names)
     if a.dtype == "bool" or b.dtype == "bool":
-        raise DTypeError(f"{where}: {a_name} and {b_name} must be numeric; got {a.dtype} and {b.dtype}.")
+        raise DTypeError(f"{op.name}: {names[0]} and {names[1]} must be numeric; got {a.dtype} and {b.dtype}.")
+    return shape
 
 
 def _scalar(math: NDArrayMath, value: float) -> Scalar:
@@ -40,41 +44,67 @@ def _scalar(math: NDArrayMath, value: float) -> Scalar:
     return Scalar.new(value, math=math)
 
 
+def _per_element(dy: NDArray, example_rank: int | None) -> NDArray:
+    """``dy``, one value per example, as a view that broadcasts against the elements of those
+    examples: [B] becomes [B, 1, ..., 1] (``example_rank`` ones); the plain form's () stays ()."""
+    return dy if example_rank is None else dy.reshape((*dy.shape, *(1,) * example_rank))
+
+
 @dataclass(frozen=True)
 class MeanSquaredCost(Op):
-    """y = mean(½·(x1 − x2)²) over every element (a Scalar)."""
+    """y = mean(½·(x1 − x2)²) over every element (a Scalar).
+
+    ``example_rank=k``: the per-example form, the mean over each example's last k axes.
+
+    Example:
+        >>> x1, x2 = Array2D.new([2, 2], [1, 2, 3, 4]), Array1D.new([1, 0])
+        >>> math.engine.run(MeanSquaredCost(1), x1, x2).get_values()  # two examples, one x2
+        array([1., 5.], dtype=float32)
+    """
 
     name = "mean_squared_cost"
+    example_rank: int | None = None
 
     def infer(self, x1: Spec, x2: Spec) -> Spec:
-        _check_pair(x1, x2, self.name, "x1", "x2")
-        return Spec(())
+        return Spec(_check_pair(self, x1, x2, self.example_rank, ("x1", "x2")))
 
     def forward(self, xp: ModuleType, x1: RawArray, x2: RawArray) -> RawArray:
         d = x1.astype(xp.float32) - x2 if x1.dtype.kind != "f" else x1 - x2
-        return xp.asarray(xp.mean(0.5 * d * d))
+        return xp.asarray(xp.mean(0.5 * d * d, axis=example_axes(d.ndim, self.example_rank)))
 
     def backward(
         self, math: NDArrayMath, dy: NDArray, x1: NDArray, x2: NDArray, y: NDArray
     ) -> tuple[NDArray, NDArray]:
-        # dx1 = dy·(x1 − x2)/N, dx2 = −dx1.
+        # dx1 = dy·(x1 − x2)/N with N elements per example, dx2 = −dx1 (an input shared by
+        # several examples gets the sum of theirs).
         # deeplearn.js: gives (x1 − x2) with no 1/N and ignores dy (graph/ops/element_wise_cost.ts);
         # DESIGN.md §4: we return the exact derivative. conformance: graph.meanSquaredCost.fwd_bwd
-        dx1 = math.multiply(math.subtract(x1, x2), math.divide(dy, _scalar(math, max(x1.size, 1))))
-        return dx1, math.neg(dx1)
+        n = max(util.size_from_shape(x1.shape[a] for a in example_axes(x1.rank, self.example_rank)), 1)
+        dy_n = math.divide(_per_element(dy, self.example_rank), _scalar(math, n))
+        dx1 = math.multiply(math.subtract(x1, x2), dy_n)
+        return unbroadcast(math, dx1, x1.shape), unbroadcast(math, math.neg(dx1), x2.shape)
 
 
 @dataclass(frozen=True)
 class SoftmaxCrossEntropyCost(Op):
-    """y = −Σ target·log(softmax(x) + 1e-5), softmax along the last dimension (a Scalar)."""
+    """y = −Σ target·log(softmax(x) + 1e-5), softmax along the last dimension (a Scalar).
+
+    ``example_rank=k``: the per-example form, the sum over each example's last k axes.
+
+    Example:
+        >>> x, target = Array2D.new([2, 2], [0, 0, 0, 1.0986123]), Array1D.new([1, 0])  # ln 3
+        >>> math.engine.run(SoftmaxCrossEntropyCost(1), x, target).get_values().round(3)  # two examples
+        array([0.693, 1.386], dtype=float32)
+    """
 
     name = "softmax_cross_entropy_cost"
+    example_rank: int | None = None
 
     def infer(self, x: Spec, target: Spec) -> Spec:
-        _check_pair(x, target, self.name, "x", "target")
-        if x.rank < 1 or x.shape[-1] < 1:
+        shape = _check_pair(self, x, target, self.example_rank, ("x", "target"))
+        if x.rank < 1 or x.shape[-1] < 1 or self.example_rank == 0:
             raise ShapeError(f"{self.name}: x must have a non-empty last dimension; got x.shape={x.shape}.")
-        return Spec(())
+        return Spec(shape)
 
     def forward(self, xp: ModuleType, x: RawArray, target: RawArray) -> RawArray:
         xf = x if x.dtype.kind == "f" else x.astype(xp.float32)
@@ -82,7 +112,8 @@ class SoftmaxCrossEntropyCost(Op):
         e = xp.exp(xf - xp.max(xf, axis=-1, keepdims=True))
         p = e / xp.sum(e, axis=-1, keepdims=True)
         # deeplearn.js: 1e-5 inside the log (graph/cost_functions.ts crossEntropyCost).
-        return xp.asarray(-xp.sum(target * xp.log(p + SOFTMAX_CE_EPSILON)))
+        terms = target * xp.log(p + SOFTMAX_CE_EPSILON)
+        return xp.asarray(-xp.sum(terms, axis=example_axes(terms.ndim, self.example_rank)))
 
     def backward(
         self, math: NDArrayMath, dy: NDArray, x: NDArray, target: NDArray, y: NDArray
@@ -90,15 +121,17 @@ class SoftmaxCrossEntropyCost(Op):
         # With p = softmax(x), q = p + eps, u = target/q:
         #   dx = dy·p·(Σ_k u_k p_k − u)   (= dy·(p − target) when eps = 0 and Σ target = 1)
         #   dtarget = −dy·log(q)
+        # (an input shared by several examples gets the sum of theirs).
         # deeplearn.js: dx = p − target whatever dy (graph/ops/softmax.ts); DESIGN.md §4: we return
         # the exact derivative of the forward value. conformance: graph.softmaxCrossEntropyCost.matches_theory
+        dy = _per_element(dy, self.example_rank)
         p = math.softmax(x)
         q = math.add(p, _scalar(math, SOFTMAX_CE_EPSILON))
         u = math.divide(target, q)
         s = math.sum(math.multiply(u, p), -1, True)
         dx = math.multiply(math.multiply(p, math.subtract(s, u)), dy)
         dtarget = math.multiply(math.neg(math.log(q)), dy)
-        return dx, dtarget
+        return unbroadcast(math, dx, x.shape), unbroadcast(math, dtarget, target.shape)
 
 
 class CostMath(MathMixin):

@@ -25,6 +25,7 @@ from deeplearn.math.ops.base import (
     SameRankOp,
     Spec,
     axis_tuple,
+    broadcast_shapes,
     check_arrays,
     normalize_axes,
     reduced_shape,
@@ -51,6 +52,8 @@ __all__ = [
     "TopK",
     "Norm",
     "axis_attr",
+    "example_axes",
+    "paired_examples",
 ]
 
 T = TypeVar("T", bound="NDArray")
@@ -265,26 +268,78 @@ class ArgMax(_ArgReduction):
         return xp.argmax(grouped, axis=-1)
 
 
+# -- per-example forms ----------------------------------------------------------------------------
+#
+# An op that reduces all of its input to one value (a cost, arg_max_equals) has a per-example
+# form: with ``example_rank=k`` only the last k axes of each input are one example, reduced to
+# one value, and the leading axes are a batch of examples that broadcast between the inputs.
+# A Graph node carries this form, so that the one op computes one example and a Session's
+# stacked batch alike (docs/design.md §5).
+
+
+def example_axes(rank: int, example_rank: int | None) -> tuple[int, ...]:
+    """The axes of one example in an array of ``rank``: the last ``example_rank`` (every axis
+    when None).
+
+    Example:
+        >>> example_axes(3, 2), example_axes(2, None), example_axes(1, 0)
+        ((1, 2), (0, 1), ())
+    """
+    k = rank if example_rank is None else example_rank
+    return tuple(range(rank - k, rank))
+
+
+def paired_examples(op: Op, a: Spec, b: Spec, example_rank: int | None, names: tuple[str, str]) -> Shape:
+    """The output shape of ``op``, which reduces each example of ``a`` and ``b`` to one value:
+    the inputs' examples (their last ``example_rank`` axes; all of them when None) must have
+    the same shape, and the leading axes broadcast. Raises ShapeError naming ``op`` otherwise.
+
+    Example:
+        >>> paired_examples(ArgMaxEquals(2), Spec((8, 2, 3)), Spec((2, 3)), 2, ("x1", "x2"))
+        (8,)
+    """
+    k = example_rank
+    if k is None and a.shape == b.shape:
+        return ()
+    if k is None or not 0 <= k <= min(a.rank, b.rank) or a.shape[a.rank - k:] != b.shape[b.rank - k:]:
+        per_example = "" if k is None else f" in their last {k} axes (one example)"
+        raise ShapeError(
+            f"{op.name}: {names[0]} and {names[1]} must have the same shape{per_example}; got "
+            f"{names[0]}.shape={a.shape} and {names[1]}.shape={b.shape}."
+        )
+    return broadcast_shapes(a.shape[:a.rank - k], b.shape[:b.rank - k], op.name)
+
+
 @dataclass(frozen=True)
 class ArgMaxEquals(Op):
-    """y = (arg_max(x1) == arg_max(x2)), flat indices, as a bool Scalar."""
+    """y = (arg_max(x1) == arg_max(x2)), flat indices, as a bool Scalar.
+
+    ``example_rank=k``: the per-example form, one bool per example (see ``paired_examples``).
+
+    Example:
+        >>> math.engine.run(ArgMaxEquals(1), Array2D.new([2, 3], [0, 1, 0, 1, 0, 0]),
+        ...                 Array1D.new([0, 9, 0])).get_values()
+        array([ True, False])
+    """
 
     name = "arg_max_equals"
+    example_rank: int | None = None
 
     def infer(self, x1: Spec, x2: Spec) -> Spec:
-        if x1.shape != x2.shape:
-            raise ShapeError(
-                f"arg_max_equals: x1 and x2 must have the same shape; got x1.shape={x1.shape} and "
-                f"x2.shape={x2.shape}."
-            )
+        shape = paired_examples(self, x1, x2, self.example_rank, ("x1", "x2"))
         if x1.size == 0:
             raise ShapeError(f"arg_max_equals: the inputs must not be empty; got x1.shape={x1.shape}.")
-        return Spec((), "bool")
+        return Spec(shape, "bool")
 
     def forward(self, xp: ModuleType, x1: RawArray, x2: RawArray) -> RawArray:
         # deeplearn.js: a NaN gave the bool sentinel; here NaN counts as the maximum (NumPy's
         # argmax), so the result is a plain bool. conformance: argMaxEquals.nan
-        return xp.asarray(xp.argmax(x1.reshape(-1)) == xp.argmax(x2.reshape(-1)))
+        return xp.asarray(self._flat_arg_max(xp, x1) == self._flat_arg_max(xp, x2))
+
+    def _flat_arg_max(self, xp: ModuleType, x: RawArray) -> RawArray:
+        """The flat index of each example's maximum (of the whole of ``x`` when not per example)."""
+        lead = x.shape[:x.ndim - len(example_axes(x.ndim, self.example_rank))]
+        return xp.argmax(x.reshape((*lead, -1)), axis=-1)
 
 
 def _shifted_exp(xp: ModuleType, x: RawArray, axes: tuple[int, ...]) -> tuple[RawArray, RawArray]:
