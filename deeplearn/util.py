@@ -255,7 +255,7 @@ def dist_squared(a: Sequence[float], b: Sequence[float]) -> float:
     """
     if len(a) != len(b):
         raise ShapeError(f"dist_squared: the inputs must have the same length; got {len(a)} and {len(b)}.")
-    return float(sum((float(x) - float(y)) ** 2 for x, y in zip(a, b)))
+    return float(sum((float(x) - float(y)) ** 2 for x, y in zip(a, b, strict=True)))
 
 
 def assert_shapes_match(a: Sequence[int], b: Sequence[int], prefix: str = "") -> None:
@@ -271,7 +271,7 @@ def arrays_equal(a: Sequence[Any], b: Sequence[Any]) -> bool:
         >>> arrays_equal([1, 2], (1, 2))
         True
     """
-    return len(a) == len(b) and all(x == y for x, y in zip(a, b))
+    return len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True))
 
 
 def flatten(values: Any) -> list[Any]:

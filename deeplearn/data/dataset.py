@@ -121,7 +121,7 @@ class InMemoryDataset(abc.ABC):
         if info is None:
             return list(examples)
         values = _from_bounds(_host(examples), info)
-        return [_like(x, v) for x, v in zip(examples, values)]
+        return [_like(x, v) for x, v in zip(examples, values, strict=True)]
 
     def dispose(self) -> None:
         """Disposes every example."""
@@ -142,7 +142,7 @@ class InMemoryDataset(abc.ABC):
 
     def _replace(self, data_index: int, values: np.ndarray) -> None:
         old = self.dataset[data_index]  # type: ignore[index]
-        self.dataset[data_index] = [_like(x, v) for x, v in zip(old, values)]  # type: ignore[index]
+        self.dataset[data_index] = [_like(x, v) for x, v in zip(old, values, strict=True)]  # type: ignore[index]
         for x in old:
             x.dispose()
 

@@ -81,7 +81,7 @@ class BatchRule:
 
 
 def _batch_size(xs: Sequence[NDArray], batched: Sequence[bool]) -> int:
-    return next(x.shape[0] for x, b in zip(xs, batched) if b)
+    return next(x.shape[0] for x, b in zip(xs, batched, strict=True) if b)
 
 
 def _op(node: Node) -> Op:
@@ -104,7 +104,7 @@ def _given_back(math: NDArrayMath, grads: Sequence[NDArray | None], views: Seque
     gradients of the ``xs``: summed over the axes the view was broadcast or tiled along (the
     batch, for an unbatched input of a batched output), then given the input's shape."""
     return [None if g is None or not w else unbroadcast(math, g, v.shape).reshape(x.shape)
-            for g, v, x, w in zip(grads, views, xs, wants)]
+            for g, v, x, w in zip(grads, views, xs, wants, strict=True)]
 
 
 # -- the default: the op as it is ----------------------------------------------------------------
@@ -159,7 +159,7 @@ class BroadcastRule(NativeRule):
     def views(self, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> list[NDArray]:
         out_shape = node.output.shape
         out = []
-        for x, b, t in zip(xs, batched, node.inputs):
+        for x, b, t in zip(xs, batched, node.inputs, strict=True):
             shape = () if t.size == 1 and t.shape != out_shape else t.shape
             if b:
                 shape = (x.shape[0],) + (1,) * (len(out_shape) - len(shape)) + shape
@@ -183,14 +183,14 @@ class TiledRule(NativeRule):
 
     def views(self, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> list[NDArray]:
         return [x.reshape((1, *x.shape)) if self._tiles(i, b, batched) else x
-                for i, (x, b) in enumerate(zip(xs, batched))]
+                for i, (x, b) in enumerate(zip(xs, batched, strict=True))]
 
     def args(self, math: NDArrayMath, views: list[NDArray], batched: Sequence[bool]) -> list[NDArray]:
         if not any(batched):
             return views
         batch = _batch_size(views, batched)
         return [math.tile(v, [batch] + [1] * (v.rank - 1)) if self._tiles(i, b, batched) else v
-                for i, (v, b) in enumerate(zip(views, batched))]
+                for i, (v, b) in enumerate(zip(views, batched, strict=True))]
 
 
 class ScaledArrayAddRule(TiledRule):
@@ -215,7 +215,7 @@ class ScaledArrayAddRule(TiledRule):
             return None
         lead = (1,) * len(node.output.shape)
         return [(x.reshape((x.shape[0], *lead)) if b else x.reshape(())) if i in (0, 2) else x
-                for i, (x, b) in enumerate(zip(xs, batched))]
+                for i, (x, b) in enumerate(zip(xs, batched, strict=True))]
 
     def forward(self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
         views = self._unfused(node, xs, batched)

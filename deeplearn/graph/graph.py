@@ -624,7 +624,7 @@ def _example_axes(x: Tensor) -> tuple[int, ...]:
 
 def _with_tensors(e: Exception, method: str, inputs: Sequence[Tensor], names: Sequence[str]) -> Exception:
     """The op's error (same type, same message) followed by which graph tensors were involved."""
-    named = ", ".join(f"{n}={t!r}" for n, t in zip(names, inputs))
+    named = ", ".join(f"{n}={t!r}" for n, t in zip(names, inputs, strict=True))
     return type(e)(f"{e} (in Graph.{method}: {named})")
 
 

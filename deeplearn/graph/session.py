@@ -474,7 +474,7 @@ class Session:
             if dy is None:
                 continue
             grads = rule.backward(math, node, dy, [values[t] for t in inputs], flags, values[out], wants)
-            for t, g, w in zip(inputs, grads, wants):
+            for t, g, w in zip(inputs, grads, wants, strict=True):
                 if w and g is not None:
                     gradients.add(t, g)
         return gradients

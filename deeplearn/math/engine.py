@@ -83,7 +83,7 @@ class Engine:
             raws = [x.raw if x.backend is backend else backend.asarray(x.raw) for x in inputs]
         out = backend.execute(op, *raws)
         if isinstance(spec, tuple):
-            result: Any = tuple(self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, spec))
+            result: Any = tuple(self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, spec, strict=True))
         else:
             result = self._wrap(self.result(op, out, raws, spec), spec)
         if self.recorders:

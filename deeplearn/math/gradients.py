@@ -77,7 +77,7 @@ def _backprop(math: NDArrayMath, tape: _Tape, y: NDArray) -> dict[int, NDArray]:
         if dy is None:
             continue
         dxs = op.backward(math, dy.reshape(out.shape), *inputs, out)
-        for inp, dx in zip(inputs, dxs):
+        for inp, dx in zip(inputs, dxs, strict=True):
             if dx is None:
                 continue
             key = id(inp.storage)

@@ -343,7 +343,7 @@ class NDArray:
         if len(locs) != self.rank:
             raise ShapeError(f"{where}: need {self.rank} coordinates; got {list(locs)}.")
         index = 0
-        for loc, d in zip(locs, self.shape):
+        for loc, d in zip(locs, self.shape, strict=True):
             if type(loc) is not int:
                 loc = _as_index(loc, locs, where)
             if not 0 <= loc < d:

@@ -126,7 +126,7 @@ def _check_bn_param(x: NDArray, p: NDArray, name: str, where: str) -> None:
         raise ShapeError(
             f"{where}: {name} must be rank 1 ([depth]) or rank {x.rank} like x; got {name}.shape={p.shape}."
         )
-    elif any(dp != dx and 1 not in (dp, dx) for dx, dp in zip(x.shape, p.shape)):
+    elif any(dp != dx and 1 not in (dp, dx) for dx, dp in zip(x.shape, p.shape, strict=True)):
         # checked here, before the first op runs, rather than by the op it would fail in
         raise ShapeError(
             f"{where}: {name} must broadcast against x; got {name}.shape={p.shape} and x.shape={x.shape}."

@@ -72,7 +72,7 @@ class Slice(SameRankOp):
                 f"{where}: begin and size must have one entry per dimension of x; got begin={self.begin}, "
                 f"size={self.size} and x.shape={x.shape}."
             )
-        for i, (b, s, d) in enumerate(zip(self.begin, self.size, x.shape)):
+        for i, (b, s, d) in enumerate(zip(self.begin, self.size, x.shape, strict=True)):
             if b < 0 or s < 0:
                 raise ShapeError(
                     f"{where}: begin and size must be >= 0; got begin={self.begin} and size={self.size}."
@@ -85,14 +85,14 @@ class Slice(SameRankOp):
         return Spec(self.size, x.dtype)
 
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return x[tuple(slice(b, b + s) for b, s in zip(self.begin, self.size))].copy()
+        return x[tuple(slice(b, b + s) for b, s in zip(self.begin, self.size, strict=True))].copy()
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         # dy padded back to x's shape with zeros: one zero block before and after, per axis.
         from deeplearn.math.ndarray import NDArray as _NDArray
 
         grad = dy
-        for axis, (b, s, d) in enumerate(zip(self.begin, self.size, x.shape)):
+        for axis, (b, s, d) in enumerate(zip(self.begin, self.size, x.shape, strict=True)):
             for width, before in ((b, True), (d - b - s, False)):
                 if width:
                     shape = list(grad.shape)
@@ -117,7 +117,7 @@ class Concat(SameRankOp):
         if not -a.rank <= self.axis < a.rank:
             raise ShapeError(f"{where}: axis must be in [-{a.rank}, {a.rank}); got axis={self.axis} for rank {a.rank}.")
         axis = self.axis % a.rank
-        for i, (da, db) in enumerate(zip(a.shape, b.shape)):
+        for i, (da, db) in enumerate(zip(a.shape, b.shape, strict=True)):
             if i != axis and da != db:
                 raise ShapeError(
                     f"{where}: a and b must match in every dimension but axis {axis}; got a.shape={a.shape} "
@@ -185,7 +185,7 @@ class Tile(SameRankOp):
             raise ShapeError(
                 f"tile: reps must have one entry >= 0 per dimension of x; got reps={self.reps} and x.shape={x.shape}."
             )
-        return Spec(tuple(d * r for d, r in zip(x.shape, self.reps)), x.dtype)
+        return Spec(tuple(d * r for d, r in zip(x.shape, self.reps, strict=True)), x.dtype)
 
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
         return xp.tile(x, self.reps) if x.ndim else x.copy()
@@ -193,7 +193,7 @@ class Tile(SameRankOp):
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         # dy viewed as (r0, d0, r1, d1, ...) and summed over the repeat axes.
         interleaved: list[int] = []
-        for r, d in zip(self.reps, x.shape):
+        for r, d in zip(self.reps, x.shape, strict=True):
             interleaved += [r, d]
         return (math.sum(dy.reshape(interleaved), list(range(0, 2 * x.rank, 2))),)
 

@@ -77,7 +77,7 @@ def _expand_to(math: NDArrayMath, dy: NDArray, shape: Shape, axes: tuple[int, ..
     dy = dy.reshape(kept)
     if kept == tuple(shape):
         return dy
-    return math.tile(dy, [d if k == 1 and d != 1 else 1 for d, k in zip(shape, kept)])
+    return math.tile(dy, [d if k == 1 and d != 1 else 1 for d, k in zip(shape, kept, strict=True)])
 
 
 def _group_positions(math: NDArrayMath, shape: Shape, axes: tuple[int, ...]) -> NDArray:

@@ -139,13 +139,13 @@ class RNNMath(ElementwiseMath, ArithmeticMath, LinalgMath, LayoutMath):
                 f"{lstm_cells!r:.80}."
             )
         check_arrays("multi_rnn_cell", data=data)
-        for k, (c_k, h_k) in enumerate(zip(c, h)):
-            check_arrays("multi_rnn_cell", **{f"c[{k}]": c_k, f"h[{k}]": h_k})
         if not (len(lstm_cells) == len(c) == len(h)):
             raise ValueError(
                 f"multi_rnn_cell: lstm_cells, c and h must have one entry per cell; got "
                 f"{len(lstm_cells)}, {len(c)} and {len(h)} entries."
             )
+        for k, (c_k, h_k) in enumerate(zip(c, h, strict=True)):
+            check_arrays("multi_rnn_cell", **{f"c[{k}]": c_k, f"h[{k}]": h_k})
         inputs = data
         new_c: list[NDArray] = []
         new_h: list[NDArray] = []
