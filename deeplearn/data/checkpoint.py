@@ -6,17 +6,24 @@ raw little-endian float32, row-major, with no header. An entry may also name its
 ``"int32"`` (raw little-endian int32) or ``"bool"`` (one byte per value, 0 or 1). write_checkpoint
 adds it for int32 and bool variables only, so a float32 checkpoint stays byte for byte
 deeplearn.js's (whose loader reads every file as float32, and would misread the other two).
-Only local folders are read (no network).
+An entry may also carry a ``"sha256"`` (64 hex digits): the file's digest, checked when it is read
+or downloaded.
+
+A checkpoint is read from a local folder, or from an http(s) URL as deeplearn.js read its
+checkpoint zoo: each file is downloaded once into the cache folder (``DEEPLEARN_CACHE``, default
+``~/.cache/deeplearn``; see ``deeplearn/data/download.py``) and read from there afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import stat
 import tempfile
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deeplearn import util
+from deeplearn.data import download
 from deeplearn.math.ndarray import NDArray
 
 try:
@@ -39,6 +47,8 @@ __all__ = ["MANIFEST_FILE", "CheckpointLoader", "write_checkpoint"]
 
 MANIFEST_FILE = "manifest.json"
 
+# A manifest is small: a server sending more than this is not sending one.
+_MAX_MANIFEST_BYTES = 64 << 20
 # How each dtype is laid out in a variable's file.
 _ENCODINGS = {"float32": "<f4", "int32": "<i4", "bool": "|u1"}
 # Every file write_checkpoint makes besides the checkpoint's own starts with this: its temporary
@@ -48,15 +58,31 @@ _JOURNAL = f"{_OURS}journal.json"
 
 
 class CheckpointLoader:
-    """Reads the variables of a checkpoint folder.
+    """Reads the variables of a checkpoint folder, local or at an http(s) URL.
 
     Args:
-        url_path: the folder (a path, or a ``file://`` URL). deeplearn.js fetched it over HTTP;
-            this loader reads local files only.
+        url_path: the folder (a path, or a ``file://`` URL), or an ``http://`` or ``https://``
+            URL of one, as deeplearn.js's checkpoint zoo had: ``manifest.json`` and each file
+            are fetched from under it.
         math: where the arrays are created (default: ``dl.ENV.math``).
+        cache_dir: where a URL's files are kept (default: ``$DEEPLEARN_CACHE``, else
+            ``~/.cache/deeplearn``); each checkpoint gets a folder ``checkpoints/<name>-<hash>``.
+        progress: show a tqdm progress bar per download (the ``train`` extra); None shows one
+            when stderr is a terminal and tqdm is installed.
 
     A variable's file must be a regular file in the folder (a link to a file outside it is
-    refused) of exactly the size the manifest's shape and dtype give.
+    refused) of exactly the size the manifest's shape and dtype give, and of the entry's
+    ``"sha256"`` where it has one.
+
+    From a URL, the manifest is downloaded on first use and each variable's file when it is
+    first read; a file in the cache is never fetched again (the files at a URL are taken not to
+    change: to fetch them anew, delete ``loader.path``). A download is checked (the length the
+    server announced, the size the manifest gives, the ``"sha256"``) before it enters the cache,
+    and an interrupted one is resumed with a Range request where the server allows it. Without
+    a network, a file not in the cache is a ``DownloadError`` (an OSError, from
+    ``deeplearn.data.download``) naming its URL. The manifest's file names must be plain names
+    of letters, digits and ``._~-`` (not starting with ``.``), so that no entry can name a file
+    outside the checkpoint.
 
     Example:
         >>> import tempfile
@@ -67,23 +93,37 @@ class CheckpointLoader:
         array([1., 2., 3.], dtype=float32)
         >>> loader.get_variable("step").get(), loader.get_variable("step").dtype
         (16777217, 'int32')
+        >>> zoo = "https://storage.googleapis.com/learnjs-data/checkpoint_zoo/squeezenet1_1/"
+        >>> dl.CheckpointLoader(zoo).get_variable("conv1_W:0").shape  # doctest: +SKIP
+        (3, 3, 3, 64)
     """
 
-    def __init__(self, url_path: str | os.PathLike[str], math: NDArrayMath | None = None) -> None:
+    def __init__(self, url_path: str | os.PathLike[str], math: NDArrayMath | None = None, *,
+                 cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None) -> None:
         text = os.fspath(url_path)
+        self.url: str | None = None  # the checkpoint's URL, ending in '/', when it is read over http(s)
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) and not text.startswith("file://"):
-            raise ValueError(
-                f"CheckpointLoader: only local folders can be read (no network access); got url_path={text!r}."
-            )
-        self.path = Path(text.removeprefix("file://"))
+            self.url = _checkpoint_url(text)
+            self.path = _cache_folder(self.url, cache_dir)
+        else:
+            self.path = Path(text.removeprefix("file://"))
         self.math = math
+        self.progress = progress
         self._manifest: dict[str, dict[str, Any]] | None = None
 
     def get_checkpoint_manifest(self) -> dict[str, dict[str, Any]]:
         """The parsed ``manifest.json``: {name: {"filename": str, "shape": [int, ...]}}, with
-        ``"dtype"`` where the entry names one."""
+        ``"dtype"`` (and ``"sha256"``) where the entry names one."""
         if self._manifest is None:
-            self._manifest = _read_manifest(self.path, "CheckpointLoader")
+            where = "CheckpointLoader"
+            if self.url is not None:
+                download.fetch(self.url + MANIFEST_FILE, self.path / MANIFEST_FILE, where=where,
+                               max_size=_MAX_MANIFEST_BYTES, progress=self.progress,
+                               check=lambda part: _check_url_names(_parse_manifest(part, where), where))
+            manifest = _read_manifest(self.path, where)
+            if self.url is not None:
+                _check_url_names(manifest, where)
+            self._manifest = manifest
         return self._manifest
 
     def get_all_variables(self) -> dict[str, NDArray]:
@@ -102,13 +142,54 @@ class CheckpointLoader:
         entry = manifest[name]
         shape = tuple(entry["shape"])
         dtype = entry.get("dtype", "float32")
-        values = _read_values(self.path, entry["filename"], name, shape, dtype)
+        if self.url is not None:
+            download.fetch(self.url + entry["filename"], self.path / entry["filename"],
+                           where="CheckpointLoader.get_variable",
+                           size=np.dtype(_ENCODINGS[dtype]).itemsize * util.size_from_shape(shape),
+                           sha256=entry.get("sha256"), progress=self.progress)
+        values = _read_values(self.path, entry["filename"], name, shape, dtype, entry.get("sha256"))
         return NDArray.make(shape, values, dtype, math=self.math)
 
 
-def _read_values(folder: Path, filename: str, name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+def _checkpoint_url(url: str) -> str:
+    """The checkpoint's http(s) URL, ending in '/' (as deeplearn.js made it), checked."""
+    where = "CheckpointLoader"
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise ValueError(
+            f"{where}: url_path must be a local folder, a file:// URL or an http(s):// URL; got url_path={url!r}."
+        )
+    if download.check_http_url(url, where).query:
+        raise ValueError(f"{where}: the checkpoint's URL must not have a query (?...); got url_path={url!r}.")
+    return url if url.endswith("/") else url + "/"
+
+
+def _cache_folder(url: str, cache_dir: str | os.PathLike[str] | None) -> Path:
+    """Where the checkpoint at ``url`` is cached: ``<cache>/checkpoints/<last segment>-<hash of
+    the URL>`` (the name for people, the hash to keep URLs apart)."""
+    root = Path(cache_dir) if cache_dir is not None else download.default_cache_dir()
+    segment = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", segment)[:64] or "checkpoint"
+    return root / "checkpoints" / f"{name}-{hashlib.sha256(url.encode('utf-8')).hexdigest()[:16]}"
+
+
+def _check_url_names(manifest: dict[str, dict[str, Any]], where: str) -> None:
+    """Refuses a manifest (its entries already checked by _check_entry) with a file name that,
+    appended to the checkpoint's URL, could mean anything but a file beside the manifest: only
+    characters a URL takes as they are (no '/', '%', '?', '#', ':' or backslash), and no
+    leading '.' (no '..', and nothing named like the downloader's partial files)."""
+    for name, entry in manifest.items():
+        filename = entry["filename"]
+        if not re.fullmatch(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*", filename):
+            raise ValueError(
+                f"{where}: the file of {name!r} must be a plain name of letters, digits and '._~-', not starting "
+                f"with '.', to be fetched from the checkpoint's URL; got {filename!r}."
+            )
+
+
+def _read_values(folder: Path, filename: str, name: str, shape: tuple[int, ...], dtype: str,
+                 sha256: str | None = None) -> np.ndarray:
     """The values of one variable's file, checked before anything is read: the file must be a
-    regular file inside ``folder`` of exactly the expected size."""
+    regular file inside ``folder`` of exactly the expected size (and digest, when one is given)."""
     where = "CheckpointLoader.get_variable"
     file = folder / filename
     if not os.path.lexists(file):
@@ -137,6 +218,11 @@ def _read_values(folder: Path, filename: str, name: str, shape: tuple[int, ...],
                 f"got {info.st_size} bytes in {str(file)!r} (a corrupt checkpoint?)."
             )
         raw = f.read(want)
+    if sha256 is not None and (digest := hashlib.sha256(raw).hexdigest()) != sha256.lower():
+        raise ValueError(
+            f"{where}: the file of variable {name!r} must have SHA-256 {sha256.lower()}; got {digest} in "
+            f"{str(file)!r} (a corrupt checkpoint?)."
+        )
     if len(raw) != want:  # the file shrank while it was read
         raise ValueError(f"{where}: the file of variable {name!r} changed while it was read; got path {str(file)!r}.")
     values = np.frombuffer(raw, dtype=_ENCODINGS[dtype])
@@ -149,11 +235,16 @@ def _read_values(folder: Path, filename: str, name: str, shape: tuple[int, ...],
 
 
 def _read_manifest(folder: Path, where: str) -> dict[str, dict[str, Any]]:
-    """The folder's manifest, its structure checked: a corrupt file is a ValueError that says
-    what is wrong, never a RecursionError or a KeyError later."""
+    """The folder's manifest, its structure checked."""
     file = folder / MANIFEST_FILE
     if not file.is_file():
         raise FileNotFoundError(f"{where}: no {MANIFEST_FILE} in the checkpoint folder; got path {str(folder)!r}.")
+    return _parse_manifest(file, where)
+
+
+def _parse_manifest(file: Path, where: str) -> dict[str, dict[str, Any]]:
+    """The manifest in ``file``, its structure checked: a corrupt file is a ValueError that
+    says what is wrong, never a RecursionError or a KeyError later."""
     try:
         manifest = json.loads(file.read_bytes().decode("utf-8"))
     except RecursionError:
@@ -173,17 +264,22 @@ def _check_entry(name: str, entry: Any, where: str) -> None:
     dtype = entry.get("dtype", "float32") if isinstance(entry, dict) else None
     ok = (isinstance(entry, dict) and isinstance(entry.get("filename"), str) and isinstance(shape, list)
           and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)  # JSON true is no size
-          and isinstance(dtype, str) and dtype in _ENCODINGS)
+          and isinstance(dtype, str) and dtype in _ENCODINGS and _is_digest(entry.get("sha256")))
     if not ok:
         text = repr(entry)
         text = text if len(text) <= 200 else text[:200] + "..."
         raise ValueError(
             f"{where}: manifest entry {name!r} must be {{'filename': str, 'shape': [int >= 0, ...]}}, with an "
-            f"optional 'dtype' of {sorted(_ENCODINGS)}; got {text}."
+            f"optional 'dtype' of {sorted(_ENCODINGS)} and an optional 'sha256' of 64 hex digits; got {text}."
         )
     filename = entry["filename"]
     if not _is_plain_name(filename):
         raise ValueError(f"{where}: the file of {name!r} must be a plain file name inside the folder; got {filename!r}.")
+
+
+def _is_digest(value: Any) -> bool:
+    """Whether ``value`` is absent (None) or a SHA-256 digest in hex."""
+    return value is None or (isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value) is not None)
 
 
 def _is_plain_name(filename: str) -> bool:

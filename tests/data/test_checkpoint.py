@@ -82,8 +82,8 @@ def test_an_overwrite_interrupted_before_the_manifest_keeps_the_old_checkpoint(
 
 
 def test_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="only local folders"):
-        CheckpointLoader("https://storage.googleapis.com/learnjs-data/checkpoint_zoo/x")
+    with pytest.raises(ValueError, match="a local folder, a file:// URL or an http"):
+        CheckpointLoader("ftp://storage.googleapis.com/learnjs-data/checkpoint_zoo/x")
     with pytest.raises(FileNotFoundError, match="no manifest.json"):
         CheckpointLoader(tmp_path).get_checkpoint_manifest()
     (tmp_path / "manifest.json").write_text("{not json")
