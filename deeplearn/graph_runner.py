@@ -5,18 +5,21 @@ caller's thread by default (returning when the run ends, or when a callback call
 ``stop_training``/``stop_inferring``), or in a background thread (``background=True``) that
 ``stop_training()``/``stop_inferring()`` end and join. Session calls are serialised by a lock, so
 training and inference threads can share one Session. Metric and inference passes run batched
-(``Session.eval_batch``), like training.
+(``Session.eval_batch``), like training. ``TensorBoardLogger`` is an event observer that writes a
+run's cost, metric and examples per second for TensorBoard (tensorboardX, the ``train`` extra).
 """
 
 from __future__ import annotations
 
 import enum
+import math as pymath
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from deeplearn.graph.session import Feeds, Session
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["GraphRunner", "GraphRunnerEventObserver", "MetricReduction"]
+__all__ = ["GraphRunner", "GraphRunnerEventObserver", "MetricReduction", "TensorBoardLogger"]
 
 
 class MetricReduction(enum.IntEnum):
@@ -60,6 +63,150 @@ class GraphRunnerEventObserver:
     train_examples_per_sec_callback: Callable[[float], Any] | None = None
     total_time_callback: Callable[[float], Any] | None = None
     done_training_callback: Callable[[], Any] | None = None
+
+
+class TensorBoardLogger(GraphRunnerEventObserver):
+    """An event observer that writes a GraphRunner's training for TensorBoard (tensorboardX, the
+    ``train`` extra): give it to the runner as its observer, with your own ``observer`` beside it.
+
+    Scalars, each at the step the runner had reached (its ``total_batches_trained``, counting
+    the batch the value was computed after):
+
+    - ``cost``: the batch's mean cost, whenever the runner computes it (``cost_interval_ms``);
+    - ``metric`` (or ``metric_name``): the metric, whenever the runner computes it
+      (``eval_interval_ms``); a metric of several values gives ``metric/0``, ``metric/1``, ...;
+    - ``examples_per_sec``: the training speed over the batches since the last value, written
+      with each cost and when training ends.
+
+    Args:
+        log_dir: the run's folder (created where missing); point ``tensorboard --logdir`` at it
+            or at its parent.
+        observer: another observer whose callbacks are called too, after the logger's: the
+            callbacks it has now.
+        metric_name: the metric's tag, e.g. ``"accuracy"``.
+        flush_secs: how often tensorboardX's writer thread writes the values logged to the file
+            (they are queued until then); ``close()``, or the end of a ``with`` block, writes
+            them all and closes the file.
+
+    Raises:
+        ImportError: tensorboardX is not installed (``pip install 'deeplearn[train]'``).
+
+    Example:
+        >>> import os, tempfile
+        >>> from deeplearn.graph_runner import TensorBoardLogger
+        >>> g = dl.Graph(); x = g.placeholder("x", []); w = g.variable("w", Scalar.new(0))
+        >>> cost = g.mean_squared_cost(g.multiply(w, x), g.multiply(g.constant(3), x))
+        >>> (p,) = dl.InCPUMemoryShuffledInputProviderBuilder([[Scalar.new(1), Scalar.new(2)]]).get_input_providers()
+        >>> log_dir = tempfile.mkdtemp()
+        >>> with TensorBoardLogger(log_dir) as logger:
+        ...     runner = dl.GraphRunner(math, dl.Session(g, math), logger)
+        ...     runner.train(cost, [dl.FeedEntry(x, p)], 2, dl.SGDOptimizer(0.1), num_batches=20)
+        >>> logger.step, os.listdir(log_dir)[0].startswith("events.out.tfevents.")
+        (20, True)
+    """
+
+    def __init__(self, log_dir: str | os.PathLike[str], *, observer: GraphRunnerEventObserver | None = None,
+                 metric_name: str = "metric", flush_secs: float = 10) -> None:
+        where = "TensorBoardLogger"
+        if not isinstance(metric_name, str) or not metric_name:
+            raise ValueError(f"{where}: metric_name must be a non-empty str; got metric_name={metric_name!r}.")
+        real = isinstance(flush_secs, (int, float)) and not isinstance(flush_secs, bool)
+        if not real or not 0 < flush_secs < pymath.inf:  # NaN fails
+            raise ValueError(f"{where}: flush_secs must be a number of seconds > 0; got flush_secs={flush_secs!r}.")
+        other = observer if observer is not None else GraphRunnerEventObserver()
+        if not isinstance(other, GraphRunnerEventObserver):
+            raise TypeError(f"{where}: observer must be a GraphRunnerEventObserver or None; "
+                            f"got {type(other).__name__}.")
+        self.log_dir = os.fspath(log_dir)
+        self.writer = _summary_writer(where)(logdir=self.log_dir, flush_secs=flush_secs)
+        self.observer = other
+        self.metric_name = metric_name
+        self.step = 0
+        self._pending_metric: np.ndarray | None = None  # computed before the step it belongs to
+        self._seconds_per_example = 0.0  # since examples_per_sec was last written
+        self._batches = 0
+        self._cost_written = False
+        super().__init__(
+            batches_trained_callback=self._on_batches_trained, avg_cost_callback=self._on_cost,
+            metric_callback=self._on_metric, inference_examples_callback=other.inference_examples_callback,
+            inference_examples_per_sec_callback=other.inference_examples_per_sec_callback,
+            train_examples_per_sec_callback=self._on_examples_per_sec,
+            total_time_callback=other.total_time_callback, done_training_callback=self._on_done)
+
+    def __repr__(self) -> str:
+        return f"TensorBoardLogger(log_dir={self.log_dir!r}, metric_name={self.metric_name!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def flush(self) -> None:
+        """Flushes the event file (values still in tensorboardX's queue wait for its writer
+        thread; ``close()`` writes everything)."""
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Writes what is logged and closes the event file."""
+        self.writer.close()
+
+    # The runner calls, per batch: metric, total time, batches trained, cost, examples per
+    # second. A metric is computed after the batch but reported before the count that includes
+    # it, so it is written at the next count.
+    def _on_metric(self, metric: NDArray) -> None:
+        self._pending_metric = np.asarray(metric.get_values(), dtype=np.float64)
+        if self.observer.metric_callback is not None:
+            self.observer.metric_callback(metric)
+
+    def _on_batches_trained(self, total_batches_trained: int) -> None:
+        self.step = total_batches_trained
+        if self._pending_metric is not None:
+            values, self._pending_metric = self._pending_metric, None
+            if values.size == 1:
+                self._write(self.metric_name, float(values[0]))
+            for i, value in enumerate(values if values.size > 1 else []):
+                self._write(f"{self.metric_name}/{i}", float(value))
+        if self.observer.batches_trained_callback is not None:
+            self.observer.batches_trained_callback(total_batches_trained)
+
+    def _on_cost(self, cost: Scalar) -> None:
+        self._write("cost", float(cost.get()))
+        self._cost_written = True
+        if self.observer.avg_cost_callback is not None:
+            self.observer.avg_cost_callback(cost)
+
+    def _on_examples_per_sec(self, examples_per_sec: float) -> None:
+        # Batches have one size per run: the speed over several is the harmonic mean.
+        self._seconds_per_example += 1 / examples_per_sec if examples_per_sec > 0 else pymath.inf
+        self._batches += 1
+        if self._cost_written:
+            self._write_speed()
+        if self.observer.train_examples_per_sec_callback is not None:
+            self.observer.train_examples_per_sec_callback(examples_per_sec)
+
+    def _on_done(self) -> None:
+        self._write_speed()
+        self.writer.flush()
+        if self.observer.done_training_callback is not None:
+            self.observer.done_training_callback()
+
+    def _write_speed(self) -> None:
+        if self._batches and 0 < self._seconds_per_example < pymath.inf:
+            self._write("examples_per_sec", self._batches / self._seconds_per_example)
+        self._seconds_per_example, self._batches, self._cost_written = 0.0, 0, False
+
+    def _write(self, tag: str, value: float) -> None:
+        self.writer.add_scalar(tag, value, global_step=self.step)
+
+
+def _summary_writer(where: str) -> Any:
+    """tensorboardX's SummaryWriter class, imported when first needed."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as e:
+        raise ImportError(f"{where}: needs tensorboardX (pip install 'deeplearn[train]'); got {e}.") from e
+    return SummaryWriter
 
 
 class GraphRunner:
