@@ -8,6 +8,7 @@ from __future__ import annotations
 from deeplearn.data import (
     CheckpointLoader,
     DataStats,
+    DownloadError,
     InCPUMemoryShuffledInputProviderBuilder,
     InGPUMemoryShuffledInputProviderBuilder,
     InMemoryDataset,
@@ -42,7 +43,7 @@ from deeplearn.graph import (
     VarianceScalingInitializer,
     ZerosInitializer,
 )
-from deeplearn.graph_runner import GraphRunner, GraphRunnerEventObserver, MetricReduction
+from deeplearn.graph_runner import GraphRunner, GraphRunnerEventObserver, MetricReduction, TensorBoardLogger
 from deeplearn.math.backends import MathBackend, MathBackendCPU
 from deeplearn.math.ndarray import Array1D, Array2D, Array3D, Array4D, NDArray, Scalar, from_dlpack
 from deeplearn.math.ndarray_math import NDArrayMath, NDArrayMathCPU, NDArrayMathGPU
@@ -97,6 +98,7 @@ __all__ = [
     "InMemoryDataset",
     "DataStats",
     "CheckpointLoader",
+    "DownloadError",
     "write_checkpoint",
     "save_model",
     "load_model",
@@ -104,6 +106,7 @@ __all__ = [
     "GraphRunner",
     "GraphRunnerEventObserver",
     "MetricReduction",
+    "TensorBoardLogger",
     "Initializer",
     "VarianceScalingInitializer",
     "ZerosInitializer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deeplearn.data.checkpoint import CheckpointLoader, write_checkpoint
 from deeplearn.data.dataset import DataStats, InMemoryDataset
+from deeplearn.data.download import DownloadError
 from deeplearn.data.input_provider import (
     InCPUMemoryShuffledInputProviderBuilder,
     InGPUMemoryShuffledInputProviderBuilder,
@@ -15,6 +16,7 @@ from deeplearn.data.saving import load_model, read_model_metadata, save_model
 __all__ = [
     "CheckpointLoader",
     "DataStats",
+    "DownloadError",
     "InCPUMemoryShuffledInputProviderBuilder",
     "InGPUMemoryShuffledInputProviderBuilder",
     "InMemoryDataset",
