@@ -184,7 +184,9 @@ class Environment:
                     f"DEEPLEARN_FLAGS: each flag must be NAME:VALUE with NAME among {sorted(FEATURES)}; got {item!r}."
                 )
             raw = raw.strip()
-            flags[name] = _feature_value(name, raw, "DEEPLEARN_FLAGS") if name in _PARSERS else _flag_value(raw)
+            flags[name] = (
+                _feature_value(name, raw, "DEEPLEARN_FLAGS") if name in _PARSERS else _flag_value(raw)
+            )
         # Read only once every flag parsed: a bad flag raises again at the next ``get`` instead
         # of leaving the features half set.
         self._features.update(flags)

@@ -105,18 +105,29 @@ class TensorBoardLogger(GraphRunnerEventObserver):
         (20, True)
     """
 
-    def __init__(self, log_dir: str | os.PathLike[str], *, observer: GraphRunnerEventObserver | None = None,
-                 metric_name: str = "metric", flush_secs: float = 10) -> None:
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str],
+        *,
+        observer: GraphRunnerEventObserver | None = None,
+        metric_name: str = "metric",
+        flush_secs: float = 10,
+    ) -> None:
         where = "TensorBoardLogger"
         if not isinstance(metric_name, str) or not metric_name:
-            raise ValueError(f"{where}: metric_name must be a non-empty str; got metric_name={metric_name!r}.")
+            raise ValueError(
+                f"{where}: metric_name must be a non-empty str; got metric_name={metric_name!r}."
+            )
         real = isinstance(flush_secs, (int, float)) and not isinstance(flush_secs, bool)
         if not real or not 0 < flush_secs < pymath.inf:  # NaN fails
-            raise ValueError(f"{where}: flush_secs must be a number of seconds > 0; got flush_secs={flush_secs!r}.")
+            raise ValueError(
+                f"{where}: flush_secs must be a number of seconds > 0; got flush_secs={flush_secs!r}."
+            )
         other = observer if observer is not None else GraphRunnerEventObserver()
         if not isinstance(other, GraphRunnerEventObserver):
-            raise TypeError(f"{where}: observer must be a GraphRunnerEventObserver or None; "
-                            f"got {type(other).__name__}.")
+            raise TypeError(
+                f"{where}: observer must be a GraphRunnerEventObserver or None; got {type(other).__name__}."
+            )
         self.log_dir = os.fspath(log_dir)
         self.writer = _summary_writer(where)(logdir=self.log_dir, flush_secs=flush_secs)
         self.observer = other
@@ -127,11 +138,15 @@ class TensorBoardLogger(GraphRunnerEventObserver):
         self._batches = 0
         self._cost_written = False
         super().__init__(
-            batches_trained_callback=self._on_batches_trained, avg_cost_callback=self._on_cost,
-            metric_callback=self._on_metric, inference_examples_callback=other.inference_examples_callback,
+            batches_trained_callback=self._on_batches_trained,
+            avg_cost_callback=self._on_cost,
+            metric_callback=self._on_metric,
+            inference_examples_callback=other.inference_examples_callback,
             inference_examples_per_sec_callback=other.inference_examples_per_sec_callback,
             train_examples_per_sec_callback=self._on_examples_per_sec,
-            total_time_callback=other.total_time_callback, done_training_callback=self._on_done)
+            total_time_callback=other.total_time_callback,
+            done_training_callback=self._on_done,
+        )
 
     def __repr__(self) -> str:
         return f"TensorBoardLogger(log_dir={self.log_dir!r}, metric_name={self.metric_name!r})"
@@ -224,7 +239,9 @@ class GraphRunner:
         (50, True)
     """
 
-    def __init__(self, math: NDArrayMath, session: Session, event_observer: GraphRunnerEventObserver | None = None) -> None:
+    def __init__(
+        self, math: NDArrayMath, session: Session, event_observer: GraphRunnerEventObserver | None = None
+    ) -> None:
         self.math = math
         self.session = session
         self.event_observer = event_observer or GraphRunnerEventObserver()
@@ -264,11 +281,23 @@ class GraphRunner:
         self.inference_passes_this_run = 0
 
     # -- training --------------------------------------------------------------------------
-    def train(self, cost_tensor: Tensor, train_feed_entries: Feeds, batch_size: int, optimizer: Optimizer,
-              num_batches: int | None = None, metric_tensor: Tensor | None = None,
-              metric_feed_entries: Feeds = None, metric_batch_size: int | None = None,
-              metric_reduction: MetricReduction = MetricReduction.MEAN, eval_interval_ms: float = 1500,
-              cost_interval_ms: float = 500, *, background: bool = False, progress: bool | None = None) -> None:
+    def train(
+        self,
+        cost_tensor: Tensor,
+        train_feed_entries: Feeds,
+        batch_size: int,
+        optimizer: Optimizer,
+        num_batches: int | None = None,
+        metric_tensor: Tensor | None = None,
+        metric_feed_entries: Feeds = None,
+        metric_batch_size: int | None = None,
+        metric_reduction: MetricReduction = MetricReduction.MEAN,
+        eval_interval_ms: float = 1500,
+        cost_interval_ms: float = 500,
+        *,
+        background: bool = False,
+        progress: bool | None = None,
+    ) -> None:
         """Trains ``num_batches`` batches (None: until ``stop_training``).
 
         The batch's MEAN cost is computed (and ``avg_cost_callback`` called) at most every
@@ -285,9 +314,12 @@ class GraphRunner:
         # (and a run under way) as it was.
         where = "GraphRunner.train"
         batch_size = check_count(batch_size, where, "batch_size")
-        num_batches = None if num_batches is None else check_count(num_batches, where, "num_batches", minimum=0)
-        metric_batch_size = (None if metric_batch_size is None
-                             else check_count(metric_batch_size, where, "metric_batch_size"))
+        num_batches = (
+            None if num_batches is None else check_count(num_batches, where, "num_batches", minimum=0)
+        )
+        metric_batch_size = (
+            None if metric_batch_size is None else check_count(metric_batch_size, where, "metric_batch_size")
+        )
         feeds = normalize_feeds(train_feed_entries, where)
         metric_feeds = None if metric_feed_entries is None else normalize_feeds(metric_feed_entries, where)
         reduction = _check_reduction(metric_reduction, where)
@@ -325,7 +357,9 @@ class GraphRunner:
         self._stop_event.clear()
         self._train_error = None
         if self._background:
-            self._train_thread = threading.Thread(target=self._train_loop, name="GraphRunner.train", daemon=True)
+            self._train_thread = threading.Thread(
+                target=self._train_loop, name="GraphRunner.train", daemon=True
+            )
             self._train_thread.start()
         else:
             self._train_loop()
@@ -364,13 +398,16 @@ class GraphRunner:
     def set_inference_example_count(self, inference_example_count: int) -> None:
         """How many examples each inference pass draws (>= 1)."""
         self.inference_example_count = check_count(
-            inference_example_count, "GraphRunner.set_inference_example_count", "inference_example_count")
+            inference_example_count, "GraphRunner.set_inference_example_count", "inference_example_count"
+        )
 
     def compute_metric(self) -> NDArray:
         """The metric tensor over ``metric_batch_size`` examples, summed or averaged (a new
         array in the caller's scope)."""
         if self.metric_feed_entries is None or self.metric_tensor is None:
-            raise ValueError("GraphRunner.compute_metric: no metric tensor and metric feed entries were given to train().")
+            raise ValueError(
+                "GraphRunner.compute_metric: no metric tensor and metric feed entries were given to train()."
+            )
         n = self.metric_batch_size or 1
         math = self.math
         with self._lock:
@@ -415,16 +452,22 @@ class GraphRunner:
         obs = self.event_observer
         start = time.perf_counter()
         now_ms = start * 1e3
-        compute_cost = obs.avg_cost_callback is not None and now_ms - self._last_cost_time >= self.cost_interval_ms
+        compute_cost = (
+            obs.avg_cost_callback is not None and now_ms - self._last_cost_time >= self.cost_interval_ms
+        )
         if compute_cost:
             self._last_cost_time = now_ms
         reduction = CostReduction.MEAN if compute_cost else CostReduction.NONE
         with self.math.scope():
             with self._lock:
-                avg_cost = self.session.train(self.cost_tensor, self.train_feed_entries, self.batch_size,
-                                              self.optimizer, reduction)
-            compute_metric = (self.metric_tensor is not None and obs.metric_callback is not None
-                              and now_ms - self._last_eval_time >= self.eval_interval_ms)
+                avg_cost = self.session.train(
+                    self.cost_tensor, self.train_feed_entries, self.batch_size, self.optimizer, reduction
+                )
+            compute_metric = (
+                self.metric_tensor is not None
+                and obs.metric_callback is not None
+                and now_ms - self._last_eval_time >= self.eval_interval_ms
+            )
             if compute_metric:
                 self._last_eval_time = now_ms
                 metric = self.math.keep(self.compute_metric())
@@ -458,7 +501,9 @@ class GraphRunner:
             from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
         except ImportError:
             if self._progress:
-                raise ImportError("GraphRunner: progress=True needs tqdm (pip install 'deeplearn[train]').") from None
+                raise ImportError(
+                    "GraphRunner: progress=True needs tqdm (pip install 'deeplearn[train]')."
+                ) from None
             return None
         return tqdm(total=self.num_batches, unit="batch", desc="training", leave=False)
 
@@ -472,8 +517,16 @@ class GraphRunner:
             raise error
 
     # -- inference -------------------------------------------------------------------------
-    def infer(self, inference_tensor: Tensor, inference_feed_entries: Feeds, inference_example_interval_ms: float = 3000,
-              inference_example_count: int = 5, num_passes: int | None = None, *, background: bool = False) -> None:
+    def infer(
+        self,
+        inference_tensor: Tensor,
+        inference_feed_entries: Feeds,
+        inference_example_interval_ms: float = 3000,
+        inference_example_count: int = 5,
+        num_passes: int | None = None,
+        *,
+        background: bool = False,
+    ) -> None:
         """Every ``inference_example_interval_ms``, evaluates ``inference_tensor`` on
         ``inference_example_count`` examples drawn from the feeds' InputProviders (one batched
         pass) and reports them; stops after ``num_passes`` passes (None: until
@@ -486,13 +539,17 @@ class GraphRunner:
         interval = _check_interval(inference_example_interval_ms, where, "inference_example_interval_ms")
         obs = self.event_observer
         if obs.inference_examples_callback is None and obs.inference_examples_per_sec_callback is None:
-            raise ValueError(f"{where}: no inference_examples_callback or "
-                             "inference_examples_per_sec_callback to report to.")
+            raise ValueError(
+                f"{where}: no inference_examples_callback or "
+                "inference_examples_per_sec_callback to report to."
+            )
         entries = normalize_feeds(inference_feed_entries, where)
         for e in entries:
             if not isinstance(e.data, InputProvider):
-                raise TypeError(f"{where}: every feed must be an InputProvider; got "
-                                f"{type(e.data).__name__} for {e.tensor!r}.")
+                raise TypeError(
+                    f"{where}: every feed must be an InputProvider; got "
+                    f"{type(e.data).__name__} for {e.tensor!r}."
+                )
         self.stop_inferring()
         self.inference_tensor = inference_tensor
         self.inference_feed_entries = entries
@@ -503,7 +560,9 @@ class GraphRunner:
         self._is_inferring = True
         self._infer_stop_event.clear()
         if background:
-            self._infer_thread = threading.Thread(target=self._infer_loop, name="GraphRunner.infer", daemon=True)
+            self._infer_thread = threading.Thread(
+                target=self._infer_loop, name="GraphRunner.infer", daemon=True
+            )
             self._infer_thread.start()
         else:
             self._infer_loop()
@@ -522,11 +581,17 @@ class GraphRunner:
 
     def _infer_loop(self) -> None:
         while self._is_inferring:
-            if self.num_inference_passes is not None and self.inference_passes_this_run >= self.num_inference_passes:
+            if (
+                self.num_inference_passes is not None
+                and self.inference_passes_this_run >= self.num_inference_passes
+            ):
                 break
             self._infer_one_pass()
             self.inference_passes_this_run += 1
-            done = self.num_inference_passes is not None and self.inference_passes_this_run >= self.num_inference_passes
+            done = (
+                self.num_inference_passes is not None
+                and self.inference_passes_this_run >= self.num_inference_passes
+            )
             interval = self.inference_example_interval_ms  # inf: wait for stop_inferring()
             if done or self._infer_stop_event.wait(None if interval == float("inf") else interval / 1e3):
                 break
@@ -541,7 +606,9 @@ class GraphRunner:
             start = time.perf_counter()
             with self._lock:
                 batches = [(e.tensor, next_batch(e.data, math, n)) for e in self.inference_feed_entries]
-                values = self.session.eval_batch(self.inference_tensor, [FeedEntry(t, _Fixed(b)) for t, b in batches], n)
+                values = self.session.eval_batch(
+                    self.inference_tensor, [FeedEntry(t, _Fixed(b)) for t, b in batches], n
+                )
             if obs.inference_examples_per_sec_callback is not None:
                 values.data_sync()  # wait for the device: results are wanted on the host
                 elapsed = time.perf_counter() - start
@@ -556,13 +623,17 @@ def _check_reduction(metric_reduction: Any, where: str) -> MetricReduction:
         return MetricReduction(metric_reduction)
     except ValueError:
         names = ", ".join(r.name for r in MetricReduction)
-        raise ValueError(f"{where}: metric_reduction must be a MetricReduction ({names}); "
-                         f"got metric_reduction={metric_reduction!r}.") from None
+        raise ValueError(
+            f"{where}: metric_reduction must be a MetricReduction ({names}); "
+            f"got metric_reduction={metric_reduction!r}."
+        ) from None
 
 
 def _check_interval(value: Any, where: str, name: str) -> float:
     """A wait in milliseconds: a real number >= 0 (inf: never again), not NaN and not a bool."""
-    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
     if not real or not value >= 0:  # NaN fails >= 0
         raise ValueError(f"{where}: {name} must be a number of milliseconds >= 0; got {name}={value!r}.")
     return float(value)
@@ -588,4 +659,3 @@ def _example(math: NDArrayMath, batch: NDArray, i: int) -> NDArray:
     """Example ``i`` of a batch (a copy), for reporting."""
     rest = batch.shape[1:]
     return math.slice(batch, [i] + [0] * len(rest), [1, *rest]).reshape(rest)
-

@@ -61,7 +61,9 @@ class CapturedProgram:
     update's target holding the new value.
     """
 
-    def __init__(self, program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]) -> None:
+    def __init__(
+        self, program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]
+    ) -> None:
         import cupy
 
         from deeplearn.math.backends import cuda_gemm
@@ -111,7 +113,9 @@ class CapturedProgram:
         x = self._resident.get(index)
         if x is None or x.storage.data is None:
             binding = self.program.bindings[index]
-            x = self._resident[index] = NDArray._untracked(self.inputs[index], self.engine.backend, binding.dtype)
+            x = self._resident[index] = NDArray._untracked(
+                self.inputs[index], self.engine.backend, binding.dtype
+            )
         return x
 
     def _detach(self, index: int) -> None:
@@ -138,7 +142,9 @@ class CapturedProgram:
                 sources[i] = src
             self._detach(i)
             if src.flags.c_contiguous:  # one copy call, not a CuPy copy kernel's host cost
-                cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, dst.nbytes, _DEVICE_TO_DEVICE, caller.ptr)
+                cuda.runtime.memcpyAsync(
+                    dst.data.ptr, src.data.ptr, dst.nbytes, _DEVICE_TO_DEVICE, caller.ptr
+                )
             else:
                 dst[...] = src
         # On the caller's stream: it is ordered after the copies and before the caller's next
@@ -151,7 +157,9 @@ class CapturedProgram:
 _DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
 
 
-def capture(program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]) -> CapturedProgram | NotCaptured:
+def capture(
+    program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]
+) -> CapturedProgram | NotCaptured:
     """``program`` captured over ``raws`` (this call's inputs), or why it cannot be."""
     cannot = program.uncapturable(engine.backend)
     if cannot:

@@ -45,8 +45,16 @@ class Materializer:
 
     __slots__ = ("backend", "deferred_run", "engine", "inputs", "made", "owned", "program", "slots")
 
-    def __init__(self, program: Program, engine: Engine, slots: list[Any], inputs: dict[int, NDArray]) -> None:
-        self.program, self.engine, self.backend, self.slots, self.inputs = program, engine, engine.backend, slots, inputs
+    def __init__(
+        self, program: Program, engine: Engine, slots: list[Any], inputs: dict[int, NDArray]
+    ) -> None:
+        self.program, self.engine, self.backend, self.slots, self.inputs = (
+            program,
+            engine,
+            engine.backend,
+            slots,
+            inputs,
+        )
         self.made: dict[int, NDArray] = {}
         self.owned: set[int] = set()
         self.deferred_run = not program.deferred
@@ -64,8 +72,9 @@ class Materializer:
         data = self.slots[slot]
         if self.program.kinds[slot] == SlotKind.CONSTANT:
             data = data.copy()
-        return NDArray._wrap(data if data.shape == shape else data.reshape(shape), self.backend,
-                             self.program.dtypes[slot])
+        return NDArray._wrap(
+            data if data.shape == shape else data.reshape(shape), self.backend, self.program.dtypes[slot]
+        )
 
     def array(self, slot: int, shape: Shape) -> NDArray:
         if not self.deferred_run and slot in self.program.deferred_slots:

@@ -103,8 +103,21 @@ class Program:
     ``results`` the same for what it returns (a training call's reduced cost).
     """
 
-    __slots__ = ("bindings", "capture", "constants", "deferred", "deferred_slots", "dtypes", "gradients",
-                 "kernels", "kinds", "results", "steps", "updates", "values")
+    __slots__ = (
+        "bindings",
+        "capture",
+        "constants",
+        "deferred",
+        "deferred_slots",
+        "dtypes",
+        "gradients",
+        "kernels",
+        "kinds",
+        "results",
+        "steps",
+        "updates",
+        "values",
+    )
 
     def __init__(self) -> None:
         self.kinds: list[SlotKind] = []
@@ -182,8 +195,12 @@ class Program:
             for i, (key, slot, shape) in enumerate(entries):
                 if slot in targets:
                     entries[i] = (key, snapshot(slot), shape)
-        self.deferred = [step._replace(inputs=tuple(Ref(snapshot(r.slot), r.shape) if r.slot in targets else r
-                                                    for r in step.inputs)) for step in self.deferred]
+        self.deferred = [
+            step._replace(
+                inputs=tuple(Ref(snapshot(r.slot), r.shape) if r.slot in targets else r for r in step.inputs)
+            )
+            for step in self.deferred
+        ]
         self.kernels = {}
 
     def _bound_shape(self, slot: int) -> Shape:

@@ -61,9 +61,15 @@ class Recorder:
         if self in DATA_OBSERVERS:
             DATA_OBSERVERS.remove(self)
 
-    def finish(self, values: Mapping[Any, NDArray], gradients: Any, needed_values: Iterable[Hashable],
-               needed_gradients: Iterable[Hashable] = (), results: Mapping[Any, NDArray] | None = None,
-               updates: Mapping[Any, NDArray] | None = None) -> Program | None:
+    def finish(
+        self,
+        values: Mapping[Any, NDArray],
+        gradients: Any,
+        needed_values: Iterable[Hashable],
+        needed_gradients: Iterable[Hashable] = (),
+        results: Mapping[Any, NDArray] | None = None,
+        updates: Mapping[Any, NDArray] | None = None,
+    ) -> Program | None:
         """The Program, given what the call hands out: ``values`` (every tensor's value, in the
         order the call filled them), ``gradients`` (a map with ``get``/``has``/``items``, None
         for an inference call), ``results`` (what it returns) and ``updates`` (the new value of
@@ -85,7 +91,9 @@ class Recorder:
             if target is None:
                 self.fail(f"{key!r} is updated but was not bound")
             elif x.shape != target.shape or x.dtype != target.dtype:
-                self.fail(f"{key!r} is updated with shape {x.shape} {x.dtype}, bound as {target.shape} {target.dtype}")
+                self.fail(
+                    f"{key!r} is updated with shape {x.shape} {x.dtype}, bound as {target.shape} {target.dtype}"
+                )
             else:
                 source = self._slot(x)
                 if source != target.slot:
@@ -146,4 +154,3 @@ class Recorder:
             return shape
         data = x.storage.data
         return tuple(data.shape) if data is not None else x.shape
-

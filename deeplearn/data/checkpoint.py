@@ -98,8 +98,14 @@ class CheckpointLoader:
         (3, 3, 3, 64)
     """
 
-    def __init__(self, url_path: str | os.PathLike[str], math: NDArrayMath | None = None, *,
-                 cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        url_path: str | os.PathLike[str],
+        math: NDArrayMath | None = None,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool | None = None,
+    ) -> None:
         text = os.fspath(url_path)
         self.url: str | None = None  # the checkpoint's URL, ending in '/', when it is read over http(s)
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) and not text.startswith("file://"):
@@ -117,9 +123,14 @@ class CheckpointLoader:
         if self._manifest is None:
             where = "CheckpointLoader"
             if self.url is not None:
-                download.fetch(self.url + MANIFEST_FILE, self.path / MANIFEST_FILE, where=where,
-                               max_size=_MAX_MANIFEST_BYTES, progress=self.progress,
-                               check=lambda part: _check_url_names(_parse_manifest(part, where), where))
+                download.fetch(
+                    self.url + MANIFEST_FILE,
+                    self.path / MANIFEST_FILE,
+                    where=where,
+                    max_size=_MAX_MANIFEST_BYTES,
+                    progress=self.progress,
+                    check=lambda part: _check_url_names(_parse_manifest(part, where), where),
+                )
             manifest = _read_manifest(self.path, where)
             if self.url is not None:
                 _check_url_names(manifest, where)
@@ -143,10 +154,14 @@ class CheckpointLoader:
         shape = tuple(entry["shape"])
         dtype = entry.get("dtype", "float32")
         if self.url is not None:
-            download.fetch(self.url + entry["filename"], self.path / entry["filename"],
-                           where="CheckpointLoader.get_variable",
-                           size=np.dtype(_ENCODINGS[dtype]).itemsize * util.size_from_shape(shape),
-                           sha256=entry.get("sha256"), progress=self.progress)
+            download.fetch(
+                self.url + entry["filename"],
+                self.path / entry["filename"],
+                where="CheckpointLoader.get_variable",
+                size=np.dtype(_ENCODINGS[dtype]).itemsize * util.size_from_shape(shape),
+                sha256=entry.get("sha256"),
+                progress=self.progress,
+            )
         values = _read_values(self.path, entry["filename"], name, shape, dtype, entry.get("sha256"))
         return NDArray.make(shape, values, dtype, math=self.math)
 
@@ -186,8 +201,9 @@ def _check_url_names(manifest: dict[str, dict[str, Any]], where: str) -> None:
             )
 
 
-def _read_values(folder: Path, filename: str, name: str, shape: tuple[int, ...], dtype: str,
-                 sha256: str | None = None) -> np.ndarray:
+def _read_values(
+    folder: Path, filename: str, name: str, shape: tuple[int, ...], dtype: str, sha256: str | None = None
+) -> np.ndarray:
     """The values of one variable's file, checked before anything is read: the file must be a
     regular file inside ``folder`` of exactly the expected size (and digest, when one is given)."""
     where = "CheckpointLoader.get_variable"
@@ -205,11 +221,15 @@ def _read_values(folder: Path, filename: str, name: str, shape: tuple[int, ...],
     try:
         fd = os.open(real, flags)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{where}: the file of variable {name!r} is missing; got path {str(file)!r}.") from None
+        raise FileNotFoundError(
+            f"{where}: the file of variable {name!r} is missing; got path {str(file)!r}."
+        ) from None
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{where}: the file of variable {name!r} must be a regular file; got {str(file)!r}.")
+            raise ValueError(
+                f"{where}: the file of variable {name!r} must be a regular file; got {str(file)!r}."
+            )
         itemsize = np.dtype(_ENCODINGS[dtype]).itemsize
         want = itemsize * util.size_from_shape(shape)
         if info.st_size != want:  # checked before reading: a huge file is never read whole
@@ -224,7 +244,9 @@ def _read_values(folder: Path, filename: str, name: str, shape: tuple[int, ...],
             f"{str(file)!r} (a corrupt checkpoint?)."
         )
     if len(raw) != want:  # the file shrank while it was read
-        raise ValueError(f"{where}: the file of variable {name!r} changed while it was read; got path {str(file)!r}.")
+        raise ValueError(
+            f"{where}: the file of variable {name!r} changed while it was read; got path {str(file)!r}."
+        )
     values = np.frombuffer(raw, dtype=_ENCODINGS[dtype])
     if dtype == "bool" and values.size and values.max() > 1:
         raise ValueError(
@@ -238,7 +260,9 @@ def _read_manifest(folder: Path, where: str) -> dict[str, dict[str, Any]]:
     """The folder's manifest, its structure checked."""
     file = folder / MANIFEST_FILE
     if not file.is_file():
-        raise FileNotFoundError(f"{where}: no {MANIFEST_FILE} in the checkpoint folder; got path {str(folder)!r}.")
+        raise FileNotFoundError(
+            f"{where}: no {MANIFEST_FILE} in the checkpoint folder; got path {str(folder)!r}."
+        )
     return _parse_manifest(file, where)
 
 
@@ -248,7 +272,9 @@ def _parse_manifest(file: Path, where: str) -> dict[str, dict[str, Any]]:
     try:
         manifest = json.loads(file.read_bytes().decode("utf-8"))
     except RecursionError:
-        raise ValueError(f"{where}: {str(file)!r} is not a checkpoint manifest (it is nested too deeply).") from None
+        raise ValueError(
+            f"{where}: {str(file)!r} is not a checkpoint manifest (it is nested too deeply)."
+        ) from None
     except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, and ints of too many digits
         raise ValueError(f"{where}: {str(file)!r} is not valid JSON ({e}).") from e
     if not isinstance(manifest, dict):  # a corrupt file, not a bad argument: ValueError
@@ -262,9 +288,17 @@ def _parse_manifest(file: Path, where: str) -> dict[str, dict[str, Any]]:
 def _check_entry(name: str, entry: Any, where: str) -> None:
     shape = entry.get("shape") if isinstance(entry, dict) else None
     dtype = entry.get("dtype", "float32") if isinstance(entry, dict) else None
-    ok = (isinstance(entry, dict) and isinstance(entry.get("filename"), str) and isinstance(shape, list)
-          and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)  # JSON true is no size
-          and isinstance(dtype, str) and dtype in _ENCODINGS and _is_digest(entry.get("sha256")))
+    ok = (
+        isinstance(entry, dict)
+        and isinstance(entry.get("filename"), str)
+        and isinstance(shape, list)
+        and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        )  # JSON true is no size
+        and isinstance(dtype, str)
+        and dtype in _ENCODINGS
+        and _is_digest(entry.get("sha256"))
+    )
     if not ok:
         text = repr(entry)
         text = text if len(text) <= 200 else text[:200] + "..."
@@ -274,7 +308,9 @@ def _check_entry(name: str, entry: Any, where: str) -> None:
         )
     filename = entry["filename"]
     if not _is_plain_name(filename):
-        raise ValueError(f"{where}: the file of {name!r} must be a plain file name inside the folder; got {filename!r}.")
+        raise ValueError(
+            f"{where}: the file of {name!r} must be a plain file name inside the folder; got {filename!r}."
+        )
 
 
 def _is_digest(value: Any) -> bool:
@@ -285,8 +321,12 @@ def _is_digest(value: Any) -> bool:
 def _is_plain_name(filename: str) -> bool:
     """A name of a file directly in the folder, and not one of the files write_checkpoint
     manages (the manifest, its temporary files and journal)."""
-    return (Path(filename).name == filename and filename not in ("", ".", "..", MANIFEST_FILE)
-            and "\0" not in filename and not filename.startswith(_OURS))
+    return (
+        Path(filename).name == filename
+        and filename not in ("", ".", "..", MANIFEST_FILE)
+        and "\0" not in filename
+        and not filename.startswith(_OURS)
+    )
 
 
 def _file_name(name: str) -> str:
@@ -325,7 +365,9 @@ def write_checkpoint(folder: str | os.PathLike[str], variables: Mapping[str, Any
     """
     where = "write_checkpoint"
     if not isinstance(variables, Mapping):
-        raise TypeError(f"{where}: variables must be a mapping of names to arrays; got {type(variables).__name__}.")
+        raise TypeError(
+            f"{where}: variables must be a mapping of names to arrays; got {type(variables).__name__}."
+        )
     # Everything is checked and converted before the folder is touched.
     prepared: list[tuple[str, str, np.ndarray, str]] = []  # (name, base file name, values, dtype)
     used: dict[str, str] = {}
@@ -383,7 +425,9 @@ def _host_values(name: str, value: Any, where: str) -> tuple[np.ndarray, str]:
     """``value``'s values on the host and the dtype they are stored as."""
     if isinstance(value, NDArray):
         if value.dtype not in _ENCODINGS:
-            raise ValueError(f"{where}: variable {name!r} must be one of {sorted(_ENCODINGS)}; got dtype {value.dtype}.")
+            raise ValueError(
+                f"{where}: variable {name!r} must be one of {sorted(_ENCODINGS)}; got dtype {value.dtype}."
+            )
         return value.numpy(), value.dtype
     array = np.asarray(value)
     if array.dtype.kind == "b":

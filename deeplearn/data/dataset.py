@@ -84,8 +84,14 @@ class InMemoryDataset(abc.ABC):
         for i, examples in enumerate(self.dataset or []):
             values = _host(examples)
             empty = values.size == 0
-            out.append(DataStats(len(examples), float("nan") if empty else float(values.min()),
-                                 float("nan") if empty else float(values.max()), self.data_shapes[i]))
+            out.append(
+                DataStats(
+                    len(examples),
+                    float("nan") if empty else float(values.min()),
+                    float("nan") if empty else float(values.max()),
+                    self.data_shapes[i],
+                )
+            )
         return out
 
     def normalize_within_bounds(self, data_index: int, lower_bound: float, upper_bound: float) -> None:
@@ -151,24 +157,34 @@ def _as_index(where: str, data_index: Any, count: int) -> int:
     """``data_index`` as an int in [0, count): not a bool or a float (True would be index 1), and
     not negative (Python's from-the-end indexing would pick another data index silently)."""
     if not isinstance(data_index, (int, np.integer)) or isinstance(data_index, (bool, np.bool_)):
-        raise ValueError(f"InMemoryDataset.{where}: data_index must be an int in [0, {count}); "
-                         f"got data_index={data_index!r}.")
+        raise ValueError(
+            f"InMemoryDataset.{where}: data_index must be an int in [0, {count}); "
+            f"got data_index={data_index!r}."
+        )
     if not 0 <= data_index < count:
-        raise IndexError(f"InMemoryDataset.{where}: data_index must be in [0, {count}); got data_index={data_index!r}.")
+        raise IndexError(
+            f"InMemoryDataset.{where}: data_index must be in [0, {count}); got data_index={data_index!r}."
+        )
     return int(data_index)
 
 
 def _as_shape(shape: Sequence[Any]) -> Shape:
     """One data index's example shape: sizes that are ints >= 0 (int() truncated 2.5 to 2)."""
     sizes = list(shape)
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0 for d in sizes):
-        raise ValueError(f"InMemoryDataset: each of data_shapes must be a sequence of ints >= 0; got {shape!r}.")
+    if not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0 for d in sizes
+    ):
+        raise ValueError(
+            f"InMemoryDataset: each of data_shapes must be a sequence of ints >= 0; got {shape!r}."
+        )
     return tuple(int(d) for d in sizes)
 
 
 def _as_bound(where: str, name: str, value: Any) -> float:
     """A finite real number (NaN or inf bounds would turn every value into NaN)."""
-    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
     if not real or not np.isfinite(value):
         raise ValueError(f"InMemoryDataset.{where}: {name} must be a finite number; got {name}={value!r}.")
     return float(value)

@@ -76,7 +76,12 @@ def check_http_url(url: str, where: str) -> urllib.parse.SplitResult:
         ValueError: example: the URL must be an http:// or https:// URL with a host, and no credentials or fragment; got 'ftp://example.com/'.
     """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc or parts.fragment:
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.fragment
+    ):
         raise ValueError(
             f"{where}: the URL must be an http:// or https:// URL with a host, and no credentials or fragment; "
             f"got {url!r}."
@@ -84,8 +89,14 @@ def check_http_url(url: str, where: str) -> urllib.parse.SplitResult:
     return parts
 
 
-def download(url: str, *, size: int | None = None, sha256: str | None = None,
-             cache_dir: str | os.PathLike[str] | None = None, progress: bool | None = None) -> Path:
+def download(
+    url: str,
+    *,
+    size: int | None = None,
+    sha256: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> Path:
     """Downloads ``url`` into the cache folder once, and returns the cached file's path.
 
     The file is ``<cache>/downloads/<hash of the URL>/<last segment of the URL>``; when it is
@@ -123,12 +134,22 @@ def download(url: str, *, size: int | None = None, sha256: str | None = None,
     name = re.sub(r"[^A-Za-z0-9._-]", "_", parts.path.rsplit("/", 1)[-1]).lstrip(".") or "download"
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return fetch(url, folder / "downloads" / key / name, where=where, size=size, sha256=sha256, progress=progress)
+    return fetch(
+        url, folder / "downloads" / key / name, where=where, size=size, sha256=sha256, progress=progress
+    )
 
 
-def fetch(url: str, target: Path, *, where: str, size: int | None = None, sha256: str | None = None,
-          max_size: int | None = None, check: Callable[[Path], None] | None = None,
-          progress: bool | None = None) -> Path:
+def fetch(
+    url: str,
+    target: Path,
+    *,
+    where: str,
+    size: int | None = None,
+    sha256: str | None = None,
+    max_size: int | None = None,
+    check: Callable[[Path], None] | None = None,
+    progress: bool | None = None,
+) -> Path:
     """Makes ``target`` a checked copy of ``url``, downloading only when it is not there yet.
 
     The download goes to ``.dl-<name>.part`` beside ``target`` (resumed with a Range request
@@ -183,8 +204,9 @@ def _is_cached(target: Path, size: int | None, where: str) -> bool:
     return True
 
 
-def _download_part(url: str, part: Path, where: str, size: int | None, max_size: int | None,
-                   progress: bool | None) -> None:
+def _download_part(
+    url: str, part: Path, where: str, size: int | None, max_size: int | None, progress: bool | None
+) -> None:
     """Completes ``part`` from ``url``, turning a failure to talk to the server into a
     DownloadError (the part is kept, to be resumed). A file larger than ``size`` or
     ``max_size`` is a ValueError, raised before its bytes are read (the part is deleted)."""
@@ -200,7 +222,10 @@ def _download_part(url: str, part: Path, where: str, size: int | None, max_size:
             f"{where}: {url} could not be downloaded (HTTP {e.code} {e.reason}), and it is not in the cache "
             f"folder {str(part.parent)!r}."
         ) from e
-    except (OSError, http.client.HTTPException) as e:  # URLError, ConnectionError, TimeoutError, IncompleteRead
+    except (
+        OSError,
+        http.client.HTTPException,
+    ) as e:  # URLError, ConnectionError, TimeoutError, IncompleteRead
         reason = e.reason if isinstance(e, urllib.error.URLError) else f"{type(e).__name__}: {e}"
         raise DownloadError(
             f"{where}: {url} could not be downloaded ({reason}), and it is not in the cache folder "
@@ -208,8 +233,9 @@ def _download_part(url: str, part: Path, where: str, size: int | None, max_size:
         ) from e
 
 
-def _receive(url: str, part: Path, where: str, size: int | None, max_size: int | None,
-             progress: bool | None) -> None:
+def _receive(
+    url: str, part: Path, where: str, size: int | None, max_size: int | None, progress: bool | None
+) -> None:
     """Resumes ``part`` with a Range request when it holds some bytes, and restarts it when the
     server sends the whole file instead (or refuses the Range)."""
     limit = size if size is not None else max_size
@@ -232,7 +258,9 @@ def _receive(url: str, part: Path, where: str, size: int | None, max_size: int |
             offset, total = 0, _content_length(response)  # the server ignored the Range (200): start again
         if total is not None and limit is not None and total > limit:
             must = f"{size}" if size is not None else f"at most {max_size}"
-            raise ValueError(f"{where}: {url} must have {must} bytes; the server announced {total} (it is not cached).")
+            raise ValueError(
+                f"{where}: {url} must have {must} bytes; the server announced {total} (it is not cached)."
+            )
         _stream(response, part, offset, total, limit, url, where, progress)
 
 
@@ -276,8 +304,16 @@ def _content_range(response: Any) -> tuple[int | None, int | None]:
     return int(match.group(1)), None if match.group(3) == "*" else int(match.group(3))
 
 
-def _stream(response: Any, part: Path, offset: int, total: int | None, limit: int | None, url: str, where: str,
-            progress: bool | None) -> None:
+def _stream(
+    response: Any,
+    part: Path,
+    offset: int,
+    total: int | None,
+    limit: int | None,
+    url: str,
+    where: str,
+    progress: bool | None,
+) -> None:
     """Appends the response's bytes to ``part`` (truncated to ``offset`` first) and checks that
     the announced ``total`` arrived."""
     received = offset
@@ -287,7 +323,9 @@ def _stream(response: Any, part: Path, offset: int, total: int | None, limit: in
         while chunk := response.read(_CHUNK):
             received += len(chunk)
             if limit is not None and received > limit:
-                raise ValueError(f"{where}: {url} must have at most {limit} bytes; got more (it is not cached).")
+                raise ValueError(
+                    f"{where}: {url} must have at most {limit} bytes; got more (it is not cached)."
+                )
             f.write(chunk)
             bar(len(chunk))
         f.flush()
@@ -321,7 +359,9 @@ def _sha256(file: Path) -> str:
 
 
 @contextlib.contextmanager
-def _progress_bar(progress: bool | None, total: int | None, initial: int, part: Path) -> Iterator[Callable[[int], Any]]:
+def _progress_bar(
+    progress: bool | None, total: int | None, initial: int, part: Path
+) -> Iterator[Callable[[int], Any]]:
     """A function advancing a tqdm bar by n bytes (doing nothing when no bar is shown)."""
     show = progress if progress is not None else bool(getattr(sys.stderr, "isatty", lambda: False)())
     tqdm = _tqdm(progress) if show else None
@@ -329,7 +369,9 @@ def _progress_bar(progress: bool | None, total: int | None, initial: int, part: 
         yield lambda n: None
         return
     name = part.name.removeprefix(_PART_PREFIX).removesuffix(".part")
-    bar = tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name, leave=False)
+    bar = tqdm(
+        total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name, leave=False
+    )
     try:
         yield bar.update
     finally:
@@ -341,7 +383,9 @@ def _tqdm(progress: bool | None) -> Any:
         from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         if progress:
-            raise ImportError("download: progress=True needs tqdm (pip install 'deeplearn[train]').") from None
+            raise ImportError(
+                "download: progress=True needs tqdm (pip install 'deeplearn[train]')."
+            ) from None
         return None
     return tqdm
 

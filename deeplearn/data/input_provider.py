@@ -49,7 +49,13 @@ def check_count(value: Any, where: str, name: str, minimum: int = 1) -> int:
     """
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     if not ok or value < minimum:
-        what = "a positive int" if minimum == 1 else "a non-negative int" if minimum == 0 else f"an int >= {minimum}"
+        what = (
+            "a positive int"
+            if minimum == 1
+            else "a non-negative int"
+            if minimum == 0
+            else f"an int >= {minimum}"
+        )
         raise ValueError(f"{where}: {name} must be {what}; got {name}={value!r}.")
     return int(value)
 
@@ -172,7 +178,9 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         where = f"{type(self).__name__}.example_shape"
         index = check_count(input_index, where, "input_index", minimum=0)
         if index >= len(self._host):
-            raise ValueError(f"{where}: input_index must be in [0, {len(self._host)}); got input_index={input_index!r}.")
+            raise ValueError(
+                f"{where}: input_index must be in [0, {len(self._host)}); got input_index={input_index!r}."
+            )
         return tuple(self._host[index].shape[1:])
 
     def _draw(self, math: NDArrayMath, input_index: int, count: int) -> NDArray:
@@ -197,13 +205,13 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         first, offset = divmod(start, n)
         last = (start + count - 1) // n
         if first == last:
-            return (self._order(first) if order is None else order(first))[offset:offset + count]
+            return (self._order(first) if order is None else order(first))[offset : offset + count]
         # Across epochs: the first and last (partial) epochs' orders, kept for the providers
         # in them, and the whole epochs between in one vectorised call, so the cost is linear
         # in count (one permutation per epoch crossed, however large the batch).
         whole = self._draw_orders(first + 1, last - first - 1)
         rows = np.concatenate([self._order(first)[None], whole, self._order(last)[None]])
-        return rows.reshape(-1)[offset:offset + count]
+        return rows.reshape(-1)[offset : offset + count]
 
     def _order(self, epoch: int) -> np.ndarray:
         order = self._orders.get(epoch)
@@ -321,8 +329,9 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         key = (input_index, id(math.backend))
         data = self._resident.get(key)
         if data is None or data.is_disposed:
-            data = NDArray.make(self._host[input_index].shape, self._host[input_index],
-                                self._dtypes[input_index], math=math)
+            data = NDArray.make(
+                self._host[input_index].shape, self._host[input_index], self._dtypes[input_index], math=math
+            )
             REGISTRY.untrack_everywhere(data)  # resident for the builder's life, whatever scope is open
             self._resident[key] = data
         # Data movement, not math: a gather of rows by index, on the backend (a registered
@@ -352,7 +361,9 @@ def _stack_input(x: Any, index: int, where: str) -> tuple[np.ndarray, str]:
     arrays = []
     for j, e in enumerate(examples):
         if not isinstance(e, NDArray):
-            raise TypeError(f"{where}: input {index} must be a list of NDArrays or an array; got {e!r} at example {j}.")
+            raise TypeError(
+                f"{where}: input {index} must be a list of NDArrays or an array; got {e!r} at example {j}."
+            )
         if e.shape != examples[0].shape:
             raise ShapeError(
                 f"{where}: the examples of input {index} must all have one shape; got {examples[0].shape} "

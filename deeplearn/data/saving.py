@@ -73,7 +73,9 @@ _CHUNK = 16 << 20  # bytes per write call
 
 
 # -- public API --------------------------------------------------------------------------------
-def save_model(path: str | os.PathLike[str], model: Graph | Session, optimizer: Optimizer | None = None) -> None:
+def save_model(
+    path: str | os.PathLike[str], model: Graph | Session, optimizer: Optimizer | None = None
+) -> None:
     """Writes every variable of ``model`` (a Graph, or a Session's Graph) to the safetensors file
     ``path``, and with ``optimizer`` its state, so that training can resume exactly.
 
@@ -109,13 +111,20 @@ def save_model(path: str | os.PathLike[str], model: Graph | Session, optimizer: 
         tensors, entries = _variable_tensors(variables, where)
         metadata = _metadata(entries)
         if optimizer is not None:
-            metadata["optimizer"] = json.dumps(_optimizer_tensors(optimizer, variables, tensors, where), sort_keys=True)
+            metadata["optimizer"] = json.dumps(
+                _optimizer_tensors(optimizer, variables, tensors, where), sort_keys=True
+            )
     data: bytes = safetensors.save(tensors, metadata)
     _write_atomic(target, data)
 
 
-def load_model(path: str | os.PathLike[str], model: Graph | Session, optimizer: Optimizer | None = None,
-               *, math: NDArrayMath | None = None) -> None:
+def load_model(
+    path: str | os.PathLike[str],
+    model: Graph | Session,
+    optimizer: Optimizer | None = None,
+    *,
+    math: NDArrayMath | None = None,
+) -> None:
     """Reads a file written by ``save_model`` into ``model`` (a Graph, or a Session's Graph),
     and with ``optimizer`` the optimizer's state too.
 
@@ -158,8 +167,11 @@ def load_model(path: str | os.PathLike[str], model: Graph | Session, optimizer: 
         scalars: dict[str, float] = {}
         if optimizer is not None:
             state, scalars = _check_optimizer(contents, optimizer, variables, target, where)
-        arrays = _upload({("variable", n): contents.tensors[n] for n in variables}
-                         | {("state", *k): v for k, v in state.items()}, on)
+        arrays = _upload(
+            {("variable", n): contents.tensors[n] for n in variables}
+            | {("state", *k): v for k, v in state.items()},
+            on,
+        )
         # Nothing below can fail: the Graph and the optimizer change together or not at all.
         for name, node in variables.items():
             _set_variable(node, arrays[("variable", name)])
@@ -186,11 +198,16 @@ def read_model_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     contents = _read_model(target, _safetensors_numpy(where), where)
     optimizer = None
     if contents.optimizer is not None:
-        optimizer = {"class": contents.optimizer.cls, "scalars": dict(contents.optimizer.scalars),
-                     "state": sorted(contents.optimizer.state)}
-    return {"library_version": contents.library_version,
-            "variables": {n: {"shape": s, "dtype": d} for n, (s, d) in contents.variables.items()},
-            "optimizer": optimizer}
+        optimizer = {
+            "class": contents.optimizer.cls,
+            "scalars": dict(contents.optimizer.scalars),
+            "state": sorted(contents.optimizer.state),
+        }
+    return {
+        "library_version": contents.library_version,
+        "variables": {n: {"shape": s, "dtype": d} for n, (s, d) in contents.variables.items()},
+        "optimizer": optimizer,
+    }
 
 
 # -- the model: its variables and its optimizer --------------------------------------------------
@@ -230,7 +247,9 @@ def _math_for(session: Session | None, math: NDArrayMath | None, where: str) -> 
     """Where the loaded arrays are made: the Session's math, else ``math``, else ENV.math."""
     if session is not None:
         if math is not None and math is not session.math:
-            raise ValueError(f"{where}: math is for a Graph (a Session loads onto its own math); got a Session and math={math!r}.")
+            raise ValueError(
+                f"{where}: math is for a Graph (a Session loads onto its own math); got a Session and math={math!r}."
+            )
         return session.math
     if math is not None:
         return math
@@ -268,8 +287,9 @@ def _variable_nodes(graph: Graph, where: str) -> dict[str, VariableNode]:
     return out
 
 
-def _variable_tensors(variables: Mapping[str, VariableNode],
-                      where: str) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+def _variable_tensors(
+    variables: Mapping[str, VariableNode], where: str
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
     """Each variable's values on the host, by name, and its metadata entry."""
     tensors: dict[str, np.ndarray] = {}
     entries: list[dict[str, Any]] = []
@@ -288,8 +308,12 @@ def _variable_tensors(variables: Mapping[str, VariableNode],
 def _metadata(entries: list[dict[str, Any]]) -> dict[str, str]:
     from deeplearn import __version__
 
-    return {"format": FORMAT, "format_version": str(FORMAT_VERSION), "library_version": __version__,
-            "variables": json.dumps(entries)}
+    return {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "library_version": __version__,
+        "variables": json.dumps(entries),
+    }
 
 
 def _host_scalars(optimizer: Optimizer) -> dict[str, float]:
@@ -303,11 +327,14 @@ def _host_scalars(optimizer: Optimizer) -> dict[str, float]:
     return out
 
 
-def _optimizer_tensors(optimizer: Optimizer, variables: Mapping[str, VariableNode],
-                       tensors: dict[str, np.ndarray], where: str) -> dict[str, Any]:
+def _optimizer_tensors(
+    optimizer: Optimizer, variables: Mapping[str, VariableNode], tensors: dict[str, np.ndarray], where: str
+) -> dict[str, Any]:
     """Adds the optimizer's state arrays to ``tensors``; returns its metadata entry."""
     state: list[dict[str, str]] = []
-    for (state_name, tensor), array in sorted(optimizer._state.items(), key=lambda kv: (kv[0][1].node.name, kv[0][0])):
+    for (state_name, tensor), array in sorted(
+        optimizer._state.items(), key=lambda kv: (kv[0][1].node.name, kv[0][0])
+    ):
         if array.is_disposed:
             continue  # the optimizer makes it anew (zeros) when next used
         name = tensor.node.name
@@ -389,7 +416,7 @@ def _read_bytes(file: Path, where: str) -> bytes:
 def _header_metadata(data: bytes) -> Any:
     """The ``__metadata__`` of a safetensors file whose structure safetensors has checked."""
     size = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + size]).get("__metadata__")
+    return json.loads(data[8 : 8 + size]).get("__metadata__")
 
 
 def _parse_metadata(metadata: Any, tensors: dict[str, np.ndarray], file: Path, where: str) -> _Contents:
@@ -406,7 +433,9 @@ def _parse_metadata(metadata: Any, tensors: dict[str, np.ndarray], file: Path, w
         )
     try:
         variables = _parse_variables(json.loads(metadata["variables"]))
-        optimizer = None if "optimizer" not in metadata else _parse_optimizer(json.loads(metadata["optimizer"]))
+        optimizer = (
+            None if "optimizer" not in metadata else _parse_optimizer(json.loads(metadata["optimizer"]))
+        )
         version = metadata["library_version"]
         if not isinstance(version, str):
             raise TypeError(version)
@@ -438,14 +467,19 @@ def _parse_optimizer(entry: Any) -> _OptimizerRecord:
     state: dict[tuple[str, str], str] = {}
     for item in entry["state"]:
         key, state_name, variable = item["key"], item["state"], item["variable"]
-        if not all(isinstance(s, str) for s in (key, state_name, variable)) or (state_name, variable) in state:
+        if (
+            not all(isinstance(s, str) for s in (key, state_name, variable))
+            or (state_name, variable) in state
+        ):
             raise ValueError(f"bad optimizer state entry {item!r:.200}")
         state[(state_name, variable)] = key
     return _OptimizerRecord(cls, scalars, state)
 
 
 def _is_shape(shape: Any) -> bool:
-    return isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    return isinstance(shape, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    )
 
 
 def _check_tensors(contents: _Contents, file: Path, where: str) -> None:
@@ -478,7 +512,9 @@ def _check_tensors(contents: _Contents, file: Path, where: str) -> None:
             )
 
 
-def _check_variables(contents: _Contents, variables: Mapping[str, VariableNode], file: Path, where: str) -> None:
+def _check_variables(
+    contents: _Contents, variables: Mapping[str, VariableNode], file: Path, where: str
+) -> None:
     """The file's variables are the Graph's: the same names, shapes and dtypes."""
     extra = sorted(set(contents.variables) - set(variables))
     missing = sorted(set(variables) - set(contents.variables))
@@ -489,10 +525,12 @@ def _check_variables(contents: _Contents, variables: Mapping[str, VariableNode],
         if missing:
             parts.append(f"the graph has variables the file lacks: {missing}")
         raise ValueError(f"{where}: {'; and '.join(parts)}; got file {str(file)!r}.")
-    differ = [f"{name!r}: file {dtype} {shape}, graph {node.output.dtype} {node.output.shape}"
-              for name, node in variables.items()
-              for shape, dtype in [contents.variables[name]]
-              if (shape, dtype) != (node.output.shape, node.output.dtype)]
+    differ = [
+        f"{name!r}: file {dtype} {shape}, graph {node.output.dtype} {node.output.shape}"
+        for name, node in variables.items()
+        for shape, dtype in [contents.variables[name]]
+        if (shape, dtype) != (node.output.shape, node.output.dtype)
+    ]
     if differ:
         raise ValueError(
             f"{where}: the file's variables must have the graph's shapes and dtypes; got {'; '.join(differ)} "
@@ -500,8 +538,9 @@ def _check_variables(contents: _Contents, variables: Mapping[str, VariableNode],
         )
 
 
-def _check_optimizer(contents: _Contents, optimizer: Optimizer, variables: Mapping[str, VariableNode],
-                     file: Path, where: str) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, float]]:
+def _check_optimizer(
+    contents: _Contents, optimizer: Optimizer, variables: Mapping[str, VariableNode], file: Path, where: str
+) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, float]]:
     """The file's optimizer record fits ``optimizer``; returns its state arrays, by (state,
     variable), and its host scalars."""
     from deeplearn.graph.optimizers.optimizer import check_hyperparameter
@@ -543,7 +582,9 @@ def _upload(host: Mapping[tuple[str, ...], np.ndarray], math: NDArrayMath) -> di
     made: dict[tuple[str, ...], NDArray] = {}
     try:
         for key, values in host.items():
-            dtype = "float32" if values.dtype == np.float32 else "int32" if values.dtype == np.int32 else "bool"
+            dtype = (
+                "float32" if values.dtype == np.float32 else "int32" if values.dtype == np.int32 else "bool"
+            )
             # A copy of its own: the loaded values are read-only views of the file's bytes.
             raw = math.backend.asarray(np.array(values, dtype=values.dtype, order="C", copy=True))
             made[key] = REGISTRY.keep(NDArray._wrap(raw, math.backend, dtype))  # type: ignore[arg-type]
@@ -562,8 +603,12 @@ def _set_variable(node: VariableNode, value: NDArray) -> None:
         old.dispose()
 
 
-def _set_optimizer(optimizer: Optimizer, variables: Mapping[str, VariableNode],
-                   state: Mapping[tuple[str, str], NDArray], scalars: Mapping[str, float]) -> None:
+def _set_optimizer(
+    optimizer: Optimizer,
+    variables: Mapping[str, VariableNode],
+    state: Mapping[tuple[str, str], NDArray],
+    scalars: Mapping[str, float],
+) -> None:
     """The optimizer's state becomes the file's: its arrays (any others are freed) and scalars."""
     for array in optimizer._state.values():
         array.dispose()
@@ -595,7 +640,9 @@ def _write_atomic(target: Path, data: bytes) -> None:
     with _folder_lock(folder):
         _remove_leftovers(target)
         tmp = folder / f".{target.name}.{uuid.uuid4().hex[:12]}{_TMP_SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)  # umask applies
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
+        )  # umask applies
         try:
             try:
                 with contextlib.suppress(OSError):  # a file replaced keeps its permissions

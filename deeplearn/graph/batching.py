@@ -69,11 +69,21 @@ class BatchRule:
     may skip inputs whose ``wants`` entry is False.
     """
 
-    def forward(self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
+    def forward(
+        self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]
+    ) -> NDArray:
         raise NotImplementedError
 
-    def backward(self, math: NDArrayMath, node: Node, dy: NDArray, xs: Sequence[NDArray],
-                 batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
+    def backward(
+        self,
+        math: NDArrayMath,
+        node: Node,
+        dy: NDArray,
+        xs: Sequence[NDArray],
+        batched: Sequence[bool],
+        y: NDArray,
+        wants: Sequence[bool],
+    ) -> Grads:
         raise NotImplementedError
 
 
@@ -98,13 +108,20 @@ def _transpose(math: NDArrayMath, x: NDArray, perm: Sequence[int]) -> NDArray:
     return math.transpose(x, list(perm))
 
 
-def _given_back(math: NDArrayMath, grads: Sequence[NDArray | None], views: Sequence[NDArray],
-                xs: Sequence[NDArray], wants: Sequence[bool]) -> Grads:
+def _given_back(
+    math: NDArrayMath,
+    grads: Sequence[NDArray | None],
+    views: Sequence[NDArray],
+    xs: Sequence[NDArray],
+    wants: Sequence[bool],
+) -> Grads:
     """The op's gradients, one per argument made from the view ``views[i]`` of ``xs[i]``, as the
     gradients of the ``xs``: summed over the axes the view was broadcast or tiled along (the
     batch, for an unbatched input of a batched output), then given the input's shape."""
-    return [None if g is None or not w else unbroadcast(math, g, v.shape).reshape(x.shape)
-            for g, v, x, w in zip(grads, views, xs, wants, strict=True)]
+    return [
+        None if g is None or not w else unbroadcast(math, g, v.shape).reshape(x.shape)
+        for g, v, x, w in zip(grads, views, xs, wants, strict=True)
+    ]
 
 
 # -- the default: the op as it is ----------------------------------------------------------------
@@ -127,12 +144,22 @@ class NativeRule(BatchRule):
     def args(self, math: NDArrayMath, views: list[NDArray], batched: Sequence[bool]) -> list[NDArray]:
         return views
 
-    def forward(self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
+    def forward(
+        self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]
+    ) -> NDArray:
         args = self.args(math, self.views(node, xs, batched), batched)
         return math.engine.run(_op(node), *args)  # type: ignore[no-any-return]
 
-    def backward(self, math: NDArrayMath, node: Node, dy: NDArray, xs: Sequence[NDArray],
-                 batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
+    def backward(
+        self,
+        math: NDArrayMath,
+        node: Node,
+        dy: NDArray,
+        xs: Sequence[NDArray],
+        batched: Sequence[bool],
+        y: NDArray,
+        wants: Sequence[bool],
+    ) -> Grads:
         views = self.views(node, xs, batched)
         grads = _op(node).backward(math, dy, *self.args(math, views, batched), y)
         return _given_back(math, grads, views, xs, wants)
@@ -142,8 +169,16 @@ class NoGradientRule(NativeRule):
     """Ops whose value is piecewise constant (argmax, argmax_equals): no gradient, rather than
     the op's "has no gradient" error."""
 
-    def backward(self, math: NDArrayMath, node: Node, dy: NDArray, xs: Sequence[NDArray],
-                 batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
+    def backward(
+        self,
+        math: NDArrayMath,
+        node: Node,
+        dy: NDArray,
+        xs: Sequence[NDArray],
+        batched: Sequence[bool],
+        y: NDArray,
+        wants: Sequence[bool],
+    ) -> Grads:
         return [None] * len(xs)  # zero almost everywhere
 
 
@@ -182,15 +217,19 @@ class TiledRule(NativeRule):
         return not b and any(batched) and (self.inputs is None or i in self.inputs)
 
     def views(self, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> list[NDArray]:
-        return [x.reshape((1, *x.shape)) if self._tiles(i, b, batched) else x
-                for i, (x, b) in enumerate(zip(xs, batched, strict=True))]
+        return [
+            x.reshape((1, *x.shape)) if self._tiles(i, b, batched) else x
+            for i, (x, b) in enumerate(zip(xs, batched, strict=True))
+        ]
 
     def args(self, math: NDArrayMath, views: list[NDArray], batched: Sequence[bool]) -> list[NDArray]:
         if not any(batched):
             return views
         batch = _batch_size(views, batched)
-        return [math.tile(v, [batch] + [1] * (v.rank - 1)) if self._tiles(i, b, batched) else v
-                for i, (v, b) in enumerate(zip(views, batched, strict=True))]
+        return [
+            math.tile(v, [batch] + [1] * (v.rank - 1)) if self._tiles(i, b, batched) else v
+            for i, (v, b) in enumerate(zip(views, batched, strict=True))
+        ]
 
 
 class ScaledArrayAddRule(TiledRule):
@@ -214,18 +253,30 @@ class ScaledArrayAddRule(TiledRule):
         if not (batched[0] or batched[2]):
             return None
         lead = (1,) * len(node.output.shape)
-        return [(x.reshape((x.shape[0], *lead)) if b else x.reshape(())) if i in (0, 2) else x
-                for i, (x, b) in enumerate(zip(xs, batched, strict=True))]
+        return [
+            (x.reshape((x.shape[0], *lead)) if b else x.reshape(())) if i in (0, 2) else x
+            for i, (x, b) in enumerate(zip(xs, batched, strict=True))
+        ]
 
-    def forward(self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
+    def forward(
+        self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]
+    ) -> NDArray:
         views = self._unfused(node, xs, batched)
         if views is None:
             return super().forward(math, node, xs, batched)
         c1, x1, c2, x2 = views
         return math.add(math.multiply(c1, x1), math.multiply(c2, x2))
 
-    def backward(self, math: NDArrayMath, node: Node, dy: NDArray, xs: Sequence[NDArray],
-                 batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
+    def backward(
+        self,
+        math: NDArrayMath,
+        node: Node,
+        dy: NDArray,
+        xs: Sequence[NDArray],
+        batched: Sequence[bool],
+        y: NDArray,
+        wants: Sequence[bool],
+    ) -> Grads:
         views = self._unfused(node, xs, batched)
         if views is None:
             return super().backward(math, node, dy, xs, batched, y, wants)
@@ -262,8 +313,9 @@ class MatMulRule(BatchRule):
         b = x2 if t2.rank == 2 else x2.reshape((*lead2, t2.shape[0], 1))
         return a, b
 
-    def _fold(self, math: NDArrayMath, node: Node, a: NDArray, b: NDArray,
-              batched: Sequence[bool]) -> tuple[linalg.MatMul, NDArray, NDArray, bool]:
+    def _fold(
+        self, math: NDArrayMath, node: Node, a: NDArray, b: NDArray, batched: Sequence[bool]
+    ) -> tuple[linalg.MatMul, NDArray, NDArray, bool]:
         """(op, left, right, swapped): the one product op(left, right) that holds every example's
         product; ``swapped`` when it holds them transposed, as [B·n, m]."""
         if batched[1] and not batched[0]:
@@ -281,7 +333,9 @@ class MatMulRule(BatchRule):
             return mt.reshape((-1, mt.shape[2]))
         return m.reshape((-1, m.shape[-1]))
 
-    def forward(self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
+    def forward(
+        self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]
+    ) -> NDArray:
         a, b = self._matrices(node, xs, batched)
         lead = (_batch_size(xs, batched),) if any(batched) else ()
         if all(batched):
@@ -293,8 +347,16 @@ class MatMulRule(BatchRule):
                 y = _transpose(math, y.reshape((b.shape[0], b.shape[2], a.shape[0])), (0, 2, 1))
         return y.reshape((*lead, *node.output.shape))
 
-    def backward(self, math: NDArrayMath, node: Node, dy: NDArray, xs: Sequence[NDArray],
-                 batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
+    def backward(
+        self,
+        math: NDArrayMath,
+        node: Node,
+        dy: NDArray,
+        xs: Sequence[NDArray],
+        batched: Sequence[bool],
+        y: NDArray,
+        wants: Sequence[bool],
+    ) -> Grads:
         a, b = self._matrices(node, xs, batched)
         lead = (_batch_size(xs, batched),) if any(batched) else ()
         per_example = (*lead, a.shape[-2], b.shape[-1])
@@ -306,7 +368,10 @@ class MatMulRule(BatchRule):
             y_f = self._folded(math, y.reshape(per_example), swapped)
             d_left, d_right = op.backward(math, dy_f, left, right, y_f)
             if swapped:  # d_left holds the examples' dB_bᵀ
-                da, db = d_right, _transpose(math, d_left.reshape((b.shape[0], b.shape[2], b.shape[1])), (0, 2, 1))
+                da, db = (
+                    d_right,
+                    _transpose(math, d_left.reshape((b.shape[0], b.shape[2], b.shape[1])), (0, 2, 1)),
+                )
             else:
                 da, db = d_left, d_right
         return [da.reshape(xs[0].shape) if wants[0] else None, db.reshape(xs[1].shape) if wants[1] else None]
@@ -322,7 +387,9 @@ def _per_example_product(math: NDArrayMath, a: NDArray, b: NDArray) -> NDArray:
     return math.sum(math.multiply(a.reshape((*a.shape, 1)), b.reshape((b.shape[0], 1, *b.shape[1:]))), 2)
 
 
-def _per_example_product_grads(math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray) -> tuple[NDArray, NDArray]:
+def _per_example_product_grads(
+    math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray
+) -> tuple[NDArray, NDArray]:
     a4, b4 = a.reshape((*a.shape, 1)), b.reshape((b.shape[0], 1, *b.shape[1:]))
     dy4 = dy.reshape((dy.shape[0], dy.shape[1], 1, dy.shape[2]))  # the sum over k hands dy to every k
     da4, db4 = arithmetic.Multiply().backward(math, dy4, a4, b4, dy4)  # (its output is not read)
@@ -336,12 +403,22 @@ class ReshapeRule(BatchRule):
     """A view with another per-example shape (the node's output shape); the batch axis stays in
     front. Reshape nodes carry no op: the view is free, and no Op describes one."""
 
-    def forward(self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
+    def forward(
+        self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]
+    ) -> NDArray:
         lead = xs[0].shape[:1] if batched[0] else ()
         return xs[0].reshape((*lead, *node.output.shape))
 
-    def backward(self, math: NDArrayMath, node: Node, dy: NDArray, xs: Sequence[NDArray],
-                 batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
+    def backward(
+        self,
+        math: NDArrayMath,
+        node: Node,
+        dy: NDArray,
+        xs: Sequence[NDArray],
+        batched: Sequence[bool],
+        y: NDArray,
+        wants: Sequence[bool],
+    ) -> Grads:
         return [dy.reshape(xs[0].shape)]
 
 
@@ -358,13 +435,23 @@ class Conv2DRule(BatchRule):
         """The bias as a view that broadcasts against the convolution's output."""
         return b.reshape((b.shape[0], 1, 1, b.shape[1])) if batched else b
 
-    def forward(self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
+    def forward(
+        self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]
+    ) -> NDArray:
         x, w, b = xs
         _check_unbatched_weights(batched)
         return math.add(math.engine.run(_op(node), x, w), self._bias(b, batched[2]))
 
-    def backward(self, math: NDArrayMath, node: Node, dy: NDArray, xs: Sequence[NDArray],
-                 batched: Sequence[bool], y: NDArray, wants: Sequence[bool]) -> Grads:
+    def backward(
+        self,
+        math: NDArrayMath,
+        node: Node,
+        dy: NDArray,
+        xs: Sequence[NDArray],
+        batched: Sequence[bool],
+        y: NDArray,
+        wants: Sequence[bool],
+    ) -> Grads:
         x, w, b = xs
         # Only the bias was batched: x∗w is one image shared by the examples, with the sum of
         # their gradients. (Conv2D's gradient reads x and w, not its output.)

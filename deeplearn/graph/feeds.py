@@ -19,7 +19,15 @@ from deeplearn.types import ShapeError
 if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["FeedEntry", "Feeds", "alias", "as_feed_array", "check_batch_size", "load_feeds", "normalize_feeds"]
+__all__ = [
+    "FeedEntry",
+    "Feeds",
+    "alias",
+    "as_feed_array",
+    "check_batch_size",
+    "load_feeds",
+    "normalize_feeds",
+]
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,10 @@ def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
     elif isinstance(feeds, (list, tuple)):
         items = list(feeds)
     else:
-        raise TypeError(f"{where}: feeds must be a list of FeedEntry or {{'tensor', 'data'}} dicts, or a "
-                        f"{{tensor: data}} mapping; got {type(feeds).__name__}.")
+        raise TypeError(
+            f"{where}: feeds must be a list of FeedEntry or {{'tensor', 'data'}} dicts, or a "
+            f"{{tensor: data}} mapping; got {type(feeds).__name__}."
+        )
     out: list[FeedEntry] = []
     seen: set[Tensor] = set()
     for item in items:
@@ -65,8 +75,10 @@ def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
         elif isinstance(item, Mapping) and set(item) == {"tensor", "data"}:
             entry = FeedEntry(item["tensor"], item["data"])
         else:
-            raise TypeError(f"{where}: each feed must be a FeedEntry(tensor, data) or a "
-                            f"{{'tensor': t, 'data': d}} dict; got {item!r}.")
+            raise TypeError(
+                f"{where}: each feed must be a FeedEntry(tensor, data) or a "
+                f"{{'tensor': t, 'data': d}} dict; got {item!r}."
+            )
         if not isinstance(entry.tensor, Tensor):
             raise TypeError(f"{where}: a feed's tensor must be a Tensor; got {entry.tensor!r}.")
         if entry.tensor in seen:
@@ -76,8 +88,13 @@ def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
     return out
 
 
-def load_feeds(entries: list[FeedEntry], batched: Mapping[Tensor, bool], batch_size: int | None,
-               math: NDArrayMath, where: str) -> dict[Tensor, NDArray]:
+def load_feeds(
+    entries: list[FeedEntry],
+    batched: Mapping[Tensor, bool],
+    batch_size: int | None,
+    math: NDArrayMath,
+    where: str,
+) -> dict[Tensor, NDArray]:
     """Values of the fed tensors: one example each (``batch_size`` None), or a batch drawn
     from every InputProvider whose tensor is ``batched`` (NDArray feeds stay unbatched)."""
     values: dict[Tensor, NDArray] = {}
@@ -94,7 +111,9 @@ def load_feeds(entries: list[FeedEntry], batched: Mapping[Tensor, bool], batch_s
             value = as_feed_array(data, t, where)
         want = ((batch_size,) if is_batched else ()) + t.shape
         if value.shape != want:
-            what = f"a batch of {batch_size} examples of shape {t.shape}" if is_batched else f"shape {t.shape}"
+            what = (
+                f"a batch of {batch_size} examples of shape {t.shape}" if is_batched else f"shape {t.shape}"
+            )
             raise ShapeError(f"{where}: the feed for {t!r} must be {what}; got data.shape={value.shape}.")
         values[t] = value
     return values
@@ -113,11 +132,17 @@ def as_feed_array(data: Any, tensor: Tensor, where: str) -> NDArray:
     if data is None:
         raise TypeError(f"{where}: the feed for {tensor!r} has no data; got None.")
     try:
-        return NDArray.make(tensor.shape if not hasattr(data, "shape") and not isinstance(data, (list, tuple))
-                            else _shape_of(data), data)
+        return NDArray.make(
+            tensor.shape
+            if not hasattr(data, "shape") and not isinstance(data, (list, tuple))
+            else _shape_of(data),
+            data,
+        )
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{where}: a feed's data must be an NDArray, an InputProvider or array-like; "
-                        f"got {type(data).__name__} for {tensor!r}.") from e
+        raise TypeError(
+            f"{where}: a feed's data must be an NDArray, an InputProvider or array-like; "
+            f"got {type(data).__name__} for {tensor!r}."
+        ) from e
 
 
 def _shape_of(data: Any) -> tuple[int, ...]:

@@ -94,8 +94,15 @@ class Node:
     class (``batching.rule_for``); None for the inputs, whose values the Session loads.
     """
 
-    def __init__(self, graph: Graph, name: str, inputs: Sequence[Tensor], spec: Spec,
-                 op: Op | None = None, op_rule: batching.BatchRule | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        name: str,
+        inputs: Sequence[Tensor],
+        spec: Spec,
+        op: Op | None = None,
+        op_rule: batching.BatchRule | None = None,
+    ) -> None:
         self.graph = graph
         self.name = name
         self.inputs: tuple[Tensor, ...] = tuple(inputs)
@@ -275,7 +282,9 @@ class Graph:
         """
         self._check_same_graph("reshape", (x,))
         try:
-            new_shape = util.infer_from_implicit_shape(util.as_shape(shape, "Graph.reshape"), x.size, "Graph.reshape")
+            new_shape = util.infer_from_implicit_shape(
+                util.as_shape(shape, "Graph.reshape"), x.size, "Graph.reshape"
+            )
         except ShapeError as e:
             raise _with_tensors(e, "reshape", (x,), ("x",)) from None
         return self._add_op("reshape", None, batching.RESHAPE, (x,), Spec(new_shape, x.dtype))
@@ -292,8 +301,9 @@ class Graph:
             if t.rank != 3:
                 raise ShapeError(f"Graph.concat3d: {name} must be rank 3; got {name}={t!r}.")
         # The node's axis counts from the end, so that a leading batch axis leaves it in place.
-        return self._add_per_example("concat3d", layout.Concat(axis), layout.Concat(axis % 3 - 3),
-                                     (x1, x2), ("x1", "x2"))
+        return self._add_per_example(
+            "concat3d", layout.Concat(axis), layout.Concat(axis % 3 - 3), (x1, x2), ("x1", "x2")
+        )
 
     def matmul(self, x1: Tensor, x2: Tensor) -> Tensor:
         """The product x1·x2 of matrix·matrix ([m, k]·[k, n] → [m, n]), vector·matrix
@@ -316,12 +326,26 @@ class Graph:
             out = op.infer(a, b)
         except (ShapeError, DTypeError) as e:
             raise _with_tensors(e, "matmul", (x1, x2), ("x1", "x2")) from None
-        shape = out.shape if x1.rank == 2 and x2.rank == 2 else (out.shape[1],) if x1.rank == 1 else (out.shape[0],)
+        shape = (
+            out.shape
+            if x1.rank == 2 and x2.rank == 2
+            else (out.shape[1],)
+            if x1.rank == 1
+            else (out.shape[0],)
+        )
         return self._add("matmul", op, (x1, x2), Spec(shape, out.dtype))
 
     # -- images ----------------------------------------------------------------------------
-    def conv2d(self, x: Tensor, w: Tensor, b: Tensor, field_size: int, output_depth: int,
-               stride: int = 1, zero_pad: int | None = None) -> Tensor:
+    def conv2d(
+        self,
+        x: Tensor,
+        w: Tensor,
+        b: Tensor,
+        field_size: int,
+        output_depth: int,
+        stride: int = 1,
+        zero_pad: int | None = None,
+    ) -> Tensor:
         """2-D convolution of the [rows, cols, depth] x with weights w [field_size, field_size,
         depth, output_depth] and bias b [output_depth]. ``zero_pad`` defaults to the padding
         that keeps the size at stride 1 (deeplearn.js ``computeDefaultPad``).
@@ -484,9 +508,13 @@ class Graph:
             >>> g.softmax_cross_entropy_cost(g.placeholder("x", [10]), g.placeholder("t", [10])).shape
             ()
         """
-        return self._add_per_example("softmax_cross_entropy_cost", costs.SoftmaxCrossEntropyCost(),
-                                     costs.SoftmaxCrossEntropyCost(example_rank=x.rank), (x, target),
-                                     ("x", "target"))
+        return self._add_per_example(
+            "softmax_cross_entropy_cost",
+            costs.SoftmaxCrossEntropyCost(),
+            costs.SoftmaxCrossEntropyCost(example_rank=x.rank),
+            (x, target),
+            ("x", "target"),
+        )
 
     def mean_squared_cost(self, label: Tensor, prediction: Tensor) -> Tensor:
         """cost = mean of ½(label − prediction)² (a scalar per example); the shapes must match.
@@ -496,9 +524,13 @@ class Graph:
             >>> g.mean_squared_cost(g.placeholder("y", [4]), g.placeholder("p", [4])).shape
             ()
         """
-        return self._add_per_example("mean_squared_cost", costs.MeanSquaredCost(),
-                                     costs.MeanSquaredCost(example_rank=label.rank), (label, prediction),
-                                     ("label", "prediction"))
+        return self._add_per_example(
+            "mean_squared_cost",
+            costs.MeanSquaredCost(),
+            costs.MeanSquaredCost(example_rank=label.rank),
+            (label, prediction),
+            ("label", "prediction"),
+        )
 
     def argmax(self, x: Tensor) -> Tensor:
         """y = the flat index of the largest element of x (an int32 scalar).
@@ -524,8 +556,13 @@ class Graph:
             >>> g.argmax_equals(g.placeholder("a", [5, 4]), g.placeholder("b", [5, 4])).dtype
             'bool'
         """
-        return self._add_per_example("argmax_equals", reduction.ArgMaxEquals(),
-                                     reduction.ArgMaxEquals(example_rank=x1.rank), (x1, x2), ("x1", "x2"))
+        return self._add_per_example(
+            "argmax_equals",
+            reduction.ArgMaxEquals(),
+            reduction.ArgMaxEquals(example_rank=x1.rank),
+            (x1, x2),
+            ("x1", "x2"),
+        )
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -593,8 +630,9 @@ class Graph:
         rule of the op's class."""
         return self._add_op(name, op, batching.rule_for(op), inputs, spec)
 
-    def _add_per_example(self, name: str, one: Op, op: Op, inputs: Sequence[Tensor],
-                         names: Sequence[str]) -> Tensor:
+    def _add_per_example(
+        self, name: str, one: Op, op: Op, inputs: Sequence[Tensor], names: Sequence[str]
+    ) -> Tensor:
         """Adds a node computing ``op``, the per-example form of ``one``: the inputs are checked
         as one example, by ``one`` (``op`` would take a leading axis of either for a batch).
 
@@ -606,8 +644,9 @@ class Graph:
         """
         return self._add(name, op, inputs, self._infer(name, one, inputs, names))
 
-    def _add_op(self, name: str, op: Op | None, rule: batching.BatchRule, inputs: Sequence[Tensor],
-                spec: Spec) -> Tensor:
+    def _add_op(
+        self, name: str, op: Op | None, rule: batching.BatchRule, inputs: Sequence[Tensor], spec: Spec
+    ) -> Tensor:
         """Adds a node run by ``rule``, a rule of its own (reshape's, which has no op)."""
         return self._add_node(OpNode(self, name, inputs, spec, op, rule))
 
@@ -635,4 +674,3 @@ def _as_ndarray(value: Any, where: str) -> NDArray:
         return NDArray.make(util.infer_shape(value), value)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{where}: expected an NDArray, a number or nested lists; got {value!r}.") from e
-

@@ -56,10 +56,17 @@ class VarianceScalingInitializer(_Seeded):
         True
     """
 
-    def __init__(self, scale: float = 1.0, mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in",
-                 distribution: Literal["normal", "uniform"] = "normal", seed: int | None = None) -> None:
+    def __init__(
+        self,
+        scale: float = 1.0,
+        mode: Literal["fan_in", "fan_out", "fan_avg"] = "fan_in",
+        distribution: Literal["normal", "uniform"] = "normal",
+        seed: int | None = None,
+    ) -> None:
         if mode not in ("fan_in", "fan_out", "fan_avg"):
-            raise ValueError(f"VarianceScalingInitializer: mode must be 'fan_in', 'fan_out' or 'fan_avg'; got {mode!r}.")
+            raise ValueError(
+                f"VarianceScalingInitializer: mode must be 'fan_in', 'fan_out' or 'fan_avg'; got {mode!r}."
+            )
         if distribution not in ("normal", "uniform"):
             raise ValueError(
                 f"VarianceScalingInitializer: distribution must be 'normal' or 'uniform'; got {distribution!r}."
@@ -68,11 +75,13 @@ class VarianceScalingInitializer(_Seeded):
         self.scale, self.mode, self.distribution = float(scale), mode, distribution
 
     def initialize(self, weights_shape: Sequence[int], input_units: int, output_units: int) -> NDArray:
-        n = {"fan_in": input_units, "fan_out": output_units,
-             "fan_avg": (input_units + output_units) / 2}[self.mode]
+        n = {"fan_in": input_units, "fan_out": output_units, "fan_avg": (input_units + output_units) / 2}[
+            self.mode
+        ]
         if self.distribution == "normal":
-            return NDArray.rand_truncated_normal(weights_shape, 0.0, pymath.sqrt(self.scale / n),
-                                                 seed=self._next_seed())
+            return NDArray.rand_truncated_normal(
+                weights_shape, 0.0, pymath.sqrt(self.scale / n), seed=self._next_seed()
+            )
         limit = pymath.sqrt(3 * self.scale / n)
         # deeplearn.js: randUniform(shape, 0, limit), one-sided; the variance-scaling rule
         # (and TensorFlow's) is symmetric.

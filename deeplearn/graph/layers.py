@@ -21,9 +21,16 @@ class GraphLayers:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
 
-    def dense(self, name: str, x: Tensor, units: int, activation: Callable[[Tensor], Tensor] | None = None,
-              use_bias: bool = True, kernel_initializer: Initializer | None = None,
-              bias_initializer: Initializer | None = None) -> Tensor:
+    def dense(
+        self,
+        name: str,
+        x: Tensor,
+        units: int,
+        activation: Callable[[Tensor], Tensor] | None = None,
+        use_bias: bool = True,
+        kernel_initializer: Initializer | None = None,
+        bias_initializer: Initializer | None = None,
+    ) -> Tensor:
         """A fully connected layer: ``activation(x·W + b)`` for a vector x.
 
         Creates the variables ``name-weights`` [x.shape[0], units] (VarianceScalingInitializer

@@ -165,8 +165,14 @@ class Session:
         return out[0] if single else out
 
     @_serialized
-    def train(self, cost_tensor: Tensor, feeds: Feeds, batch_size: int, optimizer: Optimizer,
-              cost_reduction: CostReduction = CostReduction.NONE) -> Scalar:
+    def train(
+        self,
+        cost_tensor: Tensor,
+        feeds: Feeds,
+        batch_size: int,
+        optimizer: Optimizer,
+        cost_reduction: CostReduction = CostReduction.NONE,
+    ) -> Scalar:
         """Trains one batch: draws ``batch_size`` examples from every feed's InputProvider,
         runs the graph forward and backward once on the stacked batch, and lets ``optimizer``
         update the variables with the sum of the per-example gradients.
@@ -185,8 +191,12 @@ class Session:
         """
         where = "Session.train"
         self.math._check_safe_mode()
-        if not all(callable(getattr(optimizer, m, None)) for m in ("before_batch", "after_batch", "bound_arrays")):
-            raise TypeError(f"{where}: optimizer must be an Optimizer (SGDOptimizer(0.1), ...); got {optimizer!r}.")
+        if not all(
+            callable(getattr(optimizer, m, None)) for m in ("before_batch", "after_batch", "bound_arrays")
+        ):
+            raise TypeError(
+                f"{where}: optimizer must be an Optimizer (SGDOptimizer(0.1), ...); got {optimizer!r}."
+            )
         if not isinstance(cost_tensor, Tensor) or cost_tensor.shape != ():
             raise ShapeError(f"{where}: the cost tensor must be a scalar; got cost_tensor={cost_tensor!r}.")
         batch_size = check_batch_size(batch_size, where)
@@ -210,8 +220,9 @@ class Session:
             # step reads and writes its per-batch fields (the variables, the scalars, Adam's t).
             with optimizer.lock:
                 optimizer.before_batch(math, batch_size, plan.variables)
-                result, gradients = self._train_step(plan, step, values, batch_size, cost_tensor, optimizer,
-                                                     cost_reduction, where)
+                result, gradients = self._train_step(
+                    plan, step, values, batch_size, cost_tensor, optimizer, cost_reduction, where
+                )
             if gradients is not None:
                 self._retain(values, gradients)
         finally:
@@ -245,7 +256,9 @@ class Session:
             names = ", ".join(repr(n.name) for n in missing)
             noun = "placeholder" if len(missing) == 1 else "placeholders"
             verb = "must be fed" if len(missing) == 1 else "must all be fed"
-            raise ValueError(f"{where}: {noun} {names} {verb}; got feeds for {[e.tensor.name for e in entries]}.")
+            raise ValueError(
+                f"{where}: {noun} {names} {verb}; got feeds for {[e.tensor.name for e in entries]}."
+            )
         ordered = graph_util.get_ordered_evaluation_set(n for n in needed if n.output not in fed)
         variables = [n.output for n in graph_util.get_variable_nodes_from_evaluation_set(ordered)]
         plan = Plan(ordered, fed, variables)
@@ -254,10 +267,14 @@ class Session:
         return plan
 
     # -- execution -------------------------------------------------------------------------
-    def _run_inference(self, plan: Plan, tensors: list[Tensor], entries: list[FeedEntry],
-                       batch_size: int | None, where: str) -> list[NDArray]:
-        batched_fed = frozenset(e.tensor for e in entries if isinstance(e.data, InputProvider)) \
-            if batch_size is not None else frozenset()
+    def _run_inference(
+        self, plan: Plan, tensors: list[Tensor], entries: list[FeedEntry], batch_size: int | None, where: str
+    ) -> list[NDArray]:
+        batched_fed = (
+            frozenset(e.tensor for e in entries if isinstance(e.data, InputProvider))
+            if batch_size is not None
+            else frozenset()
+        )
         step = plan.step(batched_fed, batch_size)
         self._release_retained()
         math = self.math
@@ -292,8 +309,15 @@ class Session:
         engine = self.math.engine
         return self.replay_plans and not engine.debug and not engine.keep_float64
 
-    def _run_step(self, plan: Plan, step: Signature, values: dict[Tensor, NDArray], batch_size: int | None,
-                  where: str, wanted: Sequence[Tensor]) -> None:
+    def _run_step(
+        self,
+        plan: Plan,
+        step: Signature,
+        values: dict[Tensor, NDArray],
+        batch_size: int | None,
+        where: str,
+        wanted: Sequence[Tensor],
+    ) -> None:
         """Fills ``values`` (the fed tensors' values on entry) with every tensor's value, for an
         inference call that returns ``wanted``. The first call of a step records its kernels;
         later calls run the Program, which gives the same arrays without the rules' host cost."""
@@ -312,9 +336,17 @@ class Session:
         if recorder is not None:
             step.inference = recorder.finish(values, None, wanted)
 
-    def _train_step(self, plan: Plan, step: Signature, values: dict[Tensor, NDArray], batch_size: int,
-                    cost: Tensor, optimizer: Optimizer, reduction: CostReduction,
-                    where: str) -> tuple[Scalar, SummedTensorArrayMap | None]:
+    def _train_step(
+        self,
+        plan: Plan,
+        step: Signature,
+        values: dict[Tensor, NDArray],
+        batch_size: int,
+        cost: Tensor,
+        optimizer: Optimizer,
+        reduction: CostReduction,
+        where: str,
+    ) -> tuple[Scalar, SummedTensorArrayMap | None]:
         """One training step: forward, backward, the optimizer's update (the variables get their
         new values) and the cost's reduction. Returns (the reduced cost, the gradients, for
         ``_retain`` to keep with ``values``), or (the cost, None) when a Program ran and set the
@@ -335,11 +367,18 @@ class Session:
         try:
             self._forward(step, values, where, recorder)
             # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
-            seed = (NDArray.ones(values[cost].shape, math=math) if step.batched[cost]
-                    else Scalar.new(batch_size, math=math))
+            seed = (
+                NDArray.ones(values[cost].shape, math=math)
+                if step.batched[cost]
+                else Scalar.new(batch_size, math=math)
+            )
             gradients = self._backward(plan, step, values, cost, seed)
-            optimizer.after_example(math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)})
-            new_values = optimizer.after_batch(math, {v: resolve(values[v]) for v in optimizer.variables if v in values})
+            optimizer.after_example(
+                math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)}
+            )
+            new_values = optimizer.after_batch(
+                math, {v: resolve(values[v]) for v in optimizer.variables if v in values}
+            )
             total = self._reduce_cost(values[cost], step.batched[cost], batch_size, reduction)
         finally:
             if recorder is not None:
@@ -349,14 +388,16 @@ class Session:
             values[v] = new_value
         if recorder is not None and len(step.training) < _MAX_TRAINING_PROGRAMS:
             updates: dict[Any, NDArray] = {**new_values, **optimizer.state_arrays()}
-            program = recorder.finish(values, gradients, [cost], (), {"cost": total} if total is not None else {},
-                                      updates)
+            program = recorder.finish(
+                values, gradients, [cost], (), {"cost": total} if total is not None else {}, updates
+            )
             if program is not None:
                 step.training[key] = program
         return (total if total is not None else Scalar.new(0, math=math)), gradients
 
-    def _recorder(self, step: Signature, training: bool, values: Mapping[Tensor, NDArray],
-                  extra: Mapping[Any, NDArray]) -> Recorder | None:
+    def _recorder(
+        self, step: Signature, training: bool, values: Mapping[Tensor, NDArray], extra: Mapping[Any, NDArray]
+    ) -> Recorder | None:
         """A started Recorder with the call's inputs bound, or None when this step has been
         recorded too often (its inputs keep changing shape)."""
         if step.recordings[training] >= _MAX_RECORDINGS:
@@ -368,9 +409,14 @@ class Session:
         recorder.start()
         return recorder
 
-    def _run_program(self, program: Program, values: dict[Tensor, NDArray], extra: Mapping[Any, NDArray],
-                     where: str, optimizer: Optimizer | None = None,
-                     ) -> tuple[Scalar | None, SummedTensorArrayMap | None] | None:
+    def _run_program(
+        self,
+        program: Program,
+        values: dict[Tensor, NDArray],
+        extra: Mapping[Any, NDArray],
+        where: str,
+        optimizer: Optimizer | None = None,
+    ) -> tuple[Scalar | None, SummedTensorArrayMap | None] | None:
         """Runs ``program`` on this call's inputs (``values``: the fed tensors'; ``extra``: the
         optimizer's arrays; variables and constants from their nodes); None, having run
         nothing, when an input is not the shape, dtype or backend it was recorded with.
@@ -408,11 +454,17 @@ class Session:
             if program.capture is None:
                 from deeplearn.compile.cuda_graph import capture
 
-                program.capture = capture(program, engine, raws, [not isinstance(b.key, Tensor) and b.key[0] == "scalar"
-                                                                  for b in program.bindings])
+                program.capture = capture(
+                    program,
+                    engine,
+                    raws,
+                    [not isinstance(b.key, Tensor) and b.key[0] == "scalar" for b in program.bindings],
+                )
                 if not program.capture:
-                    _LOG.info("Session: a training step runs kernel by kernel, not as a CUDA graph: %s",
-                              program.capture.why)
+                    _LOG.info(
+                        "Session: a training step runs kernel by kernel, not as a CUDA graph: %s",
+                        program.capture.why,
+                    )
             captured = program.capture or None
         slots = captured.run(raws) if captured is not None else program.run_raw(engine, raws)
         if optimizer is None:  # inference: the caller reads the values it asked for at once
@@ -433,9 +485,13 @@ class Session:
             shape = program.bindings[index[update.target]].shape
             # The new value: the bound buffer itself when updated in place (captured), else the
             # result in an array and storage of its own (the maps dispose theirs at the next call).
-            new = (captured.resident(index[update.target]) if captured is not None
-                   else NDArray._untracked(slots[update.source].reshape(shape), backend,
-                                           program.dtypes[update.source]))
+            new = (
+                captured.resident(index[update.target])
+                if captured is not None
+                else NDArray._untracked(
+                    slots[update.source].reshape(shape), backend, program.dtypes[update.source]
+                )
+            )
             if isinstance(update.key, Tensor):
                 self._assign(update.key, new, untracked=True)
             else:
@@ -449,7 +505,9 @@ class Session:
             self._lent.append(weakref.ref(cost_value.storage))
         return cost_value, None  # type: ignore[return-value]
 
-    def _forward(self, step: Signature, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None) -> None:
+    def _forward(
+        self, step: Signature, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None
+    ) -> None:
         math = self.math
         for node, rule, inputs, out, flags, expected in step.forward:
             if rule is None:
@@ -459,11 +517,14 @@ class Session:
                 continue
             y = rule.forward(math, node, [values[t] for t in inputs], flags)
             if y.shape != expected:
-                raise AssertionError(f"{where}: the {node.name} rule gave shape {y.shape}, expected {expected}.")
+                raise AssertionError(
+                    f"{where}: the {node.name} rule gave shape {y.shape}, expected {expected}."
+                )
             values[out] = y
 
-    def _backward(self, plan: Plan, step: Signature, values: dict[Tensor, NDArray],
-                  cost: Tensor, seed: NDArray) -> SummedTensorArrayMap:
+    def _backward(
+        self, plan: Plan, step: Signature, values: dict[Tensor, NDArray], cost: Tensor, seed: NDArray
+    ) -> SummedTensorArrayMap:
         math = self.math
         gradients = SummedTensorArrayMap(math)
         if cost not in plan.needs_grad():
@@ -481,8 +542,12 @@ class Session:
 
     def _input_value(self, node: Node, where: str) -> NDArray:
         live: NDArray | None = getattr(node, "data", None)
-        if (live is not None and not live._disposed and live.storage.data is not None
-                and live.storage.backend is self.math.backend):
+        if (
+            live is not None
+            and not live._disposed
+            and live.storage.data is not None
+            and live.storage.backend is self.math.backend
+        ):
             return live  # the usual case: live, on this backend
         if isinstance(node, PlaceholderNode):  # a plan never keeps an unfed placeholder
             raise AssertionError(f"{where}: placeholder {node.name!r} has no value.")  # noqa: TRY004
@@ -496,13 +561,18 @@ class Session:
         if data.backend is self.math.backend:
             return data
         if isinstance(node, VariableNode):  # move it once; the copy belongs to the graph
-            node.data, node.owns_data = self.math.keep(NDArray._wrap(self.math.backend.asarray(data.numpy()),
-                                                                     self.math.backend, data.dtype)), True
+            node.data, node.owns_data = (
+                self.math.keep(
+                    NDArray._wrap(self.math.backend.asarray(data.numpy()), self.math.backend, data.dtype)
+                ),
+                True,
+            )
             return node.data
         converted = self._converted.get(node.output)
         if converted is None:
-            converted = self.math.keep(NDArray._wrap(self.math.backend.asarray(data.numpy()),
-                                                     self.math.backend, data.dtype))
+            converted = self.math.keep(
+                NDArray._wrap(self.math.backend.asarray(data.numpy()), self.math.backend, data.dtype)
+            )
             self._converted[node.output] = converted
         return converted
 
@@ -518,8 +588,9 @@ class Session:
         if owned and old is not value:
             old.dispose()
 
-    def _reduce_cost(self, cost: NDArray, cost_batched: bool, batch_size: int,
-                     reduction: CostReduction) -> Scalar | None:
+    def _reduce_cost(
+        self, cost: NDArray, cost_batched: bool, batch_size: int, reduction: CostReduction
+    ) -> Scalar | None:
         """The batch's cost as ``reduction`` asks (None for NONE: nothing to compute)."""
         math = self.math
         if reduction == CostReduction.NONE:
@@ -533,7 +604,9 @@ class Session:
         return total  # type: ignore[return-value]
 
     # -- what a call leaves for inspection -------------------------------------------------
-    def _retain(self, values: Mapping[Tensor, NDArray | Pending], gradients: SummedTensorArrayMap | None) -> None:
+    def _retain(
+        self, values: Mapping[Tensor, NDArray | Pending], gradients: SummedTensorArrayMap | None
+    ) -> None:
         # Views that no scope tracks: the maps own them until the next call. A replayed call's
         # arrays are untracked already (made.owned), and its Pending ones are made untracked:
         # they go in as they are.
@@ -569,8 +642,8 @@ class Session:
                     storage.data = storage.data.copy()
 
 
-def _fill(made: Materializer, entries: list[tuple[Any, int, tuple[int, ...]]], target: TensorArrayMap) -> None:
+def _fill(
+    made: Materializer, entries: list[tuple[Any, int, tuple[int, ...]]], target: TensorArrayMap
+) -> None:
     for t, slot, shape in entries:
         target.set(t, made.pending(slot, shape))
-
-

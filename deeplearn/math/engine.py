@@ -20,6 +20,7 @@ class OpObserver(Protocol):
 
     def on_op(self, op: Op, inputs: tuple[NDArray, ...], result: Any) -> None: ...
 
+
 _INFER_CACHE_SIZE = 4096
 
 
@@ -83,7 +84,9 @@ class Engine:
             raws = [x.raw if x.backend is backend else backend.asarray(x.raw) for x in inputs]
         out = backend.execute(op, *raws)
         if isinstance(spec, tuple):
-            result: Any = tuple(self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, spec, strict=True))
+            result: Any = tuple(
+                self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, spec, strict=True)
+            )
         else:
             result = self._wrap(self.result(op, out, raws, spec), spec)
         if self.recorders:

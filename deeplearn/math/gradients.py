@@ -33,8 +33,9 @@ class _Tape:
         self.entries.append((op, inputs, result))
 
 
-def value_and_gradients(math: NDArrayMath, f: Callable[[], NDArray],
-                        x: NDArray | Mapping[str, NDArray]) -> tuple[NDArray, Any]:
+def value_and_gradients(
+    math: NDArrayMath, f: Callable[[], NDArray], x: NDArray | Mapping[str, NDArray]
+) -> tuple[NDArray, Any]:
     """``(f(), d f()/d x)`` for a scalar ``f``; ``x`` is an NDArray or a ``{name: NDArray}``.
 
     Intermediate arrays are disposed; the value and the gradients survive into the caller's
@@ -44,7 +45,9 @@ def value_and_gradients(math: NDArrayMath, f: Callable[[], NDArray],
     named = dict(x) if isinstance(x, Mapping) else {"": x}
     for name, v in named.items():
         if not isinstance(v, NDArray):
-            raise TypeError(f"{where}: x must be an NDArray or a mapping of NDArrays; got {type(v).__name__} for {name!r}.")
+            raise TypeError(
+                f"{where}: x must be an NDArray or a mapping of NDArrays; got {type(v).__name__} for {name!r}."
+            )
         v._check_live(where)
     engine = math.engine
     tape = _Tape()
@@ -59,7 +62,9 @@ def value_and_gradients(math: NDArrayMath, f: Callable[[], NDArray],
             engine.stop_observing(tape)
         if not isinstance(y, NDArray) or y.size != 1:
             shape = getattr(y, "shape", type(y).__name__)
-            raise ShapeError(f"{where}: Cannot compute gradient of non-scalar y output; got y of shape {shape}.")
+            raise ShapeError(
+                f"{where}: Cannot compute gradient of non-scalar y output; got y of shape {shape}."
+            )
         grads = _backprop(math, tape, y)
         out = {name: _gradient_of(math, grads, v) for name, v in named.items()}
         result = (y, out[""] if not isinstance(x, Mapping) else out)

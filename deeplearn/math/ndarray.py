@@ -72,8 +72,9 @@ def _note_random() -> None:
         observer.on_random()
 
 
-def _factory_arguments(shape: Sequence[int], dtype: DType | str | None, math: NDArrayMath | None,
-                       where: str) -> tuple[Shape, DType, MathBackend]:
+def _factory_arguments(
+    shape: Sequence[int], dtype: DType | str | None, math: NDArrayMath | None, where: str
+) -> tuple[Shape, DType, MathBackend]:
     """A factory's shape, dtype and backend, checked (errors name ``where``)."""
     return util.check_shape(shape, where), util.check_dtype(dtype, where), _default_backend(math, where)
 
@@ -123,8 +124,9 @@ class NDArray:
         return _RANK_CLASSES.get(rank, NDArray)
 
     @classmethod
-    def _wrap(cls, data: RawArray, backend: MathBackend, dtype: DType | None = None,
-              where: str = "NDArray") -> NDArray:
+    def _wrap(
+        cls, data: RawArray, backend: MathBackend, dtype: DType | None = None, where: str = "NDArray"
+    ) -> NDArray:
         """Wraps a raw backend array (already in the right dtype) as the NDArray of its rank.
 
         Without ``dtype``, a foreign array (from_dlpack, composites) may be float64/int64: it is
@@ -156,8 +158,9 @@ class NDArray:
         return x
 
     @staticmethod
-    def make(shape: Sequence[int], data: Any, dtype: DType | str | None = None,
-             math: NDArrayMath | None = None) -> NDArray:
+    def make(
+        shape: Sequence[int], data: Any, dtype: DType | str | None = None, math: NDArrayMath | None = None
+    ) -> NDArray:
         """Builds the NDArray subclass of ``shape``'s rank from flat or nested values.
 
         Every construction path (the rank classes' ``new``, ``from_numpy``, ``from_dlpack``, the
@@ -173,8 +176,9 @@ class NDArray:
         return NDArray._make(shape, data, dtype, math, "NDArray.make")
 
     @staticmethod
-    def _make(shape: Sequence[int], data: Any, dtype: DType | str | None, math: NDArrayMath | None,
-              where: str) -> NDArray:
+    def _make(
+        shape: Sequence[int], data: Any, dtype: DType | str | None, math: NDArrayMath | None, where: str
+    ) -> NDArray:
         """``make``, its errors naming ``where`` (the factory the user called)."""
         shape_t, dt, backend = _factory_arguments(shape, dtype, math, where)
         host = _to_host_values(_as_host_array(data, where), dt, where)
@@ -207,18 +211,23 @@ class NDArray:
         return NDArray._make(arr.shape, arr, dtype, math, where)
 
     @staticmethod
-    def zeros(shape: Sequence[int], dtype: DType | str | None = None, math: NDArrayMath | None = None) -> NDArray:
+    def zeros(
+        shape: Sequence[int], dtype: DType | str | None = None, math: NDArrayMath | None = None
+    ) -> NDArray:
         """An array of zeros."""
         return NDArray._full(shape, 0, dtype, math, "NDArray.zeros")
 
     @staticmethod
-    def ones(shape: Sequence[int], dtype: DType | str | None = None, math: NDArrayMath | None = None) -> NDArray:
+    def ones(
+        shape: Sequence[int], dtype: DType | str | None = None, math: NDArrayMath | None = None
+    ) -> NDArray:
         """An array of ones."""
         return NDArray._full(shape, 1, dtype, math, "NDArray.ones")
 
     @staticmethod
-    def _full(shape: Sequence[int], value: float, dtype: DType | str | None, math: NDArrayMath | None,
-              where: str) -> NDArray:
+    def _full(
+        shape: Sequence[int], value: float, dtype: DType | str | None, math: NDArrayMath | None, where: str
+    ) -> NDArray:
         shape_t, dt, backend = _factory_arguments(shape, dtype, math, where)
         return NDArray._wrap(backend.xp.full(shape_t, value, dtype=util.numpy_dtype(dt)), backend, dt)
 
@@ -244,8 +253,12 @@ class NDArray:
         return NDArray._wrap(b.xp.array(x.raw, copy=True), b, x.dtype)
 
     @staticmethod
-    def rand(shape: Sequence[int], fn: Callable[[], float], dtype: DType | str | None = None,
-             math: NDArrayMath | None = None) -> NDArray:
+    def rand(
+        shape: Sequence[int],
+        fn: Callable[[], float],
+        dtype: DType | str | None = None,
+        math: NDArrayMath | None = None,
+    ) -> NDArray:
         """An array whose every element is a fresh call of ``fn()``."""
         where = "NDArray.rand"
         shape_t = util.check_shape(shape, where)
@@ -257,9 +270,14 @@ class NDArray:
         return NDArray._make(shape_t, values, dtype, math, where)
 
     @staticmethod
-    def rand_normal(shape: Sequence[int], mean: float = 0.0, std_dev: float = 1.0,
-                    dtype: DType | str | None = None, seed: int | None = None,
-                    math: NDArrayMath | None = None) -> NDArray:
+    def rand_normal(
+        shape: Sequence[int],
+        mean: float = 0.0,
+        std_dev: float = 1.0,
+        dtype: DType | str | None = None,
+        seed: int | None = None,
+        math: NDArrayMath | None = None,
+    ) -> NDArray:
         """Samples of N(mean, std_dev²); int32 results are rounded. ``seed`` makes it repeatable."""
         where = "NDArray.rand_normal"
         shape_t, rng = _random_args(shape, dtype, seed, where, mean=mean, std_dev=std_dev)
@@ -267,9 +285,14 @@ class NDArray:
         return NDArray._make(shape_t, _round_if_int(values, dtype), dtype, math, where)
 
     @staticmethod
-    def rand_truncated_normal(shape: Sequence[int], mean: float = 0.0, std_dev: float = 1.0,
-                              dtype: DType | str | None = None, seed: int | None = None,
-                              math: NDArrayMath | None = None) -> NDArray:
+    def rand_truncated_normal(
+        shape: Sequence[int],
+        mean: float = 0.0,
+        std_dev: float = 1.0,
+        dtype: DType | str | None = None,
+        seed: int | None = None,
+        math: NDArrayMath | None = None,
+    ) -> NDArray:
         """Samples of N(mean, std_dev²) redrawn until within mean ± 2·std_dev (both tails)."""
         where = "NDArray.rand_truncated_normal"
         shape_t, rng = _random_args(shape, dtype, seed, where, mean=mean, std_dev=std_dev)
@@ -281,8 +304,14 @@ class NDArray:
         return NDArray._make(shape_t, _round_if_int(mean + std_dev * z, dtype), dtype, math, where)
 
     @staticmethod
-    def rand_uniform(shape: Sequence[int], a: float, b: float, dtype: DType | str | None = None,
-                     seed: int | None = None, math: NDArrayMath | None = None) -> NDArray:
+    def rand_uniform(
+        shape: Sequence[int],
+        a: float,
+        b: float,
+        dtype: DType | str | None = None,
+        seed: int | None = None,
+        math: NDArrayMath | None = None,
+    ) -> NDArray:
         """Samples of the uniform distribution on [a, b)."""
         where = "NDArray.rand_uniform"
         shape_t, rng = _random_args(shape, dtype, seed, where, a=a, b=b)
@@ -429,7 +458,11 @@ class NDArray:
         if self._disposed or self.storage.data is None:
             self._check_live("reshape")
         shape = tuple(new_shape) if type(new_shape) is tuple or type(new_shape) is list else None
-        if shape is None or not all(type(d) is int and d >= 0 for d in shape) or _prod(shape) != _prod(self.shape):
+        if (
+            shape is None
+            or not all(type(d) is int and d >= 0 for d in shape)
+            or _prod(shape) != _prod(self.shape)
+        ):
             # -1, NumPy integers, mismatched sizes: the general rule and its messages
             shape = util.infer_from_implicit_shape(util.as_shape(new_shape, "reshape"), self.size, "reshape")
         if shape == self.shape:
@@ -528,7 +561,9 @@ class NDArray:
 
     def _item(self, where: str) -> Any:
         if self.size != 1:
-            raise TypeError(f"{where}: only an array of one element converts to a Python number; got shape {self.shape}.")
+            raise TypeError(
+                f"{where}: only an array of one element converts to a Python number; got shape {self.shape}."
+            )
         return self.get(*([0] * self.rank))
 
     def __float__(self) -> float:
@@ -588,8 +623,13 @@ class _RankedNew(NDArray):
     _rank = 0
 
     @classmethod
-    def new(cls, shape: Sequence[int], values: Any, dtype: DType | str | None = None,
-            math: NDArrayMath | None = None) -> Any:
+    def new(
+        cls,
+        shape: Sequence[int],
+        values: Any,
+        dtype: DType | str | None = None,
+        math: NDArrayMath | None = None,
+    ) -> Any:
         """An array of this rank from flat values, or nested values of exactly ``shape``."""
         where = f"{cls.__name__}.new"
         return NDArray._make(_check_rank(shape, cls._rank, where), values, dtype, math, where)
@@ -651,7 +691,9 @@ def _as_host_array(data: Any, where: str) -> np.ndarray:
     try:
         values = np.asarray(data)
     except ValueError as e:  # ragged nested lists
-        raise ShapeError(f"{where}: nested values must form a rectangular array; got {data!r:.80} ({e}).") from e
+        raise ShapeError(
+            f"{where}: nested values must form a rectangular array; got {data!r:.80} ({e})."
+        ) from e
     if values.dtype == object:
         if values.size and all(type(v) is int for v in values.flat):  # beyond int64: NumPy gave up
             lo, hi = min(values.flat), max(values.flat)
@@ -745,8 +787,14 @@ def _element_value(value: Any, dtype: DType, where: str) -> Any:
     return value
 
 
-def _random_args(shape: Sequence[int], dtype: DType | str | None, seed: int | None, where: str,
-                 std_dev: float | None = None, **numbers: float) -> tuple[Shape, np.random.Generator]:
+def _random_args(
+    shape: Sequence[int],
+    dtype: DType | str | None,
+    seed: int | None,
+    where: str,
+    std_dev: float | None = None,
+    **numbers: float,
+) -> tuple[Shape, np.random.Generator]:
     """The checked shape and a Generator for a random factory; checks come before the draws.
     ``numbers`` (mean, a, b) must be numbers; ``std_dev`` also >= 0."""
     shape_t = util.check_shape(shape, where)

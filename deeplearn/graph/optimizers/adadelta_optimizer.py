@@ -26,8 +26,9 @@ class AdadeltaOptimizer(Optimizer):
         0.8
     """
 
-    def __init__(self, learning_rate: float, gamma: float,
-                 specified_variable_list: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self, learning_rate: float, gamma: float, specified_variable_list: Sequence[Any] | None = None
+    ) -> None:
         super().__init__(learning_rate, specified_variable_list)
         self.gamma = check_hyperparameter(gamma, "AdadeltaOptimizer", "gamma", below_one=True)
 
@@ -36,8 +37,9 @@ class AdadeltaOptimizer(Optimizer):
     def _hyperparameters(self) -> dict[str, float]:
         return {"gamma": self.gamma, "1-gamma": 1.0 - self.gamma, "epsilon": EPSILON}
 
-    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
-                c: Scalar) -> NDArray:
+    def _update(
+        self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray, c: Scalar
+    ) -> NDArray:
         eps = self._step["epsilon"]
         old_cache = self._get_state("cache", variable, value)
         old_updates = self._get_state("updates", variable, value)

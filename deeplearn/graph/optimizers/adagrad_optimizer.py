@@ -29,8 +29,9 @@ class AdagradOptimizer(Optimizer):
     def _hyperparameters(self) -> dict[str, float]:
         return {"epsilon": EPSILON}
 
-    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
-                c: Scalar) -> NDArray:
+    def _update(
+        self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray, c: Scalar
+    ) -> NDArray:
         cache = math.add(self._get_state("cache", variable, value), math.square(gradient))
         self._set_state("cache", variable, cache)
         step = math.divide(gradient, math.add(math.sqrt(cache), self._step["epsilon"]))

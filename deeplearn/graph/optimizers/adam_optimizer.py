@@ -27,8 +27,13 @@ class AdamOptimizer(Optimizer):
         0.999
     """
 
-    def __init__(self, learning_rate: float, beta1: float, beta2: float,
-                 specified_variable_list: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self,
+        learning_rate: float,
+        beta1: float,
+        beta2: float,
+        specified_variable_list: Sequence[Any] | None = None,
+    ) -> None:
         super().__init__(learning_rate, specified_variable_list)
         self.beta1 = check_hyperparameter(beta1, "AdamOptimizer", "beta1", below_one=True)
         self.beta2 = check_hyperparameter(beta2, "AdamOptimizer", "beta2", below_one=True)
@@ -41,16 +46,22 @@ class AdamOptimizer(Optimizer):
 
     def _hyperparameters(self) -> dict[str, float]:
         # 1 − βᵗ changes every batch (t counts the batches, ``_end_batch``)
-        return {"beta1": self.beta1, "1-beta1": 1.0 - self.beta1, "beta2": self.beta2,
-                "1-beta2": 1.0 - self.beta2, "epsilon": EPSILON,
-                "1-acc_beta1": 1.0 - self.acc_beta1, "1-acc_beta2": 1.0 - self.acc_beta2}
+        return {
+            "beta1": self.beta1,
+            "1-beta1": 1.0 - self.beta1,
+            "beta2": self.beta2,
+            "1-beta2": 1.0 - self.beta2,
+            "epsilon": EPSILON,
+            "1-acc_beta1": 1.0 - self.acc_beta1,
+            "1-acc_beta2": 1.0 - self.acc_beta2,
+        }
 
-    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
-                c: Scalar) -> NDArray:
+    def _update(
+        self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray, c: Scalar
+    ) -> NDArray:
         s = self._step
         m = self._running_average(math, "beta1", self._get_state("m", variable, value), gradient)
-        v = self._running_average(math, "beta2", self._get_state("v", variable, value),
-                                  math.square(gradient))
+        v = self._running_average(math, "beta2", self._get_state("v", variable, value), math.square(gradient))
         self._set_state("m", variable, m)
         self._set_state("v", variable, v)
         m_hat = math.divide(m, s["1-acc_beta1"])

@@ -23,8 +23,9 @@ class MomentumOptimizer(Optimizer):
         0.5
     """
 
-    def __init__(self, learning_rate: float, momentum: float,
-                 specified_variable_list: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self, learning_rate: float, momentum: float, specified_variable_list: Sequence[Any] | None = None
+    ) -> None:
         super().__init__(learning_rate, specified_variable_list)
         self.momentum = check_hyperparameter(momentum, "MomentumOptimizer", "momentum")
 
@@ -36,8 +37,9 @@ class MomentumOptimizer(Optimizer):
     def set_momentum(self, momentum: float) -> None:
         self.momentum = check_hyperparameter(momentum, "MomentumOptimizer.set_momentum", "momentum")
 
-    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
-                c: Scalar) -> NDArray:
+    def _update(
+        self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray, c: Scalar
+    ) -> NDArray:
         one = self._step["one"]
         velocity = self._get_state("velocity", variable, value)
         velocity = math.scaled_array_add(self._step["momentum"], velocity, one, gradient)

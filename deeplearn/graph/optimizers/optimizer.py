@@ -95,8 +95,12 @@ class Optimizer:
         values = {"one": 1.0, "c": -self.learning_rate / batch_size, **self._hyperparameters()}
         if values == self._step_values and self._step_backend is math.backend and not self.varying_scalars:
             return  # the last batch's scalars, still kept (a step costs as little as it can)
-        self._step = {name: self._varying_scalar(math, name, value) if name in self.varying_scalars
-                      else self._scalar(math, name, value) for name, value in values.items()}
+        self._step = {
+            name: self._varying_scalar(math, name, value)
+            if name in self.varying_scalars
+            else self._scalar(math, name, value)
+            for name, value in values.items()
+        }
         self._step_values, self._step_backend = values, math.backend
 
     def after_example(self, math: NDArrayMath, gradients: Mapping[Tensor, NDArray]) -> None:
@@ -143,8 +147,12 @@ class Optimizer:
 
     def state_arrays(self) -> dict[Hashable, NDArray]:
         """The state arrays, keyed as in ``bound_arrays`` (after an update: the new ones)."""
-        return {("state", name, v): self._state[(name, v)]
-                for v in self.variables for name in self.state_names if (name, v) in self._state}
+        return {
+            ("state", name, v): self._state[(name, v)]
+            for v in self.variables
+            for name in self.state_names
+            if (name, v) in self._state
+        }
 
     def set_bound(self, key: Hashable, value: NDArray) -> None:
         """Makes ``value`` the state array ``key`` (``("state", name, variable)``)."""
@@ -161,8 +169,9 @@ class Optimizer:
         self._step, self._step_values = {}, {}
 
     # -- for subclasses --------------------------------------------------------------------
-    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
-                c: Scalar) -> NDArray:
+    def _update(
+        self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray, c: Scalar
+    ) -> NDArray:
         """The variable's new value; ``gradient`` is the sum over the batch, c = −lr/batch_size."""
         raise NotImplementedError
 

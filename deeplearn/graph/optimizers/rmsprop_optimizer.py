@@ -25,8 +25,9 @@ class RMSPropOptimizer(Optimizer):
         0.8
     """
 
-    def __init__(self, learning_rate: float, gamma: float,
-                 specified_variable_list: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self, learning_rate: float, gamma: float, specified_variable_list: Sequence[Any] | None = None
+    ) -> None:
         super().__init__(learning_rate, specified_variable_list)
         self.gamma = check_hyperparameter(gamma, "RMSPropOptimizer", "gamma", below_one=True)
 
@@ -35,10 +36,12 @@ class RMSPropOptimizer(Optimizer):
     def _hyperparameters(self) -> dict[str, float]:
         return {"gamma": self.gamma, "1-gamma": 1.0 - self.gamma, "epsilon": EPSILON}
 
-    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
-                c: Scalar) -> NDArray:
-        cache = self._running_average(math, "gamma", self._get_state("cache", variable, value),
-                                      math.square(gradient))
+    def _update(
+        self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray, c: Scalar
+    ) -> NDArray:
+        cache = self._running_average(
+            math, "gamma", self._get_state("cache", variable, value), math.square(gradient)
+        )
         self._set_state("cache", variable, cache)
         step = math.divide(gradient, math.add(math.sqrt(cache), self._step["epsilon"]))
         return math.scaled_array_add(self._step["one"], value, c, step)

@@ -26,6 +26,7 @@ class SGDOptimizer(Optimizer):
     def set_learning_rate(self, learning_rate: float) -> None:
         self.learning_rate = learning_rate  # checked by the property
 
-    def _update(self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray,
-                c: Scalar) -> NDArray:
+    def _update(
+        self, math: NDArrayMath, variable: Tensor, value: NDArray, gradient: NDArray, c: Scalar
+    ) -> NDArray:
         return math.scaled_array_add(self._step["one"], value, c, gradient)

@@ -7,8 +7,14 @@ from collections.abc import Callable
 from deeplearn.math.backends.backend import MathBackend
 from deeplearn.math.backends.cpu import MathBackendCPU
 
-__all__ = ["MathBackend", "MathBackendCPU", "create_backend", "cuda_available", "register_backend",
-           "backend_names"]
+__all__ = [
+    "MathBackend",
+    "MathBackendCPU",
+    "create_backend",
+    "cuda_available",
+    "register_backend",
+    "backend_names",
+]
 
 
 def cuda_available() -> bool:

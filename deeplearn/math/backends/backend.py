@@ -20,7 +20,7 @@ class MathBackend(Protocol):
 
     @property
     def name(self) -> str:
-        """"cpu" or "cuda"."""
+        """ "cpu" or "cuda"."""
         ...
 
     @property

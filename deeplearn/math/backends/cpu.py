@@ -23,7 +23,9 @@ def cpu_kernel(op: Op, *arrays: np.ndarray) -> Any:
 
 
 @cpu_kernel.register
-def _scaled_array_add(op: ScaledArrayAdd, c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray) -> Any:
+def _scaled_array_add(
+    op: ScaledArrayAdd, c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray
+) -> Any:
     """c1·a + c2·b; with c1 = 1 (SGD's, Momentum's, RMSProp's and Adagrad's updates, w + c·g)
     a pass and a temporary fewer. 1·a is a exactly (NaN, ±inf and -0 included), so the result
     is the generic kernel's bit for bit."""

@@ -101,7 +101,9 @@ def _elementwise_kernel(op: Op, c_expr: str) -> Any:
     kernel = _ELEMENTWISE.get(key)
     if kernel is None:
         in_params, out_params, body = kernel_source(op)
-        kernel = _ELEMENTWISE[key] = _import_cupy().ElementwiseKernel(in_params, out_params, body, f"dl_{op.name}")
+        kernel = _ELEMENTWISE[key] = _import_cupy().ElementwiseKernel(
+            in_params, out_params, body, f"dl_{op.name}"
+        )
     return kernel
 
 
@@ -121,9 +123,12 @@ def cuda_kernel(op: Op, *arrays: Any) -> Any:
     return op.forward(_import_cupy(), *arrays)
 
 
-_SCALED_ADD = ("float32 c1, float32 a, float32 c2, float32 b", "float32 y",
-               # _rn intrinsics: no fused multiply-add, so each product rounds as on the CPU
-               "y = __fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))")
+_SCALED_ADD = (
+    "float32 c1, float32 a, float32 c2, float32 b",
+    "float32 y",
+    # _rn intrinsics: no fused multiply-add, so each product rounds as on the CPU
+    "y = __fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))",
+)
 
 
 @cuda_kernel.register
@@ -134,7 +139,8 @@ def _scaled_array_add(op: ScaledArrayAdd, c1: Any, a: Any, c2: Any, b: Any) -> A
         kernel = _ELEMENTWISE.get((ScaledArrayAdd, _SCALED_ADD[2]))
         if kernel is None:
             kernel = _ELEMENTWISE[(ScaledArrayAdd, _SCALED_ADD[2])] = _import_cupy().ElementwiseKernel(
-                *_SCALED_ADD, "dl_scaled_array_add")
+                *_SCALED_ADD, "dl_scaled_array_add"
+            )
         return kernel(c1.reshape(()), a, c2.reshape(()), b)
     return op.forward(_import_cupy(), c1, a, c2, b)
 
@@ -143,10 +149,20 @@ def _scaled_array_add(op: ScaledArrayAdd, c1: Any, a: Any, c2: Any, b: Any) -> A
 def _mat_mul(op: MatMul, a: Any, b: Any) -> Any:
     """One cuBLAS call through nvmath-python (``cuda_gemm``), which a CUDA graph can record;
     CuPy's matmul where nvmath-python is missing or the operands are not non-empty float32."""
-    if (a.dtype == b.dtype == np.float32 and a.size and b.size and a.flags.c_contiguous
-            and b.flags.c_contiguous and cuda_gemm.available()):
-        return cuda_gemm.gemm(a, b, op.a_orientation == MatrixOrientation.TRANSPOSED,
-                              op.b_orientation == MatrixOrientation.TRANSPOSED)
+    if (
+        a.dtype == b.dtype == np.float32
+        and a.size
+        and b.size
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+        and cuda_gemm.available()
+    ):
+        return cuda_gemm.gemm(
+            a,
+            b,
+            op.a_orientation == MatrixOrientation.TRANSPOSED,
+            op.b_orientation == MatrixOrientation.TRANSPOSED,
+        )
     return op.forward(_import_cupy(), a, b)
 
 
@@ -212,8 +228,11 @@ _HOST_TO_DEVICE = 1  # cudaMemcpyHostToDevice
 @functools.cache
 def _gather_rows_kernel() -> Any:
     return _import_cupy().ElementwiseKernel(
-        "raw T x, raw I rows, int64 width", "T y",
-        "y = x[(ptrdiff_t)rows[i / width] * width + i % width]", "dl_gather_rows")
+        "raw T x, raw I rows, int64 width",
+        "T y",
+        "y = x[(ptrdiff_t)rows[i / width] * width + i % width]",
+        "dl_gather_rows",
+    )
 
 
 class MathBackendCUDA:

@@ -103,6 +103,20 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
     if stream != context.stream:
         cublas.set_stream(context.handle, stream)
         context.stream = stream
-    cublas.sgemm(context.handle, int(b_transposed), int(a_transposed), n, m, k, _ONE.ctypes.data,
-                 b.data.ptr, b.shape[1], a.data.ptr, a.shape[1], _ZERO.ctypes.data, c.data.ptr, n)
+    cublas.sgemm(
+        context.handle,
+        int(b_transposed),
+        int(a_transposed),
+        n,
+        m,
+        k,
+        _ONE.ctypes.data,
+        b.data.ptr,
+        b.shape[1],
+        a.data.ptr,
+        a.shape[1],
+        _ZERO.ctypes.data,
+        c.data.ptr,
+        n,
+    )
     return c

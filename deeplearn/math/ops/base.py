@@ -255,4 +255,3 @@ def reduced_shape(shape: Shape, axes: tuple[int, ...], keep_dims: bool) -> Shape
     if keep_dims:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))
     return tuple(d for i, d in enumerate(shape) if i not in axes)
-

@@ -126,7 +126,6 @@ class _ConvOp(WindowedOp, abstract=True):
     share, written once; ``depthwise`` picks depthwise_conv2d's filter rule ([fH, fW, inChannels,
     multiplier]) and methods."""
 
-
     depthwise: ClassVar[bool] = False
 
     def filter_info(
@@ -414,9 +413,7 @@ def _check_conv2d_transpose(
             f"{filter.shape[2]}."
         )
     try:
-        info = compute_conv2d_info(
-            batched(out_shape), filter.shape, strides, pad, where=where  # type: ignore[arg-type]
-        )
+        info = compute_conv2d_info(batched(out_shape), filter.shape, strides, pad, where=where)  # type: ignore[arg-type]
     except ShapeError as e:  # said of "the input", which is output_shape here
         raise ShapeError(
             f"conv2d_transpose: output_shape must be a valid conv2d input for this filter, strides and "

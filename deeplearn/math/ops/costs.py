@@ -34,7 +34,9 @@ def _check_pair(op: Op, a: Spec, b: Spec, example_rank: int | None, names: tuple
     one. ShapeError or DTypeError naming ``op`` when ``a`` and ``b`` do not pair."""
     shape = paired_examples(op, a, b, example_rank, names)
     if a.dtype == "bool" or b.dtype == "bool":
-        raise DTypeError(f"{op.name}: {names[0]} and {names[1]} must be numeric; got {a.dtype} and {b.dtype}.")
+        raise DTypeError(
+            f"{op.name}: {names[0]} and {names[1]} must be numeric; got {a.dtype} and {b.dtype}."
+        )
     return shape
 
 

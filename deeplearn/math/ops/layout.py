@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from deeplearn import util
 from deeplearn.math.ops.base import MathMixin, SameRankOp, Spec, check_arrays
-from deeplearn.types import DTypeError, RawArray, Shape, ShapeError
+from deeplearn.types import DTypeError, RawArray, ShapeError
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray
@@ -113,9 +113,13 @@ class Concat(SameRankOp):
     def infer(self, a: Spec, b: Spec) -> Spec:
         where = self.caller or _ranked("concat", a.rank)
         if a.rank != b.rank:
-            raise ShapeError(f"{where}: a and b must have the same rank; got a.shape={a.shape} and b.shape={b.shape}.")
+            raise ShapeError(
+                f"{where}: a and b must have the same rank; got a.shape={a.shape} and b.shape={b.shape}."
+            )
         if not -a.rank <= self.axis < a.rank:
-            raise ShapeError(f"{where}: axis must be in [-{a.rank}, {a.rank}); got axis={self.axis} for rank {a.rank}.")
+            raise ShapeError(
+                f"{where}: axis must be in [-{a.rank}, {a.rank}); got axis={self.axis} for rank {a.rank}."
+            )
         axis = self.axis % a.rank
         for i, (da, db) in enumerate(zip(a.shape, b.shape, strict=True)):
             if i != axis and da != db:
@@ -132,8 +136,9 @@ class Concat(SameRankOp):
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         return xp.concatenate([a, b], axis=self.axis)
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray,
-                 y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         axis = self.axis % a.rank
         begin_b = [0] * a.rank
         begin_b[axis] = a.shape[axis]
@@ -236,7 +241,9 @@ class LayoutMath(MathMixin):
             ...     math.reshape(Array1D.new([1, 2, 3, 4]), [2, -1]).shape
             (2, 2)
         """
-        warnings.warn("math.reshape is deprecated; use x.reshape(new_shape).", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "math.reshape is deprecated; use x.reshape(new_shape).", DeprecationWarning, stacklevel=2
+        )
         check_arrays("reshape", x=x)
         return x.reshape(new_shape)
 
@@ -363,8 +370,9 @@ class LayoutMath(MathMixin):
             ...     math.switch_dim(Array2D.new([2, 3], [1, 2, 3, 4, 5, 6]), [1, 0]).shape
             (3, 2)
         """
-        warnings.warn("math.switch_dim is deprecated; use math.transpose(x, perm).", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "math.switch_dim is deprecated; use math.transpose(x, perm).", DeprecationWarning, stacklevel=2
+        )
         return self.transpose(x, new_dim)
 
     def tile(self, x: T, reps: Sequence[int]) -> T:

@@ -72,8 +72,9 @@ class MatMul(Op):
             b = b.T
         return xp.matmul(a, b)
 
-    def backward(self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray,
-                 y: NDArray) -> tuple[NDArray, NDArray]:
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
+    ) -> tuple[NDArray, NDArray]:
         # With A' = op(A), B' = op(B): dA' = dy·B'ᵀ and dB' = A'ᵀ·dy; a transposed input gets
         # the transpose of its primed gradient. deeplearn.js 0.3.16 threw for TRANSPOSED.
         mm = math.mat_mul
@@ -108,8 +109,13 @@ def _check_rank(where: str, name: str, x: NDArray, rank: int) -> None:
 class LinalgMath(MathMixin):
     """The methods of NDArrayMath for linear algebra."""
 
-    def mat_mul(self, a: NDArray, b: NDArray, a_orientation: MatrixOrientation = REGULAR,
-                b_orientation: MatrixOrientation = REGULAR) -> NDArray:
+    def mat_mul(
+        self,
+        a: NDArray,
+        b: NDArray,
+        a_orientation: MatrixOrientation = REGULAR,
+        b_orientation: MatrixOrientation = REGULAR,
+    ) -> NDArray:
         """The matrix product op(a)·op(b), each operand optionally transposed.
 
         Example:

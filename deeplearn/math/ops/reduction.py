@@ -301,13 +301,13 @@ def paired_examples(op: Op, a: Spec, b: Spec, example_rank: int | None, names: t
     k = example_rank
     if k is None and a.shape == b.shape:
         return ()
-    if k is None or not 0 <= k <= min(a.rank, b.rank) or a.shape[a.rank - k:] != b.shape[b.rank - k:]:
+    if k is None or not 0 <= k <= min(a.rank, b.rank) or a.shape[a.rank - k :] != b.shape[b.rank - k :]:
         per_example = "" if k is None else f" in their last {k} axes (one example)"
         raise ShapeError(
             f"{op.name}: {names[0]} and {names[1]} must have the same shape{per_example}; got "
             f"{names[0]}.shape={a.shape} and {names[1]}.shape={b.shape}."
         )
-    return broadcast_shapes(a.shape[:a.rank - k], b.shape[:b.rank - k], op.name)
+    return broadcast_shapes(a.shape[: a.rank - k], b.shape[: b.rank - k], op.name)
 
 
 @dataclass(frozen=True)
@@ -338,7 +338,7 @@ class ArgMaxEquals(Op):
 
     def _flat_arg_max(self, xp: ModuleType, x: RawArray) -> RawArray:
         """The flat index of each example's maximum (of the whole of ``x`` when not per example)."""
-        lead = x.shape[:x.ndim - len(example_axes(x.ndim, self.example_rank))]
+        lead = x.shape[: x.ndim - len(example_axes(x.ndim, self.example_rank))]
         return xp.argmax(x.reshape((*lead, -1)), axis=-1)
 
 
@@ -465,7 +465,9 @@ class Norm(Op):
     def infer(self, x: Spec) -> Spec:
         axes = normalize_axes(self.axis, x.rank, "norm")
         if self.axis is not None and len(self.axis) not in (1, 2):
-            raise ValueError(f"norm: axis must name one axis (vector norm) or two (matrix norm); got axis={self.axis}.")
+            raise ValueError(
+                f"norm: axis must name one axis (vector norm) or two (matrix norm); got axis={self.axis}."
+            )
         if self._is_matrix() and not _ord_in(self.ord, _MATRIX_ORDS):
             raise ValueError(
                 f"norm: ord must be 1, inf, -inf, 'fro' or 'euclidean' for a matrix norm; got ord={self.ord!r}."
@@ -649,8 +651,9 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
         """
         return self._run(TopK(util.as_int(k, "top_k", "k")), x)
 
-    def norm(self, x: NDArray, ord: NormOrd = "euclidean", axis: Axis = None,
-             keep_dims: bool = False) -> NDArray:
+    def norm(
+        self, x: NDArray, ord: NormOrd = "euclidean", axis: Axis = None, keep_dims: bool = False
+    ) -> NDArray:
         """The norm of ``x``: a vector norm over all elements (axis None) or one axis
         (ord 1, 2, 'euclidean', inf, -inf), or a matrix norm over two axes (ord 1, inf, -inf,
         'fro', 'euclidean'). Other ords raise ValueError. Always float32.
