@@ -1,6 +1,6 @@
 """Runs systems on a problem: the one-step equality check, then the timing.
 
-Timing follows BENCHMARKS.md: warm-up, then at least 5 repeats of N steps with the device
+Timing (bench/README.md, How a figure is made): warm-up, then at least 5 repeats of N steps with the device
 synchronised before and after each repeat; N is chosen so that a repeat lasts about
 ``target_s``. Figures are the median over repeats of the time per step, with the spread
 (min and max) beside it.

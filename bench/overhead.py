@@ -3,7 +3,7 @@
 
 Usage: python bench/overhead.py [--backend cpu|cuda] [--profile OP]
 Prints µs per call (median of 7 repeats) for each op, for deeplearn and for the library by hand,
-and their ratio; BENCHMARKS.md's bar for the GPU is deeplearn ≤ 1.2 × CuPy.
+and their ratio; the bar for the GPU (bench/README.md) is deeplearn ≤ 1.2 × CuPy.
 """
 
 from __future__ import annotations

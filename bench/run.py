@@ -231,7 +231,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="tiny sizes and short timing: checks the harness, not speed"
     )
     p.add_argument(
-        "--full-size", action="store_true", help="use the GPU sizes of BENCHMARKS.md on the CPU too"
+        "--full-size", action="store_true", help="use the GPU sizes (bench/README.md) on the CPU too"
     )
     p.add_argument("--out", default=None, help="results folder (default bench/results) or a .json file path")
     p.add_argument(

@@ -151,7 +151,7 @@ class Problem:
         }
 
 
-# Sizes: "gpu" are BENCHMARKS.md's; "cpu" keeps the small models as they are and scales the
+# Sizes: "gpu" are the workloads' sizes (bench/README.md); "cpu" keeps the small models as they are and scales the
 # compute-bound ones to what a 2-core machine runs in seconds; "quick" is for the test suite.
 _SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quad": {"gpu": {"batch": 20}, "cpu": {"batch": 20}, "quick": {"batch": 20}},

@@ -3,7 +3,7 @@
 The cases were read from deeplearn.js's own tests; each names its call by deeplearn.js's name
 (``case["op"]``, e.g. "matMul", "grad:maxPool", "NDArray.randNormal") with camelCase ``attrs``.
 ``ADAPTERS`` maps that string to a function that makes the call through our API (snake_case
-names and arguments, STYLE.md 4.6) and returns what the case's ``expected`` describes. This is
+names and arguments, docs/design.md §1) and returns what the case's ``expected`` describes. This is
 the one place where strings select behaviour, because the data file is made of strings.
 
 Deliberate departures from deeplearn.js skip their cases in ``SKIPS``, each with its reason; the
@@ -145,7 +145,7 @@ def _ord(value: Any) -> Any:
 
 
 def _snake(name: str) -> str:
-    """deeplearn.js camelCase → our snake_case (STYLE.md 4.6): matMul → mat_mul, slice2D → slice2d."""
+    """deeplearn.js camelCase → our snake_case (docs/design.md §1): matMul → mat_mul, slice2D → slice2d."""
     name = re.sub(r"(\d)D\b", lambda m: m.group(1) + "d", name)
     name = re.sub(r"(\d)D(?=[A-Z])", lambda m: m.group(1) + "d", name)
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()

@@ -1,4 +1,4 @@
-"""The op table's four tests, for every op on every backend (STYLE.md 4.10)."""
+"""The op table's four tests, for every op on every backend (docs/design.md §10)."""
 
 from __future__ import annotations
 

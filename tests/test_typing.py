@@ -1,4 +1,4 @@
-"""The package type-checks under mypy --strict (STYLE.md 4.7): the public API stays typed."""
+"""The package type-checks under mypy --strict (docs/design.md §10): the public API stays typed."""
 
 from __future__ import annotations
 

@@ -290,7 +290,7 @@ class Equal(BinaryOp):
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         # deeplearn.js gives the bool NaN sentinel 255 when either side is NaN; a bool array
-        # has no such value here, so equal(NaN, x) is False, as in NumPy (DESIGN.md 4).
+        # has no such value here, so equal(NaN, x) is False, as in NumPy (docs/design.md §4).
         return a == b
 
 

@@ -4,7 +4,7 @@ softmax_cross_entropy_cost (each reduces to a Scalar).
 Each has a per-example form (``example_rank``, as ``reduction.paired_examples`` describes): the
 cost of each example of a batch, which is what a Graph's cost node computes.
 
-DESIGN.md §4: their gradients are the exact derivatives of the forward values times the incoming
+docs/design.md §4: their gradients are the exact derivatives of the forward values times the incoming
 gradient dy, where deeplearn.js's Graph drops the 1/N of the mean and ignores dy.
 """
 
@@ -80,7 +80,7 @@ class MeanSquaredCost(Op):
         # dx1 = dy·(x1 − x2)/N with N elements per example, dx2 = −dx1 (an input shared by
         # several examples gets the sum of theirs).
         # deeplearn.js: gives (x1 − x2) with no 1/N and ignores dy (graph/ops/element_wise_cost.ts);
-        # DESIGN.md §4: we return the exact derivative. conformance: graph.meanSquaredCost.fwd_bwd
+        # docs/design.md §4: we return the exact derivative. conformance: graph.meanSquaredCost.fwd_bwd
         n = max(util.size_from_shape(x1.shape[a] for a in example_axes(x1.rank, self.example_rank)), 1)
         dy_n = math.divide(_per_element(dy, self.example_rank), _scalar(math, n))
         dx1 = math.multiply(math.subtract(x1, x2), dy_n)
@@ -124,7 +124,7 @@ class SoftmaxCrossEntropyCost(Op):
         #   dx = dy·p·(Σ_k u_k p_k − u)   (= dy·(p − target) when eps = 0 and Σ target = 1)
         #   dtarget = −dy·log(q)
         # (an input shared by several examples gets the sum of theirs).
-        # deeplearn.js: dx = p − target whatever dy (graph/ops/softmax.ts); DESIGN.md §4: we return
+        # deeplearn.js: dx = p − target whatever dy (graph/ops/softmax.ts); docs/design.md §4: we return
         # the exact derivative of the forward value. conformance: graph.softmaxCrossEntropyCost.matches_theory
         dy = _per_element(dy, self.example_rank)
         p = math.softmax(x)

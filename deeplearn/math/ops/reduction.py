@@ -4,7 +4,7 @@ arg_max_equals log_sum_exp softmax top_k norm moments).
 Reductions take ``axis`` (None = every axis, an int, or a sequence of ints; negative axes count
 from the end) and ``keep_dims``. NaN in a reduced group gives NaN (deeplearn.js semantics);
 arg ops follow NumPy on NaN (the index of the first NaN) rather than deeplearn.js's int32
-sentinel (DESIGN.md §4). Kernels here are xp-generic; gradients are NDArrayMath calls.
+sentinel (docs/design.md §4). Kernels here are xp-generic; gradients are NDArrayMath calls.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ class _ArgReduction(Op, abstract=True):
 
     def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
         # deeplearn.js: ties give the first index. NaN: NumPy's rule (the first NaN's index),
-        # not deeplearn.js 0.3's int32 sentinel (DESIGN.md §4); conformance: argMax.nan, argMin.nan.
+        # not deeplearn.js 0.3's int32 sentinel (docs/design.md §4); conformance: argMax.nan, argMin.nan.
         grouped = _group_last(xp, x, normalize_axes(self.axis, x.ndim, self.name))
         return xp.asarray(self._index(xp, grouped), dtype=xp.int32)
 
