@@ -298,3 +298,25 @@ def test_train_checks_every_argument_before_anything_changes(kwargs: dict[str, o
         runner.train(cost, feeds, optimizer=dl.SGDOptimizer(0.01), **args)  # type: ignore[arg-type]
     assert runner.batch_size == 2 and runner.get_total_batches_trained() == 1  # the last run's settings
     assert feeds[0].data.position == 2  # type: ignore[attr-defined]  # nothing drawn
+
+
+def test_background_training_runs_the_compiled_step(math: dl.NDArrayMath) -> None:
+    """GraphRunner's training thread goes through Session.train, so its steps run as the
+    recorded Program (on CUDA, one captured graph), and give what steps run one by one give."""
+    results = []
+    for replay in (True, False):
+        g = Graph()
+        x = g.placeholder("x", [])
+        w = g.variable("w", Scalar.new(0, math=math))
+        cost = g.mean_squared_cost(g.multiply(w, x), g.multiply(g.constant(3), x))
+        session = Session(g, math)
+        session.replay_plans = replay
+        done = threading.Event()
+        runner = GraphRunner(math, session, GraphRunnerEventObserver(done_training_callback=done.set))
+        runner.train(cost, [FeedEntry(x, ListProvider([1.0, 2.0, 3.0, 4.0]))], 2, dl.SGDOptimizer(0.01),
+                     num_batches=20, background=True)
+        assert done.wait(30)
+        programs = [p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()]
+        assert bool(programs) == replay
+        results.append(session.eval(w).get())
+    assert results[0] == results[1] and results[0] != 0.0
