@@ -10,6 +10,12 @@ has this layout::
     demos/NAME/index.html   the page (plain HTML/CSS/JS; demos/_shared/ holds what pages share)
     demos/NAME/live.py      optional: the code that runs when the page asks for /demos/NAME/run
 
+``/`` (and ``/demos/``) is the index of the demos, made from the folders as they are: every folder
+with an ``index.html`` (and a name not starting with ``_``), listed by its page's ``<title>`` (up
+to a `` · ``) and its ``<meta name="description">`` (else the first sentence of its
+``<p class="lede">``), with the thumbnail ``demos/_index/thumbnails/NAME.svg`` (or ``.png``) when
+there is one.
+
 ``live.py`` defines two functions (and may import the helpers below from ``demos.server``)::
 
     def parse_params(query: Mapping[str, str]) -> Any   # raises ValueError("<message for the page>")
@@ -58,6 +64,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -65,6 +72,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -84,11 +93,14 @@ __all__ = [
     "finite",
     "backend_info",
     "CostWatch",
+    "DemoEntry",
+    "list_demos",
 ]
 
 DEFAULT_PORT = 8080
 LIVE_MODULE = "live.py"
 RUN_ENDPOINT = "run"
+INDEX_ASSETS = "_index"  # demos/_index/: the index page's stylesheet and the demos' thumbnails
 
 # Limits (see the module docstring); make_server takes the first four as arguments.
 MAX_CONNECTIONS = 64       # connections handled at once; more wait in the listen backlog
@@ -259,6 +271,89 @@ class CostWatch:
             self.warned = True
             return True
         return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The index of the demos
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoEntry:
+    """One demo as the index lists it."""
+
+    name: str              # the folder's name: the page is /demos/NAME/
+    title: str
+    description: str
+    thumbnail: str | None  # the thumbnail's URL, or None
+
+
+class _PageInfo(HTMLParser):
+    """What the index needs from a demo's page: its <title>, its <meta name="description"> and the
+    text of its first <p class="lede">."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.description = ""
+        self.lede = ""
+        self._reading: str | None = None  # "title" or "lede" while inside one
+        self._seen: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {k: v or "" for k, v in attrs}
+        if tag == "meta" and attributes.get("name", "").lower() == "description" and not self.description:
+            self.description = attributes.get("content", "")
+        elif tag == "title" and "title" not in self._seen:
+            self._reading = "title"
+        elif tag == "p" and "lede" in attributes.get("class", "").split() and "lede" not in self._seen:
+            self._reading = "lede"
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._reading is not None and tag == {"title": "title", "lede": "p"}[self._reading]:
+            self._seen.add(self._reading)
+            self._reading = None
+
+    def handle_data(self, data: str) -> None:
+        if self._reading == "title":
+            self.title += data
+        elif self._reading == "lede":
+            self.lede += data
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def list_demos(demos_dir: str | os.PathLike[str]) -> list[DemoEntry]:
+    """Every demo in ``demos_dir`` (a folder with an index.html, not named ``_...`` or ``.*``),
+    sorted by folder name, with what the index shows of it.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp()); (root / "hello").mkdir()
+        >>> page = '<title>Hello · a demo</title><p class="lede">Says <b>hi</b>. Then stops.</p>'
+        >>> _ = (root / "hello" / "index.html").write_text(page)
+        >>> list_demos(root)
+        [DemoEntry(name='hello', title='Hello', description='Says hi.', thumbnail=None)]
+    """
+    root = Path(demos_dir)
+    entries = []
+    for folder in sorted(root.iterdir()):
+        page = folder / "index.html"
+        if folder.name.startswith(("_", ".")) or not page.is_file():
+            continue
+        info = _PageInfo()
+        info.feed(page.read_text(encoding="utf-8", errors="replace"))
+        info.close()
+        title = _one_line(info.title).split(" · ")[0] or folder.name
+        # The first sentence of the lede, when the page has no description of its own.
+        first_sentence = re.split(r"(?<=[.!?])\s", _one_line(info.lede), maxsplit=1)[0]
+        description = _one_line(info.description) or first_sentence
+        thumbnail = next((f"/demos/{INDEX_ASSETS}/thumbnails/{folder.name}{ext}" for ext in (".svg", ".png")
+                          if (root / INDEX_ASSETS / "thumbnails" / f"{folder.name}{ext}").is_file()), None)
+        entries.append(DemoEntry(folder.name, title, description, thumbnail))
+    return entries
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,8 +533,8 @@ class _HeadReader(io.RawIOBase):
 
 
 class DemoHandler(BaseHTTPRequestHandler):
-    """Routes: ``/`` → the default demo; ``/demos/`` → a list of demos; ``/demos/NAME/run`` → a
-    live run as SSE; anything else under ``/demos/`` → a file of ``demos/``; the rest → 404."""
+    """Routes: ``/`` and ``/demos/`` → the index of the demos; ``/demos/NAME/run`` → a live run as
+    SSE; anything else under ``/demos/`` → a file of ``demos/``; the rest → 404."""
 
     server: DemoServer
     server_version = "deeplearn-demo/1"
@@ -478,8 +573,7 @@ class DemoHandler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         raw_path = split.path
         if raw_path in ("", "/"):
-            target = f"/demos/{self.server.default_demo}/" if self.server.default_demo else "/demos/"
-            self._redirect(target)
+            self._send_index(head)
             return
         segments = self._safe_segments(raw_path)
         if segments is None or not segments or segments[0] != "demos":
@@ -541,12 +635,27 @@ class DemoHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send_index(self, head: bool) -> None:
-        names = sorted(p.name for p in self.server.demos_dir.iterdir()
-                       if p.is_dir() and (p / "index.html").is_file() and not p.name.startswith(("_", ".")))
-        items = "\n".join(f'<li><a href="/demos/{html.escape(n)}/">{html.escape(n)}</a></li>' for n in names)
-        page = ("<!doctype html><meta charset=utf-8><title>deeplearn demos</title>"
-                "<link rel=stylesheet href=/demos/_shared/demo.css>"
-                f"<main class=page><h1>deeplearn demos</h1><ul>{items}</ul></main>\n")
+        """The index of the demos: a card for each, the one watch-demo was started with marked."""
+        cards = []
+        for demo in list_demos(self.server.demos_dir):
+            name = html.escape(demo.name)
+            image = (f'<img src="{html.escape(demo.thumbnail)}" alt="" width="160" height="100">'
+                     if demo.thumbnail else '<span class="no-thumbnail"></span>')
+            started = (' <span class="tag" title="the demo ./scripts/watch-demo was started with">started</span>'
+                       if demo.name == self.server.default_demo else "")
+            cards.append(
+                f'<li class="card" id="demo-{name}"><a href="/demos/{name}/">{image}'
+                f'<b>{html.escape(demo.title)}</b></a>{started}<p>{html.escape(demo.description)}</p>'
+                f"<code>./scripts/watch-demo demos/{name}</code></li>")
+        items = "\n".join(cards)
+        page = ("<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+                "<meta name=viewport content='width=device-width, initial-scale=1'><title>deeplearn demos</title>"
+                "<link rel=icon href='data:,'><link rel=stylesheet href=/demos/_shared/demo.css>"
+                f"<link rel=stylesheet href=/demos/{INDEX_ASSETS}/index.css></head>\n"
+                "<body><div class=page id=index><header class=top><div><h1>deeplearn demos</h1>"
+                "<p class=lede>Each page runs its Python code live with <b>deeplearn</b> on this server and shows "
+                "it as it goes. Nothing is loaded from the network.</p></div></header>\n"
+                f"<ul>\n{items}\n</ul></div></body></html>\n")
         self._send_text(HTTPStatus.OK, page, head, "text/html; charset=utf-8")
 
     def _send_file(self, rest: list[str], raw_path: str, head: bool) -> None:
@@ -713,8 +822,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"watch-demo: cannot listen on {args.host}:{args.port}: {e.strerror or e}.", file=sys.stderr)
         return 1
-    print(f"Serving {demo_dir.parent.name}/{demo_dir.name} at {server.url_for(demo_dir.name)}  (Ctrl-C to stop)",
-          flush=True)
+    print(f"Serving {demo_dir.parent.name}/{demo_dir.name} at {server.url_for(demo_dir.name)}  "
+          f"(every demo: {server.url_for().removesuffix('demos/')}; Ctrl-C to stop)", flush=True)
     # Ctrl-C stops the server, even when started from a script that ignores SIGINT for its
     # background jobs; so does a plain `kill` (SIGTERM).
     signal.signal(signal.SIGINT, signal.default_int_handler)

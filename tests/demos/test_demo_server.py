@@ -169,14 +169,15 @@ def test_head_has_no_body(server: DemoServer) -> None:
 
 
 def test_redirects(server: DemoServer) -> None:
-    root = request(server, "/")
-    assert (root.status, root.headers["location"]) == (302, "/demos/echo/")
     folder = request(server, "/demos/echo")
     assert (folder.status, folder.headers["location"]) == (302, "/demos/echo/")
+    index = request(server, "/demos")
+    assert (index.status, index.headers["location"]) == (302, "/demos/")
 
 
-def test_demo_index_lists_the_demos(server: DemoServer) -> None:
-    reply = request(server, "/demos/")
+@pytest.mark.parametrize("path", ["/", "/demos/"])
+def test_demo_index_lists_the_demos(server: DemoServer, path: str) -> None:
+    reply = request(server, path)  # the root is the index too (tests/demos/test_color_and_life.py has more)
     assert reply.status == 200
     assert 'href="/demos/echo/"' in reply.text and 'href="/demos/static/"' in reply.text
     assert "_shared" not in reply.text.split("<ul>")[1]
