@@ -19,6 +19,7 @@ from deeplearn.data import (
     write_checkpoint,
 )
 from deeplearn.environment import ENV, Environment, memory
+from deeplearn.export import export_onnx
 from deeplearn.graph import (
     AdadeltaOptimizer,
     AdagradOptimizer,
@@ -103,6 +104,7 @@ __all__ = [
     "save_model",
     "load_model",
     "read_model_metadata",
+    "export_onnx",
     "GraphRunner",
     "GraphRunnerEventObserver",
     "MetricReduction",
