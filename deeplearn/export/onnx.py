@@ -37,7 +37,7 @@ from deeplearn.types import DType
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["CONVERTERS", "DEFAULT_OPSET", "MIN_OPSET", "Converter", "export_onnx"]
+__all__ = ["CONVERTERS", "DEFAULT_OPSET", "MIN_OPSET", "Converter", "converter_for", "export_onnx"]
 
 DEFAULT_OPSET = 17
 """The ONNX opset written unless ``opset=`` says otherwise (every current runtime runs it)."""
@@ -497,7 +497,13 @@ CONVERTERS: dict[type[Op], Converter] = {
 
 def converter_for(node: Node) -> Converter | None:
     """The converter of ``node``: its op class's entry, the reshape converter for a reshape node
-    (which has no op), None when the op cannot be exported."""
+    (which has no op), None when the op cannot be exported.
+
+    Example:
+        >>> g = dl.Graph(); x = g.placeholder("x", [2, 3])
+        >>> [converter_for(t.node) is not None for t in (g.relu(x), g.reshape(x, [6]), x)]
+        [True, True, False]
+    """
     if node.op is None:
         return _reshape if node.op_rule is batching.RESHAPE else None
     return CONVERTERS.get(type(node.op))
@@ -518,10 +524,10 @@ def export_onnx(
     The model computes what ``Session.eval_batch(outputs, ...)`` does: every input and output
     has the tensor's per-example shape behind a leading dynamic ``batch`` dimension, and an
     output that depends on no input is repeated along the batch. Variables and constants are
-    stored in the model with their current values. Inputs are named after their tensors and
-    outputs after theirs (``name_2``, ``name_3`` ... where names repeat); read
-    ``model.graph.input`` and ``model.graph.output`` for the exact names. The model passes
-    ``onnx.checker`` before it is returned or written.
+    stored in the model with their current values. Inputs and outputs are named after their
+    tensors (``name_2``, ``name_3`` ... where names repeat; characters other than letters,
+    digits and ``_-./`` become ``_``): ``model.graph.input`` and ``model.graph.output`` give the
+    exact names. The model passes ``onnx.checker`` before it is returned or written.
 
     Args:
         graph: the Graph.

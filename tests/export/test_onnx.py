@@ -168,7 +168,7 @@ def test_int32_values_and_int32_and_bool_outputs(math: dl.NDArrayMath) -> None:
 def _mlp(math: dl.NDArrayMath) -> tuple[Graph, Tensor, Tensor, list[Tensor]]:
     g = Graph()
     x = g.placeholder("x", [6])
-    label = g.placeholder("label", [3])
+    label = g.placeholder("y label", [3])
     hidden = g.layers.dense("hidden1", x, 8, g.relu)
     hidden = g.layers.dense("hidden2", hidden, 5, g.tanh)
     logits = g.layers.dense("logits", hidden, 3)
@@ -190,7 +190,7 @@ def test_a_dense_mlp_written_to_a_file(math: dl.NDArrayMath, tmp_path: Path) -> 
     model = _check(Session(g, math), outputs, {x: xs, label: labels}, "mlp", path)
     assert path.read_bytes() == model.SerializeToString()  # type: ignore[attr-defined]
     assert [p.name for p in tmp_path.iterdir()] == ["mlp.onnx"]  # no temporary file left
-    assert [i.name for i in model.graph.input] == ["x", "label"]  # type: ignore[attr-defined]
+    assert [i.name for i in model.graph.input] == ["x", "y_label"]  # type: ignore[attr-defined]
     assert [o.name for o in model.graph.output] == ["softmax", "argmax", "softmax_cross_entropy_cost",  # type: ignore[attr-defined]
                                                     "mean_squared_cost"]
 
