@@ -305,6 +305,15 @@ class MatMulRule(BatchRule):
 
     @staticmethod
     def _matrices(node: Node, xs: Sequence[NDArray], batched: Sequence[bool]) -> tuple[NDArray, NDArray]:
+        op = _op(node)
+        if isinstance(op, linalg.MatMul) and any(batched) and _unfoldable(op, batched):
+            # The folds below lay the batch out for A·B, and for a batched A times a shared op(B)
+            # (Graph.matmul builds no other): refuse the rest rather than compute a wrong product.
+            raise ValueError(
+                f"{node.name}: a matrix product with a transposed operand cannot run with a batched "
+                f"operand; got orientations ({op.a_orientation.name}, {op.b_orientation.name}) and "
+                f"batched={tuple(batched)}."
+            )
         x1, x2 = xs
         t1, t2 = node.inputs
         lead1 = x1.shape[:1] if batched[0] else ()
@@ -375,6 +384,14 @@ class MatMulRule(BatchRule):
             else:
                 da, db = d_left, d_right
         return [da.reshape(xs[0].shape) if wants[0] else None, db.reshape(xs[1].shape) if wants[1] else None]
+
+
+def _unfoldable(op: linalg.MatMul, batched: Sequence[bool]) -> bool:
+    """Whether MatMulRule cannot lay out ``op``'s product with this batching (a transposed A
+    with a batched operand, or a transposed B with a batched B)."""
+    if (op.a_orientation, op.b_orientation) == (REGULAR, REGULAR):
+        return False
+    return not (op.a_orientation == REGULAR and batched[0] and not batched[1])
 
 
 # MatMul takes matrices only, and two batched operands (one product per example) cannot share

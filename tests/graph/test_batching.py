@@ -16,6 +16,7 @@ from deeplearn.graph import batching
 from deeplearn.graph.graph import OpNode
 from deeplearn.math.ops import costs, elementwise, linalg, pool, reduction
 from deeplearn.math.ops.base import Op
+from tests.graph.helpers import ListProvider
 from tests.conftest import as_ndarray
 from tests.graph.graph_cases import CASES, GraphCase
 
@@ -117,3 +118,27 @@ def test_per_example_forms_check_the_examples(op: Op, cpu_math: dl.NDArrayMath) 
         cpu_math.engine.run(op, NDArray.zeros([4, 2, 3]), NDArray.zeros([5, 2, 3]))
     with pytest.raises(ShapeError, match="must have the same shape in their last 2 axes"):  # rank < 2
         cpu_math.engine.run(op, NDArray.zeros([3]), NDArray.zeros([3]))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "batched"),
+    [("T", "R", (True, False)), ("R", "T", (False, True)), ("T", "T", (True, True)), ("R", "T", (True, True))],
+)
+def test_matmul_with_transposed_operands_it_cannot_batch_is_refused(
+    cpu_math: dl.NDArrayMath, a: str, b: str, batched: tuple[bool, bool]
+) -> None:
+    """The batch rule folds A·B and a batched A times a shared op(B); any other orientation with
+    a batched operand is an error naming the node, never a wrong product."""
+    from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
+
+    o = {"R": MatrixOrientation.REGULAR, "T": MatrixOrientation.TRANSPOSED}
+    g = dl.Graph()
+    x1, x2 = g.placeholder("x1", [3, 3]), g.placeholder("x2", [3, 3])
+    op = MatMul(o[a], o[b])
+    y = g._add_op("mm", op, batching.rule_for(op), [x1, x2], op.infer(x1.spec, x2.spec))
+    session = dl.Session(g, cpu_math)
+    ones = np.ones((2, 3, 3), np.float32)
+    feeds = {x1: ListProvider(ones) if batched[0] else dl.NDArray.from_numpy(ones[0]),
+             x2: ListProvider(ones) if batched[1] else dl.NDArray.from_numpy(ones[0])}
+    with pytest.raises(ValueError, match="mm: a matrix product with a transposed operand cannot run"):
+        session.eval_batch(y, feeds, 2)
