@@ -285,6 +285,9 @@ async function startRun(resume) {
     query.set("resume", "1");
     if (!query.get("seed") && run.seed !== undefined) query.set("seed", String(run.seed));  // the seed the server picked
   }
+  const shareable = new URLSearchParams(query);   // the page's address names the model and the settings
+  shareable.delete("resume");
+  history.replaceState(null, "", `?${shareable}`);
   showMessage($("message"), "");
   document.body.dataset.runs = String(Number(document.body.dataset.runs || 0) + 1);
   if (!resume) resetRun();

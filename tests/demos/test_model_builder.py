@@ -364,6 +364,8 @@ def test_the_page_builds_a_model_trains_stops_and_resumes(request: pytest.Fixtur
     assert page.inner_text("#backend-name").startswith(("CPU", "GPU"))
     assert int(page.inner_text("#speed-now").replace(",", "")) > 0
     assert page.locator("#grid .digit canvas").count() == 40
+    shared_url = page.url                                                 # the address names the model built
+    assert "layers=conv2d%3A5%3A4%3A1%2C+relu" in shared_url and "batches=60" in shared_url
     assert page.locator("#grid .digit.right").count() + page.locator("#grid .digit.wrong").count() == 40
 
     # Stop, change the optimizer, resume: the charts go on from where they were.
@@ -385,3 +387,8 @@ def test_the_page_builds_a_model_trains_stops_and_resumes(request: pytest.Fixtur
     right = page.locator("#grid .digit.right").first
     assert right.get_attribute("data-label") == right.get_attribute("data-predicted")
     shared.assert_not_blank(page, tmp_path / "model_builder.png")
+
+    # The address opens the same model.
+    page.goto(shared_url)
+    wait_checked(page, "true", 0)
+    assert shown_shapes(page)[0] == "[28, 28, 4]" and page.input_value("#batches") == "60"
