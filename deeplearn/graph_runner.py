@@ -354,6 +354,7 @@ class GraphRunner:
             raise ValueError("GraphRunner.resume_training: nothing to resume; call train() first.")
         self._stop_current_training()
         self._is_training = True
+        self.batches_trained_this_run = 0  # num_batches counts per run, as deeplearn.js's resumeTraining
         self._stop_event.clear()
         self._train_error = None
         if self._background:

@@ -410,9 +410,6 @@ class Model:
         runner.event_observer = GraphRunnerEventObserver(**{
             **observer.__dict__, "batches_trained_callback": count,
             "metric_callback": metric if metric_callback is not None else None})
-        # GraphRunner.train does not reset its count of this run's batches (deeplearn.js's
-        # resumeTraining did): a second call would stop at once, so it is reset here.
-        runner.batches_trained_this_run = 0
         runner.train(self.cost, self.train_feeds, batch_size, optimizer, num_batches,
                      metric_tensor=self.correct, metric_feed_entries=self.test_feeds,
                      metric_batch_size=len(self.data.test_labels), eval_interval_ms=eval_interval_ms,

@@ -320,3 +320,16 @@ def test_background_training_runs_the_compiled_step(math: dl.NDArrayMath) -> Non
         assert bool(programs) == replay
         results.append(session.eval(w).get())
     assert results[0] == results[1] and results[0] != 0.0
+
+
+def test_each_train_call_and_each_resume_trains_its_num_batches() -> None:
+    """num_batches counts per run: a second train() on the same runner trains its batches, and
+    so does resume_training() (deeplearn.js reset batchesTrainedThisRun there)."""
+    math, session, x, y, cost, feeds = _setup()
+    runner = GraphRunner(math, session)
+    runner.train(cost, feeds, 1, dl.SGDOptimizer(0.01), num_batches=3)
+    assert runner.get_total_batches_trained() == 3
+    runner.train(cost, feeds, 1, dl.SGDOptimizer(0.01), num_batches=2)
+    assert runner.get_total_batches_trained() == 2 and runner.batches_trained_this_run == 2
+    runner.resume_training()
+    assert runner.get_total_batches_trained() == 4 and runner.batches_trained_this_run == 2
