@@ -22,10 +22,9 @@ import json
 import os
 import re
 import stat
-import tempfile
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +32,8 @@ import numpy as np
 
 from deeplearn import util
 from deeplearn.data import download
+from deeplearn.data.files import folder_lock, fsync_folder, write_atomic
 from deeplearn.math.ndarray import NDArray
-
-try:
-    import fcntl
-except ImportError:  # Windows: writers are not serialised
-    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
@@ -383,7 +378,7 @@ def write_checkpoint(folder: str | os.PathLike[str], variables: Mapping[str, Any
         prepared.append((name, base, *_host_values(name, value, where)))
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
-    with _exclusive(path):
+    with folder_lock(path):
         _remove_what_killed_writers_left(path)
         try:
             _write_locked(path, prepared, where)
@@ -412,13 +407,13 @@ def _write_locked(path: Path, prepared: list[tuple[str, str, np.ndarray, str]], 
     _write_atomic(path / _JOURNAL, json.dumps({"new": sorted(new_files), "old": sorted(old_files)}).encode())
     for name, _, values, dtype in prepared:
         _write_atomic(path / manifest[name]["filename"], values.astype(_ENCODINGS[dtype]).tobytes())
-    _fsync_folder(path)  # the files are on disk before the manifest that names them
+    fsync_folder(path)  # the files are on disk before the manifest that names them
     _write_atomic(path / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True).encode())
-    _fsync_folder(path)
+    fsync_folder(path)
     for stale in old_files - new_files:
         _remove_file(path / stale)
     _remove_file(path / _JOURNAL)
-    _fsync_folder(path)
+    fsync_folder(path)
 
 
 def _host_values(name: str, value: Any, where: str) -> tuple[np.ndarray, str]:
@@ -487,35 +482,11 @@ def _remove_what_killed_writers_left(path: Path) -> None:
     _remove_file(path / _JOURNAL)
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Holds an exclusive lock on the folder (flock on the folder itself: no lock file to
-    leave behind) where the system has one."""
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 def _write_atomic(target: Path, data: bytes) -> None:
-    """Writes ``data`` to a temporary file next to ``target``, flushes it to disk and renames
-    it over ``target``: readers see the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{_OURS}{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``files.write_atomic`` with a temporary name of ours (the journal's clean-up knows them);
+    the caller flushes the folder once its files are written."""
+    tmp = target.parent / f"{_OURS}{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+    write_atomic(target, data, tmp=tmp, sync_folder=False)
 
 
 def _remove_file(file: Path) -> None:
@@ -524,13 +495,3 @@ def _remove_file(file: Path) -> None:
     with contextlib.suppress(OSError):
         if not stat.S_ISDIR(os.lstat(file).st_mode):
             os.unlink(file)
-
-
-def _fsync_folder(path: Path) -> None:
-    """Flushes the folder's entries (the renames) to disk, where folders can be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

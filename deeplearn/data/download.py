@@ -27,10 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: downloads of one folder are not serialised
-    fcntl = None  # type: ignore[assignment]
+from deeplearn.data.files import folder_lock, fsync_folder
+
 
 __all__ = ["CACHE_ENV", "DownloadError", "check_http_url", "default_cache_dir", "download", "fetch"]
 
@@ -172,7 +170,7 @@ def fetch(
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha256)):
         raise ValueError(f"{where}: sha256 must be 64 hex digits or None; got sha256={sha256!r}.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(target.parent):
+    with folder_lock(target.parent):
         if _is_cached(target, size, where):
             return target
         part = target.with_name(f"{_PART_PREFIX}{target.name}.part")
@@ -185,7 +183,7 @@ def fetch(
             _unlink(part)
             raise
         os.replace(part, target)
-        _fsync_folder(target.parent)
+        fsync_folder(target.parent)
     return target
 
 
@@ -390,30 +388,6 @@ def _tqdm(progress: bool | None) -> Any:
     return tqdm
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Holds an exclusive lock on the folder (flock on the folder itself, no lock file) where
-    the system has one."""
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _unlink(file: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(file)
-
-
-def _fsync_folder(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

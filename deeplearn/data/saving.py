@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deeplearn import util
+from deeplearn.data.files import folder_lock, write_atomic
 from deeplearn.math.ndarray import NDArray
 from deeplearn.types import DisposedError
 
@@ -69,7 +70,6 @@ FORMAT_VERSION = 1
 _DTYPES = ("float32", "int32", "bool")
 _STATE_PREFIX = "optimizer/"
 _TMP_SUFFIX = ".deeplearn-tmp"  # what a temporary file of a save ends with
-_CHUNK = 16 << 20  # bytes per write call
 
 
 # -- public API --------------------------------------------------------------------------------
@@ -633,38 +633,12 @@ def _target_file(path: str | os.PathLike[str], where: str) -> Path:
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
-    """Writes ``data`` to a temporary file next to ``target``, flushes it to disk, renames it
-    over ``target`` and flushes the folder: readers see the old file or the whole new one, and
-    a crash at any point leaves one of them."""
+    """Writes ``data`` over ``target`` atomically (``files.write_atomic``), the folder's writers
+    taking turns; the temporary files of earlier saves that were killed go first."""
     folder = target.parent
-    with _folder_lock(folder):
+    with folder_lock(folder):
         _remove_leftovers(target)
-        tmp = folder / f".{target.name}.{uuid.uuid4().hex[:12]}{_TMP_SUFFIX}"
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666
-        )  # umask applies
-        try:
-            try:
-                with contextlib.suppress(OSError):  # a file replaced keeps its permissions
-                    os.fchmod(fd, stat.S_IMODE(os.stat(target).st_mode))
-                _write_chunks(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_folder(folder)
-
-
-def _write_chunks(fd: int, data: bytes) -> None:
-    """Writes all of ``data`` to ``fd``, a chunk per call."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view[:_CHUNK])
-        view = view[written:]
+        write_atomic(target, data, tmp=folder / f".{target.name}.{uuid.uuid4().hex[:12]}{_TMP_SUFFIX}")
 
 
 def _remove_leftovers(target: Path) -> None:
@@ -679,28 +653,3 @@ def _remove_leftovers(target: Path) -> None:
             with contextlib.suppress(OSError):
                 if stat.S_ISREG(os.lstat(target.parent / entry).st_mode):
                     os.unlink(target.parent / entry)
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on the folder (flock on the folder itself, so no lock file is left
-    behind), where the system has one; the system releases it if the process dies."""
-    if fcntl is None:
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flushes the folder's entries (the rename) to disk, where folders can be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

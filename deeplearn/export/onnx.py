@@ -15,10 +15,8 @@ is not in the table raises a ValueError naming it, before anything is written.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from deeplearn.math.ops import arithmetic, conv, costs, elementwise, layout, lin
 from deeplearn.math.ops.base import Op, normalize_axes
 from deeplearn.math.ops.reduction import example_axes
 from deeplearn.types import DType
+from deeplearn.data.files import write_atomic
 
 if TYPE_CHECKING:
     import onnx
@@ -578,7 +577,7 @@ def export_onnx(
     model = _build_model(onnx_module, opset, nodes, wanted, fed)
     onnx_module.checker.check_model(model, full_check=True)
     if path is not None:
-        _write_atomic(Path(path), model.SerializeToString())
+        write_atomic(Path(path), model.SerializeToString())
     return model
 
 
@@ -688,19 +687,3 @@ def _value_info(onnx_module: Any, name: str, t: Tensor) -> Any:
     return onnx_module.helper.make_tensor_value_info(
         name, _onnx_dtype(onnx_module, t.dtype), [BATCH, *t.shape]
     )
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    """Writes ``data`` to a temporary file next to ``target``, flushes it to disk and renames it
-    over ``target``: readers see the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

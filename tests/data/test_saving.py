@@ -20,7 +20,7 @@ import pytest
 
 import deeplearn as dl
 from deeplearn import NDArray, load_model, read_model_metadata, save_model
-from deeplearn.data import saving
+from deeplearn.data import files, saving
 from deeplearn.graph.graph import VariableNode
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
@@ -327,7 +327,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(cpu_math: dl.N
         os.write(fd, data[: len(data) // 2])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(saving, "_write_chunks", half_then_fail)
+    monkeypatch.setattr(files, "_write_chunks", half_then_fail)
     with pytest.raises(OSError, match="No space left"):
         save_model(path, _graph(w=dl.Array1D.new([4, 5, 6])))
     assert path.read_bytes() == old
@@ -345,13 +345,13 @@ def test_a_writer_killed_midway_leaves_the_old_file(cpu_math: dl.NDArrayMath, tm
     script = textwrap.dedent(f"""
         import os, sys, time
         import deeplearn as dl
-        from deeplearn.data import saving
+        from deeplearn.data import files, saving
         def half_then_wait(fd, data):
             os.write(fd, data[: len(data) // 2])
             os.fsync(fd)
             print("half", flush=True)
             time.sleep(120)
-        saving._write_chunks = half_then_wait
+        files._write_chunks = half_then_wait
         g = dl.Graph()
         g.variable("w", dl.NDArray.ones([1000, 1000], math=dl.NDArrayMathCPU()))
         saving.save_model({str(path)!r}, g)
