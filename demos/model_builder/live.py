@@ -11,7 +11,10 @@ Two kinds of request:
   ``ValueError`` the server answers with 400 and the message) and one ``model`` event gives every
   layer's output shape and the number of weights. Nothing trains. The page asks this as the layers
   are edited.
-* otherwise a run: ``start``, ``backend``, ``model``, ``data`` (the test images of the grid, their
+* otherwise a run: ``start``, ``backend``, ``model``, for a data set that is downloaded (full
+  MNIST, Fashion-MNIST, CIFAR-10) ``download`` events (the file, its bytes so far and its size, the
+  bytes so far of all the files and their total, about ten times a second; once each file when it
+  is in the cache or the user's folder, ``$DEEPLEARN_DATASETS``), then ``data`` (the test images of the grid, their
   labels and the split), then as GraphRunner reports: ``progress`` (the batch, its average cost and
   examples per second, about four times a second) and ``accuracy`` (the share of the 1,000 held-out
   digits right and the predictions for the grid, about once a second), and ``done``. The page stops
@@ -39,11 +42,14 @@ from typing import Any
 import numpy as np
 
 import deeplearn as dl
+from deeplearn.data.download import DownloadError
 from demos.model_builder import model_builder as mb
 from demos.server import CostWatch, backend_info, check_known, float_param, int_param, optional_int_param
 
 GRID_PER_DIGIT = 4  # the grid shows this many held-out images of each digit
-DATASETS = {"mnist": "MNIST sample (5,000 digits, embedded)"}
+DATASETS = {key: dataset.label for key, dataset in mb.DATASETS.items()}
+MAX_TRAIN = 20_000  # of a full data set's training examples, the page trains on the first 20,000 ...
+MAX_TEST = 1_000    # ... and measures the accuracy on the first 1,000 of its test examples
 
 HYPERPARAMETERS = ("momentum", "gamma", "beta1", "beta2")
 PARAMS = frozenset({"dataset", "layers", "optimizer", "learning_rate", *HYPERPARAMETERS,
@@ -109,15 +115,14 @@ def parse_params(query: Mapping[str, str]) -> Params:
     check_known(query, PARAMS)
     dataset = query.get("dataset", "mnist").strip() or "mnist"
     if dataset not in DATASETS:
-        raise ValueError(f"Unknown data set {dataset!r}; this page has: {', '.join(DATASETS)} (full MNIST, "
-                         f"Fashion-MNIST and CIFAR-10 are not part of it yet).")
+        raise ValueError(f"Unknown data set {dataset!r}; this page has: {', '.join(DATASETS)}.")
     optimizer = query.get("optimizer", mb.DEFAULT_OPTIMIZER).strip().lower() or mb.DEFAULT_OPTIMIZER
     if optimizer not in mb.OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {optimizer!r}; the optimizers are {', '.join(mb.OPTIMIZERS)}.")
     text = query.get("layers", "").strip() or Params.layers
     try:
         layers = mb.parse_layers(text)
-        mb.check_model(layers)
+        mb.check_model(layers, mb.DATASETS[dataset].image_shape)
     except mb.ModelError as e:
         raise ValueError(str(e)) from None
     hyper = {name: _below_one(query, name, label, default)
@@ -146,21 +151,28 @@ def model_summary(params: Params) -> dict[str, Any]:
         {'spec': 'dense:10', 'kind': 'dense', 'args': [10], 'shape': [10]}
     """
     layers = mb.parse_layers(params.layers)
-    shapes = mb.check_model(layers)
-    return {"input": list(mb.IMAGE_SHAPE), "parameters": mb.count_parameters(layers),
+    image_shape = mb.DATASETS[params.dataset].image_shape
+    shapes = mb.check_model(layers, image_shape)
+    return {"input": list(image_shape), "parameters": mb.count_parameters(layers, image_shape),
             "layers": [{"spec": str(layer), "kind": layer.kind, "args": list(layer.args), "shape": list(shape.dims)}
                        for layer, shape in zip(layers, shapes, strict=True)]}
 
 
 # What the last run left, so that the next may resume it (runs take turns: the server runs one at a time).
 _last: dict[str, Any] = {}
-_data: list[mb.Data] = []
+_data: dict[str, mb.Data] = {}
 
 
-def _load_data() -> mb.Data:
-    if not _data:
-        _data.append(mb.load_data())
-    return _data[0]
+def _load_data(key: str, emit: Callable[[str, Mapping[str, Any]], None]) -> mb.Data:
+    """The data set, loaded once per server; a full one's files found or downloaded (``download``
+    events), its first MAX_TRAIN training and MAX_TEST test examples kept."""
+    if key not in _data:
+        def on_progress(name: str, done: int, size: int, all_done: int, total: int) -> None:
+            emit("download", {"dataset": DATASETS[key], "file": name, "done": done, "size": size,
+                              "all_done": all_done, "total": total})
+
+        _data[key] = mb.load_dataset(key, on_progress=on_progress, max_train=MAX_TRAIN, max_test=MAX_TEST)
+    return _data[key]
 
 
 def _grid(data: mb.Data) -> np.ndarray:
@@ -191,12 +203,19 @@ def run(params: Params, emit: Callable[[str, Mapping[str, Any]], None]) -> None:
                                     "changed, or the server restarted): training starts from new weights."})
     emit("backend", backend_info(math))
     emit("model", summary)
-    data = _load_data()
+    try:
+        data = _load_data(params.dataset, emit)
+    except (DownloadError, ValueError) as e:   # offline, or a file that is not the original: said, not a traceback
+        emit("error", {"message": str(e)})
+        return
     grid = _grid(data)
-    pixels = (data.test_images[grid, :, :, 0] * 255).round().astype(np.uint8)
+    pixels = (data.test_images[grid] * 255).round().astype(np.uint8)
+    dataset = mb.DATASETS[params.dataset]
     emit("data", {"dataset": DATASETS[params.dataset], "train": len(data.train_labels),
                   "test": len(data.test_labels), "grid_labels": data.test_labels[grid].tolist(),
-                  "grid_pixels": base64.b64encode(pixels.tobytes()).decode("ascii"), "image_size": 28})
+                  "grid_pixels": base64.b64encode(pixels.tobytes()).decode("ascii"),
+                  "image_size": dataset.image_shape[0], "channels": dataset.image_shape[2],
+                  "classes": list(dataset.classes)})
 
     if resumed:
         model: mb.Model = _last["model"]

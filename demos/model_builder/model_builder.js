@@ -20,6 +20,8 @@ const KINDS = {
 };
 // live.py's defaults for a batch of 64 (model_builder.DEFAULT_LEARNING_RATES).
 const LEARNING_RATES = {sgd: 0.5, momentum: 0.1, rmsprop: 0.1, adagrad: 2, adadelta: 64, adam: 0.1, adamax: 0.2};
+// Each data set's image shape (model_builder.DATASETS).
+const SHAPES = {mnist: [28, 28, 1], mnist_full: [28, 28, 1], fashion_mnist: [28, 28, 1], cifar10: [32, 32, 3]};
 const FIELDS = ["optimizer", "learning_rate", "momentum", "gamma", "beta1", "beta2", "batch_size", "batches", "seed"];
 
 const costChart = new Chart($("cost-chart"), {xLabel: "batch", yLabel: "average cost", logY: true, integerX: true});
@@ -59,7 +61,7 @@ function renderLayers() {
   const body = $("layer-rows");
   body.replaceChildren();
   const input = el("tr", {class: "input-row"});
-  input.append(el("td", {}, "0"), el("td", {}, "input image"), el("td", {class: "shape"}, "[28, 28, 1]"), el("td"));
+  input.append(el("td", {}, "0"), el("td", {}, "input image"), el("td", {class: "shape"}, `[${(SHAPES[$("dataset").value] || SHAPES.mnist).join(", ")}]`), el("td"));
   body.append(input);
   const busy = document.body.dataset.state === "running";
   layers.forEach((layer, i) => {
@@ -209,18 +211,39 @@ function drawCharts() {
   ]);
 }
 
-function showGrid({grid_pixels: b64, grid_labels: labels, image_size: size}) {
+function showDownload({dataset, file, done, size, all_done: allDone, total}) {
+  const mb = (n) => (n / 1e6).toLocaleString("en", {maximumFractionDigits: 1});
+  $("download").hidden = false;
+  $("download-bar").max = total;
+  $("download-bar").value = allDone;
+  $("download-text").textContent = `${dataset.split(":")[0]}: ${file} ${mb(done)} / ${mb(size)} MB `
+    + `(all files: ${mb(allDone)} / ${mb(total)} MB)`;
+  $("download").dataset.done = String(allDone);
+  $("download").dataset.total = String(total);
+  setState("running", allDone < total ? "Downloading the data set…" : "Training…");
+}
+
+let classNames = null;
+
+function showGrid({grid_pixels: b64, grid_labels: labels, image_size: size, channels = 1, classes}) {
+  classNames = classes && classes.some((c, i) => c !== String(i)) ? classes : null;
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const grid = $("grid");
   grid.replaceChildren();
   labels.forEach((label, i) => {
     const box = el("div", {class: "digit", "data-label": String(label)});
-    const canvas = el("canvas", {width: String(size), height: String(size), "aria-label": `a ${label}`});
+    const name = classNames ? classNames[label] : String(label);
+    const canvas = el("canvas", {width: String(size), height: String(size), "aria-label": `a ${name}`});
     const ctx = canvas.getContext("2d");
     const image = ctx.createImageData(size, size);
     for (let p = 0; p < size * size; p++) {
-      const v = 255 - bytes[i * size * size + p];   // dark ink on white
-      image.data.set([v, v, v, 255], p * 4);
+      const at = (i * size * size + p) * channels;
+      if (channels === 3) {
+        image.data.set([bytes[at], bytes[at + 1], bytes[at + 2], 255], p * 4);   // a color photo as it is
+      } else {
+        const v = 255 - bytes[at];   // dark ink on white
+        image.data.set([v, v, v, 255], p * 4);
+      }
     }
     ctx.putImageData(image, 0, 0);
     box.append(canvas, el("span", {}, "guess "), el("b", {}, "?"));
@@ -234,7 +257,7 @@ function showPredictions(predictions, batch) {
     const right = String(guess) === box.dataset.label;
     box.dataset.predicted = String(guess);
     box.className = `digit ${right ? "right" : "wrong"}`;
-    box.querySelector("b").textContent = String(guess);
+    box.querySelector("b").textContent = classNames ? classNames[guess] : String(guess);
   });
   $("grid").dataset.batch = String(batch);
   $("grid").dataset.right = String($("grid").querySelectorAll(".digit.right").length);
@@ -250,7 +273,11 @@ const handlers = {
   },
   backend: showBackend,
   model() {},
-  data: showGrid,
+  download: showDownload,
+  data(data) {
+    if (!$("download").hidden) setState("running", "Training…");
+    showGrid(data);
+  },
   progress({batch, cost, examples_per_sec: speed}) {
     run.latest = batch;
     run.costs.push([batch, cost]);
@@ -289,6 +316,7 @@ async function startRun(resume) {
   shareable.delete("resume");
   history.replaceState(null, "", `?${shareable}`);
   showMessage($("message"), "");
+  $("download").hidden = true;
   document.body.dataset.runs = String(Number(document.body.dataset.runs || 0) + 1);
   if (!resume) resetRun();
   const key = runKey();
@@ -357,6 +385,10 @@ $("add-layer").addEventListener("click", () => {
   changed();
 });
 $("seed").addEventListener("input", updateButtons);
+$("dataset").addEventListener("change", () => {   // another image shape: the layers are checked again
+  renderLayers();
+  scheduleCheck();
+});
 $("controls").addEventListener("submit", (e) => e.preventDefault());
 $("train").addEventListener("click", () => startRun(false));
 $("stop").addEventListener("click", stopRun);
@@ -365,6 +397,7 @@ $("resume").addEventListener("click", () => startRun(true));
 // The page's own query may set the layers and the fields (so a model can be shared as a link).
 const own = new URLSearchParams(window.location.search);
 for (const name of FIELDS) if (own.has(name)) $(name).value = own.get(name);
+if (own.has("dataset") && SHAPES[own.get("dataset")]) $("dataset").value = own.get("dataset");
 layers = parseLayers(own.get("layers") || PRESETS.convolutional);
 showOptimizerFields();
 resetRun();

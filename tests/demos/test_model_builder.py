@@ -218,8 +218,8 @@ def test_check_requests_give_the_shapes_or_a_400_with_the_message(real_server: D
     for query, message in [
         ("optimizer=lbfgs", "Unknown optimizer 'lbfgs'; the optimizers are sgd, momentum, rmsprop, adagrad, "
                             "adadelta, adam, adamax."),
-        ("dataset=cifar10", "Unknown data set 'cifar10'; this page has: mnist (full MNIST, Fashion-MNIST and "
-                            "CIFAR-10 are not part of it yet)."),
+        ("dataset=imagenet", "Unknown data set 'imagenet'; this page has: mnist, mnist_full, fashion_mnist, "
+                             "cifar10."),
         ("batch_size=0", "Batch size must be a whole number from 1 to 1000; got '0'."),
         ("beta1=1", "β1 must be a number from 0 up to (not including) 1; got '1'."),
         ("momentum=x", "Momentum must be a number from 0 up to (not including) 1; got 'x'."),
