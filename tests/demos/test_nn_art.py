@@ -16,21 +16,22 @@ import importlib.util
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 import deeplearn as dl
 from demos.server import DemoServer, make_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 REPO = Path(__file__).resolve().parents[2]
 NN_ART = REPO / "demos" / "nn_art"
@@ -281,84 +282,22 @@ def test_bad_parameters_are_a_message(server: DemoServer, query: str, message: s
 # The page in Chromium
 # ---------------------------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+NO_BROWSER = ""
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None  # type: ignore[assignment]
-
-
-def _why_no_browser() -> str | None:
-    if os.environ.get("DEEPLEARN_NO_BROWSER") == "1":
-        return "DEEPLEARN_NO_BROWSER=1: the browser tests are turned off"
-    if sync_playwright is None:
-        return ("the Python package playwright is not installed (pip install -e '.[browser]'; ./scripts/test "
-                "does it)")
-    if CHROMIUM is None:
-        return ("Chromium is not installed (apt-get install --no-install-recommends chromium; ./scripts/test "
-                "does it)")
-    return None
+    from tests.demos import test_browser as shared
+except pytest.skip.Exception as e:  # test_browser.py skips itself where Playwright or Chromium is missing
+    shared, NO_BROWSER = None, str(e)
+else:
+    # The fixtures of test_browser.py: the real server, Chromium, a page that fails on console errors.
+    base_url, browser, page = shared.base_url, shared.browser, shared.page
 
 
 def browser_test(test: Any) -> Any:
-    """Marks a test that drives Chromium: skipped, with the reason, where it cannot run."""
-    why = _why_no_browser()
-    skip = pytest.mark.skipif(why is not None, reason=why or "")
-    marks = (pytest.mark.browser, pytest.mark.timeout(180), skip)
+    """Marks a test that drives Chromium: skipped, with test_browser.py's reason, where it cannot run."""
+    marks = (pytest.mark.browser, pytest.mark.timeout(180), pytest.mark.skipif(shared is None, reason=NO_BROWSER))
     for mark in marks:
         test = mark(test)
     return test
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    """The real server (what ./scripts/watch-demo runs) on a free port; yields http://localhost:PORT."""
-    proc = subprocess.Popen([sys.executable, "-m", "demos", "demos/nn_art", "--port", "0", "--quiet"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("Serving "):
-            proc.kill()
-            pytest.fail(f"the demo server did not start: {line!r} {proc.communicate(timeout=10)[1]}")
-        yield line.split(" at ")[1].split()[0].split("/demos/")[0]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert sync_playwright is not None
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh page; fails the test if the page's JavaScript throws or logs an error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    pg.set_default_timeout(30_000)
-    yield pg
-    context.close()
-    # A 400 for deliberately bad input is logged by Chromium as a failed resource load.
-    problems = [p for p in problems if "status of 400" not in p]
-    assert not problems, problems
 
 
 def body_number(page: Page, key: str) -> int:
