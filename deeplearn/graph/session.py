@@ -472,7 +472,7 @@ class Session:
             for t, slot, shape in program.values:
                 values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
             self._owned = made.owned  # untracked arrays that _retain keeps as they are
-            return None, SummedTensorArrayMap(self.math)
+            return None, None
         # Training: the maps are made only if someone looks, from the slots alone (the bound
         # batches belong to this call's scope, which is over by then).
         made = Materializer(program, engine, slots, {})
@@ -607,9 +607,10 @@ class Session:
     def _retain(
         self, values: Mapping[Tensor, NDArray | Pending], gradients: SummedTensorArrayMap | None
     ) -> None:
-        # Views that no scope tracks: the maps own them until the next call. A replayed call's
-        # arrays are untracked already (made.owned), and its Pending ones are made untracked:
-        # they go in as they are.
+        # Views that no scope tracks: the maps own them until the next call. A replayed
+        # inference call's arrays are untracked already (made.owned), and its Pending ones are
+        # made untracked: they go in as they are. (A replayed training call fills the maps
+        # itself: fill_later; the gradients here are an eager call's, all made.)
         owned, self._owned = self._owned, _NOTHING
         activations = self.activation_array_map
         for t, v in values.items():
@@ -618,9 +619,8 @@ class Session:
             elif not v.is_disposed:  # type: ignore[union-attr]
                 activations.set(t, v._view(tracked=False))  # type: ignore[union-attr]
         if gradients is not None:
-            for t, g in gradients.entries():
-                keep = type(g) is Pending or id(g) in owned
-                self.gradient_array_map.set(t, g if keep else g._view(tracked=False))  # type: ignore[union-attr]
+            for t, g in gradients.items():
+                self.gradient_array_map.set(t, g._view(tracked=False))
 
     def _release_retained(self) -> None:
         self._owned = _NOTHING
