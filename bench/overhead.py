@@ -1,37 +1,57 @@
 """Per-op host overhead of eager NDArrayMath against the backend library called directly
 (NumPy on the CPU, CuPy on the GPU), on arrays small enough that launching is all there is.
 
-Usage: python bench/overhead.py [--backend cpu|cuda] [--profile OP]
-Prints µs per call (median of 7 repeats) for each op, for deeplearn and for the library by hand,
-and their ratio; the bar for the GPU (bench/README.md) is deeplearn ≤ 1.2 × CuPy.
+Usage: python bench/overhead.py [--backend cpu|cuda] [--profile OP] [--out DIR|FILE.json] [--no-save]
+Prints µs per call (median of 7 repeats) for each op, for deeplearn (the op and the ``dispose``
+of its result) and for the library by hand, their difference (deeplearn's own host cost) and
+their ratio; the bar (bench/README.md) is deeplearn ≤ 1.2 × the library's own call. Writes the
+figures to ``bench/results/overhead-<device>-<date>-<commit>.json`` (schema
+``deeplearn-overhead/1``, which ``report.py`` leaves alone) unless ``--no-save``.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import datetime as _dt
+import json
 import pstats
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if __name__ == "__main__" or str(ROOT) not in sys.path:
+    # `python bench/overhead.py` puts bench/ first on sys.path; import everything as the bench package.
+    if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
+        sys.path.pop(0)
+    sys.path.insert(0, str(ROOT))
 
 import numpy as np
 
 import deeplearn as dl
+from bench import devinfo
+
+SCHEMA = "deeplearn-overhead/1"
+BAR = 1.2
+CALLS, REPEATS = 2000, 7
 
 
-def _time(fn: Callable[[], Any], sync: Callable[[], None], calls: int = 2000) -> float:
+def _time(fn: Callable[[], Any], sync: Callable[[], None], calls: int = CALLS) -> list[float]:
+    """µs per call of ``fn``, one sample per repeat."""
     fn()
     sync()
     runs = []
-    for _ in range(7):
+    for _ in range(REPEATS):
         t0 = time.perf_counter()
         for _ in range(calls):
             fn()
         sync()
         runs.append((time.perf_counter() - t0) / calls * 1e6)
-    return statistics.median(runs)
+    return runs
 
 
 def cases(math: dl.NDArrayMath, xp: Any) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
@@ -54,20 +74,69 @@ def cases(math: dl.NDArrayMath, xp: Any) -> dict[str, tuple[Callable[[], Any], C
     }
 
 
+def output_path(doc: dict[str, Any], out: str | None) -> Path:
+    """``out`` itself when it names a .json file, else
+    ``<out or bench/results>/overhead-<device>-<date>-<commit>.json``."""
+    if out and out.endswith(".json"):
+        return Path(out)
+    folder = Path(out) if out else ROOT / "bench" / "results"
+    date = doc["created"][:10].replace("-", "")
+    return (
+        folder / f"overhead-{devinfo.slug(doc['device']['name'])}-{date}-{devinfo.slug(doc['commit'])}.json"
+    )
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--backend", default=None)
     p.add_argument("--profile", default=None, help="also cProfile this op's deeplearn call")
+    p.add_argument("--out", default=None, help="results folder (default bench/results) or a .json file path")
+    p.add_argument("--no-save", action="store_true", help="print the figures only")
     args = p.parse_args()
     math = dl.NDArrayMath(args.backend) if args.backend else dl.ENV.math
     xp = math.backend.xp
     sync = math.backend.synchronize
-    print(f"backend {math.backend.name}; µs per call, median of 7 repeats of 2000 calls")
-    print(f"{'op':<10} {'deeplearn':>10} {'by hand':>10} {'ratio':>7}")
+    backend = math.backend.name
+    commit, dirty = devinfo.git_commit()
+    device = devinfo.device_info(backend)
+    print(f"{device['name']} [{backend}], commit {commit}{' (dirty)' if dirty else ''}")
+    print(f"µs per call, median of {REPEATS} repeats of {CALLS} calls")
+    print(f"{'op':<10} {'deeplearn':>10} {'by hand':>10} {'overhead':>9} {'ratio':>7}")
     table = cases(math, xp)
+    ops: dict[str, Any] = {}
     for name, (ours, theirs) in table.items():
-        t_ours, t_theirs = _time(ours, sync), _time(theirs, sync)
-        print(f"{name:<10} {t_ours:>10.2f} {t_theirs:>10.2f} {t_ours / t_theirs:>7.2f}")
+        s_ours, s_theirs = _time(ours, sync), _time(theirs, sync)
+        t_ours, t_theirs = statistics.median(s_ours), statistics.median(s_theirs)
+        ratio = t_ours / t_theirs
+        ops[name] = {
+            "deeplearn_us": round(t_ours, 3),
+            "by_hand_us": round(t_theirs, 3),
+            "overhead_us": round(t_ours - t_theirs, 3),
+            "ratio": round(ratio, 3),
+            "meets_bar": ratio <= BAR,
+            "deeplearn_samples_us": [round(s, 3) for s in s_ours],
+            "by_hand_samples_us": [round(s, 3) for s in s_theirs],
+        }
+        print(f"{name:<10} {t_ours:>10.2f} {t_theirs:>10.2f} {t_ours - t_theirs:>9.2f} {ratio:>7.2f}")
+    if not args.no_save:
+        doc = {
+            "schema": SCHEMA,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "commit": commit,
+            "dirty": dirty,
+            "backend": backend,
+            "command": " ".join(["python", "bench/overhead.py", *sys.argv[1:]]),
+            "device": device,
+            "versions": devinfo.versions(),
+            "settings": {"calls_per_repeat": CALLS, "repeats": REPEATS, "bar_ratio": BAR},
+            "ops": ops,
+        }
+        path = output_path(doc, args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.replace(path)
+        print(f"wrote {path}")
     if args.profile:
         ours = table[args.profile][0]
         profiler = cProfile.Profile()
