@@ -5,7 +5,9 @@ Capturing needs fixed addresses, so a ``CapturedProgram`` owns:
 * one static buffer per binding, into which each call copies that call's value, except where
   the value already *is* that buffer (a variable or an optimizer state after the first call:
   ``resident``) or is the same immutable array as last time (an optimizer hyperparameter that
-  did not change: ``immutable``);
+  did not change: ``immutable``); a ``borrowed`` binding (an input provider's examples, which
+  the step gathers its batch from) is read where it is, and another array there means a new
+  capture;
 * the graph's own CuPy memory pool: every buffer the kernels allocate while captured stays the
   graph's, so nothing else can be handed memory that a later launch writes;
 * a stream of its own to capture on (non-blocking, so the capture never interacts with work
@@ -62,7 +64,12 @@ class CapturedProgram:
     """
 
     def __init__(
-        self, program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]
+        self,
+        program: Program,
+        engine: Engine,
+        raws: Sequence[Any],
+        immutable: Sequence[bool],
+        borrowed: Sequence[bool],
     ) -> None:
         import cupy
 
@@ -71,7 +78,9 @@ class CapturedProgram:
         self._cupy = cupy
         self.engine = engine
         self.program = program
-        self.inputs = [cupy.empty_like(r) for r in raws]
+        # A borrowed input is the caller's array itself (kept alive here while the graph reads it).
+        self.inputs = [r if b else cupy.empty_like(r) for r, b in zip(raws, borrowed, strict=True)]
+        self.borrowed = [i for i, b in enumerate(borrowed) if b]
         self.immutable = list(immutable)
         self.sources: list[Any] = [None] * len(raws)  # the immutable arrays last copied in
         self._resident: dict[int, NDArray] = {}
@@ -81,7 +90,8 @@ class CapturedProgram:
         self._done = cupy.cuda.Event(disable_timing=True)  # recorded after each launch
         self._last_stream = cupy.cuda.get_current_stream().ptr
         for dst, src in zip(self.inputs, raws, strict=True):
-            dst[...] = src
+            if dst is not src:
+                dst[...] = src
         cupy.cuda.get_current_stream().synchronize()
         program.prepare_in_place_updates()
         by_slot = {b.slot: i for i, b in enumerate(program.bindings)}
@@ -126,7 +136,13 @@ class CapturedProgram:
         if x is not None and x.storage.data is self.inputs[index]:
             x.storage.data = self.inputs[index].copy()
 
-    def run(self, raws: Sequence[Any]) -> list[Any]:
+    def run(self, raws: Sequence[Any]) -> list[Any] | None:
+        """The slots after one launch on ``raws``; None, having launched nothing, when a
+        borrowed input is another array than the one captured (capture again)."""
+        inputs = self.inputs
+        for i in self.borrowed:
+            if raws[i] is not inputs[i]:
+                return None
         cuda = self._cupy.cuda
         caller = cuda.get_current_stream()
         if caller.ptr != self._last_stream:
@@ -158,13 +174,18 @@ _DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
 
 
 def capture(
-    program: Program, engine: Engine, raws: Sequence[Any], immutable: Sequence[bool]
+    program: Program,
+    engine: Engine,
+    raws: Sequence[Any],
+    immutable: Sequence[bool],
+    borrowed: Sequence[bool],
 ) -> CapturedProgram | NotCaptured:
-    """``program`` captured over ``raws`` (this call's inputs), or why it cannot be."""
+    """``program`` captured over ``raws`` (this call's inputs), or why it cannot be: see
+    ``CapturedProgram`` for what ``immutable`` and ``borrowed`` inputs are."""
     cannot = program.uncapturable(engine.backend)
     if cannot:
         return NotCaptured(f"the backend cannot record these kernels in a CUDA graph: {', '.join(cannot)}")
     try:
-        return CapturedProgram(program, engine, raws, immutable)
+        return CapturedProgram(program, engine, raws, immutable, borrowed)
     except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured: run kernel by kernel
         return NotCaptured(f"{type(e).__name__}: {e}")

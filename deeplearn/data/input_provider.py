@@ -18,7 +18,7 @@ import numpy as np
 from deeplearn import util
 from deeplearn.math.ndarray import NDArray
 from deeplearn.math.scope import REGISTRY
-from deeplearn.types import DTypeError, ShapeError
+from deeplearn.types import DType, DTypeError, ShapeError
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
@@ -30,6 +30,7 @@ __all__ = [
     "InputProvider",
     "check_count",
     "next_batch",
+    "next_batch_rows",
 ]
 
 
@@ -119,6 +120,18 @@ def next_batch(provider: Any, math: NDArrayMath, batch_size: int) -> NDArray:
     return get(math, batch_size) if get is not None else _stack_copies(provider, math, batch_size)
 
 
+def next_batch_rows(provider: Any, math: NDArrayMath, batch_size: int) -> tuple[NDArray, NDArray] | None:
+    """The next ``batch_size`` examples of ``provider`` as (its examples, resident on
+    ``math``'s backend; the int32 indices of the batch's rows among them), the provider's
+    position moved on as by ``get_next_batch``: ``math.gather(examples, indices)`` is the
+    batch. None, having drawn nothing, for a provider whose examples are not resident there.
+
+    A Session gathers the batch inside its recorded step, so a captured step moves only the
+    indices, not the batch."""
+    draw = getattr(provider, "get_next_batch_rows", None)
+    return draw(math, check_count(batch_size, "next_batch_rows", "batch_size")) if draw is not None else None
+
+
 class InMemoryShuffledInputProviderBuilder(abc.ABC):
     """Builds one InputProvider per input over examples held in memory, shuffled together.
 
@@ -192,6 +205,26 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             self._forget_unused_epochs()
             return batch
 
+    def _draw_rows(self, math: NDArrayMath, input_index: int, count: int) -> tuple[NDArray, NDArray] | None:
+        """The next ``count`` examples of input ``input_index`` as (the examples resident on
+        ``math``'s backend, the batch's int32 row indices): see ``next_batch_rows``."""
+        with self._lock:
+            examples = self._examples(math, input_index)
+            if examples is None:
+                return None
+            indices = self._batch_indices(math, input_index, count)
+            if isinstance(indices, np.ndarray):  # a host array: a batch across epochs, or the CPU
+                indices = math.backend.asarray(indices.astype(np.int32, copy=False))
+            rows = math.engine.wrap(indices, "int32")  # the caller's, like a batch
+            self._positions[input_index] += count
+            self._forget_unused_epochs()
+            return examples, rows
+
+    def _examples(self, math: NDArrayMath, input_index: int) -> NDArray | None:
+        """Input ``input_index``'s examples, resident on ``math``'s backend, or None where they
+        are not (a subclass that keeps them elsewhere)."""
+        return None
+
     def _next_indices(self, input_index: int, count: int, order: Callable[[int], Any] | None = None) -> Any:
         """The next ``count`` example indices of provider ``input_index`` (across epochs); the
         position is left as it is (``_draw`` moves it).
@@ -225,8 +258,9 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         self._bits.state = self._start_state
         self._bits.advance(first_epoch * n)  # skip the draws of the epochs before
         keys = np.random.Generator(self._bits).random((count, n))
-        # A uniform permutation per row (ties between 53-bit keys: ~n²/2⁵⁴, and harmless).
-        return np.argsort(keys, axis=1)
+        # A uniform permutation per row (ties between 53-bit keys: ~n²/2⁵⁴, and harmless), as
+        # int32: what math.gather takes.
+        return np.argsort(keys, axis=1).astype(np.int32)
 
     def _forget_unused_epochs(self) -> None:
         """Drops the orders of the epochs no provider is in: at most one per provider is kept,
@@ -269,6 +303,10 @@ class _BuilderProvider(InputProvider):
         where = f"{type(self.builder).__name__.removesuffix('Builder')}.get_next_batch"
         return self.builder._draw(math, self.input_index, check_count(batch_size, where, "batch_size"))
 
+    def get_next_batch_rows(self, math: NDArrayMath, batch_size: int) -> tuple[NDArray, NDArray] | None:
+        """The next ``batch_size`` examples as (examples, row indices): see ``next_batch_rows``."""
+        return self.builder._draw_rows(math, self.input_index, batch_size)
+
     def __repr__(self) -> str:
         return f"<InputProvider {self.input_index} of {type(self.builder).__name__}>"
 
@@ -285,6 +323,21 @@ class InCPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         >>> bool((y.get_values() == 10 * x.get_values()).all())
         True
     """
+
+    def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
+        super().__init__(inputs, seed)
+        self._on_cpu: dict[tuple[int, Any], NDArray] = {}  # (input, backend) -> its examples there
+
+    def _examples(self, math: NDArrayMath, input_index: int) -> NDArray | None:
+        # On the CPU the host copy is the backend's memory: an array over it, nothing copied.
+        if math.backend.name != "cpu":
+            return None
+        key = (input_index, math.backend)
+        data = self._on_cpu.get(key)
+        if data is None:
+            dtype: DType = self._dtypes[input_index]  # type: ignore[assignment]  # checked by _stack_input
+            data = self._on_cpu[key] = NDArray._untracked(self._host[input_index], math.backend, dtype)
+        return data
 
     def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
         # One gather into a fresh array that already has the input's dtype: it becomes the
@@ -325,7 +378,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         for key in [k for k in self._device_orders if k[0] not in in_use]:
             del self._device_orders[key]
 
-    def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
+    def _examples(self, math: NDArrayMath, input_index: int) -> NDArray:
         key = (input_index, id(math.backend))
         data = self._resident.get(key)
         if data is None or data.is_disposed:
@@ -334,6 +387,10 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
             )
             REGISTRY.untrack_everywhere(data)  # resident for the builder's life, whatever scope is open
             self._resident[key] = data
+        return data
+
+    def _gather(self, math: NDArrayMath, input_index: int, indices: np.ndarray) -> NDArray:
+        data = self._examples(math, input_index)
         # Data movement, not math: a gather of rows by index, on the backend (a registered
         # backend of someone else's making may not have one: then the array module's take).
         backend = math.backend

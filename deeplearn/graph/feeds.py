@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.data.input_provider import InputProvider, check_count, next_batch
+from deeplearn.data.input_provider import InputProvider, check_count, next_batch, next_batch_rows
 from deeplearn.graph.graph import Tensor
 from deeplearn.math.ndarray import NDArray
 from deeplearn.types import ShapeError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FeedEntry",
     "Feeds",
+    "Rows",
     "alias",
     "as_feed_array",
     "check_batch_size",
@@ -88,19 +89,39 @@ def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
     return out
 
 
+Rows = dict[Tensor, tuple[NDArray, NDArray]]
+"""Batches still to gather: per fed tensor, (the examples, the batch's int32 row indices)."""
+
+
 def load_feeds(
     entries: list[FeedEntry],
     batched: Mapping[Tensor, bool],
     batch_size: int | None,
     math: NDArrayMath,
     where: str,
+    rows: Rows | None = None,
 ) -> dict[Tensor, NDArray]:
     """Values of the fed tensors: one example each (``batch_size`` None), or a batch drawn
-    from every InputProvider whose tensor is ``batched`` (NDArray feeds stay unbatched)."""
+    from every InputProvider whose tensor is ``batched`` (NDArray feeds stay unbatched).
+
+    With ``rows`` given, a batch whose provider keeps its examples on ``math``'s backend is
+    not gathered here: ``rows`` gets its examples and row indices, and the caller gathers it
+    (``math.gather``) where its recorded step can include the gather."""
     values: dict[Tensor, NDArray] = {}
     for e in entries:
         t, data = e.tensor, e.data
         is_batched = batched[t]
+        if is_batched and rows is not None:
+            drawn = next_batch_rows(data, math, batch_size)  # type: ignore[arg-type]
+            if drawn is not None:
+                examples, indices = drawn
+                if examples.shape[1:] != t.shape:
+                    raise ShapeError(
+                        f"{where}: the feed for {t!r} must be a batch of {batch_size} examples of shape "
+                        f"{t.shape}; got examples of shape {examples.shape[1:]}."
+                    )
+                rows[t] = drawn
+                continue
         if is_batched:
             value = next_batch(data, math, batch_size)  # type: ignore[arg-type]
         elif isinstance(data, InputProvider):

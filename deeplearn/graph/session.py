@@ -21,7 +21,7 @@ from deeplearn.compile.materialize import Materializer, Pending, resolve
 from deeplearn.compile.recorder import Recorder
 from deeplearn.data.input_provider import InputProvider
 from deeplearn.graph import graph_util
-from deeplearn.graph.feeds import FeedEntry, Feeds, alias, check_batch_size, load_feeds, normalize_feeds
+from deeplearn.graph.feeds import FeedEntry, Feeds, Rows, alias, check_batch_size, load_feeds, normalize_feeds
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
 from deeplearn.graph.plan import Plan, Signature, forget_oldest
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
@@ -29,6 +29,7 @@ from deeplearn.math.ndarray import NDArray, Scalar, Storage
 from deeplearn.types import DisposedError, ShapeError
 
 if TYPE_CHECKING:
+    from deeplearn.compile.cuda_graph import CapturedProgram
     from deeplearn.compile.program import Program
     from deeplearn.graph.optimizers.optimizer import Optimizer
     from deeplearn.math.ndarray_math import NDArrayMath
@@ -215,13 +216,14 @@ class Session:
         math.start_scope()
         result: Scalar | None = None
         try:
-            values = load_feeds(entries, step.batched, batch_size, self.math, where)
+            rows: Rows = {}
+            values = load_feeds(entries, step.batched, batch_size, self.math, where, rows)
             # One step at a time per optimizer: Sessions in other threads may share it, and a
             # step reads and writes its per-batch fields (the variables, the scalars, Adam's t).
             with optimizer.lock:
                 optimizer.before_batch(math, batch_size, plan.variables)
                 result, gradients = self._train_step(
-                    plan, step, values, batch_size, cost_tensor, optimizer, cost_reduction, where
+                    plan, step, values, rows, batch_size, cost_tensor, optimizer, cost_reduction, where
                 )
             if gradients is not None:
                 self._retain(values, gradients)
@@ -281,9 +283,10 @@ class Session:
         math.start_scope()
         results: list[NDArray] | None = None
         try:
-            values = load_feeds(entries, step.batched, batch_size, self.math, where)
+            rows: Rows = {}
+            values = load_feeds(entries, step.batched, batch_size, self.math, where, rows)
             model = self._model_storages(plan, values, where)
-            self._run_step(plan, step, values, batch_size, where, tensors)
+            self._run_step(plan, step, values, rows, where, tensors)
             results = []
             for t in tensors:
                 value = values[t] = resolve(values[t])
@@ -314,21 +317,24 @@ class Session:
         plan: Plan,
         step: Signature,
         values: dict[Tensor, NDArray],
-        batch_size: int | None,
+        rows: Rows,
         where: str,
         wanted: Sequence[Tensor],
     ) -> None:
-        """Fills ``values`` (the fed tensors' values on entry) with every tensor's value, for an
-        inference call that returns ``wanted``. The first call of a step records its kernels;
-        later calls run the Program, which gives the same arrays without the rules' host cost."""
+        """Fills ``values`` (the fed tensors' values on entry, the batches still to gather in
+        ``rows``) with every tensor's value, for an inference call that returns ``wanted``. The
+        first call of a step records its kernels; later calls run the Program, which gives the
+        same arrays without the rules' host cost."""
         replayable = self._replayable()
         program = step.inference
+        bound = _row_bindings(rows)
         if replayable and program is not None:
-            if self._run_program(program, values, {}, where) is not None:
+            if self._run_program(program, values, bound, where) is not None:
                 return
             step.inference = None  # an input changed shape, dtype or backend: record again
-        recorder = self._recorder(step, False, values, {}) if replayable else None
+        recorder = self._recorder(step, False, values, bound) if replayable else None
         try:
+            self._gather(values, rows)
             self._forward(step, values, where, recorder)
         finally:
             if recorder is not None:
@@ -341,6 +347,7 @@ class Session:
         plan: Plan,
         step: Signature,
         values: dict[Tensor, NDArray],
+        rows: Rows,
         batch_size: int,
         cost: Tensor,
         optimizer: Optimizer,
@@ -356,15 +363,19 @@ class Session:
         key = (type(optimizer), tuple(optimizer.variables), reduction)
         replayable = self._replayable()
         program = step.training.get(key)
+        bound = _row_bindings(rows)
         if replayable and program is not None:
-            ran = self._run_program(program, values, optimizer.bound_arrays(), where, optimizer)
+            ran = self._run_program(program, values, {**optimizer.bound_arrays(), **bound}, where, optimizer)
             if ran is not None:
                 return ran  # type: ignore[return-value]  # a training Program returns its cost
             del step.training[key]  # an input changed shape, dtype or backend: record again
         current = {v: self._input_value(v.node, where) for v in optimizer.variables}
         optimizer.ensure_state(current)
-        recorder = self._recorder(step, True, values, optimizer.bound_arrays()) if replayable else None
+        recorder = (
+            self._recorder(step, True, values, {**optimizer.bound_arrays(), **bound}) if replayable else None
+        )
         try:
+            self._gather(values, rows)
             self._forward(step, values, where, recorder)
             # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
             seed = (
@@ -450,23 +461,17 @@ class Session:
         engine = self.math.engine
         raws = program.raw_inputs(inputs)
         captured: Any = None
+        slots = None
         if optimizer is not None and self.capture_plans and backend.name == "cuda":
-            if program.capture is None:
-                from deeplearn.compile.cuda_graph import capture
-
-                program.capture = capture(
-                    program,
-                    engine,
-                    raws,
-                    [not isinstance(b.key, Tensor) and b.key[0] == "scalar" for b in program.bindings],
-                )
-                if not program.capture:
-                    _LOG.info(
-                        "Session: a training step runs kernel by kernel, not as a CUDA graph: %s",
-                        program.capture.why,
-                    )
-            captured = program.capture or None
-        slots = captured.run(raws) if captured is not None else program.run_raw(engine, raws)
+            captured = self._captured(program, raws)
+            slots = captured.run(raws) if captured is not None else None
+            if captured is not None and slots is None:  # a provider's examples moved: capture again
+                program.capture = None
+                captured = self._captured(program, raws)
+                slots = captured.run(raws) if captured is not None else None
+        if slots is None:
+            captured = None
+            slots = program.run_raw(engine, raws)
         if optimizer is None:  # inference: the caller reads the values it asked for at once
             made = Materializer(program, engine, slots, bound)
             for t, slot, shape in program.values:
@@ -504,6 +509,32 @@ class Session:
         if captured is not None:  # it lives in the graph's memory: see _release_retained
             self._lent.append(weakref.ref(cost_value.storage))
         return cost_value, None  # type: ignore[return-value]
+
+    def _gather(self, values: dict[Tensor, NDArray], rows: Rows) -> None:
+        """The batches of ``rows`` into ``values``: one gather each, recorded with the step."""
+        for t, (examples, indices) in rows.items():
+            values[t] = self.math.gather(examples, indices)
+
+    def _captured(self, program: Program, raws: list[Any]) -> CapturedProgram | None:
+        """``program``'s CUDA graph, captured over ``raws`` the first time; None (logged once)
+        where it cannot be captured."""
+        if program.capture is None:
+            from deeplearn.compile.cuda_graph import capture
+
+            kinds = [None if isinstance(b.key, Tensor) else b.key[0] for b in program.bindings]
+            program.capture = capture(
+                program,
+                self.math.engine,
+                raws,
+                immutable=[k == "scalar" for k in kinds],
+                borrowed=[k == _EXAMPLES for k in kinds],
+            )
+            if not program.capture:
+                _LOG.info(
+                    "Session: a training step runs kernel by kernel, not as a CUDA graph: %s",
+                    program.capture.why,
+                )
+        return program.capture or None
 
     def _forward(
         self, step: Signature, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None
@@ -640,6 +671,19 @@ class Session:
                 storage = x.storage
                 if storage.data is not None and storage.refs > 0:
                     storage.data = storage.data.copy()
+
+
+_EXAMPLES, _ROWS = "examples", "rows"  # the keys a gathered batch's inputs are bound under
+
+
+def _row_bindings(rows: Rows) -> dict[Any, NDArray]:
+    """The inputs of the batches still to gather, under keys of their own: the examples (which
+    a captured step reads where they are, ``borrowed``) and the row indices."""
+    bound: dict[Any, NDArray] = {}
+    for t, (examples, indices) in rows.items():
+        bound[(_EXAMPLES, t)] = examples
+        bound[(_ROWS, t)] = indices
+    return bound
 
 
 def _fill(

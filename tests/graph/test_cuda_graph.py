@@ -245,9 +245,9 @@ def test_capture_declines_programs_the_backend_cannot_record_before_touching_the
             session.train(cost, {x: ListProvider(np.ones((4, 3)))}, 2, dl.SGDOptimizer(0.1))
     (program,) = _tapes(session)
     engine = SimpleNamespace(backend=SimpleNamespace(can_capture=cuda.can_capture))
-    result = capture(program, engine, [], [])  # type: ignore[arg-type]
+    result = capture(program, engine, [], [], [])  # type: ignore[arg-type]
     assert isinstance(result, NotCaptured) and not result and "mat_mul" in result.why
-    cpu = capture(program, cpu_math.engine, [], [])
+    cpu = capture(program, cpu_math.engine, [], [], [])
     assert isinstance(cpu, NotCaptured) and "captures nothing" in cpu.why
 
 
@@ -270,3 +270,52 @@ def test_every_op_whose_cuda_kernel_multiplies_matrices_through_cupy_is_not_capt
             assert not cuda.can_capture(instance), f"{op.__name__}: its kernel multiplies matrices through CuPy"
     (mat_mul,) = own_kernel
     assert cuda.can_capture(mat_mul.__new__(mat_mul)) == cuda_gemm.available()
+
+
+@needs_gpu
+def test_the_batch_is_gathered_inside_the_captured_step() -> None:
+    """A GPU provider's batch is a gather in the step's graph: the graph reads the provider's
+    examples where they are, and a call copies in only the batch's row indices."""
+    math = dl.NDArrayMathGPU()
+    _, _, session = _train(math, True, dl.SGDOptimizer(0.05), CostReduction.MEAN, steps=3)
+    (tape,) = _tapes(session)
+    captured = tape.capture
+    assert isinstance(captured, CapturedProgram)
+    kinds = {b.key[0]: i for i, b in enumerate(tape.bindings) if isinstance(b.key, tuple)}
+    assert {"examples", "rows"} <= set(kinds)
+    assert kinds["examples"] in captured.borrowed
+    assert sum(type(step.op).__name__ == "Gather" for step in tape.steps) == 2  # x and the label
+
+
+@needs_gpu
+def test_examples_uploaded_again_are_captured_again() -> None:
+    """Disposing a GPU builder's examples between calls uploads them again at the next draw:
+    the captured step then reads the new copy (a new capture), and training goes on exactly
+    as without capture."""
+    math = dl.NDArrayMathGPU()
+
+    def run(captured: bool) -> tuple[list[float], list[np.ndarray], list[Any]]:
+        g, x, label, cost, variables = _quadratic(math)
+        rng = np.random.default_rng(0)
+        xs = rng.uniform(-2, 2, 64).astype(np.float32)
+        builder = dl.InGPUMemoryShuffledInputProviderBuilder([xs, 2 * xs], seed=0)
+        xp, yp = builder.get_input_providers()
+        session = Session(g, math)
+        session.capture_plans = captured
+        costs, graphs = [], []
+        for step in range(12):
+            if step == 6:
+                builder.dispose()
+            with math.scope():
+                costs.append(float(session.train(cost, {x: xp, label: yp}, 8, dl.SGDOptimizer(0.05),
+                                                 CostReduction.SUM).get()))
+            graphs.append(_tapes(session)[0].capture)
+        return costs, [session.eval(v).numpy() for v in variables], graphs
+
+    costs, weights, graphs = run(True)
+    ref_costs, ref_weights, _ = run(False)
+    assert costs == ref_costs
+    for w, r in zip(weights, ref_weights):
+        np.testing.assert_array_equal(w, r)
+    assert all(isinstance(c, CapturedProgram) for c in graphs[1:])
+    assert graphs[5] is graphs[1] and graphs[6] is not graphs[5] and graphs[11] is graphs[6]

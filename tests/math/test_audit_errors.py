@@ -552,3 +552,33 @@ def test_factories_name_themselves_for_arguments_of_the_wrong_kind() -> None:
         NDArray.rand_normal([2], None)  # type: ignore[arg-type]
     with raises(TypeError, "equals: other must be an NDArray; got int 5."):
         Array1D.new([5]).equals(5)  # type: ignore[arg-type]
+
+
+# -- gather ---------------------------------------------------------------------------------------
+
+
+def test_gather_refuses_what_it_cannot_index_before_copying() -> None:
+    math = dl.NDArrayMath("cpu")
+    x = Array2D.new([3, 2], [1, 2, 3, 4, 5, 6])
+    with raises(DTypeError, "gather: indices must be int32; got indices.dtype=float32."):
+        math.gather(x, Array1D.new([0, 1]))
+    with raises(ShapeError, "gather: indices must be rank 1; got indices.shape=(1, 1)."):
+        math.gather(x, Array2D.new([1, 1], [0], "int32"))
+    with raises(ShapeError, "gather: x must have at least one axis to take rows from; got x.shape=()."):
+        math.gather(Scalar.new(1), Array1D.new([0], "int32"))
+    for bad in (3, -1):
+        with raises(ValueError, f"gather: every index must be in [0, 3) (the rows of x); got indices[1]={bad}."):
+            math.gather(x, Array1D.new([0, bad, 1], "int32"))
+
+
+def test_gather_on_the_gpu_reads_rows_out_of_range_as_zeros() -> None:
+    """A GPU cannot check indices without waiting to read them back: a row out of range reads
+    as zeros there, never another array's memory."""
+    from deeplearn.math.backends import cuda_available
+
+    if not cuda_available():
+        pytest.skip("needs CuPy and an NVIDIA GPU")
+    math = dl.NDArrayMathGPU()
+    x = Array2D.new([3, 2], [1, 2, 3, 4, 5, 6], math=math)
+    got = math.gather(x, Array1D.new([2, 3, -1, 0], "int32", math=math)).get_values()
+    np.testing.assert_array_equal(got, [5, 6, 0, 0, 0, 0, 1, 2])

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from deeplearn.math.ops.layout import Clone, Concat, Slice, Tile, Transpose
+from deeplearn.math.ops.layout import Clone, Concat, Gather, Slice, Tile, Transpose
 from tests.op_cases import OpCase
 
 INT_INPUT = "int32/bool input: there is nothing to differentiate"
@@ -63,6 +63,26 @@ def _tile_ref(reps: tuple[int, ...]) -> Any:
     return ref
 
 
+def _gather_ref(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    out = np.empty((len(indices), *x.shape[1:]), dtype=x.dtype)
+    for i, row in enumerate(indices):
+        out[i] = x[int(row)]
+    return out
+
+
+def _gather_inputs(rows: int, taken: int, tail: tuple[int, ...], dtype: str = "float32") -> Any:
+    """x with ``rows`` rows, and ``taken`` indices into them, repeats included (each row taken
+    twice checks that the gradient adds both)."""
+
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        shape = (rows, *tail)
+        x = rng.uniform(-2, 2, shape) if dtype == "float32" else rng.integers(-9, 10, shape)
+        indices = np.concatenate([np.arange(rows), rng.integers(0, rows, max(taken - rows, 0))])[:taken]
+        return [x.astype(dtype), rng.permutation(indices).astype(np.int32)]
+
+    return make
+
+
 CASES: list[OpCase] = [
     OpCase(Clone(), ((3, 4),), lambda x: x.copy()),
     OpCase(Clone(), ((5,),), lambda x: x.copy(), dtypes=("bool",), grad=False, why_no_grad=INT_INPUT,
@@ -92,5 +112,11 @@ CASES: list[OpCase] = [
     OpCase(Tile((2, 2)), ((2, 3),), _tile_ref((2, 2)), dtypes=("bool",), grad=False, why_no_grad=INT_INPUT,
            label="(bool)"),
     OpCase(Tile((2, 1)), ((2, 3),), _tile_ref((2, 1)), dtypes=("int32",), low=-9, high=9, grad=False,
+           why_no_grad=INT_INPUT, label="(int32)"),
+    OpCase(Gather(), ((4, 3), (6,)), _gather_ref, make_inputs=_gather_inputs(4, 6, (3,))),
+    OpCase(Gather(), ((5,), (3,)), _gather_ref, make_inputs=_gather_inputs(5, 3, ())),
+    OpCase(Gather(), ((3, 2, 2), (7,)), _gather_ref, make_inputs=_gather_inputs(3, 7, (2, 2))),
+    OpCase(Gather(), ((1, 4), (3,)), _gather_ref, make_inputs=_gather_inputs(1, 3, (4,)), label="(one row)"),
+    OpCase(Gather(), ((4, 2), (5,)), _gather_ref, make_inputs=_gather_inputs(4, 5, (2,), "int32"), grad=False,
            why_no_grad=INT_INPUT, label="(int32)"),
 ]

@@ -21,6 +21,7 @@ from deeplearn.math.backends import cuda_gemm
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op, Spec, UnaryOp
 from deeplearn.math.ops.conv import _ConvOp
+from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
 from deeplearn.types import RawArray
 
@@ -228,11 +229,26 @@ _HOST_TO_DEVICE = 1  # cudaMemcpyHostToDevice
 @functools.cache
 def _gather_rows_kernel() -> Any:
     return _import_cupy().ElementwiseKernel(
-        "raw T x, raw I rows, int64 width",
+        "raw T x, raw I rows, int64 width, int64 n",
         "T y",
-        "y = x[(ptrdiff_t)rows[i / width] * width + i % width]",
+        # A row out of [0, n) reads as zeros: checking would mean reading the indices back.
+        "ptrdiff_t r = (ptrdiff_t)rows[i / width]; y = (r >= 0 && r < n) ? x[r * width + i % width] : (T)0",
         "dl_gather_rows",
     )
+
+
+def gather_rows(data: Any, rows: Any) -> Any:
+    """``data[rows]`` along the first axis, in one kernel (CuPy's take works out the same in
+    Python first: a batch drawn from a GPU provider paid ~20 µs of host time for it)."""
+    out = _import_cupy().empty((len(rows), *data.shape[1:]), dtype=data.dtype)
+    if out.size:
+        _gather_rows_kernel()(data, rows, out.size // len(rows), data.shape[0], out)
+    return out
+
+
+@cuda_kernel.register
+def _gather(op: Gather, x: Any, indices: Any) -> Any:
+    return gather_rows(x, indices)
 
 
 class MathBackendCUDA:
@@ -276,12 +292,8 @@ class MathBackendCUDA:
         return cupy.asarray(values, dtype=dtype)
 
     def gather_rows(self, data: RawArray, rows: RawArray) -> RawArray:
-        """``data[rows]`` along the first axis, in one kernel (CuPy's take works out the same
-        in Python first: a batch drawn from a GPU provider paid ~20 µs of host time for it)."""
-        out = self.xp.empty((len(rows), *data.shape[1:]), dtype=data.dtype)
-        if out.size:
-            _gather_rows_kernel()(data, rows, out.size // len(rows), out)
-        return out
+        """``data[rows]`` along the first axis, in one kernel (``gather_rows``)."""
+        return gather_rows(data, rows)
 
     def to_numpy(self, data: RawArray) -> np.ndarray:
         return self.xp.asnumpy(data)  # type: ignore[no-any-return]

@@ -15,14 +15,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, TypeVar
 
 from deeplearn import util
-from deeplearn.math.ops.base import MathMixin, SameRankOp, Spec, check_arrays
+from deeplearn.math.ops.base import MathMixin, Op, SameRankOp, Spec, check_arrays
 from deeplearn.types import DTypeError, RawArray, ShapeError
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ndarray_math import NDArrayMath
 
-__all__ = ["LayoutMath", "Clone", "Slice", "Concat", "Transpose", "Tile"]
+__all__ = ["LayoutMath", "Clone", "Slice", "Concat", "Transpose", "Tile", "Gather"]
 
 T = TypeVar("T", bound="NDArray")
 
@@ -201,6 +201,54 @@ class Tile(SameRankOp):
         for r, d in zip(self.reps, x.shape, strict=True):
             interleaved += [r, d]
         return (math.sum(dy.reshape(interleaved), list(range(0, 2 * x.rank, 2))),)
+
+
+@dataclass(frozen=True)
+class Gather(Op):
+    """y[i] = x[indices[i]]: the rows of ``x`` (along its first axis) at the int32 ``indices``,
+    stacked, so y has shape ``indices.shape + x.shape[1:]`` and x's dtype.
+
+    Every index must be in [0, len(x)). The CPU checks this before it copies (ValueError); a GPU
+    cannot without waiting to read the indices back, so there a row out of range reads as
+    zeros. The gradient with respect to x adds each row of dy into the row it came from (a row
+    taken twice gets both); indices get none.
+    """
+
+    name = "gather"
+
+    def infer(self, x: Spec, indices: Spec) -> Spec:
+        if x.rank < 1:
+            raise ShapeError(
+                f"gather: x must have at least one axis to take rows from; got x.shape={x.shape}."
+            )
+        if indices.dtype != "int32":
+            raise DTypeError(f"gather: indices must be int32; got indices.dtype={indices.dtype}.")
+        if indices.rank != 1:
+            raise ShapeError(f"gather: indices must be rank 1; got indices.shape={indices.shape}.")
+        return Spec(indices.shape + x.shape[1:], x.dtype)
+
+    def forward(self, xp: ModuleType, x: RawArray, indices: RawArray) -> RawArray:
+        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= x.shape[0]):
+            bad = int(xp.argmax((indices < 0) | (indices >= x.shape[0])))
+            raise ValueError(
+                f"gather: every index must be in [0, {x.shape[0]}) (the rows of x); "
+                f"got indices[{bad}]={int(indices[bad])}."
+            )
+        return xp.take(x, indices, axis=0)
+
+    def backward(
+        self, math: NDArrayMath, dy: NDArray, x: NDArray, indices: NDArray, y: NDArray
+    ) -> tuple[NDArray, None]:
+        # dx = onehot(indices)ᵀ · dy, with the row axes flattened: one product adds every row
+        # of dy into its source row, duplicates included, on any backend.
+        from deeplearn.math.ops.linalg import MatrixOrientation
+
+        n, width = x.shape[0], x.size // max(x.shape[0], 1)
+        flat = dy.reshape([dy.shape[0], width])
+        if n == 1:  # one_hot needs a depth of 2: every index is 0, so every row goes to row 0
+            return math.sum(flat, 0, keep_dims=True).reshape(x.shape), None
+        picks = math.one_hot(indices, n)
+        return math.mat_mul(picks, flat, MatrixOrientation.TRANSPOSED).reshape(x.shape), None
 
 
 def _ints(values: Sequence[int], where: str, name: str) -> tuple[int, ...]:
@@ -383,3 +431,13 @@ class LayoutMath(MathMixin):
             array([ 1., 11.,  1., 11.,  2., 22.,  2., 22.], dtype=float32)
         """
         return self._run(Tile(_ints(reps, "tile", "reps")), x)
+
+    def gather(self, x: NDArray, indices: NDArray) -> NDArray:
+        """The rows of ``x`` at ``indices`` (int32, rank 1) along its first axis, stacked.
+
+        Example:
+            >>> math.gather(Array2D.new([3, 2], [1, 2, 3, 4, 5, 6]), Array1D.new([2, 0, 2], "int32")).get_values()
+            array([5., 6., 1., 2., 5., 6.], dtype=float32)
+        """
+        check_arrays("gather", x=x, indices=indices)
+        return self._run(Gather(), x, indices)
