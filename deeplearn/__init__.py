@@ -51,7 +51,7 @@ from deeplearn.math.ndarray_math import NDArrayMath, NDArrayMathCPU, NDArrayMath
 from deeplearn.math.ops.linalg import MatrixOrientation
 from deeplearn.math.ops import conv_util
 from deeplearn.types import DisposedError, DTypeError, ShapeError
-from deeplearn import util
+from deeplearn import models, util
 
 __version__ = "0.1.0"
 version = __version__
@@ -59,6 +59,7 @@ version = __version__
 
 __all__ = [
     "util",
+    "models",
     "conv_util",
     "ENV",
     "Environment",
