@@ -1,18 +1,36 @@
-"""Engine: runs one op on one backend — shape rule, kernel, bookkeeping, in that order."""
+"""Engine: runs one op on one backend — shape rule, kernel, bookkeeping, in that order.
+
+``Engine.run`` is the host cost of every eager op and of every node a Session records, so it is
+written flat and measured (``bench/overhead.py``; ``bench/RESULTS.md`` says where its
+microseconds go). What a call asks that an earlier call with the same op and input shapes and
+dtypes already answered (the shape rule's Spec, the result's NDArray class, its dtype as NumPy
+names it) is looked up once, in a ``Known`` record; what depends on the call itself (the inputs
+being live, the kernel's output owning its memory, the scope that tracks the result, the
+observer) is checked every time.
+"""
 
 from __future__ import annotations
 
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from deeplearn import util
-from deeplearn.math.ndarray import _RANK_CLASSES, NDArray, Storage
+from deeplearn.math.ndarray import _LIVE, _RANK_CLASSES, _STORAGE_SERIALS, NDArray, Storage
 from deeplearn.math.ops.base import Op, Spec
+from deeplearn.math.scope import _SCOPES, REGISTRY
 
 if TYPE_CHECKING:
     from deeplearn.math.backends.backend import MathBackend
+    from deeplearn.types import DType, Shape
 
-__all__ = ["Engine", "OpObserver"]
+__all__ = ["SAFE_MODE_MESSAGE", "Engine", "Known", "OpObserver"]
+
+SAFE_MODE_MESSAGE = (
+    "You are using math in safe mode. Enclose all math.method() calls inside a scope: "
+    "math.scope(() => {math.method();...}) to avoid memory leaks."
+)
 
 
 class OpObserver(Protocol):
@@ -21,29 +39,84 @@ class OpObserver(Protocol):
     def on_op(self, op: Op, inputs: tuple[NDArray, ...], result: Any) -> None: ...
 
 
+class Known:
+    """What running an op on inputs of given shapes and dtypes gives, whatever their values."""
+
+    __slots__ = ("array_class", "checked", "dtype", "numpy_dtype", "shape", "spec")
+
+    def __init__(self, spec: Any) -> None:
+        self.spec: Any = spec
+        """The shape rule's answer: a Spec, or a tuple of Specs for an op with several outputs."""
+        several = isinstance(spec, tuple)
+        self.shape: Shape = () if several else tuple(int(d) for d in spec.shape)
+        """``spec.shape`` in Python ints (one output)."""
+        self.dtype: DType = "float32" if several else spec.dtype
+        """``spec.dtype`` (one output)."""
+        self.numpy_dtype: Any = None if several else np.dtype(util.numpy_dtype(spec.dtype))
+        """The NumPy dtype of a kernel's output of ``dtype`` (one output)."""
+        self.array_class: type[NDArray] | None = (
+            None if several else _RANK_CLASSES.get(len(self.shape), NDArray)
+        )
+        """The NDArray class of the result's rank (one output), None for several outputs."""
+        self.checked = False
+        """Whether a kernel's output for this question was seen to have ``shape`` and C order.
+        It keeps them on later calls: the inputs of an eager op are C-ordered arrays of the
+        same shapes and dtypes every time, and a kernel's output layout follows from theirs
+        (a replayed Program relies on the same)."""
+
+
 _INFER_CACHE_SIZE = 4096
+
+_new_object = object.__new__
 
 
 class Engine:
-    """Runs ops on one backend and wraps their outputs as NDArrays (tracked by the open scope).
-
-    ``run`` is the host cost of every eager op and of every node a Session runs, so it is
-    written flat: one pass over the inputs, the shape rule, the kernel, and a wrap that reuses
-    the shape rule's Spec.
-    """
+    """Runs ops on one backend and wraps their outputs as NDArrays (tracked by the open scope)."""
 
     def __init__(self, backend: MathBackend) -> None:
         self.backend = backend
-        self.debug = False
+        self._execute = backend.execute
+        self._array_type: Any = getattr(backend.xp, "ndarray", None)
+        self._debug = False
         # Testing aid: keep float64 results of float32 ops (the float64 gradient checks run the
         # same kernels in double precision). Off in normal use.
-        self.keep_float64 = False
-        # What each (op, input specs) inferred: a shape rule is a pure function of the op's
-        # fields and the specs, and a Session step asks the same questions every time.
-        self._inferred: dict[tuple[Any, ...], Any] = {}
-        # Per thread, what sees every op that thread runs (``start_observing``).
+        self._keep_float64 = False
+        # Whether every result takes the careful path (``result``): debug mode reads it for
+        # NaNs, keep_float64 lets float64 through. One attribute test per op otherwise.
+        self._careful = False
+        # What each (op, input shapes and dtypes) gives (``Known``): a shape rule is a pure
+        # function of the op's fields and the specs, and a Session step or a training loop
+        # asks the same questions every time. Failed rules are never remembered.
+        self._known: dict[Any, Known] = {}
+        # deeplearn.js's safe mode (set through NDArrayMath.safe_mode): every op must run
+        # inside a scope.
+        self.safe_mode = False
+        # Per thread, what sees every op that thread runs (``start_observing``). Tested once
+        # per op: empty unless a Program is being recorded.
         self.recorders: dict[int, OpObserver] = {}
 
+    # -- modes -----------------------------------------------------------------------------
+    @property
+    def debug(self) -> bool:
+        """Checks every op's result for NaNs (``NDArrayMath.enable_debug_mode``)."""
+        return self._debug
+
+    @debug.setter
+    def debug(self, on: bool) -> None:
+        self._debug = on
+        self._careful = bool(on or self._keep_float64)
+
+    @property
+    def keep_float64(self) -> bool:
+        """Testing aid: float32 ops keep the float64 their kernels compute from float64 data."""
+        return self._keep_float64
+
+    @keep_float64.setter
+    def keep_float64(self, on: bool) -> None:
+        self._keep_float64 = on
+        self._careful = bool(on or self._debug)
+
+    # -- observers -------------------------------------------------------------------------
     def start_observing(self, observer: OpObserver) -> bool:
         """Tells ``observer`` of every op the calling thread runs until ``stop_observing``;
         False (and nothing changes) when another observer has this thread already."""
@@ -54,6 +127,7 @@ class Engine:
         if self.recorders.get(thread) is observer:
             del self.recorders[thread]
 
+    # -- running ---------------------------------------------------------------------------
     def run(self, op: Op, *inputs: NDArray) -> Any:
         """Runs ``op`` on ``inputs``; returns one NDArray, or a tuple for multi-output ops.
 
@@ -62,8 +136,15 @@ class Engine:
         Typed Any: a Session or a batching rule holds its ops as plain ``Op`` and cannot know
         their outputs. NDArrayMath's methods get exact types from ``MathMixin._run``'s overloads.
         """
+        if self.safe_mode and not _SCOPES.get():
+            raise RuntimeError(SAFE_MODE_MESSAGE)
         backend = self.backend
-        key: list[Any] = [op]  # the op and every input's shape and dtype: the shape rule's question
+        # The shape rule's question: the op's class and fields (its attributes, in their
+        # order; cheaper than the op itself as a key, whose dataclass __hash__ and __eq__ run
+        # in Python, ~0.3 µs a lookup), then every input's shape and dtype. The number of
+        # inputs tells where the fields end.
+        fields = op.__dict__
+        key: list[Any] = [type(op), len(inputs), *fields.values()] if fields else [type(op), len(inputs)]
         raws = []
         foreign = False
         for x in inputs:
@@ -74,40 +155,77 @@ class Engine:
             if x._disposed or data is None:
                 x._check_live(op.name)
             shape = x.shape
-            key.append(shape)
-            key.append(x.dtype)
+            key += (shape, x.dtype)
             raws.append(data if data.shape == shape else data.reshape(shape))
             if storage.backend is not backend:
                 foreign = True
-        spec = self._infer(op, inputs, tuple(key))  # the one shape check, before any work
+        try:
+            known = self._known.get(tuple(key))
+        except TypeError:  # an op with an unhashable field: its rule runs every time
+            known = None
+            key = []
+        if known is None:
+            known = self._learn(op, inputs, key)  # the one shape check, before any work
         if foreign:
             raws = [x.raw if x.backend is backend else backend.asarray(x.raw) for x in inputs]
-        out = backend.execute(op, *raws)
-        if isinstance(spec, tuple):
+        out = self._execute(op, *raws)
+        klass = known.array_class
+        if klass is None:  # several outputs
             result: Any = tuple(
-                self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, spec, strict=True)
+                self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, known.spec, strict=True)
             )
         else:
-            result = self._wrap(self.result(op, out, raws, spec), spec)
+            if (
+                self._careful
+                or type(out) is not self._array_type
+                or out.base is not None
+                or out.dtype is not known.numpy_dtype
+                or not known.checked
+            ):
+                final = self.result(op, out, raws, known.spec)
+                # Checked when the kernel's own output needed nothing (a fresh C-ordered
+                # array of the rule's shape and dtype): later calls skip the shape and order.
+                known.checked = final is out and not self._careful
+                out = final
+            else:
+                for r in raws:  # an array that owns its memory shares it only with its views
+                    if r is out or r.base is out:
+                        out = out.copy()
+                        break
+            # The NDArray of ``out``, as ``NDArray.__init__`` and ``Storage.__init__`` would
+            # make it, written out here: the two calls cost more than the assignments.
+            storage = _new_object(Storage)
+            storage.data = out
+            storage.backend = backend
+            storage.nbytes = nbytes = out.nbytes
+            storage.refs = 1
+            storage.serial = next(_STORAGE_SERIALS)
+            storage._live = live = _LIVE.get(backend.name) or REGISTRY.live_table(backend.name)
+            live[id(storage)] = nbytes
+            result = _new_object(klass)
+            result.storage = storage
+            result.shape = known.shape
+            result.dtype = known.dtype
+            result._disposed = False
+            result._spec = known.spec
+            stack = _SCOPES.get()
+            if stack:  # the innermost open scope of this thread or task tracks every new array
+                stack[-1]._tracked[id(result)] = result
         if self.recorders:
             recorder = self.recorders.get(threading.get_ident())
             if recorder is not None:
                 recorder.on_op(op, inputs, result)
         return result
 
-    def _infer(self, op: Op, inputs: tuple[NDArray, ...], key: tuple[Any, ...]) -> Any:
-        """``op.infer`` of the inputs' specs, remembered per (op, shapes, dtypes); errors are
-        never remembered. Keyed by shape tuples rather than Specs, whose hash runs in Python."""
-        try:
-            spec = self._inferred.get(key)
-        except TypeError:  # an op with an unhashable field
-            return op.infer(*(x.spec for x in inputs))
-        if spec is None:
-            spec = op.infer(*(x.spec for x in inputs))
-            if len(self._inferred) >= _INFER_CACHE_SIZE:
-                self._inferred.clear()  # many distinct shapes: start over rather than grow
-            self._inferred[key] = spec
-        return spec
+    def _learn(self, op: Op, inputs: tuple[NDArray, ...], key: list[Any]) -> Known:
+        """Runs ``op``'s shape rule on the inputs' specs (raising what it raises) and
+        remembers what it says under ``key`` (nothing when ``key`` is empty)."""
+        known = Known(op.infer(*(x.spec for x in inputs)))
+        if key:
+            if len(self._known) >= _INFER_CACHE_SIZE:
+                self._known.clear()  # many distinct shapes: start over rather than grow
+            self._known[tuple(key)] = known
+        return known
 
     def _own(self, out: Any, raws: list[Any]) -> Any:
         """Copies a kernel result that is a view of an input (reshape, transpose, slice kernels
@@ -141,14 +259,14 @@ class Engine:
         dtype = spec.dtype
         want = util.numpy_dtype(dtype)
         if (not isinstance(data, xp.ndarray) or data.dtype != want) and not (
-            self.keep_float64 and dtype == "float32" and getattr(data, "dtype", None) == xp.float64
+            self._keep_float64 and dtype == "float32" and getattr(data, "dtype", None) == xp.float64
         ):
             data = xp.asarray(data, dtype=want)
         if data.shape != spec.shape:
             raise AssertionError(
                 f"{op.name}: the kernel returned shape {tuple(data.shape)} but the shape rule says {spec.shape}."
             )
-        if self.debug and backend.has_nan(data):
+        if self._debug and backend.has_nan(data):
             raise ValueError(f"The result of the last math.{op.name} has NaNs.")
         if not data.flags.c_contiguous:
             # Views of the storage (reshape, get/set by flat index) need C order.

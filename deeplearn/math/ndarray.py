@@ -34,21 +34,24 @@ T = TypeVar("T", bound="NDArray")
 class Storage:
     """A backend buffer shared by the views (reshapes) of one array."""
 
-    __slots__ = ("__weakref__", "backend", "data", "nbytes", "refs", "serial")
+    __slots__ = ("__weakref__", "_live", "backend", "data", "nbytes", "refs", "serial")
 
     def __init__(self, data: RawArray, backend: MathBackend) -> None:
         self.data: RawArray | None = data
         self.backend = backend
-        self.nbytes = int(data.nbytes)
+        self.nbytes = nbytes = int(data.nbytes)
         self.refs = 0
         self.serial = next(_STORAGE_SERIALS)  # creation order: tells a recorder what is new
-        REGISTRY.register(self)
+        # The registry's table of this backend's live storages (scope.py), held so that
+        # leaving it is one dict operation.
+        self._live = live = _LIVE.get(backend.name) or REGISTRY.live_table(backend.name)
+        live[id(self)] = nbytes
 
     def release(self) -> None:
         self.refs -= 1
         if self.refs <= 0 and self.data is not None:
             self.data = None  # drops the buffer: CuPy returns it to its pool
-            REGISTRY.release(self)
+            self._live.pop(id(self), None)
 
     def __del__(self) -> None:
         # Garbage-collected without dispose(): its memory is gone, so count it so. A __del__
@@ -56,10 +59,11 @@ class Storage:
         if self.data is not None:
             self.data = None
             with contextlib.suppress(Exception):  # interpreter shutdown: the registry may be gone
-                REGISTRY.release(self)
+                self._live.pop(id(self), None)
 
 
 _STORAGE_SERIALS = itertools.count(1)
+_LIVE = REGISTRY._live
 
 DATA_OBSERVERS: list[Any] = []
 """Objects told of every read of an NDArray's data outside the engine (``on_data(x)``) and of
@@ -526,7 +530,11 @@ class NDArray:
         if self._disposed:
             return
         self._disposed = True
-        self.storage.release()
+        storage = self.storage  # Storage.release, inlined: every op's result comes here
+        storage.refs -= 1
+        if storage.refs <= 0 and storage.data is not None:
+            storage.data = None  # drops the buffer: CuPy returns it to its pool
+            storage._live.pop(id(storage), None)
 
     def equals(self, other: NDArray) -> bool:
         """Same dtype, shape and values."""

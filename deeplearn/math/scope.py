@@ -70,11 +70,16 @@ class MemoryRegistry:
     """Global bookkeeping: live storages per backend (count and bytes) and per-context scopes."""
 
     def __init__(self) -> None:
-        # Reentrant: a Storage garbage-collected (its __del__) while this thread holds the lock
-        # (a collection can start at any allocation) releases its count under the same lock.
+        # Per backend name, ``{id(storage): nbytes}`` of every live storage: a storage adds
+        # itself when made and removes itself when freed or garbage-collected, each one dict
+        # operation, atomic under the GIL, where a lock around two counters cost ~0.75 µs
+        # per array made and disposed. An id stays unique while its storage is alive, which
+        # is exactly while it is listed.
+        self._live: dict[str, dict[int, int]] = {}
+        # Serialises the rare whole-table reads and the creation of a backend's table.
+        # Reentrant: a Storage garbage-collected (its __del__) while this thread holds it
+        # releases its entry without taking it, and must never wait for it.
         self._lock = threading.RLock()
-        self._live: dict[str, int] = {}
-        self._bytes: dict[str, int] = {}
         # The open scopes of the current context, innermost last. A tuple, replaced (never
         # changed in place) on every start and end: an asyncio task starts with a copy of its
         # creator's context, which shares the value, so an in-place push would show one task's
@@ -85,27 +90,34 @@ class MemoryRegistry:
         )
 
     # -- live storage accounting ---------------------------------------------------------------
+    def live_table(self, backend: str) -> dict[int, int]:
+        """The ``{id(storage): nbytes}`` table of ``backend``'s live storages, which a Storage
+        holds and writes itself (``Storage.__init__``, ``Storage.release``)."""
+        table = self._live.get(backend)
+        if table is None:
+            with self._lock:
+                table = self._live.setdefault(backend, {})
+        return table
+
     def register(self, storage: Storage) -> None:
         """Counts a new storage until it is disposed or garbage-collected (``release``)."""
-        backend, nbytes = storage.backend.name, storage.nbytes
-        with self._lock:
-            self._live[backend] = self._live.get(backend, 0) + 1
-            self._bytes[backend] = self._bytes.get(backend, 0) + nbytes
+        self.live_table(storage.backend.name)[id(storage)] = storage.nbytes
 
     def release(self, storage: Storage) -> None:
         """Stops counting a storage: called once, when it is freed or garbage-collected."""
-        backend = storage.backend.name
+        self.live_table(storage.backend.name).pop(id(storage), None)
+
+    def _tables(self, backend: str | None) -> list[dict[int, int]]:
         with self._lock:
-            self._live[backend] -= 1
-            self._bytes[backend] -= storage.nbytes
+            return list(self._live.values()) if backend is None else [self._live.get(backend, {})]
 
     def num_arrays(self, backend: str | None = None) -> int:
-        with self._lock:
-            return sum(self._live.values()) if backend is None else self._live.get(backend, 0)
+        return sum(len(table) for table in self._tables(backend))
 
     def num_bytes(self, backend: str | None = None) -> int:
-        with self._lock:
-            return sum(self._bytes.values()) if backend is None else self._bytes.get(backend, 0)
+        # A copy first: another thread may add to a table while it is summed, and a copy is
+        # one atomic call.
+        return sum(sum(table.copy().values()) for table in self._tables(backend))
 
     def backends(self) -> list[str]:
         with self._lock:

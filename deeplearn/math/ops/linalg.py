@@ -47,6 +47,8 @@ class MatMul(Op):
     b_orientation: MatrixOrientation = REGULAR
 
     def __post_init__(self) -> None:  # accept plain 0/1 as deeplearn.js's enum values were
+        if type(self.a_orientation) is MatrixOrientation and type(self.b_orientation) is MatrixOrientation:
+            return  # the common case, and nothing to convert (~1 µs of Enum calls saved per op)
         object.__setattr__(self, "a_orientation", _orientation(self.a_orientation, "a_orientation"))
         object.__setattr__(self, "b_orientation", _orientation(self.b_orientation, "b_orientation"))
 

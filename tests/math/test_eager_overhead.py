@@ -1,0 +1,360 @@
+"""The eager path's shortcuts (issue 13) give what the plain paths gave, and raise what they raised.
+
+Each shortcut is checked against what it replaces: the engine's ``Known`` records (the shape
+rule per op and input shapes, and the layout a kernel's output was seen to have), the ops made
+once per argument (reductions, matrix orientations), the CPU backend's kernel lookup and its
+floating-point context, its relu and sum kernels, safe mode checked by the engine, and the
+registry's per-storage live tables.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+import deeplearn as dl
+from deeplearn import Array1D, Array2D, MatrixOrientation, Scalar
+from deeplearn.math.backends.cpu import cpu_kernel
+from deeplearn.math.engine import SAFE_MODE_MESSAGE, Engine
+from deeplearn.math.ops.base import Op, Spec
+from deeplearn.math.ops.elementwise import Relu
+from deeplearn.math.ops.linalg import MatMul
+from deeplearn.math.ops.reduction import Sum
+from deeplearn.types import RawArray, ShapeError
+
+REGULAR, TRANSPOSED = MatrixOrientation.REGULAR, MatrixOrientation.TRANSPOSED
+
+
+# -- the engine's Known records ------------------------------------------------------------------
+
+
+def test_ops_that_differ_only_in_their_fields_are_not_confused(math: dl.NDArrayMath) -> None:
+    a = Array2D.new([2, 3], [1, 2, 3, 4, 5, 6])
+    b = Array2D.new([2, 3], [1, 0, 2, 4, 3, 0])
+    for _ in range(2):  # the second time from the engine's records
+        assert math.mat_mul(a, b, REGULAR, TRANSPOSED).get_values().tolist() == [7, 10, 16, 31]
+        assert math.mat_mul(a, b, TRANSPOSED, REGULAR).shape == (3, 3)
+        np.testing.assert_array_equal(math.sum(a, 0).get_values(), [5, 7, 9])
+        np.testing.assert_array_equal(math.sum(a, 1).get_values(), [6, 15])
+        assert math.sum(a, 1, True).shape == (2, 1)
+        assert math.sum(a).shape == ()
+
+
+def test_a_remembered_rule_still_raises_for_other_shapes(math: dl.NDArrayMath) -> None:
+    good, other = Array2D.new([2, 3], [0] * 6), Array2D.new([3, 2], [0] * 6)
+    math.mat_mul(good, other).dispose()
+    expected = ""
+    try:
+        MatMul().infer(good.spec, good.spec)
+    except ShapeError as e:
+        expected = str(e)
+    for _ in range(2):
+        with pytest.raises(ShapeError) as info:
+            math.mat_mul(good, good)
+        assert str(info.value) == expected  # the shape rule's own message, every time
+    math.add(Array1D.new([1, 2]), Array1D.new([3, 4])).dispose()
+    for _ in range(2):
+        with pytest.raises(ShapeError, match="could not be broadcast"):
+            math.add(Array1D.new([1, 2]), Array1D.new([1, 2, 3]))
+
+
+def test_dtypes_are_part_of_the_question(math: dl.NDArrayMath) -> None:
+    floats, ints = Array1D.new([1, 2]), Array1D.new([1, 2], "int32")
+    assert math.add(floats, floats).dtype == "float32"
+    assert math.add(ints, ints).dtype == "int32"
+    assert math.sum(Array1D.new([True, True], "bool")).dtype == "int32"
+    assert math.sum(Array1D.new([True, True], "bool")).get() == 2
+
+
+@dataclass(frozen=True)
+class _Layout(Op, abstract=True):
+    """A test op whose kernel hands back a fresh array: C-ordered or not (``order``), or the
+    very input (``order == "same"``)."""
+
+    order: str
+    name = "layout"
+
+    def infer(self, x: Spec) -> Spec:
+        return x
+
+    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
+        if self.order == "same":
+            return x
+        return xp.array(x + 1, order=self.order)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_results_are_c_ordered_and_their_own_on_every_call(math: dl.NDArrayMath, order: str) -> None:
+    x = Array2D.new([2, 3], [1, 2, 3, 4, 5, 6])
+    for _ in range(3):
+        y = math.engine.run(_Layout(order), x)
+        assert y.raw.flags.c_contiguous
+        np.testing.assert_array_equal(y.get_values(), [2, 3, 4, 5, 6, 7])
+
+
+def test_a_kernel_returning_its_input_is_copied_on_every_call(math: dl.NDArrayMath) -> None:
+    x = Array1D.new([1, 2, 3])
+    for _ in range(3):
+        y = math.engine.run(_Layout("same"), x)
+        y.set(10, 0)
+        assert x.get(0) == 1.0 and y.get(0) == 10.0
+
+
+def test_debug_and_keep_float64_take_the_careful_path(cpu_math: dl.NDArrayMath) -> None:
+    x = Array1D.new([1.0, float("nan")])
+    cpu_math.relu(x).dispose()  # remembered: the next calls must still look at the values
+    cpu_math.enable_debug_mode()
+    try:
+        with pytest.raises(ValueError, match=r"math\.relu has NaNs"):
+            cpu_math.relu(x)
+    finally:
+        cpu_math.disable_debug_mode()
+    assert not cpu_math.engine.debug
+    cpu_math.relu(x).dispose()
+    wide = dl.NDArray._wrap(np.array([1.5, -2.0]), cpu_math.backend, "float32")
+    assert cpu_math.relu(wide).raw.dtype == np.float32
+    cpu_math.engine.keep_float64 = True
+    try:
+        assert cpu_math.relu(wide).raw.dtype == np.float64
+    finally:
+        cpu_math.engine.keep_float64 = False
+    assert cpu_math.relu(wide).raw.dtype == np.float32
+
+
+# -- ops made once per argument ------------------------------------------------------------------
+
+
+def test_reduction_arguments_are_checked_whatever_was_made_before(math: dl.NDArrayMath) -> None:
+    x = Array2D.new([2, 3], [1, 2, 3, 4, 5, 6])
+    math.sum(x, 1).dispose()
+    math.sum(x, 1, True).dispose()
+    with pytest.raises(ValueError, match="axis must be None, an integer"):
+        math.sum(x, 1.0)  # type: ignore[arg-type]  # equal to 1, and still refused
+    with pytest.raises(ValueError, match="axis must be None, an integer"):
+        math.sum(x, True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="keep_dims must be True or False"):
+        math.sum(x, 1, "no")  # type: ignore[arg-type]
+    assert math.sum(x, 1, 1).shape == (2, 1)  # type: ignore[arg-type]  # 1 means True
+    assert math.sum(x, np.int64(1)).shape == (2,)  # type: ignore[arg-type]
+    assert math.sum(x, [0, 1]).shape == ()
+    with pytest.raises(ShapeError, match="axis must be in"):
+        math.sum(x, 5)
+
+
+def test_matrix_orientations_take_their_values_or_refuse(math: dl.NDArrayMath) -> None:
+    op = MatMul(0, 1)  # type: ignore[arg-type]
+    assert op.a_orientation is REGULAR and op.b_orientation is TRANSPOSED
+    assert MatMul(0, 1) == MatMul(REGULAR, TRANSPOSED)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="b_orientation must be"):
+        MatMul(REGULAR, True)  # type: ignore[arg-type]
+    a = Array2D.new([2, 2], [1, 2, 3, 4])
+    np.testing.assert_array_equal(math.mat_mul(a, a, 0, 1).get_values(), [5, 11, 11, 25])  # type: ignore[arg-type]
+
+
+# -- the CPU backend -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ReadsState(Op, abstract=True):
+    """A test op whose CPU kernel reports NumPy's error state and buffer size as it ran."""
+
+    name = "reads_state"
+
+    def infer(self, x: Spec) -> Spec:
+        return Spec((5,), "int32")
+
+    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
+        state = np.geterr()
+        ignored = [state[k] == "ignore" for k in ("divide", "over", "under", "invalid")]
+        return np.array([*ignored, np.getbufsize()], dtype=np.int32)
+
+
+def test_kernels_run_with_every_error_ignored_and_the_callers_buffer_size(cpu_math: dl.NDArrayMath) -> None:
+    x = Scalar.new(0)
+    before = np.geterr()
+    assert cpu_math.engine.run(_ReadsState(), x).get_values().tolist() == [1, 1, 1, 1, np.getbufsize()]
+    old = np.setbufsize(16384)
+    try:
+        with np.errstate(all="raise"):
+            assert cpu_math.engine.run(_ReadsState(), x).get_values().tolist() == [1, 1, 1, 1, 16384]
+            assert np.geterr()["over"] == "raise"  # the caller's state is theirs again
+    finally:
+        np.setbufsize(old)
+    assert cpu_math.engine.run(_ReadsState(), x).get_values()[-1] == old
+    assert np.geterr() == before
+
+
+def test_nan_and_inf_are_values_without_warnings_or_errors(cpu_math: dl.NDArrayMath) -> None:
+    big, zero = Array1D.new([3e38, -3e38]), Array1D.new([0.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise"):
+            assert np.isinf(cpu_math.add(big, big).get_values()).all()
+            assert np.isnan(cpu_math.divide(zero, zero).get_values()).all()
+            assert np.isnan(cpu_math.sum(Array1D.new([3e38, 3e38, -np.inf])).get())
+
+
+@dataclass(frozen=True)
+class _Fails(Op, abstract=True):
+    name = "fails"
+
+    def infer(self, x: Spec) -> Spec:
+        return x
+
+    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
+        raise RuntimeError("the kernel failed")
+
+
+def test_a_failing_kernel_leaves_the_callers_state_and_later_ops_alone(cpu_math: dl.NDArrayMath) -> None:
+    before = np.geterr()
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="the kernel failed"):
+            cpu_math.engine.run(_Fails(), Array1D.new([1.0]))
+    assert np.geterr() == before
+    assert cpu_math.add(Array1D.new([1.0]), Array1D.new([2.0])).get(0) == 3.0
+
+
+def test_ops_in_many_threads_at_once(cpu_math: dl.NDArrayMath) -> None:
+    errors: list[BaseException] = []
+    base = cpu_math.get_num_arrays()
+
+    def work(seed: int) -> None:
+        try:
+            rng = np.random.default_rng(seed)
+            for _ in range(200):
+                values = rng.standard_normal(16).astype(np.float32)
+                with cpu_math.scope():
+                    x = Array1D.new(values)
+                    y = cpu_math.sum(cpu_math.relu(cpu_math.add(x, x)))
+                    assert y.get() == pytest.approx(float(np.maximum(values + values, 0).sum()), rel=1e-5)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert cpu_math.get_num_arrays() == base
+
+
+@dataclass(frozen=True)
+class _Overridden(Op, abstract=True):
+    name = "overridden"
+
+    def infer(self, x: Spec) -> Spec:
+        return x
+
+    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
+        return x + 1
+
+
+def test_a_kernel_registered_after_an_op_ran_is_used(cpu_math: dl.NDArrayMath) -> None:
+    x = Array1D.new([1.0])
+    assert cpu_math.engine.run(_Overridden(), x).get(0) == 2.0  # the generic kernel, looked up
+
+    @cpu_kernel.register(_Overridden)
+    def _times_ten(op: _Overridden, a: np.ndarray) -> Any:
+        return a * 10
+
+    assert cpu_math.engine.run(_Overridden(), x).get(0) == 10.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "bool"])
+def test_cpu_relu_and_sum_are_the_generic_kernels_bit_for_bit(dtype: str) -> None:
+    rng = np.random.default_rng(1)
+    for shape in [(), (7,), (3, 4), (2, 3, 4), (0, 3)]:
+        x = (rng.standard_normal(shape) * 100).astype(dtype)
+        if dtype.startswith("float") and x.size:
+            x.flat[0] = np.nan
+        want, got = Relu().forward(np, x), cpu_kernel(Relu(), x)
+        assert want.dtype == got.dtype and np.array_equal(want, got, equal_nan=dtype.startswith("float"))
+        axes: list[Any] = (
+            [None, (0,), (-1,), (0, 1)] if len(shape) >= 2 else [None, (0,)] if shape else [None]
+        )
+        for axis in axes:
+            for keep_dims in (False, True):
+                op = Sum(axis, keep_dims)
+                want, got = np.asarray(op.forward(np, x)), cpu_kernel(op, x)
+                assert isinstance(got, np.ndarray)
+                assert want.dtype == got.dtype and want.shape == got.shape
+                assert np.array_equal(want, got, equal_nan=dtype.startswith("float"))
+
+
+# -- safe mode, and the engine's run as what op methods call -------------------------------------
+
+
+def test_safe_mode_can_be_switched_after_construction(math: dl.NDArrayMath) -> None:
+    m = dl.NDArrayMath(math.backend)
+    x = Array1D.new([1.0])
+    m.exp(x).dispose()
+    m.safe_mode = True
+    with pytest.raises(RuntimeError) as info:
+        m.exp(x)
+    assert str(info.value) == SAFE_MODE_MESSAGE
+    with m.scope():
+        m.exp(x)
+    m.engine = Engine(m.backend)  # a new engine takes the math's mode
+    with pytest.raises(RuntimeError, match="safe mode"):
+        m.exp(x)
+    m.safe_mode = False
+    assert m.exp(Scalar.new(0)).get() == 1.0
+
+
+def test_op_methods_call_whatever_the_engine_runs_now(math: dl.NDArrayMath) -> None:
+    seen: list[str] = []
+    run = math.engine.run
+
+    def recording(op: Op, *inputs: dl.NDArray) -> Any:
+        seen.append(op.name)
+        return run(op, *inputs)
+
+    math.engine.run = recording  # type: ignore[method-assign]
+    try:
+        math.relu(math.add(Array1D.new([1.0]), Array1D.new([2.0])))
+    finally:
+        del math.engine.run
+    math.relu(Array1D.new([1.0]))
+    assert seen == ["add", "relu"]
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+
+def test_counts_and_bytes_follow_arrays_made_and_freed_in_threads(cpu_math: dl.NDArrayMath) -> None:
+    gc.collect()  # earlier tests' garbage goes now, not during the count
+    base = dl.memory()["backends"].get("cpu", {"num_arrays": 0, "num_bytes": 0})
+    kept: list[dl.NDArray] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for i in range(300):
+            x = Array1D.new([1.0, 2.0])
+            y = cpu_math.add(x, x)
+            x.dispose()
+            if i % 100 == 0:
+                with lock:
+                    kept.append(y)
+            else:
+                del y  # garbage: its count goes with it
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    now = dl.memory()["backends"]["cpu"]
+    assert now["num_arrays"] == base["num_arrays"] + len(kept) == base["num_arrays"] + 12
+    assert now["num_bytes"] == base["num_bytes"] + 8 * len(kept)
+    for y in kept:
+        y.dispose()
+        y.dispose()  # twice: counted once
+    assert dl.memory()["backends"]["cpu"] == base
