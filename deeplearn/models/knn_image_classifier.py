@@ -177,7 +177,7 @@ class KNNImageClassifier:
         self._check_loaded(where)
         model_util.check_image(image, where, batch=False)
         num_examples = sum(self._class_example_count)
-        if num_examples == 0:
+        if num_examples == 0:  # deeplearn.js: meant to return this, but failed on a null
             return ClassPrediction(-1, [0.0] * self.num_classes)
         similarities = self.predict(image)
         try:

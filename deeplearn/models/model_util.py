@@ -99,6 +99,7 @@ def top_k_classes(
         probabilities.dispose()
     result: dict[str, float] = {}
     for value, index in zip(values.tolist(), indices.tolist(), strict=True):
+        # deeplearn.js: its object kept a shared name's later (smaller) probability.
         result.setdefault(class_names[index], float(value))
     return result
 

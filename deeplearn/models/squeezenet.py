@@ -286,6 +286,8 @@ class SqueezeNet:
     ) -> PredictionWithActivation:
         math = self.math
         layers: dict[str, NDArray] = {}
+        # deeplearn.js: numeric pad 0 in conv1 and the first pool, which refused sizes that do not
+        # divide (224x224); 'valid' gives the same values wherever that worked.
         x = layers["conv_1"] = self._conv_relu(self._preprocess(input), variables, "conv1", 2, "valid")
         x = layers["maxpool_1"] = self._pool(x)
         for fire in (2, 3):
