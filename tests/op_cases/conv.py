@@ -255,6 +255,13 @@ POOL_CONFIGS = [  # (x shape, filter_size, strides, pad)
     ((5, 4, 2), (2, 3), 1, "valid"),
     ((2, 3, 4, 2), (3, 2), (1, 2), "same"),
     ((2, 2, 1), 2, 2, 1),
+    # Windows that tile the image (stride = window), which the CPU pools through a reshaped view:
+    # odd sizes that 'valid' leaves cells of, 'same' padding, non-square, 1x1, and 3x3 windows.
+    ((5, 7, 2), 2, 2, "valid"),
+    ((2, 5, 7, 3), 2, 2, "same"),
+    ((6, 6, 2), (2, 3), (2, 3), 0),
+    ((2, 3, 3, 2), 1, 1, 0),
+    ((7, 6, 1), 3, 3, "same"),
 ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+from collections.abc import Iterator
 import importlib
 import threading
 from typing import Any
@@ -15,6 +16,9 @@ import numpy as np
 
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op
+from deeplearn.math.ops.conv import Conv2D, Conv2DDerFilter, Conv2DDerInput, as_float, batch4, unbatched
+from deeplearn.math.ops.conv_util import Conv2DInfo, crop, pad_input, taps
+from deeplearn.math.ops.pool import MaxPool, MaxPoolBackprop, MinPool, PoolOp
 from deeplearn.math.ops.elementwise import Relu
 from deeplearn.math.ops.reduction import Sum
 from deeplearn.types import RawArray
@@ -197,3 +201,186 @@ class MathBackendCPU:
     def has_nan(self, data: RawArray) -> bool:
         return bool(data.dtype.kind == "f" and np.isnan(data).any())
 
+
+# -- convolutions and pooling (issue 12) -------------------------------------------------------
+#
+# The generic kernels (im2col of the whole batch, then one matrix product; pooling folded tap by
+# tap) are right for CuPy but leave a 2-core CPU waiting on memory: conv2d's patches of a
+# 64-image batch are 40 MB. Measured on the cnn benchmark's shapes (bench/RESULTS.md, "CPU
+# convolutions"), it is faster to build the patches a block of images at a time, sized to stay
+# in cache, and feed each block straight to the matrix product (or take it from the product
+# into col2im); and to pool a window that tiles the image (stride = window, the usual case)
+# through a reshaped view.
+
+_PATCH_BLOCK_BYTES = 8 << 20
+"""About how many bytes of im2col patches one block of images makes."""
+
+
+def _block_images(info: Conv2DInfo, itemsize: int) -> int:
+    """How many images of ``info``'s batch one block of patches holds (at least one)."""
+    per_image = info.out_height * info.out_width * info.filter_height * info.filter_width
+    per_image *= info.in_channels * itemsize
+    return max(1, min(info.batch_size, _PATCH_BLOCK_BYTES // max(1, per_image)))
+
+
+def _image_blocks(info: Conv2DInfo, itemsize: int) -> Iterator[tuple[int, int]]:
+    """(first image, last image + 1) of each block of the batch."""
+    step = _block_images(info, itemsize)
+    for start in range(0, info.batch_size, step):
+        yield start, min(start + step, info.batch_size)
+
+
+def _patch_buffer(info: Conv2DInfo, dtype: Any) -> np.ndarray:
+    """A block's patches, [images, outH, outW, fH, fW, inDepth]."""
+    return np.empty((_block_images(info, np.dtype(dtype).itemsize), *info.window_shape[1:]), dtype)
+
+
+def _patches(buffer: np.ndarray, padded: np.ndarray, start: int, stop: int, info: Conv2DInfo) -> np.ndarray:
+    """The patches of images [start, stop) of the padded input, copied into ``buffer``; as a
+    [rows, fH·fW·inDepth] matrix."""
+    out = buffer[: stop - start]
+    sb, sh, sw, sc = padded.strides
+    strides = (sb, sh * info.stride_height, sw * info.stride_width, sh, sw, sc)
+    np.copyto(out, np.lib.stride_tricks.as_strided(padded[start:stop], out.shape, strides, writeable=False))
+    return out.reshape(out.shape[0] * info.out_height * info.out_width, -1)
+
+
+def _float_inputs(*arrays: np.ndarray) -> tuple[list[np.ndarray], Any]:
+    """The arrays as floats (integers as float32) and the dtype of their product."""
+    floats = [as_float(np, a) for a in arrays]
+    return floats, np.result_type(*floats)
+
+
+@cpu_kernel.register
+def _conv2d(op: Conv2D, x: np.ndarray, filter: np.ndarray) -> Any:
+    """Patches of a block of images times the filter, block by block."""
+    info = op.conv_info(x.shape, filter.shape)
+    (x4, w), dtype = _float_inputs(batch4(x), filter)
+    padded = pad_input(np, x4, info)
+    w2 = w.reshape(-1, info.out_channels).astype(dtype, copy=False)
+    rows = info.out_height * info.out_width
+    y = np.empty((info.batch_size * rows, info.out_channels), dtype)
+    buffer = _patch_buffer(info, dtype)
+    for start, stop in _image_blocks(info, buffer.itemsize):
+        np.matmul(_patches(buffer, padded, start, stop, info), w2, out=y[start * rows : stop * rows])
+    return y.reshape(unbatched(info.out_shape, x.ndim))
+
+
+@cpu_kernel.register
+def _conv2d_der_filter(op: Conv2DDerFilter, x: np.ndarray, dy: np.ndarray) -> Any:
+    """Σ over blocks of patchesᵀ · dy: the filter gradient accumulated block by block."""
+    info = op.conv_info(x.shape, op.filter_shape)
+    (x4, d), dtype = _float_inputs(batch4(x), batch4(dy))
+    padded = pad_input(np, x4, info)
+    d2 = d.reshape(-1, info.out_channels).astype(dtype, copy=False)
+    rows = info.out_height * info.out_width
+    dw = part = None
+    buffer = _patch_buffer(info, dtype)
+    for start, stop in _image_blocks(info, buffer.itemsize):
+        cols = _patches(buffer, padded, start, stop, info)
+        if dw is None:
+            dw = cols.T @ d2[start * rows : stop * rows]
+            part = np.empty_like(dw)
+        else:
+            np.matmul(cols.T, d2[start * rows : stop * rows], out=part)
+            dw += part
+    assert dw is not None  # a batch has at least one image
+    return dw.reshape(op.filter_shape)
+
+
+@cpu_kernel.register
+def _conv2d_der_input(op: Conv2DDerInput, dy: np.ndarray, filter: np.ndarray) -> Any:
+    """dy · filterᵀ gives a block's patch gradients, which col2im adds into the padded input
+    (one strided add per filter tap), block by block."""
+    info = op.conv_info(op.in_shape, filter.shape)
+    (d, w), dtype = _float_inputs(batch4(dy), filter)
+    wt = w.reshape(-1, info.out_channels).T.astype(dtype, copy=False)
+    d2 = d.reshape(-1, info.out_channels)
+    rows = info.out_height * info.out_width
+    dx = np.zeros(info.padded_shape, dtype)
+    buffer = _patch_buffer(info, dtype)
+    for start, stop in _image_blocks(info, buffer.itemsize):
+        cols = buffer[: stop - start]
+        np.matmul(d2[start * rows : stop * rows], wt, out=cols.reshape(-1, wt.shape[1]))
+        for i, j, view in taps(dx[start:stop], info):
+            view += cols[:, :, :, i, j, :]
+    return crop(dx, info).reshape(op.in_shape)
+
+
+def _tiles(padded: np.ndarray, info: Conv2DInfo) -> np.ndarray:
+    """For a window that tiles the input (stride = window): the padded input as the view
+    [b, outH, fH, outW, fW, c], window (r, s) at [:, r, :, s, :, :] (cells past the last whole
+    window, which 'valid' leaves out, are dropped)."""
+    fh, fw = info.filter_height, info.filter_width
+    whole = padded[:, : info.out_height * fh, : info.out_width * fw, :]
+    return whole.reshape(info.batch_size, info.out_height, fh, info.out_width, fw, info.in_channels)
+
+
+def _tiled(op: PoolOp) -> bool:
+    return tuple(op.strides) == tuple(op.filter_size)
+
+
+def _fold_tiles(tiles: np.ndarray, combine: Any) -> np.ndarray:
+    """``combine`` folded over each window of the tile view: first across, then down."""
+    rows = tiles[:, :, :, :, 0, :]
+    for j in range(1, tiles.shape[4]):
+        rows = combine(rows, tiles[:, :, :, :, j, :])
+    y = rows[:, :, 0]
+    for i in range(1, tiles.shape[2]):
+        y = combine(y, rows[:, :, i])
+    # A 1x1 window folds nothing: y is a view of the input then.
+    return y.copy() if tiles.shape[2] * tiles.shape[4] == 1 else np.ascontiguousarray(y)
+
+
+def _pool_forward(op: PoolOp, x: np.ndarray, fill: float, combine: Any) -> Any:
+    if not _tiled(op):
+        return op.forward(np, x)
+    info = op.pool_info(x.shape)
+    y = _fold_tiles(_tiles(pad_input(np, as_float(np, batch4(x)), info, fill), info), combine)
+    return y.reshape(unbatched(info.out_shape, x.ndim))
+
+
+@cpu_kernel.register
+def _max_pool(op: MaxPool, x: np.ndarray) -> Any:
+    """Windows that tile the image: np.maximum over a reshaped view (NaN propagates)."""
+    return _pool_forward(op, x, float("-inf"), np.maximum)
+
+
+@cpu_kernel.register
+def _min_pool(op: MinPool, x: np.ndarray) -> Any:
+    return _pool_forward(op, x, float("inf"), np.minimum)
+
+
+@cpu_kernel.register
+def _max_pool_backprop(op: MaxPoolBackprop, dy: np.ndarray, x: np.ndarray) -> Any:
+    """Windows that tile the image: each window's dy goes to its first cell equal to the
+    window's largest value, NaN left out (what the generic kernel's running strict > finds);
+    a window with nothing above -inf drops its dy. Overlapping windows: the generic kernel."""
+    if not _tiled(op):
+        return op.forward(np, dy, x)
+    info = op.pool_info(x.shape)
+    (d, x4), dtype = _float_inputs(batch4(dy), batch4(x))
+    padded = pad_input(np, x4, info, float("-inf"))
+    tiles = _tiles(padded, info)
+    best = _fold_tiles(tiles, np.fmax)  # fmax: the largest value that is not NaN
+    best[best == float("-inf")] = np.nan  # equal to nothing: the window's dy is dropped
+    winner = tiles == best[:, :, None, :, None, :]
+    fh, fw = info.filter_height, info.filter_width
+    if fh * fw > 1:  # ties: only the first equal cell, in row-major order, wins
+        found = np.zeros(best.shape, dtype=bool)
+        for k in range(fh * fw):
+            cell = winner[:, :, k // fw, :, k % fw, :]
+            if k:
+                cell &= ~found
+            if k < fh * fw - 1:
+                found |= cell
+    # np.where(winner, dy, 0) without its slow broadcasting path: dy's bits times 1 or 0.
+    bits = np.dtype(f"i{dtype.itemsize}")
+    d = d.astype(dtype, copy=False).view(bits)[:, :, None, :, None, :]
+    dx_tiles = np.multiply(d, winner, dtype=bits).view(dtype)
+    whole = dx_tiles.reshape(info.batch_size, info.out_height * fh, info.out_width * fw, -1)
+    if whole.shape == padded.shape and padded.shape == x4.shape:
+        return whole.reshape(x.shape)
+    dx = np.zeros(padded.shape, dtype)
+    dx[:, : whole.shape[1], : whole.shape[2], :] = whole
+    return crop(dx, info).reshape(x.shape)
