@@ -59,6 +59,15 @@ def profile_system(
         report["host_profile_steps"] = steps
         report["host_top"] = _top_entries(stats, top)
         if backend == "cuda" and hasattr(system, "math"):
+            graphs = _captured_graph_times(system)
+            if graphs:
+                report["captured_graphs"] = graphs
+                for g in graphs:
+                    log(
+                        f"\n--- {factory.label}, {problem.workload}: captured step, {g['kernels']} kernel nodes "
+                        f"({g['program_steps']} Program steps), {g['device_us']:.1f} us device per launch "
+                        f"(back to back), {g['host_launch_us']:.1f} us host per launch ---"
+                    )
             kernels = _device_op_times(system)
             report["device_ops"] = kernels
             _print_device_ops(kernels, factory.label, problem.workload, log)
@@ -89,10 +98,69 @@ def _top_entries(stats: pstats.Stats, top: int) -> list[dict[str, Any]]:
     return rows[:top]
 
 
+def _captured_graph_times(system: Any, launches: int = 200) -> list[dict[str, Any]]:
+    """For a Session whose steps run as CUDA graphs: per graph, its kernel nodes, its device
+    time per launch (``launches`` launches back to back between two events: the floor of a
+    step whatever the host does) and the host time of one launch call. The launches run the
+    step again, so the system's result is not checked after this."""
+    import cupy
+
+    session = getattr(system, "session", None)
+    if session is None:
+        return []
+    programs = [
+        p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()
+    ]
+    out = []
+    for program in programs:
+        captured = program.capture
+        if not captured:
+            continue
+        stream = cupy.cuda.get_current_stream()
+        captured.graph.launch(stream)  # warm
+        stream.synchronize()
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        _spin(cupy, 0.05)  # the host queues every launch before the first one runs
+        t0 = time.perf_counter()
+        start.record(stream)
+        for _ in range(launches):
+            captured.graph.launch(stream)
+        end.record(stream)
+        host = (time.perf_counter() - t0) / launches
+        end.synchronize()
+        out.append(
+            {
+                "kernels": _graph_nodes(captured.graph),
+                "program_steps": len(program.steps),
+                "device_us": cupy.cuda.get_elapsed_time(start, end) * 1e3 / launches,
+                "host_launch_us": host * 1e6,
+            }
+        )
+    return out
+
+
+def _graph_nodes(graph: Any) -> int | None:
+    """How many nodes (kernels, copies) a CuPy graph holds, through cuda-python's runtime
+    bindings when they are installed (nvmath-python brings them); None otherwise."""
+    try:
+        from cuda.bindings import runtime
+
+        err, _, count = runtime.cudaGraphGetNodes(runtime.cudaGraph_t(graph.graph), 0)
+    except Exception:  # noqa: BLE001 - no bindings, or another version of them: not counted
+        return None
+    return int(count) if int(err) == 0 else None
+
+
 def _device_op_times(system: Any) -> list[dict[str, Any]]:
     """Runs one step with a CUDA event pair around each backend call; per op name: count, device
-    time (sum of event intervals) and host wall time."""
+    time (sum of event intervals) and host wall time. A Session's step runs through its rules
+    for this (``replay_plans`` off), so its ops are counted one by one, as a captured step
+    records them."""
     import cupy
+
+    session = getattr(system, "session", None)
+    if session is not None:
+        session.replay_plans = False
 
     backend = system.math.backend
     original = backend.execute

@@ -43,7 +43,6 @@ from deeplearn.math.ops.layout import Clone
 
 if TYPE_CHECKING:
     from deeplearn.math.engine import Engine
-    from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ops.base import Op
     from deeplearn.types import DType, Shape
 
@@ -104,6 +103,7 @@ class Program:
     """
 
     __slots__ = (
+        "_binding_index",
         "bindings",
         "capture",
         "constants",
@@ -135,6 +135,7 @@ class Program:
         # On CUDA: the Program captured as one CUDA graph (deeplearn/compile/cuda_graph.py), or
         # why it could not be; None until a run tries.
         self.capture: Any = None
+        self._binding_index: dict[int, int] | None = None
 
     # -- building (the Recorder) -----------------------------------------------------------
     def new_slot(self, kind: SlotKind, dtype: DType) -> int:
@@ -203,18 +204,17 @@ class Program:
         ]
         self.kernels = {}
 
+    @property
+    def binding_index(self) -> dict[int, int]:
+        """Each bound slot's index in ``bindings`` (asked for once the Program is recorded)."""
+        if self._binding_index is None or len(self._binding_index) != len(self.bindings):
+            self._binding_index = {b.slot: i for i, b in enumerate(self.bindings)}
+        return self._binding_index
+
     def _bound_shape(self, slot: int) -> Shape:
         return next(b.shape for b in self.bindings if b.slot == slot)
 
     # -- running ---------------------------------------------------------------------------
-    def raw_inputs(self, inputs: Sequence[NDArray]) -> list[Any]:
-        """The backend arrays of ``inputs`` (one NDArray per binding), in the bound shapes."""
-        raws = []
-        for binding, x in zip(self.bindings, inputs, strict=True):
-            data: Any = x.storage.data
-            raws.append(data if data.shape == binding.shape else data.reshape(binding.shape))
-        return raws
-
     def run_raw(self, engine: Engine, raws: Sequence[Any]) -> list[Any]:
         """Runs the kernels on ``raws`` (one backend array per binding, in its shape); returns
         every slot's array (None where a deferred kernel fills it)."""

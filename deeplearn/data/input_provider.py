@@ -173,6 +173,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         # vectorised call, and is the same whichever provider asks first.
         self._bits = np.random.PCG64(None if seed is None else int(seed))
         self._start_state = self._bits.state
+        self._keys = np.random.Generator(self._bits)
+        self._stream_epoch = 0  # the epoch whose draws the stream is at
         self._orders: dict[int, np.ndarray] = {}  # the orders of the epochs some provider is in
         self._positions = [0] * len(inputs)
         self._lock = threading.RLock()  # a draw reads and moves a position: one at a time
@@ -201,8 +203,7 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         the batch exists, so a draw that fails leaves the providers paired."""
         with self._lock:
             batch = self._gather(math, input_index, self._batch_indices(math, input_index, count))
-            self._positions[input_index] += count
-            self._forget_unused_epochs()
+            self._move(input_index, count)
             return batch
 
     def _draw_rows(self, math: NDArrayMath, input_index: int, count: int) -> tuple[NDArray, NDArray] | None:
@@ -213,12 +214,20 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             if examples is None:
                 return None
             indices = self._batch_indices(math, input_index, count)
-            if isinstance(indices, np.ndarray):  # a host array: a batch across epochs, or the CPU
-                indices = math.backend.asarray(indices.astype(np.int32, copy=False))
+            if isinstance(indices, np.ndarray) and math.backend.name != "cpu":  # across epochs
+                indices = math.backend.asarray(indices)
             rows = math.engine.wrap(indices, "int32")  # the caller's, like a batch
-            self._positions[input_index] += count
-            self._forget_unused_epochs()
+            self._move(input_index, count)
             return examples, rows
+
+    def _move(self, input_index: int, count: int) -> None:
+        """Moves provider ``input_index`` on by ``count`` examples, dropping the epoch orders
+        no provider needs any more when it leaves an epoch."""
+        n = self.num_examples
+        start = self._positions[input_index]
+        self._positions[input_index] = start + count
+        if start // n != (start + count) // n:
+            self._forget_unused_epochs()
 
     def _examples(self, math: NDArrayMath, input_index: int) -> NDArray | None:
         """Input ``input_index``'s examples, resident on ``math``'s backend, or None where they
@@ -255,9 +264,11 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     def _draw_orders(self, first_epoch: int, count: int) -> np.ndarray:
         """The orders of epochs ``first_epoch`` .. ``first_epoch + count - 1``, one per row."""
         n = self.num_examples
-        self._bits.state = self._start_state
-        self._bits.advance(first_epoch * n)  # skip the draws of the epochs before
-        keys = np.random.Generator(self._bits).random((count, n))
+        if first_epoch != self._stream_epoch:  # not where the last draw left the stream
+            self._bits.state = self._start_state
+            self._bits.advance(first_epoch * n)  # skip the draws of the epochs before
+        keys = self._keys.random((count, n))
+        self._stream_epoch = first_epoch + count  # one 64-bit draw per key: the next epoch's start
         # A uniform permutation per row (ties between 53-bit keys: ~n²/2⁵⁴, and harmless), as
         # int32: what math.gather takes.
         return np.argsort(keys, axis=1).astype(np.int32)

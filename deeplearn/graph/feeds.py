@@ -28,6 +28,7 @@ __all__ = [
     "check_batch_size",
     "load_feeds",
     "normalize_feeds",
+    "same_feeds",
 ]
 
 
@@ -91,6 +92,40 @@ def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
 
 Rows = dict[Tensor, tuple[NDArray, NDArray]]
 """Batches still to gather: per fed tensor, (the examples, the batch's int32 row indices)."""
+
+
+def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:
+    """Whether ``feeds``, which ``normalize_feeds`` turned into ``entries`` before, still holds
+    exactly their tensors and data (the same objects): then ``entries`` stand for it again. A
+    training loop passes the same feeds every call; this spares it their checks.
+
+    Example:
+        >>> g = dl.Graph(); x = g.placeholder("x", [])
+        >>> feeds = [{"tensor": x, "data": Scalar.new(1)}]
+        >>> entries = normalize_feeds(feeds, "eval")
+        >>> same_feeds(feeds, entries), same_feeds([{"tensor": x, "data": Scalar.new(1)}], entries)
+        (True, False)
+    """
+    if isinstance(feeds, (list, tuple)):
+        if len(feeds) != len(entries):
+            return False
+        for item, entry in zip(feeds, entries, strict=True):
+            if type(item) is dict:
+                if (
+                    len(item) != 2
+                    or item.get("tensor") is not entry.tensor
+                    or item.get("data") is not entry.data
+                ):
+                    return False
+            elif item is not entry:  # a FeedEntry is kept as given (and is frozen)
+                return False
+        return True
+    if isinstance(feeds, dict) and len(feeds) == len(entries) and not any(isinstance(k, str) for k in feeds):
+        return all(feeds.get(e.tensor, _MISSING) is e.data for e in entries)
+    return False
+
+
+_MISSING = object()
 
 
 def load_feeds(

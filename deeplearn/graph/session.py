@@ -21,7 +21,16 @@ from deeplearn.compile.materialize import Materializer, Pending, resolve
 from deeplearn.compile.recorder import Recorder
 from deeplearn.data.input_provider import InputProvider
 from deeplearn.graph import graph_util
-from deeplearn.graph.feeds import FeedEntry, Feeds, Rows, alias, check_batch_size, load_feeds, normalize_feeds
+from deeplearn.graph.feeds import (
+    FeedEntry,
+    Feeds,
+    Rows,
+    alias,
+    check_batch_size,
+    load_feeds,
+    normalize_feeds,
+    same_feeds,
+)
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
 from deeplearn.graph.plan import Plan, Signature, forget_oldest
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
@@ -110,6 +119,9 @@ class Session:
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.
         self._lock = threading.RLock()
+        # (feeds, cost tensor, their entries, the plan) of the last training call: a training
+        # loop passes the same feeds every time (same_feeds), so they are checked once.
+        self._last_training_feeds: tuple[Feeds, Tensor, list[FeedEntry], Plan] | None = None
 
     # -- public API ------------------------------------------------------------------------
     def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
@@ -201,15 +213,21 @@ class Session:
         if not isinstance(cost_tensor, Tensor) or cost_tensor.shape != ():
             raise ShapeError(f"{where}: the cost tensor must be a scalar; got cost_tensor={cost_tensor!r}.")
         batch_size = check_batch_size(batch_size, where)
-        cost_reduction = CostReduction(cost_reduction)
-        entries = normalize_feeds(feeds, where)
-        for e in entries:
-            if not isinstance(e.data, InputProvider):
-                raise TypeError(
-                    f"{where}: every feed must be an InputProvider (training draws batch_size examples "
-                    f"from each); got {type(e.data).__name__} for {e.tensor!r}."
-                )
-        plan = self._plan([cost_tensor], entries, where)
+        if type(cost_reduction) is not CostReduction:
+            cost_reduction = CostReduction(cost_reduction)
+        last = self._last_training_feeds
+        if last is not None and last[0] is feeds and last[1] is cost_tensor and same_feeds(feeds, last[2]):
+            entries, plan = last[2], last[3]  # the feeds of the last call, checked then
+        else:
+            entries = normalize_feeds(feeds, where)
+            for e in entries:
+                if not isinstance(e.data, InputProvider):
+                    raise TypeError(
+                        f"{where}: every feed must be an InputProvider (training draws batch_size "
+                        f"examples from each); got {type(e.data).__name__} for {e.tensor!r}."
+                    )
+            plan = self._plan([cost_tensor], entries, where)
+            self._last_training_feeds = (feeds, cost_tensor, entries, plan)
         step = plan.step(plan.fed, batch_size)  # every feed is an InputProvider: all batched
         self._release_retained()
         math = self.math
@@ -404,7 +422,7 @@ class Session:
             )
             if program is not None:
                 step.training[key] = program
-        return (total if total is not None else Scalar.new(0, math=math)), gradients
+        return (total if total is not None else _zero(math)), gradients
 
     def _recorder(
         self, step: Signature, training: bool, values: Mapping[Tensor, NDArray], extra: Mapping[Any, NDArray]
@@ -439,7 +457,7 @@ class Session:
         as one CUDA graph, captured the first time; the values it hands out are then
         overwritten by the step's next call, when the Session has let them go."""
         backend = self.math.backend
-        inputs: list[NDArray] = []
+        raws: list[Any] = []
         bound: dict[int, NDArray] = {}
         extras = 0
         for key, slot, shape, dtype in program.bindings:
@@ -452,14 +470,15 @@ class Session:
                 extras += 1
                 if x is None:
                     return None
-            if x.shape != shape or x.dtype != dtype or x.storage.backend is not backend:
+            storage = x.storage
+            if x.shape != shape or x.dtype != dtype or storage.backend is not backend:
                 return None
-            inputs.append(x)
+            data: Any = storage.data
+            raws.append(data if data.shape == shape else data.reshape(shape))
             bound[slot] = x
         if extras != len(extra):
             return None  # the optimizer now reads other arrays: record again
         engine = self.math.engine
-        raws = program.raw_inputs(inputs)
         captured: Any = None
         slots = None
         if optimizer is not None and self.capture_plans and backend.name == "cuda":
@@ -485,7 +504,7 @@ class Session:
         self.gradient_array_map.fill_later(functools.partial(_fill, made, program.gradients or []))
         if captured is not None:
             self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
-        index = {b.slot: i for i, b in enumerate(program.bindings)}
+        index = program.binding_index
         for update in program.updates:
             shape = program.bindings[index[update.target]].shape
             # The new value: the bound buffer itself when updated in place (captured), else the
@@ -504,7 +523,7 @@ class Session:
         optimizer.finish_batch()
         result = program.results.get("cost")
         if result is None:
-            return Scalar.new(0, math=self.math), None
+            return _zero(self.math), None
         cost_value = made.hand_out(*result)
         if captured is not None:  # it lives in the graph's memory: see _release_retained
             self._lent.append(weakref.ref(cost_value.storage))
@@ -671,6 +690,12 @@ class Session:
                 storage = x.storage
                 if storage.data is not None and storage.refs > 0:
                     storage.data = storage.data.copy()
+
+
+def _zero(math: NDArrayMath) -> Scalar:
+    """A zero Scalar of the caller's (what a step with CostReduction.NONE returns), made on the
+    device: nothing to upload."""
+    return math.engine.wrap(math.backend.xp.zeros((), "float32"), "float32")  # type: ignore[return-value]
 
 
 _EXAMPLES, _ROWS = "examples", "rows"  # the keys a gathered batch's inputs are bound under

@@ -48,3 +48,17 @@ def test_a_provider_far_ahead_keeps_one_order_per_provider(monkeypatch: pytest.M
     behind = np.concatenate([ys.get_next_batch(math, 7).get_values() for _ in range(215)])
     np.testing.assert_array_equal(behind[: len(ahead)], ahead)  # the orders y recomputes are x's
     assert builder.get_epoch() == 300
+
+
+def test_an_epochs_order_is_the_same_whatever_was_drawn_before() -> None:
+    """The next epoch's order continues the random stream where the last one stopped, and any
+    other epoch's starts it over at that epoch: either way, epoch e's order is a function of the
+    seed and e alone."""
+    sequential = dl.InCPUMemoryShuffledInputProviderBuilder([np.arange(6.0)], seed=3)
+    orders = [sequential._draw_orders(e, 1)[0] for e in range(6)]
+    jumping = dl.InCPUMemoryShuffledInputProviderBuilder([np.arange(6.0)], seed=3)
+    for e in (4, 5, 0, 2, 3, 1):
+        np.testing.assert_array_equal(jumping._draw_orders(e, 1)[0], orders[e])
+    np.testing.assert_array_equal(jumping._draw_orders(1, 4), np.stack(orders[1:5]))
+    np.testing.assert_array_equal(jumping._draw_orders(5, 1)[0], orders[5])
+    assert len({tuple(o) for o in orders}) > 1  # reshuffled per epoch
