@@ -358,3 +358,28 @@ def test_counts_and_bytes_follow_arrays_made_and_freed_in_threads(cpu_math: dl.N
         y.dispose()
         y.dispose()  # twice: counted once
     assert dl.memory()["backends"]["cpu"] == base
+
+
+@dataclass(frozen=True)
+class _Nested(Op, abstract=True):
+    """A test op whose CPU kernel runs another op's kernel through the backend."""
+
+    name = "nested"
+
+    def infer(self, x: Spec) -> Spec:
+        return x
+
+    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
+        from deeplearn.math.backends.cpu import MathBackendCPU
+
+        inner = MathBackendCPU().execute(_ReadsState(), x)
+        return x + inner[:4].sum() + (xp.float32(3e38) * xp.float32(10) - xp.inf)
+
+
+def test_a_kernel_may_run_kernels_itself(cpu_math: dl.NDArrayMath) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = cpu_math.engine.run(_Nested(), Array1D.new([1.0]))
+        assert np.isnan(y.get(0))  # inf - inf, ignored inside both kernels
+        assert cpu_math.engine.run(_Nested(), Array1D.new([1.0])).shape == (1,)
+    assert cpu_math.add(Array1D.new([1.0]), Array1D.new([2.0])).get(0) == 3.0

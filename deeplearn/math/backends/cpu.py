@@ -37,9 +37,6 @@ __all__ = ["MathBackendCPU", "cpu_kernel"]
 _umath = importlib.import_module("numpy._core.umath")
 _ERROR_STATE: Any = getattr(_umath, "_extobj_contextvar", None)
 _make_error_state: Any = getattr(_umath, "_make_extobj", None)
-_IN_KERNEL: contextvars.ContextVar[bool] = contextvars.ContextVar("deeplearn_cpu_kernel", default=False)
-"""True inside the kernel context: a kernel that runs another through ``execute`` (none of
-ours does) is already there."""
 
 
 class _KernelContext(threading.local):
@@ -52,11 +49,12 @@ _KERNEL_CONTEXT = _KernelContext()
 
 
 def _kernel_context(caller_state: Any) -> contextvars.Context:
-    """A context in which NumPy's error state is ``caller_state`` ignoring every error, and in
-    which ``_IN_KERNEL`` is true; remembered for this thread."""
+    """A context in which NumPy's error state is ``caller_state`` ignoring every error,
+    remembered for this thread. A kernel that runs another through ``execute`` (none of ours
+    does) gets a context of its own: inside one, the state is never the one it was made for,
+    and a context cannot be entered twice."""
     context = contextvars.Context()
     context.run(_ERROR_STATE.set, _make_error_state(all="ignore"))  # made in the caller's state
-    context.run(_IN_KERNEL.set, True)
     _KERNEL_CONTEXT.made = (caller_state, context)
     return context
 
@@ -159,8 +157,6 @@ class MathBackendCPU:
         if _ERROR_STATE is None:
             with np.errstate(all="ignore"):
                 return kernel(*arrays)
-        if _IN_KERNEL.get():
-            return kernel(*arrays)
         state = _ERROR_STATE.get()
         made_for, context = _KERNEL_CONTEXT.made
         if made_for is not state or context is None:

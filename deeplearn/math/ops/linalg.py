@@ -102,6 +102,23 @@ def _orientation(value: object, name: str) -> MatrixOrientation:
     )
 
 
+_MAT_MULS: dict[tuple[MatrixOrientation, MatrixOrientation], MatMul] = {}
+"""The MatMul of each pair of orientations, made once (ops are frozen): making one costs
+~0.4 µs, a lookup ~0.05."""
+
+
+def _mat_mul_op(a_orientation: object, b_orientation: object) -> MatMul:
+    """``MatMul(a_orientation, b_orientation)``; the one made before when both are enum members
+    (0, 1 and anything else go through MatMul's own conversion and checks)."""
+    if type(a_orientation) is MatrixOrientation and type(b_orientation) is MatrixOrientation:
+        key = (a_orientation, b_orientation)
+        op = _MAT_MULS.get(key)
+        if op is None:
+            op = _MAT_MULS[key] = MatMul(a_orientation, b_orientation)
+        return op
+    return MatMul(a_orientation, b_orientation)  # type: ignore[arg-type]
+
+
 def _check_rank(where: str, name: str, x: NDArray, rank: int) -> None:
     check_arrays(where, **{name: x})
     if x.rank != rank:
@@ -126,7 +143,7 @@ class LinalgMath(MathMixin):
             >>> math.mat_mul(a, b, dl.MatrixOrientation.REGULAR, dl.MatrixOrientation.TRANSPOSED).get_values()
             array([ 7., 10., 16., 31.], dtype=float32)
         """
-        return self._run(MatMul(a_orientation, b_orientation), a, b)
+        return self._run(_mat_mul_op(a_orientation, b_orientation), a, b)
 
     def matrix_times_vector(self, matrix: NDArray, v: NDArray) -> NDArray:
         """The product M·v of a matrix and a vector, as a vector.
