@@ -39,7 +39,9 @@ def test_conv_kernels_in_blocks_match_the_oracle(case: OpCase, dtype: Any, block
     np.testing.assert_allclose(out, expected, rtol=case.rtol, atol=case.atol, err_msg=case.id)
 
 
-@pytest.mark.parametrize("strides,pad", [(1, "same"), (2, "same"), ((2, 1), 1), (3, "valid")])
+@pytest.mark.parametrize(
+    "strides,pad", [(1, "same"), (1, "valid"), (1, 2), (1, 5), (2, "same"), ((2, 1), 1), (3, "valid")]
+)
 def test_conv_kernels_match_the_generic_ones_on_a_larger_batch(strides: Any, pad: Any) -> None:
     rng = np.random.default_rng(2)
     x = rng.standard_normal((7, 11, 9, 3)).astype(np.float32)

@@ -16,11 +16,11 @@ import numpy as np
 
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op
-from deeplearn.math.ops.conv import Conv2D, Conv2DDerFilter, Conv2DDerInput, as_float, batch4, unbatched
-from deeplearn.math.ops.conv_util import Conv2DInfo, crop, pad_input, taps
-from deeplearn.math.ops.pool import MaxPool, MaxPoolBackprop, MinPool, PoolOp
 from deeplearn.math.ops.elementwise import Relu
 from deeplearn.math.ops.reduction import Sum
+from deeplearn.math.ops.conv import Conv2D, Conv2DDerFilter, Conv2DDerInput, as_float, batch4, unbatched
+from deeplearn.math.ops.conv_util import Conv2DInfo, PadInfo, crop, pad_input, taps
+from deeplearn.math.ops.pool import MaxPool, MaxPoolBackprop, MinPool, PoolOp
 from deeplearn.types import RawArray
 
 __all__ = ["MathBackendCPU", "cpu_kernel"]
@@ -247,18 +247,23 @@ def _float_inputs(*arrays: np.ndarray) -> tuple[list[np.ndarray], Any]:
     return floats, np.result_type(*floats)
 
 
+def _correlate(padded: np.ndarray, w2: np.ndarray, info: Conv2DInfo) -> np.ndarray:
+    """The convolution of ``info`` of an input padded already, with the filter as a
+    [fH·fW·inDepth, outDepth] matrix: [b·outH·outW, outDepth], block by block."""
+    rows = info.out_height * info.out_width
+    y = np.empty((info.batch_size * rows, w2.shape[1]), w2.dtype)
+    buffer = _patch_buffer(info, w2.dtype)
+    for start, stop in _image_blocks(info, buffer.itemsize):
+        np.matmul(_patches(buffer, padded, start, stop, info), w2, out=y[start * rows : stop * rows])
+    return y
+
+
 @cpu_kernel.register
 def _conv2d(op: Conv2D, x: np.ndarray, filter: np.ndarray) -> Any:
     """Patches of a block of images times the filter, block by block."""
     info = op.conv_info(x.shape, filter.shape)
     (x4, w), dtype = _float_inputs(batch4(x), filter)
-    padded = pad_input(np, x4, info)
-    w2 = w.reshape(-1, info.out_channels).astype(dtype, copy=False)
-    rows = info.out_height * info.out_width
-    y = np.empty((info.batch_size * rows, info.out_channels), dtype)
-    buffer = _patch_buffer(info, dtype)
-    for start, stop in _image_blocks(info, buffer.itemsize):
-        np.matmul(_patches(buffer, padded, start, stop, info), w2, out=y[start * rows : stop * rows])
+    y = _correlate(pad_input(np, x4, info), w.reshape(-1, info.out_channels).astype(dtype, copy=False), info)
     return y.reshape(unbatched(info.out_shape, x.ndim))
 
 
@@ -284,12 +289,43 @@ def _conv2d_der_filter(op: Conv2DDerFilter, x: np.ndarray, dy: np.ndarray) -> An
     return dw.reshape(op.filter_shape)
 
 
+def _transposed_info(info: Conv2DInfo) -> Conv2DInfo | None:
+    """For a stride-1 convolution of ``info``: the convolution that computes its input gradient,
+    dy padded so that the filter turned by 180° (with its depths swapped) slides over it giving
+    the input's size; None when the forward padding exceeds fH - 1 or fW - 1 (a crop, not a pad)."""
+    p = info.pad_info
+    top, left = info.filter_height - 1 - p.top, info.filter_width - 1 - p.left
+    bottom = info.in_height + info.filter_height - 1 - info.out_height - top
+    right = info.in_width + info.filter_width - 1 - info.out_width - left
+    if (info.stride_height, info.stride_width) != (1, 1) or min(top, left, bottom, right) < 0:
+        return None
+    return Conv2DInfo(
+        info.batch_size,
+        info.out_height,
+        info.out_width,
+        info.out_channels,
+        info.in_height,
+        info.in_width,
+        info.in_channels,
+        info.filter_height,
+        info.filter_width,
+        1,
+        1,
+        PadInfo(top, left, bottom, right),
+    )
+
+
 @cpu_kernel.register
 def _conv2d_der_input(op: Conv2DDerInput, dy: np.ndarray, filter: np.ndarray) -> Any:
-    """dy · filterᵀ gives a block's patch gradients, which col2im adds into the padded input
-    (one strided add per filter tap), block by block."""
+    """Stride 1: the convolution of dy, padded, with the filter turned by 180° and its depths
+    swapped (patches of dy times one matrix, block by block). Other strides: dy · filterᵀ gives a
+    block's patch gradients, which col2im adds into the padded input (one strided add per tap)."""
     info = op.conv_info(op.in_shape, filter.shape)
     (d, w), dtype = _float_inputs(batch4(dy), filter)
+    transposed = _transposed_info(info)
+    if transposed is not None:
+        turned = w[::-1, ::-1].transpose(0, 1, 3, 2).reshape(-1, info.in_channels).astype(dtype, copy=False)
+        return _correlate(pad_input(np, d, transposed), turned, transposed).reshape(op.in_shape)
     wt = w.reshape(-1, info.out_channels).T.astype(dtype, copy=False)
     d2 = d.reshape(-1, info.out_channels)
     rows = info.out_height * info.out_width
