@@ -42,10 +42,17 @@ def test_conv_kernels_in_blocks_match_the_oracle(case: OpCase, dtype: Any, block
 @pytest.mark.parametrize(
     "strides,pad", [(1, "same"), (1, "valid"), (1, 2), (1, 5), (2, "same"), ((2, 1), 1), (3, "valid")]
 )
-def test_conv_kernels_match_the_generic_ones_on_a_larger_batch(strides: Any, pad: Any) -> None:
+@pytest.mark.parametrize(
+    "x_shape,w_shape",
+    # patches window by window; tap by tap (output rows longer than fW·inDepth: thin inputs)
+    [((7, 11, 9, 3), (5, 4, 3, 6)), ((7, 11, 20, 1), (5, 3, 1, 4)), ((6, 9, 16, 2), (3, 3, 2, 5))],
+)
+def test_conv_kernels_match_the_generic_ones_on_a_larger_batch(
+    strides: Any, pad: Any, x_shape: tuple[int, ...], w_shape: tuple[int, ...]
+) -> None:
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((7, 11, 9, 3)).astype(np.float32)
-    w = rng.standard_normal((5, 4, 3, 6)).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
     forward = Conv2D(strides=strides, pad=pad)
     y = forward.forward(np, x, w)
     dy = rng.standard_normal(y.shape).astype(np.float32)

@@ -219,26 +219,40 @@ def _block_images(info: Conv2DInfo, itemsize: int) -> int:
     return max(1, min(info.batch_size, _PATCH_BLOCK_BYTES // max(1, per_image)))
 
 
-def _image_blocks(info: Conv2DInfo, itemsize: int) -> Iterator[tuple[int, int]]:
-    """(first image, last image + 1) of each block of the batch."""
-    step = _block_images(info, itemsize)
+def _block_patches(padded: np.ndarray, info: Conv2DInfo, dtype: Any) -> Iterator[tuple[int, int, np.ndarray]]:
+    """For each block of images [start, stop) of the padded input: (start, stop, its patches as a
+    [rows, fH·fW·inDepth] matrix), built in one buffer that the next block reuses.
+
+    Patches are copied window by window (``as_strided``), each a run of fW·inDepth values; where
+    an output row is longer than that (a thin input, such as one channel), tap by tap instead,
+    each tap a plane of outW-long runs, into the transposed layout [fH·fW·inDepth, rows]."""
+    fh, fw, c = info.filter_height, info.filter_width, info.in_channels
+    oh, ow, sh, sw = info.out_height, info.out_width, info.stride_height, info.stride_width
+    step = _block_images(info, np.dtype(dtype).itemsize)
+    k, rows = fh * fw * c, oh * ow
+    buffer = np.empty(step * rows * k, dtype)
+    by_tap = c * fw < ow
+    # channels first, [c, b, H, W], so that a tap's plane is whole rows of the input
+    planes = np.ascontiguousarray(padded.transpose(3, 0, 1, 2)) if by_tap else padded
     for start in range(0, info.batch_size, step):
-        yield start, min(start + step, info.batch_size)
-
-
-def _patch_buffer(info: Conv2DInfo, dtype: Any) -> np.ndarray:
-    """A block's patches, [images, outH, outW, fH, fW, inDepth]."""
-    return np.empty((_block_images(info, np.dtype(dtype).itemsize), *info.window_shape[1:]), dtype)
-
-
-def _patches(buffer: np.ndarray, padded: np.ndarray, start: int, stop: int, info: Conv2DInfo) -> np.ndarray:
-    """The patches of images [start, stop) of the padded input, copied into ``buffer``; as a
-    [rows, fH·fW·inDepth] matrix."""
-    out = buffer[: stop - start]
-    sb, sh, sw, sc = padded.strides
-    strides = (sb, sh * info.stride_height, sw * info.stride_width, sh, sw, sc)
-    np.copyto(out, np.lib.stride_tricks.as_strided(padded[start:stop], out.shape, strides, writeable=False))
-    return out.reshape(out.shape[0] * info.out_height * info.out_width, -1)
+        stop = min(start + step, info.batch_size)
+        n = stop - start
+        if by_tap:
+            out = buffer[: n * rows * k].reshape(fh, fw, c, n, oh, ow)
+            for i in range(fh):
+                for j in range(fw):
+                    out[i, j] = planes[
+                        :, start:stop, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw
+                    ]
+            yield start, stop, out.reshape(k, n * rows).T
+        else:
+            out = buffer[: n * rows * k].reshape(n, oh, ow, fh, fw, c)
+            sb, s_h, s_w, sc = padded.strides
+            strides = (sb, s_h * sh, s_w * sw, s_h, s_w, sc)
+            np.copyto(
+                out, np.lib.stride_tricks.as_strided(padded[start:stop], out.shape, strides, writeable=False)
+            )
+            yield start, stop, out.reshape(n * rows, k)
 
 
 def _float_inputs(*arrays: np.ndarray) -> tuple[list[np.ndarray], Any]:
@@ -252,9 +266,8 @@ def _correlate(padded: np.ndarray, w2: np.ndarray, info: Conv2DInfo) -> np.ndarr
     [fH·fW·inDepth, outDepth] matrix: [b·outH·outW, outDepth], block by block."""
     rows = info.out_height * info.out_width
     y = np.empty((info.batch_size * rows, w2.shape[1]), w2.dtype)
-    buffer = _patch_buffer(info, w2.dtype)
-    for start, stop in _image_blocks(info, buffer.itemsize):
-        np.matmul(_patches(buffer, padded, start, stop, info), w2, out=y[start * rows : stop * rows])
+    for start, stop, cols in _block_patches(padded, info, w2.dtype):
+        np.matmul(cols, w2, out=y[start * rows : stop * rows])
     return y
 
 
@@ -276,9 +289,7 @@ def _conv2d_der_filter(op: Conv2DDerFilter, x: np.ndarray, dy: np.ndarray) -> An
     d2 = d.reshape(-1, info.out_channels).astype(dtype, copy=False)
     rows = info.out_height * info.out_width
     dw = part = None
-    buffer = _patch_buffer(info, dtype)
-    for start, stop in _image_blocks(info, buffer.itemsize):
-        cols = _patches(buffer, padded, start, stop, info)
+    for start, stop, cols in _block_patches(padded, info, dtype):
         if dw is None:
             dw = cols.T @ d2[start * rows : stop * rows]
             part = np.empty_like(dw)
@@ -330,8 +341,10 @@ def _conv2d_der_input(op: Conv2DDerInput, dy: np.ndarray, filter: np.ndarray) ->
     d2 = d.reshape(-1, info.out_channels)
     rows = info.out_height * info.out_width
     dx = np.zeros(info.padded_shape, dtype)
-    buffer = _patch_buffer(info, dtype)
-    for start, stop in _image_blocks(info, buffer.itemsize):
+    step = _block_images(info, np.dtype(dtype).itemsize)
+    buffer = np.empty((step, *info.window_shape[1:]), dtype)
+    for start in range(0, info.batch_size, step):
+        stop = min(start + step, info.batch_size)
         cols = buffer[: stop - start]
         np.matmul(d2[start * rows : stop * rows], wt, out=cols.reshape(-1, wt.shape[1]))
         for i, j, view in taps(dx[start:stop], info):
