@@ -213,12 +213,24 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             examples = self._examples(math, input_index)
             if examples is None:
                 return None
+            indices = self._draw_indices(math, input_index, count, examples)
+            return examples, math.engine.wrap(indices, "int32")  # the caller's, like a batch
+
+    def _draw_indices(self, math: NDArrayMath, input_index: int, count: int, examples: NDArray) -> Any:
+        """The next ``count`` row indices of input ``input_index`` into ``examples`` (a backend
+        array), the position moved on; None, having drawn nothing, where the examples resident
+        on ``math``'s backend are no longer ``examples`` (disposed, uploaded again).
+
+        What a Session running its last training step again asks for: it binds the examples
+        it read last time and copies in only the indices."""
+        with self._lock:
+            if examples.is_disposed or self._examples(math, input_index) is not examples:
+                return None
             indices = self._batch_indices(math, input_index, count)
             if isinstance(indices, np.ndarray) and math.backend.name != "cpu":  # across epochs
                 indices = math.backend.asarray(indices)
-            rows = math.engine.wrap(indices, "int32")  # the caller's, like a batch
             self._move(input_index, count)
-            return examples, rows
+            return indices
 
     def _move(self, input_index: int, count: int) -> None:
         """Moves provider ``input_index`` on by ``count`` examples, dropping the epoch orders

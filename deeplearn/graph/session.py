@@ -33,6 +33,7 @@ from deeplearn.graph.feeds import (
 )
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
 from deeplearn.graph.plan import Plan, Signature, forget_oldest
+from deeplearn.graph.rerun import Rerun, Source, make_rerun
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar, Storage
 from deeplearn.types import DisposedError, ShapeError
@@ -122,6 +123,7 @@ class Session:
         # (feeds, cost tensor, their entries, the plan) of the last training call: a training
         # loop passes the same feeds every time (same_feeds), so they are checked once.
         self._last_training_feeds: tuple[Feeds, Tensor, list[FeedEntry], Plan] | None = None
+        self._rerun: Rerun | None = None  # the last training call, ready to run again
 
     # -- public API ------------------------------------------------------------------------
     def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
@@ -204,6 +206,15 @@ class Session:
         """
         where = "Session.train"
         self.math._check_safe_mode()
+        rerun = self._rerun
+        if (
+            rerun is not None
+            and type(batch_size) is int
+            and rerun.matches(cost_tensor, feeds, batch_size, optimizer, cost_reduction)
+        ):
+            again = self._train_again(rerun, where)
+            if again is not None:
+                return again
         if not all(
             callable(getattr(optimizer, m, None)) for m in ("before_batch", "after_batch", "bound_arrays")
         ):
@@ -245,9 +256,73 @@ class Session:
                 )
             if gradients is not None:
                 self._retain(values, gradients)
+            else:  # a Program ran: the next identical call can run it again at once
+                key = (type(optimizer), tuple(optimizer.variables), cost_reduction)
+                program = step.training.get(key)
+                self._rerun = (
+                    make_rerun(
+                        feeds,
+                        entries,
+                        cost_tensor,
+                        batch_size,
+                        optimizer,
+                        cost_reduction,
+                        plan,
+                        step,
+                        key,
+                        program,
+                        rows,
+                    )
+                    if program is not None and not values
+                    else None
+                )
         finally:
             math.end_scope(result)
         return result
+
+    def _train_again(self, rerun: Rerun, where: str) -> Scalar | None:
+        """Runs the last training call's Program again (``deeplearn/graph/rerun.py``): draws
+        the batches' rows, collects the inputs and runs it; None, having run nothing and moved
+        no provider, when something it relied on changed (then the ordinary path runs)."""
+        if not self._replayable():
+            return None
+        for _, _, _, examples in rerun.draws:
+            if examples.is_disposed:
+                return None
+        math, optimizer, program = self.math, rerun.optimizer, rerun.program
+        backend = math.backend
+        self._release_retained()
+        with optimizer.lock:
+            optimizer.before_batch(math, rerun.batch_size, rerun.plan.variables)
+            extra = optimizer.bound_arrays()
+            if len(extra) != rerun.bound_count or tuple(optimizer.variables) != rerun.key[1]:
+                return None
+            raws: list[Any] = []
+            for source, what, shape, dtype in rerun.sources:
+                if source is Source.ROWS:
+                    raws.append(None)  # drawn last, once every other input is known good
+                    continue
+                x = (
+                    self._input_value(what, where)
+                    if source is Source.NODE
+                    else extra.get(what)
+                    if source is Source.BOUND
+                    else what
+                )
+                if x is None:
+                    return None
+                storage = x.storage
+                if x.shape != shape or x.dtype != dtype or storage.backend is not backend:
+                    return None
+                data: Any = storage.data
+                raws.append(data if data.shape == shape else data.reshape(shape))
+            for i, builder, index, examples in rerun.draws:
+                indices = builder._draw_indices(math, index, rerun.batch_size, examples)
+                if indices is None:
+                    return None
+                raws[i] = indices
+            slots, captured = self._execute(program, raws, True)
+            return self._finish_training(program, slots, captured, optimizer)
 
     @_serialized
     def dispose(self) -> None:
@@ -257,6 +332,7 @@ class Session:
             array.dispose()
         self._converted.clear()
         self._plans.clear()
+        self._rerun = self._last_training_feeds = None
 
     # -- plans -----------------------------------------------------------------------------
     def _plan(self, tensors: list[Tensor], entries: list[FeedEntry], where: str) -> Plan:
@@ -447,15 +523,16 @@ class Session:
         optimizer: Optimizer | None = None,
     ) -> tuple[Scalar | None, SummedTensorArrayMap | None] | None:
         """Runs ``program`` on this call's inputs (``values``: the fed tensors'; ``extra``: the
-        optimizer's arrays; variables and constants from their nodes); None, having run
-        nothing, when an input is not the shape, dtype or backend it was recorded with.
+        optimizer's arrays and the batches' examples and rows; variables and constants from
+        their nodes); None, having run nothing, when an input is not the shape, dtype or
+        backend it was recorded with.
 
         An inference Program fills ``values`` with the values the call hands out (made when
         read). A training Program (``optimizer`` given) gives the variables and the optimizer's
         state their new values and the Session's maps what to make if read; returns (the
-        reduced cost, None). On CUDA a training Program runs
-        as one CUDA graph, captured the first time; the values it hands out are then
-        overwritten by the step's next call, when the Session has let them go."""
+        reduced cost, None). On CUDA a training Program runs as one CUDA graph, captured the
+        first time; the values it hands out are then overwritten by the step's next call, when
+        the Session has let them go."""
         backend = self.math.backend
         raws: list[Any] = []
         bound: dict[int, NDArray] = {}
@@ -478,27 +555,37 @@ class Session:
             bound[slot] = x
         if extras != len(extra):
             return None  # the optimizer now reads other arrays: record again
-        engine = self.math.engine
-        captured: Any = None
-        slots = None
-        if optimizer is not None and self.capture_plans and backend.name == "cuda":
+        slots, captured = self._execute(program, raws, optimizer is not None)
+        if optimizer is None:  # inference: the caller reads the values it asked for at once
+            made = Materializer(program, self.math.engine, slots, bound)
+            for t, slot, shape in program.values:
+                values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
+            self._owned = made.owned  # untracked arrays that _retain keeps as they are
+            return None, None
+        return self._finish_training(program, slots, captured, optimizer), None
+
+    def _execute(self, program: Program, raws: list[Any], training: bool) -> tuple[list[Any], Any]:
+        """Runs ``program`` on ``raws``: (its slots, the CapturedProgram that ran it or None).
+        A training Program on CUDA runs as its CUDA graph, captured the first time."""
+        if training and self.capture_plans and self.math.backend.name == "cuda":
             captured = self._captured(program, raws)
             slots = captured.run(raws) if captured is not None else None
             if captured is not None and slots is None:  # a provider's examples moved: capture again
                 program.capture = None
                 captured = self._captured(program, raws)
                 slots = captured.run(raws) if captured is not None else None
-        if slots is None:
-            captured = None
-            slots = program.run_raw(engine, raws)
-        if optimizer is None:  # inference: the caller reads the values it asked for at once
-            made = Materializer(program, engine, slots, bound)
-            for t, slot, shape in program.values:
-                values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
-            self._owned = made.owned  # untracked arrays that _retain keeps as they are
-            return None, None
-        # Training: the maps are made only if someone looks, from the slots alone (the bound
-        # batches belong to this call's scope, which is over by then).
+            if slots is not None:
+                return slots, captured
+        return program.run_raw(self.math.engine, raws), None
+
+    def _finish_training(
+        self, program: Program, slots: list[Any], captured: Any, optimizer: Optimizer
+    ) -> Scalar:
+        """After a training Program ran: the variables and the optimizer's state get their new
+        values, the maps what to make if read; returns the reduced cost."""
+        engine, backend = self.math.engine, self.math.backend
+        # The maps are made only if someone looks, from the slots alone (the bound batches
+        # belong to this call's scope, which is over by then).
         made = Materializer(program, engine, slots, {})
         self.activation_array_map.fill_later(functools.partial(_fill, made, program.values))
         self.gradient_array_map.fill_later(functools.partial(_fill, made, program.gradients or []))
@@ -523,11 +610,11 @@ class Session:
         optimizer.finish_batch()
         result = program.results.get("cost")
         if result is None:
-            return _zero(self.math), None
+            return _zero(self.math)
         cost_value = made.hand_out(*result)
         if captured is not None:  # it lives in the graph's memory: see _release_retained
             self._lent.append(weakref.ref(cost_value.storage))
-        return cost_value, None  # type: ignore[return-value]
+        return cost_value  # type: ignore[return-value]
 
     def _gather(self, values: dict[Tensor, NDArray], rows: Rows) -> None:
         """The batches of ``rows`` into ``values``: one gather each, recorded with the step."""

@@ -1,0 +1,134 @@
+"""The last training call of a Session, kept so that the next identical call can skip finding it.
+
+A training loop calls ``Session.train`` with the same cost, feeds, batch size, optimizer and
+cost reduction every step. Once such a call has run as a Program (``deeplearn/compile/``),
+everything the Session worked out to get there — the feeds' checks, the plan, the call's
+signature, which Program to run and where each of its inputs comes from — holds for the next
+call too. A ``Rerun`` keeps it: the next call only draws the batches' row indices, collects
+the Program's inputs and runs it (on CUDA: one graph launch), with the per-call checks that
+matter (every input still of the shape, dtype and backend recorded) and none of the rest.
+When anything it relied on changed, the Session takes its ordinary path, which records again
+where it must.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from deeplearn.graph.feeds import FeedEntry, Feeds, same_feeds
+from deeplearn.graph.graph import Tensor
+
+if TYPE_CHECKING:
+    from deeplearn.compile.program import Program
+    from deeplearn.graph.optimizers.optimizer import Optimizer
+    from deeplearn.graph.plan import Plan, Signature
+    from deeplearn.math.ndarray import NDArray
+    from deeplearn.types import DType, Shape
+
+__all__ = ["Rerun", "Source", "make_rerun"]
+
+
+class Source(enum.Enum):
+    """Where a Program input comes from on a rerun."""
+
+    NODE = "a variable's or a constant's data"
+    BOUND = "one of the optimizer's bound arrays (its scalars, its state)"
+    EXAMPLES = "a provider's examples, resident on the backend"
+    ROWS = "the row indices of a batch, drawn from its provider"
+
+
+@dataclass(eq=False)
+class Rerun:
+    """A training call's work, ready for the next identical call (see the module docstring).
+
+    ``sources`` holds, per Program binding: (Source, what to read it from, the bound shape and
+    dtype); ``draws`` holds, per batch: (its binding's index, the provider's builder, the
+    provider's input index, the examples the rows index).
+    """
+
+    feeds: Feeds
+    entries: list[FeedEntry]
+    cost: Tensor
+    batch_size: int
+    optimizer: Optimizer
+    reduction: int
+    plan: Plan
+    step: Signature
+    key: tuple[Any, ...]
+    program: Program
+    sources: list[tuple[Source, Any, Shape, DType]]
+    draws: list[tuple[int, Any, int, NDArray]]
+    bound_count: int
+
+    def matches(
+        self, cost: Tensor, feeds: Feeds, batch_size: int, optimizer: Optimizer, reduction: int
+    ) -> bool:
+        """Whether a call with these arguments is this call again."""
+        return (
+            cost is self.cost
+            and optimizer is self.optimizer
+            and batch_size == self.batch_size
+            and reduction == self.reduction
+            and feeds is self.feeds
+            and same_feeds(feeds, self.entries)
+            and self.step.training.get(self.key) is self.program
+        )
+
+
+def make_rerun(
+    feeds: Feeds,
+    entries: list[FeedEntry],
+    cost: Tensor,
+    batch_size: int,
+    optimizer: Optimizer,
+    reduction: int,
+    plan: Plan,
+    step: Signature,
+    key: tuple[Any, ...],
+    program: Program,
+    rows: dict[Tensor, tuple[NDArray, NDArray]],
+) -> Rerun | None:
+    """The Rerun of a training call that just ran ``program``, or None where a rerun could
+    not draw its batches alone (a provider of another kind than the in-memory builders')."""
+    providers = {e.tensor: e.data for e in entries}
+    sources: list[tuple[Source, Any, Shape, DType]] = []
+    draws: list[tuple[int, Any, int, NDArray]] = []
+    bound_count = 0
+    for i, binding in enumerate(program.bindings):
+        key_ = binding.key
+        if isinstance(key_, Tensor):
+            if key_ in providers:
+                return None  # a batch that was not gathered in the Program
+            sources.append((Source.NODE, key_.node, binding.shape, binding.dtype))
+        elif key_[0] in ("examples", "rows"):
+            t = key_[1]
+            provider = providers.get(t)
+            builder = getattr(provider, "builder", None)
+            if builder is None or t not in rows or not hasattr(builder, "_draw_indices"):
+                return None
+            examples = rows[t][0]
+            if key_[0] == "examples":
+                sources.append((Source.EXAMPLES, examples, binding.shape, binding.dtype))
+            else:
+                sources.append((Source.ROWS, None, binding.shape, binding.dtype))
+                draws.append((i, builder, provider.input_index, examples))  # type: ignore[union-attr]
+        else:
+            sources.append((Source.BOUND, key_, binding.shape, binding.dtype))
+            bound_count += 1
+    return Rerun(
+        feeds,
+        entries,
+        cost,
+        batch_size,
+        optimizer,
+        reduction,
+        plan,
+        step,
+        key,
+        program,
+        sources,
+        draws,
+        bound_count,
+    )

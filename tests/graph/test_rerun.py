@@ -1,0 +1,162 @@
+"""A Session's last training call, run again at once when the next call is the same
+(deeplearn/graph/rerun.py): it gives exactly what the ordinary path gives, step after step, and
+steps aside whenever something it relied on changed: other feeds, another batch size, a variable
+set by the user, a learning rate changed, a provider's examples disposed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import deeplearn as dl
+from deeplearn import CostReduction, Graph, Scalar, Session
+from deeplearn.graph import session as session_module
+
+
+def _model(math: dl.NDArrayMath) -> tuple[Graph, Any, Any, Any, list[Any]]:
+    g = Graph()
+    x, label = g.placeholder("x", [2]), g.placeholder("y", [])
+    w = g.variable("w", dl.Array1D.new([0.3, -0.2], math=math))
+    b = g.variable("b", Scalar.new(0.1, math=math))
+    y = g.add(g.reduce_sum(g.multiply(w, g.relu(x))), b)
+    return g, x, label, g.mean_squared_cost(y, label), [w, b]
+
+
+def _builder(math: dl.NDArrayMath, builder: type) -> Any:
+    rng = np.random.default_rng(0)
+    xs = rng.uniform(-2, 2, (13, 2)).astype(np.float32)  # 13: batches of 4 cross epochs
+    ys = (xs @ np.array([1.5, -0.5], np.float32) + 0.25).astype(np.float32)
+    return builder([xs, ys], seed=0)
+
+
+BUILDERS = [dl.InCPUMemoryShuffledInputProviderBuilder, dl.InGPUMemoryShuffledInputProviderBuilder]
+
+
+def _run(math: dl.NDArrayMath, builder_class: type, replay: bool, events: dict[int, Any],
+         steps: int = 30) -> tuple[list[float], list[np.ndarray], Session]:
+    """Trains ``steps`` steps; ``events[step](session, feeds, ...)`` may change something first
+    and returns the (feeds, batch size, optimizer) to use from then on."""
+    g, x, label, cost, variables = _model(math)
+    builder = _builder(math, builder_class)
+    xp, yp = builder.get_input_providers()
+    session = Session(g, math)
+    session.replay_plans = replay
+    feeds: Any = [{"tensor": x, "data": xp}, {"tensor": label, "data": yp}]
+    optimizer: Any = dl.MomentumOptimizer(0.05, 0.9)
+    batch = 4
+    costs = []
+    for step in range(steps):
+        if step in events:
+            feeds, batch, optimizer = events[step](session, builder, variables, feeds, batch, optimizer)
+        with math.scope():
+            costs.append(float(session.train(cost, feeds, batch, optimizer, CostReduction.MEAN).get()))
+    return costs, [session.eval(v).numpy() for v in variables], session
+
+
+def _set_w(session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int, opt: Any) -> Any:
+    variables[0].node.data = dl.Array1D.new([1.0, 1.0], math=session.math)
+    return feeds, batch, opt
+
+
+def _new_rate(session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int, opt: Any) -> Any:
+    opt.learning_rate = 0.02
+    return feeds, batch, opt
+
+
+def _new_list(session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int, opt: Any) -> Any:
+    return list(reversed(feeds)), batch, opt  # the same feeds in another list
+
+
+def _new_batch(session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int, opt: Any) -> Any:
+    return feeds, 3, opt
+
+
+def _dispose_examples(session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int,
+                      opt: Any) -> Any:
+    builder.dispose() if hasattr(builder, "dispose") else None
+    return feeds, batch, opt
+
+
+def _other_optimizer(session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int,
+                     opt: Any) -> Any:
+    return feeds, batch, dl.AdamOptimizer(0.01, 0.9, 0.999)
+
+
+EVENTS = {
+    "none": {},
+    "variable set": {7: _set_w},
+    "learning rate": {6: _new_rate},
+    "feeds list": {5: _new_list},
+    "batch size": {8: _new_batch, 16: lambda *a: (a[3], 4, a[5])},
+    "examples disposed": {9: _dispose_examples},
+    "optimizer": {10: _other_optimizer},
+}
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
+@pytest.mark.parametrize("events", EVENTS.values(), ids=EVENTS.keys())
+def test_training_again_equals_the_ordinary_path(math: dl.NDArrayMath, builder_class: type,
+                                                 events: dict[int, Any]) -> None:
+    """Bit for bit on the CPU; on CUDA the reference runs kernel by kernel through the rules, whose
+    kernels are the same ones."""
+    costs, weights, session = _run(math, builder_class, True, events)
+    ref_costs, ref_weights, _ = _run(math, builder_class, False, events)
+    assert costs == ref_costs
+    for w, r in zip(weights, ref_weights):
+        np.testing.assert_array_equal(w, r)
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
+def test_a_repeated_call_skips_the_feeds_and_the_rules(cpu_math: dl.NDArrayMath, builder_class: type,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """After two calls (one records, one runs the Program and keeps it), identical calls neither
+    load feeds nor look for a Program; another batch size takes the ordinary path again."""
+    g, x, label, cost, _ = _model(cpu_math)
+    xp, yp = _builder(cpu_math, builder_class).get_input_providers()
+    session = Session(g, cpu_math)
+    feeds = {x: xp, label: yp}
+    optimizer = dl.SGDOptimizer(0.1)
+    loads = []
+    real = session_module.load_feeds
+    monkeypatch.setattr(session_module, "load_feeds", lambda *a, **k: loads.append(1) or real(*a, **k))
+    for _ in range(5):
+        with cpu_math.scope():
+            session.train(cost, feeds, 4, optimizer)
+    assert len(loads) == 2 and session._rerun is not None
+    with cpu_math.scope():
+        session.train(cost, feeds, 3, optimizer)
+    assert len(loads) == 3
+
+
+def test_a_provider_of_another_kind_takes_the_ordinary_path(cpu_math: dl.NDArrayMath) -> None:
+    """A provider that does not keep its examples on the backend cannot be rerun: its batch is
+    loaded every call (and training is the same)."""
+    from tests.graph.helpers import ListProvider
+
+    g, x, label, cost, variables = _model(cpu_math)
+    rng = np.random.default_rng(1)
+    xs = rng.uniform(-1, 1, (8, 2))
+    feeds = {x: ListProvider(xs), label: ListProvider(xs.sum(axis=1))}
+    session = Session(g, cpu_math)
+    for _ in range(4):
+        with cpu_math.scope():
+            session.train(cost, feeds, 2, dl.SGDOptimizer(0.1))
+    assert session._rerun is None
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
+def test_each_call_trains_on_the_providers_next_batch(math: dl.NDArrayMath, builder_class: type) -> None:
+    """The batch each call trains on (the activation of the fed tensor) is the provider's next
+    batch, as a twin builder of the same seed hands it out, across epoch boundaries."""
+    g, x, label, cost, _ = _model(math)
+    xp, yp = _builder(math, builder_class).get_input_providers()
+    twin_x, _ = _builder(math, builder_class).get_input_providers()
+    session = Session(g, math)
+    optimizer = dl.SGDOptimizer(0.05)
+    for _ in range(12):
+        with math.scope():
+            session.train(cost, {x: xp, label: yp}, 4, optimizer)
+            expected = twin_x.get_next_batch(math, 4).numpy()
+            np.testing.assert_array_equal(session.activation_array_map.get(x).numpy(), expected)
