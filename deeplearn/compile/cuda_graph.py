@@ -145,22 +145,24 @@ class CapturedProgram:
                 return None
         cuda = self._cupy.cuda
         caller = cuda.get_current_stream()
-        if caller.ptr != self._last_stream:
+        stream = caller.ptr
+        if stream != self._last_stream:
             caller.wait_event(self._done)  # the last launch came from another stream
-            self._last_stream = caller.ptr
-        sources = self.sources
-        for i, (dst, src) in enumerate(zip(self.inputs, raws, strict=True)):
-            if src.data.ptr == dst.data.ptr:
-                continue  # resident: the value is the buffer
-            if self.immutable[i]:
+            self._last_stream = stream
+        sources, immutable = self.sources, self.immutable
+        for i, src in enumerate(raws):
+            dst = inputs[i]
+            if src is dst:
+                continue  # resident (a variable, a state updated in place) or borrowed
+            if immutable[i]:
                 if src is sources[i]:
                     continue
                 sources[i] = src
+            if src.data.ptr == dst.data.ptr:
+                continue  # another view of the buffer itself
             self._detach(i)
             if src.flags.c_contiguous:  # one copy call, not a CuPy copy kernel's host cost
-                cuda.runtime.memcpyAsync(
-                    dst.data.ptr, src.data.ptr, dst.nbytes, _DEVICE_TO_DEVICE, caller.ptr
-                )
+                cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, dst.nbytes, _DEVICE_TO_DEVICE, stream)
             else:
                 dst[...] = src
         # On the caller's stream: it is ordered after the copies and before the caller's next
