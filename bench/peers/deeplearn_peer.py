@@ -20,7 +20,7 @@ import numpy as np
 from bench.peers.base import System, Unavailable
 from bench.workloads import XENT_EPSILON, Conv, Dense, Flatten, Pool, Problem, Quad
 
-__all__ = ["DeeplearnEager", "DeeplearnSession", "InOrderInputProvider"]
+__all__ = ["DeeplearnEager", "DeeplearnSession"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -262,23 +262,6 @@ class DeeplearnEager(_DeeplearnBase):
         for a in [*getattr(self, "arrays", []), *getattr(self, "params", {}).values(), *self.out.values()]:
             a.dispose()
         self.arrays, self.params, self.out = [], {}, {}
-
-
-class InOrderInputProvider:
-    """An InputProvider that hands out its examples in order, cycling (the bench's own, for a
-    known batch order where one is needed); ``get_next_copy`` clones the example."""
-
-    def __init__(self, examples: list[Any]) -> None:
-        self.examples = examples
-        self.index = 0
-
-    def get_next_copy(self, math: Any) -> Any:
-        example = self.examples[self.index]
-        self.index = (self.index + 1) % len(self.examples)
-        return math.clone(example)
-
-    def dispose_copy(self, math: Any, copy: Any) -> None:
-        copy.dispose()
 
 
 class DeeplearnSession(_DeeplearnBase):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from deeplearn.data.checkpoint import CheckpointLoader, write_checkpoint
 from deeplearn.data.dataset import DataStats, InMemoryDataset
 from deeplearn.data.download import DownloadError
+from deeplearn.data.in_order import InOrderInputProvider
 from deeplearn.data.input_provider import (
     InCPUMemoryShuffledInputProviderBuilder,
     InGPUMemoryShuffledInputProviderBuilder,
@@ -21,6 +22,7 @@ __all__ = [
     "InGPUMemoryShuffledInputProviderBuilder",
     "InMemoryDataset",
     "InMemoryShuffledInputProviderBuilder",
+    "InOrderInputProvider",
     "InputProvider",
     "load_model",
     "read_model_metadata",

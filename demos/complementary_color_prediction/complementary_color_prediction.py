@@ -31,13 +31,13 @@ from deeplearn import (
     FeedEntry,
     Graph,
     InCPUMemoryShuffledInputProviderBuilder,
-    NDArray,
+    InOrderInputProvider,
     Session,
     SGDOptimizer,
     VarianceScalingInitializer,
 )
 
-__all__ = ["BATCH_SIZE", "EXAMPLES", "LEARNING_RATE", "NUM_BATCHES", "ComplementaryColorModel", "InOrder",
+__all__ = ["BATCH_SIZE", "EXAMPLES", "LEARNING_RATE", "NUM_BATCHES", "ComplementaryColorModel",
            "average_error", "complement", "complements", "main", "random_colors"]
 
 EXAMPLES = 100_000          # generated training examples
@@ -92,26 +92,6 @@ def average_error(predicted: Any, truth: Any) -> float:
         1.6666666666666667
     """
     return float(np.abs(np.asarray(predicted) - np.asarray(truth)).mean())
-
-
-class InOrder(dl.InputProvider):
-    """The rows of ``values``, in order: feeds a list of examples to ``Session.eval_batch`` so that
-    the i-th result belongs to the i-th row (the shuffled providers are for training)."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = np.asarray(values, dtype=np.float32)
-        self.position = 0
-
-    def get_next_copy(self, math: dl.NDArrayMath) -> NDArray:
-        return self.get_next_batch(math, 1).reshape(self.values.shape[1:])
-
-    def dispose_copy(self, math: dl.NDArrayMath, copy: NDArray) -> None:
-        copy.dispose()
-
-    def get_next_batch(self, math: dl.NDArrayMath, batch_size: int) -> NDArray:
-        rows = np.arange(self.position, self.position + batch_size) % len(self.values)
-        self.position += batch_size
-        return NDArray.make([batch_size, *self.values.shape[1:]], self.values[rows], math=math)
 
 
 class ComplementaryColorModel:
@@ -180,10 +160,15 @@ class ComplementaryColorModel:
     def predict(self, colors: Any) -> np.ndarray:
         """The predicted complements of ``colors`` ([n, 3], 0..255), in one batched pass."""
         inputs = to_network(colors).reshape(-1, 3)
-        with self.math.scope():
-            out = self.session.eval_batch(self.prediction_tensor, [FeedEntry(self.input_tensor, InOrder(inputs))],
-                                          len(inputs))
-            return from_network(out.numpy())
+        # In order, so that the i-th result belongs to the i-th color.
+        provider = InOrderInputProvider(inputs)
+        try:
+            with self.math.scope():
+                out = self.session.eval_batch(self.prediction_tensor, [FeedEntry(self.input_tensor, provider)],
+                                              len(inputs))
+                return from_network(out.numpy())
+        finally:
+            provider.dispose()
 
 
 def main(argv: list[str] | None = None, log: Callable[..., Any] = print) -> int:

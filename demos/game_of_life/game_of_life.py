@@ -33,13 +33,14 @@ from deeplearn import (
     FeedEntry,
     Graph,
     InCPUMemoryShuffledInputProviderBuilder,
+    InOrderInputProvider,
     NDArray,
     Session,
     Tensor,
     VarianceScalingInitializer,
 )
 
-__all__ = ["BATCH_SIZE", "BOARD_SIZE", "FILTERS", "LEARNING_RATE", "NUM_BATCHES", "GameOfLifeModel", "InOrder",
+__all__ = ["BATCH_SIZE", "BOARD_SIZE", "FILTERS", "LEARNING_RATE", "NUM_BATCHES", "GameOfLifeModel",
            "accuracy", "main", "next_generation", "random_boards"]
 
 BOARD_SIZE = 8
@@ -71,26 +72,6 @@ def next_generation(boards: np.ndarray) -> np.ndarray:
 def random_boards(count: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` random size × size boards, each cell alive (1) with probability 1/2."""
     return rng.integers(0, 2, size=(count, size, size)).astype(np.float32)
-
-
-class InOrder(dl.InputProvider):
-    """The rows of ``values``, in order: feeds a list of examples to ``Session.eval_batch`` so that
-    the i-th result belongs to the i-th row (the shuffled providers are for training)."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = np.asarray(values, dtype=np.float32)
-        self.position = 0
-
-    def get_next_copy(self, math: dl.NDArrayMath) -> NDArray:
-        return self.get_next_batch(math, 1).reshape(self.values.shape[1:])
-
-    def dispose_copy(self, math: dl.NDArrayMath, copy: NDArray) -> None:
-        copy.dispose()
-
-    def get_next_batch(self, math: dl.NDArrayMath, batch_size: int) -> NDArray:
-        rows = np.arange(self.position, self.position + batch_size) % len(self.values)
-        self.position += batch_size
-        return NDArray.make([batch_size, *self.values.shape[1:]], self.values[rows], math=math)
 
 
 def accuracy(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -177,10 +158,15 @@ class GameOfLifeModel:
     def predict(self, boards: np.ndarray) -> np.ndarray:
         """The predicted chance that each cell of each of ``boards`` is alive in the next
         generation ([n, size, size]), in one batched pass."""
-        with self.math.scope():
-            out = self.session.eval_batch(self.prediction_tensor,
-                                          [FeedEntry(self.board_tensor, InOrder(boards[..., None]))], len(boards))
-            return out.numpy().reshape(boards.shape)
+        # In order, so that the i-th result belongs to the i-th board.
+        provider = InOrderInputProvider(np.asarray(boards, np.float32)[..., None])
+        try:
+            with self.math.scope():
+                out = self.session.eval_batch(self.prediction_tensor, [FeedEntry(self.board_tensor, provider)],
+                                              len(boards))
+                return out.numpy().reshape(boards.shape)
+        finally:
+            provider.dispose()
 
 
 def main(argv: list[str] | None = None, log: Callable[..., Any] = print) -> int:
