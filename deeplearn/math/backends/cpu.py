@@ -1,7 +1,8 @@
 """MathBackendCPU: NDArray data in host memory as NumPy arrays; kernels are the ops' generic
 ``forward`` run with ``xp = numpy``, plus overrides keyed by op class where a profile showed
 the generic kernel to be the bottleneck (``scaled_array_add``: every optimizer update; ``relu``
-and ``sum``: the host cost of an eager op, bench/overhead.py)."""
+and ``sum``: the host cost of an eager op, bench/overhead.py; conv2d, its derivatives and
+pooling: the cnn benchmark's step)."""
 
 from __future__ import annotations
 
@@ -200,13 +201,14 @@ class MathBackendCPU:
 
 # -- convolutions and pooling (issue 12) -------------------------------------------------------
 #
-# The generic kernels (im2col of the whole batch, then one matrix product; pooling folded tap by
-# tap) are right for CuPy but leave a 2-core CPU waiting on memory: conv2d's patches of a
-# 64-image batch are 40 MB. Measured on the cnn benchmark's shapes (bench/RESULTS.md, "CPU
-# convolutions"), it is faster to build the patches a block of images at a time, sized to stay
-# in cache, and feed each block straight to the matrix product (or take it from the product
-# into col2im); and to pool a window that tiles the image (stride = window, the usual case)
-# through a reshaped view.
+# The generic kernels (im2col of the whole batch, then one matrix product; col2im by strided
+# adds; pooling folded tap by tap) are right for CuPy but leave a 2-core CPU waiting on memory:
+# the patches of the cnn benchmark's second convolution are 40 MB. Measured on its shapes
+# (bench/RESULTS.md, "CPU convolutions (issue 12)"), these are faster: patches built a block of
+# images at a time, sized to stay in cache, each block fed straight to the product; for a thin
+# input, patches built tap by tap; with stride 1, the input gradient as the convolution of dy
+# with the turned filter (no col2im); and pooling windows that tile the image (stride = window,
+# the usual case) reduced through a reshaped view.
 
 _PATCH_BLOCK_BYTES = 8 << 20
 """About how many bytes of im2col patches one block of images makes."""
