@@ -369,6 +369,10 @@ class InCPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         return math.engine.wrap(math.backend.asarray(host), self._dtypes[input_index])
 
 
+_EPOCHS_AHEAD = 64  # a GPU builder uploads the orders of up to this many epochs at once
+_ORDERS_AHEAD = 1 << 16  # and of at most this many examples in all
+
+
 class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuilder):
     """Shuffled providers over examples uploaded once to the math's backend (GPU memory on
     CUDA); batches are gathered there.
@@ -394,11 +398,21 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         key = (epoch, math.backend)
         order = self._device_orders.get(key)
         if order is None:
-            order = self._device_orders[key] = math.backend.asarray(self._order(epoch))
+            # The orders of the next epochs too, in one upload: with few examples an epoch is
+            # a batch or two, and an upload per epoch would cost more host time than the step.
+            count = max(1, min(_EPOCHS_AHEAD, _ORDERS_AHEAD // self.num_examples))
+            block = math.backend.asarray(
+                self._order(epoch)[None] if count == 1 else self._draw_orders(epoch, count)
+            )
+            for k in range(count):
+                self._device_orders[(epoch + k, math.backend)] = block[k]
+            order = self._device_orders[key]
         return order
 
     def _forget_epochs_except(self, in_use: set[int]) -> None:
-        for key in [k for k in self._device_orders if k[0] not in in_use]:
+        # The epochs before every provider's are done with; those after are uploaded ahead.
+        first = min(in_use)
+        for key in [k for k in self._device_orders if k[0] < first]:
             del self._device_orders[key]
 
     def _examples(self, math: NDArrayMath, input_index: int) -> NDArray:

@@ -493,12 +493,10 @@ class Session:
             values[v] = new_value
         if recorder is not None and len(step.training) < _MAX_TRAINING_PROGRAMS:
             updates: dict[Any, NDArray] = {**new_values, **optimizer.state_arrays()}
-            program = recorder.finish(
-                values, gradients, [cost], (), {"cost": total} if total is not None else {}, updates
-            )
+            program = recorder.finish(values, gradients, [cost], (), {"cost": total}, updates)
             if program is not None:
                 step.training[key] = program
-        return (total if total is not None else _zero(math)), gradients
+        return total, gradients
 
     def _recorder(
         self, step: Signature, training: bool, values: Mapping[Tensor, NDArray], extra: Mapping[Any, NDArray]
@@ -608,10 +606,7 @@ class Session:
             else:
                 optimizer.set_bound(update.key, new)
         optimizer.finish_batch()
-        result = program.results.get("cost")
-        if result is None:
-            return _zero(self.math)
-        cost_value = made.hand_out(*result)
+        cost_value = made.hand_out(*program.results["cost"])
         if captured is not None:  # it lives in the graph's memory: see _release_retained
             self._lent.append(weakref.ref(cost_value.storage))
         return cost_value  # type: ignore[return-value]
@@ -727,11 +722,14 @@ class Session:
 
     def _reduce_cost(
         self, cost: NDArray, cost_batched: bool, batch_size: int, reduction: CostReduction
-    ) -> Scalar | None:
-        """The batch's cost as ``reduction`` asks (None for NONE: nothing to compute)."""
+    ) -> Scalar:
+        """The batch's cost as ``reduction`` asks; for NONE a zero, which nothing reads back.
+        The zero is a kernel's output like any cost (a copy of a zero the recording makes), so
+        a recorded step makes it with its other kernels: on CUDA inside its graph, where a
+        fresh zero per call would be an allocation and a fill of their own."""
         math = self.math
         if reduction == CostReduction.NONE:
-            return None
+            return math.clone(Scalar.new(0, math=math))
         if cost_batched:
             total = math.sum(cost) if reduction == CostReduction.SUM else math.mean(cost)
         elif reduction == CostReduction.SUM:
@@ -777,12 +775,6 @@ class Session:
                 storage = x.storage
                 if storage.data is not None and storage.refs > 0:
                     storage.data = storage.data.copy()
-
-
-def _zero(math: NDArrayMath) -> Scalar:
-    """A zero Scalar of the caller's (what a step with CostReduction.NONE returns), made on the
-    device: nothing to upload."""
-    return math.engine.wrap(math.backend.xp.zeros((), "float32"), "float32")  # type: ignore[return-value]
 
 
 _EXAMPLES, _ROWS = "examples", "rows"  # the keys a gathered batch's inputs are bound under

@@ -97,16 +97,29 @@ def test_gpu_builder_keeps_one_resident_copy(cpu_math: dl.NDArrayMath) -> None:
     assert cpu_math.get_num_arrays() == before
 
 
-def test_gpu_builder_uploads_each_epoch_order_once_and_forgets_it(math: dl.NDArrayMath) -> None:
+def test_gpu_builder_uploads_epoch_orders_in_blocks_and_forgets_finished_ones(
+        math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The orders of the next epochs go up in one upload (64 epochs of 6 examples), each the
+    order a CPU builder of the same seed uses; the orders of finished epochs are dropped."""
+    from deeplearn.data import input_provider
+
     builder = InGPUMemoryShuffledInputProviderBuilder([np.arange(6.0), np.arange(6.0)], seed=1)
+    twin = dl.InCPUMemoryShuffledInputProviderBuilder([np.arange(6.0)], seed=1)
+    (twin_x,) = twin.get_input_providers()
+    uploads = []
+    real = builder._draw_orders
+    monkeypatch.setattr(builder, "_draw_orders", lambda first, count: uploads.append(count) or real(first, count))
     xs, ys = builder.get_input_providers()
-    for _ in range(10):  # 10 epochs of 3 batches; the two providers stay paired
+    epochs = input_provider._EPOCHS_AHEAD + 6
+    for epoch in range(epochs):  # epochs of 3 batches; the two providers stay paired
         with math.scope():
             for _ in range(3):
                 x, y = xs.get_next_batch(math, 2), ys.get_next_batch(math, 2)
                 np.testing.assert_array_equal(x.numpy(), y.numpy())
-        assert len(builder._device_orders) <= 1  # the epoch under way at most
-    assert builder.get_epoch() == 10
+                np.testing.assert_array_equal(x.numpy(), twin_x.get_next_batch(math, 2).numpy())
+        assert all(e > epoch for e, _ in builder._device_orders)  # finished epochs dropped
+    assert builder.get_epoch() == epochs
+    assert uploads == [input_provider._EPOCHS_AHEAD, input_provider._EPOCHS_AHEAD]
 
 
 class _Counter:
