@@ -94,16 +94,25 @@ class CapturedProgram:
                 dst[...] = src
         cupy.cuda.get_current_stream().synchronize()
         program.prepare_in_place_updates()
-        by_slot = {b.slot: i for i, b in enumerate(program.bindings)}
-        self._targets = [(by_slot[u.target], u.source) for u in program.updates]
+        by_slot = program.binding_index
+        # An update whose kernel can write its result straight into the bound buffer does
+        # (an optimizer's update of a variable: one kernel, not a kernel and a copy).
+        into = {
+            source: self.inputs[by_slot[target]] for source, target in program.writable_in_place().items()
+        }
         with cupy.cuda.using_allocator(self.pool.malloc), self.stream, self._gemm_context():
             # A first run compiles and loads every kernel and fills the graph's pool, so the
-            # captured run launches only kernels and allocates from cached blocks.
-            program.run_raw(engine, self.inputs)
+            # captured run launches only kernels and allocates from cached blocks. (Written in
+            # place, its updates change the static inputs: each launch copies the inputs in.)
+            program.run_raw(engine, self.inputs, into)
             self.stream.synchronize()
             self.stream.begin_capture(cupy.cuda.runtime.streamCaptureModeRelaxed)
             try:
-                self.slots = program.run_raw(engine, self.inputs)
+                written: set[int] = set()
+                self.slots = program.run_raw(engine, self.inputs, into, written)
+                self._targets = [
+                    (by_slot[u.target], u.source) for u in program.updates if u.source not in written
+                ]
                 for i, source in self._targets:  # in place, after every kernel that read the old value
                     self.slots[program.bindings[i].slot][...] = self.slots[source]
             finally:

@@ -185,11 +185,13 @@ class Program:
         deferred kernels every time would cost their work (a product for each layer)."""
         targets = {u.target for u in self.updates}
         snapshots: dict[int, int] = {}
+        first: list[Step] = []  # the copies run first: an update may be written in place early
 
         def snapshot(slot: int) -> int:
             if slot not in snapshots:
                 spec = Spec(self._bound_shape(slot), self.dtypes[slot])
                 snapshots[slot] = self.add_step(Clone(), [Ref(slot, None)], [spec])[0]
+                first.append(self.steps.pop())
             return snapshots[slot]
 
         for entries in (self.values, self.gradients or []):
@@ -202,7 +204,32 @@ class Program:
             )
             for step in self.deferred
         ]
+        self.steps[:0] = first
         self.kernels = {}
+
+    def writable_in_place(self) -> dict[int, int]:
+        """The updates whose new value the kernel that computes it may write straight into the
+        bound buffer (after ``prepare_in_place_updates``): {source slot: target slot} for each
+        update whose source is the only output of a step, of the target's shape and dtype, and
+        whose target no later step reads (nor that step, except element by element)."""
+        producer = {step.outputs[0]: i for i, step in enumerate(self.steps) if len(step.outputs) == 1}
+        out: dict[int, int] = {}
+        for update in self.updates:
+            i = producer.get(update.source)
+            if i is None:
+                continue
+            step = self.steps[i]
+            if (
+                step.specs[0].shape != self._bound_shape(update.target)
+                or step.specs[0].dtype != self.dtypes[update.target]
+            ):
+                continue
+            if any(r.slot == update.target and r.shape is not None for r in step.inputs):
+                continue
+            if any(r.slot == update.target for later in self.steps[i + 1 :] for r in later.inputs):
+                continue
+            out[update.source] = update.target
+        return out
 
     @property
     def binding_index(self) -> dict[int, int]:
@@ -215,29 +242,53 @@ class Program:
         return next(b.shape for b in self.bindings if b.slot == slot)
 
     # -- running ---------------------------------------------------------------------------
-    def run_raw(self, engine: Engine, raws: Sequence[Any]) -> list[Any]:
+    def run_raw(
+        self,
+        engine: Engine,
+        raws: Sequence[Any],
+        into: dict[int, Any] | None = None,
+        written: set[int] | None = None,
+    ) -> list[Any]:
         """Runs the kernels on ``raws`` (one backend array per binding, in its shape); returns
-        every slot's array (None where a deferred kernel fills it)."""
+        every slot's array (None where a deferred kernel fills it).
+
+        ``into`` ({slot: array}) asks that the kernel making a slot write it into that array,
+        where the backend can (``write_into``); ``written`` gets the slots it did."""
         slots: list[Any] = [None] * len(self.kinds)
         for binding, data in zip(self.bindings, raws, strict=True):
             slots[binding.slot] = data
         for slot, data in self.constants:
             slots[slot] = data
-        self._run(engine, self.steps, slots)
+        self._run(engine, self.steps, slots, into, written)
         return slots
 
     def run_deferred(self, engine: Engine, slots: list[Any]) -> None:
         """Fills the deferred kernels' slots of a run's ``slots``."""
         self._run(engine, self.deferred, slots)
 
-    def _run(self, engine: Engine, steps: list[Step], slots: list[Any]) -> None:
+    def _run(
+        self,
+        engine: Engine,
+        steps: list[Step],
+        slots: list[Any],
+        into: dict[int, Any] | None = None,
+        written: set[int] | None = None,
+    ) -> None:
         result = engine.result
         backend = engine.backend
         kernels, final = self._kernels(backend, steps)
+        write_into = getattr(backend, "write_into", None) if into else None
         guard = getattr(backend, "errors_ignored", contextlib.nullcontext)
         with guard():  # one floating-point guard for the whole program, not one per kernel
             for i, ((op, refs, outs, specs), kernel) in enumerate(zip(steps, kernels, strict=True)):
                 raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
+                if write_into is not None and outs[0] in into:  # type: ignore[operator]
+                    target = into[outs[0]]  # type: ignore[index]
+                    if write_into(op, target, *raws):
+                        slots[outs[0]] = target
+                        if written is not None:
+                            written.add(outs[0])
+                        continue
                 y = kernel(op, *raws)
                 if len(outs) == 1:
                     if final[i]:

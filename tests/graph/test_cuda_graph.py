@@ -319,3 +319,41 @@ def test_examples_uploaded_again_are_captured_again() -> None:
         np.testing.assert_array_equal(w, r)
     assert all(isinstance(c, CapturedProgram) for c in graphs[1:])
     assert graphs[5] is graphs[1] and graphs[6] is not graphs[5] and graphs[11] is graphs[6]
+
+
+def test_an_update_is_written_in_place_only_where_nothing_later_reads_the_old_value() -> None:
+    """Program.writable_in_place: an update's kernel may write into the variable's buffer when
+    no later kernel reads the old value; a later reader keeps the copy at the end."""
+    from deeplearn.compile.program import Program, Ref, Update
+    from deeplearn.math.ops.arithmetic import ScaledArrayAdd
+    from deeplearn.math.ops.base import Spec
+    from deeplearn.math.ops.elementwise import Relu
+
+    def program(read_after: bool) -> Program:
+        p = Program()
+        w, g, c = p.bind("w", (3,), "float32"), p.bind("g", (3,), "float32"), p.bind("c", (), "float32")
+        new = p.add_step(ScaledArrayAdd(), [Ref(c, None), Ref(w, None), Ref(c, None), Ref(g, None)],
+                         [Spec((3,), "float32")])[0]
+        if read_after:
+            p.add_step(Relu(), [Ref(w, None)], [Spec((3,), "float32")])
+        p.updates.append(Update("w", w, new))
+        p.prepare_in_place_updates()
+        return p
+
+    assert program(False).writable_in_place() == {3: 0}
+    assert program(True).writable_in_place() == {}
+
+
+@needs_gpu
+@pytest.mark.parametrize("make_optimizer", [lambda: dl.SGDOptimizer(0.05), lambda: dl.MomentumOptimizer(0.05, 0.9),
+                                            lambda: dl.AdamOptimizer(0.05, 0.9, 0.999)],
+                         ids=["sgd", "momentum", "adam"])
+def test_a_captured_step_writes_its_updates_into_the_variables(make_optimizer: Any) -> None:
+    """Each variable's and state's new value is written by its update kernel straight into the
+    bound buffer: no copies are left for after the kernels (and the results are the replay's,
+    test_captured_training_equals_the_replay_bit_for_bit)."""
+    math = dl.NDArrayMathGPU()
+    _, _, session = _train(math, True, make_optimizer(), CostReduction.MEAN, steps=3)
+    (tape,) = _tapes(session)
+    assert isinstance(tape.capture, CapturedProgram)
+    assert tape.updates and tape.capture._targets == []

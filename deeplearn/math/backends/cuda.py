@@ -132,18 +132,42 @@ _SCALED_ADD = (
 )
 
 
+def _scaled_add_kernel() -> Any:
+    kernel = _ELEMENTWISE.get((ScaledArrayAdd, _SCALED_ADD[2]))
+    if kernel is None:
+        kernel = _ELEMENTWISE[(ScaledArrayAdd, _SCALED_ADD[2])] = _import_cupy().ElementwiseKernel(
+            *_SCALED_ADD, "dl_scaled_array_add"
+        )
+    return kernel
+
+
 @cuda_kernel.register
 def _scaled_array_add(op: ScaledArrayAdd, c1: Any, a: Any, c2: Any, b: Any) -> Any:
     """c1·a + c2·b in one kernel (the generic forward launches three): every optimizer update
     runs it, once or more per variable and step."""
     if a.dtype == b.dtype == c1.dtype == c2.dtype == np.float32:
-        kernel = _ELEMENTWISE.get((ScaledArrayAdd, _SCALED_ADD[2]))
-        if kernel is None:
-            kernel = _ELEMENTWISE[(ScaledArrayAdd, _SCALED_ADD[2])] = _import_cupy().ElementwiseKernel(
-                *_SCALED_ADD, "dl_scaled_array_add"
-            )
-        return kernel(c1.reshape(()), a, c2.reshape(()), b)
+        return _scaled_add_kernel()(c1.reshape(()), a, c2.reshape(()), b)
     return op.forward(_import_cupy(), c1, a, c2, b)
+
+
+def write_into(op: Op, out: Any, *arrays: Any) -> bool:
+    """Runs ``op``'s kernel with ``out`` as its output array, when that kernel is one generated
+    element-wise kernel whose output would have ``out``'s shape and dtype (True); else runs
+    nothing (False). The same kernel as ``cuda_kernel``'s, so the same bits; what a captured
+    training step uses to write an update straight into the variable's buffer."""
+    if not arrays or not all(x.dtype == out.dtype for x in arrays) or out.dtype != np.float32:
+        return False
+    if np.broadcast_shapes(*(x.shape for x in arrays)) != out.shape:
+        return False
+    if isinstance(op, ScaledArrayAdd):
+        c1, a, c2, b = arrays
+        _scaled_add_kernel()(c1.reshape(()), a, c2.reshape(()), b, out)
+        return True
+    c_expr = op.c_expr
+    if c_expr is None or cuda_kernel.dispatch(type(op)) is not cuda_kernel.dispatch(Op):
+        return False  # no generated kernel, or a kernel of its own
+    _elementwise_kernel(op, c_expr)(*arrays, out)
+    return True
 
 
 @cuda_kernel.register
@@ -272,6 +296,10 @@ class MathBackendCUDA:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``: looked
         up once by a replayed Session plan rather than on every call."""
         return cuda_kernel.dispatch(type(op))
+
+    def write_into(self, op: Op, out: RawArray, *arrays: RawArray) -> bool:
+        """Runs ``op`` into ``out`` where its kernel allows (``write_into``)."""
+        return write_into(op, out, *arrays)
 
     def can_capture(self, op: Op) -> bool:
         """Whether a CUDA graph can record ``op``'s kernel (``can_capture``)."""
