@@ -166,7 +166,10 @@ def test_ten_thousand_training_steps_keep_arrays_and_pool_flat() -> None:
             used.append(pool.used_bytes())
     assert c.is_disposed
     assert len(set(arrays)) == 1, f"live arrays grew: {arrays}"
-    assert len(set(used)) == 1, f"pool usage grew: {used}"
+    # Flat: never above the first sample. (A sample can be one block of epoch orders below it,
+    # 64 epochs × 4 examples × 4 bytes, taken when a block was done with and the next was not
+    # yet uploaded.)
+    assert max(used) <= used[0] and used[0] - min(used) <= 1024, f"pool usage grew: {used}"
     assert session.eval(a, []).get() == pytest.approx(3.0, abs=0.05)
 
 
