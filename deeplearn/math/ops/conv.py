@@ -4,8 +4,9 @@ its two derivatives, and the composites conv1d, conv2d_der_bias, conv2d_transpos
 Inputs are NHWC: [height, width, channels] (a batch of one; the output has rank 3 too) or
 [batch, height, width, channels]. Filters are [fH, fW, inDepth, outDepth]. Padding and output
 sizes come from ``conv_util`` (deeplearn.js's 'same'/'valid'/numeric rules). Kernels are im2col
-(an ``as_strided`` window view, one copy) and one matrix product, written once for NumPy and CuPy.
-Pooling lives in ``pool.py``.
+(an ``as_strided`` window view, one copy) and one matrix product, written once for NumPy and CuPy;
+the CPU backend replaces conv2d's and its derivatives' with cache-sized blocks of the same
+products (``deeplearn/math/backends/cpu.py``). Pooling lives in ``pool.py``.
 """
 
 from __future__ import annotations

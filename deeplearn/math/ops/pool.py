@@ -4,7 +4,8 @@ Inputs are NHWC images, [h, w, c] or [b, h, w, c]; the window is ``filter_size``
 (fH, fW)), with strides and padding as for conv2d (``conv_util``). deeplearn.js semantics: any NaN
 in a window makes its output NaN; avg_pool divides by the full fH·fW, padded cells counting as
 zeros; max_pool_backprop sends each window's dy to its first maximum (row-major, strict >), and
-overlapping windows accumulate.
+overlapping windows accumulate. The CPU backend pools windows that tile the image (stride =
+window) through a reshaped view instead (``deeplearn/math/backends/cpu.py``).
 """
 
 from __future__ import annotations
