@@ -64,7 +64,7 @@ def profile_system(
                 report["captured_graphs"] = graphs
                 for g in graphs:
                     log(
-                        f"\n--- {factory.label}, {problem.workload}: captured step, {g['kernels']} kernel nodes "
+                        f"\n--- {factory.label}, {problem.workload}: captured step, graph nodes {g['kernels']} "
                         f"({g['program_steps']} Program steps), {g['device_us']:.1f} us device per launch "
                         f"(back to back), {g['host_launch_us']:.1f} us host per launch ---"
                     )
@@ -139,16 +139,24 @@ def _captured_graph_times(system: Any, launches: int = 200) -> list[dict[str, An
     return out
 
 
-def _graph_nodes(graph: Any) -> int | None:
-    """How many nodes (kernels, copies) a CuPy graph holds, through cuda-python's runtime
-    bindings when they are installed (nvmath-python brings them); None otherwise."""
+def _graph_nodes(graph: Any) -> dict[str, int] | None:
+    """How many nodes a CuPy graph holds, by type (kernel, memset, memcpy...), through
+    cuda-python's runtime bindings when they are installed (nvmath-python brings them); None
+    otherwise."""
     try:
         from cuda.bindings import runtime
 
-        err, _, count = runtime.cudaGraphGetNodes(runtime.cudaGraph_t(graph.graph), 0)
+        handle = runtime.cudaGraph_t(graph.graph)
+        err, _, count = runtime.cudaGraphGetNodes(handle, 0)
+        err, nodes, count = runtime.cudaGraphGetNodes(handle, count)
+        kinds: dict[str, int] = {}
+        for node in nodes[:count]:
+            _, kind = runtime.cudaGraphNodeGetType(node)
+            name = getattr(kind, "name", str(kind)).removeprefix("cudaGraphNodeType")
+            kinds[name] = kinds.get(name, 0) + 1
     except Exception:  # noqa: BLE001 - no bindings, or another version of them: not counted
         return None
-    return int(count) if int(err) == 0 else None
+    return kinds if int(err) == 0 else None
 
 
 def _device_op_times(system: Any) -> list[dict[str, Any]]:
