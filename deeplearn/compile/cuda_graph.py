@@ -84,6 +84,9 @@ class CapturedProgram:
         self.immutable = list(immutable)
         self.sources: list[Any] = [None] * len(raws)  # the immutable arrays last copied in
         self._resident: dict[int, NDArray] = {}
+        # Whether the last run's update targets were all their resident arrays already: then the
+        # caller has nothing to hand back (the arrays it holds are the ones updated).
+        self.settled = False
         self.pool = cupy.cuda.MemoryPool()
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.gemm = cuda_gemm.GemmContext() if cuda_gemm.available() else None
@@ -113,6 +116,7 @@ class CapturedProgram:
                 self._targets = [
                     (by_slot[u.target], u.source) for u in program.updates if u.source not in written
                 ]
+                self._target_bindings = frozenset(by_slot[u.target] for u in program.updates)
                 for i, source in self._targets:  # in place, after every kernel that read the old value
                     self.slots[program.bindings[i].slot][...] = self.slots[source]
             finally:
@@ -158,7 +162,8 @@ class CapturedProgram:
         if stream != self._last_stream:
             caller.wait_event(self._done)  # the last launch came from another stream
             self._last_stream = stream
-        sources, immutable = self.sources, self.immutable
+        sources, immutable, targets = self.sources, self.immutable, self._target_bindings
+        settled = True
         for i, src in enumerate(raws):
             dst = inputs[i]
             if src is dst:
@@ -169,6 +174,8 @@ class CapturedProgram:
                 sources[i] = src
             if src.data.ptr == dst.data.ptr:
                 continue  # another view of the buffer itself
+            if i in targets:
+                settled = False
             self._detach(i)
             if src.flags.c_contiguous:  # one copy call, not a CuPy copy kernel's host cost
                 cuda.runtime.memcpyAsync(dst.data.ptr, src.data.ptr, dst.nbytes, _DEVICE_TO_DEVICE, stream)
@@ -178,6 +185,7 @@ class CapturedProgram:
         # work, with no events to record or wait for.
         self.graph.launch(caller)
         self._done.record(caller)
+        self.settled = settled
         return self.slots
 
 

@@ -388,11 +388,21 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         super().__init__(inputs, seed)
         self._resident: dict[tuple[int, int], NDArray] = {}
         self._device_orders: dict[tuple[int, Any], Any] = {}  # (epoch, backend) -> its order there
+        self._last_slice: tuple[tuple[int, int, Any], Any] | None = (
+            None  # (position, count, backend), indices
+        )
 
     def _batch_indices(self, math: NDArrayMath, input_index: int, count: int) -> Any:
         # A slice of the epoch's order, uploaded once per epoch: uploading each batch's indices
-        # would make every batch wait for the GPU to finish its queued work.
-        return self._next_indices(input_index, count, lambda epoch: self._device_order(math, epoch))
+        # would make every batch wait for the GPU to finish its queued work. Paired providers
+        # ask for the same slice in turn: it is made once.
+        key = (self._positions[input_index], count, math.backend)
+        last = self._last_slice
+        if last is not None and last[0] == key:
+            return last[1]
+        indices = self._next_indices(input_index, count, lambda epoch: self._device_order(math, epoch))
+        self._last_slice = (key, indices)
+        return indices
 
     def _device_order(self, math: NDArrayMath, epoch: int) -> Any:
         key = (epoch, math.backend)
@@ -442,6 +452,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
             data.dispose()
         self._resident.clear()
         self._device_orders.clear()
+        self._last_slice = None
 
 
 def _stack_input(x: Any, index: int, where: str) -> tuple[np.ndarray, str]:

@@ -590,7 +590,7 @@ class Session:
         if captured is not None:
             self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
         index = program.binding_index
-        for update in program.updates:
+        for update in () if captured is not None and captured.settled else program.updates:
             shape = program.bindings[index[update.target]].shape
             # The new value: the bound buffer itself when updated in place (captured), else the
             # result in an array and storage of its own (the maps dispose theirs at the next call).
