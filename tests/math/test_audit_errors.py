@@ -464,6 +464,7 @@ def _baseline_calls(m: dl.NDArrayMath) -> dict[str, list[Any]]:
         "concat": [a(2), a(3), 0], "concat1d": [a(2), a(3)], "concat2d": [a(2, 2), a(2, 2), 1],
         "concat3d": [a(1, 1, 2), a(1, 1, 2), 2], "concat4d": [a(1, 1, 1, 2), a(1, 1, 1, 2), 0],
         "transpose": [a(2, 3), [1, 0]], "tile": [a(2, 2), [1, 2]], "gather": [a(3, 2), a(2, dtype="int32")],
+        "softmax_cross_entropy_cost_der": [a(2, 3), a(2, 3), a(2, 1)],
         "conv2d": [a(4, 4, 2), a(2, 2, 2, 3), a(3), 1, "valid"], "conv1d": [a(4, 2), a(2, 2, 3), a(3), 1, "valid"],
         "conv2d_der_input": [(4, 4, 2), a(3, 3, 3), a(2, 2, 2, 3), 1, "valid"],
         "conv2d_der_filter": [a(4, 4, 2), a(3, 3, 3), (2, 2, 2, 3), 1, "valid"], "conv2d_der_bias": [a(3, 3, 3)],
