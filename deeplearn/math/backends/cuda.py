@@ -295,7 +295,7 @@ extern "C" __global__ void dl_softmax_ce(const float* x, const float* t, float* 
     if (row >= rows) return;  // a whole warp: one row each
     const float* xr = x + row * cols;
     const float* tr = t + row * cols;
-    float m = -INFINITY;
+    float m = __int_as_float(0xff800000);  // -inf (NVRTC has no math.h)
     for (int j = lane; j < cols; j += 32) m = fmaxf(m, xr[j]);
     m = dl_warp_max(m);
     float s = 0.f;
@@ -313,10 +313,10 @@ extern "C" __global__ void dl_softmax_ce_der(const float* x, const float* t, con
     if (row >= rows) return;
     const float* xr = x + row * cols;
     const float* tr = t + row * cols;
-    float m = -INFINITY;
+    float m = __int_as_float(0xff800000);  // -inf (NVRTC has no math.h)
     for (int j = lane; j < cols; j += 32) m = fmaxf(m, xr[j]);
     m = dl_warp_max(m);
-    if (!isfinite(m)) m = 0.f;  // the softmax's shift (ops/reduction.py _shifted_exp)
+    if (!(m - m == 0.f)) m = 0.f;  // not finite: the softmax's shift (ops/reduction.py _shifted_exp)
     float s = 0.f;
     for (int j = lane; j < cols; j += 32) s += expf(xr[j] - m);
     s = dl_warp_sum(s);
