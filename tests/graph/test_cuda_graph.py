@@ -357,3 +357,43 @@ def test_a_captured_step_writes_its_updates_into_the_variables(make_optimizer: A
     (tape,) = _tapes(session)
     assert isinstance(tape.capture, CapturedProgram)
     assert tape.updates and tape.capture._targets == []
+
+
+@needs_gpu
+def test_a_convolutional_step_is_captured_and_equals_the_replay_bit_for_bit() -> None:
+    """conv2d's products go through our cuBLAS handle (nvmath-python), so a step with conv2d,
+    relu and max_pool is one CUDA graph; it trains exactly as the kernel-by-kernel replay."""
+    from deeplearn.math.backends import cuda_gemm
+
+    if not cuda_gemm.available():
+        pytest.skip("conv2d is captured only where nvmath-python gives it a cuBLAS handle")
+    math = dl.NDArrayMathGPU()
+
+    def run(captured: bool) -> tuple[list[float], list[np.ndarray], Session]:
+        rng = np.random.default_rng(0)
+        g = Graph()
+        x, label = g.placeholder("x", [8, 8, 1]), g.placeholder("y", [3])
+        w = g.variable("w", dl.NDArray.from_numpy(rng.normal(0, 0.3, (3, 3, 1, 4)).astype(np.float32), math=math))
+        b = g.variable("b", dl.Array1D.new([0.1, 0.0, -0.1, 0.2], math=math))
+        h = g.max_pool(g.relu(g.conv2d(x, w, b, 3, 4, 1, 1)), 2, 2, 0)
+        logits = g.layers.dense("d", g.reshape(h, [4 * 4 * 4]), 3)
+        cost = g.softmax_cross_entropy_cost(logits, label)
+        xs = rng.uniform(-1, 1, (32, 8, 8, 1)).astype(np.float32)
+        ys = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 32)]
+        xp, yp = dl.InGPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
+        session = Session(g, math)
+        session.capture_plans = captured
+        optimizer = dl.MomentumOptimizer(0.05, 0.9)
+        costs = []
+        for _ in range(12):
+            with math.scope():
+                costs.append(float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.MEAN).get()))
+        return costs, [session.eval(v).numpy() for v in (w, b)], session
+
+    costs, weights, session = run(True)
+    (tape,) = _tapes(session)
+    assert isinstance(tape.capture, CapturedProgram), tape.capture
+    ref_costs, ref_weights, _ = run(False)
+    assert costs == ref_costs
+    for got, want in zip(weights, ref_weights):
+        np.testing.assert_array_equal(got, want)

@@ -20,7 +20,16 @@ from deeplearn import util
 from deeplearn.math.backends import cuda_gemm
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op, Spec, UnaryOp
-from deeplearn.math.ops.conv import _ConvOp
+from deeplearn.math.ops.conv import (
+    Conv2D,
+    Conv2DDerFilter,
+    Conv2DDerInput,
+    _ConvOp,
+    batch4,
+    col2im,
+    im2col,
+    unbatched,
+)
 from deeplearn.math.ops.costs import SOFTMAX_CE_EPSILON, SoftmaxCrossEntropyCost, SoftmaxCrossEntropyCostDer
 from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
@@ -192,11 +201,54 @@ def _mat_mul(op: MatMul, a: Any, b: Any) -> Any:
     return op.forward(_import_cupy(), a, b)
 
 
+# conv2d and its two derivatives: the im2col product through our cuBLAS handle (``cuda_gemm``),
+# as a matrix product goes, so that a CUDA graph can record them (CuPy's matmul refuses capture).
+def _gemm_operands(*arrays: Any) -> bool:
+    return cuda_gemm.available() and all(a.dtype == np.float32 and a.size for a in arrays)
+
+
+@cuda_kernel.register
+def _conv2d(op: Conv2D, x: Any, filter: Any) -> Any:
+    cupy = _import_cupy()
+    if not _gemm_operands(x, filter):
+        return op.forward(cupy, x, filter)
+    info = op.conv_info(x.shape, filter.shape)
+    cols = cupy.ascontiguousarray(im2col(cupy, batch4(x), info))
+    y = cuda_gemm.gemm(cols, cupy.ascontiguousarray(filter.reshape(-1, info.out_channels)), False, False)
+    return y.reshape(unbatched(info.out_shape, x.ndim))
+
+
+@cuda_kernel.register
+def _conv2d_der_input(op: Conv2DDerInput, dy: Any, filter: Any) -> Any:
+    cupy = _import_cupy()
+    if not _gemm_operands(dy, filter):
+        return op.forward(cupy, dy, filter)
+    info = op.conv_info(op.in_shape, filter.shape)
+    w = cupy.ascontiguousarray(filter.reshape(-1, info.out_channels))
+    cols = cuda_gemm.gemm(cupy.ascontiguousarray(batch4(dy)).reshape(-1, info.out_channels), w, False, True)
+    return col2im(cupy, cols, info).reshape(op.in_shape)
+
+
+@cuda_kernel.register
+def _conv2d_der_filter(op: Conv2DDerFilter, x: Any, dy: Any) -> Any:
+    cupy = _import_cupy()
+    if not _gemm_operands(x, dy):
+        return op.forward(cupy, x, dy)
+    info = op.conv_info(x.shape, op.filter_shape)
+    cols = cupy.ascontiguousarray(im2col(cupy, batch4(x), info))
+    dw = cuda_gemm.gemm(cols, cupy.ascontiguousarray(batch4(dy)).reshape(-1, info.out_channels), True, False)
+    return dw.reshape(op.filter_shape)
+
+
+_GEMM_CONVS = (Conv2D, Conv2DDerInput, Conv2DDerFilter)
+
+
 def can_capture(op: Op) -> bool:
     """Whether ``op``'s CUDA kernel can be recorded into a CUDA graph. CuPy refuses cuBLAS calls
-    while a stream captures: the convolutions' im2col products and einsums go through it, and
-    matrix products do unless nvmath-python gives them a cuBLAS handle of our own."""
-    if isinstance(op, MatMul):
+    while a stream captures: matrix products and conv2d's im2col products are captured where
+    nvmath-python gives them a cuBLAS handle of our own; the other convolutions' einsums go
+    through CuPy's and are not."""
+    if isinstance(op, (MatMul, *_GEMM_CONVS)):
         return cuda_gemm.available()
     return not isinstance(op, _ConvOp)
 

@@ -229,13 +229,13 @@ class _ConvDerFilter(_ConvOp, abstract=True):
 # -- conv2d --------------------------------------------------------------------------------------
 
 
-def _im2col(xp: ModuleType, x: RawArray, info: Conv2DInfo) -> RawArray:
+def im2col(xp: ModuleType, x: RawArray, info: Conv2DInfo) -> RawArray:
     """[b·outH·outW, fH·fW·inDepth] patches of the NHWC input (one copy of the window view)."""
     k = info.filter_height * info.filter_width * info.in_channels
     return windows(xp, as_float(xp, x), info).reshape(-1, k)
 
 
-def _col2im(xp: ModuleType, cols: RawArray, info: Conv2DInfo) -> RawArray:
+def col2im(xp: ModuleType, cols: RawArray, info: Conv2DInfo) -> RawArray:
     return add_windows(xp, cols.reshape(info.window_shape), info)
 
 
@@ -247,7 +247,7 @@ class Conv2D(_ConvForward):
 
     def forward(self, xp: ModuleType, x: RawArray, filter: RawArray) -> RawArray:
         info = self.conv_info(x.shape, filter.shape)
-        y = _im2col(xp, batch4(x), info) @ as_float(xp, filter).reshape(-1, info.out_channels)
+        y = im2col(xp, batch4(x), info) @ as_float(xp, filter).reshape(-1, info.out_channels)
         return y.reshape(unbatched(info.out_shape, x.ndim))
 
 
@@ -261,7 +261,7 @@ class Conv2DDerInput(_ConvDerInput):
         info = self.conv_info(self.in_shape, filter.shape)
         w = as_float(xp, filter).reshape(-1, info.out_channels)
         cols = as_float(xp, batch4(dy)).reshape(-1, info.out_channels) @ w.T
-        return _col2im(xp, cols, info).reshape(self.in_shape)
+        return col2im(xp, cols, info).reshape(self.in_shape)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -272,7 +272,7 @@ class Conv2DDerFilter(_ConvDerFilter):
 
     def forward(self, xp: ModuleType, x: RawArray, dy: RawArray) -> RawArray:
         info = self.conv_info(x.shape, self.filter_shape)
-        dw = _im2col(xp, batch4(x), info).T @ as_float(xp, batch4(dy)).reshape(-1, info.out_channels)
+        dw = im2col(xp, batch4(x), info).T @ as_float(xp, batch4(dy)).reshape(-1, info.out_channels)
         return dw.reshape(self.filter_shape)
 
 
