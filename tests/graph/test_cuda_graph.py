@@ -254,22 +254,25 @@ def test_capture_declines_programs_the_backend_cannot_record_before_touching_the
 def test_every_op_whose_cuda_kernel_multiplies_matrices_through_cupy_is_not_captured() -> None:
     """The CUDA backend's can_capture decides what a CUDA-graph capture declines; an op whose
     kernel multiplies matrices through CuPy (its cuBLAS refuses capture) and that it let through
-    would make every capture of its Programs fail (then run kernel by kernel). mat_mul has a
-    kernel of its own (deeplearn/math/backends/cuda_gemm.py) where nvmath-python is installed."""
+    would make every capture of its Programs fail (then run kernel by kernel). mat_mul, conv2d
+    and conv2d's two derivatives have kernels of their own (their products through
+    deeplearn/math/backends/cuda_gemm.py) where nvmath-python is installed."""
     import inspect
 
     from deeplearn.math.backends import cuda, cuda_gemm
     from deeplearn.math.ops.base import OPS
 
-    own_kernel = {op for op in cuda.cuda_kernel.registry if op is not object and op.__name__ == "MatMul"}
+    names = {"MatMul", "Conv2D", "Conv2DDerInput", "Conv2DDerFilter"}
+    own_kernel = {op for op in cuda.cuda_kernel.registry if op is not object and op.__name__ in names}
+    assert {op.__name__ for op in own_kernel} == names
     for op in OPS:
         source = inspect.getsource(op.forward) if "forward" in vars(op) else ""
         products = any(k in source for k in (" @ ", "matmul", "einsum", "tensordot", ".dot("))
         if products and op not in own_kernel:
             instance = op.__new__(op)
             assert not cuda.can_capture(instance), f"{op.__name__}: its kernel multiplies matrices through CuPy"
-    (mat_mul,) = own_kernel
-    assert cuda.can_capture(mat_mul.__new__(mat_mul)) == cuda_gemm.available()
+    for op in own_kernel:
+        assert cuda.can_capture(op.__new__(op)) == cuda_gemm.available(), op.__name__
 
 
 @needs_gpu
@@ -376,7 +379,10 @@ def test_a_convolutional_step_is_captured_and_equals_the_replay_bit_for_bit() ->
         w = g.variable("w", dl.NDArray.from_numpy(rng.normal(0, 0.3, (3, 3, 1, 4)).astype(np.float32), math=math))
         b = g.variable("b", dl.Array1D.new([0.1, 0.0, -0.1, 0.2], math=math))
         h = g.max_pool(g.relu(g.conv2d(x, w, b, 3, 4, 1, 1)), 2, 2, 0)
-        logits = g.layers.dense("d", g.reshape(h, [4 * 4 * 4]), 3)
+        dense_w = rng.normal(0, 0.2, (4 * 4 * 4, 3)).astype(np.float32)
+        logits = g.layers.dense("d", g.reshape(h, [4 * 4 * 4]), 3, None, True,
+                                dl.NDArrayInitializer(dl.NDArray.from_numpy(dense_w, math=math)),
+                                dl.ZerosInitializer())
         cost = g.softmax_cross_entropy_cost(logits, label)
         xs = rng.uniform(-1, 1, (32, 8, 8, 1)).astype(np.float32)
         ys = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 32)]
