@@ -48,21 +48,6 @@ OTHER_OPTIMIZERS: dict[str, Callable[[], dl.Optimizer]] = {
 }
 
 
-class InOrder(dl.InputProvider):
-    """The examples in a fixed order, from example ``start`` on: both runs see the same batches."""
-
-    def __init__(self, examples: np.ndarray, start: int = 0) -> None:
-        self.examples, self.i = examples, start
-
-    def get_next_copy(self, math: dl.NDArrayMath) -> NDArray:
-        x = NDArray.from_numpy(self.examples[self.i % len(self.examples)], math=math)
-        self.i += 1
-        return x
-
-    def dispose_copy(self, math: dl.NDArrayMath, copy: NDArray) -> None:
-        copy.dispose()
-
-
 class Model:
     """A two-layer network with an int32 and a bool variable beside it (which no cost reaches)."""
 
@@ -83,7 +68,8 @@ class Model:
     def train(self, optimizer: dl.Optimizer, steps: int, start: int) -> None:
         data = np.random.default_rng(7)
         xs, ys = data.normal(size=(40, 3)).astype(np.float32), data.normal(size=(40, 2)).astype(np.float32)
-        feeds = [dl.FeedEntry(self.x, InOrder(xs, start)), dl.FeedEntry(self.label, InOrder(ys, start))]
+        feeds = [dl.FeedEntry(self.x, dl.InOrderInputProvider(xs, start=start)),
+                 dl.FeedEntry(self.label, dl.InOrderInputProvider(ys, start=start))]
         for _ in range(steps):
             self.session.train(self.cost, feeds, 4, optimizer, dl.CostReduction.MEAN)
 
