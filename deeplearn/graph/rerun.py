@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.graph.feeds import FeedEntry, Feeds, same_feeds
-from deeplearn.graph.graph import Tensor
+from deeplearn.graph.graph import Node, Tensor
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deeplearn.compile.program import Program
     from deeplearn.graph.optimizers.optimizer import Optimizer
     from deeplearn.graph.plan import Plan, Signature
     from deeplearn.math.ndarray import NDArray
+    from deeplearn.math.ndarray_math import NDArrayMath
     from deeplearn.types import DType, Shape
 
 __all__ = ["Rerun", "Source", "make_rerun"]
@@ -61,6 +64,47 @@ class Rerun:
     sources: list[tuple[Source, Any, Shape, DType]]
     draws: list[tuple[int, Any, int, NDArray]]
     bound_count: int
+
+    def examples_live(self) -> bool:
+        """Whether every batch's examples are still there (a builder's ``dispose`` frees them)."""
+        return not any(examples.is_disposed for _, _, _, examples in self.draws)
+
+    def inputs(self, math: NDArrayMath, node_value: Callable[[Node], NDArray]) -> list[Any] | None:
+        """This call's Program inputs (backend arrays, in binding order), each checked against
+        the shape, dtype and backend recorded, the batches' rows drawn last; None, having drawn
+        nothing, when one is not what the Program was recorded with. The optimizer's arrays
+        must be this batch's (``before_batch``); ``node_value`` gives a variable's or a
+        constant's data."""
+        optimizer = self.optimizer
+        extra = optimizer.bound_arrays()
+        if len(extra) != self.bound_count or tuple(optimizer.variables) != self.key[1]:
+            return None
+        backend = math.backend
+        raws: list[Any] = []
+        for source, what, shape, dtype in self.sources:
+            if source is Source.ROWS:
+                raws.append(None)  # drawn last, once every other input is known good
+                continue
+            x = (
+                node_value(what)
+                if source is Source.NODE
+                else extra.get(what)
+                if source is Source.BOUND
+                else what
+            )
+            if x is None:
+                return None
+            storage = x.storage
+            if x.shape != shape or x.dtype != dtype or storage.backend is not backend:
+                return None
+            data: Any = storage.data
+            raws.append(data if data.shape == shape else data.reshape(shape))
+        for i, builder, index, examples in self.draws:
+            indices = builder._draw_indices(math, index, self.batch_size, examples)
+            if indices is None:
+                return None
+            raws[i] = indices
+        return raws
 
     def matches(
         self, cost: Tensor, feeds: Feeds, batch_size: int, optimizer: Optimizer, reduction: int

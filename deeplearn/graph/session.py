@@ -33,7 +33,7 @@ from deeplearn.graph.feeds import (
 )
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
 from deeplearn.graph.plan import Plan, Signature, forget_oldest
-from deeplearn.graph.rerun import Rerun, Source, make_rerun
+from deeplearn.graph.rerun import Rerun, make_rerun
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar, Storage
 from deeplearn.types import DisposedError, ShapeError
@@ -281,46 +281,18 @@ class Session:
         return result
 
     def _train_again(self, rerun: Rerun, where: str) -> Scalar | None:
-        """Runs the last training call's Program again (``deeplearn/graph/rerun.py``): draws
-        the batches' rows, collects the inputs and runs it; None, having run nothing and moved
-        no provider, when something it relied on changed (then the ordinary path runs)."""
-        if not self._replayable():
+        """Runs the last training call's Program again (``deeplearn/graph/rerun.py``); None,
+        having run nothing and moved no provider, when something it relied on changed (then
+        the ordinary path runs the call)."""
+        if not self._replayable() or not rerun.examples_live():
             return None
-        for _, _, _, examples in rerun.draws:
-            if examples.is_disposed:
-                return None
-        math, optimizer, program = self.math, rerun.optimizer, rerun.program
-        backend = math.backend
+        optimizer, program = rerun.optimizer, rerun.program
         self._release_retained()
         with optimizer.lock:
-            optimizer.before_batch(math, rerun.batch_size, rerun.plan.variables)
-            extra = optimizer.bound_arrays()
-            if len(extra) != rerun.bound_count or tuple(optimizer.variables) != rerun.key[1]:
+            optimizer.before_batch(self.math, rerun.batch_size, rerun.plan.variables)
+            raws = rerun.inputs(self.math, lambda node: self._input_value(node, where))
+            if raws is None:
                 return None
-            raws: list[Any] = []
-            for source, what, shape, dtype in rerun.sources:
-                if source is Source.ROWS:
-                    raws.append(None)  # drawn last, once every other input is known good
-                    continue
-                x = (
-                    self._input_value(what, where)
-                    if source is Source.NODE
-                    else extra.get(what)
-                    if source is Source.BOUND
-                    else what
-                )
-                if x is None:
-                    return None
-                storage = x.storage
-                if x.shape != shape or x.dtype != dtype or storage.backend is not backend:
-                    return None
-                data: Any = storage.data
-                raws.append(data if data.shape == shape else data.reshape(shape))
-            for i, builder, index, examples in rerun.draws:
-                indices = builder._draw_indices(math, index, rerun.batch_size, examples)
-                if indices is None:
-                    return None
-                raws[i] = indices
             slots, captured = self._execute(program, raws, True)
             return self._finish_training(program, slots, captured, optimizer)
 
