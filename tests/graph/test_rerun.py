@@ -160,3 +160,30 @@ def test_each_call_trains_on_the_providers_next_batch(math: dl.NDArrayMath, buil
             session.train(cost, {x: xp, label: yp}, 4, optimizer)
             expected = twin_x.get_next_batch(math, 4).numpy()
             np.testing.assert_array_equal(session.activation_array_map.get(x).numpy(), expected)
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
+@pytest.mark.parametrize("make_optimizer", [lambda: dl.SGDOptimizer(0.05), lambda: dl.AdamOptimizer(0.01, 0.9, 0.999)],
+                         ids=["sgd", "adam"])
+@pytest.mark.parametrize("reduction", [CostReduction.NONE, CostReduction.MEAN])
+def test_training_again_keeps_the_live_arrays_flat(math: dl.NDArrayMath, builder_class: type, make_optimizer: Any,
+                                                   reduction: CostReduction) -> None:
+    """A rerun opens no scope of its own: the only array it makes for the caller is the cost, in
+    the caller's scope, so 300 steps leave as many live arrays as 3 did (with or without a scope
+    around each call, the returned costs disposed by the caller)."""
+    g, x, label, cost, _ = _model(math)
+    xp, yp = _builder(math, builder_class).get_input_providers()
+    session = Session(g, math)
+    optimizer = make_optimizer()
+    feeds = {x: xp, label: yp}
+    counts = []
+    for step in range(300):
+        if step % 2:
+            with math.scope():
+                session.train(cost, feeds, 4, optimizer, reduction)
+        else:
+            session.train(cost, feeds, 4, optimizer, reduction).dispose()
+        if step in (3, 299):
+            counts.append(math.get_num_arrays())
+    assert session._rerun is not None
+    assert counts[0] == counts[1]
