@@ -53,6 +53,7 @@ _LOG = logging.getLogger("deeplearn")
 _MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
 _MAX_PLANS = 64  # per Session: one per (tensors asked for, fed tensors)
 _MAX_TRAINING_PROGRAMS = 8  # per step: one per (optimizer class, its variables, cost reduction)
+_MAX_RERUNS = 8  # per Session: one per (cost, optimizer, batch size, cost reduction)
 
 
 class CostReduction(enum.IntEnum):
@@ -123,7 +124,9 @@ class Session:
         # (feeds, cost tensor, their entries, the plan) of the last training call: a training
         # loop passes the same feeds every time (same_feeds), so they are checked once.
         self._last_training_feeds: tuple[Feeds, Tensor, list[FeedEntry], Plan] | None = None
-        self._rerun: Rerun | None = None  # the last training call, ready to run again
+        # The last training calls, ready to run again, by (cost, optimizer, batch size, cost
+        # reduction): a GraphRunner alternates NONE with an occasional MEAN, and keeps both.
+        self._reruns: dict[tuple[int, int, int, int], Rerun] = {}
 
     # -- public API ------------------------------------------------------------------------
     def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
@@ -206,12 +209,12 @@ class Session:
         """
         where = "Session.train"
         self.math._check_safe_mode()
-        rerun = self._rerun
-        if (
-            rerun is not None
-            and type(batch_size) is int
-            and rerun.matches(cost_tensor, feeds, batch_size, optimizer, cost_reduction)
-        ):
+        rerun = (
+            self._reruns.get((id(cost_tensor), id(optimizer), batch_size, cost_reduction))
+            if type(batch_size) is int and type(cost_reduction) in (int, CostReduction)
+            else None
+        )
+        if rerun is not None and rerun.matches(cost_tensor, feeds, batch_size, optimizer, cost_reduction):
             again = self._train_again(rerun, where)
             if again is not None:
                 return again
@@ -259,7 +262,7 @@ class Session:
             else:  # a Program ran: the next identical call can run it again at once
                 key = (type(optimizer), tuple(optimizer.variables), cost_reduction)
                 program = step.training.get(key)
-                self._rerun = (
+                rerun = (
                     make_rerun(
                         feeds,
                         entries,
@@ -276,6 +279,11 @@ class Session:
                     if program is not None and not values
                     else None
                 )
+                rerun_key = (id(cost_tensor), id(optimizer), batch_size, int(cost_reduction))
+                self._reruns.pop(rerun_key, None)
+                if rerun is not None:
+                    forget_oldest(self._reruns, _MAX_RERUNS)
+                    self._reruns[rerun_key] = rerun
         finally:
             math.end_scope(result)
         return result
@@ -304,7 +312,8 @@ class Session:
             array.dispose()
         self._converted.clear()
         self._plans.clear()
-        self._rerun = self._last_training_feeds = None
+        self._reruns.clear()
+        self._last_training_feeds = None
 
     # -- plans -----------------------------------------------------------------------------
     def _plan(self, tensors: list[Tensor], entries: list[FeedEntry], where: str) -> Plan:

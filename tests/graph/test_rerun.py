@@ -124,7 +124,7 @@ def test_a_repeated_call_skips_the_feeds_and_the_rules(cpu_math: dl.NDArrayMath,
     for _ in range(5):
         with cpu_math.scope():
             session.train(cost, feeds, 4, optimizer)
-    assert len(loads) == 2 and session._rerun is not None
+    assert len(loads) == 2 and len(session._reruns) == 1
     with cpu_math.scope():
         session.train(cost, feeds, 3, optimizer)
     assert len(loads) == 3
@@ -143,7 +143,7 @@ def test_a_provider_of_another_kind_takes_the_ordinary_path(cpu_math: dl.NDArray
     for _ in range(4):
         with cpu_math.scope():
             session.train(cost, feeds, 2, dl.SGDOptimizer(0.1))
-    assert session._rerun is None
+    assert not session._reruns
 
 
 @pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
@@ -185,5 +185,36 @@ def test_training_again_keeps_the_live_arrays_flat(math: dl.NDArrayMath, builder
             session.train(cost, feeds, 4, optimizer, reduction).dispose()
         if step in (3, 299):
             counts.append(math.get_num_arrays())
-    assert session._rerun is not None
+    assert session._reruns
     assert counts[0] == counts[1]
+
+
+def test_a_runner_alternating_cost_reductions_keeps_both_steps_ready(cpu_math: dl.NDArrayMath,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """GraphRunner asks for the cost (MEAN) now and then and for nothing (NONE) otherwise: both
+    calls run again at once (each loads its feeds twice: recorded, then run as a Program), and
+    training is what the rule-by-rule path gives."""
+    loads: list[int] = []
+    real = session_module.load_feeds
+    monkeypatch.setattr(session_module, "load_feeds", lambda *a, **k: loads.append(1) or real(*a, **k))
+
+    def run(replay: bool) -> tuple[list[float], list[np.ndarray], int]:
+        g, x, label, cost, variables = _model(cpu_math)
+        xp, yp = _builder(cpu_math, dl.InCPUMemoryShuffledInputProviderBuilder).get_input_providers()
+        session = Session(g, cpu_math)
+        session.replay_plans = replay
+        optimizer, feeds, costs = dl.SGDOptimizer(0.05), {x: xp, label: yp}, []
+        loads.clear()
+        for step in range(40):
+            reduction = CostReduction.MEAN if step % 5 == 0 else CostReduction.NONE
+            with cpu_math.scope():
+                costs.append(float(session.train(cost, feeds, 4, optimizer, reduction).get()))
+        return costs, [session.eval(v).numpy() for v in variables], len(loads) - len(variables)
+
+    costs, weights, trained_loads = run(True)
+    assert trained_loads == 4
+    ref_costs, ref_weights, ref_loads = run(False)
+    assert ref_loads == 40
+    assert costs == ref_costs
+    for w, r in zip(weights, ref_weights):
+        np.testing.assert_array_equal(w, r)
