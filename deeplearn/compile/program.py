@@ -213,10 +213,11 @@ class Program:
         update whose source is the only output of a step, of the target's shape and dtype, and
         whose target no later step reads (nor that step, except element by element)."""
         producer = {step.outputs[0]: i for i, step in enumerate(self.steps) if len(step.outputs) == 1}
+        sources = [u.source for u in self.updates]
         out: dict[int, int] = {}
         for update in self.updates:
             i = producer.get(update.source)
-            if i is None:
+            if i is None or sources.count(update.source) > 1:  # one value for two targets: copies
                 continue
             step = self.steps[i]
             if (

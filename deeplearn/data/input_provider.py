@@ -357,7 +357,7 @@ class InCPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
             return None
         key = (input_index, math.backend)
         data = self._on_cpu.get(key)
-        if data is None:
+        if data is None or data.is_disposed:  # someone disposed the examples handed out: again
             dtype: DType = self._dtypes[input_index]  # type: ignore[assignment]  # checked by _stack_input
             data = self._on_cpu[key] = NDArray._untracked(self._host[input_index], math.backend, dtype)
         return data
@@ -420,9 +420,12 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         return order
 
     def _forget_epochs_except(self, in_use: set[int]) -> None:
-        # The epochs before every provider's are done with; those after are uploaded ahead.
-        first = min(in_use)
-        for key in [k for k in self._device_orders if k[0] < first]:
+        # Kept: the epochs some provider is in, and those uploaded ahead of the leading one. A
+        # lagging provider gets its epoch's order again when it reaches it (as on the host).
+        last = max(in_use)
+        for key in [
+            k for k in self._device_orders if k[0] not in in_use and not last < k[0] < last + _EPOCHS_AHEAD
+        ]:
             del self._device_orders[key]
 
     def _examples(self, math: NDArrayMath, input_index: int) -> NDArray:

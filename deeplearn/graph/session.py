@@ -520,6 +520,8 @@ class Session:
             if isinstance(key, Tensor):
                 x = values.get(key)
                 if x is None:
+                    if (_EXAMPLES, key) in extra:
+                        return None  # recorded with its batch given, fed as rows now: record again
                     x = self._input_value(key.node, where)  # a variable or a constant
             else:
                 x = extra.get(key)

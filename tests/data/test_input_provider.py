@@ -152,3 +152,33 @@ def test_duck_typed_providers_work_in_training(cpu_math: dl.NDArrayMath) -> None
 def test_examples_of_mixed_dtypes_are_refused() -> None:
     with pytest.raises(dl.DTypeError, match="must all have one dtype; got int32 .example 0. and float32 .example 1."):
         dl.InCPUMemoryShuffledInputProviderBuilder([[dl.Array1D.new([1], "int32"), dl.Array1D.new([2.5])]])
+
+
+def test_gpu_builder_keeps_few_orders_when_a_provider_lags(math: dl.NDArrayMath) -> None:
+    """A provider nobody draws from (an id column) stays in epoch 0 while the others run on: the
+    builder keeps the orders of the epochs in use and of those uploaded ahead, not of every
+    epoch passed."""
+    from deeplearn.data import input_provider
+
+    builder = InGPUMemoryShuffledInputProviderBuilder([np.arange(10.0), np.arange(10.0), np.arange(10.0)], seed=3)
+    xs, ys, _ = builder.get_input_providers()
+    for _ in range(3 * input_provider._EPOCHS_AHEAD):  # epochs of 2 batches
+        with math.scope():
+            for _ in range(2):
+                np.testing.assert_array_equal(xs.get_next_batch(math, 5).numpy(), ys.get_next_batch(math, 5).numpy())
+        assert len(builder._device_orders) <= 2 + input_provider._EPOCHS_AHEAD
+
+
+@pytest.mark.parametrize("builder_class", [dl.InCPUMemoryShuffledInputProviderBuilder,
+                                           InGPUMemoryShuffledInputProviderBuilder])
+def test_examples_handed_out_as_rows_may_be_disposed(cpu_math: dl.NDArrayMath, builder_class: type) -> None:
+    """Disposing the examples get_next_batch_rows handed out frees them; the next draw makes
+    them again and hands out the same batches as a twin builder."""
+    data = np.arange(12.0).reshape(6, 2)
+    (p,) = builder_class([data], seed=1).get_input_providers()
+    (twin,) = builder_class([data], seed=1).get_input_providers()
+    for _ in range(4):
+        with cpu_math.scope():
+            examples, rows = p.get_next_batch_rows(cpu_math, 4)
+            np.testing.assert_array_equal(cpu_math.gather(examples, rows).numpy(), twin.get_next_batch(cpu_math, 4).numpy())
+            examples.dispose()

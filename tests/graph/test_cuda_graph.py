@@ -403,3 +403,19 @@ def test_a_convolutional_step_is_captured_and_equals_the_replay_bit_for_bit() ->
     assert costs == ref_costs
     for got, want in zip(weights, ref_weights):
         np.testing.assert_array_equal(got, want)
+
+
+def test_two_updates_of_one_value_are_not_written_in_place() -> None:
+    """Two bound inputs updated to the same value: the kernel can write into one buffer only,
+    so both keep the copy at the end (writing one in place would leave the other behind)."""
+    from deeplearn.compile.program import Program, Ref, Update
+    from deeplearn.math.ops.arithmetic import ScaledArrayAdd
+    from deeplearn.math.ops.base import Spec
+
+    p = Program()
+    v, w, c = p.bind("v", (3,), "float32"), p.bind("w", (3,), "float32"), p.bind("c", (), "float32")
+    new = p.add_step(ScaledArrayAdd(), [Ref(c, None), Ref(v, None), Ref(c, None), Ref(w, None)],
+                     [Spec((3,), "float32")])[0]
+    p.updates += [Update("v", v, new), Update("w", w, new)]
+    p.prepare_in_place_updates()
+    assert p.writable_in_place() == {}

@@ -218,3 +218,33 @@ def test_a_runner_alternating_cost_reductions_keeps_both_steps_ready(cpu_math: d
     assert costs == ref_costs
     for w, r in zip(weights, ref_weights):
         np.testing.assert_array_equal(w, r)
+
+
+def test_a_step_recorded_with_its_batch_given_records_again_when_fed_rows(cpu_math: dl.NDArrayMath) -> None:
+    """The same step, fed first by a provider that hands out batches only (recorded with the
+    batch bound), then by a builder's provider that hands out rows: the step records again,
+    for training and for eval_batch, and trains as the rule-by-rule path does."""
+    from tests.graph.helpers import ListProvider
+
+    def run(replay: bool) -> tuple[list[float], list[np.ndarray]]:
+        g, x, label, cost, variables = _model(cpu_math)
+        rng = np.random.default_rng(2)
+        xs = rng.uniform(-1, 1, (8, 2)).astype(np.float32)
+        ys = xs.sum(axis=1).astype(np.float32)
+        session = Session(g, cpu_math)
+        session.replay_plans = replay
+        optimizer = dl.SGDOptimizer(0.05)
+        xp, yp = dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
+        out = []
+        for feeds in ({x: ListProvider(xs), label: ListProvider(ys)}, {x: xp, label: yp}):
+            for _ in range(3):
+                with cpu_math.scope():
+                    out.append(float(session.train(cost, feeds, 4, optimizer, CostReduction.MEAN).get()))
+                    out.append(float(session.eval_batch(cost, feeds, 4).numpy().sum()))
+        return out, [session.eval(v).numpy() for v in variables]
+
+    costs, weights = run(True)
+    ref_costs, ref_weights = run(False)
+    assert costs == ref_costs
+    for w, r in zip(weights, ref_weights):
+        np.testing.assert_array_equal(w, r)
