@@ -450,7 +450,9 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         return math.engine.wrap(rows, self._dtypes[input_index])
 
     def dispose(self) -> None:
-        """Frees the uploaded examples."""
+        """Frees the uploaded examples. A Session training step captured as a CUDA graph reads
+        them where they are and keeps them until it is captured again (at its next call, over
+        the examples uploaded anew) or the Session is disposed."""
         for data in self._resident.values():
             data.dispose()
         self._resident.clear()
