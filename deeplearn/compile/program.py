@@ -43,10 +43,11 @@ from deeplearn.math.ops.layout import Clone
 
 if TYPE_CHECKING:
     from deeplearn.math.engine import Engine
+    from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ops.base import Op
     from deeplearn.types import DType, Shape
 
-__all__ = ["Binding", "Program", "Ref", "SlotKind", "Step", "Update"]
+__all__ = ["Binding", "Program", "Ref", "SlotKind", "Step", "Update", "bound_raw"]
 
 
 class SlotKind(enum.IntEnum):
@@ -82,6 +83,23 @@ class Binding(NamedTuple):
     slot: int
     shape: Shape
     dtype: DType
+
+
+def bound_raw(x: NDArray, shape: Shape, dtype: DType, backend: Any) -> Any:
+    """``x``'s backend array, in ``x``'s shape (its storage may hold another, ``x`` being a
+    reshaped view), or None when ``x`` is not what the binding was recorded with (another
+    shape, dtype or backend): the caller records again. One rule for every caller that binds.
+
+    Example:
+        >>> x = Array1D.new([1, 2, 3, 4]).reshape([2, 2])
+        >>> bound_raw(x, (2, 2), "float32", x.storage.backend).shape, bound_raw(x, (4,), "float32", x.storage.backend)
+        ((2, 2), None)
+    """
+    storage = x.storage
+    if x.shape != shape or x.dtype != dtype or storage.backend is not backend:
+        return None
+    data: Any = storage.data
+    return data if data.shape == shape else data.reshape(shape)
 
 
 class Update(NamedTuple):

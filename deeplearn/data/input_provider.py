@@ -388,9 +388,8 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         super().__init__(inputs, seed)
         self._resident: dict[tuple[int, int], NDArray] = {}
         self._device_orders: dict[tuple[int, Any], Any] = {}  # (epoch, backend) -> its order there
-        self._last_slice: tuple[tuple[int, int, Any], Any] | None = (
-            None  # (position, count, backend), indices
-        )
+        # ((position, count, backend), indices) of the last slice of an order handed out
+        self._last_slice: tuple[tuple[int, int, Any], Any] | None = None
 
     def _batch_indices(self, math: NDArrayMath, input_index: int, count: int) -> Any:
         # A slice of the epoch's order, uploaded once per epoch: uploading each batch's indices

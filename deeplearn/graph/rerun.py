@@ -17,6 +17,7 @@ import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from deeplearn.compile.program import bound_raw
 from deeplearn.graph.feeds import FeedEntry, Feeds, same_feeds
 from deeplearn.graph.graph import Node, Tensor
 
@@ -92,13 +93,10 @@ class Rerun:
                 if source is Source.BOUND
                 else what
             )
-            if x is None:
+            raw = None if x is None else bound_raw(x, shape, dtype, backend)
+            if raw is None:
                 return None
-            storage = x.storage
-            if x.shape != shape or x.dtype != dtype or storage.backend is not backend:
-                return None
-            data: Any = storage.data
-            raws.append(data if data.shape == shape else data.reshape(shape))
+            raws.append(raw)
         for i, builder, index, examples in self.draws:
             indices = builder._draw_indices(math, index, self.batch_size, examples)
             if indices is None:

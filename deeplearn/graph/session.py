@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from deeplearn.compile.materialize import Materializer, Pending, resolve
+from deeplearn.compile.program import bound_raw
 from deeplearn.compile.recorder import Recorder
 from deeplearn.data.input_provider import InputProvider
 from deeplearn.graph import graph_util
@@ -528,11 +529,10 @@ class Session:
                 extras += 1
                 if x is None:
                     return None
-            storage = x.storage
-            if x.shape != shape or x.dtype != dtype or storage.backend is not backend:
+            raw = bound_raw(x, shape, dtype, backend)
+            if raw is None:
                 return None
-            data: Any = storage.data
-            raws.append(data if data.shape == shape else data.reshape(shape))
+            raws.append(raw)
             bound[slot] = x
         if extras != len(extra):
             return None  # the optimizer now reads other arrays: record again
