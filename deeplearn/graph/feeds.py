@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = [
+    "EXAMPLES",
+    "ROWS",
     "FeedEntry",
     "Feeds",
     "Rows",
@@ -28,6 +30,7 @@ __all__ = [
     "check_batch_size",
     "load_feeds",
     "normalize_feeds",
+    "row_bindings",
     "same_feeds",
 ]
 
@@ -92,6 +95,27 @@ def normalize_feeds(feeds: Feeds, where: str) -> list[FeedEntry]:
 
 Rows = dict[Tensor, tuple[NDArray, NDArray]]
 """Batches still to gather: per fed tensor, (the examples, the batch's int32 row indices)."""
+
+EXAMPLES, ROWS = "examples", "rows"
+"""The keys' first items under which a batch still to gather binds its inputs: (EXAMPLES, t)
+and (ROWS, t) for fed tensor t (``row_bindings``)."""
+
+
+def row_bindings(rows: Rows) -> dict[Any, NDArray]:
+    """The inputs of the batches still to gather, under keys of their own: the examples (which
+    a captured step reads where they are: borrowed) and the row indices.
+
+    Example:
+        >>> g = dl.Graph(); x = g.placeholder("x", [2])
+        >>> examples, rows = Array2D.new([3, 2], [1, 2, 3, 4, 5, 6]), Array1D.new([2, 0], "int32")
+        >>> sorted(k[0] for k in row_bindings({x: (examples, rows)}))
+        ['examples', 'rows']
+    """
+    bound: dict[Any, NDArray] = {}
+    for t, (examples, indices) in rows.items():
+        bound[(EXAMPLES, t)] = examples
+        bound[(ROWS, t)] = indices
+    return bound
 
 
 def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:

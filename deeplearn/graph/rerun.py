@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.program import bound_raw
-from deeplearn.graph.feeds import FeedEntry, Feeds, same_feeds
+from deeplearn.graph.feeds import EXAMPLES, ROWS, FeedEntry, Feeds, same_feeds
 from deeplearn.graph.graph import Node, Tensor
 
 if TYPE_CHECKING:
@@ -144,14 +144,14 @@ def make_rerun(
             if key_ in providers:
                 return None  # a batch that was not gathered in the Program
             sources.append((Source.NODE, key_.node, binding.shape, binding.dtype))
-        elif key_[0] in ("examples", "rows"):
+        elif key_[0] in (EXAMPLES, ROWS):
             t = key_[1]
             provider = providers.get(t)
             builder = getattr(provider, "builder", None)
             if builder is None or t not in rows or not hasattr(builder, "_draw_indices"):
                 return None
             examples = rows[t][0]
-            if key_[0] == "examples":
+            if key_[0] == EXAMPLES:
                 sources.append((Source.EXAMPLES, examples, binding.shape, binding.dtype))
             else:
                 sources.append((Source.ROWS, None, binding.shape, binding.dtype))

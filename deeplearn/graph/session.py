@@ -23,6 +23,7 @@ from deeplearn.compile.recorder import Recorder
 from deeplearn.data.input_provider import InputProvider
 from deeplearn.graph import graph_util
 from deeplearn.graph.feeds import (
+    EXAMPLES,
     FeedEntry,
     Feeds,
     Rows,
@@ -30,6 +31,7 @@ from deeplearn.graph.feeds import (
     check_batch_size,
     load_feeds,
     normalize_feeds,
+    row_bindings,
     same_feeds,
 )
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
@@ -403,7 +405,7 @@ class Session:
         same arrays without the rules' host cost."""
         replayable = self._replayable()
         program = step.inference
-        bound = _row_bindings(rows)
+        bound = row_bindings(rows)
         if replayable and program is not None:
             if self._run_program(program, values, bound, where) is not None:
                 return
@@ -439,7 +441,7 @@ class Session:
         key = (type(optimizer), tuple(optimizer.variables), reduction)
         replayable = self._replayable()
         program = step.training.get(key)
-        bound = _row_bindings(rows)
+        bound = row_bindings(rows)
         if replayable and program is not None:
             ran = self._run_program(program, values, {**optimizer.bound_arrays(), **bound}, where, optimizer)
             if ran is not None:
@@ -521,7 +523,7 @@ class Session:
             if isinstance(key, Tensor):
                 x = values.get(key)
                 if x is None:
-                    if (_EXAMPLES, key) in extra:
+                    if (EXAMPLES, key) in extra:
                         return None  # recorded with its batch given, fed as rows now: record again
                     x = self._input_value(key.node, where)  # a variable or a constant
             else:
@@ -611,7 +613,7 @@ class Session:
                 self.math.engine,
                 raws,
                 immutable=[k == "scalar" for k in kinds],
-                borrowed=[k == _EXAMPLES for k in kinds],
+                borrowed=[k == EXAMPLES for k in kinds],
             )
             if not program.capture:
                 _LOG.info(
@@ -758,19 +760,6 @@ class Session:
                 storage = x.storage
                 if storage.data is not None and storage.refs > 0:
                     storage.data = storage.data.copy()
-
-
-_EXAMPLES, _ROWS = "examples", "rows"  # the keys a gathered batch's inputs are bound under
-
-
-def _row_bindings(rows: Rows) -> dict[Any, NDArray]:
-    """The inputs of the batches still to gather, under keys of their own: the examples (which
-    a captured step reads where they are, ``borrowed``) and the row indices."""
-    bound: dict[Any, NDArray] = {}
-    for t, (examples, indices) in rows.items():
-        bound[(_EXAMPLES, t)] = examples
-        bound[(_ROWS, t)] = indices
-    return bound
 
 
 def _fill(
