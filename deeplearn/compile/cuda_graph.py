@@ -28,14 +28,16 @@ This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from deeplearn.compile.fusion import fuse as fuse_steps
 from deeplearn.math.ndarray import NDArray
 
 if TYPE_CHECKING:
     from deeplearn.compile.program import Program
     from deeplearn.math.engine import Engine
+    from deeplearn.math.ops.base import Op
 
 __all__ = ["CapturedProgram", "NotCaptured", "capture"]
 
@@ -70,6 +72,7 @@ class CapturedProgram:
         raws: Sequence[Any],
         immutable: Sequence[bool],
         borrowed: Sequence[bool],
+        fuse: bool = True,
     ) -> None:
         import cupy
 
@@ -81,6 +84,19 @@ class CapturedProgram:
         # A borrowed input is the caller's array itself (kept alive here while the graph reads it).
         self.inputs = [r if b else cupy.empty_like(r) for r, b in zip(raws, borrowed, strict=True)]
         self.borrowed = [i for i, b in enumerate(borrowed) if b]
+        # Inputs given the same array as an earlier one (paired providers' row indices) share
+        # its buffer, filled by one copy; given different arrays later, the step is captured again.
+        targets = {program.binding_index[u.target] for u in program.updates}  # written in place
+        first: dict[int, int] = {}
+        self.aliases: list[tuple[int, int]] = []
+        for i, r in enumerate(raws):
+            j = first.setdefault(id(r), i)
+            plain = not (borrowed[i] or borrowed[j] or immutable[i] or immutable[j])
+            if j != i and plain and not {i, j} & targets:
+                self.aliases.append((i, j))
+                self.inputs[i] = self.inputs[j]
+        aliased = {i for i, _ in self.aliases}
+        self._copied = [i for i in range(len(raws)) if not borrowed[i] and i not in aliased]
         self.immutable = list(immutable)
         self.sources: list[Any] = [None] * len(raws)  # the immutable arrays last copied in
         self._resident: dict[int, NDArray] = {}
@@ -96,12 +112,14 @@ class CapturedProgram:
             if dst is not src:
                 dst[...] = src
         cupy.cuda.get_current_stream().synchronize()
-        program.prepare_in_place_updates()
         by_slot = program.binding_index
         # An update whose kernel can write its result straight into the bound buffer does
         # (an optimizer's update of a variable: one kernel, not a kernel and a copy).
         into = {
-            source: self.inputs[by_slot[target]] for source, target in program.writable_in_place().items()
+            source: self.inputs[by_slot[target]]
+            for source, target in _prepare(
+                program, getattr(engine.backend, "fusible", None) if fuse else None
+            ).items()
         }
         with cupy.cuda.using_allocator(self.pool.malloc), self.stream, self._gemm_context():
             # A first run compiles and loads every kernel and fills the graph's pool, so the
@@ -151,10 +169,14 @@ class CapturedProgram:
 
     def run(self, raws: Sequence[Any]) -> list[Any] | None:
         """The slots after one launch on ``raws``; None, having launched nothing, when a
-        borrowed input is another array than the one captured (capture again)."""
+        borrowed input is another array than the one captured, or aliased inputs are given
+        different arrays (capture again)."""
         inputs = self.inputs
         for i in self.borrowed:
             if raws[i] is not inputs[i]:
+                return None
+        for i, j in self.aliases:
+            if raws[i] is not raws[j]:
                 return None
         cuda = self._cupy.cuda
         caller = cuda.get_current_stream()
@@ -164,10 +186,10 @@ class CapturedProgram:
             self._last_stream = stream
         sources, immutable, targets = self.sources, self.immutable, self._target_bindings
         settled = True
-        for i, src in enumerate(raws):
-            dst = inputs[i]
+        for i in self._copied:
+            src, dst = raws[i], inputs[i]
             if src is dst:
-                continue  # resident (a variable, a state updated in place) or borrowed
+                continue  # resident (a variable, a state updated in place)
             if immutable[i]:
                 if src is sources[i]:
                     continue
@@ -192,19 +214,33 @@ class CapturedProgram:
 _DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
 
 
+def _prepare(program: Program, fusible: Callable[[Op], bool] | None) -> dict[int, int]:
+    """Readies ``program`` for capture, once: its updates are written in place, and with
+    ``fusible`` its element-wise chains are fused (``deeplearn/compile/fusion.py``). Returns
+    {result slot: bound slot} of the results written straight into a bound buffer."""
+    if program.in_place is None:
+        program.prepare_in_place_updates()
+        program.in_place = program.writable_in_place()
+        if fusible is not None:
+            fuse_steps(program, fusible, program.in_place)
+    return program.in_place
+
+
 def capture(
     program: Program,
     engine: Engine,
     raws: Sequence[Any],
     immutable: Sequence[bool],
     borrowed: Sequence[bool],
+    fuse: bool = True,
 ) -> CapturedProgram | NotCaptured:
     """``program`` captured over ``raws`` (this call's inputs), or why it cannot be: see
-    ``CapturedProgram`` for what ``immutable`` and ``borrowed`` inputs are."""
+    ``CapturedProgram`` for what ``immutable`` and ``borrowed`` inputs are; ``fuse``: whether
+    its element-wise chains run as fused kernels."""
     cannot = program.uncapturable(engine.backend)
     if cannot:
         return NotCaptured(f"the backend cannot record these kernels in a CUDA graph: {', '.join(cannot)}")
     try:
-        return CapturedProgram(program, engine, raws, immutable, borrowed)
+        return CapturedProgram(program, engine, raws, immutable, borrowed, fuse)
     except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured: run kernel by kernel
         return NotCaptured(f"{type(e).__name__}: {e}")

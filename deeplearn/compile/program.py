@@ -129,8 +129,10 @@ class Program:
         "deferred_slots",
         "dtypes",
         "gradients",
+        "in_place",
         "kernels",
         "kinds",
+        "needed",
         "results",
         "steps",
         "updates",
@@ -145,6 +147,7 @@ class Program:
         self.steps: list[Step] = []
         self.deferred: list[Step] = []
         self.deferred_slots: frozenset[int] = frozenset()
+        self.needed: frozenset[int] = frozenset()  # what prune kept the steps for
         self.values: list[tuple[Any, int, Shape]] = []
         self.gradients: list[tuple[Any, int, Shape]] | None = None
         self.results: dict[Any, tuple[int, Shape]] = {}
@@ -153,6 +156,8 @@ class Program:
         # On CUDA: the Program captured as one CUDA graph (deeplearn/compile/cuda_graph.py), or
         # why it could not be; None until a run tries.
         self.capture: Any = None
+        # Once readied for capture: {result slot: bound slot} of the updates written in place.
+        self.in_place: dict[int, int] | None = None
         self._binding_index: dict[int, int] | None = None
 
     # -- building (the Recorder) -----------------------------------------------------------
@@ -182,6 +187,7 @@ class Program:
         """Keeps in ``steps`` the kernels that the slots ``needed`` (and the updates' sources)
         depend on; the others move to ``deferred``, in order. Called once, when recorded."""
         needed = set(needed) | {u.source for u in self.updates}
+        self.needed = frozenset(needed)
         core: list[Step] = []
         deferred: list[Step] = []
         for step in reversed(self.steps):
@@ -272,7 +278,9 @@ class Program:
         every slot's array (None where a deferred kernel fills it).
 
         ``into`` ({slot: array}) asks that the kernel making a slot write it into that array,
-        where the backend can (``write_into``); ``written`` gets the slots it did."""
+        where the backend can (``write_into(op, targets, *inputs)``, one target or None per
+        result; it returns the results, or None having run nothing); ``written`` gets the
+        slots it did."""
         slots: list[Any] = [None] * len(self.kinds)
         for binding, data in zip(self.bindings, raws, strict=True):
             slots[binding.slot] = data
@@ -301,12 +309,14 @@ class Program:
         with guard():  # one floating-point guard for the whole program, not one per kernel
             for i, ((op, refs, outs, specs), kernel) in enumerate(zip(steps, kernels, strict=True)):
                 raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
-                if write_into is not None and outs[0] in into:  # type: ignore[operator]
-                    target = into[outs[0]]  # type: ignore[index]
-                    if write_into(op, target, *raws):
-                        slots[outs[0]] = target
-                        if written is not None:
-                            written.add(outs[0])
+                if write_into is not None and any(o in into for o in outs):  # type: ignore[operator]
+                    targets = [into.get(o) for o in outs]  # type: ignore[union-attr]
+                    made = write_into(op, targets, *raws)
+                    if made is not None:
+                        for o, y, target in zip(outs, made, targets, strict=True):
+                            slots[o] = y
+                            if target is not None and written is not None:
+                                written.add(o)
                         continue
                 y = kernel(op, *raws)
                 if len(outs) == 1:

@@ -9,6 +9,7 @@ j's k-th example — and reshuffle at every epoch.
 from __future__ import annotations
 
 import abc
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -421,11 +422,16 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
     def _forget_epochs_except(self, in_use: set[int]) -> None:
         # Kept: the epochs some provider is in, and those uploaded ahead of the leading one. A
         # lagging provider gets its epoch's order again when it reaches it (as on the host).
-        last = max(in_use)
-        for key in [
-            k for k in self._device_orders if k[0] not in in_use and not last < k[0] < last + _EPOCHS_AHEAD
-        ]:
-            del self._device_orders[key]
+        orders = self._device_orders
+        first, last = min(in_use), max(in_use)
+        if first == last and len(orders) <= 2 * _EPOCHS_AHEAD:
+            # Providers in step (the usual case, at every epoch's end): the orders were made in
+            # rising epochs, so those behind the providers come first in the dict.
+            for key in list(itertools.takewhile(lambda k: k[0] < first, orders)):
+                del orders[key]
+            return
+        for key in [k for k in orders if k[0] not in in_use and not last < k[0] < last + _EPOCHS_AHEAD]:
+            del orders[key]
 
     def _examples(self, math: NDArrayMath, input_index: int) -> NDArray:
         key = (input_index, id(math.backend))

@@ -36,6 +36,7 @@ from deeplearn.graph.feeds import (
 )
 from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
 from deeplearn.graph.plan import Plan, Signature, forget_oldest
+from deeplearn.graph.zeros import ZeroScalars
 from deeplearn.graph.rerun import Rerun, make_rerun
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar, Storage
@@ -92,8 +93,9 @@ class Session:
     kernels as a Program (``deeplearn/compile/``): forward, backward, the optimizer's update
     and the cost's reduction. Later calls run the Program without the graph's rules
     (``replay_plans``), and on CUDA a training step runs as one CUDA graph
-    (``capture_plans``), the variables and the optimizer's state updated in place. Set either
-    to False to run every call through the rules, or kernel by kernel.
+    (``capture_plans``), the variables and the optimizer's state updated in place, its chains
+    of element-wise kernels fused into one kernel each (``fuse_kernels``). Set any of them to
+    False to run every call through the rules, kernel by kernel, or unfused.
 
     Example:
         >>> g = dl.Graph()
@@ -116,11 +118,15 @@ class Session:
         # On CUDA, capture each recorded training step's kernels as one CUDA graph
         # (deeplearn/compile/cuda_graph.py); False replays them kernel by kernel.
         self.capture_plans = True
+        # Captured steps run their chains of element-wise kernels as one kernel each
+        # (deeplearn/compile/fusion.py); False keeps every kernel (read when a step is captured).
+        self.fuse_kernels = True
         # The arrays of the last call when it ran as a captured graph (they live in its memory:
         # _release_retained), else None; so during a call, whether this call was captured.
         self._borrowed: Materializer | None = None
         self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
         self._lent: list[weakref.ref[Storage]] = []  # returned costs in a captured graph's memory
+        self._zeros = ZeroScalars()  # what a NONE call returns
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.
         self._lock = threading.RLock()
@@ -477,7 +483,10 @@ class Session:
             values[v] = new_value
         if recorder is not None and len(step.training) < _MAX_TRAINING_PROGRAMS:
             updates: dict[Any, NDArray] = {**new_values, **optimizer.state_arrays()}
-            program = recorder.finish(values, gradients, [cost], (), {"cost": total}, updates)
+            # A NONE reduction reads no cost: its kernels run only if someone reads its activation.
+            needed = [cost] if reduction != CostReduction.NONE else []
+            results = {"cost": total} if reduction != CostReduction.NONE else {}
+            program = recorder.finish(values, gradients, needed, (), results, updates)
             if program is not None:
                 step.training[key] = program
         return total, gradients
@@ -591,7 +600,10 @@ class Session:
             else:
                 optimizer.set_bound(update.key, new)
         optimizer.finish_batch()
-        cost_value = made.hand_out(*program.results["cost"])
+        result = program.results.get("cost")
+        if result is None:  # CostReduction.NONE
+            return self._zeros.next(self.math)
+        cost_value = made.hand_out(*result)
         if captured is not None:  # it lives in the graph's memory: see _release_retained
             self._lent.append(weakref.ref(cost_value.storage))
         return cost_value  # type: ignore[return-value]
@@ -614,6 +626,7 @@ class Session:
                 raws,
                 immutable=[k == "scalar" for k in kinds],
                 borrowed=[k == EXAMPLES for k in kinds],
+                fuse=self.fuse_kernels,
             )
             if not program.capture:
                 _LOG.info(
@@ -708,13 +721,12 @@ class Session:
     def _reduce_cost(
         self, cost: NDArray, cost_batched: bool, batch_size: int, reduction: CostReduction
     ) -> Scalar:
-        """The batch's cost as ``reduction`` asks; for NONE a zero, which nothing reads back.
-        The zero is a kernel's output like any cost (a copy of a zero the recording makes), so
-        a recorded step makes it with its other kernels: on CUDA inside its graph, where a
-        fresh zero per call would be an allocation and a fill of their own."""
+        """The batch's cost as ``reduction`` asks; for NONE a zero, which nothing reads back
+        (``ZeroScalars``: cut from a block made once per 256 calls, so that neither an eager
+        nor a captured call pays an allocation and a fill for it; no Program records it)."""
         math = self.math
         if reduction == CostReduction.NONE:
-            return math.clone(Scalar.new(0, math=math))
+            return self._zeros.next(math)
         if cost_batched:
             total = math.sum(cost) if reduction == CostReduction.SUM else math.mean(cost)
         elif reduction == CostReduction.SUM:

@@ -43,11 +43,13 @@ def _providers(seed: int = 0) -> list[Any]:
 
 
 def _train(math: dl.NDArrayMath, captured: bool, optimizer: dl.Optimizer, reduction: CostReduction,
-           steps: int = 40, unbatched_cost: bool = False) -> tuple[list[float], list[np.ndarray], Session]:
+           steps: int = 40, unbatched_cost: bool = False,
+           fuse: bool = False) -> tuple[list[float], list[np.ndarray], Session]:
     g, x, label, cost, variables = _quadratic(math, unbatched_cost)
     xp, yp = _providers()
     session = Session(g, math)
     session.capture_plans = captured
+    session.fuse_kernels = fuse  # fused sums differ in ulps: tests/compile/test_fusion_cuda.py
     costs = []
     kept = []
     with math.scope() as scope:

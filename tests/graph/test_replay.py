@@ -57,7 +57,7 @@ def _snapshot(m: Any) -> dict[str, np.ndarray]:
 
 
 def _run(case: GraphCase, pattern: Sequence[bool], math: dl.NDArrayMath, replay: bool,
-         optimizer: dl.Optimizer) -> list[Any]:
+         optimizer: dl.Optimizer, fuse: bool = False) -> list[Any]:
     rng = np.random.default_rng(7)
     data = [rng.uniform(0.5 if i in case.positive else -2.0, 2.0, (B + 1, *s)).astype(np.float32)
             for i, s in enumerate(case.shapes)]
@@ -65,6 +65,7 @@ def _run(case: GraphCase, pattern: Sequence[bool], math: dl.NDArrayMath, replay:
     r_values = rng.standard_normal((B + 1, *y.shape)).astype(np.float32)
     session = Session(g, math)
     session.replay_plans = replay
+    session.fuse_kernels = fuse  # fused sums add in another order: compared apart, to within ulps
     feeds = [FeedEntry(t, ListProvider(data[i])) for i, t in enumerate(inputs) if pattern[i]]
     feeds.append(FeedEntry(r, ListProvider(r_values)))
     seen: list[Any] = []
@@ -105,6 +106,30 @@ def test_replay_equals_the_rules(case: GraphCase, pattern: tuple[bool, ...], mat
     _assert_identical(replayed, ruled, case.id)
 
 
+def _assert_close(a: Any, b: Any, where: str) -> None:
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, equal_nan=True, err_msg=where)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_close(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize(("case", "pattern"), _pattern_params())
+def test_fused_replay_is_within_ulps_of_the_rules(case: GraphCase, pattern: tuple[bool, ...],
+                                                  math: dl.NDArrayMath) -> None:
+    """On CUDA a captured training step runs its element-wise chains fused
+    (deeplearn/compile/fusion.py): the same values, but for sums, which add in another order."""
+    if math.backend.name != "cuda":
+        pytest.skip("only CUDA fuses kernels")
+    fused = _run(case, pattern, math, True, dl.MomentumOptimizer(0.05, 0.9), fuse=True)
+    ruled = _run(case, pattern, math, False, dl.MomentumOptimizer(0.05, 0.9))
+    _assert_close(fused, ruled, case.id)
+
+
 def _mlp(math: dl.NDArrayMath) -> tuple[Session, Tensor, list[FeedEntry], dict[str, Tensor]]:
     g = Graph()
     x, label = g.placeholder("x", [6]), g.placeholder("label", [3])
@@ -130,6 +155,7 @@ def test_training_runs_replayed_equal_eager_runs(math: dl.NDArrayMath, optimizer
     for replay in (True, False):
         session, cost, feeds, variables = _mlp(math)
         session.replay_plans = replay
+        session.fuse_kernels = False  # fused sums differ in ulps: test_fused_replay_is_within_ulps_of_the_rules
         opt = make()
         costs = []
         for step in range(12):

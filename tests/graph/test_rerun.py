@@ -5,6 +5,7 @@ set by the user, a learning rate changed, a provider's examples disposed."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ def _run(math: dl.NDArrayMath, builder_class: type, replay: bool, events: dict[i
     xp, yp = builder.get_input_providers()
     session = Session(g, math)
     session.replay_plans = replay
+    session.fuse_kernels = False  # compared bit for bit with the rules: fused sums differ in ulps
     feeds: Any = [{"tensor": x, "data": xp}, {"tensor": label, "data": yp}]
     optimizer: Any = dl.MomentumOptimizer(0.05, 0.9)
     batch = 4
@@ -184,8 +186,11 @@ def test_training_again_keeps_the_live_arrays_flat(math: dl.NDArrayMath, builder
         else:
             session.train(cost, feeds, 4, optimizer, reduction).dispose()
         if step in (3, 299):
+            gc.collect()  # other tests' garbage, freed whenever the collector runs, must not count
             counts.append(math.get_num_arrays())
-    assert session._reruns
+    # A CPU provider's batches are copied to a GPU: there those calls take the ordinary path.
+    resident = math.backend.name == "cpu" or builder_class is dl.InGPUMemoryShuffledInputProviderBuilder
+    assert bool(session._reruns) == resident
     assert counts[0] == counts[1]
 
 

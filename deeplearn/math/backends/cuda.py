@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.backends import cuda_gemm
+from deeplearn.math.backends import cuda_fusion, cuda_gemm
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op, Spec, UnaryOp
 from deeplearn.math.ops.conv import (
@@ -30,6 +30,7 @@ from deeplearn.math.ops.conv import (
     im2col,
     unbatched,
 )
+from deeplearn.math.ops.fused import Fused
 from deeplearn.math.ops.costs import SOFTMAX_CE_EPSILON, SoftmaxCrossEntropyCost, SoftmaxCrossEntropyCostDer
 from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
@@ -160,24 +161,44 @@ def _scaled_array_add(op: ScaledArrayAdd, c1: Any, a: Any, c2: Any, b: Any) -> A
     return op.forward(_import_cupy(), c1, a, c2, b)
 
 
-def write_into(op: Op, out: Any, *arrays: Any) -> bool:
-    """Runs ``op``'s kernel with ``out`` as its output array, when that kernel is one generated
-    element-wise kernel whose output would have ``out``'s shape and dtype (True); else runs
-    nothing (False). The same kernel as ``cuda_kernel``'s, so the same bits; what a captured
-    training step uses to write an update straight into the variable's buffer."""
+def write_into(op: Op, targets: list[Any], *arrays: Any) -> tuple[Any, ...] | None:
+    """Runs ``op``'s kernel with ``targets`` (one array or None per result) as its output
+    arrays, when that kernel can: a fused kernel (``cuda_fusion``), or one generated
+    element-wise kernel whose output would have the target's shape and dtype. Returns the
+    results (the targets where given), or None having run nothing. The same kernels as
+    ``cuda_kernel``'s, so the same bits: what a captured training step uses to write an update
+    straight into the variable's buffer."""
+    if isinstance(op, Fused):
+        return cuda_fusion.run(op, arrays, targets)
+    (out,) = targets
     if not arrays or not all(x.dtype == out.dtype for x in arrays) or out.dtype != np.float32:
-        return False
+        return None
     if np.broadcast_shapes(*(x.shape for x in arrays)) != out.shape:
-        return False
+        return None
     if isinstance(op, ScaledArrayAdd):
         c1, a, c2, b = arrays
         _scaled_add_kernel()(c1.reshape(()), a, c2.reshape(()), b, out)
-        return True
+        return (out,)
     c_expr = op.c_expr
     if c_expr is None or cuda_kernel.dispatch(type(op)) is not cuda_kernel.dispatch(Op):
-        return False  # no generated kernel, or a kernel of its own
+        return None  # no generated kernel, or a kernel of its own
     _elementwise_kernel(op, c_expr)(*arrays, out)
-    return True
+    return (out,)
+
+
+@cuda_kernel.register
+def _fused(op: Fused, *arrays: Any) -> Any:
+    """One kernel for the whole chain where ``cuda_fusion`` can compile it, else its nodes one
+    by one, each by its own CUDA kernel."""
+    outs = cuda_fusion.run(op, arrays, [None] * len(op.outputs))
+    if outs is None:
+        return op.run_nodes(cuda_kernel, arrays)
+    return outs if len(outs) != 1 else outs[0]
+
+
+def fusible(op: Op) -> bool:
+    """Whether a fused kernel can run ``op`` element by element (``cuda_fusion.scalar_code``)."""
+    return cuda_fusion.scalar_code(op) is not None
 
 
 @cuda_kernel.register
@@ -475,9 +496,13 @@ class MathBackendCUDA:
         up once by a replayed Session plan rather than on every call."""
         return cuda_kernel.dispatch(type(op))
 
-    def write_into(self, op: Op, out: RawArray, *arrays: RawArray) -> bool:
-        """Runs ``op`` into ``out`` where its kernel allows (``write_into``)."""
-        return write_into(op, out, *arrays)
+    def write_into(self, op: Op, targets: list[Any], *arrays: RawArray) -> tuple[Any, ...] | None:
+        """Runs ``op`` into ``targets`` where its kernel allows (``write_into``)."""
+        return write_into(op, targets, *arrays)
+
+    def fusible(self, op: Op) -> bool:
+        """Whether a fused kernel can run ``op`` element by element (``fusible``)."""
+        return fusible(op)
 
     def can_capture(self, op: Op) -> bool:
         """Whether a CUDA graph can record ``op``'s kernel (``can_capture``)."""

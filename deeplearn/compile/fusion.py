@@ -1,0 +1,277 @@
+"""Fusion: chains of a Program's element-wise kernels become one kernel each.
+
+A recorded training step is mostly small element-wise kernels: the forward pass of ``quad``
+is ``square``, two ``multiply`` and two ``add`` over one batch, its backward pass a few more,
+each gradient a ``sum``, each update a ``scaled_array_add``. Once a step is one CUDA graph its
+time is the sum of its kernels', and a kernel that does one multiplication is mostly launch
+and memory traffic. ``fuse`` groups such kernels and replaces each group by one ``Fused`` step
+(``deeplearn/math/ops/fused.py``), which a backend that can compiles into one kernel.
+
+What a group holds (``n``: the number of elements of its element-wise results):
+
+* **map** steps: an element-wise op with a C form (the backend's ``fusible``) whose result has
+  ``n`` elements, reading the group's own results element by element and anything else
+  broadcast; and ``gather`` (its rows are read through the indices where they lie);
+* **scalar** steps: an element-wise op on one-element values (an optimizer's update of a
+  scalar variable, the cost's reduction);
+* **reduce** steps: a ``sum`` of a map result to one element (a scalar variable's gradient):
+  only in a *small* group (``n <= SMALL``), which one thread block runs, so that the sum ends
+  inside the kernel, in a fixed order, and the scalar steps after it can use it.
+
+A group's kernel runs where its last step was. So a group closes (takes no more steps) when a
+step outside it reads one of its results, when a step outside it writes in place a value the
+group reads, and a step that would need a sum's result element by element does not join.
+Every result that anything outside the group may read (a later step, a value or gradient the
+call hands out, a deferred kernel, an update) stays an output of the Fused step; the others
+are never written to memory.
+
+This module knows nothing of a backend's kernels: it is given which ops have a C form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Literal
+
+from deeplearn.compile.program import Ref, Step
+from deeplearn.math.ops.base import Op, Spec
+from deeplearn.math.ops.fused import SMALL, Arg, Fused, Node
+from deeplearn.math.ops.layout import Gather
+from deeplearn.math.ops.reduction import Sum
+
+if TYPE_CHECKING:
+    from deeplearn.compile.program import Program
+    from deeplearn.types import Shape
+
+__all__ = ["fuse"]
+
+Kind = Literal["map", "scalar", "reduce"]
+Phase = Literal["map", "pre", "reduce", "post"]  # post: a scalar that needs a sum's result
+
+
+@dataclasses.dataclass(eq=False)
+class _Group:
+    n: int
+    members: list[int] = dataclasses.field(default_factory=list)
+    phase: dict[int, Phase] = dataclasses.field(default_factory=dict)  # each result slot's
+    reads: set[int] = dataclasses.field(default_factory=set)  # slots read from outside
+    writes: set[int] = dataclasses.field(default_factory=set)  # bound slots written in place
+    closed: bool = False
+
+    @property
+    def small(self) -> bool:
+        return self.n <= SMALL
+
+    def takes(self, n: int) -> bool:
+        """Whether a map step of ``n`` elements fits: one of the group's size, or any while the
+        group holds only scalars that need no sum (the copies a step starts with)."""
+        if n == self.n:
+            return True
+        scalars_only = self.n == 1 and all(p == "pre" for p in self.phase.values())
+        return scalars_only and (n <= SMALL or not self.writes & self.reads)
+
+
+def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int, int]) -> int:
+    """Replaces ``program.steps`` by the same kernels with the fusible chains grouped into
+    ``Fused`` steps; returns how many steps it removed. ``fusible(op)``: whether the backend
+    has a C form of the element-wise ``op``; ``in_place``: {result slot: bound slot} for the
+    results written straight into a bound buffer (``Program.writable_in_place``)."""
+    steps = program.steps
+    shapes = _slot_shapes(program)
+    kinds = [_kind(step, program, shapes, fusible) for step in steps]
+    groups: list[_Group] = []
+    owner: dict[int, _Group] = {}  # result slot -> its group
+    grouped: dict[int, _Group] = {}  # step index -> its group
+    for i, (step, kind) in enumerate(zip(steps, kinds, strict=True)):
+        target = in_place.get(step.outputs[0]) if len(step.outputs) == 1 else None
+        group = _choose(step, kind, groups, owner, target)
+        for other in {owner[r.slot] for r in step.inputs if r.slot in owner}:
+            if other is not group:
+                other.closed = True  # it runs before this step, which reads it
+        if target is not None:
+            for other in groups:
+                if other is not group and target in other.reads:
+                    other.closed = True  # it must read the old value, before this step writes it
+        if kind is None:
+            continue
+        if group is None:
+            group = _Group(1 if kind[0] == "scalar" else kind[1])
+            groups.append(group)
+        if kind[0] == "map":
+            group.n = kind[1]
+        if target is not None:
+            group.writes.add(target)
+        _join(group, i, step, kind[0], owner)
+        grouped[i] = group
+    exposed = _exposed(program)
+    readers: dict[int, set[int]] = {}
+    for i, step in enumerate(steps):
+        for r in step.inputs:
+            readers.setdefault(r.slot, set()).add(i)
+    out: list[Step] = []
+    removed = 0
+    for i, step in enumerate(steps):
+        group = grouped.get(i)
+        if group is None or len(group.members) < 2:
+            out.append(step)
+        elif i == group.members[-1]:
+            out.append(_fused_step(group, steps, shapes, program, exposed, readers, in_place))
+            removed += len(group.members) - 1
+    program.steps = out
+    program.kernels = {}
+    return removed
+
+
+def _slot_shapes(program: Program) -> dict[int, Shape]:
+    shapes: dict[int, Shape] = {b.slot: b.shape for b in program.bindings}
+    for slot, data in program.constants:
+        shapes[slot] = tuple(data.shape)
+    for step in (*program.steps, *program.deferred):
+        for slot, spec in zip(step.outputs, step.specs, strict=True):
+            shapes[slot] = spec.shape
+    return shapes
+
+
+def _size(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _kind(
+    step: Step, program: Program, shapes: Mapping[int, Shape], fusible: Callable[[Op], bool]
+) -> tuple[Kind, int] | None:
+    """What the step is to a group (with its element count), or None: not fusible."""
+    op = step.op
+    if len(step.outputs) != 1 or step.specs[0].dtype != "float32":
+        return None
+    dtypes = [program.dtypes[r.slot] for r in step.inputs]
+    size = step.specs[0].size
+    if isinstance(op, Gather):
+        return ("map", size) if dtypes == ["float32", "int32"] and size > 1 else None
+    if dtypes and any(d != "float32" for d in dtypes):
+        return None
+    if isinstance(op, Sum):
+        (ref,) = step.inputs
+        n = _size(ref.shape if ref.shape is not None else shapes[ref.slot])
+        return ("reduce", n) if size == 1 and 1 < n <= SMALL else None
+    if not fusible(op):
+        return None
+    return ("scalar", 1) if size == 1 else ("map", size)
+
+
+def _choose(
+    step: Step,
+    kind: tuple[Kind, int] | None,
+    groups: list[_Group],
+    owner: Mapping[int, _Group],
+    target: int | None,
+) -> _Group | None:
+    """The open group ``step`` joins, or None (it starts one, or runs alone)."""
+    if kind is None:
+        return None
+    what, n = kind
+    open_groups = [g for g in groups if not g.closed]
+    sources = {owner[r.slot] for r in step.inputs if r.slot in owner and not owner[r.slot].closed}
+    if what == "map":
+        candidates = [g for g in open_groups if g.takes(n)]
+    elif what == "reduce":
+        candidates = [g for g in sources if g.n == n and g.small]
+    else:  # a scalar: with what it reads, else with the latest group
+        candidates = list(sources) or open_groups[-1:]
+    for group in reversed(candidates):
+        if _can_join(group, step, what, owner, target):
+            return group
+    return None
+
+
+def _can_join(group: _Group, step: Step, what: Kind, owner: Mapping[int, _Group], target: int | None) -> bool:
+    for r in step.inputs:
+        if owner.get(r.slot) is not group:
+            if r.slot in owner and not owner[r.slot].closed:
+                return False  # it reads another open group too: that one runs first
+            continue
+        phase = group.phase[r.slot]
+        if what == "map" and (isinstance(step.op, Gather) or phase in ("reduce", "post")):
+            return False  # a gather reads rows where they lie; a sum is known only at the end
+        if what == "reduce" and phase != "map":
+            return False
+    if target is not None and target in group.reads:
+        # Written in place while the group reads it: safe within one block (a scalar is
+        # written at the end, an element by the thread that read it), not across blocks.
+        return group.small and what != "reduce"
+    return True
+
+
+def _join(group: _Group, i: int, step: Step, what: Kind, owner: dict[int, _Group]) -> None:
+    phase: Phase
+    if what == "scalar":
+        after_sum = any(
+            group.phase.get(r.slot) in ("reduce", "post") for r in step.inputs if owner.get(r.slot) is group
+        )
+        phase = "post" if after_sum else "pre"
+    else:
+        phase = "map" if what == "map" else "reduce"
+    group.members.append(i)
+    group.phase[step.outputs[0]] = phase
+    owner[step.outputs[0]] = group
+    group.reads.update(r.slot for r in step.inputs if owner.get(r.slot) is not group)
+
+
+def _exposed(program: Program) -> set[int]:
+    """The slots someone outside the kernels may read: what the call needs (``prune``), hands
+    out or returns, the updates' values, and what the deferred kernels read."""
+    slots = set(program.needed)
+    slots.update(slot for _, slot, _ in program.values)
+    slots.update(slot for _, slot, _ in program.gradients or [])
+    slots.update(slot for slot, _ in program.results.values())
+    slots.update(u.source for u in program.updates)
+    slots.update(r.slot for step in program.deferred for r in step.inputs)
+    return slots
+
+
+def _fused_step(
+    group: _Group,
+    steps: list[Step],
+    shapes: Mapping[int, Shape],
+    program: Program,
+    exposed: set[int],
+    readers: Mapping[int, set[int]],
+    in_place: Mapping[int, int],
+) -> Step:
+    members = set(group.members)
+    inputs: list[Ref] = []
+    value_of: dict[tuple[int, Shape | None], int] = {}  # external (slot, view) -> input index
+    made: dict[int, int] = {}  # member result slot -> its value
+    specs_in: list[Spec] = []
+    for i in group.members:
+        for r in steps[i].inputs:
+            if r.slot not in made and (r.slot, r.shape) not in value_of:
+                value_of[(r.slot, r.shape)] = len(inputs)
+                inputs.append(r)
+                specs_in.append(
+                    Spec(r.shape if r.shape is not None else shapes[r.slot], program.dtypes[r.slot])
+                )
+        made[steps[i].outputs[0]] = -1  # numbered below, once the inputs are known
+    k = len(inputs)
+    for j, i in enumerate(group.members):
+        made[steps[i].outputs[0]] = k + j
+    nodes = []
+    for i in group.members:
+        step = steps[i]
+        args = tuple(
+            Arg(made[r.slot], r.shape) if r.slot in made else Arg(value_of[(r.slot, r.shape)])
+            for r in step.inputs
+        )
+        nodes.append(Node(step.op, args, step.specs[0]))
+    outputs = [
+        steps[i].outputs[0]
+        for i in group.members
+        if steps[i].outputs[0] in exposed
+        or steps[i].outputs[0] in in_place
+        or any(j not in members for j in readers.get(steps[i].outputs[0], ()))
+    ]
+    op = Fused(tuple(specs_in), tuple(nodes), tuple(made[s] for s in outputs))
+    return Step(op, tuple(inputs), tuple(outputs), tuple(op.spec_of(made[s]) for s in outputs))

@@ -1,0 +1,46 @@
+"""The zero Scalars that ``Session.train`` returns for ``CostReduction.NONE``.
+
+A NONE call reads no cost, and returns a zero Scalar of its own (deeplearn.js's contract): the
+caller may keep it, dispose it, or write into it. Making each one is an allocation and a fill,
+which on a GPU cost more host time than a captured training step's launch; a ``ZeroScalars``
+makes them a block at a time (one allocation, one fill) and hands out one element of the block
+per call, each with a storage of its own, so that disposing one, or writing into it, touches no
+other. The block's memory goes back once every element of it has been disposed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deeplearn.math.ndarray import Scalar
+    from deeplearn.math.ndarray_math import NDArrayMath
+
+__all__ = ["ZeroScalars"]
+
+
+class ZeroScalars:
+    """Fresh float32 zero Scalars on a math's backend, cut from blocks of ``block``.
+
+    Example:
+        >>> zeros = ZeroScalars()
+        >>> a, b = zeros.next(math), zeros.next(math)
+        >>> a.set(5.0); (a.get(), b.get())
+        (5.0, 0.0)
+    """
+
+    __slots__ = ("_backend", "_block", "_left")
+
+    def __init__(self, block: int = 256) -> None:
+        self._block = block
+        self._left: list[Any] = []  # the block's elements not handed out yet, last one first
+        self._backend: Any = None
+
+    def next(self, math: NDArrayMath) -> Scalar:
+        """A zero Scalar tracked by the open scope, as any array a method returns."""
+        backend = math.backend
+        if not self._left or self._backend is not backend:
+            block = backend.xp.zeros(self._block, backend.xp.float32)
+            self._left = [block[i] for i in range(self._block - 1, -1, -1)]
+            self._backend = backend
+        return math.engine.wrap(self._left.pop(), "float32")  # type: ignore[return-value]

@@ -1,0 +1,279 @@
+"""The fusion of a Program's element-wise chains (deeplearn/compile/fusion.py), on the CPU.
+
+A Fused step run on the CPU runs its nodes one by one (deeplearn/math/ops/fused.py), so a
+fused Program must give exactly the unfused one's results: these tests fuse recorded training
+steps and hand-made Programs, run both, and compare bit for bit. They check the grouping rules
+(a group runs where its last step was, so whatever reads its results or overwrites its inputs
+earlier closes it) and what the groups are. The CUDA kernels are checked on a GPU in
+tests/compile/test_fusion_cuda.py; here only their index arithmetic (``_broadcast_index``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pytest
+
+import deeplearn as dl
+from deeplearn import CostReduction, Graph, Scalar, Session
+from deeplearn.compile.fusion import fuse
+from deeplearn.compile.program import Program, Ref
+from deeplearn.math.backends import cuda_fusion
+from deeplearn.math.ops.arithmetic import Add, Multiply, ScaledArrayAdd
+from deeplearn.math.ops.base import Spec
+from deeplearn.math.ops.elementwise import Neg, Relu, Square
+from deeplearn.math.ops.fused import SMALL, Fused
+from deeplearn.math.ops.linalg import MatMul
+from deeplearn.math.ops.reduction import Sum
+
+
+def fusible(op: Any) -> bool:
+    return cuda_fusion.scalar_code(op) is not None
+
+
+def _quad(math: dl.NDArrayMath) -> tuple[Graph, Any, Any, Any, list[Any]]:
+    g = Graph()
+    x, label = g.placeholder("x", []), g.placeholder("y", [])
+    a, b, c = (g.variable(n, Scalar.new(v, math=math)) for n, v in (("a", 0.3), ("b", -0.2), ("c", 0.1)))
+    y = g.add(g.add(g.multiply(a, g.square(x)), g.multiply(b, x)), c)
+    return g, x, label, g.mean_squared_cost(y, label), [a, b, c]
+
+
+def _mlp(math: dl.NDArrayMath) -> tuple[Graph, Any, Any, Any, list[Any]]:
+    rng = np.random.default_rng(1)
+    g = Graph()
+    x, label = g.placeholder("x", [6]), g.placeholder("y", [3])
+    w1 = g.variable("w1", dl.Array2D.new([6, 5], rng.normal(0, 0.5, (6, 5)), math=math))
+    b1 = g.variable("b1", dl.Array1D.new(rng.normal(0, 0.1, 5), math=math))
+    w2 = g.variable("w2", dl.Array2D.new([5, 3], rng.normal(0, 0.5, (5, 3)), math=math))
+    b2 = g.variable("b2", dl.Array1D.new(rng.normal(0, 0.1, 3), math=math))
+    h = g.sigmoid(g.add(g.matmul(g.reshape(x, [1, 6]), w1), b1))
+    out = g.reshape(g.add(g.matmul(h, w2), b2), [3])
+    return g, x, label, g.softmax_cross_entropy_cost(g.relu(out), label), [w1, b1, w2, b2]
+
+
+def _providers(model: str, math: dl.NDArrayMath) -> list[Any]:
+    rng = np.random.default_rng(0)
+    if model == "quad":
+        xs = rng.uniform(-2, 2, 24).astype(np.float32)
+        ys = (1.5 * xs * xs - 0.5 * xs + 0.25).astype(np.float32)
+    else:
+        xs = rng.normal(0, 1, (24, 6)).astype(np.float32)
+        ys = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 24)]
+    return dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
+
+
+def _train(model: str, fused: bool, optimizer: dl.Optimizer, reduction: CostReduction,
+           steps: int = 12) -> tuple[list[float], list[np.ndarray], dict[str, np.ndarray], list[Program]]:
+    math = dl.NDArrayMathCPU()
+    g, x, label, cost, variables = (_quad if model == "quad" else _mlp)(math)
+    xp, yp = _providers(model, math)
+    session = Session(g, math)
+    programs: list[Program] = []
+    costs = []
+    for step in range(steps):
+        with math.scope():
+            costs.append(float(session.train(cost, {x: xp, label: yp}, 4, optimizer, reduction).get()))
+        if fused and step == 0:  # recorded by now: fuse it as a captured step would be
+            programs = [p for plan in session._plans.values() for s in plan._steps.values()
+                        for p in s.training.values()]
+            for p in programs:
+                p.prepare_in_place_updates()
+                fuse(p, fusible, p.writable_in_place())
+    maps = {
+        "activation": session.activation_array_map.get(cost).numpy(),
+        "gradient": session.gradient_array_map.get(variables[0]).numpy(),
+    }
+    return costs, [session.eval(v).numpy() for v in variables], maps, programs
+
+
+OPTIMIZERS = {
+    "sgd": lambda: dl.SGDOptimizer(0.05),
+    "momentum": lambda: dl.MomentumOptimizer(0.05, 0.9),
+    "adam": lambda: dl.AdamOptimizer(0.05, 0.9, 0.999),
+}
+
+
+@pytest.mark.parametrize("reduction", [CostReduction.NONE, CostReduction.MEAN])
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("model", ["quad", "mlp"])
+def test_a_fused_training_step_gives_the_unfused_results_bit_for_bit(model: str, optimizer: str,
+                                                                     reduction: CostReduction) -> None:
+    """Fused after its first call, a step trains exactly as before, and what the Session hands
+    out after it (the cost, an activation, a gradient) is the same."""
+    costs, weights, maps, _ = _train(model, False, OPTIMIZERS[optimizer](), reduction)
+    fused_costs, fused_weights, fused_maps, programs = _train(model, True, OPTIMIZERS[optimizer](), reduction)
+    assert programs and all(any(isinstance(s.op, Fused) for s in p.steps) for p in programs)
+    assert fused_costs == costs
+    for w, v in zip(weights, fused_weights, strict=True):
+        np.testing.assert_array_equal(v, w)
+    for name in maps:
+        np.testing.assert_array_equal(fused_maps[name], maps[name])
+
+
+def test_the_quad_step_is_one_kernel() -> None:
+    """y = a·x² + b·x + c with SGD: forward, backward, the three gradients' sums and the three
+    updates, and the batch's gathers, are one Fused step."""
+    _, _, _, (program,) = _train("quad", True, dl.SGDOptimizer(0.05), CostReduction.NONE, steps=2)
+    assert [type(s.op) for s in program.steps] == [Fused]
+
+
+def _run(program: Program, raws: list[np.ndarray]) -> list[Any]:
+    return program.run_raw(dl.NDArrayMathCPU().engine, raws)
+
+
+def _chain(n: int) -> tuple[Program, list[int]]:
+    """x → square → neg, a product of the square read in between, then relu of the neg."""
+    p = Program()
+    x = p.bind("x", (n,), "float32")
+    w = p.bind("w", (n, 1), "float32")
+    (sq,) = p.add_step(Square(), [Ref(x, None)], [Spec((n,))])
+    (ng,) = p.add_step(Neg(), [Ref(sq, None)], [Spec((n,))])
+    (mm,) = p.add_step(MatMul(), [Ref(sq, (1, n)), Ref(w, None)], [Spec((1, 1))])
+    (rl,) = p.add_step(Relu(), [Ref(ng, None)], [Spec((n,))])
+    return p, [sq, ng, mm, rl]
+
+
+def test_a_group_runs_before_the_first_step_outside_it_that_reads_it() -> None:
+    """The product reads the square: the group {square, neg} closes there, and relu (after the
+    product) starts another; the results equal the unfused run's."""
+    p, slots = _chain(5)
+    raws = [np.arange(5, dtype=np.float32) - 2, np.ones((5, 1), np.float32)]
+    want = _run(p, raws)
+    p.prune(set(slots))
+    assert fuse(p, fusible, {}) == 1
+    assert [type(s.op).__name__ for s in p.steps] == ["Fused", "MatMul", "Relu"]
+    got = _run(p, raws)
+    for slot in slots:
+        np.testing.assert_array_equal(got[slot], want[slot])
+
+
+def test_a_result_only_the_group_reads_is_not_an_output() -> None:
+    p, (sq, ng, mm, rl) = _chain(5)
+    p.prune({mm, rl})
+    fuse(p, fusible, {})
+    fused = p.steps[0]
+    assert sq in fused.outputs and ng in fused.outputs  # the product and relu read them
+    q = Program()
+    x = q.bind("x", (4,), "float32")
+    (a,) = q.add_step(Square(), [Ref(x, None)], [Spec((4,))])
+    (b,) = q.add_step(Neg(), [Ref(a, None)], [Spec((4,))])
+    q.prune({b})
+    fuse(q, fusible, {})
+    assert q.steps[0].outputs == (b,)  # the square stays in registers
+
+
+def test_a_value_written_in_place_closes_the_large_groups_that_read_it() -> None:
+    """A large group (more than SMALL elements, run over many blocks) that reads a variable
+    must run before the update that overwrites it: the update does not join, and starts anew."""
+    n = SMALL + 1
+    p = Program()
+    v = p.bind("v", (n,), "float32")
+    c = p.bind("c", (), "float32")
+    (sq,) = p.add_step(Square(), [Ref(v, None)], [Spec((n,))])
+    (ng,) = p.add_step(Neg(), [Ref(sq, None)], [Spec((n,))])
+    (new,) = p.add_step(ScaledArrayAdd(), [Ref(c, None), Ref(v, (n,)), Ref(c, None), Ref(ng, None)], [Spec((n,))])
+    (after,) = p.add_step(Add(), [Ref(ng, None), Ref(c, None)], [Spec((n,))])
+    p.prune({new, after})
+    raws = [np.linspace(-1, 1, n, dtype=np.float32), np.array(0.5, np.float32)]
+    want = _run(p, raws)
+    fuse(p, fusible, {new: v})
+    groups = [[type(node.op).__name__ for node in step.op.nodes] for step in p.steps]
+    assert groups == [["Square", "Neg"], ["ScaledArrayAdd", "Add"]]
+    got = _run(p, raws)
+    for slot in (ng, new, after):  # the square is no result: it stays in the kernel
+        np.testing.assert_array_equal(got[slot], want[slot])
+
+
+def test_a_large_group_that_reads_a_scalar_does_not_take_its_update_in_place() -> None:
+    """Across blocks a scalar written in place while others read it would race: the update of
+    the scalar does not join the large group that reads it."""
+    n = SMALL + 1
+    p = Program()
+    x = p.bind("x", (n,), "float32")
+    s = p.bind("s", (), "float32")
+    (y,) = p.add_step(Multiply(), [Ref(x, None), Ref(s, None)], [Spec((n,))])
+    (z,) = p.add_step(Neg(), [Ref(y, None)], [Spec((n,))])
+    (s2,) = p.add_step(Square(), [Ref(s, None)], [Spec(())])
+    p.prune({z, s2})
+    fuse(p, fusible, {s2: s})
+    assert [type(step.op).__name__ for step in p.steps] == ["Fused", "Square"]
+    q = Program()  # the same within one block: the scalar is written after every read
+    x = q.bind("x", (8,), "float32")
+    s = q.bind("s", (), "float32")
+    (y,) = q.add_step(Multiply(), [Ref(x, None), Ref(s, None)], [Spec((8,))])
+    (s2,) = q.add_step(Square(), [Ref(s, None)], [Spec(())])
+    q.prune({y, s2})
+    fuse(q, fusible, {s2: s})
+    assert [type(step.op).__name__ for step in q.steps] == ["Fused"]
+
+
+def test_a_sum_ends_a_small_group_and_what_needs_it_element_by_element_starts_another() -> None:
+    p = Program()
+    x = p.bind("x", (6,), "float32")
+    (sq,) = p.add_step(Square(), [Ref(x, None)], [Spec((6,))])
+    (total,) = p.add_step(Sum(), [Ref(sq, None)], [Spec(())])
+    (scaled,) = p.add_step(Multiply(), [Ref(total, None), Ref(total, None)], [Spec(())])  # after the sum
+    (spread,) = p.add_step(Multiply(), [Ref(x, None), Ref(total, None)], [Spec((6,))])  # needs it per element
+    p.prune({scaled, spread})
+    raws = [np.arange(6, dtype=np.float32)]
+    want = _run(p, raws)
+    fuse(p, fusible, {})
+    kinds = [type(step.op).__name__ for step in p.steps]
+    assert kinds == ["Fused", "Multiply"]
+    (group,) = [step for step in p.steps if isinstance(step.op, Fused)]
+    assert [type(node.op) for node in group.op.nodes] == [Square, Sum, Multiply]
+    got = _run(p, raws)
+    for slot in (total, scaled, spread):
+        np.testing.assert_array_equal(got[slot], want[slot])
+    assert got[sq] is None  # no result: it stays in the kernel
+
+
+def test_a_sum_over_more_than_small_elements_is_not_fused() -> None:
+    p = Program()
+    x = p.bind("x", (SMALL + 1,), "float32")
+    (sq,) = p.add_step(Square(), [Ref(x, None)], [Spec((SMALL + 1,))])
+    (total,) = p.add_step(Sum(), [Ref(sq, None)], [Spec(())])
+    p.prune({total})
+    assert fuse(p, fusible, {}) == 0
+
+
+SHAPES = [((3, 4), (3, 4)), ((4,), (3, 4)), ((1, 4), (3, 4)), ((3, 1), (3, 4)), ((), (2, 3)),
+          ((2, 1, 4), (2, 3, 4)), ((3, 1), (2, 3, 5)), ((1,), (5,))]
+
+
+@pytest.mark.parametrize(("shape", "out"), SHAPES, ids=[f"{a}->{b}" for a, b in SHAPES])
+def test_the_broadcast_index_of_the_cuda_kernel_is_numpys(shape: tuple[int, ...], out: tuple[int, ...]) -> None:
+    """The C expression that reads an input broadcast to the kernel's shape, evaluated for
+    every output element, picks the element NumPy's broadcasting picks."""
+    expr = cuda_fusion._broadcast_index(shape, out)
+    python = re.sub(r"(\d+)LL", r"\1", expr).replace("/", "//")
+    index = np.arange(int(np.prod(shape)) or 1).reshape(shape)
+    want = np.broadcast_to(index, out).reshape(-1)
+    got = [eval(python, {"i": i}) for i in range(int(np.prod(out)))]  # noqa: S307 - our own arithmetic
+    assert got == want.tolist()
+
+
+def test_the_cuda_source_of_the_quad_step() -> None:
+    """The one kernel of the quad step: a block of threads over the batch, three sums added
+    in a fixed order, and thread 0 updating the three variables."""
+    _, _, _, (program,) = _train("quad", True, dl.SGDOptimizer(0.05), CostReduction.NONE, steps=2)
+    text, n, small = cuda_fusion.source(program.steps[0].op)
+    assert (n, small) == (4, True)
+    assert text.count("dl_warp_sum(acc") == 3
+    assert text.count("__fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))") == 3
+    assert "__syncthreads();\n    if (threadIdx.x != 0) return;" in text
+
+
+def test_every_fusible_op_has_a_scalar_form() -> None:
+    """The element-wise ops a fused kernel runs: those with a float32 C expression, the scaled
+    add of every optimizer, and clone; equal (bool) and gather are not among them."""
+    from deeplearn.math.ops.arithmetic import Equal
+    from deeplearn.math.ops.layout import Clone, Gather
+
+    for op in (Add(), Neg(), Relu(), ScaledArrayAdd(), Clone()):
+        assert fusible(op)
+    for op in (Equal(), Gather(), Sum(), MatMul()):
+        assert not fusible(op)
