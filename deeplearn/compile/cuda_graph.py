@@ -106,8 +106,8 @@ class CapturedProgram:
         self.pool = cupy.cuda.MemoryPool()
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.gemm = cuda_gemm.GemmContext() if cuda_gemm.available() else None
-        self._done = cupy.cuda.Event(disable_timing=True)  # recorded after each launch
-        self._last_stream = cupy.cuda.get_current_stream().ptr
+        self._done = cupy.cuda.Event(disable_timing=True)  # see run: a launch from another stream
+        self._last_stream = cupy.cuda.get_current_stream()
         for dst, src in zip(self.inputs, raws, strict=True):
             if dst is not src:
                 dst[...] = src
@@ -181,9 +181,12 @@ class CapturedProgram:
         cuda = self._cupy.cuda
         caller = cuda.get_current_stream()
         stream = caller.ptr
-        if stream != self._last_stream:
-            caller.wait_event(self._done)  # the last launch came from another stream
-            self._last_stream = stream
+        if stream != self._last_stream.ptr:
+            # The last launch came from another stream: this one waits for what that stream
+            # has queued so far, the launch included (recorded now, not after every launch).
+            self._done.record(self._last_stream)
+            caller.wait_event(self._done)
+            self._last_stream = caller
         sources, immutable, targets = self.sources, self.immutable, self._target_bindings
         settled = True
         for i in self._copied:
@@ -206,7 +209,6 @@ class CapturedProgram:
         # On the caller's stream: it is ordered after the copies and before the caller's next
         # work, with no events to record or wait for.
         self.graph.launch(caller)
-        self._done.record(caller)
         self.settled = settled
         return self.slots
 

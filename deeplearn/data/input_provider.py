@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import itertools
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,26 @@ def next_batch_rows(provider: Any, math: NDArrayMath, batch_size: int) -> tuple[
     return draw(math, check_count(batch_size, "next_batch_rows", "batch_size")) if draw is not None else None
 
 
+_EPOCHS_AHEAD = 64  # a builder draws (and a GPU builder uploads) the orders of up to this many epochs at once
+_ORDERS_AHEAD = 1 << 16  # and of at most this many examples in all
+
+
+def _forget_stale(orders: dict[Any, Any], in_use: set[int], epoch_of: Callable[[Any], int]) -> None:
+    """Drops from ``orders`` (epoch orders, by a key ``epoch_of`` reads the epoch from) those of
+    the epochs no provider is in, except the ones drawn ahead of the leading provider."""
+    first, last = min(in_use), max(in_use)
+    if first == last and len(orders) <= 2 * _EPOCHS_AHEAD:
+        # Providers in step (the usual case, at every epoch's end): orders are made in rising
+        # epochs, so those behind the providers come first in the dict.
+        for key in list(itertools.takewhile(lambda k: epoch_of(k) < first, orders)):
+            del orders[key]
+        return
+    for key in [
+        k for k in orders if epoch_of(k) not in in_use and not last < epoch_of(k) < last + _EPOCHS_AHEAD
+    ]:
+        del orders[key]
+
+
 class InMemoryShuffledInputProviderBuilder(abc.ABC):
     """Builds one InputProvider per input over examples held in memory, shuffled together.
 
@@ -176,7 +197,7 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         self._start_state = self._bits.state
         self._keys = np.random.Generator(self._bits)
         self._stream_epoch = 0  # the epoch whose draws the stream is at
-        self._orders: dict[int, np.ndarray] = {}  # the orders of the epochs some provider is in
+        self._orders: dict[int, np.ndarray] = {}  # the orders of the epochs in use and drawn ahead
         self._positions = [0] * len(inputs)
         self._lock = threading.RLock()  # a draw reads and moves a position: one at a time
         self._providers = [_BuilderProvider(self, i) for i in range(len(inputs))]
@@ -233,6 +254,28 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             self._move(input_index, count)
             return indices
 
+    def _draw_indices_together(
+        self, math: NDArrayMath, inputs: Sequence[tuple[int, NDArray]], count: int
+    ) -> list[Any] | None:
+        """``_draw_indices`` for each of ``inputs`` ((input index, its examples)) in turn, but
+        for providers in step (the inputs of one training call) one array for all, drawn once;
+        None, having drawn nothing, where one's examples are no longer resident."""
+        with self._lock:
+            for index, examples in inputs:
+                if examples.is_disposed or self._examples(math, index) is not examples:
+                    return None
+            if len({self._positions[index] for index, _ in inputs}) != 1:
+                return [self._draw_indices(math, index, count, examples) for index, examples in inputs]
+            indices = self._batch_indices(math, inputs[0][0], count)
+            if isinstance(indices, np.ndarray) and math.backend.name != "cpu":  # across epochs
+                indices = math.backend.asarray(indices)
+            start = self._positions[inputs[0][0]]
+            for index, _ in inputs:
+                self._positions[index] = start + count
+            if start // self.num_examples != (start + count) // self.num_examples:
+                self._forget_unused_epochs()
+            return [indices] * len(inputs)
+
     def _move(self, input_index: int, count: int) -> None:
         """Moves provider ``input_index`` on by ``count`` examples, dropping the epoch orders
         no provider needs any more when it leaves an epoch."""
@@ -271,8 +314,17 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     def _order(self, epoch: int) -> np.ndarray:
         order = self._orders.get(epoch)
         if order is None:
-            order = self._orders[epoch] = self._draw_orders(epoch, 1)[0]
+            # The next epochs' orders too, in one vectorised call: with few examples an epoch is
+            # a batch or two, and a call per epoch would cost more host time than the step.
+            count = self._epochs_per_draw()
+            block = self._draw_orders(epoch, count)
+            for k in range(count):
+                self._orders.setdefault(epoch + k, block[k])
+            order = self._orders[epoch]
         return order
+
+    def _epochs_per_draw(self) -> int:
+        return max(1, min(_EPOCHS_AHEAD, _ORDERS_AHEAD // self.num_examples))
 
     def _draw_orders(self, first_epoch: int, count: int) -> np.ndarray:
         """The orders of epochs ``first_epoch`` .. ``first_epoch + count - 1``, one per row."""
@@ -287,12 +339,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         return np.argsort(keys, axis=1).astype(np.int32)
 
     def _forget_unused_epochs(self) -> None:
-        """Drops the orders of the epochs no provider is in: at most one per provider is kept,
-        however far one provider runs ahead of another (a dropped order is computed again, the
-        same, if a lagging provider reaches its epoch)."""
+        """Drops the orders of the epochs no provider is in, but those drawn ahead of the
+        leading one: one per provider and at most ``_EPOCHS_AHEAD`` ahead are kept, however far
+        one provider runs ahead of another (a dropped order is computed again, the same, if a
+        lagging provider reaches its epoch)."""
         in_use = {p // self.num_examples for p in self._positions}
-        for epoch in [e for e in self._orders if e not in in_use]:
-            del self._orders[epoch]
+        _forget_stale(self._orders, in_use, int)
         self._forget_epochs_except(in_use)
 
     def _forget_epochs_except(self, in_use: set[int]) -> None:
@@ -370,10 +422,6 @@ class InCPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         return math.engine.wrap(math.backend.asarray(host), self._dtypes[input_index])
 
 
-_EPOCHS_AHEAD = 64  # a GPU builder uploads the orders of up to this many epochs at once
-_ORDERS_AHEAD = 1 << 16  # and of at most this many examples in all
-
-
 class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuilder):
     """Shuffled providers over examples uploaded once to the math's backend (GPU memory on
     CUDA); batches are gathered there.
@@ -410,28 +458,17 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         if order is None:
             # The orders of the next epochs too, in one upload: with few examples an epoch is
             # a batch or two, and an upload per epoch would cost more host time than the step.
-            count = max(1, min(_EPOCHS_AHEAD, _ORDERS_AHEAD // self.num_examples))
-            block = math.backend.asarray(
-                self._order(epoch)[None] if count == 1 else self._draw_orders(epoch, count)
-            )
+            count = self._epochs_per_draw()
+            block = math.backend.asarray(np.stack([self._order(epoch + k) for k in range(count)]))
             for k in range(count):
                 self._device_orders[(epoch + k, math.backend)] = block[k]
             order = self._device_orders[key]
         return order
 
     def _forget_epochs_except(self, in_use: set[int]) -> None:
-        # Kept: the epochs some provider is in, and those uploaded ahead of the leading one. A
-        # lagging provider gets its epoch's order again when it reaches it (as on the host).
-        orders = self._device_orders
-        first, last = min(in_use), max(in_use)
-        if first == last and len(orders) <= 2 * _EPOCHS_AHEAD:
-            # Providers in step (the usual case, at every epoch's end): the orders were made in
-            # rising epochs, so those behind the providers come first in the dict.
-            for key in list(itertools.takewhile(lambda k: k[0] < first, orders)):
-                del orders[key]
-            return
-        for key in [k for k in orders if k[0] not in in_use and not last < k[0] < last + _EPOCHS_AHEAD]:
-            del orders[key]
+        # Kept as on the host: the epochs some provider is in, and those uploaded ahead of the
+        # leading one. A lagging provider gets its epoch's order again when it reaches it.
+        _forget_stale(self._device_orders, in_use, operator.itemgetter(0))
 
     def _examples(self, math: NDArrayMath, input_index: int) -> NDArray:
         key = (input_index, id(math.backend))

@@ -14,7 +14,7 @@ where it must.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.program import bound_raw
@@ -48,8 +48,9 @@ class Rerun:
     """A training call's work, ready for the next identical call (see the module docstring).
 
     ``sources`` holds, per Program binding: (Source, what to read it from, the bound shape and
-    dtype); ``draws`` holds, per batch: (its binding's index, the provider's builder, the
-    provider's input index, the examples the rows index).
+    dtype); ``draws`` holds, per builder: (the builder; per batch drawn from it, its binding's
+    index, the provider's input index and the examples the rows index; and the (input index,
+    examples) pairs it draws for).
     """
 
     feeds: Feeds
@@ -63,12 +64,17 @@ class Rerun:
     key: tuple[Any, ...]
     program: Program
     sources: list[tuple[Source, Any, Shape, DType]]
-    draws: list[tuple[int, Any, int, NDArray]]
+    draws: list[tuple[Any, list[tuple[int, int, NDArray]], list[tuple[int, NDArray]]]]
     bound_count: int
+    # Per source, (the array, its data, its raw array) of the last call (``inputs``).
+    _last: list[tuple[Any, Any, Any] | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._last = [None] * len(self.sources)
 
     def examples_live(self) -> bool:
         """Whether every batch's examples are still there (a builder's ``dispose`` frees them)."""
-        return not any(examples.is_disposed for _, _, _, examples in self.draws)
+        return not any(x.is_disposed for _, draws, _ in self.draws for _, _, x in draws)
 
     def inputs(self, math: NDArrayMath, node_value: Callable[[Node], NDArray]) -> list[Any] | None:
         """This call's Program inputs (backend arrays, in binding order), each checked against
@@ -82,7 +88,8 @@ class Rerun:
             return None
         backend = math.backend
         raws: list[Any] = []
-        for source, what, shape, dtype in self.sources:
+        last = self._last
+        for k, (source, what, shape, dtype) in enumerate(self.sources):
             if source is Source.ROWS:
                 raws.append(None)  # drawn last, once every other input is known good
                 continue
@@ -93,15 +100,26 @@ class Rerun:
                 if source is Source.BOUND
                 else what
             )
-            raw = None if x is None else bound_raw(x, shape, dtype, backend)
+            if x is None:
+                return None
+            # The same array over the same data as last call (a variable's resident buffer, an
+            # unchanged hyperparameter, the examples): the same raw array, checked then.
+            data = x.storage.data
+            seen = last[k]
+            if seen is not None and seen[0] is x and seen[1] is data:
+                raws.append(seen[2])
+                continue
+            raw = None if data is None else bound_raw(x, shape, dtype, backend)
             if raw is None:
                 return None
+            last[k] = (x, data, raw)
             raws.append(raw)
-        for i, builder, index, examples in self.draws:
-            indices = builder._draw_indices(math, index, self.batch_size, examples)
-            if indices is None:
+        for builder, draws, together in self.draws:  # each builder's providers' rows, drawn together
+            drawn = builder._draw_indices_together(math, together, self.batch_size)
+            if drawn is None or any(d is None for d in drawn):
                 return None
-            raws[i] = indices
+            for (i, _, _), indices in zip(draws, drawn, strict=True):
+                raws[i] = indices
         return raws
 
     def matches(
@@ -136,7 +154,7 @@ def make_rerun(
     not draw its batches alone (a provider of another kind than the in-memory builders')."""
     providers = {e.tensor: e.data for e in entries}
     sources: list[tuple[Source, Any, Shape, DType]] = []
-    draws: list[tuple[int, Any, int, NDArray]] = []
+    draws: dict[int, tuple[Any, list[tuple[int, int, NDArray]]]] = {}  # by id(builder)
     bound_count = 0
     for i, binding in enumerate(program.bindings):
         key_ = binding.key
@@ -148,14 +166,14 @@ def make_rerun(
             t = key_[1]
             provider = providers.get(t)
             builder = getattr(provider, "builder", None)
-            if builder is None or t not in rows or not hasattr(builder, "_draw_indices"):
+            if builder is None or t not in rows or not hasattr(builder, "_draw_indices_together"):
                 return None
             examples = rows[t][0]
             if key_[0] == EXAMPLES:
                 sources.append((Source.EXAMPLES, examples, binding.shape, binding.dtype))
             else:
                 sources.append((Source.ROWS, None, binding.shape, binding.dtype))
-                draws.append((i, builder, provider.input_index, examples))  # type: ignore[union-attr]
+                draws.setdefault(id(builder), (builder, []))[1].append((i, provider.input_index, examples))  # type: ignore[union-attr]
         else:
             sources.append((Source.BOUND, key_, binding.shape, binding.dtype))
             bound_count += 1
@@ -171,6 +189,6 @@ def make_rerun(
         key,
         program,
         sources,
-        draws,
+        [(builder, batches, [(index, x) for _, index, x in batches]) for builder, batches in draws.values()],
         bound_count,
     )

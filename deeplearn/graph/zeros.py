@@ -41,6 +41,6 @@ class ZeroScalars:
         backend = math.backend
         if not self._left or self._backend is not backend:
             block = backend.xp.zeros(self._block, backend.xp.float32)
-            self._left = [block[i] for i in range(self._block - 1, -1, -1)]
+            self._left = [block[i, ...] for i in range(self._block - 1, -1, -1)]  # 0-d views
             self._backend = backend
         return math.engine.wrap(self._left.pop(), "float32")  # type: ignore[return-value]
