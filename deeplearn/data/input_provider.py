@@ -303,7 +303,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         first, offset = divmod(start, n)
         last = (start + count - 1) // n
         if first == last:
-            return (self._order(first) if order is None else order(first))[offset : offset + count]
+            whole = self._order(first) if order is None else order(first)
+            return whole if count == n else whole[offset : offset + count]  # (a slice costs a GPU array)
         # Across epochs: the first and last (partial) epochs' orders, kept for the providers
         # in them, and the whole epochs between in one vectorised call, so the cost is linear
         # in count (one permutation per epoch crossed, however large the batch).
@@ -340,12 +341,18 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
 
     def _forget_unused_epochs(self) -> None:
         """Drops the orders of the epochs no provider is in, but those drawn ahead of the
-        leading one: one per provider and at most ``_EPOCHS_AHEAD`` ahead are kept, however far
-        one provider runs ahead of another (a dropped order is computed again, the same, if a
-        lagging provider reaches its epoch)."""
+        leading one, once more than ``_EPOCHS_AHEAD`` are held: one per provider and at most
+        ``_EPOCHS_AHEAD`` ahead are kept, however far one provider runs ahead of another (a
+        dropped order is computed again, the same, if a lagging provider reaches its epoch)."""
+        if len(self._orders) <= _EPOCHS_AHEAD and self._epochs_held() <= _EPOCHS_AHEAD:
+            return  # a block's worth at most: not worth a look (most epochs' ends, when batches are epochs)
         in_use = {p // self.num_examples for p in self._positions}
         _forget_stale(self._orders, in_use, int)
         self._forget_epochs_except(in_use)
+
+    def _epochs_held(self) -> int:
+        """How many epochs' orders a subclass keeps (GPU copies)."""
+        return 0
 
     def _forget_epochs_except(self, in_use: set[int]) -> None:
         """Drops what a subclass keeps for the epochs not in ``in_use`` (a GPU copy of the order)."""
@@ -464,6 +471,9 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
                 self._device_orders[(epoch + k, math.backend)] = block[k]
             order = self._device_orders[key]
         return order
+
+    def _epochs_held(self) -> int:
+        return len(self._device_orders)
 
     def _forget_epochs_except(self, in_use: set[int]) -> None:
         # Kept as on the host: the epochs some provider is in, and those uploaded ahead of the

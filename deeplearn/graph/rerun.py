@@ -68,9 +68,20 @@ class Rerun:
     bound_count: int
     # Per source, (the array, its data, its raw array) of the last call (``inputs``).
     _last: list[tuple[Any, Any, Any] | None] = field(default_factory=list)
+    _variables: list[Tensor] = field(default_factory=list)  # the optimizer's, as key[1]
+
+    _read: list[tuple[int, Source, Any, Shape, DType]] = field(default_factory=list)  # NODE, BOUND
+    _resident: list[Any] = field(default_factory=list)  # the raw examples by binding, else None
 
     def __post_init__(self) -> None:
         self._last = [None] * len(self.sources)
+        self._variables = list(self.key[1])
+        self._read = [(k, *s) for k, s in enumerate(self.sources) if s[0] in (Source.NODE, Source.BOUND)]
+        # A provider's examples stay the same arrays until disposed (then examples_live says so).
+        self._resident = [
+            bound_raw(what, shape, dtype, what.storage.backend) if source is Source.EXAMPLES else None
+            for source, what, shape, dtype in self.sources
+        ]
 
     def examples_live(self) -> bool:
         """Whether every batch's examples are still there (a builder's ``dispose`` frees them)."""
@@ -84,36 +95,30 @@ class Rerun:
         constant's data."""
         optimizer = self.optimizer
         extra = optimizer.bound_arrays()
-        if len(extra) != self.bound_count or tuple(optimizer.variables) != self.key[1]:
+        if len(extra) != self.bound_count or optimizer.variables != self._variables:
             return None
         backend = math.backend
-        raws: list[Any] = []
+        raws = list(self._resident)  # the examples' raw arrays in place, None elsewhere
         last = self._last
-        for k, (source, what, shape, dtype) in enumerate(self.sources):
-            if source is Source.ROWS:
-                raws.append(None)  # drawn last, once every other input is known good
-                continue
-            x = (
-                node_value(what)
-                if source is Source.NODE
-                else extra.get(what)
-                if source is Source.BOUND
-                else what
-            )
+        for k, source, what, shape, dtype in self._read:
+            x = what.data if source is Source.NODE else extra.get(what)
             if x is None:
                 return None
             # The same array over the same data as last call (a variable's resident buffer, an
-            # unchanged hyperparameter, the examples): the same raw array, checked then.
+            # unchanged hyperparameter): the same raw array, checked then.
             data = x.storage.data
             seen = last[k]
             if seen is not None and seen[0] is x and seen[1] is data:
-                raws.append(seen[2])
+                raws[k] = seen[2]
                 continue
+            if source is Source.NODE:
+                x = node_value(what)  # checked: live, on this backend (else moved or refused)
+                data = x.storage.data
             raw = None if data is None else bound_raw(x, shape, dtype, backend)
             if raw is None:
                 return None
             last[k] = (x, data, raw)
-            raws.append(raw)
+            raws[k] = raw
         for builder, draws, together in self.draws:  # each builder's providers' rows, drawn together
             drawn = builder._draw_indices_together(math, together, self.batch_size)
             if drawn is None or any(d is None for d in drawn):
@@ -159,7 +164,7 @@ def make_rerun(
     for i, binding in enumerate(program.bindings):
         key_ = binding.key
         if isinstance(key_, Tensor):
-            if key_ in providers:
+            if key_ in providers or not hasattr(key_.node, "data"):
                 return None  # a batch that was not gathered in the Program
             sources.append((Source.NODE, key_.node, binding.shape, binding.dtype))
         elif key_[0] in (EXAMPLES, ROWS):

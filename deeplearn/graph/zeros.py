@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from deeplearn.math.ndarray import Scalar, Storage
+
 if TYPE_CHECKING:
-    from deeplearn.math.ndarray import Scalar
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = ["ZeroScalars"]
@@ -43,4 +44,5 @@ class ZeroScalars:
             block = backend.xp.zeros(self._block, backend.xp.float32)
             self._left = [block[i, ...] for i in range(self._block - 1, -1, -1)]  # 0-d views
             self._backend = backend
-        return math.engine.wrap(self._left.pop(), "float32")  # type: ignore[return-value]
+        # A 0-d C-ordered float32 view: wrapped as it is (no checks of dtype or layout to make).
+        return Scalar(Storage(self._left.pop(), backend), (), "float32")

@@ -66,6 +66,8 @@ class Optimizer:
         self._varying: dict[str, Scalar] = {}  # the last batch's varying scalars
         self._step_values: dict[str, float] = {}  # what _step was made from, and where
         self._step_backend: Any = None
+        self._state_version = 0  # changes whenever a state array is made or replaced
+        self._bound: tuple[Any, ...] | None = None  # bound_arrays' last answer, and what it read
 
     @property
     def learning_rate(self) -> float:
@@ -136,13 +138,24 @@ class Optimizer:
 
     def bound_arrays(self) -> dict[Hashable, NDArray]:
         """The arrays this batch's update reads besides the variables and their gradients:
-        ``("scalar", name)`` for each scalar, ``("state", name, variable)`` for each state."""
+        ``("scalar", name)`` for each scalar, ``("state", name, variable)`` for each state.
+        The same dict while none of them changes (a training loop asks every step): read it,
+        do not change it."""
+        cache = self._bound
+        if (
+            cache is not None
+            and cache[0] is self._step
+            and cache[1] == self._state_version
+            and cache[2] == self.variables
+        ):
+            return cache[3]  # type: ignore[no-any-return]
         out: dict[Hashable, NDArray] = {("scalar", n): s for n, s in self._step.items()}
         for v in self.variables:
             for name in self.state_names:
                 state = self._state.get((name, v))
                 if state is not None:
                     out[("state", name, v)] = state
+        self._bound = (self._step, self._state_version, list(self.variables), out)
         return out
 
     def state_arrays(self) -> dict[Hashable, NDArray]:
@@ -164,6 +177,7 @@ class Optimizer:
         for array in (*self._state.values(), *self._constants.values(), *self._varying.values()):
             array.dispose()
         self._state.clear()
+        self._state_version += 1
         self._constants.clear()
         self._varying.clear()
         self._step, self._step_values = {}, {}
@@ -189,6 +203,7 @@ class Optimizer:
         if state is None or state.is_disposed:
             state = self._keep(NDArray.zeros_like(like))
             self._state[(name, variable)] = state
+            self._state_version += 1
         return state
 
     def _set_state(self, name: str, variable: Tensor, value: NDArray) -> None:
@@ -197,6 +212,7 @@ class Optimizer:
         if old is value:
             return  # updated in place (a captured step)
         self._state[(name, variable)] = self._keep(value)
+        self._state_version += 1
         if old is not None and old is not value:
             old.dispose()
 
