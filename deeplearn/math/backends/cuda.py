@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.backends import cuda_fusion, cuda_gemm, cuda_splitk
+from deeplearn.math.backends import cuda_fusion, cuda_gemm
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op, Spec, UnaryOp
 from deeplearn.math.ops.conv import (
@@ -203,24 +203,22 @@ def fusible(op: Op) -> bool:
 
 @cuda_kernel.register
 def _mat_mul(op: MatMul, a: Any, b: Any) -> Any:
-    """A small product by our split-K kernel (``cuda_splitk``: cuBLAS leaves most of the GPU
-    idle on those), a larger one by one cuBLAS call through nvmath-python (``cuda_gemm``); a
-    CUDA graph can record either. CuPy's matmul where nvmath-python is missing or the operands
-    are not non-empty float32."""
+    """One cuBLAS call through nvmath-python (``cuda_gemm``), which a CUDA graph can record;
+    CuPy's matmul where nvmath-python is missing or the operands are not non-empty float32."""
     if (
         a.dtype == b.dtype == np.float32
         and a.size
         and b.size
         and a.flags.c_contiguous
         and b.flags.c_contiguous
+        and cuda_gemm.available()
     ):
-        ta = op.a_orientation == MatrixOrientation.TRANSPOSED
-        tb = op.b_orientation == MatrixOrientation.TRANSPOSED
-        c = cuda_splitk.gemm(a, b, ta, tb)
-        if c is not None:
-            return c
-        if cuda_gemm.available():
-            return cuda_gemm.gemm(a, b, ta, tb)
+        return cuda_gemm.gemm(
+            a,
+            b,
+            op.a_orientation == MatrixOrientation.TRANSPOSED,
+            op.b_orientation == MatrixOrientation.TRANSPOSED,
+        )
     return op.forward(_import_cupy(), a, b)
 
 
