@@ -46,30 +46,40 @@ if TYPE_CHECKING:
 
 __all__ = ["fuse"]
 
-Kind = Literal["map", "scalar", "reduce"]
-Phase = Literal["map", "pre", "reduce", "post"]  # post: a scalar that needs a sum's result
+Role = Literal["map", "pre", "reduce", "post"]
+"""A step's part in its group: an element-wise result of the group's ``n`` elements (map); a
+one-element value that needs no sum, which every thread computes before the loop (pre); a sum
+over the leading axes of a map result, to the group's ``cols`` elements (reduce); an element-wise
+result of ``cols`` elements that needs a sum, computed per column after them (post)."""
 
 
 @dataclasses.dataclass(eq=False)
 class _Group:
-    n: int
+    n: int  # the elements of its map results (1 while it holds only pre steps)
+    cols: int = 1  # the elements of its sums' results (1: sums of everything)
     members: list[int] = dataclasses.field(default_factory=list)
-    phase: dict[int, Phase] = dataclasses.field(default_factory=dict)  # each result slot's
+    phase: dict[int, Role] = dataclasses.field(default_factory=dict)  # each result slot's
     reads: set[int] = dataclasses.field(default_factory=set)  # slots read from outside
     writes: set[int] = dataclasses.field(default_factory=set)  # bound slots written in place
     closed: bool = False
 
     @property
-    def small(self) -> bool:
-        return self.n <= SMALL
+    def sums(self) -> bool:
+        return "reduce" in self.phase.values()
+
+    @property
+    def one_block(self) -> bool:
+        """Whether it runs as one thread block (a one-element value written at the end is
+        then written after every thread read it)."""
+        return self.cols == 1 and self.n <= SMALL
 
     def takes(self, n: int) -> bool:
         """Whether a map step of ``n`` elements fits: one of the group's size, or any while the
-        group holds only scalars that need no sum (the copies a step starts with)."""
+        group holds only pre steps (the copies a step starts with)."""
         if n == self.n:
             return True
-        scalars_only = self.n == 1 and all(p == "pre" for p in self.phase.values())
-        return scalars_only and (n <= SMALL or not self.writes & self.reads)
+        pre_only = self.n == 1 and all(p == "pre" for p in self.phase.values())
+        return pre_only and (n <= SMALL or not self.writes & self.reads)
 
 
 def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int, int]) -> int:
@@ -79,13 +89,13 @@ def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int,
     results written straight into a bound buffer (``Program.writable_in_place``)."""
     steps = program.steps
     shapes = _slot_shapes(program)
-    kinds = [_kind(step, program, shapes, fusible) for step in steps]
     groups: list[_Group] = []
     owner: dict[int, _Group] = {}  # result slot -> its group
     grouped: dict[int, _Group] = {}  # step index -> its group
-    for i, (step, kind) in enumerate(zip(steps, kinds, strict=True)):
+    for i, step in enumerate(steps):
+        kind = _kind(step, program, shapes, fusible)
         target = in_place.get(step.outputs[0]) if len(step.outputs) == 1 else None
-        group = _choose(step, kind, groups, owner, target)
+        group, role = _choose(step, kind, groups, owner, target) if kind is not None else (None, None)
         for other in {owner[r.slot] for r in step.inputs if r.slot in owner}:
             if other is not group:
                 other.closed = True  # it runs before this step, which reads it
@@ -93,16 +103,14 @@ def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int,
             for other in groups:
                 if other is not group and target in other.reads:
                     other.closed = True  # it must read the old value, before this step writes it
-        if kind is None:
+        if kind is None or role is None:
             continue
         if group is None:
-            group = _Group(1 if kind[0] == "scalar" else kind[1])
+            group = _Group(kind[1])
             groups.append(group)
-        if kind[0] == "map":
-            group.n = kind[1]
+        _join(group, i, step, role, kind, owner)
         if target is not None:
             group.writes.add(target)
-        _join(group, i, step, kind[0], owner)
         grouped[i] = group
     exposed = _exposed(program)
     readers: dict[int, set[int]] = {}
@@ -140,80 +148,98 @@ def _size(shape: Shape) -> int:
     return n
 
 
+# What a step is to the grouping: ("gather", size), ("elementwise", size) or, for a sum over
+# the leading axes, ("reduce", the elements summed, the elements of the result).
+_Kind = tuple[str, int] | tuple[str, int, int]
+
+
 def _kind(
     step: Step, program: Program, shapes: Mapping[int, Shape], fusible: Callable[[Op], bool]
-) -> tuple[Kind, int] | None:
-    """What the step is to a group (with its element count), or None: not fusible."""
+) -> _Kind | None:
+    """What the step is to a group, or None: not fusible."""
     op = step.op
     if len(step.outputs) != 1 or step.specs[0].dtype != "float32":
         return None
     dtypes = [program.dtypes[r.slot] for r in step.inputs]
     size = step.specs[0].size
     if isinstance(op, Gather):
-        return ("map", size) if dtypes == ["float32", "int32"] and size > 1 else None
+        return ("gather", size) if dtypes == ["float32", "int32"] and size > 1 else None
     if dtypes and any(d != "float32" for d in dtypes):
         return None
     if isinstance(op, Sum):
         (ref,) = step.inputs
-        n = _size(ref.shape if ref.shape is not None else shapes[ref.slot])
-        return ("reduce", n) if size == 1 and 1 < n <= SMALL else None
+        shape = ref.shape if ref.shape is not None else shapes[ref.slot]
+        axes = op.axes(len(shape))
+        n = _size(shape)
+        # Over leading axes only: then the sum of column j reads elements j, cols + j, ...
+        if axes != tuple(range(len(axes))) or size == 0 or not 2 <= n // size <= SMALL:
+            return None
+        return ("reduce", n, size)
     if not fusible(op):
         return None
-    return ("scalar", 1) if size == 1 else ("map", size)
+    return ("elementwise", size)
 
 
 def _choose(
-    step: Step,
-    kind: tuple[Kind, int] | None,
-    groups: list[_Group],
-    owner: Mapping[int, _Group],
-    target: int | None,
-) -> _Group | None:
-    """The open group ``step`` joins, or None (it starts one, or runs alone)."""
-    if kind is None:
-        return None
-    what, n = kind
+    step: Step, kind: _Kind, groups: list[_Group], owner: Mapping[int, _Group], target: int | None
+) -> tuple[_Group | None, Role]:
+    """The open group ``step`` joins (None: it starts one, or runs alone) and its role there."""
+    what, size = kind[0], kind[1]
     open_groups = [g for g in groups if not g.closed]
-    sources = {owner[r.slot] for r in step.inputs if r.slot in owner and not owner[r.slot].closed}
-    if what == "map":
-        candidates = [g for g in open_groups if g.takes(n)]
-    elif what == "reduce":
-        candidates = [g for g in sources if g.n == n and g.small]
-    else:  # a scalar: with what it reads, else with the latest group
-        candidates = list(sources) or open_groups[-1:]
+    sources = list(
+        {id(g): g for r in step.inputs if (g := owner.get(r.slot)) is not None and not g.closed}.values()
+    )
+    role: Role
+    if what == "reduce":
+        cols = kind[2]  # type: ignore[misc]
+        role = "reduce"
+        candidates = [g for g in sources if g.n == size and (not g.sums or g.cols == cols)]
+    elif what == "elementwise" and size == 1:  # with what it reads, else with the latest group
+        role = "pre"
+        candidates = sources or open_groups[-1:]
+    else:
+        after_sums = [g for g in sources if g.sums and g.cols == size and g.n != size]
+        if what == "elementwise" and after_sums:
+            role, candidates = "post", after_sums
+        else:
+            role, candidates = "map", [g for g in open_groups if g.takes(size)]
     for group in reversed(candidates):
-        if _can_join(group, step, what, owner, target):
-            return group
-    return None
+        if _can_join(group, step, role, owner, target):
+            return group, role
+    return None, "map" if role == "post" else role  # (alone, a post step is a map of its own)
 
 
-def _can_join(group: _Group, step: Step, what: Kind, owner: Mapping[int, _Group], target: int | None) -> bool:
+def _can_join(group: _Group, step: Step, role: Role, owner: Mapping[int, _Group], target: int | None) -> bool:
     for r in step.inputs:
         if owner.get(r.slot) is not group:
             if r.slot in owner and not owner[r.slot].closed:
                 return False  # it reads another open group too: that one runs first
             continue
         phase = group.phase[r.slot]
-        if what == "map" and (isinstance(step.op, Gather) or phase in ("reduce", "post")):
+        if role == "map" and (isinstance(step.op, Gather) or phase in ("reduce", "post")):
             return False  # a gather reads rows where they lie; a sum is known only at the end
-        if what == "reduce" and phase != "map":
+        if role == "reduce" and phase != "map":
             return False
+        if role == "pre" and phase in ("reduce", "post") and group.cols != 1:
+            return False  # one element after sums by column: not a value of this group's shape
     if target is not None and target in group.reads:
-        # Written in place while the group reads it: safe within one block (a scalar is
-        # written at the end, an element by the thread that read it), not across blocks.
-        return group.small and what != "reduce"
+        # Written in place while the group reads it: safe where the writer is the only thread
+        # that reads what it writes (an element of a map result, a column of a post one) or
+        # writes after every thread read (one block), not where other blocks may still read it.
+        return role == "map" or (role == "post" and group.cols > 1) or (role != "reduce" and group.one_block)
     return True
 
 
-def _join(group: _Group, i: int, step: Step, what: Kind, owner: dict[int, _Group]) -> None:
-    phase: Phase
-    if what == "scalar":
-        after_sum = any(
-            group.phase.get(r.slot) in ("reduce", "post") for r in step.inputs if owner.get(r.slot) is group
-        )
-        phase = "post" if after_sum else "pre"
-    else:
-        phase = "map" if what == "map" else "reduce"
+def _join(group: _Group, i: int, step: Step, role: Role, kind: _Kind, owner: dict[int, _Group]) -> None:
+    phase: Role = role
+    if role == "pre" and any(
+        group.phase.get(r.slot) in ("reduce", "post") for r in step.inputs if owner.get(r.slot) is group
+    ):
+        phase = "post"  # a one-element value after a sum of everything
+    elif role == "map":
+        group.n = kind[1]
+    elif role == "reduce":
+        group.n, group.cols = kind[1], kind[2]  # type: ignore[misc]
     group.members.append(i)
     group.phase[step.outputs[0]] = phase
     owner[step.outputs[0]] = group

@@ -165,9 +165,10 @@ def test_a_result_only_the_group_reads_is_not_an_output() -> None:
     assert q.steps[0].outputs == (b,)  # the square stays in registers
 
 
-def test_a_value_written_in_place_closes_the_large_groups_that_read_it() -> None:
+def test_an_update_written_element_by_element_joins_even_a_large_group_that_reads_it() -> None:
     """A large group (more than SMALL elements, run over many blocks) that reads a variable
-    must run before the update that overwrites it: the update does not join, and starts anew."""
+    takes the update that overwrites it element by element: each element is read and written
+    by one thread, in order. A step outside the group that writes it in place closes it."""
     n = SMALL + 1
     p = Program()
     v = p.bind("v", (n,), "float32")
@@ -181,10 +182,19 @@ def test_a_value_written_in_place_closes_the_large_groups_that_read_it() -> None
     want = _run(p, raws)
     fuse(p, fusible, {new: v})
     groups = [[type(node.op).__name__ for node in step.op.nodes] for step in p.steps]
-    assert groups == [["Square", "Neg"], ["ScaledArrayAdd", "Add"]]
+    assert groups == [["Square", "Neg", "ScaledArrayAdd", "Add"]]
     got = _run(p, raws)
-    for slot in (ng, new, after):  # the square is no result: it stays in the kernel
+    for slot in (new, after):  # the square and its negation are no results: they stay in the kernel
         np.testing.assert_array_equal(got[slot], want[slot])
+    q = Program()  # a product written in place: the group that read the old value runs first
+    v = q.bind("v", (4, 4), "float32")
+    (sq,) = q.add_step(Square(), [Ref(v, None)], [Spec((4, 4))])
+    (ng,) = q.add_step(Neg(), [Ref(sq, None)], [Spec((4, 4))])
+    (mm,) = q.add_step(MatMul(), [Ref(v, None), Ref(v, None)], [Spec((4, 4))])
+    (after,) = q.add_step(Add(), [Ref(ng, None), Ref(sq, None)], [Spec((4, 4))])
+    q.prune({mm, after})
+    fuse(q, fusible, {mm: v})
+    assert [type(step.op).__name__ for step in q.steps] == ["Fused", "MatMul", "Add"]
 
 
 def test_a_large_group_that_reads_a_scalar_does_not_take_its_update_in_place() -> None:
@@ -260,11 +270,24 @@ def test_the_cuda_source_of_the_quad_step() -> None:
     """The one kernel of the quad step: a block of threads over the batch, three sums added
     in a fixed order, and thread 0 updating the three variables."""
     _, _, _, (program,) = _train("quad", True, dl.SGDOptimizer(0.05), CostReduction.NONE, steps=2)
-    text, n, small = cuda_fusion.source(program.steps[0].op)
-    assert (n, small) == (4, True)
+    plan = cuda_fusion.source(program.steps[0].op)
+    assert (plan.n, plan.cols, plan.grid) == (4, 1, 1)
+    text = plan.source
     assert text.count("dl_warp_sum(acc") == 3
     assert text.count("__fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))") == 3
-    assert "__syncthreads();\n    if (threadIdx.x != 0) return;" in text
+    assert "__syncthreads();\n    if (g_ != 0 || !live_) return;" in text
+
+
+def test_the_cuda_source_of_a_bias_gradient_sums_columns() -> None:
+    """relu's derivative times the incoming gradient, summed over the batch (a bias's
+    gradient): one kernel over blocks of 5 columns, each column's rows added in order."""
+    _, _, _, (program,) = _train("mlp", True, dl.SGDOptimizer(0.05), CostReduction.NONE, steps=2)
+    plans = [cuda_fusion.source(s.op) for s in program.steps if isinstance(s.op, Fused)]
+    by_columns = [p for p in plans if p.cols > 1]
+    assert by_columns, [p.source for p in plans]
+    plan = by_columns[0]
+    assert (plan.n % plan.cols, plan.grid) == (0, 1)
+    assert "for (int w_ = 0; w_ < 4; ++w_)" in plan.source  # 4 groups of rows of a batch of 4
 
 
 def test_every_fusible_op_has_a_scalar_form() -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from deeplearn.math.ops.layout import Clone, Gather
 from deeplearn.math.ops.reduction import Sum
 from deeplearn.types import Shape
 
-__all__ = ["SCALED_ADD_EXPR", "run", "scalar_code", "source"]
+__all__ = ["SCALED_ADD_EXPR", "Plan", "run", "scalar_code", "source"]
 
 SCALED_ADD_EXPR = "y = __fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))"
 """c1·a + c2·b with each product rounded as on the CPU (no fused multiply-add)."""
@@ -75,24 +75,24 @@ def _size(shape: Shape) -> int:
     return n
 
 
-def _broadcast_index(shape: Shape, out: Shape) -> str:
+def _broadcast_index(shape: Shape, out: Shape, i: str = "i") -> str:
     """The C expression of the flat index into an array of ``shape`` broadcast to ``out``, at
     the flat index ``i`` of ``out`` (both C-ordered)."""
     if _size(shape) == _size(out):
-        return "i"
+        return i
     if _size(shape) == 1:
         return "0"
     padded = (1,) * (len(out) - len(shape)) + tuple(shape)
     if _size(shape) == _size(out[len(out) - len(shape) :]) and tuple(shape) == tuple(
         out[len(out) - len(shape) :]
     ):
-        return f"(i % {_size(shape)}LL)"  # the trailing axes (a bias row)
+        return f"({i} % {_size(shape)}LL)"  # the trailing axes (a bias row)
     terms = []
     out_stride = 1
     in_stride = 1
     for d in range(len(out) - 1, -1, -1):
         if padded[d] != 1:
-            terms.append(f"((i / {out_stride}LL) % {out[d]}LL) * {in_stride}LL")
+            terms.append(f"(({i} / {out_stride}LL) % {out[d]}LL) * {in_stride}LL")
         out_stride *= out[d]
         in_stride *= padded[d]
     return "(" + " + ".join(terms) + ")"
@@ -102,38 +102,63 @@ class _Unfusable(Exception):
     """The op has a node this module cannot compile (the caller runs the nodes one by one)."""
 
 
-def source(op: Fused) -> tuple[str, int, bool]:
-    """(the CUDA source of ``op``'s kernel ``dl_fused``, n, whether it runs as one block).
-    Raises ValueError where it has no kernel."""
+class Plan(NamedTuple):
+    """A Fused op's kernel: its CUDA source (the kernel ``dl_fused``), how many elements its
+    element-wise results have (``n``) and its sums' results (``cols``), and its launch."""
+
+    source: str
+    n: int
+    cols: int
+    grid: int
+    block: int
+
+
+def source(op: Fused) -> Plan:
+    """``op``'s kernel (see the module docstring); ValueError where it has none."""
     try:
-        return _source(op)
+        return _plan(op)
     except _Unfusable as e:
         raise ValueError(f"fused: no CUDA kernel for {e}") from None
 
 
-def _source(op: Fused) -> tuple[str, int, bool]:
+def _roles(op: Fused) -> tuple[list[str], int, int]:
+    """Each node's role (map, pre, reduce, post: see ``deeplearn/compile/fusion.py``), n, cols."""
+    k = len(op.inputs)
+    sums = [node for node in op.nodes if isinstance(node.op, Sum)]
+    if len({node.spec.size for node in sums}) > 1:
+        raise _Unfusable("sums to results of different sizes")
+    cols = sums[0].spec.size if sums else 1
+    summed = [_size(a.shape or op.spec_of(a.value).shape) for node in sums for a in node.args]
+    others = [node.spec.size for node in op.nodes if not isinstance(node.op, Sum)]
+    n = max([1, *summed, *(size for size in others if size not in (1, cols))])
+    roles: list[str] = []
+    for node in op.nodes:
+        after_sum = any(a.value >= k and roles[a.value - k] in ("reduce", "post") for a in node.args)
+        size = node.spec.size
+        if isinstance(node.op, Sum):
+            roles.append("reduce")
+        elif isinstance(node.op, Gather) or (size == n and n > 1 and not after_sum):
+            roles.append("map")
+        elif size == 1 and not after_sum:
+            roles.append("pre")
+        elif size == cols and after_sum:
+            roles.append("post")
+        else:
+            raise _Unfusable(f"{node.op.name} of {size} elements in a kernel of {n} by {cols}")
+    if sums and n // cols > SMALL:
+        raise _Unfusable("sums of more than SMALL rows")
+    return roles, n, cols
+
+
+def _plan(op: Fused) -> Plan:
     k = len(op.inputs)
     nodes = op.nodes
-    kinds: list[str] = []  # per node: map, pre, reduce, post
-    n = 1
-    for node in nodes:
-        if isinstance(node.op, Sum):
-            kinds.append("reduce")
-            (arg,) = node.args
-            n = max(n, _size(arg.shape or op.spec_of(arg.value).shape))
-        elif isinstance(node.op, Gather) or node.spec.size > 1:
-            kinds.append("map")
-            n = max(n, node.spec.size)
-        else:
-            after_sum = any(a.value >= k and kinds[a.value - k] in ("reduce", "post") for a in node.args)
-            kinds.append("post" if after_sum else "pre")
-    small = n <= SMALL
-    if "reduce" in kinds and not small:
-        raise _Unfusable("a sum of more than SMALL elements")
+    roles, n, cols = _roles(op)
+    rows = n // cols
     outputs = {v: j for j, v in enumerate(op.outputs)}
 
-    def kind_of(value: int) -> str:
-        return "input" if value < k else kinds[value - k]
+    def role_of(value: int) -> str:
+        return "input" if value < k else roles[value - k]
 
     params = [
         f"const {'int' if spec.dtype == 'int32' else 'float'}* in{v}" for v, spec in enumerate(op.inputs)
@@ -144,34 +169,29 @@ def _source(op: Fused) -> tuple[str, int, bool]:
     post: list[str] = []
     loaded: set[int] = set()
 
-    def scalar_arg(value: int) -> str:
-        if value < k:
-            if value not in loaded:
-                loaded.add(value)
-                pre.append(f"const float s{value} = in{value}[0];")
-            return f"s{value}"
-        return f"v{value}"
-
-    def arg_expr(value: int, shape: Shape | None, out: Shape, per_element: bool) -> str:
+    def arg_expr(value: int, shape: Shape | None, out: Shape, index: str | None) -> str:
+        """What a node reads: at flat ``index`` of a result of shape ``out`` (i: a map
+        element, j: a column), or one element (None)."""
         spec = op.spec_of(value)
         view = shape if shape is not None else spec.shape
         if spec.dtype != "float32":
             raise _Unfusable(f"a {spec.dtype} value read element by element")
         if value >= k:
-            if per_element and kind_of(value) == "map" and _size(view) != n:
-                raise _Unfusable("a result read broadcast")
             return f"v{value}"
-        if not per_element or _size(view) == 1:
-            return scalar_arg(value)
-        return f"in{value}[{_broadcast_index(view, out)}]"
+        if index is None or _size(view) == 1:
+            if value not in loaded:
+                loaded.add(value)
+                pre.append(f"const float s{value} = in{value}[0];")
+            return f"s{value}"
+        return f"in{value}[{_broadcast_index(view, out, index)}]"
 
-    for j, (node, kind) in enumerate(zip(nodes, kinds, strict=True)):
+    for j, (node, role) in enumerate(zip(nodes, roles, strict=True)):
         v = k + j
-        if kind == "reduce":
+        if role == "reduce":
             (arg,) = node.args
             reductions.append(v)
             pre.append(f"float acc{v} = 0.f;")
-            loop.append(f"acc{v} += {arg_expr(arg.value, arg.shape, (n,), True)};")
+            loop.append(f"acc{v} += {arg_expr(arg.value, arg.shape, (n,), 'i')};")
             continue
         if isinstance(node.op, Gather):
             statement = _gather(op, node, v)
@@ -180,43 +200,65 @@ def _source(op: Fused) -> tuple[str, int, bool]:
             if code is None:
                 raise _Unfusable(node.op.name)
             names, expression = code
-            per_element = kind == "map"
+            index = {"map": "i", "post": "j" if cols > 1 else None, "pre": None}[role]
             reads = " ".join(
-                f"const T {name} = {arg_expr(a.value, a.shape, node.spec.shape, per_element)};"
+                f"const T {name} = {arg_expr(a.value, a.shape, node.spec.shape, index)};"
                 for name, a in zip(names, node.args, strict=True)
             )
             statement = f"float v{v}; {{ {reads} T y; {expression}; v{v} = y; }}"
-        (loop if kind == "map" else pre if kind == "pre" else post).append(statement)
-        if kind == "map" and v in outputs:
+        (loop if role == "map" else pre if role == "pre" else post).append(statement)
+        if role == "map" and v in outputs:
             loop.append(f"out{outputs[v]}[i] = v{v};")
-    stores = [f"out{j}[0] = v{v};" for v, j in outputs.items() if kind_of(v) != "map"]
-    body: list[str] = [*pre]
-    if small:
-        body.append(f"for (long long i = threadIdx.x; i < {n}LL; i += blockDim.x) {{")
-        body += [f"    {line}" for line in loop]
-        body.append("}")
-        if reductions:
-            body.append(f"__shared__ float red_[{len(reductions)}][32];")
-            body.append("const int lane_ = threadIdx.x & 31, warp_ = threadIdx.x >> 5;")
-            for r, v in enumerate(reductions):
-                body.append(f"{{ float t_ = dl_warp_sum(acc{v}); if (lane_ == 0) red_[{r}][warp_] = t_; }}")
-        body.append("__syncthreads();")  # every thread has read what thread 0 writes next
-        body.append("if (threadIdx.x != 0) return;")
-        for r, v in enumerate(reductions):
-            body.append(f"float v{v} = 0.f;")
-            body.append(f"for (int w_ = 0; w_ < (int)((blockDim.x + 31) >> 5); ++w_) v{v} += red_[{r}][w_];")
-        body += post
-        body += stores
-    else:
+    column_stores = [f"out{o}[j] = v{v};" for v, o in outputs.items() if role_of(v) in ("reduce", "post")]
+    scalar_stores = [f"out{o}[0] = v{v};" for v, o in outputs.items() if role_of(v) == "pre"]
+    body: list[str] = []
+    if not reductions and n > SMALL:  # element-wise only, over every block of the GPU
+        grid, block = min(_MAX_BLOCKS, -(-n // _THREADS)), _THREADS
+        body += pre
         body.append(
             f"for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < {n}LL; "
             "i += (long long)gridDim.x * blockDim.x) {"
         )
         body += [f"    {line}" for line in loop]
         body.append("}")
-        if stores:
+        if scalar_stores:
             body.append("if (blockIdx.x != 0 || threadIdx.x != 0) return;")
-            body += stores
+            body += scalar_stores
+    else:  # blocks of columns: each block sums its columns over every row, in a fixed order
+        per = 1 if cols == 1 else min(cols, 32)  # columns per block
+        groups = min(1024, max(32, -(-rows // 32) * 32)) if cols == 1 else min(rows, max(1, 256 // per))
+        grid, block = -(-cols // per), per * groups
+        body.append(f"const int c_ = threadIdx.x % {per}, g_ = threadIdx.x / {per};")
+        body.append(f"const long long j = (long long)blockIdx.x * {per} + c_;")
+        body.append(f"const bool live_ = j < {cols}LL;")
+        body += pre
+        body.append(f"if (live_) for (long long r_ = g_; r_ < {rows}LL; r_ += {groups}) {{")
+        body.append(f"    const long long i = r_ * {cols}LL + j;")
+        body += [f"    {line}" for line in loop]
+        body.append("}")
+        if reductions and cols == 1:  # a warp's sum by shuffles, then the warps' in order
+            body.append(f"__shared__ float red_[{len(reductions)}][32];")
+            for r, v in enumerate(reductions):
+                body.append(
+                    f"{{ float t_ = dl_warp_sum(acc{v}); if ((threadIdx.x & 31) == 0) red_[{r}][threadIdx.x >> 5] = t_; }}"
+                )
+        elif reductions:  # each column's rows, in order
+            body.append(f"__shared__ float red_[{len(reductions)}][{block}];")
+            for r, v in enumerate(reductions):
+                body.append(f"red_[{r}][threadIdx.x] = acc{v};")
+        body.append("__syncthreads();")  # every thread has read what the first row writes next
+        body.append("if (g_ != 0 || !live_) return;")
+        for r, v in enumerate(reductions):
+            body.append(f"float v{v} = 0.f;")
+            if cols == 1:
+                body.append(f"for (int w_ = 0; w_ < {-(-block // 32)}; ++w_) v{v} += red_[{r}][w_];")
+            else:
+                body.append(f"for (int w_ = 0; w_ < {groups}; ++w_) v{v} += red_[{r}][w_ * {per} + c_];")
+        body += post
+        body += column_stores
+        if scalar_stores:
+            body.append("if (j != 0) return;")
+            body += scalar_stores
     text = "\n".join(
         [
             "typedef float T;",
@@ -229,7 +271,7 @@ def _source(op: Fused) -> tuple[str, int, bool]:
             "}",
         ]
     )
-    return text + "\n", n, small
+    return Plan(text + "\n", n, cols, grid, block)
 
 
 def _gather(op: Fused, node: Any, v: int) -> str:
@@ -247,17 +289,16 @@ def _gather(op: Fused, node: Any, v: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _kernel(op: Fused) -> tuple[Any, int, bool] | None:
-    """The compiled kernel of ``op``, its n and whether it runs as one block; None where it
-    has none."""
+def _kernel(op: Fused) -> tuple[Any, Plan] | None:
+    """The compiled kernel of ``op`` and its plan; None where it has none."""
     try:
-        text, n, small = _source(op)
+        plan = _plan(op)
     except _Unfusable:
         return None
     import cupy
 
-    module = cupy.RawModule(code=text, options=("--fmad=false",))
-    return module.get_function("dl_fused"), n, small
+    module = cupy.RawModule(code=plan.source, options=("--fmad=false",))
+    return module.get_function("dl_fused"), plan
 
 
 def run(op: Fused, arrays: Sequence[Any], targets: Sequence[Any]) -> tuple[Any, ...] | None:
@@ -270,7 +311,7 @@ def run(op: Fused, arrays: Sequence[Any], targets: Sequence[Any]) -> tuple[Any, 
     compiled = _kernel(op)
     if compiled is None:
         return None
-    kernel, n, small = compiled
+    kernel, plan = compiled
     import cupy
 
     outs = []
@@ -281,11 +322,7 @@ def run(op: Fused, arrays: Sequence[Any], targets: Sequence[Any]) -> tuple[Any, 
         elif target.shape != spec.shape or target.dtype != np.float32 or not target.flags.c_contiguous:
             return None
         outs.append(target)
-    if small:
-        grid, block = 1, min(1024, max(32, (n + 31) // 32 * 32))
-    else:
-        grid, block = min(_MAX_BLOCKS, (n + _THREADS - 1) // _THREADS), _THREADS
-    kernel((grid,), (block,), (*arrays, *outs))
+    kernel((plan.grid,), (plan.block,), (*arrays, *outs))
     return tuple(outs)
 
 

@@ -102,6 +102,9 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
     stream = cupy.cuda.get_current_stream().ptr
     if stream != context.stream:
         cublas.set_stream(context.handle, stream)
+        # cublasSetStream resets the handle to cuBLAS's own workspace pool, from which a product
+        # captured in a CUDA graph allocates (MemAlloc and MemFree nodes): ours again.
+        cublas.set_workspace(context.handle, context.workspace.ptr, _WORKSPACE_BYTES)
         context.stream = stream
     cublas.sgemm(
         context.handle,
