@@ -7,23 +7,28 @@ time is the sum of its kernels', and a kernel that does one multiplication is mo
 and memory traffic. ``fuse`` groups such kernels and replaces each group by one ``Fused`` step
 (``deeplearn/math/ops/fused.py``), which a backend that can compiles into one kernel.
 
-What a group holds (``n``: the number of elements of its element-wise results):
+What a group holds (``n``: the number of elements of its element-wise results; ``cols``: of
+its sums' results), each step in a role (``Role``):
 
 * **map** steps: an element-wise op with a C form (the backend's ``fusible``) whose result has
   ``n`` elements, reading the group's own results element by element and anything else
   broadcast; and ``gather`` (its rows are read through the indices where they lie);
-* **scalar** steps: an element-wise op on one-element values (an optimizer's update of a
-  scalar variable, the cost's reduction);
-* **reduce** steps: a ``sum`` of a map result to one element (a scalar variable's gradient):
-  only in a *small* group (``n <= SMALL``), which one thread block runs, so that the sum ends
-  inside the kernel, in a fixed order, and the scalar steps after it can use it.
+* **pre** steps: an element-wise op on one-element values that needs no sum (a copy of a
+  scalar variable, a hyperparameter's arithmetic), which every thread computes first;
+* **reduce** steps: a ``sum`` of a map result over its leading axes, to ``cols`` elements (a
+  scalar variable's gradient: cols = 1; a bias's: cols = its width), at most ``SMALL`` rows;
+* **post** steps: an element-wise op on ``cols``-element values that needs a sum (the update of
+  the variable whose gradient it is), computed per column once the sums are done.
 
 A group's kernel runs where its last step was. So a group closes (takes no more steps) when a
 step outside it reads one of its results, when a step outside it writes in place a value the
-group reads, and a step that would need a sum's result element by element does not join.
+group reads, and a step that would need a sum's result element by element does not join. A
+step that writes a bound value in place joins only where no other thread may still read it.
 Every result that anything outside the group may read (a later step, a value or gradient the
 call hands out, a deferred kernel, an update) stays an output of the Fused step; the others
-are never written to memory.
+are never written to memory. Groups without sums that follow one another and neither read nor
+overwrite what the others make or read (the updates of several variables) run side by side in
+one kernel, each on its own stretch of threads.
 
 This module knows nothing of a backend's kernels: it is given which ops have a C form.
 """
@@ -117,18 +122,50 @@ def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int,
     for i, step in enumerate(steps):
         for r in step.inputs:
             readers.setdefault(r.slot, set()).add(i)
-    out: list[Step] = []
-    removed = 0
+    # In program order: each step that is in no group, and each group where its last step was.
+    placed: list[Step | list[_Group]] = []
     for i, step in enumerate(steps):
         group = grouped.get(i)
-        if group is None or len(group.members) < 2:
-            out.append(step)
+        if group is None:
+            placed.append(step)
         elif i == group.members[-1]:
-            out.append(_fused_step(group, steps, shapes, program, exposed, readers, in_place))
-            removed += len(group.members) - 1
+            last = placed[-1] if placed else None
+            if isinstance(last, list) and _side_by_side(last, group):
+                last.append(group)  # one kernel for both (the optimizer's updates of several variables)
+            else:
+                placed.append([group])
+    out: list[Step] = []
+    removed = 0
+    for entry in placed:
+        if isinstance(entry, Step):
+            out.append(entry)
+            continue
+        members = [m for g in entry for m in g.members]
+        if len(members) == 1:
+            out.append(steps[members[0]])
+            continue
+        segments = [g.members for g in entry]
+        out.append(_fused_step(segments, steps, shapes, program, exposed, readers, in_place))
+        removed += len(members) - 1
     program.steps = out
     program.kernels = {}
     return removed
+
+
+def _side_by_side(run: list[_Group], group: _Group) -> bool:
+    """Whether ``group`` can run in the kernel of the groups ``run`` (each its own stretch of
+    the threads): none of them sums, none writes in place a one-element value, and ``group``
+    neither reads what they make or overwrite nor overwrites what they read."""
+
+    def plain(g: _Group) -> bool:
+        return not g.sums and not ({"pre", "post"} & {g.phase[s] for s in g.phase} and g.writes)
+
+    if not plain(group) or not all(plain(g) for g in run):
+        return False
+    made = {s for g in run for s in g.phase}
+    read = {s for g in run for s in g.reads}
+    written = {s for g in run for s in g.writes}
+    return not (group.reads & (made | written)) and not (group.writes & read)
 
 
 def _slot_shapes(program: Program) -> dict[int, Shape]:
@@ -259,7 +296,7 @@ def _exposed(program: Program) -> set[int]:
 
 
 def _fused_step(
-    group: _Group,
+    segments: list[list[int]],
     steps: list[Step],
     shapes: Mapping[int, Shape],
     program: Program,
@@ -267,12 +304,15 @@ def _fused_step(
     readers: Mapping[int, set[int]],
     in_place: Mapping[int, int],
 ) -> Step:
-    members = set(group.members)
+    """One Fused step for the steps ``segments`` (indices into ``steps``; one list per group
+    that runs in the kernel, each on its own threads)."""
+    order = [i for segment in segments for i in segment]
+    members = set(order)
     inputs: list[Ref] = []
     value_of: dict[tuple[int, Shape | None], int] = {}  # external (slot, view) -> input index
     made: dict[int, int] = {}  # member result slot -> its value
     specs_in: list[Spec] = []
-    for i in group.members:
+    for i in order:
         for r in steps[i].inputs:
             if r.slot not in made and (r.slot, r.shape) not in value_of:
                 value_of[(r.slot, r.shape)] = len(inputs)
@@ -282,10 +322,10 @@ def _fused_step(
                 )
         made[steps[i].outputs[0]] = -1  # numbered below, once the inputs are known
     k = len(inputs)
-    for j, i in enumerate(group.members):
+    for j, i in enumerate(order):
         made[steps[i].outputs[0]] = k + j
     nodes = []
-    for i in group.members:
+    for i in order:
         step = steps[i]
         args = tuple(
             Arg(made[r.slot], r.shape) if r.slot in made else Arg(value_of[(r.slot, r.shape)])
@@ -294,10 +334,11 @@ def _fused_step(
         nodes.append(Node(step.op, args, step.specs[0]))
     outputs = [
         steps[i].outputs[0]
-        for i in group.members
+        for i in order
         if steps[i].outputs[0] in exposed
         or steps[i].outputs[0] in in_place
         or any(j not in members for j in readers.get(steps[i].outputs[0], ()))
     ]
-    op = Fused(tuple(specs_in), tuple(nodes), tuple(made[s] for s in outputs))
+    split = tuple(len(segment) for segment in segments) if len(segments) > 1 else ()
+    op = Fused(tuple(specs_in), tuple(nodes), tuple(made[s] for s in outputs), split)
     return Step(op, tuple(inputs), tuple(outputs), tuple(op.spec_of(made[s]) for s in outputs))

@@ -300,3 +300,42 @@ def test_every_fusible_op_has_a_scalar_form() -> None:
         assert fusible(op)
     for op in (Equal(), Gather(), Sum(), MatMul()):
         assert not fusible(op)
+
+
+def test_the_updates_of_several_variables_run_side_by_side_in_one_kernel() -> None:
+    """Adam's update of four variables of four sizes: one Fused step of four parts, one per
+    variable (its moments and its value), each on its own stretch of threads."""
+    _, _, _, (program,) = _train("mlp", True, dl.AdamOptimizer(0.05, 0.9, 0.999), CostReduction.NONE, steps=2)
+    (updates,) = [s for s in program.steps if isinstance(s.op, Fused) and s.op.segments]
+    assert len(updates.op.segments) == 4
+    plan = cuda_fusion.source(updates.op)
+    assert plan.n == 6 * 5 + 5 + 5 * 3 + 3  # every element of the four variables
+    assert plan.source.count("else if (t_ <") == 3
+
+
+def test_groups_run_side_by_side_only_when_neither_reads_the_other() -> None:
+    p = Program()
+    x = p.bind("x", (3,), "float32")
+    y = p.bind("y", (5,), "float32")
+    (a,) = p.add_step(Square(), [Ref(x, None)], [Spec((3,))])
+    (b,) = p.add_step(Neg(), [Ref(y, None)], [Spec((5,))])  # independent of a: side by side
+    (c,) = p.add_step(Relu(), [Ref(b, None)], [Spec((5,))])  # reads b: b's group takes it
+    (d,) = p.add_step(Sum(), [Ref(a, None)], [Spec(())])  # a sum: its group runs on its own
+    p.prune({c, d})
+    raws = [np.array([1, -2, 3], np.float32), np.array([-1, 2, -3, 4, -5], np.float32)]
+    want = _run(p, raws)
+    fuse(p, fusible, {})
+    assert [s.op.segments for s in p.steps] == [()] * len(p.steps)  # a's group sums: not side by side
+    got = _run(p, raws)
+    for slot in (c, d):
+        np.testing.assert_array_equal(got[slot], want[slot])
+    q = Program()
+    x = q.bind("x", (3,), "float32")
+    y = q.bind("y", (5,), "float32")
+    (a,) = q.add_step(Square(), [Ref(x, None)], [Spec((3,))])
+    (b,) = q.add_step(Neg(), [Ref(y, None)], [Spec((5,))])
+    (e,) = q.add_step(MatMul(), [Ref(a, (1, 3)), Ref(x, (3, 1))], [Spec((1, 1))])  # reads a: a's group closes
+    (c,) = q.add_step(Relu(), [Ref(b, None)], [Spec((5,))])
+    q.prune({e, c})
+    fuse(q, fusible, {})
+    assert [type(s.op).__name__ for s in q.steps] == ["Square", "MatMul", "Fused"]

@@ -7,14 +7,18 @@ one node and ``+ c`` of the next are not contracted into one fused multiply-add,
 separate eager kernels could not do. Sums are the exception: they add in another order than
 CuPy's reduction, so they agree to within a few ulps, not bit for bit.
 
-Two shapes of kernel, by the number ``n`` of elements of the op's element-wise results:
+Three shapes of kernel (``Plan``), by the number ``n`` of elements of the op's element-wise
+results and ``cols`` of its sums' results (see ``deeplearn/compile/fusion.py`` for the roles):
 
-* ``n <= SMALL``: one thread block. Each thread runs the element-wise nodes on elements
-  ``i, i + blockDim, ...`` and adds its share of each sum; the block adds the shares in a fixed
-  order (so the result is the same every launch), and thread 0 runs the scalar nodes that need
-  a sum and writes every one-element result. A training step of a small model (``quad``) is
-  then one kernel: forward, backward, gradients and updates.
-* otherwise: a grid-stride loop over all the GPU's blocks, with no sums.
+* with sums, or ``n <= SMALL``: blocks of columns. Thread (column ``j``, row group ``g``) runs
+  the element-wise nodes on the elements of rows ``g, g + G, ...`` of its column and adds its
+  share of each sum; the block adds the shares in a fixed order (the same result every launch),
+  and the first row group runs the nodes that need the sums and writes the column's results.
+  With ``cols == 1`` that is one block of up to 1024 threads (sums by warp shuffles): a small
+  model's whole step (``quad``: forward, backward, gradients and updates) is one kernel.
+* without sums, ``n > SMALL``: a grid-stride loop over all the GPU's blocks.
+* independent parts side by side (``Fused.segments``): one grid-stride loop over all of them,
+  each part on its own stretch of the threads (the updates of several variables).
 
 A node reads an input the op's results do not have the shape of by broadcasting (a bias row:
 ``i % 512``), a ``gather`` reads the provider's examples through the row indices where they
@@ -121,19 +125,23 @@ def source(op: Fused) -> Plan:
         raise ValueError(f"fused: no CUDA kernel for {e}") from None
 
 
-def _roles(op: Fused) -> tuple[list[str], int, int]:
-    """Each node's role (map, pre, reduce, post: see ``deeplearn/compile/fusion.py``), n, cols."""
+def _roles(op: Fused, start: int = 0, end: int | None = None) -> tuple[list[str], int, int]:
+    """The role of each of the nodes ``start:end`` (map, pre, reduce, post: see
+    ``deeplearn/compile/fusion.py``), and their n and cols."""
     k = len(op.inputs)
-    sums = [node for node in op.nodes if isinstance(node.op, Sum)]
+    part = op.nodes[start:end]
+    sums = [node for node in part if isinstance(node.op, Sum)]
     if len({node.spec.size for node in sums}) > 1:
         raise _Unfusable("sums to results of different sizes")
     cols = sums[0].spec.size if sums else 1
     summed = [_size(a.shape or op.spec_of(a.value).shape) for node in sums for a in node.args]
-    others = [node.spec.size for node in op.nodes if not isinstance(node.op, Sum)]
+    others = [node.spec.size for node in part if not isinstance(node.op, Sum)]
     n = max([1, *summed, *(size for size in others if size not in (1, cols))])
     roles: list[str] = []
-    for node in op.nodes:
-        after_sum = any(a.value >= k and roles[a.value - k] in ("reduce", "post") for a in node.args)
+    for node in part:
+        if any(k <= a.value < k + start for a in node.args):
+            raise _Unfusable("a part that reads another")
+        after_sum = any(a.value >= k and roles[a.value - k - start] in ("reduce", "post") for a in node.args)
         size = node.spec.size
         if isinstance(node.op, Sum):
             roles.append("reduce")
@@ -150,128 +158,187 @@ def _roles(op: Fused) -> tuple[list[str], int, int]:
     return roles, n, cols
 
 
-def _plan(op: Fused) -> Plan:
-    k = len(op.inputs)
-    nodes = op.nodes
-    roles, n, cols = _roles(op)
-    rows = n // cols
-    outputs = {v: j for j, v in enumerate(op.outputs)}
+class _Writer:
+    """The C lines of a Fused op's nodes: ``pre`` (before the loop, every thread), ``loop``
+    (per element ``i``), ``post`` (per column ``j``, after the sums), the sums' values."""
 
-    def role_of(value: int) -> str:
-        return "input" if value < k else roles[value - k]
+    def __init__(self, op: Fused) -> None:
+        self.op = op
+        self.k = len(op.inputs)
+        self.outputs = {v: j for j, v in enumerate(op.outputs)}
+        self.pre: list[str] = []
+        self.loop: list[str] = []
+        self.post: list[str] = []
+        self.reductions: list[int] = []
+        self.roles: dict[int, str] = {}  # value -> role
+        self._loaded: set[int] = set()
 
-    params = [
-        f"const {'int' if spec.dtype == 'int32' else 'float'}* in{v}" for v, spec in enumerate(op.inputs)
-    ] + [f"float* out{j}" for j in range(len(op.outputs))]
-    pre: list[str] = []
-    loop: list[str] = []
-    reductions: list[int] = []
-    post: list[str] = []
-    loaded: set[int] = set()
-
-    def arg_expr(value: int, shape: Shape | None, out: Shape, index: str | None) -> str:
+    def arg(self, value: int, shape: Shape | None, out: Shape, index: str | None) -> str:
         """What a node reads: at flat ``index`` of a result of shape ``out`` (i: a map
         element, j: a column), or one element (None)."""
-        spec = op.spec_of(value)
+        spec = self.op.spec_of(value)
         view = shape if shape is not None else spec.shape
         if spec.dtype != "float32":
             raise _Unfusable(f"a {spec.dtype} value read element by element")
-        if value >= k:
+        if value >= self.k:
             return f"v{value}"
         if index is None or _size(view) == 1:
-            if value not in loaded:
-                loaded.add(value)
-                pre.append(f"const float s{value} = in{value}[0];")
+            if value not in self._loaded:
+                self._loaded.add(value)
+                self.pre.append(f"const float s{value} = in{value}[0];")
             return f"s{value}"
         return f"in{value}[{_broadcast_index(view, out, index)}]"
 
-    for j, (node, role) in enumerate(zip(nodes, roles, strict=True)):
-        v = k + j
-        if role == "reduce":
-            (arg,) = node.args
-            reductions.append(v)
-            pre.append(f"float acc{v} = 0.f;")
-            loop.append(f"acc{v} += {arg_expr(arg.value, arg.shape, (n,), 'i')};")
-            continue
-        if isinstance(node.op, Gather):
-            statement = _gather(op, node, v)
-        else:
-            code = scalar_code(node.op)
-            if code is None:
-                raise _Unfusable(node.op.name)
-            names, expression = code
-            index = {"map": "i", "post": "j" if cols > 1 else None, "pre": None}[role]
-            reads = " ".join(
-                f"const T {name} = {arg_expr(a.value, a.shape, node.spec.shape, index)};"
-                for name, a in zip(names, node.args, strict=True)
-            )
-            statement = f"float v{v}; {{ {reads} T y; {expression}; v{v} = y; }}"
-        (loop if role == "map" else pre if role == "pre" else post).append(statement)
-        if role == "map" and v in outputs:
-            loop.append(f"out{outputs[v]}[i] = v{v};")
-    column_stores = [f"out{o}[j] = v{v};" for v, o in outputs.items() if role_of(v) in ("reduce", "post")]
-    scalar_stores = [f"out{o}[0] = v{v};" for v, o in outputs.items() if role_of(v) == "pre"]
-    body: list[str] = []
-    if not reductions and n > SMALL:  # element-wise only, over every block of the GPU
-        grid, block = min(_MAX_BLOCKS, -(-n // _THREADS)), _THREADS
-        body += pre
-        body.append(
-            f"for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < {n}LL; "
-            "i += (long long)gridDim.x * blockDim.x) {"
-        )
-        body += [f"    {line}" for line in loop]
-        body.append("}")
-        if scalar_stores:
-            body.append("if (blockIdx.x != 0 || threadIdx.x != 0) return;")
-            body += scalar_stores
-    else:  # blocks of columns: each block sums its columns over every row, in a fixed order
-        per = 1 if cols == 1 else min(cols, 32)  # columns per block
-        groups = min(1024, max(32, -(-rows // 32) * 32)) if cols == 1 else min(rows, max(1, 256 // per))
-        grid, block = -(-cols // per), per * groups
-        body.append(f"const int c_ = threadIdx.x % {per}, g_ = threadIdx.x / {per};")
-        body.append(f"const long long j = (long long)blockIdx.x * {per} + c_;")
-        body.append(f"const bool live_ = j < {cols}LL;")
-        body += pre
-        body.append(f"if (live_) for (long long r_ = g_; r_ < {rows}LL; r_ += {groups}) {{")
-        body.append(f"    const long long i = r_ * {cols}LL + j;")
-        body += [f"    {line}" for line in loop]
-        body.append("}")
-        if reductions and cols == 1:  # a warp's sum by shuffles, then the warps' in order
-            body.append(f"__shared__ float red_[{len(reductions)}][32];")
-            for r, v in enumerate(reductions):
-                body.append(
-                    f"{{ float t_ = dl_warp_sum(acc{v}); if ((threadIdx.x & 31) == 0) red_[{r}][threadIdx.x >> 5] = t_; }}"
-                )
-        elif reductions:  # each column's rows, in order
-            body.append(f"__shared__ float red_[{len(reductions)}][{block}];")
-            for r, v in enumerate(reductions):
-                body.append(f"red_[{r}][threadIdx.x] = acc{v};")
-        body.append("__syncthreads();")  # every thread has read what the first row writes next
-        body.append("if (g_ != 0 || !live_) return;")
-        for r, v in enumerate(reductions):
-            body.append(f"float v{v} = 0.f;")
-            if cols == 1:
-                body.append(f"for (int w_ = 0; w_ < {-(-block // 32)}; ++w_) v{v} += red_[{r}][w_];")
+    def write(self, start: int, roles: list[str], n: int, cols: int) -> list[str]:
+        """The lines of nodes ``start, start + 1, ...`` (of ``roles``); returns the loop's."""
+        loop: list[str] = []
+        for j, role in enumerate(roles):
+            node, v = self.op.nodes[start + j], self.k + start + j
+            self.roles[v] = role
+            if role == "reduce":
+                (arg,) = node.args
+                self.reductions.append(v)
+                self.pre.append(f"float acc{v} = 0.f;")
+                loop.append(f"acc{v} += {self.arg(arg.value, arg.shape, (n,), 'i')};")
+                continue
+            if isinstance(node.op, Gather):
+                statement = _gather(self.op, node, v)
             else:
-                body.append(f"for (int w_ = 0; w_ < {groups}; ++w_) v{v} += red_[{r}][w_ * {per} + c_];")
-        body += post
-        body += column_stores
-        if scalar_stores:
-            body.append("if (j != 0) return;")
-            body += scalar_stores
-    text = "\n".join(
+                code = scalar_code(node.op)
+                if code is None:
+                    raise _Unfusable(node.op.name)
+                names, expression = code
+                index = {"map": "i", "post": "j" if cols > 1 else None, "pre": None}[role]
+                reads = " ".join(
+                    f"const T {name} = {self.arg(a.value, a.shape, node.spec.shape, index)};"
+                    for name, a in zip(names, node.args, strict=True)
+                )
+                statement = f"float v{v}; {{ {reads} T y; {expression}; v{v} = y; }}"
+            (loop if role == "map" else self.pre if role == "pre" else self.post).append(statement)
+            if role == "map" and v in self.outputs:
+                loop.append(f"out{self.outputs[v]}[i] = v{v};")
+        return loop
+
+    def stores(self, roles: tuple[str, ...], index: str) -> list[str]:
+        return [f"out{o}[{index}] = v{v};" for v, o in self.outputs.items() if self.roles[v] in roles]
+
+    def params(self) -> str:
+        ins = [
+            f"const {'int' if s.dtype == 'int32' else 'float'}* in{v}" for v, s in enumerate(self.op.inputs)
+        ]
+        return ", ".join(ins + [f"float* out{j}" for j in range(len(self.op.outputs))])
+
+
+def _kernel_text(params: str, body: list[str]) -> str:
+    return "\n".join(
         [
             "typedef float T;",
             "__device__ __forceinline__ float dl_warp_sum(float v) {",
             "    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);",
             "    return v;",
             "}",
-            f'extern "C" __global__ void dl_fused({", ".join(params)}) {{',
+            f'extern "C" __global__ void dl_fused({params}) {{',
             *[f"    {line}" for line in body],
             "}",
+            "",
         ]
     )
-    return Plan(text + "\n", n, cols, grid, block)
+
+
+def _grid_loop(total: str) -> str:
+    return (
+        f"for (long long t_ = (long long)blockIdx.x * blockDim.x + threadIdx.x; t_ < {total}LL; "
+        "t_ += (long long)gridDim.x * blockDim.x) {"
+    )
+
+
+def _plan(op: Fused) -> Plan:
+    if op.segments:
+        return _side_by_side_plan(op)
+    w = _Writer(op)
+    roles, n, cols = _roles(op)
+    rows = n // cols
+    loop = w.write(0, roles, n, cols)
+    body: list[str] = []
+    if not w.reductions and n > SMALL:  # element-wise only, over every block of the GPU
+        grid, block = min(_MAX_BLOCKS, -(-n // _THREADS)), _THREADS
+        body += w.pre
+        body.append(_grid_loop(str(n)))
+        body.append("    const long long i = t_;")
+        body += [f"    {line}" for line in loop]
+        body.append("}")
+        scalars = w.stores(("pre",), "0")
+        if scalars:
+            body.append("if (blockIdx.x != 0 || threadIdx.x != 0) return;")
+            body += scalars
+        return Plan(_kernel_text(w.params(), body), n, cols, grid, block)
+    # Blocks of columns: each block sums its columns over every row, in a fixed order.
+    per = 1 if cols == 1 else min(cols, 32)  # columns per block
+    groups = min(1024, max(32, -(-rows // 32) * 32)) if cols == 1 else min(rows, max(1, 256 // per))
+    grid, block = -(-cols // per), per * groups
+    body.append(f"const int c_ = threadIdx.x % {per}, g_ = threadIdx.x / {per};")
+    body.append(f"const long long j = (long long)blockIdx.x * {per} + c_;")
+    body.append(f"const bool live_ = j < {cols}LL;")
+    body += w.pre
+    body.append(f"if (live_) for (long long r_ = g_; r_ < {rows}LL; r_ += {groups}) {{")
+    body.append(f"    const long long i = r_ * {cols}LL + j;")
+    body += [f"    {line}" for line in loop]
+    body.append("}")
+    sums = w.reductions
+    if sums and cols == 1:  # a warp's sum by shuffles, then the warps' in order
+        body.append(f"__shared__ float red_[{len(sums)}][32];")
+        for r, v in enumerate(sums):
+            body.append(
+                f"{{ float t_ = dl_warp_sum(acc{v}); if ((threadIdx.x & 31) == 0) red_[{r}][threadIdx.x >> 5] = t_; }}"
+            )
+    elif sums:  # each column's rows, in order
+        body.append(f"__shared__ float red_[{len(sums)}][{block}];")
+        body += [f"red_[{r}][threadIdx.x] = acc{v};" for r, v in enumerate(sums)]
+    body.append("__syncthreads();")  # every thread has read what the first row writes next
+    body.append("if (g_ != 0 || !live_) return;")
+    for r, v in enumerate(sums):
+        body.append(f"float v{v} = 0.f;")
+        if cols == 1:
+            body.append(f"for (int w_ = 0; w_ < {-(-block // 32)}; ++w_) v{v} += red_[{r}][w_];")
+        else:
+            body.append(f"for (int w_ = 0; w_ < {groups}; ++w_) v{v} += red_[{r}][w_ * {per} + c_];")
+    body += w.post
+    body += w.stores(("reduce", "post"), "j")
+    scalars = w.stores(("pre",), "0")
+    if scalars:
+        body.append("if (j != 0) return;")
+        body += scalars
+    return Plan(_kernel_text(w.params(), body), n, cols, grid, block)
+
+
+def _side_by_side_plan(op: Fused) -> Plan:
+    """Independent element-wise parts (``op.segments``) in one grid-stride kernel: threads
+    ``0 .. n₁ - 1`` run the first part, the next n₂ the second, and so on."""
+    w = _Writer(op)
+    parts: list[tuple[int, list[str]]] = []
+    start = 0
+    for count in op.segments:
+        roles, n, cols = _roles(op, start, start + count)
+        if cols != 1 or not set(roles) <= {"map", "pre"}:
+            raise _Unfusable("a sum in a part run side by side")
+        parts.append((n, w.write(start, roles, n, cols)))
+        start += count
+    total = sum(n for n, _ in parts)
+    body = [*w.pre, _grid_loop(str(total))]
+    offset = 0
+    for p, (n, loop) in enumerate(parts):
+        body.append(f"    {'if' if p == 0 else 'else if'} (t_ < {offset + n}LL) {{")
+        body.append(f"        const long long i = t_ - {offset}LL;")
+        body += [f"        {line}" for line in loop]
+        body.append("    }")
+        offset += n
+    body.append("}")
+    scalars = w.stores(("pre",), "0")
+    if scalars:
+        body.append("if (blockIdx.x != 0 || threadIdx.x != 0) return;")
+        body += scalars
+    grid = min(_MAX_BLOCKS, -(-total // _THREADS))
+    return Plan(_kernel_text(w.params(), body), total, 1, grid, _THREADS)
 
 
 def _gather(op: Fused, node: Any, v: int) -> str:

@@ -61,6 +61,10 @@ class Fused(Op, abstract=True):
     inputs: tuple[Spec, ...]
     nodes: tuple[Node, ...]
     outputs: tuple[int, ...]
+    # How many nodes each independent part has (empty: one part), where several groups of
+    # element-wise nodes that do not read one another run side by side, each on its own
+    # threads (the updates of several variables).
+    segments: tuple[int, ...] = ()
 
     def spec_of(self, value: int) -> Spec:
         k = len(self.inputs)
