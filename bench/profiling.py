@@ -130,33 +130,13 @@ def _captured_graph_times(system: Any, launches: int = 200) -> list[dict[str, An
         end.synchronize()
         out.append(
             {
-                "kernels": _graph_nodes(captured.graph),
+                "kernels": captured.node_kinds(),
                 "program_steps": len(program.steps),
                 "device_us": cupy.cuda.get_elapsed_time(start, end) * 1e3 / launches,
                 "host_launch_us": host * 1e6,
             }
         )
     return out
-
-
-def _graph_nodes(graph: Any) -> dict[str, int] | None:
-    """How many nodes a CuPy graph holds, by type (kernel, memset, memcpy...), through
-    cuda-python's runtime bindings when they are installed (nvmath-python brings them); None
-    otherwise."""
-    try:
-        from cuda.bindings import runtime
-
-        handle = runtime.cudaGraph_t(graph.graph)
-        err, _, count = runtime.cudaGraphGetNodes(handle, 0)
-        err, nodes, count = runtime.cudaGraphGetNodes(handle, count)
-        kinds: dict[str, int] = {}
-        for node in nodes[:count]:
-            _, kind = runtime.cudaGraphNodeGetType(node)
-            name = getattr(kind, "name", str(kind)).removeprefix("cudaGraphNodeType")
-            kinds[name] = kinds.get(name, 0) + 1
-    except Exception:  # noqa: BLE001 - no bindings, or another version of them: not counted
-        return None
-    return kinds if int(err) == 0 else None
 
 
 def _device_op_times(system: Any) -> list[dict[str, Any]]:

@@ -141,6 +141,25 @@ class CapturedProgram:
                 graph = self.stream.end_capture()  # always end it: a capture left open breaks the stream
         self.graph = graph
 
+    def node_kinds(self) -> dict[str, int] | None:
+        """How many nodes the graph holds, by type ({"Kernel": 1} for a step that is one
+        kernel; memset, memcpy, MemAlloc...), through cuda-python's runtime bindings (which
+        nvmath-python brings); None where they are missing or answer otherwise."""
+        try:
+            from cuda.bindings import runtime
+
+            handle = runtime.cudaGraph_t(self.graph.graph)
+            err, _, count = runtime.cudaGraphGetNodes(handle, 0)
+            err, nodes, count = runtime.cudaGraphGetNodes(handle, count)
+            kinds: dict[str, int] = {}
+            for node in nodes[:count]:
+                _, kind = runtime.cudaGraphNodeGetType(node)
+                name = getattr(kind, "name", str(kind)).removeprefix("cudaGraphNodeType")
+                kinds[name] = kinds.get(name, 0) + 1
+        except Exception:  # noqa: BLE001 - no bindings, or another version of them: not counted
+            return None
+        return kinds if int(err) == 0 else None
+
     def _gemm_context(self) -> Any:
         import contextlib
 

@@ -18,6 +18,7 @@ from deeplearn.math.backends import cuda_available
 from deeplearn.math.ops.fused import SMALL, Fused
 from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.reduction import Sum
+from tests.compile.test_fusion import OPTIMIZERS
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="runs fused CUDA kernels: needs CuPy and an NVIDIA GPU")
 
@@ -62,13 +63,6 @@ def _train(kind: str, fuse: bool, optimizer: dl.Optimizer, reduction: CostReduct
 
 def _programs(session: Session) -> list[Any]:
     return [p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()]
-
-
-OPTIMIZERS = {
-    "sgd": lambda: dl.SGDOptimizer(0.05),
-    "momentum": lambda: dl.MomentumOptimizer(0.05, 0.9),
-    "adam": lambda: dl.AdamOptimizer(0.02, 0.9, 0.999),
-}
 
 
 @pytest.mark.parametrize("reduction", [CostReduction.NONE, CostReduction.MEAN])
@@ -142,25 +136,11 @@ def test_each_fused_kernel_equals_its_nodes_one_by_one(kind: str, batch: int) ->
 
 
 
-def _node_kinds(graph: Any) -> dict[str, int]:
-    from cuda.bindings import runtime
-
-    handle = runtime.cudaGraph_t(graph.graph)
-    _, _, count = runtime.cudaGraphGetNodes(handle, 0)
-    _, nodes, count = runtime.cudaGraphGetNodes(handle, count)
-    kinds: dict[str, int] = {}
-    for node in nodes[:count]:
-        _, kind = runtime.cudaGraphNodeGetType(node)
-        name = getattr(kind, "name", str(kind)).removeprefix("cudaGraphNodeType")
-        kinds[name] = kinds.get(name, 0) + 1
-    return kinds
-
-
 def test_the_quad_step_is_one_kernel_in_its_graph() -> None:
     """Forward, backward, gradients, updates and the batch's gathers: one kernel per launch."""
     _, _, session = _train("quad", True, dl.SGDOptimizer(0.05), CostReduction.NONE, steps=3)
     (program,) = _programs(session)
-    assert _node_kinds(program.capture.graph) == {"Kernel": 1}
+    assert program.capture.node_kinds() == {"Kernel": 1}
 
 
 def test_a_captured_step_with_products_allocates_nothing_in_its_graph() -> None:
@@ -169,7 +149,7 @@ def test_a_captured_step_with_products_allocates_nothing_in_its_graph() -> None:
     the kernel of relu's derivative."""
     _, _, session = _train("wide", True, dl.SGDOptimizer(0.05), CostReduction.NONE, batch=32, steps=3)
     (program,) = _programs(session)
-    kinds = _node_kinds(program.capture.graph)
+    kinds = program.capture.node_kinds()
     assert set(kinds) == {"Kernel"}, kinds
     from deeplearn.math.backends import cuda_fusion
 
