@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from deeplearn.compile.straight import straight_line
 from deeplearn.math.ops.base import Spec
 from deeplearn.math.ops.layout import Clone
 
@@ -152,7 +153,7 @@ class Program:
         self.gradients: list[tuple[Any, int, Shape]] | None = None
         self.results: dict[Any, tuple[int, Shape]] = {}
         self.updates: list[Update] = []
-        self.kernels: dict[int, tuple[Any, list[Any], list[bool]]] = {}  # see _kernels
+        self.kernels: dict[Any, tuple[Any, Any, list[bool]]] = {}  # see _kernels, _straight_line
         # On CUDA: the Program captured as one CUDA graph (deeplearn/compile/cuda_graph.py), or
         # why it could not be; None until a run tries.
         self.capture: Any = None
@@ -306,6 +307,12 @@ class Program:
         kernels, final = self._kernels(backend, steps)
         write_into = getattr(backend, "write_into", None) if into else None
         guard = getattr(backend, "errors_ignored", contextlib.nullcontext)
+        if write_into is None:
+            runner = self._straight_line(backend, steps, kernels, final, result)
+            if runner is not None:
+                with guard():
+                    runner(slots)
+                return
         with guard():  # one floating-point guard for the whole program, not one per kernel
             for i, ((op, refs, outs, specs), kernel) in enumerate(zip(steps, kernels, strict=True)):
                 raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
@@ -331,6 +338,35 @@ class Program:
                 else:
                     for o, s, spec in zip(y, outs, specs, strict=True):
                         slots[s] = result(op, o, raws, spec)
+
+    def _straight_line(
+        self,
+        backend: Any,
+        steps: list[Step],
+        kernels: list[Any],
+        final: list[bool],
+        engine_result: Callable[..., Any],
+    ) -> Callable[[list[Any]], None] | None:
+        """``steps`` as one generated function (``deeplearn/compile/straight.py``), made at the
+        second run, once the first has shown which kernels' results need no checking; None
+        before, or where the backend does not ask for one (``straight_line``: the CPU, whose
+        kernels are plain calls)."""
+        if not getattr(backend, "straight_line", False):
+            return None
+        key = ("straight", id(steps))
+        cached = self.kernels.get(key)
+        if cached is None or cached[0] is not backend:
+            self.kernels[key] = (backend, None, [])  # the first run: the loop learns ``final``
+            return None
+        if cached[1] is None:
+            generic = getattr(backend, "generic_kernel", None)
+            own = [None if kernel is generic else kernel for kernel in kernels]
+            cached = self.kernels[key] = (
+                backend,
+                straight_line(steps, own, final, backend.xp, engine_result),
+                [],
+            )
+        return cached[1]
 
     def _kernels(self, backend: Any, steps: list[Step]) -> tuple[list[Any], list[bool]]:
         """Each step's kernel on ``backend``, looked up once (``kernel_for``), else ``execute``;

@@ -148,6 +148,10 @@ class MathBackendCPU:
 
     name = "cpu"
     xp = np
+    # A recorded Program runs as one generated function (deeplearn/compile/straight.py), the
+    # ops this backend has no kernel of its own for as their forward with NumPy.
+    straight_line = True
+    generic_kernel = _generic_kernel
 
     def execute(self, op: Op, *arrays: RawArray) -> Any:
         kernel = _KERNELS.get(type(op)) or _kernel_of(type(op))

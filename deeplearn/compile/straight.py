@@ -1,0 +1,75 @@
+"""A Program's kernels as one generated Python function, for backends whose kernels are calls.
+
+``Program._run`` walks its steps in a loop: per kernel it unpacks the step, builds the list of
+its inputs, looks the kernel up and checks its result. On the CPU that bookkeeping costs about
+as much as the NumPy call of a small kernel. Once a run has shown that every kernel's result
+needs no checking (``Program._run``'s ``final``), the same run can be one straight-line
+function, generated from the steps:
+
+    def run(slots, K, O, xp):
+        slots[6] = O[0].forward(xp, slots[2], slots[3])
+        slots[11] = K[1](O[1], slots[6].reshape((20,)))
+        ...
+
+one line per kernel: the kernel (the op's own ``forward`` where the backend runs it as it is,
+else the backend's kernel) on the slots it reads, into the slot it fills, through the engine's
+check of its result where the first run found one needed (a NumPy scalar for an array). It runs
+exactly the kernels the loop runs, on the same arrays, in the same order.
+
+Example:
+    >>> from deeplearn.compile.program import Program, Ref
+    >>> from deeplearn.math.ops.base import Spec
+    >>> from deeplearn.math.ops.elementwise import Neg
+    >>> p = Program(); x = p.bind("x", (2,), "float32")
+    >>> y = p.add_step(Neg(), [Ref(x, None)], [Spec((2,))])[0]
+    >>> run = straight_line(p.steps, [None], [True], np, math.engine.result)
+    >>> slots = [np.array([1.0, -2.0], np.float32), None]
+    >>> run(slots); slots[y]
+    array([-1.,  2.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deeplearn.compile.program import Step
+
+__all__ = ["straight_line"]
+
+
+def straight_line(
+    steps: Sequence[Step],
+    kernels: Sequence[Any],
+    final: Sequence[bool],
+    xp: Any,
+    result: Callable[..., Any],
+) -> Callable[[list[Any]], None]:
+    """``run(slots)``: ``steps`` one after the other on ``slots``. A kernel of None is the op's
+    own ``forward`` with the array module ``xp``, any other is called as ``kernel(op, *inputs)``;
+    a result goes through ``result(op, y, inputs, spec)`` (the engine's check) unless ``final``
+    says its kernel's single result needs none."""
+    lines = ["def run(slots, K, O, S, R, xp):"]
+    for i, step in enumerate(steps):
+        args = ", ".join(
+            f"slots[{s}]" if shape is None else f"slots[{s}].reshape({tuple(shape)!r})"
+            for s, shape in step.inputs
+        )
+        call = "O[{i}].forward(xp, {a})" if kernels[i] is None else "K[{i}](O[{i}], {a})"
+        if len(step.outputs) == 1 and final[i]:
+            lines.append(f"    slots[{step.outputs[0]}] = {call.format(i=i, a=args)}")
+            continue
+        lines.append(f"    r_ = ({args},)")
+        lines.append(f"    y_ = {call.format(i=i, a='*r_')}")
+        if len(step.outputs) == 1:
+            lines.append(f"    slots[{step.outputs[0]}] = R(O[{i}], y_, r_, S[{i}][0])")
+        for j, out in enumerate(step.outputs if len(step.outputs) > 1 else ()):
+            lines.append(f"    slots[{out}] = R(O[{i}], y_[{j}], r_, S[{i}][{j}])")
+    if len(lines) == 1:
+        lines.append("    pass")
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<deeplearn straight-line program>", "exec"), namespace)  # noqa: S102 - our own text
+    generated = namespace["run"]
+    k, o, s = tuple(kernels), tuple(step.op for step in steps), tuple(step.specs for step in steps)
+    return lambda slots: generated(slots, k, o, s, result, xp)
