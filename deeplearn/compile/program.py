@@ -201,6 +201,29 @@ class Program:
         self.deferred_slots = frozenset(o for step in self.deferred for o in step.outputs)
         self.kernels = {}
 
+    def fold_constants(self, engine: Engine) -> int:
+        """Runs now, once, the kernels that read only constants (a rule's ``2 / batch_size``),
+        whose results become constants; returns how many. Called once, when recorded."""
+        constant = {slot for slot, _ in self.constants}
+        data = dict(self.constants)
+        kept: list[Step] = []
+        for step in self.steps:
+            if not step.inputs or len(step.outputs) != 1 or not all(r.slot in constant for r in step.inputs):
+                kept.append(step)
+                continue
+            raws = [data[s] if shape is None else data[s].reshape(shape) for s, shape in step.inputs]
+            with getattr(engine.backend, "errors_ignored", contextlib.nullcontext)():
+                y = engine.result(step.op, engine.backend.execute(step.op, *raws), raws, step.specs[0])
+            (out,) = step.outputs
+            self.kinds[out] = SlotKind.CONSTANT
+            self.constants.append((out, y))
+            constant.add(out)
+            data[out] = y
+        folded = len(self.steps) - len(kept)
+        self.steps = kept
+        self.kernels = {}
+        return folded
+
     def prepare_in_place_updates(self) -> None:
         """Readies the Program for updates written in place (a captured graph), after which an
         update target's old value is gone: what still needs it after the run (a value handed

@@ -101,6 +101,7 @@ class Recorder:
         if self.failed:
             return None
         program.prune(needed)
+        program.fold_constants(self.engine)
         return program
 
     def fail(self, why: str) -> None:

@@ -76,7 +76,8 @@ def _scaled_array_add(
     if a.dtype == b.dtype == c1.dtype == c2.dtype and a.dtype.kind == "f" and c1.reshape(()) == 1:
         y = c2.reshape(()) * b
         y += a
-        return y
+        # A 0-d update (a scalar variable's) gives a NumPy scalar: an array, as the engine wants.
+        return y if a.ndim else np.asarray(y)
     return op.forward(np, c1, a, c2, b)
 
 
