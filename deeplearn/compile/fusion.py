@@ -66,6 +66,11 @@ class _Group:
     phase: dict[int, Role] = dataclasses.field(default_factory=dict)  # each result slot's
     reads: set[int] = dataclasses.field(default_factory=set)  # slots read from outside
     writes: set[int] = dataclasses.field(default_factory=set)  # bound slots written in place
+    # Slots read other than element for element (broadcast, gathered, one element for all):
+    # a value written in place must not be one, or a thread could read an element another
+    # thread has already written.
+    unaligned: set[int] = dataclasses.field(default_factory=set)
+    pinned: bool = False  # holds a one-element value written in place: must stay one block
     closed: bool = False
 
     @property
@@ -84,7 +89,7 @@ class _Group:
         if n == self.n:
             return True
         pre_only = self.n == 1 and all(p == "pre" for p in self.phase.values())
-        return pre_only and (n <= SMALL or not self.writes & self.reads)
+        return pre_only and (n <= SMALL or not self.pinned)
 
 
 def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int, int]) -> int:
@@ -100,7 +105,7 @@ def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int,
     for i, step in enumerate(steps):
         kind = _kind(step, program, shapes, fusible)
         target = in_place.get(step.outputs[0]) if len(step.outputs) == 1 else None
-        group, role = _choose(step, kind, groups, owner, target) if kind is not None else (None, None)
+        group, role = _choose(step, kind, groups, owner, target, shapes) if kind is not None else (None, None)
         for other in {owner[r.slot] for r in step.inputs if r.slot in owner}:
             if other is not group:
                 other.closed = True  # it runs before this step, which reads it
@@ -113,9 +118,7 @@ def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int,
         if group is None:
             group = _Group(kind[1])
             groups.append(group)
-        _join(group, i, step, role, kind, owner)
-        if target is not None:
-            group.writes.add(target)
+        _join(group, i, step, role, kind, owner, target, shapes)
         grouped[i] = group
     exposed = _exposed(program)
     readers: dict[int, set[int]] = {}
@@ -158,7 +161,7 @@ def _side_by_side(run: list[_Group], group: _Group) -> bool:
     neither reads what they make or overwrite nor overwrites what they read."""
 
     def plain(g: _Group) -> bool:
-        return not g.sums and not ({"pre", "post"} & {g.phase[s] for s in g.phase} and g.writes)
+        return not g.sums and not g.pinned
 
     if not plain(group) or not all(plain(g) for g in run):
         return False
@@ -218,7 +221,12 @@ def _kind(
 
 
 def _choose(
-    step: Step, kind: _Kind, groups: list[_Group], owner: Mapping[int, _Group], target: int | None
+    step: Step,
+    kind: _Kind,
+    groups: list[_Group],
+    owner: Mapping[int, _Group],
+    target: int | None,
+    shapes: Mapping[int, Shape],
 ) -> tuple[_Group | None, Role]:
     """The open group ``step`` joins (None: it starts one, or runs alone) and its role there."""
     what, size = kind[0], kind[1]
@@ -241,12 +249,21 @@ def _choose(
         else:
             role, candidates = "map", [g for g in open_groups if g.takes(size)]
     for group in reversed(candidates):
-        if _can_join(group, step, role, owner, target):
+        if _can_join(group, step, role, owner, target, shapes):
             return group, role
     return None, "map" if role == "post" else role  # (alone, a post step is a map of its own)
 
 
-def _can_join(group: _Group, step: Step, role: Role, owner: Mapping[int, _Group], target: int | None) -> bool:
+def _can_join(
+    group: _Group,
+    step: Step,
+    role: Role,
+    owner: Mapping[int, _Group],
+    target: int | None,
+    shapes: Mapping[int, Shape],
+) -> bool:
+    if group.pinned and role == "reduce" and step.specs[0].size > 1:
+        return False  # sums by column run over several blocks
     for r in step.inputs:
         if owner.get(r.slot) is not group:
             if r.slot in owner and not owner[r.slot].closed:
@@ -259,15 +276,42 @@ def _can_join(group: _Group, step: Step, role: Role, owner: Mapping[int, _Group]
             return False
         if role == "pre" and phase in ("reduce", "post") and group.cols != 1:
             return False  # one element after sums by column: not a value of this group's shape
-    if target is not None and target in group.reads:
-        # Written in place while the group reads it: safe where the writer is the only thread
-        # that reads what it writes (an element of a map result, a column of a post one) or
-        # writes after every thread read (one block), not where other blocks may still read it.
-        return role == "map" or (role == "post" and group.cols > 1) or (role != "reduce" and group.one_block)
-    return True
+    if target is None:
+        return True
+    # Written in place: safe where each element is read only by the thread that writes it (an
+    # element of a map result, a column of a post one), or, for a one-element value, which
+    # every thread reads, where it is written after every thread read it: in one block.
+    if role == "reduce":
+        return target not in group.reads
+    if step.specs[0].size == 1 and role in ("pre", "post"):
+        return group.one_block
+    own = {r.slot for r in step.inputs if not _aligned(r, step, role, group, shapes)}
+    return target not in group.unaligned and target not in own
 
 
-def _join(group: _Group, i: int, step: Step, role: Role, kind: _Kind, owner: dict[int, _Group]) -> None:
+def _aligned(r: Ref, step: Step, role: Role, group: _Group, shapes: Mapping[int, Shape]) -> bool:
+    """Whether ``step`` reads ``r`` element for element: a map step a value of its own size, a
+    post step one of the group's columns' size (not a gather, not broadcast)."""
+    size = _size(r.shape if r.shape is not None else shapes[r.slot])
+    if isinstance(step.op, Gather):
+        return False
+    if role == "map":
+        return size == step.specs[0].size
+    if role == "post":
+        return size == step.specs[0].size == group.cols > 1
+    return role == "reduce" and size == group.n
+
+
+def _join(
+    group: _Group,
+    i: int,
+    step: Step,
+    role: Role,
+    kind: _Kind,
+    owner: dict[int, _Group],
+    target: int | None,
+    shapes: Mapping[int, Shape],
+) -> None:
     phase: Role = role
     if role == "pre" and any(
         group.phase.get(r.slot) in ("reduce", "post") for r in step.inputs if owner.get(r.slot) is group
@@ -280,7 +324,12 @@ def _join(group: _Group, i: int, step: Step, role: Role, kind: _Kind, owner: dic
     group.members.append(i)
     group.phase[step.outputs[0]] = phase
     owner[step.outputs[0]] = group
-    group.reads.update(r.slot for r in step.inputs if owner.get(r.slot) is not group)
+    outside = [r for r in step.inputs if owner.get(r.slot) is not group]
+    group.reads.update(r.slot for r in outside)
+    group.unaligned.update(r.slot for r in outside if not _aligned(r, step, phase, group, shapes))
+    if target is not None:
+        group.writes.add(target)
+        group.pinned |= step.specs[0].size == 1 and phase in ("pre", "post")
 
 
 def _exposed(program: Program) -> set[int]:

@@ -339,3 +339,57 @@ def test_groups_run_side_by_side_only_when_neither_reads_the_other() -> None:
     q.prune({e, c})
     fuse(q, fusible, {})
     assert [type(s.op).__name__ for s in q.steps] == ["Square", "MatMul", "Fused"]
+
+
+def _nodes(program: Program) -> list[list[str]]:
+    return [[type(n.op).__name__ for n in s.op.nodes] if isinstance(s.op, Fused) else [type(s.op).__name__]
+            for s in program.steps]
+
+
+def test_a_scalar_written_in_place_never_joins_a_kernel_of_several_blocks() -> None:
+    """Every thread reads a one-element value before the loop and one thread writes it at the
+    end: in a kernel of several blocks, a block that starts late would read the new value."""
+    n = SMALL + 1
+    p = Program()
+    x = p.bind("x", (n,), "float32")
+    s = p.bind("s", (), "float32")
+    (m,) = p.add_step(Neg(), [Ref(x, None)], [Spec((n,))])
+    (s2,) = p.add_step(Square(), [Ref(s, None)], [Spec(())])  # written in place into s
+    (y,) = p.add_step(Multiply(), [Ref(m, None), Ref(s2, None)], [Spec((n,))])
+    p.prune({y, s2})
+    fuse(p, fusible, {s2: s})
+    assert not any("Square" in group and len(group) > 1 for group in _nodes(p)), _nodes(p)
+
+
+def test_a_group_holding_a_scalar_written_in_place_takes_no_sum_by_columns() -> None:
+    """Sums by column run over several blocks: a group that writes a one-element value in place
+    (safe in one block) must stay one block."""
+    p = Program()
+    x = p.bind("x", (2, 4096), "float32")
+    s = p.bind("s", (), "float32")
+    (y,) = p.add_step(Multiply(), [Ref(x, None), Ref(s, None)], [Spec((2, 4096))])
+    (s2,) = p.add_step(Square(), [Ref(s, None)], [Spec(())])  # written in place into s
+    (z,) = p.add_step(Sum((0,)), [Ref(y, None)], [Spec((4096,))])
+    p.prune({z, s2})
+    fuse(p, fusible, {s2: s})
+    assert not any("Square" in group and "Sum" in group for group in _nodes(p)), _nodes(p)
+
+
+def test_a_value_read_broadcast_is_not_written_in_place_in_the_same_kernel() -> None:
+    """T is read through a (64, 1) view (element r of row r: another block's column) and then
+    updated per column in place: the update must not run in the kernel that reads it so."""
+    p = Program()
+    x = p.bind("x", (64, 2), "float32")
+    t = p.bind("t", (64,), "float32")
+    one = p.bind("one", (), "float32")
+    (a,) = p.add_step(Multiply(), [Ref(x, None), Ref(t, (64, 1))], [Spec((64, 2))])
+    (sq,) = p.add_step(Square(), [Ref(a, None)], [Spec((64, 2))])
+    (z,) = p.add_step(Sum((0,)), [Ref(sq, (2, 64))], [Spec((64,))])
+    (new,) = p.add_step(ScaledArrayAdd(), [Ref(one, None), Ref(t, None), Ref(one, None), Ref(z, None)], [Spec((64,))])
+    p.prune({new})
+    raws = [np.linspace(-1, 1, 128, dtype=np.float32).reshape(64, 2), np.linspace(0, 1, 64, dtype=np.float32),
+            np.array(1.0, np.float32)]
+    want = _run(p, raws)
+    fuse(p, fusible, {new: t})
+    assert not any("ScaledArrayAdd" in group and "Multiply" in group for group in _nodes(p)), _nodes(p)
+    np.testing.assert_array_equal(_run(p, raws)[new], want[new])

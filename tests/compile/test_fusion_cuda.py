@@ -155,3 +155,45 @@ def test_a_captured_step_with_products_allocates_nothing_in_its_graph() -> None:
 
     plans = [cuda_fusion.source(s.op) for s in program.steps if isinstance(s.op, Fused)]
     assert any(p.cols == 512 for p in plans)
+
+
+def test_a_step_of_many_scalar_variables_is_one_kernel_that_launches() -> None:
+    """y = Σₖ aₖ·tanh(bₖ·x + cₖ) for ten k, with Adam: thirty scalar variables and their moments
+    in one kernel of a thousand threads, more registers than such a block may have unless the
+    kernel is compiled for its block (__launch_bounds__). It trains as the unfused step does."""
+
+    def run(fuse: bool) -> tuple[list[float], list[np.ndarray]]:
+        math = dl.NDArrayMathGPU()
+        g = dl.Graph()
+        x, label = g.placeholder("x", []), g.placeholder("y", [])
+        terms, variables = [], []
+        for k in range(10):
+            a, b, c = (g.variable(f"{n}{k}", dl.Scalar.new(0.1 * (k + 1) * s, math=math))
+                       for n, s in (("a", 1.0), ("b", -0.5), ("c", 0.3)))
+            variables += [a, b, c]
+            terms.append(g.multiply(a, g.tanh(g.add(g.multiply(b, x), c))))
+        y = terms[0]
+        for t in terms[1:]:
+            y = g.add(y, t)
+        xs = np.linspace(-2, 2, 1024, dtype=np.float32)
+        xp, yp = dl.InGPUMemoryShuffledInputProviderBuilder([xs, np.sin(xs)], seed=0).get_input_providers()
+        session = Session(g, math)
+        session.fuse_kernels = fuse
+        optimizer = dl.AdamOptimizer(0.01, 0.9, 0.999)
+        cost = g.mean_squared_cost(y, label)
+        with math.scope() as scope:
+            kept = [scope.keep(session.train(cost, {x: xp, label: yp}, 1024, optimizer, CostReduction.MEAN))
+                    for _ in range(5)]
+            costs = [float(k.get()) for k in kept]
+        if fuse:
+            (program,) = _programs(session)
+            assert isinstance(program.capture, CapturedProgram)
+            biggest = max(len(s.op.nodes) for s in program.steps if isinstance(s.op, Fused))
+            assert biggest > 60  # forward, backward and thirty updates with their moments
+        return costs, [session.eval(v).numpy() for v in variables]
+
+    fused_costs, fused = run(True)
+    costs, plain = run(False)
+    np.testing.assert_allclose(fused_costs, costs, rtol=1e-5)
+    for w, v in zip(fused, plain, strict=True):
+        np.testing.assert_allclose(w, v, rtol=1e-5, atol=1e-6)

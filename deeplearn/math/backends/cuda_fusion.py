@@ -29,6 +29,7 @@ made once per op (a bounded cache: ops that equal share one).
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -43,10 +44,12 @@ from deeplearn.types import Shape
 
 __all__ = ["SCALED_ADD_EXPR", "Plan", "run", "scalar_code", "source"]
 
+_LOG = logging.getLogger("deeplearn")
 SCALED_ADD_EXPR = "y = __fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))"
 """c1·a + c2·b with each product rounded as on the CPU (no fused multiply-add)."""
 
 _THREADS = 256  # per block of the grid-stride kernel
+_SHARED_BYTES = 48 << 10  # the static shared memory of a block
 _MAX_BLOCKS = 4096
 
 
@@ -229,7 +232,9 @@ class _Writer:
         return ", ".join(ins + [f"float* out{j}" for j in range(len(self.op.outputs))])
 
 
-def _kernel_text(params: str, body: list[str]) -> str:
+def _kernel_text(params: str, body: list[str], block: int) -> str:
+    # __launch_bounds__: the compiler keeps to the registers that ``block`` threads may have
+    # (a large fused step held more, and a block of 1024 could not launch).
     return "\n".join(
         [
             "typedef float T;",
@@ -237,7 +242,7 @@ def _kernel_text(params: str, body: list[str]) -> str:
             "    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);",
             "    return v;",
             "}",
-            f'extern "C" __global__ void dl_fused({params}) {{',
+            f'extern "C" __global__ void __launch_bounds__({block}) dl_fused({params}) {{',
             *[f"    {line}" for line in body],
             "}",
             "",
@@ -271,7 +276,7 @@ def _plan(op: Fused) -> Plan:
         if scalars:
             body.append("if (blockIdx.x != 0 || threadIdx.x != 0) return;")
             body += scalars
-        return Plan(_kernel_text(w.params(), body), n, cols, grid, block)
+        return Plan(_kernel_text(w.params(), body, block), n, cols, grid, block)
     # Blocks of columns: each block sums its columns over every row, in a fixed order.
     per = 1 if cols == 1 else min(cols, 32)  # columns per block
     groups = min(1024, max(32, -(-rows // 32) * 32)) if cols == 1 else min(rows, max(1, 256 // per))
@@ -292,6 +297,8 @@ def _plan(op: Fused) -> Plan:
                 f"{{ float t_ = dl_warp_sum(acc{v}); if ((threadIdx.x & 31) == 0) red_[{r}][threadIdx.x >> 5] = t_; }}"
             )
     elif sums:  # each column's rows, in order
+        if len(sums) * block * 4 > _SHARED_BYTES:
+            raise _Unfusable(f"{len(sums)} sums by column: more shared memory than a block has")
         body.append(f"__shared__ float red_[{len(sums)}][{block}];")
         body += [f"red_[{r}][threadIdx.x] = acc{v};" for r, v in enumerate(sums)]
     body.append("__syncthreads();")  # every thread has read what the first row writes next
@@ -308,7 +315,7 @@ def _plan(op: Fused) -> Plan:
     if scalars:
         body.append("if (j != 0) return;")
         body += scalars
-    return Plan(_kernel_text(w.params(), body), n, cols, grid, block)
+    return Plan(_kernel_text(w.params(), body, block), n, cols, grid, block)
 
 
 def _side_by_side_plan(op: Fused) -> Plan:
@@ -338,7 +345,7 @@ def _side_by_side_plan(op: Fused) -> Plan:
         body.append("if (blockIdx.x != 0 || threadIdx.x != 0) return;")
         body += scalars
     grid = min(_MAX_BLOCKS, -(-total // _THREADS))
-    return Plan(_kernel_text(w.params(), body), total, 1, grid, _THREADS)
+    return Plan(_kernel_text(w.params(), body, _THREADS), total, 1, grid, _THREADS)
 
 
 def _gather(op: Fused, node: Any, v: int) -> str:
@@ -364,8 +371,12 @@ def _kernel(op: Fused) -> tuple[Any, Plan] | None:
         return None
     import cupy
 
-    module = cupy.RawModule(code=plan.source, options=("--fmad=false",))
-    return module.get_function("dl_fused"), plan
+    try:
+        module = cupy.RawModule(code=plan.source, options=("--fmad=false",))
+        return module.get_function("dl_fused"), plan
+    except cupy.cuda.compiler.CompileException:  # (more shared memory than a block has, ...)
+        _LOG.info("fused: kept as separate kernels, the fused one did not compile:\n%s", plan.source)
+        return None
 
 
 def run(op: Fused, arrays: Sequence[Any], targets: Sequence[Any]) -> tuple[Any, ...] | None:
@@ -389,7 +400,11 @@ def run(op: Fused, arrays: Sequence[Any], targets: Sequence[Any]) -> tuple[Any, 
         elif target.shape != spec.shape or target.dtype != np.float32 or not target.flags.c_contiguous:
             return None
         outs.append(target)
-    kernel((plan.grid,), (plan.block,), (*arrays, *outs))
+    try:
+        kernel((plan.grid,), (plan.block,), (*arrays, *outs))
+    except cupy.cuda.driver.CUDADriverError as e:  # (too many registers for its block, ...)
+        _LOG.info("fused: kept as separate kernels, the fused one did not launch (%s)", e)
+        return None
     return tuple(outs)
 
 
