@@ -393,3 +393,26 @@ def test_a_value_read_broadcast_is_not_written_in_place_in_the_same_kernel() -> 
     fuse(p, fusible, {new: t})
     assert not any("ScaledArrayAdd" in group and "Multiply" in group for group in _nodes(p)), _nodes(p)
     np.testing.assert_array_equal(_run(p, raws)[new], want[new])
+
+
+def test_sums_by_column_that_need_more_shared_memory_than_a_block_has_get_no_kernel() -> None:
+    """Each sum by column keeps a float per thread in shared memory (48 KiB a block): 50 sums
+    of 64 columns over 256 threads would need 51 KiB. The op then runs its nodes one by one."""
+    def program(sums: int) -> Program:
+        p = Program()
+        x = p.bind("x", (8, 64), "float32")
+        outs = []
+        for _ in range(sums):
+            (sq,) = p.add_step(Square(), [Ref(x, None)], [Spec((8, 64))])
+            (z,) = p.add_step(Sum((0,)), [Ref(sq, None)], [Spec((64,))])
+            outs.append(z)
+        p.prune(set(outs))
+        fuse(p, fusible, {})
+        return p
+
+    ok = program(40).steps[0].op
+    assert isinstance(ok, Fused) and cuda_fusion.source(ok).block == 256
+    too_many = program(50).steps[0].op
+    assert isinstance(too_many, Fused)
+    with pytest.raises(ValueError, match="shared memory"):
+        cuda_fusion.source(too_many)

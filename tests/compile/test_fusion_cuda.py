@@ -188,8 +188,12 @@ def test_a_step_of_many_scalar_variables_is_one_kernel_that_launches() -> None:
         if fuse:
             (program,) = _programs(session)
             assert isinstance(program.capture, CapturedProgram)
-            biggest = max(len(s.op.nodes) for s in program.steps if isinstance(s.op, Fused))
-            assert biggest > 60  # forward, backward and thirty updates with their moments
+            from deeplearn.math.backends import cuda_fusion
+
+            op = max((s.op for s in program.steps if isinstance(s.op, Fused)), key=lambda o: len(o.nodes))
+            assert len(op.nodes) > 60  # forward, backward and thirty updates with their moments
+            # It launches as one kernel (without __launch_bounds__ it ran out of registers).
+            assert cuda_fusion.run(op, _inputs(op, np.random.default_rng(1)), [None] * len(op.outputs))
         return costs, [session.eval(v).numpy() for v in variables]
 
     fused_costs, fused = run(True)
