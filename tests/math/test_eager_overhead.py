@@ -24,7 +24,7 @@ from deeplearn import Array1D, Array2D, MatrixOrientation, Scalar
 from deeplearn.math.backends.cpu import cpu_kernel
 from deeplearn.math.engine import SAFE_MODE_MESSAGE, Engine
 from deeplearn.math.ops.base import Op, Spec
-from deeplearn.math.ops.elementwise import Relu
+from deeplearn.math.ops.elementwise import Relu, Step
 from deeplearn.math.ops.linalg import MatMul
 from deeplearn.math.ops.reduction import Sum
 from deeplearn.types import RawArray, ShapeError
@@ -287,6 +287,20 @@ def test_cpu_relu_and_sum_are_the_generic_kernels_bit_for_bit(dtype: str) -> Non
                 assert isinstance(got, np.ndarray)
                 assert want.dtype == got.dtype and want.shape == got.shape
                 assert np.array_equal(want, got, equal_nan=dtype.startswith("float"))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25])
+@pytest.mark.parametrize("dtype", ["float32", "int32"])
+def test_cpu_step_is_the_generic_kernel_bit_for_bit(dtype: str, alpha: float) -> None:
+    """relu's derivative as a comparison (float32, alpha 0): 1, +0 for x <= 0 and -0, NaN kept
+    with its sign; anything else through the generic kernel."""
+    values = [-1.0, -0.0, 0.0, 1e-30, 2.0, np.nan, -np.nan, -np.inf, np.inf]
+    x = np.array(values if dtype == "float32" else [-3, 0, 5], dtype)
+    for shape in [(x.size,), (1, x.size)]:
+        want, got = Step(alpha).forward(np, x.reshape(shape)), cpu_kernel(Step(alpha), x.reshape(shape))
+        assert want.dtype == got.dtype and want.shape == got.shape
+        assert np.array_equal(want, got, equal_nan=True)
+        assert np.array_equal(np.signbit(want), np.signbit(got))
 
 
 # -- safe mode, and the engine's run as what op methods call -------------------------------------
