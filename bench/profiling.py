@@ -150,7 +150,7 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
     if session is not None:
         session.replay_plans = False
 
-    backend = system.math.backend
+    backend, engine = system.math.backend, system.math.engine
     original = backend.execute
     events: list[tuple[str, Any, Any, float]] = []
 
@@ -169,13 +169,15 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
     system.run(1)
     host_s = time.perf_counter() - t0
     system.sync()
-    backend.execute = timed_execute
+    # The engine calls the backend's execute it looked up when made (Engine._execute): both.
+    backend.execute, engine._execute = timed_execute, timed_execute
     try:
         _spin(cupy, min(5.0, 1.5 * host_s + 0.01))
         system.run(1)
         system.sync()
     finally:
         del backend.execute  # back to the class's method
+        engine._execute = backend.execute
     agg: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "device_us": 0.0, "host_us": 0.0})
     for name, start, end, host in events:
         end.synchronize()
