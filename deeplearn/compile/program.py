@@ -208,7 +208,12 @@ class Program:
         data = dict(self.constants)
         kept: list[Step] = []
         for step in self.steps:
-            if not step.inputs or len(step.outputs) != 1 or not all(r.slot in constant for r in step.inputs):
+            if (
+                not step.inputs
+                or len(step.outputs) != 1
+                or not step.op.pure
+                or not all(r.slot in constant for r in step.inputs)
+            ):
                 kept.append(step)
                 continue
             raws = [data[s] if shape is None else data[s].reshape(shape) for s, shape in step.inputs]

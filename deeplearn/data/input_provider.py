@@ -341,10 +341,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
 
     def _forget_unused_epochs(self) -> None:
         """Drops the orders of the epochs no provider is in, but those drawn ahead of the
-        leading one, once more than ``_EPOCHS_AHEAD`` are held: one per provider and at most
-        ``_EPOCHS_AHEAD`` ahead are kept, however far one provider runs ahead of another (a
-        dropped order is computed again, the same, if a lagging provider reaches its epoch)."""
-        if len(self._orders) <= _EPOCHS_AHEAD and self._epochs_held() <= _EPOCHS_AHEAD:
+        leading one, once more than a block of them (``_epochs_per_draw``) is held: one per
+        provider and at most a block ahead are kept, however far one provider runs ahead of
+        another (a dropped order is computed again, the same, if a lagging provider reaches
+        its epoch)."""
+        block = self._epochs_per_draw()  # (one epoch where epochs are large)
+        if len(self._orders) <= block and self._epochs_held() <= block:
             return  # a block's worth at most: not worth a look (most epochs' ends, when batches are epochs)
         in_use = {p // self.num_examples for p in self._positions}
         _forget_stale(self._orders, in_use, int)

@@ -108,7 +108,7 @@ class Rerun:
             # unchanged hyperparameter): the same raw array, checked then.
             data = x.storage.data
             seen = last[k]
-            if seen is not None and seen[0] is x and seen[1] is data:
+            if seen is not None and seen[0] is x and seen[1] is data and not x._disposed:
                 raws[k] = seen[2]
                 continue
             if source is Source.NODE:

@@ -43,3 +43,19 @@ def test_a_recorded_training_step_divides_by_no_constant() -> None:
     (program,) = [p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()]
     constants = {slot for slot, _ in program.constants}
     assert not any(all(r.slot in constants for r in s.inputs) for s in program.steps)
+
+
+def test_a_random_kernel_of_constants_draws_anew_each_run() -> None:
+    """multinomial without a seed is no function of its inputs: it is not folded."""
+    from deeplearn.math.ops.random import Multinomial
+
+    engine = dl.NDArrayMathCPU().engine
+    p = Program()
+    probs = p.add_constant(np.full((4, 50), 0.02, np.float32), "float32")
+    (draw,) = p.add_step(Multinomial(num_samples=8), [Ref(probs, None)], [Spec((4, 8), "int32")])
+    (seeded,) = p.add_step(Multinomial(num_samples=8, seed=3), [Ref(probs, None)], [Spec((4, 8), "int32")])
+    p.prune({draw, seeded})
+    assert p.fold_constants(engine) == 1  # the seeded one only
+    assert [s.outputs for s in p.steps] == [(draw,)]
+    runs = [p.run_raw(engine, [])[draw] for _ in range(3)]
+    assert any(not np.array_equal(runs[0], r) for r in runs[1:])

@@ -65,3 +65,18 @@ def test_an_epochs_order_is_the_same_whatever_was_drawn_before() -> None:
     np.testing.assert_array_equal(jumping._draw_orders(1, 4), np.stack(orders[1:5]))
     np.testing.assert_array_equal(jumping._draw_orders(5, 1)[0], orders[5])
     assert len({tuple(o) for o in orders}) > 1  # reshuffled per epoch
+
+
+def test_large_epochs_keep_one_order_per_provider() -> None:
+    """With more examples than a block holds (one epoch's order per draw), finished orders are
+    dropped at every epoch's end, as before blocks: 60 epochs of a million examples do not
+    leave 60 orders behind."""
+    n = 70_000
+    math = dl.NDArrayMathCPU()
+    builder = dl.InCPUMemoryShuffledInputProviderBuilder([np.arange(n, dtype=np.float32)] * 2, seed=0)
+    xs, ys = builder.get_input_providers()
+    for _ in range(6):
+        with math.scope():
+            xs.get_next_batch(math, n)
+            ys.get_next_batch(math, n)
+        assert len(builder._orders) <= 2

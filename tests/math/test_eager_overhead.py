@@ -24,6 +24,7 @@ from deeplearn import Array1D, Array2D, MatrixOrientation, Scalar
 from deeplearn.math.backends.cpu import cpu_kernel
 from deeplearn.math.engine import SAFE_MODE_MESSAGE, Engine
 from deeplearn.math.ops.base import Op, Spec
+from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.elementwise import Relu, Step
 from deeplearn.math.ops.linalg import MatMul
 from deeplearn.math.ops.reduction import Sum
@@ -296,11 +297,29 @@ def test_cpu_step_is_the_generic_kernel_bit_for_bit(dtype: str, alpha: float) ->
     with its sign; anything else through the generic kernel."""
     values = [-1.0, -0.0, 0.0, 1e-30, 2.0, np.nan, -np.nan, -np.inf, np.inf]
     x = np.array(values if dtype == "float32" else [-3, 0, 5], dtype)
-    for shape in [(x.size,), (1, x.size)]:
-        want, got = Step(alpha).forward(np, x.reshape(shape)), cpu_kernel(Step(alpha), x.reshape(shape))
-        assert want.dtype == got.dtype and want.shape == got.shape
+    inputs = [x, x.reshape(1, x.size)] + [np.array(v, dtype) for v in x]  # 0-d ones too (a NaN scalar)
+    for value in inputs:
+        want, got = Step(alpha).forward(np, value), cpu_kernel(Step(alpha), value)
+        assert np.shape(want) == np.shape(got) and np.asarray(want).dtype == np.asarray(got).dtype
         assert np.array_equal(want, got, equal_nan=True)
         assert np.array_equal(np.signbit(want), np.signbit(got))
+
+
+@pytest.mark.parametrize("c1", [1.0, 0.5])
+def test_cpu_scaled_add_of_scalars_is_an_array_whatever_c1_is(c1: float) -> None:
+    """A recorded Program trusts the type of a kernel's result that its first run saw: the
+    scaled add of 0-d arrays gives a 0-d array on both of its paths (c1 = 1 or not)."""
+    f32 = np.float32
+    y = cpu_kernel(ScaledArrayAdd(), np.array(c1, f32), np.array(2.0, f32), np.array(-0.5, f32), np.array(4.0, f32))
+    assert isinstance(y, np.ndarray) and y.shape == () and y == f32(c1) * f32(2.0) + f32(-0.5) * f32(4.0)
+
+
+def test_the_cpu_backends_generic_kernel_is_what_kernel_for_finds_for_an_op_of_no_kernel() -> None:
+    """What lets a straight-line Program (deeplearn/compile/straight.py) call an op's forward."""
+    from deeplearn.math.ops.elementwise import Neg
+
+    backend = dl.NDArrayMathCPU().backend
+    assert backend.kernel_for(Neg()) is backend.generic_kernel  # type: ignore[attr-defined]
 
 
 # -- safe mode, and the engine's run as what op methods call -------------------------------------

@@ -76,9 +76,11 @@ def _scaled_array_add(
     if a.dtype == b.dtype == c1.dtype == c2.dtype and a.dtype.kind == "f" and c1.reshape(()) == 1:
         y = c2.reshape(()) * b
         y += a
-        # A 0-d update (a scalar variable's) gives a NumPy scalar: an array, as the engine wants.
-        return y if a.ndim else np.asarray(y)
-    return op.forward(np, c1, a, c2, b)
+    else:
+        y = op.forward(np, c1, a, c2, b)
+    # A 0-d update (a scalar variable's) gives a NumPy scalar: an array, as the engine wants,
+    # whichever branch ran (a recorded Program trusts the type its first run saw).
+    return y if isinstance(y, np.ndarray) else np.asarray(y)
 
 
 _ZEROS: dict[Any, Any] = {}
@@ -100,8 +102,8 @@ def _step(op: Step, x: np.ndarray) -> Any:
     """relu's derivative (alpha 0) of float32 as a comparison: x > 0 written as 1 or +0, then
     NaN where x is NaN, ~3× faster than the generic max(sign(x), 0) (whose values these are,
     bit for bit), which still runs any other alpha and dtype."""
-    if op.alpha != 0 or x.dtype != np.float32:
-        return op.forward(np, x)
+    if op.alpha != 0 or x.dtype != np.float32 or x.ndim == 0:
+        return op.forward(np, x)  # (a 0-d comparison would give a NumPy scalar)
     y = np.greater(x, _F32_ZERO).astype(np.float32)
     nan = np.isnan(x)
     if nan.any():
@@ -169,7 +171,7 @@ class MathBackendCPU:
     # A recorded Program runs as one generated function (deeplearn/compile/straight.py), the
     # ops this backend has no kernel of its own for as their forward with NumPy.
     straight_line = True
-    generic_kernel = _generic_kernel
+    generic_kernel = staticmethod(_generic_kernel)
 
     def execute(self, op: Op, *arrays: RawArray) -> Any:
         kernel = _KERNELS.get(type(op)) or _kernel_of(type(op))

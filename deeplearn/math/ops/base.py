@@ -77,6 +77,10 @@ class Op:
 
     c_expr: ClassVar[str | None] = None
 
+    pure: ClassVar[bool] = True
+    """Whether the kernel's result is a function of its inputs alone (a recorded Program runs a
+    pure kernel of constants once, when recorded: ``Program.fold_constants``)."""
+
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not abstract:

@@ -41,6 +41,10 @@ class Multinomial(Op):
     seed: int | float | None = None
     normalized: bool = False
 
+    @property
+    def pure(self) -> bool:  # type: ignore[override]
+        return self.seed is not None  # without a seed, each run draws anew
+
     def infer(self, probs: Spec) -> Spec:
         if probs.rank not in (1, 2):
             raise ShapeError(f"multinomial: probs must be rank 1 or 2; got probs.shape={probs.shape}.")
