@@ -2,13 +2,17 @@
 
 ``Program._run`` walks its steps in a loop: per kernel it unpacks the step, builds the list of
 its inputs, looks the kernel up and checks its result. On the CPU that bookkeeping costs about
-as much as the NumPy call of a small kernel. Once a run has shown that every kernel's result
-needs no checking (``Program._run``'s ``final``), the same run can be one straight-line
-function, generated from the steps:
+as much as the NumPy call of a small kernel. Once a first run has shown which kernels' results
+need no checking (``Program._run``'s ``final``), the later runs can be one straight-line
+function, generated from the steps (K: the kernels, O: the ops, S: their specs, R: the
+engine's check):
 
-    def run(slots, K, O, xp):
+    def run(slots, K, O, S, R, xp):
         slots[6] = O[0].forward(xp, slots[2], slots[3])
         slots[11] = K[1](O[1], slots[6].reshape((20,)))
+        r_ = (slots[8], slots[11],)
+        y_ = K[2](O[2], *r_)
+        slots[12] = R(O[2], y_, r_, S[2][0])
         ...
 
 one line per kernel: the kernel (the op's own ``forward`` where the backend runs it as it is,
