@@ -36,6 +36,7 @@ This module knows nothing of a backend's kernels: it is given which ops have a C
 from __future__ import annotations
 
 import dataclasses
+from math import prod
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Literal
 
@@ -181,13 +182,6 @@ def _slot_shapes(program: Program) -> dict[int, Shape]:
     return shapes
 
 
-def _size(shape: Shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 # What a step is to the grouping: ("gather", size), ("elementwise", size) or, for a sum over
 # the leading axes, ("reduce", the elements summed, the elements of the result).
 _Kind = tuple[str, int] | tuple[str, int, int]
@@ -210,7 +204,7 @@ def _kind(
         (ref,) = step.inputs
         shape = ref.shape if ref.shape is not None else shapes[ref.slot]
         axes = op.axes(len(shape))
-        n = _size(shape)
+        n = prod(shape)
         # Over leading axes only: then the sum of column j reads elements j, cols + j, ...
         if axes != tuple(range(len(axes))) or size == 0 or not 2 <= n // size <= SMALL:
             return None
@@ -292,7 +286,7 @@ def _can_join(
 def _aligned(r: Ref, step: Step, role: Role, group: _Group, shapes: Mapping[int, Shape]) -> bool:
     """Whether ``step`` reads ``r`` element for element: a map step a value of its own size, a
     post step one of the group's columns' size (not a gather, not broadcast)."""
-    size = _size(r.shape if r.shape is not None else shapes[r.slot])
+    size = prod(r.shape if r.shape is not None else shapes[r.slot])
     if isinstance(step.op, Gather):
         return False
     if role == "map":

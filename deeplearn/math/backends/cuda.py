@@ -135,19 +135,14 @@ def cuda_kernel(op: Op, *arrays: Any) -> Any:
     return op.forward(_import_cupy(), *arrays)
 
 
-_SCALED_ADD = (
-    "float32 c1, float32 a, float32 c2, float32 b",
-    "float32 y",
-    # _rn intrinsics: no fused multiply-add, so each product rounds as on the CPU
-    "y = __fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))",
-)
-
-
 def _scaled_add_kernel() -> Any:
-    kernel = _ELEMENTWISE.get((ScaledArrayAdd, _SCALED_ADD[2]))
+    """c1·a + c2·b as the fused kernels write it (``cuda_fusion.SCALED_ADD_EXPR``: no fused
+    multiply-add, so each product rounds as on the CPU)."""
+    expr = cuda_fusion.SCALED_ADD_EXPR
+    kernel = _ELEMENTWISE.get((ScaledArrayAdd, expr))
     if kernel is None:
-        kernel = _ELEMENTWISE[(ScaledArrayAdd, _SCALED_ADD[2])] = _import_cupy().ElementwiseKernel(
-            *_SCALED_ADD, "dl_scaled_array_add"
+        kernel = _ELEMENTWISE[(ScaledArrayAdd, expr)] = _import_cupy().ElementwiseKernel(
+            "float32 c1, float32 a, float32 c2, float32 b", "float32 y", expr, "dl_scaled_array_add"
         )
     return kernel
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from math import prod
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -75,25 +76,18 @@ def scalar_code(op: Op) -> tuple[tuple[str, ...], str] | None:
     return names, c_expr
 
 
-def _size(shape: Shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
-
-
 def _broadcast_index(shape: Shape, out: Shape, i: str = "i") -> str:
     """The C expression of the flat index into an array of ``shape`` broadcast to ``out``, at
     the flat index ``i`` of ``out`` (both C-ordered)."""
-    if _size(shape) == _size(out):
+    if prod(shape) == prod(out):
         return i
-    if _size(shape) == 1:
+    if prod(shape) == 1:
         return "0"
     padded = (1,) * (len(out) - len(shape)) + tuple(shape)
-    if _size(shape) == _size(out[len(out) - len(shape) :]) and tuple(shape) == tuple(
+    if prod(shape) == prod(out[len(out) - len(shape) :]) and tuple(shape) == tuple(
         out[len(out) - len(shape) :]
     ):
-        return f"({i} % {_size(shape)}LL)"  # the trailing axes (a bias row)
+        return f"({i} % {prod(shape)}LL)"  # the trailing axes (a bias row)
     terms = []
     out_stride = 1
     in_stride = 1
@@ -137,7 +131,7 @@ def _roles(op: Fused, start: int = 0, end: int | None = None) -> tuple[list[str]
     if len({node.spec.size for node in sums}) > 1:
         raise _Unfusable("sums to results of different sizes")
     cols = sums[0].spec.size if sums else 1
-    summed = [_size(a.shape or op.spec_of(a.value).shape) for node in sums for a in node.args]
+    summed = [prod(a.shape or op.spec_of(a.value).shape) for node in sums for a in node.args]
     others = [node.spec.size for node in part if not isinstance(node.op, Sum)]
     n = max([1, *summed, *(size for size in others if size not in (1, cols))])
     roles: list[str] = []
@@ -185,7 +179,7 @@ class _Writer:
             raise _Unfusable(f"a {spec.dtype} value read element by element")
         if value >= self.k:
             return f"v{value}"
-        if index is None or _size(view) == 1:
+        if index is None or prod(view) == 1:
             if value not in self._loaded:
                 self._loaded.add(value)
                 self.pre.append(f"const float s{value} = in{value}[0];")
@@ -353,7 +347,7 @@ def _gather(op: Fused, node: Any, v: int) -> str:
     if examples.value >= len(op.inputs) or rows.value >= len(op.inputs):
         raise _Unfusable("a gather of a result")
     shape = op.inputs[examples.value].shape
-    width = _size(shape[1:])
+    width = prod(shape[1:])
     row = "i" if width == 1 else f"i / {width}LL"
     at = "r_" if width == 1 else f"r_ * {width}LL + i % {width}LL"
     return (
