@@ -245,36 +245,39 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
 
         What a Session running its last training step again asks for: it binds the examples
         it read last time and copies in only the indices."""
-        with self._lock:
-            if examples.is_disposed or self._examples(math, input_index) is not examples:
-                return None
-            indices = self._batch_indices(math, input_index, count)
-            if isinstance(indices, np.ndarray) and math.backend.name != "cpu":  # across epochs
-                indices = math.backend.asarray(indices)
-            self._move(input_index, count)
-            return indices
+        drawn = self._draw_indices_together(math, [(input_index, examples)], count)
+        return None if drawn is None else drawn[0]
 
     def _draw_indices_together(
         self, math: NDArrayMath, inputs: Sequence[tuple[int, NDArray]], count: int
     ) -> list[Any] | None:
-        """``_draw_indices`` for each of ``inputs`` ((input index, its examples)) in turn, but
-        for providers in step (the inputs of one training call) one array for all, drawn once;
+        """``_draw_indices`` for each of ``inputs`` ((input index, its examples)), but for
+        providers in step (the inputs of one training call) one array for all, drawn once;
         None, having drawn nothing, where one's examples are no longer resident."""
         with self._lock:
             for index, examples in inputs:
                 if examples.is_disposed or self._examples(math, index) is not examples:
                     return None
-            if len({self._positions[index] for index, _ in inputs}) != 1:
-                return [self._draw_indices(math, index, count, examples) for index, examples in inputs]
-            indices = self._batch_indices(math, inputs[0][0], count)
-            if isinstance(indices, np.ndarray) and math.backend.name != "cpu":  # across epochs
-                indices = math.backend.asarray(indices)
+            if len({self._positions[index] for index, _ in inputs}) != 1:  # not in step
+                drawn = [self._indices_on(math, index, count) for index, _ in inputs]
+                for index, _ in inputs:  # (a position's indices depend on no other: moved after)
+                    self._move(index, count)
+                return drawn
+            # In step: one draw, and one look for finished epochs (as _move, for all at once).
+            indices = self._indices_on(math, inputs[0][0], count)
             start = self._positions[inputs[0][0]]
             for index, _ in inputs:
                 self._positions[index] = start + count
             if start // self.num_examples != (start + count) // self.num_examples:
                 self._forget_unused_epochs()
             return [indices] * len(inputs)
+
+    def _indices_on(self, math: NDArrayMath, input_index: int, count: int) -> Any:
+        """The next ``count`` row indices of input ``input_index``, on ``math``'s backend."""
+        indices = self._batch_indices(math, input_index, count)
+        if isinstance(indices, np.ndarray) and math.backend.name != "cpu":  # across epochs
+            indices = math.backend.asarray(indices)
+        return indices
 
     def _move(self, input_index: int, count: int) -> None:
         """Moves provider ``input_index`` on by ``count`` examples, dropping the epoch orders
