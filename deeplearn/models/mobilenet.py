@@ -9,14 +9,13 @@ image; a 1x1 convolution with bias to 1,001 classes, the first of which is "back
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from deeplearn.math.ndarray import NDArray, Scalar
 from deeplearn.math.ndarray_math import NDArrayMath
 from deeplearn.models import model_util
 from deeplearn.models.imagenet_classes import IMAGENET_CLASSES
+from deeplearn.models.pretrained import PretrainedClassifier
 from deeplearn.types import Shape
 
 __all__ = ["MOBILENET_CLASSES", "MobileNet", "variable_shapes"]
@@ -69,13 +68,7 @@ def variable_shapes(num_classes: int = 1001) -> dict[str, Shape]:
     return shapes
 
 
-def _shape_rule(offered: Mapping[str, Shape]) -> dict[str, Shape]:
-    bias = offered.get("MobilenetV1/Logits/Conv2d_1c_1x1/biases")
-    num_classes = bias[0] if bias is not None and len(bias) == 1 and bias[0] > 0 else 1001
-    return variable_shapes(num_classes)
-
-
-class MobileNet:
+class MobileNet(PretrainedClassifier):
     """MobileNet v1 with deeplearn.js's interface: ``load()``, ``predict()``,
     ``get_top_k_classes()``, ``dispose()``.
 
@@ -102,50 +95,13 @@ class MobileNet:
     CHECKPOINT_URL = model_util.CHECKPOINT_ZOO + "mobilenet_v1_1.0_224/"
     """deeplearn.js's MobileNet v1 1.0 224 checkpoint, which ``load()`` reads by default."""
 
+    _variable_shapes = staticmethod(variable_shapes)
+    _LOGITS_BIAS = "MobilenetV1/Logits/Conv2d_1c_1x1/biases"
+
     def __init__(
         self, math: NDArrayMath | None = None, *, class_names: Sequence[str] = MOBILENET_CLASSES
     ) -> None:
-        self.math = model_util.resolve_math(math)
-        self.class_names: tuple[str, ...] = tuple(class_names)
-        self._variables: dict[str, NDArray] | None = None
-
-    def load(
-        self,
-        url_path: str | os.PathLike[str] | None = None,
-        *,
-        cache_dir: str | os.PathLike[str] | None = None,
-        progress: bool | None = None,
-    ) -> None:
-        """Reads the weights from a deeplearn.js checkpoint: a folder or an http(s) URL
-        (default ``CHECKPOINT_URL``, downloaded once into the cache).
-
-        Raises:
-            ValueError: the checkpoint lacks a variable or has one of another shape.
-        """
-        variables = model_util.load_checkpoint_variables(
-            self.math,
-            self.CHECKPOINT_URL if url_path is None else url_path,
-            _shape_rule,
-            "MobileNet.load",
-            cache_dir=cache_dir,
-            progress=progress,
-        )
-        self._set(variables)
-
-    def set_variables(self, variables: Mapping[str, Any]) -> None:
-        """Sets the weights from a mapping of TF-slim variable names (see ``variable_shapes``)
-        to NDArrays or array-likes, which are copied; every variable must be there, and no other."""
-        self._set(
-            model_util.variables_from_mapping(self.math, variables, _shape_rule, "MobileNet.set_variables")
-        )
-
-    @property
-    def is_loaded(self) -> bool:
-        return self._variables is not None
-
-    def _set(self, variables: dict[str, NDArray]) -> None:
-        self.dispose()
-        self._variables = variables
+        super().__init__(math, class_names)
 
     def predict(self, input: NDArray) -> NDArray:
         """The logits (scores before the softmax) of an image.
@@ -159,9 +115,7 @@ class MobileNet:
         """
         where = "MobileNet.predict"
         model_util.check_image(input, where)
-        if self._variables is None:
-            raise RuntimeError(f"{where}: the weights are not loaded; call load() first.")
-        variables = self._variables
+        variables = self._vars(where)
         logits: NDArray = self.math.scope(lambda: self._forward(variables, input))
         return logits
 
@@ -190,17 +144,3 @@ class MobileNet:
         x = math.conv2d(x, weights, variables["MobilenetV1/Logits/Conv2d_1c_1x1/biases"], 1, "same")
         classes = weights.shape[3]
         return x.reshape([classes] if x.rank == 3 else [x.shape[0], classes])
-
-    def get_top_k_classes(self, logits: NDArray, top_k: int) -> dict[str, float]:
-        """The ``top_k`` most probable classes of ``logits`` [1001] (one image's): {class name:
-        softmax probability over all 1,001 outputs}, most probable first."""
-        return model_util.top_k_classes(
-            self.math, logits, top_k, self.class_names, "MobileNet.get_top_k_classes"
-        )
-
-    def dispose(self) -> None:
-        """Frees the weights; ``load()`` may be called again afterwards."""
-        if self._variables is not None:
-            for array in self._variables.values():
-                array.dispose()
-            self._variables = None

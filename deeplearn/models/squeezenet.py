@@ -24,7 +24,6 @@ and takes any size from 31x31 up (deeplearn.js's demo used 227x227).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -32,6 +31,7 @@ from deeplearn.math.ndarray import Array1D, NDArray
 from deeplearn.math.ndarray_math import NDArrayMath
 from deeplearn.models import model_util
 from deeplearn.models.imagenet_classes import IMAGENET_CLASSES
+from deeplearn.models.pretrained import PretrainedClassifier
 from deeplearn.types import Shape
 
 __all__ = ["ACTIVATION_NAMES", "ActivationName", "Flavor", "PredictionWithActivation", "SqueezeNet"]
@@ -94,13 +94,6 @@ def variable_shapes(num_classes: int = 1000) -> dict[str, Shape]:
     return shapes
 
 
-def _shape_rule(offered: Mapping[str, Shape]) -> dict[str, Shape]:
-    """The shapes to expect, with the number of classes taken from ``conv10_b:0`` if offered."""
-    bias = offered.get("conv10_b:0")
-    num_classes = bias[0] if bias is not None and len(bias) == 1 and bias[0] > 0 else 1000
-    return variable_shapes(num_classes)
-
-
 class PredictionWithActivation(NamedTuple):
     """What ``predict_with_activation`` returns (deeplearn.js's ``{logits, activation}``)."""
 
@@ -111,7 +104,7 @@ class PredictionWithActivation(NamedTuple):
     layer was named."""
 
 
-class SqueezeNet:
+class SqueezeNet(PretrainedClassifier):
     """SqueezeNet 1.1 with deeplearn.js's interface: ``load()``, ``predict()``,
     ``predict_with_activation()``, ``get_top_k_classes()``, ``dispose()``.
 
@@ -142,6 +135,8 @@ class SqueezeNet:
 
     CHECKPOINT_URL = model_util.CHECKPOINT_ZOO + "squeezenet1_1/"
     """deeplearn.js's SqueezeNet 1.1 checkpoint, which ``load()`` reads by default."""
+    _variable_shapes = staticmethod(variable_shapes)
+    _LOGITS_BIAS = "conv10_b:0"
 
     def __init__(
         self,
@@ -154,44 +149,8 @@ class SqueezeNet:
             raise ValueError(
                 f"SqueezeNet: flavor must be 'deeplearnjs' or 'torchvision'; got flavor = {flavor!r}."
             )
-        self.math = model_util.resolve_math(math)
+        super().__init__(math, class_names)
         self.flavor: Flavor = flavor
-        self.class_names: tuple[str, ...] = tuple(class_names)
-        self._variables: dict[str, NDArray] | None = None
-
-    # -- weights ---------------------------------------------------------------------------------
-    def load(
-        self,
-        url_path: str | os.PathLike[str] | None = None,
-        *,
-        cache_dir: str | os.PathLike[str] | None = None,
-        progress: bool | None = None,
-    ) -> None:
-        """Reads the weights from a deeplearn.js checkpoint: a folder or an http(s) URL
-        (default ``CHECKPOINT_URL``, downloaded once into the cache; see ``CheckpointLoader``).
-
-        Raises:
-            ValueError: the checkpoint lacks a variable or has one of another shape (the
-                message lists them all); nothing is loaded then.
-            DownloadError: a file could not be downloaded.
-        """
-        variables = model_util.load_checkpoint_variables(
-            self.math,
-            self.CHECKPOINT_URL if url_path is None else url_path,
-            _shape_rule,
-            "SqueezeNet.load",
-            cache_dir=cache_dir,
-            progress=progress,
-        )
-        self._set(variables)
-
-    def set_variables(self, variables: Mapping[str, Any]) -> None:
-        """Sets the weights from a mapping of deeplearn.js's variable names (``conv1_W:0``,
-        ``fire2/squeeze1x1_W:0``, ...; see ``variable_shapes``) to NDArrays or array-likes,
-        which are copied. Every variable must be there with its shape, and no other."""
-        self._set(
-            model_util.variables_from_mapping(self.math, variables, _shape_rule, "SqueezeNet.set_variables")
-        )
 
     @classmethod
     def from_torchvision(cls, state_dict: Mapping[str, Any], math: NDArrayMath | None = None) -> SqueezeNet:
@@ -205,22 +164,8 @@ class SqueezeNet:
         return net
 
     @property
-    def is_loaded(self) -> bool:
-        """Whether the weights are loaded (and not disposed)."""
-        return self._variables is not None
-
-    @property
     def num_classes(self) -> int:
         return self._vars("SqueezeNet.num_classes")["conv10_b:0"].shape[0]
-
-    def _set(self, variables: dict[str, NDArray]) -> None:
-        self._dispose_variables()
-        self._variables = variables
-
-    def _vars(self, where: str) -> dict[str, NDArray]:
-        if self._variables is None:
-            raise RuntimeError(f"{where}: the weights are not loaded; call load() first.")
-        return self._variables
 
     # -- inference -------------------------------------------------------------------------------
     def predict(self, input: NDArray) -> NDArray:
@@ -308,21 +253,3 @@ class SqueezeNet:
         pooled = math.avg_pool(x, (height, width), 1, "valid")
         logits = pooled.reshape([classes] if x.rank == 3 else [x.shape[0], classes])
         return PredictionWithActivation(logits, None if activation_name is None else layers[activation_name])
-
-    def get_top_k_classes(self, logits: NDArray, top_k: int) -> dict[str, float]:
-        """The ``top_k`` most probable classes of ``logits`` [num_classes] (one image's):
-        {class name: softmax probability}, most probable first (deeplearn.js's
-        ``getTopKClasses``, synchronous)."""
-        return model_util.top_k_classes(
-            self.math, logits, top_k, self.class_names, "SqueezeNet.get_top_k_classes"
-        )
-
-    def dispose(self) -> None:
-        """Frees the weights; ``load()`` may be called again afterwards."""
-        self._dispose_variables()
-
-    def _dispose_variables(self) -> None:
-        if self._variables is not None:
-            for array in self._variables.values():
-                array.dispose()
-            self._variables = None
