@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.backends import cuda_fusion, cuda_gemm
+from deeplearn.math.backends import cuda_cudnn, cuda_fusion, cuda_gemm, cuda_pool, cuda_reduce
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
-from deeplearn.math.ops.base import Op, Spec, UnaryOp
+from deeplearn.math.ops.base import Op, Spec, UnaryOp, reduced_shape
 from deeplearn.math.ops.conv import (
     Conv2D,
     Conv2DDerFilter,
@@ -34,6 +34,8 @@ from deeplearn.math.ops.fused import Fused
 from deeplearn.math.ops.costs import SOFTMAX_CE_EPSILON, SoftmaxCrossEntropyCost, SoftmaxCrossEntropyCostDer
 from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
+from deeplearn.math.ops.pool import AvgPool, AvgPoolBackprop, MaxPool, MaxPoolBackprop, MinPool
+from deeplearn.math.ops.reduction import Sum
 from deeplearn.types import RawArray
 
 __all__ = [
@@ -217,18 +219,27 @@ def _mat_mul(op: MatMul, a: Any, b: Any) -> Any:
     return op.forward(_import_cupy(), a, b)
 
 
-# conv2d and its two derivatives: the im2col product through our cuBLAS handle (``cuda_gemm``),
-# as a matrix product goes, so that a CUDA graph can record them (CuPy's matmul refuses capture).
+# conv2d and its two derivatives: through cuDNN (``cuda_cudnn``) where it is installed, else the
+# im2col product through our cuBLAS handle (``cuda_gemm``), as a matrix product goes; both can be
+# recorded into a CUDA graph (CuPy's matmul refuses capture).
 def _gemm_operands(*arrays: Any) -> bool:
     return cuda_gemm.available() and all(a.dtype == np.float32 and a.size for a in arrays)
+
+
+def _cudnn_operands(*arrays: Any) -> bool:
+    return cuda_cudnn.available() and all(a.dtype == np.float32 and a.size for a in arrays)
 
 
 @cuda_kernel.register
 def _conv2d(op: Conv2D, x: Any, filter: Any) -> Any:
     cupy = _import_cupy()
+    info = op.conv_info(x.shape, filter.shape)
+    if _cudnn_operands(x, filter):
+        y = cuda_cudnn.conv2d(cupy.ascontiguousarray(batch4(x)), filter, info)
+        if y is not None:
+            return y.reshape(unbatched(info.out_shape, x.ndim))
     if not _gemm_operands(x, filter):
         return op.forward(cupy, x, filter)
-    info = op.conv_info(x.shape, filter.shape)
     cols = cupy.ascontiguousarray(im2col(cupy, batch4(x), info))
     y = cuda_gemm.gemm(cols, cupy.ascontiguousarray(filter.reshape(-1, info.out_channels)), False, False)
     return y.reshape(unbatched(info.out_shape, x.ndim))
@@ -237,9 +248,13 @@ def _conv2d(op: Conv2D, x: Any, filter: Any) -> Any:
 @cuda_kernel.register
 def _conv2d_der_input(op: Conv2DDerInput, dy: Any, filter: Any) -> Any:
     cupy = _import_cupy()
+    info = op.conv_info(op.in_shape, filter.shape)
+    if _cudnn_operands(dy, filter):
+        dx = cuda_cudnn.conv2d_der_input(cupy.ascontiguousarray(batch4(dy)), filter, info)
+        if dx is not None:
+            return dx.reshape(op.in_shape)
     if not _gemm_operands(dy, filter):
         return op.forward(cupy, dy, filter)
-    info = op.conv_info(op.in_shape, filter.shape)
     w = cupy.ascontiguousarray(filter.reshape(-1, info.out_channels))
     cols = cuda_gemm.gemm(cupy.ascontiguousarray(batch4(dy)).reshape(-1, info.out_channels), w, False, True)
     return col2im(cupy, cols, info).reshape(op.in_shape)
@@ -248,9 +263,15 @@ def _conv2d_der_input(op: Conv2DDerInput, dy: Any, filter: Any) -> Any:
 @cuda_kernel.register
 def _conv2d_der_filter(op: Conv2DDerFilter, x: Any, dy: Any) -> Any:
     cupy = _import_cupy()
+    info = op.conv_info(x.shape, op.filter_shape)
+    if _cudnn_operands(x, dy):
+        dw = cuda_cudnn.conv2d_der_filter(
+            cupy.ascontiguousarray(batch4(x)), cupy.ascontiguousarray(batch4(dy)), info
+        )
+        if dw is not None:
+            return dw
     if not _gemm_operands(x, dy):
         return op.forward(cupy, x, dy)
-    info = op.conv_info(x.shape, op.filter_shape)
     cols = cupy.ascontiguousarray(im2col(cupy, batch4(x), info))
     dw = cuda_gemm.gemm(cols, cupy.ascontiguousarray(batch4(dy)).reshape(-1, info.out_channels), True, False)
     return dw.reshape(op.filter_shape)
@@ -262,8 +283,9 @@ _GEMM_CONVS = (Conv2D, Conv2DDerInput, Conv2DDerFilter)
 def can_capture(op: Op) -> bool:
     """Whether ``op``'s CUDA kernel can be recorded into a CUDA graph. CuPy refuses cuBLAS calls
     while a stream captures: matrix products and conv2d's im2col products are captured where
-    nvmath-python gives them a cuBLAS handle of our own; the other convolutions' einsums go
-    through CuPy's and are not."""
+    nvmath-python gives them a cuBLAS handle of our own (conv2d's cuDNN calls are captured too,
+    and fall back to that product for a geometry cuDNN cannot run); the other convolutions'
+    einsums go through CuPy's and are not."""
     if isinstance(op, (MatMul, *_GEMM_CONVS)):
         return cuda_gemm.available()
     return not isinstance(op, _ConvOp)
@@ -342,6 +364,41 @@ def gather_rows(data: Any, rows: Any) -> Any:
 @cuda_kernel.register
 def _gather(op: Gather, x: Any, indices: Any) -> Any:
     return gather_rows(x, indices)
+
+
+# Pooling: one kernel per op (``cuda_pool``) where its dtypes allow, else the generic forward,
+# one CuPy op per window tap.
+_POOLS: dict[type, Any] = {
+    MaxPool: cuda_pool.max_pool,
+    MinPool: cuda_pool.min_pool,
+    AvgPool: cuda_pool.avg_pool,
+    MaxPoolBackprop: cuda_pool.max_pool_backprop,
+    AvgPoolBackprop: cuda_pool.avg_pool_backprop,
+}
+
+
+@cuda_kernel.register(MaxPool)
+@cuda_kernel.register(MinPool)
+@cuda_kernel.register(AvgPool)
+@cuda_kernel.register(MaxPoolBackprop)
+@cuda_kernel.register(AvgPoolBackprop)
+def _pool(op: Op, *arrays: Any) -> Any:
+    y = _POOLS[type(op)](op, *arrays)
+    return op.forward(_import_cupy(), *arrays) if y is None else y
+
+
+_SUM_KERNEL_SIZE = 1 << 16  # CuPy's reduction is as fast on fewer elements
+
+
+@cuda_kernel.register
+def _sum(op: Sum, x: Any) -> Any:
+    """A large float32 sum over leading axes (a bias's gradient) in two kernels of fixed order
+    (``cuda_reduce``); CuPy's sum otherwise."""
+    axes = op.axes(x.ndim)
+    if x.size >= _SUM_KERNEL_SIZE and axes == tuple(range(len(axes))) and cuda_reduce.applies(x, len(axes)):
+        y = cuda_reduce.sum_leading(x, len(axes))
+        return y.reshape(reduced_shape(x.shape, axes, True)) if op.keep_dims else y
+    return op.forward(_import_cupy(), x)
 
 
 # The softmax cross-entropy and its derivatives, one warp per row (the last axis): the generic

@@ -1,0 +1,68 @@
+"""Sums over leading axes on the GPU (``deeplearn/math/backends/cuda_reduce.py``): its CUDA C
+compiles with nvcc anywhere; on a GPU, against a float64 oracle, the same bits every launch, and
+the Sum op takes it for a bias's gradient."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deeplearn.math.backends import cuda, cuda_reduce
+from deeplearn.math.ops.reduction import Sum
+
+needs_gpu = pytest.mark.skipif(not cuda.is_available(), reason="needs CuPy and an NVIDIA GPU")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+def test_sum_kernels_compile_with_nvcc(tmp_path: Path) -> None:
+    source = tmp_path / "sum.cu"
+    source.write_text(cuda_reduce._SOURCE)
+    result = subprocess.run(
+        ["nvcc", "-c", "-arch=sm_90", "--fmad=false", str(source), "-o", str(tmp_path / "sum.o")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@needs_gpu
+@pytest.mark.parametrize(
+    "shape, axes",
+    [
+        ((64, 28, 28, 32), 3),  # conv1's bias gradient in the cnn workload
+        ((64, 14, 14, 64), 3),
+        ((50, 3), 1),  # fewer rows than a chunk
+        ((1_000_003,), 1),  # everything: one column
+        ((7, 300, 70), 2),  # columns over several tiles, a ragged last tile
+        ((3, 40_000, 33), 1),  # a column tile of 32 and one of 1
+        ((0, 5), 1),  # no rows: zeros
+    ],
+)
+def test_sum_leading_matches_a_float64_sum_and_repeats_its_bits(shape: tuple, axes: int) -> None:
+    import cupy
+
+    x = np.random.default_rng(len(shape) + shape[0]).standard_normal(shape).astype(np.float32)
+    got = cuda_reduce.sum_leading(cupy.asarray(x), axes)
+    want = x.astype(np.float64).sum(axis=tuple(range(axes)))
+    assert got.shape == want.shape and got.dtype == np.float32
+    rows = max(1, int(np.prod(shape[:axes])))
+    # float32 partial sums: the error grows with the rows added (a bound, not an exact rule)
+    np.testing.assert_allclose(cupy.asnumpy(got), want, rtol=0, atol=1e-6 * rows + 1e-6)
+    again = cuda_reduce.sum_leading(cupy.asarray(x), axes)
+    assert np.array_equal(cupy.asnumpy(again), cupy.asnumpy(got))
+
+
+@needs_gpu
+def test_the_sum_op_takes_the_kernel_for_leading_axes_only() -> None:
+    import cupy
+
+    x = cupy.asarray(np.random.default_rng(3).standard_normal((64, 28, 28, 32)).astype(np.float32))
+    leading = cuda.cuda_kernel(Sum(axis=(0, 1, 2), keep_dims=True), x)
+    assert leading.shape == (1, 1, 1, 32)
+    assert np.array_equal(cupy.asnumpy(leading).reshape(32), cupy.asnumpy(cuda_reduce.sum_leading(x, 3)))
+    inner = cuda.cuda_kernel(Sum(axis=(1, 2)), x)  # not a prefix: CuPy's sum
+    np.testing.assert_allclose(cupy.asnumpy(inner), cupy.asnumpy(x).sum(axis=(1, 2)), rtol=1e-4, atol=1e-3)
