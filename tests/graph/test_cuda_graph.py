@@ -259,13 +259,16 @@ def test_every_op_whose_cuda_kernel_multiplies_matrices_through_cupy_is_not_capt
     kernel multiplies matrices through CuPy (its cuBLAS refuses capture) and that it let through
     would make every capture of its Programs fail (then run kernel by kernel). mat_mul, conv2d
     and conv2d's two derivatives have kernels of their own (their products through
-    deeplearn/math/backends/cuda_gemm.py) where nvmath-python is installed."""
+    deeplearn/math/backends/cuda_gemm.py) where nvmath-python is installed; the convolutions,
+    depthwise ones included, through cuDNN (cuda_cudnn.py) where its frontend is."""
     import inspect
 
-    from deeplearn.math.backends import cuda, cuda_gemm
+    from deeplearn.math.backends import cuda, cuda_cudnn, cuda_gemm
     from deeplearn.math.ops.base import OPS
 
-    names = {"MatMul", "Conv2D", "Conv2DDerInput", "Conv2DDerFilter"}
+    gemm = {"MatMul", "Conv2D", "Conv2DDerInput", "Conv2DDerFilter"}
+    depthwise = {"DepthwiseConv2D", "DepthwiseConv2DDerInput", "DepthwiseConv2DDerFilter"}
+    names = gemm | depthwise
     own_kernel = {op for op in cuda.cuda_kernel.registry if op is not object and op.__name__ in names}
     assert {op.__name__ for op in own_kernel} == names
     for op in OPS:
@@ -275,7 +278,12 @@ def test_every_op_whose_cuda_kernel_multiplies_matrices_through_cupy_is_not_capt
             instance = op.__new__(op)
             assert not cuda.can_capture(instance), f"{op.__name__}: its kernel multiplies matrices through CuPy"
     for op in own_kernel:
-        assert cuda.can_capture(op.__new__(op)) == cuda_gemm.available(), op.__name__
+        expected = {
+            "MatMul": cuda_gemm.available(),
+            **dict.fromkeys(gemm - {"MatMul"}, cuda_cudnn.available() or cuda_gemm.available()),
+            **dict.fromkeys(depthwise, cuda_cudnn.available()),
+        }[op.__name__]
+        assert cuda.can_capture(op.__new__(op)) == expected, op.__name__
 
 
 @needs_gpu

@@ -8,25 +8,37 @@ import numpy as np
 import pytest
 
 from deeplearn.math.backends import cuda, cuda_cudnn
-from deeplearn.math.ops.conv import Conv2D, Conv2DDerFilter, Conv2DDerInput
+from deeplearn.math.ops.conv import (
+    Conv2D,
+    Conv2DDerFilter,
+    Conv2DDerInput,
+    DepthwiseConv2D,
+    DepthwiseConv2DDerFilter,
+    DepthwiseConv2DDerInput,
+)
 
 pytestmark = pytest.mark.skipif(
     not (cuda.is_available() and cuda_cudnn.available()), reason="needs a GPU and the cuDNN frontend"
 )
 
-# (input [b, h, w, c], filter [fH, fW, in, out], strides, pad)
+# (input [b, h, w, c], filter [fH, fW, in, out] (depthwise: [fH, fW, in, multiplier]), strides,
+# pad, depthwise)
 GEOMETRIES = [
-    ((64, 28, 28, 1), (5, 5, 1, 32), 1, "same"),  # the cnn workload's two layers
-    ((64, 14, 14, 32), (5, 5, 32, 64), 1, "same"),
-    ((2, 9, 7, 3), (3, 2, 3, 4), 2, "same"),  # odd sizes, a non-square filter, asymmetric padding
-    ((3, 8, 8, 2), (3, 3, 2, 5), 1, "valid"),
-    ((1, 10, 11, 4), (4, 4, 4, 3), (2, 3), 1),
-    ((6, 6, 3), (2, 2, 3, 2), 1, 0),  # one image, rank 3
+    ((64, 28, 28, 1), (5, 5, 1, 32), 1, "same", False),  # the cnn workload's two layers
+    ((64, 14, 14, 32), (5, 5, 32, 64), 1, "same", False),
+    ((2, 9, 7, 3), (3, 2, 3, 4), 2, "same", False),  # odd sizes, non-square, asymmetric padding
+    ((3, 8, 8, 2), (3, 3, 2, 5), 1, "valid", False),
+    ((1, 10, 11, 4), (4, 4, 4, 3), (2, 3), 1, False),
+    ((6, 6, 3), (2, 2, 3, 2), 1, 0, False),  # one image, rank 3
+    ((8, 14, 14, 16), (3, 3, 16, 1), 1, "same", True),  # MobileNet's depthwise layers
+    ((4, 15, 15, 8), (3, 3, 8, 1), 2, "same", True),
+    ((2, 9, 8, 3), (3, 2, 3, 2), 1, "valid", True),  # a channel multiplier of 2
+    ((7, 7, 4), (2, 2, 4, 3), 2, 1, True),
 ]
 
 
 def _ids(g: tuple) -> str:
-    return f"x{g[0]}-f{g[1]}-s{g[2]}-p{g[3]}"
+    return f"{'depthwise-' if g[4] else ''}x{g[0]}-f{g[1]}-s{g[2]}-p{g[3]}"
 
 
 def _oracle(op: object, *arrays: np.ndarray) -> np.ndarray:
@@ -34,17 +46,22 @@ def _oracle(op: object, *arrays: np.ndarray) -> np.ndarray:
 
 
 def _ops(geometry: tuple) -> list[tuple[object, tuple[np.ndarray, ...]]]:
-    x_shape, f_shape, strides, pad = geometry
+    x_shape, f_shape, strides, pad, depthwise = geometry
+    forward, der_input, der_filter = (
+        (DepthwiseConv2D, DepthwiseConv2DDerInput, DepthwiseConv2DDerFilter)
+        if depthwise
+        else (Conv2D, Conv2DDerInput, Conv2DDerFilter)
+    )
     rng = np.random.default_rng(sum(x_shape) + sum(f_shape))
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(f_shape).astype(np.float32)
-    fwd = Conv2D(strides=strides, pad=pad)
+    fwd = forward(strides=strides, pad=pad)
     y = fwd.forward(np, x, w)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     return [
         (fwd, (x, w)),
-        (Conv2DDerInput(in_shape=x_shape, strides=strides, pad=pad), (dy, w)),
-        (Conv2DDerFilter(filter_shape=f_shape, strides=strides, pad=pad), (x, dy)),
+        (der_input(in_shape=x_shape, strides=strides, pad=pad), (dy, w)),
+        (der_filter(filter_shape=f_shape, strides=strides, pad=pad), (x, dy)),
     ]
 
 

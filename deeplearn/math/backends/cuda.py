@@ -24,6 +24,9 @@ from deeplearn.math.ops.conv import (
     Conv2D,
     Conv2DDerFilter,
     Conv2DDerInput,
+    DepthwiseConv2D,
+    DepthwiseConv2DDerFilter,
+    DepthwiseConv2DDerInput,
     _ConvOp,
     batch4,
     col2im,
@@ -219,76 +222,81 @@ def _mat_mul(op: MatMul, a: Any, b: Any) -> Any:
     return op.forward(_import_cupy(), a, b)
 
 
-# conv2d and its two derivatives: through cuDNN (``cuda_cudnn``) where it is installed, else the
-# im2col product through our cuBLAS handle (``cuda_gemm``), as a matrix product goes; both can be
-# recorded into a CUDA graph (CuPy's matmul refuses capture).
-def _gemm_operands(*arrays: Any) -> bool:
-    return cuda_gemm.available() and all(a.dtype == np.float32 and a.size for a in arrays)
+# conv2d, depthwise_conv2d and their derivatives: through cuDNN (``cuda_cudnn``) where it is
+# installed; else conv2d's as the im2col product through our cuBLAS handle (``cuda_gemm``), as a
+# matrix product goes, and depthwise's as their generic einsums. cuDNN's and our cuBLAS calls can
+# be recorded into a CUDA graph (CuPy's matmul and einsum refuse capture).
+def _gemm_operands(op: _ConvOp, *arrays: Any) -> bool:
+    return (
+        not op.depthwise and cuda_gemm.available() and all(a.dtype == np.float32 and a.size for a in arrays)
+    )
 
 
 def _cudnn_operands(*arrays: Any) -> bool:
     return cuda_cudnn.available() and all(a.dtype == np.float32 and a.size for a in arrays)
 
 
-@cuda_kernel.register
-def _conv2d(op: Conv2D, x: Any, filter: Any) -> Any:
+@cuda_kernel.register(Conv2D)
+@cuda_kernel.register(DepthwiseConv2D)
+def _conv2d(op: _ConvOp, x: Any, filter: Any) -> Any:
     cupy = _import_cupy()
-    info = op.conv_info(x.shape, filter.shape)
+    info = op.conv_info(x.shape, filter.shape, op.depthwise)
     if _cudnn_operands(x, filter):
-        y = cuda_cudnn.conv2d(cupy.ascontiguousarray(batch4(x)), filter, info)
+        y = cuda_cudnn.conv2d(cupy.ascontiguousarray(batch4(x)), filter, info, op.depthwise)
         if y is not None:
             return y.reshape(unbatched(info.out_shape, x.ndim))
-    if not _gemm_operands(x, filter):
+    if not _gemm_operands(op, x, filter):
         return op.forward(cupy, x, filter)
     cols = cupy.ascontiguousarray(im2col(cupy, batch4(x), info))
     y = cuda_gemm.gemm(cols, cupy.ascontiguousarray(filter.reshape(-1, info.out_channels)), False, False)
     return y.reshape(unbatched(info.out_shape, x.ndim))
 
 
-@cuda_kernel.register
-def _conv2d_der_input(op: Conv2DDerInput, dy: Any, filter: Any) -> Any:
+@cuda_kernel.register(Conv2DDerInput)
+@cuda_kernel.register(DepthwiseConv2DDerInput)
+def _conv2d_der_input(op: Conv2DDerInput | DepthwiseConv2DDerInput, dy: Any, filter: Any) -> Any:
     cupy = _import_cupy()
-    info = op.conv_info(op.in_shape, filter.shape)
+    info = op.conv_info(op.in_shape, filter.shape, op.depthwise)
     if _cudnn_operands(dy, filter):
-        dx = cuda_cudnn.conv2d_der_input(cupy.ascontiguousarray(batch4(dy)), filter, info)
+        dx = cuda_cudnn.conv2d_der_input(cupy.ascontiguousarray(batch4(dy)), filter, info, op.depthwise)
         if dx is not None:
             return dx.reshape(op.in_shape)
-    if not _gemm_operands(dy, filter):
+    if not _gemm_operands(op, dy, filter):
         return op.forward(cupy, dy, filter)
     w = cupy.ascontiguousarray(filter.reshape(-1, info.out_channels))
     cols = cuda_gemm.gemm(cupy.ascontiguousarray(batch4(dy)).reshape(-1, info.out_channels), w, False, True)
     return col2im(cupy, cols, info).reshape(op.in_shape)
 
 
-@cuda_kernel.register
-def _conv2d_der_filter(op: Conv2DDerFilter, x: Any, dy: Any) -> Any:
+@cuda_kernel.register(Conv2DDerFilter)
+@cuda_kernel.register(DepthwiseConv2DDerFilter)
+def _conv2d_der_filter(op: Conv2DDerFilter | DepthwiseConv2DDerFilter, x: Any, dy: Any) -> Any:
     cupy = _import_cupy()
-    info = op.conv_info(x.shape, op.filter_shape)
+    info = op.conv_info(x.shape, op.filter_shape, op.depthwise)
     if _cudnn_operands(x, dy):
         dw = cuda_cudnn.conv2d_der_filter(
-            cupy.ascontiguousarray(batch4(x)), cupy.ascontiguousarray(batch4(dy)), info
+            cupy.ascontiguousarray(batch4(x)), cupy.ascontiguousarray(batch4(dy)), info, op.depthwise
         )
         if dw is not None:
             return dw
-    if not _gemm_operands(x, dy):
+    if not _gemm_operands(op, x, dy):
         return op.forward(cupy, x, dy)
     cols = cupy.ascontiguousarray(im2col(cupy, batch4(x), info))
     dw = cuda_gemm.gemm(cols, cupy.ascontiguousarray(batch4(dy)).reshape(-1, info.out_channels), True, False)
     return dw.reshape(op.filter_shape)
 
 
-_GEMM_CONVS = (Conv2D, Conv2DDerInput, Conv2DDerFilter)
-
-
 def can_capture(op: Op) -> bool:
     """Whether ``op``'s CUDA kernel can be recorded into a CUDA graph. CuPy refuses cuBLAS calls
-    while a stream captures: matrix products and conv2d's im2col products are captured where
-    nvmath-python gives them a cuBLAS handle of our own (conv2d's cuDNN calls are captured too,
-    and fall back to that product for a geometry cuDNN cannot run); the other convolutions'
-    einsums go through CuPy's and are not."""
-    if isinstance(op, (MatMul, *_GEMM_CONVS)):
+    while a stream captures: conv2d's products go through nvmath-python's cuBLAS bindings on a
+    handle of our own, and every convolution through cuDNN where it is installed; a geometry
+    cuDNN has no plan for falls back to conv2d's im2col product (captured) or depthwise's einsum
+    (not: that capture fails, and the Program runs kernel by kernel, the reason logged)."""
+    if isinstance(op, MatMul):
         return cuda_gemm.available()
-    return not isinstance(op, _ConvOp)
+    if isinstance(op, _ConvOp):
+        return cuda_cudnn.available() or (not op.depthwise and cuda_gemm.available())
+    return True
 
 
 _STAGED_BYTES = 16 << 20  # uploads up to this size go through pinned staging buffers

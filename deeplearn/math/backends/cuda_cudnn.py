@@ -1,4 +1,4 @@
-"""conv2d and its two derivatives through cuDNN, by NVIDIA's Python frontend (its graph API).
+"""conv2d, depthwise_conv2d and their derivatives through cuDNN, by NVIDIA's Python frontend (its graph API).
 
 CuPy 14 no longer binds cuDNN, and im2col plus one GEMM copies every input window fH·fW times:
 on an H200, the cnn workload's two convolutions and their derivatives took ~570 µs of a step that
@@ -233,12 +233,14 @@ def _run(g: _Geometry, a: Any, b: Any, out_shape: tuple[int, ...]) -> Any:
     return out
 
 
-def _geometry(kind: str, info: Conv2DInfo) -> _Geometry:
+def _geometry(kind: str, info: Conv2DInfo, depthwise: bool) -> _Geometry:
+    """A depthwise convolution is a grouped one, a group per input channel: cuDNN reads the
+    groups off the filter, [out, fH, fW, 1] against an input of ``in_channels``."""
     pad = info.pad_info
     return _Geometry(
         kind,
         (info.batch_size, info.in_height, info.in_width, info.in_channels),
-        (info.out_channels, info.filter_height, info.filter_width, info.in_channels),
+        (info.out_channels, info.filter_height, info.filter_width, 1 if depthwise else info.in_channels),
         (info.batch_size, info.out_height, info.out_width, info.out_channels),
         (pad.top, pad.left),
         (pad.bottom, pad.right),
@@ -256,37 +258,50 @@ def _covers(info: Conv2DInfo) -> bool:
     ) >= 0
 
 
-def _to_krsc(filter: Any) -> Any:
+def _to_krsc(filter: Any, depthwise: bool) -> Any:
+    """deeplearn's filter in cuDNN's KRSC layout. conv2d's [fH, fW, in, out] is [out, fH, fW, in];
+    depthwise_conv2d's [fH, fW, in, multiplier] has output channel c·multiplier + m, as cuDNN's
+    groups number them, so it is [fH, fW, out] turned into [out, fH, fW, 1]."""
     import cupy
 
+    if depthwise:
+        fh, fw, c, m = filter.shape
+        return cupy.ascontiguousarray(filter.reshape(fh, fw, c * m).transpose(2, 0, 1)).reshape(
+            c * m, fh, fw, 1
+        )
     return cupy.ascontiguousarray(filter.transpose(3, 0, 1, 2))
 
 
-def conv2d(x: Any, filter: Any, info: Conv2DInfo) -> Any:
-    """conv2d of a float32 [b, h, w, c] batch ``x`` by a [fH, fW, in, out] ``filter``, as
+def conv2d(x: Any, filter: Any, info: Conv2DInfo, depthwise: bool = False) -> Any:
+    """conv2d (or ``depthwise`` conv2d) of a float32 [b, h, w, c] batch ``x`` by ``filter``, as
     [b, outH, outW, out]; None where cuDNN cannot run it."""
     if not _covers(info):
         return None
-    g = _geometry("fprop", info)
-    return _run(g, x, _to_krsc(filter), g.y)
+    g = _geometry("fprop", info, depthwise)
+    return _run(g, x, _to_krsc(filter, depthwise), g.y)
 
 
-def conv2d_der_input(dy: Any, filter: Any, info: Conv2DInfo) -> Any:
-    """The gradient in the [b, h, w, c] input of conv2d, from its [b, outH, outW, out] ``dy``;
-    None where cuDNN cannot run it."""
+def conv2d_der_input(dy: Any, filter: Any, info: Conv2DInfo, depthwise: bool = False) -> Any:
+    """The gradient in the [b, h, w, c] input of conv2d (or ``depthwise`` conv2d), from its
+    [b, outH, outW, out] ``dy``; None where cuDNN cannot run it."""
     if not _covers(info):
         return None
-    g = _geometry("dgrad", info)
-    return _run(g, dy, _to_krsc(filter), g.x)
+    g = _geometry("dgrad", info, depthwise)
+    return _run(g, dy, _to_krsc(filter, depthwise), g.x)
 
 
-def conv2d_der_filter(x: Any, dy: Any, info: Conv2DInfo) -> Any:
-    """The gradient in conv2d's [fH, fW, in, out] filter, summed over the batch; None where
-    cuDNN cannot run it."""
-    if not _covers(info):
-        return None
-    g = _geometry("wgrad", info)
+def conv2d_der_filter(x: Any, dy: Any, info: Conv2DInfo, depthwise: bool = False) -> Any:
+    """The gradient in the filter of conv2d (or ``depthwise`` conv2d), in deeplearn's layout,
+    summed over the batch; None where cuDNN cannot run it."""
     import cupy
 
+    if not _covers(info):
+        return None
+    g = _geometry("wgrad", info, depthwise)
     krsc = _run(g, x, dy, g.w)
-    return None if krsc is None else cupy.ascontiguousarray(krsc.transpose(1, 2, 3, 0))
+    if krsc is None:
+        return None
+    if depthwise:  # [out, fH, fW, 1] back to [fH, fW, in, multiplier]
+        k, fh, fw, _ = krsc.shape
+        return cupy.ascontiguousarray(krsc.reshape(k, fh, fw).transpose(1, 2, 0)).reshape(info.filter_shape)
+    return cupy.ascontiguousarray(krsc.transpose(1, 2, 3, 0))
