@@ -33,12 +33,21 @@ GEOMETRIES = [
     ((8, 14, 14, 16), (3, 3, 16, 1), 1, "same", True),  # MobileNet's depthwise layers
     ((4, 15, 15, 8), (3, 3, 8, 1), 2, "same", True),
     ((2, 9, 8, 3), (3, 2, 3, 2), 1, "valid", True),  # a channel multiplier of 2
-    ((7, 7, 4), (2, 2, 4, 3), 2, 1, True),
+    ((8, 8, 4), (2, 2, 4, 3), 2, 1, True),
+    ((2, 8, 8, 3), (3, 3, 3, 4), 2, "valid", False),  # windows that leave the last row unread
+    ((2, 9, 9, 3), (2, 2, 3, 4), 3, "same", False),  # a filter smaller than the stride
 ]
 
 
 def _ids(g: tuple) -> str:
     return f"{'depthwise-' if g[4] else ''}x{g[0]}-f{g[1]}-s{g[2]}-p{g[3]}"
+
+
+def _planned(kind: str, op: object, geometry: tuple) -> str | None:
+    """The name of the cuDNN plan kept for ``op`` on ``geometry`` (None: cuDNN did not run it)."""
+    x_shape, f_shape, depthwise = geometry[0], geometry[1], geometry[4]
+    info = op.conv_info((1, *x_shape) if len(x_shape) == 3 else x_shape, f_shape, depthwise)  # type: ignore[attr-defined]
+    return cuda_cudnn.plan_log.get(cuda_cudnn._geometry(kind, info, depthwise))
 
 
 def _oracle(op: object, *arrays: np.ndarray) -> np.ndarray:
@@ -70,11 +79,10 @@ def test_cudnn_convolutions_match_the_float64_oracle_and_repeat_their_bits(geome
     import cupy
 
     ops = _ops(geometry)
-    for op, arrays in ops:
-        cuda_cudnn.plan_log.clear()
+    for (op, arrays), kind in zip(ops, ("fprop", "dgrad", "wgrad"), strict=True):
         device = [cupy.asarray(a) for a in arrays]
         got = cuda.cuda_kernel(op, *device)
-        assert cuda_cudnn.plan_log, f"{op.name}: cuDNN did not run {geometry}"  # type: ignore[attr-defined]
+        assert _planned(kind, op, geometry), f"{op.name}: cuDNN did not run {geometry}"  # type: ignore[attr-defined]
         want = _oracle(op, *arrays)
         assert got.shape == want.shape and got.dtype == np.float32
         scale = np.abs(want).max() + 1e-30
@@ -103,3 +111,41 @@ def test_cudnn_convolution_records_into_a_cuda_graph() -> None:
         graph.launch(stream)
     stream.synchronize()
     assert np.array_equal(cupy.asnumpy(captured), cupy.asnumpy(eager))
+
+
+def test_a_view_at_any_address_is_copied_to_one_cudnn_accepts() -> None:
+    import cupy
+
+    (fwd, (x, w)), *_ = _ops(GEOMETRIES[2])
+    buffer = cupy.zeros(x.size + 1, np.float32)
+    buffer[1:] = cupy.asarray(x).reshape(-1)
+    view = buffer[1:].reshape(x.shape)  # 4 bytes past an aligned address
+    assert view.data.ptr % 16
+    got = cuda.cuda_kernel(fwd, view, cupy.asarray(w))
+    assert np.array_equal(
+        cupy.asnumpy(got), cupy.asnumpy(cuda.cuda_kernel(fwd, cupy.asarray(x), cupy.asarray(w)))
+    )
+
+
+def test_threads_that_meet_a_new_geometry_together_keep_one_plan() -> None:
+    import threading
+
+    import cupy
+
+    x = cupy.asarray(np.random.default_rng(5).standard_normal((5, 13, 11, 6)).astype(np.float32))
+    w = cupy.asarray(np.random.default_rng(6).standard_normal((3, 3, 6, 7)).astype(np.float32))
+    fwd = Conv2D(strides=1, pad="same")
+    results: list[np.ndarray] = []
+
+    def call() -> None:
+        y = cuda.cuda_kernel(fwd, x, w)
+        cupy.cuda.get_current_stream().synchronize()
+        results.append(cupy.asnumpy(y))
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all(np.array_equal(r, results[0]) for r in results)
+    assert _planned("fprop", fwd, ((5, 13, 11, 6), (3, 3, 6, 7), 1, "same", False))

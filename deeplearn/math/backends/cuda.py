@@ -242,7 +242,7 @@ def _conv2d(op: _ConvOp, x: Any, filter: Any) -> Any:
     cupy = _import_cupy()
     info = op.conv_info(x.shape, filter.shape, op.depthwise)
     if _cudnn_operands(x, filter):
-        y = cuda_cudnn.conv2d(cupy.ascontiguousarray(batch4(x)), filter, info, op.depthwise)
+        y = cuda_cudnn.conv2d(op, cupy.ascontiguousarray(batch4(x)), filter, info)
         if y is not None:
             return y.reshape(unbatched(info.out_shape, x.ndim))
     if not _gemm_operands(op, x, filter):
@@ -258,7 +258,7 @@ def _conv2d_der_input(op: Conv2DDerInput | DepthwiseConv2DDerInput, dy: Any, fil
     cupy = _import_cupy()
     info = op.conv_info(op.in_shape, filter.shape, op.depthwise)
     if _cudnn_operands(dy, filter):
-        dx = cuda_cudnn.conv2d_der_input(cupy.ascontiguousarray(batch4(dy)), filter, info, op.depthwise)
+        dx = cuda_cudnn.conv2d_der_input(op, cupy.ascontiguousarray(batch4(dy)), filter, info)
         if dx is not None:
             return dx.reshape(op.in_shape)
     if not _gemm_operands(op, dy, filter):
@@ -275,7 +275,7 @@ def _conv2d_der_filter(op: Conv2DDerFilter | DepthwiseConv2DDerFilter, x: Any, d
     info = op.conv_info(x.shape, op.filter_shape, op.depthwise)
     if _cudnn_operands(x, dy):
         dw = cuda_cudnn.conv2d_der_filter(
-            cupy.ascontiguousarray(batch4(x)), cupy.ascontiguousarray(batch4(dy)), info, op.depthwise
+            op, cupy.ascontiguousarray(batch4(x)), cupy.ascontiguousarray(batch4(dy)), info
         )
         if dw is not None:
             return dw
@@ -288,14 +288,15 @@ def _conv2d_der_filter(op: Conv2DDerFilter | DepthwiseConv2DDerFilter, x: Any, d
 
 def can_capture(op: Op) -> bool:
     """Whether ``op``'s CUDA kernel can be recorded into a CUDA graph. CuPy refuses cuBLAS calls
-    while a stream captures: conv2d's products go through nvmath-python's cuBLAS bindings on a
-    handle of our own, and every convolution through cuDNN where it is installed; a geometry
-    cuDNN has no plan for falls back to conv2d's im2col product (captured) or depthwise's einsum
-    (not: that capture fails, and the Program runs kernel by kernel, the reason logged)."""
+    while a stream captures. Every convolution goes through cuDNN where its frontend is installed
+    (recorded); a geometry cuDNN has no plan for falls back to conv2d's im2col product through
+    nvmath-python's cuBLAS bindings on a handle of our own (recorded, as matrix products are),
+    and to depthwise's einsum through CuPy (not: such a capture fails, and the Program runs
+    kernel by kernel, the reason logged)."""
     if isinstance(op, MatMul):
         return cuda_gemm.available()
     if isinstance(op, _ConvOp):
-        return cuda_cudnn.available() or (not op.depthwise and cuda_gemm.available())
+        return cuda_cudnn.available() if op.depthwise else cuda_gemm.available()
     return True
 
 

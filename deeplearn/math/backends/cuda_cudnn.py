@@ -6,18 +6,28 @@ way, ~130 µs through cuDNN. The frontend (``nvidia-cudnn-frontend``; the ``cuda
 extras install it with cuDNN's libraries) builds a graph of one convolution per geometry, once;
 its execution records into a CUDA graph, so a captured training step keeps its convolutions.
 
-Layouts. Images stay NHWC, as deeplearn keeps them: cuDNN reads them through strides. cuDNN's
-NHWC engines want the filter as [outDepth, fH, fW, inDepth] (KRSC) and ignore other filter strides
-(measured: a filter described with deeplearn's [fH, fW, inDepth, outDepth] strides computed the
-wrong convolution), so the filter is transposed into that layout, and a filter gradient out of it:
-one small copy each (the filters are the smallest operand of a convolution).
+Layouts. Images stay NHWC, as deeplearn keeps them: cuDNN reads them through strides. The
+filter is copied into cuDNN's [outDepth, fH, fW, inDepth] (KRSC) layout, and a filter gradient
+out of it: one small copy each (filters are the smallest operand of a convolution). (On an H200, a
+filter described with deeplearn's [fH, fW, inDepth, outDepth] strides was off from the right
+result by exactly as much as one described as KRSC: the NHWC engines did not read its strides.)
 
-Plans. For each geometry the frontend's heuristics propose engine configurations; those that can
-round an fp32 input to a narrower type (TF32 tensor cores, down-converted inputs, reduced-precision
-sums) or that add in a varying order (non-deterministic) are left out, so a convolution is as
-exact as the im2col product and gives the same bits on every call. The rest are timed on the first
-call and the fastest is kept (``plan_log`` says which). A geometry seen first while a stream is
-being captured cannot be timed: that call takes the im2col path.
+Plans. For each geometry the frontend's heuristics propose engine configurations, best first.
+Those that may round an fp32 input to a narrower type (TF32 tensor cores, down-converted inputs,
+reduced-precision sums), add in a varying order (non-deterministic), or use Winograd transforms,
+and those that need more than ``_MAX_WORKSPACE`` of workspace, are left out. The first call of a
+geometry runs the rest on random operands against the op's generic kernel, and a plan is kept
+only if its output agrees (to 1e-4 of the largest value: a plan that read another layout than the
+one described, or rounded more, is far off). Which one is kept:
+
+* by default, the first that agrees, in the heuristics' order: the same plan, hence the same bits,
+  in every process on the same GPU and cuDNN (a model saved and loaded trains on bit for bit);
+* with ``benchmark = True``, the fastest of those that agree, timed (as ``torch.backends.cudnn
+  .benchmark``): faster, but another process may time another plan fastest.
+
+A choice is kept for the life of the process (a captured CUDA graph may hold its kernels), and
+made once even when threads race to it. A geometry seen first while a stream is being captured
+cannot be run now: that call takes the generic path. ``plan_log`` names each plan kept.
 
 Only float32 inputs go through here; ``available()`` is False without the frontend or cuDNN's
 libraries, and the backend then uses im2col (the reason is logged once).
@@ -28,20 +38,22 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from deeplearn.math.ops.conv import _ConvOp
 from deeplearn.math.ops.conv_util import Conv2DInfo
 
-__all__ = ["available", "conv2d", "conv2d_der_filter", "conv2d_der_input", "plan_log"]
+__all__ = ["available", "benchmark", "conv2d", "conv2d_der_filter", "conv2d_der_input", "plan_log"]
 
 _log = logging.getLogger(__name__)
 
-_MAX_GRAPHS = 128  # geometries kept (each holds its plans and their compiled kernels)
-_TIMED_RUNS = 5  # launches per candidate plan when choosing one
+_TIMED_RUNS = 5  # launches per candidate plan when ``benchmark`` times them
+_MAX_WORKSPACE = 64 << 20  # bytes: a plan needing more is no candidate (FFT plans can want GBs)
+_ALIGNMENT = 16  # bytes: the frontend declares every operand this aligned
+_AGREEMENT = 1e-4  # a candidate's largest difference from the generic kernel, relative to its largest value
 
 
 @functools.cache
@@ -83,24 +95,36 @@ class _Plan(NamedTuple):
     workspace: int  # bytes
 
 
-_PLANS: OrderedDict[_Geometry, _Plan | None] = OrderedDict()
-_PLANS_LOCK = threading.Lock()
+benchmark = False
+"""Whether a geometry's plan is the fastest of those that agree (timed on its first call) rather
+than the first in the heuristics' order (see the module docstring)."""
+
+_PLANS: dict[_Geometry, _Plan | None] = {}  # (read and written with the handle's lock held)
 plan_log: dict[_Geometry, str] = {}
-"""The engine configuration chosen per geometry (its frontend name), for profiling and tests."""
-
-_LOCAL = threading.local()  # each thread's cuDNN handle and the stream it was last given
+"""The engine configuration kept per geometry (its frontend name), for profiling and tests."""
 
 
-def _handle(stream: int) -> Any:
-    cudnn = _frontend()
-    handle = getattr(_LOCAL, "handle", None)
-    if handle is None:
-        handle = _LOCAL.handle = cudnn.create_handle()
-        _LOCAL.stream = None
-    if _LOCAL.stream != stream:
-        cudnn.set_stream(handle=handle, stream=stream)
-        _LOCAL.stream = stream
-    return handle
+class _Handle:
+    """The process's cuDNN handle and the stream it was last given. One for every thread: calls
+    into cuDNN hold the GIL anyway, and a plan runs on the handle it was built with."""
+
+    def __init__(self) -> None:
+        self.handle: Any = None
+        self.stream: int | None = None
+        self.lock = threading.Lock()
+
+    def on(self, stream: int) -> Any:
+        """The handle, set to run on ``stream`` (call with ``lock`` held)."""
+        cudnn = _frontend()
+        if self.handle is None:
+            self.handle = cudnn.create_handle()
+        if self.stream != stream:
+            cudnn.set_stream(handle=self.handle, stream=stream)
+            self.stream = stream
+        return self.handle
+
+
+_HANDLE = _Handle()
 
 
 def _nhwc(shape: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -153,32 +177,57 @@ def _build(g: _Geometry, handle: Any) -> tuple[Any, tuple[Any, Any, Any]]:
             notes.DOWN_CONVERT_INPUTS,
             notes.REDUCED_PRECISION_REDUCTION,
             notes.NONDETERMINISTIC,
+            notes.WINOGRAD_TILE_4x4,
+            notes.WINOGRAD_TILE_6x6,
+            notes.WINOGRAD_TILE_13x13,
         ]
     )
+    graph.deselect_workspace_greater_than(_MAX_WORKSPACE)
     graph.deselect_behavior_notes([cudnn.behavior_note.RUNTIME_COMPILATION])
     graph.check_support()
     graph.build_plans(cudnn.build_plan_policy.ALL)
     return graph, (a, b, out)
 
 
-def _fastest(graph: Any, tensors: tuple[Any, ...], arrays: tuple[Any, ...], handle: Any) -> tuple[int, int]:
-    """(index, workspace bytes) of the candidate plan that runs fastest on ``arrays``."""
+Reference = Callable[[Any, Any], Any]
+"""The generic kernel of a convolution, on cuDNN's operands and in cuDNN's output layout."""
+
+
+def _choose(
+    graph: Any, tensors: tuple[Any, ...], operands: tuple[Any, Any], want: Any, handle: Any
+) -> tuple[int, int]:
+    """(index, workspace bytes) of the plan to keep among the candidates whose output on
+    ``operands`` agrees with ``want``, the generic kernel's: the first (or, with ``benchmark``,
+    the fastest)."""
     import cupy
 
     stream = cupy.cuda.get_current_stream()
-    pack = {t: a.data.ptr for t, a in zip(tensors, arrays, strict=True)}
+    out = cupy.empty(want.shape, np.float32)
+    pack = {t: a.data.ptr for t, a in zip(tensors, (*operands, out), strict=True)}
+    tolerance = _AGREEMENT * float(cupy.abs(want).max()) + _AGREEMENT
     best: tuple[float, int, int] | None = None
     for index in range(graph.get_execution_plan_count()):
         try:
             size = graph.get_workspace_size_plan_at_index(index)
             workspace = cupy.empty(max(size, 1), np.uint8)
-            graph.execute_plan_at_index(pack, workspace.data.ptr, index, handle=handle)  # warm-up
+            out.fill(np.nan)
+            graph.execute_plan_at_index(pack, workspace.data.ptr, index, handle=handle)
+            if not float(cupy.abs(out - want).max()) <= tolerance:  # (NaN: a cell it did not write)
+                _log.info(
+                    "cuDNN plan %s disagrees with the generic kernel: not used",
+                    graph.get_plan_name_at_index(index),
+                )
+                continue
+            if not benchmark:
+                return index, size
             start, stop = cupy.cuda.Event(), cupy.cuda.Event()
             start.record(stream)
             for _ in range(_TIMED_RUNS):
                 graph.execute_plan_at_index(pack, workspace.data.ptr, index, handle=handle)
             stop.record(stream)
             stop.synchronize()
+        except cupy.cuda.memory.OutOfMemoryError:
+            raise  # not this geometry's fault: planned again on a later call
         except Exception as e:  # noqa: BLE001 - a candidate that does not run is not a candidate
             _log.debug("cuDNN plan %d of %s failed: %s", index, graph, e)
             continue
@@ -186,50 +235,67 @@ def _fastest(graph: Any, tensors: tuple[Any, ...], arrays: tuple[Any, ...], hand
         if best is None or ms < best[0]:
             best = (ms, index, size)
     if best is None:
-        raise RuntimeError("no cuDNN plan ran")
+        raise RuntimeError("no cuDNN plan ran and agreed with the generic kernel")
     return best[1], best[2]
 
 
-def _plan(g: _Geometry, arrays: tuple[Any, ...], handle: Any) -> _Plan | None:
-    """The cached plan of ``g``; built and timed on ``arrays`` the first time (None if cuDNN has
-    no plan for it, or the stream is being captured and it cannot be timed now)."""
+def _plan(g: _Geometry, handle: Any, reference: Reference) -> _Plan | None:
+    """The plan kept for ``g``, chosen on its first call (``_choose``; call with the handle's
+    lock held); None if cuDNN has none for it, or the stream is being captured and the
+    candidates cannot be run now."""
     import cupy
 
-    with _PLANS_LOCK:
-        if g in _PLANS:
-            _PLANS.move_to_end(g)
-            return _PLANS[g]
+    if g in _PLANS:
+        return _PLANS[g]
     if cupy.cuda.get_current_stream().is_capturing():
         return None
+    plan: _Plan | None
     try:
         graph, tensors = _build(g, handle)
-        index, workspace = _fastest(graph, tensors, arrays, handle)
-        plan: _Plan | None = _Plan(graph, tensors, index, workspace)
+        shapes = {"fprop": (g.x, g.w), "dgrad": (g.y, g.w), "wgrad": (g.x, g.y)}[g.kind]
+        rng = cupy.random.default_rng(0)
+        operands = (
+            rng.standard_normal(shapes[0], np.float32),
+            rng.standard_normal(shapes[1], np.float32),
+        )
+        want = cupy.ascontiguousarray(reference(*operands), np.float32)
+        index, workspace = _choose(graph, tensors, operands, want, handle)
+        plan = _Plan(graph, tensors, index, workspace)
         plan_log[g] = graph.get_plan_name_at_index(index)
         _log.debug("cuDNN %s %s: plan %s", g.kind, g, plan_log[g])
-    except Exception as e:  # noqa: BLE001 - no engine for this geometry: im2col runs it
-        _log.info("cuDNN has no plan for %s (%s: %s); it runs as an im2col product", g, type(e).__name__, e)
+    except cupy.cuda.memory.OutOfMemoryError as e:
+        _log.info("cuDNN could not plan %s now (%s); this call runs the generic kernel", g, e)
+        return None
+    except Exception as e:  # noqa: BLE001 - no engine for this geometry: the generic kernel runs it
+        _log.info("cuDNN has no plan for %s (%s: %s); it runs as the generic kernel", g, type(e).__name__, e)
         plan = None
-    with _PLANS_LOCK:
-        _PLANS[g] = plan
-        while len(_PLANS) > _MAX_GRAPHS:
-            _PLANS.popitem(last=False)
+    _PLANS[g] = plan
     return plan
 
 
-def _run(g: _Geometry, a: Any, b: Any, out_shape: tuple[int, ...]) -> Any:
-    """Runs the convolution ``g`` on the C-contiguous float32 operands ``a`` and ``b``; returns
-    its output (a new array of ``out_shape``), or None where cuDNN has no plan for it."""
+def _aligned(x: Any) -> Any:
+    """``x`` C-contiguous and at an address cuDNN accepts (a view may start anywhere)."""
     import cupy
 
-    out = cupy.empty(out_shape, np.float32)
-    handle = _handle(cupy.cuda.get_current_stream().ptr)
-    plan = _plan(g, (a, b, out), handle)
-    if plan is None:
-        return None
-    workspace = cupy.empty(max(plan.workspace, 1), np.uint8)
-    pack = {t: x.data.ptr for t, x in zip(plan.tensors, (a, b, out), strict=True)}
-    plan.graph.execute_plan_at_index(pack, workspace.data.ptr, plan.choice, handle=handle)
+    x = cupy.ascontiguousarray(x)
+    return x.copy() if x.data.ptr % _ALIGNMENT else x
+
+
+def _run(g: _Geometry, a: Any, b: Any, out_shape: tuple[int, ...], reference: Reference) -> Any:
+    """Runs the convolution ``g`` on the float32 operands ``a`` and ``b``; returns its output (a
+    new array of ``out_shape``), or None where cuDNN has no plan for it."""
+    import cupy
+
+    a, b = _aligned(a), _aligned(b)
+    with _HANDLE.lock:
+        handle = _HANDLE.on(cupy.cuda.get_current_stream().ptr)
+        plan = _plan(g, handle, reference)
+        if plan is None:
+            return None
+        out = cupy.empty(out_shape, np.float32)
+        workspace = cupy.empty(max(plan.workspace, 1), np.uint8)
+        pack = {t: x.data.ptr for t, x in zip(plan.tensors, (a, b, out), strict=True)}
+        plan.graph.execute_plan_at_index(pack, workspace.data.ptr, plan.choice, handle=handle)
     return out
 
 
@@ -272,36 +338,57 @@ def _to_krsc(filter: Any, depthwise: bool) -> Any:
     return cupy.ascontiguousarray(filter.transpose(3, 0, 1, 2))
 
 
-def conv2d(x: Any, filter: Any, info: Conv2DInfo, depthwise: bool = False) -> Any:
-    """conv2d (or ``depthwise`` conv2d) of a float32 [b, h, w, c] batch ``x`` by ``filter``, as
-    [b, outH, outW, out]; None where cuDNN cannot run it."""
+def _from_krsc(krsc: Any, depthwise: bool, filter_shape: tuple[int, ...]) -> Any:
+    """A filter (or its gradient) in cuDNN's KRSC layout back in deeplearn's ``filter_shape``."""
+    import cupy
+
+    if depthwise:  # [out, fH, fW, 1] back to [fH, fW, in, multiplier]
+        k, fh, fw, _ = krsc.shape
+        return cupy.ascontiguousarray(krsc.reshape(k, fh, fw).transpose(1, 2, 0)).reshape(filter_shape)
+    return cupy.ascontiguousarray(krsc.transpose(1, 2, 3, 0))
+
+
+def conv2d(op: _ConvOp, x: Any, filter: Any, info: Conv2DInfo) -> Any:
+    """``op`` (conv2d or depthwise_conv2d) of a float32 [b, h, w, c] batch ``x`` by ``filter``,
+    as [b, outH, outW, out]; None where cuDNN cannot run it."""
     if not _covers(info):
         return None
-    g = _geometry("fprop", info, depthwise)
-    return _run(g, x, _to_krsc(filter, depthwise), g.y)
+    import cupy
+
+    g = _geometry("fprop", info, op.depthwise)
+
+    def reference(a: Any, b: Any) -> Any:
+        return op.forward(cupy, a, _from_krsc(b, op.depthwise, filter.shape)).reshape(g.y)
+
+    return _run(g, x, _to_krsc(filter, op.depthwise), g.y, reference)
 
 
-def conv2d_der_input(dy: Any, filter: Any, info: Conv2DInfo, depthwise: bool = False) -> Any:
-    """The gradient in the [b, h, w, c] input of conv2d (or ``depthwise`` conv2d), from its
+def conv2d_der_input(op: _ConvOp, dy: Any, filter: Any, info: Conv2DInfo) -> Any:
+    """``op`` (the input gradient of conv2d or depthwise_conv2d) as [b, h, w, c], from the
     [b, outH, outW, out] ``dy``; None where cuDNN cannot run it."""
     if not _covers(info):
         return None
-    g = _geometry("dgrad", info, depthwise)
-    return _run(g, dy, _to_krsc(filter, depthwise), g.x)
-
-
-def conv2d_der_filter(x: Any, dy: Any, info: Conv2DInfo, depthwise: bool = False) -> Any:
-    """The gradient in the filter of conv2d (or ``depthwise`` conv2d), in deeplearn's layout,
-    summed over the batch; None where cuDNN cannot run it."""
     import cupy
 
+    g = _geometry("dgrad", info, op.depthwise)
+
+    def reference(a: Any, b: Any) -> Any:
+        return op.forward(cupy, a, _from_krsc(b, op.depthwise, filter.shape)).reshape(g.x)
+
+    return _run(g, dy, _to_krsc(filter, op.depthwise), g.x, reference)
+
+
+def conv2d_der_filter(op: _ConvOp, x: Any, dy: Any, info: Conv2DInfo) -> Any:
+    """``op`` (the filter gradient of conv2d or depthwise_conv2d), summed over the batch, in
+    deeplearn's filter layout; None where cuDNN cannot run it."""
     if not _covers(info):
         return None
-    g = _geometry("wgrad", info, depthwise)
-    krsc = _run(g, x, dy, g.w)
-    if krsc is None:
-        return None
-    if depthwise:  # [out, fH, fW, 1] back to [fH, fW, in, multiplier]
-        k, fh, fw, _ = krsc.shape
-        return cupy.ascontiguousarray(krsc.reshape(k, fh, fw).transpose(1, 2, 0)).reshape(info.filter_shape)
-    return cupy.ascontiguousarray(krsc.transpose(1, 2, 3, 0))
+    import cupy
+
+    g = _geometry("wgrad", info, op.depthwise)
+
+    def reference(a: Any, b: Any) -> Any:
+        return _to_krsc(op.forward(cupy, a, b), op.depthwise)
+
+    krsc = _run(g, x, dy, g.w, reference)
+    return None if krsc is None else _from_krsc(krsc, op.depthwise, info.filter_shape)
