@@ -348,34 +348,31 @@ def _from_krsc(krsc: Any, depthwise: bool, filter_shape: tuple[int, ...]) -> Any
     return cupy.ascontiguousarray(krsc.transpose(1, 2, 3, 0))
 
 
-def conv2d(op: _ConvOp, x: Any, filter: Any, info: Conv2DInfo) -> Any:
-    """``op`` (conv2d or depthwise_conv2d) of a float32 [b, h, w, c] batch ``x`` by ``filter``,
-    as [b, outH, outW, out]; None where cuDNN cannot run it."""
+def _by_filter(kind: str, op: _ConvOp, a: Any, filter: Any, info: Conv2DInfo) -> Any:
+    """``op`` of ``a`` (x for "fprop", dy for "dgrad") and ``filter``; None where cuDNN cannot."""
     if not _covers(info):
         return None
     import cupy
 
-    g = _geometry("fprop", info, op.depthwise)
+    g = _geometry(kind, info, op.depthwise)
+    out_shape = g.y if kind == "fprop" else g.x
 
     def reference(a: Any, b: Any) -> Any:
-        return op.forward(cupy, a, _from_krsc(b, op.depthwise, filter.shape)).reshape(g.y)
+        return op.forward(cupy, a, _from_krsc(b, op.depthwise, filter.shape)).reshape(out_shape)
 
-    return _run(g, x, _to_krsc(filter, op.depthwise), g.y, reference)
+    return _run(g, a, _to_krsc(filter, op.depthwise), out_shape, reference)
+
+
+def conv2d(op: _ConvOp, x: Any, filter: Any, info: Conv2DInfo) -> Any:
+    """``op`` (conv2d or depthwise_conv2d) of a float32 [b, h, w, c] batch ``x`` by ``filter``,
+    as [b, outH, outW, out]; None where cuDNN cannot run it."""
+    return _by_filter("fprop", op, x, filter, info)
 
 
 def conv2d_der_input(op: _ConvOp, dy: Any, filter: Any, info: Conv2DInfo) -> Any:
     """``op`` (the input gradient of conv2d or depthwise_conv2d) as [b, h, w, c], from the
     [b, outH, outW, out] ``dy``; None where cuDNN cannot run it."""
-    if not _covers(info):
-        return None
-    import cupy
-
-    g = _geometry("dgrad", info, op.depthwise)
-
-    def reference(a: Any, b: Any) -> Any:
-        return op.forward(cupy, a, _from_krsc(b, op.depthwise, filter.shape)).reshape(g.x)
-
-    return _run(g, dy, _to_krsc(filter, op.depthwise), g.x, reference)
+    return _by_filter("dgrad", op, dy, filter, info)
 
 
 def conv2d_der_filter(op: _ConvOp, x: Any, dy: Any, info: Conv2DInfo) -> Any:
