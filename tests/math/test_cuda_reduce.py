@@ -1,5 +1,5 @@
-"""Sums over leading axes on the GPU (``deeplearn/math/backends/cuda_reduce.py``): its CUDA C
-compiles with nvcc anywhere; on a GPU, against a float64 oracle, the same bits every launch, and
+"""Sums over leading axes on the GPU (``deeplearn/math/backends/cuda_reduce.py``): its CUDA C, and
+that of the pooling and softmax cross-entropy kernels, compiles with nvcc anywhere; on a GPU, against a float64 oracle, the same bits every launch, and
 the Sum op takes it for a bias's gradient."""
 
 from __future__ import annotations
@@ -17,12 +17,24 @@ from deeplearn.math.ops.reduction import Sum
 needs_gpu = pytest.mark.skipif(not cuda.is_available(), reason="needs CuPy and an NVIDIA GPU")
 
 
+def _sources() -> dict[str, str]:
+    from deeplearn.math.backends import cuda_costs, cuda_pool
+
+    return {
+        "sum": cuda_reduce._SOURCE,
+        "softmax_ce": cuda_costs._SOFTMAX_CE_SOURCE,
+        "pool_float": cuda_pool.source("float"),
+        "pool_double": cuda_pool.source("double"),
+    }
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
-def test_sum_kernels_compile_with_nvcc(tmp_path: Path) -> None:
-    source = tmp_path / "sum.cu"
-    source.write_text(cuda_reduce._SOURCE)
+@pytest.mark.parametrize("name", ["sum", "softmax_ce", "pool_float", "pool_double"])
+def test_hand_written_kernels_compile_with_nvcc(name: str, tmp_path: Path) -> None:
+    source = tmp_path / f"{name}.cu"
+    source.write_text(_sources()[name])
     result = subprocess.run(
-        ["nvcc", "-c", "-arch=sm_90", "--fmad=false", str(source), "-o", str(tmp_path / "sum.o")],
+        ["nvcc", "-c", "-arch=sm_90", "--fmad=false", str(source), "-o", str(tmp_path / f"{name}.o")],
         capture_output=True,
         text=True,
     )
