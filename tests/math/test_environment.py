@@ -120,3 +120,16 @@ def test_set_features_parses_booleans_by_the_same_rule() -> None:
     with pytest.raises(ValueError, match=re.escape("ENV.set_features: DEBUG must be true or false (or 1/0, yes/no); got DEBUG='off'.")):
         env.set_features({"DEBUG": "off"})
     assert env.get("DEBUG") is True  # a refused call changes nothing
+
+
+def test_every_cpu_math_shares_one_backend_so_arrays_are_never_foreign_among_them() -> None:
+    """An array made by one CPU math (dl.ENV.math, say) enters another CPU math's ops as its own:
+    no conversion per op (a foreign array went through asarray and a floating-point guard on
+    every call, twice the cost of the op)."""
+    from deeplearn.math.backends import create_backend
+
+    first, second = dl.NDArrayMathCPU(), dl.NDArrayMathCPU()
+    assert first.backend is second.backend is create_backend("cpu")
+    x = dl.Array1D.new([1.0, 2.0], math=first)
+    y = second.add(x, x)
+    assert y.storage.backend is x.storage.backend and y.get_values().tolist() == [2.0, 4.0]

@@ -30,7 +30,11 @@ def _cuda() -> MathBackend:
     return MathBackendCUDA()
 
 
-_FACTORIES: dict[str, Callable[[], MathBackend]] = {"cpu": MathBackendCPU, "cuda": _cuda}
+_CPU = MathBackendCPU()
+"""The CPU backend every NDArrayMathCPU shares: it keeps no state, and one object means an array
+made by one CPU math is no foreign array to another (no conversion on each op it enters)."""
+
+_FACTORIES: dict[str, Callable[[], MathBackend]] = {"cpu": lambda: _CPU, "cuda": _cuda}
 
 
 def register_backend(name: str, factory: Callable[[], MathBackend]) -> None:
@@ -49,7 +53,8 @@ def backend_names() -> list[str]:
 
 
 def create_backend(name: str) -> MathBackend:
-    """A new backend called ``name`` ("cpu", "cuda", or one registered with register_backend)."""
+    """The backend called ``name`` ("cpu", "cuda", or one registered with register_backend): the
+    one CPU backend, else a new one."""
     factory = _FACTORIES.get(name)
     if factory is None:
         raise ValueError(f"create_backend: backend must be one of {backend_names()}; got {name!r}.")
