@@ -71,9 +71,28 @@ def profile_system(
             kernels = _device_op_times(system)
             report["device_ops"] = kernels
             _print_device_ops(kernels, factory.label, problem.workload, log)
+            plans = _cudnn_plans()
+            if plans:
+                report["cudnn_plans"] = plans
+                log(f"\n--- cuDNN plans kept so far ({len(plans)} geometries) ---")
+                for line in plans:
+                    log(f"  {line}")
     finally:
         system.close()
     return report
+
+
+def _cudnn_plans() -> list[str]:
+    """One line per convolution geometry that cuDNN runs (``cuda_cudnn.plan_log``): which
+    engine configuration was kept. Empty where cuDNN is not installed or ran nothing."""
+    try:
+        from deeplearn.math.backends import cuda_cudnn
+    except ImportError:
+        return []
+    return [
+        f"{g.kind} x{g.x} w{g.w} y{g.y} pads {g.pre}/{g.post} strides {g.stride}: {name}"
+        for g, name in cuda_cudnn.plan_log.items()
+    ]
 
 
 def _trim_pstats(text: str) -> str:
