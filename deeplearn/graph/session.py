@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import enum
 import functools
-import logging
 import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from deeplearn.compile.materialize import Materializer, Pending, resolve
-from deeplearn.compile.program import bound_raw
+from deeplearn.compile.materialize import resolve
 from deeplearn.compile.recorder import Recorder
 from deeplearn.data.input_provider import InputProvider
 from deeplearn.graph import graph_util
 from deeplearn.graph.feeds import (
-    EXAMPLES,
     FeedEntry,
     Feeds,
     Rows,
@@ -34,27 +30,24 @@ from deeplearn.graph.feeds import (
     row_bindings,
     same_feeds,
 )
-from deeplearn.graph.graph import Graph, Node, PlaceholderNode, Tensor, VariableNode
+from deeplearn.graph.graph import Graph, Tensor
 from deeplearn.graph.plan import Plan, Signature, forget_oldest
+from deeplearn.graph.recorded import RecordedCalls
+from deeplearn.graph.session_values import NOTHING
 from deeplearn.graph.zeros import ZeroScalars
 from deeplearn.graph.rerun import Rerun, make_rerun
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar, Storage
-from deeplearn.types import DisposedError, ShapeError
+from deeplearn.types import ShapeError
 
 if TYPE_CHECKING:
-    from deeplearn.compile.cuda_graph import CapturedProgram
-    from deeplearn.compile.program import Program
     from deeplearn.graph.optimizers.optimizer import Optimizer
     from deeplearn.math.ndarray_math import NDArrayMath
 
 __all__ = ["CostReduction", "FeedEntry", "Feeds", "Session", "normalize_feeds"]  # feeds' names: as before
 
-_NOTHING: frozenset[int] = frozenset()
 _M = TypeVar("_M", bound=Callable[..., Any])
-_LOG = logging.getLogger("deeplearn")
 
-_MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
 _MAX_PLANS = 64  # per Session: one per (tensors asked for, fed tensors)
 _MAX_TRAINING_PROGRAMS = 8  # per step: one per (optimizer class, its variables, cost reduction)
 _MAX_RERUNS = 8  # per Session: one per (cost, optimizer, batch size, cost reduction)
@@ -80,8 +73,10 @@ def _serialized(method: _M) -> _M:
     return locked  # type: ignore[return-value]
 
 
-class Session:
-    """Runs a Graph on ``math``.
+class Session(RecordedCalls):
+    """Runs a Graph on ``math``. (How a call runs a recorded Program: ``RecordedCalls``,
+    ``deeplearn/graph/recorded.py``; the values it reads and keeps: ``SessionValues``,
+    ``deeplearn/graph/session_values.py``.)
 
     ``activation_array_map`` holds, after each call, the value of every tensor it computed
     (with the batch axis after ``train``) and every variable's current value;
@@ -111,7 +106,7 @@ class Session:
         self.activation_array_map = TensorArrayMap()
         self.gradient_array_map = SummedTensorArrayMap(math)
         self._plans: dict[tuple[frozenset[Tensor], frozenset[Tensor]], Plan] = {}
-        self._converted: dict[Tensor, NDArray] = {}  # constants copied to this math's backend
+        self._converted = {}
         # Record each plan's kernels once and replay them (replay.py); False runs every call
         # through the batch rules (the tests compare the two).
         self.replay_plans = True
@@ -121,12 +116,11 @@ class Session:
         # Captured steps run their chains of element-wise kernels as one kernel each
         # (deeplearn/compile/fusion.py); False keeps every kernel (read when a step is captured).
         self.fuse_kernels = True
-        # The arrays of the last call when it ran as a captured graph (they live in its memory:
-        # _release_retained), else None; so during a call, whether this call was captured.
-        self._borrowed: Materializer | None = None
-        self._owned: set[int] | frozenset[int] = _NOTHING  # see _retain
-        self._lent: list[weakref.ref[Storage]] = []  # returned costs in a captured graph's memory
-        self._zeros = ZeroScalars()  # what a NONE call returns
+        # What a call leaves behind (their meanings: SessionValues, RecordedCalls).
+        self._borrowed = None
+        self._owned = NOTHING
+        self._lent = []
+        self._zeros = ZeroScalars()
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.
         self._lock = threading.RLock()
@@ -491,149 +485,10 @@ class Session:
                 step.training[key] = program
         return total, gradients
 
-    def _recorder(
-        self, step: Signature, training: bool, values: Mapping[Tensor, NDArray], extra: Mapping[Any, NDArray]
-    ) -> Recorder | None:
-        """A started Recorder with the call's inputs bound, or None when this step has been
-        recorded too often (its inputs keep changing shape)."""
-        if step.recordings[training] >= _MAX_RECORDINGS:
-            return None
-        step.recordings[training] += 1
-        recorder = Recorder(self.math.engine)
-        for key, x in (*values.items(), *extra.items()):
-            recorder.bind(key, x)
-        recorder.start()
-        return recorder
-
-    def _run_program(
-        self,
-        program: Program,
-        values: dict[Tensor, NDArray],
-        extra: Mapping[Any, NDArray],
-        where: str,
-        optimizer: Optimizer | None = None,
-    ) -> tuple[Scalar | None, SummedTensorArrayMap | None] | None:
-        """Runs ``program`` on this call's inputs (``values``: the fed tensors'; ``extra``: the
-        optimizer's arrays and the batches' examples and rows; variables and constants from
-        their nodes); None, having run nothing, when an input is not the shape, dtype or
-        backend it was recorded with.
-
-        An inference Program fills ``values`` with the values the call hands out (made when
-        read). A training Program (``optimizer`` given) gives the variables and the optimizer's
-        state their new values and the Session's maps what to make if read; returns (the
-        reduced cost, None). On CUDA a training Program runs as one CUDA graph, captured the
-        first time; the values it hands out are then overwritten by the step's next call, when
-        the Session has let them go."""
-        backend = self.math.backend
-        raws: list[Any] = []
-        bound: dict[int, NDArray] = {}
-        extras = 0
-        for key, slot, shape, dtype in program.bindings:
-            if isinstance(key, Tensor):
-                x = values.get(key)
-                if x is None:
-                    if (EXAMPLES, key) in extra:
-                        return None  # recorded with its batch given, fed as rows now: record again
-                    x = self._input_value(key.node, where)  # a variable or a constant
-            else:
-                x = extra.get(key)
-                extras += 1
-                if x is None:
-                    return None
-            raw = bound_raw(x, shape, dtype, backend)
-            if raw is None:
-                return None
-            raws.append(raw)
-            bound[slot] = x
-        if extras != len(extra):
-            return None  # the optimizer now reads other arrays: record again
-        slots, captured = self._execute(program, raws, optimizer is not None)
-        if optimizer is None:  # inference: the caller reads the values it asked for at once
-            made = Materializer(program, self.math.engine, slots, bound)
-            for t, slot, shape in program.values:
-                values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
-            self._owned = made.owned  # untracked arrays that _retain keeps as they are
-            return None, None
-        return self._finish_training(program, slots, captured, optimizer), None
-
-    def _execute(self, program: Program, raws: list[Any], training: bool) -> tuple[list[Any], Any]:
-        """Runs ``program`` on ``raws``: (its slots, the CapturedProgram that ran it or None).
-        A training Program on CUDA runs as its CUDA graph, captured the first time."""
-        if training and self.capture_plans and self.math.backend.name == "cuda":
-            captured = self._captured(program, raws)
-            slots = captured.run(raws) if captured is not None else None
-            if captured is not None and slots is None:  # a provider's examples moved: capture again
-                program.capture = None
-                captured = self._captured(program, raws)
-                slots = captured.run(raws) if captured is not None else None
-            if slots is not None:
-                return slots, captured
-        return program.run_raw(self.math.engine, raws), None
-
-    def _finish_training(
-        self, program: Program, slots: list[Any], captured: Any, optimizer: Optimizer
-    ) -> Scalar:
-        """After a training Program ran: the variables and the optimizer's state get their new
-        values, the maps what to make if read; returns the reduced cost."""
-        engine, backend = self.math.engine, self.math.backend
-        # The maps are made only if someone looks, from the slots alone (the bound batches
-        # belong to this call's scope, which is over by then).
-        made = Materializer(program, engine, slots, {})
-        self.activation_array_map.fill_later(functools.partial(_fill, made, program.values))
-        self.gradient_array_map.fill_later(functools.partial(_fill, made, program.gradients or []))
-        if captured is not None:
-            self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
-        index = program.binding_index
-        for update in () if captured is not None and captured.settled else program.updates:
-            shape = program.bindings[index[update.target]].shape
-            # The new value: the bound buffer itself when updated in place (captured), else the
-            # result in an array and storage of its own (the maps dispose theirs at the next call).
-            new = (
-                captured.resident(index[update.target])
-                if captured is not None
-                else NDArray._untracked(
-                    slots[update.source].reshape(shape), backend, program.dtypes[update.source]
-                )
-            )
-            if isinstance(update.key, Tensor):
-                self._assign(update.key, new, untracked=True)
-            else:
-                optimizer.set_bound(update.key, new)
-        optimizer.finish_batch()
-        result = program.results.get("cost")
-        if result is None:  # CostReduction.NONE
-            return self._zeros.next(self.math)
-        cost_value = made.hand_out(*result)
-        if captured is not None:  # it lives in the graph's memory: see _release_retained
-            self._lent.append(weakref.ref(cost_value.storage))
-        return cost_value  # type: ignore[return-value]
-
     def _gather(self, values: dict[Tensor, NDArray], rows: Rows) -> None:
         """The batches of ``rows`` into ``values``: one gather each, recorded with the step."""
         for t, (examples, indices) in rows.items():
             values[t] = self.math.gather(examples, indices)
-
-    def _captured(self, program: Program, raws: list[Any]) -> CapturedProgram | None:
-        """``program``'s CUDA graph, captured over ``raws`` the first time; None (logged once)
-        where it cannot be captured."""
-        if program.capture is None:
-            from deeplearn.compile.cuda_graph import capture
-
-            kinds = [None if isinstance(b.key, Tensor) else b.key[0] for b in program.bindings]
-            program.capture = capture(
-                program,
-                self.math.engine,
-                raws,
-                immutable=[k == "scalar" for k in kinds],
-                borrowed=[k == EXAMPLES for k in kinds],
-                fuse=self.fuse_kernels,
-            )
-            if not program.capture:
-                _LOG.info(
-                    "Session: a training step runs kernel by kernel, not as a CUDA graph: %s",
-                    program.capture.why,
-                )
-        return program.capture or None
 
     def _forward(
         self, step: Signature, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None
@@ -670,54 +525,6 @@ class Session:
                     gradients.add(t, g)
         return gradients
 
-    def _input_value(self, node: Node, where: str) -> NDArray:
-        live: NDArray | None = getattr(node, "data", None)
-        if (
-            live is not None
-            and not live._disposed
-            and live.storage.data is not None
-            and live.storage.backend is self.math.backend
-        ):
-            return live  # the usual case: live, on this backend
-        if isinstance(node, PlaceholderNode):  # a plan never keeps an unfed placeholder
-            raise AssertionError(f"{where}: placeholder {node.name!r} has no value.")  # noqa: TRY004
-        data: NDArray = node.data  # type: ignore[attr-defined]
-        if data.is_disposed:
-            kind = "variable" if isinstance(node, VariableNode) else "constant"
-            raise DisposedError(
-                f"{where}: the data of {kind} {node.name!r} is disposed; was it created inside a "
-                f"math.scope that has ended? Create it outside, or keep() it."
-            )
-        if data.backend is self.math.backend:
-            return data
-        if isinstance(node, VariableNode):  # move it once; the copy belongs to the graph
-            node.data, node.owns_data = (
-                self.math.keep(
-                    NDArray._wrap(self.math.backend.asarray(data.numpy()), self.math.backend, data.dtype)
-                ),
-                True,
-            )
-            return node.data
-        converted = self._converted.get(node.output)
-        if converted is None:
-            converted = self.math.keep(
-                NDArray._wrap(self.math.backend.asarray(data.numpy()), self.math.backend, data.dtype)
-            )
-            self._converted[node.output] = converted
-        return converted
-
-    def _assign(self, variable: Tensor, value: NDArray, untracked: bool = False) -> None:
-        """Makes ``value`` the variable's data; the graph owns it from now on. ``untracked``:
-        no scope tracks ``value`` (a Program's result), so there is nothing to keep it from."""
-        node = variable.node
-        assert isinstance(node, VariableNode)
-        old, owned = node.data, node.owns_data
-        if old is value:
-            return  # updated in place (a captured step): already the graph's
-        node.data, node.owns_data = value if untracked else self.math.keep(value), True
-        if owned and old is not value:
-            old.dispose()
-
     def _reduce_cost(
         self, cost: NDArray, cost_batched: bool, batch_size: int, reduction: CostReduction
     ) -> Scalar:
@@ -734,48 +541,3 @@ class Session:
         else:
             total = alias(cost)  # the cost's own value
         return total  # type: ignore[return-value]
-
-    # -- what a call leaves for inspection -------------------------------------------------
-    def _retain(
-        self, values: Mapping[Tensor, NDArray | Pending], gradients: SummedTensorArrayMap | None
-    ) -> None:
-        # Views that no scope tracks: the maps own them until the next call. A replayed
-        # inference call's arrays are untracked already (made.owned), and its Pending ones are
-        # made untracked: they go in as they are. (A replayed training call fills the maps
-        # itself: fill_later; the gradients here are an eager call's, all made.)
-        owned, self._owned = self._owned, _NOTHING
-        activations = self.activation_array_map
-        for t, v in values.items():
-            if type(v) is Pending or id(v) in owned:
-                activations.set(t, v)
-            elif not v.is_disposed:  # type: ignore[union-attr]
-                activations.set(t, v._view(tracked=False))  # type: ignore[union-attr]
-        if gradients is not None:
-            for t, g in gradients.items():
-                self.gradient_array_map.set(t, g._view(tracked=False))
-
-    def _release_retained(self) -> None:
-        self._owned = _NOTHING
-        self.activation_array_map.dispose()
-        self.gradient_array_map.dispose()
-        lent, self._lent = self._lent, []
-        for ref in lent:  # a returned cost that someone still holds: its own copy, as above
-            storage = ref()
-            if storage is not None and storage.data is not None and storage.refs > 0:
-                storage.data = storage.data.copy()
-        made, self._borrowed = self._borrowed, None
-        if made is not None:
-            # The last call was a captured graph's, whose next launch overwrites the memory its
-            # values live in. A view of one that someone still holds (the maps' own arrays are
-            # disposed by now) gets a copy, as it would have kept its values after an eager call.
-            for x in made.made.values():
-                storage = x.storage
-                if storage.data is not None and storage.refs > 0:
-                    storage.data = storage.data.copy()
-
-
-def _fill(
-    made: Materializer, entries: list[tuple[Any, int, tuple[int, ...]]], target: TensorArrayMap
-) -> None:
-    for t, slot, shape in entries:
-        target.set(t, made.pending(slot, shape))

@@ -1,0 +1,189 @@
+"""How a Session call runs a recorded Program (``deeplearn/compile/``): the Recorder of a first
+call, a later call's inputs bound to the Program's slots, the CUDA graph a training Program runs
+as, and what a training Program's results become (the variables' and the optimizer's new values,
+the maps' arrays made if read, the reduced cost). A base of ``Session``
+(``deeplearn/graph/session.py``)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from deeplearn.compile.materialize import Materializer
+from deeplearn.compile.program import bound_raw
+from deeplearn.compile.recorder import Recorder
+from deeplearn.graph.feeds import EXAMPLES
+from deeplearn.graph.graph import Tensor
+from deeplearn.graph.plan import Signature
+from deeplearn.graph.session_values import SessionValues
+from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
+from deeplearn.graph.zeros import ZeroScalars
+from deeplearn.math.ndarray import NDArray, Scalar
+
+if TYPE_CHECKING:
+    from deeplearn.compile.cuda_graph import CapturedProgram
+    from deeplearn.compile.program import Program
+    from deeplearn.graph.optimizers.optimizer import Optimizer
+
+__all__ = ["RecordedCalls"]
+
+_LOG = logging.getLogger("deeplearn")
+
+_MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
+
+
+class RecordedCalls(SessionValues):
+    """Recording a call's kernels as a Program, and running it (see the module docstring)."""
+
+    capture_plans: bool
+    fuse_kernels: bool
+    _zeros: ZeroScalars  # what a NONE call returns
+
+    def _recorder(
+        self, step: Signature, training: bool, values: Mapping[Tensor, NDArray], extra: Mapping[Any, NDArray]
+    ) -> Recorder | None:
+        """A started Recorder with the call's inputs bound, or None when this step has been
+        recorded too often (its inputs keep changing shape)."""
+        if step.recordings[training] >= _MAX_RECORDINGS:
+            return None
+        step.recordings[training] += 1
+        recorder = Recorder(self.math.engine)
+        for key, x in (*values.items(), *extra.items()):
+            recorder.bind(key, x)
+        recorder.start()
+        return recorder
+
+    def _run_program(
+        self,
+        program: Program,
+        values: dict[Tensor, NDArray],
+        extra: Mapping[Any, NDArray],
+        where: str,
+        optimizer: Optimizer | None = None,
+    ) -> tuple[Scalar | None, SummedTensorArrayMap | None] | None:
+        """Runs ``program`` on this call's inputs (``values``: the fed tensors'; ``extra``: the
+        optimizer's arrays and the batches' examples and rows; variables and constants from
+        their nodes); None, having run nothing, when an input is not the shape, dtype or
+        backend it was recorded with.
+
+        An inference Program fills ``values`` with the values the call hands out (made when
+        read). A training Program (``optimizer`` given) gives the variables and the optimizer's
+        state their new values and the Session's maps what to make if read; returns (the
+        reduced cost, None). On CUDA a training Program runs as one CUDA graph, captured the
+        first time; the values it hands out are then overwritten by the step's next call, when
+        the Session has let them go."""
+        backend = self.math.backend
+        raws: list[Any] = []
+        bound: dict[int, NDArray] = {}
+        extras = 0
+        for key, slot, shape, dtype in program.bindings:
+            if isinstance(key, Tensor):
+                x = values.get(key)
+                if x is None:
+                    if (EXAMPLES, key) in extra:
+                        return None  # recorded with its batch given, fed as rows now: record again
+                    x = self._input_value(key.node, where)  # a variable or a constant
+            else:
+                x = extra.get(key)
+                extras += 1
+                if x is None:
+                    return None
+            raw = bound_raw(x, shape, dtype, backend)
+            if raw is None:
+                return None
+            raws.append(raw)
+            bound[slot] = x
+        if extras != len(extra):
+            return None  # the optimizer now reads other arrays: record again
+        slots, captured = self._execute(program, raws, optimizer is not None)
+        if optimizer is None:  # inference: the caller reads the values it asked for at once
+            made = Materializer(program, self.math.engine, slots, bound)
+            for t, slot, shape in program.values:
+                values[t] = made.pending(slot, shape)  # type: ignore[assignment]  # made if read (resolve)
+            self._owned = made.owned  # untracked arrays that _retain keeps as they are
+            return None, None
+        return self._finish_training(program, slots, captured, optimizer), None
+
+    def _execute(self, program: Program, raws: list[Any], training: bool) -> tuple[list[Any], Any]:
+        """Runs ``program`` on ``raws``: (its slots, the CapturedProgram that ran it or None).
+        A training Program on CUDA runs as its CUDA graph, captured the first time."""
+        if training and self.capture_plans and self.math.backend.name == "cuda":
+            captured = self._captured(program, raws)
+            slots = captured.run(raws) if captured is not None else None
+            if captured is not None and slots is None:  # a provider's examples moved: capture again
+                program.capture = None
+                captured = self._captured(program, raws)
+                slots = captured.run(raws) if captured is not None else None
+            if slots is not None:
+                return slots, captured
+        return program.run_raw(self.math.engine, raws), None
+
+    def _finish_training(
+        self, program: Program, slots: list[Any], captured: Any, optimizer: Optimizer
+    ) -> Scalar:
+        """After a training Program ran: the variables and the optimizer's state get their new
+        values, the maps what to make if read; returns the reduced cost."""
+        engine, backend = self.math.engine, self.math.backend
+        # The maps are made only if someone looks, from the slots alone (the bound batches
+        # belong to this call's scope, which is over by then).
+        made = Materializer(program, engine, slots, {})
+        self.activation_array_map.fill_later(functools.partial(_fill, made, program.values))
+        self.gradient_array_map.fill_later(functools.partial(_fill, made, program.gradients or []))
+        if captured is not None:
+            self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
+        index = program.binding_index
+        for update in () if captured is not None and captured.settled else program.updates:
+            shape = program.bindings[index[update.target]].shape
+            # The new value: the bound buffer itself when updated in place (captured), else the
+            # result in an array and storage of its own (the maps dispose theirs at the next call).
+            new = (
+                captured.resident(index[update.target])
+                if captured is not None
+                else NDArray._untracked(
+                    slots[update.source].reshape(shape), backend, program.dtypes[update.source]
+                )
+            )
+            if isinstance(update.key, Tensor):
+                self._assign(update.key, new, untracked=True)
+            else:
+                optimizer.set_bound(update.key, new)
+        optimizer.finish_batch()
+        result = program.results.get("cost")
+        if result is None:  # CostReduction.NONE
+            return self._zeros.next(self.math)
+        cost_value = made.hand_out(*result)
+        if captured is not None:  # it lives in the graph's memory: see _release_retained
+            self._lent.append(weakref.ref(cost_value.storage))
+        return cost_value  # type: ignore[return-value]
+
+    def _captured(self, program: Program, raws: list[Any]) -> CapturedProgram | None:
+        """``program``'s CUDA graph, captured over ``raws`` the first time; None (logged once)
+        where it cannot be captured."""
+        if program.capture is None:
+            from deeplearn.compile.cuda_graph import capture
+
+            kinds = [None if isinstance(b.key, Tensor) else b.key[0] for b in program.bindings]
+            program.capture = capture(
+                program,
+                self.math.engine,
+                raws,
+                immutable=[k == "scalar" for k in kinds],
+                borrowed=[k == EXAMPLES for k in kinds],
+                fuse=self.fuse_kernels,
+            )
+            if not program.capture:
+                _LOG.info(
+                    "Session: a training step runs kernel by kernel, not as a CUDA graph: %s",
+                    program.capture.why,
+                )
+        return program.capture or None
+
+
+def _fill(
+    made: Materializer, entries: list[tuple[Any, int, tuple[int, ...]]], target: TensorArrayMap
+) -> None:
+    for t, slot, shape in entries:
+        target.set(t, made.pending(slot, shape))
