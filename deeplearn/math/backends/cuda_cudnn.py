@@ -14,8 +14,8 @@ result by exactly as much as one described as KRSC: the NHWC engines did not rea
 
 Plans. For each geometry the frontend's heuristics propose engine configurations, best first.
 Those that may round an fp32 input to a narrower type (TF32 tensor cores, down-converted inputs,
-reduced-precision sums), add in a varying order (non-deterministic), or use Winograd transforms,
-and those that need more than ``_MAX_WORKSPACE`` of workspace, are left out. The first call of a
+reduced-precision sums), add in a varying order (non-deterministic), or use Winograd or FFT
+transforms, and those that need more than ``_MAX_WORKSPACE`` of workspace, are left out. The first call of a
 geometry runs the rest on random operands against the op's generic kernel, and a plan is kept
 only if its output agrees (to 1e-4 of the largest value: a plan that read another layout than the
 one described, or rounded more, is far off). Which one is kept:
@@ -30,7 +30,8 @@ made once even when threads race to it. A geometry seen first while a stream is 
 cannot be run now: that call takes the generic path. ``plan_log`` names each plan kept.
 
 Only float32 inputs go through here; ``available()`` is False without the frontend or cuDNN's
-libraries, and the backend then uses im2col (the reason is logged once).
+libraries, or once cuDNN failed to make a handle, and the backend then uses im2col (the reason is
+logged once). A plan that fails when run leaves that call to the generic kernel, logged.
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ _log = logging.getLogger(__name__)
 _TIMED_RUNS = 5  # launches per candidate plan when ``benchmark`` times them
 _MAX_WORKSPACE = 64 << 20  # bytes: a plan needing more is no candidate (FFT plans can want GBs)
 _ALIGNMENT = 16  # bytes: the frontend declares every operand this aligned
+_LEFT_OUT = (  # the numerical notes of the engines left out (those this frontend names)
+    "TENSOR_CORE",  # TF32 on float32 data
+    "DOWN_CONVERT_INPUTS",
+    "REDUCED_PRECISION_REDUCTION",
+    "NONDETERMINISTIC",
+    "WINOGRAD",
+    "WINOGRAD_TILE_4x4",
+    "WINOGRAD_TILE_6x6",
+    "WINOGRAD_TILE_13x13",
+    "FFT",
+)
 _AGREEMENT = 1e-4  # a candidate's largest difference from the generic kernel, relative to its largest value
 
 
@@ -69,9 +81,21 @@ def _frontend() -> Any:
     return cudnn
 
 
+_DISABLED: list[str] = []  # why cuDNN stopped being used in this process (a handle it could not make)
+
+
 def available() -> bool:
-    """Whether the cuDNN frontend imports and finds cuDNN's libraries (never raises)."""
-    return _frontend() is not None
+    """Whether the cuDNN frontend imports and finds cuDNN's libraries, and cuDNN has not failed
+    to make a handle in this process (never raises)."""
+    return not _DISABLED and _frontend() is not None
+
+
+def _disable(e: Exception) -> None:
+    """cuDNN cannot run here (no handle: a driver too old for its CUDA, an unsupported GPU):
+    every convolution takes the generic path from now on (logged once)."""
+    if not _DISABLED:
+        _DISABLED.append(f"{type(e).__name__}: {e}")
+        _log.warning("cuDNN could not make a handle (%s); convolutions run as im2col products", _DISABLED[0])
 
 
 class _Geometry(NamedTuple):
@@ -171,22 +195,16 @@ def _build(g: _Geometry, handle: Any) -> tuple[Any, tuple[Any, Any, Any]]:
     graph.build_operation_graph()
     graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
     notes = cudnn.numerical_note
-    graph.deselect_numeric_notes(
-        [
-            notes.TENSOR_CORE,
-            notes.DOWN_CONVERT_INPUTS,
-            notes.REDUCED_PRECISION_REDUCTION,
-            notes.NONDETERMINISTIC,
-            notes.WINOGRAD_TILE_4x4,
-            notes.WINOGRAD_TILE_6x6,
-            notes.WINOGRAD_TILE_13x13,
-        ]
-    )
+    graph.deselect_numeric_notes([getattr(notes, name) for name in _LEFT_OUT if hasattr(notes, name)])
     graph.deselect_workspace_greater_than(_MAX_WORKSPACE)
     graph.deselect_behavior_notes([cudnn.behavior_note.RUNTIME_COMPILATION])
     graph.check_support()
     graph.build_plans(cudnn.build_plan_policy.ALL)
     return graph, (a, b, out)
+
+
+class _NoPlan(RuntimeError):
+    """cuDNN has no plan that runs and agrees with the generic kernel for a geometry."""
 
 
 Reference = Callable[[Any, Any], Any]
@@ -209,6 +227,8 @@ def _choose(
     for index in range(graph.get_execution_plan_count()):
         try:
             size = graph.get_workspace_size_plan_at_index(index)
+            if size > _MAX_WORKSPACE:  # (cuDNN before 9.2 builds plans the frontend set aside for it)
+                continue
             workspace = cupy.empty(max(size, 1), np.uint8)
             out.fill(np.nan)
             graph.execute_plan_at_index(pack, workspace.data.ptr, index, handle=handle)
@@ -235,7 +255,7 @@ def _choose(
         if best is None or ms < best[0]:
             best = (ms, index, size)
     if best is None:
-        raise RuntimeError("no cuDNN plan ran and agreed with the generic kernel")
+        raise _NoPlan("no cuDNN plan ran and agreed with the generic kernel")
     return best[1], best[2]
 
 
@@ -249,27 +269,39 @@ def _plan(g: _Geometry, handle: Any, reference: Reference) -> _Plan | None:
         return _PLANS[g]
     if cupy.cuda.get_current_stream().is_capturing():
         return None
-    plan: _Plan | None
     try:
         graph, tensors = _build(g, handle)
-        shapes = {"fprop": (g.x, g.w), "dgrad": (g.y, g.w), "wgrad": (g.x, g.y)}[g.kind]
-        rng = cupy.random.default_rng(0)
-        operands = (
-            rng.standard_normal(shapes[0], np.float32),
-            rng.standard_normal(shapes[1], np.float32),
-        )
-        want = cupy.ascontiguousarray(reference(*operands), np.float32)
-        index, workspace = _choose(graph, tensors, operands, want, handle)
-        plan = _Plan(graph, tensors, index, workspace)
-        plan_log[g] = graph.get_plan_name_at_index(index)
-        _log.debug("cuDNN %s %s: plan %s", g.kind, g, plan_log[g])
-    except cupy.cuda.memory.OutOfMemoryError as e:
-        _log.info("cuDNN could not plan %s now (%s); this call runs the generic kernel", g, e)
-        return None
     except Exception as e:  # noqa: BLE001 - no engine for this geometry: the generic kernel runs it
         _log.info("cuDNN has no plan for %s (%s: %s); it runs as the generic kernel", g, type(e).__name__, e)
-        plan = None
-    _PLANS[g] = plan
+        _PLANS[g] = None
+        return None
+    # The operands, the reference's temporaries and the candidates' workspaces come from CuPy's
+    # default pool: not from a captured Program's own pool, which would keep them for its life.
+    with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):
+        try:
+            shapes = {"fprop": (g.x, g.w), "dgrad": (g.y, g.w), "wgrad": (g.x, g.y)}[g.kind]
+            rng = cupy.random.default_rng(0)
+            operands = (
+                rng.standard_normal(shapes[0], np.float32),
+                rng.standard_normal(shapes[1], np.float32),
+            )
+            want = cupy.ascontiguousarray(reference(*operands), np.float32)
+            index, workspace = _choose(graph, tensors, operands, want, handle)
+        except _NoPlan as e:
+            _log.info("cuDNN has no plan for %s (%s); it runs as the generic kernel", g, e)
+            _PLANS[g] = None
+            return None
+        except Exception as e:  # noqa: BLE001 - out of memory, say: not this geometry's fault
+            _log.info(
+                "cuDNN could not plan %s now (%s: %s); this call runs the generic kernel",
+                g,
+                type(e).__name__,
+                e,
+            )
+            return None
+    plan = _PLANS[g] = _Plan(graph, tensors, index, workspace)
+    plan_log[g] = graph.get_plan_name_at_index(index)
+    _log.debug("cuDNN %s %s: plan %s", g.kind, g, plan_log[g])
     return plan
 
 
@@ -287,15 +319,26 @@ def _run(g: _Geometry, a: Any, b: Any, out_shape: tuple[int, ...], reference: Re
     import cupy
 
     a, b = _aligned(a), _aligned(b)
+    stream = cupy.cuda.get_current_stream()
     with _HANDLE.lock:
-        handle = _HANDLE.on(cupy.cuda.get_current_stream().ptr)
+        if _HANDLE.handle is None and stream.is_capturing():
+            return None  # making a handle allocates: not while a stream is being captured
+        try:
+            handle = _HANDLE.on(stream.ptr)
+        except Exception as e:  # noqa: BLE001 - see _disable
+            _disable(e)
+            return None
         plan = _plan(g, handle, reference)
         if plan is None:
             return None
         out = cupy.empty(out_shape, np.float32)
         workspace = cupy.empty(max(plan.workspace, 1), np.uint8)
         pack = {t: x.data.ptr for t, x in zip(plan.tensors, (a, b, out), strict=True)}
-        plan.graph.execute_plan_at_index(pack, workspace.data.ptr, plan.choice, handle=handle)
+        try:
+            plan.graph.execute_plan_at_index(pack, workspace.data.ptr, plan.choice, handle=handle)
+        except Exception as e:  # noqa: BLE001 - the plan stays (a captured graph may hold it)
+            _log.warning("cuDNN plan %s failed (%s); this call runs the generic kernel", plan_log.get(g), e)
+            return None
     return out
 
 
