@@ -368,27 +368,23 @@ def _covers(info: Conv2DInfo) -> bool:
 
 
 def _to_krsc(filter: Any, depthwise: bool) -> Any:
-    """deeplearn's filter in cuDNN's KRSC layout. conv2d's [fH, fW, in, out] is [out, fH, fW, in];
-    depthwise_conv2d's [fH, fW, in, multiplier] has output channel c·multiplier + m, as cuDNN's
-    groups number them, so it is [fH, fW, out] turned into [out, fH, fW, 1]."""
-    import cupy
-
+    """deeplearn's filter in cuDNN's KRSC layout, a C-ordered copy (of a NumPy or CuPy array).
+    conv2d's [fH, fW, in, out] is [out, fH, fW, in]; depthwise_conv2d's [fH, fW, in, multiplier]
+    has output channel c·multiplier + m, as cuDNN's groups number them, so it is [fH, fW, out]
+    turned into [out, fH, fW, 1]."""
     if depthwise:
         fh, fw, c, m = filter.shape
-        return cupy.ascontiguousarray(filter.reshape(fh, fw, c * m).transpose(2, 0, 1)).reshape(
-            c * m, fh, fw, 1
-        )
-    return cupy.ascontiguousarray(filter.transpose(3, 0, 1, 2))
+        return filter.reshape(fh, fw, c * m).transpose(2, 0, 1).copy().reshape(c * m, fh, fw, 1)
+    return filter.transpose(3, 0, 1, 2).copy()
 
 
 def _from_krsc(krsc: Any, depthwise: bool, filter_shape: tuple[int, ...]) -> Any:
-    """A filter (or its gradient) in cuDNN's KRSC layout back in deeplearn's ``filter_shape``."""
-    import cupy
-
+    """A filter (or its gradient) in cuDNN's KRSC layout back in deeplearn's ``filter_shape``,
+    a C-ordered copy."""
     if depthwise:  # [out, fH, fW, 1] back to [fH, fW, in, multiplier]
         k, fh, fw, _ = krsc.shape
-        return cupy.ascontiguousarray(krsc.reshape(k, fh, fw).transpose(1, 2, 0)).reshape(filter_shape)
-    return cupy.ascontiguousarray(krsc.transpose(1, 2, 3, 0))
+        return krsc.reshape(k, fh, fw).transpose(1, 2, 0).copy().reshape(filter_shape)
+    return krsc.transpose(1, 2, 3, 0).copy()
 
 
 def _by_filter(kind: str, op: _ConvOp, a: Any, filter: Any, info: Conv2DInfo) -> Any:
