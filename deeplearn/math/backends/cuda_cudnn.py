@@ -199,7 +199,8 @@ def _build(g: _Geometry, handle: Any) -> tuple[Any, tuple[Any, Any, Any]]:
     graph.deselect_workspace_greater_than(_MAX_WORKSPACE)
     graph.deselect_behavior_notes([cudnn.behavior_note.RUNTIME_COMPILATION])
     graph.check_support()
-    graph.build_plans(cudnn.build_plan_policy.ALL)
+    if not hasattr(graph, "build_plan_at_index"):  # (a frontend without it: every plan, now)
+        graph.build_plans(cudnn.build_plan_policy.ALL)
     return graph, (a, b, out)
 
 
@@ -224,8 +225,11 @@ def _choose(
     pack = {t: a.data.ptr for t, a in zip(tensors, (*operands, out), strict=True)}
     tolerance = _AGREEMENT * float(cupy.abs(want).max()) + _AGREEMENT
     best: tuple[float, int, int] | None = None
+    one_by_one = hasattr(graph, "build_plan_at_index")
     for index in range(graph.get_execution_plan_count()):
         try:
+            if one_by_one:  # built when reached: the first that agrees is usually the first
+                graph.build_plan_at_index(index)
             size = graph.get_workspace_size_plan_at_index(index)
             if size > _MAX_WORKSPACE:  # (cuDNN before 9.2 builds plans the frontend set aside for it)
                 continue
