@@ -226,14 +226,16 @@ def _mat_mul(op: MatMul, a: Any, b: Any) -> Any:
 # installed; else conv2d's as the im2col product through our cuBLAS handle (``cuda_gemm``), as a
 # matrix product goes, and depthwise's as their generic einsums. cuDNN's and our cuBLAS calls can
 # be recorded into a CUDA graph (CuPy's matmul and einsum refuse capture).
+def _float32_operands(*arrays: Any) -> bool:
+    return all(a.dtype == np.float32 and a.size for a in arrays)
+
+
 def _gemm_operands(op: _ConvOp, *arrays: Any) -> bool:
-    return (
-        not op.depthwise and cuda_gemm.available() and all(a.dtype == np.float32 and a.size for a in arrays)
-    )
+    return not op.depthwise and cuda_gemm.available() and _float32_operands(*arrays)
 
 
 def _cudnn_operands(*arrays: Any) -> bool:
-    return cuda_cudnn.available() and all(a.dtype == np.float32 and a.size for a in arrays)
+    return cuda_cudnn.available() and _float32_operands(*arrays)
 
 
 @cuda_kernel.register(Conv2D)
@@ -242,7 +244,7 @@ def _conv2d(op: _ConvOp, x: Any, filter: Any) -> Any:
     cupy = _import_cupy()
     info = op.conv_info(x.shape, filter.shape, op.depthwise)
     if _cudnn_operands(x, filter):
-        y = cuda_cudnn.conv2d(op, cupy.ascontiguousarray(batch4(x)), filter, info)
+        y = cuda_cudnn.conv2d(op, batch4(x), filter, info)
         if y is not None:
             return y.reshape(unbatched(info.out_shape, x.ndim))
     if not _gemm_operands(op, x, filter):
@@ -258,7 +260,7 @@ def _conv2d_der_input(op: Conv2DDerInput | DepthwiseConv2DDerInput, dy: Any, fil
     cupy = _import_cupy()
     info = op.conv_info(op.in_shape, filter.shape, op.depthwise)
     if _cudnn_operands(dy, filter):
-        dx = cuda_cudnn.conv2d_der_input(op, cupy.ascontiguousarray(batch4(dy)), filter, info)
+        dx = cuda_cudnn.conv2d_der_input(op, batch4(dy), filter, info)
         if dx is not None:
             return dx.reshape(op.in_shape)
     if not _gemm_operands(op, dy, filter):
@@ -274,9 +276,7 @@ def _conv2d_der_filter(op: Conv2DDerFilter | DepthwiseConv2DDerFilter, x: Any, d
     cupy = _import_cupy()
     info = op.conv_info(x.shape, op.filter_shape, op.depthwise)
     if _cudnn_operands(x, dy):
-        dw = cuda_cudnn.conv2d_der_filter(
-            op, cupy.ascontiguousarray(batch4(x)), cupy.ascontiguousarray(batch4(dy)), info
-        )
+        dw = cuda_cudnn.conv2d_der_filter(op, batch4(x), batch4(dy), info)
         if dw is not None:
             return dw
     if not _gemm_operands(op, x, dy):
@@ -375,25 +375,27 @@ def _gather(op: Gather, x: Any, indices: Any) -> Any:
     return gather_rows(x, indices)
 
 
-# Pooling: one kernel per op (``cuda_pool``) where its dtypes allow, else the generic forward,
-# one CuPy op per window tap.
-_POOLS: dict[type, Any] = {
+# Kernels of their own that return None where they do not apply (dtypes, layouts), and then the
+# generic forward runs: pooling, one kernel per op instead of one CuPy op per window tap
+# (``cuda_pool``); the softmax cross-entropy and its derivative, a warp per row (``cuda_costs``).
+_OWN_OR_GENERIC: dict[type, Any] = {
     MaxPool: cuda_pool.max_pool,
     MinPool: cuda_pool.min_pool,
     AvgPool: cuda_pool.avg_pool,
     MaxPoolBackprop: cuda_pool.max_pool_backprop,
     AvgPoolBackprop: cuda_pool.avg_pool_backprop,
+    SoftmaxCrossEntropyCost: cuda_costs.softmax_cross_entropy_cost,
+    SoftmaxCrossEntropyCostDer: cuda_costs.softmax_cross_entropy_cost_der,
 }
 
 
-@cuda_kernel.register(MaxPool)
-@cuda_kernel.register(MinPool)
-@cuda_kernel.register(AvgPool)
-@cuda_kernel.register(MaxPoolBackprop)
-@cuda_kernel.register(AvgPoolBackprop)
-def _pool(op: Op, *arrays: Any) -> Any:
-    y = _POOLS[type(op)](op, *arrays)
+def _own_or_generic(op: Op, *arrays: Any) -> Any:
+    y = _OWN_OR_GENERIC[type(op)](op, *arrays)
     return op.forward(_import_cupy(), *arrays) if y is None else y
+
+
+for _op_class in _OWN_OR_GENERIC:
+    cuda_kernel.register(_op_class)(_own_or_generic)
 
 
 _SUM_KERNEL_SIZE = 1 << 16  # CuPy's reduction is as fast on fewer elements
@@ -408,18 +410,6 @@ def _sum(op: Sum, x: Any) -> Any:
         y = cuda_reduce.sum_leading(x, len(axes))
         return y.reshape(reduced_shape(x.shape, axes, True)) if op.keep_dims else y
     return op.forward(_import_cupy(), x)
-
-
-@cuda_kernel.register
-def _softmax_cross_entropy_cost(op: SoftmaxCrossEntropyCost, x: Any, t: Any) -> Any:
-    y = cuda_costs.softmax_cross_entropy_cost(op, x, t)
-    return op.forward(_import_cupy(), x, t) if y is None else y
-
-
-@cuda_kernel.register
-def _softmax_cross_entropy_cost_der(op: SoftmaxCrossEntropyCostDer, x: Any, t: Any, dy: Any) -> Any:
-    dxt = cuda_costs.softmax_cross_entropy_cost_der(op, x, t, dy)
-    return op.forward(_import_cupy(), x, t, dy) if dxt is None else dxt
 
 
 class MathBackendCUDA:
