@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.fusion import fuse as fuse_steps
-from deeplearn.math.ndarray import NDArray
+from deeplearn.compile.resident import Resident
 
 if TYPE_CHECKING:
     from deeplearn.compile.program import Program
@@ -57,7 +57,7 @@ class NotCaptured:
         return f"NotCaptured({self.why!r})"
 
 
-class CapturedProgram:
+class CapturedProgram(Resident):
     """``program`` as one CUDA graph over static input buffers (see the module docstring).
 
     ``run(raws)`` brings ``raws`` (one array per binding) into the static inputs, launches the
@@ -99,10 +99,7 @@ class CapturedProgram:
         self._copied = [i for i in range(len(raws)) if not borrowed[i] and i not in aliased]
         self.immutable = list(immutable)
         self.sources: list[Any] = [None] * len(raws)  # the immutable arrays last copied in
-        self._resident: dict[int, NDArray] = {}
-        # Whether the last run's update targets were all their resident arrays already: then the
-        # caller has nothing to hand back (the arrays it holds are the ones updated).
-        self.settled = False
+        Resident.__init__(self)
         self.pool = cupy.cuda.MemoryPool()
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.gemm = cuda_gemm.GemmContext() if cuda_gemm.available() else None
@@ -167,25 +164,6 @@ class CapturedProgram:
 
         return cuda_gemm.use_context(self.gemm) if self.gemm is not None else contextlib.nullcontext()
 
-    def resident(self, index: int) -> NDArray:
-        """An NDArray over binding ``index``'s static buffer, the same one every call: what a
-        variable or an optimizer state becomes, so that the next call copies nothing in."""
-        x = self._resident.get(index)
-        if x is None or x.storage.data is None:
-            binding = self.program.bindings[index]
-            x = self._resident[index] = NDArray._untracked(
-                self.inputs[index], self.engine.backend, binding.dtype
-            )
-        return x
-
-    def _detach(self, index: int) -> None:
-        """Binding ``index`` is given another value than its resident array (the user set a
-        variable, another optimizer's state is bound): whoever still holds the resident array
-        keeps its value, in memory of its own, before the buffer is overwritten."""
-        x = self._resident.pop(index, None)
-        if x is not None and x.storage.data is self.inputs[index]:
-            x.storage.data = self.inputs[index].copy()
-
     def run(self, raws: Sequence[Any]) -> list[Any] | None:
         """The slots after one launch on ``raws``; None, having launched nothing, when a
         borrowed input is another array than the one captured, or aliased inputs are given
@@ -236,15 +214,15 @@ _DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
 
 
 def _prepare(program: Program, fusible: Callable[[Op], bool] | None) -> dict[int, int]:
-    """Readies ``program`` for capture, once: its updates are written in place, and with
-    ``fusible`` its element-wise chains are fused (``deeplearn/compile/fusion.py``). Returns
-    {result slot: bound slot} of the results written straight into a bound buffer."""
+    """Readies ``program`` for capture, once: its updates are written in place
+    (``Program.ready_in_place``), and with ``fusible`` its element-wise chains are fused
+    (``deeplearn/compile/fusion.py``). Returns {result slot: bound slot} of the results written
+    straight into a bound buffer."""
     if program.in_place is None:
-        program.prepare_in_place_updates()
-        program.in_place = program.writable_in_place()
+        in_place = program.ready_in_place()
         if fusible is not None:
-            fuse_steps(program, fusible, program.in_place)
-    return program.in_place
+            fuse_steps(program, fusible, in_place)
+    return program.ready_in_place()
 
 
 def capture(

@@ -260,6 +260,14 @@ class Program:
         self.steps[:0] = first
         self.kernels = {}
 
+    def ready_in_place(self) -> dict[int, int]:
+        """``prepare_in_place_updates`` once, then ``writable_in_place`` (kept in ``in_place``):
+        what a compiled step (a CUDA graph, a CPU step) does first."""
+        if self.in_place is None:
+            self.prepare_in_place_updates()
+            self.in_place = self.writable_in_place()
+        return self.in_place
+
     def writable_in_place(self) -> dict[int, int]:
         """The updates whose new value the kernel that computes it may write straight into the
         bound buffer (after ``prepare_in_place_updates``): {source slot: target slot} for each

@@ -7,7 +7,7 @@ need no checking (``Program._run``'s ``final``), the later runs can be one strai
 function, generated from the steps (K: the kernels, O: the ops, S: their specs, R: the
 engine's check):
 
-    def run(slots, K, O, S, R, xp):
+    def run(slots, K, O, S, R, xp, W):
         slots[6] = O[0].forward(xp, slots[2], slots[3])
         slots[11] = K[1](O[1], slots[6].reshape((20,)))
         r_ = (slots[8], slots[11],)
@@ -49,17 +49,22 @@ def straight_line(
     final: Sequence[bool],
     xp: Any,
     result: Callable[..., Any],
+    writers: Sequence[Callable[..., None] | None] | None = None,
 ) -> Callable[[list[Any]], None]:
     """``run(slots)``: ``steps`` one after the other on ``slots``. A kernel of None is the op's
     own ``forward`` with the array module ``xp``, any other is called as ``kernel(op, *inputs)``;
     a result goes through ``result(op, y, inputs, spec)`` (the engine's check) unless ``final``
-    says its kernel's single result needs none."""
-    lines = ["def run(slots, K, O, S, R, xp):"]
+    says its kernel's single result needs none. A step given a ``writers`` entry ``write`` runs
+    as ``write(*inputs, out=array)`` instead, into the array that its slot already holds."""
+    lines = ["def run(slots, K, O, S, R, xp, W):"]
     for i, step in enumerate(steps):
         args = ", ".join(
             f"slots[{s}]" if shape is None else f"slots[{s}].reshape({tuple(shape)!r})"
             for s, shape in step.inputs
         )
+        if writers is not None and writers[i] is not None:
+            lines.append(f"    W[{i}]({args}, out=slots[{step.outputs[0]}])")
+            continue
         call = "O[{i}].forward(xp, {a})" if kernels[i] is None else "K[{i}](O[{i}], {a})"
         if len(step.outputs) == 1 and final[i]:
             lines.append(f"    slots[{step.outputs[0]}] = {call.format(i=i, a=args)}")
@@ -76,4 +81,5 @@ def straight_line(
     exec(compile("\n".join(lines), "<deeplearn straight-line program>", "exec"), namespace)  # noqa: S102 - our own text
     generated = namespace["run"]
     k, o, s = tuple(kernels), tuple(step.op for step in steps), tuple(step.specs for step in steps)
-    return lambda slots: generated(slots, k, o, s, result, xp)
+    w = tuple(writers or [None] * len(steps))
+    return lambda slots: generated(slots, k, o, s, result, xp, w)

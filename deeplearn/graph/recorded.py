@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from deeplearn.compile.materialize import Materializer
 from deeplearn.compile.program import bound_raw
 from deeplearn.compile.recorder import Recorder
-from deeplearn.graph.feeds import EXAMPLES
+from deeplearn.graph.feeds import EXAMPLES, ROWS
 from deeplearn.graph.graph import Tensor
 from deeplearn.graph.plan import Signature
 from deeplearn.graph.session_values import SessionValues
@@ -24,6 +24,7 @@ from deeplearn.graph.zeros import ZeroScalars
 from deeplearn.math.ndarray import NDArray, Scalar
 
 if TYPE_CHECKING:
+    from deeplearn.compile.cpu_step import CpuStep
     from deeplearn.compile.cuda_graph import CapturedProgram
     from deeplearn.compile.program import Program
     from deeplearn.graph.optimizers.optimizer import Optimizer
@@ -108,9 +109,10 @@ class RecordedCalls(SessionValues):
         return self._finish_training(program, slots, captured, optimizer), None
 
     def _execute(self, program: Program, raws: list[Any], training: bool) -> tuple[list[Any], Any]:
-        """Runs ``program`` on ``raws``: (its slots, the CapturedProgram that ran it or None).
-        A training Program on CUDA runs as its CUDA graph, captured the first time."""
-        if training and self.capture_plans and self.math.backend.name == "cuda":
+        """Runs ``program`` on ``raws``: (its slots, the compiled step that ran it or None). A
+        training Program runs compiled (``capture_plans``), compiled the first time: on CUDA as
+        its CUDA graph, on the CPU as a ``CpuStep``."""
+        if training and self.capture_plans:
             captured = self._captured(program, raws)
             slots = captured.run(raws) if captured is not None else None
             if captured is not None and slots is None:  # a provider's examples moved: capture again
@@ -159,10 +161,16 @@ class RecordedCalls(SessionValues):
             self._lent.append(weakref.ref(cost_value.storage))
         return cost_value  # type: ignore[return-value]
 
-    def _captured(self, program: Program, raws: list[Any]) -> CapturedProgram | None:
-        """``program``'s CUDA graph, captured over ``raws`` the first time; None (logged once)
-        where it cannot be captured."""
-        if program.capture is None:
+    def _captured(self, program: Program, raws: list[Any]) -> CapturedProgram | CpuStep | None:
+        """``program`` compiled over ``raws`` the first time (a CUDA graph, a CPU step); None
+        (logged once) where it cannot be."""
+        backend = self.math.backend
+        if program.capture is None and getattr(backend, "straight_line", False):
+            from deeplearn.compile.cpu_step import CpuStep
+
+            rows = [not isinstance(b.key, Tensor) and b.key[0] == ROWS for b in program.bindings]
+            program.capture = CpuStep(program, self.math.engine, raws, valid=rows)
+        if program.capture is None and backend.name == "cuda":
             from deeplearn.compile.cuda_graph import capture
 
             kinds = [None if isinstance(b.key, Tensor) else b.key[0] for b in program.bindings]

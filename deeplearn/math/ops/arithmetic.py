@@ -107,10 +107,15 @@ def _check_scalar(where: str, name: str, c: Spec | NDArray) -> None:
 
 
 class _Arithmetic(BinaryOp, abstract=True):
-    """add, subtract, multiply: the result is float32 if either input is, else int32."""
+    """add, subtract, multiply: the result is float32 if either input is, else int32; the
+    kernel is the ``ufunc`` of the inputs cast to it."""
 
     def infer(self, a: Spec, b: Spec) -> Spec:
         return Spec(broadcast_shapes(a.shape, b.shape, self.name), result_dtype(a.dtype, b.dtype))
+
+    def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
+        a, b = promote(xp, a, b)
+        return getattr(xp, self.ufunc)(a, b)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -119,10 +124,7 @@ class Add(_Arithmetic):
 
     name = "add"
     c_expr = "y = a + b"
-
-    def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
-        a, b = promote(xp, a, b)
-        return a + b
+    ufunc = "add"
 
     def backward(
         self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
@@ -136,10 +138,7 @@ class Subtract(_Arithmetic):
 
     name = "subtract"
     c_expr = "y = a - b"
-
-    def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
-        a, b = promote(xp, a, b)
-        return a - b
+    ufunc = "subtract"
 
     def backward(
         self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
@@ -153,10 +152,7 @@ class Multiply(_Arithmetic):
 
     name = "multiply"
     c_expr = "y = a * b"
-
-    def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
-        a, b = promote(xp, a, b)
-        return a * b
+    ufunc = "multiply"
 
     def backward(
         self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray
@@ -174,13 +170,14 @@ class Divide(BinaryOp):
 
     name = "divide"
     c_expr = "y = a / b"
+    ufunc = "divide"
 
     def infer(self, a: Spec, b: Spec) -> Spec:
         return Spec(broadcast_shapes(a.shape, b.shape, self.name), "float32")
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray) -> RawArray:
         a, b = promote(xp, as_float(xp, a), b)
-        return a / b
+        return xp.divide(a, b)
 
     def backward(
         self, math: NDArrayMath, dy: NDArray, a: NDArray, b: NDArray, y: NDArray

@@ -77,6 +77,11 @@ class Op:
 
     c_expr: ClassVar[str | None] = None
 
+    ufunc: ClassVar[str | None] = None
+    """For an element-wise op, the name of the NumPy/CuPy ufunc that is its kernel when every
+    input already has the result's floating dtype (its ``forward`` calls it): a compiled CPU
+    step (``deeplearn/compile/cpu_step.py``) calls it with ``out=``."""
+
     pure: ClassVar[bool] = True
     """Whether the kernel's result is a function of its inputs alone (a recorded Program runs a
     pure kernel of constants once, when recorded: ``Program.fold_constants``)."""

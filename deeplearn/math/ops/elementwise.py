@@ -85,17 +85,25 @@ def _c_float(value: float) -> str | None:
 
 
 class _FloatUnaryOp(UnaryOp, abstract=True):
-    """Float math: the output is float32 whatever the input dtype."""
+    """Float math: the output is float32 whatever the input dtype. An op that sets ``ufunc``
+    is that NumPy/CuPy ufunc of its input as a float."""
 
     def infer(self, x: Spec) -> Spec:
         return Spec(x.shape, "float32")
 
+    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
+        return getattr(xp, self.ufunc)(as_float(xp, x))  # type: ignore[arg-type]
+
 
 class _IntClosedUnaryOp(UnaryOp, abstract=True):
-    """Maps integers to integers: float32 stays float32; int32 and bool give int32."""
+    """Maps integers to integers: float32 stays float32; int32 and bool give int32. An op that
+    sets ``ufunc`` is that NumPy/CuPy ufunc of its input (bool read as int32)."""
 
     def infer(self, x: Spec) -> Spec:
         return Spec(x.shape, "float32" if x.dtype == "float32" else "int32")
+
+    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
+        return getattr(xp, self.ufunc)(_as_number(xp, x))  # type: ignore[arg-type]
 
 
 def _as_number(xp: ModuleType, x: RawArray) -> RawArray:
@@ -111,9 +119,7 @@ class Neg(_IntClosedUnaryOp):
 
     name = "neg"
     c_expr = "y = -x"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return -_as_number(xp, x)
+    ufunc = "negative"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.neg(dy),)
@@ -125,10 +131,7 @@ class Square(_IntClosedUnaryOp):
 
     name = "square"
     c_expr = "y = x * x"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        x = _as_number(xp, x)
-        return x * x
+    ufunc = "square"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.multiply(dy, math.add(x, x)),)  # 2x
@@ -140,9 +143,7 @@ class Abs(_IntClosedUnaryOp):
 
     name = "abs"
     c_expr = "y = fabs(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.abs(_as_number(xp, x))
+    ufunc = "absolute"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         sign = math.subtract(math.step(x), math.step(math.neg(x)))  # 1, 0 or −1; NaN stays NaN
@@ -186,9 +187,7 @@ class Exp(_FloatUnaryOp):
 
     name = "exp"
     c_expr = "y = exp(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.exp(as_float(xp, x))
+    ufunc = "exp"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.multiply(dy, y),)  # d(eˣ)/dx = eˣ = y
@@ -200,9 +199,7 @@ class Log(_FloatUnaryOp):
 
     name = "log"
     c_expr = "y = log(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.log(as_float(xp, x))
+    ufunc = "log"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.divide(dy, x),)  # 1/x
@@ -214,9 +211,7 @@ class Sqrt(_FloatUnaryOp):
 
     name = "sqrt"
     c_expr = "y = sqrt(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.sqrt(as_float(xp, x))
+    ufunc = "sqrt"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.divide(dy, math.add(y, y)),)  # 1/(2√x)
@@ -384,9 +379,7 @@ class Tanh(_FloatUnaryOp):
 
     name = "tanh"
     c_expr = "y = tanh(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.tanh(as_float(xp, x))
+    ufunc = "tanh"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.multiply(dy, math.scalar_minus_array(_scalar(math, 1.0), math.square(y))),)  # 1 − y²
@@ -455,9 +448,7 @@ class Sin(_FloatUnaryOp):
 
     name = "sin"
     c_expr = "y = sin(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.sin(as_float(xp, x))
+    ufunc = "sin"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.multiply(dy, math.cos(x)),)
@@ -469,9 +460,7 @@ class Cos(_FloatUnaryOp):
 
     name = "cos"
     c_expr = "y = cos(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.cos(as_float(xp, x))
+    ufunc = "cos"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.neg(math.multiply(dy, math.sin(x))),)
@@ -483,9 +472,7 @@ class Tan(_FloatUnaryOp):
 
     name = "tan"
     c_expr = "y = tan(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.tan(as_float(xp, x))
+    ufunc = "tan"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.divide(dy, math.square(math.cos(x))),)  # 1/cos²x
@@ -497,9 +484,7 @@ class Asin(_FloatUnaryOp):
 
     name = "asin"
     c_expr = "y = asin(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.arcsin(as_float(xp, x))
+    ufunc = "arcsin"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.divide(dy, _sqrt_one_minus_square(math, x)),)  # 1/√(1 − x²)
@@ -511,9 +496,7 @@ class Acos(_FloatUnaryOp):
 
     name = "acos"
     c_expr = "y = acos(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.arccos(as_float(xp, x))
+    ufunc = "arccos"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.neg(math.divide(dy, _sqrt_one_minus_square(math, x))),)  # −1/√(1 − x²)
@@ -529,9 +512,7 @@ class Atan(_FloatUnaryOp):
 
     name = "atan"
     c_expr = "y = atan(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.arctan(as_float(xp, x))
+    ufunc = "arctan"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.divide(dy, math.scalar_plus_array(_scalar(math, 1.0), math.square(x))),)  # 1/(1 + x²)
@@ -543,9 +524,7 @@ class Sinh(_FloatUnaryOp):
 
     name = "sinh"
     c_expr = "y = sinh(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.sinh(as_float(xp, x))
+    ufunc = "sinh"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.multiply(dy, math.cosh(x)),)
@@ -557,9 +536,7 @@ class Cosh(_FloatUnaryOp):
 
     name = "cosh"
     c_expr = "y = cosh(x)"
-
-    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
-        return xp.cosh(as_float(xp, x))
+    ufunc = "cosh"
 
     def backward(self, math: NDArrayMath, dy: NDArray, x: NDArray, y: NDArray) -> tuple[NDArray]:
         return (math.multiply(dy, math.sinh(x)),)

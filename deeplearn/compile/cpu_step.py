@@ -1,0 +1,194 @@
+"""A training Program compiled for the CPU: its arrays made once, its kernels writing into them.
+
+A recorded Program run on the CPU (``Program.run_raw``) lets every kernel allocate its result,
+and the Session makes each update a new array for its variable. On small steps the allocations
+and the Python between kernels cost more than the arithmetic; on large ones, fresh memory costs
+page faults. A ``CpuStep`` is what the CUDA graph is for the GPU (``cuda_graph.py``), for the CPU:
+
+* one array per kernel result, made once, which the kernel writes into (``out=``: the writers
+  of ``deeplearn/math/backends/cpu_writers.py``); a kernel without a writer runs as it always
+  did, and its slot holds what it returns;
+* the variables and the optimizer's state in arrays of the step's own (``resident.py``), which
+  the updates are written into, in place where nothing later reads the old value
+  (``Program.ready_in_place``), else copied in at the end;
+* one generated function for the whole step (``straight.py``), over slots that keep their
+  arrays from call to call: a call puts in the batch and the hyperparameters and runs it.
+
+Each run overwrites the arrays, so what a call hands out from them is valid until the next
+call; the Session copies what someone still holds before then, as for a CUDA graph. The
+kernels and their order are those of ``Program.run_raw``, so the results are the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deeplearn.compile.resident import Resident
+from deeplearn.compile.straight import straight_line
+from deeplearn.math.backends.cpu_writers import elementwise, writer
+from deeplearn.math.ops.base import Spec
+from deeplearn.math.ops.layout import Clone
+
+if TYPE_CHECKING:
+    from deeplearn.compile.program import Program, Step
+    from deeplearn.math.engine import Engine
+
+__all__ = ["CpuStep"]
+
+
+class CpuStep(Resident):
+    """``program`` compiled for the CPU over this call's inputs ``raws`` (see the module
+    docstring); ``valid`` says which bindings every call gives values that any kernel accepts
+    (row indices a provider drew: no kernel need check them). ``run(raws)`` returns the slots:
+    what ``program.run_raw(engine, raws)`` returns, with each update's target holding the new
+    value.
+
+    A variable whose old value is still read after its update (by the kernels only inspection
+    needs, such as a fed input's gradient, which ``Program.ready_in_place`` has read a copy
+    made first) is double-buffered instead: the update writes the other of its two arrays,
+    the old one stays as it is for whoever reads it, and the two swap roles after each run,
+    the variable's NDArray following. No copy of the variable is made per step.
+    """
+
+    def __init__(
+        self, program: Program, engine: Engine, raws: Sequence[Any], valid: Sequence[bool] = ()
+    ) -> None:
+        super().__init__()
+        self.program, self.engine = program, engine
+        in_place = program.ready_in_place()
+        index = program.binding_index
+        self._targets = sorted({index[u.target] for u in program.updates})
+        target_slots = {program.bindings[i].slot for i in self._targets}
+        self.inputs = list(raws)
+        for i in self._targets:  # the step's own arrays, filled by the first run's copy
+            self.inputs[i] = np.empty(program.bindings[i].shape, program.bindings[i].dtype)
+        self._seen: list[Any] = [None] * len(raws)  # per target, the last array found resident
+        self._passed = [(i, b.slot) for i, b in enumerate(program.bindings) if i not in self._targets]
+        # The loop runs once first: it finds which kernels' results need the engine's check
+        # (``Program._run``), as the generated function's first run must know.
+        program.run_raw(engine, raws)
+        kernels, final = program._kernels(engine.backend, program.steps)
+        # The copies of old values that ready_in_place put first (slot -> the target copied):
+        # a double-buffered target's old array is read instead.
+        snapshots = {
+            step.outputs[0]: step.inputs[0].slot
+            for step in program.steps
+            if type(step.op) is Clone and step.inputs[0].slot in target_slots and step.inputs[0].shape is None
+        }
+        doubled = {program.binding_index[t] for t in snapshots.values()}
+        self._other = {i: np.empty_like(self.inputs[i]) for i in doubled}  # the array written next
+        slots: list[Any] = [None] * len(program.kinds)
+        for slot, data in program.constants:
+            slots[slot] = data
+        for i in self._targets:
+            slots[program.bindings[i].slot] = self.inputs[i]
+        shapes = _slot_shapes(program)
+        valid_slots = {b.slot for b, ok in zip(program.bindings, valid, strict=False) if ok}
+        steps: list[Step] = []
+        own: list[Any] = []
+        checked: list[bool] = []
+        writers: list[Callable[..., None] | None] = []
+        generic = getattr(engine.backend, "generic_kernel", None)
+        # Per double-buffered binding: the slots that hold its old array, and those its new one.
+        self._old_slots: dict[int, list[int]] = {i: [program.bindings[i].slot] for i in doubled}
+        self._new_slots: dict[int, list[int]] = {i: [] for i in doubled}
+        for step, kernel, is_final in zip(program.steps, kernels, final, strict=True):
+            if step.outputs[0] in snapshots:
+                self._old_slots[index[snapshots[step.outputs[0]]]].append(step.outputs[0])
+                continue
+            steps.append(step)
+            own.append(None if kernel is generic else kernel)
+            checked.append(is_final)
+            write = None
+            if len(step.outputs) == 1:
+                specs = [
+                    Spec(shapes[r.slot] if r.shape is None else r.shape, program.dtypes[r.slot])
+                    for r in step.inputs
+                ]
+                write = writer(step.op, specs, step.specs[0], [r.slot in valid_slots for r in step.inputs])
+            if write is None:
+                writers.append(None)
+                continue
+            (out,) = step.outputs
+            target = in_place.get(out)
+            if target is not None and index[target] in doubled:
+                self._new_slots[index[target]].append(out)  # into the other array, whatever the kernel
+                writers.append(write)
+                continue
+            if target is not None and not elementwise(step.op) and any(r.slot == target for r in step.inputs):
+                target = None  # a product or a sum must not write over what it still reads
+            spec = step.specs[0]
+            slots[out] = slots[target] if target is not None else np.empty(spec.shape, spec.dtype)
+            writers.append(write)
+        self.slots = slots
+        # Updates not written into their arrays: copied in after every kernel has run.
+        self._copies = [
+            (index[u.target], u.source)
+            for u in program.updates
+            if u.source not in self._new_slots.get(index[u.target], ())
+            and slots[u.source] is not slots[u.target]
+        ]
+        self._steps, self._writers = steps, writers  # (kept for bench/profiling.py)
+        self._run = straight_line(steps, own, checked, np, engine.result, writers)
+        self._guard = engine.backend.errors_ignored  # type: ignore[attr-defined]  # the CPU backend's
+
+    def run(self, raws: Sequence[Any]) -> list[Any]:
+        """The slots after one run on ``raws`` (one array per binding)."""
+        slots, inputs, seen = self.slots, self.inputs, self._seen
+        for i, slot in self._passed:
+            slots[slot] = raws[i]
+        settled = True
+        for i in self._targets:
+            src = raws[i]
+            if src is seen[i]:
+                continue
+            dst = inputs[i]
+            if src is dst or src.base is dst and src.shape == dst.shape:
+                seen[i] = src  # the resident array, or a view of it: already in place
+                continue
+            settled = False
+            self._detach(i)
+            np.copyto(dst, src)
+        for i, new in self._other.items():  # a double-buffered variable: read one, write the other
+            old = inputs[i]
+            for slot in self._old_slots[i]:
+                slots[slot] = old
+            for slot in self._new_slots[i]:
+                slots[slot] = new
+        with self._guard():
+            self._run(slots)
+            for i, source in self._copies:
+                np.copyto(self._other.get(i, inputs[i]), slots[source])
+        if self._other:
+            self._swap()
+        self.settled = settled
+        return slots
+
+    def _swap(self) -> None:
+        """After a run: each double-buffered variable's new array becomes its array (its NDArray
+        follows), and its old one the array the next run writes. The slots keep them as they
+        are until then: what reads the old value after the call (the kernels only inspection
+        needs) reads it there."""
+        for i, new in self._other.items():
+            old = self.inputs[i]
+            self.inputs[i], self._other[i], self._seen[i] = new, old, None
+            x = self._resident.get(i)
+            if x is not None and x.storage.data is old:
+                x.storage.data = new
+
+
+def _slot_shapes(program: Program) -> list[Any]:
+    """Each slot's shape: a binding's, a constant's, a kernel result's spec (None for a slot
+    that no kernel of the Program fills any more: one whose kernel was dropped)."""
+    shapes: list[Any] = [None] * len(program.kinds)
+    for b in program.bindings:
+        shapes[b.slot] = b.shape
+    for slot, data in program.constants:
+        shapes[slot] = tuple(data.shape)
+    for step in (*program.steps, *program.deferred):
+        for out, spec in zip(step.outputs, step.specs, strict=True):
+            shapes[out] = spec.shape
+    return shapes

@@ -1,0 +1,54 @@
+"""The arrays a compiled training step keeps its variables and optimizer states in.
+
+A compiled step (a CUDA graph, ``deeplearn/compile/cuda_graph.py``; a CPU step,
+``deeplearn/compile/cpu_step.py``) writes each update into one array of its own per bound
+value, the same array every call. The Session makes that array the variable's data (or the
+optimizer state's), so the next call binds it again and nothing is copied in. Whoever holds it
+when the step is given another value instead (the user set the variable) keeps its values.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deeplearn.math.ndarray import NDArray
+
+if TYPE_CHECKING:
+    from deeplearn.compile.program import Program
+    from deeplearn.math.engine import Engine
+
+__all__ = ["Resident"]
+
+
+class Resident:
+    """The resident arrays of a compiled step: ``inputs`` holds one backend array per binding
+    (the step's own where it updates the binding). ``settled``: whether the last run's update
+    targets were all their resident arrays already, so that the caller has nothing to hand
+    back (the arrays it holds are the ones updated)."""
+
+    program: Program
+    engine: Engine
+    inputs: list[Any]
+
+    def __init__(self) -> None:
+        self._resident: dict[int, NDArray] = {}
+        self.settled = False
+
+    def resident(self, index: int) -> NDArray:
+        """An NDArray over binding ``index``'s array, the same one every call: what a variable
+        or an optimizer state becomes, so that the next call copies nothing in."""
+        x = self._resident.get(index)
+        if x is None or x.storage.data is None:
+            binding = self.program.bindings[index]
+            x = self._resident[index] = NDArray._untracked(
+                self.inputs[index], self.engine.backend, binding.dtype
+            )
+        return x
+
+    def _detach(self, index: int) -> None:
+        """Binding ``index`` is given another value than its resident array (the user set a
+        variable, another optimizer's state is bound): whoever still holds the resident array
+        keeps its value, in memory of its own, before the array is overwritten."""
+        x = self._resident.pop(index, None)
+        if x is not None and x.storage.data is self.inputs[index]:
+            x.storage.data = self.inputs[index].copy()

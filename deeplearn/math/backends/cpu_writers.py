@@ -1,0 +1,156 @@
+"""CPU kernels that write into an array they are given: what a compiled CPU step runs.
+
+A compiled training step (``deeplearn/compile/cpu_step.py``) keeps one buffer per kernel result
+and the variables in arrays of their own, so that a step allocates nothing and an optimizer's
+update lands in the variable itself. For that a kernel must write where it is told: NumPy's
+``out=``. ``writer(op, inputs, result)`` gives, for an op on inputs of known shapes and dtypes, a
+function ``write(*arrays, out=array)`` that does, or None where the op has no such form here (then
+the step calls the op's ordinary kernel and keeps what it returns).
+
+Every writer computes what ``cpu_kernel`` computes for the op, in the same operations and order,
+so the same bits: an element-wise op's ``ufunc`` with ``out=``, the kernels of ``cpu.py``
+(relu, sum, the scaled add of an update) with ``out=``, a matrix product, the batch's gather
+and a copy. ``tests/compile/test_cpu_step.py`` checks each against its kernel.
+
+Example:
+    >>> from deeplearn.math.ops.arithmetic import Multiply
+    >>> from deeplearn.math.ops.base import Spec
+    >>> write = writer(Multiply(), [Spec((2,)), Spec(())], Spec((2,)))
+    >>> out = np.empty(2, np.float32)
+    >>> _ = write(np.array([1, 2], np.float32), np.array(3, np.float32), out=out); out
+    array([3., 6.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from deeplearn.math.backends.cpu import cpu_kernel
+from deeplearn.math.ops.arithmetic import ScaledArrayAdd
+from deeplearn.math.ops.base import Op, Spec
+from deeplearn.math.ops.elementwise import Relu
+from deeplearn.math.ops.layout import Clone, Gather
+from deeplearn.math.ops.linalg import TRANSPOSED, MatMul
+from deeplearn.math.ops.reduction import Sum
+
+__all__ = ["elementwise", "writer"]
+
+Writer = Callable[..., None]
+
+_generic = cpu_kernel.dispatch(Op)
+
+
+def writer(op: Op, inputs: Sequence[Spec], result: Spec, valid: Sequence[bool] = ()) -> Writer | None:
+    """``write(*arrays, out=array)`` for ``op`` on arrays of ``inputs``' shapes and dtypes into an
+    array of ``result``'s, or None (see the module docstring). Only floating results are written:
+    an integer or boolean result keeps the kernel's own dtype rules. ``valid`` says, per input,
+    whether its values are known to be ones the op accepts (row indices a provider drew), so
+    that the writer need not check them."""
+    dtype = np.dtype(result.dtype)
+    # Every array input of the result's dtype (a gather's indices are int32 whatever it takes).
+    arrays = inputs[:1] if type(op) is Gather else inputs
+    if dtype.kind != "f" or any(np.dtype(s.dtype) != dtype for s in arrays):
+        return None
+    if op.ufunc is not None and cpu_kernel.dispatch(type(op)) is _generic:
+        if np.broadcast_shapes(*(s.shape for s in inputs)) != result.shape:
+            return None
+        return getattr(np, op.ufunc)  # type: ignore[no-any-return]  # called as ufunc(*arrays, out=array)
+    make = _WRITERS.get(type(op))
+    if make is None:
+        return None
+    if type(op) is Gather:
+        return _gather(op, inputs, result, checked=not (len(valid) == 2 and valid[1]))
+    return make(op, inputs, result)
+
+
+def elementwise(op: Op) -> bool:
+    """Whether ``op``'s writer reads each element of its inputs only to write the same element
+    of its result, so that its result may be written over one of its inputs."""
+    return op.ufunc is not None or type(op) in (Relu, ScaledArrayAdd, Clone)
+
+
+def _relu(op: Relu, inputs: Sequence[Spec], result: Spec) -> Writer:
+    zero = np.dtype(result.dtype).type(0)  # cpu.py's _relu: max(x, 0), NaN kept
+    maximum = np.maximum
+
+    def write(x: np.ndarray, out: np.ndarray) -> None:
+        maximum(x, zero, out=out)
+
+    return write
+
+
+def _sum(op: Sum, inputs: Sequence[Spec], result: Spec) -> Writer:
+    axes, keep_dims, dtype = op.axes(len(inputs[0].shape)), op.keep_dims, np.dtype(result.dtype)
+    reduce = np.add.reduce  # cpu.py's _sum: np.add.reduce over the op's axes
+
+    def write(x: np.ndarray, out: np.ndarray) -> None:
+        reduce(x, axis=axes, dtype=dtype, keepdims=keep_dims, out=out)
+
+    return write
+
+
+def _scaled_array_add(op: ScaledArrayAdd, inputs: Sequence[Spec], result: Spec) -> Writer | None:
+    """c1·a + c2·b. With c1 = 1 (every optimizer but Adadelta's and Adam's moments), cpu.py's
+    kernel computes (c2·b) + a; here c2·b goes into a scratch array of the result's shape
+    first, since the result is usually ``a`` itself (an update written into its variable)."""
+    if inputs[1].shape != result.shape or inputs[3].shape != result.shape:
+        return None
+    scratch = np.empty(result.shape, result.dtype)
+    multiply, add, copyto = np.multiply, np.add, np.copyto
+    c2_shape = inputs[2].shape  # c1 and c2 have one value each: the op's shape rule
+
+    def write(c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        if c1.item() == 1:  # (NaN is not 1, as with the kernel's NumPy comparison)
+            multiply(c2 if c2_shape == () else c2.reshape(()), b, out=scratch)
+            add(scratch, a, out=out)
+        else:
+            copyto(out, op.forward(np, c1, a, c2, b))
+
+    return write
+
+
+def _mat_mul(op: MatMul, inputs: Sequence[Spec], result: Spec) -> Writer:
+    ta, tb = op.a_orientation == TRANSPOSED, op.b_orientation == TRANSPOSED
+    matmul = np.matmul
+
+    def write(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        matmul(a.T if ta else a, b.T if tb else b, out=out)
+
+    return write
+
+
+def _gather(op: Gather, inputs: Sequence[Spec], result: Spec, checked: bool = True) -> Writer:
+    """The rows of x at the indices, ``checked`` as the op's forward checks them (else known to
+    be in range). ``take`` into an array with mode="raise" would copy through a buffer first:
+    the indices are in range by then, so "clip" takes the same rows straight into it."""
+    forward = op.forward
+
+    def write(x: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
+        if checked and indices.size and (int(indices.min()) < 0 or int(indices.max()) >= x.shape[0]):
+            forward(np, x, indices)  # raises the op's own error
+        x.take(indices, 0, out, "clip")
+
+    return write
+
+
+def _clone(op: Clone, inputs: Sequence[Spec], result: Spec) -> Writer:
+    copyto = np.copyto
+
+    def write(x: np.ndarray, out: np.ndarray) -> None:
+        copyto(out, x)
+
+    return write
+
+
+_WRITERS: dict[type, Callable[[Any, Sequence[Spec], Spec], Writer | None]] = {
+    Relu: _relu,
+    Sum: _sum,
+    ScaledArrayAdd: _scaled_array_add,
+    MatMul: _mat_mul,
+    Gather: _gather,
+    Clone: _clone,
+}
+"""The ops whose CPU kernel has a form that writes into a given array, beyond the ufuncs."""

@@ -1,0 +1,330 @@
+"""A training Program compiled for the CPU (deeplearn/compile/cpu_step.py) gives exactly what the
+kernel-by-kernel run gives, and its writers (deeplearn/math/backends/cpu_writers.py) exactly
+what the CPU kernels give. test_replay.py trains every graph op case through it (a Session
+compiles its training steps by default) against the batch rules, bit for bit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import deeplearn as dl
+from deeplearn import CostReduction, Graph, Scalar, Session
+from deeplearn.compile.cpu_step import CpuStep
+from deeplearn.math.backends.cpu import cpu_kernel
+from deeplearn.math.backends.cpu_writers import elementwise, writer
+from deeplearn.math.ops.arithmetic import ScaledArrayAdd
+from deeplearn.math.ops.base import OPS, Op, Spec
+from deeplearn.math.ops.elementwise import Relu
+from deeplearn.math.ops.layout import Clone, Gather
+from deeplearn.math.ops.linalg import REGULAR, TRANSPOSED, MatMul
+from deeplearn.math.ops.reduction import Sum
+
+# -- the writers, against the CPU kernels ---------------------------------------------------------
+
+_SPECIAL = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-30, -1e30, 0.5, -2.0, 3.0])
+
+
+def _values(shape: tuple[int, ...], dtype: str, seed: int, positive: bool = False) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * 3
+    flat = x.reshape(-1)
+    flat[: min(flat.size, _SPECIAL.size)] = _SPECIAL[: flat.size]
+    if positive:
+        x = np.abs(x) + 0.1
+    return x.astype(dtype)
+
+
+def _same_bits(got: np.ndarray, want: np.ndarray) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(
+        got.reshape(-1).view(np.uint8), np.ascontiguousarray(want).reshape(-1).view(np.uint8)
+    )
+
+
+def _write_and_compare(op: Op, arrays: list[np.ndarray], out_into: int | None = None) -> None:
+    """``op``'s writer into a fresh array (or into ``arrays[out_into]``) gives the bits of its
+    CPU kernel."""
+    with np.errstate(all="ignore"):
+        want = cpu_kernel(op, *[a.copy() for a in arrays])
+        specs = [Spec(a.shape, str(a.dtype)) for a in arrays]
+        result = Spec(want.shape, str(want.dtype))
+        write = writer(op, specs, result)
+        assert write is not None, op
+        out = np.full(want.shape, 7.0, want.dtype) if out_into is None else arrays[out_into]
+        write(*arrays, out=out)
+    _same_bits(out, want)
+
+
+_UFUNC_OPS = sorted((cls for cls in OPS if cls.ufunc is not None), key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("cls", _UFUNC_OPS, ids=lambda c: c.__name__)
+def test_an_element_wise_op_is_its_ufunc_written_into_an_array(cls: type[Op], dtype: str) -> None:
+    op = cls()
+    unary = cls.infer.__code__.co_argcount == 2
+    if unary:
+        _write_and_compare(op, [_values((4, 5), dtype, 0)])
+        _write_and_compare(op, [_values((4, 5), dtype, 1)], out_into=0)  # over its own input
+    else:
+        _write_and_compare(op, [_values((4, 5), dtype, 0), _values((4, 5), dtype, 1)])
+        _write_and_compare(op, [_values((4, 5), dtype, 2), _values((5,), dtype, 3)])  # broadcast
+        _write_and_compare(op, [_values((4, 5), dtype, 4), np.asarray(_values((1,), dtype, 5)[0])])
+
+
+def test_every_ufunc_op_forward_is_that_ufunc() -> None:
+    """The declaration is the forward: the op's kernel and its ufunc agree on every dtype the
+    writer accepts, and ops with a ufunc exist (the table above is not empty)."""
+    assert {"Add", "Subtract", "Multiply", "Divide", "Neg", "Square", "Exp", "Log", "Sqrt", "Tanh"} <= {
+        c.__name__ for c in _UFUNC_OPS
+    }
+    for cls in _UFUNC_OPS:
+        assert elementwise(cls())
+
+
+def test_relu_sum_clone_and_products_write_what_their_kernels_give() -> None:
+    x = _values((6, 8), "float32", 0)
+    _write_and_compare(Relu(), [x])
+    _write_and_compare(Clone(), [x])
+    for axis, keep in [((0,), False), ((1,), True), ((0, 1), False), (None, False)]:
+        _write_and_compare(Sum(axis, keep), [_values((6, 8), "float32", 1)])
+    a, b = _values((5, 3), "float32", 2), _values((3, 4), "float32", 3)
+    for oa, ob in [
+        (REGULAR, REGULAR),
+        (TRANSPOSED, REGULAR),
+        (REGULAR, TRANSPOSED),
+        (TRANSPOSED, TRANSPOSED),
+    ]:
+        left = a if oa == REGULAR else np.ascontiguousarray(a.T)
+        right = b if ob == REGULAR else np.ascontiguousarray(b.T)
+        _write_and_compare(MatMul(oa, ob), [left, right])
+    assert not elementwise(MatMul()) and not elementwise(Sum((0,), False))
+
+
+@pytest.mark.parametrize("c1", [1.0, 0.9, np.nan])
+def test_a_scaled_add_writes_its_kernels_bits_into_its_own_first_input(c1: float) -> None:
+    """An optimizer's update (c1·a + c2·b) written into ``a`` itself, as a compiled step writes
+    it into its variable: for c1 = 1 the kernel's (c2·b) + a, else its generic form."""
+    a, b = _values((7, 3), "float32", 0), _values((7, 3), "float32", 1)
+    c1_, c2 = np.asarray(c1, np.float32), np.asarray(-0.1, np.float32)
+    _write_and_compare(ScaledArrayAdd(), [c1_, a.copy(), c2, b])
+    _write_and_compare(ScaledArrayAdd(), [c1_, a.copy(), c2, b], out_into=1)
+    _write_and_compare(ScaledArrayAdd(), [c1_.reshape(1), a.copy(), c2.reshape(1, 1), b], out_into=1)
+
+
+def test_a_gather_checks_its_indices_unless_they_are_known_to_be_valid() -> None:
+    x = _values((5, 3), "float32", 0)
+    rows = np.array([4, 0, 0, 2], np.int32)
+    _write_and_compare(Gather(), [x, rows])
+    specs, result = [Spec((5, 3)), Spec((4,), "int32")], Spec((4, 3))
+    out = np.empty((4, 3), np.float32)
+    with pytest.raises(ValueError, match=r"gather: every index must be in \[0, 5\).*indices\[1\]=-1"):
+        writer(Gather(), specs, result)(x, np.array([1, -1, 0, 0], np.int32), out=out)  # type: ignore[misc]
+    trusted = writer(Gather(), specs, result, valid=[False, True])
+    assert trusted is not None
+    trusted(x, rows, out=out)
+    _same_bits(out, x[rows])
+
+
+def test_no_writer_where_the_kernel_would_change_dtype_or_shape() -> None:
+    from deeplearn.math.ops.arithmetic import Add
+    from deeplearn.math.ops.elementwise import Step
+
+    assert writer(Add(), [Spec((3,), "int32"), Spec((3,), "int32")], Spec((3,), "int32")) is None
+    assert writer(Add(), [Spec((3,), "float32"), Spec((3,), "int32")], Spec((3,))) is None  # a cast first
+    assert writer(Step(), [Spec((3,))], Spec((3,))) is None  # a kernel of its own, no writer
+
+
+# -- whole training steps, compiled against kernel by kernel --------------------------------------
+
+OPTIMIZERS: dict[str, Callable[[], dl.Optimizer]] = {
+    "sgd": lambda: dl.SGDOptimizer(0.1),
+    "momentum": lambda: dl.MomentumOptimizer(0.05, 0.9),
+    "rmsprop": lambda: dl.RMSPropOptimizer(0.01, 0.9),
+    "adagrad": lambda: dl.AdagradOptimizer(0.05),
+    "adadelta": lambda: dl.AdadeltaOptimizer(0.5, 0.9),
+    "adam": lambda: dl.AdamOptimizer(0.01, 0.9, 0.999),
+    "adamax": lambda: dl.AdamaxOptimizer(0.01, 0.9, 0.999),
+}
+
+
+def _tapes(session: Session) -> list[Any]:
+    return [
+        p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()
+    ]
+
+
+def _train_dense(
+    compiled: bool, make_optimizer: Callable[[], dl.Optimizer], steps: int = 12, inspect: bool = False
+) -> tuple[list[Any], list[np.ndarray], Session]:
+    """A relu MLP with a softmax cross-entropy; between steps 5 and 6 the learning rate changes,
+    and before step 9 the user sets a variable. With ``inspect``, every step's activations and
+    gradients (the fed input's among them, which reads the first layer's old weights) are read."""
+    math = dl.NDArrayMathCPU()
+    g = Graph()
+    x, label = g.placeholder("x", [6]), g.placeholder("label", [3])
+    rng = np.random.default_rng(0)
+
+    def init(*shape: int) -> dl.NDArrayInitializer:
+        return dl.NDArrayInitializer(
+            dl.NDArray.from_numpy(rng.standard_normal(shape).astype(np.float32), math=math)
+        )
+
+    h = g.layers.dense("h", x, 5, lambda t: g.relu(t), True, init(6, 5), init(5))
+    cost = g.softmax_cross_entropy_cost(g.layers.dense("out", h, 3, None, True, init(5, 3), init(3)), label)
+    xs = rng.standard_normal((16, 6)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    xp, lp = dl.InCPUMemoryShuffledInputProviderBuilder([xs, labels], seed=0).get_input_providers()
+    variables = [n.output for n in g.nodes if isinstance(n, dl.graph.graph.VariableNode)]
+    session = Session(g, math)
+    session.capture_plans = compiled
+    optimizer = make_optimizer()
+    seen: list[Any] = []
+    for step in range(steps):
+        if step == 6:
+            optimizer.learning_rate *= 0.5
+        if step == 9:
+            variables[0].node.data = math.keep(
+                dl.NDArray.from_numpy(np.full(variables[0].shape, 0.01, np.float32), math=math)
+            )
+        with math.scope():
+            seen.append(
+                float(session.train(cost, {x: xp, label: lp}, 4, optimizer, CostReduction.MEAN).get())
+            )
+            session._last_call = (cost, {x: xp, label: lp}, 4, optimizer, CostReduction.MEAN)  # type: ignore[attr-defined]
+            if inspect:
+                seen.append(session.gradient_array_map.get(x).numpy())
+                seen.append([session.activation_array_map.get(t).numpy() for t in (h, *variables)])
+    return seen, [session.eval(v).numpy() for v in variables], session
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    if isinstance(a, np.ndarray):
+        _same_bits(a, b)
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same(x, y)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_a_compiled_step_equals_the_kernel_by_kernel_step_bit_for_bit(name: str) -> None:
+    """Every optimizer, through a learning-rate change and a variable the user set between
+    calls; the step is compiled (a CpuStep) and the kernel-by-kernel Session's is not."""
+    costs, weights, session = _train_dense(True, OPTIMIZERS[name])
+    (program,) = _tapes(session)
+    assert isinstance(program.capture, CpuStep)
+    ref_costs, ref_weights, ref = _train_dense(False, OPTIMIZERS[name])
+    assert _tapes(ref)[0].capture is None
+    assert costs == ref_costs
+    _assert_same(weights, ref_weights)
+
+
+def test_what_inspection_reads_after_a_compiled_step_is_that_steps_values() -> None:
+    """The fed input's gradient reads the first layer's weights from before the update: a
+    compiled step double-buffers that variable rather than copying it, and still hands out
+    the kernel-by-kernel step's values, activations included."""
+    seen, weights, session = _train_dense(True, OPTIMIZERS["momentum"], inspect=True)
+    (program,) = _tapes(session)
+    assert program.capture._other, "the first layer's weights are double-buffered"
+    assert not any(isinstance(s.op, Clone) for s in program.capture._steps)  # no copy per step
+    ref_seen, ref_weights, _ = _train_dense(False, OPTIMIZERS["momentum"], inspect=True)
+    _assert_same(seen, ref_seen)
+    _assert_same(weights, ref_weights)
+
+
+def _quadratic(math: dl.NDArrayMath) -> tuple[Graph, Any, Any, Any, list[Any]]:
+    g = Graph()
+    x, label = g.placeholder("x", []), g.placeholder("y", [])
+    a, b, c = (g.variable(n, Scalar.new(v, math=math)) for n, v in (("a", 0.3), ("b", -0.2), ("c", 0.1)))
+    y = g.add(g.add(g.multiply(a, g.square(x)), g.multiply(b, x)), c)
+    return g, x, label, g.mean_squared_cost(y, label), [a, b, c]
+
+
+def _providers(seed: int = 0) -> list[Any]:
+    rng = np.random.default_rng(seed)
+    xs = rng.uniform(-2, 2, 64).astype(np.float32)
+    ys = (1.5 * xs * xs - 0.5 * xs + 0.25).astype(np.float32)
+    return dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=seed).get_input_providers()
+
+
+@pytest.mark.parametrize("reduction", [CostReduction.MEAN, CostReduction.SUM, CostReduction.NONE])
+def test_compiled_scalar_variables_train_as_kernel_by_kernel(reduction: CostReduction) -> None:
+    results = []
+    for compiled in (True, False):
+        math = dl.NDArrayMathCPU()
+        g, x, label, cost, variables = _quadratic(math)
+        xp, yp = _providers()
+        session = Session(g, math)
+        session.capture_plans = compiled
+        optimizer = dl.AdamOptimizer(0.05, 0.9, 0.999)
+        with math.scope() as scope:
+            kept = [
+                scope.keep(session.train(cost, {x: xp, label: yp}, 8, optimizer, reduction))
+                for _ in range(30)
+            ]
+            costs = [float(c.get()) for c in kept]  # read after every step ran: still their own values
+        results.append((costs, [session.eval(v).numpy() for v in variables]))
+        assert isinstance(_tapes(session)[0].capture, CpuStep) == compiled
+    _assert_same(results[0][1], results[1][1])
+    assert results[0][0] == results[1][0]
+
+
+def test_compiled_steps_keep_the_number_of_arrays_flat() -> None:
+    math = dl.NDArrayMathCPU()
+    g, x, label, cost, _ = _quadratic(math)
+    xp, yp = _providers()
+    session, optimizer = Session(g, math), dl.MomentumOptimizer(0.01, 0.9)
+    feeds = {x: xp, label: yp}
+    for _ in range(5):
+        session.train(cost, feeds, 8, optimizer, CostReduction.MEAN)
+    (program,) = _tapes(session)
+    assert isinstance(program.capture, CpuStep)
+    arrays, bytes_ = math.get_num_arrays(), math.get_num_bytes() if hasattr(math, "get_num_bytes") else None
+    for _ in range(500):
+        with math.scope():
+            session.train(cost, feeds, 8, optimizer, CostReduction.MEAN)
+    assert math.get_num_arrays() == arrays
+    if bytes_ is not None:
+        assert math.get_num_bytes() == bytes_
+
+
+def test_a_view_kept_across_a_compiled_step_keeps_its_values() -> None:
+    """A compiled step's values live in arrays the next call overwrites: a view someone keeps
+    of one is given a copy first, as after a kernel-by-kernel step."""
+    math = dl.NDArrayMathCPU()
+    g, x, label, cost, (a, _, _) = _quadratic(math)
+    xp, yp = _providers()
+    session, feeds, optimizer = Session(g, math), {x: xp, label: yp}, dl.SGDOptimizer(0.05)
+    for _ in range(3):
+        session.train(cost, feeds, 8, optimizer)
+    assert isinstance(_tapes(session)[0].capture, CpuStep)
+    view = session.gradient_array_map.get(a).reshape([1])
+    kept = view.numpy().copy()
+    session.train(cost, feeds, 8, optimizer)
+    assert not np.array_equal(session.gradient_array_map.get(a).numpy().reshape(1), kept)  # it moved
+    np.testing.assert_array_equal(view.numpy(), kept)
+
+
+def test_a_variable_held_by_the_user_follows_the_compiled_updates() -> None:
+    """The variable's NDArray is the step's array (or follows it where double-buffered): what a
+    user holds of ``node.data`` reads the newest value, as on a captured CUDA step."""
+    _, _, session = _train_dense(True, OPTIMIZERS["sgd"], steps=4)
+    (program,) = _tapes(session)
+    assert program.capture._other  # the double-buffered case is among them
+    variables = [n.output for n in session.graph.nodes if isinstance(n, dl.graph.graph.VariableNode)]
+    held = [v.node.data for v in variables]
+    before = [h.numpy().copy() for h in held]
+    with session.math.scope():
+        session.train(*session._last_call)  # type: ignore[attr-defined]
+    assert len(_tapes(session)) == 1
+    for h, b, v in zip(held, before, variables, strict=True):
+        assert h is v.node.data
+        assert not np.array_equal(h.numpy(), b)
+        np.testing.assert_array_equal(h.numpy(), session.eval(v).numpy())
