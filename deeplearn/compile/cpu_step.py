@@ -28,12 +28,15 @@ import numpy as np
 
 from deeplearn.compile.resident import Resident
 from deeplearn.compile.straight import straight_line
-from deeplearn.math.backends.cpu_writers import elementwise, writer
+from deeplearn.compile.program import Step
+from deeplearn.math.backends.cpu_writers import Scratch, elementwise, relu_derivative, writer
+from deeplearn.math.ops.arithmetic import Multiply
 from deeplearn.math.ops.base import Spec
+from deeplearn.math.ops.elementwise import Step as StepOp
 from deeplearn.math.ops.layout import Clone
 
 if TYPE_CHECKING:
-    from deeplearn.compile.program import Program, Step
+    from deeplearn.compile.program import Program
     from deeplearn.math.engine import Engine
 
 __all__ = ["CpuStep"]
@@ -71,6 +74,7 @@ class CpuStep(Resident):
         # (``Program._run``), as the generated function's first run must know.
         program.run_raw(engine, raws)
         kernels, final = program._kernels(engine.backend, program.steps)
+        planned = _fuse_relu_derivatives(program, list(zip(program.steps, kernels, final, strict=True)))
         # The copies of old values that ready_in_place put first (slot -> the target copied):
         # a double-buffered target's old array is read instead.
         snapshots = {
@@ -86,6 +90,7 @@ class CpuStep(Resident):
         for i in self._targets:
             slots[program.bindings[i].slot] = self.inputs[i]
         shapes = _slot_shapes(program)
+        scratch = Scratch()  # the writers' temporaries, one array for all
         valid_slots = {b.slot for b, ok in zip(program.bindings, valid, strict=False) if ok}
         steps: list[Step] = []
         own: list[Any] = []
@@ -95,7 +100,7 @@ class CpuStep(Resident):
         # Per double-buffered binding: the slots that hold its old array, and those its new one.
         self._old_slots: dict[int, list[int]] = {i: [program.bindings[i].slot] for i in doubled}
         self._new_slots: dict[int, list[int]] = {i: [] for i in doubled}
-        for step, kernel, is_final in zip(program.steps, kernels, final, strict=True):
+        for step, kernel, is_final in planned:
             if step.outputs[0] in snapshots:
                 self._old_slots[index[snapshots[step.outputs[0]]]].append(step.outputs[0])
                 continue
@@ -108,7 +113,8 @@ class CpuStep(Resident):
                     Spec(shapes[r.slot] if r.shape is None else r.shape, program.dtypes[r.slot])
                     for r in step.inputs
                 ]
-                write = writer(step.op, specs, step.specs[0], [r.slot in valid_slots for r in step.inputs])
+                valid_inputs = [r.slot in valid_slots for r in step.inputs]
+                write = writer(step.op, specs, step.specs[0], valid_inputs, scratch)
             if write is None:
                 writers.append(None)
                 continue
@@ -178,6 +184,43 @@ class CpuStep(Resident):
             x = self._resident.get(i)
             if x is not None and x.storage.data is old:
                 x.storage.data = new
+
+
+def _fuse_relu_derivatives(
+    program: Program, steps: list[tuple[Step, Any, bool]]
+) -> list[tuple[Step, Any, bool]]:
+    """``steps`` (each with its kernel and whether its result needs no check) with each relu
+    backward, ``multiply(dy, step(x))`` whose step result nothing else reads, as one step
+    (``cpu_writers.relu_derivative``)."""
+    readers: dict[int, list[int]] = {}
+    for k, (step, _, _) in enumerate(steps):
+        for r in step.inputs:
+            readers.setdefault(r.slot, []).append(k)
+    kept = {slot for _, slot, _ in (*program.values, *(program.gradients or []))}
+    kept |= {slot for slot, _ in program.results.values()} | {u.source for u in program.updates}
+    kept |= {r.slot for step in program.deferred for r in step.inputs}
+    fused: dict[int, tuple[Step, Any, bool]] = {}
+    for j, (step, _, _) in enumerate(steps):
+        op = step.op
+        if not isinstance(op, StepOp) or op.alpha != 0 or step.inputs[0].shape is not None:
+            continue
+        (s,) = step.outputs
+        if s in kept or len(readers.get(s, ())) != 1:
+            continue
+        k = readers[s][0]
+        product = steps[k][0]
+        a, b = product.inputs
+        if type(product.op) is not Multiply or a.shape is not None or b.shape is not None:
+            continue
+        if (a.slot == s) == (b.slot == s):
+            continue  # step(x) · step(x)
+        dy, x, shape = (b if a.slot == s else a), step.inputs[0], product.specs[0].shape
+        fused_op = relu_derivative(
+            Spec(shape, program.dtypes[dy.slot]), Spec(shape, program.dtypes[x.slot]), dy_first=b.slot == s
+        )
+        fused[k] = (Step(fused_op, (dy, x), product.outputs, product.specs), None, True)
+        fused[j] = None  # type: ignore[assignment]  # dropped: the fused step computes it
+    return [fused.get(k, entry) for k, entry in enumerate(steps) if fused.get(k, entry) is not None]
 
 
 def _slot_shapes(program: Program) -> list[Any]:

@@ -15,10 +15,11 @@ import deeplearn as dl
 from deeplearn import CostReduction, Graph, Scalar, Session
 from deeplearn.compile.cpu_step import CpuStep
 from deeplearn.math.backends.cpu import cpu_kernel
-from deeplearn.math.backends.cpu_writers import elementwise, writer
+from deeplearn.math.backends.cpu_writers import elementwise, relu_derivative, writer
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import OPS, Op, Spec
 from deeplearn.math.ops.elementwise import Relu
+from deeplearn.math.ops.fused import Fused
 from deeplearn.math.ops.layout import Clone, Gather
 from deeplearn.math.ops.linalg import REGULAR, TRANSPOSED, MatMul
 from deeplearn.math.ops.reduction import Sum
@@ -130,6 +131,30 @@ def test_a_gather_checks_its_indices_unless_they_are_known_to_be_valid() -> None
     _same_bits(out, x[rows])
 
 
+@pytest.mark.parametrize("nan_in_x", [False, True])
+@pytest.mark.parametrize("dy_first", [True, False])
+def test_relus_backward_in_one_writer_is_step_then_multiply(dy_first: bool, nan_in_x: bool) -> None:
+    """multiply(dy, step(x)) written in two passes gives the two kernels' bits: dy's NaN, ±inf
+    and -0 included, and x's NaN (then the kernels themselves run)."""
+    from deeplearn.math.ops.arithmetic import Multiply
+    from deeplearn.math.ops.elementwise import Step
+
+    dy = _values((6, 7), "float32", 0)
+    x = np.roll(_values((6, 7), "float32", 1), 3)  # x's NaN where dy is finite
+    if not nan_in_x:
+        x[np.isnan(x)] = -0.0
+    op = relu_derivative(Spec(dy.shape), Spec(x.shape), dy_first)
+    write = writer(op, [Spec(dy.shape), Spec(x.shape)], Spec(x.shape))
+    assert write is not None
+    out = np.empty_like(x)
+    with np.errstate(all="ignore"):
+        step = cpu_kernel(Step(), x)
+        want = cpu_kernel(Multiply(), dy, step) if dy_first else cpu_kernel(Multiply(), step, dy)
+        write(dy, x, out=out)
+    _same_bits(out, want)
+    assert writer(op, [Spec((6, 7)), Spec((6, 1))], Spec((6, 7))) is None  # no broadcasting here
+
+
 def test_no_writer_where_the_kernel_would_change_dtype_or_shape() -> None:
     from deeplearn.math.ops.arithmetic import Add
     from deeplearn.math.ops.elementwise import Step
@@ -234,6 +259,7 @@ def test_what_inspection_reads_after_a_compiled_step_is_that_steps_values() -> N
     (program,) = _tapes(session)
     assert program.capture._other, "the first layer's weights are double-buffered"
     assert not any(isinstance(s.op, Clone) for s in program.capture._steps)  # no copy per step
+    assert any(isinstance(s.op, Fused) for s in program.capture._steps)  # relu's backward, in one
     ref_seen, ref_weights, _ = _train_dense(False, OPTIMIZERS["momentum"], inspect=True)
     _assert_same(seen, ref_seen)
     _assert_same(weights, ref_weights)

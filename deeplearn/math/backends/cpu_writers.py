@@ -29,26 +29,66 @@ from typing import Any
 import numpy as np
 
 from deeplearn.math.backends.cpu import cpu_kernel
-from deeplearn.math.ops.arithmetic import ScaledArrayAdd
+from deeplearn.math.ops.arithmetic import Multiply, ScaledArrayAdd
 from deeplearn.math.ops.base import Op, Spec
-from deeplearn.math.ops.elementwise import Relu
+from deeplearn.math.ops.elementwise import Relu, Step
+from deeplearn.math.ops.fused import Arg, Fused, Node
 from deeplearn.math.ops.layout import Clone, Gather
 from deeplearn.math.ops.linalg import TRANSPOSED, MatMul
 from deeplearn.math.ops.reduction import Sum
 
-__all__ = ["elementwise", "writer"]
+__all__ = ["Scratch", "elementwise", "relu_derivative", "writer"]
 
 Writer = Callable[..., None]
 
 _generic = cpu_kernel.dispatch(Op)
 
 
-def writer(op: Op, inputs: Sequence[Spec], result: Spec, valid: Sequence[bool] = ()) -> Writer | None:
+class Scratch:
+    """Memory for the temporaries of a step's writers, one array for all of them: they run one
+    at a time, so each may use all of it, and what one leaves in cache the next one reuses
+    (where each writer's own temporary would be memory of its own, cold by its next call).
+
+    ``array(shape, dtype)``, called while the writers are made, returns a function giving a
+    view of that shape, made on its first call, once every writer has said what it needs.
+
+    Example:
+        >>> scratch = Scratch()
+        >>> small, large = scratch.array((2,), np.float32), scratch.array((3, 4), np.float32)
+        >>> np.shares_memory(small(), large())
+        True
+    """
+
+    def __init__(self) -> None:
+        self._nbytes = 0
+        self._buffer = np.empty(0, np.uint8)
+
+    def array(self, shape: tuple[int, ...], dtype: Any) -> Callable[[], np.ndarray]:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        self._nbytes = max(self._nbytes, nbytes)
+        view: np.ndarray | None = None
+
+        def get() -> np.ndarray:
+            nonlocal view
+            if view is None:
+                if self._buffer.nbytes < self._nbytes:
+                    self._buffer = np.empty(self._nbytes, np.uint8)
+                view = self._buffer[:nbytes].view(dtype).reshape(shape)
+            return view
+
+        return get
+
+
+def writer(
+    op: Op, inputs: Sequence[Spec], result: Spec, valid: Sequence[bool] = (), scratch: Scratch | None = None
+) -> Writer | None:
     """``write(*arrays, out=array)`` for ``op`` on arrays of ``inputs``' shapes and dtypes into an
     array of ``result``'s, or None (see the module docstring). Only floating results are written:
     an integer or boolean result keeps the kernel's own dtype rules. ``valid`` says, per input,
     whether its values are known to be ones the op accepts (row indices a provider drew), so
-    that the writer need not check them."""
+    that the writer need not check them; ``scratch`` is where it may keep a temporary (shared
+    with the step's other writers)."""
     dtype = np.dtype(result.dtype)
     # Every array input of the result's dtype (a gather's indices are int32 whatever it takes).
     arrays = inputs[:1] if type(op) is Gather else inputs
@@ -63,6 +103,8 @@ def writer(op: Op, inputs: Sequence[Spec], result: Spec, valid: Sequence[bool] =
         return None
     if type(op) is Gather:
         return _gather(op, inputs, result, checked=not (len(valid) == 2 and valid[1]))
+    if type(op) is ScaledArrayAdd:
+        return _scaled_array_add(op, inputs, result, scratch or Scratch())
     return make(op, inputs, result)
 
 
@@ -92,20 +134,23 @@ def _sum(op: Sum, inputs: Sequence[Spec], result: Spec) -> Writer:
     return write
 
 
-def _scaled_array_add(op: ScaledArrayAdd, inputs: Sequence[Spec], result: Spec) -> Writer | None:
+def _scaled_array_add(
+    op: ScaledArrayAdd, inputs: Sequence[Spec], result: Spec, scratch: Scratch | None = None
+) -> Writer | None:
     """c1·a + c2·b. With c1 = 1 (every optimizer but Adadelta's and Adam's moments), cpu.py's
-    kernel computes (c2·b) + a; here c2·b goes into a scratch array of the result's shape
+    kernel computes (c2·b) + a; here c2·b goes into a temporary of the result's shape first
     first, since the result is usually ``a`` itself (an update written into its variable)."""
     if inputs[1].shape != result.shape or inputs[3].shape != result.shape:
         return None
-    scratch = np.empty(result.shape, result.dtype)
+    temporary = (scratch or Scratch()).array(result.shape, result.dtype)
     multiply, add, copyto = np.multiply, np.add, np.copyto
     c2_shape = inputs[2].shape  # c1 and c2 have one value each: the op's shape rule
 
     def write(c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         if c1.item() == 1:  # (NaN is not 1, as with the kernel's NumPy comparison)
-            multiply(c2 if c2_shape == () else c2.reshape(()), b, out=scratch)
-            add(scratch, a, out=out)
+            t = temporary()
+            multiply(c2 if c2_shape == () else c2.reshape(()), b, out=t)
+            add(t, a, out=out)
         else:
             copyto(out, op.forward(np, c1, a, c2, b))
 
@@ -136,6 +181,42 @@ def _gather(op: Gather, inputs: Sequence[Spec], result: Spec, checked: bool = Tr
     return write
 
 
+def relu_derivative(dy: Spec, x: Spec, dy_first: bool) -> Fused:
+    """dy · step(x), relu's backward (``multiply(dy, step(x))``, or with the factors the other
+    way round), as one Fused op: what a compiled CPU step runs in two passes and no temporary
+    (``_relu_derivative``) where the two ops would take four passes and two arrays."""
+    product = (Arg(0), Arg(2)) if dy_first else (Arg(2), Arg(0))
+    spec = Spec(x.shape, x.dtype)
+    return Fused(
+        inputs=(dy, x), nodes=(Node(Step(), (Arg(1),), spec), Node(Multiply(), product, spec)), outputs=(3,)
+    )
+
+
+def _relu_derivative(op: Fused, inputs: Sequence[Spec], result: Spec) -> Writer | None:
+    """The Fused op of ``relu_derivative``: x > 0 written as 1 or +0, then dy times it. That is
+    ``step`` (CPU kernel: 1, +0, or NaN for NaN) times dy exactly wherever x is not NaN, the
+    factors' order mattering for nothing but NaN payloads, which only dy can then carry. Where
+    x holds a NaN (its maximum is NaN) the two kernels run as they are."""
+    if op != relu_derivative(inputs[0], inputs[1], op.nodes[1].args[0] == Arg(0)):
+        return None
+    if not inputs[0].shape == inputs[1].shape == result.shape:
+        return None
+    zero = np.dtype(result.dtype).type(0)
+    greater, multiply, isnan, maximum = np.greater, np.multiply, np.isnan, np.maximum.reduce
+    step_kernel = cpu_kernel.dispatch(Step)
+    dy_first = op.nodes[1].args[0] == Arg(0)
+
+    def write(dy: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+        if x.size and isnan(maximum(x, axis=None)):
+            s = step_kernel(Step(), x)
+            multiply(dy, s, out=out) if dy_first else multiply(s, dy, out=out)
+            return
+        greater(x, zero, out=out)
+        multiply(dy, out, out=out)
+
+    return write
+
+
 def _clone(op: Clone, inputs: Sequence[Spec], result: Spec) -> Writer:
     copyto = np.copyto
 
@@ -152,5 +233,6 @@ _WRITERS: dict[type, Callable[[Any, Sequence[Spec], Spec], Writer | None]] = {
     MatMul: _mat_mul,
     Gather: _gather,
     Clone: _clone,
+    Fused: _relu_derivative,
 }
 """The ops whose CPU kernel has a form that writes into a given array, beyond the ufuncs."""
