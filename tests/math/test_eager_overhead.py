@@ -416,3 +416,24 @@ def test_a_kernel_may_run_kernels_itself(cpu_math: dl.NDArrayMath) -> None:
         assert np.isnan(y.get(0))  # inf - inf, ignored inside both kernels
         assert cpu_math.engine.run(_Nested(), Array1D.new([1.0])).shape == (1,)
     assert cpu_math.add(Array1D.new([1.0]), Array1D.new([2.0])).get(0) == 3.0
+
+
+@pytest.mark.parametrize("shape", [(128, 10), (5, 3), (7,), (2, 3, 4), (4, 1)])
+def test_cpu_softmax_cross_entropy_derivative_is_the_generic_kernel_bit_for_bit(shape: tuple[int, ...]) -> None:
+    """The CPU kernel writes the generic kernel's operations over its own temporaries: the
+    same bits for logits with NaN, ±inf and -0, any targets, a per-example or a whole dy;
+    other dtypes and broadcast shapes through the generic kernel."""
+    from deeplearn.math.ops.costs import SoftmaxCrossEntropyCostDer
+
+    op, rng = SoftmaxCrossEntropyCostDer(), np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.flat[: min(4, x.size)] = [np.nan, np.inf, -np.inf, -0.0][: min(4, x.size)]
+    target = rng.random(shape).astype(np.float32)
+    cases = [(x, target, np.full(shape[:-1] + (1,), 0.25, np.float32)), (x, target, rng.standard_normal(shape).astype(np.float32)),
+             (x, target[..., :1] if shape[-1] > 1 else target, np.float32(2).reshape(())), (x.astype(np.float64), target, np.ones(1))]
+    with np.errstate(all="ignore"):
+        for args in cases:
+            want, got = op.forward(np, *args), cpu_kernel(op, *args)
+            for w, g in zip(want, got, strict=True):
+                assert w.dtype == g.dtype and w.shape == g.shape
+                assert w.tobytes() == g.tobytes()
