@@ -20,18 +20,20 @@ from typing import TYPE_CHECKING, Any
 from deeplearn.compile.program import bound_raw
 from deeplearn.graph.feeds import EXAMPLES, ROWS, FeedEntry, Feeds, same_feeds
 from deeplearn.graph.graph import Node, Tensor
+from deeplearn.graph.plan import forget_oldest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from deeplearn.compile.program import Program
     from deeplearn.graph.optimizers.optimizer import Optimizer
+    from deeplearn.graph.feeds import Rows
     from deeplearn.graph.plan import Plan, Signature
     from deeplearn.math.ndarray import NDArray
     from deeplearn.math.ndarray_math import NDArrayMath
     from deeplearn.types import DType, Shape
 
-__all__ = ["Rerun", "Source", "make_rerun"]
+__all__ = ["Rerun", "Reruns", "Source", "make_rerun"]
 
 
 class Source(enum.Enum):
@@ -197,3 +199,63 @@ def make_rerun(
         [(builder, batches, [(index, x) for _, index, x in batches]) for builder, batches in draws.values()],
         bound_count,
     )
+
+
+class Reruns:
+    """A Session's last training calls, ready to run again, by (cost, optimizer, batch size,
+    cost reduction), ``limit`` of them: a GraphRunner alternates NONE with an occasional MEAN,
+    and keeps both.
+
+    Example:
+        >>> reruns = Reruns()
+        >>> reruns.find(None, [], 8, None, 0) is None, len(reruns)
+        (True, 0)
+    """
+
+    def __init__(self, limit: int = 8) -> None:
+        self._limit = limit
+        self._by_key: dict[tuple[int, int, int, int], Rerun] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def find(self, cost: Any, feeds: Feeds, batch_size: Any, optimizer: Any, reduction: Any) -> Rerun | None:
+        """The Rerun that a call with these arguments is again, or None."""
+        if type(batch_size) is not int or not isinstance(reduction, int):
+            return None  # not the arguments of any call that ran (the checks will say why)
+        rerun = self._by_key.get((id(cost), id(optimizer), batch_size, int(reduction)))
+        if rerun is None or not rerun.matches(cost, feeds, batch_size, optimizer, reduction):
+            return None
+        return rerun
+
+    def remember(
+        self,
+        feeds: Feeds,
+        entries: list[FeedEntry],
+        cost: Tensor,
+        batch_size: int,
+        optimizer: Optimizer,
+        reduction: int,
+        plan: Plan,
+        step: Signature,
+        rows: Rows,
+        fed: bool,
+    ) -> None:
+        """After a training call that ran a Program: keeps its Rerun (``make_rerun``), or
+        forgets an older one of the same key where it cannot have one (``fed``: the call was
+        fed arrays, not only batches gathered inside the Program)."""
+        key = (type(optimizer), tuple(optimizer.variables), reduction)
+        program = step.training.get(key)
+        rerun = (
+            make_rerun(feeds, entries, cost, batch_size, optimizer, reduction, plan, step, key, program, rows)
+            if program is not None and not fed
+            else None
+        )
+        by_key = (id(cost), id(optimizer), batch_size, int(reduction))
+        self._by_key.pop(by_key, None)
+        if rerun is not None:
+            forget_oldest(self._by_key, self._limit)
+            self._by_key[by_key] = rerun
+
+    def clear(self) -> None:
+        self._by_key.clear()

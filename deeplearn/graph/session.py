@@ -9,33 +9,29 @@ batch rule (``batching.py``) runs it.
 
 from __future__ import annotations
 
-import enum
 import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from deeplearn.compile.materialize import resolve
-from deeplearn.compile.recorder import Recorder
 from deeplearn.data.input_provider import InputProvider
 from deeplearn.graph import graph_util
 from deeplearn.graph.feeds import (
     FeedEntry,
     Feeds,
     Rows,
-    alias,
     check_batch_size,
     load_feeds,
     normalize_feeds,
-    row_bindings,
     same_feeds,
 )
 from deeplearn.graph.graph import Graph, Tensor
-from deeplearn.graph.plan import Plan, Signature, forget_oldest
-from deeplearn.graph.recorded import RecordedCalls
+from deeplearn.graph.plan import Plan, forget_oldest
+from deeplearn.graph.rule_steps import CostReduction, RuleSteps
 from deeplearn.graph.session_values import NOTHING
 from deeplearn.graph.zeros import ZeroScalars
-from deeplearn.graph.rerun import Rerun, make_rerun
+from deeplearn.graph.rerun import Rerun, Reruns
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.math.ndarray import NDArray, Scalar, Storage
 from deeplearn.types import ShapeError
@@ -49,17 +45,7 @@ __all__ = ["CostReduction", "FeedEntry", "Feeds", "Session", "normalize_feeds"] 
 _M = TypeVar("_M", bound=Callable[..., Any])
 
 _MAX_PLANS = 64  # per Session: one per (tensors asked for, fed tensors)
-_MAX_TRAINING_PROGRAMS = 8  # per step: one per (optimizer class, its variables, cost reduction)
 _MAX_RERUNS = 8  # per Session: one per (cost, optimizer, batch size, cost reduction)
-
-
-class CostReduction(enum.IntEnum):
-    """What ``Session.train`` returns: nothing (a zero Scalar), or the batch's cost summed or
-    averaged over its examples."""
-
-    NONE = 0
-    SUM = 1
-    MEAN = 2
 
 
 def _serialized(method: _M) -> _M:
@@ -73,10 +59,11 @@ def _serialized(method: _M) -> _M:
     return locked  # type: ignore[return-value]
 
 
-class Session(RecordedCalls):
-    """Runs a Graph on ``math``. (How a call runs a recorded Program: ``RecordedCalls``,
-    ``deeplearn/graph/recorded.py``; the values it reads and keeps: ``SessionValues``,
-    ``deeplearn/graph/session_values.py``.)
+class Session(RuleSteps):
+    """Runs a Graph on ``math``. (How a call runs through the batch rules and records its
+    kernels: ``RuleSteps``, ``deeplearn/graph/rule_steps.py``; how it runs a recorded Program:
+    ``RecordedCalls``, ``deeplearn/graph/recorded.py``; the values it reads and keeps:
+    ``SessionValues``, ``deeplearn/graph/session_values.py``.)
 
     ``activation_array_map`` holds, after each call, the value of every tensor it computed
     (with the batch axis after ``train``) and every variable's current value;
@@ -87,9 +74,10 @@ class Session(RecordedCalls):
     batch size; for training, the optimizer's class and the cost reduction) records its
     kernels as a Program (``deeplearn/compile/``): forward, backward, the optimizer's update
     and the cost's reduction. Later calls run the Program without the graph's rules
-    (``replay_plans``), and on CUDA a training step runs as one CUDA graph
-    (``capture_plans``), the variables and the optimizer's state updated in place, its chains
-    of element-wise kernels fused into one kernel each (``fuse_kernels``). Set any of them to
+    (``replay_plans``), and a training step runs compiled (``capture_plans``): on CUDA as one
+    CUDA graph, its chains of element-wise kernels fused into one kernel each
+    (``fuse_kernels``); on the CPU as one generated function writing into arrays made once;
+    on both the variables and the optimizer's state updated in place. Set any of them to
     False to run every call through the rules, kernel by kernel, or unfused.
 
     Example:
@@ -110,8 +98,9 @@ class Session(RecordedCalls):
         # Record each plan's kernels once and replay them (replay.py); False runs every call
         # through the batch rules (the tests compare the two).
         self.replay_plans = True
-        # On CUDA, capture each recorded training step's kernels as one CUDA graph
-        # (deeplearn/compile/cuda_graph.py); False replays them kernel by kernel.
+        # Compile each recorded training step: on CUDA one CUDA graph (compile/cuda_graph.py),
+        # on the CPU one function over arrays made once (compile/cpu_step.py); False replays
+        # them kernel by kernel.
         self.capture_plans = True
         # Captured steps run their chains of element-wise kernels as one kernel each
         # (deeplearn/compile/fusion.py); False keeps every kernel (read when a step is captured).
@@ -127,9 +116,8 @@ class Session(RecordedCalls):
         # (feeds, cost tensor, their entries, the plan) of the last training call: a training
         # loop passes the same feeds every time (same_feeds), so they are checked once.
         self._last_training_feeds: tuple[Feeds, Tensor, list[FeedEntry], Plan] | None = None
-        # The last training calls, ready to run again, by (cost, optimizer, batch size, cost
-        # reduction): a GraphRunner alternates NONE with an occasional MEAN, and keeps both.
-        self._reruns: dict[tuple[int, int, int, int], Rerun] = {}
+        # The last training calls, ready to run again (rerun.py).
+        self._reruns = Reruns(_MAX_RERUNS)
 
     # -- public API ------------------------------------------------------------------------
     def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
@@ -212,12 +200,8 @@ class Session(RecordedCalls):
         """
         where = "Session.train"
         self.math._check_safe_mode()
-        rerun = (
-            self._reruns.get((id(cost_tensor), id(optimizer), batch_size, cost_reduction))
-            if type(batch_size) is int and type(cost_reduction) in (int, CostReduction)
-            else None
-        )
-        if rerun is not None and rerun.matches(cost_tensor, feeds, batch_size, optimizer, cost_reduction):
+        rerun = self._reruns.find(cost_tensor, feeds, batch_size, optimizer, cost_reduction)
+        if rerun is not None:
             again = self._train_again(rerun, where)
             if again is not None:
                 return again
@@ -263,30 +247,18 @@ class Session(RecordedCalls):
             if gradients is not None:
                 self._retain(values, gradients)
             else:  # a Program ran: the next identical call can run it again at once
-                key = (type(optimizer), tuple(optimizer.variables), cost_reduction)
-                program = step.training.get(key)
-                rerun = (
-                    make_rerun(
-                        feeds,
-                        entries,
-                        cost_tensor,
-                        batch_size,
-                        optimizer,
-                        cost_reduction,
-                        plan,
-                        step,
-                        key,
-                        program,
-                        rows,
-                    )
-                    if program is not None and not values
-                    else None
+                self._reruns.remember(
+                    feeds,
+                    entries,
+                    cost_tensor,
+                    batch_size,
+                    optimizer,
+                    cost_reduction,
+                    plan,
+                    step,
+                    rows,
+                    bool(values),
                 )
-                rerun_key = (id(cost_tensor), id(optimizer), batch_size, int(cost_reduction))
-                self._reruns.pop(rerun_key, None)
-                if rerun is not None:
-                    forget_oldest(self._reruns, _MAX_RERUNS)
-                    self._reruns[rerun_key] = rerun
         finally:
             math.end_scope(result)
         return result
@@ -385,159 +357,3 @@ class Session(RecordedCalls):
         storages = {x.storage for x in fed.values()}
         storages.update(self._input_value(n, where).storage for n in plan.nodes if n.op_rule is None)
         return storages
-
-    def _replayable(self) -> bool:
-        engine = self.math.engine
-        return self.replay_plans and not engine.debug and not engine.keep_float64
-
-    def _run_step(
-        self,
-        plan: Plan,
-        step: Signature,
-        values: dict[Tensor, NDArray],
-        rows: Rows,
-        where: str,
-        wanted: Sequence[Tensor],
-    ) -> None:
-        """Fills ``values`` (the fed tensors' values on entry, the batches still to gather in
-        ``rows``) with every tensor's value, for an inference call that returns ``wanted``. The
-        first call of a step records its kernels; later calls run the Program, which gives the
-        same arrays without the rules' host cost."""
-        replayable = self._replayable()
-        program = step.inference
-        bound = row_bindings(rows)
-        if replayable and program is not None:
-            if self._run_program(program, values, bound, where) is not None:
-                return
-            step.inference = None  # an input changed shape, dtype or backend: record again
-        recorder = self._recorder(step, False, values, bound) if replayable else None
-        try:
-            self._gather(values, rows)
-            self._forward(step, values, where, recorder)
-        finally:
-            if recorder is not None:
-                recorder.stop()
-        if recorder is not None:
-            step.inference = recorder.finish(values, None, wanted)
-
-    def _train_step(
-        self,
-        plan: Plan,
-        step: Signature,
-        values: dict[Tensor, NDArray],
-        rows: Rows,
-        batch_size: int,
-        cost: Tensor,
-        optimizer: Optimizer,
-        reduction: CostReduction,
-        where: str,
-    ) -> tuple[Scalar, SummedTensorArrayMap | None]:
-        """One training step: forward, backward, the optimizer's update (the variables get their
-        new values) and the cost's reduction. Returns (the reduced cost, the gradients, for
-        ``_retain`` to keep with ``values``), or (the cost, None) when a Program ran and set the
-        maps itself. Recorded as one Program the first time, which later calls run (on CUDA as
-        one captured graph)."""
-        math = self.math
-        key = (type(optimizer), tuple(optimizer.variables), reduction)
-        replayable = self._replayable()
-        program = step.training.get(key)
-        bound = row_bindings(rows)
-        if replayable and program is not None:
-            ran = self._run_program(program, values, {**optimizer.bound_arrays(), **bound}, where, optimizer)
-            if ran is not None:
-                return ran  # type: ignore[return-value]  # a training Program returns its cost
-            del step.training[key]  # an input changed shape, dtype or backend: record again
-        current = {v: self._input_value(v.node, where) for v in optimizer.variables}
-        optimizer.ensure_state(current)
-        recorder = (
-            self._recorder(step, True, values, {**optimizer.bound_arrays(), **bound}) if replayable else None
-        )
-        try:
-            self._gather(values, rows)
-            self._forward(step, values, where, recorder)
-            # d(Σ_b cost_b)/d cost_b = 1; an unbatched cost counts once per example.
-            seed = (
-                NDArray.ones(values[cost].shape, math=math)
-                if step.batched[cost]
-                else Scalar.new(batch_size, math=math)
-            )
-            gradients = self._backward(plan, step, values, cost, seed)
-            optimizer.after_example(
-                math, {v: gradients.get(v) for v in optimizer.variables if gradients.has(v)}
-            )
-            new_values = optimizer.after_batch(
-                math, {v: resolve(values[v]) for v in optimizer.variables if v in values}
-            )
-            total = self._reduce_cost(values[cost], step.batched[cost], batch_size, reduction)
-        finally:
-            if recorder is not None:
-                recorder.stop()
-        for v, new_value in new_values.items():
-            self._assign(v, new_value)
-            values[v] = new_value
-        if recorder is not None and len(step.training) < _MAX_TRAINING_PROGRAMS:
-            updates: dict[Any, NDArray] = {**new_values, **optimizer.state_arrays()}
-            # A NONE reduction reads no cost: its kernels run only if someone reads its activation.
-            needed = [cost] if reduction != CostReduction.NONE else []
-            results = {"cost": total} if reduction != CostReduction.NONE else {}
-            program = recorder.finish(values, gradients, needed, (), results, updates)
-            if program is not None:
-                step.training[key] = program
-        return total, gradients
-
-    def _gather(self, values: dict[Tensor, NDArray], rows: Rows) -> None:
-        """The batches of ``rows`` into ``values``: one gather each, recorded with the step."""
-        for t, (examples, indices) in rows.items():
-            values[t] = self.math.gather(examples, indices)
-
-    def _forward(
-        self, step: Signature, values: dict[Tensor, NDArray], where: str, recorder: Recorder | None = None
-    ) -> None:
-        math = self.math
-        for node, rule, inputs, out, flags, expected in step.forward:
-            if rule is None:
-                values[out] = value = self._input_value(node, where)
-                if recorder is not None:
-                    recorder.bind(out, value)
-                continue
-            y = rule.forward(math, node, [values[t] for t in inputs], flags)
-            if y.shape != expected:
-                raise AssertionError(
-                    f"{where}: the {node.name} rule gave shape {y.shape}, expected {expected}."
-                )
-            values[out] = y
-
-    def _backward(
-        self, plan: Plan, step: Signature, values: dict[Tensor, NDArray], cost: Tensor, seed: NDArray
-    ) -> SummedTensorArrayMap:
-        math = self.math
-        gradients = SummedTensorArrayMap(math)
-        if cost not in plan.needs_grad():
-            return gradients
-        gradients.add(cost, seed)
-        for node, rule, inputs, out, flags, wants in step.backward:
-            dy = gradients.get_or_none(out)
-            if dy is None:
-                continue
-            grads = rule.backward(math, node, dy, [values[t] for t in inputs], flags, values[out], wants)
-            for t, g, w in zip(inputs, grads, wants, strict=True):
-                if w and g is not None:
-                    gradients.add(t, g)
-        return gradients
-
-    def _reduce_cost(
-        self, cost: NDArray, cost_batched: bool, batch_size: int, reduction: CostReduction
-    ) -> Scalar:
-        """The batch's cost as ``reduction`` asks; for NONE a zero, which nothing reads back
-        (``ZeroScalars``: cut from a block made once per 256 calls, so that neither an eager
-        nor a captured call pays an allocation and a fill for it; no Program records it)."""
-        math = self.math
-        if reduction == CostReduction.NONE:
-            return self._zeros.next(math)
-        if cost_batched:
-            total = math.sum(cost) if reduction == CostReduction.SUM else math.mean(cost)
-        elif reduction == CostReduction.SUM:
-            total = math.multiply(cost, Scalar.new(batch_size, math=math))
-        else:
-            total = alias(cost)  # the cost's own value
-        return total  # type: ignore[return-value]
