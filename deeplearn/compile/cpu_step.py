@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CpuStep"]
 
+_DOUBLED_BYTES = 1 << 16
+"""A variable whose old value is still read after its update is double-buffered from this size
+on; a smaller one is copied first, which costs less than a swap of two arrays per step."""
+
 
 class CpuStep(Resident):
     """``program`` compiled for the CPU over this call's inputs ``raws`` (see the module
@@ -49,9 +53,9 @@ class CpuStep(Resident):
     what ``program.run_raw(engine, raws)`` returns, with each update's target holding the new
     value.
 
-    A variable whose old value is still read after its update (by the kernels only inspection
-    needs, such as a fed input's gradient, which ``Program.ready_in_place`` has read a copy
-    made first) is double-buffered instead: the update writes the other of its two arrays,
+    A variable of 64 KiB or more whose old value is still read after its update (by the kernels
+    only inspection needs, such as a fed input's gradient, which ``Program.ready_in_place`` has
+    read a copy made first) is double-buffered instead: the update writes the other of its two arrays,
     the old one stays as it is for whoever reads it, and the two swap roles after each run,
     the variable's NDArray following. No copy of the variable is made per step.
     """
@@ -80,7 +84,10 @@ class CpuStep(Resident):
         snapshots = {
             step.outputs[0]: step.inputs[0].slot
             for step in program.steps
-            if type(step.op) is Clone and step.inputs[0].slot in target_slots and step.inputs[0].shape is None
+            if type(step.op) is Clone
+            and step.inputs[0].slot in target_slots
+            and step.inputs[0].shape is None
+            and step.specs[0].size * np.dtype(step.specs[0].dtype).itemsize >= _DOUBLED_BYTES
         }
         doubled = {program.binding_index[t] for t in snapshots.values()}
         self._other = {i: np.empty_like(self.inputs[i]) for i in doubled}  # the array written next
@@ -139,7 +146,7 @@ class CpuStep(Resident):
         ]
         self._steps, self._writers = steps, writers  # (kept for bench/profiling.py)
         self._run = straight_line(steps, own, checked, np, engine.result, writers)
-        self._guard = engine.backend.errors_ignored  # type: ignore[attr-defined]  # the CPU backend's
+        self._call = engine.backend.call_ignoring_errors  # type: ignore[attr-defined]  # the CPU backend's
 
     def run(self, raws: Sequence[Any]) -> list[Any]:
         """The slots after one run on ``raws`` (one array per binding)."""
@@ -164,14 +171,17 @@ class CpuStep(Resident):
                 slots[slot] = old
             for slot in self._new_slots[i]:
                 slots[slot] = new
-        with self._guard():
-            self._run(slots)
-            for i, source in self._copies:
-                np.copyto(self._other.get(i, inputs[i]), slots[source])
+        self._call(self._run_and_copy, slots)
         if self._other:
             self._swap()
         self.settled = settled
         return slots
+
+    def _run_and_copy(self, slots: list[Any]) -> None:
+        """The kernels, then the updates not written into their arrays copied in."""
+        self._run(slots)
+        for i, source in self._copies:
+            np.copyto(self._other.get(i, self.inputs[i]), slots[source])
 
     def _swap(self) -> None:
         """After a run: each double-buffered variable's new array becomes its array (its NDArray

@@ -199,6 +199,9 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         self._stream_epoch = 0  # the epoch whose draws the stream is at
         self._orders: dict[int, np.ndarray] = {}  # the orders of the epochs in use and drawn ahead
         self._positions = [0] * len(inputs)
+        # How many epochs' orders one draw makes (and how many are held before a look for
+        # finished ones): a block of about _ORDERS_AHEAD indices, at most _EPOCHS_AHEAD epochs.
+        self._block_epochs = max(1, min(_EPOCHS_AHEAD, _ORDERS_AHEAD // self.num_examples))
         self._lock = threading.RLock()  # a draw reads and moves a position: one at a time
         self._providers = [_BuilderProvider(self, i) for i in range(len(inputs))]
 
@@ -258,16 +261,17 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             for index, examples in inputs:
                 if examples.is_disposed or self._examples(math, index) is not examples:
                     return None
-            if len({self._positions[index] for index, _ in inputs}) != 1:  # not in step
+            positions = self._positions
+            start = positions[inputs[0][0]]
+            if not all(positions[index] == start for index, _ in inputs):  # not in step
                 drawn = [self._indices_on(math, index, count) for index, _ in inputs]
                 for index, _ in inputs:  # (a position's indices depend on no other: moved after)
                     self._move(index, count)
                 return drawn
             # In step: one draw, and one look for finished epochs (as _move, for all at once).
             indices = self._indices_on(math, inputs[0][0], count)
-            start = self._positions[inputs[0][0]]
             for index, _ in inputs:
-                self._positions[index] = start + count
+                positions[index] = start + count
             if start // self.num_examples != (start + count) // self.num_examples:
                 self._forget_unused_epochs()
             return [indices] * len(inputs)
@@ -328,7 +332,7 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         return order
 
     def _epochs_per_draw(self) -> int:
-        return max(1, min(_EPOCHS_AHEAD, _ORDERS_AHEAD // self.num_examples))
+        return self._block_epochs
 
     def _draw_orders(self, first_epoch: int, count: int) -> np.ndarray:
         """The orders of epochs ``first_epoch`` .. ``first_epoch + count - 1``, one per row."""

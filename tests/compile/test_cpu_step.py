@@ -13,6 +13,7 @@ import pytest
 
 import deeplearn as dl
 from deeplearn import CostReduction, Graph, Scalar, Session
+from deeplearn.compile import cpu_step
 from deeplearn.compile.cpu_step import CpuStep
 from deeplearn.math.backends.cpu import cpu_kernel
 from deeplearn.math.backends.cpu_writers import elementwise, relu_derivative, writer
@@ -251,14 +252,19 @@ def test_a_compiled_step_equals_the_kernel_by_kernel_step_bit_for_bit(name: str)
     _assert_same(weights, ref_weights)
 
 
-def test_what_inspection_reads_after_a_compiled_step_is_that_steps_values() -> None:
+@pytest.mark.parametrize("doubled", [True, False])
+def test_what_inspection_reads_after_a_compiled_step_is_that_steps_values(
+    doubled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The fed input's gradient reads the first layer's weights from before the update: a
-    compiled step double-buffers that variable rather than copying it, and still hands out
-    the kernel-by-kernel step's values, activations included."""
+    compiled step double-buffers that variable (from 64 KiB; here made to for any size) or
+    copies it first, and either way hands out the kernel-by-kernel step's values, activations
+    included."""
+    monkeypatch.setattr(cpu_step, "_DOUBLED_BYTES", 0 if doubled else cpu_step._DOUBLED_BYTES)
     seen, weights, session = _train_dense(True, OPTIMIZERS["momentum"], inspect=True)
     (program,) = _tapes(session)
-    assert program.capture._other, "the first layer's weights are double-buffered"
-    assert not any(isinstance(s.op, Clone) for s in program.capture._steps)  # no copy per step
+    assert bool(program.capture._other) == doubled, "the first layer's weights are double-buffered"
+    assert any(isinstance(s.op, Clone) for s in program.capture._steps) != doubled  # else a copy per step
     assert any(isinstance(s.op, Fused) for s in program.capture._steps)  # relu's backward, in one
     ref_seen, ref_weights, _ = _train_dense(False, OPTIMIZERS["momentum"], inspect=True)
     _assert_same(seen, ref_seen)
@@ -338,9 +344,10 @@ def test_a_view_kept_across_a_compiled_step_keeps_its_values() -> None:
     np.testing.assert_array_equal(view.numpy(), kept)
 
 
-def test_a_variable_held_by_the_user_follows_the_compiled_updates() -> None:
+def test_a_variable_held_by_the_user_follows_the_compiled_updates(monkeypatch: pytest.MonkeyPatch) -> None:
     """The variable's NDArray is the step's array (or follows it where double-buffered): what a
     user holds of ``node.data`` reads the newest value, as on a captured CUDA step."""
+    monkeypatch.setattr(cpu_step, "_DOUBLED_BYTES", 0)
     _, _, session = _train_dense(True, OPTIMIZERS["sgd"], steps=4)
     (program,) = _tapes(session)
     assert program.capture._other  # the double-buffered case is among them
@@ -354,3 +361,19 @@ def test_a_variable_held_by_the_user_follows_the_compiled_updates() -> None:
         assert h is v.node.data
         assert not np.array_equal(h.numpy(), b)
         np.testing.assert_array_equal(h.numpy(), session.eval(v).numpy())
+
+
+def test_a_compiled_step_ignores_floating_point_errors_and_leaves_the_callers_state() -> None:
+    """Overflow and invalid values are values here, as in every CPU kernel: a compiled step run
+    under the caller's np.errstate(all="raise") raises nothing and leaves that state as it was."""
+    math = dl.NDArrayMathCPU()
+    g, x, label, cost, (a, _, _) = _quadratic(math)
+    xs = np.array([1e30, -1e30, np.inf, 2.0], np.float32)
+    xp, yp = dl.InCPUMemoryShuffledInputProviderBuilder([xs, xs], seed=0).get_input_providers()
+    session, optimizer = Session(g, math), dl.SGDOptimizer(0.5)
+    with np.errstate(all="raise"):
+        for _ in range(4):
+            session.train(cost, {x: xp, label: yp}, 4, optimizer)
+        assert np.geterr() == {"divide": "raise", "over": "raise", "under": "raise", "invalid": "raise"}
+    assert isinstance(_tapes(session)[0].capture, CpuStep)
+    assert not np.isfinite(session.eval(a).numpy())
