@@ -83,14 +83,17 @@ class MeanSquaredCost(Op):
     def backward(
         self, math: NDArrayMath, dy: NDArray, x1: NDArray, x2: NDArray, y: NDArray
     ) -> tuple[NDArray, NDArray]:
-        # dx1 = dy·(x1 − x2)/N with N elements per example, dx2 = −dx1 (an input shared by
+        # dx1 = (x1 − x2)·dy/N with N elements per example, dx2 = −dx1 (an input shared by
         # several examples gets the sum of theirs).
         # deeplearn.js: gives (x1 − x2) with no 1/N and ignores dy (graph/ops/element_wise_cost.ts);
         # docs/design.md §4: we return the exact derivative. conformance: graph.meanSquaredCost.fwd_bwd
+        # dx2 as (x2 − x1)·dy/N, which is −dx1 exactly: each gradient is two kernels, and a
+        # recorded step computes only the one it needs (the other is deferred until read).
         n = max(util.size_from_shape(x1.shape[a] for a in example_axes(x1.rank, self.example_rank)), 1)
         dy_n = math.divide(_per_element(dy, self.example_rank), _scalar(math, n))
         dx1 = math.multiply(math.subtract(x1, x2), dy_n)
-        return unbroadcast(math, dx1, x1.shape), unbroadcast(math, math.neg(dx1), x2.shape)
+        dx2 = math.multiply(math.subtract(x2, x1), dy_n)
+        return unbroadcast(math, dx1, x1.shape), unbroadcast(math, dx2, x2.shape)
 
 
 @dataclass(frozen=True)
