@@ -96,7 +96,7 @@ class CpuStep(Resident):
             slots[slot] = data
         for i in self._targets:
             slots[program.bindings[i].slot] = self.inputs[i]
-        shapes = _slot_shapes(program)
+        shapes = program.slot_shapes()
         scratch = Scratch()  # the writers' temporaries, one array for all
         valid_slots = {b.slot for b, ok in zip(program.bindings, valid, strict=False) if ok}
         steps: list[Step] = []
@@ -231,17 +231,3 @@ def _fuse_relu_derivatives(
         fused[k] = (Step(fused_op, (dy, x), product.outputs, product.specs), None, True)
         fused[j] = None  # type: ignore[assignment]  # dropped: the fused step computes it
     return [fused.get(k, entry) for k, entry in enumerate(steps) if fused.get(k, entry) is not None]
-
-
-def _slot_shapes(program: Program) -> list[Any]:
-    """Each slot's shape: a binding's, a constant's, a kernel result's spec (None for a slot
-    that no kernel of the Program fills any more: one whose kernel was dropped)."""
-    shapes: list[Any] = [None] * len(program.kinds)
-    for b in program.bindings:
-        shapes[b.slot] = b.shape
-    for slot, data in program.constants:
-        shapes[slot] = tuple(data.shape)
-    for step in (*program.steps, *program.deferred):
-        for out, spec in zip(step.outputs, step.specs, strict=True):
-            shapes[out] = spec.shape
-    return shapes

@@ -99,7 +99,7 @@ def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int,
     has a C form of the element-wise ``op``; ``in_place``: {result slot: bound slot} for the
     results written straight into a bound buffer (``Program.writable_in_place``)."""
     steps = program.steps
-    shapes = _slot_shapes(program)
+    shapes = program.slot_shapes()
     groups: list[_Group] = []
     owner: dict[int, _Group] = {}  # result slot -> its group
     grouped: dict[int, _Group] = {}  # step index -> its group
@@ -170,16 +170,6 @@ def _side_by_side(run: list[_Group], group: _Group) -> bool:
     read = {s for g in run for s in g.reads}
     written = {s for g in run for s in g.writes}
     return not (group.reads & (made | written)) and not (group.writes & read)
-
-
-def _slot_shapes(program: Program) -> dict[int, Shape]:
-    shapes: dict[int, Shape] = {b.slot: b.shape for b in program.bindings}
-    for slot, data in program.constants:
-        shapes[slot] = tuple(data.shape)
-    for step in (*program.steps, *program.deferred):
-        for slot, spec in zip(step.outputs, step.specs, strict=True):
-            shapes[slot] = spec.shape
-    return shapes
 
 
 # What a step is to the grouping: ("gather", size), ("elementwise", size) or, for a sum over

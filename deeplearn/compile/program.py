@@ -300,6 +300,17 @@ class Program:
             self._binding_index = {b.slot: i for i, b in enumerate(self.bindings)}
         return self._binding_index
 
+    def slot_shapes(self) -> dict[int, Shape]:
+        """Each slot's shape: a binding's, a constant's, a kernel result's spec (a slot whose
+        kernel was dropped has none)."""
+        shapes: dict[int, Shape] = {b.slot: b.shape for b in self.bindings}
+        for slot, data in self.constants:
+            shapes[slot] = tuple(data.shape)
+        for step in (*self.steps, *self.deferred):
+            for slot, spec in zip(step.outputs, step.specs, strict=True):
+                shapes[slot] = spec.shape
+        return shapes
+
     def _bound_shape(self, slot: int) -> Shape:
         return next(b.shape for b in self.bindings if b.slot == slot)
 

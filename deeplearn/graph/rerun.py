@@ -87,7 +87,11 @@ class Rerun:
 
     def examples_live(self) -> bool:
         """Whether every batch's examples are still there (a builder's ``dispose`` frees them)."""
-        return not any(x.is_disposed for _, draws, _ in self.draws for _, _, x in draws)
+        for _, draws, _ in self.draws:
+            for _, _, x in draws:
+                if x._disposed or x.storage.data is None:
+                    return False
+        return True
 
     def inputs(self, math: NDArrayMath, node_value: Callable[[Node], NDArray]) -> list[Any] | None:
         """This call's Program inputs (backend arrays, in binding order), each checked against

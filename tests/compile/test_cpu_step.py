@@ -24,6 +24,7 @@ from deeplearn.math.ops.fused import Fused
 from deeplearn.math.ops.layout import Clone, Gather
 from deeplearn.math.ops.linalg import REGULAR, TRANSPOSED, MatMul
 from deeplearn.math.ops.reduction import Sum
+from tests.graph.helpers import OPTIMIZERS, train_dense
 
 # -- the writers, against the CPU kernels ---------------------------------------------------------
 
@@ -167,17 +168,6 @@ def test_no_writer_where_the_kernel_would_change_dtype_or_shape() -> None:
 
 # -- whole training steps, compiled against kernel by kernel --------------------------------------
 
-OPTIMIZERS: dict[str, Callable[[], dl.Optimizer]] = {
-    "sgd": lambda: dl.SGDOptimizer(0.1),
-    "momentum": lambda: dl.MomentumOptimizer(0.05, 0.9),
-    "rmsprop": lambda: dl.RMSPropOptimizer(0.01, 0.9),
-    "adagrad": lambda: dl.AdagradOptimizer(0.05),
-    "adadelta": lambda: dl.AdadeltaOptimizer(0.5, 0.9),
-    "adam": lambda: dl.AdamOptimizer(0.01, 0.9, 0.999),
-    "adamax": lambda: dl.AdamaxOptimizer(0.01, 0.9, 0.999),
-}
-
-
 def _tapes(session: Session) -> list[Any]:
     return [
         p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()
@@ -187,45 +177,11 @@ def _tapes(session: Session) -> list[Any]:
 def _train_dense(
     compiled: bool, make_optimizer: Callable[[], dl.Optimizer], steps: int = 12, inspect: bool = False
 ) -> tuple[list[Any], list[np.ndarray], Session]:
-    """A relu MLP with a softmax cross-entropy; between steps 5 and 6 the learning rate changes,
-    and before step 9 the user sets a variable. With ``inspect``, every step's activations and
-    gradients (the fed input's among them, which reads the first layer's old weights) are read."""
-    math = dl.NDArrayMathCPU()
-    g = Graph()
-    x, label = g.placeholder("x", [6]), g.placeholder("label", [3])
-    rng = np.random.default_rng(0)
-
-    def init(*shape: int) -> dl.NDArrayInitializer:
-        return dl.NDArrayInitializer(
-            dl.NDArray.from_numpy(rng.standard_normal(shape).astype(np.float32), math=math)
-        )
-
-    h = g.layers.dense("h", x, 5, lambda t: g.relu(t), True, init(6, 5), init(5))
-    cost = g.softmax_cross_entropy_cost(g.layers.dense("out", h, 3, None, True, init(5, 3), init(3)), label)
-    xs = rng.standard_normal((16, 6)).astype(np.float32)
-    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
-    xp, lp = dl.InCPUMemoryShuffledInputProviderBuilder([xs, labels], seed=0).get_input_providers()
-    variables = [n.output for n in g.nodes if isinstance(n, dl.graph.graph.VariableNode)]
-    session = Session(g, math)
-    session.capture_plans = compiled
-    optimizer = make_optimizer()
-    seen: list[Any] = []
-    for step in range(steps):
-        if step == 6:
-            optimizer.learning_rate *= 0.5
-        if step == 9:
-            variables[0].node.data = math.keep(
-                dl.NDArray.from_numpy(np.full(variables[0].shape, 0.01, np.float32), math=math)
-            )
-        with math.scope():
-            seen.append(
-                float(session.train(cost, {x: xp, label: lp}, 4, optimizer, CostReduction.MEAN).get())
-            )
-            session._last_call = (cost, {x: xp, label: lp}, 4, optimizer, CostReduction.MEAN)  # type: ignore[attr-defined]
-            if inspect:
-                seen.append(session.gradient_array_map.get(x).numpy())
-                seen.append([session.activation_array_map.get(t).numpy() for t in (h, *variables)])
-    return seen, [session.eval(v).numpy() for v in variables], session
+    """``train_dense`` on the CPU: with ``inspect``, every step's fed input's gradient (which reads
+    the first layer's old weights) and activations are read too."""
+    return train_dense(
+        dl.NDArrayMathCPU(), dl.InCPUMemoryShuffledInputProviderBuilder, compiled, make_optimizer, steps, inspect
+    )
 
 
 def _assert_same(a: Any, b: Any) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import deeplearn as dl
+from tests.graph.helpers import OPTIMIZERS
 from deeplearn import NDArray, load_model, read_model_metadata, save_model
 from deeplearn.data import files, saving
 from deeplearn.graph.graph import VariableNode
@@ -27,15 +28,6 @@ safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
 ROOT = Path(__file__).resolve().parents[2]
 
-OPTIMIZERS: dict[str, Callable[[], dl.Optimizer]] = {
-    "sgd": lambda: dl.SGDOptimizer(0.05),
-    "momentum": lambda: dl.MomentumOptimizer(0.05, 0.9),
-    "rmsprop": lambda: dl.RMSPropOptimizer(0.01, 0.9),
-    "adagrad": lambda: dl.AdagradOptimizer(0.05),
-    "adadelta": lambda: dl.AdadeltaOptimizer(0.5, 0.9),
-    "adam": lambda: dl.AdamOptimizer(0.01, 0.9, 0.999),
-    "adamax": lambda: dl.AdamaxOptimizer(0.01, 0.9, 0.999),
-}
 # Other hyperparameters than OPTIMIZERS': what a load must overwrite.
 OTHER_OPTIMIZERS: dict[str, Callable[[], dl.Optimizer]] = {
     "sgd": lambda: dl.SGDOptimizer(3.0),

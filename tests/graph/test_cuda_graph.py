@@ -14,7 +14,7 @@ import deeplearn as dl
 from deeplearn import CostReduction, Graph, Scalar, Session
 from deeplearn.compile.cuda_graph import CapturedProgram, NotCaptured, capture
 from deeplearn.math.backends import cuda_available
-from tests.graph.helpers import ListProvider
+from tests.graph.helpers import OPTIMIZERS, ListProvider, train_dense
 
 needs_gpu = pytest.mark.skipif(not cuda_available(), reason="captures CUDA graphs: needs CuPy and an NVIDIA GPU")
 
@@ -110,47 +110,8 @@ def test_a_returned_unbatched_cost_outlives_the_next_step() -> None:
     assert costs == ref_costs and len(set(costs)) > 1
 
 
-OPTIMIZERS = {
-    "sgd": lambda: dl.SGDOptimizer(0.1),
-    "momentum": lambda: dl.MomentumOptimizer(0.05, 0.9),
-    "rmsprop": lambda: dl.RMSPropOptimizer(0.01, 0.9),
-    "adagrad": lambda: dl.AdagradOptimizer(0.05),
-    "adadelta": lambda: dl.AdadeltaOptimizer(0.5, 0.9),
-    "adam": lambda: dl.AdamOptimizer(0.01, 0.9, 0.999),
-    "adamax": lambda: dl.AdamaxOptimizer(0.01, 0.9, 0.999),
-}
-
-
 def _train_dense(math: dl.NDArrayMath, captured: bool, make_optimizer: Any) -> tuple[list[float], list[np.ndarray], Session]:
-    """A relu MLP with a softmax cross-entropy, trained 12 steps; between steps 5 and 6 the
-    learning rate changes, and before step 9 the user sets a variable."""
-    g = Graph()
-    x, label = g.placeholder("x", [6]), g.placeholder("label", [3])
-    rng = np.random.default_rng(0)
-
-    def init(*shape: int) -> dl.NDArrayInitializer:  # the same initial weights in every run
-        return dl.NDArrayInitializer(dl.NDArray.from_numpy(rng.standard_normal(shape).astype(np.float32), math=math))
-
-    h = g.layers.dense("h", x, 5, lambda t: g.relu(t), True, init(6, 5), init(5))
-    cost = g.softmax_cross_entropy_cost(g.layers.dense("out", h, 3, None, True, init(5, 3), init(3)), label)
-    xs = rng.standard_normal((16, 6)).astype(np.float32)
-    labels = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
-    xp, lp = dl.InGPUMemoryShuffledInputProviderBuilder([xs, labels], seed=0).get_input_providers()
-    variables = [n.output for n in g.nodes if isinstance(n, dl.graph.graph.VariableNode)]
-    session = Session(g, math)
-    session.capture_plans = captured
-    session.fuse_kernels = False  # compared bit for bit: fused sums add in another order
-    optimizer = make_optimizer()
-    costs = []
-    for step in range(12):
-        if step == 6:
-            optimizer.learning_rate *= 0.5
-        if step == 9:
-            variables[0].node.data = math.keep(dl.NDArray.from_numpy(np.full(variables[0].shape, 0.01, np.float32),
-                                                                     math=math))
-        with math.scope():
-            costs.append(float(session.train(cost, {x: xp, label: lp}, 4, optimizer, CostReduction.MEAN).get()))
-    return costs, [session.eval(v).numpy() for v in variables], session
+    return train_dense(math, dl.InGPUMemoryShuffledInputProviderBuilder, captured, make_optimizer)
 
 
 @needs_gpu

@@ -61,6 +61,18 @@ def _kernel_context(caller_state: Any) -> contextvars.Context:
     return context
 
 
+def _call_ignoring_errors(f: Any, *args: Any) -> Any:
+    """``f(*args)`` in this thread's kernel context (np.errstate where NumPy has no variable)."""
+    if _ERROR_STATE is None:
+        with np.errstate(all="ignore"):
+            return f(*args)
+    state = _ERROR_STATE.get()
+    made_for, context = _KERNEL_CONTEXT.made
+    if made_for is not state or context is None:
+        context = _kernel_context(state)
+    return context.run(f, *args)
+
+
 @functools.singledispatch
 def cpu_kernel(op: Op, *arrays: np.ndarray) -> Any:
     """Runs ``op`` on the CPU. Ops without a CPU-specific kernel use their generic forward."""
@@ -214,14 +226,7 @@ class MathBackendCPU:
             kernel, arrays = op.forward, (np, *arrays)  # what it does, without its call
         else:
             arrays = (op, *arrays)
-        if _ERROR_STATE is None:
-            with np.errstate(all="ignore"):
-                return kernel(*arrays)
-        state = _ERROR_STATE.get()
-        made_for, context = _KERNEL_CONTEXT.made
-        if made_for is not state or context is None:
-            context = _kernel_context(state)
-        return context.run(kernel, *arrays)
+        return _call_ignoring_errors(kernel, *arrays)
 
     def kernel_for(self, op: Op) -> Any:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``, without
@@ -237,14 +242,7 @@ class MathBackendCPU:
         """``f(*args)`` with every floating-point error ignored, in the context ``execute``
         runs a kernel in (~0.1 µs, where ``errors_ignored()`` costs ~0.85): how a compiled
         step (``deeplearn/compile/cpu_step.py``) runs all of its kernels."""
-        if _ERROR_STATE is None:
-            with np.errstate(all="ignore"):
-                return f(*args)
-        state = _ERROR_STATE.get()
-        made_for, context = _KERNEL_CONTEXT.made
-        if made_for is not state or context is None:
-            context = _kernel_context(state)
-        return context.run(f, *args)
+        return _call_ignoring_errors(f, *args)
 
     def asarray(self, values: Any, dtype: Any = None) -> np.ndarray:
         if hasattr(values, "__cuda_array_interface__") and hasattr(values, "get"):
