@@ -15,7 +15,10 @@ page faults. A ``CpuStep`` is what the CUDA graph is for the GPU (``cuda_graph.p
   arrays from call to call: a call puts in the batch and the hyperparameters and runs it.
 
 Each run overwrites the arrays, so what a call hands out from them is valid until the next
-call; the Session copies what someone still holds before then, as for a CUDA graph. The
+call; the Session copies what someone still holds before then, as for a CUDA graph. As there,
+the variables change in place: a reader that does not take the Session's lock (another
+thread's ``save_model`` of the bare Graph) may see an update half written, and a step stopped
+midway (KeyboardInterrupt during its updates) leaves some variables updated and others not. The
 kernels and their order are those of ``Program.run_raw``, so the results are the same bits.
 """
 
@@ -26,20 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deeplearn.compile.resident import Resident
+from deeplearn.compile.resident import NotCaptured, Resident
 from deeplearn.compile.straight import straight_line
 from deeplearn.compile.program import Step
 from deeplearn.math.backends.cpu_writers import Scratch, elementwise, relu_derivative, writer
 from deeplearn.math.ops.arithmetic import Multiply
 from deeplearn.math.ops.base import Spec
 from deeplearn.math.ops.elementwise import Step as StepOp
-from deeplearn.math.ops.layout import Clone
+from deeplearn.math.ops.layout import Clone, Gather
 
 if TYPE_CHECKING:
     from deeplearn.compile.program import Program
     from deeplearn.math.engine import Engine
 
-__all__ = ["CpuStep"]
+__all__ = ["CpuStep", "compile_step"]
 
 _DOUBLED_BYTES = 1 << 16
 """A variable whose old value is still read after its update is double-buffered from this size
@@ -61,7 +64,7 @@ class CpuStep(Resident):
     """
 
     def __init__(
-        self, program: Program, engine: Engine, raws: Sequence[Any], valid: Sequence[bool] = ()
+        self, program: Program, engine: Engine, raws: Sequence[Any], rows: Sequence[bool] = ()
     ) -> None:
         super().__init__()
         self.program, self.engine = program, engine
@@ -69,7 +72,7 @@ class CpuStep(Resident):
         index = program.binding_index
         self._targets = sorted({index[u.target] for u in program.updates})
         target_slots = {program.bindings[i].slot for i in self._targets}
-        self.inputs = list(raws)
+        self.inputs: list[Any] = [None] * len(raws)  # the first call's values are not kept
         for i in self._targets:  # the step's own arrays, filled by the first run's copy
             self.inputs[i] = np.empty(program.bindings[i].shape, program.bindings[i].dtype)
         self._seen: list[Any] = [None] * len(raws)  # per target, the last array found resident
@@ -98,11 +101,13 @@ class CpuStep(Resident):
             slots[program.bindings[i].slot] = self.inputs[i]
         shapes = program.slot_shapes()
         scratch = Scratch()  # the writers' temporaries, one array for all
-        valid_slots = {b.slot for b, ok in zip(program.bindings, valid, strict=False) if ok}
+        row_slots = {b.slot for b, ok in zip(program.bindings, rows, strict=False) if ok}
         steps: list[Step] = []
         own: list[Any] = []
         checked: list[bool] = []
         writers: list[Callable[..., None] | None] = []
+        # The same with the gathers of rows a provider drew trusting them (run(..., drawn=True)).
+        trusting: list[Callable[..., None] | None] = []
         generic = getattr(engine.backend, "generic_kernel", None)
         # Per double-buffered binding: the slots that hold its old array, and those its new one.
         self._old_slots: dict[int, list[int]] = {i: [program.bindings[i].slot] for i in doubled}
@@ -114,28 +119,29 @@ class CpuStep(Resident):
             steps.append(step)
             own.append(None if kernel is generic else kernel)
             checked.append(is_final)
-            write = None
+            write = trusted = None
             if len(step.outputs) == 1:
                 specs = [
                     Spec(shapes[r.slot] if r.shape is None else r.shape, program.dtypes[r.slot])
                     for r in step.inputs
                 ]
-                valid_inputs = [r.slot in valid_slots for r in step.inputs]
-                write = writer(step.op, specs, step.specs[0], valid_inputs, scratch)
+                write = trusted = writer(step.op, specs, step.specs[0], (), scratch)
+                drawn = [r.slot in row_slots for r in step.inputs]
+                if write is not None and type(step.op) is Gather and any(drawn):
+                    trusted = writer(step.op, specs, step.specs[0], drawn, scratch)
+            writers.append(write)
+            trusting.append(trusted)
             if write is None:
-                writers.append(None)
                 continue
             (out,) = step.outputs
             target = in_place.get(out)
             if target is not None and index[target] in doubled:
                 self._new_slots[index[target]].append(out)  # into the other array, whatever the kernel
-                writers.append(write)
                 continue
             if target is not None and not elementwise(step.op) and any(r.slot == target for r in step.inputs):
                 target = None  # a product or a sum must not write over what it still reads
             spec = step.specs[0]
             slots[out] = slots[target] if target is not None else np.empty(spec.shape, spec.dtype)
-            writers.append(write)
         self.slots = slots
         # Updates not written into their arrays: copied in after every kernel has run.
         self._copies = [
@@ -145,11 +151,15 @@ class CpuStep(Resident):
             and slots[u.source] is not slots[u.target]
         ]
         self._steps, self._writers = steps, writers  # (kept for bench/profiling.py)
-        self._run = straight_line(steps, own, checked, np, engine.result, writers)
+        self._runs = (
+            straight_line(steps, own, checked, np, engine.result, writers),
+            straight_line(steps, own, checked, np, engine.result, trusting),
+        )
         self._call = engine.backend.call_ignoring_errors  # type: ignore[attr-defined]  # the CPU backend's
 
-    def run(self, raws: Sequence[Any]) -> list[Any]:
-        """The slots after one run on ``raws`` (one array per binding)."""
+    def run(self, raws: Sequence[Any], drawn: bool = False) -> list[Any]:
+        """The slots after one run on ``raws`` (one array per binding); ``drawn``: the row
+        indices among them were drawn by the library's own providers, and need no check."""
         slots, inputs, seen = self.slots, self.inputs, self._seen
         for i, slot in self._passed:
             slots[slot] = raws[i]
@@ -171,15 +181,15 @@ class CpuStep(Resident):
                 slots[slot] = old
             for slot in self._new_slots[i]:
                 slots[slot] = new
-        self._call(self._run_and_copy, slots)
+        self._call(self._run_and_copy, self._runs[drawn], slots)
         if self._other:
             self._swap()
         self.settled = settled
         return slots
 
-    def _run_and_copy(self, slots: list[Any]) -> None:
+    def _run_and_copy(self, run: Callable[[list[Any]], None], slots: list[Any]) -> None:
         """The kernels, then the updates not written into their arrays copied in."""
-        self._run(slots)
+        run(slots)
         for i, source in self._copies:
             np.copyto(self._other.get(i, self.inputs[i]), slots[source])
 
@@ -228,6 +238,18 @@ def _fuse_relu_derivatives(
         fused_op = relu_derivative(
             Spec(shape, program.dtypes[dy.slot]), Spec(shape, program.dtypes[x.slot]), dy_first=b.slot == s
         )
-        fused[k] = (Step(fused_op, (dy, x), product.outputs, product.specs), None, True)
+        # (its result checked by the engine unless a writer makes it: see CpuStep)
+        fused[k] = (Step(fused_op, (dy, x), product.outputs, product.specs), None, False)
         fused[j] = None  # type: ignore[assignment]  # dropped: the fused step computes it
     return [fused.get(k, entry) for k, entry in enumerate(steps) if fused.get(k, entry) is not None]
+
+
+def compile_step(
+    program: Program, engine: Engine, raws: Sequence[Any], rows: Sequence[bool]
+) -> CpuStep | NotCaptured:
+    """``CpuStep(program, engine, raws, rows)``, or why it could not be made (then the step runs
+    kernel by kernel, where a kernel's own error, such as a row index out of range, is raised)."""
+    try:
+        return CpuStep(program, engine, raws, rows)
+    except Exception as e:  # noqa: BLE001 - any failure: the loop runs it, and says what is wrong
+        return NotCaptured(f"{type(e).__name__}: {e}")

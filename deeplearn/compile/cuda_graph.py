@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.fusion import fuse as fuse_steps
-from deeplearn.compile.resident import Resident
+from deeplearn.compile.resident import NotCaptured, Resident
 
 if TYPE_CHECKING:
     from deeplearn.compile.program import Program
@@ -40,21 +40,6 @@ if TYPE_CHECKING:
     from deeplearn.math.ops.base import Op
 
 __all__ = ["CapturedProgram", "NotCaptured", "capture"]
-
-
-class NotCaptured:
-    """Why a Program runs kernel by kernel (falsy, so ``if program.capture:`` reads well)."""
-
-    __slots__ = ("why",)
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f"NotCaptured({self.why!r})"
 
 
 class CapturedProgram(Resident):
@@ -164,10 +149,11 @@ class CapturedProgram(Resident):
 
         return cuda_gemm.use_context(self.gemm) if self.gemm is not None else contextlib.nullcontext()
 
-    def run(self, raws: Sequence[Any]) -> list[Any] | None:
+    def run(self, raws: Sequence[Any], drawn: bool = False) -> list[Any] | None:
         """The slots after one launch on ``raws``; None, having launched nothing, when a
         borrowed input is another array than the one captured, or aliased inputs are given
-        different arrays (capture again)."""
+        different arrays (capture again). (``drawn``, whether a provider drew the row indices,
+        changes nothing: a GPU gather never checks them.)"""
         inputs = self.inputs
         for i in self.borrowed:
             if raws[i] is not inputs[i]:

@@ -1,4 +1,5 @@
-"""The arrays a compiled training step keeps its variables and optimizer states in.
+"""The arrays a compiled training step keeps its variables and optimizer states in (and why a
+step could not be compiled).
 
 A compiled step (a CUDA graph, ``deeplearn/compile/cuda_graph.py``; a CPU step,
 ``deeplearn/compile/cpu_step.py``) writes each update into one array of its own per bound
@@ -17,7 +18,23 @@ if TYPE_CHECKING:
     from deeplearn.compile.program import Program
     from deeplearn.math.engine import Engine
 
-__all__ = ["Resident"]
+__all__ = ["NotCaptured", "Resident"]
+
+
+class NotCaptured:
+    """Why a Program runs kernel by kernel rather than compiled (falsy, so ``if program.capture:``
+    reads well)."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"NotCaptured({self.why!r})"
 
 
 class Resident:

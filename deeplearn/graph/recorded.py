@@ -34,6 +34,7 @@ __all__ = ["RecordedCalls"]
 _LOG = logging.getLogger("deeplearn")
 
 _MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
+_MAX_COMPILED = 3  # per Session: compiled training steps kept (see _captured)
 
 
 class RecordedCalls(SessionValues):
@@ -41,6 +42,7 @@ class RecordedCalls(SessionValues):
 
     capture_plans: bool
     fuse_kernels: bool
+    _compiled: dict[int, Program]  # the Programs whose compiled steps are kept, oldest first
     _zeros: ZeroScalars  # what a NONE call returns
 
     def _recorder(
@@ -108,17 +110,20 @@ class RecordedCalls(SessionValues):
             return None, None
         return self._finish_training(program, slots, captured, optimizer), None
 
-    def _execute(self, program: Program, raws: list[Any], training: bool) -> tuple[list[Any], Any]:
+    def _execute(
+        self, program: Program, raws: list[Any], training: bool, drawn: bool = False
+    ) -> tuple[list[Any], Any]:
         """Runs ``program`` on ``raws``: (its slots, the compiled step that ran it or None). A
         training Program runs compiled (``capture_plans``), compiled the first time: on CUDA as
-        its CUDA graph, on the CPU as a ``CpuStep``."""
+        its CUDA graph, on the CPU as a ``CpuStep`` (``drawn``: its row indices were drawn by the
+        library's own providers, so a CPU step need not check them)."""
         if training and self.capture_plans:
             captured = self._captured(program, raws)
-            slots = captured.run(raws) if captured is not None else None
+            slots = captured.run(raws, drawn) if captured is not None else None
             if captured is not None and slots is None:  # a provider's examples moved: capture again
                 program.capture = None
                 captured = self._captured(program, raws)
-                slots = captured.run(raws) if captured is not None else None
+                slots = captured.run(raws, drawn) if captured is not None else None
             if slots is not None:
                 return slots, captured
         return program.run_raw(self.math.engine, raws), None
@@ -165,12 +170,17 @@ class RecordedCalls(SessionValues):
         """``program`` compiled over ``raws`` the first time (a CUDA graph, a CPU step); None
         (logged once) where it cannot be."""
         backend = self.math.backend
-        if program.capture is None and getattr(backend, "straight_line", False):
-            from deeplearn.compile.cpu_step import CpuStep
+        compiled = self._compiled
+        if program.capture is not None:  # compiled, or found not to compile (said then)
+            if program.capture:
+                compiled[id(program)] = compiled.pop(id(program), program)  # the most recently used
+            return program.capture or None
+        if getattr(backend, "straight_line", False):
+            from deeplearn.compile.cpu_step import compile_step
 
             rows = [not isinstance(b.key, Tensor) and b.key[0] == ROWS for b in program.bindings]
-            program.capture = CpuStep(program, self.math.engine, raws, valid=rows)
-        if program.capture is None and backend.name == "cuda":
+            program.capture = compile_step(program, self.math.engine, raws, rows)
+        elif backend.name == "cuda":
             from deeplearn.compile.cuda_graph import capture
 
             kinds = [None if isinstance(b.key, Tensor) else b.key[0] for b in program.bindings]
@@ -182,12 +192,18 @@ class RecordedCalls(SessionValues):
                 borrowed=[k == EXAMPLES for k in kinds],
                 fuse=self.fuse_kernels,
             )
-            if not program.capture:
-                _LOG.info(
-                    "Session: a training step runs kernel by kernel, not as a CUDA graph: %s",
-                    program.capture.why,
-                )
-        return program.capture or None
+        if program.capture is None:
+            return None
+        if not program.capture:
+            _LOG.info("Session: a training step runs kernel by kernel, not compiled: %s", program.capture.why)
+            return None
+        # A compiled step holds arrays of its own (variables, states, results): a Session keeps
+        # the few it uses now (a GraphRunner alternates two reductions), the others compile again.
+        compiled[id(program)] = program
+        while len(compiled) > _MAX_COMPILED:
+            oldest = next(iter(compiled))
+            compiled.pop(oldest).capture = None
+        return program.capture  # type: ignore[no-any-return]
 
 
 def _fill(

@@ -118,6 +118,7 @@ class Session(RuleSteps):
         self._last_training_feeds: tuple[Feeds, Tensor, list[FeedEntry], Plan] | None = None
         # The last training calls, ready to run again (rerun.py).
         self._reruns = Reruns(_MAX_RERUNS)
+        self._compiled = {}
 
     # -- public API ------------------------------------------------------------------------
     def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
@@ -276,7 +277,7 @@ class Session(RuleSteps):
             raws = rerun.inputs(self.math, lambda node: self._input_value(node, where))
             if raws is None:
                 return None
-            slots, captured = self._execute(program, raws, True)
+            slots, captured = self._execute(program, raws, True, drawn=True)
             return self._finish_training(program, slots, captured, optimizer)
 
     @_serialized
@@ -288,6 +289,7 @@ class Session(RuleSteps):
         self._converted.clear()
         self._plans.clear()
         self._reruns.clear()
+        self._compiled.clear()
         self._last_training_feeds = None
 
     # -- plans -----------------------------------------------------------------------------

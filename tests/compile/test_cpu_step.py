@@ -333,3 +333,100 @@ def test_a_compiled_step_ignores_floating_point_errors_and_leaves_the_callers_st
         assert np.geterr() == {"divide": "raise", "over": "raise", "under": "raise", "invalid": "raise"}
     assert isinstance(_tapes(session)[0].capture, CpuStep)
     assert not np.isfinite(session.eval(a).numpy())
+
+
+class _RowsProvider(dl.InputProvider):
+    """A provider of its own that hands out row indices (``get_next_batch_rows``); its third
+    batch holds an index out of range."""
+
+    def __init__(self, math: dl.NDArrayMath, data: np.ndarray) -> None:
+        self.examples = math.keep(dl.NDArray.from_numpy(data, math=math))
+        self.calls = 0
+
+    def get_next_copy(self, math: dl.NDArrayMath) -> dl.NDArray:
+        raise AssertionError("the Session asks for rows")
+
+    def dispose_copy(self, math: dl.NDArrayMath, copy: dl.NDArray) -> None:
+        pass
+
+    def get_next_batch_rows(self, math: dl.NDArrayMath, batch_size: int) -> tuple[dl.NDArray, dl.NDArray]:
+        self.calls += 1
+        rows = np.array([0, 9], np.int32) if self.calls == 3 else np.arange(batch_size, dtype=np.int32)
+        return self.examples, math.engine.wrap(rows, "int32")
+
+
+def test_rows_from_a_provider_of_the_users_are_checked_by_a_compiled_step() -> None:
+    """Only the library's own providers' rows go unchecked: a row index out of range from any
+    other raises the gather's error, compiled as kernel by kernel, before any update."""
+    for compiled in (True, False):
+        math = dl.NDArrayMathCPU()
+        g = Graph()
+        x = g.placeholder("x", [2])
+        w = g.variable("w", dl.NDArray.from_numpy(np.ones(2, np.float32), math=math))
+        session = Session(g, math)
+        session.capture_plans = compiled
+        provider = _RowsProvider(math, np.arange(8, dtype=np.float32).reshape(4, 2))
+        cost = g.reduce_sum(g.multiply(x, w))
+        for _ in range(2):
+            session.train(cost, {x: provider}, 2, dl.SGDOptimizer(0.1))
+        before = session.eval(w).numpy().copy()
+        with pytest.raises(ValueError, match=r"gather: every index must be in \[0, 4\).*indices\[1\]=9"):
+            session.train(cost, {x: provider}, 2, dl.SGDOptimizer(0.1))
+        np.testing.assert_array_equal(session.eval(w).numpy(), before)
+        assert isinstance(_tapes(session)[0].capture, CpuStep) == compiled
+
+
+def test_a_session_keeps_a_few_compiled_steps_and_compiles_others_again() -> None:
+    """Each compiled step holds arrays of its own: a Session keeps the three it used last, and a
+    step whose compiled form was let go compiles again, training on as before."""
+    results = []
+    for compiled in (True, False):
+        math = dl.NDArrayMathCPU()
+        g, x, label, cost, variables = _quadratic(math)
+        xp, yp = _providers()
+        session, optimizer = Session(g, math), dl.MomentumOptimizer(0.05, 0.9)
+        session.capture_plans = compiled
+        for batch in (2, 3, 4, 5, 2, 3, 4, 5, 2):
+            for _ in range(3):
+                session.train(cost, {x: xp, label: yp}, batch, optimizer)
+            held = [t for t in _tapes(session) if t.capture]
+            assert len(held) <= 3 and (not compiled or held)
+        results.append([session.eval(v).numpy() for v in variables])
+    _assert_same(results[0], results[1])
+
+
+def test_a_compiled_step_keeps_no_input_of_its_first_call() -> None:
+    """Only the arrays the step updates are its own; the first call's batch, examples and
+    scalars are not held (a disposed builder's examples can go)."""
+    math = dl.NDArrayMathCPU()
+    g, x, label, cost, _ = _quadratic(math)
+    xp, yp = _providers()
+    session = Session(g, math)
+    for _ in range(3):
+        session.train(cost, {x: xp, label: yp}, 8, dl.SGDOptimizer(0.05))
+    step = _tapes(session)[0].capture
+    assert isinstance(step, CpuStep)
+    owned = [a for a in step.inputs if a is not None]
+    assert len(owned) == len(step._targets) == 3
+
+
+def test_a_step_that_cannot_be_compiled_runs_kernel_by_kernel_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("no compiling today")
+
+    monkeypatch.setattr(CpuStep, "__init__", refuse)
+    costs = []
+    for compiled in (True, False):
+        math = dl.NDArrayMathCPU()
+        g, x, label, cost, _ = _quadratic(math)
+        xp, yp = _providers()
+        session, optimizer = Session(g, math), dl.SGDOptimizer(0.05)
+        session.capture_plans = compiled
+        with caplog.at_level("INFO", logger="deeplearn"):
+            costs.append([float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.MEAN).get())
+                          for _ in range(4)])
+    assert costs[0] == costs[1]
+    assert [r.getMessage() for r in caplog.records].count(
+        "Session: a training step runs kernel by kernel, not compiled: RuntimeError: no compiling today") == 1
