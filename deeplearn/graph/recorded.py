@@ -172,8 +172,8 @@ class RecordedCalls(SessionValues):
         backend = self.math.backend
         compiled = self._compiled
         if program.capture is not None:  # compiled, or found not to compile (said then)
-            if program.capture:
-                compiled[id(program)] = compiled.pop(id(program), program)  # the most recently used
+            if id(program) in compiled:
+                compiled[id(program)] = compiled.pop(id(program))  # the most recently used
             return program.capture or None
         if getattr(backend, "straight_line", False):
             from deeplearn.compile.cpu_step import compile_step
@@ -197,12 +197,15 @@ class RecordedCalls(SessionValues):
         if not program.capture:
             _LOG.info("Session: a training step runs kernel by kernel, not compiled: %s", program.capture.why)
             return None
-        # A compiled step holds arrays of its own (variables, states, results): a Session keeps
-        # the few it uses now (a GraphRunner alternates two reductions), the others compile again.
-        compiled[id(program)] = program
-        while len(compiled) > _MAX_COMPILED:
-            oldest = next(iter(compiled))
-            compiled.pop(oldest).capture = None
+        # A compiled CPU step holds arrays of its own (variables, states, results): a Session
+        # keeps the few it uses now (a GraphRunner alternates two reductions), the others
+        # compile again. (CUDA graphs are all kept, as before: letting one go while a launch of
+        # it may still run is not yet checked on a GPU.)
+        if backend.name != "cuda":
+            compiled[id(program)] = program
+            while len(compiled) > _MAX_COMPILED:
+                oldest = next(iter(compiled))
+                compiled.pop(oldest).capture = None
         return program.capture  # type: ignore[no-any-return]
 
 
