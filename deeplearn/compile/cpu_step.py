@@ -10,7 +10,10 @@ page faults. A ``CpuStep`` is what the CUDA graph is for the GPU (``cuda_graph.p
   did, and its slot holds what it returns;
 * the variables and the optimizer's state in arrays of the step's own (``resident.py``), which
   the updates are written into, in place where nothing later reads the old value
-  (``Program.ready_in_place``), else copied in at the end;
+  (``Program.ready_in_place``), else copied in at the end; a large variable whose old value
+  inspection still reads is double-buffered instead of copied (``CpuStep``);
+* relu's backward, ``multiply(dy, step(x))``, as one step of two passes
+  (``cpu_writers.relu_derivative``);
 * one generated function for the whole step (``straight.py``), over slots that keep their
   arrays from call to call: a call puts in the batch and the hyperparameters and runs it.
 
@@ -51,16 +54,16 @@ on; a smaller one is copied first, which costs less than a swap of two arrays pe
 
 class CpuStep(Resident):
     """``program`` compiled for the CPU over this call's inputs ``raws`` (see the module
-    docstring); ``valid`` says which bindings every call gives values that any kernel accepts
-    (row indices a provider drew: no kernel need check them). ``run(raws)`` returns the slots:
-    what ``program.run_raw(engine, raws)`` returns, with each update's target holding the new
-    value.
+    docstring); ``rows`` says which bindings are a batch's row indices, which a gather need not
+    check where the library's own providers drew them (``run(raws, drawn=True)``).
+    ``run(raws)`` returns the slots: what ``program.run_raw(engine, raws)`` returns, with each
+    update's target holding the new value.
 
     A variable of 64 KiB or more whose old value is still read after its update (by the kernels
-    only inspection needs, such as a fed input's gradient, which ``Program.ready_in_place`` has
-    read a copy made first) is double-buffered instead: the update writes the other of its two arrays,
-    the old one stays as it is for whoever reads it, and the two swap roles after each run,
-    the variable's NDArray following. No copy of the variable is made per step.
+    only inspection needs, such as a fed input's gradient, for which ``Program.ready_in_place``
+    had a copy made first) is double-buffered instead: the update writes the other of its two
+    arrays, the old one stays as it is for whoever reads it, and the two swap roles after each
+    run, the variable's NDArray following. No copy of the variable is made per step.
     """
 
     def __init__(
