@@ -58,6 +58,13 @@ def profile_system(
         log(_trim_pstats(buf.getvalue()))
         report["host_profile_steps"] = steps
         report["host_top"] = _top_entries(stats, top)
+        for step in _cpu_steps(system):
+            report.setdefault("cpu_steps", []).append(step)
+            log(
+                f"\n--- {factory.label}, {problem.workload}: compiled CPU step, {step['kernels']} kernels, "
+                f"{step['written']} writing into arrays made once, {step['doubled']} double-buffered "
+                f"variables ---"
+            )
         if backend == "cuda" and hasattr(system, "math"):
             graphs = _captured_graph_times(system)
             if graphs:
@@ -115,6 +122,30 @@ def _top_entries(stats: pstats.Stats, top: int) -> list[dict[str, Any]]:
         )
     rows.sort(key=lambda r: r["tottime_s"], reverse=True)
     return rows[:top]
+
+
+def _cpu_steps(system: Any) -> list[dict[str, int]]:
+    """For a Session whose training steps run compiled on the CPU (``deeplearn/compile/cpu_step.py``):
+    per step, its kernels, how many write into arrays made once, and its double-buffered variables."""
+    session = getattr(system, "session", None)
+    if session is None:
+        return []
+    programs = [
+        p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()
+    ]
+    out = []
+    for program in programs:
+        step = program.capture
+        if type(step).__name__ != "CpuStep":
+            continue
+        out.append(
+            {
+                "kernels": len(step._steps),
+                "written": sum(w is not None for w in step._writers),
+                "doubled": len(step._other),
+            }
+        )
+    return out
 
 
 def _captured_graph_times(system: Any, launches: int = 200) -> list[dict[str, Any]]:
