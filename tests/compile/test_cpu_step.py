@@ -175,12 +175,22 @@ def _tapes(session: Session) -> list[Any]:
 
 
 def _train_dense(
-    compiled: bool, make_optimizer: Callable[[], dl.Optimizer], steps: int = 12, inspect: bool = False
+    compiled: bool,
+    make_optimizer: Callable[[], dl.Optimizer],
+    steps: int = 12,
+    inspect: bool = False,
+    fresh_feeds: bool = False,
 ) -> tuple[list[Any], list[np.ndarray], Session]:
     """``train_dense`` on the CPU: with ``inspect``, every step's fed input's gradient (which reads
     the first layer's old weights) and activations are read too."""
     return train_dense(
-        dl.NDArrayMathCPU(), dl.InCPUMemoryShuffledInputProviderBuilder, compiled, make_optimizer, steps, inspect
+        dl.NDArrayMathCPU(),
+        dl.InCPUMemoryShuffledInputProviderBuilder,
+        compiled,
+        make_optimizer,
+        steps,
+        inspect,
+        fresh_feeds,
     )
 
 
@@ -195,14 +205,17 @@ def _assert_same(a: Any, b: Any) -> None:
         assert a == b
 
 
+@pytest.mark.parametrize("fresh_feeds", [False, True], ids=["rerun", "ordinary"])
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_a_compiled_step_equals_the_kernel_by_kernel_step_bit_for_bit(name: str) -> None:
+def test_a_compiled_step_equals_the_kernel_by_kernel_step_bit_for_bit(name: str, fresh_feeds: bool) -> None:
     """Every optimizer, through a learning-rate change and a variable the user set between
-    calls; the step is compiled (a CpuStep) and the kernel-by-kernel Session's is not."""
-    costs, weights, session = _train_dense(True, OPTIMIZERS[name])
+    calls; the step is compiled (a CpuStep) and the kernel-by-kernel Session's is not. A call
+    with the last call's feeds reruns it (rerun.py, rows trusted); with new feeds it takes the
+    ordinary path (rows checked)."""
+    costs, weights, session = _train_dense(True, OPTIMIZERS[name], fresh_feeds=fresh_feeds)
     (program,) = _tapes(session)
     assert isinstance(program.capture, CpuStep)
-    ref_costs, ref_weights, ref = _train_dense(False, OPTIMIZERS[name])
+    ref_costs, ref_weights, ref = _train_dense(False, OPTIMIZERS[name], fresh_feeds=fresh_feeds)
     assert _tapes(ref)[0].capture is None
     assert costs == ref_costs
     _assert_same(weights, ref_weights)

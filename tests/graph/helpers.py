@@ -63,10 +63,13 @@ def train_dense(
     make_optimizer: Callable[[], dl.Optimizer],
     steps: int = 12,
     inspect: bool = False,
+    fresh_feeds: bool = False,
 ) -> tuple[list[Any], list[np.ndarray], dl.Session]:
     """A relu MLP with a softmax cross-entropy, fed by ``builder``'s providers, trained ``steps``
     steps with ``capture_plans = compiled`` (unfused: compared bit for bit); between steps 5 and
-    6 the learning rate changes, and before step 9 the user sets a variable. Returns (each step's
+    6 the learning rate changes, and before step 9 the user sets a variable. ``fresh_feeds``: a
+    new feeds dict every call, so that no call is a rerun of the last (``rerun.py``) and each
+    takes the ordinary path. Returns (each step's
     cost, and with ``inspect`` its fed input's gradient and activations; the variables' final
     values; the Session, whose ``_last_call`` holds the arguments of its training call)."""
     g = dl.Graph()
@@ -96,6 +99,8 @@ def train_dense(
             variables[0].node.data = math.keep(
                 NDArray.from_numpy(np.full(variables[0].shape, 0.01, np.float32), math=math)
             )
+        if fresh_feeds:
+            call = (cost, {x: xp, label: lp}, *call[2:])
         with math.scope():
             seen.append(float(session.train(*call).get()))
             if inspect:

@@ -111,7 +111,7 @@ def test_a_returned_unbatched_cost_outlives_the_next_step() -> None:
 
 
 def _train_dense(math: dl.NDArrayMath, captured: bool, make_optimizer: Any) -> tuple[list[float], list[np.ndarray], Session]:
-    return train_dense(math, dl.InGPUMemoryShuffledInputProviderBuilder, captured, make_optimizer)
+    return train_dense(math, dl.InGPUMemoryShuffledInputProviderBuilder, captured, make_optimizer, fresh_feeds=True)
 
 
 @needs_gpu

@@ -87,12 +87,14 @@ class MeanSquaredCost(Op):
         # several examples gets the sum of theirs).
         # deeplearn.js: gives (x1 − x2) with no 1/N and ignores dy (graph/ops/element_wise_cost.ts);
         # docs/design.md §4: we return the exact derivative. conformance: graph.meanSquaredCost.fwd_bwd
-        # dx2 as (x2 − x1)·dy/N, which is −dx1 exactly: each gradient is two kernels, and a
-        # recorded step computes only the one it needs (the other is deferred until read).
+        # dx2 as (x1 − x2)·(−dy/N): −dx1 (but for the sign of a NaN), with the negation on the
+        # per-example factor rather than on the whole gradient (a recorded step folds it into a
+        # constant where dy is one), so each gradient is the shared difference and one product.
         n = max(util.size_from_shape(x1.shape[a] for a in example_axes(x1.rank, self.example_rank)), 1)
         dy_n = math.divide(_per_element(dy, self.example_rank), _scalar(math, n))
-        dx1 = math.multiply(math.subtract(x1, x2), dy_n)
-        dx2 = math.multiply(math.subtract(x2, x1), dy_n)
+        diff = math.subtract(x1, x2)
+        dx1 = math.multiply(diff, dy_n)
+        dx2 = math.multiply(diff, math.neg(dy_n))
         return unbroadcast(math, dx1, x1.shape), unbroadcast(math, dx2, x2.shape)
 
 
