@@ -302,7 +302,8 @@ def test_train_checks_every_argument_before_anything_changes(kwargs: dict[str, o
 
 def test_background_training_runs_the_compiled_step(math: dl.NDArrayMath) -> None:
     """GraphRunner's training thread goes through Session.train, so its steps run as the
-    recorded Program (on CUDA, one captured graph), and give what steps run one by one give."""
+    recorded Program, compiled (on the CPU a CpuStep, on CUDA one captured graph), and give what
+    steps run one by one give."""
     results = []
     for replay in (True, False):
         g = Graph()
@@ -318,6 +319,7 @@ def test_background_training_runs_the_compiled_step(math: dl.NDArrayMath) -> Non
         assert done.wait(30)
         programs = [p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()]
         assert bool(programs) == replay
+        assert all(p.capture for p in programs)  # compiled: a CPU step, or a CUDA graph
         results.append(session.eval(w).get())
     assert results[0] == results[1] and results[0] != 0.0
 
