@@ -124,17 +124,19 @@ def _top_entries(stats: pstats.Stats, top: int) -> list[dict[str, Any]]:
     return rows[:top]
 
 
-def _cpu_steps(system: Any) -> list[dict[str, int]]:
-    """For a Session whose training steps run compiled on the CPU (``deeplearn/compile/cpu_step.py``):
-    per step, its kernels, how many write into arrays made once, and its double-buffered variables."""
+def _training_programs(system: Any) -> list[Any]:
+    """The recorded training Programs of a deeplearn Session system (none for other systems)."""
     session = getattr(system, "session", None)
     if session is None:
         return []
-    programs = [
-        p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()
-    ]
+    return [p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()]
+
+
+def _cpu_steps(system: Any) -> list[dict[str, int]]:
+    """For a Session whose training steps run compiled on the CPU (``deeplearn/compile/cpu_step.py``):
+    per step, its kernels, how many write into arrays made once, and its double-buffered variables."""
     out = []
-    for program in programs:
+    for program in _training_programs(system):
         step = program.capture
         if type(step).__name__ != "CpuStep":
             continue
@@ -155,14 +157,8 @@ def _captured_graph_times(system: Any, launches: int = 200) -> list[dict[str, An
     step again, so the system's result is not checked after this."""
     import cupy
 
-    session = getattr(system, "session", None)
-    if session is None:
-        return []
-    programs = [
-        p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()
-    ]
     out = []
-    for program in programs:
+    for program in _training_programs(system):
         captured = program.capture
         if not captured:
             continue
