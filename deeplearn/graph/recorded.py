@@ -141,8 +141,8 @@ class RecordedCalls(SessionValues):
         self.gradient_array_map.fill_later(functools.partial(_fill, made, program.gradients or []))
         if captured is not None:
             self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
-        index = program.binding_index
         for update in () if captured is not None and captured.settled else program.updates:
+            index = program.binding_index
             shape = program.bindings[index[update.target]].shape
             # The new value: the bound buffer itself when updated in place (captured), else the
             # result in an array and storage of its own (the maps dispose theirs at the next call).
@@ -172,8 +172,9 @@ class RecordedCalls(SessionValues):
         backend = self.math.backend
         compiled = self._compiled
         if program.capture is not None:  # compiled, or found not to compile (said then)
-            if id(program) in compiled:
-                compiled[id(program)] = compiled.pop(id(program))  # the most recently used
+            key = id(program)
+            if key in compiled and next(reversed(compiled)) != key:
+                compiled[key] = compiled.pop(key)  # the most recently used
             return program.capture or None
         if getattr(backend, "straight_line", False):
             from deeplearn.compile.cpu_step import compile_step
