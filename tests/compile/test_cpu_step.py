@@ -93,6 +93,8 @@ def test_relu_sum_clone_and_products_write_what_their_kernels_give() -> None:
     x = _values((6, 8), "float32", 0)
     _write_and_compare(Relu(), [x])
     _write_and_compare(Clone(), [x])
+    _write_and_compare(Clone(), [np.asarray(np.nan, np.float32)])
+    _write_and_compare(Clone(), [np.asarray(-0.0, np.float32)])
     for axis, keep in [((0,), False), ((1,), True), ((0, 1), False), (None, False)]:
         _write_and_compare(Sum(axis, keep), [_values((6, 8), "float32", 1)])
     a, b = _values((5, 3), "float32", 2), _values((3, 4), "float32", 3)
@@ -117,6 +119,10 @@ def test_a_scaled_add_writes_its_kernels_bits_into_its_own_first_input(c1: float
     _write_and_compare(ScaledArrayAdd(), [c1_, a.copy(), c2, b])
     _write_and_compare(ScaledArrayAdd(), [c1_, a.copy(), c2, b], out_into=1)
     _write_and_compare(ScaledArrayAdd(), [c1_.reshape(1), a.copy(), c2.reshape(1, 1), b], out_into=1)
+    for av, bv, c2v in [(0.5, 0.2, -0.1), (np.nan, 1.0, 2.0), (np.inf, -1e38, 1e38), (-0.0, 0.0, -1.0), (3e38, 3e38, 2.0)]:
+        scalars = [c1_, np.asarray(av, np.float32), np.asarray(c2v, np.float32), np.asarray(bv, np.float32)]
+        _write_and_compare(ScaledArrayAdd(), [x.copy() for x in scalars])  # a scalar variable's update
+        _write_and_compare(ScaledArrayAdd(), [x.copy() for x in scalars], out_into=1)
 
 
 def test_a_gather_checks_its_indices_unless_they_are_known_to_be_valid() -> None:

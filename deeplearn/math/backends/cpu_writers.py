@@ -142,8 +142,20 @@ def _scaled_array_add(
     first, since the result is usually ``a`` itself (an update written into its variable)."""
     if inputs[1].shape != result.shape or inputs[3].shape != result.shape:
         return None
-    temporary = (scratch or Scratch()).array(result.shape, result.dtype)
     multiply, add, copyto = np.multiply, np.add, np.copyto
+    if all(spec.shape == () for spec in inputs):
+        # A scalar variable's update: the same two float roundings on NumPy scalars, ~0.2 µs
+        # where two ufunc calls on 0-d arrays cost ~0.8.
+        def write_scalar(
+            c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray, out: np.ndarray
+        ) -> None:
+            if c1.item() == 1:
+                out[()] = c2[()] * b[()] + a[()]
+            else:
+                copyto(out, op.forward(np, c1, a, c2, b))
+
+        return write_scalar
+    temporary = (scratch or Scratch()).array(result.shape, result.dtype)
     c2_shape = inputs[2].shape  # c1 and c2 have one value each: the op's shape rule
 
     def write(c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
@@ -218,6 +230,12 @@ def _relu_derivative(op: Fused, inputs: Sequence[Spec], result: Spec) -> Writer 
 
 
 def _clone(op: Clone, inputs: Sequence[Spec], result: Spec) -> Writer:
+    if result.shape == ():
+
+        def write_scalar(x: np.ndarray, out: np.ndarray) -> None:
+            out[()] = x[()]
+
+        return write_scalar
     copyto = np.copyto
 
     def write(x: np.ndarray, out: np.ndarray) -> None:
