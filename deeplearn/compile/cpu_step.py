@@ -95,7 +95,7 @@ class CpuStep(Resident):
             and step.inputs[0].shape is None
             and step.specs[0].size * np.dtype(step.specs[0].dtype).itemsize >= _DOUBLED_BYTES
         }
-        doubled = {program.binding_index[t] for t in snapshots.values()}
+        doubled = {index[t] for t in snapshots.values()}
         self._other = {i: np.empty_like(self.inputs[i]) for i in doubled}  # the array written next
         slots: list[Any] = [None] * len(program.kinds)
         for slot, data in program.constants:
@@ -219,16 +219,15 @@ def _fuse_relu_derivatives(
     for k, (step, _, _) in enumerate(steps):
         for r in step.inputs:
             readers.setdefault(r.slot, []).append(k)
-    kept = {slot for _, slot, _ in (*program.values, *(program.gradients or []))}
-    kept |= {slot for slot, _ in program.results.values()} | {u.source for u in program.updates}
-    kept |= {r.slot for step in program.deferred for r in step.inputs}
+    exposed = program.exposed_slots()
     fused: dict[int, tuple[Step, Any, bool]] = {}
+    dropped: set[int] = set()  # the steps a fused one computes
     for j, (step, _, _) in enumerate(steps):
         op = step.op
         if not isinstance(op, StepOp) or op.alpha != 0 or step.inputs[0].shape is not None:
             continue
         (s,) = step.outputs
-        if s in kept or len(readers.get(s, ())) != 1:
+        if s in exposed or len(readers.get(s, ())) != 1:
             continue
         k = readers[s][0]
         product = steps[k][0]
@@ -243,8 +242,8 @@ def _fuse_relu_derivatives(
         )
         # (its result checked by the engine unless a writer makes it: see CpuStep)
         fused[k] = (Step(fused_op, (dy, x), product.outputs, product.specs), None, False)
-        fused[j] = None  # type: ignore[assignment]  # dropped: the fused step computes it
-    return [fused.get(k, entry) for k, entry in enumerate(steps) if fused.get(k, entry) is not None]
+        dropped.add(j)
+    return [fused.get(k, entry) for k, entry in enumerate(steps) if k not in dropped]
 
 
 def compile_step(

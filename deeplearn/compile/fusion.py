@@ -121,7 +121,7 @@ def fuse(program: Program, fusible: Callable[[Op], bool], in_place: Mapping[int,
             groups.append(group)
         _join(group, i, step, role, kind, owner, target, shapes)
         grouped[i] = group
-    exposed = _exposed(program)
+    exposed = program.exposed_slots()
     readers: dict[int, set[int]] = {}
     for i, step in enumerate(steps):
         for r in step.inputs:
@@ -314,18 +314,6 @@ def _join(
     if target is not None:
         group.writes.add(target)
         group.pinned |= step.specs[0].size == 1 and phase in ("pre", "post")
-
-
-def _exposed(program: Program) -> set[int]:
-    """The slots someone outside the kernels may read: what the call needs (``prune``), hands
-    out or returns, the updates' values, and what the deferred kernels read."""
-    slots = set(program.needed)
-    slots.update(slot for _, slot, _ in program.values)
-    slots.update(slot for _, slot, _ in program.gradients or [])
-    slots.update(slot for slot, _ in program.results.values())
-    slots.update(u.source for u in program.updates)
-    slots.update(r.slot for step in program.deferred for r in step.inputs)
-    return slots
 
 
 def _fused_step(

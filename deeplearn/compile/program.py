@@ -300,6 +300,18 @@ class Program:
             self._binding_index = {b.slot: i for i, b in enumerate(self.bindings)}
         return self._binding_index
 
+    def exposed_slots(self) -> set[int]:
+        """The slots someone outside the kernels may read: what the call needs (``prune``), hands
+        out or returns, the updates' values, and what the deferred kernels read (a pass that
+        merges kernels must keep these)."""
+        slots = set(self.needed)
+        slots.update(slot for _, slot, _ in self.values)
+        slots.update(slot for _, slot, _ in self.gradients or [])
+        slots.update(slot for slot, _ in self.results.values())
+        slots.update(u.source for u in self.updates)
+        slots.update(r.slot for step in self.deferred for r in step.inputs)
+        return slots
+
     def slot_shapes(self) -> dict[int, Shape]:
         """Each slot's shape: a binding's, a constant's, a kernel result's spec (a slot whose
         kernel was dropped has none)."""
