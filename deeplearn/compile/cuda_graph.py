@@ -204,11 +204,11 @@ def _prepare(program: Program, fusible: Callable[[Op], bool] | None) -> dict[int
     (``Program.ready_in_place``), and with ``fusible`` its element-wise chains are fused
     (``deeplearn/compile/fusion.py``). Returns {result slot: bound slot} of the results written
     straight into a bound buffer."""
-    if program.in_place is None:
-        in_place = program.ready_in_place()
-        if fusible is not None:
-            fuse_steps(program, fusible, in_place)
-    return program.ready_in_place()
+    first = program.in_place is None
+    in_place = program.ready_in_place()
+    if first and fusible is not None:
+        fuse_steps(program, fusible, in_place)
+    return in_place
 
 
 def capture(

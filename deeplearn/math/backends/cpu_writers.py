@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +40,15 @@ from deeplearn.math.ops.reduction import Sum
 __all__ = ["Scratch", "elementwise", "relu_derivative", "writer"]
 
 Writer = Callable[..., None]
+
+
+class _Context(NamedTuple):
+    """What ``writer`` passes every writer's maker besides the op and the shapes: which inputs
+    need no check (``valid``) and where a temporary may go (``scratch``)."""
+
+    valid: Sequence[bool]
+    scratch: Scratch
+
 
 _generic = cpu_kernel.dispatch(Op)
 
@@ -99,13 +108,7 @@ def writer(
             return None
         return getattr(np, op.ufunc)  # type: ignore[no-any-return]  # called as ufunc(*arrays, out=array)
     make = _WRITERS.get(type(op))
-    if make is None:
-        return None
-    if type(op) is Gather:
-        return _gather(op, inputs, result, checked=not (len(valid) == 2 and valid[1]))
-    if type(op) is ScaledArrayAdd:
-        return _scaled_array_add(op, inputs, result, scratch or Scratch())
-    return make(op, inputs, result)
+    return None if make is None else make(op, inputs, result, _Context(valid, scratch or Scratch()))
 
 
 def elementwise(op: Op) -> bool:
@@ -114,7 +117,7 @@ def elementwise(op: Op) -> bool:
     return op.ufunc is not None or type(op) in (Relu, ScaledArrayAdd, Clone)
 
 
-def _relu(op: Relu, inputs: Sequence[Spec], result: Spec) -> Writer:
+def _relu(op: Relu, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
     zero = np.dtype(result.dtype).type(0)  # cpu.py's _relu: max(x, 0), NaN kept
     maximum = np.maximum
 
@@ -124,7 +127,7 @@ def _relu(op: Relu, inputs: Sequence[Spec], result: Spec) -> Writer:
     return write
 
 
-def _sum(op: Sum, inputs: Sequence[Spec], result: Spec) -> Writer:
+def _sum(op: Sum, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
     axes, keep_dims, dtype = op.axes(len(inputs[0].shape)), op.keep_dims, np.dtype(result.dtype)
     reduce = np.add.reduce  # cpu.py's _sum: np.add.reduce over the op's axes
 
@@ -135,7 +138,7 @@ def _sum(op: Sum, inputs: Sequence[Spec], result: Spec) -> Writer:
 
 
 def _scaled_array_add(
-    op: ScaledArrayAdd, inputs: Sequence[Spec], result: Spec, scratch: Scratch | None = None
+    op: ScaledArrayAdd, inputs: Sequence[Spec], result: Spec, context: _Context
 ) -> Writer | None:
     """c1·a + c2·b. With c1 = 1 (every optimizer but Adadelta's and Adam's moments), cpu.py's
     kernel computes (c2·b) + a; here c2·b goes into a temporary of the result's shape first
@@ -155,7 +158,7 @@ def _scaled_array_add(
                 copyto(out, op.forward(np, c1, a, c2, b))
 
         return write_scalar
-    temporary = (scratch or Scratch()).array(result.shape, result.dtype)
+    temporary = context.scratch.array(result.shape, result.dtype)
     c2_shape = inputs[2].shape  # c1 and c2 have one value each: the op's shape rule
 
     def write(c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
@@ -169,7 +172,7 @@ def _scaled_array_add(
     return write
 
 
-def _mat_mul(op: MatMul, inputs: Sequence[Spec], result: Spec) -> Writer:
+def _mat_mul(op: MatMul, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
     ta, tb = op.a_orientation == TRANSPOSED, op.b_orientation == TRANSPOSED
     matmul = np.matmul
 
@@ -179,11 +182,12 @@ def _mat_mul(op: MatMul, inputs: Sequence[Spec], result: Spec) -> Writer:
     return write
 
 
-def _gather(op: Gather, inputs: Sequence[Spec], result: Spec, checked: bool = True) -> Writer:
-    """The rows of x at the indices, ``checked`` as the op's forward checks them (else known to
-    be in range). ``take`` into an array with mode="raise" would copy through a buffer first:
+def _gather(op: Gather, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
+    """The rows of x at the indices, checked as the op's forward checks them unless the context
+    says they are known to be in range. ``take`` into an array with mode="raise" would copy through a buffer first:
     the indices are in range by then, so "clip" takes the same rows straight into it."""
     forward = op.forward
+    checked = not (len(context.valid) == 2 and context.valid[1])
 
     def write(x: np.ndarray, indices: np.ndarray, out: np.ndarray) -> None:
         if checked and indices.size and (int(indices.min()) < 0 or int(indices.max()) >= x.shape[0]):
@@ -204,7 +208,7 @@ def relu_derivative(dy: Spec, x: Spec, dy_first: bool) -> Fused:
     )
 
 
-def _relu_derivative(op: Fused, inputs: Sequence[Spec], result: Spec) -> Writer | None:
+def _relu_derivative(op: Fused, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer | None:
     """The Fused op of ``relu_derivative``: x > 0 written as 1 or +0, then dy times it. That is
     ``step`` (CPU kernel: 1, +0, or NaN for NaN) times dy exactly wherever x is not NaN, the
     factors' order mattering for nothing but NaN payloads, which only dy can then carry. Where
@@ -229,7 +233,7 @@ def _relu_derivative(op: Fused, inputs: Sequence[Spec], result: Spec) -> Writer 
     return write
 
 
-def _clone(op: Clone, inputs: Sequence[Spec], result: Spec) -> Writer:
+def _clone(op: Clone, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
     if result.shape == ():
 
         def write_scalar(x: np.ndarray, out: np.ndarray) -> None:
@@ -244,7 +248,7 @@ def _clone(op: Clone, inputs: Sequence[Spec], result: Spec) -> Writer:
     return write
 
 
-_WRITERS: dict[type, Callable[[Any, Sequence[Spec], Spec], Writer | None]] = {
+_WRITERS: dict[type, Callable[[Any, Sequence[Spec], Spec, _Context], Writer | None]] = {
     Relu: _relu,
     Sum: _sum,
     ScaledArrayAdd: _scaled_array_add,
