@@ -89,7 +89,7 @@ class Rerun:
         """Whether every batch's examples are still there (a builder's ``dispose`` frees them)."""
         for _, draws, _ in self.draws:
             for _, _, x in draws:
-                if x._disposed or x.storage.data is None:
+                if x.is_disposed:
                     return False
         return True
 

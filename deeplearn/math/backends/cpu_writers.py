@@ -184,8 +184,9 @@ def _mat_mul(op: MatMul, inputs: Sequence[Spec], result: Spec, context: _Context
 
 def _gather(op: Gather, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
     """The rows of x at the indices, checked as the op's forward checks them unless the context
-    says they are known to be in range. ``take`` into an array with mode="raise" would copy through a buffer first:
-    the indices are in range by then, so "clip" takes the same rows straight into it."""
+    says they are known to be in range. ``take`` into an array with mode="raise" would copy
+    through a buffer first: the indices are in range by then, so "clip" takes the same rows
+    straight into it."""
     forward = op.forward
     checked = not (len(context.valid) == 2 and context.valid[1])
 
@@ -213,14 +214,14 @@ def _relu_derivative(op: Fused, inputs: Sequence[Spec], result: Spec, context: _
     ``step`` (CPU kernel: 1, +0, or NaN for NaN) times dy exactly wherever x is not NaN, the
     factors' order mattering for nothing but NaN payloads, which only dy can then carry. Where
     x holds a NaN (its maximum is NaN) the two kernels run as they are."""
-    if op != relu_derivative(inputs[0], inputs[1], op.nodes[1].args[0] == Arg(0)):
+    dy_first = op.nodes[1].args[0] == Arg(0)
+    if op != relu_derivative(inputs[0], inputs[1], dy_first):
         return None
     if not inputs[0].shape == inputs[1].shape == result.shape:
         return None
     zero = np.dtype(result.dtype).type(0)
     greater, multiply, isnan, maximum = np.greater, np.multiply, np.isnan, np.maximum.reduce
     step_kernel = cpu_kernel.dispatch(Step)
-    dy_first = op.nodes[1].args[0] == Arg(0)
 
     def write(dy: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
         if x.size and isnan(maximum(x, axis=None)):
