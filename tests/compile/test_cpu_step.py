@@ -79,9 +79,9 @@ def test_an_element_wise_op_is_its_ufunc_written_into_an_array(cls: type[Op], dt
         _write_and_compare(op, [_values((4, 5), dtype, 4), np.asarray(_values((1,), dtype, 5)[0])])
 
 
-def test_every_ufunc_op_forward_is_that_ufunc() -> None:
-    """The declaration is the forward: the op's kernel and its ufunc agree on every dtype the
-    writer accepts, and ops with a ufunc exist (the table above is not empty)."""
+def test_the_ufunc_table_holds_the_arithmetic_and_math_ops_all_element_wise() -> None:
+    """The table the test above runs over is not empty: the arithmetic and math ops declare a
+    ufunc (which their forward calls), and each may be written over one of its inputs."""
     assert {"Add", "Subtract", "Multiply", "Divide", "Neg", "Square", "Exp", "Log", "Sqrt", "Tanh"} <= {
         c.__name__ for c in _UFUNC_OPS
     }
