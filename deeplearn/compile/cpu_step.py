@@ -154,47 +154,47 @@ class CpuStep(Resident):
             and slots[u.source] is not slots[u.target]
         ]
         self._steps, self._writers = steps, writers  # (kept for bench/profiling.py)
+        # (Each puts the bindings it does not update in their slots first: run(slots, raws).)
         self._runs = (
-            straight_line(steps, own, checked, np, engine.result, writers),
-            straight_line(steps, own, checked, np, engine.result, trusting),
+            straight_line(steps, own, checked, np, engine.result, writers, self._passed),
+            straight_line(steps, own, checked, np, engine.result, trusting, self._passed),
         )
         self._call = engine.backend.call_ignoring_errors  # type: ignore[attr-defined]  # the CPU backend's
 
     def run(self, raws: Sequence[Any], drawn: bool = False) -> list[Any]:
         """The slots after one run on ``raws`` (one array per binding); ``drawn``: the row
         indices among them were drawn by the library's own providers, and need no check."""
-        slots, inputs, seen = self.slots, self.inputs, self._seen
-        for i, slot in self._passed:
-            slots[slot] = raws[i]
+        slots, seen = self.slots, self._seen
         settled = True
         for i in self._targets:
             src = raws[i]
-            if src is seen[i]:
-                continue
-            dst = inputs[i]
-            if src is dst or src.base is dst and src.shape == dst.shape:
-                seen[i] = src  # the resident array, or a view of it: already in place
-                continue
-            settled = False
-            self._detach(i)
-            np.copyto(dst, src)
-        for i, new in self._other.items():  # a double-buffered variable: read one, write the other
-            old = inputs[i]
+            if src is not seen[i] and not self._in_place(i, src):
+                settled = False
+        other = self._other
+        for i, new in other.items():  # a double-buffered variable: read one, write the other
+            old = self.inputs[i]
             for slot in self._old_slots[i]:
                 slots[slot] = old
             for slot in self._new_slots[i]:
                 slots[slot] = new
-        self._call(self._run_and_copy, self._runs[drawn], slots)
-        if self._other:
+        self._call(self._runs[drawn], slots, raws)
+        for i, source in self._copies:  # the updates not written into their arrays
+            np.copyto(other.get(i, self.inputs[i]), slots[source])
+        if other:
             self._swap()
         self.settled = settled
         return slots
 
-    def _run_and_copy(self, run: Callable[[list[Any]], None], slots: list[Any]) -> None:
-        """The kernels, then the updates not written into their arrays copied in."""
-        run(slots)
-        for i, source in self._copies:
-            np.copyto(self._other.get(i, self.inputs[i]), slots[source])
+    def _in_place(self, i: int, src: Any) -> bool:
+        """Whether binding ``i``'s value ``src`` (not the one last seen) is its resident array
+        already (or a view of it); if not, it is copied in, the resident array detached."""
+        dst = self.inputs[i]
+        if src is dst or src.base is dst and src.shape == dst.shape:
+            self._seen[i] = src
+            return True
+        self._detach(i)
+        np.copyto(dst, src)
+        return False
 
     def _swap(self) -> None:
         """After a run: each double-buffered variable's new array becomes its array (its NDArray

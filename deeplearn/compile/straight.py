@@ -4,21 +4,24 @@
 its inputs, looks the kernel up and checks its result. On the CPU that bookkeeping costs about
 as much as the NumPy call of a small kernel. Once a first run has shown which kernels' results
 need no checking (``Program._run``'s ``final``), the later runs can be one straight-line
-function, generated from the steps (K: the kernels, O: the ops, S: their specs, R: the
-engine's check):
+function, generated from the steps. Each step's kernel (K2), op (O2), specs (S2) and writer
+(W2) is a global of its own in the function's namespace (R: the engine's check), so that a
+line costs one global lookup and the call:
 
-    def run(slots, K, O, S, R, xp, W):
-        slots[6] = O[0].forward(xp, slots[2], slots[3])
-        slots[11] = K[1](O[1], slots[6].reshape((20,)))
+    def run(slots):
+        slots[6] = O0.forward(xp, slots[2], slots[3])
+        slots[11] = K1(O1, slots[6].reshape((20,)))
         r_ = (slots[8], slots[11],)
-        y_ = K[2](O[2], *r_)
-        slots[12] = R(O[2], y_, r_, S[2][0])
+        y_ = K2(O2, *r_)
+        slots[12] = R(O2, y_, r_, S2[0])
+        W3(slots[12], out=slots[13])
         ...
 
 one line per kernel: the kernel (the op's own ``forward`` where the backend runs it as it is,
 else the backend's kernel) on the slots it reads, into the slot it fills, through the engine's
-check of its result where the first run found one needed (a NumPy scalar for an array). It runs
-exactly the kernels the loop runs, on the same arrays, in the same order.
+check of its result where the first run found one needed (a NumPy scalar for an array), or a
+writer into the array its slot already holds. It runs exactly the kernels the loop runs, on
+the same arrays, in the same order.
 
 Example:
     >>> from deeplearn.compile.program import Program, Ref
@@ -50,36 +53,42 @@ def straight_line(
     xp: Any,
     result: Callable[..., Any],
     writers: Sequence[Callable[..., None] | None] | None = None,
-) -> Callable[[list[Any]], None]:
+    bound: Sequence[tuple[int, int]] = (),
+) -> Callable[..., None]:
     """``run(slots)``: ``steps`` one after the other on ``slots``. A kernel of None is the op's
     own ``forward`` with the array module ``xp``, any other is called as ``kernel(op, *inputs)``;
     a result goes through ``result(op, y, inputs, spec)`` (the engine's check) unless ``final``
     says its kernel's single result needs none. A step given a ``writers`` entry ``write`` runs
-    as ``write(*inputs, out=array)`` instead, into the array that its slot already holds."""
-    lines = ["def run(slots, K, O, S, R, xp, W):"]
+    as ``write(*inputs, array)`` instead, into the array that its slot already holds. Given
+    ``bound`` ((index, slot) pairs), the function is ``run(slots, raws)`` and first puts each
+    ``raws[index]`` in its slot."""
+    lines = ["def run(slots, raws):" if bound else "def run(slots):"]
+    lines += [f"    slots[{slot}] = raws[{i}]" for i, slot in bound]
+    namespace: dict[str, Any] = {"R": result, "xp": xp}
     for i, step in enumerate(steps):
         args = ", ".join(
             f"slots[{s}]" if shape is None else f"slots[{s}].reshape({tuple(shape)!r})"
             for s, shape in step.inputs
         )
         if writers is not None and writers[i] is not None:
-            lines.append(f"    W[{i}]({args}, out=slots[{step.outputs[0]}])")
+            namespace[f"W{i}"] = writers[i]
+            lines.append(f"    W{i}({args}, slots[{step.outputs[0]}])")
             continue
-        call = "O[{i}].forward(xp, {a})" if kernels[i] is None else "K[{i}](O[{i}], {a})"
+        namespace[f"O{i}"], namespace[f"S{i}"] = step.op, step.specs
+        if kernels[i] is None:
+            call = "O{i}.forward(xp, {a})"
+        else:
+            namespace[f"K{i}"] = kernels[i]
+            call = "K{i}(O{i}, {a})"
         if len(step.outputs) == 1 and final[i]:
             lines.append(f"    slots[{step.outputs[0]}] = {call.format(i=i, a=args)}")
             continue
         lines.append(f"    r_ = ({args},)")
         lines.append(f"    y_ = {call.format(i=i, a='*r_')}")
         if len(step.outputs) == 1:
-            lines.append(f"    slots[{step.outputs[0]}] = R(O[{i}], y_, r_, S[{i}][0])")
+            lines.append(f"    slots[{step.outputs[0]}] = R(O{i}, y_, r_, S{i}[0])")
         for j, out in enumerate(step.outputs if len(step.outputs) > 1 else ()):
-            lines.append(f"    slots[{out}] = R(O[{i}], y_[{j}], r_, S[{i}][{j}])")
-    if len(lines) == 1:
-        lines.append("    pass")
-    namespace: dict[str, Any] = {}
+            lines.append(f"    slots[{out}] = R(O{i}, y_[{j}], r_, S{i}[{j}])")
+    lines.append("    return None")
     exec(compile("\n".join(lines), "<deeplearn straight-line program>", "exec"), namespace)  # noqa: S102 - our own text
-    generated = namespace["run"]
-    k, o, s = tuple(kernels), tuple(step.op for step in steps), tuple(step.specs for step in steps)
-    w = tuple(writers or [None] * len(steps))
-    return lambda slots: generated(slots, k, o, s, result, xp, w)
+    return namespace["run"]  # type: ignore[no-any-return]

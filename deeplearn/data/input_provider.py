@@ -258,21 +258,26 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         providers in step (the inputs of one training call) one array for all, drawn once;
         None, having drawn nothing, where one's examples are no longer resident."""
         with self._lock:
-            for index, examples in inputs:
-                if examples.is_disposed or self._examples(math, index) is not examples:
-                    return None
             positions = self._positions
             start = positions[inputs[0][0]]
-            if not all(positions[index] == start for index, _ in inputs):  # not in step
+            in_step = True
+            for index, examples in inputs:  # (loops, not all() and generators: a step's host time)
+                if examples.is_disposed or self._examples(math, index) is not examples:
+                    return None
+                if positions[index] != start:
+                    in_step = False
+            if not in_step:
                 drawn = [self._indices_on(math, index, count) for index, _ in inputs]
                 for index, _ in inputs:  # (a position's indices depend on no other: moved after)
                     self._move(index, count)
                 return drawn
             # In step: one draw, and one look for finished epochs (as _move, for all at once).
             indices = self._indices_on(math, inputs[0][0], count)
+            end = start + count
             for index, _ in inputs:
-                positions[index] = start + count
-            if start // self.num_examples != (start + count) // self.num_examples:
+                positions[index] = end
+            n = self.num_examples
+            if start // n != end // n:
                 self._forget_unused_epochs()
             return [indices] * len(inputs)
 

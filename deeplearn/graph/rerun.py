@@ -79,19 +79,11 @@ class Rerun:
         self._last = [None] * len(self.sources)
         self._variables = list(self.key[1])
         self._read = [(k, *s) for k, s in enumerate(self.sources) if s[0] in (Source.NODE, Source.BOUND)]
-        # A provider's examples stay the same arrays until disposed (then examples_live says so).
+        # A provider's examples stay the same arrays until disposed (then the draw says so).
         self._resident = [
             bound_raw(what, shape, dtype, what.storage.backend) if source is Source.EXAMPLES else None
             for source, what, shape, dtype in self.sources
         ]
-
-    def examples_live(self) -> bool:
-        """Whether every batch's examples are still there (a builder's ``dispose`` frees them)."""
-        for _, draws, _ in self.draws:
-            for _, _, x in draws:
-                if x.is_disposed:
-                    return False
-        return True
 
     def inputs(self, math: NDArrayMath, node_value: Callable[[Node], NDArray]) -> list[Any] | None:
         """This call's Program inputs (backend arrays, in binding order), each checked against
@@ -127,7 +119,7 @@ class Rerun:
             raws[k] = raw
         for builder, draws, together in self.draws:  # each builder's providers' rows, drawn together
             drawn = builder._draw_indices_together(math, together, self.batch_size)
-            if drawn is None or any(d is None for d in drawn):
+            if drawn is None:
                 return None
             for (i, _, _), indices in zip(draws, drawn, strict=True):
                 raws[i] = indices
@@ -219,6 +211,7 @@ class Reruns:
     def __init__(self, limit: int = 8) -> None:
         self._limit = limit
         self._by_key: dict[tuple[int, int, int, int], Rerun] = {}
+        self._last: Rerun | None = None  # the one found last: a training loop asks for it again
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -227,9 +220,13 @@ class Reruns:
         """The Rerun that a call with these arguments is again, or None."""
         if type(batch_size) is not int or not isinstance(reduction, int):
             return None  # not the arguments of any call that ran (the checks will say why)
+        rerun = self._last
+        if rerun is not None and rerun.matches(cost, feeds, batch_size, optimizer, reduction):
+            return rerun
         rerun = self._by_key.get((id(cost), id(optimizer), batch_size, int(reduction)))
         if rerun is None or not rerun.matches(cost, feeds, batch_size, optimizer, reduction):
             return None
+        self._last = rerun
         return rerun
 
     def remember(
@@ -260,6 +257,8 @@ class Reruns:
         if rerun is not None:
             forget_oldest(self._by_key, self._limit)
             self._by_key[by_key] = rerun
+        self._last = rerun
 
     def clear(self) -> None:
         self._by_key.clear()
+        self._last = None

@@ -268,7 +268,7 @@ class Session(RuleSteps):
         """Runs the last training call's Program again (``deeplearn/graph/rerun.py``); None,
         having run nothing and moved no provider, when something it relied on changed (then
         the ordinary path runs the call)."""
-        if not self._replayable() or not rerun.examples_live():
+        if not self._replayable():
             return None
         optimizer, program = rerun.optimizer, rerun.program
         self._release_retained()

@@ -108,13 +108,15 @@ class SessionValues:
         self._owned = NOTHING
         self.activation_array_map.dispose()
         self.gradient_array_map.dispose()
-        lent, self._lent = self._lent, []
-        for ref in lent:  # a returned cost that someone still holds: its own copy, as above
-            storage = ref()
-            if storage is not None and storage.data is not None and storage.refs > 0:
-                storage.data = storage.data.copy()
+        lent = self._lent
+        if lent:
+            self._lent = []
+            for ref in lent:  # a returned cost that someone still holds: its own copy, as above
+                storage = ref()
+                if storage is not None and storage.data is not None and storage.refs > 0:
+                    storage.data = storage.data.copy()
         made, self._borrowed = self._borrowed, None
-        if made is not None:
+        if made is not None and made.made:
             # The last call was a captured graph's, whose next launch overwrites the memory its
             # values live in. A view of one that someone still holds (the maps' own arrays are
             # disposed by now) gets a copy, as it would have kept its values after an eager call.

@@ -110,10 +110,12 @@ class TensorArrayMap:
     def dispose(self) -> None:
         """Disposes every array in the map (Pending ones were never made) and empties it."""
         self._fill = None  # never made: nothing to dispose
-        for array in self._entries.values():
-            if type(array) is not Pending and not array.is_disposed:  # type: ignore[union-attr]
-                array.dispose()  # type: ignore[union-attr]
-        self._entries.clear()
+        entries = self._entries
+        if entries:  # (mostly not: a compiled Session step fills its maps later, if asked)
+            for array in entries.values():
+                if type(array) is not Pending and not array.is_disposed:  # type: ignore[union-attr]
+                    array.dispose()  # type: ignore[union-attr]
+            entries.clear()
 
 
 class SummedTensorArrayMap(TensorArrayMap):

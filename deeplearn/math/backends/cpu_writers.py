@@ -4,8 +4,9 @@ A compiled training step (``deeplearn/compile/cpu_step.py``) keeps one buffer pe
 and the variables in arrays of their own, so that a step allocates nothing and an optimizer's
 update lands in the variable itself. For that a kernel must write where it is told: NumPy's
 ``out=``. ``writer(op, inputs, result)`` gives, for an op on inputs of known shapes and dtypes, a
-function ``write(*arrays, out=array)`` that does, or None where the op has no such form here (then
-the step calls the op's ordinary kernel and keeps what it returns).
+function ``write(*arrays, out)`` that does (``out`` may be passed by position, as the
+generated step does: cheaper), or None where the op has no such form here (then the step calls
+the op's ordinary kernel and keeps what it returns).
 
 Every writer computes what ``cpu_kernel`` computes for the op, in the same operations and order,
 so the same bits: an element-wise op's ``ufunc`` with ``out=``, the kernels of ``cpu.py``
@@ -92,7 +93,7 @@ class Scratch:
 def writer(
     op: Op, inputs: Sequence[Spec], result: Spec, valid: Sequence[bool] = (), scratch: Scratch | None = None
 ) -> Writer | None:
-    """``write(*arrays, out=array)`` for ``op`` on arrays of ``inputs``' shapes and dtypes into an
+    """``write(*arrays, out)`` for ``op`` on arrays of ``inputs``' shapes and dtypes into an
     array of ``result``'s, or None (see the module docstring). Only floating results are written:
     an integer or boolean result keeps the kernel's own dtype rules. ``valid`` says, per input,
     whether its values are known to be ones the op accepts (row indices a provider drew), so
@@ -106,7 +107,7 @@ def writer(
     if op.ufunc is not None and cpu_kernel.dispatch(type(op)) is _generic:
         if np.broadcast_shapes(*(s.shape for s in inputs)) != result.shape:
             return None
-        return getattr(np, op.ufunc)  # type: ignore[no-any-return]  # called as ufunc(*arrays, out=array)
+        return getattr(np, op.ufunc)  # type: ignore[no-any-return]  # called as ufunc(*arrays, out)
     make = _WRITERS.get(type(op))
     return None if make is None else make(op, inputs, result, _Context(valid, scratch or Scratch()))
 
