@@ -6,10 +6,9 @@ the maps' arrays made if read, the reduced cost). A base of ``Session``
 
 from __future__ import annotations
 
-import functools
 import logging
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.materialize import Materializer
@@ -137,8 +136,8 @@ class RecordedCalls(SessionValues):
         # The maps are made only if someone looks, from the slots alone (the bound batches
         # belong to this call's scope, which is over by then).
         made = Materializer(program, engine, slots, {})
-        self.activation_array_map.fill_later(functools.partial(_fill, made, program.values))
-        self.gradient_array_map.fill_later(functools.partial(_fill, made, program.gradients or []))
+        self.activation_array_map.fill_later(_fill, made, program.values)
+        self.gradient_array_map.fill_later(_fill, made, program.gradients or ())
         if captured is not None:
             self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
         for update in () if captured is not None and captured.settled else program.updates:
@@ -211,7 +210,7 @@ class RecordedCalls(SessionValues):
 
 
 def _fill(
-    made: Materializer, entries: list[tuple[Any, int, tuple[int, ...]]], target: TensorArrayMap
+    made: Materializer, entries: Sequence[tuple[Any, int, tuple[int, ...]]], target: TensorArrayMap
 ) -> None:
     for t, slot, shape in entries:
         target.set(t, made.pending(slot, shape))

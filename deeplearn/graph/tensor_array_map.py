@@ -8,7 +8,7 @@ out every tensor's value and gradient, and most are never read).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.materialize import Pending, resolve
 
@@ -34,23 +34,24 @@ class TensorArrayMap:
 
     def __init__(self) -> None:
         self._entries: dict[Tensor, NDArray | Pending] = {}
-        self._fill: Callable[[TensorArrayMap], None] | None = None
+        self._fill: Callable[..., None] | None = None
+        self._fill_args: tuple[Any, ...] = ()
 
     @property
     def _dict(self) -> dict[Tensor, NDArray | Pending]:
         """The entries, once ``fill_later``'s function has made them."""
         fill = self._fill
         if fill is not None:
-            self._fill = None
-            fill(self)
+            args, self._fill, self._fill_args = self._fill_args, None, ()
+            fill(*args, self)
         return self._entries
 
-    def fill_later(self, fill: Callable[[TensorArrayMap], None]) -> None:
-        """Empties the map; its entries are ``fill(self)``'s, made when it is first used (a
-        compiled Session step hands out every tensor's value and gradient, and most runs
+    def fill_later(self, fill: Callable[..., None], *args: Any) -> None:
+        """Empties the map; its entries are ``fill(*args, self)``'s, made when it is first used
+        (a compiled Session step hands out every tensor's value and gradient, and most runs
         nobody looks)."""
         self._entries.clear()
-        self._fill = fill
+        self._fill, self._fill_args = fill, args
 
     def set(self, tensor: Tensor, array: NDArray | Pending) -> None:
         """Maps ``tensor`` to ``array`` (replacing any previous array, which is not disposed);
@@ -104,12 +105,12 @@ class TensorArrayMap:
 
     def clear(self) -> None:
         """Forgets every entry without disposing anything."""
-        self._fill = None
+        self._fill, self._fill_args = None, ()
         self._entries.clear()
 
     def dispose(self) -> None:
         """Disposes every array in the map (Pending ones were never made) and empties it."""
-        self._fill = None  # never made: nothing to dispose
+        self._fill, self._fill_args = None, ()  # never made: nothing to dispose
         entries = self._entries
         if entries:  # (mostly not: a compiled Session step fills its maps later, if asked)
             for array in entries.values():

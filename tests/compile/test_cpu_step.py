@@ -119,10 +119,28 @@ def test_a_scaled_add_writes_its_kernels_bits_into_its_own_first_input(c1: float
     _write_and_compare(ScaledArrayAdd(), [c1_, a.copy(), c2, b])
     _write_and_compare(ScaledArrayAdd(), [c1_, a.copy(), c2, b], out_into=1)
     _write_and_compare(ScaledArrayAdd(), [c1_.reshape(1), a.copy(), c2.reshape(1, 1), b], out_into=1)
-    for av, bv, c2v in [(0.5, 0.2, -0.1), (np.nan, 1.0, 2.0), (np.inf, -1e38, 1e38), (-0.0, 0.0, -1.0), (3e38, 3e38, 2.0)]:
+    for av, bv, c2v in [
+        (0.5, 0.2, -0.1),
+        (np.nan, 1.0, 2.0),
+        (np.inf, -1e38, 1e38),
+        (-0.0, 0.0, -1.0),
+        (3e38, 3e38, 2.0),
+    ]:
         scalars = [c1_, np.asarray(av, np.float32), np.asarray(c2v, np.float32), np.asarray(bv, np.float32)]
         _write_and_compare(ScaledArrayAdd(), [x.copy() for x in scalars])  # a scalar variable's update
         _write_and_compare(ScaledArrayAdd(), [x.copy() for x in scalars], out_into=1)
+
+
+def test_a_large_scaled_add_written_a_chunk_at_a_time_gives_the_kernels_bits() -> None:
+    """A variable larger than a chunk (here 2.3 chunks) is updated a chunk at a time, into
+    itself or another array, with the same bits as the kernel; an input not C-ordered still
+    gets them (the whole-array form)."""
+    shape = (300, 500)  # 150,000 elements: two whole chunks of 65,536 and a part
+    a, b = _values(shape, "float32", 2), _values(shape, "float32", 3)
+    one, c2 = np.asarray(1.0, np.float32), np.asarray(-0.37, np.float32)
+    _write_and_compare(ScaledArrayAdd(), [one, a.copy(), c2, b])
+    _write_and_compare(ScaledArrayAdd(), [one, a.copy(), c2, b], out_into=1)
+    _write_and_compare(ScaledArrayAdd(), [one, a.copy(), c2, np.asfortranarray(b)], out_into=1)
 
 
 def test_a_gather_checks_its_indices_unless_they_are_known_to_be_valid() -> None:
@@ -173,6 +191,7 @@ def test_no_writer_where_the_kernel_would_change_dtype_or_shape() -> None:
 
 
 # -- whole training steps, compiled against kernel by kernel --------------------------------------
+
 
 def _tapes(session: Session) -> list[Any]:
     return [
@@ -444,8 +463,13 @@ def test_a_step_that_cannot_be_compiled_runs_kernel_by_kernel_and_says_why(
         session, optimizer = Session(g, math), dl.SGDOptimizer(0.05)
         session.capture_plans = compiled
         with caplog.at_level("INFO", logger="deeplearn"):
-            costs.append([float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.MEAN).get())
-                          for _ in range(4)])
+            costs.append(
+                [
+                    float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.MEAN).get())
+                    for _ in range(4)
+                ]
+            )
     assert costs[0] == costs[1]
     assert [r.getMessage() for r in caplog.records].count(
-        "Session: a training step runs kernel by kernel, not compiled: RuntimeError: no compiling today") == 1
+        "Session: a training step runs kernel by kernel, not compiled: RuntimeError: no compiling today"
+    ) == 1

