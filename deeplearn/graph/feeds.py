@@ -133,7 +133,7 @@ def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:
     if isinstance(feeds, (list, tuple)):
         if len(feeds) != len(entries):
             return False
-        for item, entry in zip(feeds, entries, strict=True):
+        for item, entry in zip(feeds, entries):  # noqa: B905 - (lengths checked above)
             if type(item) is dict:
                 if (
                     len(item) != 2

@@ -72,51 +72,61 @@ class Rerun:
     _last: list[tuple[Any, Any, Any] | None] = field(default_factory=list)
     _variables: list[Tensor] = field(default_factory=list)  # the optimizer's, as key[1]
 
-    _read: list[tuple[int, Source, Any, Shape, DType]] = field(default_factory=list)  # NODE, BOUND
+    # (binding, node) of the NODE sources, (binding, key) of the BOUND ones.
+    _nodes: list[tuple[int, Node]] = field(default_factory=list)
+    _bound: list[tuple[int, Any]] = field(default_factory=list)
     _resident: list[Any] = field(default_factory=list)  # the raw examples by binding, else None
 
     def __post_init__(self) -> None:
         self._last = [None] * len(self.sources)
         self._variables = list(self.key[1])
-        self._read = [(k, *s) for k, s in enumerate(self.sources) if s[0] in (Source.NODE, Source.BOUND)]
+        self._nodes = [
+            (k, what) for k, (source, what, _, _) in enumerate(self.sources) if source is Source.NODE
+        ]
+        self._bound = [
+            (k, what) for k, (source, what, _, _) in enumerate(self.sources) if source is Source.BOUND
+        ]
         # A provider's examples stay the same arrays until disposed (then the draw says so).
         self._resident = [
             bound_raw(what, shape, dtype, what.storage.backend) if source is Source.EXAMPLES else None
             for source, what, shape, dtype in self.sources
         ]
 
-    def inputs(self, math: NDArrayMath, node_value: Callable[[Node], NDArray]) -> list[Any] | None:
+    def inputs(
+        self, math: NDArrayMath, node_value: Callable[[Node, str], NDArray], where: str
+    ) -> list[Any] | None:
         """This call's Program inputs (backend arrays, in binding order), each checked against
         the shape, dtype and backend recorded, the batches' rows drawn last; None, having drawn
         nothing, when one is not what the Program was recorded with. The optimizer's arrays
-        must be this batch's (``before_batch``); ``node_value`` gives a variable's or a
-        constant's data."""
+        must be this batch's (``before_batch``); ``node_value(node, where)`` gives a variable's
+        or a constant's data, checked."""
         optimizer = self.optimizer
         extra = optimizer.bound_arrays()
         if len(extra) != self.bound_count or optimizer.variables != self._variables:
             return None
-        backend = math.backend
         raws = list(self._resident)  # the examples' raw arrays in place, None elsewhere
         last = self._last
-        for k, source, what, shape, dtype in self._read:
-            x = what.data if source is Source.NODE else extra.get(what)
-            if x is None:
-                return None
-            # The same array over the same data as last call (a variable's resident buffer, an
-            # unchanged hyperparameter): the same raw array, checked then.
-            data = x.storage.data
+        # The same array over the same data as last call (a variable's resident buffer, an
+        # unchanged hyperparameter): the same raw array, checked then. (Plain loops: this runs
+        # every training step.)
+        for k, node in self._nodes:
+            x = node.data  # type: ignore[attr-defined]  # (a variable's or a constant's)
             seen = last[k]
-            if seen is not None and seen[0] is x and seen[1] is data and not x._disposed:
+            if seen is not None and seen[0] is x and seen[1] is x.storage.data and not x._disposed:
                 raws[k] = seen[2]
-                continue
-            if source is Source.NODE:
-                x = node_value(what)  # checked: live, on this backend (else moved or refused)
-                data = x.storage.data
-            raw = None if data is None else bound_raw(x, shape, dtype, backend)
-            if raw is None:
-                return None
-            last[k] = (x, data, raw)
-            raws[k] = raw
+            else:
+                raws[k] = self._read(math, k, node_value(node, where))
+                if raws[k] is None:
+                    return None
+        for k, key in self._bound:
+            x = extra.get(key)
+            seen = last[k]
+            if seen is not None and seen[0] is x and seen[1] is x.storage.data and not x._disposed:
+                raws[k] = seen[2]
+            else:
+                raws[k] = None if x is None else self._read(math, k, x)
+                if raws[k] is None:
+                    return None
         for builder, draws, together in self.draws:  # each builder's providers' rows, drawn together
             drawn = builder._draw_indices_together(math, together, self.batch_size)
             if drawn is None:
@@ -124,6 +134,16 @@ class Rerun:
             for (i, _, _), indices in zip(draws, drawn, strict=True):
                 raws[i] = indices
         return raws
+
+    def _read(self, math: NDArrayMath, k: int, x: NDArray) -> Any:
+        """Binding ``k``'s raw array from ``x``, checked against the shape, dtype and backend
+        recorded (None where it is not that), and remembered for the next call."""
+        _, _, shape, dtype = self.sources[k]
+        data = x.storage.data
+        raw = None if data is None else bound_raw(x, shape, dtype, math.backend)
+        if raw is not None:
+            self._last[k] = (x, data, raw)
+        return raw
 
     def matches(
         self, cost: Tensor, feeds: Feeds, batch_size: int, optimizer: Optimizer, reduction: int

@@ -47,8 +47,9 @@ class RuleSteps(RecordedCalls):
     replay_plans: bool
 
     def _replayable(self) -> bool:
-        engine = self.math.engine
-        return self.replay_plans and not engine.debug and not engine.keep_float64
+        # (The engine's ``_careful``: debug mode or keep_float64, the two that replay must not
+        # skip; read as one field, as the engine does, since a training step asks every time.)
+        return self.replay_plans and not self.math.engine._careful
 
     def _run_step(
         self,

@@ -274,7 +274,7 @@ class Session(RuleSteps):
         self._release_retained()
         with optimizer.lock:
             optimizer.before_batch(self.math, rerun.batch_size, rerun.plan.variables)
-            raws = rerun.inputs(self.math, lambda node: self._input_value(node, where))
+            raws = rerun.inputs(self.math, self._input_value, where)
             if raws is None:
                 return None
             slots, captured = self._execute(program, raws, True, drawn=True)
