@@ -258,15 +258,21 @@ class _Overridden(Op, abstract=True):
         return x + 1
 
 
-def test_a_kernel_registered_after_an_op_ran_is_used(cpu_math: dl.NDArrayMath) -> None:
-    x = Array1D.new([1.0])
-    assert cpu_math.engine.run(_Overridden(), x).get(0) == 2.0  # the generic kernel, looked up
+def test_a_kernel_registered_after_an_op_ran_is_used(math: dl.NDArrayMath) -> None:
+    """The backend remembers each op class's kernel (dispatch.KernelTable); registering one
+    later makes it forget, on either backend."""
+    if math.backend.name == "cpu":
+        kernels: Any = cpu_kernel
+    else:
+        from deeplearn.math.backends.cuda import cuda_kernel as kernels
+    x = Array1D.new([1.0], math=math)
+    assert math.engine.run(_Overridden(), x).get(0) == 2.0  # the generic kernel, looked up
 
-    @cpu_kernel.register(_Overridden)
-    def _times_ten(op: _Overridden, a: np.ndarray) -> Any:
+    @kernels.register(_Overridden)  # (each backend's dispatcher is its own)
+    def _times_ten(op: Any, a: Any) -> Any:
         return a * 10
 
-    assert cpu_math.engine.run(_Overridden(), x).get(0) == 10.0
+    assert math.engine.run(_Overridden(), x).get(0) == 10.0
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "bool"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from deeplearn.math.backends.dispatch import KernelTable
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op
 from deeplearn.math.ops.costs import SOFTMAX_CE_EPSILON, SoftmaxCrossEntropyCostDer
@@ -176,38 +177,11 @@ _maximum_reduce: Any = np.maximum.reduce
 _F32_EPSILON = np.asarray(SOFTMAX_CE_EPSILON, np.float32)
 
 
-_KERNELS: dict[type, Any] = {}
-"""The kernel ``cpu_kernel`` dispatches each op class to, looked up once (singledispatch's own
-lookup costs ~0.3 µs a call); forgotten whenever a kernel is registered."""
-
-_register: Any = cpu_kernel.register
-
-
-def _register_kernel(cls: Any, func: Any = None) -> Any:
-    """``cpu_kernel.register``, which also makes ``execute`` forget the kernels it looked up."""
-    registered = _register(cls, func)
-    _KERNELS.clear()
-    if func is None and isinstance(cls, type):  # @cpu_kernel.register(SomeOp): registers later
-        decorate = registered
-
-        def register_then_forget(f: Any) -> Any:
-            out = decorate(f)
-            _KERNELS.clear()
-            return out
-
-        return register_then_forget
-    return registered
-
-
-cpu_kernel.register = _register_kernel  # type: ignore[method-assign]
+_KERNELS = KernelTable(cpu_kernel)
+"""``cpu_kernel``'s choice per op class, looked up once (``dispatch.py``)."""
 
 
 _generic_kernel = cpu_kernel.dispatch(Op)
-
-
-def _kernel_of(op_class: type) -> Any:
-    kernel = _KERNELS[op_class] = cpu_kernel.dispatch(op_class)
-    return kernel
 
 
 class MathBackendCPU:
@@ -221,7 +195,7 @@ class MathBackendCPU:
     generic_kernel = staticmethod(_generic_kernel)
 
     def execute(self, op: Op, *arrays: RawArray) -> Any:
-        kernel = _KERNELS.get(type(op)) or _kernel_of(type(op))
+        kernel = _KERNELS.get(type(op)) or _KERNELS.learn(type(op))
         if kernel is _generic_kernel:
             kernel, arrays = op.forward, (np, *arrays)  # what it does, without its call
         else:
