@@ -53,17 +53,17 @@ def straight_line(
     xp: Any,
     result: Callable[..., Any],
     writers: Sequence[Callable[..., None] | None] | None = None,
-    bound: Sequence[tuple[int, int]] = (),
+    bound: Sequence[tuple[int, int]] | None = None,
 ) -> Callable[..., None]:
     """``run(slots)``: ``steps`` one after the other on ``slots``. A kernel of None is the op's
     own ``forward`` with the array module ``xp``, any other is called as ``kernel(op, *inputs)``;
     a result goes through ``result(op, y, inputs, spec)`` (the engine's check) unless ``final``
     says its kernel's single result needs none. A step given a ``writers`` entry ``write`` runs
     as ``write(*inputs, array)`` instead, into the array that its slot already holds. Given
-    ``bound`` ((index, slot) pairs), the function is ``run(slots, raws)`` and first puts each
-    ``raws[index]`` in its slot."""
-    lines = ["def run(slots, raws):" if bound else "def run(slots):"]
-    lines += [f"    slots[{slot}] = raws[{i}]" for i, slot in bound]
+    ``bound`` ((index, slot) pairs, maybe none), the function is ``run(slots, raws)`` and first
+    puts each ``raws[index]`` in its slot."""
+    lines = ["def run(slots):" if bound is None else "def run(slots, raws):"]
+    lines += [f"    slots[{slot}] = raws[{i}]" for i, slot in bound or ()]
     namespace: dict[str, Any] = {"R": result, "xp": xp}
     for i, step in enumerate(steps):
         args = ", ".join(

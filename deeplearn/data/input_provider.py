@@ -258,12 +258,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         providers in step (the inputs of one training call) one array for all, drawn once;
         None, having drawn nothing, where one's examples are no longer resident."""
         with self._lock:
+            if not self._hold(math, inputs):
+                return None
             positions = self._positions
             start = positions[inputs[0][0]]
             in_step = True
-            for index, examples in inputs:  # (loops, not all() and generators: a step's host time)
-                if examples.is_disposed or self._examples(math, index) is not examples:
-                    return None
+            for index, _ in inputs:  # (loops, not all() and generators: a step's host time)
                 if positions[index] != start:
                     in_step = False
             if not in_step:
@@ -280,6 +280,16 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             if start // n != end // n:
                 self._forget_unused_epochs()
             return [indices] * len(inputs)
+
+    def _hold(self, math: NDArrayMath, inputs: Sequence[tuple[int, NDArray]]) -> bool:
+        """Whether each of ``inputs`` ((input index, examples)) is still that input's examples
+        resident on ``math``'s backend (not disposed, not uploaded again): what
+        ``_draw_indices_together`` checks before it draws, and a caller drawing from several
+        builders checks of all of them before any draws."""
+        for index, examples in inputs:
+            if examples.is_disposed or self._examples(math, index) is not examples:
+                return False
+        return True
 
     def _indices_on(self, math: NDArrayMath, input_index: int, count: int) -> Any:
         """The next ``count`` row indices of input ``input_index``, on ``math``'s backend."""

@@ -127,6 +127,10 @@ class Rerun:
                 raws[k] = None if x is None else self._read(math, k, x)
                 if raws[k] is None:
                     return None
+        if len(self.draws) > 1:  # several builders: none draws unless none will refuse
+            for builder, _, together in self.draws:
+                if not builder._hold(math, together):
+                    return None
         for builder, draws, together in self.draws:  # each builder's providers' rows, drawn together
             drawn = builder._draw_indices_together(math, together, self.batch_size)
             if drawn is None:

@@ -34,15 +34,16 @@ class TensorArrayMap:
 
     def __init__(self) -> None:
         self._entries: dict[Tensor, NDArray | Pending] = {}
-        self._fill: Callable[..., None] | None = None
-        self._fill_args: tuple[Any, ...] = ()
+        # (fill, args) of fill_later, one attribute: a reader in another thread sees both or neither.
+        self._fill: tuple[Callable[..., None], tuple[Any, ...]] | None = None
 
     @property
     def _dict(self) -> dict[Tensor, NDArray | Pending]:
         """The entries, once ``fill_later``'s function has made them."""
-        fill = self._fill
-        if fill is not None:
-            args, self._fill, self._fill_args = self._fill_args, None, ()
+        pending = self._fill
+        if pending is not None:
+            self._fill = None
+            fill, args = pending
             fill(*args, self)
         return self._entries
 
@@ -51,7 +52,7 @@ class TensorArrayMap:
         (a compiled Session step hands out every tensor's value and gradient, and most runs
         nobody looks)."""
         self._entries.clear()
-        self._fill, self._fill_args = fill, args
+        self._fill = (fill, args)
 
     def set(self, tensor: Tensor, array: NDArray | Pending) -> None:
         """Maps ``tensor`` to ``array`` (replacing any previous array, which is not disposed);
@@ -105,12 +106,12 @@ class TensorArrayMap:
 
     def clear(self) -> None:
         """Forgets every entry without disposing anything."""
-        self._fill, self._fill_args = None, ()
+        self._fill = None
         self._entries.clear()
 
     def dispose(self) -> None:
         """Disposes every array in the map (Pending ones were never made) and empties it."""
-        self._fill, self._fill_args = None, ()  # never made: nothing to dispose
+        self._fill = None  # never made: nothing to dispose
         entries = self._entries
         if entries:  # (mostly not: a compiled Session step fills its maps later, if asked)
             for array in entries.values():

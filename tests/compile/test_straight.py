@@ -46,3 +46,21 @@ def test_from_the_second_run_a_program_runs_straight_line_and_gives_what_its_loo
         for slot in slots:
             assert type(got[slot]) is np.ndarray and got[slot].dtype == want[slot].dtype
             np.testing.assert_array_equal(got[slot], want[slot])
+
+
+def test_a_function_given_its_bound_inputs_puts_them_in_their_slots_first_even_none() -> None:
+    """With ``bound`` ((input index, slot) pairs) the function is ``run(slots, raws)``, and it
+    is so for an empty list too (a compiled step whose every input it updates)."""
+    from deeplearn.compile.straight import straight_line
+
+    p = Program()
+    x = p.bind("x", (2,), "float32")
+    (y,) = p.add_step(Neg(), [Ref(x, None)], [Spec((2,))])
+    engine = dl.NDArrayMathCPU().engine
+    run = straight_line(p.steps, [None], [True], np, engine.result, bound=[(0, x)])
+    slots: list = [None, None]
+    run(slots, [np.array([1.0, -2.0], np.float32)])
+    np.testing.assert_array_equal(slots[y], np.array([-1.0, 2.0], np.float32))
+    slots = [np.array([3.0, 4.0], np.float32), None]
+    straight_line(p.steps, [None], [True], np, engine.result, bound=[])(slots, [])
+    np.testing.assert_array_equal(slots[y], np.array([-3.0, -4.0], np.float32))

@@ -165,6 +165,33 @@ def test_each_call_trains_on_the_providers_next_batch(math: dl.NDArrayMath, buil
 
 
 @pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
+def test_providers_of_two_builders_stay_paired_when_one_is_disposed(math: dl.NDArrayMath,
+                                                                    builder_class: type) -> None:
+    """Inputs and labels from two builders of one seed stay paired when one builder's examples
+    are disposed between calls: a call that must take the ordinary path has drawn from neither."""
+    g, x, label, cost, _ = _model(math)
+    rng = np.random.default_rng(0)
+    xs = rng.uniform(-2, 2, (13, 2)).astype(np.float32)
+    ys = (xs @ np.array([1.5, -0.5], np.float32) + 0.25).astype(np.float32)
+    inputs, labels = builder_class([xs], seed=3), builder_class([ys], seed=3)
+    (xp,), (yp,) = inputs.get_input_providers(), labels.get_input_providers()
+    session, optimizer = Session(g, math), dl.SGDOptimizer(0.05)
+    feeds = {x: xp, label: yp}  # the same feeds every call: a rerun
+    for step in range(12):
+        if step in (4, 9):
+            builder = labels if step == 4 else inputs
+            if hasattr(builder, "dispose"):
+                builder.dispose()
+            else:  # the CPU builder's examples as the rows index them, freed by someone
+                builder._examples(math, 0).dispose()
+        with math.scope():
+            session.train(cost, feeds, 4, optimizer)
+            batch_x = session.activation_array_map.get(x).numpy()
+            batch_y = session.activation_array_map.get(label).numpy()
+        np.testing.assert_array_equal(batch_y, batch_x @ np.array([1.5, -0.5], np.float32) + np.float32(0.25))
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
 @pytest.mark.parametrize("make_optimizer", [lambda: dl.SGDOptimizer(0.05), lambda: dl.AdamOptimizer(0.01, 0.9, 0.999)],
                          ids=["sgd", "adam"])
 @pytest.mark.parametrize("reduction", [CostReduction.NONE, CostReduction.MEAN])

@@ -45,7 +45,9 @@ class KernelTable:
         def register_and_forget(cls: Any, func: Any = None) -> Any:
             registered = register(cls, func)
             kernels.clear()
-            if func is None and isinstance(cls, type):  # @kernel.register(SomeOp): registers later
+            # @kernel.register(SomeOp) (or a union of classes) registers later, through the
+            # decorator it returns; the other forms return what they registered.
+            if func is None and registered is not cls:
                 decorate = registered
 
                 def register_then_forget(f: Any) -> Any:
