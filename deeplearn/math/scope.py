@@ -26,6 +26,8 @@ class Scope:
     Used as ``with math.scope() as scope: ... scope.keep(x)``.
     """
 
+    __slots__ = ("_registry", "_tracked")
+
     def __init__(self, registry: MemoryRegistry) -> None:
         self._registry = registry
         self._tracked: dict[int, NDArray] = {}
@@ -49,7 +51,7 @@ class Scope:
         """Whether this scope tracks ``x`` (and will dispose it unless it is returned)."""
         return id(x) in self._tracked
 
-    def dispose_all(self, survivors: set[int]) -> None:
+    def dispose_all(self, survivors: set[int] | frozenset[int]) -> None:
         """Disposes every tracked array whose ``id`` is not among ``survivors``.
 
         Disposing a view only drops its reference to the shared storage, so the storage of a
@@ -154,6 +156,9 @@ class MemoryRegistry:
         scope = stack[-1]
         stack = stack[:-1]
         self._scopes.set(stack)
+        if result is None:  # (most scopes: a `with` block, a step that returns nothing)
+            scope.dispose_all(_NO_SURVIVORS)
+            return
         # Only what this scope owned moves to the parent: a returned array that was kept, or
         # made outside the scope, keeps its owner (deeplearn.js 0.3.14+).
         owned = [a for a in flatten_result(result) if scope.owns(a)]
@@ -161,6 +166,9 @@ class MemoryRegistry:
         if stack:
             for a in owned:
                 stack[-1].track(a)
+
+
+_NO_SURVIVORS: frozenset[int] = frozenset()
 
 
 def flatten_result(result: Any) -> list[NDArray]:

@@ -7,6 +7,7 @@ leak: a live-array count only goes down here because a scope (or ``dispose``) fr
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import threading
 from collections.abc import Iterator
@@ -449,6 +450,63 @@ def test_scope_functions_may_take_fewer_arguments(cpu_math: dl.NDArrayMath) -> N
     z = cpu_math.scope(lambda keep: keep(cpu_math.square(dl.Scalar.new(4))))
     assert (y.get(), z.get()) == (9.0, 16.0)
     assert cpu_math.get_num_arrays() == before + 2
+
+
+def _positional_only(a, /, b):  # type: ignore[no-untyped-def]  # (keep, track) by position only
+    return None
+
+
+def _with_keywords(keep, *, flag=True):  # type: ignore[no-untyped-def]
+    return None
+
+
+def _decorated(keep):  # type: ignore[no-untyped-def]
+    return None
+
+
+@functools.wraps(_decorated)
+def _wrapper(*args):  # type: ignore[no-untyped-def]  # inspect follows __wrapped__: one parameter
+    return None
+
+
+class _Callable:
+    def __call__(self, keep):  # type: ignore[no-untyped-def]
+        return None
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda: None,
+        lambda keep: None,
+        lambda keep, track: None,
+        lambda keep, track, extra=1: None,
+        lambda *args: None,
+        lambda keep, *rest: None,
+        _positional_only,
+        _with_keywords,
+        _wrapper,
+        _Callable(),
+        _Callable().__call__,
+        functools.partial(lambda keep, track: None),
+        print,
+    ],
+)
+def test_the_arguments_a_scope_function_gets_are_those_its_signature_takes(
+    cpu_math: dl.NDArrayMath, fn: Any
+) -> None:
+    """(keep, track) cut to the function's positional parameters, read from its code for a
+    plain function and from inspect.signature otherwise: both ways agree."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+        varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+        count = len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+    except (TypeError, ValueError):
+        varargs, count = True, 2
+    want = (cpu_math.keep, cpu_math.track) if varargs else (cpu_math.keep, cpu_math.track)[:count]
+    assert cpu_math._scope_args(fn) == want
 
 
 def test_an_array_collected_while_the_registry_is_locked_does_not_deadlock(cpu_math: dl.NDArrayMath) -> None:
