@@ -6,6 +6,7 @@ composes them and owns the backend, the engine and the scope API.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from inspect import CO_VARARGS
 import operator
@@ -222,7 +223,8 @@ class NDArrayMath(
 
 class _ScopeBlock:
     """``with math.scope() as scope:``: a scope for the block (a class, not a
-    ``contextmanager`` generator, which cost ~1 µs more per block)."""
+    ``contextmanager`` generator, which cost ~1 µs more per block). As a decorator,
+    ``@math.scope()`` runs each call of the function in a scope of its own."""
 
     __slots__ = ()
 
@@ -231,6 +233,14 @@ class _ScopeBlock:
 
     def __exit__(self, *exc: object) -> None:
         REGISTRY.end_scope(None)
+
+    def __call__(self, fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def scoped(*args: Any, **kwargs: Any) -> T:
+            with self:
+                return fn(*args, **kwargs)
+
+        return scoped
 
 
 def _check_callable(fn: object, where: str) -> None:

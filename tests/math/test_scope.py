@@ -443,6 +443,19 @@ def test_a_returned_array_the_scope_did_not_own_keeps_its_owner(cpu_math: dl.NDA
     assert moved.is_disposed  # owned by the inner scope, so handed to the outer one, which disposed it
 
 
+def test_a_scope_used_as_a_decorator_runs_each_call_in_a_scope_of_its_own(cpu_math: dl.NDArrayMath) -> None:
+    made: list[NDArray] = []
+
+    @cpu_math.scope()
+    def step(value: float) -> float:
+        made.append(dl.Scalar.new(value))
+        return value * 2
+
+    assert (step(1.0), step(2.0)) == (2.0, 4.0)
+    assert len(made) == 2 and all(x.is_disposed for x in made)
+    assert step.__name__ == "step"
+
+
 def test_scope_functions_may_take_fewer_arguments(cpu_math: dl.NDArrayMath) -> None:
     """As in JavaScript, math.scope(() => ...) and math.scope((keep) => ...) work."""
     before = cpu_math.get_num_arrays()
