@@ -94,12 +94,13 @@ class SessionValues:
         # made untracked: they go in as they are. (A replayed training call fills the maps
         # itself: fill_later; the gradients here are an eager call's, all made.)
         owned, self._owned = self._owned, NOTHING
-        activations = self.activation_array_map
+        entries: dict[Tensor, NDArray | Pending] = {}
         for t, v in values.items():
             if type(v) is Pending or id(v) in owned:
-                activations.set(t, v)
+                entries[t] = v
             elif not v.is_disposed:  # type: ignore[union-attr]
-                activations.set(t, v._view(tracked=False))  # type: ignore[union-attr]
+                entries[t] = v._view(tracked=False)  # type: ignore[union-attr]
+        self.activation_array_map.set_all(entries)  # (one call: an eval's host time)
         if gradients is not None:
             for t, g in gradients.items():
                 self.gradient_array_map.set(t, g._view(tracked=False))

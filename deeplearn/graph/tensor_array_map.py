@@ -7,7 +7,7 @@ out every tensor's value and gradient, and most are never read).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.materialize import Pending, resolve
@@ -58,6 +58,10 @@ class TensorArrayMap:
         """Maps ``tensor`` to ``array`` (replacing any previous array, which is not disposed);
         a Pending array is made when first read."""
         self._dict[tensor] = array
+
+    def set_all(self, entries: Mapping[Tensor, NDArray | Pending]) -> None:
+        """``set`` for each of ``entries``."""
+        self._dict.update(entries)
 
     def get(self, tensor: Tensor, skip_checks_for_tests: bool = False) -> NDArray:
         """The array of ``tensor``; raises KeyError naming the tensor when there is none."""
