@@ -119,16 +119,18 @@ def row_bindings(rows: Rows) -> dict[Any, NDArray]:
 
 
 def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:
-    """Whether ``feeds``, which ``normalize_feeds`` turned into ``entries`` before, still holds
-    exactly their tensors and data (the same objects): then ``entries`` stand for it again. A
-    training loop passes the same feeds every call; this spares it their checks.
+    """Whether ``feeds`` holds exactly the tensors and data of ``entries`` (the same objects),
+    in a form that ``normalize_feeds`` turns into ``entries``: then ``entries`` stand for it.
+    A training loop passes the same feeds every call, as one object or written out anew each
+    time (``{x: provider}``); this spares it their checks.
 
     Example:
-        >>> g = dl.Graph(); x = g.placeholder("x", [])
-        >>> feeds = [{"tensor": x, "data": Scalar.new(1)}]
-        >>> entries = normalize_feeds(feeds, "eval")
-        >>> same_feeds(feeds, entries), same_feeds([{"tensor": x, "data": Scalar.new(1)}], entries)
-        (True, False)
+        >>> g = dl.Graph(); x = g.placeholder("x", []); one = Scalar.new(1)
+        >>> entries = normalize_feeds([{"tensor": x, "data": one}], "eval")
+        >>> same_feeds([{"tensor": x, "data": one}], entries), same_feeds({x: one}, entries)
+        (True, True)
+        >>> same_feeds([{"tensor": x, "data": Scalar.new(1)}], entries)
+        False
     """
     if isinstance(feeds, (list, tuple)):
         if len(feeds) != len(entries):
@@ -141,7 +143,9 @@ def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:
                     or item.get("data") is not entry.data
                 ):
                     return False
-            elif item is not entry:  # a FeedEntry is kept as given (and is frozen)
+            elif item is not entry and (
+                type(item) is not FeedEntry or item.tensor is not entry.tensor or item.data is not entry.data
+            ):
                 return False
         return True
     if isinstance(feeds, dict) and len(feeds) == len(entries) and not any(isinstance(k, str) for k in feeds):

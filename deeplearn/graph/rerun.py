@@ -1,7 +1,8 @@
 """The last training call of a Session, kept so that the next identical call can skip finding it.
 
-A training loop calls ``Session.train`` with the same cost, feeds, batch size, optimizer and
-cost reduction every step. Once such a call has run as a Program (``deeplearn/compile/``),
+A training loop calls ``Session.train`` with the same cost, feeds (the same tensors and
+providers, as one object or written out anew each time), batch size, optimizer and cost
+reduction every step. Once such a call has run as a Program (``deeplearn/compile/``),
 everything the Session worked out to get there — the feeds' checks, the plan, the call's
 signature, which Program to run and where each of its inputs comes from — holds for the next
 call too. A ``Rerun`` keeps it: the next call only draws the batches' row indices, collects
@@ -55,7 +56,6 @@ class Rerun:
     examples) pairs it draws for).
     """
 
-    feeds: Feeds
     entries: list[FeedEntry]
     cost: Tensor
     batch_size: int
@@ -158,14 +158,12 @@ class Rerun:
             and optimizer is self.optimizer
             and batch_size == self.batch_size
             and reduction == self.reduction
-            and feeds is self.feeds
-            and same_feeds(feeds, self.entries)
+            and same_feeds(feeds, self.entries)  # (the same feeds, or the same written out anew)
             and self.step.training.get(self.key) is self.program
         )
 
 
 def make_rerun(
-    feeds: Feeds,
     entries: list[FeedEntry],
     cost: Tensor,
     batch_size: int,
@@ -205,7 +203,6 @@ def make_rerun(
             sources.append((Source.BOUND, key_, binding.shape, binding.dtype))
             bound_count += 1
     return Rerun(
-        feeds,
         entries,
         cost,
         batch_size,
@@ -255,7 +252,6 @@ class Reruns:
 
     def remember(
         self,
-        feeds: Feeds,
         entries: list[FeedEntry],
         cost: Tensor,
         batch_size: int,
@@ -272,7 +268,7 @@ class Reruns:
         key = (type(optimizer), tuple(optimizer.variables), reduction)
         program = step.training.get(key)
         rerun = (
-            make_rerun(feeds, entries, cost, batch_size, optimizer, reduction, plan, step, key, program, rows)
+            make_rerun(entries, cost, batch_size, optimizer, reduction, plan, step, key, program, rows)
             if program is not None and not fed
             else None
         )

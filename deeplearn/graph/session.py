@@ -113,9 +113,9 @@ class Session(RuleSteps):
         # One call at a time: a GraphRunner training in a background thread and the user's
         # eval in the main thread share the activations, the retained arrays and the variables.
         self._lock = threading.RLock()
-        # (feeds, cost tensor, their entries, the plan) of the last training call: a training
+        # (cost tensor, the feeds' entries, the plan) of the last training call: a training
         # loop passes the same feeds every time (same_feeds), so they are checked once.
-        self._last_training_feeds: tuple[Feeds, Tensor, list[FeedEntry], Plan] | None = None
+        self._last_training_feeds: tuple[Tensor, list[FeedEntry], Plan] | None = None
         # The last training calls, ready to run again (rerun.py).
         self._reruns = Reruns(_MAX_RERUNS)
         self._compiled = {}
@@ -218,8 +218,8 @@ class Session(RuleSteps):
         if type(cost_reduction) is not CostReduction:
             cost_reduction = CostReduction(cost_reduction)
         last = self._last_training_feeds
-        if last is not None and last[0] is feeds and last[1] is cost_tensor and same_feeds(feeds, last[2]):
-            entries, plan = last[2], last[3]  # the feeds of the last call, checked then
+        if last is not None and last[0] is cost_tensor and same_feeds(feeds, last[1]):
+            entries, plan = last[1], last[2]  # the feeds of the last call, checked then
         else:
             entries = normalize_feeds(feeds, where)
             for e in entries:
@@ -229,7 +229,7 @@ class Session(RuleSteps):
                         f"examples from each); got {type(e.data).__name__} for {e.tensor!r}."
                     )
             plan = self._plan([cost_tensor], entries, where)
-            self._last_training_feeds = (feeds, cost_tensor, entries, plan)
+            self._last_training_feeds = (cost_tensor, entries, plan)
         step = plan.step(plan.fed, batch_size)  # every feed is an InputProvider: all batched
         self._release_retained()
         math = self.math
@@ -249,7 +249,6 @@ class Session(RuleSteps):
                 self._retain(values, gradients)
             else:  # a Program ran: the next identical call can run it again at once
                 self._reruns.remember(
-                    feeds,
                     entries,
                     cost_tensor,
                     batch_size,

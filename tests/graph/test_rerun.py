@@ -132,6 +132,41 @@ def test_a_repeated_call_skips_the_feeds_and_the_rules(cpu_math: dl.NDArrayMath,
     assert len(loads) == 3
 
 
+@pytest.mark.parametrize("form", ["dict", "dicts", "entries"])
+def test_feeds_written_out_anew_each_call_run_again_but_other_providers_do_not(
+        cpu_math: dl.NDArrayMath, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop that writes its feeds out in each call (``{x: xp, label: yp}``) runs the step
+    again as one that passes one feeds object; the same tensors fed by other providers, or
+    fewer feeds, take the ordinary path."""
+    g, x, label, cost, _ = _model(cpu_math)
+    builder = _builder(cpu_math, dl.InCPUMemoryShuffledInputProviderBuilder)
+    xp, yp = builder.get_input_providers()
+    other_xp, other_yp = _builder(cpu_math, dl.InCPUMemoryShuffledInputProviderBuilder).get_input_providers()
+
+    def feeds(a: Any, b: Any) -> Any:
+        if form == "dict":
+            return {x: a, label: b}
+        if form == "dicts":
+            return [{"tensor": x, "data": a}, {"tensor": label, "data": b}]
+        return [dl.FeedEntry(x, a), dl.FeedEntry(label, b)]
+
+    session, optimizer = Session(g, cpu_math), dl.SGDOptimizer(0.1)
+    loads = []
+    real = session_module.load_feeds
+    monkeypatch.setattr(session_module, "load_feeds", lambda *a, **k: loads.append(1) or real(*a, **k))
+    for _ in range(5):
+        with cpu_math.scope():
+            session.train(cost, feeds(xp, yp), 4, optimizer)
+    assert len(loads) == 2
+    with cpu_math.scope():
+        session.train(cost, feeds(other_xp, other_yp), 4, optimizer)  # other providers
+    assert len(loads) == 3
+    with cpu_math.scope():
+        session.train(cost, feeds(other_xp, yp), 4, optimizer)  # one other provider
+    assert len(loads) == 4
+    assert not session._reruns.find(cost, feeds(xp, yp)[:1] if form != "dict" else {x: xp}, 4, optimizer, 0)
+
+
 def test_a_provider_of_another_kind_takes_the_ordinary_path(cpu_math: dl.NDArrayMath) -> None:
     """A provider that does not keep its examples on the backend cannot be rerun: its batch is
     loaded every call (and training is the same)."""
