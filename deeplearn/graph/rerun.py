@@ -15,6 +15,7 @@ where it must.
 from __future__ import annotations
 
 import enum
+from numbers import Integral
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -239,7 +240,9 @@ class Reruns:
 
     def find(self, cost: Any, feeds: Feeds, batch_size: Any, optimizer: Any, reduction: Any) -> Rerun | None:
         """The Rerun that a call with these arguments is again, or None."""
-        if type(batch_size) is not int or not isinstance(reduction, int):
+        if not isinstance(reduction, int) or (
+            type(batch_size) is not int and (isinstance(batch_size, bool) or not isinstance(batch_size, Integral))
+        ):
             return None  # not the arguments of any call that ran (the checks will say why)
         rerun = self._last
         if rerun is not None and rerun.matches(cost, feeds, batch_size, optimizer, reduction):

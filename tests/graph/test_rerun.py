@@ -167,6 +167,23 @@ def test_feeds_written_out_anew_each_call_run_again_but_other_providers_do_not(
     assert not session._reruns.find(cost, feeds(xp, yp)[:1] if form != "dict" else {x: xp}, 4, optimizer, 0)
 
 
+def test_a_numpy_integer_batch_size_runs_again_and_a_bool_does_not_pass(cpu_math: dl.NDArrayMath,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    g, x, label, cost, _ = _model(cpu_math)
+    xp, yp = _builder(cpu_math, dl.InCPUMemoryShuffledInputProviderBuilder).get_input_providers()
+    session, optimizer, feeds = Session(g, cpu_math), dl.SGDOptimizer(0.1), {x: xp, label: yp}
+    loads = []
+    real = session_module.load_feeds
+    monkeypatch.setattr(session_module, "load_feeds", lambda *a, **k: loads.append(1) or real(*a, **k))
+    for size in [4, np.int64(4), np.int32(4), 4, np.int64(4)]:
+        with cpu_math.scope():
+            session.train(cost, feeds, size, optimizer)
+    assert len(loads) == 2
+    assert session._reruns.find(cost, feeds, True, optimizer, 0) is None
+    with pytest.raises((TypeError, ValueError)):
+        session.train(cost, feeds, True, optimizer)
+
+
 def test_a_provider_of_another_kind_takes_the_ordinary_path(cpu_math: dl.NDArrayMath) -> None:
     """A provider that does not keep its examples on the backend cannot be rerun: its batch is
     loaded every call (and training is the same)."""
