@@ -240,10 +240,12 @@ class Reruns:
 
     def find(self, cost: Any, feeds: Feeds, batch_size: Any, optimizer: Any, reduction: Any) -> Rerun | None:
         """The Rerun that a call with these arguments is again, or None."""
-        if not isinstance(reduction, int) or (
-            type(batch_size) is not int and (isinstance(batch_size, bool) or not isinstance(batch_size, Integral))
-        ):
-            return None  # not the arguments of any call that ran (the checks will say why)
+        if type(batch_size) is not int:  # a NumPy integer too; not a bool
+            if isinstance(batch_size, bool) or not isinstance(batch_size, Integral):
+                return None  # not the arguments of any call that ran (the checks will say why)
+            batch_size = int(batch_size)
+        if not isinstance(reduction, int):
+            return None
         rerun = self._last
         if rerun is not None and rerun.matches(cost, feeds, batch_size, optimizer, reduction):
             return rerun

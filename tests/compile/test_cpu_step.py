@@ -181,6 +181,32 @@ def test_relus_backward_in_one_writer_is_step_then_multiply(dy_first: bool, nan_
     assert writer(op, [Spec((6, 7)), Spec((6, 1))], Spec((6, 7))) is None  # no broadcasting here
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_means_and_the_mean_squared_cost_write_their_kernels_bits(dtype: str) -> None:
+    """Mean (np.mean: a sum, then a float64 division by the count) and the mean squared cost
+    (½·d·d, then that mean over each example), over every axis, some, none, with keep_dims and
+    a broadcast second input, NaN and ±inf among the values."""
+    from deeplearn.math.ops.costs import MeanSquaredCost
+    from deeplearn.math.ops.reduction import Mean
+
+    x, t = _values((4, 3, 5), dtype, 0), _values((4, 3, 5), dtype, 1)
+    for axis in [None, (0,), (1, 2), (-1,), (0, 2)]:
+        for keep_dims in (False, True):
+            _write_and_compare(Mean(axis, keep_dims), [x])
+    for example_rank in [None, 0, 1, 2]:
+        _write_and_compare(MeanSquaredCost(example_rank), [x, t])
+        _write_and_compare(MeanSquaredCost(example_rank), [x, t[0]])  # one second input for all
+    _write_and_compare(MeanSquaredCost(0), [x[:, 0, 0].copy(), t[:, 0, 0].copy()])  # scalar examples
+    _write_and_compare(MeanSquaredCost(None), [x[0, 0, 1].copy(), t[0, 0, 1].copy()])  # one scalar
+    _write_and_compare(Mean(None, False), [x[0, 0, 1].copy()])
+    # Differences whose squares fall among the subnormals, where (½·d)·d and ½·(d·d) differ.
+    rng = np.random.default_rng(2)
+    tiny = (rng.uniform(1, 2, (8, 16)) * 10.0 ** rng.uniform(-23, -19, (8, 16))).astype(dtype)
+    _write_and_compare(MeanSquaredCost(0), [tiny, np.zeros_like(tiny)])  # (a mean would round it away)
+    assert writer(Mean((1,), False), [Spec((3, 0), dtype)], Spec((3,), dtype)) is None  # 0/0: the kernel's
+    assert writer(MeanSquaredCost(None), [Spec((3,), dtype), Spec((4, 3), dtype)], Spec((), dtype)) is None
+
+
 def test_no_writer_where_the_kernel_would_change_dtype_or_shape() -> None:
     from deeplearn.math.ops.arithmetic import Add
     from deeplearn.math.ops.elementwise import Step

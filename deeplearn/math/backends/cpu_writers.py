@@ -36,7 +36,8 @@ from deeplearn.math.ops.elementwise import Relu, Step
 from deeplearn.math.ops.fused import Arg, Fused, Node
 from deeplearn.math.ops.layout import Clone, Gather
 from deeplearn.math.ops.linalg import TRANSPOSED, MatMul
-from deeplearn.math.ops.reduction import Sum
+from deeplearn.math.ops.costs import MeanSquaredCost
+from deeplearn.math.ops.reduction import Mean, Sum, example_axes
 
 __all__ = ["Scratch", "elementwise", "relu_derivative", "writer"]
 
@@ -134,6 +135,57 @@ def _sum(op: Sum, inputs: Sequence[Spec], result: Spec, context: _Context) -> Wr
 
     def write(x: np.ndarray, out: np.ndarray) -> None:
         reduce(x, axis=axes, dtype=dtype, keepdims=keep_dims, out=out)
+
+    return write
+
+
+def _mean_of(x_shape: tuple[int, ...], axes: tuple[int, ...], keep_dims: bool) -> Writer | None:
+    """``np.mean(x, axis=axes)`` of a float array into ``out``, with its bits: NumPy sums in
+    the array's dtype, then divides by the count as an ``intp``, which makes the division a
+    float64 one rounded to the result's dtype. None where a reduced axis is empty (0/0: the
+    kernels' own NaN and warning rules)."""
+    count = 1
+    for a in axes:
+        count *= x_shape[a]
+    if count == 0:
+        return None
+    reduce, divide, n = np.add.reduce, np.true_divide, np.intp(count)
+
+    def write(x: np.ndarray, out: np.ndarray) -> None:
+        reduce(x, axis=axes, out=out, keepdims=keep_dims)
+        divide(out, n, out=out, casting="unsafe")
+
+    return write
+
+
+def _mean(op: Mean, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer | None:
+    """reduction.py's Mean of a float array (its ``np.mean``), into ``out``."""
+    return _mean_of(inputs[0].shape, op.axes(len(inputs[0].shape)), op.keep_dims)
+
+
+def _mean_squared_cost(
+    op: MeanSquaredCost, inputs: Sequence[Spec], result: Spec, context: _Context
+) -> Writer | None:
+    """costs.py's mean of ½(x1 − x2)² per example of float inputs: the difference, ½ times it,
+    times it again (``0.5 * d * d``), then ``np.mean`` over each example's axes, the
+    temporaries in the step's scratch."""
+    shape = np.broadcast_shapes(inputs[0].shape, inputs[1].shape)
+    if shape != inputs[0].shape:
+        return None
+    mean = _mean_of(shape, example_axes(len(shape), op.example_rank), False)
+    if mean is None:
+        return None
+    temporaries = context.scratch.array((2, *shape), result.dtype)  # d, and ½·d·d
+    half = np.dtype(result.dtype).type(0.5)  # (0.5 * d: a Python float, taken as d's dtype)
+    subtract, multiply = np.subtract, np.multiply
+
+    def write(x1: np.ndarray, x2: np.ndarray, out: np.ndarray) -> None:
+        pair = temporaries()
+        d, square = pair[0, ...], pair[1, ...]  # (arrays, 0-d ones included)
+        subtract(x1, x2, out=d)
+        multiply(half, d, out=square)
+        multiply(square, d, out=square)
+        mean(square, out)
 
     return write
 
@@ -279,5 +331,7 @@ _WRITERS: dict[type, Callable[[Any, Sequence[Spec], Spec, _Context], Writer | No
     Gather: _gather,
     Clone: _clone,
     Fused: _relu_derivative,
+    Mean: _mean,
+    MeanSquaredCost: _mean_squared_cost,
 }
 """The ops whose CPU kernel has a form that writes into a given array, beyond the ufuncs."""
