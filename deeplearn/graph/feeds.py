@@ -131,6 +131,9 @@ def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:
         (True, True)
         >>> same_feeds([{"tensor": x, "data": Scalar.new(1)}], entries)
         False
+        >>> y = g.placeholder("y", []); pair = normalize_feeds({x: one, y: one}, "eval")
+        >>> same_feeds({x: one, y: one}, pair), same_feeds({y: one, x: one}, pair)  # in order
+        (True, False)
     """
     if isinstance(feeds, (list, tuple)):
         if len(feeds) != len(entries):
@@ -148,12 +151,14 @@ def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:
             ):
                 return False
         return True
-    if isinstance(feeds, dict) and len(feeds) == len(entries) and not any(isinstance(k, str) for k in feeds):
-        return all(feeds.get(e.tensor, _MISSING) is e.data for e in entries)
+    if isinstance(feeds, dict) and len(feeds) == len(entries):
+        # In order, as normalize_feeds takes them (providers draw in the feeds' order); a str
+        # key (one {"tensor", "data"} entry) is never an entry's tensor.
+        for (tensor, data), entry in zip(feeds.items(), entries):  # noqa: B905 - (lengths checked)
+            if tensor is not entry.tensor or data is not entry.data:
+                return False
+        return True
     return False
-
-
-_MISSING = object()
 
 
 def load_feeds(
