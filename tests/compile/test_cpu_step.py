@@ -399,6 +399,21 @@ def test_a_compiled_step_ignores_floating_point_errors_and_leaves_the_callers_st
     assert not np.isfinite(session.eval(a).numpy())
 
 
+def test_a_replayed_eval_ignores_floating_point_errors_and_leaves_the_callers_state() -> None:
+    """The same for an inference Program run as its straight-line function (from its second
+    run on): an overflow is inf, under the caller's np.errstate(all="raise")."""
+    math = dl.NDArrayMathCPU()
+    g = dl.Graph()
+    x = g.placeholder("x", [2])
+    y = g.multiply(g.square(x), g.constant(dl.Array1D.new([1e10, 1.0], math=math)))
+    session = Session(g, math)
+    with np.errstate(all="raise"):
+        for _ in range(3):
+            got = session.eval(y, {x: dl.Array1D.new([1e30, 2.0], math=math)}).numpy()
+            np.testing.assert_array_equal(got, np.array([np.inf, 4.0], np.float32))
+        assert np.geterr() == {"divide": "raise", "over": "raise", "under": "raise", "invalid": "raise"}
+
+
 class _RowsProvider(dl.InputProvider):
     """A provider of its own that hands out row indices (``get_next_batch_rows``); its third
     batch holds an index out of range."""
