@@ -231,6 +231,9 @@ class Session(RuleSteps):
             plan = self._plan([cost_tensor], entries, where)
             self._last_training_feeds = (cost_tensor, entries, plan)
         step = plan.step(plan.fed, batch_size)  # every feed is an InputProvider: all batched
+        for node in plan.nodes:  # a disposed variable raises before any batch is drawn (as a rerun)
+            if node.op_rule is None:
+                self._input_value(node, where)
         self._release_retained()
         math = self.math
         math.start_scope()

@@ -184,6 +184,32 @@ def test_a_numpy_integer_batch_size_runs_again_and_a_bool_does_not_pass(cpu_math
         session.train(cost, feeds, True, optimizer)
 
 
+def test_a_call_refused_for_a_disposed_variable_draws_no_batch_on_either_path(cpu_math: dl.NDArrayMath) -> None:
+    """A variable whose data was disposed is refused before the call draws its batch, so a
+    loop that recovers (sets new data) trains on the same batches on the fast path and the
+    ordinary one."""
+    from deeplearn.types import DisposedError
+
+    batches = []
+    for replay in (True, False):
+        g, x, label, cost, (w, _) = _model(cpu_math)
+        xp, yp = _builder(cpu_math, dl.InCPUMemoryShuffledInputProviderBuilder).get_input_providers()
+        session, optimizer, feeds = Session(g, cpu_math), dl.SGDOptimizer(0.01), {x: xp, label: yp}
+        session.replay_plans = replay
+        for _ in range(3):
+            with cpu_math.scope():
+                session.train(cost, feeds, 2, optimizer)
+        saved = cpu_math.keep(dl.Array1D.new(w.node.data.get_values(), math=cpu_math))
+        w.node.data.dispose()
+        with pytest.raises(DisposedError), cpu_math.scope():
+            session.train(cost, feeds, 2, optimizer)
+        w.node.data = saved
+        with cpu_math.scope():
+            session.train(cost, feeds, 2, optimizer)
+            batches.append(session.activation_array_map.get(x).numpy())
+    np.testing.assert_array_equal(batches[0], batches[1])
+
+
 def test_a_provider_of_another_kind_takes_the_ordinary_path(cpu_math: dl.NDArrayMath) -> None:
     """A provider that does not keep its examples on the backend cannot be rerun: its batch is
     loaded every call (and training is the same)."""
