@@ -165,6 +165,8 @@ class CpuStep(Resident):
         """The slots after one run on ``raws`` (one array per binding); ``drawn``: the row
         indices among them were drawn by the library's own providers, and need no check."""
         slots, seen = self.slots, self._seen
+        if self._resident:
+            self.keep_views()
         settled = True
         for i in self._targets:
             src = raws[i]

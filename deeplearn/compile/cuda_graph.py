@@ -170,6 +170,8 @@ class CapturedProgram(Resident):
             self._done.record(self._last_stream)
             caller.wait_event(self._done)
             self._last_stream = caller
+        if self._resident:  # (after the wait above: a copy must see the last launch's values)
+            self.keep_views()
         sources, immutable, targets = self.sources, self.immutable, self._target_bindings
         settled = True
         for i in self._copied:

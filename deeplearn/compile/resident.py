@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.math.ndarray import NDArray
+from deeplearn.math.ndarray import NDArray, Storage
 
 if TYPE_CHECKING:
     from deeplearn.compile.program import Program
@@ -61,6 +61,20 @@ class Resident:
                 self.inputs[index], self.engine.backend, binding.dtype
             )
         return x
+
+    def keep_views(self) -> None:
+        """Before a run: views someone made of a resident NDArray (``w.node.data.reshape(...)``,
+        which share its storage) keep the values they have now, as they do on the ordinary
+        path, where each update is a new array: they get a copy, and the resident NDArray a
+        storage of its own over the step's array. (A view is what raises a storage's
+        reference count past one; the step's own reads make none.)"""
+        for index, x in self._resident.items():
+            storage = x.storage
+            if storage.refs > 1 and storage.data is self.inputs[index]:
+                own = Storage(storage.data, storage.backend)
+                own.refs, x.storage = 1, own
+                storage.refs -= 1
+                storage.data = storage.data.copy()
 
     def _detach(self, index: int) -> None:
         """Binding ``index`` is given another value than its resident array (the user set a
