@@ -25,13 +25,19 @@ MAX_SIGNATURES = 16  # per plan: one per call signature (a batch size), the olde
 
 @dataclass
 class Plan:
-    """What a request needs: the nodes to run in order (fed nodes excluded), its variables."""
+    """What a request needs: the nodes to run in order (fed nodes excluded), its variables;
+    ``sources``, the nodes among them that hold data rather than compute it (variables and
+    constants: no op rule)."""
 
     nodes: list[Node]
     fed: frozenset[Tensor]
     variables: list[Tensor]
+    sources: list[Node] = field(init=False, repr=False)
     _needs_grad: frozenset[Tensor] | None = field(default=None, repr=False)
     _steps: dict[tuple[frozenset[Tensor], int | None], Signature] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sources = [n for n in self.nodes if graph_util.is_input_node(n)]
 
     def needs_grad(self) -> frozenset[Tensor]:
         if self._needs_grad is None:

@@ -73,19 +73,17 @@ class Rerun:
     _last: list[tuple[Any, Any, Any] | None] = field(default_factory=list)
     _variables: list[Tensor] = field(default_factory=list)  # the optimizer's, as key[1]
 
-    # (binding, node) of the NODE sources, (binding, key) of the BOUND ones.
-    _nodes: list[tuple[int, Node]] = field(default_factory=list)
-    _bound: list[tuple[int, Any]] = field(default_factory=list)
+    # Per NODE or BOUND source: (binding, the node or None, the optimizer's key or None).
+    _read_from: list[tuple[int, Node | None, Any]] = field(default_factory=list)
     _resident: list[Any] = field(default_factory=list)  # the raw examples by binding, else None
 
     def __post_init__(self) -> None:
         self._last = [None] * len(self.sources)
         self._variables = list(self.key[1])
-        self._nodes = [
-            (k, what) for k, (source, what, _, _) in enumerate(self.sources) if source is Source.NODE
-        ]
-        self._bound = [
-            (k, what) for k, (source, what, _, _) in enumerate(self.sources) if source is Source.BOUND
+        self._read_from = [
+            (k, what, None) if source is Source.NODE else (k, None, what)
+            for k, (source, what, _, _) in enumerate(self.sources)
+            if source in (Source.NODE, Source.BOUND)
         ]
         # A provider's examples stay the same arrays until disposed (then the draw says so).
         self._resident = [
@@ -108,26 +106,19 @@ class Rerun:
         raws = list(self._resident)  # the examples' raw arrays in place, None elsewhere
         last = self._last
         # The same array over the same data as last call (a variable's resident buffer, an
-        # unchanged hyperparameter): the same raw array, checked then. (Plain loops: this runs
+        # unchanged hyperparameter): the same raw array, checked then. (A plain loop: this runs
         # every training step.)
-        for k, node in self._nodes:
-            x = node.data  # type: ignore[attr-defined]  # (a variable's or a constant's)
+        for k, node, key in self._read_from:
+            x = extra.get(key) if node is None else node.data  # type: ignore[attr-defined]
             seen = last[k]
             if seen is not None and seen[0] is x and seen[1] is x.storage.data and not x._disposed:
                 raws[k] = seen[2]
-            else:
-                raws[k] = self._read(math, k, node_value(node, where))
-                if raws[k] is None:
-                    return None
-        for k, key in self._bound:
-            x = extra.get(key)
-            seen = last[k]
-            if seen is not None and seen[0] is x and seen[1] is x.storage.data and not x._disposed:
-                raws[k] = seen[2]
-            else:
-                raws[k] = None if x is None else self._read(math, k, x)
-                if raws[k] is None:
-                    return None
+                continue
+            if node is not None:
+                x = node_value(node, where)  # checked: live, on this backend (else moved or refused)
+            raws[k] = None if x is None else self._read(math, k, x)
+            if raws[k] is None:
+                return None
         if len(self.draws) > 1:  # several builders: none draws unless none will refuse
             for builder, _, together in self.draws:
                 if not builder._hold(math, together):

@@ -231,9 +231,8 @@ class Session(RuleSteps):
             plan = self._plan([cost_tensor], entries, where)
             self._last_training_feeds = (cost_tensor, entries, plan)
         step = plan.step(plan.fed, batch_size)  # every feed is an InputProvider: all batched
-        for node in plan.nodes:  # a disposed variable raises before any batch is drawn (as a rerun)
-            if node.op_rule is None:
-                self._input_value(node, where)
+        for node in plan.sources:  # a disposed variable raises before any batch is drawn (as a rerun)
+            self._input_value(node, where)
         self._release_retained()
         math = self.math
         math.start_scope()
@@ -359,5 +358,5 @@ class Session(RuleSteps):
         """The storages of what a call reads but does not own: the fed arrays, the variables'
         and constants' data."""
         storages = {x.storage for x in fed.values()}
-        storages.update(self._input_value(n, where).storage for n in plan.nodes if n.op_rule is None)
+        storages.update(self._input_value(n, where).storage for n in plan.sources)
         return storages
