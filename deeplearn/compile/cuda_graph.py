@@ -14,7 +14,11 @@ Capturing needs fixed addresses, so a ``CapturedProgram`` owns:
   other threads queue meanwhile); each launch then goes on the caller's stream, after the
   last launch wherever that came from;
 * a cuBLAS handle and workspace of its own for the matrix products
-  (``deeplearn/math/backends/cuda_gemm.py``).
+  (``deeplearn/math/backends/cuda_gemm.py``);
+* with ``lanes`` > 1, a few more streams, each with its own cuBLAS handle and workspace, that
+  the steps are spread over (``deeplearn/compile/lanes.py``): the graph then holds only the
+  dependencies the data has, and independent kernels (a weight's gradient and the input's)
+  run side by side.
 
 The Program's updates (a variable's or an optimizer state's new value) are copies back into
 the bound buffer, inside the graph, after every kernel that reads the old value; what reads
@@ -32,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.fusion import fuse as fuse_steps
+from deeplearn.compile.lanes import LanePlan, plan_lanes, step_dependencies
 from deeplearn.compile.resident import NotCaptured, Resident
 
 if TYPE_CHECKING:
@@ -58,6 +63,7 @@ class CapturedProgram(Resident):
         immutable: Sequence[bool],
         borrowed: Sequence[bool],
         fuse: bool = True,
+        lanes: int = 1,
     ) -> None:
         import cupy
 
@@ -97,22 +103,21 @@ class CapturedProgram(Resident):
         by_slot = program.binding_index
         # An update whose kernel can write its result straight into the bound buffer does
         # (an optimizer's update of a variable: one kernel, not a kernel and a copy).
-        into = {
-            source: self.inputs[by_slot[target]]
-            for source, target in _prepare(
-                program, getattr(engine.backend, "fusible", None) if fuse else None
-            ).items()
-        }
+        in_place = _prepare(program, getattr(engine.backend, "fusible", None) if fuse else None)
+        into = {source: self.inputs[by_slot[target]] for source, target in in_place.items()}
+        plan = plan_lanes(*step_dependencies(program.steps, in_place), lanes=lanes)
+        self.lanes = _StreamLanes(plan, self.stream, self.gemm is not None) if plan.lanes_used > 1 else None
         with cupy.cuda.using_allocator(self.pool.malloc), self.stream, self._gemm_context():
-            # A first run compiles and loads every kernel and fills the graph's pool, so the
-            # captured run launches only kernels and allocates from cached blocks. (Written in
-            # place, its updates change the static inputs: each launch copies the inputs in.)
-            program.run_raw(engine, self.inputs, into)
-            self.stream.synchronize()
+            # A first run compiles and loads every kernel and fills the graph's pool (each
+            # lane's stream its own part), so the captured run launches only kernels and
+            # allocates from cached blocks. (Written in place, its updates change the static
+            # inputs: each launch copies the inputs in.)
+            program.run_raw(engine, self.inputs, into, lanes=self.lanes)
+            self.stream.synchronize()  # (every lane joined it at the end of the run)
             self.stream.begin_capture(cupy.cuda.runtime.streamCaptureModeRelaxed)
             try:
                 written: set[int] = set()
-                self.slots = program.run_raw(engine, self.inputs, into, written)
+                self.slots = program.run_raw(engine, self.inputs, into, written, self.lanes)
                 self._targets = [
                     (by_slot[u.target], u.source) for u in program.updates if u.source not in written
                 ]
@@ -201,6 +206,70 @@ class CapturedProgram(Resident):
 _DEVICE_TO_DEVICE = 3  # cudaMemcpyDeviceToDevice
 
 
+class _StreamLanes:
+    """A ``LanePlan`` on CUDA streams, for ``Program.run_raw``: lane 0 is the capture's stream,
+    each other lane a stream of its own (with a cuBLAS handle and workspace of its own where
+    the products go through cuBLAS, so two products side by side share no workspace). Every
+    lane starts after an event recorded on lane 0 before the first step (in a capture, that is
+    what makes a lane's work part of the graph), waits for the steps of other lanes it reads,
+    and lane 0 waits for every lane's last step at the end."""
+
+    def __init__(self, plan: LanePlan, origin: Any, own_gemms: bool) -> None:
+        import cupy
+
+        from deeplearn.math.backends import cuda_gemm
+
+        self.plan = plan
+        self.streams = [origin, *(cupy.cuda.Stream(non_blocking=True) for _ in range(plan.lanes_used - 1))]
+        # Lane 0's products use whatever context the caller set (the CapturedProgram's own).
+        self.gemms: list[Any] = (
+            [None, *(cuda_gemm.GemmContext() for _ in self.streams[1:])] if own_gemms else []
+        )
+        self.events = {i: cupy.cuda.Event(disable_timing=True) for i in plan.records}
+        self.fork = cupy.cuda.Event(disable_timing=True)
+        self._started = [False] * len(self.streams)
+        self._lane = 0
+        self._caller_gemm: Any = None
+
+    def enter(self, i: int) -> None:
+        lane = self.plan.lane[i]
+        stream = self.streams[lane]
+        if not self._started[0]:  # the run's first step (always on lane 0)
+            self.fork.record(self.streams[0])
+            self._started[0] = True
+        if not self._started[lane]:
+            stream.wait_event(self.fork)
+            self._started[lane] = True
+        for d in self.plan.waits[i]:
+            stream.wait_event(self.events[d])
+        if lane != self._lane:
+            self._switch(lane)
+
+    def leave(self, i: int) -> None:
+        event = self.events.get(i)
+        if event is not None:
+            event.record(self.streams[self.plan.lane[i]])
+
+    def close(self) -> None:
+        origin = self.streams[0]
+        for d in self.plan.joins:
+            origin.wait_event(self.events[d])
+        if self._lane != 0:
+            self._switch(0)
+        self._started = [False] * len(self.streams)
+
+    def _switch(self, lane: int) -> None:
+        from deeplearn.math.backends import cuda_gemm
+
+        self.streams[lane].use()
+        if self.gemms:
+            if self._lane == 0:
+                self._caller_gemm = cuda_gemm.swap_context(self.gemms[lane])
+            else:
+                cuda_gemm.swap_context(self.gemms[lane] if lane else self._caller_gemm)
+        self._lane = lane
+
+
 def _prepare(program: Program, fusible: Callable[[Op], bool] | None) -> dict[int, int]:
     """Readies ``program`` for capture, once: its updates are written in place
     (``Program.ready_in_place``), and with ``fusible`` its element-wise chains are fused
@@ -220,14 +289,16 @@ def capture(
     immutable: Sequence[bool],
     borrowed: Sequence[bool],
     fuse: bool = True,
+    lanes: int = 1,
 ) -> CapturedProgram | NotCaptured:
     """``program`` captured over ``raws`` (this call's inputs), or why it cannot be: see
     ``CapturedProgram`` for what ``immutable`` and ``borrowed`` inputs are; ``fuse``: whether
-    its element-wise chains run as fused kernels."""
+    its element-wise chains run as fused kernels; ``lanes``: over how many streams its
+    independent kernels may spread."""
     cannot = program.uncapturable(engine.backend)
     if cannot:
         return NotCaptured(f"the backend cannot record these kernels in a CUDA graph: {', '.join(cannot)}")
     try:
-        return CapturedProgram(program, engine, raws, immutable, borrowed, fuse)
+        return CapturedProgram(program, engine, raws, immutable, borrowed, fuse, lanes)
     except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured: run kernel by kernel
         return NotCaptured(f"{type(e).__name__}: {e}")

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from deeplearn.compile.straight import straight_line
 from deeplearn.math.ops.base import Spec
@@ -48,7 +48,17 @@ if TYPE_CHECKING:
     from deeplearn.math.ops.base import Op
     from deeplearn.types import DType, Shape
 
-__all__ = ["Binding", "Program", "Ref", "SlotKind", "Step", "Update", "bound_raw"]
+__all__ = ["Binding", "Lanes", "Program", "Ref", "SlotKind", "Step", "Update", "bound_raw"]
+
+
+class Lanes(Protocol):
+    """Where a run puts each step (``deeplearn/compile/lanes.py``): ``enter(i)`` before step
+    ``i`` (its stream made current, after what it waits for), ``leave(i)`` after it, ``close()``
+    once all have run (every lane joined back into the first)."""
+
+    def enter(self, i: int) -> None: ...
+    def leave(self, i: int) -> None: ...
+    def close(self) -> None: ...
 
 
 class SlotKind(enum.IntEnum):
@@ -333,6 +343,7 @@ class Program:
         raws: Sequence[Any],
         into: dict[int, Any] | None = None,
         written: set[int] | None = None,
+        lanes: Lanes | None = None,
     ) -> list[Any]:
         """Runs the kernels on ``raws`` (one backend array per binding, in its shape); returns
         every slot's array (None where a deferred kernel fills it).
@@ -340,13 +351,13 @@ class Program:
         ``into`` ({slot: array}) asks that the kernel making a slot write it into that array,
         where the backend can (``write_into(op, targets, *inputs)``, one target or None per
         result; it returns the results, or None having run nothing); ``written`` gets the
-        slots it did."""
+        slots it did. ``lanes`` puts each step on its stream (``deeplearn/compile/lanes.py``)."""
         slots: list[Any] = [None] * len(self.kinds)
         for binding, data in zip(self.bindings, raws, strict=True):
             slots[binding.slot] = data
         for slot, data in self.constants:
             slots[slot] = data
-        self._run(engine, self.steps, slots, into, written)
+        self._run(engine, self.steps, slots, into, written, lanes)
         return slots
 
     def run_deferred(self, engine: Engine, slots: list[Any]) -> None:
@@ -360,13 +371,14 @@ class Program:
         slots: list[Any],
         into: dict[int, Any] | None = None,
         written: set[int] | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
         result = engine.result
         backend = engine.backend
         kernels, final = self._kernels(backend, steps)
         write_into = getattr(backend, "write_into", None) if into else None
         guard = getattr(backend, "errors_ignored", contextlib.nullcontext)
-        if write_into is None:
+        if write_into is None and lanes is None:
             runner = self._straight_line(backend, steps, kernels, final, result)
             if runner is not None:
                 call = getattr(backend, "call_ignoring_errors", None)  # (cheaper than the guard)
@@ -378,6 +390,8 @@ class Program:
                 return
         with guard():  # one floating-point guard for the whole program, not one per kernel
             for i, ((op, refs, outs, specs), kernel) in enumerate(zip(steps, kernels, strict=True)):
+                if lanes is not None:
+                    lanes.enter(i)
                 raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
                 if write_into is not None and any(o in into for o in outs):  # type: ignore[operator]
                     targets = [into.get(o) for o in outs]  # type: ignore[union-attr]
@@ -387,6 +401,8 @@ class Program:
                             slots[o] = y
                             if target is not None and written is not None:
                                 written.add(o)
+                        if lanes is not None:
+                            lanes.leave(i)
                         continue
                 y = kernel(op, *raws)
                 if len(outs) == 1:
@@ -401,6 +417,10 @@ class Program:
                 else:
                     for o, s, spec in zip(y, outs, specs, strict=True):
                         slots[s] = result(op, o, raws, spec)
+                if lanes is not None:
+                    lanes.leave(i)
+        if lanes is not None:
+            lanes.close()
 
     def _straight_line(
         self,

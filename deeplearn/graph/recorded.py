@@ -41,6 +41,7 @@ class RecordedCalls(SessionValues):
 
     capture_plans: bool
     fuse_kernels: bool
+    capture_lanes: int
     _compiled: dict[int, Program]  # the Programs whose compiled steps are kept, oldest first
     _zeros: ZeroScalars  # what a NONE call returns
 
@@ -191,6 +192,7 @@ class RecordedCalls(SessionValues):
                 immutable=[k == "scalar" for k in kinds],
                 borrowed=[k == EXAMPLES for k in kinds],
                 fuse=self.fuse_kernels,
+                lanes=self.capture_lanes,
             )
         if program.capture is None:
             return None

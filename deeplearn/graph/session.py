@@ -76,9 +76,10 @@ class Session(RuleSteps):
     and the cost's reduction. Later calls run the Program without the graph's rules
     (``replay_plans``), and a training step runs compiled (``capture_plans``): on CUDA as one
     CUDA graph, its chains of element-wise kernels fused into one kernel each
-    (``fuse_kernels``); on the CPU as one generated function writing into arrays made once;
-    on both the variables and the optimizer's state updated in place. Set any of them to
-    False to run every call through the rules, kernel by kernel, or unfused.
+    (``fuse_kernels``), its independent kernels side by side on ``capture_lanes`` streams;
+    on the CPU as one generated function writing into arrays made once; on both the
+    variables and the optimizer's state updated in place. Set the flags to False (the lanes
+    to 1) to run every call through the rules, kernel by kernel, unfused, or in one stream.
 
     Example:
         >>> g = dl.Graph()
@@ -105,6 +106,9 @@ class Session(RuleSteps):
         # Captured steps run their chains of element-wise kernels as one kernel each
         # (deeplearn/compile/fusion.py); False keeps every kernel (read when a step is captured).
         self.fuse_kernels = True
+        # ... and their independent kernels on up to this many CUDA streams, side by side
+        # (deeplearn/compile/lanes.py); 1 keeps them in one stream (read when captured).
+        self.capture_lanes = 4
         # What a call leaves behind (their meanings: SessionValues, RecordedCalls).
         self._borrowed = None
         self._owned = NOTHING

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GemmContext", "available", "gemm", "use_context"]
+__all__ = ["GemmContext", "available", "gemm", "swap_context", "use_context"]
 
 _WORKSPACE_BYTES = 32 << 20  # what cuBLAS asks for on Hopper to pick any of its kernels
 _ONE = np.ones((), np.float32)  # alpha and beta, read by cuBLAS from host memory at the call
@@ -72,15 +72,22 @@ def _context() -> GemmContext:
     return context
 
 
+def swap_context(context: GemmContext | None) -> GemmContext | None:
+    """Runs this thread's products on ``context`` from now on (None: the thread's own, made
+    when first needed); returns the one it replaces."""
+    previous: GemmContext | None = getattr(_LOCAL, "context", None)
+    _LOCAL.context = context
+    return previous
+
+
 @contextlib.contextmanager
 def use_context(context: GemmContext) -> Iterator[None]:
     """Runs this thread's products on ``context`` inside the block."""
-    previous = getattr(_LOCAL, "context", None)
-    _LOCAL.context = context
+    previous = swap_context(context)
     try:
         yield
     finally:
-        _LOCAL.context = previous
+        swap_context(previous)
 
 
 def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:

@@ -1,0 +1,126 @@
+"""Which kernels of a Program may run side by side: a plan of lanes (streams) for a capture.
+
+A captured step's small matrix products fill a few of a GPU's multiprocessors each. Run one
+after another, as a single stream records them, a weight's gradient waits for the previous
+layer's input gradient although neither reads the other. A ``LanePlan`` spreads a Program's
+steps over a few lanes so that a CUDA graph captured from them holds only the dependencies the
+data has: a step goes on the lane of the step it reads that ran last, where that lane has run
+nothing since (a chain continues), else on a lane whose work it follows anyway, else on an
+idle lane; it waits for what it reads from other lanes. A step that writes into a bound buffer in place (a variable's update) waits for every
+step before it, on every lane: whatever read the old value, directly or through a view, has
+run by then.
+
+The plan is data only (step indices); ``deeplearn/compile/cuda_graph.py`` turns it into streams
+and events.
+
+Example:
+    >>> # steps 1 and 2 both read step 0's result; step 3 reads both
+    >>> plan = plan_lanes([(), (0,), (0,), (1, 2)], barriers=set(), lanes=2)
+    >>> plan.lane, plan.waits, plan.joins
+    ([0, 0, 1, 1], [(), (), (0,), (1,)], (3,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from deeplearn.compile.program import Step
+
+__all__ = ["LanePlan", "plan_lanes", "step_dependencies"]
+
+
+@dataclass(frozen=True)
+class LanePlan:
+    """``lane[i]``: the lane step ``i`` runs on (0 is the stream the capture starts on);
+    ``waits[i]``: the steps on other lanes it waits for first; ``joins``: the last step of each
+    other lane, which lane 0 waits for at the end; ``records``: the steps someone waits for."""
+
+    lane: list[int]
+    waits: list[tuple[int, ...]]
+    joins: tuple[int, ...]
+    records: frozenset[int]
+
+    @property
+    def lanes_used(self) -> int:
+        return max(self.lane, default=0) + 1
+
+
+def step_dependencies(
+    steps: Sequence[Step], in_place: Mapping[int, int]
+) -> tuple[list[tuple[int, ...]], set[int]]:
+    """For each step, the earlier steps whose results it reads (by slot); and the steps that
+    write a result into a bound buffer (``in_place``: {result slot: bound slot}), which count
+    as making that bound slot too."""
+    producer: dict[int, int] = {}
+    deps: list[tuple[int, ...]] = []
+    barriers: set[int] = set()
+    for i, step in enumerate(steps):
+        deps.append(tuple(sorted({producer[r.slot] for r in step.inputs if r.slot in producer})))
+        for out in step.outputs:
+            producer[out] = i
+            if out in in_place:
+                producer[in_place[out]] = i
+                barriers.add(i)
+    return deps, barriers
+
+
+def plan_lanes(deps: Sequence[Sequence[int]], barriers: Collection[int], lanes: int) -> LanePlan:
+    """A plan of ``lanes`` lanes for steps with dependencies ``deps`` (each step's earlier
+    steps it reads); a step in ``barriers`` waits for every earlier step and runs on lane 0."""
+    lanes = max(1, lanes)
+    lane_of: list[int] = []
+    waits: list[tuple[int, ...]] = []
+    last: list[int | None] = [None] * lanes  # the last step each lane ran
+    # seen[l][m]: the latest step of lane m that lane l has waited for (or ran itself), so a
+    # wait already implied by an earlier one is not made again.
+    seen: list[list[int]] = [[-1] * lanes for _ in range(lanes)]
+    clock_at: list[list[int]] = []  # a copy of seen[lane] just after each step
+    for i, before in enumerate(deps):
+        if i in barriers:
+            lane, wanted = 0, [s for s in last if s is not None]
+        else:
+            lane, wanted = _choose(before, last, lane_of, clock_at), list(before)
+        mine = seen[lane]
+        wait: list[int] = []
+        for d in sorted(wanted, reverse=True):  # latest first: its clock covers earlier ones
+            other = lane_of[d]
+            if other == lane or mine[other] >= d:
+                continue
+            wait.append(d)
+            mine[:] = [max(a, b) for a, b in zip(mine, clock_at[d], strict=True)]
+        mine[lane] = i
+        lane_of.append(lane)
+        waits.append(tuple(sorted(wait)))
+        last[lane] = i
+        clock_at.append(list(mine))
+    mine = seen[0]
+    joins = []
+    for other in range(1, lanes):
+        end = last[other]
+        if end is not None and mine[other] < end:
+            joins.append(end)
+            mine[:] = [max(a, b) for a, b in zip(mine, clock_at[end], strict=True)]
+    records = frozenset(d for w in waits for d in w) | frozenset(joins)
+    return LanePlan(lane_of, waits, tuple(joins), records)
+
+
+def _choose(
+    before: Sequence[int],
+    last: Sequence[int | None],
+    lane_of: Sequence[int],
+    clock_at: Sequence[Sequence[int]],
+) -> int:
+    """The lane for a step that reads ``before``: the lane of the latest of them, if that lane
+    ran nothing since; else a lane whose last step those already follow (no order added);
+    else a lane that ran nothing yet; else the lane idle the longest."""
+    for d in sorted(before, reverse=True):
+        if last[lane_of[d]] == d:
+            return lane_of[d]
+    for lane, end in enumerate(last):
+        if end is not None and any(clock_at[d][lane] >= end for d in before):
+            return lane
+    for lane, end in enumerate(last):
+        if end is None:
+            return lane
+    return min(range(len(last)), key=lambda lane: last[lane])  # type: ignore[arg-type, return-value]

@@ -1,0 +1,158 @@
+"""Lanes (deeplearn/compile/lanes.py): a plan that spreads a Program's steps over streams keeps
+every dependency the data has, through stream order or a wait, and never orders two steps that
+need no order when enough lanes are free. On a GPU: a step captured on several lanes trains bit
+for bit as the one-stream capture (the same kernels, only their order in time changes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import deeplearn as dl
+from deeplearn import CostReduction, Session
+from deeplearn.compile.lanes import LanePlan, plan_lanes, step_dependencies
+from deeplearn.compile.program import Ref, Step
+from deeplearn.math.backends import cuda_available
+
+
+def _happens_before(plan: LanePlan) -> list[set[int]]:
+    """For each step, the steps that finish before it starts: the earlier steps of its lane
+    and what its waits (and theirs) cover, built here from the plan's edges alone."""
+    n = len(plan.lane)
+    before: list[set[int]] = []
+    last_on: dict[int, int] = {}
+    for i in range(n):
+        mine: set[int] = set()
+        prev = last_on.get(plan.lane[i])
+        for d in ([prev] if prev is not None else []) + list(plan.waits[i]):
+            assert d < i
+            mine |= {d} | before[d]
+        before.append(mine)
+        last_on[plan.lane[i]] = i
+    return before
+
+
+def _check(deps: list[tuple[int, ...]], barriers: set[int], plan: LanePlan) -> None:
+    before = _happens_before(plan)
+    n = len(deps)
+    for i, ds in enumerate(deps):
+        assert set(ds) <= before[i], f"step {i} may start before a step it reads: {set(ds) - before[i]}"
+        if i in barriers:
+            assert plan.lane[i] == 0
+            assert set(range(i)) <= before[i], f"barrier {i} may start before {set(range(i)) - before[i]}"
+        for d in plan.waits[i]:
+            assert plan.lane[d] != plan.lane[i] and d in plan.records
+    # at the end lane 0 has waited for every step
+    end: set[int] = set()
+    last0 = max((i for i in range(n) if plan.lane[i] == 0), default=None)
+    if last0 is not None:
+        end |= {last0} | before[last0]
+    for j in plan.joins:
+        assert j in plan.records
+        end |= {j} | before[j]
+    assert end == set(range(n))
+
+
+def _random_dag(rng: np.random.Generator, n: int) -> tuple[list[tuple[int, ...]], set[int]]:
+    deps = [tuple(sorted(set(rng.choice(i, size=min(i, int(rng.integers(0, 3))), replace=False).tolist())))
+            if i else () for i in range(n)]
+    barriers = {i for i in range(n) if rng.random() < 0.1}
+    return deps, barriers
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", range(40))
+def test_every_dependency_is_kept_on_random_graphs(seed: int, lanes: int) -> None:
+    rng = np.random.default_rng(seed)
+    deps, barriers = _random_dag(rng, int(rng.integers(1, 40)))
+    plan = plan_lanes(deps, barriers, lanes)
+    assert len(plan.lane) == len(deps) and max(plan.lane) < lanes
+    _check(deps, barriers, plan)
+
+
+def test_one_lane_is_the_program_order() -> None:
+    plan = plan_lanes([(), (0,), (0,), (1, 2)], set(), 1)
+    assert plan.lane == [0, 0, 0, 0] and plan.waits == [(), (), (), ()] and plan.joins == ()
+    assert plan.records == frozenset()
+
+
+def test_independent_steps_are_not_ordered() -> None:
+    """An mlp layer's backward: dz, then its weight gradient and its input gradient (each
+    reads only dz) on two lanes, then the next layer's on the input gradient's lane and a third."""
+    deps = [(), (0,), (0,), (2,), (3,), (3,)]  # dz, dW, dh, relu', dW', dh'
+    plan = plan_lanes(deps, set(), 3)
+    before = _happens_before(plan)
+    assert plan.lane[1] != plan.lane[2]
+    assert 1 not in before[2] and 2 not in before[1]
+    assert 1 not in before[3] and 1 not in before[4] and 1 not in before[5]
+    _check(deps, set(), plan)
+
+
+def test_a_barrier_waits_for_every_lane() -> None:
+    deps = [(), (0,), (0,), (1,), (2,), (3,)]
+    plan = plan_lanes(deps, {5}, 3)
+    assert plan.lane[5] == 0
+    assert set(range(5)) <= _happens_before(plan)[5]
+
+
+def test_step_dependencies_reads_slots_and_in_place_writes() -> None:
+    op: Any = None
+    steps = [
+        Step(op, (Ref(0, None),), (10,), ()),  # reads bound slot 0
+        Step(op, (Ref(10, (2, 2)),), (11,), ()),  # a reshape of step 0's result
+        Step(op, (Ref(11, None), Ref(10, None)), (12,), ()),
+        Step(op, (Ref(12, None),), (13,), ()),  # written into bound slot 0 in place
+        Step(op, (Ref(0, None),), (14,), ()),  # reads the new value
+    ]
+    deps, barriers = step_dependencies(steps, {13: 0})
+    assert deps == [(), (0,), (0, 1), (2,), (3,)]
+    assert barriers == {3}
+
+
+# -- on a GPU -----------------------------------------------------------------------------------
+def _mlp(math: dl.NDArrayMath) -> tuple[Session, Any, dict[Any, Any], list[Any]]:
+    rng = np.random.default_rng(5)
+    g = dl.Graph()
+    x, label = g.placeholder("x", [20]), g.placeholder("y", [5])
+
+    def init(*shape: int) -> dl.NDArrayInitializer:
+        return dl.NDArrayInitializer(dl.NDArray.from_numpy(rng.normal(0, 0.3, shape).astype(np.float32), math=math))
+
+    h = g.layers.dense("h1", x, 64, lambda t: g.relu(t), True, init(20, 64), init(64))
+    h = g.layers.dense("h2", h, 64, lambda t: g.relu(t), True, init(64, 64), init(64))
+    out = g.layers.dense("out", h, 5, None, True, init(64, 5), init(5))
+    cost = g.softmax_cross_entropy_cost(out, label)
+    xs = rng.normal(0, 1, (96, 20)).astype(np.float32)
+    ys = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 96)]
+    xp, yp = dl.InGPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
+    variables = [n.output for n in g.nodes if isinstance(n, dl.graph.graph.VariableNode)]
+    return Session(g, math), cost, {x: xp, label: yp}, variables
+
+
+@pytest.mark.skipif(not cuda_available(), reason="captures CUDA graphs: needs CuPy and an NVIDIA GPU")
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_step_on_several_lanes_trains_as_on_one_bit_for_bit(optimizer: str) -> None:
+    results = []
+    for lanes in (1, 4):
+        math = dl.NDArrayMathGPU()
+        session, cost, feeds, variables = _mlp(math)
+        session.capture_lanes = lanes
+        opt = dl.SGDOptimizer(0.1) if optimizer == "sgd" else dl.AdamOptimizer(0.01, 0.9, 0.999)
+        with math.scope() as scope:
+            kept = [scope.keep(session.train(cost, feeds, 32, opt, CostReduction.MEAN)) for _ in range(25)]
+            costs = [float(c.get()) for c in kept]
+        program = session._reruns._last.program
+        captured = program.capture
+        assert captured, f"the step was not captured: {getattr(captured, 'why', captured)}"
+        used = captured.lanes.plan.lanes_used if captured.lanes is not None else 1
+        if lanes == 1:
+            assert used == 1
+        else:
+            assert used > 1, "the mlp's backward has independent products: more than one lane"
+        results.append((costs, [session.eval(v).numpy() for v in variables]))
+    (c1, v1), (c4, v4) = results
+    assert c1 == c4
+    for a, b in zip(v1, v4, strict=True):
+        np.testing.assert_array_equal(a, b)
