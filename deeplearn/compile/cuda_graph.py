@@ -221,12 +221,14 @@ class _StreamLanes:
 
         self.plan = plan
         self.streams = [origin, *(cupy.cuda.Stream(non_blocking=True) for _ in range(plan.lanes_used - 1))]
-        # Lane 0's products use whatever context the caller set (the CapturedProgram's own).
+        # Lane 0's products use whatever context the caller set (the CapturedProgram's own);
+        # a lane's context takes memory only once a product runs there (in the first run).
         self.gemms: list[Any] = (
             [None, *(cuda_gemm.GemmContext() for _ in self.streams[1:])] if own_gemms else []
         )
         self.events = {i: cupy.cuda.Event(disable_timing=True) for i in plan.records}
         self.fork = cupy.cuda.Event(disable_timing=True)
+        self._ends = [cupy.cuda.Event(disable_timing=True) for _ in self.streams]  # see abort
         self._started = [False] * len(self.streams)
         self._lane = 0
         self._caller_gemm: Any = None
@@ -254,6 +256,19 @@ class _StreamLanes:
         origin = self.streams[0]
         for d in self.plan.joins:
             origin.wait_event(self.events[d])
+        self._reset()
+
+    def abort(self) -> None:
+        """After a step raised: every lane that started joins lane 0 where it stands (a capture
+        left with a lane unjoined fails to end, hiding the step's own error)."""
+        origin = self.streams[0]
+        for lane, started in enumerate(self._started[1:], 1):
+            if started:
+                self._ends[lane].record(self.streams[lane])
+                origin.wait_event(self._ends[lane])
+        self._reset()
+
+    def _reset(self) -> None:
         if self._lane != 0:
             self._switch(0)
         self._started = [False] * len(self.streams)

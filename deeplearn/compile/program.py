@@ -54,11 +54,13 @@ __all__ = ["Binding", "Lanes", "Program", "Ref", "SlotKind", "Step", "Update", "
 class Lanes(Protocol):
     """Where a run puts each step (``deeplearn/compile/lanes.py``): ``enter(i)`` before step
     ``i`` (its stream made current, after what it waits for), ``leave(i)`` after it, ``close()``
-    once all have run (every lane joined back into the first)."""
+    once all have run (every lane joined back into the first), ``abort()`` instead where a
+    step raised."""
 
     def enter(self, i: int) -> None: ...
     def leave(self, i: int) -> None: ...
     def close(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 class SlotKind(enum.IntEnum):
@@ -388,37 +390,42 @@ class Program:
                     with guard():
                         runner(slots)
                 return
-        with guard():  # one floating-point guard for the whole program, not one per kernel
-            for i, ((op, refs, outs, specs), kernel) in enumerate(zip(steps, kernels, strict=True)):
-                if lanes is not None:
-                    lanes.enter(i)
-                raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
-                if write_into is not None and any(o in into for o in outs):  # type: ignore[operator]
-                    targets = [into.get(o) for o in outs]  # type: ignore[union-attr]
-                    made = write_into(op, targets, *raws)
-                    if made is not None:
-                        for o, y, target in zip(outs, made, targets, strict=True):
-                            slots[o] = y
-                            if target is not None and written is not None:
-                                written.add(o)
-                        if lanes is not None:
-                            lanes.leave(i)
-                        continue
-                y = kernel(op, *raws)
-                if len(outs) == 1:
-                    if final[i]:
-                        slots[outs[0]] = y
+        try:
+            with guard():  # one floating-point guard for the whole program, not one per kernel
+                for i, ((op, refs, outs, specs), kernel) in enumerate(zip(steps, kernels, strict=True)):
+                    if lanes is not None:
+                        lanes.enter(i)
+                    raws = [slots[s] if shape is None else slots[s].reshape(shape) for s, shape in refs]
+                    if write_into is not None and any(o in into for o in outs):  # type: ignore[operator]
+                        targets = [into.get(o) for o in outs]  # type: ignore[union-attr]
+                        made = write_into(op, targets, *raws)
+                        if made is not None:
+                            for o, y, target in zip(outs, made, targets, strict=True):
+                                slots[o] = y
+                                if target is not None and written is not None:
+                                    written.add(o)
+                            if lanes is not None:
+                                lanes.leave(i)
+                            continue
+                    y = kernel(op, *raws)
+                    if len(outs) == 1:
+                        if final[i]:
+                            slots[outs[0]] = y
+                        else:
+                            slots[outs[0]] = r = result(op, y, raws, specs[0])
+                            # A kernel whose output needed nothing (a fresh C-ordered array of the
+                            # right dtype and shape) needs nothing on the same inputs' layouts and
+                            # dtypes, which a Program fixes: later runs skip the check.
+                            final[i] = r is y
                     else:
-                        slots[outs[0]] = r = result(op, y, raws, specs[0])
-                        # A kernel whose output needed nothing (a fresh C-ordered array of the
-                        # right dtype and shape) needs nothing on the same inputs' layouts and
-                        # dtypes, which a Program fixes: later runs skip the check.
-                        final[i] = r is y
-                else:
-                    for o, s, spec in zip(y, outs, specs, strict=True):
-                        slots[s] = result(op, o, raws, spec)
-                if lanes is not None:
-                    lanes.leave(i)
+                        for o, s, spec in zip(y, outs, specs, strict=True):
+                            slots[s] = result(op, o, raws, spec)
+                    if lanes is not None:
+                        lanes.leave(i)
+        except BaseException:
+            if lanes is not None:
+                lanes.abort()  # (a capture left with a lane unjoined would hide the error)
+            raise
         if lanes is not None:
             lanes.close()
 

@@ -111,6 +111,63 @@ def test_step_dependencies_reads_slots_and_in_place_writes() -> None:
     assert barriers == {3}
 
 
+class _Recorder:
+    """A Lanes that writes down what a run asks of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def enter(self, i: int) -> None:
+        self.calls.append(("enter", i))
+
+    def leave(self, i: int) -> None:
+        self.calls.append(("leave", i))
+
+    def close(self) -> None:
+        self.calls.append(("close", -1))
+
+    def abort(self) -> None:
+        self.calls.append(("abort", -1))
+
+
+def _two_step_program() -> tuple[Any, int]:
+    from deeplearn.compile.program import Program
+    from deeplearn.math.ops.base import Spec
+    from deeplearn.math.ops.elementwise import Neg
+
+    p = Program()
+    x = p.bind("x", (2,), "float32")
+    (a,) = p.add_step(Neg(), [Ref(x, None)], [Spec((2,))])
+    (b,) = p.add_step(Neg(), [Ref(a, None)], [Spec((2,))])
+    p.prune({b})
+    return p, b
+
+
+def test_a_run_on_lanes_enters_and_leaves_each_step_then_closes() -> None:
+    program, b = _two_step_program()
+    engine = dl.NDArrayMathCPU().engine
+    lanes = _Recorder()
+    for _ in range(2):  # the second run too: a run on lanes never goes straight-line
+        lanes.calls.clear()
+        slots = program.run_raw(engine, [np.array([1, -2], np.float32)], lanes=lanes)
+        np.testing.assert_array_equal(slots[b], [1, -2])
+        assert lanes.calls == [("enter", 0), ("leave", 0), ("enter", 1), ("leave", 1), ("close", -1)]
+
+
+def test_a_step_that_raises_aborts_the_lanes_and_its_error_comes_out() -> None:
+    program, _ = _two_step_program()
+    engine = dl.NDArrayMathCPU().engine
+    lanes = _Recorder()
+
+    def broken(op: Any, *arrays: Any) -> Any:
+        raise RuntimeError("the kernel's own error")
+
+    program._kernels(engine.backend, program.steps)[0][1] = broken
+    with pytest.raises(RuntimeError, match="the kernel's own error"):
+        program.run_raw(engine, [np.array([1, -2], np.float32)], lanes=lanes)
+    assert lanes.calls == [("enter", 0), ("leave", 0), ("enter", 1), ("abort", -1)]
+
+
 # -- on a GPU -----------------------------------------------------------------------------------
 def _mlp(math: dl.NDArrayMath) -> tuple[Session, Any, dict[Any, Any], list[Any]]:
     rng = np.random.default_rng(5)

@@ -46,20 +46,26 @@ def available() -> bool:
 
 
 class GemmContext:
-    """A cuBLAS handle with a workspace of its own (see the module docstring)."""
+    """A cuBLAS handle with a workspace of its own (see the module docstring), both made at
+    the first product run on it: a context no product uses costs no memory."""
 
     def __init__(self) -> None:
+        self._cublas = _bindings()
+        self.handle: Any = None
+        self.workspace: Any = None
+        self.stream = -1
+
+    def open(self) -> None:
         import cupy
 
-        self._cublas = _bindings()
         self.handle = self._cublas.create()
         self.workspace = cupy.cuda.Memory(_WORKSPACE_BYTES)  # not from a pool: it lives as long as the handle
         self._cublas.set_workspace(self.handle, self.workspace.ptr, _WORKSPACE_BYTES)
-        self.stream = -1
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown
-            self._cublas.destroy(self.handle)
+        if self.handle is not None:
+            with contextlib.suppress(Exception):  # interpreter shutdown
+                self._cublas.destroy(self.handle)
 
 
 _LOCAL = threading.local()
@@ -108,6 +114,8 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
     cublas = context._cublas
     stream = cupy.cuda.get_current_stream().ptr
     if stream != context.stream:
+        if context.handle is None:
+            context.open()
         cublas.set_stream(context.handle, stream)
         # cublasSetStream resets the handle to cuBLAS's own workspace pool, from which a product
         # captured in a CUDA graph allocates (MemAlloc and MemFree nodes): ours again.
