@@ -9,11 +9,12 @@ Both are cached, and both caches are bounded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.graph import graph_util
-from deeplearn.graph.graph import Node, Tensor
+from deeplearn.graph.graph import Graph, Node, Tensor
 
 if TYPE_CHECKING:
     from deeplearn.compile.program import Program
@@ -38,6 +39,32 @@ class Plan:
 
     def __post_init__(self) -> None:
         self.sources = [n for n in self.nodes if graph_util.is_input_node(n)]
+
+    @classmethod
+    def of(cls, graph: Graph, tensors: Sequence[Tensor], fed: frozenset[Tensor], where: str) -> Plan:
+        """The plan of asking ``graph`` for ``tensors`` with ``fed`` fed, checked: the tensors
+        are ``graph``'s, and every placeholder they need is fed.
+
+        Example:
+            >>> g = dl.Graph(); x = g.placeholder("x", []); y = g.square(x)
+            >>> [n.name for n in Plan.of(g, [y], frozenset([x]), "Session.eval").nodes]
+            ['square']
+        """
+        for t in tensors:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{where}: expected Tensors to evaluate; got {t!r}.")
+            if t.node.graph is not graph:
+                raise ValueError(f"{where}: {t!r} belongs to another Graph than this Session's.")
+        needed = graph_util.get_unordered_evaluation_set([t.node for t in tensors], {t.node for t in fed})
+        missing = [n for n in graph_util.get_placeholder_nodes(needed) if n.output not in fed]
+        if missing:
+            names = ", ".join(repr(n.name) for n in missing)
+            noun = "placeholder" if len(missing) == 1 else "placeholders"
+            verb = "must be fed" if len(missing) == 1 else "must all be fed"
+            raise ValueError(f"{where}: {noun} {names} {verb}; got feeds for {sorted(t.name for t in fed)}.")
+        ordered = graph_util.get_ordered_evaluation_set(n for n in needed if n.output not in fed)
+        variables = [n.output for n in graph_util.get_variable_nodes_from_evaluation_set(ordered)]
+        return cls(ordered, fed, variables)
 
     def needs_grad(self) -> frozenset[Tensor]:
         if self._needs_grad is None:

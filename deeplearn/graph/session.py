@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from deeplearn.compile.materialize import resolve
 from deeplearn.data.input_provider import InputProvider
-from deeplearn.graph import graph_util
 from deeplearn.graph.feeds import (
     FeedEntry,
     Feeds,
@@ -302,27 +301,10 @@ class Session(RuleSteps):
         fed = frozenset(e.tensor for e in entries)
         key = (frozenset(tensors), fed)
         plan = self._plans.get(key)
-        if plan is not None:
-            return plan
-        for t in tensors:
-            if not isinstance(t, Tensor):
-                raise TypeError(f"{where}: expected Tensors to evaluate; got {t!r}.")
-            if t.node.graph is not self.graph:
-                raise ValueError(f"{where}: {t!r} belongs to another Graph than this Session's.")
-        needed = graph_util.get_unordered_evaluation_set([t.node for t in tensors], {t.node for t in fed})
-        missing = [n for n in graph_util.get_placeholder_nodes(needed) if n.output not in fed]
-        if missing:
-            names = ", ".join(repr(n.name) for n in missing)
-            noun = "placeholder" if len(missing) == 1 else "placeholders"
-            verb = "must be fed" if len(missing) == 1 else "must all be fed"
-            raise ValueError(
-                f"{where}: {noun} {names} {verb}; got feeds for {[e.tensor.name for e in entries]}."
-            )
-        ordered = graph_util.get_ordered_evaluation_set(n for n in needed if n.output not in fed)
-        variables = [n.output for n in graph_util.get_variable_nodes_from_evaluation_set(ordered)]
-        plan = Plan(ordered, fed, variables)
-        forget_oldest(self._plans, _MAX_PLANS)
-        self._plans[key] = plan
+        if plan is None:
+            plan = Plan.of(self.graph, tensors, fed, where)
+            forget_oldest(self._plans, _MAX_PLANS)
+            self._plans[key] = plan
         return plan
 
     # -- execution -------------------------------------------------------------------------

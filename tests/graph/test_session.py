@@ -23,7 +23,6 @@ from deeplearn import (
     ShapeError,
 )
 from deeplearn.graph import graph_util
-from deeplearn.graph import session as session_module
 from tests.graph.helpers import ListProvider
 
 
@@ -140,7 +139,7 @@ def test_gradient_reaches_a_fed_tensor_and_stops_there() -> None:
 def test_the_plan_is_cached_per_requested_and_fed_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     real = graph_util.get_unordered_evaluation_set
-    monkeypatch.setattr(session_module.graph_util, "get_unordered_evaluation_set",
+    monkeypatch.setattr(graph_util, "get_unordered_evaluation_set",
                         lambda *a: calls.append(1) or real(*a))
     g, x, x_squared, y = _square_plus_3()
     s = Session(g, dl.NDArrayMathCPU())
