@@ -6,9 +6,9 @@ layer's input gradient although neither reads the other. A ``LanePlan`` spreads 
 steps over a few lanes so that a CUDA graph captured from them holds only the dependencies the
 data has: a step goes on the lane of the step it reads that ran last, where that lane has run
 nothing since (a chain continues), else on a lane whose work it follows anyway, else on an
-idle lane; it waits for what it reads from other lanes. A step that writes into a bound buffer in place (a variable's update) waits for every
-step before it, on every lane: whatever read the old value, directly or through a view, has
-run by then.
+idle lane; it waits for what it reads from other lanes. A step that writes into a bound buffer
+in place (a variable's update) waits for every step before it, on every lane: whatever read the
+old value, directly or through a view, has run by then.
 
 The plan is data only (step indices); ``deeplearn/compile/cuda_graph.py`` turns it into streams
 and events.
@@ -81,28 +81,33 @@ def plan_lanes(deps: Sequence[Sequence[int]], barriers: Collection[int], lanes: 
             lane, wanted = 0, [s for s in last if s is not None]
         else:
             lane, wanted = _choose(before, last, lane_of, clock_at), list(before)
-        mine = seen[lane]
-        wait: list[int] = []
-        for d in sorted(wanted, reverse=True):  # latest first: its clock covers earlier ones
-            other = lane_of[d]
-            if other == lane or mine[other] >= d:
-                continue
-            wait.append(d)
-            mine[:] = [max(a, b) for a, b in zip(mine, clock_at[d], strict=True)]
-        mine[lane] = i
+        waits.append(_wait_for(wanted, lane, seen[lane], lane_of, clock_at))
+        seen[lane][lane] = i
         lane_of.append(lane)
-        waits.append(tuple(sorted(wait)))
         last[lane] = i
-        clock_at.append(list(mine))
-    mine = seen[0]
-    joins = []
-    for other in range(1, lanes):
-        end = last[other]
-        if end is not None and mine[other] < end:
-            joins.append(end)
-            mine[:] = [max(a, b) for a, b in zip(mine, clock_at[end], strict=True)]
+        clock_at.append(list(seen[lane]))
+    joins = _wait_for([s for s in last[1:] if s is not None], 0, seen[0], lane_of, clock_at)
     records = frozenset(d for w in waits for d in w) | frozenset(joins)
-    return LanePlan(lane_of, waits, tuple(joins), records)
+    return LanePlan(lane_of, waits, joins, records)
+
+
+def _wait_for(
+    wanted: Sequence[int],
+    lane: int,
+    mine: list[int],
+    lane_of: Sequence[int],
+    clock_at: Sequence[Sequence[int]],
+) -> tuple[int, ...]:
+    """The steps among ``wanted`` that ``lane`` must wait for: those on other lanes that its
+    clock ``mine`` (updated here) does not cover already."""
+    wait: list[int] = []
+    for d in sorted(wanted, reverse=True):  # latest first: its clock covers earlier ones
+        other = lane_of[d]
+        if other == lane or mine[other] >= d:
+            continue
+        wait.append(d)
+        mine[:] = [max(a, b) for a, b in zip(mine, clock_at[d], strict=True)]
+    return tuple(sorted(wait))
 
 
 def _choose(

@@ -15,8 +15,8 @@ where it must.
 from __future__ import annotations
 
 import enum
-from numbers import Integral
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.program import bound_raw
