@@ -21,6 +21,15 @@ pytestmark = pytest.mark.skipif(
     not (cuda.is_available() and cuda_cudnn.available()), reason="needs a GPU and the cuDNN frontend"
 )
 
+
+@pytest.fixture(autouse=True)
+def _cudnn_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run cuDNN's plans: the generic kernel does not compete (where it would win,
+    a test would run it instead; ``test_a_generic_kernel_timed_faster_runs_the_geometry`` checks
+    that path)."""
+    monkeypatch.setattr(cuda_cudnn, "generic_rivals", False)
+
+
 # (input [b, h, w, c], filter [fH, fW, in, out] (depthwise: [fH, fW, in, multiplier]), strides,
 # pad, depthwise)
 GEOMETRIES = [
@@ -149,3 +158,48 @@ def test_threads_that_meet_a_new_geometry_together_keep_one_plan() -> None:
         t.join()
     assert len(results) == 4 and all(np.array_equal(r, results[0]) for r in results)
     assert _planned("fprop", fwd, ((5, 13, 11, 6), (3, 3, 6, 7), 1, "same", False))
+
+
+@pytest.mark.parametrize("timed", [False, True], ids=["first-that-agrees", "timed"])
+def test_either_rule_keeps_a_plan_that_matches_the_oracle(
+    timed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``benchmark`` False keeps the first plan that agrees, True times them (``pick``): both
+    keep one whose filter gradient is right, on a geometry no other test planned."""
+    import cupy
+
+    geometry = ((16, 12, 12, 8), (3, 3, 8, 16), 1, "same", False)
+    monkeypatch.setattr(cuda_cudnn, "benchmark", timed)
+    monkeypatch.setattr(cuda_cudnn, "_PLANS", {})  # planned afresh, then forgotten
+    monkeypatch.setattr(cuda_cudnn, "plan_log", {})
+    op, (x, dy) = _ops(geometry)[2]
+    got = cupy.asnumpy(cuda.cuda_kernel(op, cupy.asarray(x), cupy.asarray(dy)))
+    assert _planned("wgrad", op, geometry)
+    want = _oracle(op, x, dy)
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
+
+
+def test_a_generic_kernel_timed_faster_runs_the_geometry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where timing keeps the backend's own kernel (``GENERIC``), the geometry runs that: the
+    right result, and ``plan_log`` says so."""
+    import cupy
+
+    geometry = ((16, 12, 12, 8), (3, 3, 8, 16), 1, "same", False)
+    monkeypatch.setattr(cuda_cudnn, "generic_rivals", True)
+    monkeypatch.setattr(cuda_cudnn, "benchmark", True)
+    monkeypatch.setattr(cuda_cudnn, "_PLANS", {})
+    monkeypatch.setattr(cuda_cudnn, "plan_log", {})
+    timed: list[list[tuple[int, float]]] = []
+
+    def generic_wins(candidates: list[tuple[int, float]]) -> int:
+        timed.append(list(candidates))
+        return cuda_cudnn.GENERIC
+
+    monkeypatch.setattr(cuda_cudnn, "pick", generic_wins)
+    for (op, arrays), kind in zip(_ops(geometry), ("fprop", "dgrad", "wgrad"), strict=True):
+        got = cupy.asnumpy(cuda.cuda_kernel(op, *(cupy.asarray(a) for a in arrays)))
+        assert _planned(kind, op, geometry) == "generic"
+        want = _oracle(op, *arrays)
+        assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
+    # each geometry timed its plans and, last, the generic kernel
+    assert len(timed) == 3 and all(t[-1][0] == cuda_cudnn.GENERIC and len(t) > 1 for t in timed)

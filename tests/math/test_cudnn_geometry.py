@@ -69,3 +69,22 @@ def test_the_filter_layout_changes_undo_each_other(depthwise: bool) -> None:
     assert krsc.shape == ((20, 3, 2, 1) if depthwise else (5, 3, 2, 4)) and krsc.flags.c_contiguous
     back = cuda_cudnn._from_krsc(krsc, depthwise, f.shape)
     assert np.array_equal(back, f) and back.flags.c_contiguous
+
+
+@pytest.mark.parametrize(
+    ("timed", "kept"),
+    [
+        ([(0, 9.0), (3, 1.05), (5, 1.0)], 3),  # within 10 % of the fastest: the heuristics' order decides
+        ([(0, 9.0), (3, 1.2), (5, 1.0)], 5),  # not within: the fastest
+        ([(2, 1.0), (4, 0.5)], 4),
+        ([(7, 3.0)], 7),
+        ([(1, 1.0), (2, 1.0)], 1),  # a tie: the first
+    ],
+)
+def test_pick_keeps_the_first_plan_near_the_fastest(timed: list, kept: int) -> None:
+    assert cuda_cudnn.pick(timed) == kept
+
+
+def test_pick_of_no_plans_says_so() -> None:
+    with pytest.raises(ValueError, match="cuda_cudnn.pick: needs at least one timed plan"):
+        cuda_cudnn.pick([])

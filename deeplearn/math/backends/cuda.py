@@ -34,6 +34,7 @@ from deeplearn.math.ops.conv import (
     im2col,
     unbatched,
 )
+from deeplearn.math.ops.conv_util import Conv2DInfo
 from deeplearn.math.ops.fused import Fused
 from deeplearn.math.ops.costs import SoftmaxCrossEntropyCost, SoftmaxCrossEntropyCostDer
 from deeplearn.math.ops.layout import Gather
@@ -249,15 +250,14 @@ def _cudnn_operands(*arrays: Any) -> bool:
 def _conv2d(op: _ConvOp, x: Any, filter: Any) -> Any:
     cupy = _import_cupy()
     info = op.conv_info(x.shape, filter.shape, op.depthwise)
+    gemm = _gemm_operands(op, x, filter)
     if _cudnn_operands(x, filter):
-        y = cuda_cudnn.conv2d(op, batch4(x), filter, info)
+        y = cuda_cudnn.conv2d(op, batch4(x), filter, info, _conv2d_gemm if gemm else None)
         if y is not None:
             return y.reshape(unbatched(info.out_shape, x.ndim))
-    if not _gemm_operands(op, x, filter):
+    if not gemm:
         return op.forward(cupy, x, filter)
-    cols = cupy.ascontiguousarray(im2col(cupy, batch4(x), info))
-    y = cuda_gemm.gemm(cols, cupy.ascontiguousarray(filter.reshape(-1, info.out_channels)), False, False)
-    return y.reshape(unbatched(info.out_shape, x.ndim))
+    return _conv2d_gemm(batch4(x), filter, info).reshape(unbatched(info.out_shape, x.ndim))
 
 
 @cuda_kernel.register(Conv2DDerInput)
@@ -265,15 +265,16 @@ def _conv2d(op: _ConvOp, x: Any, filter: Any) -> Any:
 def _conv2d_der_input(op: Conv2DDerInput | DepthwiseConv2DDerInput, dy: Any, filter: Any) -> Any:
     cupy = _import_cupy()
     info = op.conv_info(op.in_shape, filter.shape, op.depthwise)
+    gemm = _gemm_operands(op, dy, filter)
     if _cudnn_operands(dy, filter):
-        dx = cuda_cudnn.conv2d_der_input(op, batch4(dy), filter, info)
+        dx = cuda_cudnn.conv2d_der_input(
+            op, batch4(dy), filter, info, _conv2d_der_input_gemm if gemm else None
+        )
         if dx is not None:
             return dx.reshape(op.in_shape)
-    if not _gemm_operands(op, dy, filter):
+    if not gemm:
         return op.forward(cupy, dy, filter)
-    w = cupy.ascontiguousarray(filter.reshape(-1, info.out_channels))
-    cols = cuda_gemm.gemm(cupy.ascontiguousarray(batch4(dy)).reshape(-1, info.out_channels), w, False, True)
-    return col2im(cupy, cols, info).reshape(op.in_shape)
+    return _conv2d_der_input_gemm(batch4(dy), filter, info).reshape(op.in_shape)
 
 
 @cuda_kernel.register(Conv2DDerFilter)
@@ -281,15 +282,39 @@ def _conv2d_der_input(op: Conv2DDerInput | DepthwiseConv2DDerInput, dy: Any, fil
 def _conv2d_der_filter(op: Conv2DDerFilter | DepthwiseConv2DDerFilter, x: Any, dy: Any) -> Any:
     cupy = _import_cupy()
     info = op.conv_info(x.shape, op.filter_shape, op.depthwise)
+    gemm = _gemm_operands(op, x, dy)
     if _cudnn_operands(x, dy):
-        dw = cuda_cudnn.conv2d_der_filter(op, batch4(x), batch4(dy), info)
+        dw = cuda_cudnn.conv2d_der_filter(
+            op, batch4(x), batch4(dy), info, _conv2d_der_filter_gemm if gemm else None
+        )
         if dw is not None:
             return dw
-    if not _gemm_operands(op, x, dy):
+    if not gemm:
         return op.forward(cupy, x, dy)
-    cols = cupy.ascontiguousarray(im2col(cupy, batch4(x), info))
-    dw = cuda_gemm.gemm(cols, cupy.ascontiguousarray(batch4(dy)).reshape(-1, info.out_channels), True, False)
-    return dw.reshape(op.filter_shape)
+    return _conv2d_der_filter_gemm(batch4(x), batch4(dy), info)
+
+
+# The im2col products: conv2d's kernels where cuDNN is absent or has no plan, and the rival that
+# cuDNN's timed plans must beat (``cuda_cudnn``: an im2col product won the cnn benchmark's large
+# filter gradient on an H200). Operands are [b, h, w, c] batches and deeplearn's filter layout.
+def _conv2d_gemm(x: Any, filter: Any, info: Conv2DInfo) -> Any:
+    cupy = _import_cupy()
+    cols = cupy.ascontiguousarray(im2col(cupy, x, info))
+    return cuda_gemm.gemm(cols, cupy.ascontiguousarray(filter.reshape(-1, info.out_channels)), False, False)
+
+
+def _conv2d_der_input_gemm(dy: Any, filter: Any, info: Conv2DInfo) -> Any:
+    cupy = _import_cupy()
+    w = cupy.ascontiguousarray(filter.reshape(-1, info.out_channels))
+    cols = cuda_gemm.gemm(cupy.ascontiguousarray(dy).reshape(-1, info.out_channels), w, False, True)
+    return col2im(cupy, cols, info)
+
+
+def _conv2d_der_filter_gemm(x: Any, dy: Any, info: Conv2DInfo) -> Any:
+    cupy = _import_cupy()
+    cols = cupy.ascontiguousarray(im2col(cupy, x, info))
+    dw = cuda_gemm.gemm(cols, cupy.ascontiguousarray(dy).reshape(-1, info.out_channels), True, False)
+    return dw.reshape(info.filter_shape)
 
 
 def can_capture(op: Op) -> bool:

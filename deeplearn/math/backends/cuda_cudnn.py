@@ -20,10 +20,20 @@ geometry runs the rest on random operands against the op's generic kernel, and a
 only if its output agrees (to 1e-4 of the largest value: a plan that read another layout than the
 one described, or rounded more, is far off). Which one is kept:
 
-* by default, the first that agrees, in the heuristics' order: the same plan, hence the same bits,
-  in every process on the same GPU and cuDNN (a model saved and loaded trains on bit for bit);
-* with ``benchmark = True``, the fastest of those that agree, timed (as ``torch.backends.cudnn
-  .benchmark``): faster, but another process may time another plan fastest.
+* by default (``benchmark = True``), the plans that agree are timed, and the first in the
+  heuristics' order whose time is within ``_NEAR`` of the fastest's is kept (``pick``): the
+  heuristics' first proposal that agrees was up to 10x slower than the fastest on an H200
+  (filter gradients of the cnn benchmark's shapes), and breaking near ties by that order, not by
+  the timings' noise, makes two processes on the same GPU and cuDNN usually keep the same plan,
+  hence the same bits. Usually, not always: a plan whose time sits at the margin may fall on
+  either side of it;
+  The backend's own kernel for the geometry (conv2d's im2col product, which is also the
+  reference the plans must agree with) is timed last beside them (``generic_rivals``), and
+  where ``pick`` keeps it, the geometry runs that (``plan_log`` says ``"generic"``): on an
+  H200 the deterministic plans for a large filter gradient were far slower than one product;
+* with ``benchmark = False``, the first that agrees, untimed: the same plan, hence the same bits,
+  in every process on the same GPU and cuDNN (a model saved and loaded trains on bit for bit),
+  at the cost of speed.
 
 A choice is kept for the life of the process (a captured CUDA graph may hold its kernels), and
 made once even when threads race to it. A geometry seen first while a stream is being captured
@@ -47,11 +57,13 @@ import numpy as np
 from deeplearn.math.ops.conv import _ConvOp
 from deeplearn.math.ops.conv_util import Conv2DInfo
 
-__all__ = ["available", "benchmark", "conv2d", "conv2d_der_filter", "conv2d_der_input", "plan_log"]
+__all__ = ["available", "benchmark", "conv2d", "conv2d_der_filter", "conv2d_der_input", "pick", "plan_log"]
 
 _log = logging.getLogger(__name__)
 
-_TIMED_RUNS = 5  # launches per candidate plan when ``benchmark`` times them
+_TIMED_RUNS = 3  # timings per candidate plan when ``benchmark`` times them (the least is kept)
+_TIMED_LAUNCHES = 4  # launches per timing
+_NEAR = 1.10  # a plan this close to the fastest (time ratio) counts as fast as it (``pick``)
 _MAX_WORKSPACE = 64 << 20  # bytes: a plan needing more is no candidate (FFT plans can want GBs)
 _ALIGNMENT = 16  # bytes: the frontend declares every operand this aligned
 _LEFT_OUT = (  # the numerical notes of the engines left out (those this frontend names)
@@ -119,9 +131,16 @@ class _Plan(NamedTuple):
     workspace: int  # bytes
 
 
-benchmark = False
-"""Whether a geometry's plan is the fastest of those that agree (timed on its first call) rather
-than the first in the heuristics' order (see the module docstring)."""
+benchmark = True
+"""Whether a geometry's plan is chosen by timing those that agree on its first call (``pick``)
+rather than the first that agrees in the heuristics' order (see the module docstring)."""
+
+generic_rivals = True
+"""Whether the backend's own kernel (an im2col product) is timed beside the plans, when
+``benchmark``, and runs a geometry where it is faster (see the module docstring)."""
+
+GENERIC = -1
+"""``pick``'s index for the backend's own kernel: ``plan_log`` names it ``"generic"``."""
 
 _PLANS: dict[_Geometry, _Plan | None] = {}  # (read and written with the handle's lock held)
 plan_log: dict[_Geometry, str] = {}
@@ -212,23 +231,59 @@ Reference = Callable[[Any, Any], Any]
 """The generic kernel of a convolution, on cuDNN's operands and in cuDNN's output layout."""
 
 
+def pick(timed: Sequence[tuple[int, float]], near: float = _NEAR) -> int:
+    """The plan to keep among ``timed`` ((plan index, time), in the heuristics' order): the
+    first whose time is within ``near`` times the fastest's.
+
+    Example:
+        >>> pick([(0, 9.0), (3, 1.05), (5, 1.0)])  # 3 is within 10 % of the fastest, and first
+        3
+        >>> pick([(0, 9.0), (3, 1.2), (5, 1.0)])
+        5
+    """
+    if not timed:
+        raise ValueError("cuda_cudnn.pick: needs at least one timed plan; got none.")
+    fastest = min(t for _, t in timed)
+    return next(index for index, t in timed if t <= fastest * near)
+
+
 def _choose(
-    graph: Any, tensors: tuple[Any, ...], operands: tuple[Any, Any], want: Any, handle: Any
+    graph: Any,
+    tensors: tuple[Any, ...],
+    operands: tuple[Any, Any],
+    want: Any,
+    handle: Any,
+    rival: Callable[[], Any] | None,
 ) -> tuple[int, int]:
     """(index, workspace bytes) of the plan to keep among the candidates whose output on
-    ``operands`` agrees with ``want``, the generic kernel's: the first (or, with ``benchmark``,
-    the fastest)."""
+    ``operands`` agrees with ``want``, the generic kernel's: the first, or with ``benchmark``
+    the one ``pick`` keeps of them and ``rival`` (the generic kernel on ``operands``, last in
+    the order: ``GENERIC`` if kept) timed."""
     import cupy
 
     stream = cupy.cuda.get_current_stream()
     out = cupy.empty(want.shape, np.float32)
     pack = {t: a.data.ptr for t, a in zip(tensors, (*operands, out), strict=True)}
     tolerance = _AGREEMENT * float(cupy.abs(want).max()) + _AGREEMENT
-    best: tuple[float, int, int] | None = None
+    timed: list[tuple[int, float]] = []
+    sizes: dict[int, int] = {}
     one_by_one = hasattr(graph, "build_plan_at_index")
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+
+    def timed_ms(launch: Callable[[], Any]) -> float:
+        ms = float("inf")
+        for _ in range(_TIMED_RUNS):  # the least of a few timings: noise only ever adds
+            start.record(stream)
+            for _ in range(_TIMED_LAUNCHES):
+                launch()
+            stop.record(stream)
+            stop.synchronize()
+            ms = min(ms, cupy.cuda.get_elapsed_time(start, stop))
+        return ms
+
     for index in range(graph.get_execution_plan_count()):
         try:
-            if one_by_one:  # built when reached: the first that agrees is usually the first
+            if one_by_one:  # built when reached: untimed, the first that agrees is usually the first
                 graph.build_plan_at_index(index)
             size = graph.get_workspace_size_plan_at_index(index)
             if size > _MAX_WORKSPACE:  # (cuDNN before 9.2 builds plans the frontend set aside for it)
@@ -244,26 +299,25 @@ def _choose(
                 continue
             if not benchmark:
                 return index, size
-            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record(stream)
-            for _ in range(_TIMED_RUNS):
-                graph.execute_plan_at_index(pack, workspace.data.ptr, index, handle=handle)
-            stop.record(stream)
-            stop.synchronize()
+            ms = timed_ms(lambda: graph.execute_plan_at_index(pack, workspace.data.ptr, index, handle=handle))
         except cupy.cuda.memory.OutOfMemoryError:
             raise  # not this geometry's fault: planned again on a later call
         except Exception as e:  # noqa: BLE001 - a candidate that does not run is not a candidate
             _log.debug("cuDNN plan %d of %s failed: %s", index, graph, e)
             continue
-        ms = cupy.cuda.get_elapsed_time(start, stop)
-        if best is None or ms < best[0]:
-            best = (ms, index, size)
-    if best is None:
+        timed.append((index, ms))
+        sizes[index] = size
+    if not timed:
         raise _NoPlan("no cuDNN plan ran and agreed with the generic kernel")
-    return best[1], best[2]
+    if rival is not None:
+        timed.append((GENERIC, timed_ms(rival)))
+        sizes[GENERIC] = 0
+    index = pick(timed)
+    _log.debug("cuDNN plans timed (index, ms per %d launches): %s; kept %d", _TIMED_LAUNCHES, timed, index)
+    return index, sizes[index]
 
 
-def _plan(g: _Geometry, handle: Any, reference: Reference) -> _Plan | None:
+def _plan(g: _Geometry, handle: Any, reference: Reference, rivals: bool) -> _Plan | None:
     """The plan kept for ``g``, chosen on its first call (``_choose``; call with the handle's
     lock held); None if cuDNN has none for it, or the stream is being captured and the
     candidates cannot be run now."""
@@ -290,7 +344,8 @@ def _plan(g: _Geometry, handle: Any, reference: Reference) -> _Plan | None:
                 rng.standard_normal(shapes[1], np.float32),
             )
             want = cupy.ascontiguousarray(reference(*operands), np.float32)
-            index, workspace = _choose(graph, tensors, operands, want, handle)
+            rival = (lambda: reference(*operands)) if rivals and generic_rivals else None
+            index, workspace = _choose(graph, tensors, operands, want, handle, rival)
         except _NoPlan as e:
             _log.info("cuDNN has no plan for %s (%s); it runs as the generic kernel", g, e)
             _PLANS[g] = None
@@ -303,6 +358,11 @@ def _plan(g: _Geometry, handle: Any, reference: Reference) -> _Plan | None:
                 e,
             )
             return None
+    if index == GENERIC:
+        _PLANS[g] = None
+        plan_log[g] = "generic"
+        _log.info("cuDNN's plans for %s were slower than the generic kernel: it runs that", g)
+        return None
     plan = _PLANS[g] = _Plan(graph, tensors, index, workspace)
     plan_log[g] = graph.get_plan_name_at_index(index)
     _log.debug("cuDNN %s %s: plan %s", g.kind, g, plan_log[g])
@@ -317,9 +377,10 @@ def _aligned(x: Any) -> Any:
     return x.copy() if x.data.ptr % _ALIGNMENT else x
 
 
-def _run(g: _Geometry, a: Any, b: Any, out_shape: tuple[int, ...], reference: Reference) -> Any:
+def _run(g: _Geometry, a: Any, b: Any, out_shape: tuple[int, ...], reference: Reference, rivals: bool) -> Any:
     """Runs the convolution ``g`` on the float32 operands ``a`` and ``b``; returns its output (a
-    new array of ``out_shape``), or None where cuDNN has no plan for it."""
+    new array of ``out_shape``), or None where cuDNN has no plan for it or ``reference`` (the
+    backend's own kernel where ``rivals``) was timed faster."""
     import cupy
 
     a, b = _aligned(a), _aligned(b)
@@ -332,7 +393,7 @@ def _run(g: _Geometry, a: Any, b: Any, out_shape: tuple[int, ...], reference: Re
         except Exception as e:  # noqa: BLE001 - see _disable
             _disable(e)
             return None
-        plan = _plan(g, handle, reference)
+        plan = _plan(g, handle, reference, rivals)
         if plan is None:
             return None
         out = cupy.empty(out_shape, np.float32)
@@ -391,7 +452,12 @@ def _from_krsc(krsc: Any, depthwise: bool, filter_shape: tuple[int, ...]) -> Any
     return krsc.transpose(1, 2, 3, 0).copy()
 
 
-def _by_filter(kind: str, op: _ConvOp, a: Any, filter: Any, info: Conv2DInfo) -> Any:
+Generic = Callable[[Any, Any, Conv2DInfo], Any]
+"""The backend's own kernel for a convolution (an im2col product), on a [b, h, w, c] batch and
+deeplearn's filter layout: the reference a plan must agree with, and the rival it must beat."""
+
+
+def _by_filter(kind: str, op: _ConvOp, a: Any, filter: Any, info: Conv2DInfo, generic: Generic | None) -> Any:
     """``op`` of ``a`` (x for "fprop", dy for "dgrad") and ``filter``; None where cuDNN cannot."""
     if not _covers(info):
         return None
@@ -401,26 +467,30 @@ def _by_filter(kind: str, op: _ConvOp, a: Any, filter: Any, info: Conv2DInfo) ->
     out_shape = g.y if kind == "fprop" else g.x
 
     def reference(a: Any, b: Any) -> Any:
-        return op.forward(cupy, a, _from_krsc(b, op.depthwise, filter.shape)).reshape(out_shape)
+        b = _from_krsc(b, op.depthwise, filter.shape)
+        return (op.forward(cupy, a, b) if generic is None else generic(a, b, info)).reshape(out_shape)
 
-    return _run(g, a, _to_krsc(filter, op.depthwise), out_shape, reference)
+    return _run(g, a, _to_krsc(filter, op.depthwise), out_shape, reference, generic is not None)
 
 
-def conv2d(op: _ConvOp, x: Any, filter: Any, info: Conv2DInfo) -> Any:
+def conv2d(op: _ConvOp, x: Any, filter: Any, info: Conv2DInfo, generic: Generic | None = None) -> Any:
     """``op`` (conv2d or depthwise_conv2d) of a float32 [b, h, w, c] batch ``x`` by ``filter``,
-    as [b, outH, outW, out]; None where cuDNN cannot run it."""
-    return _by_filter("fprop", op, x, filter, info)
+    as [b, outH, outW, out]; None where cuDNN cannot run it, or ``generic``, the backend's own
+    kernel, was timed faster."""
+    return _by_filter("fprop", op, x, filter, info, generic)
 
 
-def conv2d_der_input(op: _ConvOp, dy: Any, filter: Any, info: Conv2DInfo) -> Any:
+def conv2d_der_input(
+    op: _ConvOp, dy: Any, filter: Any, info: Conv2DInfo, generic: Generic | None = None
+) -> Any:
     """``op`` (the input gradient of conv2d or depthwise_conv2d) as [b, h, w, c], from the
-    [b, outH, outW, out] ``dy``; None where cuDNN cannot run it."""
-    return _by_filter("dgrad", op, dy, filter, info)
+    [b, outH, outW, out] ``dy``; None where cuDNN cannot run it, or ``generic`` was faster."""
+    return _by_filter("dgrad", op, dy, filter, info, generic)
 
 
-def conv2d_der_filter(op: _ConvOp, x: Any, dy: Any, info: Conv2DInfo) -> Any:
+def conv2d_der_filter(op: _ConvOp, x: Any, dy: Any, info: Conv2DInfo, generic: Generic | None = None) -> Any:
     """``op`` (the filter gradient of conv2d or depthwise_conv2d), summed over the batch, in
-    deeplearn's filter layout; None where cuDNN cannot run it."""
+    deeplearn's filter layout; None where cuDNN cannot run it, or ``generic`` was faster."""
     if not _covers(info):
         return None
     import cupy
@@ -428,7 +498,7 @@ def conv2d_der_filter(op: _ConvOp, x: Any, dy: Any, info: Conv2DInfo) -> Any:
     g = _geometry("wgrad", info, op.depthwise)
 
     def reference(a: Any, b: Any) -> Any:
-        return _to_krsc(op.forward(cupy, a, b), op.depthwise)
+        return _to_krsc(op.forward(cupy, a, b) if generic is None else generic(a, b, info), op.depthwise)
 
-    krsc = _run(g, x, dy, g.w, reference)
+    krsc = _run(g, x, dy, g.w, reference, generic is not None)
     return None if krsc is None else _from_krsc(krsc, op.depthwise, info.filter_shape)
