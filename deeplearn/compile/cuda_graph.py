@@ -105,7 +105,7 @@ class CapturedProgram(Resident):
         # (an optimizer's update of a variable: one kernel, not a kernel and a copy).
         in_place = _prepare(program, getattr(engine.backend, "fusible", None) if fuse else None)
         into = {source: self.inputs[by_slot[target]] for source, target in in_place.items()}
-        plan = plan_lanes(*step_dependencies(program.steps, in_place), lanes=lanes)
+        plan = plan_lanes(step_dependencies(program.steps, in_place), lanes=lanes)
         self.lanes = _StreamLanes(plan, self.stream, self.gemm is not None) if plan.lanes_used > 1 else None
         with cupy.cuda.using_allocator(self.pool.malloc), self.stream, self._gemm_context():
             # A first run compiles and loads every kernel and fills the graph's pool (each

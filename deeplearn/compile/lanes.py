@@ -7,22 +7,25 @@ steps over a few lanes so that a CUDA graph captured from them holds only the de
 data has: a step goes on the lane of the step it reads that ran last, where that lane has run
 nothing since (a chain continues), else on a lane whose work it follows anyway, else on an
 idle lane; it waits for what it reads from other lanes. A step that writes into a bound buffer
-in place (a variable's update) waits for every step before it, on every lane: whatever read the
-old value, directly or through a view, has run by then.
+in place (a variable's update) also waits for every earlier step that reads that buffer, and
+for its earlier writer: only for those, so that the last layers' updates run beside the first
+layer's weight gradient (on an H200 an mlp's six updates had run one after another at the end of
+the step). Every kernel result in a Program owns its memory (``Engine.result`` copies a view),
+so a bound buffer is read only through its own slot.
 
 The plan is data only (step indices); ``deeplearn/compile/cuda_graph.py`` turns it into streams
 and events.
 
 Example:
     >>> # steps 1 and 2 both read step 0's result; step 3 reads both
-    >>> plan = plan_lanes([(), (0,), (0,), (1, 2)], barriers=set(), lanes=2)
+    >>> plan = plan_lanes([(), (0,), (0,), (1, 2)], lanes=2)
     >>> plan.lane, plan.waits, plan.joins
     ([0, 0, 1, 1], [(), (), (0,), (1,)], (3,))
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from deeplearn.compile.program import Step
@@ -46,28 +49,44 @@ class LanePlan:
         return max(self.lane, default=0) + 1
 
 
-def step_dependencies(
-    steps: Sequence[Step], in_place: Mapping[int, int]
-) -> tuple[list[tuple[int, ...]], set[int]]:
-    """For each step, the earlier steps whose results it reads (by slot); and the steps that
-    write a result into a bound buffer (``in_place``: {result slot: bound slot}), which count
-    as making that bound slot too."""
+def step_dependencies(steps: Sequence[Step], in_place: Mapping[int, int]) -> list[tuple[int, ...]]:
+    """For each step, the earlier steps it must follow: those whose results it reads (by slot);
+    and for a step that writes a result into a bound buffer (``in_place``: {result slot: bound
+    slot}; it then counts as making that bound slot), the earlier steps that read the bound
+    slot or wrote it.
+
+    Example:
+        >>> from deeplearn.compile.program import Ref, Step
+        >>> step = lambda read, made: Step(None, (Ref(read, None),), (made,), ())
+        >>> steps = [step(0, 5), step(5, 6), step(6, 7)]  # step 2 writes bound slot 0 (read by step 0)
+        >>> step_dependencies(steps, {7: 0})
+        [(), (0,), (0, 1)]
+    """
     producer: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}  # per slot, the steps that read it since it was last made
     deps: list[tuple[int, ...]] = []
-    barriers: set[int] = set()
     for i, step in enumerate(steps):
-        deps.append(tuple(sorted({producer[r.slot] for r in step.inputs if r.slot in producer})))
+        before = {producer[r.slot] for r in step.inputs if r.slot in producer}
+        for out in step.outputs:
+            bound = in_place.get(out)
+            if bound is not None:
+                before.update(d for d in readers.get(bound, ()) if d != i)
+                if bound in producer:
+                    before.add(producer[bound])
+        deps.append(tuple(sorted(before)))
+        for r in step.inputs:
+            readers.setdefault(r.slot, []).append(i)
         for out in step.outputs:
             producer[out] = i
             if out in in_place:
                 producer[in_place[out]] = i
-                barriers.add(i)
-    return deps, barriers
+                readers[in_place[out]] = []
+    return deps
 
 
-def plan_lanes(deps: Sequence[Sequence[int]], barriers: Collection[int], lanes: int) -> LanePlan:
+def plan_lanes(deps: Sequence[Sequence[int]], lanes: int) -> LanePlan:
     """A plan of ``lanes`` lanes for steps with dependencies ``deps`` (each step's earlier
-    steps it reads); a step in ``barriers`` waits for every earlier step and runs on lane 0."""
+    steps it must follow)."""
     lanes = max(1, lanes)
     lane_of: list[int] = []
     waits: list[tuple[int, ...]] = []
@@ -77,11 +96,8 @@ def plan_lanes(deps: Sequence[Sequence[int]], barriers: Collection[int], lanes: 
     seen: list[list[int]] = [[-1] * lanes for _ in range(lanes)]
     clock_at: list[list[int]] = []  # a copy of seen[lane] just after each step
     for i, before in enumerate(deps):
-        if i in barriers:
-            lane, wanted = 0, [s for s in last if s is not None]
-        else:
-            lane, wanted = _choose(before, last, lane_of, clock_at), list(before)
-        waits.append(_wait_for(wanted, lane, seen[lane], lane_of, clock_at))
+        lane = _choose(before, last, lane_of, clock_at)
+        waits.append(_wait_for(before, lane, seen[lane], lane_of, clock_at))
         seen[lane][lane] = i
         lane_of.append(lane)
         last[lane] = i

@@ -34,14 +34,11 @@ def _happens_before(plan: LanePlan) -> list[set[int]]:
     return before
 
 
-def _check(deps: list[tuple[int, ...]], barriers: set[int], plan: LanePlan) -> None:
+def _check(deps: list[tuple[int, ...]], plan: LanePlan) -> None:
     before = _happens_before(plan)
     n = len(deps)
     for i, ds in enumerate(deps):
         assert set(ds) <= before[i], f"step {i} may start before a step it reads: {set(ds) - before[i]}"
-        if i in barriers:
-            assert plan.lane[i] == 0
-            assert set(range(i)) <= before[i], f"barrier {i} may start before {set(range(i)) - before[i]}"
         for d in plan.waits[i]:
             assert plan.lane[d] != plan.lane[i] and d in plan.records
     # at the end lane 0 has waited for every step
@@ -55,25 +52,23 @@ def _check(deps: list[tuple[int, ...]], barriers: set[int], plan: LanePlan) -> N
     assert end == set(range(n))
 
 
-def _random_dag(rng: np.random.Generator, n: int) -> tuple[list[tuple[int, ...]], set[int]]:
-    deps = [tuple(sorted(set(rng.choice(i, size=min(i, int(rng.integers(0, 3))), replace=False).tolist())))
+def _random_dag(rng: np.random.Generator, n: int) -> list[tuple[int, ...]]:
+    return [tuple(sorted(set(rng.choice(i, size=min(i, int(rng.integers(0, 3))), replace=False).tolist())))
             if i else () for i in range(n)]
-    barriers = {i for i in range(n) if rng.random() < 0.1}
-    return deps, barriers
 
 
 @pytest.mark.parametrize("lanes", [1, 2, 3, 4])
 @pytest.mark.parametrize("seed", range(40))
 def test_every_dependency_is_kept_on_random_graphs(seed: int, lanes: int) -> None:
     rng = np.random.default_rng(seed)
-    deps, barriers = _random_dag(rng, int(rng.integers(1, 40)))
-    plan = plan_lanes(deps, barriers, lanes)
+    deps = _random_dag(rng, int(rng.integers(1, 40)))
+    plan = plan_lanes(deps, lanes)
     assert len(plan.lane) == len(deps) and max(plan.lane) < lanes
-    _check(deps, barriers, plan)
+    _check(deps, plan)
 
 
 def test_one_lane_is_the_program_order() -> None:
-    plan = plan_lanes([(), (0,), (0,), (1, 2)], set(), 1)
+    plan = plan_lanes([(), (0,), (0,), (1, 2)], 1)
     assert plan.lane == [0, 0, 0, 0] and plan.waits == [(), (), (), ()] and plan.joins == ()
     assert plan.records == frozenset()
 
@@ -82,19 +77,12 @@ def test_independent_steps_are_not_ordered() -> None:
     """An mlp layer's backward: dz, then its weight gradient and its input gradient (each
     reads only dz) on two lanes, then the next layer's on the input gradient's lane and a third."""
     deps = [(), (0,), (0,), (2,), (3,), (3,)]  # dz, dW, dh, relu', dW', dh'
-    plan = plan_lanes(deps, set(), 3)
+    plan = plan_lanes(deps, 3)
     before = _happens_before(plan)
     assert plan.lane[1] != plan.lane[2]
     assert 1 not in before[2] and 2 not in before[1]
     assert 1 not in before[3] and 1 not in before[4] and 1 not in before[5]
-    _check(deps, set(), plan)
-
-
-def test_a_barrier_waits_for_every_lane() -> None:
-    deps = [(), (0,), (0,), (1,), (2,), (3,)]
-    plan = plan_lanes(deps, {5}, 3)
-    assert plan.lane[5] == 0
-    assert set(range(5)) <= _happens_before(plan)[5]
+    _check(deps, plan)
 
 
 def test_step_dependencies_reads_slots_and_in_place_writes() -> None:
@@ -105,10 +93,34 @@ def test_step_dependencies_reads_slots_and_in_place_writes() -> None:
         Step(op, (Ref(11, None), Ref(10, None)), (12,), ()),
         Step(op, (Ref(12, None),), (13,), ()),  # written into bound slot 0 in place
         Step(op, (Ref(0, None),), (14,), ()),  # reads the new value
+        Step(op, (Ref(14, None),), (15,), ()),  # written into bound slot 0 again
+        Step(op, (Ref(10, None),), (16,), ()),  # reads none of bound slot 0
     ]
-    deps, barriers = step_dependencies(steps, {13: 0})
-    assert deps == [(), (0,), (0, 1), (2,), (3,)]
-    assert barriers == {3}
+    deps = step_dependencies(steps, {13: 0, 15: 0})
+    # step 3 follows step 0 (which read the old value); step 5 follows step 4 (which read the
+    # value step 3 wrote) and step 3 (the last writer); step 6 follows only what it reads
+    assert deps == [(), (0,), (0, 1), (0, 2), (3,), (3, 4), (0,)]
+
+
+def test_updates_wait_only_for_the_readers_of_their_buffer() -> None:
+    """An mlp's last layer: its update runs beside the first layer's weight gradient, which
+    reads neither the last layer's weights nor their gradient."""
+    op: Any = None
+    steps = [
+        Step(op, (Ref(0, None), Ref(1, None)), (10,), ()),  # 0: h = x·W1
+        Step(op, (Ref(10, None), Ref(2, None)), (11,), ()),  # 1: out = h·W2
+        Step(op, (Ref(11, None), Ref(2, None)), (12,), ()),  # 2: dh = out'·W2ᵀ
+        Step(op, (Ref(10, None), Ref(11, None)), (13,), ()),  # 3: dW2
+        Step(op, (Ref(0, None), Ref(12, None)), (14,), ()),  # 4: dW1 (the long one)
+        Step(op, (Ref(2, None), Ref(13, None)), (15,), ()),  # 5: W2 -= dW2, in place
+        Step(op, (Ref(1, None), Ref(14, None)), (16,), ()),  # 6: W1 -= dW1, in place
+    ]
+    deps = step_dependencies(steps, {15: 2, 16: 1})
+    assert deps[5] == (1, 2, 3) and deps[6] == (0, 4)
+    plan = plan_lanes(deps, 2)
+    _check(deps, plan)
+    before = _happens_before(plan)
+    assert 4 not in before[5] and 5 not in before[4]  # the update and dW1 side by side
 
 
 class _Recorder:
