@@ -129,7 +129,9 @@ def _training_programs(system: Any) -> list[Any]:
     session = getattr(system, "session", None)
     if session is None:
         return []
-    return [p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()]
+    return [
+        p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()
+    ]
 
 
 def _cpu_steps(system: Any) -> list[dict[str, int]]:
@@ -236,20 +238,12 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
     return rows
 
 
-_SPIN_SOURCE = r"""
-extern "C" __global__ void bench_spin(long long cycles) {
-    long long start = clock64();
-    while (clock64() - start < cycles) { }
-}
-"""
-
-
 def _spin(cupy: Any, seconds: float) -> None:
-    """Keeps the GPU busy for about ``seconds`` (one thread spinning on the clock), so the work
-    issued next queues up behind it."""
-    kernel = cupy.RawKernel(_SPIN_SOURCE, "bench_spin")
-    khz = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["clockRate"]
-    kernel((1,), (1,), (cupy.int64(int(seconds * khz * 1e3)),))
+    """Keeps the GPU busy for about ``seconds``, so the work issued next queues up behind it
+    (``deeplearn.math.backends.cuda_timing.hold``)."""
+    from deeplearn.math.backends import cuda_timing
+
+    cuda_timing.hold(seconds)
 
 
 def _print_device_ops(

@@ -20,7 +20,9 @@ geometry runs the rest on random operands against the op's generic kernel, and a
 only if its output agrees (to 1e-4 of the largest value: a plan that read another layout than the
 one described, or rounded more, is far off). Which one is kept:
 
-* by default (``benchmark = True``), the plans that agree are timed, and the first in the
+* by default (``benchmark = True``), the plans that agree are timed (each behind a kernel that
+  keeps the GPU busy while the host issues the launches, ``cuda_timing.hold``, so that the
+  host's time is not counted), and the first in the
   heuristics' order whose time is within ``_NEAR`` of the fastest's is kept (``pick``).
   Breaking near ties by that order, not by the timings' noise, makes two processes on the same
   GPU and cuDNN usually keep the same plan, hence the same bits; usually, not always: a plan
@@ -53,6 +55,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from deeplearn.math.backends import cuda_timing
 from deeplearn.math.ops.conv import _ConvOp
 from deeplearn.math.ops.conv_util import Conv2DInfo
 
@@ -62,6 +65,7 @@ _log = logging.getLogger(__name__)
 
 _TIMED_RUNS = 3  # timings per candidate plan when ``benchmark`` times them (the least is kept)
 _TIMED_LAUNCHES = 4  # launches per timing
+_HOLD_S = 0.002  # seconds the GPU is kept busy before each timing (``cuda_timing.hold``)
 _NEAR = 1.10  # a plan this close to the fastest (time ratio) counts as fast as it (``pick``)
 _MAX_WORKSPACE = 64 << 20  # bytes: a plan needing more is no candidate (FFT plans can want GBs)
 _ALIGNMENT = 16  # bytes: the frontend declares every operand this aligned
@@ -272,6 +276,10 @@ def _choose(
     def timed_ms(launch: Callable[[], Any]) -> float:
         ms = float("inf")
         for _ in range(_TIMED_RUNS):  # the least of a few timings: noise only ever adds
+            # The launches queue behind a busy GPU, so the events time its work alone, as in a
+            # captured step. (The generic kernel is several launches: a host that issues them
+            # slower than the GPU runs them would add its own time to theirs.)
+            cuda_timing.hold(_HOLD_S, stream)
             start.record(stream)
             for _ in range(_TIMED_LAUNCHES):
                 launch()
