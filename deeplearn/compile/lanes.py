@@ -11,7 +11,8 @@ in place (a variable's update) also waits for every earlier step that reads that
 for its earlier writer: only for those, so that the last layers' updates run beside the first
 layer's weight gradient (on an H200 an mlp's six updates had run one after another at the end of
 the step). Every kernel result in a Program owns its memory (``Engine.result`` copies a view),
-so a bound buffer is read only through its own slot.
+so a bound buffer is read only through its own slot, or through the result an update wrote
+into it.
 
 The plan is data only (step indices); ``deeplearn/compile/cuda_graph.py`` turns it into streams
 and events.
@@ -64,6 +65,7 @@ def step_dependencies(steps: Sequence[Step], in_place: Mapping[int, int]) -> lis
     """
     producer: dict[int, int] = {}
     readers: dict[int, list[int]] = {}  # per slot, the steps that read it since it was last made
+    buffer = dict(in_place)  # a result written into a bound buffer is that buffer: read as it
     deps: list[tuple[int, ...]] = []
     for i, step in enumerate(steps):
         before = {producer[r.slot] for r in step.inputs if r.slot in producer}
@@ -75,7 +77,7 @@ def step_dependencies(steps: Sequence[Step], in_place: Mapping[int, int]) -> lis
                     before.add(producer[bound])
         deps.append(tuple(sorted(before)))
         for r in step.inputs:
-            readers.setdefault(r.slot, []).append(i)
+            readers.setdefault(buffer.get(r.slot, r.slot), []).append(i)
         for out in step.outputs:
             producer[out] = i
             if out in in_place:

@@ -93,13 +93,14 @@ def test_step_dependencies_reads_slots_and_in_place_writes() -> None:
         Step(op, (Ref(11, None), Ref(10, None)), (12,), ()),
         Step(op, (Ref(12, None),), (13,), ()),  # written into bound slot 0 in place
         Step(op, (Ref(0, None),), (14,), ()),  # reads the new value
+        Step(op, (Ref(13, None),), (17,), ()),  # reads it through the result written into it
         Step(op, (Ref(14, None),), (15,), ()),  # written into bound slot 0 again
         Step(op, (Ref(10, None),), (16,), ()),  # reads none of bound slot 0
     ]
     deps = step_dependencies(steps, {13: 0, 15: 0})
-    # step 3 follows step 0 (which read the old value); step 5 follows step 4 (which read the
-    # value step 3 wrote) and step 3 (the last writer); step 6 follows only what it reads
-    assert deps == [(), (0,), (0, 1), (0, 2), (3,), (3, 4), (0,)]
+    # step 3 follows step 0 (which read the old value); step 6 follows steps 4 and 5 (which
+    # read the value step 3 wrote) and step 3 (the last writer); step 7 only what it reads
+    assert deps == [(), (0,), (0, 1), (0, 2), (3,), (3,), (3, 4, 5), (0,)]
 
 
 def test_updates_wait_only_for_the_readers_of_their_buffer() -> None:

@@ -15,23 +15,24 @@ result by exactly as much as one described as KRSC: the NHWC engines did not rea
 Plans. For each geometry the frontend's heuristics propose engine configurations, best first.
 Those that may round an fp32 input to a narrower type (TF32 tensor cores, down-converted inputs,
 reduced-precision sums), add in a varying order (non-deterministic), or use Winograd or FFT
-transforms, and those that need more than ``_MAX_WORKSPACE`` of workspace, are left out. The first call of a
-geometry runs the rest on random operands against the op's generic kernel, and a plan is kept
-only if its output agrees (to 1e-4 of the largest value: a plan that read another layout than the
-one described, or rounded more, is far off). Which one is kept:
+transforms, and those that need more than ``_MAX_WORKSPACE`` of workspace, are left out. The
+first call of a geometry runs the rest on random operands against the backend's own kernel for
+it (conv2d's im2col product through cuBLAS where nvmath-python is installed, else the op's
+generic kernel), and a plan is kept only if its output agrees (to 1e-4 of the largest value: a
+plan that read another layout than the one described, or rounded more, is far off). Which one
+is kept:
 
-* by default (``benchmark = True``), the plans that agree are timed (each behind a kernel that
-  keeps the GPU busy while the host issues the launches, ``cuda_timing.hold``, so that the
-  host's time is not counted), and the first in the
-  heuristics' order whose time is within ``_NEAR`` of the fastest's is kept (``pick``).
-  Breaking near ties by that order, not by the timings' noise, makes two processes on the same
-  GPU and cuDNN usually keep the same plan, hence the same bits; usually, not always: a plan
-  whose time sits at the margin may fall on either side of it. The backend's own kernel for
-  the geometry (conv2d's im2col product, also the reference the plans must agree with) is timed
-  last beside them (``generic_rivals``); where ``pick`` keeps it, the geometry runs that
-  (``plan_log`` says ``"generic"``). On an H200 the deterministic plans that agreed for the cnn
-  benchmark's filter gradients took 222–268 µs per call, the im2col product less: the step
-  went from 854 to 452 µs;
+* by default (``benchmark = True``), the plans that agree are timed, each behind a kernel that
+  keeps the GPU busy while the host issues the launches (``cuda_timing.hold``), so that the
+  host's time is not counted; the first in the heuristics' order whose time is within ``_NEAR``
+  of the fastest's is kept (``pick``). Where the backend's own kernel is conv2d's im2col product
+  (not for depthwise convolutions, nor without nvmath-python), it is timed last beside them
+  (``generic_rivals``), and where ``pick`` keeps it, the geometry runs that (``plan_log`` says
+  ``"generic"``). On an H200 the deterministic plans that agreed for the cnn benchmark's filter
+  gradients took 222–268 µs per call, and the step went from 854 to 452 µs. Breaking near ties
+  by the heuristics' order, not by the timings' noise, is meant to make processes on the same
+  GPU keep the same plans, hence the same bits; it does not always: two processes on an H200
+  (timed before ``hold`` was used) kept different kernels for one of those filter gradients;
 * with ``benchmark = False``, the first that agrees, untimed: the same plan, hence the same bits,
   in every process on the same GPU and cuDNN (a model saved and loaded trains on bit for bit),
   at the cost of speed.
@@ -50,6 +51,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -59,13 +61,23 @@ from deeplearn.math.backends import cuda_timing
 from deeplearn.math.ops.conv import _ConvOp
 from deeplearn.math.ops.conv_util import Conv2DInfo
 
-__all__ = ["available", "benchmark", "conv2d", "conv2d_der_filter", "conv2d_der_input", "pick", "plan_log"]
+__all__ = [
+    "GENERIC",
+    "available",
+    "benchmark",
+    "conv2d",
+    "conv2d_der_filter",
+    "conv2d_der_input",
+    "generic_rivals",
+    "pick",
+    "plan_log",
+]
 
 _log = logging.getLogger(__name__)
 
 _TIMED_RUNS = 3  # timings per candidate plan when ``benchmark`` times them (the least is kept)
 _TIMED_LAUNCHES = 4  # launches per timing
-_HOLD_S = 0.002  # seconds the GPU is kept busy before each timing (``cuda_timing.hold``)
+_HOLD_S = 0.002  # seconds the GPU is kept busy before a timing at least (``cuda_timing.hold``)
 _NEAR = 1.10  # a plan this close to the fastest (time ratio) counts as fast as it (``pick``)
 _MAX_WORKSPACE = 64 << 20  # bytes: a plan needing more is no candidate (FFT plans can want GBs)
 _ALIGNMENT = 16  # bytes: the frontend declares every operand this aligned
@@ -274,15 +286,18 @@ def _choose(
     start, stop = cupy.cuda.Event(), cupy.cuda.Event()
 
     def timed_ms(launch: Callable[[], Any]) -> float:
-        ms = float("inf")
+        ms, hold_s = float("inf"), _HOLD_S
         for _ in range(_TIMED_RUNS):  # the least of a few timings: noise only ever adds
             # The launches queue behind a busy GPU, so the events time its work alone, as in a
-            # captured step. (The generic kernel is several launches: a host that issues them
-            # slower than the GPU runs them would add its own time to theirs.)
-            cuda_timing.hold(_HOLD_S, stream)
+            # captured step. (The generic kernel is many launches: a host that issues them
+            # slower than the GPU runs them would add its own time to theirs.) The GPU is held
+            # for longer than the host took to issue the last timing's launches.
+            cuda_timing.hold(hold_s, stream)
             start.record(stream)
+            issued = time.perf_counter()
             for _ in range(_TIMED_LAUNCHES):
                 launch()
+            hold_s = max(hold_s, 2 * (time.perf_counter() - issued))
             stop.record(stream)
             stop.synchronize()
             ms = min(ms, cupy.cuda.get_elapsed_time(start, stop))
@@ -326,8 +341,9 @@ def _choose(
 
 def _plan(g: _Geometry, handle: Any, reference: Reference, rivals: bool) -> _Plan | None:
     """The plan kept for ``g``, chosen on its first call (``_choose``; call with the handle's
-    lock held); None if cuDNN has none for it, or the stream is being captured and the
-    candidates cannot be run now."""
+    lock held); None if cuDNN has none for it, the generic kernel (``reference``, where
+    ``rivals``) was timed faster, or the stream is being captured and the candidates cannot be
+    run now."""
     import cupy
 
     if g in _PLANS:
@@ -464,6 +480,13 @@ Generic = Callable[[Any, Any, Conv2DInfo], Any]
 deeplearn's filter layout: the reference a plan must agree with, and the rival it must beat."""
 
 
+def _runs_generic(g: _Geometry) -> bool:
+    """Whether ``g`` was planned and cuDNN does not run it (no plan, or the generic kernel was
+    timed faster): then a call makes none of the copies cuDNN's layouts need. (A read of the
+    dict without the lock: a geometry is planned once, and a stale miss only plans it.)"""
+    return g in _PLANS and _PLANS[g] is None
+
+
 def _by_filter(kind: str, op: _ConvOp, a: Any, filter: Any, info: Conv2DInfo, generic: Generic | None) -> Any:
     """``op`` of ``a`` (x for "fprop", dy for "dgrad") and ``filter``; None where cuDNN cannot."""
     if not _covers(info):
@@ -471,6 +494,8 @@ def _by_filter(kind: str, op: _ConvOp, a: Any, filter: Any, info: Conv2DInfo, ge
     import cupy
 
     g = _geometry(kind, info, op.depthwise)
+    if _runs_generic(g):
+        return None
     out_shape = g.y if kind == "fprop" else g.x
 
     def reference(a: Any, b: Any) -> Any:
@@ -503,6 +528,8 @@ def conv2d_der_filter(op: _ConvOp, x: Any, dy: Any, info: Conv2DInfo, generic: G
     import cupy
 
     g = _geometry("wgrad", info, op.depthwise)
+    if _runs_generic(g):
+        return None
 
     def reference(a: Any, b: Any) -> Any:
         return _to_krsc(op.forward(cupy, a, b) if generic is None else generic(a, b, info), op.depthwise)
