@@ -3,9 +3,10 @@ on the GPU how many kernels one step launches and how long each op takes on the 
 
 The per-op device times come from CUDA events recorded around every backend call of one step
 (``math.backend.execute``), so they include every kernel an op launches. The step is queued behind
-a spin kernel that keeps the GPU busy for longer than the host takes to issue the whole step, so
-the events measure kernel time, not the host's launch gaps (unless the step itself waits for the
-GPU, e.g. to read a value back). CuPy is imported lazily, here only.
+a kernel that keeps the GPU busy for longer than the host takes to issue the whole step
+(``deeplearn.math.backends.cuda_timing.hold``), so the events measure kernel time, not the
+host's launch gaps (unless the step itself waits for the GPU, e.g. to read a value back). CuPy
+is imported lazily.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from bench.peers.base import System
 from bench.workloads import Problem
+from deeplearn.math.backends import cuda_timing
 
 __all__ = ["profile_system"]
 
@@ -168,7 +170,7 @@ def _captured_graph_times(system: Any, launches: int = 200) -> list[dict[str, An
         captured.graph.launch(stream)  # warm
         stream.synchronize()
         start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        _spin(cupy, 0.05)  # the host queues every launch before the first one runs
+        cuda_timing.hold(0.05)  # the host queues every launch before the first one runs
         t0 = time.perf_counter()
         start.record(stream)
         for _ in range(launches):
@@ -220,7 +222,7 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
     # The engine calls the backend's execute it looked up when made (Engine._execute): both.
     backend.execute, engine._execute = timed_execute, timed_execute
     try:
-        _spin(cupy, min(5.0, 1.5 * host_s + 0.01))
+        cuda_timing.hold(min(5.0, 1.5 * host_s + 0.01))
         system.run(1)
         system.sync()
     finally:
@@ -236,14 +238,6 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
     rows = [{"op": k, **v} for k, v in agg.items()]
     rows.sort(key=lambda r: r["device_us"], reverse=True)
     return rows
-
-
-def _spin(cupy: Any, seconds: float) -> None:
-    """Keeps the GPU busy for about ``seconds``, so the work issued next queues up behind it
-    (``deeplearn.math.backends.cuda_timing.hold``)."""
-    from deeplearn.math.backends import cuda_timing
-
-    cuda_timing.hold(seconds)
 
 
 def _print_device_ops(

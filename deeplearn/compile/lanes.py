@@ -65,24 +65,22 @@ def step_dependencies(steps: Sequence[Step], in_place: Mapping[int, int]) -> lis
     """
     producer: dict[int, int] = {}
     readers: dict[int, list[int]] = {}  # per slot, the steps that read it since it was last made
-    buffer = dict(in_place)  # a result written into a bound buffer is that buffer: read as it
     deps: list[tuple[int, ...]] = []
     for i, step in enumerate(steps):
         before = {producer[r.slot] for r in step.inputs if r.slot in producer}
-        for out in step.outputs:
-            bound = in_place.get(out)
-            if bound is not None:
-                before.update(d for d in readers.get(bound, ()) if d != i)
-                if bound in producer:
-                    before.add(producer[bound])
+        bounds = [in_place[out] for out in step.outputs if out in in_place]
+        for bound in bounds:  # (readers holds earlier steps only: this step's reads come next)
+            before.update(readers.get(bound, ()))
+            if bound in producer:
+                before.add(producer[bound])
         deps.append(tuple(sorted(before)))
-        for r in step.inputs:
-            readers.setdefault(buffer.get(r.slot, r.slot), []).append(i)
+        for r in step.inputs:  # a result written into a bound buffer is that buffer: read as it
+            readers.setdefault(in_place.get(r.slot, r.slot), []).append(i)
         for out in step.outputs:
             producer[out] = i
-            if out in in_place:
-                producer[in_place[out]] = i
-                readers[in_place[out]] = []
+        for bound in bounds:
+            producer[bound] = i
+            readers[bound] = []
     return deps
 
 
