@@ -258,12 +258,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         providers in step (the inputs of one training call) one array for all, drawn once;
         None, having drawn nothing, where one's examples are no longer resident."""
         with self._lock:
-            if not self._hold(math, inputs):
-                return None
             positions = self._positions
             start = positions[inputs[0][0]]
             in_step = True
-            for index, _ in inputs:  # (loops, not all() and generators: a step's host time)
+            for index, examples in inputs:  # (loops, not all() and generators: a step's host time)
+                if examples._disposed or examples.storage.data is None:  # _hold, written out
+                    return None
                 if positions[index] != start:
                     in_step = False
             if not in_step:
@@ -272,12 +272,17 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
                     self._move(index, count)
                 return drawn
             # In step: one draw, and one look for finished epochs (as _move, for all at once).
-            indices = self._indices_on(math, inputs[0][0], count)
+            n = self.num_examples
+            epoch, offset = divmod(start, n)
             end = start + count
+            if end <= (epoch + 1) * n:  # within one epoch (_next_indices, written out)
+                order = self._epoch_order(math, epoch)
+                indices = order if count == n else order[offset : offset + count]
+            else:
+                indices = self._indices_on(math, inputs[0][0], count)
             for index, _ in inputs:
                 positions[index] = end
-            n = self.num_examples
-            if start // n != end // n:
+            if epoch != end // n:
                 self._forget_unused_epochs()
             return [indices] * len(inputs)
 
@@ -285,9 +290,13 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         """Whether each of ``inputs`` ((input index, examples)) is still that input's examples
         resident on ``math``'s backend (not disposed, not uploaded again): what
         ``_draw_indices_together`` checks before it draws, and a caller drawing from several
-        builders checks of all of them before any draws."""
-        for index, examples in inputs:
-            if examples.is_disposed or self._examples(math, index) is not examples:
+        builders checks of all of them before any draws.
+
+        An input's examples stay the ones resident until they are disposed (``_examples``
+        makes new ones only then; ``dispose`` disposes them), so a look at each is enough,
+        with no lookup: this runs every training step."""
+        for _, examples in inputs:
+            if examples._disposed or examples.storage.data is None:
                 return False
         return True
 
@@ -333,6 +342,11 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         whole = self._draw_orders(first + 1, last - first - 1)
         rows = np.concatenate([self._order(first)[None], whole, self._order(last)[None]])
         return rows.reshape(-1)[offset : offset + count]
+
+    def _epoch_order(self, math: NDArrayMath, epoch: int) -> Any:
+        """Epoch ``epoch``'s order as a batch's indices are taken on ``math``'s backend (a
+        host array here; a GPU builder's copy on its device)."""
+        return self._order(epoch)
 
     def _order(self, epoch: int) -> np.ndarray:
         order = self._orders.get(epoch)
@@ -479,11 +493,11 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         last = self._last_slice
         if last is not None and last[0] == key:
             return last[1]
-        indices = self._next_indices(input_index, count, lambda epoch: self._device_order(math, epoch))
+        indices = self._next_indices(input_index, count, lambda epoch: self._epoch_order(math, epoch))
         self._last_slice = (key, indices)
         return indices
 
-    def _device_order(self, math: NDArrayMath, epoch: int) -> Any:
+    def _epoch_order(self, math: NDArrayMath, epoch: int) -> Any:
         key = (epoch, math.backend)
         order = self._device_orders.get(key)
         if order is None:

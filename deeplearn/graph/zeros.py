@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.math.ndarray import Scalar, Storage
+from deeplearn.math.ndarray import Scalar, _fresh
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
@@ -45,4 +45,4 @@ class ZeroScalars:
             self._left = [block[i, ...] for i in range(self._block - 1, -1, -1)]  # 0-d views
             self._backend = backend
         # A 0-d C-ordered float32 view: wrapped as it is (no checks of dtype or layout to make).
-        return Scalar(Storage(self._left.pop(), backend), (), "float32")
+        return _fresh(Scalar, self._left.pop(), backend, math.engine._live, (), "float32", None)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.ndarray import _RANK_CLASSES, _STORAGE_SERIALS, NDArray, Storage
+from deeplearn.math.ndarray import _RANK_CLASSES, NDArray, Storage, _fresh
 from deeplearn.math.ops.base import Op, Spec
 from deeplearn.math.scope import _SCOPES, REGISTRY
 
@@ -66,8 +66,6 @@ class Known:
 
 
 _INFER_CACHE_SIZE = 4096
-
-_new_object = object.__new__
 
 
 def _not_an_array(op: Op, x: object) -> None:
@@ -235,25 +233,7 @@ class Engine:
                     if r is out or r.base is out:
                         out = out.copy()
                         break
-            # The NDArray of ``out``, as ``NDArray.__init__`` and ``Storage.__init__`` would
-            # make it, written out here: the two calls cost more than the assignments.
-            storage = _new_object(Storage)
-            storage.data = out
-            storage.backend = backend
-            storage.nbytes = nbytes = out.nbytes
-            storage.refs = 1
-            storage.serial = next(_STORAGE_SERIALS)
-            storage._live = live = self._live
-            live[id(storage)] = nbytes
-            result = _new_object(klass)
-            result.storage = storage
-            result.shape = known.shape
-            result.dtype = known.dtype
-            result._disposed = False
-            result._spec = known.spec
-            stack = _SCOPES.get()
-            if stack:  # the innermost open scope of this thread or task tracks every new array
-                stack[-1]._tracked[id(result)] = result
+            result = _fresh(klass, out, backend, self._live, known.shape, known.dtype, known.spec)
         if self.recorders:
             recorder = self.recorders.get(threading.get_ident())
             if recorder is not None:

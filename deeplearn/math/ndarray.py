@@ -65,6 +65,42 @@ class Storage:
 
 _STORAGE_SERIALS = itertools.count(1)
 _LIVE = REGISTRY._live
+_new_object = object.__new__
+
+
+def _fresh(
+    klass: type[T],
+    data: RawArray,
+    backend: MathBackend,
+    live: dict[int, int],
+    shape: Shape,
+    dtype: DType,
+    spec: Spec | None,
+) -> T:
+    """Internal: a new ``klass`` over ``data`` (C-ordered, ``dtype``, of ``shape``, Python
+    ints) with a storage of its own in ``live`` (its backend's table), tracked by the open
+    scope: what ``NDArray.__init__`` and ``Storage.__init__`` make, written out, since the two
+    calls cost more than the assignments on the paths that make an array per call (an eager
+    op's result, ``Session.train``'s zero Scalar)."""
+    storage = _new_object(Storage)
+    storage.data = data
+    storage.backend = backend
+    storage.nbytes = nbytes = data.nbytes
+    storage.refs = 1
+    storage.serial = next(_STORAGE_SERIALS)
+    storage._live = live
+    live[id(storage)] = nbytes
+    x = _new_object(klass)
+    x.storage = storage
+    x.shape = shape
+    x.dtype = dtype
+    x._disposed = False
+    x._spec = spec
+    stack = _SCOPES.get()
+    if stack:  # the innermost open scope of this thread or task tracks every new array
+        stack[-1]._tracked[id(x)] = x
+    return x
+
 
 DATA_OBSERVERS: list[Any] = []
 """Objects told of every read of an NDArray's data outside the engine (``on_data(x)``) and of
