@@ -38,7 +38,9 @@ def _one_by_one(provider: Any, math: dl.NDArrayMath, count: int) -> np.ndarray:
 
 @pytest.mark.parametrize("builder_class", BUILDERS)
 @pytest.mark.parametrize("batch_size", [1, 3, 5, 7, 12])  # within, exactly one, across and over epochs
-def test_batches_equal_the_per_example_sequence(builder_class: type, math: dl.NDArrayMath, batch_size: int) -> None:
+def test_batches_equal_the_per_example_sequence(
+    builder_class: type, math: dl.NDArrayMath, batch_size: int
+) -> None:
     n, steps = 5, 6
     batched = builder_class(_data(n), seed=11).get_input_providers()
     single = builder_class(_data(n), seed=11).get_input_providers()
@@ -91,3 +93,50 @@ def test_stacked_copies_give_the_batch(math: dl.NDArrayMath, dtype: str) -> None
     expected = np.stack([e.numpy() for e in (examples + examples)[:4]])
     np.testing.assert_array_equal(batch.numpy(), expected)
     assert batch.backend is math.backend
+
+
+def _resident(builder: Any, math: dl.NDArrayMath) -> list[tuple[int, NDArray]]:
+    """(input index, its examples resident on ``math``'s backend) for each input of ``builder``:
+    what a Session's training step draws rows for; skips where the builder keeps none there."""
+    inputs = [(i, builder._examples(math, i)) for i in range(len(builder._host))]
+    if inputs[0][1] is None:
+        pytest.skip(f"{type(builder).__name__} keeps no examples on the {math.backend.name} backend")
+    return inputs
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS)
+@pytest.mark.parametrize("batch_size", [1, 3, 5, 7, 12])  # within, exactly one, across and over epochs
+def test_rows_drawn_together_index_the_batches(
+    builder_class: type, math: dl.NDArrayMath, batch_size: int
+) -> None:
+    """A training step draws the row indices of its paired providers in one go
+    (``_draw_indices_together``): the rows they index are the batches ``get_next_batch`` hands
+    out, in the same order, and the providers move on as far."""
+    n, steps = 5, 6
+    together = builder_class(_data(n), seed=11)
+    single = builder_class(_data(n), seed=11).get_input_providers()
+    inputs = _resident(together, math)
+    for _ in range(steps):
+        drawn = together._draw_indices_together(math, inputs, batch_size)
+        assert drawn is not None and len(drawn) == len(inputs)
+        for (_, examples), rows, provider in zip(inputs, drawn, single, strict=True):
+            got = examples.numpy()[math.backend.to_numpy(rows)]
+            np.testing.assert_array_equal(got, provider.get_next_batch(math, batch_size).numpy())
+    assert together.get_epoch() == steps * batch_size // n
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS)
+def test_rows_are_not_drawn_for_disposed_examples(builder_class: type, math: dl.NDArrayMath) -> None:
+    """Examples disposed since a step last drew: nothing is drawn (None) and no provider moves,
+    so the step's ordinary path draws the batch the providers were at."""
+    builder = builder_class(_data(5), seed=3)
+    reference = builder_class(_data(5), seed=3).get_input_providers()
+    inputs = _resident(builder, math)
+    assert builder._draw_indices_together(math, inputs, 2) is not None
+    reference[0].get_next_batch(math, 2)
+    inputs[1][1].dispose()
+    assert builder._draw_indices_together(math, inputs, 2) is None
+    (x_provider, *_) = builder.get_input_providers()
+    np.testing.assert_array_equal(
+        x_provider.get_next_batch(math, 2).numpy(), reference[0].get_next_batch(math, 2).numpy()
+    )
