@@ -289,7 +289,9 @@ class Session(RuleSteps):
         if not self._replayable():
             return None
         optimizer, program, math = rerun.optimizer, rerun.program, self.math
-        self._release_retained()
+        unread = self._unread_maps(program)  # (the maps left as they are: nothing to release)
+        if unread is None:
+            self._release_retained()
         with optimizer.lock:
             optimizer.before_batch(math, rerun.batch_size, rerun.plan.variables)
             raws = rerun.inputs(math, self._input_value, "Session.train")
@@ -300,7 +302,10 @@ class Session(RuleSteps):
             slots = captured.run(raws, True) if captured is not None else None
             if slots is None:
                 slots, captured = self._execute(program, raws, True, drawn=True)
-            return self._finish_training(program, slots, captured, optimizer)
+            if unread is not None and (captured is None or slots is not unread.slots):
+                self._release_retained()  # (other slots: the maps emptied, made again from them)
+                unread = None
+            return self._finish_training(program, slots, captured, optimizer, unread)
 
     @_serialized
     def dispose(self) -> None:

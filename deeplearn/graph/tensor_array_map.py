@@ -54,6 +54,12 @@ class TensorArrayMap:
         self._entries.clear()
         self._fill = (fill, args)
 
+    def fills_from(self, source: Any) -> bool:
+        """Whether the map's entries are still to be made by ``fill_later``'s function, whose
+        first argument was ``source``: nobody has read or changed the map since."""
+        pending = self._fill
+        return pending is not None and pending[1][0] is source
+
     def set(self, tensor: Tensor, array: NDArray | Pending) -> None:
         """Maps ``tensor`` to ``array`` (replacing any previous array, which is not disposed);
         a Pending array is made when first read."""

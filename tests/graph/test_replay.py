@@ -229,6 +229,38 @@ def test_kernels_only_inspection_needs_run_only_when_read(math: dl.NDArrayMath,
     np.testing.assert_array_equal(dx, twin.gradient_array_map.get(feeds2[0].tensor).numpy())
 
 
+@pytest.mark.parametrize("read_at", [(), (1,), (0, 2, 3)])
+def test_maps_left_unread_between_steps_hold_the_last_step(math: dl.NDArrayMath, read_at: tuple[int, ...]) -> None:
+    """A training loop that does not read the maps between its steps leaves them as they are
+    (``RecordedCalls._unread_maps``: no Materializer made per step); read after any step, they
+    hold that step's values and gradients, as the rules make them."""
+    session, cost, feeds, _ = _mlp(math)
+    twin, cost2, feeds2, _ = _mlp(math)
+    twin.replay_plans = False
+    optimizer, optimizer2 = dl.SGDOptimizer(0.1), dl.SGDOptimizer(0.1)
+    sources, held = [], []
+    with math.scope():
+        for step in range(5):
+            session.train(cost, feeds, 4, optimizer)
+            twin.train(cost2, feeds2, 4, optimizer2)
+            sources.append(session._borrowed)
+            if step in read_at or step == 4:
+                for ours, theirs in ((session.activation_array_map, twin.activation_array_map),
+                                     (session.gradient_array_map, twin.gradient_array_map)):
+                    _assert_identical(list(_snapshot(ours).items()), list(_snapshot(theirs).items()), f"step {step}")
+                # A view of the largest gradient (a weight's, which every step changes), kept.
+                largest = max((g for _, g in session.gradient_array_map.items()), key=lambda g: g.size)
+                gradient = largest._view(tracked=False)
+                held.append((gradient, gradient.numpy().copy()))
+        for step, (gradient, values) in enumerate(held):  # what someone keeps keeps its values
+            np.testing.assert_array_equal(gradient.numpy(), values, err_msg=f"read {step}")
+    # The first call records and the second compiles; from then on each step keeps the last
+    # one's Materializer unless its maps were read.
+    assert [sources[k] is sources[k - 1] for k in range(2, 5)] == [k - 1 not in read_at for k in range(2, 5)]
+    session.dispose()
+    twin.dispose()
+
+
 def test_training_after_inference_of_the_same_step_trains(math: dl.NDArrayMath) -> None:
     """eval_batch(cost) and train(cost) with the same feeds and batch size share a step: the
     inference tape (no gradients) must not serve the training call (it trained nothing)."""
