@@ -9,7 +9,6 @@ j's k-th example — and reshuffle at every epoch.
 from __future__ import annotations
 
 import abc
-import itertools
 import operator
 import threading
 from collections.abc import Callable, Sequence
@@ -145,7 +144,12 @@ def _forget_stale(orders: dict[Any, Any], in_use: set[int], epoch_of: Callable[[
     if first == last and len(orders) <= 2 * _EPOCHS_AHEAD:
         # Providers in step (the usual case, at every epoch's end): orders are made in rising
         # epochs, so those behind the providers come first in the dict.
-        for key in list(itertools.takewhile(lambda k: epoch_of(k) < first, orders)):
+        stale = []
+        for key in orders:  # (a plain loop: one look per epoch, at every block of epochs)
+            if epoch_of(key) >= first:
+                break
+            stale.append(key)
+        for key in stale:
             del orders[key]
         return
     for key in [
@@ -355,8 +359,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             # a batch or two, and a call per epoch would cost more host time than the step.
             count = self._epochs_per_draw()
             block = self._draw_orders(epoch, count)
-            for k in range(count):
-                self._orders.setdefault(epoch + k, block[k])
+            for k, row in zip(range(epoch, epoch + count), block, strict=True):  # (rows iterated)
+                self._orders.setdefault(k, row)
             order = self._orders[epoch]
         return order
 
