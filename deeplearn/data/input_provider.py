@@ -282,6 +282,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             if end <= (epoch + 1) * n:  # within one epoch (_next_indices, written out)
                 order = self._epoch_order(math, epoch)
                 indices = order if count == n else order[offset : offset + count]
+                if isinstance(indices, np.ndarray) and math.backend.name != "cpu":  # (as _indices_on)
+                    indices = math.backend.asarray(indices)
             else:
                 indices = self._indices_on(math, inputs[0][0], count)
             for index, _ in inputs:
@@ -348,8 +350,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         return rows.reshape(-1)[offset : offset + count]
 
     def _epoch_order(self, math: NDArrayMath, epoch: int) -> Any:
-        """Epoch ``epoch``'s order as a batch's indices are taken on ``math``'s backend (a
-        host array here; a GPU builder's copy on its device)."""
+        """Epoch ``epoch``'s order: a host array here (``_indices_on`` moves it to another
+        backend), a GPU builder's copy on its device."""
         return self._order(epoch)
 
     def _order(self, epoch: int) -> np.ndarray:

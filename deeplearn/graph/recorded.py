@@ -17,7 +17,7 @@ from deeplearn.compile.recorder import Recorder
 from deeplearn.graph.feeds import EXAMPLES, ROWS
 from deeplearn.graph.graph import Tensor
 from deeplearn.graph.plan import Signature
-from deeplearn.graph.session_values import NOTHING, SessionValues
+from deeplearn.graph.session_values import SessionValues
 from deeplearn.graph.tensor_array_map import SummedTensorArrayMap, TensorArrayMap
 from deeplearn.graph.zeros import ZeroScalars
 from deeplearn.math.ndarray import NDArray, Scalar
@@ -137,18 +137,17 @@ class RecordedCalls(SessionValues):
         unread: Materializer | None = None,
     ) -> Scalar:
         """After a training Program ran: the variables and the optimizer's state get their new
-        values, the maps what to make if read; returns the reduced cost. ``unread``: the
-        maps are still to be made from it, as they would be from this run (``_unread_maps``)."""
+        values, the maps what to make if read; returns the reduced cost. ``unread``: a
+        Materializer of the last run over these slots, untouched (``_release_unread``), which
+        the maps are made from again rather than from a new one."""
         engine, backend = self.math.engine, self.math.backend
-        made = unread
-        if made is None:
-            # The maps are made only if someone looks, from the slots alone (the bound batches
-            # belong to this call's scope, which is over by then).
-            made = Materializer(program, engine, slots, {})
-            self.activation_array_map.fill_later(_fill, made, program.values)
-            self.gradient_array_map.fill_later(_fill, made, program.gradients or ())
-            if captured is not None:
-                self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
+        # The maps are made only if someone looks, from the slots alone (the bound batches
+        # belong to this call's scope, which is over by then).
+        made = unread or Materializer(program, engine, slots, {})
+        self.activation_array_map.fill_later(_fill, made, program.values)
+        self.gradient_array_map.fill_later(_fill, made, program.gradients or ())
+        if captured is not None:
+            self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
         for update in () if captured is not None and captured.settled else program.updates:
             index = program.binding_index
             shape = program.bindings[index[update.target]].shape
@@ -174,27 +173,33 @@ class RecordedCalls(SessionValues):
             self._lent.append(weakref.ref(cost_value.storage))
         return cost_value  # type: ignore[return-value]
 
-    def _unread_maps(self, program: Program) -> Materializer | None:
-        """The Materializer the maps are still to be made from, when the last call ran
+    def _release_unread(self, program: Program) -> Materializer | None:
+        """What ``_release_retained`` does before a call; and when the last call ran
         ``program`` compiled and nothing it handed out has been looked at since (the maps
-        unread, no array made from its slots, its cost not lent); else None.
+        unread, no array made from its slots, its cost not lent), returns that call's
+        Materializer, which the next compiled run of ``program`` (over the same slots) makes
+        the maps from again; else None.
 
-        Then ``_release_retained`` has nothing to do but empty the maps, and the next compiled
-        run of ``program`` overwrites the same slots, from which the maps would be made anew
-        by a Materializer like this one, untouched: the maps can stay as they are (a training
-        loop that never reads them, every step)."""
+        Then all there is to release is the maps' entries, still to be made: the maps are
+        emptied (before the run, under the Session's lock: a reader in another thread finds
+        them empty, not values the run overwrites), and a training loop that never reads them
+        makes no Materializer per step."""
         made = self._borrowed
+        activations, gradients = self.activation_array_map, self.gradient_array_map
         if (
-            made is None
-            or made.program is not program
-            or made.made
-            or self._lent
-            or self._owned is not NOTHING
-            or not self.activation_array_map.fills_from(made)
-            or not self.gradient_array_map.fills_from(made)
+            made is not None
+            and made.program is program
+            and not made.made
+            and not self._lent
+            and activations.fills_from(made)
+            and gradients.fills_from(made)
         ):
-            return None
-        return made
+            activations.dispose()
+            gradients.dispose()
+            if not made.made:  # (none made meanwhile by a reader in another thread)
+                return made
+        self._release_retained()
+        return None
 
     def _captured(self, program: Program, raws: list[Any]) -> CapturedProgram | CpuStep | None:
         """``program`` compiled over ``raws`` the first time (a CUDA graph, a CPU step); None

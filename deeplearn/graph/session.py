@@ -289,9 +289,7 @@ class Session(RuleSteps):
         if not self._replayable():
             return None
         optimizer, program, math = rerun.optimizer, rerun.program, self.math
-        unread = self._unread_maps(program)  # (the maps left as they are: nothing to release)
-        if unread is None:
-            self._release_retained()
+        unread = self._release_unread(program)
         with optimizer.lock:
             optimizer.before_batch(math, rerun.batch_size, rerun.plan.variables)
             raws = rerun.inputs(math, self._input_value, "Session.train")
@@ -303,8 +301,7 @@ class Session(RuleSteps):
             if slots is None:
                 slots, captured = self._execute(program, raws, True, drawn=True)
             if unread is not None and (captured is None or slots is not unread.slots):
-                self._release_retained()  # (other slots: the maps emptied, made again from them)
-                unread = None
+                unread = None  # (other slots: the maps made from them by a Materializer of their own)
             return self._finish_training(program, slots, captured, optimizer, unread)
 
     @_serialized

@@ -31,8 +31,8 @@ class SessionValues:
     activation_array_map: TensorArrayMap
     gradient_array_map: SummedTensorArrayMap
     _converted: dict[Tensor, NDArray]  # constants copied to this math's backend
-    # The arrays of the last call when it ran as a captured graph (they live in its memory:
-    # _release_retained), else None; so during a call, whether this call was captured.
+    # The arrays of the last call when it ran compiled (they live in its memory:
+    # _release_retained), else None.
     _borrowed: Materializer | None
     _owned: set[int] | frozenset[int]  # see _retain
     _lent: list[weakref.ref[Storage]]  # returned costs in a captured graph's memory

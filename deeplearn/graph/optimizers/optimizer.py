@@ -94,7 +94,7 @@ class Optimizer:
                 scalar.dispose()
             self._constants.clear()
             self._step_values = {}
-        values = {"one": 1.0, "c": -self._learning_rate / batch_size}
+        values = {"one": 1.0, "c": -self.learning_rate / batch_size}  # (a subclass may compute it)
         hyperparameters = self._hyperparameters()
         if hyperparameters:  # (SGD has none: every step of a training loop comes here)
             values.update(hyperparameters)
