@@ -288,7 +288,7 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
                 indices = self._indices_on(math, inputs[0][0], count)
             for index, _ in inputs:
                 positions[index] = end
-            if epoch != end // n:
+            if epoch != end // n and self._holds_a_block():
                 self._forget_unused_epochs()
             return [indices] * len(inputs)
 
@@ -352,7 +352,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     def _epoch_order(self, math: NDArrayMath, epoch: int) -> Any:
         """Epoch ``epoch``'s order: a host array here (``_indices_on`` moves it to another
         backend), a GPU builder's copy on its device."""
-        return self._order(epoch)
+        order = self._orders.get(epoch)  # (held, mostly: _order's look, written out)
+        return order if order is not None else self._order(epoch)
 
     def _order(self, epoch: int) -> np.ndarray:
         order = self._orders.get(epoch)
@@ -387,12 +388,18 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         provider and at most a block ahead are kept, however far one provider runs ahead of
         another (a dropped order is computed again, the same, if a lagging provider reaches
         its epoch)."""
-        block = self._epochs_per_draw()  # (one epoch where epochs are large)
-        if len(self._orders) <= block and self._epochs_held() <= block:
+        if not self._holds_a_block():
             return  # a block's worth at most: not worth a look (most epochs' ends, when batches are epochs)
         in_use = {p // self.num_examples for p in self._positions}
         _forget_stale(self._orders, in_use, int)
         self._forget_epochs_except(in_use)
+
+    def _holds_a_block(self) -> bool:
+        """Whether more than a block of epochs' orders (``_epochs_per_draw``: one where epochs
+        are large) is held, here or by a subclass (GPU copies): then finished ones are looked
+        for."""
+        block = self._block_epochs
+        return len(self._orders) > block or self._epochs_held() > block
 
     def _epochs_held(self) -> int:
         """How many epochs' orders a subclass keeps (GPU copies)."""
