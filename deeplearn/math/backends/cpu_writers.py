@@ -287,18 +287,22 @@ def _relu_derivative(op: Fused, inputs: Sequence[Spec], result: Spec, context: _
     """The Fused op of ``relu_derivative``: x > 0 written as 1 or +0, then dy times it. That is
     ``step`` (CPU kernel: 1, +0, or NaN for NaN) times dy exactly wherever x is not NaN, the
     factors' order mattering for nothing but NaN payloads, which only dy can then carry. Where
-    x holds a NaN (its maximum is NaN) the two kernels run as they are."""
+    x holds a NaN (x·x is NaN) the two kernels run as they are."""
     dy_first = op.nodes[1].args[0] == Arg(0)
     if op != relu_derivative(inputs[0], inputs[1], dy_first):
         return None
     if not inputs[0].shape == inputs[1].shape == result.shape:
         return None
     zero = np.dtype(result.dtype).type(0)
-    greater, multiply, isnan, maximum = np.greater, np.multiply, np.isnan, np.maximum.reduce
+    greater, multiply, isnan, dot = np.greater, np.multiply, np.isnan, np.dot
     step_kernel = cpu_kernel.dispatch(Step)
 
     def write(dy: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-        if x.size and isnan(maximum(x, axis=None)):
+        flat = x.reshape(-1)
+        # x·x is NaN exactly when x holds a NaN (its terms are ≥ 0 or NaN: ±inf and overflow
+        # give +inf, never NaN), and BLAS finds it sooner than a max reduction (0.28 against
+        # 0.37 ms for the cnn's 1.6 M values on a 2-core CPU).
+        if x.size and isnan(dot(flat, flat)):
             s = step_kernel(Step(), x)
             multiply(dy, s, out=out) if dy_first else multiply(s, dy, out=out)
             return
