@@ -5,14 +5,16 @@ caller may keep it, dispose it, or write into it. Making each one is an allocati
 which on a GPU cost more host time than a captured training step's launch; a ``ZeroScalars``
 makes them a block at a time (one allocation, one fill) and hands out one element of the block
 per call, each with a storage of its own, so that disposing one, or writing into it, touches no
-other. The block's memory goes back once every element of it has been disposed.
+other. The block's memory goes back once every element of it has been disposed. The Scalars
+themselves are made with the block, in one loop, and each is counted live and tracked by the
+caller's scope only when handed out: a training loop's call then does little more than that.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.math.ndarray import Scalar, _fresh
+from deeplearn.math.ndarray import Scalar, _fresh, _hand_out
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
@@ -34,7 +36,7 @@ class ZeroScalars:
 
     def __init__(self, block: int = 256) -> None:
         self._block = block
-        self._left: list[Any] = []  # the block's elements not handed out yet, last one first
+        self._left: list[Scalar] = []  # the block's Scalars not handed out yet, last one first
         self._backend: Any = None
 
     def next(self, math: NDArrayMath) -> Scalar:
@@ -42,7 +44,11 @@ class ZeroScalars:
         backend = math.backend
         if not self._left or self._backend is not backend:
             block = backend.xp.zeros(self._block, backend.xp.float32)
-            self._left = [block[i, ...] for i in range(self._block - 1, -1, -1)]  # 0-d views
+            live = math.engine._live
+            # Each a 0-d C-ordered float32 view: wrapped as it is (no dtype or layout to check).
+            self._left = [
+                _fresh(Scalar, block[i, ...], backend, live, (), "float32", None, now=False)
+                for i in range(self._block - 1, -1, -1)
+            ]
             self._backend = backend
-        # A 0-d C-ordered float32 view: wrapped as it is (no checks of dtype or layout to make).
-        return _fresh(Scalar, self._left.pop(), backend, math.engine._live, (), "float32", None)
+        return _hand_out(self._left.pop())

@@ -76,28 +76,44 @@ def _fresh(
     shape: Shape,
     dtype: DType,
     spec: Spec | None,
+    now: bool = True,
 ) -> T:
     """Internal: a new ``klass`` over ``data`` (C-ordered, ``dtype``, of ``shape``, Python
     ints) with a storage of its own in ``live`` (its backend's table), tracked by the open
     scope: what ``NDArray.__init__`` and ``Storage.__init__`` make, written out, since the two
     calls cost more than the assignments on the paths that make an array per call (an eager
-    op's result, ``Session.train``'s zero Scalar)."""
+    op's result, ``Session.train``'s zero Scalar). With ``now`` False the array is made ahead
+    of its use: neither counted live nor tracked (nor given its serial) until ``_hand_out``."""
     storage = _new_object(Storage)
     storage.data = data
     storage.backend = backend
     storage.nbytes = nbytes = data.nbytes
     storage.refs = 1
-    storage.serial = next(_STORAGE_SERIALS)
     storage._live = live
-    live[id(storage)] = nbytes
     x = _new_object(klass)
     x.storage = storage
     x.shape = shape
     x.dtype = dtype
     x._disposed = False
     x._spec = spec
+    if not now:
+        return x
+    storage.serial = next(_STORAGE_SERIALS)
+    live[id(storage)] = nbytes
     stack = _SCOPES.get()
     if stack:  # the innermost open scope of this thread or task tracks every new array
+        stack[-1]._tracked[id(x)] = x
+    return x
+
+
+def _hand_out(x: T) -> T:
+    """Internal: ``x``, made ahead by ``_fresh(..., now=False)``, as ``_fresh`` would make it
+    now: counted live, given the serial of an array made now, tracked by the open scope."""
+    storage = x.storage
+    storage.serial = next(_STORAGE_SERIALS)
+    storage._live[id(storage)] = storage.nbytes
+    stack = _SCOPES.get()
+    if stack:
         stack[-1]._tracked[id(x)] = x
     return x
 
