@@ -33,17 +33,7 @@ import deeplearn as dl
 from deeplearn import Array1D, NDArray, Scalar
 from deeplearn.math.ops.linalg import MatrixOrientation
 
-__all__ = [
-    "ADAPTERS",
-    "ALL_CASES",
-    "SKIPS",
-    "CHECKED",
-    "Same",
-    "Tape",
-    "case_params",
-    "tensor",
-    "is_math_case",
-]
+__all__ = ["ADAPTERS", "ALL_CASES", "SKIPS", "CHECKED", "Same", "Tape", "case_params", "tensor", "is_math_case"]
 
 CHECKED = object()
 """Returned by an adapter that asserted everything itself."""
@@ -53,13 +43,10 @@ class Same(list):  # type: ignore[type-arg]
     """Several results (e.g. a public API and the op's backward) that must each equal the one
     expected tensor."""
 
-
 Case = dict[str, Any]
 Adapter = Callable[[dl.NDArrayMath, Case], Any]
 
-ALL_CASES: list[Case] = json.loads(
-    (Path(__file__).resolve().parent / "data/conformance_cases.json").read_text()
-)
+ALL_CASES: list[Case] = json.loads((Path(__file__).resolve().parent / "data/conformance_cases.json").read_text())
 """Every conformance case; tests/test_conformance.py and tests/test_graph_conformance.py each
 replay their part."""
 
@@ -73,20 +60,10 @@ def case_params(cases: Sequence[Case], skips: Mapping[str, str]) -> list[Any]:
         out.append(pytest.param(case, id=case["id"], marks=marks))
     return out
 
-
 # Ops of the cases another helper replays (graph builder, graph ops, Session, training,
 # GraphRunner, input providers, datasets, checkpoints).
-_NOT_MATH_PREFIXES = (
-    "graph:",
-    "graph.build:",
-    "session.",
-    "train:",
-    "GraphRunner",
-    "InCPUMemory",
-    "InGPUMemory",
-    "InMemoryDataset",
-    "CheckpointLoader",
-)
+_NOT_MATH_PREFIXES = ("graph:", "graph.build:", "session.", "train:", "GraphRunner", "InCPUMemory",
+                      "InGPUMemory", "InMemoryDataset", "CheckpointLoader")
 
 
 def is_math_case(case: Case) -> bool:
@@ -96,19 +73,13 @@ def is_math_case(case: Case) -> bool:
 
 # -- departures ----------------------------------------------------------------------------------
 
-_SENTINELS = (
-    "docs/design.md §4 departure: int32/bool NaN follow NumPy, not deeplearn.js's sentinels "
-    "(-2147483648 / 255 are ordinary values here)"
-)
-_ARGMAX_NAN = (
-    "docs/design.md §4 departure: arg_max/arg_min with NaN follow NumPy (the index of the first "
-    "NaN), not deeplearn.js's NaN sentinel"
-)
+_SENTINELS = ("docs/design.md §4 departure: int32/bool NaN follow NumPy, not deeplearn.js's sentinels "
+              "(-2147483648 / 255 are ordinary values here)")
+_ARGMAX_NAN = ("docs/design.md §4 departure: arg_max/arg_min with NaN follow NumPy (the index of the first "
+               "NaN), not deeplearn.js's NaN sentinel")
 _COPY2D = "docs/design.md §4 departure: copy2D was removed after deeplearn.js 0.3.13 and is not provided"
-_FROM_PIXELS = (
-    "departure (docs/differences.md): fromPixels reads browser ImageData/<img>/<canvas>/<video> "
-    "objects, which have no Python equivalent; use NDArray.from_numpy"
-)
+_FROM_PIXELS = ("departure (docs/differences.md): fromPixels reads browser ImageData/<img>/<canvas>/<video> "
+                "objects, which have no Python equivalent; use NDArray.from_numpy")
 
 SKIPS: dict[str, str] = {
     "relu.nan_int32": _SENTINELS,
@@ -247,9 +218,7 @@ class Tape:
     def __exit__(self, *exc: object) -> None:
         del self.math.engine.run  # back to the class's method
 
-    def gradients(
-        self, y: NDArray, wrt: Sequence[NDArray], dy: NDArray | None = None
-    ) -> list[NDArray | None]:
+    def gradients(self, y: NDArray, wrt: Sequence[NDArray], dy: NDArray | None = None) -> list[NDArray | None]:
         math = self.math
         grads: dict[int, NDArray] = {}
 
@@ -451,11 +420,8 @@ def _scope_program(math: dl.NDArrayMath, case: Case) -> Any:
             result = math.scope(inner)
             inside = math.get_num_arrays() - base
             values = result.get_values()
-        return {
-            "result": values,
-            "numArrays_inside_after_inner_scope": inside,
-            "numArrays_after_outer_scope": math.get_num_arrays() - base,
-        }
+        return {"result": values, "numArrays_inside_after_inner_scope": inside,
+                "numArrays_after_outer_scope": math.get_num_arrays() - base}
     if case["id"] == "scope.returns_array_list":
         # scope{ add(a, b); return [add(a, b), subtract(a, b)] }, inside an outer scope
         def body(keep: Any, track: Any) -> list[NDArray]:
@@ -672,61 +638,17 @@ def _resize_bilinear(math: dl.NDArrayMath, case: Case) -> Any:
 
 _PLAIN = [
     # element-wise unary
-    "neg",
-    "exp",
-    "log",
-    "sqrt",
-    "square",
-    "abs",
-    "ceil",
-    "floor",
-    "relu",
-    "elu",
-    "selu",
-    "sigmoid",
-    "tanh",
-    "sin",
-    "cos",
-    "tan",
-    "asin",
-    "acos",
-    "atan",
-    "sinh",
-    "cosh",
-    "clone",
+    "neg", "exp", "log", "sqrt", "square", "abs", "ceil", "floor", "relu", "elu", "selu", "sigmoid",
+    "tanh", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "clone",
     # binary
-    "add",
-    "subtract",
-    "multiply",
-    "divide",
-    "pow",
-    "maximum",
-    "minimum",
-    "equal",
-    "addStrict",
-    "subStrict",
-    "multiplyStrict",
-    "divideStrict",
-    "powStrict",
-    "equalStrict",
-    "maximumStrict",
-    "minimumStrict",
-    "prelu",
-    "preluDer",
-    "argMaxEquals",
+    "add", "subtract", "multiply", "divide", "pow", "maximum", "minimum", "equal", "addStrict",
+    "subStrict", "multiplyStrict", "divideStrict", "powStrict", "equalStrict", "maximumStrict",
+    "minimumStrict", "prelu", "preluDer", "argMaxEquals",
     # scalar-array helpers (deprecated aliases in 0.3.x)
-    "scalarPlusArray",
-    "scalarMinusArray",
-    "arrayMinusScalar",
-    "scalarTimesArray",
-    "scalarDividedByArray",
-    "arrayDividedByScalar",
+    "scalarPlusArray", "scalarMinusArray", "arrayMinusScalar", "scalarTimesArray",
+    "scalarDividedByArray", "arrayDividedByScalar",
     # linear algebra and layout
-    "vectorTimesMatrix",
-    "matrixTimesVector",
-    "dotProduct",
-    "outerProduct",
-    "concat1D",
+    "vectorTimesMatrix", "matrixTimesVector", "dotProduct", "outerProduct", "concat1D",
 ]
 
 ADAPTERS: dict[str, Adapter] = {

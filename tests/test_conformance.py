@@ -59,13 +59,8 @@ def check_tensor(got: Any, spec: dict[str, Any], case: dict[str, Any], where: st
     assert have.shape == want.shape, f"{where}: {have.size} values, expected {want.size}"
     nan = np.isnan(want)
     np.testing.assert_array_equal(np.isnan(have), nan, err_msg=f"{where}: NaN positions differ; got {have}")
-    np.testing.assert_allclose(
-        have[~nan],
-        want[~nan],
-        rtol=1e-6,
-        atol=case["tolerance"],
-        err_msg=f"{where}: got {have}, expected {want}",
-    )
+    np.testing.assert_allclose(have[~nan], want[~nan], rtol=1e-6, atol=case["tolerance"],
+                               err_msg=f"{where}: got {have}, expected {want}")
 
 
 def check(result: Any, case: dict[str, Any]) -> None:

@@ -24,36 +24,24 @@ from deeplearn import Array1D, FeedEntry, Graph, NDArray, Scalar, Session
 from tests.conformance_adapters import ALL_CASES, case_params
 from tests.graph.helpers import ListProvider
 
-PREFIXES = (
-    "graph.build:",
-    "graph:",
-    "session.",
-    "train:",
-    "GraphRunner.train",
-    "InCPUMemoryShuffledInputProviderBuilder",
-    "InMemoryDataset.",
-    "CheckpointLoader.",
-)
+PREFIXES = ("graph.build:", "graph:", "session.", "train:", "GraphRunner.train",
+            "InCPUMemoryShuffledInputProviderBuilder", "InMemoryDataset.", "CheckpointLoader.")
 CASES = [c for c in ALL_CASES if c["op"].startswith(PREFIXES)]
 
 SKIPS = {
     "graph.meanSquaredCost.fwd_bwd": (
         "docs/design.md §4 departure (docs/differences.md): the mean_squared_cost gradient is "
-        "dy·(x1 − x2)/N; deeplearn.js dropped the 1/N and ignored dy"
-    ),
+        "dy·(x1 − x2)/N; deeplearn.js dropped the 1/N and ignored dy"),
     "graph.shape.conv2d_ok": (
         "departure (docs/differences.md): Graph.conv2d checks that w is [field_size, field_size, "
         "depth, output_depth] when the node is built; deeplearn.js accepted this case's [1, 2, 3, 4] "
-        "weights for a field of 4 and 10 outputs and failed only when the op first ran"
-    ),
+        "weights for a field of 4 and 10 outputs and failed only when the op first ran"),
     "optimizer.adadelta.two_steps": (
         "departure (docs/differences.md): Adadelta divides by the squared-gradient average after "
-        "this batch (Zeiler); deeplearn.js used the one from before, which makes it plain SGD"
-    ),
+        "this batch (Zeiler); deeplearn.js used the one from before, which makes it plain SGD"),
     "graph.shape.argmaxEquals_ok": (
         "departure (docs/differences.md): argmax/argmax_equals tensors have shape (), the shape of "
-        "their value; deeplearn.js declared [1] while producing a scalar"
-    ),
+        "their value; deeplearn.js declared [1] while producing a scalar"),
 }
 
 
@@ -68,13 +56,8 @@ def _check(got: Any, spec: dict[str, Any], tolerance: float, where: str) -> None
     if "dtype" in spec:
         assert got.dtype == spec["dtype"], f"{where}: dtype {got.dtype}, expected {spec['dtype']}"
     if "values" in spec and spec["values"] is not None:
-        np.testing.assert_allclose(
-            arr.reshape(-1).astype(np.float64),
-            np.asarray(spec["values"], dtype=np.float64),
-            rtol=1e-6,
-            atol=tolerance,
-            err_msg=where,
-        )
+        np.testing.assert_allclose(arr.reshape(-1).astype(np.float64), np.asarray(spec["values"], dtype=np.float64),
+                                   rtol=1e-6, atol=tolerance, err_msg=where)
 
 
 # -- graph.build:* -------------------------------------------------------------------------------
@@ -233,15 +216,10 @@ def _session_eval(case: dict[str, Any], math: dl.NDArrayMath) -> None:
 
 
 def _optimizer(spec: dict[str, Any], variables: dict[str, dl.Tensor] | None = None) -> dl.Optimizer:
-    names = {
-        "SGDOptimizer": ["learningRate"],
-        "MomentumOptimizer": ["learningRate", "momentum"],
-        "RMSPropOptimizer": ["learningRate", "gamma"],
-        "AdagradOptimizer": ["learningRate"],
-        "AdadeltaOptimizer": ["learningRate", "gamma"],
-        "AdamOptimizer": ["learningRate", "beta1", "beta2"],
-        "AdamaxOptimizer": ["learningRate", "beta1", "beta2"],
-    }[spec["class"]]
+    names = {"SGDOptimizer": ["learningRate"], "MomentumOptimizer": ["learningRate", "momentum"],
+             "RMSPropOptimizer": ["learningRate", "gamma"], "AdagradOptimizer": ["learningRate"],
+             "AdadeltaOptimizer": ["learningRate", "gamma"], "AdamOptimizer": ["learningRate", "beta1", "beta2"],
+             "AdamaxOptimizer": ["learningRate", "beta1", "beta2"]}[spec["class"]]
     var_list = None
     if "specifiedVariableList" in spec:
         var_list = [variables[n] for n in spec["specifiedVariableList"]]  # type: ignore[index]
@@ -283,9 +261,7 @@ def _train(case: dict[str, Any], math: dl.NDArrayMath) -> None:
         cost = g.mean_squared_cost(g.constant(1), y_pred)
         s = Session(g, math)
         feeds = [FeedEntry(x, _Repeat([1, 2]))]
-        s.train(
-            cost, feeds, attrs["batchSize"], _optimizer(attrs["call1"]["optimizer"], {"b0": b0, "b1": b1})
-        )
+        s.train(cost, feeds, attrs["batchSize"], _optimizer(attrs["call1"]["optimizer"], {"b0": b0, "b1": b1}))
         _check(s.activation_array_map.get(b0), expected["b0_after_call1"], tol, "b0")
         _check(s.activation_array_map.get(b1), expected["b1_after_call1"], tol, "b1")
         before = (b0.node.data, b1.node.data)
@@ -313,11 +289,9 @@ def _dataset(case: dict[str, Any], math: dl.NDArrayMath) -> None:
 
     d = Fixed([examples[0].shape])
     d.fetch_data()
-    steps = [
-        ("after_normalize_0_1", lambda: d.normalize_within_bounds(0, 0, 1)),
-        ("after_normalize_neg1_1", lambda: d.normalize_within_bounds(0, -1, 1)),
-        ("after_removeNormalization", lambda: d.remove_normalization(0)),
-    ]
+    steps = [("after_normalize_0_1", lambda: d.normalize_within_bounds(0, 0, 1)),
+             ("after_normalize_neg1_1", lambda: d.normalize_within_bounds(0, -1, 1)),
+             ("after_removeNormalization", lambda: d.remove_normalization(0))]
     for key, step in steps:
         step()
         for i, (got, want) in enumerate(zip(d.get_data()[0], case["expected"][key])):  # type: ignore[index]
@@ -364,38 +338,21 @@ def _graph_runner(case: dict[str, Any], math: dl.NDArrayMath) -> None:
             values[key] = value.get()
 
     observer = dl.GraphRunnerEventObserver(
-        avg_cost_callback=lambda c: count("avg", c),
-        metric_callback=lambda m: count("metric", m),
-        train_examples_per_sec_callback=lambda n: count("eps"),
-        total_time_callback=lambda t: count("time"),
-        batches_trained_callback=lambda n: count("batches"),
-        inference_examples_callback=lambda f, v: count("inference"),
-        done_training_callback=lambda: count("done"),
-    )
+        avg_cost_callback=lambda c: count("avg", c), metric_callback=lambda m: count("metric", m),
+        train_examples_per_sec_callback=lambda n: count("eps"), total_time_callback=lambda t: count("time"),
+        batches_trained_callback=lambda n: count("batches"), inference_examples_callback=lambda f, v: count("inference"),
+        done_training_callback=lambda: count("done"))
     runner = dl.GraphRunner(math, session, observer)  # type: ignore[arg-type]
     cost, metric, optimizer, feeds, metric_feeds = object(), object(), object(), [], []
-    runner.train(
-        cost,
-        feeds,
-        attrs["batchSize"],
-        optimizer,
-        attrs["numBatches"],
-        metric,
-        metric_feeds,  # type: ignore[arg-type]
-        attrs["metricBatchSize"],
-        dl.MetricReduction.MEAN,
-        attrs["evalIntervalMs"],
-        attrs["costIntervalMs"],
-    )
+    runner.train(cost, feeds, attrs["batchSize"], optimizer, attrs["numBatches"], metric, metric_feeds,  # type: ignore[arg-type]
+                 attrs["metricBatchSize"], dl.MetricReduction.MEAN, attrs["evalIntervalMs"], attrs["costIntervalMs"])
     assert len(session.train_args) == expected["session.train_calls"]
     for args in session.train_args:
         assert args[0] is cost and args[2] == attrs["batchSize"] and args[3] is optimizer
         assert args[4] == dl.CostReduction.MEAN
     assert session.eval_calls == expected["session.eval_calls"]
     assert counts["avg"] == expected["avgCostCallback_calls"] and values["avg"] == expected["avgCost_value"]
-    assert (
-        counts["metric"] == expected["metricCallback_calls"] and values["metric"] == expected["metric_value"]
-    )
+    assert counts["metric"] == expected["metricCallback_calls"] and values["metric"] == expected["metric_value"]
     assert counts["eps"] == expected["trainExamplesPerSecCallback_calls"]
     assert counts["time"] == expected["totalTimeCallback_calls"]
     assert counts["batches"] == expected["batchesTrainedCallback_calls"]
@@ -433,6 +390,4 @@ def test_every_case_of_these_ops_is_replayed_or_skipped_with_a_reason() -> None:
     assert set(SKIPS) <= {c["id"] for c in CASES}
     assert all("departure" in reason and "docs/differences.md" in reason for reason in SKIPS.values())
     differences = (Path(__file__).resolve().parents[1] / "docs" / "differences.md").read_text()
-    assert [i for i in SKIPS if f"`{i}`" not in differences] == [], (
-        "skipped ids missing from docs/differences.md"
-    )
+    assert [i for i in SKIPS if f"`{i}`" not in differences] == [], "skipped ids missing from docs/differences.md"

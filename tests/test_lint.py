@@ -16,14 +16,8 @@ CHECKED = ["deeplearn", "tests", "bench", "demos", "examples", "conftest.py"]
 
 def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
     pytest.importorskip("ruff", reason="ruff comes with the test extra (pip install -e '.[test]')")
-    return subprocess.run(
-        [sys.executable, "-m", "ruff", *args],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return subprocess.run([sys.executable, "-m", "ruff", *args], check=False, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_the_code_passes_ruff_check() -> None:

@@ -49,9 +49,8 @@ def test_infer_matches_forward(case: OpCase) -> None:
         assert out.dtype.kind in kind, f"{case.id}: dtype {out.dtype} vs rule {spec.dtype}"
 
 
-def numeric_vjp(
-    f: Callable[..., Any], inputs: list[np.ndarray], dy: np.ndarray, i: int, eps: float = 1e-6
-) -> np.ndarray:
+def numeric_vjp(f: Callable[..., Any], inputs: list[np.ndarray], dy: np.ndarray, i: int,
+                eps: float = 1e-6) -> np.ndarray:
     """d/d inputs[i] of sum(dy * f(inputs)), by central differences."""
     x, grad = inputs[i], np.zeros_like(inputs[i])
     for idx in np.ndindex(x.shape):
@@ -84,13 +83,8 @@ def test_gradient_matches_finite_differences(case: OpCase) -> None:
         with np.errstate(all="ignore"):
             expected = numeric_vjp(lambda *xs: case.op.forward(np, *xs), inputs, dy, i)
         assert g.shape == inputs[i].shape, f"{case.id}: gradient {i} shape {g.shape}"
-        np.testing.assert_allclose(
-            g.numpy(),
-            expected,
-            rtol=case.grad_rtol,
-            atol=case.grad_atol,
-            err_msg=f"{case.id}: gradient of input {i}",
-        )
+        np.testing.assert_allclose(g.numpy(), expected, rtol=case.grad_rtol, atol=case.grad_atol,
+                                   err_msg=f"{case.id}: gradient of input {i}")
 
 
 def test_every_op_has_a_case_and_a_method() -> None:

@@ -65,9 +65,8 @@ def _providers(model: str, math: dl.NDArrayMath) -> list[Any]:
     return dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
 
 
-def _train(
-    model: str, fused: bool, optimizer: dl.Optimizer, reduction: CostReduction, steps: int = 12
-) -> tuple[list[float], list[np.ndarray], dict[str, np.ndarray], list[Program]]:
+def _train(model: str, fused: bool, optimizer: dl.Optimizer, reduction: CostReduction,
+           steps: int = 12) -> tuple[list[float], list[np.ndarray], dict[str, np.ndarray], list[Program]]:
     math = dl.NDArrayMathCPU()
     g, x, label, cost, variables = (_quad if model == "quad" else _mlp)(math)
     xp, yp = _providers(model, math)
@@ -78,12 +77,8 @@ def _train(
         with math.scope():
             costs.append(float(session.train(cost, {x: xp, label: yp}, 4, optimizer, reduction).get()))
         if fused and step == 0:  # recorded by now: fuse it as a captured step would be
-            programs = [
-                p
-                for plan in session._plans.values()
-                for s in plan._steps.values()
-                for p in s.training.values()
-            ]
+            programs = [p for plan in session._plans.values() for s in plan._steps.values()
+                        for p in s.training.values()]
             for p in programs:
                 p.prepare_in_place_updates()
                 fuse(p, fusible, p.writable_in_place())
@@ -104,9 +99,8 @@ OPTIMIZERS = {
 @pytest.mark.parametrize("reduction", [CostReduction.NONE, CostReduction.MEAN])
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("model", ["quad", "mlp"])
-def test_a_fused_training_step_gives_the_unfused_results_bit_for_bit(
-    model: str, optimizer: str, reduction: CostReduction
-) -> None:
+def test_a_fused_training_step_gives_the_unfused_results_bit_for_bit(model: str, optimizer: str,
+                                                                     reduction: CostReduction) -> None:
     """Fused after its first call, a step trains exactly as before, and what the Session hands
     out after it (the cost, an activation, a gradient) is the same."""
     costs, weights, maps, _ = _train(model, False, OPTIMIZERS[optimizer](), reduction)
@@ -181,9 +175,7 @@ def test_an_update_written_element_by_element_joins_even_a_large_group_that_read
     c = p.bind("c", (), "float32")
     (sq,) = p.add_step(Square(), [Ref(v, None)], [Spec((n,))])
     (ng,) = p.add_step(Neg(), [Ref(sq, None)], [Spec((n,))])
-    (new,) = p.add_step(
-        ScaledArrayAdd(), [Ref(c, None), Ref(v, (n,)), Ref(c, None), Ref(ng, None)], [Spec((n,))]
-    )
+    (new,) = p.add_step(ScaledArrayAdd(), [Ref(c, None), Ref(v, (n,)), Ref(c, None), Ref(ng, None)], [Spec((n,))])
     (after,) = p.add_step(Add(), [Ref(ng, None), Ref(c, None)], [Spec((n,))])
     p.prune({new, after})
     raws = [np.linspace(-1, 1, n, dtype=np.float32), np.array(0.5, np.float32)]
@@ -258,22 +250,12 @@ def test_a_sum_over_more_than_small_elements_is_not_fused() -> None:
     assert fuse(p, fusible, {}) == 0
 
 
-SHAPES = [
-    ((3, 4), (3, 4)),
-    ((4,), (3, 4)),
-    ((1, 4), (3, 4)),
-    ((3, 1), (3, 4)),
-    ((), (2, 3)),
-    ((2, 1, 4), (2, 3, 4)),
-    ((3, 1), (2, 3, 5)),
-    ((1,), (5,)),
-]
+SHAPES = [((3, 4), (3, 4)), ((4,), (3, 4)), ((1, 4), (3, 4)), ((3, 1), (3, 4)), ((), (2, 3)),
+          ((2, 1, 4), (2, 3, 4)), ((3, 1), (2, 3, 5)), ((1,), (5,))]
 
 
 @pytest.mark.parametrize(("shape", "out"), SHAPES, ids=[f"{a}->{b}" for a, b in SHAPES])
-def test_the_broadcast_index_of_the_cuda_kernel_is_numpys(
-    shape: tuple[int, ...], out: tuple[int, ...]
-) -> None:
+def test_the_broadcast_index_of_the_cuda_kernel_is_numpys(shape: tuple[int, ...], out: tuple[int, ...]) -> None:
     """The C expression that reads an input broadcast to the kernel's shape, evaluated for
     every output element, picks the element NumPy's broadcasting picks."""
     expr = cuda_fusion._broadcast_index(shape, out)
@@ -360,10 +342,8 @@ def test_groups_run_side_by_side_only_when_neither_reads_the_other() -> None:
 
 
 def _nodes(program: Program) -> list[list[str]]:
-    return [
-        [type(n.op).__name__ for n in s.op.nodes] if isinstance(s.op, Fused) else [type(s.op).__name__]
-        for s in program.steps
-    ]
+    return [[type(n.op).__name__ for n in s.op.nodes] if isinstance(s.op, Fused) else [type(s.op).__name__]
+            for s in program.steps]
 
 
 def test_a_scalar_written_in_place_never_joins_a_kernel_of_several_blocks() -> None:
@@ -405,15 +385,10 @@ def test_a_value_read_broadcast_is_not_written_in_place_in_the_same_kernel() -> 
     (a,) = p.add_step(Multiply(), [Ref(x, None), Ref(t, (64, 1))], [Spec((64, 2))])
     (sq,) = p.add_step(Square(), [Ref(a, None)], [Spec((64, 2))])
     (z,) = p.add_step(Sum((0,)), [Ref(sq, (2, 64))], [Spec((64,))])
-    (new,) = p.add_step(
-        ScaledArrayAdd(), [Ref(one, None), Ref(t, None), Ref(one, None), Ref(z, None)], [Spec((64,))]
-    )
+    (new,) = p.add_step(ScaledArrayAdd(), [Ref(one, None), Ref(t, None), Ref(one, None), Ref(z, None)], [Spec((64,))])
     p.prune({new})
-    raws = [
-        np.linspace(-1, 1, 128, dtype=np.float32).reshape(64, 2),
-        np.linspace(0, 1, 64, dtype=np.float32),
-        np.array(1.0, np.float32),
-    ]
+    raws = [np.linspace(-1, 1, 128, dtype=np.float32).reshape(64, 2), np.linspace(0, 1, 64, dtype=np.float32),
+            np.array(1.0, np.float32)]
     want = _run(p, raws)
     fuse(p, fusible, {new: t})
     assert not any("ScaledArrayAdd" in group and "Multiply" in group for group in _nodes(p)), _nodes(p)
@@ -423,7 +398,6 @@ def test_a_value_read_broadcast_is_not_written_in_place_in_the_same_kernel() -> 
 def test_sums_by_column_that_need_more_shared_memory_than_a_block_has_get_no_kernel() -> None:
     """Each sum by column keeps a float per thread in shared memory (48 KiB a block): 50 sums
     of 64 columns over 256 threads would need 51 KiB. The op then runs its nodes one by one."""
-
     def program(sums: int) -> Program:
         p = Program()
         x = p.bind("x", (8, 64), "float32")

@@ -13,14 +13,10 @@ from deeplearn import Array1D, CheckpointLoader, NDArray, write_checkpoint
 
 
 def test_reads_deeplearnjs_format(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text(
-        json.dumps(
-            {
-                "fakeVar1": {"filename": "fakeFile1", "shape": [10]},
-                "fakeVar2": {"filename": "fakeFile2", "shape": [5, 5]},
-            }
-        )
-    )
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "fakeVar1": {"filename": "fakeFile1", "shape": [10]},
+        "fakeVar2": {"filename": "fakeFile2", "shape": [5, 5]},
+    }))
     (tmp_path / "fakeFile1").write_bytes(np.arange(10, dtype="<f4").tobytes())
     loader = CheckpointLoader(str(tmp_path))
     assert set(loader.get_checkpoint_manifest()) == {"fakeVar1", "fakeVar2"}
@@ -35,11 +31,8 @@ def test_reads_deeplearnjs_format(tmp_path: Path) -> None:
 
 
 def test_round_trip_and_file_names(tmp_path: Path) -> None:
-    variables = {
-        "dense/kernel:0": NDArray.make([2, 3], np.arange(6)),
-        "bias": Array1D.new([1.5, -2]),
-        "scalar": 3.0,
-    }
+    variables = {"dense/kernel:0": NDArray.make([2, 3], np.arange(6)), "bias": Array1D.new([1.5, -2]),
+                 "scalar": 3.0}
     write_checkpoint(tmp_path / "ckpt", variables)
     manifest = json.loads((tmp_path / "ckpt" / "manifest.json").read_text())
     assert manifest["dense/kernel:0"] == {"filename": "dense_kernel0", "shape": [2, 3]}
@@ -65,8 +58,7 @@ def test_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_an_overwrite_interrupted_before_the_manifest_keeps_the_old_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every variable file of the new checkpoint is written, then the manifest rename fails: the
     old manifest must still load the old values (no file it names was replaced)."""
     write_checkpoint(tmp_path, {"w": Array1D.new([1, 2]), "b": Array1D.new([3])})
@@ -86,9 +78,7 @@ def test_an_overwrite_interrupted_before_the_manifest_keeps_the_old_checkpoint(
     write_checkpoint(tmp_path, {"w": Array1D.new([7, 8])})  # a complete overwrite replaces it
     assert CheckpointLoader(tmp_path).get_variable("w").get_values().tolist() == [7, 8]
     named = {e["filename"] for e in json.loads((tmp_path / "manifest.json").read_text()).values()}
-    assert {
-        p.name for p in tmp_path.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")
-    } >= named
+    assert {p.name for p in tmp_path.iterdir() if p.name != "manifest.json" and not p.name.startswith(".")} >= named
 
 
 def test_errors(tmp_path: Path) -> None:
@@ -116,6 +106,4 @@ def test_loaded_weights_drive_a_graph(tmp_path: Path, cpu_math: dl.NDArrayMath) 
     g = dl.Graph()
     x = g.placeholder("x", [2])
     y = g.matmul(x, g.variable("w", w_data))
-    np.testing.assert_array_equal(
-        dl.Session(g, cpu_math).eval(y, {x: Array1D.new([1, 1])}).get_values(), [4, 6]
-    )
+    np.testing.assert_array_equal(dl.Session(g, cpu_math).eval(y, {x: Array1D.new([1, 1])}).get_values(), [4, 6])

@@ -41,10 +41,8 @@ def test_a_manifest_json_of_someone_else_is_refused_and_kept(tmp_path: Path, con
         manifest.mkdir()
     else:
         manifest.write_text(content)
-    with pytest.raises(
-        ValueError,
-        match="write_checkpoint: the folder holds a manifest.json that is not a checkpoint manifest",
-    ):
+    with pytest.raises(ValueError, match="write_checkpoint: the folder holds a manifest.json that is not a "
+                                         "checkpoint manifest"):
         write_checkpoint(tmp_path, {"w": Array1D.new([1])})
     assert manifest.is_dir() if content is None else manifest.read_text() == content
     assert _files(tmp_path) == {"manifest.json"}  # nothing written
@@ -56,23 +54,13 @@ def test_dtypes_survive_the_round_trip(tmp_path: Path) -> None:
         "ids": NDArray.make([3], [-(2**31), 0, 2**31 - 1], "int32"),
         "mask": NDArray.make([2, 2], [True, False, False, True], "bool"),
         "w": Array1D.new([0.1, -2.5]),
-        "count": 7,
-        "flags": [True, False],
-        "big": np.array([2**31 - 1], np.int64),
-        "lr": 0.5,
+        "count": 7, "flags": [True, False], "big": np.array([2**31 - 1], np.int64), "lr": 0.5,
     }
     write_checkpoint(tmp_path, variables)
     loaded = CheckpointLoader(tmp_path).get_all_variables()
     assert {k: v.dtype for k, v in loaded.items()} == {
-        "step": "int32",
-        "ids": "int32",
-        "mask": "bool",
-        "w": "float32",
-        "count": "int32",
-        "flags": "bool",
-        "big": "int32",
-        "lr": "float32",
-    }
+        "step": "int32", "ids": "int32", "mask": "bool", "w": "float32", "count": "int32", "flags": "bool",
+        "big": "int32", "lr": "float32"}
     assert loaded["step"].get() == 16777217  # float32 would read 16777216
     assert loaded["ids"].get_values().tolist() == [-(2**31), 0, 2**31 - 1]
     assert loaded["mask"].numpy().tolist() == [[True, False], [False, True]]
@@ -115,13 +103,8 @@ def test_what_a_killed_writer_leaves_is_removed_by_the_next_write(tmp_path: Path
     write_checkpoint(tmp_path, {"w": Array1D.new([1, 2]), "b": Array1D.new([3]), "old": Array1D.new([0])})
     (tmp_path / "notes.tmp").write_text("mine")  # a user's .tmp file is not ours
     before = _files(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path), when],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(tmp_path), when], capture_output=True,
+                            text=True, timeout=120, check=False)
     assert result.returncode == 9, result.stderr
     assert _files(tmp_path) > before  # orphaned variable files, temporary files, the journal
     old = CheckpointLoader(tmp_path).get_all_variables()  # the previous checkpoint still stands
@@ -168,9 +151,7 @@ def test_writers_of_one_folder_take_turns(tmp_path: Path) -> None:
     variables = loader.get_all_variables()
     (i,) = [int(k[1:]) for k in variables if k.startswith("v")]
     assert variables["w"].get_values().tolist() == [i, i]
-    assert _files(tmp_path) == {e["filename"] for e in loader.get_checkpoint_manifest().values()} | {
-        "manifest.json"
-    }
+    assert _files(tmp_path) == {e["filename"] for e in loader.get_checkpoint_manifest().values()} | {"manifest.json"}
 
 
 def _manifest(folder: Path, entries: dict[str, object]) -> None:
@@ -186,14 +167,9 @@ def test_a_link_out_of_the_folder_is_not_followed(tmp_path: Path) -> None:
     (folder / "inner").write_bytes(np.arange(2, dtype="<f4").tobytes())
     (folder / "alias").symlink_to("inner")
     _manifest(folder, {"w": {"filename": "w", "shape": [2]}, "a": {"filename": "alias", "shape": [2]}})
-    with pytest.raises(
-        ValueError, match="the file of variable 'w' must be inside the checkpoint folder; got .*a link to"
-    ):
+    with pytest.raises(ValueError, match="the file of variable 'w' must be inside the checkpoint folder; got .*a link to"):
         CheckpointLoader(folder).get_variable("w")
-    assert CheckpointLoader(folder).get_variable("a").get_values().tolist() == [
-        0,
-        1,
-    ]  # a link inside is a file
+    assert CheckpointLoader(folder).get_variable("a").get_values().tolist() == [0, 1]  # a link inside is a file
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
@@ -210,9 +186,7 @@ def test_the_size_is_checked_before_reading(tmp_path: Path) -> None:
     _manifest(tmp_path, {"w": {"filename": "w", "shape": [1]}})
     tracemalloc.start()
     try:
-        with pytest.raises(
-            ValueError, match="must hold 4 bytes .float32 of shape .1,... got 200000000 bytes"
-        ):
+        with pytest.raises(ValueError, match="must hold 4 bytes .float32 of shape .1,... got 200000000 bytes"):
             CheckpointLoader(tmp_path).get_variable("w")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -220,26 +194,23 @@ def test_the_size_is_checked_before_reading(tmp_path: Path) -> None:
     assert peak < 10_000_000, f"{peak} bytes allocated: the file was read"
 
 
-@pytest.mark.parametrize(
-    ("manifest", "message"),
-    [
-        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-        ('{"w": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
-        ({"w": {"filename": "w", "shape": [True, 4]}}, "manifest entry 'w' must be"),
-        ({"w": {"filename": "w", "shape": [2.0]}}, "manifest entry 'w' must be"),
-        ({"w": {"filename": "w", "shape": [-1]}}, "manifest entry 'w' must be"),
-        ({"w": {"filename": "w", "shape": "2"}}, "manifest entry 'w' must be"),
-        ({"w": {"filename": "w", "shape": [2], "dtype": "float64"}}, "optional 'dtype' of"),
-        ({"w": {"filename": "w", "shape": [2], "dtype": ["int32"]}}, "optional 'dtype' of"),
-        ({"w": {"filename": 3, "shape": [2]}}, "manifest entry 'w' must be"),
-        ({"w": [1, 2]}, "manifest entry 'w' must be"),
-        ({"w": {"filename": "manifest.json", "shape": [2]}}, "plain file name"),
-        ({"w": {"filename": ".dlckpt-journal.json", "shape": [2]}}, "plain file name"),
-        ({"w": {"filename": "a\u0000b", "shape": [2]}}, "plain file name"),
-        ({"w": {"filename": "sub/w", "shape": [2]}}, "plain file name"),
-        ("1" * 5000, "is not valid JSON"),
-    ],
-)
+@pytest.mark.parametrize(("manifest", "message"), [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"w": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    ({"w": {"filename": "w", "shape": [True, 4]}}, "manifest entry 'w' must be"),
+    ({"w": {"filename": "w", "shape": [2.0]}}, "manifest entry 'w' must be"),
+    ({"w": {"filename": "w", "shape": [-1]}}, "manifest entry 'w' must be"),
+    ({"w": {"filename": "w", "shape": "2"}}, "manifest entry 'w' must be"),
+    ({"w": {"filename": "w", "shape": [2], "dtype": "float64"}}, "optional 'dtype' of"),
+    ({"w": {"filename": "w", "shape": [2], "dtype": ["int32"]}}, "optional 'dtype' of"),
+    ({"w": {"filename": 3, "shape": [2]}}, "manifest entry 'w' must be"),
+    ({"w": [1, 2]}, "manifest entry 'w' must be"),
+    ({"w": {"filename": "manifest.json", "shape": [2]}}, "plain file name"),
+    ({"w": {"filename": ".dlckpt-journal.json", "shape": [2]}}, "plain file name"),
+    ({"w": {"filename": "a\u0000b", "shape": [2]}}, "plain file name"),
+    ({"w": {"filename": "sub/w", "shape": [2]}}, "plain file name"),
+    ("1" * 5000, "is not valid JSON"),
+])
 def test_malformed_manifests_give_a_clear_error(tmp_path: Path, manifest: object, message: str) -> None:
     text = manifest if isinstance(manifest, str) else json.dumps(manifest)
     (tmp_path / "manifest.json").write_text(text)

@@ -93,7 +93,7 @@ def _handler(server: Server) -> type[BaseHTTPRequestHandler]:
 def _range_start(header: str | None) -> int | None:
     if header is None or not header.startswith("bytes=") or not header.endswith("-"):
         return None
-    return int(header[len("bytes=") : -1])
+    return int(header[len("bytes="):-1])
 
 
 @pytest.fixture
@@ -152,9 +152,7 @@ def test_variables_are_downloaded_when_first_read(server: Server) -> None:
     assert server.requested() == ["/ckpt/manifest.json", "/ckpt/w"]
 
 
-def test_the_cache_dir_argument_wins_over_the_environment(
-    server: Server, tmp_path: Path, cache: Path
-) -> None:
+def test_the_cache_dir_argument_wins_over_the_environment(server: Server, tmp_path: Path, cache: Path) -> None:
     loader = CheckpointLoader(server.url, cache_dir=tmp_path / "elsewhere")
     assert loader.get_variable("step").get() == 16777217
     assert loader.path.parent == tmp_path / "elsewhere" / "checkpoints" and not cache.exists()
@@ -164,23 +162,16 @@ def test_offline_a_file_not_in_the_cache_is_a_clear_error(server: Server) -> Non
     loader = CheckpointLoader(server.url)
     loader.get_checkpoint_manifest()
     server.stop()
-    with pytest.raises(
-        DownloadError,
-        match=r"CheckpointLoader.get_variable: .*/ckpt/w could not be downloaded "
-        r"\(.*\), and it is not in the cache folder",
-    ) as info:
+    with pytest.raises(DownloadError, match=r"CheckpointLoader.get_variable: .*/ckpt/w could not be downloaded "
+                                            r"\(.*\), and it is not in the cache folder") as info:
         loader.get_variable("w")
     assert isinstance(info.value, OSError) and isinstance(info.value.__cause__, OSError)
-    with pytest.raises(
-        DownloadError, match=r"CheckpointLoader: .*/ckpt/manifest.json could not be downloaded"
-    ):
+    with pytest.raises(DownloadError, match=r"CheckpointLoader: .*/ckpt/manifest.json could not be downloaded"):
         CheckpointLoader(server.url, cache_dir=loader.path / "empty").get_checkpoint_manifest()
 
 
 def test_an_http_error_is_a_download_error(server: Server) -> None:
-    with pytest.raises(
-        DownloadError, match=r"/nothing-here/manifest.json could not be downloaded \(HTTP 404"
-    ):
+    with pytest.raises(DownloadError, match=r"/nothing-here/manifest.json could not be downloaded \(HTTP 404"):
         CheckpointLoader(server.url.replace("/ckpt/", "/nothing-here/")).get_checkpoint_manifest()
 
 
@@ -217,14 +208,10 @@ def test_a_partial_file_as_long_as_the_whole_is_restarted(server: Server) -> Non
 def test_a_file_of_the_wrong_size_is_refused_and_not_cached(server: Server) -> None:
     loader = CheckpointLoader(server.url)
     server.replace["w"] = b"\0" * 16
-    with pytest.raises(
-        ValueError, match=r"get_variable: .*/ckpt/w must have 12 bytes; the server announced 16"
-    ):
+    with pytest.raises(ValueError, match=r"get_variable: .*/ckpt/w must have 12 bytes; the server announced 16"):
         loader.get_variable("w")
     server.replace["w"] = b"\0" * 8
-    with pytest.raises(
-        ValueError, match=r"get_variable: .*/ckpt/w must have 12 bytes; got 8 bytes \(it is not "
-    ):
+    with pytest.raises(ValueError, match=r"get_variable: .*/ckpt/w must have 12 bytes; got 8 bytes \(it is not "):
         loader.get_variable("w")
     assert sorted(p.name for p in loader.path.iterdir()) == ["manifest.json"]
 
@@ -237,11 +224,8 @@ def test_a_sha256_in_the_manifest_is_checked(server: Server) -> None:
     _set_manifest(server, manifest)
     loader = CheckpointLoader(server.url)
     np.testing.assert_array_equal(loader.get_variable("w").numpy(), VARIABLES["w"])
-    with pytest.raises(
-        ValueError,
-        match=r"get_variable: .*/ckpt/step must have SHA-256 0{64}; got [0-9a-f]{64} "
-        r"\(it is not cached\)",
-    ):
+    with pytest.raises(ValueError, match=r"get_variable: .*/ckpt/step must have SHA-256 0{64}; got [0-9a-f]{64} "
+                                         r"\(it is not cached\)"):
         loader.get_variable("step")
     assert not (loader.path / "step").exists() and not (loader.path / ".dl-step.part").exists()
     (loader.path / "w").write_bytes(np.zeros(3, "<f4").tobytes())  # the same size, other bytes: read, refused
@@ -249,28 +233,10 @@ def test_a_sha256_in_the_manifest_is_checked(server: Server) -> None:
         loader.get_variable("w")
 
 
-@pytest.mark.parametrize(
-    "filename",
-    [
-        "../outside",
-        "/etc/passwd",
-        "..",
-        ".",
-        "sub/w",
-        "sub\\w",
-        "%2e%2e%2foutside",
-        "a%2Fb",
-        "w?x=1",
-        "w#x",
-        "http:w",
-        "//evil.example/w",
-        ".hidden",
-        ".dl-w.part",
-        "manifest.json",
-        "",
-        "w\0",
-    ],
-)
+@pytest.mark.parametrize("filename", [
+    "../outside", "/etc/passwd", "..", ".", "sub/w", "sub\\w", "%2e%2e%2foutside", "a%2Fb", "w?x=1", "w#x",
+    "http:w", "//evil.example/w", ".hidden", ".dl-w.part", "manifest.json", "", "w\0",
+])
 def test_manifest_entries_can_never_name_a_file_outside_the_checkpoint(server: Server, filename: str) -> None:
     manifest = _manifest(server)
     manifest["w"]["filename"] = filename
@@ -290,16 +256,13 @@ def test_a_manifest_that_is_not_one_is_not_cached(server: Server) -> None:
     assert not list(loader.path.iterdir())
 
 
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("ftp://127.0.0.1/ckpt/", "a local folder, a file:// URL or an http"),
-        ("http:///ckpt/", "with a host"),
-        ("http://user:secret@127.0.0.1/ckpt/", "no credentials"),
-        ("http://127.0.0.1/ckpt/#part", "or fragment"),
-        ("http://127.0.0.1/ckpt/?version=2", "must not have a query"),
-    ],
-)
+@pytest.mark.parametrize(("url", "message"), [
+    ("ftp://127.0.0.1/ckpt/", "a local folder, a file:// URL or an http"),
+    ("http:///ckpt/", "with a host"),
+    ("http://user:secret@127.0.0.1/ckpt/", "no credentials"),
+    ("http://127.0.0.1/ckpt/#part", "or fragment"),
+    ("http://127.0.0.1/ckpt/?version=2", "must not have a query"),
+])
 def test_bad_urls_are_refused_at_once(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CheckpointLoader(url)
@@ -307,10 +270,8 @@ def test_bad_urls_are_refused_at_once(url: str, message: str) -> None:
 
 def test_loaders_in_threads_download_each_file_once(server: Server) -> None:
     results: list[dict[str, NDArray]] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(CheckpointLoader(server.url).get_all_variables()))
-        for _ in range(4)
-    ]
+    threads = [threading.Thread(target=lambda: results.append(CheckpointLoader(server.url).get_all_variables()))
+               for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:

@@ -46,9 +46,8 @@ def test_normalize_renormalize_and_remove(cpu_math: dl.NDArrayMath) -> None:
     d.normalize_within_bounds(0, -1, 1)
     np.testing.assert_allclose(_values(d), unit * 2 - 1, atol=1e-6)
     examples = [NDArray.make([2, 3], v) for v in (unit * 2 - 1)[:2]]
-    np.testing.assert_allclose(
-        np.stack([x.get_values() for x in d.unnormalize_examples(examples, 0)]), original[:2], atol=1e-5
-    )
+    np.testing.assert_allclose(np.stack([x.get_values() for x in d.unnormalize_examples(examples, 0)]),
+                               original[:2], atol=1e-5)
     d.remove_normalization(0)
     np.testing.assert_allclose(_values(d), original, atol=1e-5)
     assert d.unnormalize_examples(examples, 0) == examples  # not normalised: as given
@@ -81,18 +80,13 @@ def test_every_method_checks_data_index(data_index: object) -> None:
     d.fetch_data()
     before = _values(d)
     kind = IndexError if isinstance(data_index, int) and not isinstance(data_index, bool) else ValueError
-    calls = {
-        "normalize_within_bounds": lambda: d.normalize_within_bounds(data_index, 0, 1),  # type: ignore[arg-type]
-        "remove_normalization": lambda: d.remove_normalization(data_index),  # type: ignore[arg-type]
-        "unnormalize_examples": lambda: d.unnormalize_examples([], data_index),  # type: ignore[arg-type]
-        "get_data_shape": lambda: d.get_data_shape(data_index),
-    }  # type: ignore[arg-type]
+    calls = {"normalize_within_bounds": lambda: d.normalize_within_bounds(data_index, 0, 1),  # type: ignore[arg-type]
+             "remove_normalization": lambda: d.remove_normalization(data_index),  # type: ignore[arg-type]
+             "unnormalize_examples": lambda: d.unnormalize_examples([], data_index),  # type: ignore[arg-type]
+             "get_data_shape": lambda: d.get_data_shape(data_index)}  # type: ignore[arg-type]
     for name, call in calls.items():
-        with pytest.raises(
-            kind,
-            match=f"InMemoryDataset.{name}: data_index must be .*in \\[0, 1\\); "
-            f"got data_index={data_index!r}",
-        ):
+        with pytest.raises(kind, match=f"InMemoryDataset.{name}: data_index must be .*in \\[0, 1\\); "
+                                       f"got data_index={data_index!r}"):
             call()
     np.testing.assert_array_equal(_values(d), before)
     assert d.get_data_shape(np.int64(0)) == (2, 3)
@@ -103,10 +97,8 @@ def test_bounds_must_be_finite_numbers(bound: object) -> None:
     d = _Fixed(EXAMPLES, (2, 3))
     d.fetch_data()
     before = _values(d)
-    with pytest.raises(
-        ValueError,
-        match=f"normalize_within_bounds: upper_bound must be a finite number; got upper_bound={bound!r}",
-    ):
+    with pytest.raises(ValueError, match=f"normalize_within_bounds: upper_bound must be a finite number; "
+                                         f"got upper_bound={bound!r}"):
         d.normalize_within_bounds(0, 0, bound)  # type: ignore[arg-type]
     np.testing.assert_array_equal(_values(d), before)
     d.normalize_within_bounds(0, 0, 1)  # and nothing was recorded: a first normalisation still

@@ -201,9 +201,7 @@ def test_bad_lists_of_ndarrays(cpu_math: dl.NDArrayMath) -> None:
 
 @pytest.mark.parametrize("start", [-1, 1.0, True, "0"])
 def test_bad_start(cpu_math: dl.NDArrayMath, start: Any) -> None:
-    with pytest.raises(
-        ValueError, match=r"^InOrderInputProvider: start must be a non-negative int; got start="
-    ):
+    with pytest.raises(ValueError, match=r"^InOrderInputProvider: start must be a non-negative int; got start="):
         InOrderInputProvider([Scalar.new(1)], start=start)
 
 

@@ -21,9 +21,8 @@ BUILDERS = [InCPUMemoryShuffledInputProviderBuilder, InGPUMemoryShuffledInputPro
 
 def test_validation() -> None:
     with pytest.raises(ShapeError, match="every input must have the same number of examples; got \\[2, 3\\]"):
-        InCPUMemoryShuffledInputProviderBuilder(
-            [[Scalar.new(1), Scalar.new(2)], [Scalar.new(10), Scalar.new(20), Scalar.new(30)]]
-        )
+        InCPUMemoryShuffledInputProviderBuilder([[Scalar.new(1), Scalar.new(2)],
+                                                 [Scalar.new(10), Scalar.new(20), Scalar.new(30)]])
     with pytest.raises(ShapeError, match="the examples of input 0 must all have one shape"):
         InCPUMemoryShuffledInputProviderBuilder([[Scalar.new(1), Array1D.new([1, 2])]])
     with pytest.raises(ValueError, match="at least one input"):
@@ -99,8 +98,7 @@ def test_gpu_builder_keeps_one_resident_copy(cpu_math: dl.NDArrayMath) -> None:
 
 
 def test_gpu_builder_uploads_epoch_orders_in_blocks_and_forgets_finished_ones(
-    math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch
-) -> None:
+        math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch) -> None:
     """The orders of the next epochs go up in one upload (64 epochs of 6 examples), each the
     order a CPU builder of the same seed uses; the orders of finished epochs are dropped (once
     a block's worth is held: looking at every epoch's end would cost a step's host time)."""
@@ -111,9 +109,7 @@ def test_gpu_builder_uploads_epoch_orders_in_blocks_and_forgets_finished_ones(
     (twin_x,) = twin.get_input_providers()
     uploads = []
     real = builder._draw_orders
-    monkeypatch.setattr(
-        builder, "_draw_orders", lambda first, count: uploads.append(count) or real(first, count)
-    )
+    monkeypatch.setattr(builder, "_draw_orders", lambda first, count: uploads.append(count) or real(first, count))
     xs, ys = builder.get_input_providers()
     epochs = input_provider._EPOCHS_AHEAD + 6
     for epoch in range(epochs):  # epochs of 3 batches; the two providers stay paired
@@ -157,9 +153,7 @@ def test_duck_typed_providers_work_in_training(cpu_math: dl.NDArrayMath) -> None
 
 
 def test_examples_of_mixed_dtypes_are_refused() -> None:
-    with pytest.raises(
-        dl.DTypeError, match="must all have one dtype; got int32 .example 0. and float32 .example 1."
-    ):
+    with pytest.raises(dl.DTypeError, match="must all have one dtype; got int32 .example 0. and float32 .example 1."):
         dl.InCPUMemoryShuffledInputProviderBuilder([[dl.Array1D.new([1], "int32"), dl.Array1D.new([2.5])]])
 
 
@@ -169,22 +163,17 @@ def test_gpu_builder_keeps_few_orders_when_a_provider_lags(math: dl.NDArrayMath)
     epoch passed."""
     from deeplearn.data import input_provider
 
-    builder = InGPUMemoryShuffledInputProviderBuilder(
-        [np.arange(10.0), np.arange(10.0), np.arange(10.0)], seed=3
-    )
+    builder = InGPUMemoryShuffledInputProviderBuilder([np.arange(10.0), np.arange(10.0), np.arange(10.0)], seed=3)
     xs, ys, _ = builder.get_input_providers()
     for _ in range(3 * input_provider._EPOCHS_AHEAD):  # epochs of 2 batches
         with math.scope():
             for _ in range(2):
-                np.testing.assert_array_equal(
-                    xs.get_next_batch(math, 5).numpy(), ys.get_next_batch(math, 5).numpy()
-                )
+                np.testing.assert_array_equal(xs.get_next_batch(math, 5).numpy(), ys.get_next_batch(math, 5).numpy())
         assert len(builder._device_orders) <= 2 + input_provider._EPOCHS_AHEAD
 
 
-@pytest.mark.parametrize(
-    "builder_class", [dl.InCPUMemoryShuffledInputProviderBuilder, InGPUMemoryShuffledInputProviderBuilder]
-)
+@pytest.mark.parametrize("builder_class", [dl.InCPUMemoryShuffledInputProviderBuilder,
+                                           InGPUMemoryShuffledInputProviderBuilder])
 def test_examples_handed_out_as_rows_may_be_disposed(cpu_math: dl.NDArrayMath, builder_class: type) -> None:
     """Disposing the examples get_next_batch_rows handed out frees them; the next draw makes
     them again and hands out the same batches as a twin builder."""
@@ -194,7 +183,5 @@ def test_examples_handed_out_as_rows_may_be_disposed(cpu_math: dl.NDArrayMath, b
     for _ in range(4):
         with cpu_math.scope():
             examples, rows = p.get_next_batch_rows(cpu_math, 4)
-            np.testing.assert_array_equal(
-                cpu_math.gather(examples, rows).numpy(), twin.get_next_batch(cpu_math, 4).numpy()
-            )
+            np.testing.assert_array_equal(cpu_math.gather(examples, rows).numpy(), twin.get_next_batch(cpu_math, 4).numpy())
             examples.dispose()

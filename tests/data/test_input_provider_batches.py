@@ -38,9 +38,7 @@ def _one_by_one(provider: Any, math: dl.NDArrayMath, count: int) -> np.ndarray:
 
 @pytest.mark.parametrize("builder_class", BUILDERS)
 @pytest.mark.parametrize("batch_size", [1, 3, 5, 7, 12])  # within, exactly one, across and over epochs
-def test_batches_equal_the_per_example_sequence(
-    builder_class: type, math: dl.NDArrayMath, batch_size: int
-) -> None:
+def test_batches_equal_the_per_example_sequence(builder_class: type, math: dl.NDArrayMath, batch_size: int) -> None:
     n, steps = 5, 6
     batched = builder_class(_data(n), seed=11).get_input_providers()
     single = builder_class(_data(n), seed=11).get_input_providers()

@@ -105,9 +105,7 @@ def test_a_batch_far_larger_than_the_data(builder_class: type, cpu_math: dl.NDAr
     assert builder.get_epoch() == big // n and len(builder._orders) <= 2 + _EPOCHS_AHEAD
     small = builder_class([np.arange(n, dtype=np.int32)], seed=4).get_input_providers()[0]
     again = np.concatenate([small.get_next_batch(cpu_math, 7).numpy() for _ in range(100)])
-    np.testing.assert_array_equal(
-        again, np.concatenate([[first], x])[:700]
-    )  # the same orders, any batch size
+    np.testing.assert_array_equal(again, np.concatenate([[first], x])[:700])  # the same orders, any batch size
 
 
 @pytest.mark.parametrize("builder_class", BUILDERS)
@@ -124,9 +122,7 @@ def test_an_extra_draw_keeps_examples_paired(builder_class: type, math: dl.NDArr
     last = ys.get_next_copy(math).get()  # y catches up: from here equal draws give paired batches
     assert last == x[len(y)] * 10
     for _ in range(4):
-        np.testing.assert_array_equal(
-            ys.get_next_batch(math, 4).numpy(), xs.get_next_batch(math, 4).numpy() * 10
-        )
+        np.testing.assert_array_equal(ys.get_next_batch(math, 4).numpy(), xs.get_next_batch(math, 4).numpy() * 10)
 
 
 @pytest.mark.parametrize("builder_class", BUILDERS)
@@ -146,15 +142,12 @@ def test_random_uneven_draws_stay_paired(builder_class: type, math: dl.NDArrayMa
         got = [np.concatenate(s) if s else np.zeros(0, np.float32) for s in streams]
         common = min(len(s) for s in got)
         for k in (1, 2):
-            np.testing.assert_array_equal(
-                got[k][:common] - 100 * k, got[0][:common], err_msg=f"trial {trial}"
-            )
+            np.testing.assert_array_equal(got[k][:common] - 100 * k, got[0][:common], err_msg=f"trial {trial}")
 
 
 @pytest.mark.parametrize("builder_class", BUILDERS)
-def test_a_failed_draw_moves_nothing(
-    builder_class: type, cpu_math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_draw_moves_nothing(builder_class: type, cpu_math: dl.NDArrayMath,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     builder = builder_class([np.arange(4.0), np.arange(4.0)], seed=0)
     xs, ys = builder.get_input_providers()
     real = builder._gather
@@ -167,6 +160,4 @@ def test_a_failed_draw_moves_nothing(
         xs.get_next_batch(cpu_math, 3)
     monkeypatch.setattr(builder, "_gather", real)
     assert builder._positions == [0, 0]
-    np.testing.assert_array_equal(
-        xs.get_next_batch(cpu_math, 3).numpy(), ys.get_next_batch(cpu_math, 3).numpy()
-    )
+    np.testing.assert_array_equal(xs.get_next_batch(cpu_math, 3).numpy(), ys.get_next_batch(cpu_math, 3).numpy())

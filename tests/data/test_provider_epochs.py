@@ -11,9 +11,7 @@ import deeplearn as dl
 from deeplearn.data.input_provider import _EPOCHS_AHEAD
 
 
-def _count_orders(
-    builder: dl.InMemoryShuffledInputProviderBuilder, monkeypatch: pytest.MonkeyPatch
-) -> list[int]:
+def _count_orders(builder: dl.InMemoryShuffledInputProviderBuilder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the epoch orders the builder computes (one entry per epoch)."""
     computed: list[int] = []
     real = builder._draw_orders

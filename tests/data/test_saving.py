@@ -48,13 +48,9 @@ class Model:
         g = self.graph = dl.Graph()
         self.x = g.placeholder("x", [3])
         self.label = g.placeholder("label", [2])
-        self.w1 = g.variable(
-            "dense1/w", NDArray.from_numpy(rng.normal(size=(3, 4)).astype(np.float32), math=math)
-        )
+        self.w1 = g.variable("dense1/w", NDArray.from_numpy(rng.normal(size=(3, 4)).astype(np.float32), math=math))
         self.b1 = g.variable("dense1/b", NDArray.from_numpy(rng.normal(size=4).astype(np.float32), math=math))
-        self.w2 = g.variable(
-            "dense2/w", NDArray.from_numpy(rng.normal(size=(4, 2)).astype(np.float32), math=math)
-        )
+        self.w2 = g.variable("dense2/w", NDArray.from_numpy(rng.normal(size=(4, 2)).astype(np.float32), math=math))
         self.steps = g.variable("steps", NDArray.make([], int(rng.integers(0, 100)), "int32", math=math))
         self.mask = g.variable("mask", NDArray.make([3], rng.random(3) < 0.5, "bool", math=math))
         hidden = g.relu(g.add(g.matmul(self.x, self.w1), self.b1))
@@ -64,10 +60,8 @@ class Model:
     def train(self, optimizer: dl.Optimizer, steps: int, start: int) -> None:
         data = np.random.default_rng(7)
         xs, ys = data.normal(size=(40, 3)).astype(np.float32), data.normal(size=(40, 2)).astype(np.float32)
-        feeds = [
-            dl.FeedEntry(self.x, dl.InOrderInputProvider(xs, start=start)),
-            dl.FeedEntry(self.label, dl.InOrderInputProvider(ys, start=start)),
-        ]
+        feeds = [dl.FeedEntry(self.x, dl.InOrderInputProvider(xs, start=start)),
+                 dl.FeedEntry(self.label, dl.InOrderInputProvider(ys, start=start))]
         for _ in range(steps):
             self.session.train(self.cost, feeds, 4, optimizer, dl.CostReduction.MEAN)
 
@@ -89,9 +83,8 @@ def _assert_bitwise(a: dict[Any, np.ndarray], b: dict[Any, np.ndarray]) -> None:
 # -- the bar: a round trip resumes training exactly ---------------------------------------------
 @pytest.mark.parametrize("kind", list(OPTIMIZERS))
 @pytest.mark.parametrize("target", ["graph", "session"])
-def test_resumed_training_equals_an_uninterrupted_run_bit_for_bit(
-    math: dl.NDArrayMath, tmp_path: Path, kind: str, target: str
-) -> None:
+def test_resumed_training_equals_an_uninterrupted_run_bit_for_bit(math: dl.NDArrayMath, tmp_path: Path,
+                                                                  kind: str, target: str) -> None:
     first, later = 3, 4
     straight, straight_opt = Model(math, seed=1), OPTIMIZERS[kind]()
     straight.train(straight_opt, first + later, start=0)
@@ -101,10 +94,7 @@ def test_resumed_training_equals_an_uninterrupted_run_bit_for_bit(
     path = tmp_path / "model.safetensors"
     save_model(path, before.session if target == "session" else before.graph, before_opt)
 
-    resumed, resumed_opt = (
-        Model(math, seed=2),
-        OTHER_OPTIMIZERS[kind](),
-    )  # other weights, other hyperparameters
+    resumed, resumed_opt = Model(math, seed=2), OTHER_OPTIMIZERS[kind]()  # other weights, other hyperparameters
     load_model(path, resumed.session if target == "session" else resumed.graph, resumed_opt)
     resumed.train(resumed_opt, later, start=first * 4)
 
@@ -113,9 +103,8 @@ def test_resumed_training_equals_an_uninterrupted_run_bit_for_bit(
     assert saving._host_scalars(resumed_opt) == saving._host_scalars(straight_opt)  # Adam's β powers too
 
 
-def test_without_the_optimizer_state_training_does_not_resume_exactly(
-    cpu_math: dl.NDArrayMath, tmp_path: Path
-) -> None:
+def test_without_the_optimizer_state_training_does_not_resume_exactly(cpu_math: dl.NDArrayMath,
+                                                                     tmp_path: Path) -> None:
     """The bar above is sensitive: loading the weights alone gives other weights."""
     straight, straight_opt = Model(cpu_math, seed=1), OPTIMIZERS["adam"]()
     straight.train(straight_opt, 5, start=0)
@@ -134,29 +123,17 @@ def test_the_file_is_plain_safetensors_with_the_metadata(cpu_math: dl.NDArrayMat
     path = tmp_path / "m.safetensors"
     save_model(path, model.session, optimizer)
     tensors = safetensors_numpy.load_file(path)
-    assert set(tensors) == {
-        "dense1/w",
-        "dense1/b",
-        "dense2/w",
-        "steps",
-        "mask",
-        "optimizer/velocity/dense1/w",
-        "optimizer/velocity/dense1/b",
-        "optimizer/velocity/dense2/w",
-    }
+    assert set(tensors) == {"dense1/w", "dense1/b", "dense2/w", "steps", "mask", "optimizer/velocity/dense1/w",
+                            "optimizer/velocity/dense1/b", "optimizer/velocity/dense2/w"}
     _assert_bitwise({k: tensors[k] for k in model.values()}, model.values())
-    np.testing.assert_array_equal(
-        tensors["optimizer/velocity/dense2/w"], _state(optimizer)[("velocity", "dense2/w")]
-    )
+    np.testing.assert_array_equal(tensors["optimizer/velocity/dense2/w"], _state(optimizer)[("velocity", "dense2/w")])
     info = read_model_metadata(path)
     assert info["library_version"] == dl.__version__
     assert info["variables"]["dense1/w"] == {"shape": (3, 4), "dtype": "float32"}
     assert info["variables"]["steps"] == {"shape": (), "dtype": "int32"}
-    assert info["optimizer"] == {
-        "class": "MomentumOptimizer",
-        "scalars": {"learning_rate": 0.05, "momentum": 0.9},
-        "state": [("velocity", "dense1/b"), ("velocity", "dense1/w"), ("velocity", "dense2/w")],
-    }
+    assert info["optimizer"] == {"class": "MomentumOptimizer", "scalars": {"learning_rate": 0.05, "momentum": 0.9},
+                                 "state": [("velocity", "dense1/b"), ("velocity", "dense1/w"),
+                                           ("velocity", "dense2/w")]}
 
 
 def test_int32_and_bool_stay_what_they_are(math: dl.NDArrayMath, tmp_path: Path) -> None:
@@ -204,9 +181,7 @@ def _snapshot(g: dl.Graph) -> dict[str, tuple[Any, list[Any]]]:
 def _unchanged(g: dl.Graph, before: dict[str, tuple[Any, list[Any]]]) -> bool:
     now = {n.name: n for n in g.get_nodes() if isinstance(n, VariableNode)}
     return now.keys() == before.keys() and all(
-        now[k].data is array and now[k].data.numpy().tolist() == values
-        for k, (array, values) in before.items()
-    )
+        now[k].data is array and now[k].data.numpy().tolist() == values for k, (array, values) in before.items())
 
 
 def test_different_names_are_listed_both_ways(cpu_math: dl.NDArrayMath, tmp_path: Path) -> None:
@@ -214,10 +189,8 @@ def test_different_names_are_listed_both_ways(cpu_math: dl.NDArrayMath, tmp_path
     save_model(path, _graph(w=dl.Array1D.new([1, 2]), w2=dl.Scalar.new(3)))
     g = _graph(w=dl.Array1D.new([0, 0]), b=dl.Scalar.new(0))
     before = _snapshot(g)
-    message = (
-        f"load_model: the file has variables the graph lacks: ['w2']; and the graph has variables the file "
-        f"lacks: ['b']; got file '{path}'."
-    )
+    message = (f"load_model: the file has variables the graph lacks: ['w2']; and the graph has variables the file "
+               f"lacks: ['b']; got file '{path}'.")
     with pytest.raises(ValueError) as e:
         load_model(path, g)
     assert str(e.value) == message
@@ -229,12 +202,9 @@ def test_different_shapes_and_dtypes_are_listed(cpu_math: dl.NDArrayMath, tmp_pa
     save_model(path, _graph(a=NDArray.zeros([2, 3]), b=NDArray.zeros([2], "int32"), c=dl.Scalar.new(1)))
     g = _graph(a=NDArray.zeros([3, 2]), b=NDArray.zeros([2]), c=dl.Scalar.new(5))
     before = _snapshot(g)
-    with pytest.raises(
-        ValueError,
-        match=r"load_model: the file's variables must have the graph's shapes and "
-        r"dtypes; got 'a': file float32 \(2, 3\), graph float32 \(3, 2\); 'b': file "
-        r"int32 \(2,\), graph float32 \(2,\) in file '.*m.safetensors'\.",
-    ):
+    with pytest.raises(ValueError, match=r"load_model: the file's variables must have the graph's shapes and "
+                                         r"dtypes; got 'a': file float32 \(2, 3\), graph float32 \(3, 2\); 'b': file "
+                                         r"int32 \(2,\), graph float32 \(2,\) in file '.*m.safetensors'\."):
         load_model(path, g)
     assert _unchanged(g, before)
 
@@ -243,10 +213,8 @@ def test_duplicate_variable_names_are_refused(cpu_math: dl.NDArrayMath, tmp_path
     g = dl.Graph()
     g.variable("w", dl.Scalar.new(1))
     g.variable("w", dl.Scalar.new(2))
-    with pytest.raises(
-        ValueError,
-        match="save_model: variable names must be unique in the graph .*; got 2 variables named 'w'",
-    ):
+    with pytest.raises(ValueError, match="save_model: variable names must be unique in the graph .*; got 2 "
+                                         "variables named 'w'"):
         save_model(tmp_path / "m.safetensors", g)
     assert not (tmp_path / "m.safetensors").exists()
     save_model(tmp_path / "m.safetensors", _graph(w=dl.Scalar.new(1)))
@@ -262,11 +230,8 @@ def test_the_optimizer_must_be_of_the_saved_class(cpu_math: dl.NDArrayMath, tmp_
     fresh, other = Model(cpu_math, seed=2), OPTIMIZERS["adamax"]()
     fresh.train(other, 1, start=0)
     before, state = _snapshot(fresh.graph), _state(other)
-    with pytest.raises(
-        ValueError,
-        match=r"load_model: the optimizer must be of the class whose state the file "
-        r"holds, AdamOptimizer; got optimizer=AdamaxOptimizer and file",
-    ):
+    with pytest.raises(ValueError, match=r"load_model: the optimizer must be of the class whose state the file "
+                                         r"holds, AdamOptimizer; got optimizer=AdamaxOptimizer and file"):
         load_model(path, fresh.graph, other)
     assert _unchanged(fresh.graph, before)
     _assert_bitwise(_state(other), state)
@@ -276,11 +241,8 @@ def test_a_file_without_optimizer_state_cannot_restore_one(cpu_math: dl.NDArrayM
     path = tmp_path / "m.safetensors"
     save_model(path, _graph(w=dl.Scalar.new(1)))
     g = _graph(w=dl.Scalar.new(0))
-    with pytest.raises(
-        ValueError,
-        match=r"load_model: the file holds no optimizer state \(save it with "
-        r"save_model\(path, model, optimizer\)\); got optimizer=SGDOptimizer",
-    ):
+    with pytest.raises(ValueError, match=r"load_model: the file holds no optimizer state \(save it with "
+                                         r"save_model\(path, model, optimizer\)\); got optimizer=SGDOptimizer"):
         load_model(path, g, dl.SGDOptimizer(0.1))
     assert g.get_nodes()[0].data.get() == 0  # type: ignore[attr-defined]
     load_model(path, g)  # the variables alone load
@@ -302,9 +264,7 @@ def test_state_the_file_lacks_is_dropped(cpu_math: dl.NDArrayMath, tmp_path: Pat
 def test_state_of_another_graphs_variable_is_refused(cpu_math: dl.NDArrayMath, tmp_path: Path) -> None:
     model, optimizer = Model(cpu_math, seed=1), OPTIMIZERS["momentum"]()
     model.train(optimizer, 1, start=0)
-    with pytest.raises(
-        ValueError, match="save_model: the optimizer holds state of a variable this graph lacks"
-    ):
+    with pytest.raises(ValueError, match="save_model: the optimizer holds state of a variable this graph lacks"):
         save_model(tmp_path / "m.safetensors", Model(cpu_math, seed=1).graph, optimizer)
     assert list(tmp_path.iterdir()) == []
 
@@ -329,18 +289,14 @@ def test_arguments_are_checked(cpu_math: dl.NDArrayMath, tmp_path: Path) -> None
 def test_a_missing_safetensors_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
-    with pytest.raises(
-        ImportError,
-        match=r"save_model: needs the safetensors package, which the 'io' extra "
-        r"installs: pip install 'deeplearn\[io\]'",
-    ):
+    with pytest.raises(ImportError, match=r"save_model: needs the safetensors package, which the 'io' extra "
+                                          r"installs: pip install 'deeplearn\[io\]'"):
         save_model(tmp_path / "m.safetensors", dl.Graph())
 
 
 # -- atomic writes --------------------------------------------------------------------------------
-def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(
-    cpu_math: dl.NDArrayMath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(cpu_math: dl.NDArrayMath, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "m.safetensors"
     save_model(path, _graph(w=dl.Array1D.new([1, 2, 3])))
     old = path.read_bytes()
@@ -378,13 +334,8 @@ def test_a_writer_killed_midway_leaves_the_old_file(cpu_math: dl.NDArrayMath, tm
         g.variable("w", dl.NDArray.ones([1000, 1000], math=dl.NDArrayMathCPU()))
         saving.save_model({str(path)!r}, g)
     """)
-    child = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "DEEPLEARN_BACKEND": "cpu"},
-    )
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "DEEPLEARN_BACKEND": "cpu"})
     try:
         assert child.stdout is not None and child.stdout.readline() == "half\n"
         leftovers = [p for p in tmp_path.iterdir() if p.name != "m.safetensors"]
@@ -436,43 +387,27 @@ def test_a_truncated_file_is_refused_and_nothing_is_loaded(cpu_math: dl.NDArrayM
     before = _snapshot(g)
     for cut in (0, 3, 8, 40, header - 1, header, header + 10, len(data) - 1):
         path.write_bytes(data[:cut])
-        with pytest.raises(
-            ValueError,
-            match=f"load_model: the file must be a complete safetensors file; got file "
-            f"'{path}', which is truncated or corrupt",
-        ):
+        with pytest.raises(ValueError, match=f"load_model: the file must be a complete safetensors file; got file "
+                                             f"'{path}', which is truncated or corrupt"):
             load_model(path, g, optimizer)
         assert _unchanged(g, before) and optimizer._state == {} and optimizer.learning_rate == 0.01
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        "header",
-        "bool",
-        "metadata",
-        "format",
-        "foreign",
-        "extra tensor",
-        "declared shape",
-        "state name",
-        "scalar",
-    ],
-)
-def test_a_corrupt_file_is_refused_and_nothing_is_loaded(
-    cpu_math: dl.NDArrayMath, tmp_path: Path, damage: str
-) -> None:
+@pytest.mark.parametrize("damage", ["header", "bool", "metadata", "format", "foreign", "extra tensor",
+                                    "declared shape", "state name", "scalar"])
+def test_a_corrupt_file_is_refused_and_nothing_is_loaded(cpu_math: dl.NDArrayMath, tmp_path: Path,
+                                                         damage: str) -> None:
     path, data, g = _saved(tmp_path)
     tensors = safetensors_numpy.load(data)
     size = int.from_bytes(data[:8], "little")
-    metadata = json.loads(data[8 : 8 + size])["__metadata__"]
+    metadata = json.loads(data[8:8 + size])["__metadata__"]
     message = "must be a model written by save_model|metadata is corrupt|corrupt"
     if damage == "header":
         path.write_bytes(data[:8] + b"[" + data[9:])
         message = "the file must be a complete safetensors file"
     elif damage == "bool":
         raw = bytearray(data)
-        at = 8 + size + json.loads(data[8 : 8 + size])["mask"]["data_offsets"][0]
+        at = 8 + size + json.loads(data[8:8 + size])["mask"]["data_offsets"][0]
         raw[at] = 7
         path.write_bytes(bytes(raw))
         message = "bool tensor 'mask' must hold bytes 0 and 1 only; got 7"
@@ -497,9 +432,7 @@ def test_a_corrupt_file_is_refused_and_nothing_is_loaded(
             record = json.loads(metadata["optimizer"])
             record["state"][0]["state"] = "velocity"
             metadata["optimizer"] = json.dumps(record)
-            message = (
-                r"the file's optimizer state must be among AdamOptimizer's \['m', 'v'\]; got \['velocity'\]"
-            )
+            message = r"the file's optimizer state must be among AdamOptimizer's \['m', 'v'\]; got \['velocity'\]"
         elif damage == "scalar":
             record = json.loads(metadata["optimizer"])
             record["scalars"]["acc_beta1"] = "0.5"

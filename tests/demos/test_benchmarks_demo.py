@@ -44,13 +44,11 @@ else:
     base_url, browser, page = shared.base_url, shared.browser, shared.page
 
 
+
 def in_browser(test: Any) -> Any:
     """Marks a test of the page in Chromium: skipped, with the reason, where there is no browser."""
-    for mark in (
-        pytest.mark.browser,
-        pytest.mark.timeout(180),
-        pytest.mark.skipif(shared is None, reason=NO_BROWSER or "no browser"),
-    ):
+    for mark in (pytest.mark.browser, pytest.mark.timeout(180),
+                 pytest.mark.skipif(shared is None, reason=NO_BROWSER or "no browser")):
         test = mark(test)
     return test
 
@@ -96,18 +94,14 @@ def conv_same_3x3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.zeros((rows, cols, w.shape[3])) + b
     for dy in range(3):
         for dx in range(3):
-            out += padded[dy : dy + rows, dx : dx + cols] @ w[dy, dx]
+            out += padded[dy:dy + rows, dx:dx + cols] @ w[dy, dx]
     return out
 
 
 def test_each_op_computes_what_it_names(math: dl.NDArrayMath) -> None:
     """On every backend (the ``math`` fixture: CUDA only where there is a GPU)."""
-    for name, oracle in (
-        ("mat_mul", lambda a, b: a @ b),
-        ("conv2d", conv_same_3x3),
-        ("add", lambda a, b: a + b),
-        ("sum", lambda a: a.sum()),
-    ):
+    for name, oracle in (("mat_mul", lambda a, b: a @ b), ("conv2d", conv_same_3x3),
+                         ("add", lambda a, b: a + b), ("sum", lambda a: a.sum())):
         system = bm.OpSystem(bm.OPS[name], 6, math, seed=1)
         inputs = [x.numpy().astype(np.float64) for x in system.inputs]
         assert [x.shape for x in inputs] == bm.OPS[name].shapes(6)
@@ -163,9 +157,7 @@ def test_a_measurement_disposes_every_array_it_makes(monkeypatch: pytest.MonkeyP
 def test_the_gpu_is_measured_only_when_env_says_cuda_is_available(monkeypatch: pytest.MonkeyPatch) -> None:
     real_get = dl.ENV.get
     for cuda, backends in ((False, ["cpu"]), (True, ["cpu", "cuda"])):
-        monkeypatch.setattr(
-            dl.ENV, "get", lambda f, cuda=cuda: cuda if f == "CUDA_AVAILABLE" else real_get(f)
-        )
+        monkeypatch.setattr(dl.ENV, "get", lambda f, cuda=cuda: cuda if f == "CUDA_AVAILABLE" else real_get(f))
         assert bm.available_backends() == backends
     monkeypatch.setattr(dl.ENV, "get", real_get)
     assert bm.available_backends() == (["cpu", "cuda"] if dl.ENV.get("CUDA_AVAILABLE") else ["cpu"])
@@ -174,13 +166,8 @@ def test_the_gpu_is_measured_only_when_env_says_cuda_is_available(monkeypatch: p
 
 def test_run_benchmarks_reports_each_row_as_it_is_measured() -> None:
     seen: list[tuple[str, int, str]] = []
-    rows = bm.run_benchmarks(
-        ["sum", "add"],
-        [8, 16],
-        repeats=5,
-        backends=["cpu"],
-        report=lambda row: seen.append((row["op"], row["n"], row["backend"])),
-    )
+    rows = bm.run_benchmarks(["sum", "add"], [8, 16], repeats=5, backends=["cpu"],
+                             report=lambda row: seen.append((row["op"], row["n"], row["backend"])))
     assert seen == [("sum", 8, "cpu"), ("sum", 16, "cpu"), ("add", 8, "cpu"), ("add", 16, "cpu")]
     assert [(r["op"], r["n"], r["backend"]) for r in rows] == seen
     assert {r["unit"] for r in rows} == {"GB/s"}
@@ -204,49 +191,33 @@ def test_script_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[1].split()[:3] == ["op", "n", "where"]
     rows = [line.split() for line in lines[2:]]
     backends = bm.available_backends()
-    assert [(r[0], int(r[1]), r[2]) for r in rows] == [
-        ("mat_mul", n, b) for n in (8, 16, 32) for b in backends
-    ]
+    assert [(r[0], int(r[1]), r[2]) for r in rows] == [("mat_mul", n, b) for n in (8, 16, 32) for b in backends]
     assert all(float(r[3]) > 0 and r[-1] == "GFLOP/s" for r in rows)
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--op", "fft"], "Unknown op 'fft'; the ops are: mat_mul, conv2d, add, sum."),
-        (["--max-size", "4096"], "The sizes must satisfy 4 <= smallest <= largest <= 1024; got 32 and 4096."),
-        (
-            ["--min-size", "64", "--max-size", "32"],
-            "The sizes must satisfy 4 <= smallest <= largest <= 1024; got 64 and 32.",
-        ),
-        (["--repeats", "2"], "--repeats must be from 5 to 100; got 2."),
-    ],
-)
-def test_script_refuses_bad_arguments(
-    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.parametrize(("args", "message"), [
+    (["--op", "fft"], "Unknown op 'fft'; the ops are: mat_mul, conv2d, add, sum."),
+    (["--max-size", "4096"], "The sizes must satisfy 4 <= smallest <= largest <= 1024; got 32 and 4096."),
+    (["--min-size", "64", "--max-size", "32"], "The sizes must satisfy 4 <= smallest <= largest <= 1024; got 64 and 32."),
+    (["--repeats", "2"], "--repeats must be from 5 to 100; got 2."),
+])
+def test_script_refuses_bad_arguments(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         bm.main(args)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().endswith(message)
 
 
-@pytest.mark.parametrize(
-    ("query", "message"),
-    [
-        ({"ops": "mat_mul,fft"}, "Unknown op 'fft'; the ops are: mat_mul, conv2d, add, sum."),
-        ({"ops": " , "}, "Name at least one op: mat_mul, conv2d, add, sum."),
-        ({"min_size": "2"}, "Smallest size n must be a whole number from 4 to 1024; got '2'."),
-        ({"max_size": "5000"}, "Largest size n must be a whole number from 4 to 1024; got '5000'."),
-        ({"max_size": "big"}, "Largest size n must be a whole number from 4 to 1024; got 'big'."),
-        (
-            {"min_size": "256", "max_size": "128"},
-            "The smallest size (256) must not be larger than the largest (128).",
-        ),
-        ({"repeats": "1"}, "Repeats must be a whole number from 5 to 100; got '1'."),
-        ({"size": "8"}, "Unknown parameter 'size'; this demo takes: max_size, min_size, ops, repeats."),
-    ],
-)
+@pytest.mark.parametrize(("query", "message"), [
+    ({"ops": "mat_mul,fft"}, "Unknown op 'fft'; the ops are: mat_mul, conv2d, add, sum."),
+    ({"ops": " , "}, "Name at least one op: mat_mul, conv2d, add, sum."),
+    ({"min_size": "2"}, "Smallest size n must be a whole number from 4 to 1024; got '2'."),
+    ({"max_size": "5000"}, "Largest size n must be a whole number from 4 to 1024; got '5000'."),
+    ({"max_size": "big"}, "Largest size n must be a whole number from 4 to 1024; got 'big'."),
+    ({"min_size": "256", "max_size": "128"}, "The smallest size (256) must not be larger than the largest (128)."),
+    ({"repeats": "1"}, "Repeats must be a whole number from 5 to 100; got '1'."),
+    ({"size": "8"}, "Unknown parameter 'size'; this demo takes: max_size, min_size, ops, repeats."),
+])
 def test_bad_parameters_get_a_clear_message(query: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError) as error:
         live.parse_params(query)
@@ -255,9 +226,8 @@ def test_bad_parameters_get_a_clear_message(query: dict[str, str], message: str)
 
 def test_parameters_and_their_defaults() -> None:
     assert live.parse_params({}) == live.Params(("mat_mul", "conv2d", "add", "sum"), 32, 512, 5)
-    assert live.parse_params(
-        {"ops": "sum sum add", "min_size": "4", "max_size": "1024", "repeats": "100"}
-    ) == live.Params(("sum", "add"), 4, 1024, 100)
+    assert live.parse_params({"ops": "sum sum add", "min_size": "4", "max_size": "1024", "repeats": "100"}) == \
+        live.Params(("sum", "add"), 4, 1024, 100)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,8 +250,7 @@ def test_live_run_streams_each_figure(real_server: DemoServer) -> None:
     assert events[1][1]["label"].startswith("CPU (NumPy)")
     points = [p for name, p in events if name == "point"]
     assert [(p["op"], p["n"], p["backend"]) for p in points] == [
-        (op, n, b) for op in ("sum", "mat_mul") for n in (8, 16, 32) for b in backends
-    ]
+        (op, n, b) for op in ("sum", "mat_mul") for n in (8, 16, 32) for b in backends]
     assert all(0 < p["us_min"] <= p["us"] <= p["us_max"] and p["repeats"] == 5 for p in points)
     assert events[-2][1]["points"] == total and events[-2][1]["seconds"] > 0
 
@@ -320,8 +289,7 @@ FIGURES = """() => ({
 def dots(page: Any, op: str) -> list[dict[str, Any]]:
     return page.eval_on_selector_all(
         f"#chart-{op} circle.point",
-        "els => els.map(e => ({n: Number(e.dataset.n), us: Number(e.dataset.us), backend: e.dataset.backend}))",
-    )
+        "els => els.map(e => ({n: Number(e.dataset.n), us: Number(e.dataset.us), backend: e.dataset.backend}))")
 
 
 @in_browser
@@ -342,20 +310,16 @@ def test_page_measures_and_plots_live(page: Any, base_url: str, tmp_path: Path) 
     assert page.inner_text("#backend-name").startswith("CPU (NumPy)")
     for op in ("mat_mul", "add", "sum"):
         points = dots(page, op)
-        assert sorted((p["n"], p["backend"]) for p in points) == sorted(
-            (n, b) for n in (8, 16, 32, 64, 128, 256) for b in backends
-        )
+        assert sorted((p["n"], p["backend"]) for p in points) == sorted((n, b) for n in (8, 16, 32, 64, 128, 256)
+                                                                       for b in backends)
         assert all(p["us"] > 0 for p in points)
         # The x ticks are labelled with sizes (powers of two), not their logarithms.
-        ticks = page.eval_on_selector_all(
-            f"#chart-{op} text.tick[text-anchor='middle']", "els => els.map(e => Number(e.textContent))"
-        )
+        ticks = page.eval_on_selector_all(f"#chart-{op} text.tick[text-anchor='middle']",
+                                          "els => els.map(e => Number(e.textContent))")
         assert ticks and set(ticks) <= {2**k for k in range(2, 11)}, ticks
     cpu = {p["n"]: p["us"] for p in dots(page, "mat_mul") if p["backend"] == "cpu"}
-    assert cpu[256] > 3 * cpu[8]  # a matrix product grows like n³
-    assert (
-        page.locator("#rows tr[data-op='mat_mul'][data-n='256'] td").nth(7).inner_text().endswith("GFLOP/s")
-    )
+    assert cpu[256] > 3 * cpu[8]                                   # a matrix product grows like n³
+    assert page.locator("#rows tr[data-op='mat_mul'][data-n='256'] td").nth(7).inner_text().endswith("GFLOP/s")
     assert page.is_hidden("#message")
     assert page.is_hidden("#legend [data-backend='cuda']") == ("cuda" not in backends)
     shared.assert_not_blank(page, tmp_path / "benchmarks.png")
@@ -372,7 +336,7 @@ def test_page_restart_and_bad_input(page: Any, base_url: str) -> None:
     page.click("#restart")
     assert shared.wait_until_finished(page, run=2) == "error"
     assert page.inner_text("#message") == "Largest size n must be a whole number from 4 to 1024; got '5000'."
-    assert page.evaluate(FIGURES)["dots"] == page.evaluate(FIGURES)["rows"] == 0  # cleared, not kept
+    assert page.evaluate(FIGURES)["dots"] == page.evaluate(FIGURES)["rows"] == 0   # cleared, not kept
 
     page.fill("#max_size", "32")
     page.fill("#ops", "sum, fft")
@@ -388,3 +352,4 @@ def test_page_restart_and_bad_input(page: Any, base_url: str) -> None:
     per_backend = len(bm.available_backends())
     assert ops == [f"{op}@{n}" for op in ("sum", "conv2d") for n in (16, 32) for _ in range(per_backend)]
     assert "ops=sum" in page.url and "max_size=32" in page.url
+

@@ -24,15 +24,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
@@ -42,17 +35,11 @@ except ImportError:  # pragma: no cover - depends on the machine
 if os.environ.get("DEEPLEARN_NO_BROWSER") == "1":
     pytest.skip("DEEPLEARN_NO_BROWSER=1: the browser tests are turned off", allow_module_level=True)
 if sync_playwright is None:
-    pytest.skip(
-        "the Python package playwright is not installed (pip install -e '.[browser]'; ./scripts/test "
-        "does it)",
-        allow_module_level=True,
-    )
+    pytest.skip("the Python package playwright is not installed (pip install -e '.[browser]'; ./scripts/test "
+                "does it)", allow_module_level=True)
 if CHROMIUM is None:
-    pytest.skip(
-        "Chromium is not installed (apt-get install --no-install-recommends chromium; ./scripts/test "
-        "does it)",
-        allow_module_level=True,
-    )
+    pytest.skip("Chromium is not installed (apt-get install --no-install-recommends chromium; ./scripts/test "
+                "does it)", allow_module_level=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,10 +52,7 @@ def base_url() -> Iterator[str]:
     """The real server (what ./scripts/watch-demo runs) on a free port; yields http://localhost:PORT."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "demos", "demos/ml_beginners", "--port", "0", "--quiet"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
@@ -78,7 +62,7 @@ def base_url() -> Iterator[str]:
             proc.kill()
             _, err = proc.communicate(timeout=10)
             pytest.fail(f"the demo server did not start: {line!r} {err}")
-        url = line.split(" at ")[1].split()[0]  # http://localhost:PORT/demos/ml_beginners/
+        url = line.split(" at ")[1].split()[0]            # http://localhost:PORT/demos/ml_beginners/
         yield url.split("/demos/")[0]
     finally:
         proc.send_signal(signal.SIGINT)
@@ -125,16 +109,13 @@ def wait_until_finished(page: Page, run: int = 1) -> str:
     """Waits until the page's run number ``run`` has ended; returns "done" or "error"."""
     page.wait_for_function(
         "run => Number(document.body.dataset.runs || 0) >= run"
-        " && ['done', 'error'].includes(document.body.dataset.state)",
-        arg=run,
-    )
+        " && ['done', 'error'].includes(document.body.dataset.state)", arg=run)
     return str(page.evaluate("document.body.dataset.state"))
 
 
 def cost_points(page: Page) -> list[tuple[int, float]]:
     points = page.eval_on_selector_all(
-        "#cost-chart circle.cost-point", "els => els.map(e => [e.dataset.batch, e.dataset.cost])"
-    )
+        "#cost-chart circle.cost-point", "els => els.map(e => [e.dataset.batch, e.dataset.cost])")
     return [(int(b), float(c)) for b, c in points]
 
 
@@ -149,8 +130,8 @@ def png_summary(data: bytes) -> dict[str, Any]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, width, height = 8, b"", 0, 0
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
         if kind == b"IHDR":
             width, height = struct.unpack(">II", body[:8])
         elif kind == b"IDAT":
@@ -183,30 +164,26 @@ def test_ml_beginners_trains_live_and_reaches_57(page: Page, base_url: str, tmp_
     page.goto(f"{base_url}/demos/ml_beginners/?seed=1&delay_ms=40")
     page.wait_for_function(
         "(() => { const n = document.querySelectorAll('#cost-chart circle.cost-point').length;"
-        " return n > 0 && n < 20; })()"
-    )
+        " return n > 0 && n < 20; })()")
     assert wait_until_finished(page) == "done", page.inner_text("#message")
 
     backend = page.inner_text("#backend-name")
     assert backend.startswith(("CPU", "GPU")), backend
-    assert [t.strip() for t in page.locator("#mxv .matrix").nth(2).locator("span").all_inner_texts()] == [
-        "80",
-        "170",
-    ]
+    assert [t.strip() for t in page.locator("#mxv .matrix").nth(2).locator("span").all_inner_texts()] == ["80", "170"]
     for k in "abc":
         assert 0 <= float(page.inner_text(f"#start-{k}")) < 1
 
     points = cost_points(page)
-    assert [b for b, _ in points] == list(range(1, 21))  # one point per batch
+    assert [b for b, _ in points] == list(range(1, 21))        # one point per batch
     costs = [c for _, c in points]
-    assert costs[-1] < costs[0] / 100  # and it falls
+    assert costs[-1] < costs[0] / 100                           # and it falls
     assert min(costs) >= costs[-1] * 0.5
     result = float(page.get_attribute("#result-value", "data-value") or "nan")
     assert abs(result - 57.0) < 1.0, result
     assert "should be ~57.0" in page.inner_text("#step-result")
     assert page.locator("#fit-chart circle.data-point").count() == 4
     assert page.locator("#fit-chart path.fit-curve").count() == 1
-    note = page.text_content("#fit-chart text.note") or ""  # the model's point at x = 4
+    note = page.text_content("#fit-chart text.note") or ""             # the model's point at x = 4
     assert note.startswith("x = 4 → ") and float(note.split("→")[1]) == pytest.approx(result, abs=0.05)
     assert page.is_hidden("#message")
     assert_not_blank(page, tmp_path / "ml_beginners.png")
@@ -223,7 +200,7 @@ def test_ml_beginners_restart_with_another_learning_rate(page: Page, base_url: s
     page.click("#restart")
     assert wait_until_finished(page, run=2) == "done", page.inner_text("#message")
     points = cost_points(page)
-    assert [b for b, _ in points] == list(range(1, 31))  # the chart restarted, it did not append
+    assert [b for b, _ in points] == list(range(1, 31))        # the chart restarted, it did not append
     costs = [c for _, c in points]
     # Same seed, same start: the first batch's cost is measured before any update, so it agrees;
     # the bigger steps then take the cost down faster.
@@ -232,28 +209,16 @@ def test_ml_beginners_restart_with_another_learning_rate(page: Page, base_url: s
     result = page.get_attribute("#result-value", "data-value")
     assert result != first_result
     assert abs(float(result or "nan") - 57.0) < 1.0
-    assert "learning_rate=0.02" in page.url  # the run can be shared as a link
+    assert "learning_rate=0.02" in page.url                    # the run can be shared as a link
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        (
-            "#learning_rate",
-            "-0.01",
-            "Learning rate must be a number greater than 0 and at most 10; got '-0.01'.",
-        ),
-        (
-            "#learning_rate",
-            "fast",
-            "Learning rate must be a number greater than 0 and at most 10; got 'fast'.",
-        ),
-        ("#batches", "0", "Number of batches must be a whole number from 1 to 1000; got '0'."),
-    ],
-)
-def test_ml_beginners_bad_input_shows_a_message(
-    page: Page, base_url: str, field: str, value: str, message: str
-) -> None:
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("#learning_rate", "-0.01", "Learning rate must be a number greater than 0 and at most 10; got '-0.01'."),
+    ("#learning_rate", "fast", "Learning rate must be a number greater than 0 and at most 10; got 'fast'."),
+    ("#batches", "0", "Number of batches must be a whole number from 1 to 1000; got '0'."),
+])
+def test_ml_beginners_bad_input_shows_a_message(page: Page, base_url: str, field: str, value: str,
+                                                 message: str) -> None:
     page.goto(f"{base_url}/demos/ml_beginners/?seed=2&delay_ms=0")
     assert wait_until_finished(page) == "done"
     page.fill(field, value)

@@ -39,9 +39,7 @@ def wait_for_batch(page: Page, selector: str, at_least: int) -> None:
 
 
 def predicted_colors(page: Page) -> list[str]:
-    return page.eval_on_selector_all(
-        "#swatch-rows .swatch.predicted", "els => els.map(e => e.dataset.rgb || '')"
-    )
+    return page.eval_on_selector_all("#swatch-rows .swatch.predicted", "els => els.map(e => e.dataset.rgb || '')")
 
 
 def test_colors_train_live_and_come_close(page: Page, base_url: str, tmp_path: Path) -> None:
@@ -57,14 +55,11 @@ def test_colors_train_live_and_come_close(page: Page, base_url: str, tmp_path: P
 
     assert page.inner_text("#backend-name").startswith(("CPU", "GPU"))
     points = cost_points(page)
-    assert [b for b, _ in points] == list(range(20, 2001, 20))  # one point per report, 100 in all
+    assert [b for b, _ in points] == list(range(20, 2001, 20))     # one point per report, 100 in all
     assert points[-1][1] < points[0][1] / 5
     truths = page.eval_on_selector_all("#swatch-rows .swatch.truth", "els => els.map(e => e.dataset.rgb)")
-    assert truths[0] == "57,230,217"  # the complement of (230, 57, 70)
-    offs = [
-        float(t)
-        for t in page.eval_on_selector_all("#swatch-rows td.diff", "els => els.map(e => e.textContent)")
-    ]
+    assert truths[0] == "57,230,217"                                 # the complement of (230, 57, 70)
+    offs = [float(t) for t in page.eval_on_selector_all("#swatch-rows td.diff", "els => els.map(e => e.textContent)")]
     assert len(offs) == 8 and max(offs) < 25
     error = float(page.get_attribute("#result-value", "data-value") or "nan")
     assert error < 10, error
@@ -91,7 +86,7 @@ def test_colors_restart_and_bad_input(page: Page, base_url: str) -> None:
     page.click("#restart")
     assert wait_until_finished(page, run=3) == "done", page.inner_text("#message")
     assert page.is_hidden("#message")
-    assert [b for b, _ in cost_points(page)] == list(range(1, 51))  # the chart restarted, it did not append
+    assert [b for b, _ in cost_points(page)] == list(range(1, 51))   # the chart restarted, it did not append
     assert predicted_colors(page) != first
     assert "learning_rate=0.2" in page.url and "batch_size=100" in page.url
 
@@ -109,20 +104,19 @@ def test_life_trains_live_and_learns_the_rule(page: Page, base_url: str, tmp_pat
     page.goto(f"{base_url}/demos/game_of_life/?seed=1&delay_ms=30")
     wait_for_batch(page, "#boards", 15)
     early = wrong_cells(page)
-    assert len(early) == 4 and sum(early) > 0  # at first it gets cells wrong
+    assert len(early) == 4 and sum(early) > 0                          # at first it gets cells wrong
     assert wait_until_finished(page) == "done", page.inner_text("#message")
 
     examples = page.locator("#boards .example")
     assert examples.count() == 4
     for i in range(4):
         for kind in ("start", "truth"):
-            assert examples.nth(i).locator(f"svg.{kind} rect.cell").count() == 64  # 8 × 8 cells
-    assert wrong_cells(page) == [0, 0, 0, 0]  # and at the end none
+            assert examples.nth(i).locator(f"svg.{kind} rect.cell").count() == 64      # 8 × 8 cells
+    assert wrong_cells(page) == [0, 0, 0, 0]                            # and at the end none
     costs = [c for _, c in cost_points(page)]
     assert len(costs) == 100 and costs[-1] < costs[0] / 5
-    boards_right = page.eval_on_selector_all(
-        "#accuracy-chart circle.boards-point", "els => els.map(e => Number(e.dataset.value))"
-    )
+    boards_right = page.eval_on_selector_all("#accuracy-chart circle.boards-point",
+                                             "els => els.map(e => Number(e.dataset.value))")
     assert len(boards_right) == 100 and boards_right[0] < 5 and boards_right[-1] == 100
     assert float(page.get_attribute("#result-value", "data-value") or "nan") == 100
     assert page.inner_text("#cells-now") == "100 %"
@@ -147,7 +141,7 @@ def test_life_restart_with_another_board_and_bad_input(page: Page, base_url: str
     assert wait_until_finished(page, run=3) == "done", page.inner_text("#message")
     assert page.is_hidden("#message")
     assert [b for b, _ in cost_points(page)] == list(range(3, 301, 3))
-    assert page.locator("#boards .example").first.locator("svg.start rect.cell").count() == 25  # 5 × 5
+    assert page.locator("#boards .example").first.locator("svg.start rect.cell").count() == 25   # 5 × 5
     assert "size=5" in page.url
 
 
@@ -158,24 +152,21 @@ def test_life_restart_with_another_board_and_bad_input(page: Page, base_url: str
 
 def test_index_lists_every_demo_and_leads_to_it(page: Page, base_url: str, tmp_path: Path) -> None:
     page.goto(f"{base_url}/")
-    folders = sorted(
-        p.name
-        for p in (REPO / "demos").iterdir()
-        if (p / "index.html").is_file() and not p.name.startswith(("_", "."))
-    )
+    folders = sorted(p.name for p in (REPO / "demos").iterdir()
+                     if (p / "index.html").is_file() and not p.name.startswith(("_", ".")))
     cards = page.locator("#index li.card")
     assert cards.count() == len(folders)
     links = page.eval_on_selector_all("#index li.card > a", "els => els.map(e => e.getAttribute('href'))")
     assert links == [f"/demos/{name}/" for name in folders]
     for name in ("ml_beginners", "intro", "complementary_color_prediction", "game_of_life"):
         card = page.locator(f"#demo-{name}")
-        assert card.locator("p").inner_text().strip()  # a description
+        assert card.locator("p").inner_text().strip()                 # a description
         # The thumbnail loaded (an image that failed has no natural width).
         assert card.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
-    assert page.locator(".tag").count() == 1  # the demo watch-demo was started with
+    assert page.locator(".tag").count() == 1                          # the demo watch-demo was started with
     assert_not_blank(page, tmp_path / "index.png")
 
     page.click("#demo-game_of_life > a")
     page.wait_for_url(f"{base_url}/demos/game_of_life/")
-    wait_for_batch(page, "#boards", 15)  # it runs (closing the page ends the run)
+    wait_for_batch(page, "#boards", 15)                               # it runs (closing the page ends the run)
     assert page.is_hidden("#message")

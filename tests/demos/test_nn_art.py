@@ -59,17 +59,12 @@ CPPN = cppn_module.CPPN
 def oracle(cppn: Any, z: tuple[float, float]) -> np.ndarray:
     """The picture computed in float64 NumPy from the CPPN's own weights, with the colour spaces
     converted one pixel at a time by the standard library (colorsys) and the usual YUV formula."""
-
     def values(a: dl.NDArray) -> np.ndarray:
         return np.asarray(a.get_values(), dtype=np.float64).reshape(a.shape)
 
     acts: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "tanh": np.tanh,
-        "sin": np.sin,
-        "relu": lambda x: np.maximum(x, 0),
-        "step": lambda x: (x > 0) * 1.0,
-        "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
-    }
+        "tanh": np.tanh, "sin": np.sin, "relu": lambda x: np.maximum(x, 0), "step": lambda x: (x > 0) * 1.0,
+        "sigmoid": lambda x: 1 / (1 + np.exp(-x))}
     act, sigmoid = acts[cppn.activation], acts["sigmoid"]
     s = cppn.size
     xs = (np.arange(s) - s / 2) / s
@@ -87,7 +82,7 @@ def oracle(cppn: Any, z: tuple[float, float]) -> np.ndarray:
     if mode == "bw":
         rgba[:, :3] = out[:, :1]
     elif mode in ("rgb", "rgba"):
-        rgba[:, : out.shape[1]] = out
+        rgba[:, :out.shape[1]] = out
     elif mode.startswith("hsv"):
         rgba[:, :3] = [colorsys.hsv_to_rgb(*p[:3]) for p in out]
     else:
@@ -100,14 +95,12 @@ def oracle(cppn: Any, z: tuple[float, float]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("color_mode", list(cppn_module.COLOR_MODES))
-@pytest.mark.parametrize(
-    ("activation", "depth"), [("tanh", 3), ("sin", 2), ("relu", 1), ("step", 2), ("sigmoid", 1), ("tanh", 0)]
-)
+@pytest.mark.parametrize(("activation", "depth"), [("tanh", 3), ("sin", 2), ("relu", 1), ("step", 2),
+                                                    ("sigmoid", 1), ("tanh", 0)])
 def test_every_pixel_matches_numpy(activation: str, depth: int, color_mode: str) -> None:
     math = dl.NDArrayMathCPU()
-    cppn = CPPN(
-        size=12, width=7, depth=depth, activation=activation, color_mode=color_mode, seed=5, math=math
-    )
+    cppn = CPPN(size=12, width=7, depth=depth, activation=activation, color_mode=color_mode, seed=5,
+                math=math)
     z = (0.3, -0.8)
     before = math.get_num_arrays()
     image = cppn.render(z)
@@ -129,8 +122,8 @@ def test_every_pixel_matches_numpy(activation: str, depth: int, color_mode: str)
 def test_pixel_coordinates_and_latent_path() -> None:
     coords = cppn_module.pixel_coordinates(4)
     assert coords.shape == (16, 3) and coords.dtype == np.float32
-    assert coords[0].tolist() == pytest.approx([-0.5, -0.5, 0.5**0.5])  # top left
-    assert coords[5].tolist() == pytest.approx([-0.25, -0.25, 0.125**0.5])
+    assert coords[0].tolist() == pytest.approx([-0.5, -0.5, 0.5 ** 0.5])  # top left
+    assert coords[5].tolist() == pytest.approx([-0.25, -0.25, 0.125 ** 0.5])
     assert coords[15, :2].tolist() == [0.25, 0.25]
     zs = np.array([cppn_module.latent_at(t) for t in np.linspace(0, 60, 600)])
     assert np.all(np.abs(zs) <= 1) and zs.min() < -0.99 and zs.max() > 0.99
@@ -141,15 +134,8 @@ def test_same_seed_same_network_and_layers_are_kept_when_the_network_changes() -
     math = dl.NDArrayMathCPU()
 
     def weights(**kw: Any) -> list[np.ndarray]:
-        args = {
-            "size": 8,
-            "width": 10,
-            "depth": 3,
-            "activation": "tanh",
-            "color_mode": "rgb",
-            "seed": 11,
-            **kw,
-        }
+        args = {"size": 8, "width": 10, "depth": 3, "activation": "tanh", "color_mode": "rgb", "seed": 11,
+                **kw}
         cppn = CPPN(math=math, **args)
         try:
             return [w.get_values() for w in cppn.weight_arrays()]
@@ -169,27 +155,10 @@ def test_same_seed_same_network_and_layers_are_kept_when_the_network_changes() -
 
 def test_the_script_writes_a_png(tmp_path: Path) -> None:
     out = tmp_path / "art.png"
-    command = [
-        sys.executable,
-        str(NN_ART / "nn_art.py"),
-        "--seed",
-        "2",
-        "--size",
-        "32",
-        "--color",
-        "hsv",
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run(
-        command,
-        check=False,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "DEEPLEARN_BACKEND": "cpu"},
-    )
+    command = [sys.executable, str(NN_ART / "nn_art.py"), "--seed", "2", "--size", "32", "--color", "hsv",
+               "--out", str(out)]
+    result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DEEPLEARN_BACKEND": "cpu"})
     assert result.returncode == 0, result.stderr
     assert "frame time on cpu:" in result.stdout
     data = out.read_bytes()
@@ -248,26 +217,15 @@ def test_the_page_and_its_files_are_served(server: DemoServer) -> None:
 
 
 def test_a_run_streams_frames(server: DemoServer) -> None:
-    status, body = get(
-        server, "/demos/nn_art/run?seed=4&size=20&frames=3&color=hsva&activation=sin&depth=2&width=9&t=1.5"
-    )
+    status, body = get(server, "/demos/nn_art/run?seed=4&size=20&frames=3&color=hsva&activation=sin&depth=2"
+                               "&width=9&t=1.5")
     assert status == 200
     evs = events(body)
     assert [n for n, _ in evs] == ["start", "backend", "network"] + ["frame"] * 3 + ["done", "end"]
     data = dict(evs[:3])
-    assert data["start"]["params"] == {
-        "activation": "sin",
-        "color": "hsva",
-        "depth": 2,
-        "width": 9,
-        "size": 20,
-        "seed": 4,
-        "speed": 1.0,
-        "t": 1.5,
-        "frames": 3,
-        "seconds": 15.0,
-        "max_fps": 30,
-    }
+    assert data["start"]["params"] == {"activation": "sin", "color": "hsva", "depth": 2, "width": 9,
+                                       "size": 20, "seed": 4, "speed": 1.0, "t": 1.5, "frames": 3,
+                                       "seconds": 15.0, "max_fps": 30}
     assert data["backend"]["name"] in ("cpu", "cuda")
     assert data["network"]["layers"] == [[5, 9], [9, 9], [9, 4]]
     assert data["network"]["weights"] == 5 * 9 + 9 * 9 + 9 * 4
@@ -302,26 +260,18 @@ def test_a_run_stops_after_its_seconds(server: DemoServer) -> None:
     assert [n for n, _ in evs].count("frame") == done["frames"]
 
 
-@pytest.mark.parametrize(
-    ("query", "message"),
-    [
-        ("size=4096", "Image size must be a whole number from 8 to 512; got '4096'."),
-        ("size=big", "Image size must be a whole number from 8 to 512; got 'big'."),
-        ("depth=9", "Hidden layers must be a whole number from 0 to 8; got '9'."),
-        ("width=0", "Neurons per layer must be a whole number from 1 to 64; got '0'."),
-        ("activation=swish", "Activation must be one of tanh, sin, relu, step, sigmoid; got 'swish'."),
-        ("color=cmyk", "Color mode must be one of rgb, rgba, hsv, hsva, yuv, yuva, bw; got 'cmyk'."),
-        ("speed=-1", "Speed must be a number greater than 0 and at most 10; got '-1'."),
-        ("seed=-3", "Seed must be a whole number from 0 to 4294967295; got '-3'."),
-        (
-            "zoom=2",
-            (
-                "Unknown parameter 'zoom'; this demo takes: activation, color, depth, frames, max_fps, "
-                "seconds, seed, size, speed, t, width."
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize(("query", "message"), [
+    ("size=4096", "Image size must be a whole number from 8 to 512; got '4096'."),
+    ("size=big", "Image size must be a whole number from 8 to 512; got 'big'."),
+    ("depth=9", "Hidden layers must be a whole number from 0 to 8; got '9'."),
+    ("width=0", "Neurons per layer must be a whole number from 1 to 64; got '0'."),
+    ("activation=swish", "Activation must be one of tanh, sin, relu, step, sigmoid; got 'swish'."),
+    ("color=cmyk", "Color mode must be one of rgb, rgba, hsv, hsva, yuv, yuva, bw; got 'cmyk'."),
+    ("speed=-1", "Speed must be a number greater than 0 and at most 10; got '-1'."),
+    ("seed=-3", "Seed must be a whole number from 0 to 4294967295; got '-3'."),
+    ("zoom=2", ("Unknown parameter 'zoom'; this demo takes: activation, color, depth, frames, max_fps, "
+                "seconds, seed, size, speed, t, width.")),
+])
 def test_bad_parameters_are_a_message(server: DemoServer, query: str, message: str) -> None:
     status, body = get(server, f"/demos/nn_art/run?{query}")
     assert status == 400
@@ -344,11 +294,7 @@ else:
 
 def browser_test(test: Any) -> Any:
     """Marks a test that drives Chromium: skipped, with test_browser.py's reason, where it cannot run."""
-    marks = (
-        pytest.mark.browser,
-        pytest.mark.timeout(180),
-        pytest.mark.skipif(shared is None, reason=NO_BROWSER),
-    )
+    marks = (pytest.mark.browser, pytest.mark.timeout(180), pytest.mark.skipif(shared is None, reason=NO_BROWSER))
     for mark in marks:
         test = mark(test)
     return test
@@ -362,17 +308,14 @@ def wait_for_frames(page: Page, frames: int, run: int = 1) -> None:
     """Waits until render number ``run`` has drawn at least ``frames`` frames."""
     page.wait_for_function(
         "([run, frames]) => Number(document.body.dataset.runs || 0) === run"
-        " && Number(document.body.dataset.frames || 0) >= frames",
-        arg=[run, frames],
-    )
+        " && Number(document.body.dataset.frames || 0) >= frames", arg=[run, frames])
 
 
 def pixels(page: Page) -> tuple[int, list[int]]:
     """The canvas's size and its RGBA bytes."""
     size, data = page.evaluate(
         "(() => { const c = document.getElementById('art');"
-        " return [c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; })()"
-    )
+        " return [c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; })()")
     return int(size), list(data)
 
 
@@ -391,15 +334,15 @@ def test_it_renders_and_the_frames_move(page: Page, base_url: str, tmp_path: Pat
     size, first = pixels(page)
     assert size == 48 and len(first) == 48 * 48 * 4
     colours = set(zip(first[0::4], first[1::4], first[2::4], strict=True))
-    assert len(colours) > 50  # a picture
-    assert all(a == 255 for a in first[3::4])  # RGB is opaque
+    assert len(colours) > 50                                                        # a picture
+    assert all(a == 255 for a in first[3::4])                                       # RGB is opaque
     seen = body_number(page, "frames")
     wait_for_frames(page, seen + 3)
-    assert pixels(page)[1] != first  # z moved: the picture too
+    assert pixels(page)[1] != first                                                 # z moved: the picture too
     assert page.is_hidden("#message")
-    assert "seed=3" in page.url and "size=48" in page.url  # a link to this picture
+    assert "seed=3" in page.url and "size=48" in page.url                           # a link to this picture
     page.wait_for_function("Number(document.getElementById('t').textContent) > 1.6")  # four runs on,
-    assert body_number(page, "runs") == 1  # one animation
+    assert body_number(page, "runs") == 1                                           # one animation
     assert page.evaluate("document.body.dataset.state") == "running"
     shot = tmp_path / "nn_art.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -412,31 +355,29 @@ def test_changing_an_option_re_renders(page: Page, base_url: str) -> None:
     wait_for_frames(page, 1)
     before = pixels(page)[1]
 
-    page.select_option("#color", "bw")  # a select re-renders as soon as it changes
+    page.select_option("#color", "bw")                      # a select re-renders as soon as it changes
     wait_for_frames(page, 1, run=2)
     _, gray = pixels(page)
     assert gray != before
-    assert gray[0::4] == gray[1::4] == gray[2::4]  # grayscale: r = g = b everywhere
+    assert gray[0::4] == gray[1::4] == gray[2::4]           # grayscale: r = g = b everywhere
     assert page.inner_text("#layers").endswith("→ 1")
 
-    page.fill("#size", "24")  # a text field on Enter
+    page.fill("#size", "24")                                # a text field on Enter
     page.press("#size", "Enter")
     wait_for_frames(page, 1, run=3)
     assert pixels(page)[0] == 24
     assert page.inner_text("#pixels") == "576"
 
     page.fill("#depth", "1")
-    page.select_option("#activation", "step")  # hard edges: few distinct gray levels
-    page.wait_for_function(
-        "Number(document.body.dataset.runs) >= 4"
-        " && Number(document.body.dataset.frames) >= 1"
-        " && document.getElementById('layers').textContent === '5 → 30 → 1'"
-    )
+    page.select_option("#activation", "step")               # hard edges: few distinct gray levels
+    page.wait_for_function("Number(document.body.dataset.runs) >= 4"
+                           " && Number(document.body.dataset.frames) >= 1"
+                           " && document.getElementById('layers').textContent === '5 → 30 → 1'")
     assert "activation=step" in page.url and "depth=1" in page.url
 
     seed = page.input_value("#seed")
     runs = body_number(page, "runs")
-    page.click("#new-network")  # another seed, another picture
+    page.click("#new-network")                              # another seed, another picture
     wait_for_frames(page, 1, run=runs + 1)
     assert page.input_value("#seed") != seed
     assert page.evaluate("document.body.dataset.state") == "running"
@@ -452,37 +393,31 @@ def test_pause_keeps_the_picture_and_play_goes_on(page: Page, base_url: str) -> 
     frames, picture = body_number(page, "frames"), pixels(page)[1]
     t_paused = float(page.inner_text("#t"))
     page.wait_for_timeout(600)
-    assert body_number(page, "frames") == frames and pixels(page)[1] == picture  # it stopped
+    assert body_number(page, "frames") == frames and pixels(page)[1] == picture   # it stopped
 
-    page.select_option("#activation", "sin")  # while paused: one new frame, still paused
-    page.wait_for_function(
-        "Number(document.body.dataset.runs) === 2 && document.body.dataset.state === 'paused'"
-    )
+    page.select_option("#activation", "sin")                # while paused: one new frame, still paused
+    page.wait_for_function("Number(document.body.dataset.runs) === 2"
+                           " && document.body.dataset.state === 'paused'")
     assert body_number(page, "frames") == 1
     assert pixels(page)[1] != picture
-    assert float(page.inner_text("#t")) == pytest.approx(t_paused, abs=0.1)  # z did not move
+    assert float(page.inner_text("#t")) == pytest.approx(t_paused, abs=0.1)        # z did not move
 
-    page.click("#pause")  # play: the same render goes on, from that z
+    page.click("#pause")                                    # play: the same render goes on, from that z
     assert page.inner_text("#pause") == "Pause"
-    page.wait_for_function(
-        "Number(document.body.dataset.frames) >= 4 && document.body.dataset.state === 'running'"
-    )
+    page.wait_for_function("Number(document.body.dataset.frames) >= 4"
+                           " && document.body.dataset.state === 'running'")
     assert body_number(page, "runs") == 2
     assert float(page.inner_text("#t")) > t_paused
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("#size", "5000", "Image size must be a whole number from 8 to 512; got '5000'."),
-        ("#depth", "deep", "Hidden layers must be a whole number from 0 to 8; got 'deep'."),
-        ("#speed", "0", "Speed must be a number greater than 0 and at most 10; got '0'."),
-    ],
-)
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("#size", "5000", "Image size must be a whole number from 8 to 512; got '5000'."),
+    ("#depth", "deep", "Hidden layers must be a whole number from 0 to 8; got 'deep'."),
+    ("#speed", "0", "Speed must be a number greater than 0 and at most 10; got '0'."),
+])
 @browser_test
-def test_a_bad_parameter_shows_a_message(
-    page: Page, base_url: str, field: str, value: str, message: str
-) -> None:
+def test_a_bad_parameter_shows_a_message(page: Page, base_url: str, field: str, value: str,
+                                        message: str) -> None:
     page.goto(f"{base_url}/demos/nn_art/?seed=2&size=32&max_fps=20")
     wait_for_frames(page, 1)
     page.fill(field, value)
@@ -496,8 +431,7 @@ def test_a_bad_parameter_shows_a_message(
     page.fill("#depth", "2")
     page.fill("#speed", "1")
     page.click("#render")
-    page.wait_for_function(
-        "document.body.dataset.state === 'running' && Number(document.body.dataset.frames) >= 1"
-    )
+    page.wait_for_function("document.body.dataset.state === 'running'"
+                           " && Number(document.body.dataset.frames) >= 1")
     assert page.is_hidden("#message")
     assert page.inner_text("#layers") == "5 → 30 → 30 → 3"

@@ -27,9 +27,7 @@ from tests.graph.graph_cases import CASES, GraphCase
 from tests.graph.helpers import ListProvider
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx (pip install -e '.[export]' or '.[test]')")
-ort = pytest.importorskip(
-    "onnxruntime", reason="the exported models run in onnxruntime (pip install -e '.[test]')"
-)
+ort = pytest.importorskip("onnxruntime", reason="the exported models run in onnxruntime (pip install -e '.[test]')")
 
 B = 4  # examples per batch
 
@@ -53,14 +51,8 @@ def _assert_same(got: np.ndarray, expected: np.ndarray, t: Tensor, what: str) ->
         np.testing.assert_array_equal(got, expected, err_msg=what)
 
 
-def _check(
-    session: Session,
-    outputs: list[Tensor],
-    fed: dict[Tensor, np.ndarray],
-    what: str,
-    path: Path | None = None,
-    **kwargs: object,
-) -> object:
+def _check(session: Session, outputs: list[Tensor], fed: dict[Tensor, np.ndarray], what: str,
+           path: Path | None = None, **kwargs: object) -> object:
     """Exports ``outputs``, runs the model on the ``fed`` batches (the model's inputs, in
     order) and compares each output with Session.eval_batch."""
     model = dl.export_onnx(session.graph, outputs, path, **kwargs)  # type: ignore[arg-type]
@@ -85,17 +77,13 @@ def _patterns(case: GraphCase) -> list[tuple[bool, ...]]:
     return out
 
 
-CASE_PARAMS = [
-    pytest.param(case, pattern, id=f"{case.id}-{''.join('b' if p else 'v' for p in pattern)}")
-    for case in CASES
-    for pattern in _patterns(case)
-]
+CASE_PARAMS = [pytest.param(case, pattern, id=f"{case.id}-{''.join('b' if p else 'v' for p in pattern)}")
+               for case in CASES for pattern in _patterns(case)]
 
 
 @pytest.mark.parametrize(("case", "pattern"), CASE_PARAMS)
-def test_every_graph_op_case_matches_eval_batch(
-    case: GraphCase, pattern: tuple[bool, ...], math: dl.NDArrayMath
-) -> None:
+def test_every_graph_op_case_matches_eval_batch(case: GraphCase, pattern: tuple[bool, ...],
+                                                math: dl.NDArrayMath) -> None:
     rng = np.random.default_rng(0)
     g = Graph()
     tensors, fed = [], {}
@@ -123,77 +111,44 @@ def _op_node(g: Graph, op: Op, *inputs: Tensor) -> Tensor:
 
 
 OTHER_OPS = [
-    (elementwise.Neg(), -2, 2),
-    (elementwise.Abs(), -2, 2),
-    (elementwise.Ceil(), -2, 2),
-    (elementwise.Floor(), -2, 2),
-    (elementwise.Sqrt(), 0.5, 2),
-    (elementwise.Selu(), -2, 2),
-    (elementwise.Step(0.3), -2, 2),
-    (elementwise.Clip(-0.5, 0.7), -2, 2),
-    (elementwise.Sin(), -2, 2),
-    (elementwise.Cos(), -2, 2),
-    (elementwise.Tan(), -1, 1),
-    (elementwise.Asin(), -0.9, 0.9),
-    (elementwise.Acos(), -0.9, 0.9),
-    (elementwise.Atan(), -2, 2),
-    (elementwise.Sinh(), -2, 2),
-    (elementwise.Cosh(), -2, 2),
-    (reduction.Mean(axis=(-1,)), -2, 2),
+    (elementwise.Neg(), -2, 2), (elementwise.Abs(), -2, 2), (elementwise.Ceil(), -2, 2),
+    (elementwise.Floor(), -2, 2), (elementwise.Sqrt(), 0.5, 2), (elementwise.Selu(), -2, 2),
+    (elementwise.Step(0.3), -2, 2), (elementwise.Clip(-0.5, 0.7), -2, 2), (elementwise.Sin(), -2, 2),
+    (elementwise.Cos(), -2, 2), (elementwise.Tan(), -1, 1), (elementwise.Asin(), -0.9, 0.9),
+    (elementwise.Acos(), -0.9, 0.9), (elementwise.Atan(), -2, 2), (elementwise.Sinh(), -2, 2),
+    (elementwise.Cosh(), -2, 2), (reduction.Mean(axis=(-1,)), -2, 2),
     (reduction.Sum(axis=(-2,), keep_dims=True), -2, 2),
 ]
 
 
 @pytest.mark.parametrize(("op", "low", "high"), OTHER_OPS, ids=lambda v: getattr(v, "name", None))
-def test_ops_without_a_builder_match_eval_batch(
-    op: Op, low: float, high: float, math: dl.NDArrayMath
-) -> None:
+def test_ops_without_a_builder_match_eval_batch(op: Op, low: float, high: float, math: dl.NDArrayMath) -> None:
     g = Graph()
     x = g.placeholder("x", [2, 3])
     y = _op_node(g, op, x)
-    _check(
-        Session(g, math),
-        [y],
-        {x: np.random.default_rng(1).uniform(low, high, (B, 2, 3)).astype(np.float32)},
-        op.name,
-    )
+    _check(Session(g, math), [y], {x: np.random.default_rng(1).uniform(low, high, (B, 2, 3)).astype(np.float32)},
+           op.name)
 
 
-@pytest.mark.parametrize(
-    "op",
-    [
-        pool.MinPool(filter_size=2, strides=1, pad=0),
-        pool.AvgPool(filter_size=3, strides=2, pad=1),
-        pool.AvgPool(filter_size=2, strides=2, pad="same"),
-        pool.MaxPool(filter_size=2, strides=2, pad="same"),
-    ],
-    ids=repr,
-)
+@pytest.mark.parametrize("op", [pool.MinPool(filter_size=2, strides=1, pad=0),
+                                pool.AvgPool(filter_size=3, strides=2, pad=1),
+                                pool.AvgPool(filter_size=2, strides=2, pad="same"),
+                                pool.MaxPool(filter_size=2, strides=2, pad="same")], ids=repr)
 def test_pools_match_eval_batch(op: Op, math: dl.NDArrayMath) -> None:
     g = Graph()
     x = g.placeholder("x", [5, 5, 2])
     y = _op_node(g, op, x)
-    _check(
-        Session(g, math),
-        [y],
-        {x: np.random.default_rng(2).standard_normal((B, 5, 5, 2)).astype(np.float32)},
-        op.name,
-    )
+    _check(Session(g, math), [y], {x: np.random.default_rng(2).standard_normal((B, 5, 5, 2)).astype(np.float32)},
+           op.name)
 
 
 def test_matmul_times_a_transposed_matrix(math: dl.NDArrayMath) -> None:
     g = Graph()
     x = g.placeholder("x", [2, 3])
     w = g.variable("w", NDArray.make([4, 3], np.arange(12, dtype=np.float32) / 10, math=math))
-    y = _op_node(
-        g, linalg.MatMul(linalg.MatrixOrientation.REGULAR, linalg.MatrixOrientation.TRANSPOSED), x, w
-    )
-    _check(
-        Session(g, math),
-        [y],
-        {x: np.random.default_rng(3).standard_normal((B, 2, 3)).astype(np.float32)},
-        "x·wᵀ",
-    )
+    y = _op_node(g, linalg.MatMul(linalg.MatrixOrientation.REGULAR, linalg.MatrixOrientation.TRANSPOSED), x, w)
+    _check(Session(g, math), [y], {x: np.random.default_rng(3).standard_normal((B, 2, 3)).astype(np.float32)},
+           "x·wᵀ")
 
 
 def test_int32_values_and_int32_and_bool_outputs(math: dl.NDArrayMath) -> None:
@@ -203,12 +158,8 @@ def test_int32_values_and_int32_and_bool_outputs(math: dl.NDArrayMath) -> None:
     scaled = g.multiply(x, k)  # float32 · int32 → float32
     outputs = [scaled, g.argmax(scaled), g.argmax_equals(x, k), g.reduce_sum(k), g.add(k, k)]
     assert [t.dtype for t in outputs] == ["float32", "int32", "bool", "int32", "int32"]
-    _check(
-        Session(g, math),
-        outputs,
-        {x: np.random.default_rng(4).standard_normal((B, 2, 3)).astype(np.float32)},
-        "int32 and bool",
-    )
+    _check(Session(g, math), outputs, {x: np.random.default_rng(4).standard_normal((B, 2, 3)).astype(np.float32)},
+           "int32 and bool")
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -221,12 +172,8 @@ def _mlp(math: dl.NDArrayMath) -> tuple[Graph, Tensor, Tensor, list[Tensor]]:
     hidden = g.layers.dense("hidden1", x, 8, g.relu)
     hidden = g.layers.dense("hidden2", hidden, 5, g.tanh)
     logits = g.layers.dense("logits", hidden, 3)
-    outputs = [
-        g.softmax(logits),
-        g.argmax(logits),
-        g.softmax_cross_entropy_cost(logits, label),
-        g.mean_squared_cost(label, g.sigmoid(logits)),
-    ]
+    outputs = [g.softmax(logits), g.argmax(logits), g.softmax_cross_entropy_cost(logits, label),
+               g.mean_squared_cost(label, g.sigmoid(logits))]
     return g, x, label, outputs
 
 
@@ -244,12 +191,8 @@ def test_a_dense_mlp_written_to_a_file(math: dl.NDArrayMath, tmp_path: Path) -> 
     assert path.read_bytes() == model.SerializeToString()  # type: ignore[attr-defined]
     assert [p.name for p in tmp_path.iterdir()] == ["mlp.onnx"]  # no temporary file left
     assert [i.name for i in model.graph.input] == ["x", "y_label"]  # type: ignore[attr-defined]
-    assert [o.name for o in model.graph.output] == [
-        "softmax",
-        "argmax",
-        "softmax_cross_entropy_cost",  # type: ignore[attr-defined]
-        "mean_squared_cost",
-    ]
+    assert [o.name for o in model.graph.output] == ["softmax", "argmax", "softmax_cross_entropy_cost",  # type: ignore[attr-defined]
+                                                    "mean_squared_cost"]
 
 
 @pytest.mark.parametrize("opset", [15, 17, 18, 21])
@@ -267,9 +210,7 @@ def test_a_small_conv_net(math: dl.NDArrayMath) -> None:
     label = g.placeholder("label", [4])
 
     def weights(name: str, shape: list[int]) -> Tensor:
-        return g.variable(
-            name, NDArray.make(shape, rng.standard_normal(shape).astype(np.float32) * 0.3, math=math)
-        )
+        return g.variable(name, NDArray.make(shape, rng.standard_normal(shape).astype(np.float32) * 0.3, math=math))
 
     h = g.relu(g.conv2d(image, weights("w1", [3, 3, 1, 4]), weights("b1", [4]), 3, 4))
     h = g.max_pool(h, 2, 2, 0)  # [4, 4, 4]
@@ -277,10 +218,8 @@ def test_a_small_conv_net(math: dl.NDArrayMath) -> None:
     logits = g.matmul(g.reshape(h, [24]), weights("w3", [24, 4]))
     cost = g.softmax_cross_entropy_cost(logits, label)
     accuracy = g.argmax_equals(logits, label)
-    feeds = {
-        image: rng.standard_normal((B, 8, 8, 1)).astype(np.float32),
-        label: np.eye(4, dtype=np.float32)[rng.integers(0, 4, B)],
-    }
+    feeds = {image: rng.standard_normal((B, 8, 8, 1)).astype(np.float32),
+             label: np.eye(4, dtype=np.float32)[rng.integers(0, 4, B)]}
     _check(Session(g, math), [logits, cost, accuracy], feeds, "conv net")
 
 
@@ -302,11 +241,8 @@ def test_an_op_onnx_cannot_express_yet_is_named_and_nothing_is_written(tmp_path:
     x = g.placeholder("x", [3])
     y = g.relu(_op_node(g, reduction.LogSumExp(axis=(-1,), keep_dims=True), x))
     path = tmp_path / "model.onnx"
-    with pytest.raises(
-        ValueError,
-        match=r"export_onnx: .*cannot be expressed in ONNX yet: log_sum_exp "
-        r"\(LogSumExp\) \(node 'log_sum_exp'\); got outputs=\[Tensor\('relu'",
-    ):
+    with pytest.raises(ValueError, match=r"export_onnx: .*cannot be expressed in ONNX yet: log_sum_exp "
+                                         r"\(LogSumExp\) \(node 'log_sum_exp'\); got outputs=\[Tensor\('relu'"):
         dl.export_onnx(g, y, path)
     assert not path.exists() and not list(tmp_path.iterdir())
 

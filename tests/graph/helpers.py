@@ -28,9 +28,8 @@ class ListProvider(dl.InputProvider):
         copy.dispose()
 
 
-def numeric_vjp(
-    f: Callable[..., Any], inputs: list[np.ndarray], dy: np.ndarray, i: int, eps: float = 1e-6
-) -> np.ndarray:
+def numeric_vjp(f: Callable[..., Any], inputs: list[np.ndarray], dy: np.ndarray, i: int,
+                eps: float = 1e-6) -> np.ndarray:
     """d/d inputs[i] of Σ dy · f(inputs), by central differences in float64."""
     xs = [np.array(x, dtype=np.float64) for x in inputs]
     x, grad = xs[i], np.zeros_like(xs[i])
@@ -78,9 +77,7 @@ def train_dense(
     rng = np.random.default_rng(0)
 
     def init(*shape: int) -> dl.NDArrayInitializer:  # the same initial weights in every run
-        return dl.NDArrayInitializer(
-            NDArray.from_numpy(rng.standard_normal(shape).astype(np.float32), math=math)
-        )
+        return dl.NDArrayInitializer(NDArray.from_numpy(rng.standard_normal(shape).astype(np.float32), math=math))
 
     h = g.layers.dense("h", x, 5, lambda t: g.relu(t), True, init(6, 5), init(5))
     cost = g.softmax_cross_entropy_cost(g.layers.dense("out", h, 3, None, True, init(5, 3), init(3)), label)

@@ -18,35 +18,24 @@ def _train_digits(math: dl.NDArrayMath, steps: int) -> tuple[list[float], dict[s
         x_train, y_train, x_test, y_test = _digits()
         g, x, label, cost, accuracy = _digits_graph()
         session = Session(g, math)
-        builder = (
-            dl.InGPUMemoryShuffledInputProviderBuilder
-            if math.backend.name == "cuda"
-            else dl.InCPUMemoryShuffledInputProviderBuilder
-        )
+        builder = (dl.InGPUMemoryShuffledInputProviderBuilder if math.backend.name == "cuda"
+                   else dl.InCPUMemoryShuffledInputProviderBuilder)
         xp, yp = builder([x_train, y_train], seed=0).get_input_providers()
         optimizer = dl.MomentumOptimizer(0.1, 0.9)
         costs = []
         for _ in range(steps):
             with math.scope():
-                costs.append(
-                    session.train(
-                        cost, [FeedEntry(x, xp), FeedEntry(label, yp)], 32, optimizer, CostReduction.MEAN
-                    ).get()
-                )
+                costs.append(session.train(cost, [FeedEntry(x, xp), FeedEntry(label, yp)], 32, optimizer,
+                                           CostReduction.MEAN).get())
         tx, ty = builder([x_test, y_test], seed=0).get_input_providers()
         correct = session.eval_batch(accuracy, [FeedEntry(x, tx), FeedEntry(label, ty)], len(x_test))
-        weights = {
-            node.name: session.eval(node.output, []).numpy()
-            for node in g.get_nodes()
-            if type(node).__name__ == "VariableNode"
-        }
+        weights = {node.name: session.eval(node.output, []).numpy()
+                   for node in g.get_nodes() if type(node).__name__ == "VariableNode"}
         return costs, weights, float(correct.get_values().mean())
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(
-    not cuda_available(), reason="compares the CUDA backend with the CPU: needs CuPy and a GPU"
-)
+@pytest.mark.skipif(not cuda_available(), reason="compares the CUDA backend with the CPU: needs CuPy and a GPU")
 def test_digits_classifier_trains_to_the_same_weights_on_cpu_and_gpu() -> None:
     cpu_costs, cpu_weights, cpu_accuracy = _train_digits(dl.NDArrayMathCPU(), 100)
     gpu_costs, gpu_weights, gpu_accuracy = _train_digits(dl.NDArrayMathGPU(), 100)

@@ -41,13 +41,8 @@ def test_reshape_is_the_one_node_without_an_op() -> None:
 def test_the_table_is_keyed_by_op_class_with_the_op_itself_as_the_default() -> None:
     assert all(isinstance(k, type) and issubclass(k, Op) for k in batching.RULES)
     assert all(isinstance(r, batching.BatchRule) for r in batching.RULES.values())
-    for op in (
-        elementwise.Relu(),
-        reduction.Softmax(),
-        pool.MaxPool(filter_size=2),
-        costs.MeanSquaredCost(example_rank=1),
-        reduction.Sum(axis=(-1,)),
-    ):
+    for op in (elementwise.Relu(), reduction.Softmax(), pool.MaxPool(filter_size=2),
+               costs.MeanSquaredCost(example_rank=1), reduction.Sum(axis=(-1,))):
         assert batching.rule_for(op) is batching.NATIVE, op
     assert batching.rule_for(linalg.MatMul()) is batching.MATMUL
 
@@ -77,27 +72,15 @@ PATTERNS = [(True, True), (True, False), (False, True), (False, False)]
 
 
 def _pair_params() -> list[object]:
-    return [
-        pytest.param(
-            make,
-            shape,
-            grad,
-            pattern,
-            id=f"{make(None).name}{list(shape)}-{''.join('b' if p else 'v' for p in pattern)}",
-        )
-        for make, shape, grad in PAIRS
-        for pattern in PATTERNS
-    ]
+    return [pytest.param(make, shape, grad, pattern,
+                         id=f"{make(None).name}{list(shape)}-{''.join('b' if p else 'v' for p in pattern)}")
+            for make, shape, grad in PAIRS for pattern in PATTERNS]
 
 
 @pytest.mark.parametrize(("make", "shape", "grad", "pattern"), _pair_params())
 def test_per_example_form_matches_the_plain_op_per_example(
-    make: Callable[[int | None], Op],
-    shape: tuple[int, ...],
-    grad: bool,
-    pattern: tuple[bool, bool],
-    cpu_math: dl.NDArrayMath,
-) -> None:
+        make: Callable[[int | None], Op], shape: tuple[int, ...], grad: bool, pattern: tuple[bool, bool],
+        cpu_math: dl.NDArrayMath) -> None:
     rng = np.random.default_rng(0)
     # A batched input has B examples; a shared one is the same example for all of them.
     values = [rng.uniform(0.1, 2.0, (B, *shape) if p else shape).astype(np.float32) for p in pattern]
@@ -116,31 +99,20 @@ def test_per_example_form_matches_the_plain_op_per_example(
         dy = rng.standard_normal(y.shape).astype(np.float32)
         grads = per_example.backward(cpu_math, as_ndarray(cpu_math, dy), *xs, y)
         for i, (g, p) in enumerate(zip(grads, pattern)):
-            loop = [
-                plain.backward(
-                    cpu_math,
-                    as_ndarray(cpu_math, dy[b] if any(pattern) else dy),
-                    *(as_ndarray(cpu_math, x) for x in example[b]),
-                    as_ndarray(cpu_math, np.asarray(expected[b])),
-                )[i].numpy()
-                for b in range(n)
-            ]
+            loop = [plain.backward(cpu_math, as_ndarray(cpu_math, dy[b] if any(pattern) else dy),
+                                   *(as_ndarray(cpu_math, x) for x in example[b]),
+                                   as_ndarray(cpu_math, np.asarray(expected[b])))[i].numpy()
+                    for b in range(n)]
             # a batched input's gradient per example; a shared one's, the sum over the examples
             want = np.stack(loop) if p else np.sum(loop, axis=0)
             np.testing.assert_allclose(g.numpy(), want, rtol=1e-5, atol=1e-6, err_msg=f"gradient {i}")
 
 
-@pytest.mark.parametrize(
-    "op",
-    [costs.MeanSquaredCost(example_rank=2), reduction.ArgMaxEquals(example_rank=2)],
-    ids=lambda op: op.name,
-)
+@pytest.mark.parametrize("op", [costs.MeanSquaredCost(example_rank=2), reduction.ArgMaxEquals(example_rank=2)],
+                         ids=lambda op: op.name)
 def test_per_example_forms_check_the_examples(op: Op, cpu_math: dl.NDArrayMath) -> None:
-    with pytest.raises(
-        ShapeError,
-        match=r"must have the same shape in their last 2 axes \(one example\); "
-        r"got x1.shape=\(4, 2, 3\) and x2.shape=\(3, 2\)",
-    ):
+    with pytest.raises(ShapeError, match=r"must have the same shape in their last 2 axes \(one example\); "
+                                         r"got x1.shape=\(4, 2, 3\) and x2.shape=\(3, 2\)"):
         cpu_math.engine.run(op, NDArray.zeros([4, 2, 3]), NDArray.zeros([3, 2]))
     with pytest.raises(ShapeError, match="could not be broadcast"):  # two batches of other sizes
         cpu_math.engine.run(op, NDArray.zeros([4, 2, 3]), NDArray.zeros([5, 2, 3]))
@@ -150,12 +122,7 @@ def test_per_example_forms_check_the_examples(op: Op, cpu_math: dl.NDArrayMath) 
 
 @pytest.mark.parametrize(
     ("a", "b", "batched"),
-    [
-        ("T", "R", (True, False)),
-        ("R", "T", (False, True)),
-        ("T", "T", (True, True)),
-        ("R", "T", (True, True)),
-    ],
+    [("T", "R", (True, False)), ("R", "T", (False, True)), ("T", "T", (True, True)), ("R", "T", (True, True))],
 )
 def test_matmul_with_transposed_operands_it_cannot_batch_is_refused(
     cpu_math: dl.NDArrayMath, a: str, b: str, batched: tuple[bool, bool]
@@ -171,9 +138,7 @@ def test_matmul_with_transposed_operands_it_cannot_batch_is_refused(
     y = g._add_op("mm", op, batching.rule_for(op), [x1, x2], op.infer(x1.spec, x2.spec))
     session = dl.Session(g, cpu_math)
     ones = np.ones((2, 3, 3), np.float32)
-    feeds = {
-        x1: ListProvider(ones) if batched[0] else dl.NDArray.from_numpy(ones[0]),
-        x2: ListProvider(ones) if batched[1] else dl.NDArray.from_numpy(ones[0]),
-    }
+    feeds = {x1: ListProvider(ones) if batched[0] else dl.NDArray.from_numpy(ones[0]),
+             x2: ListProvider(ones) if batched[1] else dl.NDArray.from_numpy(ones[0])}
     with pytest.raises(ValueError, match="mm: a matrix product with a transposed operand cannot run"):
         session.eval_batch(y, feeds, 2)

@@ -16,16 +16,12 @@ from deeplearn.compile.cuda_graph import CapturedProgram, NotCaptured, capture
 from deeplearn.math.backends import cuda_available
 from tests.graph.helpers import OPTIMIZERS, ListProvider, train_dense
 
-needs_gpu = pytest.mark.skipif(
-    not cuda_available(), reason="captures CUDA graphs: needs CuPy and an NVIDIA GPU"
-)
+needs_gpu = pytest.mark.skipif(not cuda_available(), reason="captures CUDA graphs: needs CuPy and an NVIDIA GPU")
 
 
 def _tapes(session: Session) -> list[Any]:
     """The recorded Programs of the Session's training steps."""
-    return [
-        p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()
-    ]
+    return [p for plan in session._plans.values() for step in plan._steps.values() for p in step.training.values()]
 
 
 def _quadratic(math: dl.NDArrayMath, unbatched_cost: bool = False) -> tuple[Graph, Any, Any, Any, list[Any]]:
@@ -46,15 +42,9 @@ def _providers(seed: int = 0) -> list[Any]:
     return dl.InGPUMemoryShuffledInputProviderBuilder([xs, ys], seed=seed).get_input_providers()
 
 
-def _train(
-    math: dl.NDArrayMath,
-    captured: bool,
-    optimizer: dl.Optimizer,
-    reduction: CostReduction,
-    steps: int = 40,
-    unbatched_cost: bool = False,
-    fuse: bool = False,
-) -> tuple[list[float], list[np.ndarray], Session]:
+def _train(math: dl.NDArrayMath, captured: bool, optimizer: dl.Optimizer, reduction: CostReduction,
+           steps: int = 40, unbatched_cost: bool = False,
+           fuse: bool = False) -> tuple[list[float], list[np.ndarray], Session]:
     g, x, label, cost, variables = _quadratic(math, unbatched_cost)
     xp, yp = _providers()
     session = Session(g, math)
@@ -72,18 +62,10 @@ def _train(
 
 @needs_gpu
 @pytest.mark.parametrize("reduction", [CostReduction.MEAN, CostReduction.SUM, CostReduction.NONE])
-@pytest.mark.parametrize(
-    "make_optimizer",
-    [
-        lambda: dl.SGDOptimizer(0.05),
-        lambda: dl.MomentumOptimizer(0.05, 0.9),
-        lambda: dl.AdamOptimizer(0.05, 0.9, 0.999),
-    ],
-    ids=["sgd", "momentum", "adam"],
-)
-def test_captured_training_equals_the_replay_bit_for_bit(
-    make_optimizer: Any, reduction: CostReduction
-) -> None:
+@pytest.mark.parametrize("make_optimizer", [lambda: dl.SGDOptimizer(0.05), lambda: dl.MomentumOptimizer(0.05, 0.9),
+                                            lambda: dl.AdamOptimizer(0.05, 0.9, 0.999)],
+                         ids=["sgd", "momentum", "adam"])
+def test_captured_training_equals_the_replay_bit_for_bit(make_optimizer: Any, reduction: CostReduction) -> None:
     math = dl.NDArrayMathGPU()
     costs, weights, session = _train(math, True, make_optimizer(), reduction)
     (tape,) = _tapes(session)
@@ -111,9 +93,7 @@ def test_captured_steps_follow_the_callers_streams() -> None:
     costs = []
     for step in range(40):
         with streams[step % 2]:
-            costs.append(
-                float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.SUM).get())
-            )
+            costs.append(float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.SUM).get()))
     assert isinstance(_tapes(session)[0].capture, CapturedProgram)
     assert costs == ref_costs
     for v, w in zip(variables, ref_weights):
@@ -130,12 +110,8 @@ def test_a_returned_unbatched_cost_outlives_the_next_step() -> None:
     assert costs == ref_costs and len(set(costs)) > 1
 
 
-def _train_dense(
-    math: dl.NDArrayMath, captured: bool, make_optimizer: Any
-) -> tuple[list[float], list[np.ndarray], Session]:
-    return train_dense(
-        math, dl.InGPUMemoryShuffledInputProviderBuilder, captured, make_optimizer, fresh_feeds=True
-    )
+def _train_dense(math: dl.NDArrayMath, captured: bool, make_optimizer: Any) -> tuple[list[float], list[np.ndarray], Session]:
+    return train_dense(math, dl.InGPUMemoryShuffledInputProviderBuilder, captured, make_optimizer, fresh_feeds=True)
 
 
 @needs_gpu
@@ -215,8 +191,7 @@ def test_a_new_batch_size_records_and_captures_its_own_step() -> None:
 
 
 def test_capture_declines_programs_the_backend_cannot_record_before_touching_the_gpu(
-    cpu_math: dl.NDArrayMath,
-) -> None:
+        cpu_math: dl.NDArrayMath) -> None:
     """Runs anywhere: the check needs only the Program's ops and the CUDA backend's can_capture
     (without nvmath-python, a matrix product goes through CuPy's cuBLAS, which refuses capture)."""
     from types import SimpleNamespace
@@ -262,9 +237,7 @@ def test_every_op_whose_cuda_kernel_multiplies_matrices_through_cupy_is_not_capt
         products = any(k in source for k in (" @ ", "matmul", "einsum", "tensordot", ".dot("))
         if products and op not in own_kernel:
             instance = op.__new__(op)
-            assert not cuda.can_capture(instance), (
-                f"{op.__name__}: its kernel multiplies matrices through CuPy"
-            )
+            assert not cuda.can_capture(instance), f"{op.__name__}: its kernel multiplies matrices through CuPy"
     for op in own_kernel:
         expected = {
             "MatMul": cuda_gemm.available(),
@@ -310,13 +283,8 @@ def test_examples_uploaded_again_are_captured_again() -> None:
             if step == 6:
                 builder.dispose()
             with math.scope():
-                costs.append(
-                    float(
-                        session.train(
-                            cost, {x: xp, label: yp}, 8, dl.SGDOptimizer(0.05), CostReduction.SUM
-                        ).get()
-                    )
-                )
+                costs.append(float(session.train(cost, {x: xp, label: yp}, 8, dl.SGDOptimizer(0.05),
+                                                 CostReduction.SUM).get()))
             graphs.append(_tapes(session)[0].capture)
         return costs, [session.eval(v).numpy() for v in variables], graphs
 
@@ -340,11 +308,8 @@ def test_an_update_is_written_in_place_only_where_nothing_later_reads_the_old_va
     def program(read_after: bool) -> Program:
         p = Program()
         w, g, c = p.bind("w", (3,), "float32"), p.bind("g", (3,), "float32"), p.bind("c", (), "float32")
-        new = p.add_step(
-            ScaledArrayAdd(),
-            [Ref(c, None), Ref(w, None), Ref(c, None), Ref(g, None)],
-            [Spec((3,), "float32")],
-        )[0]
+        new = p.add_step(ScaledArrayAdd(), [Ref(c, None), Ref(w, None), Ref(c, None), Ref(g, None)],
+                         [Spec((3,), "float32")])[0]
         if read_after:
             p.add_step(Relu(), [Ref(w, None)], [Spec((3,), "float32")])
         p.updates.append(Update("w", w, new))
@@ -356,15 +321,9 @@ def test_an_update_is_written_in_place_only_where_nothing_later_reads_the_old_va
 
 
 @needs_gpu
-@pytest.mark.parametrize(
-    "make_optimizer",
-    [
-        lambda: dl.SGDOptimizer(0.05),
-        lambda: dl.MomentumOptimizer(0.05, 0.9),
-        lambda: dl.AdamOptimizer(0.05, 0.9, 0.999),
-    ],
-    ids=["sgd", "momentum", "adam"],
-)
+@pytest.mark.parametrize("make_optimizer", [lambda: dl.SGDOptimizer(0.05), lambda: dl.MomentumOptimizer(0.05, 0.9),
+                                            lambda: dl.AdamOptimizer(0.05, 0.9, 0.999)],
+                         ids=["sgd", "momentum", "adam"])
 def test_a_captured_step_writes_its_updates_into_the_variables(make_optimizer: Any) -> None:
     """Each variable's and state's new value is written by its update kernel straight into the
     bound buffer: no copies are left for after the kernels (and the results are the replay's,
@@ -390,21 +349,13 @@ def test_a_convolutional_step_is_captured_and_equals_the_replay_bit_for_bit() ->
         rng = np.random.default_rng(0)
         g = Graph()
         x, label = g.placeholder("x", [8, 8, 1]), g.placeholder("y", [3])
-        w = g.variable(
-            "w", dl.NDArray.from_numpy(rng.normal(0, 0.3, (3, 3, 1, 4)).astype(np.float32), math=math)
-        )
+        w = g.variable("w", dl.NDArray.from_numpy(rng.normal(0, 0.3, (3, 3, 1, 4)).astype(np.float32), math=math))
         b = g.variable("b", dl.Array1D.new([0.1, 0.0, -0.1, 0.2], math=math))
         h = g.max_pool(g.relu(g.conv2d(x, w, b, 3, 4, 1, 1)), 2, 2, 0)
         dense_w = rng.normal(0, 0.2, (4 * 4 * 4, 3)).astype(np.float32)
-        logits = g.layers.dense(
-            "d",
-            g.reshape(h, [4 * 4 * 4]),
-            3,
-            None,
-            True,
-            dl.NDArrayInitializer(dl.NDArray.from_numpy(dense_w, math=math)),
-            dl.ZerosInitializer(),
-        )
+        logits = g.layers.dense("d", g.reshape(h, [4 * 4 * 4]), 3, None, True,
+                                dl.NDArrayInitializer(dl.NDArray.from_numpy(dense_w, math=math)),
+                                dl.ZerosInitializer())
         cost = g.softmax_cross_entropy_cost(logits, label)
         xs = rng.uniform(-1, 1, (32, 8, 8, 1)).astype(np.float32)
         ys = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 32)]
@@ -416,9 +367,7 @@ def test_a_convolutional_step_is_captured_and_equals_the_replay_bit_for_bit() ->
         costs = []
         for _ in range(12):
             with math.scope():
-                costs.append(
-                    float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.MEAN).get())
-                )
+                costs.append(float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.MEAN).get()))
         return costs, [session.eval(v).numpy() for v in (w, b)], session
 
     costs, weights, session = run(True)
@@ -439,9 +388,8 @@ def test_two_updates_of_one_value_are_not_written_in_place() -> None:
 
     p = Program()
     v, w, c = p.bind("v", (3,), "float32"), p.bind("w", (3,), "float32"), p.bind("c", (), "float32")
-    new = p.add_step(
-        ScaledArrayAdd(), [Ref(c, None), Ref(v, None), Ref(c, None), Ref(w, None)], [Spec((3,), "float32")]
-    )[0]
+    new = p.add_step(ScaledArrayAdd(), [Ref(c, None), Ref(v, None), Ref(c, None), Ref(w, None)],
+                     [Spec((3,), "float32")])[0]
     p.updates += [Update("v", v, new), Update("w", w, new)]
     p.prepare_in_place_updates()
     assert p.writable_in_place() == {}

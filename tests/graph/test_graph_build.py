@@ -59,9 +59,8 @@ OK = [
 
 
 @pytest.mark.parametrize(("method", "shapes", "args", "expected"), OK, ids=[f"{m}{s}" for m, s, _, _ in OK])
-def test_shape_rule(
-    method: str, shapes: list[tuple[int, ...]], args: tuple[object, ...], expected: tuple[int, ...]
-) -> None:
+def test_shape_rule(method: str, shapes: list[tuple[int, ...]], args: tuple[object, ...],
+                    expected: tuple[int, ...]) -> None:
     g = Graph()
     out = getattr(g, method)(*_ph(g, *shapes), *args)
     assert out.shape == expected
@@ -75,34 +74,16 @@ ERRORS = [
     ("add", [(2, 3), (1, 3)], (), ShapeError, "Graph.add: one input must be a scalar"),
     ("add", [(2, 3, 4), (4,)], (), ShapeError, "Graph.add: one input must be a scalar"),
     ("subtract", [(5, 4), (1, 2, 3)], (), ShapeError, "could not be broadcast"),
-    (
-        "subtract",
-        [(2, 3), (3,)],
-        (),
-        ShapeError,
-        "Graph.subtract: one input must be a scalar, or the shapes must match;",
-    ),
+    ("subtract", [(2, 3), (3,)], (), ShapeError, "Graph.subtract: one input must be a scalar, or the shapes must match;"),
     ("multiply", [(5, 4), (1, 2, 3)], (), ShapeError, "could not be broadcast"),
     ("multiply", [(2, 3), (3,)], (), ShapeError, "Graph.multiply"),
     ("divide", [(2, 3), (3,)], (), ShapeError, "Graph.divide"),
     ("fused_linear_combination", [(3, 4), (3, 4), (), (1, 2)], (), ShapeError, "c2 must be a scalar"),
     ("fused_linear_combination", [(3, 4), (4, 3), (), ()], (), ShapeError, "shapes must match"),
-    (
-        "reshape",
-        [(5, 4)],
-        ([3, 7],),
-        ShapeError,
-        "Graph.reshape: new shape and old shape must have the same number",
-    ),
+    ("reshape", [(5, 4)], ([3, 7],), ShapeError, "Graph.reshape: new shape and old shape must have the same number"),
     ("concat3d", [(5, 4), (1, 2, 3)], (0,), ShapeError, "Graph.concat3d: x1 must be rank 3"),
     ("concat3d", [(5, 4, 1), (1, 2)], (0,), ShapeError, "Graph.concat3d: x2 must be rank 3"),
-    (
-        "concat3d",
-        [(5, 4, 1), (1, 2, 1)],
-        (0,),
-        ShapeError,
-        "concat3d: a and b must match in every dimension but axis 0",
-    ),
+    ("concat3d", [(5, 4, 1), (1, 2, 1)], (0,), ShapeError, "concat3d: a and b must match in every dimension but axis 0"),
     ("concat3d", [(5, 4, 1), (1, 2, 1)], (1,), ShapeError, "but axis 1"),
     ("concat3d", [(5, 4, 1), (1, 2, 1)], (2,), ShapeError, "but axis 2"),
     ("concat3d", [(5, 4, 1), (5, 4, 1)], (3,), ShapeError, "concat3d: axis must be in [-3, 3); got axis=3"),
@@ -120,16 +101,10 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("method", "shapes", "args", "error", "fragment"), ERRORS, ids=[f"{m}{s}{a}" for m, s, a, _, _ in ERRORS]
-)
-def test_shape_errors_at_build_time(
-    method: str,
-    shapes: list[tuple[int, ...]],
-    args: tuple[object, ...],
-    error: type[Exception],
-    fragment: str,
-) -> None:
+@pytest.mark.parametrize(("method", "shapes", "args", "error", "fragment"), ERRORS,
+                         ids=[f"{m}{s}{a}" for m, s, a, _, _ in ERRORS])
+def test_shape_errors_at_build_time(method: str, shapes: list[tuple[int, ...]], args: tuple[object, ...],
+                                    error: type[Exception], fragment: str) -> None:
     g = Graph()
     inputs = _ph(g, *shapes)
     before = len(g.get_nodes())
@@ -147,9 +122,7 @@ def test_graph_and_eager_share_the_message(cpu_math: dl.NDArrayMath) -> None:
     with pytest.raises(ShapeError) as graph:
         g.matmul(g.placeholder("w", [5, 4]), g.placeholder("x", [5, 5]))
     assert str(graph.value).startswith(str(eager.value))
-    assert "x1=Tensor('w', shape=(5, 4))" in str(graph.value) and "x2=Tensor('x', shape=(5, 5))" in str(
-        graph.value
-    )
+    assert "x1=Tensor('w', shape=(5, 4))" in str(graph.value) and "x2=Tensor('x', shape=(5, 5))" in str(graph.value)
 
     with pytest.raises(ShapeError) as eager:
         cpu_math.add(NDArray.zeros([5, 4]), NDArray.zeros([1, 2, 3]))
@@ -171,9 +144,7 @@ def test_conv2d_shapes_and_errors() -> None:
         g.conv2d(g.placeholder("x2", [5, 4]), w, b, 4, 10)
     with pytest.raises(ShapeError, match="Graph.conv2d: b must be rank 1"):
         g.conv2d(x, w, g.placeholder("b2", [5, 5]), 4, 10)
-    with pytest.raises(
-        ShapeError, match=re.escape("Graph.conv2d: w must have shape [field_size, field_size")
-    ):
+    with pytest.raises(ShapeError, match=re.escape("Graph.conv2d: w must have shape [field_size, field_size")):
         g.conv2d(x, g.variable("w2", NDArray.zeros([1, 2, 3, 4])), b, 4, 10)
     with pytest.raises(ShapeError, match="must be an integer"):
         g.conv2d(g.placeholder("x3", [5, 5, 3]), w, b, 4, 10, 2, 0)  # (5-4)/2+1 is not an integer
@@ -185,17 +156,11 @@ def test_inputs() -> None:
     assert isinstance(g.placeholder("y", []).node, PlaceholderNode)
     v = g.variable("v", NDArray.zeros([2, 3]))
     assert v.shape == (2, 3) and isinstance(v.node, VariableNode) and v.name == "v"
-    with pytest.raises(
-        ValueError, match="Graph.variable: data for variable 'w' must be an NDArray; got None"
-    ):
+    with pytest.raises(ValueError, match="Graph.variable: data for variable 'w' must be an NDArray; got None"):
         g.variable("w", None)  # type: ignore[arg-type]
     assert g.variable("n", 3.5).shape == ()  # numbers and lists are converted
-    for value, shape in [
-        (3, ()),
-        ([1, 2, 3], (3,)),
-        ([[1, 2, 3], [4, 5, 6]], (2, 3)),
-        ([[[[1]], [[2]], [[3]]], [[[4]], [[5]], [[6]]]], (2, 3, 1, 1)),
-    ]:
+    for value, shape in [(3, ()), ([1, 2, 3], (3,)), ([[1, 2, 3], [4, 5, 6]], (2, 3)),
+                         ([[[[1]], [[2]], [[3]]], [[[4]], [[5]], [[6]]]], (2, 3, 1, 1))]:
         c = g.constant(value)
         assert c.shape == shape and isinstance(c.node, ConstantNode)
         np.testing.assert_array_equal(c.node.data.get_values(), np.ravel(value))

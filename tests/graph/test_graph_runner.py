@@ -45,19 +45,9 @@ def test_train_calls_every_callback() -> None:
         done_training_callback=lambda: calls["done"].append(True),
     )
     runner = GraphRunner(math, session, observer)
-    runner.train(
-        cost,
-        feeds,
-        2,
-        dl.SGDOptimizer(0.01),
-        num_batches=3,
-        metric_tensor=y,
-        metric_feed_entries=[FeedEntry(x, ListProvider([1.0, 2.0]))],
-        metric_batch_size=2,
-        metric_reduction=MetricReduction.MEAN,
-        eval_interval_ms=0,
-        cost_interval_ms=0,
-    )
+    runner.train(cost, feeds, 2, dl.SGDOptimizer(0.01), num_batches=3, metric_tensor=y,
+                 metric_feed_entries=[FeedEntry(x, ListProvider([1.0, 2.0]))], metric_batch_size=2,
+                 metric_reduction=MetricReduction.MEAN, eval_interval_ms=0, cost_interval_ms=0)
     assert calls["batches"] == [1, 2, 3] and calls["done"] == [True]
     assert len(calls["cost"]) == len(calls["metric"]) == len(calls["eps"]) == len(calls["time"]) == 3
     assert all(c > 0 for c in calls["eps"]) and calls["time"] == sorted(calls["time"])
@@ -70,25 +60,10 @@ def test_train_calls_every_callback() -> None:
 def test_intervals_limit_cost_and_metric_reads() -> None:
     math, session, _x, y, cost, feeds = _setup()
     costs, metrics = [], []
-    runner = GraphRunner(
-        math,
-        session,
-        GraphRunnerEventObserver(
-            avg_cost_callback=lambda c: costs.append(c), metric_callback=lambda m: metrics.append(m)
-        ),
-    )
-    runner.train(
-        cost,
-        feeds,
-        1,
-        dl.SGDOptimizer(0.01),
-        num_batches=5,
-        metric_tensor=y,
-        metric_feed_entries=feeds,
-        metric_batch_size=1,
-        eval_interval_ms=1e9,
-        cost_interval_ms=1e9,
-    )
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(
+        avg_cost_callback=lambda c: costs.append(c), metric_callback=lambda m: metrics.append(m)))
+    runner.train(cost, feeds, 1, dl.SGDOptimizer(0.01), num_batches=5, metric_tensor=y,
+                 metric_feed_entries=feeds, metric_batch_size=1, eval_interval_ms=1e9, cost_interval_ms=1e9)
     assert len(costs) == 1 and len(metrics) == 1  # the first batch only
 
 
@@ -101,17 +76,9 @@ def test_metric_sum_and_compute_metric() -> None:
         runner.compute_metric()
     with pytest.raises(ValueError, match="nothing to resume"):
         runner.resume_training()
-    runner.train(
-        cost,
-        [FeedEntry(x, ListProvider([1.0]))],
-        1,
-        dl.SGDOptimizer(0.0),
-        num_batches=0,
-        metric_tensor=y,
-        metric_feed_entries=[FeedEntry(x, ListProvider([1.0, 2.0, 3.0]))],
-        metric_batch_size=3,
-        metric_reduction=MetricReduction.SUM,
-    )
+    runner.train(cost, [FeedEntry(x, ListProvider([1.0]))], 1, dl.SGDOptimizer(0.0), num_batches=0,
+                 metric_tensor=y, metric_feed_entries=[FeedEntry(x, ListProvider([1.0, 2.0, 3.0]))],
+                 metric_batch_size=3, metric_reduction=MetricReduction.SUM)
     session.train(cost, [FeedEntry(x, ListProvider([1.0]))], 1, dl.SGDOptimizer(0.1))  # w = 0.6
     assert runner.compute_metric().get() == pytest.approx(session.eval(w).get() * 6, rel=1e-5)
 
@@ -125,13 +92,8 @@ def test_stop_training_from_a_callback_in_the_callers_thread() -> None:
         if n == 4:
             runner.stop_training()
 
-    runner = GraphRunner(
-        math,
-        session,
-        GraphRunnerEventObserver(
-            batches_trained_callback=on_batch, done_training_callback=lambda: done.append(1)
-        ),
-    )
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(batches_trained_callback=on_batch,
+                                                                 done_training_callback=lambda: done.append(1)))
     runner.train(cost, feeds, 1, dl.SGDOptimizer(0.01))  # num_batches None: until stopped
     assert runner.get_total_batches_trained() == 4 and done == [1]
     # resume_training continues the same run until stopped again
@@ -144,16 +106,9 @@ def test_background_training_is_stopped_cleanly() -> None:
     math, session, _x, _y, cost, feeds = _setup()
     started = threading.Event()
     threads: set[str] = set()
-    runner = GraphRunner(
-        math,
-        session,
-        GraphRunnerEventObserver(
-            batches_trained_callback=lambda n: (
-                threads.add(threading.current_thread().name),
-                started.set() if n >= 5 else None,
-            )
-        ),
-    )
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(
+        batches_trained_callback=lambda n: (threads.add(threading.current_thread().name),
+                                            started.set() if n >= 5 else None)))
     runner.train(cost, feeds, 2, dl.SGDOptimizer(0.001), background=True)
     assert started.wait(10), "the background thread did not train"
     assert runner.is_training_running()
@@ -170,14 +125,8 @@ def test_background_training_is_stopped_cleanly() -> None:
 def test_an_error_in_the_background_reaches_stop_training() -> None:
     math, session, x, _y, cost, _ = _setup()
     runner = GraphRunner(math, session)
-    runner.train(
-        cost,
-        [FeedEntry(x, ListProvider([[1.0, 2.0]]))],
-        1,
-        dl.SGDOptimizer(0.1),
-        num_batches=5,
-        background=True,
-    )  # wrong example shape
+    runner.train(cost, [FeedEntry(x, ListProvider([[1.0, 2.0]]))], 1, dl.SGDOptimizer(0.1),
+                 num_batches=5, background=True)  # wrong example shape
     runner._train_thread.join(10)  # type: ignore[union-attr]
     with pytest.raises(dl.ShapeError, match="the feed for Tensor"):
         runner.stop_training()
@@ -187,16 +136,10 @@ def test_infer_reports_examples_and_their_values() -> None:
     math, session, x, y, cost, _ = _setup()
     reports = []
     rates = []
-    runner = GraphRunner(
-        math,
-        session,
-        GraphRunnerEventObserver(
-            inference_examples_callback=lambda feeds, values: reports.append(
-                ([[fe.data.get() for fe in example] for example in feeds], [v.get() for v in values])
-            ),
-            inference_examples_per_sec_callback=lambda n: rates.append(n),
-        ),
-    )
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(
+        inference_examples_callback=lambda feeds, values: reports.append(
+            ([[fe.data.get() for fe in example] for example in feeds], [v.get() for v in values])),
+        inference_examples_per_sec_callback=lambda n: rates.append(n)))
     session.train(cost, [FeedEntry(x, ListProvider([1.0]))], 1, dl.SGDOptimizer(0.1))
     w = session.eval(session.graph.get_nodes()[1].output).get()
     runner.infer(y, [FeedEntry(x, ListProvider([1.0, 2.0, 3.0, 4.0, 5.0]))], 0, 3, num_passes=2)
@@ -212,9 +155,7 @@ def test_infer_reports_examples_and_their_values() -> None:
 def test_background_inference_stops() -> None:
     math, session, x, y, _cost, _ = _setup()
     seen = threading.Event()
-    runner = GraphRunner(
-        math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: seen.set())
-    )
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: seen.set()))
     runner.infer(y, [FeedEntry(x, ListProvider([1.0]))], 5, 1, background=True)
     assert seen.wait(10) and runner.is_inference_running()
     runner.stop_inferring()
@@ -251,26 +192,10 @@ class _Js_Session:
 def test_a_session_without_batched_eval_gets_one_eval_per_metric_example() -> None:
     session = _Js_Session()
     costs, metrics = [], []
-    runner = GraphRunner(
-        session.math,
-        session,
-        GraphRunnerEventObserver(  # type: ignore[arg-type]
-            avg_cost_callback=lambda c: costs.append(c.get()),
-            metric_callback=lambda m: metrics.append(m.get()),
-        ),
-    )
-    runner.train(
-        "cost",
-        [],
-        10,
-        "optimizer",
-        num_batches=3,
-        metric_tensor="metric",  # type: ignore[arg-type]
-        metric_feed_entries=[],
-        metric_batch_size=10,
-        eval_interval_ms=0,
-        cost_interval_ms=0,
-    )
+    runner = GraphRunner(session.math, session, GraphRunnerEventObserver(  # type: ignore[arg-type]
+        avg_cost_callback=lambda c: costs.append(c.get()), metric_callback=lambda m: metrics.append(m.get())))
+    runner.train("cost", [], 10, "optimizer", num_batches=3, metric_tensor="metric",  # type: ignore[arg-type]
+                 metric_feed_entries=[], metric_batch_size=10, eval_interval_ms=0, cost_interval_ms=0)
     assert len(session.train_calls) == 3 and session.eval_calls == 30
     assert costs == [0.5] * 3 and metrics == [0.5] * 3
 
@@ -292,9 +217,8 @@ def test_eval_in_the_main_thread_while_a_runner_trains_in_the_background() -> No
     px, py = dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
     session = dl.Session(g, math)
     runner = dl.GraphRunner(math, session, dl.GraphRunnerEventObserver())
-    runner.train(
-        cost, {x: px, y: py}, 8, dl.AdamOptimizer(0.01, 0.9, 0.999), None, cost_interval_ms=0, background=True
-    )
+    runner.train(cost, {x: px, y: py}, 8, dl.AdamOptimizer(0.01, 0.9, 0.999), None, cost_interval_ms=0,
+                 background=True)
     errors: list[str] = []
     evals = 0
     deadline = time.monotonic() + 1.0
@@ -317,38 +241,25 @@ def test_infer_refuses_a_bad_count_before_drawing(count: object) -> None:
     math, session, x, y, _cost, _ = _setup()
     builder = dl.InCPUMemoryShuffledInputProviderBuilder([np.arange(4, dtype=np.float32)], seed=0)
     (provider,) = builder.get_input_providers()
-    runner = GraphRunner(
-        math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: None)
-    )
-    with pytest.raises(
-        ValueError,
-        match=f"GraphRunner.infer: inference_example_count must be a positive int; "
-        f"got inference_example_count={count!r}",
-    ):
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: None))
+    with pytest.raises(ValueError, match=f"GraphRunner.infer: inference_example_count must be a positive int; "
+                                         f"got inference_example_count={count!r}"):
         runner.infer(y, [FeedEntry(x, provider)], 0, count, num_passes=1)  # type: ignore[arg-type]
     assert builder._positions == [0] and not runner.is_inference_running()
     assert sorted(provider.get_next_batch(math, 4).get_values().tolist()) == [0, 1, 2, 3]  # returns
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"num_passes": -1}, "num_passes must be a non-negative int; got num_passes=-1"),
-        ({"num_passes": 1.5}, "num_passes must be a non-negative int; got num_passes=1.5"),
-        (
-            {"inference_example_interval_ms": float("nan")},
-            "inference_example_interval_ms must be a number of "
-            "milliseconds >= 0; got inference_example_interval_ms=nan",
-        ),
-        ({"inference_example_interval_ms": -1}, "inference_example_interval_ms must be a number"),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"num_passes": -1}, "num_passes must be a non-negative int; got num_passes=-1"),
+    ({"num_passes": 1.5}, "num_passes must be a non-negative int; got num_passes=1.5"),
+    ({"inference_example_interval_ms": float("nan")}, "inference_example_interval_ms must be a number of "
+                                                      "milliseconds >= 0; got inference_example_interval_ms=nan"),
+    ({"inference_example_interval_ms": -1}, "inference_example_interval_ms must be a number"),
+])
 def test_infer_checks_every_argument_first(kwargs: dict[str, object], message: str) -> None:
     math, session, x, y, _cost, _ = _setup()
     provider = ListProvider([1.0, 2.0])
-    runner = GraphRunner(
-        math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: None)
-    )
+    runner = GraphRunner(math, session, GraphRunnerEventObserver(inference_examples_callback=lambda f, v: None))
     with pytest.raises(ValueError, match=message):
         runner.infer(y, [FeedEntry(x, provider)], **{"inference_example_count": 1, **kwargs})  # type: ignore[arg-type]
     assert provider.position == 0
@@ -359,37 +270,25 @@ def test_infer_checks_every_argument_first(kwargs: dict[str, object], message: s
 def test_set_inference_example_count_checks_the_count() -> None:
     math, session, *_ = _setup()
     runner = GraphRunner(math, session)
-    with pytest.raises(
-        ValueError,
-        match="set_inference_example_count: inference_example_count must be a positive "
-        "int; got inference_example_count=-1",
-    ):
+    with pytest.raises(ValueError, match="set_inference_example_count: inference_example_count must be a positive "
+                                         "int; got inference_example_count=-1"):
         runner.set_inference_example_count(-1)
     assert runner.inference_example_count == 5
     runner.set_inference_example_count(3)
     assert runner.inference_example_count == 3
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"batch_size": -1}, "batch_size must be a positive int; got batch_size=-1"),
-        ({"batch_size": 0}, "batch_size must be a positive int; got batch_size=0"),
-        ({"batch_size": 2.0}, "batch_size must be a positive int; got batch_size=2.0"),
-        ({"batch_size": False}, "batch_size must be a positive int; got batch_size=False"),
-        ({"num_batches": -1}, "num_batches must be a non-negative int; got num_batches=-1"),
-        ({"metric_batch_size": 0}, "metric_batch_size must be a positive int; got metric_batch_size=0"),
-        (
-            {"metric_reduction": 7},
-            "metric_reduction must be a MetricReduction .SUM, MEAN.; got metric_reduction=7",
-        ),
-        ({"eval_interval_ms": float("nan")}, "eval_interval_ms must be a number of milliseconds >= 0"),
-        (
-            {"cost_interval_ms": -5},
-            "cost_interval_ms must be a number of milliseconds >= 0; got cost_interval_ms=-5",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"batch_size": -1}, "batch_size must be a positive int; got batch_size=-1"),
+    ({"batch_size": 0}, "batch_size must be a positive int; got batch_size=0"),
+    ({"batch_size": 2.0}, "batch_size must be a positive int; got batch_size=2.0"),
+    ({"batch_size": False}, "batch_size must be a positive int; got batch_size=False"),
+    ({"num_batches": -1}, "num_batches must be a non-negative int; got num_batches=-1"),
+    ({"metric_batch_size": 0}, "metric_batch_size must be a positive int; got metric_batch_size=0"),
+    ({"metric_reduction": 7}, "metric_reduction must be a MetricReduction .SUM, MEAN.; got metric_reduction=7"),
+    ({"eval_interval_ms": float("nan")}, "eval_interval_ms must be a number of milliseconds >= 0"),
+    ({"cost_interval_ms": -5}, "cost_interval_ms must be a number of milliseconds >= 0; got cost_interval_ms=-5"),
+])
 def test_train_checks_every_argument_before_anything_changes(kwargs: dict[str, object], message: str) -> None:
     math, session, _x, _y, cost, feeds = _setup()
     runner = GraphRunner(math, session)
@@ -415,18 +314,10 @@ def test_background_training_runs_the_compiled_step(math: dl.NDArrayMath) -> Non
         session.replay_plans = replay
         done = threading.Event()
         runner = GraphRunner(math, session, GraphRunnerEventObserver(done_training_callback=done.set))
-        runner.train(
-            cost,
-            [FeedEntry(x, ListProvider([1.0, 2.0, 3.0, 4.0]))],
-            2,
-            dl.SGDOptimizer(0.01),
-            num_batches=20,
-            background=True,
-        )
+        runner.train(cost, [FeedEntry(x, ListProvider([1.0, 2.0, 3.0, 4.0]))], 2, dl.SGDOptimizer(0.01),
+                     num_batches=20, background=True)
         assert done.wait(30)
-        programs = [
-            p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()
-        ]
+        programs = [p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()]
         assert bool(programs) == replay
         assert all(p.capture for p in programs)  # compiled: a CPU step, or a CUDA graph
         results.append(session.eval(w).get())

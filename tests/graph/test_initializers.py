@@ -21,11 +21,7 @@ def test_variance_scaling_normal(mode: str, n: int) -> None:
 
 
 def test_variance_scaling_uniform_is_symmetric() -> None:
-    w = (
-        dl.VarianceScalingInitializer(1.0, "fan_in", "uniform", seed=0)
-        .initialize([300, 100], 300, 100)
-        .get_values()
-    )
+    w = dl.VarianceScalingInitializer(1.0, "fan_in", "uniform", seed=0).initialize([300, 100], 300, 100).get_values()
     limit = np.sqrt(3.0 / 300)
     assert -limit <= w.min() < -0.9 * limit and 0.9 * limit < w.max() < limit
     assert w.std() == pytest.approx(np.sqrt(1.0 / 300), rel=0.02)  # variance scale/n

@@ -33,27 +33,19 @@ def _pattern_params() -> list[Any]:
     for case in CASES:
         free = [i for i in range(len(case.shapes)) if i not in case.fixed]
         # every input batched, and every input but the first shared (a variable)
-        patterns = {
-            tuple(i in free for i in range(len(case.shapes))),
-            tuple(i in free and i != free[0] for i in range(len(case.shapes))) if free else (),
-        }
+        patterns = {tuple(i in free for i in range(len(case.shapes))),
+                    tuple(i in free and i != free[0] for i in range(len(case.shapes))) if free else ()}
         for pattern in sorted(p for p in patterns if p):
-            out.append(
-                pytest.param(case, pattern, id=f"{case.id}-{''.join('b' if p else 'v' for p in pattern)}")
-            )
+            out.append(pytest.param(case, pattern, id=f"{case.id}-{''.join('b' if p else 'v' for p in pattern)}"))
     return out
 
 
-def _build(
-    case: GraphCase, pattern: Sequence[bool], data: list[np.ndarray], math: dl.NDArrayMath
-) -> tuple[Graph, list[Tensor], Tensor, Tensor, Tensor]:
+def _build(case: GraphCase, pattern: Sequence[bool], data: list[np.ndarray],
+           math: dl.NDArrayMath) -> tuple[Graph, list[Tensor], Tensor, Tensor, Tensor]:
     g = Graph()
-    inputs = [
-        g.placeholder(f"in{i}", case.shapes[i])
-        if batched
-        else g.variable(f"in{i}", NDArray.make(case.shapes[i], data[i][0], math=math))
-        for i, batched in enumerate(pattern)
-    ]
+    inputs = [g.placeholder(f"in{i}", case.shapes[i]) if batched
+              else g.variable(f"in{i}", NDArray.make(case.shapes[i], data[i][0], math=math))
+              for i, batched in enumerate(pattern)]
     y = case.build(g, inputs)
     r = g.placeholder("r", y.shape)
     cost = g.reduce_sum(g.multiply(y, r)) if y.shape else g.multiply(y, r)
@@ -64,19 +56,11 @@ def _snapshot(m: Any) -> dict[str, np.ndarray]:
     return {f"{t.name}#{t.node.graph.nodes.index(t.node)}": a.numpy() for t, a in m.items()}
 
 
-def _run(
-    case: GraphCase,
-    pattern: Sequence[bool],
-    math: dl.NDArrayMath,
-    replay: bool,
-    optimizer: dl.Optimizer,
-    fuse: bool = False,
-) -> list[Any]:
+def _run(case: GraphCase, pattern: Sequence[bool], math: dl.NDArrayMath, replay: bool,
+         optimizer: dl.Optimizer, fuse: bool = False) -> list[Any]:
     rng = np.random.default_rng(7)
-    data = [
-        rng.uniform(0.5 if i in case.positive else -2.0, 2.0, (B + 1, *s)).astype(np.float32)
-        for i, s in enumerate(case.shapes)
-    ]
+    data = [rng.uniform(0.5 if i in case.positive else -2.0, 2.0, (B + 1, *s)).astype(np.float32)
+            for i, s in enumerate(case.shapes)]
     g, inputs, y, r, cost = _build(case, pattern, data, math)
     r_values = rng.standard_normal((B + 1, *y.shape)).astype(np.float32)
     session = Session(g, math)
@@ -90,18 +74,11 @@ def _run(
             if case.grad:
                 c = session.train(cost, feeds, B, optimizer, CostReduction.SUM)
                 # order matters too: the maps are handed out as they were filled
-                seen.append(
-                    (
-                        c.numpy(),
-                        list(_snapshot(session.activation_array_map).items()),
-                        list(_snapshot(session.gradient_array_map).items()),
-                    )
-                )
+                seen.append((c.numpy(), list(_snapshot(session.activation_array_map).items()),
+                             list(_snapshot(session.gradient_array_map).items())))
             seen.append(session.eval_batch([y, cost], feeds, B))
             seen[-1] = [a.numpy() for a in seen[-1]]
-            one = {
-                t: NDArray.make(t.shape, data[i][1], math=math) for i, t in enumerate(inputs) if pattern[i]
-            }
+            one = {t: NDArray.make(t.shape, data[i][1], math=math) for i, t in enumerate(inputs) if pattern[i]}
             one[r] = NDArray.make(r.shape, r_values[1], math=math)
             seen.append(session.eval(y, one).numpy())
     seen.append([a.numpy() for a in session.eval_all(inputs, {})]) if not any(pattern) else None
@@ -135,9 +112,8 @@ def test_replay_equals_the_rules(case: GraphCase, pattern: tuple[bool, ...], mat
 
 
 @pytest.mark.parametrize(("case", "pattern"), _pattern_params())
-def test_fused_replay_is_within_ulps_of_the_rules(
-    case: GraphCase, pattern: tuple[bool, ...], math: dl.NDArrayMath
-) -> None:
+def test_fused_replay_is_within_ulps_of_the_rules(case: GraphCase, pattern: tuple[bool, ...],
+                                                  math: dl.NDArrayMath) -> None:
     """On CUDA a captured training step runs its element-wise chains fused
     (deeplearn/compile/fusion.py): the same values, but for sums, which add in another order."""
     if math.backend.name != "cuda":
@@ -151,11 +127,8 @@ def _mlp(math: dl.NDArrayMath) -> tuple[Session, Tensor, list[FeedEntry], dict[s
     g = Graph()
     x, label = g.placeholder("x", [6]), g.placeholder("label", [3])
     rng = np.random.default_rng(0)
-
     def init(*shape: int) -> dl.NDArrayInitializer:
-        return dl.NDArrayInitializer(
-            NDArray.from_numpy(rng.standard_normal(shape).astype(np.float32), math=math)
-        )
+        return dl.NDArrayInitializer(NDArray.from_numpy(rng.standard_normal(shape).astype(np.float32), math=math))
 
     h = g.layers.dense("h", x, 5, lambda t: g.relu(t), True, init(6, 5), init(5))
     out = g.layers.dense("out", h, 3, None, True, init(5, 3), init(3))
@@ -169,19 +142,13 @@ def _mlp(math: dl.NDArrayMath) -> tuple[Session, Tensor, list[FeedEntry], dict[s
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop", "adagrad"])
 def test_training_runs_replayed_equal_eager_runs(math: dl.NDArrayMath, optimizer: str) -> None:
-    make = {
-        "sgd": lambda: dl.SGDOptimizer(0.1),
-        "adam": lambda: dl.AdamOptimizer(0.01, 0.9, 0.999),
-        "rmsprop": lambda: dl.RMSPropOptimizer(0.01, 0.9),
-        "adagrad": lambda: dl.AdagradOptimizer(0.1),
-    }[optimizer]
+    make = {"sgd": lambda: dl.SGDOptimizer(0.1), "adam": lambda: dl.AdamOptimizer(0.01, 0.9, 0.999),
+            "rmsprop": lambda: dl.RMSPropOptimizer(0.01, 0.9), "adagrad": lambda: dl.AdagradOptimizer(0.1)}[optimizer]
     weights = []
     for replay in (True, False):
         session, cost, feeds, variables = _mlp(math)
         session.replay_plans = replay
-        session.fuse_kernels = (
-            False  # fused sums differ in ulps: test_fused_replay_is_within_ulps_of_the_rules
-        )
+        session.fuse_kernels = False  # fused sums differ in ulps: test_fused_replay_is_within_ulps_of_the_rules
         opt = make()
         costs = []
         for step in range(12):
@@ -208,18 +175,10 @@ def test_replay_keeps_live_array_counts(cpu_math: dl.NDArrayMath) -> None:
                 session.train(cost, feeds, 4, opt, CostReduction.MEAN).get()
                 per_call.append(cpu_math.get_num_arrays() - before)
         gc.collect()
-        counts.append(
-            (
-                per_call[1:],
-                cpu_math.get_num_arrays() - before,
-                len(session.activation_array_map),
-                len(session.gradient_array_map),
-            )
-        )
+        counts.append((per_call[1:], cpu_math.get_num_arrays() - before,
+                       len(session.activation_array_map), len(session.gradient_array_map)))
         session.dispose()
-    assert (
-        counts[0][1:] == counts[1][1:] and counts[0][1] == 0
-    )  # nothing piles up; the maps have every tensor
+    assert counts[0][1:] == counts[1][1:] and counts[0][1] == 0  # nothing piles up; the maps have every tensor
     # never more arrays alive mid-call: fewer, as a replay makes the values nobody reads only when read
     assert all(c <= e for c, e in zip(counts[0][0], counts[1][0]))
 
@@ -244,9 +203,8 @@ def test_a_replay_makes_the_values_nobody_reads_only_when_read(cpu_math: dl.NDAr
     assert cpu_math.get_num_arrays() == before  # what reading made is freed, and nothing else was held
 
 
-def test_kernels_only_inspection_needs_run_only_when_read(
-    math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kernels_only_inspection_needs_run_only_when_read(math: dl.NDArrayMath,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A training step's replay skips what only the maps need (here the gradient of the fed
     input x: a matrix product, and its cost); reading it runs those kernels then, once, and
     gives what running the rules gives."""
@@ -262,9 +220,7 @@ def test_kernels_only_inspection_needs_run_only_when_read(
     for _ in range(3):
         session.train(cost, feeds, 4, dl.SGDOptimizer(0.1))
         twin.train(cost2, feeds2, 4, dl.SGDOptimizer(0.1))
-    (program,) = [
-        pr for p in session._plans.values() for st in p._steps.values() for pr in st.training.values()
-    ]
+    (program,) = [pr for p in session._plans.values() for st in p._steps.values() for pr in st.training.values()]
     assert any(s.op.name == "mat_mul" for s in program.deferred)
     assert runs == []
     dx = session.gradient_array_map.get(x).numpy()
@@ -407,9 +363,7 @@ def test_kept_maps_are_independent_of_the_tape(cpu_math: dl.NDArrayMath) -> None
 class _ReadsData(batching.BatchRule):
     """y = x when x's first element is positive, else −x: a rule that branches on a value."""
 
-    def forward(
-        self, math: dl.NDArrayMath, node: Any, xs: Sequence[NDArray], batched: Sequence[bool]
-    ) -> NDArray:
+    def forward(self, math: dl.NDArrayMath, node: Any, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
         x = xs[0]
         return math.multiply(x, dl.Scalar.new(1.0 if x.get_values()[0] > 0 else -1.0))
 
@@ -417,9 +371,7 @@ class _ReadsData(batching.BatchRule):
 class _DrawsNoise(batching.BatchRule):
     """y = x + noise from NDArray.rand_uniform: a rule that draws host random numbers."""
 
-    def forward(
-        self, math: dl.NDArrayMath, node: Any, xs: Sequence[NDArray], batched: Sequence[bool]
-    ) -> NDArray:
+    def forward(self, math: dl.NDArrayMath, node: Any, xs: Sequence[NDArray], batched: Sequence[bool]) -> NDArray:
         return math.add(xs[0], NDArray.rand_uniform(xs[0].shape, 0, 1))
 
 
@@ -430,9 +382,7 @@ def _last_step(session: Session) -> Any:
 
 
 @pytest.mark.parametrize("rule", [_ReadsData(), _DrawsNoise()], ids=["reads-data", "draws-noise"])
-def test_rules_that_are_not_just_kernels_stay_eager(
-    cpu_math: dl.NDArrayMath, rule: batching.BatchRule
-) -> None:
+def test_rules_that_are_not_just_kernels_stay_eager(cpu_math: dl.NDArrayMath, rule: batching.BatchRule) -> None:
     g = Graph()
     x = g.placeholder("x", [2])
     y = g._add_op("custom", None, rule, [x], Spec((2,)))

@@ -35,9 +35,8 @@ def _builder(math: dl.NDArrayMath, builder: type) -> Any:
 BUILDERS = [dl.InCPUMemoryShuffledInputProviderBuilder, dl.InGPUMemoryShuffledInputProviderBuilder]
 
 
-def _run(
-    math: dl.NDArrayMath, builder_class: type, replay: bool, events: dict[int, Any], steps: int = 30
-) -> tuple[list[float], list[np.ndarray], Session]:
+def _run(math: dl.NDArrayMath, builder_class: type, replay: bool, events: dict[int, Any],
+         steps: int = 30) -> tuple[list[float], list[np.ndarray], Session]:
     """Trains ``steps`` steps; ``events[step](session, feeds, ...)`` may change something first
     and returns the (feeds, batch size, optimizer) to use from then on."""
     g, x, label, cost, variables = _model(math)
@@ -76,16 +75,14 @@ def _new_batch(session: Session, builder: Any, variables: list[Any], feeds: Any,
     return feeds, 3, opt
 
 
-def _dispose_examples(
-    session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int, opt: Any
-) -> Any:
+def _dispose_examples(session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int,
+                      opt: Any) -> Any:
     builder.dispose() if hasattr(builder, "dispose") else None
     return feeds, batch, opt
 
 
-def _other_optimizer(
-    session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int, opt: Any
-) -> Any:
+def _other_optimizer(session: Session, builder: Any, variables: list[Any], feeds: Any, batch: int,
+                     opt: Any) -> Any:
     return feeds, batch, dl.AdamOptimizer(0.01, 0.9, 0.999)
 
 
@@ -102,9 +99,8 @@ EVENTS = {
 
 @pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
 @pytest.mark.parametrize("events", EVENTS.values(), ids=EVENTS.keys())
-def test_training_again_equals_the_ordinary_path(
-    math: dl.NDArrayMath, builder_class: type, events: dict[int, Any]
-) -> None:
+def test_training_again_equals_the_ordinary_path(math: dl.NDArrayMath, builder_class: type,
+                                                 events: dict[int, Any]) -> None:
     """Bit for bit on the CPU; on CUDA the reference runs kernel by kernel through the rules, whose
     kernels are the same ones."""
     costs, weights, session = _run(math, builder_class, True, events)
@@ -115,9 +111,8 @@ def test_training_again_equals_the_ordinary_path(
 
 
 @pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
-def test_a_repeated_call_skips_the_feeds_and_the_rules(
-    cpu_math: dl.NDArrayMath, builder_class: type, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_repeated_call_skips_the_feeds_and_the_rules(cpu_math: dl.NDArrayMath, builder_class: type,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """After two calls (one records, one runs the Program and keeps it), identical calls neither
     load feeds nor look for a Program; another batch size takes the ordinary path again."""
     g, x, label, cost, _ = _model(cpu_math)
@@ -139,8 +134,7 @@ def test_a_repeated_call_skips_the_feeds_and_the_rules(
 
 @pytest.mark.parametrize("form", ["dict", "dicts", "entries"])
 def test_feeds_written_out_anew_each_call_run_again_but_other_providers_do_not(
-    cpu_math: dl.NDArrayMath, form: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+        cpu_math: dl.NDArrayMath, form: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A loop that writes its feeds out in each call (``{x: xp, label: yp}``) runs the step
     again as one that passes one feeds object; the same tensors fed by other providers, or
     fewer feeds, take the ordinary path."""
@@ -173,9 +167,8 @@ def test_feeds_written_out_anew_each_call_run_again_but_other_providers_do_not(
     assert not session._reruns.find(cost, feeds(xp, yp)[:1] if form != "dict" else {x: xp}, 4, optimizer, 0)
 
 
-def test_a_numpy_integer_batch_size_runs_again_and_a_bool_does_not_pass(
-    cpu_math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_numpy_integer_batch_size_runs_again_and_a_bool_does_not_pass(cpu_math: dl.NDArrayMath,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     g, x, label, cost, _ = _model(cpu_math)
     xp, yp = _builder(cpu_math, dl.InCPUMemoryShuffledInputProviderBuilder).get_input_providers()
     session, optimizer, feeds = Session(g, cpu_math), dl.SGDOptimizer(0.1), {x: xp, label: yp}
@@ -191,9 +184,7 @@ def test_a_numpy_integer_batch_size_runs_again_and_a_bool_does_not_pass(
         session.train(cost, feeds, True, optimizer)
 
 
-def test_a_call_refused_for_a_disposed_variable_draws_no_batch_on_either_path(
-    cpu_math: dl.NDArrayMath,
-) -> None:
+def test_a_call_refused_for_a_disposed_variable_draws_no_batch_on_either_path(cpu_math: dl.NDArrayMath) -> None:
     """A variable whose data was disposed is refused before the call draws its batch, so a
     loop that recovers (sets new data) trains on the same batches on the fast path and the
     ordinary one."""
@@ -252,9 +243,8 @@ def test_each_call_trains_on_the_providers_next_batch(math: dl.NDArrayMath, buil
 
 
 @pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
-def test_providers_of_two_builders_stay_paired_when_one_is_disposed(
-    math: dl.NDArrayMath, builder_class: type
-) -> None:
+def test_providers_of_two_builders_stay_paired_when_one_is_disposed(math: dl.NDArrayMath,
+                                                                    builder_class: type) -> None:
     """Inputs and labels from two builders of one seed stay paired when one builder's examples
     are disposed between calls: a call that must take the ordinary path has drawn from neither."""
     g, x, label, cost, _ = _model(math)
@@ -283,15 +273,11 @@ def test_providers_of_two_builders_stay_paired_when_one_is_disposed(
 
 
 @pytest.mark.parametrize("builder_class", BUILDERS, ids=["cpu-provider", "gpu-provider"])
-@pytest.mark.parametrize(
-    "make_optimizer",
-    [lambda: dl.SGDOptimizer(0.05), lambda: dl.AdamOptimizer(0.01, 0.9, 0.999)],
-    ids=["sgd", "adam"],
-)
+@pytest.mark.parametrize("make_optimizer", [lambda: dl.SGDOptimizer(0.05), lambda: dl.AdamOptimizer(0.01, 0.9, 0.999)],
+                         ids=["sgd", "adam"])
 @pytest.mark.parametrize("reduction", [CostReduction.NONE, CostReduction.MEAN])
-def test_training_again_keeps_the_live_arrays_flat(
-    math: dl.NDArrayMath, builder_class: type, make_optimizer: Any, reduction: CostReduction
-) -> None:
+def test_training_again_keeps_the_live_arrays_flat(math: dl.NDArrayMath, builder_class: type, make_optimizer: Any,
+                                                   reduction: CostReduction) -> None:
     """A rerun opens no scope of its own: the only array it makes for the caller is the cost, in
     the caller's scope, so 300 steps leave as many live arrays as 3 did (with or without a scope
     around each call, the returned costs disposed by the caller)."""
@@ -316,9 +302,8 @@ def test_training_again_keeps_the_live_arrays_flat(
     assert counts[0] == counts[1]
 
 
-def test_a_runner_alternating_cost_reductions_keeps_both_steps_ready(
-    cpu_math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_runner_alternating_cost_reductions_keeps_both_steps_ready(cpu_math: dl.NDArrayMath,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """GraphRunner asks for the cost (MEAN) now and then and for nothing (NONE) otherwise: both
     calls run again at once (each loads its feeds twice: recorded, then run as a Program), and
     training is what the rule-by-rule path gives."""

@@ -63,13 +63,10 @@ def test_missing_placeholder_message() -> None:
     y_label = g.placeholder("y label", [])
     cost = g.mean_squared_cost(g.square(x), y_label)
     s = Session(g, dl.NDArrayMathCPU())
-    with pytest.raises(
-        ValueError, match=re.escape("Session.eval: placeholder 'x' must be fed; got feeds for ['y label'].")
-    ):
+    with pytest.raises(ValueError, match=re.escape(
+            "Session.eval: placeholder 'x' must be fed; got feeds for ['y label'].")):
         s.eval(cost, [{"tensor": y_label, "data": Scalar.new(1)}])
-    with pytest.raises(
-        ValueError, match=re.escape("placeholders 'x', 'y label' must all be fed; got feeds for []")
-    ):
+    with pytest.raises(ValueError, match=re.escape("placeholders 'x', 'y label' must all be fed; got feeds for []")):
         s.eval(cost)
 
 
@@ -77,23 +74,15 @@ def test_feed_shape_and_kind_errors() -> None:
     g, x, _, y = _square_plus_3()
     math = dl.NDArrayMathCPU()
     s = Session(g, math)
-    with pytest.raises(
-        ShapeError,
-        match=re.escape(
-            "Session.eval: the feed for Tensor('x', shape=(2,)) must be shape (2,); got data.shape=(3,)."
-        ),
-    ):
+    with pytest.raises(ShapeError, match=re.escape(
+            "Session.eval: the feed for Tensor('x', shape=(2,)) must be shape (2,); got data.shape=(3,).")):
         s.eval(y, {x: Array1D.new([1, 2, 3])})
     cost = g.reduce_sum(y)
-    with pytest.raises(
-        ShapeError, match=re.escape("Session.train: the cost tensor must be a scalar; got cost_tensor=")
-    ):
+    with pytest.raises(ShapeError, match=re.escape("Session.train: the cost tensor must be a scalar; got cost_tensor=")):
         s.train(y, {x: ListProvider([[1, 2]])}, 1, SGDOptimizer(0.1))
     with pytest.raises(TypeError, match="every feed must be an InputProvider"):
         s.train(cost, {x: Array1D.new([1, 2])}, 1, SGDOptimizer(0.1))
-    with pytest.raises(
-        ShapeError, match=re.escape("must be a batch of 2 examples of shape (2,); got data.shape=(2, 3)")
-    ):
+    with pytest.raises(ShapeError, match=re.escape("must be a batch of 2 examples of shape (2,); got data.shape=(2, 3)")):
         s.train(cost, {x: ListProvider([[1, 2, 3]])}, 2, SGDOptimizer(0.1))
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         s.train(cost, {x: ListProvider([[1, 2]])}, 0, SGDOptimizer(0.1))
@@ -150,7 +139,8 @@ def test_gradient_reaches_a_fed_tensor_and_stops_there() -> None:
 def test_the_plan_is_cached_per_requested_and_fed_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
     real = graph_util.get_unordered_evaluation_set
-    monkeypatch.setattr(graph_util, "get_unordered_evaluation_set", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(graph_util, "get_unordered_evaluation_set",
+                        lambda *a: calls.append(1) or real(*a))
     g, x, x_squared, y = _square_plus_3()
     s = Session(g, dl.NDArrayMathCPU())
     for _ in range(3):
@@ -209,12 +199,8 @@ def test_cost_reductions() -> None:
     s = Session(g, math)
     data = [1.0, 2.0, 3.0]
     assert s.train(cost, {x: ListProvider(data)}, 3, SGDOptimizer(0.0), CostReduction.NONE).get() == 0
-    assert s.train(
-        cost, {x: ListProvider(data)}, 3, SGDOptimizer(0.0), CostReduction.SUM
-    ).get() == pytest.approx(14)
-    assert s.train(
-        cost, {x: ListProvider(data)}, 3, SGDOptimizer(0.0), CostReduction.MEAN
-    ).get() == pytest.approx(14 / 3)
+    assert s.train(cost, {x: ListProvider(data)}, 3, SGDOptimizer(0.0), CostReduction.SUM).get() == pytest.approx(14)
+    assert s.train(cost, {x: ListProvider(data)}, 3, SGDOptimizer(0.0), CostReduction.MEAN).get() == pytest.approx(14 / 3)
     assert s.train(cost, {x: ListProvider(data)}, 3, SGDOptimizer(0.0), 2).get() == pytest.approx(14 / 3)
 
 
@@ -284,8 +270,7 @@ def _memory_graph(math: dl.NDArrayMath) -> tuple[Session, dl.Tensor, dict[dl.Ten
     cost = g.mean_squared_cost(out, label)
     rng = np.random.default_rng(0)
     builder = dl.InCPUMemoryShuffledInputProviderBuilder(
-        [rng.standard_normal((8, 3)), rng.standard_normal((8, 2))], seed=0
-    )
+        [rng.standard_normal((8, 3)), rng.standard_normal((8, 2))], seed=0)
     xp, lp = builder.get_input_providers()
     return Session(g, math), cost, {x: xp, label: lp}, dl.AdamOptimizer(0.01, 0.9, 0.999)
 

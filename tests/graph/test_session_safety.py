@@ -63,33 +63,23 @@ def test_train_refuses_what_is_not_an_optimizer(cpu_math: dl.NDArrayMath, optimi
     np.testing.assert_array_equal(session.eval(w).numpy(), [1, 2, 3])  # nothing ran
 
 
-@pytest.mark.parametrize(
-    ("make", "name"),
-    [
-        (lambda v: dl.SGDOptimizer(v), "learning_rate"),
-        (lambda v: dl.MomentumOptimizer(0.1, v), "momentum"),
-        (lambda v: dl.RMSPropOptimizer(0.1, v), "gamma"),
-        (lambda v: dl.AdadeltaOptimizer(0.1, v), "gamma"),
-        (lambda v: dl.AdamOptimizer(0.1, v, 0.999), "beta1"),
-        (lambda v: dl.AdamOptimizer(0.1, 0.9, v), "beta2"),
-        (lambda v: dl.AdamaxOptimizer(0.1, v, 0.999), "beta1"),
-    ],
-)
+@pytest.mark.parametrize(("make", "name"), [
+    (lambda v: dl.SGDOptimizer(v), "learning_rate"),
+    (lambda v: dl.MomentumOptimizer(0.1, v), "momentum"),
+    (lambda v: dl.RMSPropOptimizer(0.1, v), "gamma"),
+    (lambda v: dl.AdadeltaOptimizer(0.1, v), "gamma"),
+    (lambda v: dl.AdamOptimizer(0.1, v, 0.999), "beta1"),
+    (lambda v: dl.AdamOptimizer(0.1, 0.9, v), "beta2"),
+    (lambda v: dl.AdamaxOptimizer(0.1, v, 0.999), "beta1"),
+])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5])
 def test_optimizers_refuse_bad_hyperparameters(make: Any, name: str, bad: float) -> None:
     with pytest.raises(ValueError, match=f"{name} must be"):
         make(bad)
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: dl.RMSPropOptimizer(0.1, 1.0),
-        lambda: dl.AdadeltaOptimizer(0.1, 1.0),
-        lambda: dl.AdamOptimizer(0.1, 1.0, 0.999),
-        lambda: dl.AdamaxOptimizer(0.1, 0.9, 1.0),
-    ],
-)
+@pytest.mark.parametrize("make", [lambda: dl.RMSPropOptimizer(0.1, 1.0), lambda: dl.AdadeltaOptimizer(0.1, 1.0),
+                                  lambda: dl.AdamOptimizer(0.1, 1.0, 0.999), lambda: dl.AdamaxOptimizer(0.1, 0.9, 1.0)])
 def test_decay_rates_of_one_are_refused(make: Any) -> None:
     with pytest.raises(ValueError, match=r"in \[0, 1\)"):
         make()
@@ -120,13 +110,8 @@ def test_the_step_cache_is_bounded(cpu_math: dl.NDArrayMath) -> None:
     assert len(plan._steps) <= _MAX_STEPS
 
 
-def _trained(
-    math: dl.NDArrayMath,
-    optimizer: dl.Optimizer,
-    steps: int,
-    barrier: threading.Barrier | None,
-    out: list[Any],
-) -> None:
+def _trained(math: dl.NDArrayMath, optimizer: dl.Optimizer, steps: int, barrier: threading.Barrier | None,
+             out: list[Any]) -> None:
     g, x, w, cost = _linear(math)
     session = Session(g, math)
     rng = np.random.default_rng(0)
@@ -139,17 +124,13 @@ def _trained(
     out.append(session.eval(w).numpy())
 
 
-def test_one_optimizer_shared_by_sessions_in_two_threads_trains_as_one_after_another(
-    cpu_math: dl.NDArrayMath,
-) -> None:
+def test_one_optimizer_shared_by_sessions_in_two_threads_trains_as_one_after_another(cpu_math: dl.NDArrayMath) -> None:
     alone: list[Any] = []
     _trained(cpu_math, dl.MomentumOptimizer(0.01, 0.9), 150, None, alone)
     shared = dl.MomentumOptimizer(0.01, 0.9)  # its state is per variable: each graph has its own
     barrier = threading.Barrier(2)
     results: list[Any] = []
-    threads = [
-        threading.Thread(target=_trained, args=(cpu_math, shared, 150, barrier, results)) for _ in range(2)
-    ]
+    threads = [threading.Thread(target=_trained, args=(cpu_math, shared, 150, barrier, results)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:

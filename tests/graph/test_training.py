@@ -49,9 +49,7 @@ def _numpy_tutorial(a: float, b: float, c: float, steps: int, lr: float) -> tupl
 @pytest.mark.parametrize("seed", [0, 1, 2, 7, 42])
 def test_the_tutorial_matches_numpy(seed: int, math: dl.NDArrayMath) -> None:
     lines: list[str] = []
-    run = ml_beginners.run_tutorial(
-        seed, log=lambda *args: lines.append(" ".join(str(a) for a in args)), math=math
-    )
+    run = ml_beginners.run_tutorial(seed, log=lambda *args: lines.append(" ".join(str(a) for a in args)), math=math)
     assert lines[0] == "result shape: (2,)" and lines[1] == "result [ 80. 170.]"
     assert run.matrix_times_vector == [80.0, 170.0]
     assert sum(line.startswith("average cost: ") for line in lines) == 20
@@ -105,16 +103,12 @@ def test_a_two_layer_network_learns_xor() -> None:
         session.train(cost, [FeedEntry(x, xp), FeedEntry(label, yp)], 4, optimizer)
     predictions = [session.eval(out, {x: dl.NDArray.make([2], row, math=math)}).get(0) for row in xs]
     np.testing.assert_array_equal(np.round(predictions), ys.ravel())
-    final = session.train(
-        cost, [FeedEntry(x, xp), FeedEntry(label, yp)], 4, optimizer, CostReduction.MEAN
-    ).get()
+    final = session.train(cost, [FeedEntry(x, xp), FeedEntry(label, yp)], 4, optimizer, CostReduction.MEAN).get()
     assert final < 0.01
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    datasets = pytest.importorskip(
-        "sklearn.datasets", reason="scikit-learn (the test extra) provides the digits"
-    )
+    datasets = pytest.importorskip("sklearn.datasets", reason="scikit-learn (the test extra) provides the digits")
     data = datasets.load_digits()  # bundled with scikit-learn: no download
     rng = np.random.default_rng(0)
     order = rng.permutation(len(data.target))
@@ -145,11 +139,8 @@ def test_digits_classifier_through_session_train() -> None:
     costs = []
     for _ in range(300):
         with math.scope():
-            costs.append(
-                session.train(
-                    cost, [FeedEntry(x, xp), FeedEntry(label, yp)], 32, optimizer, CostReduction.MEAN
-                ).get()
-            )
+            costs.append(session.train(cost, [FeedEntry(x, xp), FeedEntry(label, yp)], 32, optimizer,
+                                       CostReduction.MEAN).get())
     assert np.mean(costs[-20:]) < np.mean(costs[:20]) / 5
     tx, ty = dl.InCPUMemoryShuffledInputProviderBuilder([x_test, y_test], seed=0).get_input_providers()
     correct = session.eval_batch(accuracy, [FeedEntry(x, tx), FeedEntry(label, ty)], len(x_test))
@@ -166,29 +157,15 @@ def test_digits_classifier_through_graph_runner() -> None:
     tx, ty = dl.InCPUMemoryShuffledInputProviderBuilder([x_test, y_test], seed=0).get_input_providers()
     metrics: list[float] = []
     costs: list[float] = []
-    runner = dl.GraphRunner(
-        math,
-        session,
-        dl.GraphRunnerEventObserver(
-            avg_cost_callback=lambda c: costs.append(c.get()),
-            metric_callback=lambda m: metrics.append(m.get()),
-        ),
-    )
+    runner = dl.GraphRunner(math, session, dl.GraphRunnerEventObserver(
+        avg_cost_callback=lambda c: costs.append(c.get()),
+        metric_callback=lambda m: metrics.append(m.get()),
+    ))
     # deeplearn.js scales every optimizer's step by −lr/batch_size; Adam's m̂/√v̂ does not grow
     # with the summed gradient, so its effective step is lr/32 here.
-    runner.train(
-        cost,
-        [FeedEntry(x, xp), FeedEntry(label, yp)],
-        32,
-        dl.AdamOptimizer(0.32, 0.9, 0.999),
-        num_batches=300,
-        metric_tensor=accuracy,
-        metric_feed_entries=[FeedEntry(x, tx), FeedEntry(label, ty)],
-        metric_batch_size=len(x_test),
-        eval_interval_ms=0,
-        cost_interval_ms=0,
-        progress=False,
-    )
+    runner.train(cost, [FeedEntry(x, xp), FeedEntry(label, yp)], 32, dl.AdamOptimizer(0.32, 0.9, 0.999),
+                 num_batches=300, metric_tensor=accuracy, metric_feed_entries=[FeedEntry(x, tx), FeedEntry(label, ty)],
+                 metric_batch_size=len(x_test), eval_interval_ms=0, cost_interval_ms=0, progress=False)
     assert runner.get_total_batches_trained() == 300 and len(costs) == 300 and len(metrics) == 300
     assert metrics[-1] > 0.9 and metrics[-1] == pytest.approx(runner.get_last_computed_metric().get())
     assert np.mean(costs[-20:]) < np.mean(costs[:20]) / 5

@@ -60,12 +60,8 @@ def test_generated_kernel_compiles_with_nvcc(op_class: type, tmp_path: Path) -> 
     out_type = "bool" if op.name in ("equal", "equal_strict") else "float"  # type: ignore[attr-defined]
     src = tmp_path / f"{op.name}.cu"  # type: ignore[attr-defined]
     src.write_text(cuda.standalone_cuda_source(op, "float", out_type))  # type: ignore[arg-type]
-    result = subprocess.run(
-        ["nvcc", "--ptx", "-o", str(tmp_path / "k.ptx"), str(src)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = subprocess.run(["nvcc", "--ptx", "-o", str(tmp_path / "k.ptx"), str(src)],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"nvcc failed for {op.name}:\n{result.stderr}\n{src.read_text()}"  # type: ignore[attr-defined]
 
 
@@ -163,9 +159,8 @@ def test_ten_thousand_training_steps_keep_arrays_and_pool_flat() -> None:
     arrays, used = [], []
     for step in range(10_000):
         with math.scope():
-            c = session.train(
-                cost, [dl.FeedEntry(x, xp), dl.FeedEntry(label, yp)], 4, optimizer, dl.CostReduction.MEAN
-            )
+            c = session.train(cost, [dl.FeedEntry(x, xp), dl.FeedEntry(label, yp)], 4, optimizer,
+                              dl.CostReduction.MEAN)
         if step % 1000 == 999:
             arrays.append(math.get_num_arrays())
             used.append(pool.used_bytes())

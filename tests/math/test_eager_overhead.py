@@ -316,9 +316,7 @@ def test_cpu_scaled_add_of_scalars_is_an_array_whatever_c1_is(c1: float) -> None
     """A recorded Program trusts the type of a kernel's result that its first run saw: the
     scaled add of 0-d arrays gives a 0-d array on both of its paths (c1 = 1 or not)."""
     f32 = np.float32
-    y = cpu_kernel(
-        ScaledArrayAdd(), np.array(c1, f32), np.array(2.0, f32), np.array(-0.5, f32), np.array(4.0, f32)
-    )
+    y = cpu_kernel(ScaledArrayAdd(), np.array(c1, f32), np.array(2.0, f32), np.array(-0.5, f32), np.array(4.0, f32))
     assert isinstance(y, np.ndarray) and y.shape == () and y == f32(c1) * f32(2.0) + f32(-0.5) * f32(4.0)
 
 
@@ -427,9 +425,7 @@ def test_a_kernel_may_run_kernels_itself(cpu_math: dl.NDArrayMath) -> None:
 
 
 @pytest.mark.parametrize("shape", [(128, 10), (5, 3), (7,), (2, 3, 4), (4, 1)])
-def test_cpu_softmax_cross_entropy_derivative_is_the_generic_kernel_bit_for_bit(
-    shape: tuple[int, ...],
-) -> None:
+def test_cpu_softmax_cross_entropy_derivative_is_the_generic_kernel_bit_for_bit(shape: tuple[int, ...]) -> None:
     """The CPU kernel writes the generic kernel's operations over its own temporaries: the
     same bits for logits with NaN, ±inf and -0, any targets, a per-example or a whole dy;
     other dtypes and broadcast shapes through the generic kernel."""
@@ -439,12 +435,8 @@ def test_cpu_softmax_cross_entropy_derivative_is_the_generic_kernel_bit_for_bit(
     x = rng.standard_normal(shape).astype(np.float32)
     x.flat[: min(4, x.size)] = [np.nan, np.inf, -np.inf, -0.0][: min(4, x.size)]
     target = rng.random(shape).astype(np.float32)
-    cases = [
-        (x, target, np.full(shape[:-1] + (1,), 0.25, np.float32)),
-        (x, target, rng.standard_normal(shape).astype(np.float32)),
-        (x, target[..., :1] if shape[-1] > 1 else target, np.float32(2).reshape(())),
-        (x.astype(np.float64), target, np.ones(1)),
-    ]
+    cases = [(x, target, np.full(shape[:-1] + (1,), 0.25, np.float32)), (x, target, rng.standard_normal(shape).astype(np.float32)),
+             (x, target[..., :1] if shape[-1] > 1 else target, np.float32(2).reshape(())), (x.astype(np.float64), target, np.ones(1))]
     with np.errstate(all="ignore"):
         for args in cases:
             want, got = op.forward(np, *args), cpu_kernel(op, *args)

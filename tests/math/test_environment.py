@@ -33,9 +33,7 @@ def test_a_registered_backend_runs_ops(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_backends_are_refused_with_the_known_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(
-        ValueError, match=r"create_backend: backend must be one of \['cpu', 'cuda'.*got 'tpu'"
-    ):
+    with pytest.raises(ValueError, match=r"create_backend: backend must be one of \['cpu', 'cuda'.*got 'tpu'"):
         dl.NDArrayMath("tpu")
     monkeypatch.setenv("DEEPLEARN_BACKEND", "tpu")
     with pytest.raises(ValueError, match="DEEPLEARN_BACKEND must be one of"):
@@ -82,22 +80,10 @@ def test_deeplearn_flags_override_features(monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.mark.parametrize(
     "text, expected",
-    [
-        ("true", True),
-        ("TRUE", True),
-        ("1", True),
-        ("Yes", True),
-        ("false", False),
-        ("False", False),
-        ("0", False),
-        ("no", False),
-        ("NO", False),
-        (" no ", False),
-    ],
+    [("true", True), ("TRUE", True), ("1", True), ("Yes", True), ("false", False), ("False", False),
+     ("0", False), ("no", False), ("NO", False), (" no ", False)],
 )
-def test_boolean_flags_are_parsed_strictly(
-    monkeypatch: pytest.MonkeyPatch, text: str, expected: bool
-) -> None:
+def test_boolean_flags_are_parsed_strictly(monkeypatch: pytest.MonkeyPatch, text: str, expected: bool) -> None:
     """DEBUG:no must mean False: a flag's text is never used as a (truthy) string."""
     monkeypatch.setenv("DEEPLEARN_FLAGS", f"DEBUG:{text},BACKEND:cpu")
     env = dl.Environment()
@@ -117,17 +103,11 @@ def test_a_boolean_flag_of_any_other_text_is_an_error(monkeypatch: pytest.Monkey
 
 def test_integer_flags_and_features_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEEPLEARN_FLAGS", "WEBGL_VERSION:two")
-    with pytest.raises(
-        ValueError,
-        match=re.escape("DEEPLEARN_FLAGS: WEBGL_VERSION must be an integer; got WEBGL_VERSION='two'."),
-    ):
+    with pytest.raises(ValueError, match=re.escape("DEEPLEARN_FLAGS: WEBGL_VERSION must be an integer; got WEBGL_VERSION='two'.")):
         dl.Environment().get("WEBGL_VERSION")
     monkeypatch.delenv("DEEPLEARN_FLAGS")
     env = dl.Environment()
-    with pytest.raises(
-        ValueError,
-        match=re.escape("ENV.set_features: WEBGL_VERSION must be an integer; got WEBGL_VERSION=1.5."),
-    ):
+    with pytest.raises(ValueError, match=re.escape("ENV.set_features: WEBGL_VERSION must be an integer; got WEBGL_VERSION=1.5.")):
         env.set_features({"WEBGL_VERSION": 1.5})
 
 
@@ -137,10 +117,7 @@ def test_set_features_parses_booleans_by_the_same_rule() -> None:
     assert env.get("DEBUG") is False and not env.math.engine.debug
     env.set_features({"DEBUG": 1})
     assert env.get("DEBUG") is True
-    with pytest.raises(
-        ValueError,
-        match=re.escape("ENV.set_features: DEBUG must be true or false (or 1/0, yes/no); got DEBUG='off'."),
-    ):
+    with pytest.raises(ValueError, match=re.escape("ENV.set_features: DEBUG must be true or false (or 1/0, yes/no); got DEBUG='off'.")):
         env.set_features({"DEBUG": "off"})
     assert env.get("DEBUG") is True  # a refused call changes nothing
 

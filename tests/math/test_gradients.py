@@ -36,18 +36,14 @@ def test_gradients_of_a_composite_match_finite_differences(math: dl.NDArrayMath)
 
     def f() -> dl.NDArray:
         h = math.relu(math.add(math.mat_mul(x.reshape([2, 3]), w), b))  # a reshape view in the path
-        return math.add(
-            math.sum(math.multiply(math.tanh(h), h)), math.divide(math.sum(math.square(x)), dl.Scalar.new(2))
-        )
+        return math.add(math.sum(math.multiply(math.tanh(h), h)), math.divide(math.sum(math.square(x)), dl.Scalar.new(2)))
 
     value, grads = math.value_and_gradients(f, {"x": x, "w": w, "b": b})
     inputs = [x0.copy(), w0.copy(), b0.copy()]
     assert value.get() == pytest.approx(_numpy_f(*inputs), rel=1e-5)
     for i, name in enumerate(["x", "w", "b"]):
         assert grads[name].shape == inputs[i].shape
-        np.testing.assert_allclose(
-            grads[name].numpy(), _numeric(_numpy_f, inputs, i), rtol=1e-3, atol=1e-4, err_msg=name
-        )
+        np.testing.assert_allclose(grads[name].numpy(), _numeric(_numpy_f, inputs, i), rtol=1e-3, atol=1e-4, err_msg=name)
 
 
 def test_gradients_of_one_array_and_of_an_unused_one(math: dl.NDArrayMath) -> None:

@@ -84,9 +84,7 @@ def test_slice_matches_numpy_indexing(case: tuple[tuple[int, ...], tuple[int, ..
     np.testing.assert_array_equal(y.numpy(), expected)
     rank_method = getattr(math, f"slice{len(shape)}d")
     args = (begin[0], size[0]) if len(shape) == 1 else (begin, size)
-    np.testing.assert_array_equal(
-        rank_method(dl.NDArray.from_numpy(data, math=math), *args).numpy(), expected
-    )
+    np.testing.assert_array_equal(rank_method(dl.NDArray.from_numpy(data, math=math), *args).numpy(), expected)
 
 
 @SETTINGS
@@ -109,15 +107,11 @@ def test_slices_concatenated_give_back_the_array(case: tuple[tuple[int, ...], in
 
 
 @SETTINGS
-@given(
-    shapes.flatmap(
-        lambda s: st.tuples(st.just(s), st.lists(st.integers(0, 3), min_size=len(s), max_size=len(s)))
-    )
-)
+@given(shapes.flatmap(lambda s: st.tuples(st.just(s), st.lists(st.integers(0, 3), min_size=len(s),
+                                                                max_size=len(s)))))
 def test_tile_matches_numpy(case: tuple[tuple[int, ...], list[int]]) -> None:
     shape, reps = case
     math = dl.NDArrayMathCPU()
     data = _array(shape)
-    np.testing.assert_array_equal(
-        math.tile(dl.NDArray.from_numpy(data, math=math), reps).numpy(), np.tile(data, reps)
-    )
+    np.testing.assert_array_equal(math.tile(dl.NDArray.from_numpy(data, math=math), reps).numpy(),
+                                  np.tile(data, reps))

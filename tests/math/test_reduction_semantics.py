@@ -183,19 +183,8 @@ NORM_X = np.array([[1, 2, -3], [1, 1, 1], [0.5, -4, 2], [2, 0, -1]], dtype=np.fl
 
 @pytest.mark.parametrize(
     ("ord_", "axis"),
-    [
-        ("euclidean", 0),
-        (2, 1),
-        (1, -1),
-        (np.inf, 0),
-        (-np.inf, 1),
-        ("fro", (0, 1)),
-        ("euclidean", (1, 0)),
-        (1, (0, 1)),
-        (1, (1, 0)),
-        (np.inf, (0, 1)),
-        (-np.inf, (1, 0)),
-    ],
+    [("euclidean", 0), (2, 1), (1, -1), (np.inf, 0), (-np.inf, 1),
+     ("fro", (0, 1)), ("euclidean", (1, 0)), (1, (0, 1)), (1, (1, 0)), (np.inf, (0, 1)), (-np.inf, (1, 0))],
 )
 def test_norm_matches_numpy(math: dl.NDArrayMath, ord_: object, axis: object) -> None:
     np_ord = {"euclidean": 2 if isinstance(axis, int) else "fro"}.get(ord_, ord_)  # type: ignore[call-overload]
@@ -229,9 +218,7 @@ def test_norm_with_nan_is_nan(math: dl.NDArrayMath) -> None:
 
 def test_norm_rejects_other_ords_and_axes(math: dl.NDArrayMath) -> None:
     v, m = Array1D.new([1, -2, 3, -4]), Array2D.new([3, 2], [1, 2, -3, 1, 1, 1])
-    with pytest.raises(
-        ValueError, match=r"norm: ord must be 1, 2, inf, -inf or 'euclidean' for a vector norm; got ord=3"
-    ):
+    with pytest.raises(ValueError, match=r"norm: ord must be 1, 2, inf, -inf or 'euclidean' for a vector norm; got ord=3"):
         math.norm(v, 3)  # conformance: norm.vector_3_throws
     with pytest.raises(ValueError, match=r"for a matrix norm; got ord=2"):
         math.norm(m, 2, [0, 1])  # conformance: norm.matrix_2_throws
@@ -298,9 +285,7 @@ def test_mat_mul_errors(math: dl.NDArrayMath) -> None:
         "mat_mul: inner dimensions must match; got a.shape=(2, 3) (REGULAR) and b.shape=(4, 5) (REGULAR), "
         "i.e. 3 vs 4."
     )
-    with pytest.raises(
-        ShapeError, match=r"\(TRANSPOSED\)"
-    ):  # conformance: matmul.At_x_B_shape_mismatch_throws
+    with pytest.raises(ShapeError, match=r"\(TRANSPOSED\)"):  # conformance: matmul.At_x_B_shape_mismatch_throws
         math.mat_mul(Array2D.new([2, 3], np.zeros(6)), Array2D.new([3, 2], np.zeros(6)), 1, 0)
     with pytest.raises(ShapeError, match=r"mat_mul: inputs must be rank 2"):
         math.mat_mul(Array1D.new([1, 2]), Array2D.new([2, 1], [1, 2]))
@@ -335,32 +320,10 @@ def test_vector_composite_errors(math: dl.NDArrayMath) -> None:
 def test_layout_conformance_values(math: dl.NDArrayMath) -> None:
     x = Array2D.new([4, 3], np.arange(1, 13))
     np.testing.assert_array_equal(values(math.slice2d(x, [1, 1], [3, 2])).ravel(), [5, 6, 8, 9, 11, 12])
-    c = math.concat3d(
-        Array3D.new([2, 1, 3], [1, 11, 111, 3, 33, 333]),
-        Array3D.new([2, 2, 3], [5, 55, 555, 6, 66, 666, 7, 77, 777, 8, 88, 888]),
-        1,
-    )
+    c = math.concat3d(Array3D.new([2, 1, 3], [1, 11, 111, 3, 33, 333]),
+                      Array3D.new([2, 2, 3], [5, 55, 555, 6, 66, 666, 7, 77, 777, 8, 88, 888]), 1)
     assert c.shape == (2, 3, 3)  # conformance: concat3D.axis1
-    assert values(c).ravel().tolist() == [
-        1,
-        11,
-        111,
-        5,
-        55,
-        555,
-        6,
-        66,
-        666,
-        3,
-        33,
-        333,
-        7,
-        77,
-        777,
-        8,
-        88,
-        888,
-    ]
+    assert values(c).ravel().tolist() == [1, 11, 111, 5, 55, 555, 6, 66, 666, 3, 33, 333, 7, 77, 777, 8, 88, 888]
     t = math.transpose(Array3D.new([2, 2, 2], [1, 11, 2, 22, 3, 33, 4, 44]), [2, 1, 0])
     assert values(t).ravel().tolist() == [1, 3, 2, 4, 11, 33, 22, 44]  # conformance: transpose.3d_210
     tb = math.tile(Array1D.new([1, 0, 1], "bool"), [2])  # conformance: tile.bool_1d
@@ -377,9 +340,7 @@ def test_layout_errors(math: dl.NDArrayMath) -> None:
     assert str(info.value).startswith("slice2d: begin[1] + size[1] must not exceed x.shape[1]; got ")
     with pytest.raises(ShapeError, match=r"slice2d: x must be rank 2; got x.shape=\(6,\)"):
         math.slice2d(Array1D.new(np.arange(6)), [0, 0], [1, 1])
-    with pytest.raises(
-        ShapeError, match=r"concat2d: a and b must match in every dimension but axis 1; .* along axis 0"
-    ):
+    with pytest.raises(ShapeError, match=r"concat2d: a and b must match in every dimension but axis 1; .* along axis 0"):
         math.concat2d(Array2D.new([2, 2], [1, 2, 3, 4]), Array2D.new([1, 2], [5, 6]), 1)
     with pytest.raises(ShapeError, match=r"concat3d: .* but axis 2; .* along axis 1"):
         math.concat3d(Array3D.new([1, 2, 2], np.zeros(4)), Array3D.new([1, 3, 2], np.zeros(6)), 2)
@@ -387,9 +348,7 @@ def test_layout_errors(math: dl.NDArrayMath) -> None:
         math.concat1d(Array1D.new([1]), Array2D.new([1, 1], [1]))
     with pytest.raises(dl.DTypeError, match=r"same dtype"):
         math.concat1d(Array1D.new([1]), Array1D.new([1], "int32"))
-    with pytest.raises(
-        ShapeError, match=r"transpose: perm must be a permutation of range\(2\); got perm=\(0, 0\)"
-    ):
+    with pytest.raises(ShapeError, match=r"transpose: perm must be a permutation of range\(2\); got perm=\(0, 0\)"):
         math.transpose(x, [0, 0])
     with pytest.raises(ShapeError, match=r"tile: reps must have one entry >= 0 per dimension"):
         math.tile(x, [2])
@@ -441,10 +400,7 @@ def test_matrix_products_promote_mixed_dtypes_to_float32(cpu_math: dl.NDArrayMat
     assert y.dtype == "float32"
     np.testing.assert_allclose(y.get_values(), [1.6, 2.2], rtol=1e-6)
     assert cpu_math.dot_product(dl.Array1D.new([1, 2], "int32"), dl.Array1D.new([0.5, 0.5])).get() == 1.5
-    assert (
-        cpu_math.mat_mul(dl.Array2D.new([1, 1], [2], "int32"), dl.Array2D.new([1, 1], [3], "int32")).dtype
-        == "int32"
-    )
+    assert cpu_math.mat_mul(dl.Array2D.new([1, 1], [2], "int32"), dl.Array2D.new([1, 1], [3], "int32")).dtype == "int32"
 
 
 def test_log_sum_exp_of_an_empty_group_is_a_shape_error(cpu_math: dl.NDArrayMath) -> None:

@@ -281,9 +281,7 @@ def test_safe_mode_requires_a_scope(math: dl.NDArrayMath) -> None:
     with pytest.raises(RuntimeError) as info:
         safe.exp(x)
     assert str(info.value) == SAFE_MODE_MESSAGE
-    assert (
-        "You are using math in safe mode. Enclose all math.method() calls inside a scope" in SAFE_MODE_MESSAGE
-    )
+    assert "You are using math in safe mode. Enclose all math.method() calls inside a scope" in SAFE_MODE_MESSAGE
     with pytest.raises(RuntimeError, match="safe mode"):
         safe.keep(x)
     with safe.scope():
@@ -383,9 +381,7 @@ def test_context_scopes_in_gathered_coroutines_are_independent(math: dl.NDArrayM
         return y
 
     async def main() -> list[NDArray]:
-        return list(
-            await asyncio.gather(with_form(1.0), start_end_form(3.0), with_form(2.0), start_end_form(4.0))
-        )
+        return list(await asyncio.gather(with_form(1.0), start_end_form(3.0), with_form(2.0), start_end_form(4.0)))
 
     results = asyncio.run(main())
     assert [r.get(0) for r in results] == [2.0, 9.0, 4.0, 16.0]
@@ -394,9 +390,7 @@ def test_context_scopes_in_gathered_coroutines_are_independent(math: dl.NDArrayM
         r.dispose()
 
 
-def test_a_task_started_inside_a_scope_hands_its_result_to_that_scope(
-    math: dl.NDArrayMath, base: int
-) -> None:
+def test_a_task_started_inside_a_scope_hands_its_result_to_that_scope(math: dl.NDArrayMath, base: int) -> None:
     """A task inherits the scopes open where it was created: its scope's result moves to the
     creator's scope, which disposes it at its end unless it is kept."""
 
@@ -441,9 +435,7 @@ def test_a_returned_array_the_scope_did_not_own_keeps_its_owner(cpu_math: dl.NDA
         cpu_math.scope(lambda keep, track: outside)
     assert not outside.is_disposed
     with cpu_math.scope():
-        kept = cpu_math.scope(
-            lambda keep, track: keep(cpu_math.add(dl.Array1D.new([1.0]), dl.Array1D.new([2.0])))
-        )
+        kept = cpu_math.scope(lambda keep, track: keep(cpu_math.add(dl.Array1D.new([1.0]), dl.Array1D.new([2.0]))))
     assert not kept.is_disposed
     with cpu_math.scope():
         moved = cpu_math.scope(lambda keep, track: cpu_math.add(dl.Array1D.new([1.0]), dl.Array1D.new([2.0])))
@@ -562,8 +554,7 @@ def test_scopes_and_training_make_no_reference_cycles(math: dl.NDArrayMath) -> N
     cost = g.mean_squared_cost(g.layers.dense("d", x, 2, lambda t: g.relu(t)), label)
     data = np.random.default_rng(0)
     xs, ys = dl.InCPUMemoryShuffledInputProviderBuilder(
-        [data.standard_normal((8, 3)), data.standard_normal((8, 2))], seed=0
-    ).get_input_providers()
+        [data.standard_normal((8, 3)), data.standard_normal((8, 2))], seed=0).get_input_providers()
     session, optimizer = dl.Session(g, math), dl.MomentumOptimizer(0.1, 0.9)
     a = dl.Array1D.new([1.0, 2.0, 3.0])
     gc.collect()

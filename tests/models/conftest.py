@@ -34,9 +34,7 @@ def squeezenet_weights() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def squeezenet_folder(
-    tmp_path_factory: pytest.TempPathFactory, squeezenet_weights: dict[str, np.ndarray]
-) -> Path:
+def squeezenet_folder(tmp_path_factory: pytest.TempPathFactory, squeezenet_weights: dict[str, np.ndarray]) -> Path:
     folder = tmp_path_factory.mktemp("squeezenet1_1")
     write_checkpoint(folder, squeezenet_weights)
     return folder
@@ -48,9 +46,7 @@ def mobilenet_weights() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def mobilenet_folder(
-    tmp_path_factory: pytest.TempPathFactory, mobilenet_weights: dict[str, np.ndarray]
-) -> Path:
+def mobilenet_folder(tmp_path_factory: pytest.TempPathFactory, mobilenet_weights: dict[str, np.ndarray]) -> Path:
     folder = tmp_path_factory.mktemp("mobilenet_v1_1.0_224")
     write_checkpoint(folder, mobilenet_weights)
     return folder

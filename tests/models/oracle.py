@@ -164,16 +164,8 @@ def torchvision_squeezenet(state: Mapping[str, np.ndarray], image_nchw: np.ndarr
 def torchvision_state_dict_shapes() -> dict[str, tuple[int, ...]]:
     """The keys and shapes of torchvision's squeezenet1_1().state_dict() (1,000 classes)."""
     shapes: dict[str, tuple[int, ...]] = {"features.0.weight": (64, 3, 3, 3), "features.0.bias": (64,)}
-    fires = {
-        3: (64, 16, 64),
-        4: (128, 16, 64),
-        6: (128, 32, 128),
-        7: (256, 32, 128),
-        9: (256, 48, 192),
-        10: (384, 48, 192),
-        11: (384, 64, 256),
-        12: (512, 64, 256),
-    }
+    fires = {3: (64, 16, 64), 4: (128, 16, 64), 6: (128, 32, 128), 7: (256, 32, 128),
+             9: (256, 48, 192), 10: (384, 48, 192), 11: (384, 64, 256), 12: (512, 64, 256)}
     for index, (cin, sq, ex) in fires.items():
         p = f"features.{index}."
         shapes[p + "squeeze.weight"], shapes[p + "squeeze.bias"] = (sq, cin, 1, 1), (sq,)

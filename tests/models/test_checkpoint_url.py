@@ -29,9 +29,8 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def zoo(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, squeezenet_folder: Path, mobilenet_folder: Path
-) -> Iterator[tuple[str, list[str]]]:
+def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, squeezenet_folder: Path,
+        mobilenet_folder: Path) -> Iterator[tuple[str, list[str]]]:
     """A server of a checkpoint zoo (squeezenet1_1/, mobilenet_v1_1.0_224/), its URL and its
     request log; the cache in an empty folder; no proxy."""
     for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
@@ -69,9 +68,8 @@ def test_squeezenet_and_the_knn_classifier_load_once_from_a_url(
     assert knn.predict_class(x).class_index == 1
 
 
-def test_mobilenet_loads_from_a_url(
-    zoo: tuple[str, list[str]], mobilenet_folder: Path, cpu_math: dl.NDArrayMath
-) -> None:
+def test_mobilenet_loads_from_a_url(zoo: tuple[str, list[str]], mobilenet_folder: Path,
+                                    cpu_math: dl.NDArrayMath) -> None:
     url, log = zoo
     x = dl.NDArray.from_numpy(np.random.default_rng(1).uniform(0, 255, (32, 32, 3)), math=cpu_math)
     net, from_folder = MobileNet(cpu_math), MobileNet(cpu_math)
@@ -81,9 +79,7 @@ def test_mobilenet_loads_from_a_url(
     assert log[0] == "/mobilenet_v1_1.0_224/manifest.json"
 
 
-def test_a_missing_checkpoint_is_an_error_naming_its_url(
-    zoo: tuple[str, list[str]], cpu_math: dl.NDArrayMath
-) -> None:
+def test_a_missing_checkpoint_is_an_error_naming_its_url(zoo: tuple[str, list[str]], cpu_math: dl.NDArrayMath) -> None:
     url, _ = zoo
     net = SqueezeNet(cpu_math)
     with pytest.raises(dl.DownloadError, match="squeezenet1_0/manifest.json"):

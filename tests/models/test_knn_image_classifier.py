@@ -38,14 +38,9 @@ def _oracle_vote(similarities: np.ndarray, counts: list[int], k: int) -> tuple[i
 def _images(seed: int, n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     # Three looks: dark, bright and striped images, so that classes differ and examples vary.
-    looks = [
-        lambda: image(rng, SIZE, SIZE) * 0.3,
-        lambda: 255 - image(rng, SIZE, SIZE) * 0.3,
-        lambda: (
-            np.where(np.arange(SIZE)[:, None, None] % 8 < 4, 255.0, 0.0) * np.ones((SIZE, SIZE, 3))
-            + image(rng, SIZE, SIZE) * 0.2
-        ),
-    ]
+    looks = [lambda: image(rng, SIZE, SIZE) * 0.3, lambda: 255 - image(rng, SIZE, SIZE) * 0.3,
+             lambda: np.where(np.arange(SIZE)[:, None, None] % 8 < 4, 255.0, 0.0) * np.ones((SIZE, SIZE, 3))
+             + image(rng, SIZE, SIZE) * 0.2]
     return [looks[i % 3]().astype(np.float32) for i in range(n)]
 
 
@@ -102,9 +97,7 @@ def test_fewer_examples_than_k_and_clearing_a_class(
 def test_errors(cpu_math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]) -> None:
     knn = KNNImageClassifier(2, 1, cpu_math)
     x = dl.NDArray.from_numpy(np.zeros((SIZE, SIZE, 3)), math=cpu_math)
-    with pytest.raises(
-        RuntimeError, match=r"KNNImageClassifier.add_image: the weights are not loaded; call load"
-    ):
+    with pytest.raises(RuntimeError, match=r"KNNImageClassifier.add_image: the weights are not loaded; call load"):
         knn.add_image(x, 0)
     with pytest.raises(RuntimeError, match="predict_class: the weights are not loaded"):
         knn.predict_class(x)
@@ -114,9 +107,7 @@ def test_errors(cpu_math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarr
             knn.add_image(x, bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"class_index must be an int in \[0, 2\)"):
         knn.clear_class(5)
-    with pytest.raises(
-        dl.ShapeError, match=r"input must be \[height, width, 3\]; got input.shape=\(1, 40, 40, 3\)"
-    ):
+    with pytest.raises(dl.ShapeError, match=r"input must be \[height, width, 3\]; got input.shape=\(1, 40, 40, 3\)"):
         knn.add_image(dl.NDArray.from_numpy(np.zeros((1, SIZE, SIZE, 3)), math=cpu_math), 0)
     for name, args in (("num_classes", (0, 1)), ("k", (2, 0))):
         with pytest.raises(ValueError, match=f"{name} must be a positive int"):

@@ -26,11 +26,7 @@ def _array(math: dl.NDArrayMath, x: np.ndarray) -> dl.NDArray:
 @pytest.mark.parametrize("flavor", ["deeplearnjs", "torchvision"])
 @pytest.mark.parametrize("size", [227, 224, 63, 31])
 def test_logits_match_the_numpy_oracle(
-    math: dl.NDArrayMath,
-    squeezenet_folder: Path,
-    squeezenet_weights: dict[str, np.ndarray],
-    flavor: str,
-    size: int,
+    math: dl.NDArrayMath, squeezenet_folder: Path, squeezenet_weights: dict[str, np.ndarray], flavor: str, size: int
 ) -> None:
     """227 is deeplearn.js's size (ceil and floor pools differ at the 2nd and 3rd pool: 14x14 vs
     13x13 before the average), 224 torchvision's (they agree), 63 and 31 the small end."""
@@ -61,9 +57,7 @@ def test_every_named_activation_matches_the_oracle(
     assert net.predict_with_activation(_array(math, x)).activation is None
 
 
-def test_a_batch_gives_each_image_its_logits(
-    math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]
-) -> None:
+def test_a_batch_gives_each_image_its_logits(math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]) -> None:
     net = SqueezeNet(math)
     net.set_variables(squeezenet_weights)
     rng = np.random.default_rng(3)
@@ -75,17 +69,12 @@ def test_a_batch_gives_each_image_its_logits(
         assert relative_error(logits.get_values().reshape(3, 1000)[i], expected) <= RTOL
 
 
-def test_int32_pixels_are_read_as_numbers(
-    math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]
-) -> None:
+def test_int32_pixels_are_read_as_numbers(math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]) -> None:
     net = SqueezeNet(math)
     net.set_variables(squeezenet_weights)
     pixels = np.random.default_rng(4).integers(0, 256, (40, 40, 3))
     got = net.predict(dl.NDArray.from_numpy(pixels.astype(np.int32), "int32", math=math)).get_values()
-    assert (
-        relative_error(got, oracle.squeezenet(squeezenet_weights, pixels.astype(np.float64))["logits"])
-        <= RTOL
-    )
+    assert relative_error(got, oracle.squeezenet(squeezenet_weights, pixels.astype(np.float64))["logits"]) <= RTOL
 
 
 def test_get_top_k_classes_is_the_softmax_top_k_with_imagenet_names(
@@ -139,24 +128,16 @@ def test_load_checks_the_checkpoint_and_loads_nothing_from_a_wrong_one(
     dl.write_checkpoint(tmp_path, broken)
     net = SqueezeNet(cpu_math)
     before = cpu_math.get_num_arrays()
-    with pytest.raises(
-        ValueError,
-        match=r"missing variables \['fire5/expand3x3_b:0'\]; wrong shapes "
-        r"'fire2/squeeze1x1_W:0': \(1, 1, 64, 17\) \(expected \(1, 1, 64, 16\)\)",
-    ):
+    with pytest.raises(ValueError, match=r"missing variables \['fire5/expand3x3_b:0'\]; wrong shapes "
+                                         r"'fire2/squeeze1x1_W:0': \(1, 1, 64, 17\) \(expected \(1, 1, 64, 16\)\)"):
         net.load(tmp_path)
     assert not net.is_loaded and cpu_math.get_num_arrays() == before
-    with pytest.raises(
-        RuntimeError,
-        match=r"SqueezeNet.predict_with_activation: the weights are not loaded; "
-        r"call load\(\) first",
-    ):
+    with pytest.raises(RuntimeError, match=r"SqueezeNet.predict_with_activation: the weights are not loaded; "
+                                           r"call load\(\) first"):
         net.predict(_array(cpu_math, np.zeros((31, 31, 3))))
 
 
-def test_set_variables_refuses_unknown_names(
-    cpu_math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]
-) -> None:
+def test_set_variables_refuses_unknown_names(cpu_math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]) -> None:
     net = SqueezeNet(cpu_math)
     with pytest.raises(ValueError, match=r"unexpected variables \['conv1_W'\]"):
         net.set_variables({**squeezenet_weights, "conv1_W": np.zeros(3)})
@@ -167,34 +148,23 @@ def test_a_checkpoint_with_other_classes_gives_that_many_logits(
     tmp_path: Path, squeezenet_weights: dict[str, np.ndarray], cpu_math: dl.NDArrayMath
 ) -> None:
     rng = np.random.default_rng(6)
-    weights = {
-        **squeezenet_weights,
-        "conv10_W:0": rng.normal(0, 0.05, (1, 1, 512, 3)).astype(np.float32),
-        "conv10_b:0": np.zeros(3, np.float32),
-    }
+    weights = {**squeezenet_weights, "conv10_W:0": rng.normal(0, 0.05, (1, 1, 512, 3)).astype(np.float32),
+               "conv10_b:0": np.zeros(3, np.float32)}
     dl.write_checkpoint(tmp_path, weights)
     net = SqueezeNet(cpu_math, class_names=["cat", "dog", "bird"])
     net.load(tmp_path)
     x = image(rng, 40, 40)
     logits = net.predict(_array(cpu_math, x))
     assert net.num_classes == 3 and logits.shape == (3,)
-    assert (
-        relative_error(logits.get_values(), oracle.squeezenet(weights, x.astype(np.float64))["logits"])
-        <= RTOL
-    )
+    assert relative_error(logits.get_values(), oracle.squeezenet(weights, x.astype(np.float64))["logits"]) <= RTOL
     assert set(net.get_top_k_classes(logits, 3)) == {"cat", "dog", "bird"}
 
 
-def test_input_and_argument_errors(
-    cpu_math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]
-) -> None:
+def test_input_and_argument_errors(cpu_math: dl.NDArrayMath, squeezenet_weights: dict[str, np.ndarray]) -> None:
     net = SqueezeNet(cpu_math)
     net.set_variables(squeezenet_weights)
-    with pytest.raises(
-        dl.ShapeError,
-        match=r"input must be \[height, width, 3\] or \[batch, height, width, 3\]; "
-        r"got input.shape=\(32, 32, 4\)",
-    ):
+    with pytest.raises(dl.ShapeError, match=r"input must be \[height, width, 3\] or \[batch, height, width, 3\]; "
+                                            r"got input.shape=\(32, 32, 4\)"):
         net.predict(_array(cpu_math, np.zeros((32, 32, 4))))
     with pytest.raises(TypeError, match="input must be an NDArray; got ndarray"):
         net.predict(np.zeros((32, 32, 3)))  # type: ignore[arg-type]
@@ -228,9 +198,8 @@ def test_predict_keeps_only_its_results_and_dispose_frees_the_weights(
     net.dispose()  # twice is harmless
 
 
-def test_load_reads_deeplearn_js_zoo_by_default(
-    monkeypatch: pytest.MonkeyPatch, cpu_math: dl.NDArrayMath, squeezenet_folder: Path
-) -> None:
+def test_load_reads_deeplearn_js_zoo_by_default(monkeypatch: pytest.MonkeyPatch, cpu_math: dl.NDArrayMath,
+                                                 squeezenet_folder: Path) -> None:
     """No network: the loader is given the folder instead, and the URL it was asked for is kept."""
     asked: list[str] = []
     real = model_util.CheckpointLoader

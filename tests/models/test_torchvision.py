@@ -34,9 +34,7 @@ def _random_state_dict(seed: int) -> dict[str, np.ndarray]:
     state = {}
     for key, shape in oracle.torchvision_state_dict_shapes().items():
         fan_in = int(np.prod(shape[1:])) if len(shape) == 4 else 1
-        state[key] = (
-            rng.normal(0, np.sqrt(2 / fan_in), shape) if len(shape) == 4 else rng.normal(0, 0.1, shape)
-        )
+        state[key] = (rng.normal(0, np.sqrt(2 / fan_in), shape) if len(shape) == 4 else rng.normal(0, 0.1, shape))
     return {key: value.astype(np.float32) for key, value in state.items()}
 
 
@@ -84,9 +82,7 @@ def test_the_converter_lays_out_filters_and_reads_tensors() -> None:
     for o, i, r, c in [(0, 0, 0, 0), (63, 15, 2, 1), (5, 7, 1, 2)]:
         assert converted[r, c, i, o] == w[o, i, r, c]
     np.testing.assert_array_equal(ours["conv10_b:0"], state["classifier.1.bias"])
-    np.testing.assert_array_equal(
-        ours["fire9/squeeze1x1_W:0"][0, 0], state["features.12.squeeze.weight"][:, :, 0, 0].T
-    )
+    np.testing.assert_array_equal(ours["fire9/squeeze1x1_W:0"][0, 0], state["features.12.squeeze.weight"][:, :, 0, 0].T)
 
 
 def test_the_converter_lists_what_does_not_fit() -> None:
@@ -94,11 +90,8 @@ def test_the_converter_lists_what_does_not_fit() -> None:
     del state["features.7.squeeze.bias"]
     state["features.13.weight"] = np.zeros(3)
     state["features.0.weight"] = np.zeros((64, 27))
-    with pytest.raises(
-        ValueError,
-        match=r"missing keys \['features.7.squeeze.bias'\]; unknown keys "
-        r"\['features.13.weight'\]; 'features.0.weight' must be a rank-4 filter",
-    ):
+    with pytest.raises(ValueError, match=r"missing keys \['features.7.squeeze.bias'\]; unknown keys "
+                                         r"\['features.13.weight'\]; 'features.0.weight' must be a rank-4 filter"):
         squeezenet_variables_from_torchvision(state)
     with pytest.raises(TypeError, match="state_dict must be a mapping"):
         squeezenet_variables_from_torchvision([1, 2])  # type: ignore[arg-type]
@@ -118,9 +111,7 @@ def test_the_models_work_where_torch_cannot_be_imported() -> None:
         "print(len(out))"
     )
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
     assert result.returncode == 0 and result.stdout.strip() == "52", result.stderr
     for module in (root / "deeplearn" / "models").glob("*.py"):
         assert "import torch" not in module.read_text(), module.name
@@ -140,14 +131,10 @@ def test_against_torchvision_squeezenet1_1(math: dl.NDArrayMath) -> None:
     rng = np.random.default_rng(0)
     for size in (224, 227):  # 227: the ceil-mode pools keep a partial last window
         pixels = np.stack([image(rng, size, size) for _ in range(2)])
-        batch = torch.from_numpy(
-            np.stack([_normalised_nchw(p) for p in pixels.astype(np.float64)]).astype(np.float32)
-        )
+        batch = torch.from_numpy(np.stack([_normalised_nchw(p) for p in pixels.astype(np.float64)]).astype(np.float32))
         with torch.no_grad():
             expected = model(batch).numpy().astype(np.float64)
         got = net.predict(dl.NDArray.from_numpy(pixels, "float32", math=math)).get_values().reshape(2, 1000)
         for i in range(2):
             assert relative_error(got[i], expected[i]) <= 1e-4, (size, i)
-            assert list(np.argsort(-got[i], kind="stable")[:5]) == list(
-                np.argsort(-expected[i], kind="stable")[:5]
-            )
+            assert list(np.argsort(-got[i], kind="stable")[:5]) == list(np.argsort(-expected[i], kind="stable")[:5])

@@ -15,18 +15,8 @@ import numpy as np
 from deeplearn.math.ops.base import Op
 from deeplearn.types import Shape
 
-FAMILIES = [
-    "elementwise",
-    "arithmetic",
-    "reduction",
-    "linalg",
-    "layout",
-    "conv",
-    "image",
-    "rnn",
-    "random",
-    "costs",
-]
+FAMILIES = ["elementwise", "arithmetic", "reduction", "linalg", "layout", "conv", "image", "rnn",
+            "random", "costs"]
 
 
 @dataclass(frozen=True)

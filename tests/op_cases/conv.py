@@ -273,25 +273,13 @@ CASES: list[OpCase] = []
 
 # conv2d and depthwise_conv2d, each with its two derivatives; depthwise outputs C·M channels.
 CONV_FAMILIES = [
-    (
-        CONV_CONFIGS,
-        (Conv2D, Conv2DDerInput, Conv2DDerFilter),
-        (ref_conv2d, ref_conv2d_der_input, ref_conv2d_der_filter),
-        lambda fs: fs[3],
-    ),
-    (
-        DEPTHWISE_CONFIGS,
-        (DepthwiseConv2D, DepthwiseConv2DDerInput, DepthwiseConv2DDerFilter),
-        (ref_depthwise, ref_depthwise_der_input, ref_depthwise_der_filter),
-        lambda fs: fs[2] * fs[3],
-    ),
+    (CONV_CONFIGS, (Conv2D, Conv2DDerInput, Conv2DDerFilter),
+     (ref_conv2d, ref_conv2d_der_input, ref_conv2d_der_filter), lambda fs: fs[3]),
+    (DEPTHWISE_CONFIGS, (DepthwiseConv2D, DepthwiseConv2DDerInput, DepthwiseConv2DDerFilter),
+     (ref_depthwise, ref_depthwise_der_input, ref_depthwise_der_filter), lambda fs: fs[2] * fs[3]),
 ]
 
-for configs, (forward, der_input, der_filter), (
-    ref,
-    ref_der_input,
-    ref_der_filter,
-), out_depth in CONV_FAMILIES:
+for configs, (forward, der_input, der_filter), (ref, ref_der_input, ref_der_filter), out_depth in CONV_FAMILIES:
     for xs, fs, st, pd in configs:
         ys = out_shape(xs, fs[:2], st, pd, out_depth(fs))
         CASES += [

@@ -36,18 +36,14 @@ def _logits_and_targets(shape: tuple[int, ...]):
 def ref_softmax_ce_der(x: np.ndarray, t: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row by row: the derivative of −Σ t·log(p + 1e-5) with respect to x and t, times dy."""
     shape = np.broadcast_shapes(x.shape, t.shape)
-    xb, tb, dyb = (
-        np.broadcast_to(a, shape).reshape(-1, shape[-1]) for a in (x, t, np.broadcast_to(dy, shape))
-    )
+    xb, tb, dyb = (np.broadcast_to(a, shape).reshape(-1, shape[-1]) for a in (x, t, np.broadcast_to(dy, shape)))
     dx, dt = np.empty(xb.shape), np.empty(xb.shape)
     for r, (row, target, g) in enumerate(zip(xb, tb, dyb, strict=True)):
         e = np.exp(row - row.max())
         p = e / e.sum()
         for j in range(len(row)):
             # d/dx_j of −Σ_k t_k log(p_k + eps), with dp_k/dx_j = p_k (δ_kj − p_j)
-            dx[r, j] = g[j] * -sum(
-                target[k] / (p[k] + 1e-5) * p[k] * ((k == j) - p[j]) for k in range(len(row))
-            )
+            dx[r, j] = g[j] * -sum(target[k] / (p[k] + 1e-5) * p[k] * ((k == j) - p[j]) for k in range(len(row)))
             dt[r, j] = -g[j] * np.log(p[j] + 1e-5)
     return dx.reshape(shape), dt.reshape(shape)
 
@@ -70,30 +66,10 @@ CASES = [
     OpCase(
         SoftmaxCrossEntropyCost(), ((3, 4), (3, 4)), ref_softmax_ce, make_inputs=_logits_and_targets((3, 4))
     ),
-    OpCase(
-        SoftmaxCrossEntropyCostDer(),
-        ((4,), (4,), ()),
-        ref_softmax_ce_der,
-        make_inputs=_der_inputs((4,), ()),
-        grad=False,
-        why_no_grad=DER_WHY,
-    ),
-    OpCase(
-        SoftmaxCrossEntropyCostDer(),
-        ((3, 5), (3, 5), (3, 1)),
-        ref_softmax_ce_der,
-        make_inputs=_der_inputs((3, 5), (3, 1)),
-        grad=False,
-        why_no_grad=DER_WHY,
-        label="[per example]",
-    ),
-    OpCase(
-        SoftmaxCrossEntropyCostDer(),
-        ((2, 3, 4), (2, 3, 4), (2, 1, 1)),
-        ref_softmax_ce_der,
-        make_inputs=_der_inputs((2, 3, 4), (2, 1, 1)),
-        grad=False,
-        why_no_grad=DER_WHY,
-        label="[rank 2 examples]",
-    ),
+    OpCase(SoftmaxCrossEntropyCostDer(), ((4,), (4,), ()), ref_softmax_ce_der, make_inputs=_der_inputs((4,), ()),
+           grad=False, why_no_grad=DER_WHY),
+    OpCase(SoftmaxCrossEntropyCostDer(), ((3, 5), (3, 5), (3, 1)), ref_softmax_ce_der,
+           make_inputs=_der_inputs((3, 5), (3, 1)), grad=False, why_no_grad=DER_WHY, label="[per example]"),
+    OpCase(SoftmaxCrossEntropyCostDer(), ((2, 3, 4), (2, 3, 4), (2, 1, 1)), ref_softmax_ce_der,
+           make_inputs=_der_inputs((2, 3, 4), (2, 1, 1)), grad=False, why_no_grad=DER_WHY, label="[rank 2 examples]"),
 ]
