@@ -9,6 +9,7 @@ j's k-th example — and reshuffle at every epoch.
 from __future__ import annotations
 
 import abc
+import itertools
 import operator
 import threading
 from collections.abc import Callable, Sequence
@@ -144,12 +145,7 @@ def _forget_stale(orders: dict[Any, Any], in_use: set[int], epoch_of: Callable[[
     if first == last and len(orders) <= 2 * _EPOCHS_AHEAD:
         # Providers in step (the usual case, at every epoch's end): orders are made in rising
         # epochs, so those behind the providers come first in the dict.
-        stale = []
-        for key in orders:  # (a plain loop: one look per epoch, at every block of epochs)
-            if epoch_of(key) >= first:
-                break
-            stale.append(key)
-        for key in stale:
+        for key in list(itertools.takewhile(lambda k: epoch_of(k) < first, orders)):
             del orders[key]
         return
     for key in [
@@ -262,12 +258,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         providers in step (the inputs of one training call) one array for all, drawn once;
         None, having drawn nothing, where one's examples are no longer resident."""
         with self._lock:
+            if not self._hold(math, inputs):
+                return None
             positions = self._positions
             start = positions[inputs[0][0]]
             in_step = True
-            for index, examples in inputs:  # (loops, not all() and generators: a step's host time)
-                if examples._disposed or examples.storage.data is None:  # _hold, written out
-                    return None
+            for index, _ in inputs:  # (loops, not all() and generators: a step's host time)
                 if positions[index] != start:
                     in_step = False
             if not in_step:
@@ -276,19 +272,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
                     self._move(index, count)
                 return drawn
             # In step: one draw, and one look for finished epochs (as _move, for all at once).
-            n = self.num_examples
-            epoch, offset = divmod(start, n)
+            indices = self._indices_on(math, inputs[0][0], count)
             end = start + count
-            if end <= (epoch + 1) * n:  # within one epoch (_next_indices, written out)
-                order = self._epoch_order(math, epoch)
-                indices = order if count == n else order[offset : offset + count]
-                if isinstance(indices, np.ndarray) and math.backend.name != "cpu":  # (as _indices_on)
-                    indices = math.backend.asarray(indices)
-            else:
-                indices = self._indices_on(math, inputs[0][0], count)
             for index, _ in inputs:
                 positions[index] = end
-            if epoch != end // n and self._holds_a_block():
+            n = self.num_examples
+            if start // n != end // n:
                 self._forget_unused_epochs()
             return [indices] * len(inputs)
 
@@ -349,12 +338,6 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         rows = np.concatenate([self._order(first)[None], whole, self._order(last)[None]])
         return rows.reshape(-1)[offset : offset + count]
 
-    def _epoch_order(self, math: NDArrayMath, epoch: int) -> Any:
-        """Epoch ``epoch``'s order: a host array here (``_indices_on`` moves it to another
-        backend), a GPU builder's copy on its device."""
-        order = self._orders.get(epoch)  # (held, mostly: _order's look, written out)
-        return order if order is not None else self._order(epoch)
-
     def _order(self, epoch: int) -> np.ndarray:
         order = self._orders.get(epoch)
         if order is None:
@@ -362,8 +345,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             # a batch or two, and a call per epoch would cost more host time than the step.
             count = self._epochs_per_draw()
             block = self._draw_orders(epoch, count)
-            for k, row in zip(range(epoch, epoch + count), block, strict=True):  # (rows iterated)
-                self._orders.setdefault(k, row)
+            for k in range(count):
+                self._orders.setdefault(epoch + k, block[k])
             order = self._orders[epoch]
         return order
 
@@ -388,18 +371,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         provider and at most a block ahead are kept, however far one provider runs ahead of
         another (a dropped order is computed again, the same, if a lagging provider reaches
         its epoch)."""
-        if not self._holds_a_block():
+        block = self._epochs_per_draw()  # (one epoch where epochs are large)
+        if len(self._orders) <= block and self._epochs_held() <= block:
             return  # a block's worth at most: not worth a look (most epochs' ends, when batches are epochs)
         in_use = {p // self.num_examples for p in self._positions}
         _forget_stale(self._orders, in_use, int)
         self._forget_epochs_except(in_use)
-
-    def _holds_a_block(self) -> bool:
-        """Whether more than a block of epochs' orders (``_epochs_per_draw``: one where epochs
-        are large) is held, here or by a subclass (GPU copies): then finished ones are looked
-        for."""
-        block = self._block_epochs
-        return len(self._orders) > block or self._epochs_held() > block
 
     def _epochs_held(self) -> int:
         """How many epochs' orders a subclass keeps (GPU copies)."""
@@ -506,11 +483,11 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         last = self._last_slice
         if last is not None and last[0] == key:
             return last[1]
-        indices = self._next_indices(input_index, count, lambda epoch: self._epoch_order(math, epoch))
+        indices = self._next_indices(input_index, count, lambda epoch: self._device_order(math, epoch))
         self._last_slice = (key, indices)
         return indices
 
-    def _epoch_order(self, math: NDArrayMath, epoch: int) -> Any:
+    def _device_order(self, math: NDArrayMath, epoch: int) -> Any:
         key = (epoch, math.backend)
         order = self._device_orders.get(key)
         if order is None:

@@ -178,6 +178,7 @@ class Session(RuleSteps):
         out = self._run_inference(plan, wanted, entries, batch_size, where)
         return out[0] if single else out
 
+    @_serialized
     def train(
         self,
         cost_tensor: Tensor,
@@ -202,27 +203,13 @@ class Session(RuleSteps):
             >>> round(s.eval(w).get(), 3)
             2.0
         """
-        with self._lock:  # (as @_serialized, written out: a training loop's every call)
-            self.math._check_safe_mode()
-            rerun = self._reruns.find(cost_tensor, feeds, batch_size, optimizer, cost_reduction)
-            if rerun is not None:
-                again = self._train_again(rerun)
-                if again is not None:
-                    return again
-            return self._train(cost_tensor, feeds, batch_size, optimizer, cost_reduction)
-
-    def _train(
-        self,
-        cost_tensor: Tensor,
-        feeds: Feeds,
-        batch_size: int,
-        optimizer: Optimizer,
-        cost_reduction: CostReduction,
-    ) -> Scalar:
-        """``train``'s ordinary path: the arguments checked, the plan found, the batches
-        drawn, the step run through its rules or its recorded Program (and remembered, so that
-        the next identical call is a rerun)."""
         where = "Session.train"
+        self.math._check_safe_mode()
+        rerun = self._reruns.find(cost_tensor, feeds, batch_size, optimizer, cost_reduction)
+        if rerun is not None:
+            again = self._train_again(rerun, where)
+            if again is not None:
+                return again
         if not all(
             callable(getattr(optimizer, m, None)) for m in ("before_batch", "after_batch", "bound_arrays")
         ):
@@ -282,24 +269,20 @@ class Session(RuleSteps):
             math.end_scope(result)
         return result
 
-    def _train_again(self, rerun: Rerun) -> Scalar | None:
+    def _train_again(self, rerun: Rerun, where: str) -> Scalar | None:
         """Runs the last training call's Program again (``deeplearn/graph/rerun.py``); None,
         having run nothing and moved no provider, when something it relied on changed (then
         the ordinary path runs the call)."""
         if not self._replayable():
             return None
-        optimizer, program, math = rerun.optimizer, rerun.program, self.math
+        optimizer, program = rerun.optimizer, rerun.program
         unread = self._release_unread(program)
         with optimizer.lock:
-            optimizer.before_batch(math, rerun.batch_size, rerun.plan.variables)
-            raws = rerun.inputs(math, self._input_value, "Session.train")
+            optimizer.before_batch(self.math, rerun.batch_size, rerun.plan.variables)
+            raws = rerun.inputs(self.math, self._input_value, where)
             if raws is None:
                 return None
-            # The step compiled, as _execute runs it (written out: every call); else _execute.
-            captured = self._captured(program, raws) if self.capture_plans else None
-            slots = captured.run(raws, True) if captured is not None else None
-            if slots is None:
-                slots, captured = self._execute(program, raws, True, drawn=True)
+            slots, captured = self._execute(program, raws, True, drawn=True)
             if unread is not None and (captured is None or slots is not unread.slots):
                 unread = None  # (other slots: the maps made from them by a Materializer of their own)
             return self._finish_training(program, slots, captured, optimizer, unread)

@@ -87,7 +87,7 @@ def _fresh(
     storage = _new_object(Storage)
     storage.data = data
     storage.backend = backend
-    storage.nbytes = nbytes = data.nbytes
+    storage.nbytes = data.nbytes
     storage.refs = 1
     storage._live = live
     x = _new_object(klass)
@@ -96,24 +96,17 @@ def _fresh(
     x.dtype = dtype
     x._disposed = False
     x._spec = spec
-    if not now:
-        return x
-    storage.serial = next(_STORAGE_SERIALS)
-    live[id(storage)] = nbytes
-    stack = _SCOPES.get()
-    if stack:  # the innermost open scope of this thread or task tracks every new array
-        stack[-1]._tracked[id(x)] = x
-    return x
+    return _hand_out(x) if now else x
 
 
 def _hand_out(x: T) -> T:
-    """Internal: ``x``, made ahead by ``_fresh(..., now=False)``, as ``_fresh`` would make it
-    now: counted live, given the serial of an array made now, tracked by the open scope."""
+    """Internal: ``x``, made by ``_fresh(..., now=False)``, as ``_fresh`` makes it now: counted
+    live, given the serial of an array made now, tracked by the open scope."""
     storage = x.storage
     storage.serial = next(_STORAGE_SERIALS)
     storage._live[id(storage)] = storage.nbytes
     stack = _SCOPES.get()
-    if stack:
+    if stack:  # the innermost open scope of this thread or task tracks every new array
         stack[-1]._tracked[id(x)] = x
     return x
 

@@ -94,10 +94,7 @@ class Optimizer:
                 scalar.dispose()
             self._constants.clear()
             self._step_values = {}
-        values = {"one": 1.0, "c": -self.learning_rate / batch_size}  # (a subclass may compute it)
-        hyperparameters = self._hyperparameters()
-        if hyperparameters:  # (SGD has none: every step of a training loop comes here)
-            values.update(hyperparameters)
+        values = {"one": 1.0, "c": -self.learning_rate / batch_size, **self._hyperparameters()}
         if values == self._step_values and self._step_backend is math.backend and not self.varying_scalars:
             return  # the last batch's scalars, still kept (a step costs as little as it can)
         self._step = {
