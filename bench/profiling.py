@@ -1,5 +1,7 @@
 """Profiling aids for speed work: where the host time of deeplearn's steps goes (cProfile), and
-on the GPU how many kernels one step launches and how long each op takes on the device.
+on the GPU how many kernels one step launches and how long each op takes on the device; for JAX,
+how many kernels its compiled step launches, read from the optimized program XLA runs
+(``profile_xla``).
 
 The per-op device times come from CUDA events recorded around every backend call of one step
 (``math.backend.execute``), so they include every kernel an op launches. The step is queued behind
@@ -14,6 +16,7 @@ from __future__ import annotations
 import cProfile
 import io
 import pstats
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -23,7 +26,7 @@ from bench.peers.base import System
 from bench.workloads import Problem
 from deeplearn.math.backends import cuda_timing
 
-__all__ = ["profile_system"]
+__all__ = ["profile_system", "profile_xla", "xla_kernels"]
 
 
 def profile_system(
@@ -89,6 +92,113 @@ def profile_system(
     finally:
         system.close()
     return report
+
+
+_NO_KERNEL = frozenset(
+    {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "after-all", "opt-barrier"}
+)
+"""HLO operations that launch nothing: they name, group or reinterpret buffers."""
+
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+_CALLEE = re.compile(r"\bto_apply=%?([\w.\-]+)")
+_OPCODE = re.compile(r"\s*([a-z][\w\-]*)\(")
+
+
+def xla_kernels(hlo: str) -> dict[str, int]:
+    """How many operations of each kind the entry computation of an optimized HLO module
+    (``jax.jit(f).lower(...).compile().as_text()``) runs: each fusion is one kernel, each
+    library call (``custom-call``: a cuBLAS GEMM, a cuDNN convolution) one call that may launch
+    a kernel or two, any other operation left standing (a ``dot``, a ``copy``, a ``reduce``) one
+    kernel. A ``call`` (XLA outlines a run of kernels into one to replay it as a command buffer)
+    counts what it calls; a fusion's body is not looked into.
+
+    Example:
+        >>> hlo = chr(10).join([
+        ...     "%fused (p: f32[4]) -> f32[4] {",
+        ...     "  %p = f32[4]{0} parameter(0)",
+        ...     "  ROOT %n = f32[4]{0} negate(%p)",
+        ...     "}",
+        ...     "ENTRY %main (x: f32[4]) -> (f32[4], f32[]) {",
+        ...     "  %x = f32[4]{0} parameter(0)",
+        ...     "  %f = f32[4]{0} fusion(%x), kind=kLoop, calls=%fused",
+        ...     "  %r = f32[] reduce(%f, %c), dimensions={0}, to_apply=%add",
+        ...     "  ROOT %t = (f32[4]{0}, f32[]) tuple(%f, %r)",
+        ...     "}",
+        ... ])
+        >>> xla_kernels(hlo)
+        {'fusion': 1, 'reduce': 1}
+    """
+    computations: dict[str, list[tuple[str, str | None]]] = {}
+    entry: str | None = None
+    current: list[tuple[str, str | None]] | None = None
+    for line in hlo.splitlines():
+        if not line.startswith(" "):
+            head = _COMPUTATION.match(line)
+            if head is not None:
+                current = computations.setdefault(head.group(1), [])
+                if line.startswith("ENTRY"):
+                    entry = head.group(1)
+            elif line.startswith("}"):
+                current = None
+            continue
+        opcode = _opcode(line)
+        if current is not None and opcode is not None:
+            callee = _CALLEE.search(line) if opcode == "call" else None
+            current.append((opcode, callee.group(1) if callee else None))
+    counts: dict[str, int] = {}
+
+    def count(name: str, depth: int) -> None:
+        for opcode, callee in computations.get(name, ()):
+            if callee is not None and depth < 8:
+                count(callee, depth + 1)
+            elif opcode not in _NO_KERNEL:
+                counts[opcode] = counts.get(opcode, 0) + 1
+
+    if entry is not None:
+        count(entry, 0)
+    return dict(sorted(counts.items()))
+
+
+def _opcode(line: str) -> str | None:
+    """The opcode of an HLO instruction line (``  %y = f32[4]{0} negate(%x)``): the word before
+    the first parenthesis after the result's type, which may itself be a tuple in parentheses."""
+    _, eq, rest = line.partition(" = ")
+    if not eq:
+        return None
+    rest = rest.lstrip()
+    if rest.startswith("("):  # a tuple type: skip to its closing parenthesis
+        depth = 0
+        for i, ch in enumerate(rest):
+            depth += ch == "("
+            depth -= ch == ")"
+            if depth == 0:
+                rest = rest[i + 1 :]
+                break
+    else:
+        rest = rest.partition(" ")[2]
+    word = _OPCODE.match(rest)
+    return word.group(1) if word else None
+
+
+def profile_xla(
+    factory: type[System], problem: Problem, backend: str, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """The kernels of a JAX system's compiled step (``xla_kernels`` of the program XLA runs for
+    ``problem`` on ``backend``), logged and returned as data."""
+    system: Any = factory(backend)
+    try:
+        system.prepare(problem)
+        if problem.kind == "train":
+            lowered = system.step.lower(system.params, system.x, system.y)
+        else:
+            lowered = system.op.lower(system.data)
+        kinds = xla_kernels(lowered.compile().as_text())
+    finally:
+        system.close()
+    total = sum(kinds.values())
+    detail = ", ".join(f"{n} {op}" for op, n in kinds.items())
+    log(f"\n--- {factory.label}, {problem.workload}: compiled step, {total} kernels ({detail}) ---")
+    return {"system": factory.id, "workload": problem.workload, "xla_kernels": total, "xla_ops": kinds}
 
 
 def _cudnn_plans() -> list[str]:

@@ -7,7 +7,8 @@ Usage::
 
 A summary of deeplearn against the fastest peer on every device, the hand-written analysis of
 ``bench/NOTES.md`` when it exists, then for each device (its latest full run): the plain statement
-of where deeplearn stands against each peer, the bar (bench/README.md), one table per workload; then
+of where deeplearn stands against each peer, the bar (bench/README.md), the kernels one step
+launches (from the device's latest run made with ``--profile``), one table per workload; then
 the history of deeplearn's figures across commits. The chart needs matplotlib (``pip install -e '.[bench]'``);
 without it the report says so and has no chart. Runs made with ``--quick`` are left out unless
 ``--include-quick`` is given.
@@ -257,6 +258,51 @@ def _bar(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _kernels_per_step(docs: list[dict[str, Any]], key: str) -> list[str]:
+    """The kernels one step launches, from the device's latest run made with ``--profile``:
+    deeplearn Session's compiled step (a CUDA graph's nodes and its device time per launch, or
+    a CPU step's kernels) beside JAX's compiled step (``bench/profiling.py``'s ``xla_kernels``);
+    empty where no run of the device was profiled."""
+    doc = next((d for d in reversed(docs) if _device_key(d) == key and _profiled(d)), None)
+    if doc is None:
+        return []
+    lines = [
+        f"From `python bench/run.py --profile` at commit `{doc['commit']}` (file `{doc['_file']}`). "
+        "deeplearn: the nodes of the Session's captured CUDA graph (kernels, and copies where "
+        "any) or the kernels of its compiled CPU step, and the graph's device time per launch "
+        "(launches back to back) as a share of the timed step; JAX: the operations its compiled "
+        "step runs (each fusion one kernel, each library call one call).",
+        "",
+        "| workload | deeplearn Session kernels | device µs per launch | share of the step | "
+        "JAX jit kernels |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in doc["workloads"]:
+        profiles = {p.get("system"): p for p in entry.get("profiles", [])}
+        session, jax = profiles.get("deeplearn-session", {}), profiles.get("jax", {})
+        if not session and not jax:
+            continue
+        graphs, steps = session.get("captured_graphs") or [], session.get("cpu_steps") or []
+        count = device = share = ""
+        if graphs:
+            g = graphs[0]
+            kinds = g.get("kernels") or {}
+            count = ", ".join(f"{n} {kind}" for kind, n in kinds.items()) or "not read"
+            device = _us(g["device_us"])
+            timed = _timed(_system(entry, "deeplearn-session"))
+            share = f"{g['device_us'] / timed:.0%}" if timed else ""
+        elif steps:
+            count = f"{steps[0]['kernels']} (CPU)"
+        ops = jax.get("xla_ops") or {}
+        xla = f"{jax['xla_kernels']} ({', '.join(f'{n} {op}' for op, n in ops.items())})" if jax else ""
+        lines.append(f"| {entry['id']} | {count} | {device} | {share} | {xla} |")
+    return lines
+
+
+def _profiled(doc: dict[str, Any]) -> bool:
+    return any(entry.get("profiles") for entry in doc["workloads"])
+
+
 def _summary(latest: dict[str, dict[str, Any]]) -> list[str]:
     """One row per device and workload: deeplearn's figures beside the fastest peer's."""
     head = (
@@ -353,6 +399,9 @@ def render_markdown(
         for entry in doc["workloads"]:
             lines += [f"**{entry['id']}**", ""] + _standing(entry) + [""]
         lines += ["### The bar", ""] + _bar(doc) + [""]
+        kernels = _kernels_per_step(docs, key)
+        if kernels:
+            lines += ["### Kernels per step", ""] + kernels + [""]
         for entry in doc["workloads"]:
             sizes = ", ".join(f"{k} {v}" for k, v in entry["sizes"].items())
             lines += [f"### {entry['id']}: {entry['description']}", "", f"Sizes: {sizes}.", ""]

@@ -121,15 +121,19 @@ def run_benchmarks(
         doc["workloads"].append(entry)
         log(format_table(entry, device))
         if profile:
-            from bench.profiling import profile_system
+            from bench.profiling import profile_system, profile_xla
 
             entry["profiles"] = []
             for factory in factories:
-                if factory.id.startswith("deeplearn"):
-                    try:
-                        entry["profiles"].append(profile_system(factory, problem, backend, log=log))
-                    except Exception as e:  # noqa: BLE001
-                        log(f"  profiling {factory.id} failed: {type(e).__name__}: {e}")
+                profile = profile_system if factory.id.startswith("deeplearn") else None
+                if factory.id == "jax":
+                    profile = profile_xla  # its kernels, read from the program XLA compiled
+                if profile is None:
+                    continue
+                try:
+                    entry["profiles"].append(profile(factory, problem, backend, log=log))
+                except Exception as e:  # noqa: BLE001
+                    log(f"  profiling {factory.id} failed: {type(e).__name__}: {e}")
     doc["wall_s"] = time.perf_counter() - started
     return doc
 
@@ -237,7 +241,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="also profile deeplearn's steps: cProfile top functions; per-op device times on the GPU",
+        help=(
+            "also profile deeplearn's steps (cProfile top functions; per-op device times on the GPU) "
+            "and count the kernels of JAX's compiled step"
+        ),
     )
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (at least 5)")
     p.add_argument("--target-s", type=float, default=None, help="seconds per timed repeat")
