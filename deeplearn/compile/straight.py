@@ -14,14 +14,17 @@ line costs one global lookup and the call:
         r_ = (slots[8], slots[11],)
         y_ = K2(O2, *r_)
         slots[12] = R(O2, y_, r_, S2[0])
-        W3(slots[12], out=slots[13])
+        W3(slots[12], slots[13])
+        slots[14][()] = slots[9][()]
         ...
 
 one line per kernel: the kernel (the op's own ``forward`` where the backend runs it as it is,
 else the backend's kernel) on the slots it reads, into the slot it fills, through the engine's
 check of its result where the first run found one needed (a NumPy scalar for an array), or a
-writer into the array its slot already holds. It runs exactly the kernels the loop runs, on
-the same arrays, in the same order.
+writer into the array its slot already holds: a call of it, or its body where the writer
+carries it as source (``cpu_writers.Source``; the copy of a scalar on the line above), which
+spares a Python call per kernel. It runs exactly the kernels the loop runs, on the same
+arrays, in the same order.
 
 Example:
     >>> from deeplearn.compile.program import Program, Ref
@@ -39,6 +42,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from deeplearn.math.backends.cpu_writers import source_of
 
 if TYPE_CHECKING:
     from deeplearn.compile.program import Step
@@ -59,20 +64,30 @@ def straight_line(
     own ``forward`` with the array module ``xp``, any other is called as ``kernel(op, *inputs)``;
     a result goes through ``result(op, y, inputs, spec)`` (the engine's check) unless ``final``
     says its kernel's single result needs none. A step given a ``writers`` entry ``write`` runs
-    as ``write(*inputs, array)`` instead, into the array that its slot already holds. Given
-    ``bound`` ((index, slot) pairs, maybe none), the function is ``run(slots, raws)`` and first
-    puts each ``raws[index]`` in its slot."""
+    as ``write(*inputs, array)`` instead, into the array that its slot already holds (as the
+    lines of its ``Source`` where it carries one). Given ``bound`` ((index, slot) pairs, maybe
+    none), the function is ``run(slots, raws)`` and first puts each ``raws[index]`` in its
+    slot."""
     lines = ["def run(slots):" if bound is None else "def run(slots, raws):"]
     lines += [f"    slots[{slot}] = raws[{i}]" for i, slot in bound or ()]
     namespace: dict[str, Any] = {"R": result, "xp": xp}
     for i, step in enumerate(steps):
-        args = ", ".join(
+        inputs = [
             f"slots[{s}]" if shape is None else f"slots[{s}].reshape({tuple(shape)!r})"
             for s, shape in step.inputs
-        )
-        if writers is not None and writers[i] is not None:
-            namespace[f"W{i}"] = writers[i]
-            lines.append(f"    W{i}({args}, slots[{step.outputs[0]}])")
+        ]
+        args = ", ".join(inputs)
+        write = writers[i] if writers is not None else None
+        if write is not None:
+            source = source_of(write)
+            if source is None:
+                namespace[f"W{i}"] = write
+                lines.append(f"    W{i}({args}, slots[{step.outputs[0]}])")
+                continue
+            names = {name: f"{name}_{i}" for name in source.names}  # (globals of this step's own)
+            namespace.update({names[name]: value for name, value in source.names.items()})
+            written = f"slots[{step.outputs[0]}]"
+            lines += ["    " + line.format(*inputs, out=written, **names) for line in source.lines]
             continue
         namespace[f"O{i}"], namespace[f"S{i}"] = step.op, step.specs
         if kernels[i] is None:

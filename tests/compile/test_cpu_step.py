@@ -16,7 +16,9 @@ from deeplearn import CostReduction, Graph, Scalar, Session
 from deeplearn.compile import cpu_step
 from deeplearn.compile.cpu_step import CpuStep
 from deeplearn.math.backends.cpu import cpu_kernel
-from deeplearn.math.backends.cpu_writers import elementwise, relu_derivative, writer
+from deeplearn.compile.program import Ref, Step
+from deeplearn.compile.straight import straight_line
+from deeplearn.math.backends.cpu_writers import Writer, elementwise, relu_derivative, source_of, writer
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import OPS, Op, Spec
 from deeplearn.math.ops.elementwise import Relu
@@ -50,16 +52,30 @@ def _same_bits(got: np.ndarray, want: np.ndarray) -> None:
 
 def _write_and_compare(op: Op, arrays: list[np.ndarray], out_into: int | None = None) -> None:
     """``op``'s writer into a fresh array (or into ``arrays[out_into]``) gives the bits of its
-    CPU kernel."""
+    CPU kernel; so does its body as a generated step runs it, where it carries one."""
     with np.errstate(all="ignore"):
         want = cpu_kernel(op, *[a.copy() for a in arrays])
         specs = [Spec(a.shape, str(a.dtype)) for a in arrays]
         result = Spec(want.shape, str(want.dtype))
         write = writer(op, specs, result)
         assert write is not None, op
+        copies = [a.copy() for a in arrays]
         out = np.full(want.shape, 7.0, want.dtype) if out_into is None else arrays[out_into]
         write(*arrays, out=out)
-    _same_bits(out, want)
+        _same_bits(out, want)
+        if source_of(write) is not None:
+            inlined = np.full(want.shape, 7.0, want.dtype) if out_into is None else copies[out_into]
+            _run_inlined(op, write, copies, inlined, result)
+            _same_bits(inlined, want)
+
+
+def _run_inlined(op: Op, write: Writer, arrays: list[np.ndarray], out: np.ndarray, result: Spec) -> None:
+    """``write``'s body (``source_of``) run as a generated step runs it (``straight_line``),
+    ``arrays`` in, ``out`` written."""
+    n = len(arrays)
+    step = Step(op, tuple(Ref(i, None) for i in range(n)), (n,), (result,))
+    slots: list[Any] = [*arrays, out]  # (out may be one of arrays: written over it)
+    straight_line([step], [None], [True], np, lambda *a: None, [write])(slots)
 
 
 _UFUNC_OPS = sorted((cls for cls in OPS if cls.ufunc is not None), key=lambda c: c.__name__)
@@ -155,6 +171,18 @@ def test_a_gather_checks_its_indices_unless_they_are_known_to_be_valid() -> None
     assert trusted is not None
     trusted(x, rows, out=out)
     _same_bits(out, x[rows])
+    assert source_of(writer(Gather(), specs, result)) is None  # the check is a call's
+    _run_inlined(Gather(), trusted, [x, rows], inlined := np.empty((4, 3), np.float32), result)
+    _same_bits(inlined, x[rows])
+
+
+def test_writers_with_a_body_as_source_are_the_short_ones() -> None:
+    """The writers a generated step runs in place (``source_of``): those of a line or two."""
+    x, s = Spec((4, 3)), Spec(())
+    assert source_of(writer(Sum((0,), False), [x], Spec((3,)))) is not None
+    assert source_of(writer(Clone(), [s], s)) is not None and source_of(writer(Clone(), [x], x)) is not None
+    assert source_of(writer(ScaledArrayAdd(), [s, s, s, s], s)) is not None  # a scalar variable's update
+    assert source_of(writer(ScaledArrayAdd(), [s, x, s, x], x)) is None  # chunked: a call
 
 
 @pytest.mark.parametrize("nan_in_x", [False, True])

@@ -8,6 +8,11 @@ function ``write(*arrays, out)`` that does (``out`` may be passed by position, a
 generated step does: cheaper), or None where the op has no such form here (then the step calls
 the op's ordinary kernel and keeps what it returns).
 
+A writer whose body is a line or two may carry it as source too (``Source``, read with
+``source_of``): a generated step (``deeplearn/compile/straight.py``) then runs those lines in
+place of a call of the writer, which on a small step's arrays costs about as much as the NumPy
+call inside it.
+
 Every writer computes what ``cpu_kernel`` computes for the op, in the same operations and order,
 so the same bits: an element-wise op's ``ufunc`` with ``out=``, the kernels of ``cpu.py``
 (relu, sum, the scaled add of an update) with ``out=``, a matrix product, the batch's gather
@@ -39,7 +44,7 @@ from deeplearn.math.ops.linalg import TRANSPOSED, MatMul
 from deeplearn.math.ops.costs import MeanSquaredCost
 from deeplearn.math.ops.reduction import Mean, Sum, example_axes
 
-__all__ = ["Scratch", "elementwise", "relu_derivative", "writer"]
+__all__ = ["Scratch", "Source", "elementwise", "relu_derivative", "source_of", "writer"]
 
 Writer = Callable[..., None]
 
@@ -53,6 +58,28 @@ class _Context(NamedTuple):
 
 
 _generic = cpu_kernel.dispatch(Op)
+
+
+class Source(NamedTuple):
+    """A writer's body as Python statements (see the module docstring): ``lines`` over ``{0}``,
+    ``{1}``, ... (its inputs, as the caller writes them), ``{out}`` (the array it writes) and
+    ``{name}`` for each of ``names`` (the objects the lines read, which the caller puts in the
+    generated function's globals under names of its own). A line's leading spaces are its
+    indentation relative to the first."""
+
+    lines: tuple[str, ...]
+    names: dict[str, Any]
+
+
+def _with_source(write: Writer, *lines: str, **names: Any) -> Writer:
+    """``write``, carrying its body as ``Source``: the same operations, in the same order."""
+    write.source = Source(lines, names)  # type: ignore[attr-defined]
+    return write
+
+
+def source_of(write: Writer) -> Source | None:
+    """The body of ``write`` as ``Source``, or None where it has none (then it is called)."""
+    return getattr(write, "source", None)
 
 
 class Scratch:
@@ -126,7 +153,7 @@ def _relu(op: Relu, inputs: Sequence[Spec], result: Spec, context: _Context) -> 
     def write(x: np.ndarray, out: np.ndarray) -> None:
         maximum(x, zero, out=out)
 
-    return write
+    return _with_source(write, "{maximum}({0}, {zero}, {out})", maximum=maximum, zero=zero)
 
 
 def _sum(op: Sum, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
@@ -136,7 +163,14 @@ def _sum(op: Sum, inputs: Sequence[Spec], result: Spec, context: _Context) -> Wr
     def write(x: np.ndarray, out: np.ndarray) -> None:
         reduce(x, axis=axes, dtype=dtype, keepdims=keep_dims, out=out)
 
-    return write
+    return _with_source(
+        write,
+        "{reduce}({0}, {axes}, {dtype}, {out}, {keep})",
+        reduce=reduce,
+        axes=axes,
+        dtype=dtype,
+        keep=keep_dims,
+    )
 
 
 def _mean_of(x_shape: tuple[int, ...], axes: tuple[int, ...], keep_dims: bool) -> Writer | None:
@@ -155,7 +189,16 @@ def _mean_of(x_shape: tuple[int, ...], axes: tuple[int, ...], keep_dims: bool) -
         reduce(x, axis=axes, out=out, keepdims=keep_dims)
         divide(out, n, out=out, casting="unsafe")
 
-    return write
+    return _with_source(
+        write,
+        "{reduce}({0}, axis={axes}, out={out}, keepdims={keep})",
+        "{divide}({out}, {n}, out={out}, casting='unsafe')",
+        reduce=reduce,
+        axes=axes,
+        keep=keep_dims,
+        divide=divide,
+        n=n,
+    )
 
 
 def _mean(op: Mean, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer | None:
@@ -210,7 +253,16 @@ def _scaled_array_add(
             else:
                 copyto(out, op.forward(np, c1, a, c2, b))
 
-        return write_scalar
+        return _with_source(
+            write_scalar,
+            "if {0}.item() == 1:",
+            "    {out}[()] = {2}[()] * {3}[()] + {1}[()]",
+            "else:",
+            "    {copyto}({out}, {forward}({np}, {0}, {1}, {2}, {3}))",
+            copyto=copyto,
+            forward=op.forward,
+            np=np,
+        )
     size = result.size
     chunk = min(size, _CHUNK)
     temporary = context.scratch.array((chunk,), result.dtype)
@@ -253,6 +305,9 @@ def _mat_mul(op: MatMul, inputs: Sequence[Spec], result: Spec, context: _Context
     def write(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         matmul(a.T if ta else a, b.T if tb else b, out=out)
 
+    line = "{matmul}({0}" + (".T" if ta else "") + ", {1}" + (".T" if tb else "") + ", out={out})"
+    return _with_source(write, line, matmul=matmul)
+
     return write
 
 
@@ -269,7 +324,7 @@ def _gather(op: Gather, inputs: Sequence[Spec], result: Spec, context: _Context)
             forward(np, x, indices)  # raises the op's own error
         x.take(indices, 0, out, "clip")
 
-    return write
+    return write if checked else _with_source(write, "{0}.take({1}, 0, {out}, 'clip')")
 
 
 def relu_derivative(dy: Spec, x: Spec, dy_first: bool) -> Fused:
@@ -318,13 +373,13 @@ def _clone(op: Clone, inputs: Sequence[Spec], result: Spec, context: _Context) -
         def write_scalar(x: np.ndarray, out: np.ndarray) -> None:
             out[()] = x[()]
 
-        return write_scalar
+        return _with_source(write_scalar, "{out}[()] = {0}[()]")
     copyto = np.copyto
 
     def write(x: np.ndarray, out: np.ndarray) -> None:
         copyto(out, x)
 
-    return write
+    return _with_source(write, "{copyto}({out}, {0})", copyto=copyto)
 
 
 _WRITERS: dict[type, Callable[[Any, Sequence[Spec], Spec, _Context], Writer | None]] = {
