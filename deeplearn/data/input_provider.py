@@ -175,6 +175,10 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     repeated that order (docs/design.md §4).
     """
 
+    _host_batches = True
+    """Whether ``_batch_indices`` gives slices of the host orders (``_next_indices``), which a
+    draw for the CPU may take from them itself; a subclass with orders of its own says not."""
+
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         where = type(self).__name__
         if seed is not None:
@@ -272,12 +276,21 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
                     self._move(index, count)
                 return drawn
             # In step: one draw, and one look for finished epochs (as _move, for all at once).
-            indices = self._indices_on(math, inputs[0][0], count)
+            n = self.num_examples
             end = start + count
+            epoch, offset = divmod(start, n)
+            order = None
+            if self._host_batches and offset + count <= n and math.backend.name == "cpu":
+                # Within one epoch whose order is held, on the CPU: _indices_on's slice of that
+                # order, taken here (the calls down to it cost more than the slice, every step).
+                order = self._orders.get(epoch)
+            if order is not None:
+                indices = order if count == n else order[offset : offset + count]
+            else:
+                indices = self._indices_on(math, inputs[0][0], count)
             for index, _ in inputs:
                 positions[index] = end
-            n = self.num_examples
-            if start // n != end // n:
+            if epoch != end // n:
                 self._forget_unused_epochs()
             return [indices] * len(inputs)
 
@@ -467,6 +480,8 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         >>> p.get_next_batch(math, 2).shape
         (2, 2)
     """
+
+    _host_batches = False  # (its batches' indices are slices of its orders on the backend)
 
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         super().__init__(inputs, seed)
