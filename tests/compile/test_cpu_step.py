@@ -108,6 +108,9 @@ def test_the_ufunc_table_holds_the_arithmetic_and_math_ops_all_element_wise() ->
 def test_relu_sum_clone_and_products_write_what_their_kernels_give() -> None:
     x = _values((6, 8), "float32", 0)
     _write_and_compare(Relu(), [x])
+    for shape in [(3000,), (256, 256), (70000,), (3, 65537)]:  # against zeros, a block at a time past 65,536
+        _write_and_compare(Relu(), [_values(shape, "float32", 4)])
+        _write_and_compare(Relu(), [_values(shape, "float64", 5)])
     _write_and_compare(Clone(), [x])
     _write_and_compare(Clone(), [np.asarray(np.nan, np.float32)])
     _write_and_compare(Clone(), [np.asarray(-0.0, np.float32)])

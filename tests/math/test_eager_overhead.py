@@ -296,6 +296,29 @@ def test_cpu_relu_and_sum_are_the_generic_kernels_bit_for_bit(dtype: str) -> Non
                 assert np.array_equal(want, got, equal_nan=dtype.startswith("float"))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_cpu_relu_against_zero_arrays_keeps_the_generic_bits(dtype: str) -> None:
+    """From 2048 elements on, relu's maximum runs against an array of zeros (a block at a time
+    past 65,536), not the scalar 0: the same bits, NaN payloads and -0 included, strided
+    inputs too."""
+    rng = np.random.default_rng(2)
+    special = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-45, -1e-45], np.float64)
+    payloads = np.array([0x7FC00001, 0xFFC00002, 0x7F800001], np.uint32).view(np.float32)
+    for shape in [(2047,), (2048,), (3, 1000), (65536,), (70000,), (2, 65537), (5, 40000)]:
+        x = (rng.standard_normal(shape) * 100).astype(dtype)
+        if dtype != "int32":
+            flat = x.reshape(-1)
+            flat[: special.size] = special
+            flat[-special.size :] = special
+            if dtype == "float32":
+                flat[100 : 100 + payloads.size] = payloads
+        for value in (x, x[..., ::2]):  # (a strided view: the scalar form)
+            want, got = Relu().forward(np, value), cpu_kernel(Relu(), value)
+            assert want.dtype == got.dtype and want.shape == got.shape and got.flags.c_contiguous
+            width = np.dtype(f"u{want.dtype.itemsize}")
+            assert np.array_equal(np.ascontiguousarray(want).view(width), got.view(width))
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.25])
 @pytest.mark.parametrize("dtype", ["float32", "int32"])
 def test_cpu_step_is_the_generic_kernel_bit_for_bit(dtype: str, alpha: float) -> None:
@@ -316,7 +339,9 @@ def test_cpu_scaled_add_of_scalars_is_an_array_whatever_c1_is(c1: float) -> None
     """A recorded Program trusts the type of a kernel's result that its first run saw: the
     scaled add of 0-d arrays gives a 0-d array on both of its paths (c1 = 1 or not)."""
     f32 = np.float32
-    y = cpu_kernel(ScaledArrayAdd(), np.array(c1, f32), np.array(2.0, f32), np.array(-0.5, f32), np.array(4.0, f32))
+    y = cpu_kernel(
+        ScaledArrayAdd(), np.array(c1, f32), np.array(2.0, f32), np.array(-0.5, f32), np.array(4.0, f32)
+    )
     assert isinstance(y, np.ndarray) and y.shape == () and y == f32(c1) * f32(2.0) + f32(-0.5) * f32(4.0)
 
 
@@ -425,7 +450,9 @@ def test_a_kernel_may_run_kernels_itself(cpu_math: dl.NDArrayMath) -> None:
 
 
 @pytest.mark.parametrize("shape", [(128, 10), (5, 3), (7,), (2, 3, 4), (4, 1)])
-def test_cpu_softmax_cross_entropy_derivative_is_the_generic_kernel_bit_for_bit(shape: tuple[int, ...]) -> None:
+def test_cpu_softmax_cross_entropy_derivative_is_the_generic_kernel_bit_for_bit(
+    shape: tuple[int, ...],
+) -> None:
     """The CPU kernel writes the generic kernel's operations over its own temporaries: the
     same bits for logits with NaN, ±inf and -0, any targets, a per-example or a whole dy;
     other dtypes and broadcast shapes through the generic kernel."""
@@ -435,8 +462,12 @@ def test_cpu_softmax_cross_entropy_derivative_is_the_generic_kernel_bit_for_bit(
     x = rng.standard_normal(shape).astype(np.float32)
     x.flat[: min(4, x.size)] = [np.nan, np.inf, -np.inf, -0.0][: min(4, x.size)]
     target = rng.random(shape).astype(np.float32)
-    cases = [(x, target, np.full(shape[:-1] + (1,), 0.25, np.float32)), (x, target, rng.standard_normal(shape).astype(np.float32)),
-             (x, target[..., :1] if shape[-1] > 1 else target, np.float32(2).reshape(())), (x.astype(np.float64), target, np.ones(1))]
+    cases = [
+        (x, target, np.full(shape[:-1] + (1,), 0.25, np.float32)),
+        (x, target, rng.standard_normal(shape).astype(np.float32)),
+        (x, target[..., :1] if shape[-1] > 1 else target, np.float32(2).reshape(())),
+        (x.astype(np.float64), target, np.ones(1)),
+    ]
     with np.errstate(all="ignore"):
         for args in cases:
             want, got = op.forward(np, *args), cpu_kernel(op, *args)

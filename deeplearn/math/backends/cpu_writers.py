@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from deeplearn.math.backends.cpu import cpu_kernel
+from deeplearn.math.backends.cpu import ZERO_BLOCK, cpu_kernel, relu_into, zero_block
 from deeplearn.math.ops.arithmetic import Multiply, ScaledArrayAdd
 from deeplearn.math.ops.base import Op, Spec
 from deeplearn.math.ops.elementwise import Relu, Step
@@ -147,13 +147,18 @@ def elementwise(op: Op) -> bool:
 
 
 def _relu(op: Relu, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
-    zero = np.dtype(result.dtype).type(0)  # cpu.py's _relu: max(x, 0), NaN kept
+    """cpu.py's relu: max(x, 0), NaN kept, against an array of zeros (``zero_block``: NumPy's
+    faster loop), made once for the result's shape, or a block at a time for a larger one."""
+    size = int(np.prod(result.shape, dtype=np.int64))
+    if size > ZERO_BLOCK:
+        return relu_into
+    zeros = zero_block(result.dtype)[:size].reshape(result.shape)
     maximum = np.maximum
 
     def write(x: np.ndarray, out: np.ndarray) -> None:
-        maximum(x, zero, out=out)
+        maximum(x, zeros, out=out)
 
-    return _with_source(write, "{maximum}({0}, {zero}, {out})", maximum=maximum, zero=zero)
+    return _with_source(write, "{maximum}({0}, {zeros}, out={out})", maximum=maximum, zeros=zeros)
 
 
 def _sum(op: Sum, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
