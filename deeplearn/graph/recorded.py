@@ -43,6 +43,7 @@ class RecordedCalls(SessionValues):
     fuse_kernels: bool
     capture_lanes: int
     _compiled: dict[int, Program]  # the Programs whose compiled steps are kept, oldest first
+    _last_compiled: Program | None  # the one _captured returned compiled last
     _zeros: ZeroScalars  # what a NONE call returns
 
     def _recorder(
@@ -118,7 +119,11 @@ class RecordedCalls(SessionValues):
         its CUDA graph, on the CPU as a ``CpuStep`` (``drawn``: its row indices were drawn by the
         library's own providers, so a CPU step need not check them)."""
         if training and self.capture_plans:
-            captured = self._captured(program, raws)
+            # The Program compiled last, again (a training loop): its step as it is, without
+            # _captured's call, which costs more than the step's Python around it.
+            captured = program.capture if program is self._last_compiled else None
+            if not captured:  # (None, or found not to compile since)
+                captured = self._captured(program, raws)
             slots = captured.run(raws, drawn) if captured is not None else None
             if captured is not None and slots is None:  # a provider's examples moved: capture again
                 program.capture = None
@@ -203,14 +208,18 @@ class RecordedCalls(SessionValues):
 
     def _captured(self, program: Program, raws: list[Any]) -> CapturedProgram | CpuStep | None:
         """``program`` compiled over ``raws`` the first time (a CUDA graph, a CPU step); None
-        (logged once) where it cannot be."""
+        (logged once) where it cannot be. A Program it returns compiled becomes
+        ``_last_compiled``, the one ``_execute`` runs again without asking."""
         backend = self.math.backend
         compiled = self._compiled
         if program.capture is not None:  # compiled, or found not to compile (said then)
             key = id(program)
             if key in compiled and next(reversed(compiled)) != key:
                 compiled[key] = compiled.pop(key)  # the most recently used
-            return program.capture or None
+            if not program.capture:
+                return None
+            self._last_compiled = program
+            return program.capture  # type: ignore[no-any-return]
         if getattr(backend, "straight_line", False):
             from deeplearn.compile.cpu_step import compile_step
 
@@ -243,6 +252,7 @@ class RecordedCalls(SessionValues):
             while len(compiled) > _MAX_COMPILED:
                 oldest = next(iter(compiled))
                 compiled.pop(oldest).capture = None
+        self._last_compiled = program
         return program.capture  # type: ignore[no-any-return]
 
 

@@ -123,6 +123,7 @@ class Session(RuleSteps):
         # The last training calls, ready to run again (rerun.py).
         self._reruns = Reruns(_MAX_RERUNS)
         self._compiled = {}
+        self._last_compiled = None
 
     # -- public API ------------------------------------------------------------------------
     def eval(self, tensor: Tensor, feeds: Feeds = None) -> NDArray:
@@ -297,6 +298,7 @@ class Session(RuleSteps):
         self._plans.clear()
         self._reruns.clear()
         self._compiled.clear()
+        self._last_compiled = None
         self._last_training_feeds = None
 
     # -- plans -----------------------------------------------------------------------------

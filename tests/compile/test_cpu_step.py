@@ -537,6 +537,29 @@ def test_a_session_keeps_a_few_compiled_steps_and_compiles_others_again() -> Non
     _assert_same(results[0], results[1])
 
 
+def test_the_step_compiled_last_runs_again_until_it_is_found_not_to_compile() -> None:
+    """A training loop's Program runs its compiled step again without asking for it anew; once
+    that Program is found not to compile (its compiled step let go and refused since), the
+    calls run kernel by kernel and train as the uncompiled Session does."""
+    from deeplearn.compile.resident import NotCaptured
+
+    results = []
+    for compiled in (True, False):
+        math = dl.NDArrayMathCPU()
+        g, x, label, cost, variables = _quadratic(math)
+        xp, yp = _providers()
+        session, optimizer = Session(g, math), dl.SGDOptimizer(0.05)
+        session.capture_plans = compiled
+        for step in range(6):
+            if compiled and step == 3:
+                (program,) = _tapes(session)
+                assert session._last_compiled is program and isinstance(program.capture, CpuStep)
+                program.capture = NotCaptured("refused since")
+            session.train(cost, {x: xp, label: yp}, 4, optimizer)
+        results.append([session.eval(v).numpy() for v in variables])
+    _assert_same(results[0], results[1])
+
+
 def test_a_compiled_step_keeps_no_input_of_its_first_call() -> None:
     """Only the arrays the step updates are its own; the first call's batch, examples and
     scalars are not held (a disposed builder's examples can go)."""
