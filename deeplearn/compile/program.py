@@ -134,6 +134,7 @@ class Program:
     """
 
     __slots__ = (
+        "__weakref__",
         "_binding_index",
         "bindings",
         "capture",

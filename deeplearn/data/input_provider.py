@@ -280,7 +280,7 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             end = start + count
             epoch, offset = divmod(start, n)
             order = None
-            if self._host_batches and offset + count <= n and math.backend.name == "cpu":
+            if self._host_batches and 0 < count <= n - offset and math.backend.name == "cpu":
                 # Within one epoch whose order is held, on the CPU: _indices_on's slice of that
                 # order, taken here (the calls down to it cost more than the slice, every step).
                 order = self._orders.get(epoch)
@@ -428,8 +428,10 @@ class _BuilderProvider(InputProvider):
         return self.builder._draw(math, self.input_index, check_count(batch_size, where, "batch_size"))
 
     def get_next_batch_rows(self, math: NDArrayMath, batch_size: int) -> tuple[NDArray, NDArray] | None:
-        """The next ``batch_size`` examples as (examples, row indices): see ``next_batch_rows``."""
-        return self.builder._draw_rows(math, self.input_index, batch_size)
+        """The next ``batch_size`` (>= 1) examples as (examples, row indices): see
+        ``next_batch_rows``."""
+        where = f"{type(self.builder).__name__.removesuffix('Builder')}.get_next_batch_rows"
+        return self.builder._draw_rows(math, self.input_index, check_count(batch_size, where, "batch_size"))
 
     def __repr__(self) -> str:
         return f"<InputProvider {self.input_index} of {type(self.builder).__name__}>"

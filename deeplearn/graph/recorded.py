@@ -43,7 +43,7 @@ class RecordedCalls(SessionValues):
     fuse_kernels: bool
     capture_lanes: int
     _compiled: dict[int, Program]  # the Programs whose compiled steps are kept, oldest first
-    _last_compiled: Program | None  # the one _captured returned compiled last
+    _last_compiled: weakref.ref[Program] | None  # the one _captured returned compiled last
     _zeros: ZeroScalars  # what a NONE call returns
 
     def _recorder(
@@ -121,7 +121,8 @@ class RecordedCalls(SessionValues):
         if training and self.capture_plans:
             # The Program compiled last, again (a training loop): its step as it is, without
             # _captured's call, which costs more than the step's Python around it.
-            captured = program.capture if program is self._last_compiled else None
+            last = self._last_compiled
+            captured = program.capture if last is not None and last() is program else None
             if not captured:  # (None, or found not to compile since)
                 captured = self._captured(program, raws)
             slots = captured.run(raws, drawn) if captured is not None else None
@@ -209,7 +210,10 @@ class RecordedCalls(SessionValues):
     def _captured(self, program: Program, raws: list[Any]) -> CapturedProgram | CpuStep | None:
         """``program`` compiled over ``raws`` the first time (a CUDA graph, a CPU step); None
         (logged once) where it cannot be. A Program it returns compiled becomes
-        ``_last_compiled``, the one ``_execute`` runs again without asking."""
+        ``_last_compiled`` (weakly: a Program the Session lets go is not kept for it), the one
+        ``_execute`` runs again without asking, the most recently used in ``_compiled``; any
+        other answer leaves none, so the next call comes here and keeps that order."""
+        self._last_compiled = None
         backend = self.math.backend
         compiled = self._compiled
         if program.capture is not None:  # compiled, or found not to compile (said then)
@@ -218,7 +222,7 @@ class RecordedCalls(SessionValues):
                 compiled[key] = compiled.pop(key)  # the most recently used
             if not program.capture:
                 return None
-            self._last_compiled = program
+            self._last_compiled = weakref.ref(program)
             return program.capture  # type: ignore[no-any-return]
         if getattr(backend, "straight_line", False):
             from deeplearn.compile.cpu_step import compile_step
@@ -252,7 +256,7 @@ class RecordedCalls(SessionValues):
             while len(compiled) > _MAX_COMPILED:
                 oldest = next(iter(compiled))
                 compiled.pop(oldest).capture = None
-        self._last_compiled = program
+        self._last_compiled = weakref.ref(program)
         return program.capture  # type: ignore[no-any-return]
 
 

@@ -553,11 +553,52 @@ def test_the_step_compiled_last_runs_again_until_it_is_found_not_to_compile() ->
         for step in range(6):
             if compiled and step == 3:
                 (program,) = _tapes(session)
-                assert session._last_compiled is program and isinstance(program.capture, CpuStep)
+                last = session._last_compiled
+                assert last is not None and last() is program and isinstance(program.capture, CpuStep)
                 program.capture = NotCaptured("refused since")
             session.train(cost, {x: xp, label: yp}, 4, optimizer)
         results.append([session.eval(v).numpy() for v in variables])
     _assert_same(results[0], results[1])
+
+
+def test_compiled_steps_are_let_go_oldest_first_whichever_runs_again_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The step compiled last runs again without being looked up (``_last_compiled``); the
+    order in which compiled steps are let go stays the order of their use, also when a
+    Program found not to compile (after its step refused a run) was used in between."""
+    from deeplearn.compile.resident import NotCaptured
+
+    class Step:  # a compiled step whose next run may refuse (as a CUDA graph whose examples moved)
+        def __init__(self) -> None:
+            self.refuse = False
+
+        def run(self, raws: Any, drawn: bool) -> Any:
+            refused, self.refuse = self.refuse, False
+            return None if refused else ["slots"]
+
+    class Program:
+        def __init__(self, name: str) -> None:
+            self.name, self.capture, self.bindings, self.refuse_next = name, None, [], False
+
+        def run_raw(self, engine: Any, raws: Any) -> Any:
+            return ["by kernel"]
+
+    def compile_step(program: Any, engine: Any, raws: Any, rows: Any) -> Any:
+        refused, program.refuse_next = program.refuse_next, False
+        return NotCaptured("refused") if refused else Step()
+
+    monkeypatch.setattr(cpu_step, "compile_step", compile_step)
+    session = Session(Graph(), dl.NDArrayMathCPU())
+    p, q, r, s = (Program(n) for n in "pqrs")
+    session._execute(p, [], True)
+    session._execute(q, [], True)
+    p.capture.refuse, p.refuse_next = True, True
+    assert session._execute(p, [], True) == (["by kernel"], None)  # refused, then not compiled
+    for program in (q, p, q, r, s):
+        session._execute(program, [], True)
+    assert [x.name for x in session._compiled.values()] == ["q", "r", "s"]  # p, used before q, went
+    assert p.capture is None and all(type(x.capture) is Step for x in (q, r, s))
 
 
 def test_a_compiled_step_keeps_no_input_of_its_first_call() -> None:

@@ -138,3 +138,21 @@ def test_rows_are_not_drawn_for_disposed_examples(builder_class: type, math: dl.
     for provider, expected in zip(builder.get_input_providers(), reference, strict=True):  # none moved
         got = provider.get_next_batch(math, 2).numpy()
         np.testing.assert_array_equal(got, expected.get_next_batch(math, 2).numpy())
+
+
+@pytest.mark.parametrize("builder_class", BUILDERS)
+@pytest.mark.parametrize("batch_size", [0, -1, 2.0])
+def test_rows_are_drawn_only_for_a_positive_count(
+    builder_class: type, math: dl.NDArrayMath, batch_size: Any
+) -> None:
+    """``get_next_batch_rows`` checks its count as ``get_next_batch`` does, before anything
+    moves: the next batch is still the one the provider was at."""
+    (provider,) = builder_class([_data(5)[0]], seed=4).get_input_providers()
+    (reference,) = builder_class([_data(5)[0]], seed=4).get_input_providers()
+    provider.get_next_batch(math, 3)  # within an epoch whose order is held
+    reference.get_next_batch(math, 3)
+    name = builder_class.__name__.removesuffix("Builder")
+    with pytest.raises(ValueError, match=rf"^{name}.get_next_batch_rows: batch_size must be a positive int"):
+        provider.get_next_batch_rows(math, batch_size)
+    got, want = provider.get_next_batch(math, 2).numpy(), reference.get_next_batch(math, 2).numpy()
+    np.testing.assert_array_equal(got, want)

@@ -145,7 +145,7 @@ def _relu(op: Relu, x: np.ndarray) -> Any:
     """The generic kernel's ``maximum(x, 0)``, against an array of zeros from 2048 elements on
     (``zero_block``: NumPy's faster loop, same bits), and with the scalar zero made once below
     (making ``x.dtype.type(0)`` on every call cost ~0.35 µs, most of a relu of 1024 floats)."""
-    if x.size >= _RELU_ARRAY_FROM and x.flags.c_contiguous:
+    if x.size >= _RELU_ARRAY_FROM and x.flags.c_contiguous and x.dtype.isnative:
         out = np.empty(x.shape, x.dtype)
         relu_into(x, out)
         return out

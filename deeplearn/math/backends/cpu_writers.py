@@ -313,8 +313,6 @@ def _mat_mul(op: MatMul, inputs: Sequence[Spec], result: Spec, context: _Context
     line = "{matmul}({0}" + (".T" if ta else "") + ", {1}" + (".T" if tb else "") + ", out={out})"
     return _with_source(write, line, matmul=matmul)
 
-    return write
-
 
 def _gather(op: Gather, inputs: Sequence[Spec], result: Spec, context: _Context) -> Writer:
     """The rows of x at the indices, checked as the op's forward checks them unless the context
