@@ -177,7 +177,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
 
     _host_batches = True
     """Whether ``_batch_indices`` gives slices of the host orders (``_next_indices``), which a
-    draw for the CPU may take from them itself; a subclass with orders of its own says not."""
+    draw for the CPU may take from them itself; a subclass with orders of its own says not,
+    and gives them through ``_held_order``."""
 
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         where = type(self).__name__
@@ -280,10 +281,14 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             end = start + count
             epoch, offset = divmod(start, n)
             order = None
-            if self._host_batches and 0 < count <= n - offset and math.backend.name == "cpu":
-                # Within one epoch whose order is held, on the CPU: _indices_on's slice of that
-                # order, taken here (the calls down to it cost more than the slice, every step).
-                order = self._orders.get(epoch)
+            if 0 < count <= n - offset:
+                # Within one epoch whose order is held on the math's backend: _indices_on's
+                # slice of that order, taken here (the calls down to it cost more than the
+                # slice, every step). The host orders serve the CPU without a call.
+                if self._host_batches and math.backend.name == "cpu":
+                    order = self._orders.get(epoch)
+                elif not self._host_batches:
+                    order = self._held_order(math, epoch)
             if order is not None:
                 indices = order if count == n else order[offset : offset + count]
             else:
@@ -307,6 +312,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             if examples._disposed or examples.storage.data is None:
                 return False
         return True
+
+    def _held_order(self, math: NDArrayMath, epoch: int) -> Any:
+        """Where ``_host_batches`` is False: epoch ``epoch``'s order as ``_batch_indices`` slices
+        it for ``math``'s backend, if it is held already; else None (then ``_indices_on`` makes
+        it)."""
+        return None
 
     def _indices_on(self, math: NDArrayMath, input_index: int, count: int) -> Any:
         """The next ``count`` row indices of input ``input_index``, on ``math``'s backend."""
@@ -516,6 +527,9 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
                 self._device_orders[(epoch + k, math.backend)] = block[k]
             order = self._device_orders[key]
         return order
+
+    def _held_order(self, math: NDArrayMath, epoch: int) -> Any:
+        return self._device_orders.get((epoch, math.backend))
 
     def _epochs_held(self) -> int:
         return len(self._device_orders)
