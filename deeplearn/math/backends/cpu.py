@@ -120,8 +120,9 @@ def zero_block(dtype: Any) -> np.ndarray:
 
 
 def relu_into(x: np.ndarray, out: np.ndarray) -> None:
-    """max(x, 0) of a C-ordered array into ``out`` (C-ordered, of x's shape and dtype), against
-    ``zero_block``'s zeros a block at a time (see ``zero_block``)."""
+    """max(x, 0) into ``out`` (of x's shape and dtype) against ``zero_block``'s zeros, a block
+    at a time past ``ZERO_BLOCK`` elements (where x or out is not C-ordered, against the scalar
+    0 in one pass instead). The same bits as ``np.maximum(x, 0)``."""
     zeros, size = zero_block(x.dtype), x.size
     if size <= ZERO_BLOCK:
         np.maximum(x, zeros[:size].reshape(x.shape), out=out)
