@@ -337,6 +337,17 @@ def _providers(seed: int = 0) -> list[Any]:
     return dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=seed).get_input_providers()
 
 
+def _quadratic_session(compiled: bool) -> tuple[Session, Any, dict[Any, Any], list[Any]]:
+    """A Session over ``_quadratic`` that compiles its training steps or not: (the session, the
+    cost, the feeds, the variables)."""
+    math = dl.NDArrayMathCPU()
+    g, x, label, cost, variables = _quadratic(math)
+    xp, yp = _providers()
+    session = Session(g, math)
+    session.capture_plans = compiled
+    return session, cost, {x: xp, label: yp}, variables
+
+
 @pytest.mark.parametrize("reduction", [CostReduction.MEAN, CostReduction.SUM, CostReduction.NONE])
 def test_compiled_scalar_variables_train_as_kernel_by_kernel(reduction: CostReduction) -> None:
     results = []
@@ -545,18 +556,15 @@ def test_the_step_compiled_last_runs_again_until_it_is_found_not_to_compile() ->
 
     results = []
     for compiled in (True, False):
-        math = dl.NDArrayMathCPU()
-        g, x, label, cost, variables = _quadratic(math)
-        xp, yp = _providers()
-        session, optimizer = Session(g, math), dl.SGDOptimizer(0.05)
-        session.capture_plans = compiled
+        session, cost, feeds, variables = _quadratic_session(compiled)
+        optimizer = dl.SGDOptimizer(0.05)
         for step in range(6):
             if compiled and step == 3:
                 (program,) = _tapes(session)
                 last = session._last_compiled
                 assert last is not None and last() is program and isinstance(program.capture, CpuStep)
                 program.capture = NotCaptured("refused since")
-            session.train(cost, {x: xp, label: yp}, 4, optimizer)
+            session.train(cost, feeds, 4, optimizer)
         results.append([session.eval(v).numpy() for v in variables])
     _assert_same(results[0], results[1])
 
@@ -625,17 +633,11 @@ def test_a_step_that_cannot_be_compiled_runs_kernel_by_kernel_and_says_why(
     monkeypatch.setattr(CpuStep, "__init__", refuse)
     costs = []
     for compiled in (True, False):
-        math = dl.NDArrayMathCPU()
-        g, x, label, cost, _ = _quadratic(math)
-        xp, yp = _providers()
-        session, optimizer = Session(g, math), dl.SGDOptimizer(0.05)
-        session.capture_plans = compiled
+        session, cost, feeds, _ = _quadratic_session(compiled)
+        optimizer = dl.SGDOptimizer(0.05)
         with caplog.at_level("INFO", logger="deeplearn"):
             costs.append(
-                [
-                    float(session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.MEAN).get())
-                    for _ in range(4)
-                ]
+                [float(session.train(cost, feeds, 8, optimizer, CostReduction.MEAN).get()) for _ in range(4)]
             )
     assert costs[0] == costs[1]
     assert [r.getMessage() for r in caplog.records].count(
