@@ -24,8 +24,8 @@ from deeplearn import Array1D, Array2D, MatrixOrientation, Scalar
 from deeplearn.math.backends.cpu import cpu_kernel
 from deeplearn.math.engine import SAFE_MODE_MESSAGE, Engine
 from deeplearn.math.ops.base import Op, Spec
-from deeplearn.math.ops.arithmetic import ScaledArrayAdd
-from deeplearn.math.ops.elementwise import Relu, Step
+from deeplearn.math.ops.arithmetic import Maximum, Minimum, ScaledArrayAdd
+from deeplearn.math.ops.elementwise import Clip, Relu, Step
 from deeplearn.math.ops.linalg import MatMul
 from deeplearn.math.ops.reduction import Sum
 from deeplearn.types import RawArray, ShapeError
@@ -317,6 +317,43 @@ def test_cpu_relu_against_zero_arrays_keeps_the_generic_bits(dtype: str) -> None
             assert want.dtype == got.dtype and want.shape == got.shape and got.flags.c_contiguous
             width = np.dtype(f"u{want.dtype.itemsize}")
             assert np.array_equal(np.ascontiguousarray(want).view(width), got.view(width))
+
+
+def _same_bits(want: np.ndarray, got: np.ndarray) -> None:
+    assert want.dtype == got.dtype and want.shape == got.shape and got.flags.c_contiguous
+    width = np.dtype(f"u{want.dtype.itemsize}")
+    assert np.array_equal(np.ascontiguousarray(want).view(width), got.view(width))
+
+
+def _specials(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
+    """Random values of ``shape`` with, for floats, NaN (payloads too), ±0, ±inf and subnormals."""
+    x = (np.random.default_rng(seed).standard_normal(shape) * 100).astype(dtype)
+    if dtype.startswith("float"):
+        flat = x.reshape(-1)
+        flat[:7] = [np.nan, -0.0, 0.0, np.inf, -np.inf, 1e-45, -1e-45]
+        if dtype == "float32" and flat.size > 103:
+            flat[100:103] = np.array([0x7FC00001, 0xFFC00002, 0x7F800001], np.uint32).view(np.float32)
+    return x
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_cpu_maximum_minimum_and_clip_against_one_value_keep_the_generic_bits(dtype: str) -> None:
+    """maximum and minimum of a large array and one value (either side, any rank of size one)
+    and clip run against an array of that value: the generic kernels' bits, a NaN value and
+    small arrays the generic way."""
+    for shape in [(100,), (2048,), (3, 1000), (70000,), (2, 65537)]:
+        x = _specials(shape, dtype, 3)
+        values = [0.0, -0.0, 1.5, -3.25, np.inf, np.nan] if dtype != "int32" else [0, 7, -3]
+        for value in values:
+            for one in (np.asarray(value, dtype), np.full((1,) * len(shape), value, dtype)):
+                for op in (Maximum(), Minimum()):
+                    _same_bits(op.forward(np, x, one), cpu_kernel(op, x, one))
+                    _same_bits(op.forward(np, one, x), cpu_kernel(op, one, x))
+        if dtype != "int32":
+            for lo, hi in [(-1.0, 1.0), (0.0, np.inf), (-np.inf, -0.0), (2.0, 2.0)]:
+                _same_bits(Clip(lo, hi).forward(np, x), cpu_kernel(Clip(lo, hi), x))
+    x = _specials((5000,), dtype, 4)
+    _same_bits(Maximum().forward(np, x[::2], x[:1]), cpu_kernel(Maximum(), x[::2], x[:1]))  # strided
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.25])
