@@ -25,7 +25,7 @@ from deeplearn.math.backends.cpu import cpu_kernel
 from deeplearn.math.engine import SAFE_MODE_MESSAGE, Engine
 from deeplearn.math.ops.base import Op, Spec
 from deeplearn.math.ops.arithmetic import Maximum, Minimum, ScaledArrayAdd
-from deeplearn.math.ops.elementwise import Clip, Relu, Step
+from deeplearn.math.ops.elementwise import Clip, LeakyRelu, Relu, Step
 from deeplearn.math.ops.linalg import MatMul
 from deeplearn.math.ops.reduction import Sum
 from deeplearn.types import RawArray, ShapeError
@@ -354,6 +354,25 @@ def test_cpu_maximum_minimum_and_clip_against_one_value_keep_the_generic_bits(dt
                 _same_bits(Clip(lo, hi).forward(np, x), cpu_kernel(Clip(lo, hi), x))
     x = _specials((5000,), dtype, 4)
     _same_bits(Maximum().forward(np, x[::2], x[:1]), cpu_kernel(Maximum(), x[::2], x[:1]))  # strided
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cpu_step_and_leaky_relu_of_any_alpha_keep_the_generic_bits(dtype: str) -> None:
+    """step(x, alpha) computed on the values' bits and leaky_relu as max or min of alpha·x and
+    x: the generic kernels' bits for every alpha, NaN payloads, ±0, infinities, subnormals and
+    overflow included; alphas they do not serve (0 or below, 1, inf, NaN) the generic way."""
+    x = _specials((3000,), dtype, 5)
+    flat = x.reshape(-1)
+    big = 3e38 if dtype == "float32" else 1.7e308
+    flat[7:9] = [big, -big]
+    if dtype == "float64":
+        payloads = np.array([0x7FF8000000000001, 0xFFF0000000000002, 0x7FF0000000000003], np.uint64)
+        flat[100:103] = payloads.view(np.float64)
+    with np.errstate(all="ignore"):
+        for alpha in [0.01, 0.2, 0.5, 0.99, 1.0, 1.5, 2.0, 10.0, 1e-30, 0.0, -0.3, -2.0, np.inf, np.nan]:
+            for value in (x, x.reshape(30, 100), x[::3]):
+                _same_bits(Step(alpha).forward(np, value), cpu_kernel(Step(alpha), value))
+                _same_bits(LeakyRelu(alpha).forward(np, value), cpu_kernel(LeakyRelu(alpha), value))
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.25])

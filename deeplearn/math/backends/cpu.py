@@ -19,7 +19,7 @@ from deeplearn.math.backends.dispatch import KernelTable
 from deeplearn.math.ops.arithmetic import Maximum, Minimum, ScaledArrayAdd
 from deeplearn.math.ops.base import Op
 from deeplearn.math.ops.costs import SOFTMAX_CE_EPSILON, SoftmaxCrossEntropyCostDer
-from deeplearn.math.ops.elementwise import Clip, Relu, Step
+from deeplearn.math.ops.elementwise import Clip, LeakyRelu, Relu, Step
 from deeplearn.math.ops.reduction import Sum
 from deeplearn.math.ops.conv import Conv2D, Conv2DDerFilter, Conv2DDerInput, as_float, batch4, unbatched
 from deeplearn.math.ops.conv_util import Conv2DInfo, PadInfo, crop, pad_input, taps
@@ -228,14 +228,62 @@ def _clip(op: Clip, x: np.ndarray) -> Any:
 def _step(op: Step, x: np.ndarray) -> Any:
     """relu's derivative (alpha 0) of float32 as a comparison: x > 0 written as 1 or +0, then
     NaN where x is NaN, ~3× faster than the generic max(sign(x), 0) (whose values these are,
-    bit for bit), which still runs any other alpha and dtype."""
-    if op.alpha != 0 or x.dtype != np.float32 or x.ndim == 0:
+    bit for bit). Another alpha, of float32 or float64: ``_step_bits``. Other dtypes and 0-d
+    arrays: the generic kernel."""
+    if x.ndim == 0 or x.dtype not in _FLOATS:
         return op.forward(np, x)  # (a 0-d comparison would give a NumPy scalar)
+    if op.alpha != 0:
+        return _step_bits(x, op.alpha)
+    if x.dtype != np.float32:
+        return op.forward(np, x)
     y = np.greater(x, _F32_ZERO).astype(np.float32)
     nan = np.isnan(x)
     if nan.any():
         y[nan] = x[nan]
     return y
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_STEP_BITS: dict[tuple[Any, float], tuple[Any, int, int]] = {}
+"""Per (dtype, alpha): the unsigned dtype of its bits, alpha's bits, 1's minus alpha's."""
+
+
+def _step_bits(x: np.ndarray, alpha: float) -> np.ndarray:
+    """The generic step(x, alpha) (1 where x > 0, alpha elsewhere, x where x is NaN, from two
+    ``where``s) computed on the values' bits: (x > 0) as 0 or 1 times the difference of the bit
+    patterns of 1 and alpha, plus alpha's, in unsigned integers (wrapping), then NaN's own
+    bits. NumPy's ``where`` over values of mixed signs mispredicts half its branches: 515
+    against ~64 µs on 64 K float32 (2-core AMD CPU)."""
+    key = (x.dtype, alpha)
+    constants = _STEP_BITS.get(key)
+    if constants is None:
+        if len(_STEP_BITS) >= 64:  # (many alphas: start over rather than grow)
+            _STEP_BITS.clear()
+        bits = np.dtype(f"u{x.dtype.itemsize}")
+        low, high = np.array([alpha, 1], x.dtype).view(bits).tolist()
+        constants = _STEP_BITS[key] = (bits, low, (high - low) % (1 << (8 * bits.itemsize)))
+    bits, low, difference = constants
+    y = np.greater(x, 0).astype(bits)
+    y *= difference
+    y += low
+    nan = np.isnan(x)
+    if nan.any():
+        y[nan] = x.view(bits)[nan]
+    return y.view(x.dtype)  # type: ignore[no-any-return]
+
+
+@cpu_kernel.register
+def _leaky_relu(op: LeakyRelu, x: np.ndarray) -> Any:
+    """The generic ``where(x >= 0, x, alpha·x)``, for 0 < alpha < 1 as max(alpha·x, x) and for
+    1 < alpha < inf as min(alpha·x, x), the same bits (alpha·x first: where x is NaN both give
+    alpha·x's NaN); NumPy's ``where`` over values of mixed signs mispredicts half its
+    branches (390 against 28 µs on 64 K float32). Other alphas (0 or below, 1, inf, NaN),
+    other dtypes and 0-d arrays: the generic kernel."""
+    alpha = op.alpha
+    if x.ndim == 0 or x.dtype not in _FLOATS or not (0 < alpha < 1 or 1 < alpha < np.inf):
+        return op.forward(np, x)
+    scaled = x.dtype.type(alpha) * x
+    return (np.maximum if alpha < 1 else np.minimum)(scaled, x, out=scaled)
 
 
 _F32_ZERO = np.float32(0)
