@@ -175,11 +175,6 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     repeated that order (docs/design.md §4).
     """
 
-    _host_batches = True
-    """Whether ``_batch_indices`` gives slices of the host orders (``_next_indices``), which a
-    draw for the CPU may take from them itself; a subclass with orders of its own says not,
-    and gives them through ``_held_order``."""
-
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         where = type(self).__name__
         if seed is not None:
@@ -280,15 +275,9 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             n = self.num_examples
             end = start + count
             epoch, offset = divmod(start, n)
-            order = None
-            if 0 < count <= n - offset:
-                # Within one epoch whose order is held on the math's backend: _indices_on's
-                # slice of that order, taken here (the calls down to it cost more than the
-                # slice, every step). The host orders serve the CPU without a call.
-                if self._host_batches and math.backend.name == "cpu":
-                    order = self._orders.get(epoch)
-                elif not self._host_batches:
-                    order = self._held_order(math, epoch)
+            # Within one epoch whose order is held on the math's backend: _indices_on's slice
+            # of that order, taken here (the calls down to it cost more than the slice, every step).
+            order = self._held_order(math, epoch) if 0 < count <= n - offset else None
             if order is not None:
                 indices = order if count == n else order[offset : offset + count]
             else:
@@ -314,10 +303,10 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         return True
 
     def _held_order(self, math: NDArrayMath, epoch: int) -> Any:
-        """Where ``_host_batches`` is False: epoch ``epoch``'s order as ``_batch_indices`` slices
-        it for ``math``'s backend, if it is held already; else None (then ``_indices_on`` makes
-        it)."""
-        return None
+        """Epoch ``epoch``'s order as ``_indices_on`` slices it for ``math``'s backend, if it is
+        held already; else None (then ``_indices_on`` makes it). Here: the host order, for the
+        CPU (on another backend ``_indices_on`` copies a batch's slice of it)."""
+        return self._orders.get(epoch) if math.backend.name == "cpu" else None
 
     def _indices_on(self, math: NDArrayMath, input_index: int, count: int) -> Any:
         """The next ``count`` row indices of input ``input_index``, on ``math``'s backend."""
@@ -494,8 +483,6 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         (2, 2)
     """
 
-    _host_batches = False  # (its batches' indices are slices of its orders on the backend)
-
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         super().__init__(inputs, seed)
         self._resident: dict[tuple[int, int], NDArray] = {}
@@ -529,6 +516,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         return order
 
     def _held_order(self, math: NDArrayMath, epoch: int) -> Any:
+        # (its batches' indices are slices of its orders uploaded to the backend)
         return self._device_orders.get((epoch, math.backend))
 
     def _epochs_held(self) -> int:
