@@ -508,8 +508,10 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         if order is None:
             # The orders of the next epochs too, in one upload: with few examples an epoch is
             # a batch or two, and an upload per epoch would cost more host time than the step.
+            # Drawn for the backend alone: the host keeps no copy of them (an order is the same
+            # whoever draws it, so a batch across epochs draws its host orders again).
             count = self._epochs_per_draw()
-            block = math.backend.asarray(np.stack([self._order(epoch + k) for k in range(count)]))
+            block = math.backend.asarray(self._draw_orders(epoch, count))
             for k in range(count):
                 self._device_orders[(epoch + k, math.backend)] = block[k]
             order = self._device_orders[key]

@@ -51,6 +51,24 @@ def test_batches_equal_the_per_example_sequence(builder_class: type, math: dl.ND
             np.testing.assert_array_equal(batch.numpy(), expected)
 
 
+def test_gpu_builder_hands_out_the_cpu_builders_batches_across_blocks(math: dl.NDArrayMath) -> None:
+    """The GPU builder draws its blocks of epoch orders for the backend alone, and a batch across
+    epochs from host orders drawn again: batches of every kind, within one epoch, exactly one and
+    across several, over more than two blocks of orders, are the CPU builder's of the same seed."""
+    from deeplearn.data import input_provider
+
+    n = 5
+    (gpu,) = InGPUMemoryShuffledInputProviderBuilder([_data(n)[0]], seed=4).get_input_providers()
+    (cpu,) = InCPUMemoryShuffledInputProviderBuilder([_data(n)[0]], seed=4).get_input_providers()
+    sizes = [2, 7, 3, 5, 12, 1, 4]
+    drawn = 0
+    while drawn < 2.5 * input_provider._EPOCHS_AHEAD * n:
+        for k in sizes:
+            with math.scope():
+                np.testing.assert_array_equal(gpu.get_next_batch(math, k).numpy(), cpu.get_next_batch(math, k).numpy())
+            drawn += k
+
+
 @pytest.mark.parametrize("builder_class", BUILDERS)
 def test_interleaved_batch_sizes_keep_inputs_paired(builder_class: type, math: dl.NDArrayMath) -> None:
     xs, labels, _ = _data(7)
