@@ -56,9 +56,16 @@ def _device_key(doc: dict[str, Any]) -> str:
 
 
 def _latest_per_device(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per device, its latest full run: the latest (``docs`` come oldest first) of the runs that
+    measured as many workloads as any run on it. A run of a few workloads (``--workloads quad``,
+    to check one change) shows in the history, not in place of the full picture."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        runs.setdefault(_device_key(doc), []).append(doc)
     latest: dict[str, dict[str, Any]] = {}
-    for doc in docs:  # oldest first, so the last one wins
-        latest[_device_key(doc)] = doc
+    for key, device_runs in runs.items():
+        most = max(len(doc["workloads"]) for doc in device_runs)
+        latest[key] = [doc for doc in device_runs if len(doc["workloads"]) == most][-1]
     # GPUs first, then CPUs; by name within each
     return dict(sorted(latest.items(), key=lambda kv: (kv[1]["backend"] != "cuda", kv[0])))
 
@@ -333,7 +340,7 @@ def _history(docs: list[dict[str, Any]]) -> list[str]:
     for key, runs in devices.items():
         if len(runs) < 2:
             continue
-        wids = [w["id"] for w in runs[-1]["workloads"]]
+        wids = list(dict.fromkeys(w["id"] for doc in runs for w in doc["workloads"]))  # every one measured
         lines += [
             f"**{key}**: deeplearn Session µs/step by commit",
             "",
@@ -381,7 +388,7 @@ def render_markdown(
         lines += [f"_Chart: {chart_note}_", ""]
     latest = _latest_per_device(docs)
     intro = (
-        'The latest run on each device; "Session ÷ fastest peer" above 1 means deeplearn is that '
+        'The latest full run on each device; "Session ÷ fastest peer" above 1 means deeplearn is that '
         "many times slower than the fastest peer measured beside it."
     )
     lines += ["## Summary", "", intro, ""]

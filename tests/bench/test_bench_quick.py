@@ -200,6 +200,27 @@ def test_report_renders_tables_and_standing(quick_run: tuple[Any, dict[str, Any]
     assert "No results yet" in md.read_text()
 
 
+def test_report_keeps_the_latest_full_run_in_front_of_a_later_partial_one(
+    quick_run: tuple[Any, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A run of one workload made after a full run (to check one change) adds its figure to the
+    history; the summary and the device's tables stay those of the full run."""
+    _, doc = quick_run
+    full = json.loads(json.dumps(doc))
+    partial = json.loads(json.dumps(doc))
+    partial["workloads"] = [w for w in partial["workloads"] if w["id"] == "quad"]
+    partial["commit"], partial["created"] = "partial", doc["created"] + "z"  # (later)
+    latest = report._latest_per_device([full, partial])
+    assert list(latest.values()) == [full]
+    history = "\n".join(report._history([full, partial]))
+    assert all(f" {w} " in history.split("\n")[2] for w in WORKLOADS)  # every column, the quad-only row too
+    assert "| partial |" in history
+    full["_file"], partial["_file"] = "full.json", "partial.json"  # (as load_results names them)
+    text = report.render_markdown([full, partial], None, None)
+    for w in WORKLOADS:
+        assert f"### {w}:" in text
+
+
 def test_systems_skip_with_a_reason_when_their_library_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     from bench.peers.base import Unavailable
     from bench.peers.torch_peer import TorchEager
