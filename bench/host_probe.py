@@ -35,6 +35,7 @@ if __name__ == "__main__" or str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.peers.deeplearn_peer import DeeplearnSession
+from deeplearn.compile.rows import RowSpan
 from bench.workloads import make_problem
 
 __all__ = ["breakdown"]
@@ -50,6 +51,30 @@ class _Same:
         return self.scalar
 
 
+def _moving_on(values: list[Any]) -> Callable[[], list[Any]]:
+    """What returns ``values`` again at each call, but with each RowSpan among them (a GPU
+    provider's rows, ``deeplearn/compile/rows.py``) the next one of its block, as a training
+    loop's draws are: a captured step finds each where its cursor already points."""
+    out = list(values)
+    spans = [k for k, v in enumerate(out) if type(v) is RowSpan]
+    if not spans:
+        return lambda: values
+
+    def next_values() -> list[Any]:
+        moved: dict[int, RowSpan] = {}  # one span given to paired inputs stays one
+        for k in spans:
+            span = out[k]
+            if id(span) not in moved:
+                start = span.start + span.count
+                moved[id(span)] = RowSpan(
+                    span.block, start if start + span.count <= span.block.size else 0, span.count
+                )
+            out[k] = moved[id(span)]
+        return list(out)
+
+    return next_values
+
+
 def _stages(system: DeeplearnSession) -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
     """(what is stubbed, apply the stub, take it back) for each piece, in the order they pile up."""
     session, math, optimizer = system.session, system.math, system.optimizer
@@ -60,7 +85,8 @@ def _stages(system: DeeplearnSession) -> list[tuple[str, Callable[[], None], Cal
     builder, _, together = rerun.draws[0]
     raws = rerun.inputs(math, session._input_value, "host_probe")
     slots = captured.run(raws, True)
-    drawn = builder._draw_indices_together(math, together, rerun.batch_size)
+    drawn = builder._draw_indices_together(math, together, rerun.batch_size, span=True)
+    next_raws, next_drawn = _moving_on(raws), _moving_on(drawn)
     zeros, zero = session._zeros, session._zeros.next(math)
 
     def attribute(obj: Any, name: str, value: Any) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -73,8 +99,8 @@ def _stages(system: DeeplearnSession) -> list[tuple[str, Callable[[], None], Cal
 
     stages = [
         ("zero Scalar", swap_zeros(_Same(zero)), swap_zeros(zeros)),
-        ("row draw", *attribute(builder, "_draw_indices_together", lambda *a: drawn)),
-        ("the inputs' checks", *attribute(rerun, "inputs", lambda *a: raws)),
+        ("row draw", *attribute(builder, "_draw_indices_together", lambda *a, **k: next_drawn())),
+        ("the inputs' checks", *attribute(rerun, "inputs", lambda *a: next_raws())),
         ("the compiled step (kernels or launch)", *attribute(captured, "run", lambda *a: slots)),
         ("releasing the last call's values", *attribute(session, "_release_unread", lambda p: None)),
         ("the step's end (maps, optimizer, cost)", *attribute(session, "_finish_training", lambda *a: zero)),

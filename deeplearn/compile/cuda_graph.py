@@ -8,6 +8,10 @@ Capturing needs fixed addresses, so a ``CapturedProgram`` owns:
   did not change: ``immutable``); a ``borrowed`` binding (an input provider's examples, which
   the step gathers its batch from) is read where it is, and another array there means a new
   capture;
+* for a batch's row indices (``rows``), a device cursor (``deeplearn/compile/rows.py``): the
+  graph's first kernel reads the indices where the cursor points and moves it on, so that a
+  training loop's draw from a GPU provider (a ``RowSpan`` of an order uploaded for many
+  epochs) copies nothing in;
 * the graph's own CuPy memory pool: every buffer the kernels allocate while captured stays the
   graph's, so nothing else can be handed memory that a later launch writes;
 * a stream of its own to capture on (non-blocking, so the capture never interacts with work
@@ -38,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from deeplearn.compile.fusion import fuse as fuse_steps
 from deeplearn.compile.lanes import LanePlan, plan_lanes, step_dependencies
 from deeplearn.compile.resident import NotCaptured, Resident
+from deeplearn.compile.rows import RowCursor, plain_rows
 
 if TYPE_CHECKING:
     from deeplearn.compile.program import Program
@@ -64,6 +69,7 @@ class CapturedProgram(Resident):
         borrowed: Sequence[bool],
         fuse: bool = True,
         lanes: int = 1,
+        rows: Sequence[bool] = (),
     ) -> None:
         import cupy
 
@@ -72,6 +78,7 @@ class CapturedProgram(Resident):
         self._cupy = cupy
         self.engine = engine
         self.program = program
+        given, raws = raws, plain_rows(list(raws))  # (RowSpans as arrays, for the first run)
         # A borrowed input is the caller's array itself (kept alive here while the graph reads it).
         self.inputs = [r if b else cupy.empty_like(r) for r, b in zip(raws, borrowed, strict=True)]
         self.borrowed = [i for i, b in enumerate(borrowed) if b]
@@ -80,14 +87,21 @@ class CapturedProgram(Resident):
         targets = {program.binding_index[u.target] for u in program.updates}  # written in place
         first: dict[int, int] = {}
         self.aliases: list[tuple[int, int]] = []
-        for i, r in enumerate(raws):
+        for i, r in enumerate(given):
             j = first.setdefault(id(r), i)
             plain = not (borrowed[i] or borrowed[j] or immutable[i] or immutable[j])
             if j != i and plain and not {i, j} & targets:
                 self.aliases.append((i, j))
                 self.inputs[i] = self.inputs[j]
         aliased = {i for i, _ in self.aliases}
-        self._copied = [i for i in range(len(raws)) if not borrowed[i] and i not in aliased]
+        # A batch's row indices are read where a cursor points (pointed at this call's now).
+        self._cursors = [
+            (i, RowCursor(self.inputs[i]))
+            for i, r in enumerate(rows)
+            if r and not borrowed[i] and i not in aliased and not immutable[i]
+        ]
+        cursor_of = {i for i, _ in self._cursors}
+        self._copied = [i for i in range(len(raws)) if not borrowed[i] and i not in aliased | cursor_of]
         self.immutable = list(immutable)
         self.sources: list[Any] = [None] * len(raws)  # the immutable arrays last copied in
         Resident.__init__(self)
@@ -99,6 +113,8 @@ class CapturedProgram(Resident):
         for dst, src in zip(self.inputs, raws, strict=True):
             if dst is not src:
                 dst[...] = src
+        for i, cursor in self._cursors:
+            cursor.feed(given[i])
         cupy.cuda.get_current_stream().synchronize()
         by_slot = program.binding_index
         # An update whose kernel can write its result straight into the bound buffer does
@@ -111,12 +127,15 @@ class CapturedProgram(Resident):
             # A first run compiles and loads every kernel and fills the graph's pool (each
             # lane's stream its own part), so the captured run launches only kernels and
             # allocates from cached blocks. (Written in place, its updates change the static
-            # inputs: each launch copies the inputs in.)
+            # inputs: each launch copies the inputs in. Its rows move the cursors on as a
+            # launch does, as their feed expects.)
+            self._gather_rows()
             program.run_raw(engine, self.inputs, into, lanes=self.lanes)
             self.stream.synchronize()  # (every lane joined it at the end of the run)
             self.stream.begin_capture(cupy.cuda.runtime.streamCaptureModeRelaxed)
             try:
                 written: set[int] = set()
+                self._gather_rows()
                 self.slots = program.run_raw(engine, self.inputs, into, written, self.lanes)
                 self._targets = [
                     (by_slot[u.target], u.source) for u in program.updates if u.source not in written
@@ -146,6 +165,10 @@ class CapturedProgram(Resident):
         except Exception:  # noqa: BLE001 - no bindings, or another version of them: not counted
             return None
         return kinds if int(err) == 0 else None
+
+    def _gather_rows(self) -> None:
+        for _, cursor in self._cursors:
+            cursor.gather()
 
     def _gemm_context(self) -> Any:
         import contextlib
@@ -177,6 +200,8 @@ class CapturedProgram(Resident):
             self._last_stream = caller
         if self._resident:  # (after the wait above: a copy must see the last launch's values)
             self.keep_views()
+        for i, cursor in self._cursors:
+            cursor.feed(raws[i])
         sources, immutable, targets = self.sources, self.immutable, self._target_bindings
         settled = True
         for i in self._copied:
@@ -305,15 +330,17 @@ def capture(
     borrowed: Sequence[bool],
     fuse: bool = True,
     lanes: int = 1,
+    rows: Sequence[bool] = (),
 ) -> CapturedProgram | NotCaptured:
     """``program`` captured over ``raws`` (this call's inputs), or why it cannot be: see
     ``CapturedProgram`` for what ``immutable`` and ``borrowed`` inputs are; ``fuse``: whether
     its element-wise chains run as fused kernels; ``lanes``: over how many streams its
-    independent kernels may spread."""
+    independent kernels may spread; ``rows``: which inputs are a batch's row indices, read
+    through a cursor (a RowSpan or an array each call)."""
     cannot = program.uncapturable(engine.backend)
     if cannot:
         return NotCaptured(f"the backend cannot record these kernels in a CUDA graph: {', '.join(cannot)}")
     try:
-        return CapturedProgram(program, engine, raws, immutable, borrowed, fuse, lanes)
+        return CapturedProgram(program, engine, raws, immutable, borrowed, fuse, lanes, rows)
     except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured: run kernel by kernel
         return NotCaptured(f"{type(e).__name__}: {e}")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deeplearn import util
+from deeplearn.compile.rows import RowSpan
 from deeplearn.math.ndarray import NDArray
 from deeplearn.math.scope import REGISTRY
 from deeplearn.types import DType, DTypeError, ShapeError
@@ -252,11 +253,13 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         return None if drawn is None else drawn[0]
 
     def _draw_indices_together(
-        self, math: NDArrayMath, inputs: Sequence[tuple[int, NDArray]], count: int
+        self, math: NDArrayMath, inputs: Sequence[tuple[int, NDArray]], count: int, span: bool = False
     ) -> list[Any] | None:
         """``_draw_indices`` for each of ``inputs`` ((input index, its examples)), but for
         providers in step (the inputs of one training call) one array for all, drawn once;
-        None, having drawn nothing, where one's examples are no longer resident."""
+        None, having drawn nothing, where one's examples are no longer resident. With
+        ``span``, indices already on the backend may come as a ``RowSpan`` of the array they
+        are in (``deeplearn/compile/rows.py``: what a captured step reads where it is)."""
         with self._lock:
             if not self._hold(math, inputs):
                 return None
@@ -275,13 +278,15 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             n = self.num_examples
             end = start + count
             epoch, offset = divmod(start, n)
-            # Within one epoch whose order is held on the math's backend: _indices_on's slice
-            # of that order, taken here (the calls down to it cost more than the slice, every step).
-            order = self._held_order(math, epoch) if 0 < count <= n - offset else None
-            if order is not None:
-                indices = order if count == n else order[offset : offset + count]
-            else:
-                indices = self._indices_on(math, inputs[0][0], count)
+            indices = self._held_span(math, start, count) if span else None
+            if indices is None:
+                # Within one epoch whose order is held on the math's backend: _indices_on's slice
+                # of that order, taken here (the calls down to it cost more than the slice, every step).
+                order = self._held_order(math, epoch) if 0 < count <= n - offset else None
+                if order is not None:
+                    indices = order if count == n else order[offset : offset + count]
+                else:
+                    indices = self._indices_on(math, inputs[0][0], count)
             for index, _ in inputs:
                 positions[index] = end
             if epoch != end // n:
@@ -307,6 +312,11 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         held already; else None (then ``_indices_on`` makes it). Here: the host order, for the
         CPU (on another backend ``_indices_on`` copies a batch's slice of it)."""
         return self._orders.get(epoch) if math.backend.name == "cpu" else None
+
+    def _held_span(self, math: NDArrayMath, start: int, count: int) -> RowSpan | None:
+        """The ``count`` row indices from position ``start`` as a RowSpan of an array held on
+        ``math``'s backend, or None where they are not one (here: never)."""
+        return None
 
     def _indices_on(self, math: NDArrayMath, input_index: int, count: int) -> Any:
         """The next ``count`` row indices of input ``input_index``, on ``math``'s backend."""
@@ -486,7 +496,9 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         super().__init__(inputs, seed)
         self._resident: dict[tuple[int, int], NDArray] = {}
-        self._device_orders: dict[tuple[int, Any], Any] = {}  # (epoch, backend) -> its order there
+        # (epoch, backend) -> (its order there, the flat block of orders uploaded with it, where
+        # the order starts in the block)
+        self._device_orders: dict[tuple[int, Any], tuple[Any, Any, int]] = {}
         # ((position, count, backend), indices) of the last slice of an order handed out
         self._last_slice: tuple[tuple[int, int, Any], Any] | None = None
 
@@ -503,23 +515,42 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         return indices
 
     def _device_order(self, math: NDArrayMath, epoch: int) -> Any:
+        return self._device_entry(math, epoch)[0]
+
+    def _device_entry(self, math: NDArrayMath, epoch: int) -> tuple[Any, Any, int]:
         key = (epoch, math.backend)
-        order = self._device_orders.get(key)
-        if order is None:
+        entry = self._device_orders.get(key)
+        if entry is None:
             # The orders of the next epochs too, in one upload: with few examples an epoch is
             # a batch or two, and an upload per epoch would cost more host time than the step.
             # Drawn for the backend alone: the host keeps no copy of them (an order is the same
             # whoever draws it, so a batch across epochs draws its host orders again).
             count = self._epochs_per_draw()
-            block = math.backend.asarray(self._draw_orders(epoch, count))
+            n = self.num_examples
+            flat = math.backend.asarray(self._draw_orders(epoch, count).reshape(-1))
             for k in range(count):
-                self._device_orders[(epoch + k, math.backend)] = block[k]
-            order = self._device_orders[key]
-        return order
+                self._device_orders[(epoch + k, math.backend)] = (flat[k * n : (k + 1) * n], flat, k * n)
+            entry = self._device_orders[key]
+        return entry
 
     def _held_order(self, math: NDArrayMath, epoch: int) -> Any:
         # (its batches' indices are slices of its orders uploaded to the backend)
-        return self._device_orders.get((epoch, math.backend))
+        entry = self._device_orders.get((epoch, math.backend))
+        return None if entry is None else entry[0]
+
+    def _held_span(self, math: NDArrayMath, start: int, count: int) -> RowSpan | None:
+        # On CUDA (where a captured step reads a RowSpan where it is): a run of one uploaded
+        # block, across epochs too, since a block holds consecutive epochs' orders end to end.
+        if math.backend.name != "cuda":
+            return None
+        n = self.num_examples
+        first, last = start // n, (start + count - 1) // n
+        _, flat, at = self._device_entry(math, first)
+        if last != first:
+            end = self._device_orders.get((last, math.backend))
+            if end is None or end[1] is not flat:
+                return None
+        return RowSpan(flat, at + start - first * n, count)
 
     def _epochs_held(self) -> int:
         return len(self._device_orders)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from deeplearn.compile.materialize import Materializer
 from deeplearn.compile.program import bound_raw
 from deeplearn.compile.recorder import Recorder
+from deeplearn.compile.rows import plain_rows
 from deeplearn.graph.feeds import EXAMPLES, ROWS
 from deeplearn.graph.graph import Tensor
 from deeplearn.graph.plan import Signature
@@ -117,7 +118,9 @@ class RecordedCalls(SessionValues):
         """Runs ``program`` on ``raws``: (its slots, the compiled step that ran it or None). A
         training Program runs compiled (``capture_plans``), compiled the first time: on CUDA as
         its CUDA graph, on the CPU as a ``CpuStep`` (``drawn``: its row indices were drawn by the
-        library's own providers, so a CPU step need not check them)."""
+        library's own providers, so a CPU step need not check them). A batch's row indices may
+        come as a ``RowSpan`` (``deeplearn/compile/rows.py``), which a CUDA graph reads where
+        it is; anything else is given them as an array."""
         if training and self.capture_plans:
             # The Program compiled last, again (a training loop): its step as it is, without
             # _captured's call, which costs more than the step's Python around it.
@@ -132,7 +135,7 @@ class RecordedCalls(SessionValues):
                 slots = captured.run(raws, drawn) if captured is not None else None
             if slots is not None:
                 return slots, captured
-        return program.run_raw(self.math.engine, raws), None
+        return program.run_raw(self.math.engine, plain_rows(raws)), None
 
     def _finish_training(
         self,
@@ -228,7 +231,7 @@ class RecordedCalls(SessionValues):
             from deeplearn.compile.cpu_step import compile_step
 
             rows = [not isinstance(b.key, Tensor) and b.key[0] == ROWS for b in program.bindings]
-            program.capture = compile_step(program, self.math.engine, raws, rows)
+            program.capture = compile_step(program, self.math.engine, plain_rows(raws), rows)
         elif backend.name == "cuda":
             from deeplearn.compile.cuda_graph import capture
 
@@ -241,6 +244,7 @@ class RecordedCalls(SessionValues):
                 borrowed=[k == EXAMPLES for k in kinds],
                 fuse=self.fuse_kernels,
                 lanes=self.capture_lanes,
+                rows=[k == ROWS for k in kinds],
             )
         if program.capture is None:
             return None

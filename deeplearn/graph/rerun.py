@@ -124,7 +124,7 @@ class Rerun:
                 if not builder._hold(math, together):
                     return None
         for builder, draws, together in self.draws:  # each builder's providers' rows, drawn together
-            drawn = builder._draw_indices_together(math, together, self.batch_size)
+            drawn = builder._draw_indices_together(math, together, self.batch_size, span=True)
             if drawn is None:
                 return None
             for (i, _, _), indices in zip(draws, drawn, strict=True):

@@ -69,6 +69,37 @@ def test_gpu_builder_hands_out_the_cpu_builders_batches_across_blocks(math: dl.N
             drawn += k
 
 
+def test_gpu_builder_rows_drawn_as_spans_are_the_cpu_builders(math: dl.NDArrayMath) -> None:
+    """What a captured training step reads (``deeplearn/compile/rows.py``): on CUDA, row indices
+    drawn as RowSpans of the uploaded blocks of orders (within an epoch and across epochs, as
+    arrays where a batch spans two blocks) index exactly the CPU builder's batches; on the CPU
+    the draw gives arrays."""
+    from deeplearn.compile.rows import RowSpan, plain_rows
+    from deeplearn.data import input_provider
+
+    n = 5
+    builder = InGPUMemoryShuffledInputProviderBuilder([_data(n)[0]], seed=4)
+    (cpu,) = InCPUMemoryShuffledInputProviderBuilder([_data(n)[0]], seed=4).get_input_providers()
+    examples = builder._examples(math, 0)
+    host = examples.numpy()
+    spans, across = 0, 0
+    drawn = 0
+    while drawn < 2.5 * input_provider._EPOCHS_AHEAD * n:
+        for k in [2, 7, 3, 5, 12, 1, 4]:
+            (rows,) = builder._draw_indices_together(math, [(0, examples)], k, span=True)
+            if type(rows) is RowSpan:
+                spans += 1
+                across += drawn // n != (drawn + k - 1) // n
+            got = host[math.backend.to_numpy(plain_rows([rows])[0])]
+            with math.scope():
+                np.testing.assert_array_equal(got, cpu.get_next_batch(math, k).numpy())
+            drawn += k
+    if math.backend.name == "cuda":
+        assert spans > 100 and across > 50, (spans, across)
+    else:
+        assert spans == 0
+
+
 @pytest.mark.parametrize("builder_class", BUILDERS)
 def test_interleaved_batch_sizes_keep_inputs_paired(builder_class: type, math: dl.NDArrayMath) -> None:
     xs, labels, _ = _data(7)

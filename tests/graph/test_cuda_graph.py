@@ -393,3 +393,56 @@ def test_two_updates_of_one_value_are_not_written_in_place() -> None:
     p.updates += [Update("v", v, new), Update("w", w, new)]
     p.prepare_in_place_updates()
     assert p.writable_in_place() == {}
+
+
+@needs_gpu
+@pytest.mark.parametrize("between", [False, True], ids=["in-step", "drawn-between-steps"])
+def test_the_rows_cursor_follows_the_providers_across_epochs_and_blocks(between: bool, monkeypatch: Any) -> None:
+    """A captured step reads each batch's row indices where its cursor points, and moves it on
+    (``deeplearn/compile/rows.py``). Over 2.5 blocks of uploaded epoch orders, with batches
+    across epochs and across blocks (12 examples, batches of 7), and with batches drawn from
+    the providers between steps, training equals the replay bit for bit, with no step queued
+    on a host sync; in a training loop the cursor is pointed anew only where the draw left it
+    (a new block, a batch across two, a draw between steps), not at every step."""
+    from deeplearn.compile.rows import RowCursor
+    from deeplearn.data import input_provider
+
+    points: list[int] = []
+    point = RowCursor._point
+    monkeypatch.setattr(RowCursor, "_point", lambda self, source, start: (points.append(start), point(self, source, start))[1])
+    math = dl.NDArrayMathGPU()
+    n, batch = 12, 7
+    steps = int(2.5 * input_provider._EPOCHS_AHEAD * n / batch)
+    extra = range(5, steps, 37) if between else range(0)
+
+    def run(captured: bool) -> tuple[list[float], list[np.ndarray], set[int]]:
+        g, x, label, cost, variables = _quadratic(math)
+        xs = np.random.default_rng(3).uniform(-2, 2, n).astype(np.float32)
+        xp, yp = dl.InGPUMemoryShuffledInputProviderBuilder([xs, 1.5 * xs * xs - 0.5 * xs], seed=3).get_input_providers()
+        session = Session(g, math)
+        session.capture_plans = captured
+        session.fuse_kernels = False  # compared bit for bit
+        optimizer = dl.SGDOptimizer(0.02)
+        graphs = set()
+        with math.scope() as scope:
+            kept = []
+            for step in range(steps):
+                if step in extra:  # both providers, so they stay paired: the next draw is 3 on
+                    with math.scope():
+                        xp.get_next_batch(math, 3), yp.get_next_batch(math, 3)
+                kept.append(scope.keep(session.train(cost, {x: xp, label: yp}, batch, optimizer, CostReduction.MEAN)))
+                if step:
+                    graphs.add(id(_tapes(session)[0].capture))
+            costs = [float(c.get()) for c in kept]
+        return costs, [session.eval(v).numpy() for v in variables], graphs
+
+    costs, weights, graphs = run(True)
+    assert len(graphs) == 1  # one capture, run every step after the first
+    pointed = len(points)
+    ref_costs, ref_weights, _ = run(False)
+    assert len(points) == pointed  # (the replay has no cursor)
+    assert costs == ref_costs
+    for w, r in zip(weights, ref_weights):
+        np.testing.assert_array_equal(w, r)
+    # The capture and its first run, then per block boundary a batch across it and the new block.
+    assert pointed <= 2 + 2 * 2 + 2 * len(extra), points
