@@ -200,6 +200,8 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         self._stream_epoch = 0  # the epoch whose draws the stream is at
         self._orders: dict[int, np.ndarray] = {}  # the orders of the epochs in use and drawn ahead
         self._positions = [0] * len(inputs)
+        # The last indices drawn for one provider alone: (start, count, backend, span), indices
+        self._drawn_alone: tuple[tuple[int, int, Any, bool], Any] | None = None
         # How many epochs' orders one draw makes (and how many are held before a look for
         # finished ones): a block of about _ORDERS_AHEAD indices, at most _EPOCHS_AHEAD epochs.
         self._block_epochs = max(1, min(_EPOCHS_AHEAD, _ORDERS_AHEAD // self.num_examples))
@@ -278,15 +280,22 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
             n = self.num_examples
             end = start + count
             epoch, offset = divmod(start, n)
-            indices = self._held_span(math, start, count) if span else None
-            if indices is None:
-                # Within one epoch whose order is held on the math's backend: _indices_on's slice
-                # of that order, taken here (the calls down to it cost more than the slice, every step).
-                order = self._held_order(math, epoch) if 0 < count <= n - offset else None
-                if order is not None:
-                    indices = order if count == n else order[offset : offset + count]
-                else:
-                    indices = self._indices_on(math, inputs[0][0], count)
+            alone = self._drawn_alone
+            if len(inputs) == 1 and alone is not None and alone[0] == (start, count, math.backend, span):
+                # Paired providers drawn one after the other (a Session's first call): the
+                # indices the other drew, the same array, which a captured step binds once.
+                indices = alone[1]
+            else:
+                indices = self._held_span(math, start, count) if span else None
+                if indices is None:
+                    # Within one epoch whose order is held on the math's backend: _indices_on's
+                    # slice of it, taken here (the calls down to it cost more than the slice).
+                    order = self._held_order(math, epoch) if 0 < count <= n - offset else None
+                    if order is not None:
+                        indices = order if count == n else order[offset : offset + count]
+                    else:
+                        indices = self._indices_on(math, inputs[0][0], count)
+                self._drawn_alone = ((start, count, math.backend, span), indices) if len(inputs) == 1 else None
             for index, _ in inputs:
                 positions[index] = end
             if epoch != end // n:
@@ -557,8 +566,11 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
 
     def _forget_epochs_except(self, in_use: set[int]) -> None:
         # Kept as on the host: the epochs some provider is in, and those uploaded ahead of the
-        # leading one. A lagging provider gets its epoch's order again when it reaches it.
+        # leading one. A lagging provider gets its epoch's order again when it reaches it. The
+        # last indices handed out may be a view of a block let go: not kept alive for a draw
+        # that will not come again.
         _forget_stale(self._device_orders, in_use, operator.itemgetter(0))
+        self._last_slice = self._drawn_alone = None
 
     def _examples(self, math: NDArrayMath, input_index: int) -> NDArray:
         key = (input_index, id(math.backend))
@@ -590,6 +602,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         self._resident.clear()
         self._device_orders.clear()
         self._last_slice = None
+        self._drawn_alone = None
 
 
 def _stack_input(x: Any, index: int, where: str) -> tuple[np.ndarray, str]:

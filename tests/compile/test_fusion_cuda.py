@@ -136,11 +136,13 @@ def test_each_fused_kernel_equals_its_nodes_one_by_one(kind: str, batch: int) ->
 
 
 
-def test_the_quad_step_is_one_kernel_in_its_graph() -> None:
-    """Forward, backward, gradients, updates and the batch's gathers: one kernel per launch."""
+def test_the_quad_step_is_two_kernels_in_its_graph() -> None:
+    """The batch's row indices read where the rows cursor points (``deeplearn/compile/rows.py``),
+    then forward, backward, gradients, updates and the batch's gathers in one kernel."""
     _, _, session = _train("quad", True, dl.SGDOptimizer(0.05), CostReduction.NONE, steps=3)
     (program,) = _programs(session)
-    assert program.capture.node_kinds() == {"Kernel": 1}
+    assert program.capture.node_kinds() == {"Kernel": 2}
+    assert len(program.capture._cursors) == 1  # the paired providers' rows: one cursor
 
 
 def test_a_captured_step_with_products_allocates_nothing_in_its_graph() -> None:
