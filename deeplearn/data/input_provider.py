@@ -295,7 +295,9 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
                         indices = order if count == n else order[offset : offset + count]
                     else:
                         indices = self._indices_on(math, inputs[0][0], count)
-                self._drawn_alone = ((start, count, math.backend, span), indices) if len(inputs) == 1 else None
+                self._drawn_alone = (
+                    ((start, count, math.backend, span), indices) if len(inputs) == 1 else None
+                )
             for index, _ in inputs:
                 positions[index] = end
             if epoch != end // n:
