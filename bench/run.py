@@ -12,8 +12,9 @@ For every workload (``bench/workloads.py``) and every system (``bench/peers/``):
 the same initial weights is compared with deeplearn's Session (and deeplearn with a float64
 oracle) before anything is timed; a mismatch is reported as such, with no figure. Then warm-up
 and at least 5 synchronised repeats of N steps. Prints a table per workload and writes
-``bench/results/<device>-<date>-<commit>.json``; ``bench/report.py`` turns those files into
-``bench/RESULTS.md``.
+``bench/results/<device>-<date>-<commit>.json``, after each workload (``"finished"`` says
+whether the run got to its end: one stopped by a time limit keeps what it measured);
+``bench/report.py`` turns those files into ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ def run_benchmarks(
     settings: Settings | None = None,
     profile: bool = False,
     log: Callable[[str], None] = print,
+    save: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Runs ``workloads`` on ``backend`` for ``systems`` (default: those of the backend);
-    returns the results document (see ``SCHEMA``)."""
+    returns the results document (see ``SCHEMA``). ``save(doc)``, when given, is called after
+    each workload with the document so far (``"finished": False`` until the last), so that a
+    run stopped by a time limit keeps what it measured."""
     settings = settings or (Settings(repeats=5, target_s=0.01, warmup_s=0.0) if quick else Settings())
     factories = list(systems) if systems is not None else systems_for(backend)
     commit, dirty = devinfo.git_commit()
@@ -102,6 +106,7 @@ def run_benchmarks(
             "warmup_s": settings.warmup_s,
         },
         "workloads": [],
+        "finished": False,
     }
     log(f"== {device['name']} [{backend}], commit {commit}{' (dirty)' if dirty else ''} ==")
     started = time.perf_counter()
@@ -134,7 +139,11 @@ def run_benchmarks(
                     entry["profiles"].append(profile(factory, problem, backend, log=log))
                 except Exception as e:  # noqa: BLE001
                     log(f"  profiling {factory.id} failed: {type(e).__name__}: {e}")
+        doc["wall_s"] = time.perf_counter() - started
+        if save is not None and workload != workloads[-1]:
+            save(doc)
     doc["wall_s"] = time.perf_counter() - started
+    doc["finished"] = True
     return doc
 
 
@@ -286,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             systems=systems,
             settings=settings,
             profile=args.profile,
+            save=lambda doc: write_results(doc, output_path(doc, args.out)),
         )
         path = output_path(doc, args.out)
         write_results(doc, path)

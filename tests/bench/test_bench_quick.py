@@ -66,6 +66,7 @@ def test_quick_run_writes_the_documented_schema(quick_run: tuple[Any, dict[str, 
         assert key in doc["versions"]
     assert doc["versions"]["numpy"] == np.__version__
     assert [w["id"] for w in doc["workloads"]] == list(WORKLOADS)
+    assert doc["finished"] is True
     for w in doc["workloads"]:
         ids = [r["system"] for r in w["systems"]]
         assert ids[:3] == ["deeplearn-session", "deeplearn-eager", "numpy"], ids
@@ -219,6 +220,25 @@ def test_report_keeps_the_latest_full_run_in_front_of_a_later_partial_one(
     text = report.render_markdown([full, partial], None, None)
     for w in WORKLOADS:
         assert f"### {w}:" in text
+
+
+def test_a_run_saves_its_document_after_each_workload() -> None:
+    """What ``bench/run.py`` writes after each workload: the document so far, not finished, so
+    that a run stopped by a time limit keeps what it measured; the last workload finishes it."""
+    from bench import run
+
+    saved: list[tuple[list[str], bool]] = []
+    doc = run.run_benchmarks(
+        "cpu",
+        ["quad", "matmul", "elementwise"],
+        quick=True,
+        systems=[DeeplearnSession, NumPyPeer],
+        settings=FAST,
+        log=lambda line: None,
+        save=lambda d: saved.append(([w["id"] for w in d["workloads"]], d["finished"])),
+    )
+    assert saved == [(["quad"], False), (["quad", "matmul"], False)]
+    assert [w["id"] for w in doc["workloads"]] == ["quad", "matmul", "elementwise"] and doc["finished"]
 
 
 def test_systems_skip_with_a_reason_when_their_library_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
