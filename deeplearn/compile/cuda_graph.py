@@ -200,8 +200,6 @@ class CapturedProgram(Resident):
             self._last_stream = caller
         if self._resident:  # (after the wait above: a copy must see the last launch's values)
             self.keep_views()
-        for i, cursor in self._cursors:
-            cursor.feed(raws[i])
         sources, immutable, targets = self.sources, self.immutable, self._target_bindings
         settled = True
         for i in self._copied:
@@ -222,8 +220,17 @@ class CapturedProgram(Resident):
             else:
                 dst[...] = src
         # On the caller's stream: it is ordered after the copies and before the caller's next
-        # work, with no events to record or wait for.
-        self.graph.launch(caller)
+        # work, with no events to record or wait for. Each cursor counts on the launch it is fed
+        # for: if that launch never comes (an error, an interrupt), it is pointed anew next time.
+        cursors = self._cursors
+        try:
+            for i, cursor in cursors:
+                cursor.feed(raws[i])
+            self.graph.launch(caller)
+        except BaseException:
+            for _, cursor in cursors:
+                cursor.lost()
+            raise
         self.settled = settled
         return self.slots
 

@@ -52,17 +52,22 @@ def plain_rows(raws: list[Any]) -> list[Any]:
 
 _SOURCE = r"""
 extern "C" __global__ void rows_at_cursor(long long* cursor, int* out, const int count) {
-    // cursor[0]: the address of the indices, cursor[1]: the position in them.
+    // cursor[0]: the address of the indices, cursor[1]: the position in them, cursor[2]: how
+    // many there are. A launch the host did not feed (a profiler's launches back to back)
+    // starts again from the first rather than read past the last.
     const int* rows = (const int*)cursor[0];
-    const long long at = cursor[1];
+    long long at = cursor[1];
+    if (at < 0 || at + count > cursor[2]) at = 0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) out[i] = rows[at + i];
     __syncthreads();  // every thread has read the position before it moves on
     if (threadIdx.x == 0) cursor[1] = at + count;
 }
 
-extern "C" __global__ void point_cursor(long long* cursor, const long long address, const long long at) {
+extern "C" __global__ void point_cursor(
+    long long* cursor, const long long address, const long long at, const long long size) {
     cursor[0] = address;
     cursor[1] = at;
+    cursor[2] = size;
 }
 """
 
@@ -88,7 +93,8 @@ class RowCursor:
     ``gather()`` queues the kernel that fills ``out`` and moves the position on (what the
     graph captures); ``feed(raw)``, before each launch, makes sure the device will read
     ``raw`` (a RowSpan, or an index array of ``count`` entries), pointing it anew only where
-    the position the last launch left is not ``raw``'s. Both queue on the current stream.
+    the position the last launch left is not ``raw``'s; ``lost()`` when the launch it was
+    fed for does not come. Both queue on the current stream.
     """
 
     __slots__ = ("_source", "_next", "count", "out", "state")
@@ -98,7 +104,7 @@ class RowCursor:
 
         self.out = out
         self.count = int(out.size)
-        self.state = cupy.zeros(2, cupy.int64)  # (address, position): see _SOURCE
+        self.state = cupy.zeros(3, cupy.int64)  # (address, position, size): see _SOURCE
         self._source: Any = None  # the array the device points at, kept alive while it may read it
         self._next = -1  # where the position stands once every launch queued so far has run
 
@@ -118,12 +124,23 @@ class RowCursor:
             source, start = raw, 0
         self._point(source, start)
 
+    def lost(self) -> None:
+        """Where the device stands is no longer known (a launch it was fed for did not come,
+        launches it was not fed for ran): the next ``feed`` points it anew."""
+        self._next = -1
+
     def _point(self, source: Any, start: int) -> None:
         import cupy
 
         if source.dtype != cupy.int32 or not source.flags.c_contiguous:
             source = cupy.ascontiguousarray(source, cupy.int32)
-        _kernel("point_cursor")((1,), (1,), (self.state, cupy.int64(source.data.ptr), cupy.int64(start)))
+        if source.ndim != 1 or not 0 <= start <= source.size - self.count:
+            raise ValueError(
+                f"RowCursor: the rows must be {self.count} entries of a 1-d index array; got "
+                f"start={start} of an array of shape {source.shape}."
+            )
+        address, size = cupy.int64(source.data.ptr), cupy.int64(source.size)
+        _kernel("point_cursor")((1,), (1,), (self.state, address, cupy.int64(start), size))
         # Kept until the cursor points elsewhere: the launches queued meanwhile read it.
         self._source = source
         self._next = start + self.count

@@ -569,10 +569,11 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
     def _forget_epochs_except(self, in_use: set[int]) -> None:
         # Kept as on the host: the epochs some provider is in, and those uploaded ahead of the
         # leading one. A lagging provider gets its epoch's order again when it reaches it. The
-        # last indices handed out may be a view of a block let go: not kept alive for a draw
-        # that will not come again.
+        # last slice handed out may be a view of a block let go: not kept alive for a draw
+        # that will not come again. (_drawn_alone is kept: the paired provider's draw, in the
+        # same call, may be still to come; a draw for providers together lets it go.)
         _forget_stale(self._device_orders, in_use, operator.itemgetter(0))
-        self._last_slice = self._drawn_alone = None
+        self._last_slice = None
 
     def _examples(self, math: NDArrayMath, input_index: int) -> NDArray:
         key = (input_index, id(math.backend))

@@ -447,3 +447,33 @@ def test_the_rows_cursor_follows_the_providers_across_epochs_and_blocks(between:
     # The capture and its first run (the first call's arrays), the first rerun's span, then per
     # block boundary a batch across it and the new block, and a draw between steps.
     assert pointed <= 3 + 2 * 2 + 2 * len(extra), points
+
+
+@needs_gpu
+def test_launches_the_rows_cursor_was_not_fed_for_stay_within_its_rows() -> None:
+    """A profiler launches a captured graph back to back, without the Session
+    (``bench/profiling.py``): the cursor starts again from the first row rather than read
+    past the last, and once told it is lost, the next call points it anew where its draw is."""
+    import cupy
+
+    math = dl.NDArrayMathGPU()
+    g, x, label, cost, _ = _quadratic(math)
+    xp, yp = _providers()
+    session = Session(g, math)
+    optimizer = dl.SGDOptimizer(0.01)
+    for _ in range(3):
+        session.train(cost, {x: xp, label: yp}, 8, optimizer)
+    (tape,) = _tapes(session)
+    captured = tape.capture
+    ((_, cursor),) = captured._cursors
+    size = int(cursor.state[2].get())
+    stream = cupy.cuda.get_current_stream()
+    for _ in range(3 * size // 8 + 5):
+        captured.graph.launch(stream)
+    _, at, size_after = (int(v) for v in cursor.state.get())
+    assert size_after == size and 0 < at <= size
+    cursor.lost()
+    session.train(cost, {x: xp, label: yp}, 8, optimizer)
+    start = xp.builder._positions[0] - 8
+    flat = next(iter(xp.builder._device_orders.values()))[1]
+    assert cursor._source is flat and int(cursor.state[1].get()) == start + 8  # (in the first block)
