@@ -550,9 +550,10 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         return None if entry is None else entry[0]
 
     def _held_span(self, math: NDArrayMath, start: int, count: int) -> RowSpan | None:
-        # On CUDA (where a captured step reads a RowSpan where it is): a run of one uploaded
-        # block, across epochs too, since a block holds consecutive epochs' orders end to end.
-        if math.backend.name != "cuda":
+        # Where a captured step reads a RowSpan where it is (CUDA: ``reads_row_spans``): a run
+        # of one uploaded block, across epochs too, since a block holds consecutive epochs'
+        # orders end to end.
+        if not getattr(math.backend, "reads_row_spans", False):
             return None
         n = self.num_examples
         first, last = start // n, (start + count - 1) // n

@@ -448,6 +448,9 @@ class MathBackendCUDA:
     is missing."""
 
     name = "cuda"
+    # A captured training step reads a batch's row indices where a GPU provider keeps them, as
+    # RowSpans of its uploaded orders (deeplearn/compile/rows.py), rather than as copies.
+    reads_row_spans = True
 
     def __init__(self) -> None:
         self.xp = _import_cupy()
