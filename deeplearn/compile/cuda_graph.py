@@ -78,7 +78,7 @@ class CapturedProgram(Resident):
         self._cupy = cupy
         self.engine = engine
         self.program = program
-        given, raws = raws, plain_rows(list(raws))  # (RowSpans as arrays, for the first run)
+        given, raws = raws, plain_rows(raws)  # (RowSpans as arrays, for the first run)
         # A borrowed input is the caller's array itself (kept alive here while the graph reads it).
         self.inputs = [r if b else cupy.empty_like(r) for r, b in zip(raws, borrowed, strict=True)]
         self.borrowed = [i for i, b in enumerate(borrowed) if b]

@@ -16,6 +16,7 @@ This module imports CuPy lazily, like ``deeplearn/compile/cuda_graph.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["RowCursor", "RowSpan", "plain_rows"]
@@ -45,7 +46,7 @@ class RowSpan:
         return f"RowSpan(start={self.start}, count={self.count}, of {self.block.size})"
 
 
-def plain_rows(raws: list[Any]) -> list[Any]:
+def plain_rows(raws: Sequence[Any]) -> list[Any]:
     """``raws`` with each RowSpan made an array: what a run kernel by kernel binds."""
     return [r.indices() if type(r) is RowSpan else r for r in raws]
 

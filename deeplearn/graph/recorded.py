@@ -227,15 +227,16 @@ class RecordedCalls(SessionValues):
                 return None
             self._last_compiled = weakref.ref(program)
             return program.capture  # type: ignore[no-any-return]
+        # What each binding is (a tensor's value: None; else its key's kind: EXAMPLES, ROWS...).
+        kinds = [None if isinstance(b.key, Tensor) else b.key[0] for b in program.bindings]
+        rows = [k == ROWS for k in kinds]
         if getattr(backend, "straight_line", False):
             from deeplearn.compile.cpu_step import compile_step
 
-            rows = [not isinstance(b.key, Tensor) and b.key[0] == ROWS for b in program.bindings]
             program.capture = compile_step(program, self.math.engine, plain_rows(raws), rows)
         elif backend.name == "cuda":
             from deeplearn.compile.cuda_graph import capture
 
-            kinds = [None if isinstance(b.key, Tensor) else b.key[0] for b in program.bindings]
             program.capture = capture(
                 program,
                 self.math.engine,
@@ -244,7 +245,7 @@ class RecordedCalls(SessionValues):
                 borrowed=[k == EXAMPLES for k in kinds],
                 fuse=self.fuse_kernels,
                 lanes=self.capture_lanes,
-                rows=[k == ROWS for k in kinds],
+                rows=rows,
             )
         if program.capture is None:
             return None
