@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deeplearn.math.backends import cuda_cudnn
+from deeplearn.math.backends import cuda_cudnn, cuda_timing
 from deeplearn.math.ops.conv import Conv2D, DepthwiseConv2D
 
 # (input [b, h, w, c], filter, strides, pad, depthwise)
@@ -82,9 +82,9 @@ def test_the_filter_layout_changes_undo_each_other(depthwise: bool) -> None:
     ],
 )
 def test_pick_keeps_the_first_plan_near_the_fastest(timed: list, kept: int) -> None:
-    assert cuda_cudnn.pick(timed) == kept
+    assert cuda_timing.pick(timed) == kept
 
 
 def test_pick_of_no_plans_says_so() -> None:
-    with pytest.raises(ValueError, match="cuda_cudnn.pick: needs at least one timed plan"):
-        cuda_cudnn.pick([])
+    with pytest.raises(ValueError, match="cuda_timing.pick: needs at least one timed candidate"):
+        cuda_timing.pick([])

@@ -24,9 +24,9 @@ is kept:
 
 * by default (``benchmark = True``), the plans that agree are timed, each behind a kernel that
   keeps the GPU busy while the host issues the launches (``cuda_timing.hold``), so that the
-  host's time is not counted; the first in the heuristics' order whose time is within ``_NEAR``
-  of the fastest's is kept (``pick``). Where the backend's own kernel is conv2d's im2col product
-  (not for depthwise convolutions, nor without nvmath-python), it is timed last beside them
+  host's time is not counted; the first in the heuristics' order whose time is within 10 %
+  of the fastest's is kept (``cuda_timing.pick``). Where the backend's own kernel is conv2d's
+  im2col product (not for depthwise convolutions, nor without nvmath-python), it is timed last beside them
   (``generic_rivals``), and where ``pick`` keeps it, the geometry runs that (``plan_log`` says
   ``"generic"``). On an H200 the deterministic plans that agreed for the cnn benchmark's filter
   gradients took 222–268 µs per call, and the step went from 854 to 452 µs. Breaking near ties
@@ -51,7 +51,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -69,7 +68,6 @@ __all__ = [
     "conv2d_der_filter",
     "conv2d_der_input",
     "generic_rivals",
-    "pick",
     "plan_log",
 ]
 
@@ -78,7 +76,6 @@ _log = logging.getLogger(__name__)
 _TIMED_RUNS = 3  # timings per candidate plan when ``benchmark`` times them (the least is kept)
 _TIMED_LAUNCHES = 4  # launches per timing
 _HOLD_S = 0.002  # seconds the GPU is kept busy before a timing at least (``cuda_timing.hold``)
-_NEAR = 1.10  # a plan this close to the fastest (time ratio) counts as fast as it (``pick``)
 _MAX_WORKSPACE = 64 << 20  # bytes: a plan needing more is no candidate (FFT plans can want GBs)
 _ALIGNMENT = 16  # bytes: the frontend declares every operand this aligned
 _LEFT_OUT = (  # the numerical notes of the engines left out (those this frontend names)
@@ -246,22 +243,6 @@ Reference = Callable[[Any, Any], Any]
 """The generic kernel of a convolution, on cuDNN's operands and in cuDNN's output layout."""
 
 
-def pick(timed: Sequence[tuple[int, float]], near: float = _NEAR) -> int:
-    """The plan to keep among ``timed`` ((plan index, time), in the heuristics' order): the
-    first whose time is within ``near`` times the fastest's.
-
-    Example:
-        >>> pick([(0, 9.0), (3, 1.05), (5, 1.0)])  # 3 is within 10 % of the fastest, and first
-        3
-        >>> pick([(0, 9.0), (3, 1.2), (5, 1.0)])
-        5
-    """
-    if not timed:
-        raise ValueError("cuda_cudnn.pick: needs at least one timed plan; got none.")
-    fastest = min(t for _, t in timed)
-    return next(index for index, t in timed if t <= fastest * near)
-
-
 def _choose(
     graph: Any,
     tensors: tuple[Any, ...],
@@ -283,25 +264,11 @@ def _choose(
     timed: list[tuple[int, float]] = []
     sizes: dict[int, int] = {}
     one_by_one = hasattr(graph, "build_plan_at_index")
-    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
 
     def timed_ms(launch: Callable[[], Any]) -> float:
-        ms, hold_s = float("inf"), _HOLD_S
-        for _ in range(_TIMED_RUNS):  # the least of a few timings: noise only ever adds
-            # The launches queue behind a busy GPU, so the events time its work alone, as in a
-            # captured step. (The generic kernel is many launches: a host that issues them
-            # slower than the GPU runs them would add its own time to theirs.) The GPU is held
-            # for longer than the host took to issue the last timing's launches.
-            cuda_timing.hold(hold_s, stream)
-            start.record(stream)
-            issued = time.perf_counter()
-            for _ in range(_TIMED_LAUNCHES):
-                launch()
-            hold_s = max(hold_s, 2 * (time.perf_counter() - issued))
-            stop.record(stream)
-            stop.synchronize()
-            ms = min(ms, cupy.cuda.get_elapsed_time(start, stop))
-        return ms
+        # Behind a busy GPU, so the events time its work alone, as in a captured step (the
+        # generic kernel is many launches, which a host may issue slower than the GPU runs them).
+        return cuda_timing.best_ms(launch, stream, _TIMED_LAUNCHES, _TIMED_RUNS, _HOLD_S)
 
     for index in range(graph.get_execution_plan_count()):
         try:
@@ -334,7 +301,7 @@ def _choose(
     if rival is not None:
         timed.append((GENERIC, timed_ms(rival)))
         sizes[GENERIC] = 0
-    index = pick(timed)
+    index = cuda_timing.pick(timed)
     _log.debug("cuDNN plans timed (index, ms per %d launches): %s; kept %d", _TIMED_LAUNCHES, timed, index)
     return index, sizes[index]
 

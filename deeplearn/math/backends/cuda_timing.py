@@ -7,6 +7,9 @@ about ``seconds`` (one thread spinning on the clock), so that the launches issue
 behind it and then run back to back: the interval is then the GPU's time alone, as it is inside
 a captured CUDA graph. (The benchmarks' profiler, ``bench/profiling.py``, times ops this way.)
 
+``best_ms`` times a launch that way, and ``pick`` chooses among candidates so timed: cuDNN's
+plans (``cuda_cudnn``) and cuBLASLt's matrix-product algorithms (``cuda_gemm_lt``).
+
 This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 """
 
@@ -14,9 +17,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["hold"]
+__all__ = ["NEAR", "best_ms", "hold", "pick"]
+
+NEAR = 1.10
+"""A candidate this close to the fastest (time ratio) counts as fast as it (``pick``)."""
 
 _log = logging.getLogger(__name__)
 
@@ -61,3 +69,48 @@ def hold(seconds: float, stream: Any = None) -> bool:
             _log.info("cuda_timing.hold cannot run (%s); GPU timings include the host's", _FAILED[0])
         return False
     return True
+
+
+def best_ms(
+    launch: Callable[[], Any], stream: Any, launches: int = 4, runs: int = 3, hold_s: float = 0.0005
+) -> float:
+    """The least time, in milliseconds, of ``runs`` timings of ``launches`` calls of ``launch``
+    on ``stream``, each queued behind ``hold`` so that the events time the GPU's work alone.
+    The GPU is held for at least twice as long as the host took to issue the last timing's
+    launches (a launch that is many kernels would otherwise add the host's time to theirs).
+
+    Example:
+        >>> ms = best_ms(lambda: x.sum(), cupy.cuda.get_current_stream())  # doctest: +SKIP
+    """
+    import cupy
+
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    ms = float("inf")
+    for _ in range(runs):  # noise only ever adds: the least is the closest
+        hold(hold_s, stream)
+        start.record(stream)
+        issued = time.perf_counter()
+        for _ in range(launches):
+            launch()
+        hold_s = max(hold_s, 2 * (time.perf_counter() - issued))
+        stop.record(stream)
+        stop.synchronize()
+        ms = min(ms, cupy.cuda.get_elapsed_time(start, stop))
+    return ms
+
+
+def pick(timed: Sequence[tuple[int, float]], near: float = NEAR) -> int:
+    """The candidate to keep among ``timed`` ((index, time), in order of preference): the
+    first whose time is within ``near`` times the fastest's. Breaking near ties by the order,
+    not by the timings' noise, makes processes on the same GPU tend to keep the same choice.
+
+    Example:
+        >>> pick([(0, 9.0), (3, 1.05), (5, 1.0)])  # 3 is within 10 % of the fastest, and first
+        3
+        >>> pick([(0, 9.0), (3, 1.2), (5, 1.0)])
+        5
+    """
+    if not timed:
+        raise ValueError("cuda_timing.pick: needs at least one timed candidate; got none.")
+    fastest = min(t for _, t in timed)
+    return next(index for index, t in timed if t <= fastest * near)
