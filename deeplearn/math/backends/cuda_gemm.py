@@ -5,8 +5,6 @@ training step with a matrix product could not run as one graph. cuBLAS itself re
 graph when the handle has a workspace of its own (``cublasSetWorkspace``): calling ``sgemm``
 through nvmath-python's thin bindings, on a handle we own, does. It is also a shorter path than
 ``cupy.matmul`` for the small products a step is made of (one call, no dispatch on layouts).
-Each geometry's first product chooses, by timing, between ``sgemm`` and cuBLASLt's algorithms
-(``cuda_gemm_lt``): split over the inner dimension, a small product fills more of the GPU.
 
 A ``GemmContext`` is a cuBLAS handle and its workspace. Each thread has one for eager products;
 a captured Program (``deeplearn/compile/cuda_graph.py``) gets its own (``use_context``), so a
@@ -25,8 +23,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-
-from deeplearn.math.backends import cuda_gemm_lt
 
 __all__ = ["GemmContext", "available", "gemm", "swap_context", "use_context"]
 
@@ -101,8 +97,7 @@ def use_context(context: GemmContext) -> Iterator[None]:
 
 
 def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
-    """op(a)·op(b) for C-ordered float32 CuPy matrices, on the current stream: by the cuBLASLt
-    algorithm ``cuda_gemm_lt`` kept for this geometry, else by cuBLAS's ``sgemm``.
+    """op(a)·op(b) for C-ordered float32 CuPy matrices, on the current stream.
 
     cuBLAS is column-major: a C-ordered (r, c) matrix is, to it, the (c, r) matrix with leading
     dimension c. So the C-ordered product C = op(A)·op(B) is computed as the column-major
@@ -116,48 +111,23 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
     n = b.shape[0] if b_transposed else b.shape[1]
     c = cupy.empty((m, n), dtype=np.float32)
     context = _context()
+    cublas = context._cublas
     stream = cupy.cuda.get_current_stream().ptr
     if stream != context.stream:
         if context.handle is None:
             context.open()
-        context._cublas.set_stream(context.handle, stream)
+        cublas.set_stream(context.handle, stream)
         # cublasSetStream resets the handle to cuBLAS's own workspace pool, from which a product
         # captured in a CUDA graph allocates (MemAlloc and MemFree nodes): ours again.
-        context._cublas.set_workspace(context.handle, context.workspace.ptr, _WORKSPACE_BYTES)
+        cublas.set_workspace(context.handle, context.workspace.ptr, _WORKSPACE_BYTES)
         context.stream = stream
-    workspace = context.workspace.ptr
-    # (An operand off the algorithms' alignment, a view say, runs sgemm and plans nothing:
-    # a misaligned access would end the process's CUDA context.)
-    plan = (
-        cuda_gemm_lt.plan_for(
-            cuda_gemm_lt.Geometry(m, n, k, a_transposed, b_transposed),
-            a,
-            b,
-            functools.partial(_sgemm, context, a, b, a_transposed, b_transposed),
-            (workspace, _WORKSPACE_BYTES),
-            _ONE.ctypes.data,
-            _ZERO.ctypes.data,
-        )
-        if cuda_gemm_lt.aligned(a, b)
-        else None
-    )
-    if plan is not None:
-        cuda_gemm_lt.run(plan, a, b, c, workspace, stream, _ONE.ctypes.data, _ZERO.ctypes.data)
-    else:
-        _sgemm(context, a, b, a_transposed, b_transposed, c)
-    return c
-
-
-def _sgemm(context: GemmContext, a: Any, b: Any, a_transposed: bool, b_transposed: bool, c: Any) -> None:
-    """c = op(a)·op(b) by cuBLAS's ``sgemm`` on ``context`` (its stream set by ``gemm``)."""
-    m, n = c.shape
-    context._cublas.sgemm(
+    cublas.sgemm(
         context.handle,
         int(b_transposed),
         int(a_transposed),
         n,
         m,
-        a.shape[0] if a_transposed else a.shape[1],
+        k,
         _ONE.ctypes.data,
         b.data.ptr,
         b.shape[1],
@@ -167,3 +137,4 @@ def _sgemm(context: GemmContext, a: Any, b: Any, a_transposed: bool, b_transpose
         c.data.ptr,
         n,
     )
+    return c

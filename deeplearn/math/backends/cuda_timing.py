@@ -7,8 +7,8 @@ about ``seconds`` (one thread spinning on the clock), so that the launches issue
 behind it and then run back to back: the interval is then the GPU's time alone, as it is inside
 a captured CUDA graph. (The benchmarks' profiler, ``bench/profiling.py``, times ops this way.)
 
-``best_ms`` times a launch that way, and ``pick`` chooses among candidates so timed: cuDNN's
-plans (``cuda_cudnn``) and cuBLASLt's matrix-product algorithms (``cuda_gemm_lt``).
+``best_ms`` times a launch that way, and ``pick`` chooses among candidates so timed (cuDNN's
+plans, ``cuda_cudnn``).
 
 This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 """
