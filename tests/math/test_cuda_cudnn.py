@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deeplearn.math.backends import cuda, cuda_cudnn, cuda_gemm
+from deeplearn.math.backends import cuda, cuda_cudnn, cuda_gemm, cuda_timing
 from deeplearn.math.ops.conv import (
     Conv2D,
     Conv2DDerFilter,
@@ -173,7 +173,7 @@ def test_threads_that_meet_a_new_geometry_together_keep_one_plan() -> None:
 def test_either_rule_keeps_a_plan_that_matches_the_oracle(
     timed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``benchmark`` False keeps the first plan that agrees, True times them (``pick``): both
+    """``benchmark`` False keeps the first plan that agrees, True times them (``cuda_timing.pick``): both
     keep one whose filter gradient is right, on a geometry no other test planned."""
     import cupy
 
@@ -205,7 +205,7 @@ def test_a_generic_kernel_timed_faster_runs_the_geometry(monkeypatch: pytest.Mon
         timed.append(list(candidates))
         return cuda_cudnn.GENERIC
 
-    monkeypatch.setattr(cuda_cudnn, "pick", generic_wins)
+    monkeypatch.setattr(cuda_timing, "pick", generic_wins)
     for (op, arrays), kind in zip(_ops(geometry), ("fprop", "dgrad", "wgrad"), strict=True):
         got = cupy.asnumpy(cuda.cuda_kernel(op, *(cupy.asarray(a) for a in arrays)))
         assert _planned(kind, op, geometry) == "generic"
