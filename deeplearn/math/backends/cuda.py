@@ -3,7 +3,8 @@
 The only module of the eager library that imports CuPy, and only lazily, so that importing
 deeplearn works on machines without CuPy or a GPU. Kernels are the ops' generic ``forward`` run
 with ``xp = cupy``; element-wise ops that declare a ``c_expr`` run as a CuPy ElementwiseKernel
-generated from it (one launch, no temporaries); other overrides are keyed by op class in
+generated from it (one launch, no temporaries), or on large float32 arrays as ``cuda_vector``'s
+kernel, which moves 16 bytes per thread and operand; other overrides are keyed by op class in
 ``cuda_kernel``.
 """
 
@@ -17,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from deeplearn import util
-from deeplearn.math.backends import cuda_costs, cuda_cudnn, cuda_fusion, cuda_gemm, cuda_pool, cuda_reduce
+from deeplearn.math.backends import (
+    cuda_costs,
+    cuda_cudnn,
+    cuda_fusion,
+    cuda_gemm,
+    cuda_pool,
+    cuda_reduce,
+    cuda_vector,
+)
 from deeplearn.math.backends.dispatch import KernelTable
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
 from deeplearn.math.ops.base import Op, Spec, UnaryOp, reduced_shape
@@ -126,10 +135,37 @@ def _elementwise_kernel(op: Op, c_expr: str) -> Any:
     return kernel
 
 
+_VECTOR_NAMES: dict[tuple[type, str], tuple[str, ...] | None] = {}
+"""Per (op class, C expression): the names its expression reads where it writes float32 from
+float32 (``cuda_vector`` runs it on large arrays), else None."""
+
+
+def _vector_names(op: Op, c_expr: str) -> tuple[str, ...] | None:
+    key = (type(op), c_expr)
+    try:
+        return _VECTOR_NAMES[key]
+    except KeyError:
+        pass
+    in_params, out_params, _ = kernel_source(op)
+    names = tuple(p.split()[1] for p in in_params.split(", ")) if out_params == "T y" else None
+    _VECTOR_NAMES[key] = names
+    return names
+
+
+def _vectorized(op: Op, c_expr: str, arrays: tuple[Any, ...], out: Any = None) -> Any:
+    """``op`` on large float32 arrays by ``cuda_vector``'s kernel (16 bytes per thread and
+    operand); None where that kernel does not apply."""
+    if arrays[0].size < cuda_vector.MIN_ELEMENTS or arrays[0].dtype != np.float32:
+        return None
+    names = _vector_names(op, c_expr)
+    return None if names is None else cuda_vector.run(c_expr, names, arrays, out)
+
+
 @functools.singledispatch
 def cuda_kernel(op: Op, *arrays: Any) -> Any:
     """Runs ``op`` on the GPU: its generated kernel when it declares ``c_expr`` and the inputs
-    share one floating dtype, else the generic forward with ``xp = cupy``.
+    share one floating dtype (on large float32 arrays of one shape, ``cuda_vector``'s), else
+    the generic forward with ``xp = cupy``.
 
     The generated kernel allocates its output (the inputs' broadcast shape): the Engine has
     already checked the shapes with the op's shape rule, so none is asked here.
@@ -138,7 +174,8 @@ def cuda_kernel(op: Op, *arrays: Any) -> Any:
     if c_expr is not None:
         dtype = arrays[0].dtype
         if dtype.kind == "f" and (len(arrays) == 1 or arrays[1].dtype == dtype):
-            return _elementwise_kernel(op, c_expr)(*arrays)
+            out = _vectorized(op, c_expr, arrays)
+            return out if out is not None else _elementwise_kernel(op, c_expr)(*arrays)
     return op.forward(_import_cupy(), *arrays)
 
 
@@ -189,7 +226,8 @@ def write_into(op: Op, targets: list[Any], *arrays: Any) -> tuple[Any, ...] | No
     c_expr = op.c_expr
     if c_expr is None or cuda_kernel.dispatch(type(op)) is not cuda_kernel.dispatch(Op):
         return None  # no generated kernel, or a kernel of its own
-    _elementwise_kernel(op, c_expr)(*arrays, out)
+    if _vectorized(op, c_expr, arrays, out) is None:
+        _elementwise_kernel(op, c_expr)(*arrays, out)
     return (out,)
 
 

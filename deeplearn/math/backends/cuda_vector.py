@@ -1,0 +1,118 @@
+"""Element-wise kernels over large float32 arrays that move 16 bytes per thread and operand.
+
+CuPy's ElementwiseKernel gives each thread one element: one 4-byte load per operand. On an H100
+or an H200 that keeps too few bytes in flight to cover the memory's latency, and relu or add
+of 64 M floats ran at ~2 TB/s on both chips (642 µs for the benchmark's pair), where PyTorch's
+kernels, which load 16 bytes at a time, reach ~4 TB/s on the H200. So an op with a C expression
+(``c_expr``) on float32 arrays of at least ``MIN_ELEMENTS`` elements, all of the output's shape
+(no broadcasting), C-ordered and 16-byte aligned, runs here: each thread loads a ``float4`` of
+every operand, applies the expression to its four lanes and stores a ``float4``; the last
+``n % 4`` elements are done one by one by the grid's first threads. The output may be one of
+the inputs (an update in place): each element is read, then written, by the same thread. Anything
+else runs CuPy's kernel. The expression is the op's own, applied to the same values in the same order, so the
+results are the bits of CuPy's kernel (tested for every op with a C expression).
+
+This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MIN_ELEMENTS", "run", "source"]
+
+_log = logging.getLogger(__name__)
+
+MIN_ELEMENTS = 1 << 18
+"""Smaller arrays run CuPy's kernel: a launch, not the memory, is most of their time."""
+
+_THREADS = 256
+_MAX_BLOCKS = 1 << 16  # past this many blocks, threads loop over the rest (grid-stride)
+_ALIGNMENT = 16
+_LANES = ("x", "y", "z", "w")
+
+
+def source(c_expr: str, names: Sequence[str]) -> str:
+    """The CUDA C of the kernel that applies ``c_expr`` (which reads ``names`` and writes
+    ``y``, as a CuPy ElementwiseKernel's body does) to float4 lanes, then to the tail.
+
+    Example:
+        >>> "dl_vector" in source("y = a + b", ("a", "b"))
+        True
+    """
+    params = ", ".join(f"const float* {v}_" for v in names)
+    lanes = []
+    for lane in _LANES:
+        loads = " ".join(f"T {v} = {v}4.{lane};" for v in names)
+        lanes.append(f"        {{ {loads} T y; {c_expr}; out4.{lane} = y; }}")
+    vector_loads = " ".join(f"const float4 {v}4 = reinterpret_cast<const float4*>({v}_)[i];" for v in names)
+    tail_loads = " ".join(f"T {v} = {v}_[t];" for v in names)
+    return "\n".join(
+        [
+            "typedef float T;",
+            f'extern "C" __global__ void __launch_bounds__({_THREADS}) dl_vector({params}, float* y_, '
+            "long long n4, long long n) {",
+            "    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;",
+            "    const long long stride = (long long)gridDim.x * blockDim.x;",
+            "    for (long long i = first; i < n4; i += stride) {",
+            f"        {vector_loads}",
+            "        float4 out4;",
+            *lanes,
+            "        reinterpret_cast<float4*>(y_)[i] = out4;",
+            "    }",
+            "    const long long t = 4 * n4 + first;",
+            f"    if (t < n) {{ {tail_loads} T y; {c_expr}; y_[t] = y; }}",
+            "}",
+            "",
+        ]
+    )
+
+
+@functools.lru_cache(maxsize=256)  # bounded: an op's fields may change its expression (step's alpha)
+def _kernel(c_expr: str, names: tuple[str, ...]) -> Any:
+    """The compiled kernel of ``c_expr``, or None where it does not compile as plain CUDA C
+    (an expression written for CuPy's own helpers): CuPy's kernel runs it then."""
+    import cupy
+
+    kernel = cupy.RawKernel(source(c_expr, names), "dl_vector")
+    try:
+        kernel.compile()
+    except Exception as e:  # noqa: BLE001 - a compile error: nothing ran, CuPy's kernel runs it
+        _log.info("the vector kernel of %r does not compile (%s); CuPy's kernel runs it", c_expr, e)
+        return None
+    return kernel
+
+
+def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = None) -> Any:
+    """``c_expr`` over ``arrays`` (read as ``names``) into ``out`` (a new array if None); None,
+    having run nothing, where this kernel does not apply (see the module docstring)."""
+    first = arrays[0]
+    n = first.size
+    if n < MIN_ELEMENTS or (out is not None and (out.shape != first.shape or out.dtype != np.float32)):
+        return None
+    for x in arrays:
+        if (
+            x.dtype != np.float32
+            or x.shape != first.shape
+            or not x.flags.c_contiguous
+            or x.data.ptr % _ALIGNMENT
+        ):
+            return None
+    if out is not None and (not out.flags.c_contiguous or out.data.ptr % _ALIGNMENT):
+        return None
+    kernel = _kernel(c_expr, names)
+    if kernel is None:
+        return None
+    import cupy
+
+    if out is None:
+        out = cupy.empty(first.shape, np.float32)  # (CuPy's pool: 256-byte aligned)
+    n4 = n // 4
+    blocks = max(1, min(_MAX_BLOCKS, -(-n4 // _THREADS)))
+    kernel((blocks,), (_THREADS,), (*arrays, out, np.int64(n4), np.int64(n)))
+    return out

@@ -1,0 +1,114 @@
+"""Element-wise kernels over float4 lanes (``deeplearn/math/backends/cuda_vector.py``): every op's
+C expression compiles in that kernel (nvcc, no GPU needed); on a GPU, it gives the bits of CuPy's
+kernel for the same expression, lanes and tail alike; ``cuda_kernel`` and ``write_into`` take it
+for large float32 arrays of one shape, and CuPy's kernel for everything else."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deeplearn.math.backends import cuda, cuda_vector
+from deeplearn.math.ops.base import OPS, Op, UnaryOp
+
+needs_gpu = pytest.mark.skipif(not cuda.is_available(), reason="needs CuPy and an NVIDIA GPU")
+
+FLOAT_OPS = [op for op in OPS if op.c_expr is not None and cuda.kernel_source(op())[1] == "T y"]
+N = 2 * cuda_vector.MIN_ELEMENTS + 3  # float4 lanes and a tail of 3
+
+
+def _names(op: Op) -> tuple[str, ...]:
+    return ("x",) if isinstance(op, UnaryOp) else ("a", "b")
+
+
+def test_the_float_ops_are_the_element_wise_family() -> None:
+    names = {op.__name__ for op in FLOAT_OPS}
+    assert {"Add", "Multiply", "Relu", "Exp"} <= names and "Equal" not in names
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+@pytest.mark.parametrize("op_class", FLOAT_OPS, ids=lambda c: c.__name__)
+def test_every_expression_compiles_in_the_vector_kernel(op_class: type, tmp_path: Path) -> None:
+    op = op_class()
+    src = tmp_path / "k.cu"
+    src.write_text(cuda_vector.source(op.c_expr, _names(op)))
+    result = subprocess.run(
+        ["nvcc", "--ptx", "-o", str(tmp_path / "k.ptx"), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"nvcc failed for {op.name}:\n{result.stderr}\n{src.read_text()}"
+
+
+def _inputs(op: Op, n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(n) * 3).astype(np.float32) for _ in _names(op)]
+
+
+@needs_gpu
+@pytest.mark.parametrize("op_class", FLOAT_OPS, ids=lambda c: c.__name__)
+def test_the_vector_kernel_gives_cupys_bits(op_class: type) -> None:
+    import cupy
+
+    op = op_class()
+    arrays = [cupy.asarray(a) for a in _inputs(op, N)]
+    got = cuda_vector.run(op.c_expr, _names(op), arrays)
+    assert got is not None, "large aligned float32 arrays of one shape take the vector kernel"
+    want = cuda._elementwise_kernel(op, op.c_expr)(*arrays)
+    np.testing.assert_array_equal(cupy.asnumpy(got), cupy.asnumpy(want))  # NaN where CuPy's is NaN
+
+
+@needs_gpu
+def test_cuda_kernel_and_write_into_take_it_only_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cupy
+
+    from deeplearn.math.ops.arithmetic import Add
+    from deeplearn.math.ops.elementwise import Relu
+
+    ran: list[int] = []
+    vector_run = cuda_vector.run
+
+    def counted(*args: object, **kwargs: object) -> object:
+        out = vector_run(*args, **kwargs)  # type: ignore[arg-type]
+        if out is not None:
+            ran.append(1)
+        return out
+
+    monkeypatch.setattr(cuda_vector, "run", counted)
+
+    def case(op: Op, *arrays: np.ndarray, vector: bool) -> None:
+        ran.clear()
+        device = [cupy.asarray(a) for a in arrays]
+        got = cuda.cuda_kernel(op, *device)
+        want = cuda._elementwise_kernel(op, op.c_expr)(*device)
+        assert bool(ran) == vector, (op.name, [a.shape for a in arrays], [a.dtype for a in arrays])
+        np.testing.assert_array_equal(cupy.asnumpy(got), cupy.asnumpy(want))
+
+    x, y = _inputs(Add(), N)
+    case(Relu(), x, vector=True)
+    case(Add(), x, y, vector=True)
+    case(Add(), x[: cuda_vector.MIN_ELEMENTS - 4], y[: cuda_vector.MIN_ELEMENTS - 4], vector=False)  # small
+    case(Add(), x, np.float32(2.0) * np.ones(1, np.float32), vector=False)  # broadcast
+    case(Add(), x.astype(np.float64), y.astype(np.float64), vector=False)  # float64
+    ran.clear()
+    big = cupy.asarray(np.concatenate([[0.0], x]).astype(np.float32))
+    off = big[1:]  # C-ordered, 4 bytes past an aligned address
+    got = cuda.cuda_kernel(Relu(), off)
+    assert not ran
+    np.testing.assert_array_equal(cupy.asnumpy(got), np.maximum(x, 0))
+
+    target = cupy.empty(N, np.float32)
+    ran.clear()
+    (out,) = cuda.write_into(Add(), [target], cupy.asarray(x), cupy.asarray(y))
+    assert out is target and ran
+    np.testing.assert_array_equal(cupy.asnumpy(target), x + y)
+    in_place = cupy.asarray(x)
+    ran.clear()
+    (out,) = cuda.write_into(Add(), [in_place], in_place, cupy.asarray(y))  # an update in place
+    assert out is in_place and ran
+    np.testing.assert_array_equal(cupy.asnumpy(in_place), x + y)
