@@ -45,22 +45,58 @@ def test_every_expression_compiles_in_the_vector_kernel(op_class: type, tmp_path
     assert result.returncode == 0, f"nvcc failed for {op.name}:\n{result.stderr}\n{src.read_text()}"
 
 
+def test_the_backend_reads_each_expression_with_its_names() -> None:
+    """The names ``cuda_kernel`` hands the vector kernel are those the expression reads; an op
+    that writes another type than float32 (equal) has none."""
+    from deeplearn.math.ops.arithmetic import Equal
+
+    for op_class in FLOAT_OPS:
+        op = op_class()
+        assert cuda._vector_names(op, op.c_expr) == _names(op), op.name
+    assert cuda._vector_names(Equal(), Equal().c_expr) is None
+
+
 def _inputs(op: Op, n: int, seed: int = 0) -> list[np.ndarray]:
+    """Half in (0.05, 0.95), where every op is defined (asin, log, sqrt), half wide and signed,
+    with a NaN, infinities and zeros of both signs among them."""
     rng = np.random.default_rng(seed)
-    return [(rng.standard_normal(n) * 3).astype(np.float32) for _ in _names(op)]
+    arrays = []
+    for _ in _names(op):
+        x = np.concatenate([rng.uniform(0.05, 0.95, n - n // 2), rng.standard_normal(n // 2) * 3])
+        x[[1, 2, 3, 4, 5]] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+        arrays.append(x.astype(np.float32))
+    return arrays
+
+
+def _same_bits(got: object, want: object) -> None:
+    import cupy
+
+    np.testing.assert_array_equal(cupy.asnumpy(got).view(np.uint32), cupy.asnumpy(want).view(np.uint32))
 
 
 @needs_gpu
 @pytest.mark.parametrize("op_class", FLOAT_OPS, ids=lambda c: c.__name__)
-def test_the_vector_kernel_gives_cupys_bits(op_class: type) -> None:
+@pytest.mark.parametrize("n", [N, N + 1], ids=["tail", "whole_lanes"])
+def test_the_vector_kernel_gives_cupys_bits(op_class: type, n: int) -> None:
     import cupy
 
     op = op_class()
-    arrays = [cupy.asarray(a) for a in _inputs(op, N)]
+    arrays = [cupy.asarray(a) for a in _inputs(op, n)]
     got = cuda_vector.run(op.c_expr, _names(op), arrays)
     assert got is not None, "large aligned float32 arrays of one shape take the vector kernel"
-    want = cuda._elementwise_kernel(op, op.c_expr)(*arrays)
-    np.testing.assert_array_equal(cupy.asnumpy(got), cupy.asnumpy(want))  # NaN where CuPy's is NaN
+    _same_bits(got, cuda._elementwise_kernel(op, op.c_expr)(*arrays))
+
+
+@needs_gpu
+def test_threads_that_loop_over_the_grid_cover_every_element(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cupy
+
+    from deeplearn.math.ops.elementwise import Neg
+
+    monkeypatch.setattr(cuda_vector, "_MAX_BLOCKS", 3)  # each thread then does ~170 float4s
+    (x,) = _inputs(Neg(), N)
+    got = cuda_vector.run(Neg().c_expr, ("x",), [cupy.asarray(x)])
+    _same_bits(got, -x)
 
 
 @needs_gpu
@@ -101,6 +137,15 @@ def test_cuda_kernel_and_write_into_take_it_only_where_it_applies(monkeypatch: p
     got = cuda.cuda_kernel(Relu(), off)
     assert not ran
     np.testing.assert_array_equal(cupy.asnumpy(got), np.maximum(x, 0))
+
+    buffer = cupy.zeros(N + 4, np.float32)
+    for target, overlapping in ((buffer[1:], None), (buffer[4:], buffer[:N])):  # misaligned; in part
+        inputs = [cupy.asarray(x), cupy.asarray(y)] if overlapping is None else [overlapping, cupy.asarray(y)]
+        want = cupy.asnumpy(inputs[0]) + y
+        ran.clear()
+        (out,) = cuda.write_into(Add(), [target[:N]], *inputs)
+        assert not ran and out is not None
+        np.testing.assert_array_equal(cupy.asnumpy(target[:N]), want)
 
     target = cupy.empty(N, np.float32)
     ran.clear()

@@ -24,11 +24,11 @@ is kept:
 
 * by default (``benchmark = True``), the plans that agree are timed, each behind a kernel that
   keeps the GPU busy while the host issues the launches (``cuda_timing.hold``), so that the
-  host's time is not counted; the first in the heuristics' order whose time is within 10 %
-  of the fastest's is kept (``cuda_timing.pick``). Where the backend's own kernel is conv2d's
-  im2col product (not for depthwise convolutions, nor without nvmath-python), it is timed last beside them
-  (``generic_rivals``), and where ``pick`` keeps it, the geometry runs that (``plan_log`` says
-  ``"generic"``). On an H200 the deterministic plans that agreed for the cnn benchmark's filter
+  host's time is not counted; the first in the heuristics' order whose time is within
+  ``cuda_timing.NEAR`` (10 %) of the fastest's is kept (``cuda_timing.pick``). Where the
+  backend's own kernel is conv2d's im2col product (not for depthwise convolutions, nor without
+  nvmath-python), it is timed last beside them (``generic_rivals``), and where ``pick`` keeps
+  it, the geometry runs that (``plan_log`` says ``"generic"``). On an H200 the deterministic plans that agreed for the cnn benchmark's filter
   gradients took 222–268 µs per call, and the step went from 854 to 452 µs. Breaking near ties
   by the heuristics' order, not by the timings' noise, is meant to make processes on the same
   GPU keep the same plans, hence the same bits; it does not always: two processes on an H200

@@ -76,8 +76,9 @@ def best_ms(
 ) -> float:
     """The least time, in milliseconds, of ``runs`` timings of ``launches`` calls of ``launch``
     on ``stream``, each queued behind ``hold`` so that the events time the GPU's work alone.
-    The GPU is held for at least twice as long as the host took to issue the last timing's
-    launches (a launch that is many kernels would otherwise add the host's time to theirs).
+    The GPU is held for ``hold_s`` at first (enough for a few library calls to queue; a caller
+    whose launch is many kernels passes more), then for at least twice as long as the host took
+    to issue the last timing's launches (else the host's time would add to theirs).
 
     Example:
         >>> ms = best_ms(lambda: x.sum(), cupy.cuda.get_current_stream())  # doctest: +SKIP

@@ -8,9 +8,12 @@ kernels, which load 16 bytes at a time, reach ~4 TB/s on the H200. So an op with
 (no broadcasting), C-ordered and 16-byte aligned, runs here: each thread loads a ``float4`` of
 every operand, applies the expression to its four lanes and stores a ``float4``; the last
 ``n % 4`` elements are done one by one by the grid's first threads. The output may be one of
-the inputs (an update in place): each element is read, then written, by the same thread. Anything
-else runs CuPy's kernel. The expression is the op's own, applied to the same values in the same order, so the
-results are the bits of CuPy's kernel (tested for every op with a C expression).
+the inputs (an update in place): each element is read, then written, by the same thread; an
+output that overlaps an input only in part runs CuPy's kernel, which copies the input first.
+Anything else runs CuPy's kernel too. The expression is the op's own, applied to the same values,
+and compiled with the same defaults as CuPy's ElementwiseKernel (NVRTC's, which contract a
+multiply and an add into one fused multiply-add where it can): the results are the bits of
+CuPy's kernel, tested for every op with a C expression.
 
 This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 """
@@ -73,19 +76,27 @@ def source(c_expr: str, names: Sequence[str]) -> str:
     )
 
 
-@functools.lru_cache(maxsize=256)  # bounded: an op's fields may change its expression (step's alpha)
+@functools.lru_cache(maxsize=256)  # (an op's fields may change its expression: step's alpha)
 def _kernel(c_expr: str, names: tuple[str, ...]) -> Any:
     """The compiled kernel of ``c_expr``, or None where it does not compile as plain CUDA C
     (an expression written for CuPy's own helpers): CuPy's kernel runs it then."""
     import cupy
 
+    # No options: NVRTC's defaults, as CuPy's ElementwiseKernel compiles (the same bits).
     kernel = cupy.RawKernel(source(c_expr, names), "dl_vector")
     try:
         kernel.compile()
-    except Exception as e:  # noqa: BLE001 - a compile error: nothing ran, CuPy's kernel runs it
-        _log.info("the vector kernel of %r does not compile (%s); CuPy's kernel runs it", c_expr, e)
+    except cupy.cuda.compiler.CompileException as e:  # nothing ran: CuPy's kernel runs it
+        _log.warning("the vector kernel of %r does not compile (%s); CuPy's kernel runs it", c_expr, e)
         return None
     return kernel
+
+
+def _overlaps_in_part(x: Any, out: Any) -> bool:
+    """Whether ``x``'s memory overlaps ``out``'s without being the same elements."""
+    start, end = x.data.ptr, x.data.ptr + x.nbytes
+    out_start = out.data.ptr
+    return bool(start != out_start and start < out_start + out.nbytes and out_start < end)
 
 
 def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = None) -> Any:
@@ -103,7 +114,11 @@ def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = N
             or x.data.ptr % _ALIGNMENT
         ):
             return None
-    if out is not None and (not out.flags.c_contiguous or out.data.ptr % _ALIGNMENT):
+    if out is not None and (
+        not out.flags.c_contiguous
+        or out.data.ptr % _ALIGNMENT
+        or any(_overlaps_in_part(x, out) for x in arrays)
+    ):
         return None
     kernel = _kernel(c_expr, names)
     if kernel is None:
