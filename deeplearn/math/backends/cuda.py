@@ -174,8 +174,11 @@ def cuda_kernel(op: Op, *arrays: Any) -> Any:
     if c_expr is not None:
         dtype = arrays[0].dtype
         if dtype.kind == "f" and (len(arrays) == 1 or arrays[1].dtype == dtype):
-            out = _vectorized(op, c_expr, arrays)
-            return out if out is not None else _elementwise_kernel(op, c_expr)(*arrays)
+            if arrays[0].size >= cuda_vector.MIN_ELEMENTS:  # (a small array's call pays no more)
+                out = _vectorized(op, c_expr, arrays)
+                if out is not None:
+                    return out
+            return _elementwise_kernel(op, c_expr)(*arrays)
     return op.forward(_import_cupy(), *arrays)
 
 
