@@ -288,8 +288,7 @@ def _captured_graph_times(system: Any, launches: int = 200) -> list[dict[str, An
         end.record(stream)
         host = (time.perf_counter() - t0) / launches
         end.synchronize()
-        for _, cursor in getattr(captured, "_cursors", ()):
-            cursor.lost()  # launches it was not fed for moved its rows on
+        captured.lose_rows()  # launches the cursors were not fed for moved the rows on
         out.append(
             {
                 "kernels": captured.node_kinds(),

@@ -170,6 +170,12 @@ class CapturedProgram(Resident):
         for _, cursor in self._cursors:
             cursor.gather()
 
+    def lose_rows(self) -> None:
+        """Where the rows' cursors stand is no longer known (a launch they were fed for did not
+        come, or launches they were not fed for ran): the next run points each anew."""
+        for _, cursor in self._cursors:
+            cursor.lost()
+
     def _gemm_context(self) -> Any:
         import contextlib
 
@@ -222,14 +228,12 @@ class CapturedProgram(Resident):
         # On the caller's stream: it is ordered after the copies and before the caller's next
         # work, with no events to record or wait for. Each cursor counts on the launch it is fed
         # for: if that launch never comes (an error, an interrupt), it is pointed anew next time.
-        cursors = self._cursors
         try:
-            for i, cursor in cursors:
+            for i, cursor in self._cursors:
                 cursor.feed(raws[i])
             self.graph.launch(caller)
         except BaseException:
-            for _, cursor in cursors:
-                cursor.lost()
+            self.lose_rows()
             raise
         self.settled = settled
         return self.slots

@@ -154,9 +154,7 @@ def _vector_names(op: Op, c_expr: str) -> tuple[str, ...] | None:
 
 def _vectorized(op: Op, c_expr: str, arrays: tuple[Any, ...], out: Any = None) -> Any:
     """``op`` on large float32 arrays by ``cuda_vector``'s kernel (16 bytes per thread and
-    operand); None where that kernel does not apply."""
-    if arrays[0].size < cuda_vector.MIN_ELEMENTS or arrays[0].dtype != np.float32:
-        return None
+    operand); None where that kernel does not apply (``cuda_vector.run`` checks the arrays)."""
     names = _vector_names(op, c_expr)
     return None if names is None else cuda_vector.run(c_expr, names, arrays, out)
 

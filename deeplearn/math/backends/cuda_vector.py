@@ -104,7 +104,7 @@ def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = N
     having run nothing, where this kernel does not apply (see the module docstring)."""
     first = arrays[0]
     n = first.size
-    if n < MIN_ELEMENTS or (out is not None and (out.shape != first.shape or out.dtype != np.float32)):
+    if n < MIN_ELEMENTS:
         return None
     for x in arrays:
         if (
@@ -115,7 +115,9 @@ def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = N
         ):
             return None
     if out is not None and (
-        not out.flags.c_contiguous
+        out.shape != first.shape
+        or out.dtype != np.float32
+        or not out.flags.c_contiguous
         or out.data.ptr % _ALIGNMENT
         or any(_overlaps_in_part(x, out) for x in arrays)
     ):
