@@ -12,4 +12,3 @@ def test_the_breakdown_names_every_piece_and_adds_up() -> None:
     assert names[0] == "the whole call" and names[-1] == "the rest" and len(names) == 10
     whole = rows[0][1]
     assert whole > 0 and abs(sum(us for _, us in rows[1:]) - whole) < 1e-6 * whole
-    assert dict(rows)["the compiled step (kernels or launch)"] > 0  # its 19 kernels

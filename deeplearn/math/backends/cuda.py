@@ -212,7 +212,12 @@ def write_into(op: Op, targets: list[Any], *arrays: Any) -> tuple[Any, ...] | No
     element-wise kernel whose output would have the target's shape and dtype. Returns the
     results (the targets where given), or None having run nothing. The same kernels as
     ``cuda_kernel``'s, so the same bits: what a captured training step uses to write an update
-    straight into the variable's buffer."""
+    straight into the variable's buffer. An input whose memory overlaps a target only in part
+    is copied first, as NumPy does: no kernel reads a value another thread already wrote."""
+    arrays = tuple(
+        x.copy() if any(t is not None and cuda_vector.overlaps_in_part(x, t) for t in targets) else x
+        for x in arrays
+    )
     if isinstance(op, Fused):
         return cuda_fusion.run(op, arrays, targets)
     (out,) = targets

@@ -9,11 +9,13 @@ kernels, which load 16 bytes at a time, reach ~4 TB/s on the H200. So an op with
 every operand, applies the expression to its four lanes and stores a ``float4``; the last
 ``n % 4`` elements are done one by one by the grid's first threads. The output may be one of
 the inputs (an update in place): each element is read, then written, by the same thread; an
-output that overlaps an input only in part runs CuPy's kernel, which copies the input first.
-Anything else runs CuPy's kernel too. The expression is the op's own, applied to the same values,
+output that overlaps an input only in part is refused (``overlaps_in_part``: the caller copies
+that input first, as ``cuda.write_into`` does). Anything else runs CuPy's kernel. The expression is the op's own, applied to the same values,
 and compiled with the same defaults as CuPy's ElementwiseKernel (NVRTC's, which contract a
 multiply and an add into one fused multiply-add where it can): the results are the bits of
-CuPy's kernel, tested for every op with a C expression.
+CuPy's kernel, tested for every op with a C expression, except which NaN a NaN result is (the
+compiler may return the input's NaN in one kernel and the canonical 0x7fffffff in the other, as
+relu's select did on an H100).
 
 This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 """
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_ELEMENTS", "run", "source"]
+__all__ = ["MIN_ELEMENTS", "overlaps_in_part", "run", "source"]
 
 _log = logging.getLogger(__name__)
 
@@ -92,8 +94,9 @@ def _kernel(c_expr: str, names: tuple[str, ...]) -> Any:
     return kernel
 
 
-def _overlaps_in_part(x: Any, out: Any) -> bool:
-    """Whether ``x``'s memory overlaps ``out``'s without being the same elements."""
+def overlaps_in_part(x: Any, out: Any) -> bool:
+    """Whether ``x``'s memory overlaps ``out``'s without being the same elements: an
+    element-wise kernel would then read values another thread has already overwritten."""
     start, end = x.data.ptr, x.data.ptr + x.nbytes
     out_start = out.data.ptr
     return bool(start != out_start and start < out_start + out.nbytes and out_start < end)
@@ -119,7 +122,7 @@ def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = N
         or out.dtype != np.float32
         or not out.flags.c_contiguous
         or out.data.ptr % _ALIGNMENT
-        or any(_overlaps_in_part(x, out) for x in arrays)
+        or any(overlaps_in_part(x, out) for x in arrays)
     ):
         return None
     kernel = _kernel(c_expr, names)
