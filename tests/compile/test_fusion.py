@@ -11,6 +11,9 @@ tests/compile/test_fusion_cuda.py; here only their index arithmetic (``_broadcas
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,8 +68,9 @@ def _providers(model: str, math: dl.NDArrayMath) -> list[Any]:
     return dl.InCPUMemoryShuffledInputProviderBuilder([xs, ys], seed=0).get_input_providers()
 
 
-def _train(model: str, fused: bool, optimizer: dl.Optimizer, reduction: CostReduction,
-           steps: int = 12) -> tuple[list[float], list[np.ndarray], dict[str, np.ndarray], list[Program]]:
+def _train(
+    model: str, fused: bool, optimizer: dl.Optimizer, reduction: CostReduction, steps: int = 12
+) -> tuple[list[float], list[np.ndarray], dict[str, np.ndarray], list[Program]]:
     math = dl.NDArrayMathCPU()
     g, x, label, cost, variables = (_quad if model == "quad" else _mlp)(math)
     xp, yp = _providers(model, math)
@@ -77,8 +81,12 @@ def _train(model: str, fused: bool, optimizer: dl.Optimizer, reduction: CostRedu
         with math.scope():
             costs.append(float(session.train(cost, {x: xp, label: yp}, 4, optimizer, reduction).get()))
         if fused and step == 0:  # recorded by now: fuse it as a captured step would be
-            programs = [p for plan in session._plans.values() for s in plan._steps.values()
-                        for p in s.training.values()]
+            programs = [
+                p
+                for plan in session._plans.values()
+                for s in plan._steps.values()
+                for p in s.training.values()
+            ]
             for p in programs:
                 p.prepare_in_place_updates()
                 fuse(p, fusible, p.writable_in_place())
@@ -99,8 +107,9 @@ OPTIMIZERS = {
 @pytest.mark.parametrize("reduction", [CostReduction.NONE, CostReduction.MEAN])
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("model", ["quad", "mlp"])
-def test_a_fused_training_step_gives_the_unfused_results_bit_for_bit(model: str, optimizer: str,
-                                                                     reduction: CostReduction) -> None:
+def test_a_fused_training_step_gives_the_unfused_results_bit_for_bit(
+    model: str, optimizer: str, reduction: CostReduction
+) -> None:
     """Fused after its first call, a step trains exactly as before, and what the Session hands
     out after it (the cost, an activation, a gradient) is the same."""
     costs, weights, maps, _ = _train(model, False, OPTIMIZERS[optimizer](), reduction)
@@ -175,7 +184,9 @@ def test_an_update_written_element_by_element_joins_even_a_large_group_that_read
     c = p.bind("c", (), "float32")
     (sq,) = p.add_step(Square(), [Ref(v, None)], [Spec((n,))])
     (ng,) = p.add_step(Neg(), [Ref(sq, None)], [Spec((n,))])
-    (new,) = p.add_step(ScaledArrayAdd(), [Ref(c, None), Ref(v, (n,)), Ref(c, None), Ref(ng, None)], [Spec((n,))])
+    (new,) = p.add_step(
+        ScaledArrayAdd(), [Ref(c, None), Ref(v, (n,)), Ref(c, None), Ref(ng, None)], [Spec((n,))]
+    )
     (after,) = p.add_step(Add(), [Ref(ng, None), Ref(c, None)], [Spec((n,))])
     p.prune({new, after})
     raws = [np.linspace(-1, 1, n, dtype=np.float32), np.array(0.5, np.float32)]
@@ -250,12 +261,22 @@ def test_a_sum_over_more_than_small_elements_is_not_fused() -> None:
     assert fuse(p, fusible, {}) == 0
 
 
-SHAPES = [((3, 4), (3, 4)), ((4,), (3, 4)), ((1, 4), (3, 4)), ((3, 1), (3, 4)), ((), (2, 3)),
-          ((2, 1, 4), (2, 3, 4)), ((3, 1), (2, 3, 5)), ((1,), (5,))]
+SHAPES = [
+    ((3, 4), (3, 4)),
+    ((4,), (3, 4)),
+    ((1, 4), (3, 4)),
+    ((3, 1), (3, 4)),
+    ((), (2, 3)),
+    ((2, 1, 4), (2, 3, 4)),
+    ((3, 1), (2, 3, 5)),
+    ((1,), (5,)),
+]
 
 
 @pytest.mark.parametrize(("shape", "out"), SHAPES, ids=[f"{a}->{b}" for a, b in SHAPES])
-def test_the_broadcast_index_of_the_cuda_kernel_is_numpys(shape: tuple[int, ...], out: tuple[int, ...]) -> None:
+def test_the_broadcast_index_of_the_cuda_kernel_is_numpys(
+    shape: tuple[int, ...], out: tuple[int, ...]
+) -> None:
     """The C expression that reads an input broadcast to the kernel's shape, evaluated for
     every output element, picks the element NumPy's broadcasting picks."""
     expr = cuda_fusion._broadcast_index(shape, out)
@@ -288,6 +309,53 @@ def test_the_cuda_source_of_a_bias_gradient_sums_columns() -> None:
     plan = by_columns[0]
     assert (plan.n % plan.cols, plan.grid) == (0, 1)
     assert "for (int w_ = 0; w_ < 4; ++w_)" in plan.source  # 4 groups of rows of a batch of 4
+
+
+def _bias_gradient(rows: int, cols: int) -> Fused:
+    """relu's derivative times an incoming gradient, and its sum over the rows: the fused step
+    of a dense layer's bias gradient."""
+    p = Program()
+    z = p.bind("z", (rows, cols), "float32")
+    dy = p.bind("dy", (rows, cols), "float32")
+    (step,) = p.add_step(Relu(), [Ref(z, None)], [Spec((rows, cols))])
+    (dz,) = p.add_step(Multiply(), [Ref(dy, None), Ref(step, None)], [Spec((rows, cols))])
+    (db,) = p.add_step(Sum((0,)), [Ref(dz, None)], [Spec((cols,))])
+    p.prune({dz, db})
+    fuse(p, fusible, {})
+    (op,) = [s.op for s in p.steps if isinstance(s.op, Fused)]
+    return op
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "grid", "block"),
+    [(128, 512, 64, 256), (128, 4096, 128, 256), (8, 64, 2, 256), (128, 10, 1, 250)],
+)
+def test_a_column_kernel_spreads_its_columns_over_enough_blocks(
+    rows: int, cols: int, grid: int, block: int
+) -> None:
+    """A bias gradient of 512 columns over 128 rows runs as 64 blocks of 8 columns (it ran as
+    16 blocks of 32, each thread walking 16 rows: 9 µs on an H100); wide layers keep 32
+    columns a block, and few rows keep the block's threads busy."""
+    plan = cuda_fusion.source(_bias_gradient(rows, cols))
+    assert (plan.cols, plan.grid, plan.block) == (cols, grid, block)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+def test_fused_kernels_compile_with_nvcc(tmp_path: Path) -> None:
+    """Every fused kernel of the mlp step (column sums, the updates side by side) and of a
+    bias gradient, as generated, compiles (the GPU tests run them)."""
+    _, _, _, (program,) = _train("mlp", True, dl.AdamOptimizer(0.05, 0.9, 0.999), CostReduction.NONE, steps=2)
+    ops = [s.op for s in program.steps if isinstance(s.op, Fused)] + [_bias_gradient(128, 512)]
+    for k, op in enumerate(ops):
+        src = tmp_path / f"k{k}.cu"
+        src.write_text(cuda_fusion.source(op).source)
+        result = subprocess.run(
+            ["nvcc", "--ptx", "--fmad=false", "-o", str(tmp_path / f"k{k}.ptx"), str(src)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, f"nvcc failed:\n{result.stderr}\n{src.read_text()}"
 
 
 def test_every_fusible_op_has_a_scalar_form() -> None:
@@ -342,8 +410,10 @@ def test_groups_run_side_by_side_only_when_neither_reads_the_other() -> None:
 
 
 def _nodes(program: Program) -> list[list[str]]:
-    return [[type(n.op).__name__ for n in s.op.nodes] if isinstance(s.op, Fused) else [type(s.op).__name__]
-            for s in program.steps]
+    return [
+        [type(n.op).__name__ for n in s.op.nodes] if isinstance(s.op, Fused) else [type(s.op).__name__]
+        for s in program.steps
+    ]
 
 
 def test_a_scalar_written_in_place_never_joins_a_kernel_of_several_blocks() -> None:
@@ -385,10 +455,15 @@ def test_a_value_read_broadcast_is_not_written_in_place_in_the_same_kernel() -> 
     (a,) = p.add_step(Multiply(), [Ref(x, None), Ref(t, (64, 1))], [Spec((64, 2))])
     (sq,) = p.add_step(Square(), [Ref(a, None)], [Spec((64, 2))])
     (z,) = p.add_step(Sum((0,)), [Ref(sq, (2, 64))], [Spec((64,))])
-    (new,) = p.add_step(ScaledArrayAdd(), [Ref(one, None), Ref(t, None), Ref(one, None), Ref(z, None)], [Spec((64,))])
+    (new,) = p.add_step(
+        ScaledArrayAdd(), [Ref(one, None), Ref(t, None), Ref(one, None), Ref(z, None)], [Spec((64,))]
+    )
     p.prune({new})
-    raws = [np.linspace(-1, 1, 128, dtype=np.float32).reshape(64, 2), np.linspace(0, 1, 64, dtype=np.float32),
-            np.array(1.0, np.float32)]
+    raws = [
+        np.linspace(-1, 1, 128, dtype=np.float32).reshape(64, 2),
+        np.linspace(0, 1, 64, dtype=np.float32),
+        np.array(1.0, np.float32),
+    ]
     want = _run(p, raws)
     fuse(p, fusible, {new: t})
     assert not any("ScaledArrayAdd" in group and "Multiply" in group for group in _nodes(p)), _nodes(p)
@@ -398,6 +473,7 @@ def test_a_value_read_broadcast_is_not_written_in_place_in_the_same_kernel() -> 
 def test_sums_by_column_that_need_more_shared_memory_than_a_block_has_get_no_kernel() -> None:
     """Each sum by column keeps a float per thread in shared memory (48 KiB a block): 50 sums
     of 64 columns over 256 threads would need 51 KiB. The op then runs its nodes one by one."""
+
     def program(sums: int) -> Program:
         p = Program()
         x = p.bind("x", (8, 64), "float32")
