@@ -23,6 +23,7 @@ import deeplearn as dl
 from deeplearn import CostReduction, Graph, Scalar, Session
 from deeplearn.compile.fusion import fuse
 from deeplearn.compile.program import Program, Ref
+from deeplearn.math.backends import cuda as cuda_backend
 from deeplearn.math.backends import cuda_fusion
 from deeplearn.math.ops.arithmetic import Add, Multiply, ScaledArrayAdd
 from deeplearn.math.ops.base import Spec
@@ -338,6 +339,25 @@ def test_a_column_kernel_spreads_its_columns_over_enough_blocks(
     columns a block, and few rows keep the block's threads busy."""
     plan = cuda_fusion.source(_bias_gradient(rows, cols))
     assert (plan.cols, plan.grid, plan.block) == (cols, grid, block)
+
+
+@pytest.mark.skipif(not cuda_backend.is_available(), reason="needs CuPy and an NVIDIA GPU")
+@pytest.mark.parametrize(("rows", "cols"), [(128, 512), (128, 17), (20, 512), (1000, 40)])
+def test_a_column_kernel_sums_every_row_once(rows: int, cols: int) -> None:
+    """On the GPU: blocks of fewer than 32 columns, several rows a thread, columns that do not
+    fill the last block, fewer rows than a block has row groups: the product bit for bit (no
+    multiply-add contracted), each column's sum to float32 rounding of a float64 oracle."""
+    import cupy
+
+    op = _bias_gradient(rows, cols)
+    rng = np.random.default_rng(rows * cols)
+    z, dy = (rng.standard_normal((rows, cols)).astype(np.float32) for _ in range(2))
+    outs = cuda_fusion.run(op, [cupy.asarray(z), cupy.asarray(dy)], [None] * len(op.outputs))
+    assert outs is not None
+    got = {o.shape: cupy.asnumpy(o) for o in outs}
+    dz = dy * np.maximum(z, np.float32(0))
+    np.testing.assert_array_equal(got[(rows, cols)], dz)
+    np.testing.assert_allclose(got[(cols,)], dz.astype(np.float64).sum(axis=0), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")

@@ -9,8 +9,8 @@ kernels, which load 16 bytes at a time, reach ~4 TB/s on the H200. So an op with
 every operand, applies the expression to its four lanes and stores a ``float4``; the last
 ``n % 4`` elements are done one by one by the grid's first threads. The output may be one of
 the inputs (an update in place): each element is read, then written, by the same thread; an
-output that overlaps an input only in part is refused (``overlaps_in_part``: the caller copies
-that input first, as ``cuda.write_into`` does). Anything else runs CuPy's kernel. The expression is the op's own, applied to the same values,
+output that overlaps an input only in part is refused (``overlaps_in_part``: the caller
+copies that input first, as ``cuda.write_into`` does). Anything else runs CuPy's kernel. The expression is the op's own, applied to the same values,
 and compiled with the same defaults as CuPy's ElementwiseKernel (NVRTC's, which contract a
 multiply and an add into one fused multiply-add where it can): the results are the bits of
 CuPy's kernel, tested for every op with a C expression, except which NaN a NaN result is (the
@@ -95,11 +95,21 @@ def _kernel(c_expr: str, names: tuple[str, ...]) -> Any:
 
 
 def overlaps_in_part(x: Any, out: Any) -> bool:
-    """Whether ``x``'s memory overlaps ``out``'s without being the same elements: an
-    element-wise kernel would then read values another thread has already overwritten."""
-    start, end = x.data.ptr, x.data.ptr + x.nbytes
-    out_start = out.data.ptr
-    return bool(start != out_start and start < out_start + out.nbytes and out_start < end)
+    """Whether ``x``'s memory overlaps ``out``'s without being the same elements in the same
+    order (the same address and layout, or the same bytes both C-ordered: an update in place,
+    perhaps through a reshape): an element-wise kernel would then read values another thread
+    has already overwritten."""
+    if x.data.ptr == out.data.ptr and (
+        (x.shape == out.shape and x.strides == out.strides)
+        or (x.nbytes == out.nbytes and x.flags.c_contiguous and out.flags.c_contiguous)
+    ):
+        return False
+    if x.flags.c_contiguous and out.flags.c_contiguous:  # (each a plain run of bytes)
+        start, end, out_start = x.data.ptr, x.data.ptr + x.nbytes, out.data.ptr
+        return bool(start < out_start + out.nbytes and out_start < end)
+    import cupy
+
+    return bool(cupy.may_share_memory(x, out))  # strided or reversed views: by their extents
 
 
 def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = None) -> Any:
