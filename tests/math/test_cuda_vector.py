@@ -167,41 +167,6 @@ def test_cuda_kernel_and_write_into_take_it_only_where_it_applies(monkeypatch: p
     np.testing.assert_array_equal(cupy.asnumpy(in_place), x + y)
 
 
-class _Array:
-    """What ``overlaps_in_part`` reads of a CuPy array, for a test without a GPU."""
-
-    def __init__(self, ptr: int, shape: tuple[int, ...], itemsize: int = 4) -> None:
-        class _Data:
-            pass
-
-        class _Flags:
-            c_contiguous = True
-
-        self.data, self.flags = _Data(), _Flags()
-        self.data.ptr = ptr  # type: ignore[attr-defined]
-        self.shape = shape
-        self.nbytes = itemsize * int(np.prod(shape))
-        strides, step = [], itemsize
-        for n in reversed(shape):
-            strides.insert(0, step)
-            step *= n
-        self.strides = tuple(strides)
-
-
-def test_an_input_overlapping_a_target_in_part_is_told_from_an_update_in_place() -> None:
-    """The same elements (an update in place, through a reshape too) are no overlap; memory
-    apart is none; a shifted run, or the target's first row read as an input, overlaps in part
-    (and is copied)."""
-    target = _Array(1024, (8, 4))
-    assert not cuda_vector.overlaps_in_part(_Array(1024, (8, 4)), target)
-    assert not cuda_vector.overlaps_in_part(_Array(1024, (32,)), target)  # a reshape of it
-    assert not cuda_vector.overlaps_in_part(_Array(1024 + 128, (8, 4)), target)
-    assert not cuda_vector.overlaps_in_part(_Array(0, (256,)), target)
-    assert cuda_vector.overlaps_in_part(_Array(1024 + 16, (8, 4)), target)
-    assert cuda_vector.overlaps_in_part(_Array(1024, (4,)), target)  # same address, one row
-    assert cuda_vector.overlaps_in_part(_Array(1024 - 16, (8,)), target)
-
-
 @needs_gpu
 def test_a_scaled_add_into_a_target_that_overlaps_an_input_reads_the_input_first() -> None:
     """An optimizer's update ``c1·a + c2·b`` whose target overlaps ``a`` in part: ``a`` is

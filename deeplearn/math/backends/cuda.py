@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -215,33 +214,27 @@ def write_into(op: Op, targets: list[Any], *arrays: Any) -> tuple[Any, ...] | No
     ``cuda_kernel``'s, so the same bits: what a captured training step uses to write an update
     straight into the variable's buffer. An input whose memory overlaps a target only in part
     is copied first, as NumPy does: no kernel reads a value another thread already wrote."""
+    arrays = tuple(
+        x.copy() if any(t is not None and cuda_vector.overlaps_in_part(x, t) for t in targets) else x
+        for x in arrays
+    )
     if isinstance(op, Fused):
-        return cuda_fusion.run(op, _apart(arrays, targets), targets)
+        return cuda_fusion.run(op, arrays, targets)
     (out,) = targets
     if not arrays or not all(x.dtype == out.dtype for x in arrays) or out.dtype != np.float32:
         return None
     if np.broadcast_shapes(*(x.shape for x in arrays)) != out.shape:
         return None
     if isinstance(op, ScaledArrayAdd):
-        c1, a, c2, b = _apart(arrays, targets)
+        c1, a, c2, b = arrays
         _scaled_add_kernel()(c1.reshape(()), a, c2.reshape(()), b, out)
         return (out,)
     c_expr = op.c_expr
     if c_expr is None or cuda_kernel.dispatch(type(op)) is not cuda_kernel.dispatch(Op):
         return None  # no generated kernel, or a kernel of its own
-    arrays = _apart(arrays, targets)
     if _vectorized(op, c_expr, arrays, out) is None:
         _elementwise_kernel(op, c_expr)(*arrays, out)
     return (out,)
-
-
-def _apart(arrays: tuple[Any, ...], targets: Sequence[Any]) -> tuple[Any, ...]:
-    """``arrays``, each that overlaps one of ``targets`` only in part replaced by a copy (a
-    target itself, an update in place, stays)."""
-    return tuple(
-        x.copy() if any(t is not None and cuda_vector.overlaps_in_part(x, t) for t in targets) else x
-        for x in arrays
-    )
 
 
 @cuda_kernel.register
