@@ -152,7 +152,7 @@ def test_captured_steps_keep_arrays_and_the_pool_flat() -> None:
     (tape,) = _tapes(session)
     assert isinstance(tape.capture, CapturedProgram)
     arrays, used, graph_pool = math.get_num_arrays(), pool.used_bytes(), tape.capture.pool.total_bytes()
-    for _ in range(10_000):  # (the count issue 10 names)
+    for _ in range(10_000):  # (a long run: a leak of one array per step would show)
         with math.scope():
             session.train(cost, feeds, 8, optimizer, CostReduction.MEAN)
     assert math.get_num_arrays() == arrays and pool.used_bytes() == used
