@@ -49,7 +49,7 @@ _LOG = logging.getLogger("deeplearn")
 SCALED_ADD_EXPR = "y = __fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))"
 """c1·a + c2·b with each product rounded as on the CPU (no fused multiply-add)."""
 
-_THREADS = 256  # per block of the grid-stride kernel
+_THREADS = 256  # per block of the grid-stride kernel, and at most of a column kernel (cols > 1)
 _SHARED_BYTES = 48 << 10  # the static shared memory of a block
 _MAX_BLOCKS = 4096
 _COLUMN_BLOCKS = 128  # blocks a column kernel aims for: about one per multiprocessor (132 on an H100)
@@ -275,7 +275,7 @@ def _plan(op: Fused) -> Plan:
         return Plan(_kernel_text(w.params(), body, block), n, cols, grid, block)
     # Blocks of columns: each block sums its columns over every row, in a fixed order.
     per = 1 if cols == 1 else _columns_per_block(cols, rows)
-    groups = min(1024, max(32, -(-rows // 32) * 32)) if cols == 1 else min(rows, max(1, 256 // per))
+    groups = min(1024, max(32, -(-rows // 32) * 32)) if cols == 1 else min(rows, max(1, _THREADS // per))
     grid, block = -(-cols // per), per * groups
     body.append(f"const int c_ = threadIdx.x % {per}, g_ = threadIdx.x / {per};")
     body.append(f"const long long j = (long long)blockIdx.x * {per} + c_;")
@@ -328,7 +328,7 @@ def _columns_per_block(cols: int, rows: int) -> int:
         [8, 32, 10, 32]
     """
     per = min(cols, 32)
-    while per // 2 >= _MIN_COLUMNS and -(-cols // per) < _COLUMN_BLOCKS and rows > 256 // per:
+    while per // 2 >= _MIN_COLUMNS and -(-cols // per) < _COLUMN_BLOCKS and rows > _THREADS // per:
         per //= 2
     return per
 
