@@ -5,6 +5,8 @@ training step with a matrix product could not run as one graph. cuBLAS itself re
 graph when the handle has a workspace of its own (``cublasSetWorkspace``): calling ``sgemm``
 through nvmath-python's thin bindings, on a handle we own, does. It is also a shorter path than
 ``cupy.matmul`` for the small products a step is made of (one call, no dispatch on layouts).
+Each small geometry's first product chooses, by timing, between ``sgemm`` and tiled kernels of
+our own (``cuda_sgemm``), which fill more of the GPU at a training step's 128-row shapes.
 
 A ``GemmContext`` is a cuBLAS handle and its workspace. Each thread has one for eager products;
 a captured Program (``deeplearn/compile/cuda_graph.py``) gets its own (``use_context``), so a
@@ -23,6 +25,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from deeplearn.math.backends import cuda_sgemm
 
 __all__ = ["GemmContext", "available", "gemm", "swap_context", "use_context"]
 
@@ -54,6 +58,8 @@ class GemmContext:
         self.handle: Any = None
         self.workspace: Any = None
         self.stream = -1
+        self.arrived: Any = None
+        self._arrived_on: dict[int, Any] = {}
 
     def open(self) -> None:
         import cupy
@@ -61,6 +67,25 @@ class GemmContext:
         self.handle = self._cublas.create()
         self.workspace = cupy.cuda.Memory(_WORKSPACE_BYTES)  # not from a pool: it lives as long as the handle
         self._cublas.set_workspace(self.handle, self.workspace.ptr, _WORKSPACE_BYTES)
+
+    def use_stream(self, stream: int) -> None:
+        """Runs this context's products on ``stream`` from now on."""
+        import cupy
+
+        if self.handle is None:
+            self.open()
+        self._cublas.set_stream(self.handle, stream)
+        # cublasSetStream resets the handle to cuBLAS's own workspace pool, from which a product
+        # captured in a CUDA graph allocates (MemAlloc and MemFree nodes): ours again.
+        self._cublas.set_workspace(self.handle, self.workspace.ptr, _WORKSPACE_BYTES)
+        # Our split products' tile counters (``cuda_sgemm.run``): one set per stream, so that
+        # products running at once on two streams never count in the same cells.
+        arrived = self._arrived_on.get(stream)
+        if arrived is None:
+            with cupy.cuda.using_allocator(None):  # not from a pool: a graph may hold them
+                arrived = self._arrived_on[stream] = cupy.zeros(cuda_sgemm.TILE_COUNTERS, np.int32)
+        self.arrived = arrived
+        self.stream = stream
 
     def __del__(self) -> None:
         if self.handle is not None:
@@ -97,7 +122,8 @@ def use_context(context: GemmContext) -> Iterator[None]:
 
 
 def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
-    """op(a)·op(b) for C-ordered float32 CuPy matrices, on the current stream.
+    """op(a)·op(b) for C-ordered float32 CuPy matrices, on the current stream: by the plan of
+    ours ``cuda_sgemm`` kept for this geometry, else by cuBLAS's ``sgemm``.
 
     cuBLAS is column-major: a C-ordered (r, c) matrix is, to it, the (c, r) matrix with leading
     dimension c. So the C-ordered product C = op(A)·op(B) is computed as the column-major
@@ -111,23 +137,29 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
     n = b.shape[0] if b_transposed else b.shape[1]
     c = cupy.empty((m, n), dtype=np.float32)
     context = _context()
-    cublas = context._cublas
     stream = cupy.cuda.get_current_stream().ptr
     if stream != context.stream:
-        if context.handle is None:
-            context.open()
-        cublas.set_stream(context.handle, stream)
-        # cublasSetStream resets the handle to cuBLAS's own workspace pool, from which a product
-        # captured in a CUDA graph allocates (MemAlloc and MemFree nodes): ours again.
-        cublas.set_workspace(context.handle, context.workspace.ptr, _WORKSPACE_BYTES)
-        context.stream = stream
-    cublas.sgemm(
+        context.use_stream(stream)
+    geometry = cuda_sgemm.Geometry(m, n, k, a_transposed, b_transposed)
+    sgemm = functools.partial(_sgemm, context, a, b, a_transposed, b_transposed)
+    plan = cuda_sgemm.plan_for(geometry, a, b, sgemm, context.arrived)
+    if plan is not None:
+        cuda_sgemm.run(plan, geometry, a, b, c, context.arrived)
+    else:
+        _sgemm(context, a, b, a_transposed, b_transposed, c)
+    return c
+
+
+def _sgemm(context: GemmContext, a: Any, b: Any, a_transposed: bool, b_transposed: bool, c: Any) -> None:
+    """c = op(a)·op(b) by cuBLAS's ``sgemm`` on ``context`` (its stream set by ``gemm``)."""
+    m, n = c.shape
+    context._cublas.sgemm(
         context.handle,
         int(b_transposed),
         int(a_transposed),
         n,
         m,
-        k,
+        a.shape[0] if a_transposed else a.shape[1],
         _ONE.ctypes.data,
         b.data.ptr,
         b.shape[1],
@@ -137,4 +169,3 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
         c.data.ptr,
         n,
     )
-    return c

@@ -1,0 +1,259 @@
+"""Matrix products by kernels of our own (``deeplearn/math/backends/cuda_sgemm.py``).
+
+On any machine: the candidate plans cover the inner dimension exactly, with grids in range;
+every tiling divides its loads evenly among its threads; the kernels compile with nvcc where it
+is installed. On a GPU: every candidate plan, for every transposition and ragged shapes, against
+a float64 NumPy oracle; the plan kept for a geometry gives the same bits on every call; a kept
+plan of ours runs inside a captured CUDA graph; sgemm where timing is off, for geometries outside
+the range, and for a geometry first seen while a stream is captured."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deeplearn.math.backends import cuda, cuda_gemm, cuda_sgemm, cuda_timing
+from deeplearn.math.backends.cuda_sgemm import Geometry, Plan, candidates
+
+gpu = pytest.mark.skipif(
+    not (cuda.is_available() and cuda_gemm.available()), reason="needs a GPU and nvmath-python"
+)
+
+# (m, k, n): mlp's products (128 rows, k of 784, 512 and 10), a tall one, ragged odd sizes, one row.
+SHAPES = [(128, 784, 512), (128, 512, 10), (128, 10, 512), (784, 128, 512), (77, 300, 45), (1, 1000, 300)]
+TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
+
+
+def _geometry(m: int, k: int, n: int, at: bool = False, bt: bool = False) -> Geometry:
+    return Geometry(m, n, k, at, bt)
+
+
+@pytest.mark.parametrize(("m", "k", "n"), SHAPES)
+def test_every_candidate_covers_the_inner_dimension_once_in_a_grid_of_sensible_size(
+    m: int, k: int, n: int
+) -> None:
+    plans = candidates(_geometry(m, k, n))
+    for plan in plans:
+        assert plan.chunk % plan.tiling.bk == 0, plan
+        # splits chunks reach k, and the last one is not empty
+        assert (plan.splits - 1) * plan.chunk < k <= plan.splits * plan.chunk, plan
+        gx, gy, gz = plan.grid(_geometry(m, k, n))
+        assert gx * plan.tiling.bn >= n and gy * plan.tiling.bm >= m and gz == plan.splits
+        assert cuda_sgemm._MIN_BLOCKS <= gx * gy * gz <= cuda_sgemm._MAX_BLOCKS
+    assert len(set(plans)) == len(plans)
+    # a split product's parts are added by a second kernel or by the tile's last block: both tried
+    assert {p._replace(serial=True) for p in plans if p.splits > 1} == {p for p in plans if p.serial}
+
+
+def test_mlp_s_largest_product_has_candidates_of_every_tiling_and_split_only_where_k_allows() -> None:
+    plans = candidates(_geometry(128, 784, 512))
+    assert {p.tiling for p in plans} == set(cuda_sgemm.TILINGS)
+    # a chunk is at least one bk-deep slice: k = 10 splits in two only where bk is 8
+    shallow = {(p.tiling.bk, p.splits) for p in candidates(_geometry(128, 10, 512))}
+    assert shallow == {(8, 1), (8, 2), (16, 1), (32, 1)}
+
+
+def test_every_tiling_shares_its_loads_evenly_among_its_threads() -> None:
+    for t in cuda_sgemm.TILINGS:
+        assert t.bm % t.tm == 0 and t.bn % t.tn == 0
+        assert t.threads <= 1024 and t.threads % 32 == 0, t
+        assert (t.bm * t.bk) % t.threads == 0 and (t.bn * t.bk) % t.threads == 0, t
+
+
+def test_only_products_in_the_range_are_timed() -> None:
+    assert cuda_sgemm.eligible(_geometry(128, 784, 512))
+    assert cuda_sgemm.eligible(_geometry(128, 10, 512))  # 655,360 multiply-adds
+    assert not cuda_sgemm.eligible(_geometry(3, 5, 7))
+    assert not cuda_sgemm.eligible(_geometry(4096, 4096, 4096))
+
+
+def test_a_plan_is_named_by_its_tiling_and_split() -> None:
+    plan = Plan(cuda_sgemm.TILINGS[0], 4, 208)
+    assert plan.name == "tiles 64x32x16/4x2, split 4"
+    assert plan._replace(serial=True).name == "tiles 64x32x16/4x2, split 4, serial"
+    assert cuda_sgemm.TILINGS[0].kernel(True, False) == "deeplearn_sgemm<64, 32, 16, 4, 2, true, true, false>"
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
+    signature = "(const float*, const float*, float*, float*, int*, int, int, int, int, int, int);"
+    instances = [
+        f"template __global__ void {t.kernel(at, bt, serial)}{signature}"
+        for t in cuda_sgemm.TILINGS
+        for at, bt in TRANSPOSES
+        for serial in (False, True)
+    ]
+    src = tmp_path / "sgemm.cu"
+    src.write_text(cuda_sgemm.source() + "\n" + "\n".join(instances) + "\n")
+    result = subprocess.run(
+        ["nvcc", "--ptx", "-std=c++17", "-arch=sm_90", "-o", str(tmp_path / "sgemm.ptx"), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"nvcc failed:\n{result.stderr}"
+    ptx = (tmp_path / "sgemm.ptx").read_text()
+    assert ptx.count(".entry") == len(instances) + 1
+    assert "ld.shared.v4.f32" in ptx, "a thread's patch of a shared slice is read 16 bytes at a time"
+
+
+# On a GPU.
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test plans its geometries afresh (the choices are process-wide)."""
+    monkeypatch.setattr(cuda_sgemm, "_PLANS", {})
+    monkeypatch.setattr(cuda_sgemm, "plan_log", {})
+
+
+def _operands(m: int, k: int, n: int, at: bool, bt: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if at else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if bt else (k, n)).astype(np.float32)
+    return a, b
+
+
+def _oracle(a: np.ndarray, b: np.ndarray, at: bool, bt: bool) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (a64.T if at else a64) @ (b64.T if bt else b64)
+
+
+def _check(got: np.ndarray, want: np.ndarray, k: int) -> None:
+    # float32 sums of k products, in any order: each within k ulps of the largest |a|·|b| sum.
+    scale = float(np.abs(want).max()) + 1.0
+    np.testing.assert_allclose(got, want, rtol=0, atol=4 * k * np.finfo(np.float32).eps * scale)
+
+
+@gpu
+@pytest.mark.parametrize(("m", "k", "n"), SHAPES)
+@pytest.mark.parametrize(("at", "bt"), TRANSPOSES)
+def test_every_candidate_plan_computes_the_product(m: int, k: int, n: int, at: bool, bt: bool) -> None:
+    import cupy
+
+    a, b = _operands(m, k, n, at, bt)
+    want = _oracle(a, b, at, bt)
+    da, db = cupy.asarray(a), cupy.asarray(b)
+    g = _geometry(m, k, n, at, bt)
+    plans = candidates(g) or [Plan(cuda_sgemm.TILINGS[0], 1, -(-k // 16) * 16)]
+    arrived = cupy.zeros(cuda_sgemm.TILE_COUNTERS, np.int32)
+    for plan in plans:
+        out = cupy.full((m, n), np.nan, np.float32)  # a cell the plan misses stays NaN
+        cuda_sgemm.run(plan, g, da, db, out, arrived)
+        _check(out.get(), want, k)
+        assert not arrived.any(), f"{plan.name} left its tile counters raised"
+
+
+def _keep_our_fastest(timed: list[tuple[int, float]], near: float = cuda_sgemm.NEAR) -> int:
+    """``cuda_timing.pick`` that keeps our fastest plan, whatever sgemm's time."""
+    ours = [(i, t) for i, t in timed if i >= 0]
+    return min(ours, key=lambda it: it[1])[0] if ours else -1
+
+
+@gpu
+@pytest.mark.parametrize(("m", "k", "n"), SHAPES[:4])
+@pytest.mark.parametrize(("at", "bt"), TRANSPOSES)
+def test_the_kept_product_is_right_and_keeps_its_bits(m: int, k: int, n: int, at: bool, bt: bool) -> None:
+    import cupy
+
+    a, b = _operands(m, k, n, at, bt, seed=1)
+    da, db = cupy.asarray(a), cupy.asarray(b)
+    first = cuda_gemm.gemm(da, db, at, bt).get()
+    _check(first, _oracle(a, b, at, bt), k)
+    assert _geometry(m, k, n, at, bt) in cuda_sgemm.plan_log, "the first product plans its geometry"
+    for _ in range(3):
+        np.testing.assert_array_equal(cuda_gemm.gemm(da, db, at, bt).get(), first)
+
+
+@gpu
+@pytest.mark.parametrize(("at", "bt"), TRANSPOSES)
+def test_a_kept_plan_of_ours_runs_in_place_of_sgemm(
+    monkeypatch: pytest.MonkeyPatch, at: bool, bt: bool
+) -> None:
+    import cupy
+
+    monkeypatch.setattr(cuda_timing, "pick", _keep_our_fastest)
+    a, b = _operands(128, 784, 512, at, bt, seed=2)
+    da, db = cupy.asarray(a), cupy.asarray(b)
+    ran: list[Plan] = []
+    ours = cuda_sgemm.run
+    monkeypatch.setattr(cuda_sgemm, "run", lambda plan, *args: ran.append(plan) or ours(plan, *args))
+    got = cuda_gemm.gemm(da, db, at, bt).get()
+    name = cuda_sgemm.plan_log[_geometry(128, 784, 512, at, bt)]
+    assert name.startswith("tiles"), name
+    ran.clear()
+    again = cuda_gemm.gemm(da, db, at, bt).get()
+    assert [p.name for p in ran] == [name]
+    _check(got, _oracle(a, b, at, bt), 784)
+    np.testing.assert_array_equal(again, got)
+
+
+@gpu
+@pytest.mark.parametrize("serial", [False, True])
+def test_a_split_plan_of_ours_replays_in_a_captured_graph(
+    monkeypatch: pytest.MonkeyPatch, serial: bool
+) -> None:
+    """The partial products' buffer comes from the graph's pool; each replay reads the operands
+    anew (new values copied into them) and adds the parts again (a serial plan's tile counters
+    are back to zero after each replay, or the next would add too early)."""
+    import cupy
+
+    g = _geometry(128, 784, 512)
+    split = next(p for p in candidates(g) if p.splits > 1 and p.serial == serial)
+    monkeypatch.setattr(cuda_sgemm, "_choose", lambda *args: split)
+    a, b = _operands(128, 784, 512, False, False, seed=3)
+    da, db = cupy.asarray(a), cupy.asarray(b)
+    pool = cupy.cuda.MemoryPool()
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with cupy.cuda.using_allocator(pool.malloc), stream:
+        cuda_gemm.gemm(da, db, False, False)  # plans (uncaptured), as a Program's first run does
+        stream.begin_capture()
+        out = cuda_gemm.gemm(da, db, False, False)
+        graph = stream.end_capture()
+        for seed in (4, 5, 6):
+            a, b = _operands(128, 784, 512, False, False, seed=seed)
+            da.set(a)
+            db.set(b)
+            out.fill(np.nan)
+            graph.launch(stream)
+            stream.synchronize()
+            _check(out.get(), _oracle(a, b, False, False), 784)
+    assert cuda_sgemm.plan_log[g] == split.name
+
+
+@gpu
+def test_without_timing_and_outside_the_range_products_run_sgemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cupy
+
+    for m, k, n in [(3, 5, 7), (128, 784, 512)]:
+        if (m, k, n) == (128, 784, 512):
+            monkeypatch.setattr(cuda_sgemm, "benchmark", False)
+        a, b = _operands(m, k, n, False, False)
+        _check(
+            cuda_gemm.gemm(cupy.asarray(a), cupy.asarray(b), False, False).get(),
+            _oracle(a, b, False, False),
+            k,
+        )
+    assert cuda_sgemm.plan_log == {}
+
+
+@gpu
+def test_a_geometry_first_seen_in_a_capture_keeps_sgemm() -> None:
+    import cupy
+
+    a, b = _operands(128, 784, 512, False, True)
+    da, db = cupy.asarray(a), cupy.asarray(b)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        cuda_gemm.gemm(da[:1, :1].copy(), db[:1, :1].copy(), False, True)  # the context's own first call
+        stream.begin_capture()
+        out = cuda_gemm.gemm(da, db, False, True)
+        graph = stream.end_capture()
+        graph.launch(stream)
+        stream.synchronize()
+    assert cuda_sgemm.plan_log[_geometry(128, 784, 512, False, True)] == "sgemm"
+    _check(out.get(), _oracle(a, b, False, True), 784)
