@@ -24,7 +24,16 @@ gpu = pytest.mark.skipif(
 )
 
 # (m, k, n): mlp's products (128 rows, k of 784, 512 and 10), a tall one, ragged odd sizes, one row.
-SHAPES = [(128, 784, 512), (128, 512, 10), (128, 10, 512), (784, 128, 512), (77, 300, 45), (1, 1000, 300)]
+SHAPES = [
+    (128, 784, 512),
+    (128, 512, 10),
+    (128, 10, 512),
+    (784, 128, 512),
+    (77, 300, 45),
+    (1, 1000, 300),
+    (100, 300, 44),  # ragged edges, rows of whole 16-byte pieces: the pipelined kernels too
+    (132, 1000, 8),
+]
 TRANSPOSES = [(False, False), (True, False), (False, True), (True, True)]
 
 
@@ -36,7 +45,7 @@ def _geometry(m: int, k: int, n: int, at: bool = False, bt: bool = False) -> Geo
 def test_every_candidate_covers_the_inner_dimension_once_in_a_grid_of_sensible_size(
     m: int, k: int, n: int
 ) -> None:
-    plans = candidates(_geometry(m, k, n))
+    plans = candidates(_geometry(m, k, n), pipelined=True)
     for plan in plans:
         assert plan.chunk % plan.tiling.bk == 0, plan
         # splits chunks reach k, and the last one is not empty
@@ -46,12 +55,12 @@ def test_every_candidate_covers_the_inner_dimension_once_in_a_grid_of_sensible_s
         assert cuda_sgemm._MIN_BLOCKS <= gx * gy * gz <= cuda_sgemm._MAX_BLOCKS
     assert len(set(plans)) == len(plans)
     # a split product's parts are added by a second kernel or by the tile's last block: both tried
-    assert {p._replace(serial=True) for p in plans if p.splits > 1} == {p for p in plans if p.serial}
 
 
 def test_mlp_s_largest_product_has_candidates_of_every_tiling_and_split_only_where_k_allows() -> None:
-    plans = candidates(_geometry(128, 784, 512))
-    assert {p.tiling for p in plans} == set(cuda_sgemm.TILINGS)
+    assert {p.tiling for p in candidates(_geometry(128, 784, 512))} == set(cuda_sgemm.TILINGS)
+    plans = candidates(_geometry(128, 784, 512), pipelined=True)
+    assert {p.tiling for p in plans} == set(cuda_sgemm.TILINGS + cuda_sgemm.PIPELINED)
     # a chunk is at least one bk-deep slice: k = 10 splits in two only where bk is 8
     shallow = {(p.tiling.bk, p.splits) for p in candidates(_geometry(128, 10, 512))}
     assert shallow == {(8, 1), (8, 2), (16, 1), (32, 1)}
@@ -62,6 +71,12 @@ def test_every_tiling_shares_its_loads_evenly_among_its_threads() -> None:
         assert t.bm % t.tm == 0 and t.bn % t.tn == 0
         assert t.threads <= 1024 and t.threads % 32 == 0, t
         assert (t.bm * t.bk) % t.threads == 0 and (t.bn * t.bk) % t.threads == 0, t
+    for t in cuda_sgemm.PIPELINED:  # 16-byte copies and reads: 4 floats at a time
+        assert t.stages >= 2 and t.bk % 4 == 0 and t.tm % 4 == 0 and t.tn % 4 == 0, t
+        assert t.threads <= 1024 and t.threads % 32 == 0, t
+        # each operand's slice is [rows][bk + 4] or [bk][rows + 4], as it is stored
+        floats = t.stages * sum(max(r * (t.bk + 4), t.bk * (r + 4)) for r in (t.bm, t.bn))
+        assert floats * 4 <= 48 * 1024, f"{t}: more static shared memory than a block may have"
 
 
 def test_only_products_in_the_range_are_timed() -> None:
@@ -74,18 +89,20 @@ def test_only_products_in_the_range_are_timed() -> None:
 def test_a_plan_is_named_by_its_tiling_and_split() -> None:
     plan = Plan(cuda_sgemm.TILINGS[0], 4, 208)
     assert plan.name == "tiles 64x32x16/4x2, split 4"
-    assert plan._replace(serial=True).name == "tiles 64x32x16/4x2, split 4, serial"
-    assert cuda_sgemm.TILINGS[0].kernel(True, False) == "deeplearn_sgemm<64, 32, 16, 4, 2, true, true, false>"
+    assert cuda_sgemm.TILINGS[0].kernel(True, False) == "deeplearn_sgemm<64, 32, 16, 4, 2, true, true>"
+    staged = Plan(cuda_sgemm.PIPELINED[0], 1, 784)
+    assert staged.name == "tiles 64x64x16/4x4, 3 stages, split 1"
+    # the flags: which operands run along k (A not transposed, B transposed)
+    assert staged.tiling.kernel(False, True) == "deeplearn_sgemm_async<64, 64, 16, 4, 4, 3, true, true>"
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
 def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
-    signature = "(const float*, const float*, float*, float*, int*, int, int, int, int, int, int);"
+    signature = "(const float*, const float*, float*, float*, int, int, int, int, int, int);"
     instances = [
-        f"template __global__ void {t.kernel(at, bt, serial)}{signature}"
-        for t in cuda_sgemm.TILINGS
+        f"template __global__ void {t.kernel(at, bt)}{signature}"
+        for t in cuda_sgemm.TILINGS + cuda_sgemm.PIPELINED
         for at, bt in TRANSPOSES
-        for serial in (False, True)
     ]
     src = tmp_path / "sgemm.cu"
     src.write_text(cuda_sgemm.source() + "\n" + "\n".join(instances) + "\n")
@@ -99,6 +116,7 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
     ptx = (tmp_path / "sgemm.ptx").read_text()
     assert ptx.count(".entry") == len(instances) + 1
     assert "ld.shared.v4.f32" in ptx, "a thread's patch of a shared slice is read 16 bytes at a time"
+    assert "cp.async.cg.shared.global" in ptx, "the pipelined kernels copy slices without registers"
 
 
 # On a GPU.
@@ -139,13 +157,12 @@ def test_every_candidate_plan_computes_the_product(m: int, k: int, n: int, at: b
     want = _oracle(a, b, at, bt)
     da, db = cupy.asarray(a), cupy.asarray(b)
     g = _geometry(m, k, n, at, bt)
-    plans = candidates(g) or [Plan(cuda_sgemm.TILINGS[0], 1, -(-k // 16) * 16)]
-    arrived = cupy.zeros(cuda_sgemm.TILE_COUNTERS, np.int32)
+    plans = candidates(g, cuda_sgemm.vectorizable(g, da, db))
+    assert plans, g
     for plan in plans:
         out = cupy.full((m, n), np.nan, np.float32)  # a cell the plan misses stays NaN
-        cuda_sgemm.run(plan, g, da, db, out, arrived)
+        cuda_sgemm.run(plan, g, da, db, out)
         _check(out.get(), want, k)
-        assert not arrived.any(), f"{plan.name} left its tile counters raised"
 
 
 def _keep_our_fastest(timed: list[tuple[int, float]], near: float = cuda_sgemm.NEAR) -> int:
@@ -193,17 +210,16 @@ def test_a_kept_plan_of_ours_runs_in_place_of_sgemm(
 
 
 @gpu
-@pytest.mark.parametrize("serial", [False, True])
+@pytest.mark.parametrize("stages", [0, 3])
 def test_a_split_plan_of_ours_replays_in_a_captured_graph(
-    monkeypatch: pytest.MonkeyPatch, serial: bool
+    monkeypatch: pytest.MonkeyPatch, stages: int
 ) -> None:
     """The partial products' buffer comes from the graph's pool; each replay reads the operands
-    anew (new values copied into them) and adds the parts again (a serial plan's tile counters
-    are back to zero after each replay, or the next would add too early)."""
+    anew (new values copied into them) and adds the parts again."""
     import cupy
 
     g = _geometry(128, 784, 512)
-    split = next(p for p in candidates(g) if p.splits > 1 and p.serial == serial)
+    split = next(p for p in candidates(g, True) if p.splits > 1 and p.tiling.stages == stages)
     monkeypatch.setattr(cuda_sgemm, "_choose", lambda *args: split)
     a, b = _operands(128, 784, 512, False, False, seed=3)
     da, db = cupy.asarray(a), cupy.asarray(b)
@@ -257,3 +273,29 @@ def test_a_geometry_first_seen_in_a_capture_keeps_sgemm() -> None:
         stream.synchronize()
     assert cuda_sgemm.plan_log[_geometry(128, 784, 512, False, True)] == "sgemm"
     _check(out.get(), _oracle(a, b, False, True), 784)
+
+
+@gpu
+def test_a_kept_pipelined_plan_gives_way_to_sgemm_on_a_misaligned_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A later product of the same geometry on an operand 4 bytes off 16-byte alignment runs
+    sgemm (the pipelined kernel's 16-byte copies would fault), and is right."""
+    import cupy
+
+    g = _geometry(128, 512, 512)
+    staged = next(p for p in candidates(g, True) if p.tiling.stages)
+    monkeypatch.setattr(cuda_sgemm, "_choose", lambda *args: staged)
+    ran: list[Plan] = []
+    ours = cuda_sgemm.run
+    monkeypatch.setattr(cuda_sgemm, "run", lambda plan, *args: ran.append(plan) or ours(plan, *args))
+    a, b = _operands(128, 512, 512, False, False, seed=7)
+    db = cupy.asarray(b)
+    _check(cuda_gemm.gemm(cupy.asarray(a), db, False, False).get(), _oracle(a, b, False, False), 512)
+    assert ran == [staged]
+    flat = cupy.zeros(a.size + 1, np.float32)
+    flat[1:] = cupy.asarray(a).ravel()
+    off = flat[1:].reshape(a.shape)
+    assert off.flags.c_contiguous and off.data.ptr % 16
+    _check(cuda_gemm.gemm(off, db, False, False).get(), _oracle(a, b, False, False), 512)
+    assert ran == [staged], "the misaligned product ran sgemm"

@@ -58,8 +58,6 @@ class GemmContext:
         self.handle: Any = None
         self.workspace: Any = None
         self.stream = -1
-        self.arrived: Any = None
-        self._arrived_on: dict[int, Any] = {}
 
     def open(self) -> None:
         import cupy
@@ -70,21 +68,12 @@ class GemmContext:
 
     def use_stream(self, stream: int) -> None:
         """Runs this context's products on ``stream`` from now on."""
-        import cupy
-
         if self.handle is None:
             self.open()
         self._cublas.set_stream(self.handle, stream)
         # cublasSetStream resets the handle to cuBLAS's own workspace pool, from which a product
         # captured in a CUDA graph allocates (MemAlloc and MemFree nodes): ours again.
         self._cublas.set_workspace(self.handle, self.workspace.ptr, _WORKSPACE_BYTES)
-        # Our split products' tile counters (``cuda_sgemm.run``): one set per stream, so that
-        # products running at once on two streams never count in the same cells.
-        arrived = self._arrived_on.get(stream)
-        if arrived is None:
-            with cupy.cuda.using_allocator(None):  # not from a pool: a graph may hold them
-                arrived = self._arrived_on[stream] = cupy.zeros(cuda_sgemm.TILE_COUNTERS, np.int32)
-        self.arrived = arrived
         self.stream = stream
 
     def __del__(self) -> None:
@@ -142,9 +131,9 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
         context.use_stream(stream)
     geometry = cuda_sgemm.Geometry(m, n, k, a_transposed, b_transposed)
     sgemm = functools.partial(_sgemm, context, a, b, a_transposed, b_transposed)
-    plan = cuda_sgemm.plan_for(geometry, a, b, sgemm, context.arrived)
-    if plan is not None:
-        cuda_sgemm.run(plan, geometry, a, b, c, context.arrived)
+    plan = cuda_sgemm.plan_for(geometry, a, b, sgemm)
+    if plan is not None and cuda_sgemm.runs(plan, geometry, a, b):
+        cuda_sgemm.run(plan, geometry, a, b, c)
     else:
         _sgemm(context, a, b, a_transposed, b_transposed, c)
     return c

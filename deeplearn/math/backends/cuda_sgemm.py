@@ -60,7 +60,6 @@ NEAR = 1.03
 _MIN_WORK = 1 << 18  # multiply-adds: below this a product is all launch, and sgemm is as good
 _MAX_WORK = 1 << 28  # above, cuBLAS's own tiles fill the chip (mlpbig's 4096³ is 2³⁶)
 _MAX_BLOCKS = 1024  # a grid larger than ~8 waves of 132 multiprocessors gains nothing more
-TILE_COUNTERS = _MAX_BLOCKS  # int32 counters a serial plan needs at most (one per tile)
 _MIN_BLOCKS = 8
 _AGREEMENT = 1e-5  # of the largest |value|: another order of the additions, not another product
 _WORK_PER_TIMING = 1 << 27  # multiply-adds per timed batch of launches, at least
@@ -78,24 +77,34 @@ class Geometry(NamedTuple):
 
 
 class Tiling(NamedTuple):
-    """A block's ``bm × bn`` tile of C, ``bk`` deep per slice; each thread's ``tm × tn`` patch."""
+    """A block's ``bm × bn`` tile of C, ``bk`` deep per slice; each thread's ``tm × tn`` patch;
+    with ``stages`` (≥ 2) the pipelined kernel, that many slices in shared memory at once."""
 
     bm: int
     bn: int
     bk: int
     tm: int
     tn: int
+    stages: int = 0
 
     @property
     def threads(self) -> int:
         return (self.bm // self.tm) * (self.bn // self.tn)
 
-    def kernel(self, a_transposed: bool, b_transposed: bool, serial: bool = False) -> str:
-        """The name of this tiling's kernel instance for operands stored so (``serial``: its
-        last block of a tile adds the parts of a split product)."""
+    @property
+    def name(self) -> str:
+        staged = f", {self.stages} stages" if self.stages else ""
+        return f"tiles {self.bm}x{self.bn}x{self.bk}/{self.tm}x{self.tn}{staged}"
+
+    def kernel(self, a_transposed: bool, b_transposed: bool) -> str:
+        """The name of this tiling's kernel instance for operands stored so."""
+        sizes = f"{self.bm}, {self.bn}, {self.bk}, {self.tm}, {self.tn}"
+        if self.stages:  # flags: which operands are stored with k running fastest
+            flags = ", ".join(str(f).lower() for f in (not a_transposed, b_transposed))
+            return f"deeplearn_sgemm_async<{sizes}, {self.stages}, {flags}>"
         # A transposed is stored (k, m): m runs fastest. B not transposed is stored (k, n).
-        flags = ", ".join(str(f).lower() for f in (a_transposed, not b_transposed, serial))
-        return f"deeplearn_sgemm<{self.bm}, {self.bn}, {self.bk}, {self.tm}, {self.tn}, {flags}>"
+        flags = ", ".join(str(f).lower() for f in (a_transposed, not b_transposed))
+        return f"deeplearn_sgemm<{sizes}, {flags}>"
 
 
 # The tilings the H100 probe of mlp's eight products found best, one shape or another (bench/NOTES.md).
@@ -107,39 +116,44 @@ TILINGS = (
     Tiling(16, 64, 16, 2, 4),
     Tiling(128, 32, 8, 4, 4),
 )
+PIPELINED = (  # for 16-byte aligned operands (``vectorizable``); tm and tn multiples of 4
+    Tiling(64, 64, 16, 4, 4, 3),
+    Tiling(32, 64, 16, 4, 4, 4),
+    Tiling(64, 32, 16, 4, 4, 4),
+    Tiling(32, 32, 32, 4, 4, 3),
+    Tiling(128, 64, 16, 8, 4, 3),
+    Tiling(64, 64, 8, 4, 4, 4),
+)
 SPLITS = (1, 2, 4, 8, 16)
 
 
 class Plan(NamedTuple):
     """One geometry's product of ours: a tiling, and the inner dimension cut into ``splits``
-    chunks of ``chunk`` (a multiple of the tiling's ``bk``; the last chunk may be shorter),
-    whose parts the last block of each tile adds (``serial``) or a second kernel."""
+    chunks of ``chunk`` (a multiple of the tiling's ``bk``; the last chunk may be shorter)."""
 
     tiling: Tiling
     splits: int
     chunk: int
-    serial: bool = False
 
     @property
     def name(self) -> str:
-        t = self.tiling
-        how = ", serial" if self.serial else ""
-        return f"tiles {t.bm}x{t.bn}x{t.bk}/{t.tm}x{t.tn}, split {self.splits}{how}"
+        return f"{self.tiling.name}, split {self.splits}"
 
     def grid(self, g: Geometry) -> tuple[int, int, int]:
         return (-(-g.n // self.tiling.bn), -(-g.m // self.tiling.bm), self.splits)
 
 
-def candidates(g: Geometry) -> list[Plan]:
-    """The plans worth timing for ``g``: each tiling, split so that every chunk holds work (no
-    empty grid layer) and the grid has between ``_MIN_BLOCKS`` and ``_MAX_BLOCKS`` blocks.
+def candidates(g: Geometry, pipelined: bool = False) -> list[Plan]:
+    """The plans worth timing for ``g``: each tiling (the pipelined ones too where asked, for
+    operands that allow them), split so that every chunk holds work (no empty grid layer) and
+    the grid has between ``_MIN_BLOCKS`` and ``_MAX_BLOCKS`` blocks.
 
     Example:
         >>> [p.name for p in candidates(Geometry(128, 512, 784, False, False))][:2]
         ['tiles 64x32x16/4x2, split 1', 'tiles 64x32x16/4x2, split 2']
     """
     plans = []
-    for tiling in TILINGS:
+    for tiling in TILINGS + (PIPELINED if pipelined else ()):
         for splits in SPLITS:
             chunk = -(-(-(-g.k // splits)) // tiling.bk) * tiling.bk  # ⌈⌈k/splits⌉ / bk⌉·bk
             if -(-g.k // chunk) != splits:
@@ -148,9 +162,29 @@ def candidates(g: Geometry) -> list[Plan]:
             gx, gy, gz = plan.grid(g)
             if _MIN_BLOCKS <= gx * gy * gz <= _MAX_BLOCKS:
                 plans.append(plan)
-                if splits > 1:
-                    plans.append(plan._replace(serial=True))
     return plans
+
+
+def vectorizable(g: Geometry, a: Any, b: Any) -> bool:
+    """Whether the pipelined kernels can read ``a`` and ``b`` (C-ordered operands of ``g``): 16
+    bytes at a time, from 16-byte aligned addresses, every row starting on one.
+
+    Example:
+        >>> vectorizable(Geometry(128, 10, 512, False, False), a, b)  # rows of 10 floats  # doctest: +SKIP
+        False
+    """
+    return (
+        a.data.ptr % 16 == 0
+        and b.data.ptr % 16 == 0
+        and (g.m if g.a_transposed else g.k) % 4 == 0
+        and (g.k if g.b_transposed else g.n) % 4 == 0
+    )
+
+
+def runs(plan: Plan, g: Geometry, a: Any, b: Any) -> bool:
+    """Whether ``plan`` can run on these operands (a pipelined plan needs ``vectorizable`` ones:
+    a later product of the same geometry may come on a view that is not)."""
+    return not plan.tiling.stages or vectorizable(g, a, b)
 
 
 def eligible(g: Geometry) -> bool:
@@ -163,10 +197,10 @@ def eligible(g: Geometry) -> bool:
 # addresses; the shared tiles are k-major with 4 floats of padding, so a thread's tm (tn) values
 # of one slice are one or two 16-byte reads, and the transposing stores hit fewer banks at once.
 _SOURCE = r"""
-template <int BM, int BN, int BK, int TM, int TN, bool A_KMAJOR, bool B_NMAJOR, bool SERIAL>
+template <int BM, int BN, int BK, int TM, int TN, bool A_KMAJOR, bool B_NMAJOR>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float* C,
-                float* parts, int* __restrict__ arrived,
+                float* parts,
                 int M, int N, int K, int lda, int ldb, int chunk) {
     constexpr int NT = (BM / TM) * (BN / TN), LA = BM * BK / NT, LB = BN * BK / NT, PAD = 4;
     __shared__ __align__(16) float As[2][BK][BM + PAD];
@@ -252,33 +286,125 @@ deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float*
             if (n < N) out[(long long)m * N + n] = acc[i][j];
         }
     }
-    if (!SERIAL || gridDim.z == 1) return;
-    // The last block of this tile to arrive adds the layers' parts, in their order, into C:
-    // one kernel where the other split plans launch a second. Each block's parts are visible
-    // to the last one once it has seen the count they raised (fence, then count).
-    __shared__ bool last;
-    __threadfence();
-    __syncthreads();
-    const int tile = blockIdx.y * gridDim.x + blockIdx.x;
-    if (tid == 0) last = atomicAdd(&arrived[tile], 1) == (int)gridDim.z - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
+}
+
+// The pipelined kernel: the same tile, its slices copied global → shared by cp.async
+// (16 bytes a copy, no registers on the way) STAGES - 1 slices ahead of the one multiplied, so
+// the copies' latency hides behind several slices' arithmetic where the grid is one block per
+// multiprocessor. Operands must be 16-byte aligned with leading dimensions that are multiples of
+// 4 floats; a copy past an edge of the matrix (or of the block's chunk of k) reads only the bytes
+// inside it and fills the rest with zeros. A shared slice keeps the operand's own order: an
+// operand stored with k fastest (A not transposed, B transposed) is [rows][BK + 4], and a thread
+// takes rows ty, ty + BM/TM, ... (so a quarter-warp's 16-byte reads fall in different banks);
+// one stored with m (n) fastest is [BK][rows + 4], and a thread takes TM (TN) adjacent rows.
+__device__ __forceinline__ void deeplearn_copy16(float* smem, const float* gmem, int bytes) {
+    const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(gmem), "r"(bytes));
+}
+
+template <int BM, int BN, int BK, int TM, int TN, int STAGES, bool A_KCONTIG, bool B_KCONTIG>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
+                      int M, int N, int K, int lda, int ldb, int chunk) {
+    constexpr int NT = (BM / TM) * (BN / TN);
+    constexpr int A_ROWS = A_KCONTIG ? BM : BK, A_COLS = A_KCONTIG ? BK + 4 : BM + 4;
+    constexpr int B_ROWS = B_KCONTIG ? BN : BK, B_COLS = B_KCONTIG ? BK + 4 : BN + 4;
+    __shared__ __align__(16) float As[STAGES][A_ROWS][A_COLS];
+    __shared__ __align__(16) float Bs[STAGES][B_ROWS][B_COLS];
+    const int tid = threadIdx.x, tx = tid % (BN / TN), ty = tid / (BN / TN);
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
+    const int slices = (kend - kbeg + BK - 1) / BK;
+
+    auto copy_slice = [&](int s, int k0) {
+        // A: BM × BK floats as 16-byte pieces along its contiguous dimension.
+        for (int c = tid; c < BM * BK / 4; c += NT) {
+            int m, k, room;
+            if (A_KCONTIG) { m = c / (BK / 4); k = (c % (BK / 4)) * 4; room = m0 + m < M ? kend - (k0 + k) : 0; }
+            else { k = c / (BM / 4); m = (c % (BM / 4)) * 4; room = k0 + k < kend ? M - (m0 + m) : 0; }
+            const int bytes = max(0, min(4, room)) * 4;
+            const float* src = bytes ? A + (A_KCONTIG ? (long long)(m0 + m) * lda + k0 + k
+                                                      : (long long)(k0 + k) * lda + m0 + m) : A;
+            deeplearn_copy16(A_KCONTIG ? &As[s][m][k] : &As[s][k][m], src, bytes);
+        }
+        for (int c = tid; c < BN * BK / 4; c += NT) {
+            int n, k, room;
+            if (B_KCONTIG) { n = c / (BK / 4); k = (c % (BK / 4)) * 4; room = n0 + n < N ? kend - (k0 + k) : 0; }
+            else { k = c / (BN / 4); n = (c % (BN / 4)) * 4; room = k0 + k < kend ? N - (n0 + n) : 0; }
+            const int bytes = max(0, min(4, room)) * 4;
+            const float* src = bytes ? B + (B_KCONTIG ? (long long)(n0 + n) * ldb + k0 + k
+                                                      : (long long)(k0 + k) * ldb + n0 + n) : B;
+            deeplearn_copy16(B_KCONTIG ? &Bs[s][n][k] : &Bs[s][k][n], src, bytes);
+        }
+    };
+
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < slices) copy_slice(s, kbeg + s * BK);
+        asm volatile("cp.async.commit_group;\n" ::);
+    }
+    for (int t = 0; t < slices; ++t) {
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+        __syncthreads();  // slice t is in for every thread; all are done with slice t - 1
+        const int ahead = t + STAGES - 1;  // into slice t - 1's buffer
+        if (ahead < slices) copy_slice(ahead % STAGES, kbeg + ahead * BK);
+        asm volatile("cp.async.commit_group;\n" ::);
+        const int s = t % STAGES;
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 4) {
+            float a[TM][4], b[TN][4];
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+                if (A_KCONTIG) {
+                    const float4 v = *reinterpret_cast<const float4*>(&As[s][ty + i * (BM / TM)][kk]);
+                    a[i][0] = v.x; a[i][1] = v.y; a[i][2] = v.z; a[i][3] = v.w;
+                } else if (i % 4 == 0) {
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) {
+                        const float4 v = *reinterpret_cast<const float4*>(&As[s][kk + q][ty * TM + i]);
+                        a[i][q] = v.x; a[i + 1][q] = v.y; a[i + 2][q] = v.z; a[i + 3][q] = v.w;
+                    }
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < TN; ++j) {
+                if (B_KCONTIG) {
+                    const float4 v = *reinterpret_cast<const float4*>(&Bs[s][tx + j * (BN / TN)][kk]);
+                    b[j][0] = v.x; b[j][1] = v.y; b[j][2] = v.z; b[j][3] = v.w;
+                } else if (j % 4 == 0) {
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) {
+                        const float4 v = *reinterpret_cast<const float4*>(&Bs[s][kk + q][tx * TN + j]);
+                        b[j][q] = v.x; b[j + 1][q] = v.y; b[j + 2][q] = v.z; b[j + 3][q] = v.w;
+                    }
+                }
+            }
+#pragma unroll
+            for (int q = 0; q < 4; ++q)
+#pragma unroll
+                for (int i = 0; i < TM; ++i)
+#pragma unroll
+                    for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i][q], b[j][q], acc[i][j]);
+        }
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    float* out = gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        const int m = m0 + ty * TM + i;
+        const int m = m0 + (A_KCONTIG ? ty + i * (BM / TM) : ty * TM + i);
         if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
-            const int n = n0 + tx * TN + j;
-            if (n >= N) continue;
-            const long long at = (long long)m * N + n;
-            float total = __ldcg(parts + at);  // L2, not a stale L1 line
-            for (int z = 1; z < (int)gridDim.z; ++z) total += __ldcg(parts + z * size + at);
-            C[at] = total;
+            const int n = n0 + (B_KCONTIG ? tx + j * (BN / TN) : tx * TN + j);
+            if (n < N) out[(long long)m * N + n] = acc[i][j];
         }
     }
-    if (tid == 0) arrived[tile] = 0;  // ready for the next product on this stream
 }
 
 // C = the sum of the S partial products, added in the order of their layers.
@@ -304,18 +430,16 @@ def _module(a_transposed: bool, b_transposed: bool) -> Any:
     (CuPy keeps the binary on disk, so a later process loads it)."""
     import cupy
 
-    names = [t.kernel(a_transposed, b_transposed, serial) for t in TILINGS for serial in (False, True)]
+    names = [t.kernel(a_transposed, b_transposed) for t in TILINGS + PIPELINED]
     return cupy.RawModule(code=_SOURCE, options=("-std=c++17",), name_expressions=names)
 
 
-def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, arrived: Any) -> None:
-    """c = op(a)·op(b) by ``plan`` on the current stream (C-ordered float32 CuPy matrices).
-    ``arrived``: ``TILE_COUNTERS`` int32 zeros that only this stream's products use (a serial
-    plan counts its blocks there, and leaves them zero)."""
+def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any) -> None:
+    """c = op(a)·op(b) by ``plan`` on the current stream (C-ordered float32 CuPy matrices)."""
     import cupy
 
     module = _module(g.a_transposed, g.b_transposed)
-    kernel = module.get_function(plan.tiling.kernel(g.a_transposed, g.b_transposed, plan.serial))
+    kernel = module.get_function(plan.tiling.kernel(g.a_transposed, g.b_transposed))
     parts = c if plan.splits == 1 else cupy.empty((plan.splits, g.m, g.n), np.float32)
     i32 = np.int32
     args = (
@@ -323,7 +447,6 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, arrived: Any) -> None:
         b,
         c,
         parts,
-        arrived,
         i32(g.m),
         i32(g.n),
         i32(g.k),
@@ -332,7 +455,7 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, arrived: Any) -> None:
         i32(plan.chunk),
     )
     kernel(plan.grid(g), (plan.tiling.threads,), args)
-    if plan.splits > 1 and not plan.serial:
+    if plan.splits > 1:
         size = g.m * g.n
         module.get_function("deeplearn_sgemm_sum")(
             (-(-size // _SUM_THREADS),), (_SUM_THREADS,), (parts, c, np.int64(size), i32(plan.splits))
@@ -346,11 +469,10 @@ plan_log: dict[Geometry, str] = {}
 _LOCK = threading.Lock()
 
 
-def plan_for(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None], arrived: Any) -> Plan | None:
+def plan_for(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None]) -> Plan | None:
     """The plan kept for ``g`` (None: ``sgemm`` runs it), chosen at its first call on the
     operands ``a`` and ``b`` (see the module docstring); ``sgemm(out)`` writes cuBLAS's product
-    into ``out``; ``arrived`` as ``run`` takes it. Never raises for want of a compiler or
-    memory: then ``sgemm`` is kept."""
+    into ``out``. Never raises for want of a compiler or memory: then ``sgemm`` is kept."""
     try:
         return _PLANS[g]
     except KeyError:
@@ -367,7 +489,7 @@ def plan_for(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None], arrived:
             _log.info("matrix product %s first seen while a stream is captured: it keeps sgemm", g)
         else:
             try:
-                plan = _choose(g, a, b, sgemm, arrived, stream)
+                plan = _choose(g, a, b, sgemm, stream)
             except Exception as e:  # noqa: BLE001 - no compiler, out of memory: sgemm as before
                 _log.info(
                     "could not time our products for %s (%s: %s); it runs sgemm", g, type(e).__name__, e
@@ -378,12 +500,10 @@ def plan_for(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None], arrived:
         return plan
 
 
-def _choose(
-    g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None], arrived: Any, stream: Any
-) -> Plan | None:
+def _choose(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None], stream: Any) -> Plan | None:
     import cupy
 
-    plans = candidates(g)
+    plans = candidates(g, vectorizable(g, a, b))
     # Scratch outputs from CuPy's default pool, not from a captured Program's own pool.
     with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):
         want = cupy.empty((g.m, g.n), np.float32)
@@ -394,16 +514,14 @@ def _choose(
         timed = [(-1, cuda_timing.best_ms(lambda: sgemm(out), stream, launches))]
         for index, plan in enumerate(plans):
             out.fill(np.nan)  # a cell the plan does not write fails the agreement below
-            run(plan, g, a, b, out, arrived)
+            run(plan, g, a, b, out)
             if not float(cupy.abs(out - want).max()) <= tolerance:
                 _log.warning("our product %s disagrees with sgemm on %s: not kept", plan.name, g)
                 continue
             timed.append(
                 (
                     index,
-                    cuda_timing.best_ms(
-                        functools.partial(run, plan, g, a, b, out, arrived), stream, launches
-                    ),
+                    cuda_timing.best_ms(functools.partial(run, plan, g, a, b, out), stream, launches),
                 )
             )
     chosen = cuda_timing.pick(timed, NEAR)
