@@ -123,8 +123,10 @@ PIPELINED = (  # for 16-byte aligned operands (``vectorizable``); tm and tn mult
     Tiling(32, 32, 32, 4, 4, 3),
     Tiling(128, 64, 16, 8, 4, 3),
     Tiling(64, 64, 8, 4, 4, 4),
+    Tiling(32, 32, 16, 4, 4, 4),
+    Tiling(64, 32, 32, 4, 4, 3),
 )
-SPLITS = (1, 2, 4, 8, 16)
+MAX_SPLITS = 16  # more parts than this cost more to add than the grid gains
 
 
 class Plan(NamedTuple):
@@ -154,7 +156,7 @@ def candidates(g: Geometry, pipelined: bool = False) -> list[Plan]:
     """
     plans = []
     for tiling in TILINGS + (PIPELINED if pipelined else ()):
-        for splits in SPLITS:
+        for splits in range(1, MAX_SPLITS + 1):
             chunk = -(-(-(-g.k // splits)) // tiling.bk) * tiling.bk  # ⌈⌈k/splits⌉ / bk⌉·bk
             if -(-g.k // chunk) != splits:
                 continue  # fewer chunks than asked: the same as a smaller split
