@@ -3,15 +3,19 @@
 A training step's products are small: mlp's are 128 rows by 512 or 784 columns. The tile grid
 cuBLAS's ``sgemm`` picks for them fills a few of an H100's 132 multiprocessors, so it splits the
 inner dimension and adds the parts in a second kernel, or leaves most of the chip idle; cuBLASLt's
-other algorithms did no better at these shapes (bench/NOTES.md, commit 85fffc2). The kernel here
-is a plain tiled SIMT product (no TF32: every multiply-add is a float32 ``fmaf``):
+other algorithms did no better at these shapes (bench/NOTES.md, commit 85fffc2). The kernels
+here are tiled SIMT products (no TF32: every multiply-add is a float32 ``fmaf``):
 
 * a thread block computes a ``bm × bn`` tile of C, each thread a ``tm × tn`` patch of it, from
-  ``bk``-deep slices of A and B staged through shared memory, two slices at a time (the next
-  slice is read into registers while the current one is multiplied);
+  ``bk``-deep slices of A and B staged through shared memory;
+* the plain kernel (``TILINGS``) reads the next slice into registers while the current one is
+  multiplied, and takes any operands; the pipelined one (``PIPELINED``) copies slices with
+  ``cp.async`` several ahead, without registers on the way, and needs 16-byte aligned operands
+  whose rows are whole 16-byte pieces (``vectorizable``);
 * with ``splits`` > 1 the inner dimension is cut into that many chunks, one per grid layer; each
   layer writes its partial product and a second kernel adds the layers in order (z = 0, 1, ...),
-  so a plan gives the same bits on every call.
+  so a plan gives the same bits on every call. (Having each tile's last block add them instead,
+  one kernel fewer, was timed slower at every shape of mlp on an H100: bench/NOTES.md.)
 
 The first product of each geometry (m, n, k and which operands are transposed) times, on its
 own operands, cuBLAS's ``sgemm`` and every candidate plan (``candidates``: a handful of tilings,
@@ -30,7 +34,7 @@ Example (on a GPU):
     >>> a = cupy.ones((128, 784), cupy.float32); b = cupy.ones((784, 512), cupy.float32)  # doctest: +SKIP
     >>> cuda_gemm.gemm(a, b, False, False)  # the first call plans (128, 512, 784, False, False)  # doctest: +SKIP
     >>> cuda_sgemm.plan_log  # doctest: +SKIP
-    {Geometry(m=128, n=512, k=784, a_transposed=False, b_transposed=False): 'tiles 64x32x16/4x2, split 4'}
+    {Geometry(m=128, n=512, k=784, a_transposed=False, b_transposed=False): 'tiles 32x32x32/4x4, 3 stages, split 9'}
 
 This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 """
@@ -46,8 +50,25 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from deeplearn.math.backends import cuda_timing
+from deeplearn.math.backends.cuda_sgemm_kernels import SOURCE, source
 
-__all__ = ["NEAR", "Geometry", "Plan", "Tiling", "benchmark", "candidates", "plan_for", "plan_log", "run"]
+__all__ = [
+    "NEAR",
+    "PIPELINED",
+    "TILINGS",
+    "Geometry",
+    "Plan",
+    "Tiling",
+    "benchmark",
+    "candidates",
+    "eligible",
+    "plan_for",
+    "plan_log",
+    "run",
+    "runs",
+    "source",
+    "vectorizable",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -194,238 +215,6 @@ def eligible(g: Geometry) -> bool:
     return _MIN_WORK <= g.m * g.n * g.k <= _MAX_WORK
 
 
-# One template, instantiated per tiling and operand layout. The loads are scalar (any leading
-# dimension, any 4-byte alignment) and ordered so that neighbouring threads read neighbouring
-# addresses; the shared tiles are k-major with 4 floats of padding, so a thread's tm (tn) values
-# of one slice are one or two 16-byte reads, and the transposing stores hit fewer banks at once.
-_SOURCE = r"""
-template <int BM, int BN, int BK, int TM, int TN, bool A_KMAJOR, bool B_NMAJOR>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
-deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float* C,
-                float* parts,
-                int M, int N, int K, int lda, int ldb, int chunk) {
-    constexpr int NT = (BM / TM) * (BN / TN), LA = BM * BK / NT, LB = BN * BK / NT, PAD = 4;
-    __shared__ __align__(16) float As[2][BK][BM + PAD];
-    __shared__ __align__(16) float Bs[2][BK][BN + PAD];
-    const int tid = threadIdx.x, tx = tid % (BN / TN), ty = tid / (BN / TN);
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
-    float ra[LA], rb[LB], acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
-
-    auto load = [&](int k0) {
-#pragma unroll
-        for (int r = 0; r < LA; ++r) {
-            const int e = tid + r * NT;
-            const int m = m0 + (A_KMAJOR ? e % BM : e / BK), k = k0 + (A_KMAJOR ? e / BM : e % BK);
-            ra[r] = (m < M && k < kend) ? A[A_KMAJOR ? (long long)k * lda + m : (long long)m * lda + k] : 0.f;
-        }
-#pragma unroll
-        for (int r = 0; r < LB; ++r) {
-            const int e = tid + r * NT;
-            const int n = n0 + (B_NMAJOR ? e % BN : e / BK), k = k0 + (B_NMAJOR ? e / BN : e % BK);
-            rb[r] = (n < N && k < kend) ? B[B_NMAJOR ? (long long)k * ldb + n : (long long)n * ldb + k] : 0.f;
-        }
-    };
-    auto store = [&](int s) {
-#pragma unroll
-        for (int r = 0; r < LA; ++r) {
-            const int e = tid + r * NT;
-            As[s][A_KMAJOR ? e / BM : e % BK][A_KMAJOR ? e % BM : e / BK] = ra[r];
-        }
-#pragma unroll
-        for (int r = 0; r < LB; ++r) {
-            const int e = tid + r * NT;
-            Bs[s][B_NMAJOR ? e / BN : e % BK][B_NMAJOR ? e % BN : e / BK] = rb[r];
-        }
-    };
-    auto row = [](const float* src, float* dst, int count) {  // count floats, 16-byte aligned
-        if (count % 4 == 0) {
-#pragma unroll
-            for (int q = 0; q < count / 4; ++q) {
-                const float4 v = reinterpret_cast<const float4*>(src)[q];
-                dst[4 * q] = v.x; dst[4 * q + 1] = v.y; dst[4 * q + 2] = v.z; dst[4 * q + 3] = v.w;
-            }
-        } else {
-#pragma unroll
-            for (int q = 0; q < count; ++q) dst[q] = src[q];
-        }
-    };
-
-    load(kbeg);
-    store(0);
-    __syncthreads();
-    int s = 0;
-    for (int k0 = kbeg; k0 < kend; k0 += BK) {
-        const bool more = k0 + BK < kend;
-        if (more) load(k0 + BK);  // in flight while this slice is multiplied
-#pragma unroll
-        for (int kk = 0; kk < BK; ++kk) {
-            float a[TM], b[TN];
-            row(&As[s][kk][ty * TM], a, TM);
-            row(&Bs[s][kk][tx * TN], b, TN);
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
-        if (more) store(s ^ 1);  // the other buffer: its last readers passed the barrier below
-        __syncthreads();
-        s ^= 1;
-    }
-    const long long size = (long long)M * N;
-    float* out = gridDim.z == 1 ? C : parts + blockIdx.z * size;
-#pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        const int m = m0 + ty * TM + i;
-        if (m >= M) continue;
-#pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            const int n = n0 + tx * TN + j;
-            if (n < N) out[(long long)m * N + n] = acc[i][j];
-        }
-    }
-}
-
-// The pipelined kernel: the same tile, its slices copied global → shared by cp.async
-// (16 bytes a copy, no registers on the way) STAGES - 1 slices ahead of the one multiplied, so
-// the copies' latency hides behind several slices' arithmetic where the grid is one block per
-// multiprocessor. Operands must be 16-byte aligned with leading dimensions that are multiples of
-// 4 floats; a copy past an edge of the matrix (or of the block's chunk of k) reads only the bytes
-// inside it and fills the rest with zeros. A shared slice keeps the operand's own order: an
-// operand stored with k fastest (A not transposed, B transposed) is [rows][BK + 4], and a thread
-// takes rows ty, ty + BM/TM, ... (so a quarter-warp's 16-byte reads fall in different banks);
-// one stored with m (n) fastest is [BK][rows + 4], and a thread takes TM (TN) adjacent rows.
-__device__ __forceinline__ void deeplearn_copy16(float* smem, const float* gmem, int bytes) {
-    const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(gmem), "r"(bytes));
-}
-
-template <int BM, int BN, int BK, int TM, int TN, int STAGES, bool A_KCONTIG, bool B_KCONTIG>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
-deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
-                      int M, int N, int K, int lda, int ldb, int chunk) {
-    constexpr int NT = (BM / TM) * (BN / TN);
-    constexpr int A_ROWS = A_KCONTIG ? BM : BK, A_COLS = A_KCONTIG ? BK + 4 : BM + 4;
-    constexpr int B_ROWS = B_KCONTIG ? BN : BK, B_COLS = B_KCONTIG ? BK + 4 : BN + 4;
-    __shared__ __align__(16) float As[STAGES][A_ROWS][A_COLS];
-    __shared__ __align__(16) float Bs[STAGES][B_ROWS][B_COLS];
-    const int tid = threadIdx.x, tx = tid % (BN / TN), ty = tid / (BN / TN);
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
-    const int slices = (kend - kbeg + BK - 1) / BK;
-
-    auto copy_slice = [&](int s, int k0) {
-        // A: BM × BK floats as 16-byte pieces along its contiguous dimension.
-        for (int c = tid; c < BM * BK / 4; c += NT) {
-            int m, k, room;
-            if (A_KCONTIG) { m = c / (BK / 4); k = (c % (BK / 4)) * 4; room = m0 + m < M ? kend - (k0 + k) : 0; }
-            else { k = c / (BM / 4); m = (c % (BM / 4)) * 4; room = k0 + k < kend ? M - (m0 + m) : 0; }
-            const int bytes = max(0, min(4, room)) * 4;
-            const float* src = bytes ? A + (A_KCONTIG ? (long long)(m0 + m) * lda + k0 + k
-                                                      : (long long)(k0 + k) * lda + m0 + m) : A;
-            deeplearn_copy16(A_KCONTIG ? &As[s][m][k] : &As[s][k][m], src, bytes);
-        }
-        for (int c = tid; c < BN * BK / 4; c += NT) {
-            int n, k, room;
-            if (B_KCONTIG) { n = c / (BK / 4); k = (c % (BK / 4)) * 4; room = n0 + n < N ? kend - (k0 + k) : 0; }
-            else { k = c / (BN / 4); n = (c % (BN / 4)) * 4; room = k0 + k < kend ? N - (n0 + n) : 0; }
-            const int bytes = max(0, min(4, room)) * 4;
-            const float* src = bytes ? B + (B_KCONTIG ? (long long)(n0 + n) * ldb + k0 + k
-                                                      : (long long)(k0 + k) * ldb + n0 + n) : B;
-            deeplearn_copy16(B_KCONTIG ? &Bs[s][n][k] : &Bs[s][k][n], src, bytes);
-        }
-    };
-
-    float acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
-
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < slices) copy_slice(s, kbeg + s * BK);
-        asm volatile("cp.async.commit_group;\n" ::);
-    }
-    for (int t = 0; t < slices; ++t) {
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
-        __syncthreads();  // slice t is in for every thread; all are done with slice t - 1
-        const int ahead = t + STAGES - 1;  // into slice t - 1's buffer
-        if (ahead < slices) copy_slice(ahead % STAGES, kbeg + ahead * BK);
-        asm volatile("cp.async.commit_group;\n" ::);
-        const int s = t % STAGES;
-#pragma unroll
-        for (int kk = 0; kk < BK; kk += 4) {
-            float a[TM][4], b[TN][4];
-#pragma unroll
-            for (int i = 0; i < TM; ++i) {
-                if (A_KCONTIG) {
-                    const float4 v = *reinterpret_cast<const float4*>(&As[s][ty + i * (BM / TM)][kk]);
-                    a[i][0] = v.x; a[i][1] = v.y; a[i][2] = v.z; a[i][3] = v.w;
-                } else if (i % 4 == 0) {
-#pragma unroll
-                    for (int q = 0; q < 4; ++q) {
-                        const float4 v = *reinterpret_cast<const float4*>(&As[s][kk + q][ty * TM + i]);
-                        a[i][q] = v.x; a[i + 1][q] = v.y; a[i + 2][q] = v.z; a[i + 3][q] = v.w;
-                    }
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < TN; ++j) {
-                if (B_KCONTIG) {
-                    const float4 v = *reinterpret_cast<const float4*>(&Bs[s][tx + j * (BN / TN)][kk]);
-                    b[j][0] = v.x; b[j][1] = v.y; b[j][2] = v.z; b[j][3] = v.w;
-                } else if (j % 4 == 0) {
-#pragma unroll
-                    for (int q = 0; q < 4; ++q) {
-                        const float4 v = *reinterpret_cast<const float4*>(&Bs[s][kk + q][tx * TN + j]);
-                        b[j][q] = v.x; b[j + 1][q] = v.y; b[j + 2][q] = v.z; b[j + 3][q] = v.w;
-                    }
-                }
-            }
-#pragma unroll
-            for (int q = 0; q < 4; ++q)
-#pragma unroll
-                for (int i = 0; i < TM; ++i)
-#pragma unroll
-                    for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i][q], b[j][q], acc[i][j]);
-        }
-    }
-    asm volatile("cp.async.wait_group 0;\n" ::);
-    float* out = gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N;
-#pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        const int m = m0 + (A_KCONTIG ? ty + i * (BM / TM) : ty * TM + i);
-        if (m >= M) continue;
-#pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            const int n = n0 + (B_KCONTIG ? tx + j * (BN / TN) : tx * TN + j);
-            if (n < N) out[(long long)m * N + n] = acc[i][j];
-        }
-    }
-}
-
-// C = the sum of the S partial products, added in the order of their layers.
-extern "C" __global__ void deeplearn_sgemm_sum(const float* __restrict__ parts, float* __restrict__ C,
-                                               long long size, int S) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= size) return;
-    float total = parts[i];
-    for (int z = 1; z < S; ++z) total += parts[z * size + i];
-    C[i] = total;
-}
-"""
-
-
-def source() -> str:
-    """The CUDA C of the kernels (for a compiler check; ``_module`` compiles it)."""
-    return _SOURCE
-
-
 @functools.cache
 def _module(a_transposed: bool, b_transposed: bool) -> Any:
     """The kernels of every tiling for one operand layout, compiled by NVRTC at first use
@@ -433,7 +222,7 @@ def _module(a_transposed: bool, b_transposed: bool) -> Any:
     import cupy
 
     names = [t.kernel(a_transposed, b_transposed) for t in TILINGS + PIPELINED]
-    return cupy.RawModule(code=_SOURCE, options=("-std=c++17",), name_expressions=names)
+    return cupy.RawModule(code=SOURCE, options=("-std=c++17",), name_expressions=names)
 
 
 def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any) -> None:

@@ -1,0 +1,245 @@
+"""The CUDA C of ``cuda_sgemm``'s matrix products: one template per kernel family, instantiated
+by name (``Tiling.kernel``) for each tiling and operand layout, and the kernel that adds a split
+product's parts. ``cuda_sgemm`` compiles it with CuPy's NVRTC; ``source()`` hands it to a
+compiler check (tests/math/test_cuda_sgemm.py compiles every instance with nvcc).
+"""
+
+from __future__ import annotations
+
+__all__ = ["SOURCE", "source"]
+
+# One template, instantiated per tiling and operand layout. The loads are scalar (any leading
+# dimension, any 4-byte alignment) and ordered so that neighbouring threads read neighbouring
+# addresses; the shared tiles are k-major with 4 floats of padding, so a thread's tm (tn) values
+# of one slice are one or two 16-byte reads, and the transposing stores hit fewer banks at once.
+SOURCE = r"""
+template <int BM, int BN, int BK, int TM, int TN, bool A_KMAJOR, bool B_NMAJOR>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float* C,
+                float* parts,
+                int M, int N, int K, int lda, int ldb, int chunk) {
+    constexpr int NT = (BM / TM) * (BN / TN), LA = BM * BK / NT, LB = BN * BK / NT, PAD = 4;
+    __shared__ __align__(16) float As[2][BK][BM + PAD];
+    __shared__ __align__(16) float Bs[2][BK][BN + PAD];
+    const int tid = threadIdx.x, tx = tid % (BN / TN), ty = tid / (BN / TN);
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
+    float ra[LA], rb[LB], acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+    auto load = [&](int k0) {
+#pragma unroll
+        for (int r = 0; r < LA; ++r) {
+            const int e = tid + r * NT;
+            const int m = m0 + (A_KMAJOR ? e % BM : e / BK), k = k0 + (A_KMAJOR ? e / BM : e % BK);
+            ra[r] = (m < M && k < kend) ? A[A_KMAJOR ? (long long)k * lda + m : (long long)m * lda + k] : 0.f;
+        }
+#pragma unroll
+        for (int r = 0; r < LB; ++r) {
+            const int e = tid + r * NT;
+            const int n = n0 + (B_NMAJOR ? e % BN : e / BK), k = k0 + (B_NMAJOR ? e / BN : e % BK);
+            rb[r] = (n < N && k < kend) ? B[B_NMAJOR ? (long long)k * ldb + n : (long long)n * ldb + k] : 0.f;
+        }
+    };
+    auto store = [&](int s) {
+#pragma unroll
+        for (int r = 0; r < LA; ++r) {
+            const int e = tid + r * NT;
+            As[s][A_KMAJOR ? e / BM : e % BK][A_KMAJOR ? e % BM : e / BK] = ra[r];
+        }
+#pragma unroll
+        for (int r = 0; r < LB; ++r) {
+            const int e = tid + r * NT;
+            Bs[s][B_NMAJOR ? e / BN : e % BK][B_NMAJOR ? e % BN : e / BK] = rb[r];
+        }
+    };
+    auto row = [](const float* src, float* dst, int count) {  // count floats, 16-byte aligned
+        if (count % 4 == 0) {
+#pragma unroll
+            for (int q = 0; q < count / 4; ++q) {
+                const float4 v = reinterpret_cast<const float4*>(src)[q];
+                dst[4 * q] = v.x; dst[4 * q + 1] = v.y; dst[4 * q + 2] = v.z; dst[4 * q + 3] = v.w;
+            }
+        } else {
+#pragma unroll
+            for (int q = 0; q < count; ++q) dst[q] = src[q];
+        }
+    };
+
+    load(kbeg);
+    store(0);
+    __syncthreads();
+    int s = 0;
+    for (int k0 = kbeg; k0 < kend; k0 += BK) {
+        const bool more = k0 + BK < kend;
+        if (more) load(k0 + BK);  // in flight while this slice is multiplied
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+            float a[TM], b[TN];
+            row(&As[s][kk][ty * TM], a, TM);
+            row(&Bs[s][kk][tx * TN], b, TN);
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        if (more) store(s ^ 1);  // the other buffer: its last readers passed the barrier below
+        __syncthreads();
+        s ^= 1;
+    }
+    const long long size = (long long)M * N;
+    float* out = gridDim.z == 1 ? C : parts + blockIdx.z * size;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int m = m0 + ty * TM + i;
+        if (m >= M) continue;
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int n = n0 + tx * TN + j;
+            if (n < N) out[(long long)m * N + n] = acc[i][j];
+        }
+    }
+}
+
+// The pipelined kernel: the same tile, its slices copied global → shared by cp.async
+// (16 bytes a copy, no registers on the way) STAGES - 1 slices ahead of the one multiplied, so
+// the copies' latency hides behind several slices' arithmetic where the grid is one block per
+// multiprocessor. Operands must be 16-byte aligned with leading dimensions that are multiples of
+// 4 floats; a copy past an edge of the matrix (or of the block's chunk of k) reads only the bytes
+// inside it and fills the rest with zeros. A shared slice keeps the operand's own order: an
+// operand stored with k fastest (A not transposed, B transposed) is [rows][BK + 4], and a thread
+// takes rows ty, ty + BM/TM, ... (so a quarter-warp's 16-byte reads fall in different banks);
+// one stored with m (n) fastest is [BK][rows + 4], and a thread takes TM (TN) adjacent rows.
+__device__ __forceinline__ void deeplearn_copy16(float* smem, const float* gmem, int bytes) {
+    const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(gmem), "r"(bytes));
+}
+
+template <int BM, int BN, int BK, int TM, int TN, int STAGES, bool A_KCONTIG, bool B_KCONTIG>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
+                      int M, int N, int K, int lda, int ldb, int chunk) {
+    constexpr int NT = (BM / TM) * (BN / TN);
+    constexpr int A_ROWS = A_KCONTIG ? BM : BK, A_COLS = A_KCONTIG ? BK + 4 : BM + 4;
+    constexpr int B_ROWS = B_KCONTIG ? BN : BK, B_COLS = B_KCONTIG ? BK + 4 : BN + 4;
+    __shared__ __align__(16) float As[STAGES][A_ROWS][A_COLS];
+    __shared__ __align__(16) float Bs[STAGES][B_ROWS][B_COLS];
+    const int tid = threadIdx.x, tx = tid % (BN / TN), ty = tid / (BN / TN);
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
+    const int slices = (kend - kbeg + BK - 1) / BK;
+
+    auto copy_slice = [&](int s, int k0) {
+        // A: BM × BK floats as 16-byte pieces along its contiguous dimension.
+        for (int c = tid; c < BM * BK / 4; c += NT) {
+            int m, k, room;
+            if (A_KCONTIG) { m = c / (BK / 4); k = (c % (BK / 4)) * 4; room = m0 + m < M ? kend - (k0 + k) : 0; }
+            else { k = c / (BM / 4); m = (c % (BM / 4)) * 4; room = k0 + k < kend ? M - (m0 + m) : 0; }
+            const int bytes = max(0, min(4, room)) * 4;
+            const float* src = bytes ? A + (A_KCONTIG ? (long long)(m0 + m) * lda + k0 + k
+                                                      : (long long)(k0 + k) * lda + m0 + m) : A;
+            deeplearn_copy16(A_KCONTIG ? &As[s][m][k] : &As[s][k][m], src, bytes);
+        }
+        for (int c = tid; c < BN * BK / 4; c += NT) {
+            int n, k, room;
+            if (B_KCONTIG) { n = c / (BK / 4); k = (c % (BK / 4)) * 4; room = n0 + n < N ? kend - (k0 + k) : 0; }
+            else { k = c / (BN / 4); n = (c % (BN / 4)) * 4; room = k0 + k < kend ? N - (n0 + n) : 0; }
+            const int bytes = max(0, min(4, room)) * 4;
+            const float* src = bytes ? B + (B_KCONTIG ? (long long)(n0 + n) * ldb + k0 + k
+                                                      : (long long)(k0 + k) * ldb + n0 + n) : B;
+            deeplearn_copy16(B_KCONTIG ? &Bs[s][n][k] : &Bs[s][k][n], src, bytes);
+        }
+    };
+
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < slices) copy_slice(s, kbeg + s * BK);
+        asm volatile("cp.async.commit_group;\n" ::);
+    }
+    for (int t = 0; t < slices; ++t) {
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 2));
+        __syncthreads();  // slice t is in for every thread; all are done with slice t - 1
+        const int ahead = t + STAGES - 1;  // into slice t - 1's buffer
+        if (ahead < slices) copy_slice(ahead % STAGES, kbeg + ahead * BK);
+        asm volatile("cp.async.commit_group;\n" ::);
+        const int s = t % STAGES;
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += 4) {
+            float a[TM][4], b[TN][4];
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+                if (A_KCONTIG) {
+                    const float4 v = *reinterpret_cast<const float4*>(&As[s][ty + i * (BM / TM)][kk]);
+                    a[i][0] = v.x; a[i][1] = v.y; a[i][2] = v.z; a[i][3] = v.w;
+                } else if (i % 4 == 0) {
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) {
+                        const float4 v = *reinterpret_cast<const float4*>(&As[s][kk + q][ty * TM + i]);
+                        a[i][q] = v.x; a[i + 1][q] = v.y; a[i + 2][q] = v.z; a[i + 3][q] = v.w;
+                    }
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < TN; ++j) {
+                if (B_KCONTIG) {
+                    const float4 v = *reinterpret_cast<const float4*>(&Bs[s][tx + j * (BN / TN)][kk]);
+                    b[j][0] = v.x; b[j][1] = v.y; b[j][2] = v.z; b[j][3] = v.w;
+                } else if (j % 4 == 0) {
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) {
+                        const float4 v = *reinterpret_cast<const float4*>(&Bs[s][kk + q][tx * TN + j]);
+                        b[j][q] = v.x; b[j + 1][q] = v.y; b[j + 2][q] = v.z; b[j + 3][q] = v.w;
+                    }
+                }
+            }
+#pragma unroll
+            for (int q = 0; q < 4; ++q)
+#pragma unroll
+                for (int i = 0; i < TM; ++i)
+#pragma unroll
+                    for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i][q], b[j][q], acc[i][j]);
+        }
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    float* out = gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int m = m0 + (A_KCONTIG ? ty + i * (BM / TM) : ty * TM + i);
+        if (m >= M) continue;
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int n = n0 + (B_KCONTIG ? tx + j * (BN / TN) : tx * TN + j);
+            if (n < N) out[(long long)m * N + n] = acc[i][j];
+        }
+    }
+}
+
+// C = the sum of the S partial products, added in the order of their layers.
+extern "C" __global__ void deeplearn_sgemm_sum(const float* __restrict__ parts, float* __restrict__ C,
+                                               long long size, int S) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= size) return;
+    float total = parts[i];
+    for (int z = 1; z < S; ++z) total += parts[z * size + i];
+    C[i] = total;
+}
+"""
+
+
+def source() -> str:
+    """The CUDA C of the kernels (for a compiler check; ``cuda_sgemm`` compiles it).
+
+    Example:
+        >>> "deeplearn_sgemm_async" in source()
+        True
+    """
+    return SOURCE
