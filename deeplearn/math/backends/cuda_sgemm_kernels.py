@@ -118,6 +118,42 @@ __device__ __forceinline__ void deeplearn_copy16(float* smem, const float* gmem,
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at), "l"(gmem), "r"(bytes));
 }
 
+// One operand's slice of ROWS rows (of C's rows for A, its columns for B) by BK, as 16-byte
+// pieces along the operand's contiguous dimension: rows r0.. of a matrix with rmax rows, k0..
+// up to kend. A piece past an edge copies the bytes inside it and zeros the rest.
+template <int ROWS, int BK, int NT, bool KCONTIG, int COLS>
+__device__ __forceinline__ void deeplearn_copy_slice(float (*slice)[COLS], const float* src, int ld, int r0,
+                                                     int rmax, int k0, int kend) {
+    for (int c = threadIdx.x; c < ROWS * BK / 4; c += NT) {
+        int r, k, room;
+        if (KCONTIG) { r = c / (BK / 4); k = (c % (BK / 4)) * 4; room = r0 + r < rmax ? kend - (k0 + k) : 0; }
+        else { k = c / (ROWS / 4); r = (c % (ROWS / 4)) * 4; room = k0 + k < kend ? rmax - (r0 + r) : 0; }
+        const int bytes = max(0, min(4, room)) * 4;
+        const float* from = bytes ? src + (KCONTIG ? (long long)(r0 + r) * ld + k0 + k
+                                                   : (long long)(k0 + k) * ld + r0 + r) : src;
+        deeplearn_copy16(KCONTIG ? &slice[r][k] : &slice[k][r], from, bytes);
+    }
+}
+
+// A thread's R rows (of A; columns of B) at k = kk..kk+3 of a shared slice, v[i][q]: rows
+// lane + i·STRIDE of a [rows][k] slice, or rows lane·R + i, four at a time, of a [k][rows] one.
+template <int R, int STRIDE, bool KCONTIG, int COLS>
+__device__ __forceinline__ void deeplearn_fragment(float (&v)[R][4], const float (*slice)[COLS], int lane, int kk) {
+#pragma unroll
+    for (int i = 0; i < R; ++i) {
+        if (KCONTIG) {
+            const float4 x = *reinterpret_cast<const float4*>(&slice[lane + i * STRIDE][kk]);
+            v[i][0] = x.x; v[i][1] = x.y; v[i][2] = x.z; v[i][3] = x.w;
+        } else if (i % 4 == 0) {
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                const float4 x = *reinterpret_cast<const float4*>(&slice[kk + q][lane * R + i]);
+                v[i][q] = x.x; v[i + 1][q] = x.y; v[i + 2][q] = x.z; v[i + 3][q] = x.w;
+            }
+        }
+    }
+}
+
 template <int BM, int BN, int BK, int TM, int TN, int STAGES, bool A_KCONTIG, bool B_KCONTIG>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
@@ -133,25 +169,8 @@ deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, 
     const int slices = (kend - kbeg + BK - 1) / BK;
 
     auto copy_slice = [&](int s, int k0) {
-        // A: BM × BK floats as 16-byte pieces along its contiguous dimension.
-        for (int c = tid; c < BM * BK / 4; c += NT) {
-            int m, k, room;
-            if (A_KCONTIG) { m = c / (BK / 4); k = (c % (BK / 4)) * 4; room = m0 + m < M ? kend - (k0 + k) : 0; }
-            else { k = c / (BM / 4); m = (c % (BM / 4)) * 4; room = k0 + k < kend ? M - (m0 + m) : 0; }
-            const int bytes = max(0, min(4, room)) * 4;
-            const float* src = bytes ? A + (A_KCONTIG ? (long long)(m0 + m) * lda + k0 + k
-                                                      : (long long)(k0 + k) * lda + m0 + m) : A;
-            deeplearn_copy16(A_KCONTIG ? &As[s][m][k] : &As[s][k][m], src, bytes);
-        }
-        for (int c = tid; c < BN * BK / 4; c += NT) {
-            int n, k, room;
-            if (B_KCONTIG) { n = c / (BK / 4); k = (c % (BK / 4)) * 4; room = n0 + n < N ? kend - (k0 + k) : 0; }
-            else { k = c / (BN / 4); n = (c % (BN / 4)) * 4; room = k0 + k < kend ? N - (n0 + n) : 0; }
-            const int bytes = max(0, min(4, room)) * 4;
-            const float* src = bytes ? B + (B_KCONTIG ? (long long)(n0 + n) * ldb + k0 + k
-                                                      : (long long)(k0 + k) * ldb + n0 + n) : B;
-            deeplearn_copy16(B_KCONTIG ? &Bs[s][n][k] : &Bs[s][k][n], src, bytes);
-        }
+        deeplearn_copy_slice<BM, BK, NT, A_KCONTIG>(As[s], A, lda, m0, M, k0, kend);
+        deeplearn_copy_slice<BN, BK, NT, B_KCONTIG>(Bs[s], B, ldb, n0, N, k0, kend);
     };
 
     float acc[TM][TN];
@@ -175,32 +194,8 @@ deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, 
 #pragma unroll
         for (int kk = 0; kk < BK; kk += 4) {
             float a[TM][4], b[TN][4];
-#pragma unroll
-            for (int i = 0; i < TM; ++i) {
-                if (A_KCONTIG) {
-                    const float4 v = *reinterpret_cast<const float4*>(&As[s][ty + i * (BM / TM)][kk]);
-                    a[i][0] = v.x; a[i][1] = v.y; a[i][2] = v.z; a[i][3] = v.w;
-                } else if (i % 4 == 0) {
-#pragma unroll
-                    for (int q = 0; q < 4; ++q) {
-                        const float4 v = *reinterpret_cast<const float4*>(&As[s][kk + q][ty * TM + i]);
-                        a[i][q] = v.x; a[i + 1][q] = v.y; a[i + 2][q] = v.z; a[i + 3][q] = v.w;
-                    }
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < TN; ++j) {
-                if (B_KCONTIG) {
-                    const float4 v = *reinterpret_cast<const float4*>(&Bs[s][tx + j * (BN / TN)][kk]);
-                    b[j][0] = v.x; b[j][1] = v.y; b[j][2] = v.z; b[j][3] = v.w;
-                } else if (j % 4 == 0) {
-#pragma unroll
-                    for (int q = 0; q < 4; ++q) {
-                        const float4 v = *reinterpret_cast<const float4*>(&Bs[s][kk + q][tx * TN + j]);
-                        b[j][q] = v.x; b[j + 1][q] = v.y; b[j + 2][q] = v.z; b[j + 3][q] = v.w;
-                    }
-                }
-            }
+            deeplearn_fragment<TM, BM / TM, A_KCONTIG>(a, As[s], ty, kk);
+            deeplearn_fragment<TN, BN / TN, B_KCONTIG>(b, Bs[s], tx, kk);
 #pragma unroll
             for (int q = 0; q < 4; ++q)
 #pragma unroll
