@@ -54,7 +54,6 @@ def test_every_candidate_covers_the_inner_dimension_once_in_a_grid_of_sensible_s
         assert gx * plan.tiling.bn >= n and gy * plan.tiling.bm >= m and gz == plan.splits
         assert cuda_sgemm._MIN_BLOCKS <= gx * gy * gz <= cuda_sgemm._MAX_BLOCKS
     assert len(set(plans)) == len(plans)
-    # a split product's parts are added by a second kernel or by the tile's last block: both tried
 
 
 def test_mlp_s_largest_product_has_candidates_of_every_tiling_and_split_only_where_k_allows() -> None:
@@ -77,6 +76,34 @@ def test_every_tiling_shares_its_loads_evenly_among_its_threads() -> None:
         # each operand's slice is [rows][bk + 4] or [bk][rows + 4], as it is stored
         floats = t.stages * sum(max(r * (t.bk + 4), t.bk * (r + 4)) for r in (t.bm, t.bn))
         assert floats * 4 <= 48 * 1024, f"{t}: more static shared memory than a block may have"
+
+
+class _Stub:
+    """What ``vectorizable`` reads of a CuPy array: its address."""
+
+    def __init__(self, address: int) -> None:
+        self.data = type("Memory", (), {"ptr": address})()
+
+
+@pytest.mark.parametrize(("at", "bt"), TRANSPOSES)
+def test_the_pipelined_kernels_need_whole_16_byte_rows_and_aligned_operands(at: bool, bt: bool) -> None:
+    # each operand's leading dimension (A: k, or m transposed; B: n, or k transposed) must be a
+    # multiple of 4 floats; the other dimensions may be anything
+    assert cuda_sgemm.whole_pieces(
+        _geometry(12 if at else 13, 8, 20, at, bt)
+    )  # m is free unless A is transposed
+    odd_a = _geometry(128, 10, 512, at, bt) if not at else _geometry(10, 512, 512, at, bt)
+    odd_b = _geometry(128, 512, 10, at, bt) if not bt else _geometry(128, 10, 512, at, bt)
+    assert not cuda_sgemm.whole_pieces(odd_a) and not cuda_sgemm.whole_pieces(odd_b)
+    g = _geometry(128, 512, 512, at, bt)
+    assert cuda_sgemm.vectorizable(g, _Stub(512), _Stub(256 + 16))
+    assert not cuda_sgemm.vectorizable(g, _Stub(512 + 4), _Stub(256))
+    assert not cuda_sgemm.vectorizable(g, _Stub(512), _Stub(256 + 8))
+    plan = Plan(cuda_sgemm.PIPELINED[0], 1, 512)
+    assert cuda_sgemm.runs(plan, g, _Stub(512), _Stub(256)) and not cuda_sgemm.runs(
+        plan, g, _Stub(4), _Stub(256)
+    )
+    assert cuda_sgemm.runs(plan._replace(tiling=cuda_sgemm.TILINGS[0]), g, _Stub(4), _Stub(256))
 
 
 def test_only_products_in_the_range_are_timed() -> None:
@@ -122,6 +149,12 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
 # On a GPU.
 
 
+def _keep_our_fastest(timed: list[tuple[int, float]], near: float = cuda_sgemm.NEAR) -> int:
+    """``cuda_timing.pick`` that keeps our fastest plan, whatever sgemm's time."""
+    ours = [(i, t) for i, t in timed if i >= 0]
+    return min(ours, key=lambda it: it[1])[0] if ours else -1
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test plans its geometries afresh (the choices are process-wide)."""
@@ -165,23 +198,25 @@ def test_every_candidate_plan_computes_the_product(m: int, k: int, n: int, at: b
         _check(out.get(), want, k)
 
 
-def _keep_our_fastest(timed: list[tuple[int, float]], near: float = cuda_sgemm.NEAR) -> int:
-    """``cuda_timing.pick`` that keeps our fastest plan, whatever sgemm's time."""
-    ours = [(i, t) for i, t in timed if i >= 0]
-    return min(ours, key=lambda it: it[1])[0] if ours else -1
-
-
 @gpu
 @pytest.mark.parametrize(("m", "k", "n"), SHAPES[:4])
 @pytest.mark.parametrize(("at", "bt"), TRANSPOSES)
-def test_the_kept_product_is_right_and_keeps_its_bits(m: int, k: int, n: int, at: bool, bt: bool) -> None:
+@pytest.mark.parametrize("ours", [False, True])
+def test_the_kept_product_is_right_and_keeps_its_bits(
+    monkeypatch: pytest.MonkeyPatch, m: int, k: int, n: int, at: bool, bt: bool, ours: bool
+) -> None:
+    """Whichever the timings keep (``ours``: our fastest plan, whatever sgemm's time)."""
     import cupy
+
+    if ours:
+        monkeypatch.setattr(cuda_timing, "pick", _keep_our_fastest)
 
     a, b = _operands(m, k, n, at, bt, seed=1)
     da, db = cupy.asarray(a), cupy.asarray(b)
     first = cuda_gemm.gemm(da, db, at, bt).get()
     _check(first, _oracle(a, b, at, bt), k)
-    assert _geometry(m, k, n, at, bt) in cuda_sgemm.plan_log, "the first product plans its geometry"
+    name = cuda_sgemm.plan_log[_geometry(m, k, n, at, bt)]  # the first product plans its geometry
+    assert name.startswith("tiles") if ours else name, name
     for _ in range(3):
         np.testing.assert_array_equal(cuda_gemm.gemm(da, db, at, bt).get(), first)
 
@@ -211,25 +246,35 @@ def test_a_kept_plan_of_ours_runs_in_place_of_sgemm(
 
 @gpu
 @pytest.mark.parametrize("stages", [0, 3])
+@pytest.mark.parametrize("private_pool", [True, False])
 def test_a_split_plan_of_ours_replays_in_a_captured_graph(
-    monkeypatch: pytest.MonkeyPatch, stages: int
+    monkeypatch: pytest.MonkeyPatch, stages: int, private_pool: bool
 ) -> None:
-    """The partial products' buffer comes from the graph's pool; each replay reads the operands
-    anew (new values copied into them) and adds the parts again."""
+    """Each replay reads the operands anew (new values copied into them) and adds the parts
+    again. The parts' buffer stays the graph's: a CapturedProgram's private pool keeps it, and
+    on CuPy's default pool (a user's own capture) the thread's context holds it, so arrays made
+    after the capture (filled with NaN here) never get its memory."""
     import cupy
 
     g = _geometry(128, 784, 512)
     split = next(p for p in candidates(g, True) if p.splits > 1 and p.tiling.stages == stages)
     monkeypatch.setattr(cuda_sgemm, "_choose", lambda *args: split)
+    ran: list[Plan] = []
+    ours = cuda_sgemm.run
+    monkeypatch.setattr(cuda_sgemm, "run", lambda plan, *args: ran.append(plan) or ours(plan, *args))
     a, b = _operands(128, 784, 512, False, False, seed=3)
     da, db = cupy.asarray(a), cupy.asarray(b)
-    pool = cupy.cuda.MemoryPool()
+    pool = cupy.cuda.MemoryPool() if private_pool else cupy.get_default_memory_pool()
     stream = cupy.cuda.Stream(non_blocking=True)
     with cupy.cuda.using_allocator(pool.malloc), stream:
         cuda_gemm.gemm(da, db, False, False)  # plans (uncaptured), as a Program's first run does
+        held = len(cuda_gemm._context().held)
         stream.begin_capture()
         out = cuda_gemm.gemm(da, db, False, False)
         graph = stream.end_capture()
+        assert ran == [split, split], "the split plan ran, uncaptured and captured"
+        assert len(cuda_gemm._context().held) == held + 1
+        others = [cupy.full((split.splits, 128, 512), np.nan, np.float32) for _ in range(3)]
         for seed in (4, 5, 6):
             a, b = _operands(128, 784, 512, False, False, seed=seed)
             da.set(a)
@@ -238,7 +283,25 @@ def test_a_split_plan_of_ours_replays_in_a_captured_graph(
             graph.launch(stream)
             stream.synchronize()
             _check(out.get(), _oracle(a, b, False, False), 784)
+        assert all(bool(cupy.isnan(o).all()) for o in others), "a replay wrote into another array"
     assert cuda_sgemm.plan_log[g] == split.name
+
+
+@gpu
+def test_the_first_product_plans_on_operands_of_its_own_not_the_caller_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A NaN in the caller's first operands makes every candidate disagree with sgemm on them;
+    planned on random operands, our plan is still kept, and the NaN reaches its row alone."""
+    import cupy
+
+    monkeypatch.setattr(cuda_timing, "pick", _keep_our_fastest)
+    a, b = _operands(128, 784, 512, False, False, seed=8)
+    a[5, 7] = np.nan
+    got = cuda_gemm.gemm(cupy.asarray(a), cupy.asarray(b), False, False).get()
+    assert cuda_sgemm.plan_log[_geometry(128, 784, 512)].startswith("tiles")
+    assert np.isnan(got[5]).all() and not np.isnan(np.delete(got, 5, axis=0)).any()
+    _check(np.delete(got, 5, axis=0), np.delete(_oracle(a, b, False, False), 5, axis=0), 784)
 
 
 @gpu

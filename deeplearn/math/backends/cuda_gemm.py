@@ -58,6 +58,10 @@ class GemmContext:
         self.handle: Any = None
         self.workspace: Any = None
         self.stream = -1
+        # Buffers that products captured on this context use besides their operands and result
+        # (a split product's parts, ``cuda_sgemm.run``): kept while the context lives, as long
+        # as a CapturedProgram keeps its graph, or for good on a thread's own context.
+        self.held: list[Any] = []
 
     def open(self) -> None:
         import cupy
@@ -130,10 +134,9 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
     if stream != context.stream:
         context.use_stream(stream)
     geometry = cuda_sgemm.Geometry(m, n, k, a_transposed, b_transposed)
-    sgemm = functools.partial(_sgemm, context, a, b, a_transposed, b_transposed)
-    plan = cuda_sgemm.plan_for(geometry, a, b, sgemm)
+    plan = cuda_sgemm.plan_for(geometry, functools.partial(_sgemm, context))
     if plan is not None and cuda_sgemm.runs(plan, geometry, a, b):
-        cuda_sgemm.run(plan, geometry, a, b, c)
+        cuda_sgemm.run(plan, geometry, a, b, c, context.held)
     else:
         _sgemm(context, a, b, a_transposed, b_transposed, c)
     return c

@@ -17,8 +17,8 @@ here are tiled SIMT products (no TF32: every multiply-add is a float32 ``fmaf``)
   so a plan gives the same bits on every call. (Having each tile's last block add them instead,
   one kernel fewer, was timed slower at every shape of mlp on an H100: bench/NOTES.md.)
 
-The first product of each geometry (m, n, k and which operands are transposed) times, on its
-own operands, cuBLAS's ``sgemm`` and every candidate plan (``candidates``: a handful of tilings,
+The first product of each geometry (m, n, k and which operands are transposed) times, on
+operands of its shape drawn at random, cuBLAS's ``sgemm`` and every candidate plan (``candidates``: a handful of tilings,
 each split 1 to 16 ways, kept to grids of a sensible size) with ``cuda_timing.best_ms``, which
 times the GPU's work alone, as inside a captured graph. A candidate counts only if its product
 agrees with ``sgemm``'s (to 1e-5 of the largest value); ``sgemm`` comes first and keeps the
@@ -26,8 +26,9 @@ geometry unless a plan is more than ``NEAR`` faster, since a plan changes the or
 additions and so the bits. Products outside ``[_MIN_WORK, _MAX_WORK]`` multiply-adds are never
 timed: below, a launch costs more than the arithmetic; above, cuBLAS's large tiles fill the chip.
 
-A choice lasts for the process (a captured CUDA graph may hold its kernel). ``plan_log`` names
-each geometry's; ``benchmark = False`` turns the timing off (every product then runs ``sgemm``).
+A choice lasts for the process (a captured CUDA graph may hold its kernel), and gives the same
+bits on every call, except that a pipelined plan gives way to ``sgemm`` for an operand off
+16-byte alignment (a view into a larger array). ``plan_log`` names each geometry's; ``benchmark = False`` turns the timing off (every product then runs ``sgemm``).
 A geometry first seen while a stream is being captured cannot be timed, and keeps ``sgemm``.
 
 Example (on a GPU):
@@ -54,6 +55,7 @@ from deeplearn.math.backends.cuda_sgemm_kernels import SOURCE, source
 
 __all__ = [
     "NEAR",
+    "Sgemm",
     "PIPELINED",
     "TILINGS",
     "Geometry",
@@ -68,6 +70,7 @@ __all__ = [
     "runs",
     "source",
     "vectorizable",
+    "whole_pieces",
 ]
 
 _log = logging.getLogger(__name__)
@@ -188,20 +191,22 @@ def candidates(g: Geometry, pipelined: bool = False) -> list[Plan]:
     return plans
 
 
-def vectorizable(g: Geometry, a: Any, b: Any) -> bool:
-    """Whether the pipelined kernels can read ``a`` and ``b`` (C-ordered operands of ``g``): 16
-    bytes at a time, from 16-byte aligned addresses, every row starting on one.
+def whole_pieces(g: Geometry) -> bool:
+    """Whether every row of ``g``'s C-ordered operands is whole 16-byte pieces (their leading
+    dimensions, A's ``k`` or ``m`` and B's ``n`` or ``k``, multiples of 4 floats): the
+    geometry's half of what the pipelined kernels need (``vectorizable``).
 
     Example:
-        >>> vectorizable(Geometry(128, 10, 512, False, False), a, b)  # rows of 10 floats  # doctest: +SKIP
-        False
+        >>> whole_pieces(Geometry(128, 512, 784, False, False)), whole_pieces(Geometry(128, 10, 512, False, False))
+        (True, False)
     """
-    return (
-        a.data.ptr % 16 == 0
-        and b.data.ptr % 16 == 0
-        and (g.m if g.a_transposed else g.k) % 4 == 0
-        and (g.k if g.b_transposed else g.n) % 4 == 0
-    )
+    return (g.m if g.a_transposed else g.k) % 4 == 0 and (g.k if g.b_transposed else g.n) % 4 == 0
+
+
+def vectorizable(g: Geometry, a: Any, b: Any) -> bool:
+    """Whether the pipelined kernels can read ``a`` and ``b`` (C-ordered operands of ``g``): 16
+    bytes at a time, from 16-byte aligned addresses, every row starting on one."""
+    return a.data.ptr % 16 == 0 and b.data.ptr % 16 == 0 and whole_pieces(g)
 
 
 def runs(plan: Plan, g: Geometry, a: Any, b: Any) -> bool:
@@ -216,22 +221,47 @@ def eligible(g: Geometry) -> bool:
 
 
 @functools.cache
-def _module(a_transposed: bool, b_transposed: bool) -> Any:
-    """The kernels of every tiling for one operand layout, compiled by NVRTC at first use
-    (CuPy keeps the binary on disk, so a later process loads it)."""
+def _pipelines() -> bool:
+    """Whether this GPU has ``cp.async`` (compute capability 8.0 and later)."""
     import cupy
 
-    names = [t.kernel(a_transposed, b_transposed) for t in TILINGS + PIPELINED]
-    return cupy.RawModule(code=SOURCE, options=("-std=c++17",), name_expressions=names)
+    return int(cupy.cuda.Device().compute_capability) >= 80
 
 
-def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any) -> None:
-    """c = op(a)·op(b) by ``plan`` on the current stream (C-ordered float32 CuPy matrices)."""
+@functools.cache
+def _module(a_transposed: bool, b_transposed: bool, pipelined: bool) -> Any:
+    """One kernel family's kernels, every tiling, for one operand layout, compiled by NVRTC at
+    first use (CuPy keeps the binary on disk, so a later process loads it); None, logged once,
+    where it does not compile (and then no plan of that family is timed)."""
     import cupy
 
-    module = _module(g.a_transposed, g.b_transposed)
+    names = [t.kernel(a_transposed, b_transposed) for t in (PIPELINED if pipelined else TILINGS)]
+    try:
+        module = cupy.RawModule(code=SOURCE, options=("-std=c++17",), name_expressions=names)
+        module.get_function(names[0])  # compiles now, not at the first launch
+    except Exception as e:  # noqa: BLE001 - no NVRTC, a compiler that refuses it
+        _log.info("our matrix products do not compile here (%s: %s); products run sgemm", type(e).__name__, e)
+        return None
+    return module
+
+
+def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, held: list[Any] | None = None) -> None:
+    """c = op(a)·op(b) by ``plan`` on the current stream (C-ordered float32 CuPy matrices).
+
+    A split plan's kernels also write and read a buffer of parts. Captured into a CUDA graph,
+    they go on using it at every replay, so while the stream is being captured the buffer is
+    appended to ``held`` (a list that lives as long as the graph: see ``cuda_gemm``), lest the
+    memory pool hand it to someone else. (A CapturedProgram's private pool keeps it anyway.)
+    """
+    import cupy
+
+    module = _module(g.a_transposed, g.b_transposed, bool(plan.tiling.stages))
     kernel = module.get_function(plan.tiling.kernel(g.a_transposed, g.b_transposed))
-    parts = c if plan.splits == 1 else cupy.empty((plan.splits, g.m, g.n), np.float32)
+    parts = c
+    if plan.splits > 1:
+        parts = cupy.empty((plan.splits, g.m, g.n), np.float32)
+        if held is not None and cupy.cuda.get_current_stream().is_capturing():
+            held.append(parts)
     i32 = np.int32
     args = (
         a,
@@ -260,10 +290,15 @@ plan_log: dict[Geometry, str] = {}
 _LOCK = threading.Lock()
 
 
-def plan_for(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None]) -> Plan | None:
-    """The plan kept for ``g`` (None: ``sgemm`` runs it), chosen at its first call on the
-    operands ``a`` and ``b`` (see the module docstring); ``sgemm(out)`` writes cuBLAS's product
-    into ``out``. Never raises for want of a compiler or memory: then ``sgemm`` is kept."""
+Sgemm = Callable[[Any, Any, bool, bool, Any], None]
+"""``sgemm(a, b, a_transposed, b_transposed, out)``: cuBLAS's product op(a)·op(b) into ``out``."""
+
+
+def plan_for(g: Geometry, sgemm: Sgemm) -> Plan | None:
+    """The plan kept for ``g`` (None: ``sgemm`` runs it), chosen at its first product (see the
+    module docstring) on operands of its shape drawn from a normal distribution (not the
+    caller's, which may be zeros, or hold a NaN that every candidate would disagree on).
+    Never raises for want of a compiler or memory: then ``sgemm`` is kept."""
     try:
         return _PLANS[g]
     except KeyError:
@@ -280,7 +315,7 @@ def plan_for(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None]) -> Plan 
             _log.info("matrix product %s first seen while a stream is captured: it keeps sgemm", g)
         else:
             try:
-                plan = _choose(g, a, b, sgemm, stream)
+                plan = _choose(g, sgemm, stream)
             except Exception as e:  # noqa: BLE001 - no compiler, out of memory: sgemm as before
                 _log.info(
                     "could not time our products for %s (%s: %s); it runs sgemm", g, type(e).__name__, e
@@ -291,18 +326,27 @@ def plan_for(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None]) -> Plan 
         return plan
 
 
-def _choose(g: Geometry, a: Any, b: Any, sgemm: Callable[[Any], None], stream: Any) -> Plan | None:
+def _choose(g: Geometry, sgemm: Sgemm, stream: Any) -> Plan | None:
     import cupy
 
-    plans = candidates(g, vectorizable(g, a, b))
-    # Scratch outputs from CuPy's default pool, not from a captured Program's own pool.
+    pipelined = whole_pieces(g) and _pipelines()
+    plans = [
+        p
+        for p in candidates(g, pipelined)
+        if _module(g.a_transposed, g.b_transposed, bool(p.tiling.stages)) is not None
+    ]
+    at, bt = g.a_transposed, g.b_transposed
+    # Scratch operands and outputs from CuPy's default pool, not from a captured Program's own.
     with cupy.cuda.using_allocator(cupy.get_default_memory_pool().malloc):
+        rng = cupy.random.default_rng(0)
+        a = rng.standard_normal((g.k, g.m) if at else (g.m, g.k), dtype=np.float32)
+        b = rng.standard_normal((g.n, g.k) if bt else (g.k, g.n), dtype=np.float32)
         want = cupy.empty((g.m, g.n), np.float32)
         out = cupy.empty_like(want)
-        sgemm(want)
-        tolerance = _AGREEMENT * float(cupy.abs(want).max()) + 1e-30
+        sgemm(a, b, at, bt, want)
+        tolerance = _AGREEMENT * float(cupy.abs(want).max())
         launches = max(2, min(64, _WORK_PER_TIMING // (g.m * g.n * g.k)))
-        timed = [(-1, cuda_timing.best_ms(lambda: sgemm(out), stream, launches))]
+        timed = [(-1, cuda_timing.best_ms(lambda: sgemm(a, b, at, bt, out), stream, launches))]
         for index, plan in enumerate(plans):
             out.fill(np.nan)  # a cell the plan does not write fails the agreement below
             run(plan, g, a, b, out)

@@ -104,6 +104,7 @@ deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float*
     }
 }
 
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800  // cp.async: Ampere and later
 // The pipelined kernel: the same tile, its slices copied global → shared by cp.async
 // (16 bytes a copy, no registers on the way) STAGES - 1 slices ahead of the one multiplied, so
 // the copies' latency hides behind several slices' arithmetic where the grid is one block per
@@ -217,6 +218,8 @@ deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, 
         }
     }
 }
+
+#endif
 
 // C = the sum of the S partial products, added in the order of their layers.
 extern "C" __global__ void deeplearn_sgemm_sum(const float* __restrict__ parts, float* __restrict__ C,
