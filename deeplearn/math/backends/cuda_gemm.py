@@ -80,6 +80,26 @@ class GemmContext:
         self._cublas.set_workspace(self.handle, self.workspace.ptr, _WORKSPACE_BYTES)
         self.stream = stream
 
+    def sgemm(self, a: Any, b: Any, a_transposed: bool, b_transposed: bool, c: Any) -> None:
+        """c = op(a)·op(b) by cuBLAS's ``sgemm`` on this context's stream (``gemm`` sets it)."""
+        m, n = c.shape
+        self._cublas.sgemm(
+            self.handle,
+            int(b_transposed),
+            int(a_transposed),
+            n,
+            m,
+            a.shape[0] if a_transposed else a.shape[1],
+            _ONE.ctypes.data,
+            b.data.ptr,
+            b.shape[1],
+            a.data.ptr,
+            a.shape[1],
+            _ZERO.ctypes.data,
+            c.data.ptr,
+            n,
+        )
+
     def __del__(self) -> None:
         if self.handle is not None:
             with contextlib.suppress(Exception):  # interpreter shutdown
@@ -134,30 +154,9 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
     if stream != context.stream:
         context.use_stream(stream)
     geometry = cuda_sgemm.Geometry(m, n, k, a_transposed, b_transposed)
-    plan = cuda_sgemm.plan_for(geometry, functools.partial(_sgemm, context))
+    plan = cuda_sgemm.plan_for(geometry, context.sgemm)
     if plan is not None and cuda_sgemm.runs(plan, geometry, a, b):
         cuda_sgemm.run(plan, geometry, a, b, c, context.held)
     else:
-        _sgemm(context, a, b, a_transposed, b_transposed, c)
+        context.sgemm(a, b, a_transposed, b_transposed, c)
     return c
-
-
-def _sgemm(context: GemmContext, a: Any, b: Any, a_transposed: bool, b_transposed: bool, c: Any) -> None:
-    """c = op(a)·op(b) by cuBLAS's ``sgemm`` on ``context`` (its stream set by ``gemm``)."""
-    m, n = c.shape
-    context._cublas.sgemm(
-        context.handle,
-        int(b_transposed),
-        int(a_transposed),
-        n,
-        m,
-        a.shape[0] if a_transposed else a.shape[1],
-        _ONE.ctypes.data,
-        b.data.ptr,
-        b.shape[1],
-        a.data.ptr,
-        a.shape[1],
-        _ZERO.ctypes.data,
-        c.data.ptr,
-        n,
-    )

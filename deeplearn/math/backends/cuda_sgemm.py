@@ -18,9 +18,9 @@ here are tiled SIMT products (no TF32: every multiply-add is a float32 ``fmaf``)
   one kernel fewer, was timed slower at every shape of mlp on an H100: bench/NOTES.md.)
 
 The first product of each geometry (m, n, k and which operands are transposed) times, on
-operands of its shape drawn at random, cuBLAS's ``sgemm`` and every candidate plan (``candidates``: a handful of tilings,
-each split 1 to 16 ways, kept to grids of a sensible size) with ``cuda_timing.best_ms``, which
-times the GPU's work alone, as inside a captured graph. A candidate counts only if its product
+operands of its shape drawn at random, cuBLAS's ``sgemm`` and every candidate plan
+(``candidates``: a handful of tilings, each split 1 to 16 ways, kept to grids of a sensible
+size) with ``cuda_timing.best_ms``, which times the GPU's work alone, as inside a captured graph. A candidate counts only if its product
 agrees with ``sgemm``'s (to 1e-5 of the largest value); ``sgemm`` comes first and keeps the
 geometry unless a plan is more than ``NEAR`` faster, since a plan changes the order of the
 additions and so the bits. Products outside ``[_MIN_WORK, _MAX_WORK]`` multiply-adds are never
@@ -28,8 +28,9 @@ timed: below, a launch costs more than the arithmetic; above, cuBLAS's large til
 
 A choice lasts for the process (a captured CUDA graph may hold its kernel), and gives the same
 bits on every call, except that a pipelined plan gives way to ``sgemm`` for an operand off
-16-byte alignment (a view into a larger array). ``plan_log`` names each geometry's; ``benchmark = False`` turns the timing off (every product then runs ``sgemm``).
-A geometry first seen while a stream is being captured cannot be timed, and keeps ``sgemm``.
+16-byte alignment (a view into a larger array). ``plan_log`` names each geometry's;
+``benchmark = False`` turns the timing off (every product then runs ``sgemm``). A geometry
+first seen while a stream is being captured cannot be timed, and keeps ``sgemm``.
 
 Example (on a GPU):
     >>> a = cupy.ones((128, 784), cupy.float32); b = cupy.ones((784, 512), cupy.float32)  # doctest: +SKIP
