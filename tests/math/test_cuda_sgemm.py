@@ -3,9 +3,10 @@
 On any machine: the candidate plans cover the inner dimension exactly, with grids in range;
 every tiling divides its loads evenly among its threads; the kernels compile with nvcc where it
 is installed. On a GPU: every candidate plan, for every transposition and ragged shapes, against
-a float64 NumPy oracle; the plan kept for a geometry gives the same bits on every call; a kept
-plan of ours runs inside a captured CUDA graph; sgemm where timing is off, for geometries outside
-the range, and for a geometry first seen while a stream is captured."""
+a float64 NumPy oracle; a clustered split gives the bits of the same split added by a second
+kernel; the plan kept for a geometry gives the same bits on every call; a kept plan of ours runs
+inside a captured CUDA graph; sgemm where timing is off, for geometries outside the range, and
+for a geometry first seen while a stream is captured."""
 
 from __future__ import annotations
 
@@ -45,8 +46,11 @@ def _geometry(m: int, k: int, n: int, at: bool = False, bt: bool = False) -> Geo
 def test_every_candidate_covers_the_inner_dimension_once_in_a_grid_of_sensible_size(
     m: int, k: int, n: int
 ) -> None:
-    plans = candidates(_geometry(m, k, n), pipelined=True)
+    plans = candidates(_geometry(m, k, n), pipelined=True, clustered=True)
     for plan in plans:
+        if plan.clustered:  # a cluster of 2 to 8 blocks, of a tiling that has such kernels
+            assert 2 <= plan.splits <= cuda_sgemm.MAX_CLUSTER and cuda_sgemm.clusterable(plan.tiling), plan
+            assert plan._replace(clustered=False) in plans, "every clustered plan has its two-kernel twin"
         assert plan.chunk % plan.tiling.bk == 0, plan
         # splits chunks reach k, and the last one is not empty
         assert (plan.splits - 1) * plan.chunk < k <= plan.splits * plan.chunk, plan
@@ -63,6 +67,13 @@ def test_mlp_s_largest_product_has_candidates_of_every_tiling_and_split_only_whe
     # a chunk is at least one bk-deep slice: k = 10 splits in two only where bk is 8
     shallow = {(p.tiling.bk, p.splits) for p in candidates(_geometry(128, 10, 512))}
     assert shallow == {(8, 1), (8, 2), (16, 1), (32, 1)}
+    # clustered twins only where asked (a GPU with clusters), of every split from 2 to 8
+    assert not any(p.clustered for p in plans)
+    clustered = [p for p in candidates(_geometry(128, 512, 512), True, True) if p.clustered]
+    assert {p.splits for p in clustered} == set(range(2, cuda_sgemm.MAX_CLUSTER + 1))
+    assert {p.tiling for p in clustered} == {
+        t for t in cuda_sgemm.TILINGS + cuda_sgemm.PIPELINED if cuda_sgemm.clusterable(t)
+    }
 
 
 def test_every_tiling_shares_its_loads_evenly_among_its_threads() -> None:
@@ -73,9 +84,21 @@ def test_every_tiling_shares_its_loads_evenly_among_its_threads() -> None:
     for t in cuda_sgemm.PIPELINED:  # 16-byte copies and reads: 4 floats at a time
         assert t.stages >= 2 and t.bk % 4 == 0 and t.tm % 4 == 0 and t.tn % 4 == 0, t
         assert t.threads <= 1024 and t.threads % 32 == 0, t
-        # each operand's slice is [rows][bk + 4] or [bk][rows + 4], as it is stored
-        floats = t.stages * sum(max(r * (t.bk + 4), t.bk * (r + 4)) for r in (t.bm, t.bn))
-        assert floats * 4 <= 48 * 1024, f"{t}: more static shared memory than a block may have"
+    for t in cuda_sgemm.TILINGS + cuda_sgemm.PIPELINED:
+        assert t.shared_bytes() <= 48 * 1024, f"{t}: more static shared memory than a block may have"
+    # a clustered block also holds its tile of C; the two tilings that won split plans have one
+    assert cuda_sgemm.clusterable(cuda_sgemm.Tiling(32, 32, 16, 2, 2))
+    assert cuda_sgemm.clusterable(cuda_sgemm.Tiling(32, 32, 32, 4, 4, 3))
+    for t in filter(cuda_sgemm.clusterable, cuda_sgemm.TILINGS + cuda_sgemm.PIPELINED):
+        assert t.shared_bytes(True) == t.shared_bytes() + 4 * t.bm * t.bn <= 48 * 1024, t
+
+
+def test_shared_memory_of_a_tiling_counts_its_slices_as_stored() -> None:
+    # plain: two [bk][rows + 4] buffers per operand; pipelined: stages of [rows][bk + 4] or
+    # [bk][rows + 4], whichever is larger (the kernel picks by layout: the larger bounds both)
+    assert cuda_sgemm.Tiling(32, 32, 16, 2, 2).shared_bytes() == 4 * 2 * 16 * (36 + 36)
+    assert cuda_sgemm.Tiling(32, 32, 32, 4, 4, 3).shared_bytes() == 4 * 3 * 2 * 32 * 36
+    assert cuda_sgemm.Tiling(64, 32, 16, 4, 4, 4).shared_bytes() == 4 * 4 * (64 * 20 + 32 * 20)
 
 
 class _Stub:
@@ -121,15 +144,26 @@ def test_a_plan_is_named_by_its_tiling_and_split() -> None:
     assert staged.name == "tiles 64x64x16/4x4, 3 stages, split 1"
     # the flags: which operands run along k (A not transposed, B transposed)
     assert staged.tiling.kernel(False, True) == "deeplearn_sgemm_async<64, 64, 16, 4, 4, 3, true, true>"
+    clustered = Plan(cuda_sgemm.Tiling(32, 32, 16, 2, 2), 6, 144, clustered=True)
+    assert clustered.name == "tiles 32x32x16/2x2, split 6 in a cluster"
+    assert (
+        clustered.kernel(_geometry(128, 784, 512))
+        == "deeplearn_sgemm_cluster<32, 32, 16, 2, 2, false, true, 6>"
+    )
+    assert clustered._replace(clustered=False).kernel(_geometry(128, 784, 512)) == (
+        "deeplearn_sgemm<32, 32, 16, 2, 2, false, true>"
+    )
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
 def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
     signature = "(const float*, const float*, float*, float*, int, int, int, int, int, int);"
     instances = [
-        f"template __global__ void {t.kernel(at, bt)}{signature}"
-        for t in cuda_sgemm.TILINGS + cuda_sgemm.PIPELINED
+        f"template __global__ void {name}{signature}"
         for at, bt in TRANSPOSES
+        for pipelined in (False, True)
+        for clustered in (False, True)
+        for name in cuda_sgemm._family(at, bt, pipelined, clustered)
     ]
     src = tmp_path / "sgemm.cu"
     src.write_text(cuda_sgemm.source() + "\n" + "\n".join(instances) + "\n")
@@ -144,6 +178,9 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
     assert ptx.count(".entry") == len(instances) + 1
     assert "ld.shared.v4.f32" in ptx, "a thread's patch of a shared slice is read 16 bytes at a time"
     assert "cp.async.cg.shared.global" in ptx, "the pipelined kernels copy slices without registers"
+    # clustered kernels: launched as clusters, their parts read from the other blocks' shared memory
+    assert ptx.count(".reqnctapercluster") == sum("_cluster<" in i for i in instances) > 0
+    assert "ld.shared::cluster.f32" in ptx and "barrier.cluster.arrive.release" in ptx
 
 
 # On a GPU.
@@ -190,12 +227,35 @@ def test_every_candidate_plan_computes_the_product(m: int, k: int, n: int, at: b
     want = _oracle(a, b, at, bt)
     da, db = cupy.asarray(a), cupy.asarray(b)
     g = _geometry(m, k, n, at, bt)
-    plans = candidates(g, cuda_sgemm.vectorizable(g, da, db))
+    plans = candidates(g, cuda_sgemm.vectorizable(g, da, db), cuda_sgemm._clusters())
     assert plans, g
     for plan in plans:
         out = cupy.full((m, n), np.nan, np.float32)  # a cell the plan misses stays NaN
         cuda_sgemm.run(plan, g, da, db, out)
         _check(out.get(), want, k)
+
+
+@gpu
+@pytest.mark.parametrize(("m", "k", "n"), [(128, 784, 512), (128, 512, 10), (77, 300, 45), (100, 300, 44)])
+@pytest.mark.parametrize(("at", "bt"), TRANSPOSES)
+def test_a_clustered_split_gives_the_bits_of_the_same_split_added_by_a_second_kernel(
+    m: int, k: int, n: int, at: bool, bt: bool
+) -> None:
+    """The blocks of a cluster add the parts in layer order, as deeplearn_sgemm_sum does."""
+    import cupy
+
+    if not cuda_sgemm._clusters():
+        pytest.skip("this GPU has no thread block clusters (compute capability < 9.0)")
+    a, b = _operands(m, k, n, at, bt, seed=9)
+    da, db = cupy.asarray(a), cupy.asarray(b)
+    g = _geometry(m, k, n, at, bt)
+    clustered = [p for p in candidates(g, cuda_sgemm.vectorizable(g, da, db), True) if p.clustered]
+    assert clustered, g
+    for plan in clustered:
+        got, want = (cupy.full((m, n), np.nan, np.float32) for _ in range(2))
+        cuda_sgemm.run(plan, g, da, db, got)
+        cuda_sgemm.run(plan._replace(clustered=False), g, da, db, want)
+        np.testing.assert_array_equal(got.get(), want.get(), err_msg=plan.name)
 
 
 @gpu
@@ -245,19 +305,26 @@ def test_a_kept_plan_of_ours_runs_in_place_of_sgemm(
 
 
 @gpu
-@pytest.mark.parametrize("stages", [0, 3])
+@pytest.mark.parametrize(("stages", "clustered"), [(0, False), (3, False), (0, True), (3, True)])
 @pytest.mark.parametrize("private_pool", [True, False])
 def test_a_split_plan_of_ours_replays_in_a_captured_graph(
-    monkeypatch: pytest.MonkeyPatch, stages: int, private_pool: bool
+    monkeypatch: pytest.MonkeyPatch, stages: int, clustered: bool, private_pool: bool
 ) -> None:
     """Each replay reads the operands anew (new values copied into them) and adds the parts
     again. The parts' buffer stays the graph's: a CapturedProgram's private pool keeps it, and
     on CuPy's default pool (a user's own capture) the thread's context holds it, so arrays made
-    after the capture (filled with NaN here) never get its memory."""
+    after the capture (filled with NaN here) never get its memory. A clustered split has no
+    such buffer."""
     import cupy
 
+    if clustered and not cuda_sgemm._clusters():
+        pytest.skip("this GPU has no thread block clusters (compute capability < 9.0)")
     g = _geometry(128, 784, 512)
-    split = next(p for p in candidates(g, True) if p.splits > 1 and p.tiling.stages == stages)
+    split = next(
+        p
+        for p in candidates(g, True, clustered)
+        if p.splits > 1 and p.tiling.stages == stages and p.clustered == clustered
+    )
     monkeypatch.setattr(cuda_sgemm, "_choose", lambda *args: split)
     ran: list[Plan] = []
     ours = cuda_sgemm.run
@@ -273,7 +340,7 @@ def test_a_split_plan_of_ours_replays_in_a_captured_graph(
         out = cuda_gemm.gemm(da, db, False, False)
         graph = stream.end_capture()
         assert ran == [split, split], "the split plan ran, uncaptured and captured"
-        assert len(cuda_gemm._context().held) == held + 1
+        assert len(cuda_gemm._context().held) == held + (0 if clustered else 1)
         others = [cupy.full((split.splits, 128, 512), np.nan, np.float32) for _ in range(3)]
         for seed in (4, 5, 6):
             a, b = _operands(128, 784, 512, False, False, seed=seed)

@@ -16,6 +16,10 @@ here are tiled SIMT products (no TF32: every multiply-add is a float32 ``fmaf``)
   layer writes its partial product and a second kernel adds the layers in order (z = 0, 1, ...),
   so a plan gives the same bits on every call. (Having each tile's last block add them instead,
   one kernel fewer, was timed slower at every shape of mlp on an H100: bench/NOTES.md.)
+* on Hopper and later (compute capability 9.0), a split of 2 to ``MAX_CLUSTER`` layers may also
+  run ``clustered``: the layers of a tile are one thread block cluster, whose blocks add their
+  parts through each other's shared memory, in the same order, after a barrier of the cluster.
+  The same bits as the two kernels, in one, and no parts in global memory.
 
 The first product of each geometry (m, n, k and which operands are transposed) times, on
 operands of its shape drawn at random, cuBLAS's ``sgemm`` and every candidate plan
@@ -55,6 +59,7 @@ from deeplearn.math.backends import cuda_timing
 from deeplearn.math.backends.cuda_sgemm_kernels import SOURCE, source
 
 __all__ = [
+    "MAX_CLUSTER",
     "NEAR",
     "Sgemm",
     "PIPELINED",
@@ -64,6 +69,7 @@ __all__ = [
     "Tiling",
     "benchmark",
     "candidates",
+    "clusterable",
     "eligible",
     "plan_for",
     "plan_log",
@@ -121,15 +127,27 @@ class Tiling(NamedTuple):
         staged = f", {self.stages} stages" if self.stages else ""
         return f"tiles {self.bm}x{self.bn}x{self.bk}/{self.tm}x{self.tn}{staged}"
 
-    def kernel(self, a_transposed: bool, b_transposed: bool) -> str:
-        """The name of this tiling's kernel instance for operands stored so."""
+    def kernel(self, a_transposed: bool, b_transposed: bool, cluster: int = 0) -> str:
+        """The name of this tiling's kernel instance for operands stored so; with ``cluster``,
+        the one whose split layers, that many, are a thread block cluster."""
         sizes = f"{self.bm}, {self.bn}, {self.bk}, {self.tm}, {self.tn}"
         if self.stages:  # flags: which operands are stored with k running fastest
             flags = ", ".join(str(f).lower() for f in (not a_transposed, b_transposed))
-            return f"deeplearn_sgemm_async<{sizes}, {self.stages}, {flags}>"
-        # A transposed is stored (k, m): m runs fastest. B not transposed is stored (k, n).
-        flags = ", ".join(str(f).lower() for f in (a_transposed, not b_transposed))
-        return f"deeplearn_sgemm<{sizes}, {flags}>"
+            family, params = "deeplearn_sgemm_async", f"{sizes}, {self.stages}, {flags}"
+        else:  # A transposed is stored (k, m): m runs fastest. B not transposed is stored (k, n).
+            flags = ", ".join(str(f).lower() for f in (a_transposed, not b_transposed))
+            family, params = "deeplearn_sgemm", f"{sizes}, {flags}"
+        return f"{family}_cluster<{params}, {cluster}>" if cluster else f"{family}<{params}>"
+
+    def shared_bytes(self, clustered: bool = False) -> int:
+        """The static shared memory of a block: its slices of A and B (the plain kernel's two
+        [bk][rows + 4] buffers, or the pipelined one's ``stages`` slices as each operand is
+        stored), and a clustered kernel's tile of C."""
+        if self.stages:
+            floats = self.stages * sum(max(r * (self.bk + 4), self.bk * (r + 4)) for r in (self.bm, self.bn))
+        else:
+            floats = 2 * self.bk * (self.bm + 4 + self.bn + 4)
+        return 4 * (floats + (self.bm * self.bn if clustered else 0))
 
 
 # The tilings the H100 probe of mlp's eight products found best, one shape or another (bench/NOTES.md).
@@ -152,28 +170,50 @@ PIPELINED = (  # for 16-byte aligned operands (``vectorizable``); tm and tn mult
     Tiling(64, 32, 32, 4, 4, 3),
 )
 MAX_SPLITS = 16  # more parts than this cost more to add than the grid gains
+MAX_CLUSTER = 8  # the largest thread block cluster every Hopper GPU runs (a portable size)
+_CLUSTER_TILE = 32 * 32  # elements of C at most in a clustered tile (the tilings split plans won with)
+_SHARED_LIMIT = 48 << 10  # static shared memory a block may have
+
+
+def clusterable(tiling: Tiling) -> bool:
+    """Whether ``tiling`` has clustered kernels: a tile of at most ``_CLUSTER_TILE`` elements
+    whose slices and part fit a block's static shared memory.
+
+    Example:
+        >>> clusterable(Tiling(32, 32, 16, 2, 2)), clusterable(Tiling(64, 32, 16, 4, 2))
+        (True, False)
+    """
+    return tiling.bm * tiling.bn <= _CLUSTER_TILE and tiling.shared_bytes(True) <= _SHARED_LIMIT
 
 
 class Plan(NamedTuple):
     """One geometry's product of ours: a tiling, and the inner dimension cut into ``splits``
-    chunks of ``chunk`` (a multiple of the tiling's ``bk``; the last chunk may be shorter)."""
+    chunks of ``chunk`` (a multiple of the tiling's ``bk``; the last chunk may be shorter),
+    whose parts a second kernel adds, or, ``clustered``, the blocks of a cluster."""
 
     tiling: Tiling
     splits: int
     chunk: int
+    clustered: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.tiling.name}, split {self.splits}"
+        return f"{self.tiling.name}, split {self.splits}{' in a cluster' if self.clustered else ''}"
+
+    def kernel(self, g: Geometry) -> str:
+        """The name of its kernel instance for ``g``'s operand layout."""
+        return self.tiling.kernel(g.a_transposed, g.b_transposed, self.splits if self.clustered else 0)
 
     def grid(self, g: Geometry) -> tuple[int, int, int]:
         return (-(-g.n // self.tiling.bn), -(-g.m // self.tiling.bm), self.splits)
 
 
-def candidates(g: Geometry, pipelined: bool = False) -> list[Plan]:
+def candidates(g: Geometry, pipelined: bool = False, clustered: bool = False) -> list[Plan]:
     """The plans worth timing for ``g``: each tiling (the pipelined ones too where asked, for
     operands that allow them), split so that every chunk holds work (no empty grid layer) and
-    the grid has between ``_MIN_BLOCKS`` and ``_MAX_BLOCKS`` blocks.
+    the grid has between ``_MIN_BLOCKS`` and ``_MAX_BLOCKS`` blocks; where ``clustered`` is
+    asked (a GPU with clusters), each split of 2 to ``MAX_CLUSTER`` of a ``clusterable`` tiling
+    clustered too.
 
     Example:
         >>> [p.name for p in candidates(Geometry(128, 512, 784, False, False))][:2]
@@ -189,6 +229,8 @@ def candidates(g: Geometry, pipelined: bool = False) -> list[Plan]:
             gx, gy, gz = plan.grid(g)
             if _MIN_BLOCKS <= gx * gy * gz <= _MAX_BLOCKS:
                 plans.append(plan)
+                if clustered and 2 <= splits <= MAX_CLUSTER and clusterable(tiling):
+                    plans.append(plan._replace(clustered=True))
     return plans
 
 
@@ -230,13 +272,31 @@ def _pipelines() -> bool:
 
 
 @functools.cache
-def _module(a_transposed: bool, b_transposed: bool, pipelined: bool) -> Any:
-    """One kernel family's kernels, every tiling, for one operand layout, compiled by NVRTC at
+def _clusters() -> bool:
+    """Whether this GPU has thread block clusters (compute capability 9.0 and later)."""
+    import cupy
+
+    return int(cupy.cuda.Device().compute_capability) >= 90
+
+
+def _family(a_transposed: bool, b_transposed: bool, pipelined: bool, clustered: bool) -> list[str]:
+    """The names of a kernel family's instances for one operand layout: every tiling of the
+    plain or the pipelined kernel, or, ``clustered``, every cluster size of each clusterable one."""
+    tilings = PIPELINED if pipelined else TILINGS
+    if not clustered:
+        return [t.kernel(a_transposed, b_transposed) for t in tilings]
+    sizes = range(2, MAX_CLUSTER + 1)
+    return [t.kernel(a_transposed, b_transposed, s) for t in tilings if clusterable(t) for s in sizes]
+
+
+@functools.cache
+def _module(a_transposed: bool, b_transposed: bool, pipelined: bool, clustered: bool = False) -> Any:
+    """One kernel family's kernels (``_family``) for one operand layout, compiled by NVRTC at
     first use (CuPy keeps the binary on disk, so a later process loads it); None, logged once,
     where it does not compile (and then no plan of that family is timed)."""
     import cupy
 
-    names = [t.kernel(a_transposed, b_transposed) for t in (PIPELINED if pipelined else TILINGS)]
+    names = _family(a_transposed, b_transposed, pipelined, clustered)
     try:
         module = cupy.RawModule(code=SOURCE, options=("-std=c++17",), name_expressions=names)
         module.get_function(names[0])  # compiles now, not at the first launch
@@ -256,10 +316,10 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, held: list[Any] | None 
     """
     import cupy
 
-    module = _module(g.a_transposed, g.b_transposed, bool(plan.tiling.stages))
-    kernel = module.get_function(plan.tiling.kernel(g.a_transposed, g.b_transposed))
+    module = _module(g.a_transposed, g.b_transposed, bool(plan.tiling.stages), plan.clustered)
+    kernel = module.get_function(plan.kernel(g))
     parts = c
-    if plan.splits > 1:
+    if plan.splits > 1 and not plan.clustered:
         parts = cupy.empty((plan.splits, g.m, g.n), np.float32)
         if held is not None and cupy.cuda.get_current_stream().is_capturing():
             held.append(parts)
@@ -277,7 +337,7 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, held: list[Any] | None 
         i32(plan.chunk),
     )
     kernel(plan.grid(g), (plan.tiling.threads,), args)
-    if plan.splits > 1:
+    if plan.splits > 1 and not plan.clustered:
         size = g.m * g.n
         module.get_function("deeplearn_sgemm_sum")(
             (-(-size // _SUM_THREADS),), (_SUM_THREADS,), (parts, c, np.int64(size), i32(plan.splits))
@@ -333,8 +393,8 @@ def _choose(g: Geometry, sgemm: Sgemm, stream: Any) -> Plan | None:
     pipelined = whole_pieces(g) and _pipelines()
     plans = [
         p
-        for p in candidates(g, pipelined)
-        if _module(g.a_transposed, g.b_transposed, bool(p.tiling.stages)) is not None
+        for p in candidates(g, pipelined, _clusters())
+        if _module(g.a_transposed, g.b_transposed, bool(p.tiling.stages), p.clustered) is not None
     ]
     at, bt = g.a_transposed, g.b_transposed
     # Scratch operands and outputs from CuPy's default pool, not from a captured Program's own.

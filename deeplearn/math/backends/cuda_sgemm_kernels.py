@@ -14,17 +14,16 @@ __all__ = ["SOURCE", "source"]
 # of one slice are one or two 16-byte reads, and the transposing stores hit fewer banks at once.
 SOURCE = r"""
 template <int BM, int BN, int BK, int TM, int TN, bool A_KMAJOR, bool B_NMAJOR>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
-deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float* C,
-                float* parts,
-                int M, int N, int K, int lda, int ldb, int chunk) {
+__device__ __forceinline__ void deeplearn_sgemm_tile(const float* __restrict__ A, const float* __restrict__ B,
+                                                     int M, int N, int K, int lda, int ldb, int chunk,
+                                                     float (&acc)[TM][TN]) {
     constexpr int NT = (BM / TM) * (BN / TN), LA = BM * BK / NT, LB = BN * BK / NT, PAD = 4;
     __shared__ __align__(16) float As[2][BK][BM + PAD];
     __shared__ __align__(16) float Bs[2][BK][BN + PAD];
     const int tid = threadIdx.x, tx = tid % (BN / TN), ty = tid / (BN / TN);
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int kbeg = blockIdx.z * chunk, kend = min(K, kbeg + chunk);
-    float ra[LA], rb[LB], acc[TM][TN];
+    float ra[LA], rb[LB];
 #pragma unroll
     for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -90,18 +89,38 @@ deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float*
         __syncthreads();
         s ^= 1;
     }
-    const long long size = (long long)M * N;
-    float* out = gridDim.z == 1 ? C : parts + blockIdx.z * size;
+}
+
+// Where element i of a thread's patch lies along its block's tile (rows for A's side, columns for
+// B's): t·T + i for a patch of adjacent rows, t + i·(B/T) for one strided across the tile.
+template <int B, int T, bool STRIDED>
+__device__ __forceinline__ int deeplearn_patch(int t, int i) { return STRIDED ? t + i * (B / T) : t * T + i; }
+
+// A block's tile of C (or of one layer's part of it) written out: the patch each thread holds.
+template <int BM, int BN, int TM, int TN, bool ROWS_STRIDED, bool COLS_STRIDED>
+__device__ __forceinline__ void deeplearn_store(const float (&acc)[TM][TN], float* out, int M, int N) {
+    const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        const int m = m0 + ty * TM + i;
+        const int m = m0 + deeplearn_patch<BM, TM, ROWS_STRIDED>(ty, i);
         if (m >= M) continue;
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
-            const int n = n0 + tx * TN + j;
+            const int n = n0 + deeplearn_patch<BN, TN, COLS_STRIDED>(tx, j);
             if (n < N) out[(long long)m * N + n] = acc[i][j];
         }
     }
+}
+
+template <int BM, int BN, int BK, int TM, int TN, bool A_KMAJOR, bool B_NMAJOR>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
+                int M, int N, int K, int lda, int ldb, int chunk) {
+    float acc[TM][TN];
+    deeplearn_sgemm_tile<BM, BN, BK, TM, TN, A_KMAJOR, B_NMAJOR>(A, B, M, N, K, lda, ldb, chunk, acc);
+    deeplearn_store<BM, BN, TM, TN, false, false>(acc, gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N,
+                                                  M, N);
 }
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800  // cp.async: Ampere and later
@@ -156,9 +175,9 @@ __device__ __forceinline__ void deeplearn_fragment(float (&v)[R][4], const float
 }
 
 template <int BM, int BN, int BK, int TM, int TN, int STAGES, bool A_KCONTIG, bool B_KCONTIG>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
-deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
-                      int M, int N, int K, int lda, int ldb, int chunk) {
+__device__ __forceinline__ void deeplearn_sgemm_async_tile(const float* __restrict__ A,
+                                                           const float* __restrict__ B, int M, int N, int K,
+                                                           int lda, int ldb, int chunk, float (&acc)[TM][TN]) {
     constexpr int NT = (BM / TM) * (BN / TN);
     constexpr int A_ROWS = A_KCONTIG ? BM : BK, A_COLS = A_KCONTIG ? BK + 4 : BM + 4;
     constexpr int B_ROWS = B_KCONTIG ? BN : BK, B_COLS = B_KCONTIG ? BK + 4 : BN + 4;
@@ -174,7 +193,6 @@ deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, 
         deeplearn_copy_slice<BN, BK, NT, B_KCONTIG>(Bs[s], B, ldb, n0, N, k0, kend);
     };
 
-    float acc[TM][TN];
 #pragma unroll
     for (int i = 0; i < TM; ++i)
 #pragma unroll
@@ -206,17 +224,84 @@ deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, 
         }
     }
     asm volatile("cp.async.wait_group 0;\n" ::);
-    float* out = gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N;
+}
+
+template <int BM, int BN, int BK, int TM, int TN, int STAGES, bool A_KCONTIG, bool B_KCONTIG>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
+                      int M, int N, int K, int lda, int ldb, int chunk) {
+    float acc[TM][TN];
+    deeplearn_sgemm_async_tile<BM, BN, BK, TM, TN, STAGES, A_KCONTIG, B_KCONTIG>(A, B, M, N, K, lda, ldb, chunk,
+                                                                                 acc);
+    deeplearn_store<BM, BN, TM, TN, A_KCONTIG, B_KCONTIG>(
+        acc, gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N, M, N);
+}
+
+#endif
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900  // thread block clusters: Hopper and later
+// A split product whose S layers are the S blocks of a thread block cluster: each block leaves
+// its part of the tile in its shared memory, and after a barrier of the whole cluster block z
+// adds the z-th share of the tile's elements, reading the S parts from the S blocks' shared
+// memory (distributed shared memory) in layer order, as deeplearn_sgemm_sum adds them: the same
+// bits, with no parts in global memory and no second kernel. A last barrier keeps every block
+// (and its shared memory) alive until the others have read it.
+__device__ __forceinline__ void deeplearn_cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
+// The float at shared address ``at`` of this block, in the shared memory of the cluster's block ``rank``.
+__device__ __forceinline__ float deeplearn_cluster_load(unsigned at, unsigned rank) {
+    unsigned remote;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(at), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(remote) : "memory");
+    return v;
+}
+
+template <int BM, int BN, int TM, int TN, int S, bool ROWS_STRIDED, bool COLS_STRIDED>
+__device__ __forceinline__ void deeplearn_cluster_sum(const float (&acc)[TM][TN], float* C, int M, int N) {
+    constexpr int NT = (BM / TM) * (BN / TN), SHARE = (BM * BN + S - 1) / S;
+    __shared__ float part[BM * BN];
+    const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
 #pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        const int m = m0 + (A_KCONTIG ? ty + i * (BM / TM) : ty * TM + i);
-        if (m >= M) continue;
+    for (int i = 0; i < TM; ++i)
 #pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            const int n = n0 + (B_KCONTIG ? tx + j * (BN / TN) : tx * TN + j);
-            if (n < N) out[(long long)m * N + n] = acc[i][j];
+        for (int j = 0; j < TN; ++j)
+            part[deeplearn_patch<BM, TM, ROWS_STRIDED>(ty, i) * BN + deeplearn_patch<BN, TN, COLS_STRIDED>(tx, j)] =
+                acc[i][j];
+    deeplearn_cluster_sync();
+    const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(part));
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int first = blockIdx.z * SHARE, last = min(BM * BN, first + SHARE);  // blockIdx.z: the rank
+    for (int e = first + threadIdx.x; e < last; e += NT) {
+        const int m = m0 + e / BN, n = n0 + e % BN;
+        if (m < M && n < N) {
+            float total = deeplearn_cluster_load(at + 4 * e, 0);
+            for (int z = 1; z < S; ++z) total += deeplearn_cluster_load(at + 4 * e, z);
+            C[(long long)m * N + n] = total;
         }
     }
+    deeplearn_cluster_sync();
+}
+
+template <int BM, int BN, int BK, int TM, int TN, bool A_KMAJOR, bool B_NMAJOR, int S>
+__global__ void __cluster_dims__(1, 1, S) __launch_bounds__((BM / TM) * (BN / TN))
+deeplearn_sgemm_cluster(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
+                        int M, int N, int K, int lda, int ldb, int chunk) {
+    float acc[TM][TN];
+    deeplearn_sgemm_tile<BM, BN, BK, TM, TN, A_KMAJOR, B_NMAJOR>(A, B, M, N, K, lda, ldb, chunk, acc);
+    deeplearn_cluster_sum<BM, BN, TM, TN, S, false, false>(acc, C, M, N);
+}
+
+template <int BM, int BN, int BK, int TM, int TN, int STAGES, bool A_KCONTIG, bool B_KCONTIG, int S>
+__global__ void __cluster_dims__(1, 1, S) __launch_bounds__((BM / TM) * (BN / TN))
+deeplearn_sgemm_async_cluster(const float* __restrict__ A, const float* __restrict__ B, float* C, float* parts,
+                              int M, int N, int K, int lda, int ldb, int chunk) {
+    float acc[TM][TN];
+    deeplearn_sgemm_async_tile<BM, BN, BK, TM, TN, STAGES, A_KCONTIG, B_KCONTIG>(A, B, M, N, K, lda, ldb, chunk,
+                                                                                 acc);
+    deeplearn_cluster_sum<BM, BN, TM, TN, S, A_KCONTIG, B_KCONTIG>(acc, C, M, N);
 }
 
 #endif
