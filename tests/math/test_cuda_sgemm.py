@@ -372,6 +372,29 @@ def test_the_first_product_plans_on_operands_of_its_own_not_the_caller_s(
 
 
 @gpu
+def test_a_candidate_the_gpu_refuses_to_launch_is_left_out_and_the_others_timed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cupy
+
+    monkeypatch.setattr(cuda_timing, "pick", _keep_our_fastest)
+    g = _geometry(128, 784, 512)
+    ours = cuda_sgemm.run
+    refused: list[Plan] = []
+
+    def refusing(plan: Plan, *args: object) -> None:
+        if plan.splits > 1:  # as a GPU that cannot place a cluster refuses its launch
+            refused.append(plan)
+            raise cupy.cuda.driver.CUDADriverError(1)
+        ours(plan, *args)
+
+    monkeypatch.setattr(cuda_sgemm, "run", refusing)
+    cuda_sgemm.plan_for(g, cuda_gemm._context().sgemm)
+    assert refused, "the split candidates were tried"
+    assert cuda_sgemm.plan_log[g].endswith("split 1"), cuda_sgemm.plan_log[g]
+
+
+@gpu
 def test_without_timing_and_outside_the_range_products_run_sgemm(monkeypatch: pytest.MonkeyPatch) -> None:
     import cupy
 

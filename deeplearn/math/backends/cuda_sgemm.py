@@ -410,8 +410,14 @@ def _choose(g: Geometry, sgemm: Sgemm, stream: Any) -> Plan | None:
         timed = [(-1, cuda_timing.best_ms(lambda: sgemm(a, b, at, bt, out), stream, launches))]
         for index, plan in enumerate(plans):
             out.fill(np.nan)  # a cell the plan does not write fails the agreement below
-            run(plan, g, a, b, out)
-            if not float(cupy.abs(out - want).max()) <= tolerance:
+            try:
+                run(plan, g, a, b, out)
+                agrees = float(cupy.abs(out - want).max()) <= tolerance
+            except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as e:
+                # A launch this GPU refuses (a cluster it cannot place): that plan alone is out.
+                _log.warning("our product %s did not run on %s (%s): not kept", plan.name, g, e)
+                continue
+            if not agrees:
                 _log.warning("our product %s disagrees with sgemm on %s: not kept", plan.name, g)
                 continue
             timed.append(
