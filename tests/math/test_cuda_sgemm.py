@@ -183,6 +183,31 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
     assert "ld.shared::cluster.f32" in ptx and "barrier.cluster.arrive.release" in ptx
 
 
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+def test_the_clustered_kernels_assemble_for_hopper(tmp_path: Path) -> None:
+    """ptxas accepts their inline cluster instructions (barrier.cluster, mapa, ld.shared::cluster),
+    which a PTX-only compile does not check: one tiling of each family, every cluster size."""
+    signature = "(const float*, const float*, float*, float*, int, int, int, int, int, int);"
+    sizes = cuda_sgemm.MAX_CLUSTER - 1
+    names = [
+        n for pipelined in (False, True) for n in cuda_sgemm._family(False, True, pipelined, True)[:sizes]
+    ]
+    src = tmp_path / "clusters.cu"
+    src.write_text(
+        cuda_sgemm.source()
+        + "\n"
+        + "\n".join(f"template __global__ void {n}{signature}" for n in names)
+        + "\n"
+    )
+    result = subprocess.run(
+        ["nvcc", "-cubin", "-std=c++17", "-arch=sm_90", "-o", str(tmp_path / "clusters.cubin"), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"nvcc failed:\n{result.stderr}"
+
+
 # On a GPU.
 
 
