@@ -95,6 +95,9 @@ _MIN_BLOCKS = 8
 _AGREEMENT = 1e-5  # of the largest |value|: another order of the additions, not another product
 _WORK_PER_TIMING = 1 << 27  # multiply-adds per timed batch of launches, at least
 _SUM_THREADS = 256
+# Driver errors with which a clustered launch is refused, the context left sound: an invalid
+# cluster size, an invalid value (reported for cluster launches on some GPUs), too few resources.
+_REFUSED_CLUSTER = frozenset({912, 1, 701})
 
 
 class Geometry(NamedTuple):
@@ -301,7 +304,13 @@ def _module(a_transposed: bool, b_transposed: bool, pipelined: bool, clustered: 
         module = cupy.RawModule(code=SOURCE, options=("-std=c++17",), name_expressions=names)
         module.get_function(names[0])  # compiles now, not at the first launch
     except Exception as e:  # noqa: BLE001 - no NVRTC, a compiler that refuses it
-        _log.info("our matrix products do not compile here (%s: %s); products run sgemm", type(e).__name__, e)
+        family = ("pipelined" if pipelined else "plain") + (" clustered" if clustered else "")
+        _log.info(
+            "our %s matrix products do not compile here (%s: %s); their plans are not timed",
+            family,
+            type(e).__name__,
+            e,
+        )
         return None
     return module
 
@@ -412,12 +421,15 @@ def _choose(g: Geometry, sgemm: Sgemm, stream: Any) -> Plan | None:
             out.fill(np.nan)  # a cell the plan does not write fails the agreement below
             try:
                 run(plan, g, a, b, out)
-                agrees = float(cupy.abs(out - want).max()) <= tolerance
-            except (cupy.cuda.driver.CUDADriverError, cupy.cuda.runtime.CUDARuntimeError) as e:
-                # A launch this GPU refuses (a cluster it cannot place): that plan alone is out.
-                _log.warning("our product %s did not run on %s (%s): not kept", plan.name, g, e)
+            except cupy.cuda.driver.CUDADriverError as e:
+                # A cluster this GPU cannot place is refused at launch, leaving the context
+                # sound: that plan alone is out. Any other error is raised (a fault after the
+                # launch would break every later call; it must not pass for a refusal).
+                if not plan.clustered or e.status not in _REFUSED_CLUSTER:
+                    raise
+                _log.warning("our product %s cannot launch on this GPU (%s): not kept", plan.name, e)
                 continue
-            if not agrees:
+            if not float(cupy.abs(out - want).max()) <= tolerance:
                 _log.warning("our product %s disagrees with sgemm on %s: not kept", plan.name, g)
                 continue
             timed.append(

@@ -273,7 +273,9 @@ __device__ __forceinline__ void deeplearn_cluster_sum(const float (&acc)[TM][TN]
     deeplearn_cluster_sync();
     const unsigned at = static_cast<unsigned>(__cvta_generic_to_shared(part));
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    const int first = blockIdx.z * SHARE, last = min(BM * BN, first + SHARE);  // blockIdx.z: the rank
+    // A cluster of (1, 1, S) blocks over a grid S deep: block z of a tile is the cluster's rank z,
+    // so reading ranks 0, 1, ... adds the layers (k's chunks) in order.
+    const int first = blockIdx.z * SHARE, last = min(BM * BN, first + SHARE);
     for (int e = first + threadIdx.x; e < last; e += NT) {
         const int m = m0 + e / BN, n = n0 + e % BN;
         if (m < M && n < N) {
