@@ -36,10 +36,11 @@ This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.fusion import fuse as fuse_steps
+from deeplearn.compile.products import fold_products
 from deeplearn.compile.lanes import LanePlan, plan_lanes, step_dependencies
 from deeplearn.compile.resident import NotCaptured, Resident
 from deeplearn.compile.rows import RowCursor, plain_rows
@@ -47,7 +48,6 @@ from deeplearn.compile.rows import RowCursor, plain_rows
 if TYPE_CHECKING:
     from deeplearn.compile.program import Program
     from deeplearn.math.engine import Engine
-    from deeplearn.math.ops.base import Op
 
 __all__ = ["CapturedProgram", "NotCaptured", "capture"]
 
@@ -119,7 +119,7 @@ class CapturedProgram(Resident):
         by_slot = program.binding_index
         # An update whose kernel can write its result straight into the bound buffer does
         # (an optimizer's update of a variable: one kernel, not a kernel and a copy).
-        in_place = _prepare(program, getattr(engine.backend, "fusible", None) if fuse else None)
+        in_place = _prepare(program, engine.backend, fuse)
         into = {source: self.inputs[by_slot[target]] for source, target in in_place.items()}
         plan = plan_lanes(step_dependencies(program.steps, in_place), lanes=lanes)
         self.lanes = _StreamLanes(plan, self.stream, self.gemm is not None) if plan.lanes_used > 1 else None
@@ -321,15 +321,21 @@ class _StreamLanes:
         self._lane = lane
 
 
-def _prepare(program: Program, fusible: Callable[[Op], bool] | None) -> dict[int, int]:
+def _prepare(program: Program, backend: Any, fuse: bool) -> dict[int, int]:
     """Readies ``program`` for capture, once: its updates are written in place
-    (``Program.ready_in_place``), and with ``fusible`` its element-wise chains are fused
-    (``deeplearn/compile/fusion.py``). Returns {result slot: bound slot} of the results written
-    straight into a bound buffer."""
+    (``Program.ready_in_place``), and with ``fuse`` its element-wise chains are fused
+    (``deeplearn/compile/fusion.py``, where ``backend`` has ``fusible``) and each product that
+    only a fused step reads folded into it (``deeplearn/compile/products.py``, where it has
+    ``folds``). Returns {result slot: bound slot} of the results written straight into a bound
+    buffer."""
     first = program.in_place is None
     in_place = program.ready_in_place()
+    fusible = getattr(backend, "fusible", None) if fuse else None
     if first and fusible is not None:
         fuse_steps(program, fusible, in_place)
+        folds = getattr(backend, "folds", None)
+        if folds is not None:
+            fold_products(program, folds, in_place)
     return in_place
 
 

@@ -15,7 +15,7 @@ import deeplearn as dl
 from deeplearn import CostReduction, Session
 from deeplearn.compile.cuda_graph import CapturedProgram
 from deeplearn.math.backends import cuda_available
-from deeplearn.math.ops.fused import SMALL, Fused
+from deeplearn.math.ops.fused import SMALL, Fused, FusedProduct
 from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.reduction import Sum
 from tests.compile.test_fusion import OPTIMIZERS
@@ -113,7 +113,9 @@ def test_each_fused_kernel_equals_its_nodes_one_by_one(kind: str, batch: int) ->
     from deeplearn.math.backends import cuda, cuda_fusion
 
     _, _, session = _train(kind, True, dl.MomentumOptimizer(0.05, 0.9), CostReduction.MEAN, batch, steps=2)
-    fused = [s.op for p in _programs(session) for s in p.steps if isinstance(s.op, Fused)]
+    steps = [s.op for p in _programs(session) for s in p.steps]
+    # (a product's bias and relu: folded into the product's step, ``deeplearn/compile/products.py``)
+    fused = [op.fused if isinstance(op, FusedProduct) else op for op in steps if isinstance(op, (Fused, FusedProduct))]
     assert fused
     sizes = set()
     rng = np.random.default_rng(0)

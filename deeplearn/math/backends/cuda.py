@@ -21,6 +21,7 @@ from deeplearn import util
 from deeplearn.math.backends import (
     cuda_costs,
     cuda_cudnn,
+    cuda_epilogue,
     cuda_fusion,
     cuda_gemm,
     cuda_pool,
@@ -44,7 +45,7 @@ from deeplearn.math.ops.conv import (
     unbatched,
 )
 from deeplearn.math.ops.conv_util import Conv2DInfo
-from deeplearn.math.ops.fused import Fused
+from deeplearn.math.ops.fused import Fused, FusedProduct
 from deeplearn.math.ops.costs import SoftmaxCrossEntropyCost, SoftmaxCrossEntropyCostDer
 from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
@@ -247,6 +248,20 @@ def _fused(op: Fused, *arrays: Any) -> Any:
     return outs if len(outs) != 1 else outs[0]
 
 
+@cuda_kernel.register
+def _fused_product(op: FusedProduct, a: Any, b: Any, *rest: Any) -> Any:
+    """One product kernel of ours whose store runs the fused nodes (``cuda_epilogue``) where
+    the geometry's plan is ours, else the product and the fused kernel one after the other."""
+    outs = cuda_epilogue.run(op, a, b, rest, [None] * (len(op.fused.outputs) + op.keep))
+    if outs is not None:
+        return outs if len(outs) != 1 else outs[0]
+    c = cuda_kernel(op.product, a, b)
+    fused = _fused(op.fused, *op.fused_inputs(c, rest))
+    if not op.keep:
+        return fused
+    return (c, *(fused if isinstance(fused, tuple) else (fused,)))
+
+
 def fusible(op: Op) -> bool:
     """Whether a fused kernel can run ``op`` element by element (``cuda_fusion.scalar_code``)."""
     return cuda_fusion.scalar_code(op) is not None
@@ -368,7 +383,7 @@ def can_capture(op: Op) -> bool:
     nvmath-python's cuBLAS bindings on a handle of our own (recorded, as matrix products are),
     and to depthwise's einsum through CuPy (not: such a capture fails, and the Program runs
     kernel by kernel, the reason logged)."""
-    if isinstance(op, MatMul):
+    if isinstance(op, (MatMul, FusedProduct)):
         return cuda_gemm.available()
     if isinstance(op, _ConvOp):
         return cuda_cudnn.available() if op.depthwise else cuda_gemm.available()
@@ -524,6 +539,11 @@ class MathBackendCUDA:
     def can_capture(self, op: Op) -> bool:
         """Whether a CUDA graph can record ``op``'s kernel (``can_capture``)."""
         return can_capture(op)
+
+    def folds(self, product: MatMul, fused: Fused, at: int) -> bool:
+        """Whether a product and the fused step that alone reads it run as one kernel here
+        (``cuda_epilogue.folds``)."""
+        return cuda_epilogue.folds(product, fused, at)
 
     def asarray(self, values: Any, dtype: Any = None) -> RawArray:
         cupy = self.xp

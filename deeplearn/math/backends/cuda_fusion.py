@@ -43,7 +43,7 @@ from deeplearn.math.ops.layout import Clone, Gather
 from deeplearn.math.ops.reduction import Sum
 from deeplearn.types import Shape
 
-__all__ = ["SCALED_ADD_EXPR", "Plan", "run", "scalar_code", "source"]
+__all__ = ["SCALED_ADD_EXPR", "Plan", "element_code", "run", "scalar_code", "source"]
 
 _LOG = logging.getLogger("deeplearn")
 SCALED_ADD_EXPR = "y = __fadd_rn(__fmul_rn(c1, a), __fmul_rn(c2, b))"
@@ -161,8 +161,9 @@ class _Writer:
     """The C lines of a Fused op's nodes: ``pre`` (before the loop, every thread), ``loop``
     (per element ``i``), ``post`` (per column ``j``, after the sums), the sums' values."""
 
-    def __init__(self, op: Fused) -> None:
+    def __init__(self, op: Fused, given: int | None = None) -> None:
         self.op = op
+        self.given = given  # an input read from the float p_ (a product's value), not from memory
         self.k = len(op.inputs)
         self.outputs = {v: j for j, v in enumerate(op.outputs)}
         self.pre: list[str] = []
@@ -181,6 +182,10 @@ class _Writer:
             raise _Unfusable(f"a {spec.dtype} value read element by element")
         if value >= self.k:
             return f"v{value}"
+        if value == self.given:
+            if index != "i" or prod(view) != prod(out) or prod(out) != prod(spec.shape):
+                raise _Unfusable("a product's value read other than element for element")
+            return "p_"
         if index is None or prod(view) == 1:
             if value not in self._loaded:
                 self._loaded.add(value)
@@ -222,10 +227,56 @@ class _Writer:
         return [f"out{o}[{index}] = v{v};" for v, o in self.outputs.items() if self.roles[v] in roles]
 
     def params(self) -> str:
+        return ", ".join(f"{kind} {name}" for kind, name in self.parameters())
+
+    def parameters(self) -> list[tuple[str, str]]:
+        """(C type, name) of each pointer the kernel reads or writes: the inputs (but
+        ``given``) as ``in<v>``, the outputs as ``out<j>``."""
         ins = [
-            f"const {'int' if s.dtype == 'int32' else 'float'}* in{v}" for v, s in enumerate(self.op.inputs)
+            (f"const {'int' if s.dtype == 'int32' else 'float'}*", f"in{v}")
+            for v, s in enumerate(self.op.inputs)
+            if v != self.given
         ]
-        return ", ".join(ins + [f"float* out{j}" for j in range(len(self.op.outputs))])
+        return ins + [("float*", f"out{j}") for j in range(len(self.op.outputs))]
+
+
+def element_code(op: Fused, given: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """What a product's epilogue (``cuda_epilogue``) runs on each element of its result: the C
+    lines of ``op``'s nodes at flat index ``i``, with ``op``'s input ``given`` (the product)
+    read from the float ``p_``, writing ``op``'s outputs there; and the pointers they read and
+    write ((C type, name): ``in<v>`` for the other inputs, ``out<j>`` for the outputs). The
+    lines are those of ``op``'s own kernel, so the same float32 operations. ValueError where
+    ``op`` is not element-wise over the product's shape throughout (a sum, a result of another
+    size, the product read broadcast).
+
+    Example:
+        >>> from deeplearn.math.ops.arithmetic import Add
+        >>> from deeplearn.math.ops.elementwise import Relu
+        >>> from deeplearn.math.ops.fused import Arg, Node
+        >>> f = Fused(
+        ...     inputs=(Spec((4, 3)), Spec((3,))),
+        ...     nodes=(Node(Add(), (Arg(0), Arg(1)), Spec((4, 3))), Node(Relu(), (Arg(2),), Spec((4, 3)))),
+        ...     outputs=(3,),
+        ... )
+        >>> params, lines = element_code(f, 0)
+        >>> params
+        [('const float*', 'in1'), ('float*', 'out0')]
+        >>> lines[0]
+        'float v2; { const T a = p_; const T b = in1[(i % 3LL)]; T y; y = a + b; v2 = y; }'
+    """
+    try:
+        w = _Writer(op, given)
+        roles, n, cols = _roles(op)
+        if op.segments or cols != 1 or not set(roles) <= {"map", "pre"}:
+            raise _Unfusable("a sum, or parts side by side")
+        if n != op.inputs[given].size or op.inputs[given].dtype != "float32":
+            raise _Unfusable("results of another size than the product")
+        loop = w.write(0, roles, n, cols)
+        if any(w.roles[v] != "map" for v in op.outputs):
+            raise _Unfusable("a one-element output")
+    except _Unfusable as e:
+        raise ValueError(f"fused: no epilogue for {e}") from None
+    return w.parameters(), [*w.pre, *loop]
 
 
 def _kernel_text(params: str, body: list[str], block: int) -> str:

@@ -130,16 +130,27 @@ class Tiling(NamedTuple):
         staged = f", {self.stages} stages" if self.stages else ""
         return f"tiles {self.bm}x{self.bn}x{self.bk}/{self.tm}x{self.tn}{staged}"
 
+    def flags(self, a_transposed: bool, b_transposed: bool) -> tuple[bool, bool]:
+        """The kernel's two layout flags for operands stored so: the pipelined kernel's say
+        which operands are stored with k running fastest (and its threads' patches are then
+        strided across the tile: ``deeplearn_store``); the plain kernel's, which are stored
+        with m (A transposed: (k, m)) or n (B not transposed: (k, n)) running fastest."""
+        if self.stages:
+            return not a_transposed, b_transposed
+        return a_transposed, not b_transposed
+
+    def template(self, a_transposed: bool, b_transposed: bool) -> tuple[str, str]:
+        """(the kernel family's name, its template arguments) for operands stored so."""
+        sizes = f"{self.bm}, {self.bn}, {self.bk}, {self.tm}, {self.tn}"
+        flags = ", ".join(str(f).lower() for f in self.flags(a_transposed, b_transposed))
+        if self.stages:
+            return "deeplearn_sgemm_async", f"{sizes}, {self.stages}, {flags}"
+        return "deeplearn_sgemm", f"{sizes}, {flags}"
+
     def kernel(self, a_transposed: bool, b_transposed: bool, cluster: int = 0) -> str:
         """The name of this tiling's kernel instance for operands stored so; with ``cluster``,
         the one whose split layers, that many, are a thread block cluster."""
-        sizes = f"{self.bm}, {self.bn}, {self.bk}, {self.tm}, {self.tn}"
-        if self.stages:  # flags: which operands are stored with k running fastest
-            flags = ", ".join(str(f).lower() for f in (not a_transposed, b_transposed))
-            family, params = "deeplearn_sgemm_async", f"{sizes}, {self.stages}, {flags}"
-        else:  # A transposed is stored (k, m): m runs fastest. B not transposed is stored (k, n).
-            flags = ", ".join(str(f).lower() for f in (a_transposed, not b_transposed))
-            family, params = "deeplearn_sgemm", f"{sizes}, {flags}"
+        family, params = self.template(a_transposed, b_transposed)
         return f"{family}_cluster<{params}, {cluster}>" if cluster else f"{family}<{params}>"
 
     def shared_bytes(self, clustered: bool = False) -> int:

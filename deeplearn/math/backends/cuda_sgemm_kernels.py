@@ -96,9 +96,17 @@ __device__ __forceinline__ void deeplearn_sgemm_tile(const float* __restrict__ A
 template <int B, int T, bool STRIDED>
 __device__ __forceinline__ int deeplearn_patch(int t, int i) { return STRIDED ? t + i * (B / T) : t * T + i; }
 
-// A block's tile of C (or of one layer's part of it) written out: the patch each thread holds.
-template <int BM, int BN, int TM, int TN, bool ROWS_STRIDED, bool COLS_STRIDED>
-__device__ __forceinline__ void deeplearn_store(const float (&acc)[TM][TN], float* out, int M, int N) {
+// What a kernel does with each finished element of C (its flat index in the M × N result, its
+// value): write it (deeplearn_write), or run an epilogue's element-wise code on it first
+// (cuda_epilogue generates those).
+struct deeplearn_write {
+    float* out;
+    __device__ __forceinline__ void operator()(long long i, float v) const { out[i] = v; }
+};
+
+// A block's tile of C (or of one layer's part of it) handed to ``put``: the patch each thread holds.
+template <int BM, int BN, int TM, int TN, bool ROWS_STRIDED, bool COLS_STRIDED, class F>
+__device__ __forceinline__ void deeplearn_store(const float (&acc)[TM][TN], const F& put, int M, int N) {
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
 #pragma unroll
@@ -108,7 +116,7 @@ __device__ __forceinline__ void deeplearn_store(const float (&acc)[TM][TN], floa
 #pragma unroll
         for (int j = 0; j < TN; ++j) {
             const int n = n0 + deeplearn_patch<BN, TN, COLS_STRIDED>(tx, j);
-            if (n < N) out[(long long)m * N + n] = acc[i][j];
+            if (n < N) put((long long)m * N + n, acc[i][j]);
         }
     }
 }
@@ -119,8 +127,8 @@ deeplearn_sgemm(const float* __restrict__ A, const float* __restrict__ B, float*
                 int M, int N, int K, int lda, int ldb, int chunk) {
     float acc[TM][TN];
     deeplearn_sgemm_tile<BM, BN, BK, TM, TN, A_KMAJOR, B_NMAJOR>(A, B, M, N, K, lda, ldb, chunk, acc);
-    deeplearn_store<BM, BN, TM, TN, false, false>(acc, gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N,
-                                                  M, N);
+    deeplearn_store<BM, BN, TM, TN, false, false>(
+        acc, deeplearn_write{gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N}, M, N);
 }
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800  // cp.async: Ampere and later
@@ -234,7 +242,7 @@ deeplearn_sgemm_async(const float* __restrict__ A, const float* __restrict__ B, 
     deeplearn_sgemm_async_tile<BM, BN, BK, TM, TN, STAGES, A_KCONTIG, B_KCONTIG>(A, B, M, N, K, lda, ldb, chunk,
                                                                                  acc);
     deeplearn_store<BM, BN, TM, TN, A_KCONTIG, B_KCONTIG>(
-        acc, gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N, M, N);
+        acc, deeplearn_write{gridDim.z == 1 ? C : parts + blockIdx.z * (long long)M * N}, M, N);
 }
 
 #endif
@@ -259,8 +267,8 @@ __device__ __forceinline__ float deeplearn_cluster_load(unsigned at, unsigned ra
     return v;
 }
 
-template <int BM, int BN, int TM, int TN, int S, bool ROWS_STRIDED, bool COLS_STRIDED>
-__device__ __forceinline__ void deeplearn_cluster_sum(const float (&acc)[TM][TN], float* C, int M, int N) {
+template <int BM, int BN, int TM, int TN, int S, bool ROWS_STRIDED, bool COLS_STRIDED, class F>
+__device__ __forceinline__ void deeplearn_cluster_sum(const float (&acc)[TM][TN], const F& put, int M, int N) {
     constexpr int NT = (BM / TM) * (BN / TN), SHARE = (BM * BN + S - 1) / S;
     __shared__ float part[BM * BN];
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
@@ -281,7 +289,7 @@ __device__ __forceinline__ void deeplearn_cluster_sum(const float (&acc)[TM][TN]
         if (m < M && n < N) {
             float total = deeplearn_cluster_load(at + 4 * e, 0);
             for (int z = 1; z < S; ++z) total += deeplearn_cluster_load(at + 4 * e, z);
-            C[(long long)m * N + n] = total;
+            put((long long)m * N + n, total);
         }
     }
     deeplearn_cluster_sync();
@@ -293,7 +301,7 @@ deeplearn_sgemm_cluster(const float* __restrict__ A, const float* __restrict__ B
                         int M, int N, int K, int lda, int ldb, int chunk) {
     float acc[TM][TN];
     deeplearn_sgemm_tile<BM, BN, BK, TM, TN, A_KMAJOR, B_NMAJOR>(A, B, M, N, K, lda, ldb, chunk, acc);
-    deeplearn_cluster_sum<BM, BN, TM, TN, S, false, false>(acc, C, M, N);
+    deeplearn_cluster_sum<BM, BN, TM, TN, S, false, false>(acc, deeplearn_write{C}, M, N);
 }
 
 template <int BM, int BN, int BK, int TM, int TN, int STAGES, bool A_KCONTIG, bool B_KCONTIG, int S>
@@ -303,19 +311,25 @@ deeplearn_sgemm_async_cluster(const float* __restrict__ A, const float* __restri
     float acc[TM][TN];
     deeplearn_sgemm_async_tile<BM, BN, BK, TM, TN, STAGES, A_KCONTIG, B_KCONTIG>(A, B, M, N, K, lda, ldb, chunk,
                                                                                  acc);
-    deeplearn_cluster_sum<BM, BN, TM, TN, S, A_KCONTIG, B_KCONTIG>(acc, C, M, N);
+    deeplearn_cluster_sum<BM, BN, TM, TN, S, A_KCONTIG, B_KCONTIG>(acc, deeplearn_write{C}, M, N);
 }
 
 #endif
 
 // C = the sum of the S partial products, added in the order of their layers.
-extern "C" __global__ void deeplearn_sgemm_sum(const float* __restrict__ parts, float* __restrict__ C,
-                                               long long size, int S) {
+template <class F>
+__device__ __forceinline__ void deeplearn_add_parts(const float* __restrict__ parts, long long size, int S,
+                                                    const F& put) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= size) return;
     float total = parts[i];
     for (int z = 1; z < S; ++z) total += parts[z * size + i];
-    C[i] = total;
+    put(i, total);
+}
+
+extern "C" __global__ void deeplearn_sgemm_sum(const float* __restrict__ parts, float* __restrict__ C,
+                                               long long size, int S) {
+    deeplearn_add_parts(parts, size, S, deeplearn_write{C});
 }
 """
 

@@ -24,12 +24,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from deeplearn.math.ops.base import Op, Spec
 from deeplearn.types import RawArray, Shape, ShapeError
 
-__all__ = ["SMALL", "Arg", "Fused", "Node"]
+if TYPE_CHECKING:
+    from deeplearn.math.ops.linalg import MatMul
+
+__all__ = ["SMALL", "Arg", "Fused", "FusedProduct", "Node"]
 
 SMALL = 8192
 """A Fused op whose element-wise results have at most this many elements may end in sums (of
@@ -89,3 +92,56 @@ class Fused(Op, abstract=True):
             values.append(kernel(node.op, *args))
         outs = tuple(values[v] for v in self.outputs)
         return outs if len(outs) != 1 else outs[0]
+
+
+@dataclass(frozen=True)
+class FusedProduct(Op, abstract=True):
+    """A matrix product and the ``Fused`` op that reads its result element by element next (a
+    layer's bias and relu after its weights' product), as one step: ``product`` on the first
+    two inputs, then ``fused`` with the product's result as its input ``at`` and the remaining
+    inputs, in order, as its others. Its outputs are ``fused``'s, after the product's result
+    itself where ``keep`` (something else reads it, or a call may hand it out). ``forward``
+    runs the two one after the other, which is the definition; a backend whose product kernel
+    can run the element-wise nodes on each element as it writes it does (the CUDA backend:
+    ``deeplearn/math/backends/cuda_epilogue.py``): one kernel, where there were two, and the
+    product's result not read back. ``deeplearn/compile/products.py`` makes these, never
+    NDArrayMath.
+
+    Example:
+        >>> from deeplearn.math.ops.arithmetic import Add
+        >>> from deeplearn.math.ops.elementwise import Relu
+        >>> from deeplearn.math.ops.linalg import MatMul
+        >>> bias_relu = Fused(
+        ...     inputs=(Spec((1, 2)), Spec((2,))),
+        ...     nodes=(Node(Add(), (Arg(0), Arg(1)), Spec((1, 2))), Node(Relu(), (Arg(2),), Spec((1, 2)))),
+        ...     outputs=(3,),
+        ... )
+        >>> op = FusedProduct(MatMul(), bias_relu, 0, keep=False)
+        >>> x, w, b = np.ones((1, 3), np.float32), np.ones((3, 2), np.float32), np.array([-4, 1], np.float32)
+        >>> op.forward(np, x, w, b)
+        array([[0., 4.]], dtype=float32)
+    """
+
+    name = "fused_product"
+    product: MatMul
+    fused: Fused
+    at: int
+    keep: bool
+
+    def fused_inputs(self, c: Any, rest: Sequence[Any]) -> list[Any]:
+        """``fused``'s inputs: ``rest`` with the product's result ``c`` put in place ``at``."""
+        inputs = list(rest)
+        inputs.insert(self.at, c)
+        return inputs
+
+    def infer(self, a: Spec, b: Spec, *rest: Spec) -> tuple[Spec, ...]:
+        c = self.product.infer(a, b)
+        return ((c,) if self.keep else ()) + self.fused.infer(*self.fused_inputs(c, rest))
+
+    def forward(self, xp: ModuleType, a: RawArray, b: RawArray, *rest: RawArray) -> Any:
+        """The product, then the fused nodes on it (a tuple when there are several outputs)."""
+        c = self.product.forward(xp, a, b)
+        outs = self.fused.forward(xp, *self.fused_inputs(c, rest))
+        if not self.keep:
+            return outs
+        return (c, *(outs if isinstance(outs, tuple) else (outs,)))
