@@ -10,8 +10,8 @@ product kernel whose store computes the fused nodes on each element
 
 A pair folds when the fused step comes right after the product and reads its result once,
 whole (so nothing runs between them, and moving the product into the fused step changes no
-order of reads and writes); when the fused step writes nothing in place into a bound buffer
-(an update: those keep kernels of their own); and when the backend says it can
+order of reads and writes); when neither writes in place into a bound buffer (an update:
+those keep kernels of their own); and when the backend says it can
 (``folds(product, fused, at)``). Where anything else may read the product's result (another
 step, a deferred kernel, a value a call hands out: a Session's activation map can hand out
 every tensor's), the folded step still writes it, as its first output (``keep``).
@@ -107,8 +107,8 @@ def _read_next(step: Step, after: Step | None, in_place: Mapping[int, int]) -> i
     if len(step.outputs) != 1 or step.specs[0].dtype != "float32":
         return None
     (result,) = step.outputs
-    if any(o in in_place for o in after.outputs):
-        return None
+    if result in in_place or any(o in in_place for o in after.outputs):
+        return None  # (a result written into a bound buffer must stay its step's one output)
     uses = [k for k, ref in enumerate(after.inputs) if ref.slot == result]
     if len(uses) != 1:
         return None

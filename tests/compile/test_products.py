@@ -29,6 +29,7 @@ from deeplearn.math.ops.arithmetic import Add
 from deeplearn.math.ops.base import Spec
 from deeplearn.math.ops.elementwise import Relu
 from deeplearn.math.ops.fused import Arg, Fused, FusedProduct, Node
+from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.linalg import TRANSPOSED, MatMul
 from deeplearn.math.ops.reduction import Sum
 from tests.compile.test_fusion import OPTIMIZERS
@@ -178,11 +179,13 @@ def test_a_product_whose_result_is_read_elsewhere_too_folds_and_keeps_it(how: st
         np.testing.assert_array_equal(got[slot], want[slot])
 
 
-def test_a_fused_step_that_writes_in_place_or_that_the_backend_refuses_does_not_fold() -> None:
+def test_a_pair_that_writes_in_place_or_that_the_backend_refuses_does_not_fold() -> None:
+    """(A result written into a bound buffer stays the one output of its step: an update's.)"""
     program = Program()
-    _, b, y, _ = _layer(program)
+    c, b, y, _ = _layer(program)
     program.needed = frozenset({y})
     assert fold_products(program, lambda *_: True, {y: b}) == 0
+    assert fold_products(program, lambda *_: True, {c: b}) == 0
     assert fold_products(program, lambda *_: False, {}) == 0
 
 
@@ -200,6 +203,12 @@ def test_a_fused_step_with_a_sum_has_no_epilogue() -> None:
         outputs=(2,),
     )
     assert not folds(MatMul(), broadcast, 0)
+    gathered = Fused(  # rows of the product picked by index: not element for element
+        inputs=(Spec((8, 4)), Spec((8,), "int32")),
+        nodes=(Node(Gather(), (Arg(0), Arg(1)), Spec((8, 4))), Node(Relu(), (Arg(2),), Spec((8, 4)))),
+        outputs=(3,),
+    )
+    assert not folds(MatMul(), gathered, 0)
 
 
 # The epilogue's CUDA source, for each kind of plan.

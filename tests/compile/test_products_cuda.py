@@ -16,7 +16,7 @@ from deeplearn import CostReduction
 from deeplearn.math.backends import cuda, cuda_epilogue, cuda_gemm, cuda_sgemm, cuda_timing
 from deeplearn.math.backends.cuda_sgemm import Geometry, Plan
 from deeplearn.math.ops.fused import FusedProduct
-from deeplearn.math.ops.linalg import MatMul
+from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
 from tests.compile.test_fusion_cuda import _model
 from tests.compile.test_products import _BIAS_RELU
 from tests.math.test_cuda_sgemm import _keep_our_fastest
@@ -46,9 +46,12 @@ def _fresh_plans(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("kind", list(PLANS))
 @pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.parametrize(("at", "bt"), [(False, False), (True, False), (False, True), (True, True)])
 def test_a_folded_product_gives_the_bits_of_its_two_kernels(
-    monkeypatch: pytest.MonkeyPatch, kind: str, keep: bool
+    monkeypatch: pytest.MonkeyPatch, kind: str, keep: bool, at: bool, bt: bool
 ) -> None:
+    """For every operand layout (a forward product is (False, False); others fold where their
+    fused step has no sum)."""
     import cupy
 
     plan = PLANS[kind]
@@ -56,21 +59,24 @@ def test_a_folded_product_gives_the_bits_of_its_two_kernels(
         pytest.skip("this GPU has no thread block clusters (compute capability < 9.0)")
     monkeypatch.setattr(cuda_sgemm, "_choose", lambda *args: plan)
     rng = np.random.default_rng(4)
-    a = cupy.asarray(rng.normal(size=(128, 784)).astype(np.float32))
-    b = cupy.asarray(rng.normal(size=(784, 512)).astype(np.float32) * 0.05)
+    a = cupy.asarray(rng.normal(size=(784, 128) if at else (128, 784)).astype(np.float32))
+    b = cupy.asarray(rng.normal(size=(512, 784) if bt else (784, 512)).astype(np.float32) * 0.05)
     bias = cupy.asarray(rng.normal(size=512).astype(np.float32))
-    op = FusedProduct(MatMul(), _BIAS_RELU, 0, keep)
+    orientation = {False: MatrixOrientation.REGULAR, True: MatrixOrientation.TRANSPOSED}
+    op = FusedProduct(MatMul(orientation[at], orientation[bt]), _BIAS_RELU, 0, keep)
     ran = cuda_epilogue.run(op, a, b, [bias], [None] * (2 + keep))
     assert (ran is None) == (plan is None), "one kernel of ours where the plan is ours"
     got = cuda.cuda_kernel(op, a, b, bias)
-    product = cuda_gemm.gemm(a, b, False, False)  # the plan's own kernels
+    product = cuda_gemm.gemm(a, b, at, bt)  # the plan's own kernels
     want = cuda.cuda_kernel(_BIAS_RELU, product, bias)
     if keep:
         want = (product, *want)
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g.get(), w.get(), err_msg=kind)
-    assert cuda_sgemm.plan_log[_G] == ("sgemm" if plan is None else plan.name)
+    assert cuda_sgemm.plan_log[_G._replace(a_transposed=at, b_transposed=bt)] == (
+        "sgemm" if plan is None else plan.name
+    )
 
 
 def _train(epilogues: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[np.ndarray]]:

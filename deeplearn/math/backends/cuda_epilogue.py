@@ -141,7 +141,8 @@ def run(
     """``op`` on the operands ``a``, ``b`` and the fused step's other inputs ``rest``, in one
     kernel (two for a split added by a second kernel), into ``targets`` (an array or None per
     output: None gets a new one); returns the outputs, or None, having run nothing, where it
-    cannot (see the module docstring)."""
+    cannot (see the module docstring). A launch the GPU refuses is that too; any other error
+    is raised."""
     if not epilogues:
         return None
     for x in (a, b):
@@ -191,15 +192,20 @@ def run(
             context.held.append(parts)  # the graph reads it at every replay: see cuda_sgemm.run
     i32 = np.int32
     shape = (i32(m), i32(n), i32(k), i32(a.shape[1]), i32(b.shape[1]), i32(plan.chunk))
-    size = m * n
     try:
         product(plan.grid(g), (plan.tiling.threads,), (a, b, parts, *shape, *pointers))
-        if total is not None:
-            sums = (parts, np.int64(size), i32(plan.splits), *pointers)
-            total((-(-size // _SUM_THREADS),), (_SUM_THREADS,), sums)
-    except cupy.cuda.driver.CUDADriverError as e:  # refused at launch (too many registers for its block)
+    except cupy.cuda.driver.CUDADriverError as e:
+        # Refused at launch, the context sound (a cluster this GPU cannot place: the same
+        # statuses cuda_sgemm's planning leaves a candidate out for): the two kernels instead.
+        # Anything else is raised: a fault must not pass for a refusal.
+        if e.status not in cuda_sgemm._REFUSED_CLUSTER:
+            raise
         _log.info("product %s with %s: the epilogue kernel did not launch (%s)", g, plan.name, e)
         return None
+    if total is not None:
+        size = m * n
+        sums = (parts, np.int64(size), i32(plan.splits), *pointers)
+        total((-(-size // _SUM_THREADS),), (_SUM_THREADS,), sums)
     return tuple(outs)
 
 

@@ -206,6 +206,8 @@ class _Writer:
                 loop.append(f"acc{v} += {self.arg(arg.value, arg.shape, (n,), 'i')};")
                 continue
             if isinstance(node.op, Gather):
+                if any(a.value == self.given for a in node.args):
+                    raise _Unfusable("a gather of a product")
                 statement = _gather(self.op, node, v)
             else:
                 code = scalar_code(node.op)
