@@ -261,7 +261,9 @@ class Reruns:
         """After a training call that ran a Program: keeps its Rerun (``make_rerun``), or
         forgets an older one of the same key where it cannot have one (``fed``: the call was
         fed arrays, not only batches gathered inside the Program)."""
-        key = (type(optimizer), tuple(optimizer.variables), reduction)
+        # (the reduction as a plain int: an Enum's hash is Python code, and a training loop looks
+        # this key up every step)
+        key = (type(optimizer), tuple(optimizer.variables), int(reduction))
         program = step.training.get(key)
         rerun = (
             make_rerun(entries, cost, batch_size, optimizer, reduction, plan, step, key, program, rows)

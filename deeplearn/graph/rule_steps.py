@@ -99,7 +99,9 @@ class RuleSteps(RecordedCalls):
         maps itself. Recorded as one Program the first time, which later calls run (on CUDA as
         one captured graph)."""
         math = self.math
-        key = (type(optimizer), tuple(optimizer.variables), reduction)
+        # (the reduction as a plain int: an Enum's hash is Python code, and a training loop looks
+        # this key up every step)
+        key = (type(optimizer), tuple(optimizer.variables), int(reduction))
         replayable = self._replayable()
         program = step.training.get(key)
         bound = row_bindings(rows)

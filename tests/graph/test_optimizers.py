@@ -58,20 +58,39 @@ def _numpy_optimizer(name: str) -> Callable[[np.ndarray, np.ndarray, dict[str, n
         s["u"] = np.maximum(b2 * s.get("u", 0 * w), np.abs(g))
         return w + (c / (1 - b1**t)) * s["m"] / (s["u"] + 1e-8)
 
-    return {"SGDOptimizer": sgd, "MomentumOptimizer": momentum, "RMSPropOptimizer": rmsprop,
-            "AdagradOptimizer": adagrad, "AdadeltaOptimizer": adadelta, "AdamOptimizer": adam,
-            "AdamaxOptimizer": adamax}[name]
+    return {
+        "SGDOptimizer": sgd,
+        "MomentumOptimizer": momentum,
+        "RMSPropOptimizer": rmsprop,
+        "AdagradOptimizer": adagrad,
+        "AdadeltaOptimizer": adadelta,
+        "AdamOptimizer": adam,
+        "AdamaxOptimizer": adamax,
+    }[name]
 
 
 def _make(name: str, var_list: list[object] | None = None) -> dl.Optimizer:
-    args = {"SGDOptimizer": (LR,), "MomentumOptimizer": (LR, 0.5), "RMSPropOptimizer": (LR, 0.8),
-            "AdagradOptimizer": (LR,), "AdadeltaOptimizer": (LR, 0.8), "AdamOptimizer": (LR, 0.8, 0.9),
-            "AdamaxOptimizer": (LR, 0.8, 0.9)}[name]
+    args = {
+        "SGDOptimizer": (LR,),
+        "MomentumOptimizer": (LR, 0.5),
+        "RMSPropOptimizer": (LR, 0.8),
+        "AdagradOptimizer": (LR,),
+        "AdadeltaOptimizer": (LR, 0.8),
+        "AdamOptimizer": (LR, 0.8, 0.9),
+        "AdamaxOptimizer": (LR, 0.8, 0.9),
+    }[name]
     return getattr(dl, name)(*args, var_list)
 
 
-NAMES = ["SGDOptimizer", "MomentumOptimizer", "RMSPropOptimizer", "AdagradOptimizer", "AdadeltaOptimizer",
-         "AdamOptimizer", "AdamaxOptimizer"]
+NAMES = [
+    "SGDOptimizer",
+    "MomentumOptimizer",
+    "RMSPropOptimizer",
+    "AdagradOptimizer",
+    "AdadeltaOptimizer",
+    "AdamOptimizer",
+    "AdamaxOptimizer",
+]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -96,11 +115,15 @@ def test_steps_match_the_formulas(name: str, math: dl.NDArrayMath) -> None:
     for t in range(1, STEPS + 1):
         with math.scope():
             session.train(cost, [FeedEntry(x, provider)], BATCH, optimizer)
-        batch = xs[(t - 1) * BATCH:t * BATCH].astype(np.float64)
+        batch = xs[(t - 1) * BATCH : t * BATCH].astype(np.float64)
         want_w = step(want_w, batch.sum(axis=0), state_w, t)
         want_v = step(want_v, BATCH * 2 * want_v, state_v, t)
-        np.testing.assert_allclose(session.eval(w).numpy(), want_w, rtol=1e-4, atol=1e-5, err_msg=f"{name} w, step {t}")
-        np.testing.assert_allclose(session.eval(v).numpy(), want_v, rtol=1e-4, atol=1e-5, err_msg=f"{name} v, step {t}")
+        np.testing.assert_allclose(
+            session.eval(w).numpy(), want_w, rtol=1e-4, atol=1e-5, err_msg=f"{name} w, step {t}"
+        )
+        np.testing.assert_allclose(
+            session.eval(v).numpy(), want_v, rtol=1e-4, atol=1e-5, err_msg=f"{name} v, step {t}"
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -115,8 +138,11 @@ def test_specified_variable_list_and_required_hyperparameters(name: str) -> None
     s.train(cost, {x: ListProvider([1.0])}, 1, _make(name, [b]))
     assert s.eval(a).get() == 1.0 and s.eval(b).get() != 1.0
     # deeplearn.js has no default hyperparameters: leaving one out is an error.
-    required = [p for p in inspect.signature(getattr(dl, name)).parameters.values()
-                if p.default is inspect.Parameter.empty]
+    required = [
+        p
+        for p in inspect.signature(getattr(dl, name)).parameters.values()
+        if p.default is inspect.Parameter.empty
+    ]
     assert required and required[0].name == "learning_rate"
     with pytest.raises(TypeError):
         getattr(dl, name)()
@@ -186,3 +212,56 @@ def test_setters() -> None:
     assert sgd.learning_rate == 0.5 and momentum.momentum == 0.2
     with pytest.raises(TypeError, match="specified_variable_list must hold variable Tensors"):
         dl.SGDOptimizer(0.1, ["w"])
+
+
+class _ScaledMomentum(dl.MomentumOptimizer):
+    """An optimizer of a user's making: its scalar reads a field of its own (``factor``)."""
+
+    factor = 1.0
+
+    def _hyperparameters(self) -> dict[str, float]:
+        return {"momentum": self.momentum * self.factor}
+
+
+def _change(optimizer: dl.Optimizer, kind: str) -> None:
+    if kind == "learning rate":
+        optimizer.learning_rate = 0.02
+    elif kind == "momentum":
+        optimizer.set_momentum(0.25)  # type: ignore[attr-defined]
+    elif kind == "gamma":
+        optimizer.gamma = 0.5  # type: ignore[attr-defined]
+    else:
+        optimizer.factor = 0.5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("learning rate", lambda: dl.SGDOptimizer(LR)),
+        ("momentum", lambda: dl.MomentumOptimizer(LR, 0.9)),
+        ("gamma", lambda: dl.RMSPropOptimizer(LR, 0.9)),
+        ("a field of a user's optimizer", lambda: _ScaledMomentum(LR, 0.9)),
+    ],
+)
+def test_a_hyperparameter_changed_in_a_training_loop_reaches_the_next_step(
+    kind: str, make: Callable[[], dl.Optimizer]
+) -> None:
+    """A loop that asks before_batch the same every step takes its short way (the last batch's
+    scalars); a field changed between two steps must still change the next one's."""
+    math = dl.NDArrayMathCPU()
+    runs = []
+    for change in (False, True):
+        s, x, cost = _scaled_square(math)
+        optimizer = make()
+        for step in range(6):
+            if change and step == 4:
+                _change(optimizer, kind)
+            with math.scope():
+                s.train(cost, {x: ListProvider([[0.1, 0.2, 0.3, 0.4]])}, 1, optimizer)
+            if step == 3:
+                before = s.eval(s.graph.nodes[1].output).numpy()  # (w, after four steps)
+        runs.append((before, s.eval(s.graph.nodes[1].output).numpy(), dict(optimizer._step_values)))
+    (same_before, plain, plain_values), (changed_before, changed, changed_values) = runs
+    np.testing.assert_array_equal(changed_before, same_before)
+    assert not np.array_equal(changed, plain), "the change reached the step after it"
+    assert changed_values != plain_values

@@ -34,6 +34,9 @@ class AdadeltaOptimizer(Optimizer):
 
     state_names = ("cache", "updates")
 
+    def _hyperparameter_values(self) -> tuple[float, ...]:
+        return (self.gamma,)
+
     def _hyperparameters(self) -> dict[str, float]:
         return {"gamma": self.gamma, "1-gamma": 1.0 - self.gamma, "epsilon": EPSILON}
 

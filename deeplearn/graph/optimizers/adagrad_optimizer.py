@@ -26,6 +26,9 @@ class AdagradOptimizer(Optimizer):
 
     state_names = ("cache",)
 
+    def _hyperparameter_values(self) -> tuple[float, ...]:
+        return ()  # (epsilon is a constant)
+
     def _hyperparameters(self) -> dict[str, float]:
         return {"epsilon": EPSILON}
 

@@ -31,6 +31,9 @@ class MomentumOptimizer(Optimizer):
 
     state_names = ("velocity",)
 
+    def _hyperparameter_values(self) -> tuple[float, ...]:
+        return (self.momentum,)
+
     def _hyperparameters(self) -> dict[str, float]:
         return {"momentum": self.momentum}
 

@@ -68,6 +68,9 @@ class Optimizer:
         self._step_backend: Any = None
         self._state_version = 0  # changes whenever a state array is made or replaced
         self._bound: tuple[Any, ...] | None = None  # bound_arrays' last answer, and what it read
+        # What the last before_batch was asked (batch size, backend, the variables' list) and the
+        # hyperparameters' version then: a training loop asks the same every step (see before_batch).
+        self._asked: tuple[Any, ...] | None = None
 
     @property
     def learning_rate(self) -> float:
@@ -78,10 +81,24 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         self._learning_rate = check_hyperparameter(value, f"{type(self).__name__}", "learning_rate")
+        self._asked = None  # the next batch's scalars are made anew
 
     # -- lifecycle (called by Session.train) ----------------------------------------------
     def before_batch(self, math: NDArrayMath, batch_size: int, runtime_variables: Sequence[Tensor]) -> None:
         """Selects the variables to update and starts a new batch."""
+        asked = self._asked
+        if (
+            asked is not None
+            and asked[0] == batch_size
+            and asked[1] is math.backend
+            and asked[2] is runtime_variables
+            and asked[3] == self._hyperparameter_values()
+        ):
+            # The last batch's call again (a training loop): the same variables and scalars.
+            if self._gradients:
+                self._gradients = {}
+            return
+        self._asked = None
         if self.specified_variable_list is None:
             self.variables = list(runtime_variables)
         else:
@@ -95,7 +112,14 @@ class Optimizer:
             self._constants.clear()
             self._step_values = {}
         values = {"one": 1.0, "c": -self.learning_rate / batch_size, **self._hyperparameters()}
+        steady = (
+            self.specified_variable_list is None
+            and not self.varying_scalars
+            and _tells_its_values(type(self))
+        )
         if values == self._step_values and self._step_backend is math.backend and not self.varying_scalars:
+            if steady:
+                self._asked = (batch_size, math.backend, runtime_variables, self._hyperparameter_values())
             return  # the last batch's scalars, still kept (a step costs as little as it can)
         self._step = {
             name: self._varying_scalar(math, name, value)
@@ -181,6 +205,7 @@ class Optimizer:
         self._constants.clear()
         self._varying.clear()
         self._step, self._step_values = {}, {}
+        self._asked = None
 
     # -- for subclasses --------------------------------------------------------------------
     def _update(
@@ -193,6 +218,11 @@ class Optimizer:
         """The named scalars this batch's update reads besides ``one`` and ``c`` (computed
         before each batch from the optimizer's fields; see the module docstring)."""
         return {}
+
+    def _hyperparameter_values(self) -> tuple[float, ...]:
+        """The fields ``_hyperparameters`` reads besides the learning rate, as they are: the
+        same values give the same scalars (``before_batch`` asks every batch)."""
+        return ()
 
     def _end_batch(self) -> None:
         """Per-batch bookkeeping after every variable was updated (Adam's β powers)."""
@@ -251,6 +281,18 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self.learning_rate})"
+
+
+def _tells_its_values(cls: type[Optimizer]) -> bool:
+    """Whether ``cls``'s ``_hyperparameter_values`` covers what its ``_hyperparameters`` reads:
+    defined where that is, or in a subclass of it (an optimizer of a user's making that defines
+    only ``_hyperparameters`` makes its scalars anew every batch)."""
+    for klass in cls.__mro__:
+        if "_hyperparameter_values" in vars(klass):
+            return True
+        if "_hyperparameters" in vars(klass):
+            return False
+    return True
 
 
 def check_hyperparameter(value: Any, where: str, name: str, below_one: bool = False) -> float:

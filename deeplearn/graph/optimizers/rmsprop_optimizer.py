@@ -33,6 +33,9 @@ class RMSPropOptimizer(Optimizer):
 
     state_names = ("cache",)
 
+    def _hyperparameter_values(self) -> tuple[float, ...]:
+        return (self.gamma,)
+
     def _hyperparameters(self) -> dict[str, float]:
         return {"gamma": self.gamma, "1-gamma": 1.0 - self.gamma, "epsilon": EPSILON}
 
