@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deeplearn.math.ndarray import Scalar, _hand_out, _made_ahead
+from deeplearn.math.ndarray import Scalar, _fresh, _hand_out
 
 if TYPE_CHECKING:
     from deeplearn.math.ndarray_math import NDArrayMath
@@ -44,8 +44,11 @@ class ZeroScalars:
         backend = math.backend
         if not self._left or self._backend is not backend:
             block = backend.xp.zeros(self._block, backend.xp.float32)
+            live = math.engine._live
             # Each a 0-d C-ordered float32 view: wrapped as it is (no dtype or layout to check).
-            views = [block[i, ...] for i in range(self._block - 1, -1, -1)]
-            self._left = _made_ahead(Scalar, views, backend, (), "float32")
+            self._left = [
+                _fresh(Scalar, block[i, ...], backend, live, (), "float32", None, now=False)
+                for i in range(self._block - 1, -1, -1)
+            ]
             self._backend = backend
         return _hand_out(self._left.pop())

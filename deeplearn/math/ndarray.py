@@ -99,32 +99,6 @@ def _fresh(
     return _hand_out(x) if now else x
 
 
-def _made_ahead(
-    klass: type[T], datas: Sequence[RawArray], backend: MathBackend, shape: Shape, dtype: DType
-) -> list[T]:
-    """Internal: ``_fresh(klass, data, backend, ..., shape, dtype, None, now=False)`` for each of
-    ``datas`` (arrays of ``shape`` and ``dtype``, each its own memory), in one loop: a block of
-    arrays handed out one by one later (``_hand_out``), such as a Session's zero Scalars, costs
-    a quarter less made so than one call each."""
-    live = _LIVE.get(backend.name) or REGISTRY.live_table(backend.name)
-    made = []
-    for data in datas:
-        storage = _new_object(Storage)
-        storage.data = data
-        storage.backend = backend
-        storage.nbytes = data.nbytes
-        storage.refs = 1
-        storage._live = live
-        x = _new_object(klass)
-        x.storage = storage
-        x.shape = shape
-        x.dtype = dtype
-        x._disposed = False
-        x._spec = None
-        made.append(x)
-    return made
-
-
 def _hand_out(x: T) -> T:
     """Internal: ``x``, made by ``_fresh(..., now=False)``, as ``_fresh`` makes it now: counted
     live, given the serial of an array made now, tracked by the open scope."""

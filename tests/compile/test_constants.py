@@ -40,9 +40,7 @@ def test_a_recorded_training_step_divides_by_no_constant() -> None:
     for _ in range(3):
         with math.scope():
             session.train(cost, {x: xp, label: yp}, 4, dl.SGDOptimizer(0.01))
-    (program,) = [
-        p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()
-    ]
+    (program,) = [p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()]
     constants = {slot for slot, _ in program.constants}
     assert not any(all(r.slot in constants for r in s.inputs) for s in program.steps)
 

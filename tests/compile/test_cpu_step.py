@@ -466,12 +466,7 @@ def test_a_view_of_a_variable_keeps_its_values_across_compiled_steps(units: int)
         math = dl.NDArrayMathCPU()
         g = dl.Graph()
         x, label = g.placeholder("x", [units]), g.placeholder("y", [])
-        w = g.variable(
-            "w",
-            dl.NDArray.from_numpy(
-                np.linspace(-0.5, 0.5, units * units, dtype=np.float32).reshape(units, units), math=math
-            ),
-        )
+        w = g.variable("w", dl.NDArray.from_numpy(np.linspace(-0.5, 0.5, units * units, dtype=np.float32).reshape(units, units), math=math))
         y = g.reduce_sum(g.matmul(g.reshape(x, [1, units]), w))
         cost = g.mean_squared_cost(y, label)
         rng = np.random.default_rng(0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,20 +83,24 @@ def _train(
         with math.scope():
             costs.append(float(session.train(cost, {x: xp, label: yp}, 4, optimizer, reduction).get()))
         if fused and step == 0:  # recorded by now: fuse it as a captured step would be
-            programs = [
-                p
-                for plan in session._plans.values()
-                for s in plan._steps.values()
-                for p in s.training.values()
-            ]
-            for p in programs:
-                p.prepare_in_place_updates()
-                fuse(p, fusible, p.writable_in_place())
+            programs = fuse_recorded(session)
     maps = {
         "activation": session.activation_array_map.get(cost).numpy(),
         "gradient": session.gradient_array_map.get(variables[0]).numpy(),
     }
     return costs, [session.eval(v).numpy() for v in variables], maps, programs
+
+
+def fuse_recorded(session: Session, then: Callable[[Program], Any] | None = None) -> list[Program]:
+    """The Session's recorded training Programs, their updates readied in place and their
+    element-wise chains fused, as a captured step's are; each then given to ``then``."""
+    programs = [p for plan in session._plans.values() for s in plan._steps.values() for p in s.training.values()]
+    for p in programs:
+        p.prepare_in_place_updates()
+        fuse(p, fusible, p.writable_in_place())
+        if then is not None:
+            then(p)
+    return programs
 
 
 OPTIMIZERS = {

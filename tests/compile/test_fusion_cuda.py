@@ -20,9 +20,7 @@ from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.reduction import Sum
 from tests.compile.test_fusion import OPTIMIZERS
 
-pytestmark = pytest.mark.skipif(
-    not cuda_available(), reason="runs fused CUDA kernels: needs CuPy and an NVIDIA GPU"
-)
+pytestmark = pytest.mark.skipif(not cuda_available(), reason="runs fused CUDA kernels: needs CuPy and an NVIDIA GPU")
 
 
 def _model(math: dl.NDArrayMath, kind: str) -> tuple[Session, Any, dict[Any, Any], list[Any]]:
@@ -30,9 +28,7 @@ def _model(math: dl.NDArrayMath, kind: str) -> tuple[Session, Any, dict[Any, Any
     g = dl.Graph()
     if kind == "quad":
         x, label = g.placeholder("x", []), g.placeholder("y", [])
-        a, b, c = (
-            g.variable(n, dl.Scalar.new(v, math=math)) for n, v in (("a", 0.3), ("b", -0.2), ("c", 0.1))
-        )
+        a, b, c = (g.variable(n, dl.Scalar.new(v, math=math)) for n, v in (("a", 0.3), ("b", -0.2), ("c", 0.1)))
         cost = g.mean_squared_cost(g.add(g.add(g.multiply(a, g.square(x)), g.multiply(b, x)), c), label)
         xs = rng.uniform(-2, 2, 64).astype(np.float32)
         ys = (1.5 * xs * xs - 0.5 * xs + 0.25).astype(np.float32)
@@ -42,9 +38,7 @@ def _model(math: dl.NDArrayMath, kind: str) -> tuple[Session, Any, dict[Any, Any
         x, label = g.placeholder("x", [12]), g.placeholder("y", [4])
 
         def init(*shape: int) -> dl.NDArrayInitializer:
-            return dl.NDArrayInitializer(
-                dl.NDArray.from_numpy(rng.normal(0, 0.3, shape).astype(np.float32), math=math)
-            )
+            return dl.NDArrayInitializer(dl.NDArray.from_numpy(rng.normal(0, 0.3, shape).astype(np.float32), math=math))
 
         h = g.layers.dense("h", x, width, lambda t: g.relu(t), True, init(12, width), init(width))
         out = g.layers.dense("out", h, 4, None, True, init(width, 4), init(4))
@@ -56,9 +50,8 @@ def _model(math: dl.NDArrayMath, kind: str) -> tuple[Session, Any, dict[Any, Any
     return Session(g, math), cost, {x: xp, label: yp}, variables
 
 
-def _train(
-    kind: str, fuse: bool, optimizer: dl.Optimizer, reduction: CostReduction, batch: int = 16, steps: int = 30
-) -> tuple[list[float], list[np.ndarray], Session]:
+def _train(kind: str, fuse: bool, optimizer: dl.Optimizer, reduction: CostReduction, batch: int = 16,
+           steps: int = 30) -> tuple[list[float], list[np.ndarray], Session]:
     math = dl.NDArrayMathGPU()
     session, cost, feeds, variables = _model(math, kind)
     session.fuse_kernels = fuse
@@ -75,9 +68,8 @@ def _programs(session: Session) -> list[Any]:
 @pytest.mark.parametrize("reduction", [CostReduction.NONE, CostReduction.MEAN])
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize(("kind", "batch"), [("quad", 16), ("mlp", 16), ("wide", 32)])
-def test_a_fused_captured_step_trains_as_the_unfused_one(
-    kind: str, batch: int, optimizer: str, reduction: CostReduction
-) -> None:
+def test_a_fused_captured_step_trains_as_the_unfused_one(kind: str, batch: int, optimizer: str,
+                                                          reduction: CostReduction) -> None:
     """30 steps, fused and not: the costs and weights agree to within float32 ulps (a fused
     sum adds in another order; the rest is the same arithmetic)."""
     costs, weights, session = _train(kind, True, OPTIMIZERS[optimizer](), reduction, batch)
@@ -98,9 +90,7 @@ def _inputs(op: Fused, rng: np.random.Generator) -> list[Any]:
         if isinstance(node.op, Gather):
             examples, rows = node.args
             n = op.inputs[examples.value].shape[0]
-            arrays[rows.value] = cupy.asarray(
-                rng.integers(0, n, op.inputs[rows.value].shape).astype(np.int32)
-            )
+            arrays[rows.value] = cupy.asarray(rng.integers(0, n, op.inputs[rows.value].shape).astype(np.int32))
     for i, spec in enumerate(op.inputs):
         if arrays[i] is None:
             arrays[i] = cupy.asarray(rng.uniform(-2, 2, spec.shape).astype(np.float32))
@@ -124,12 +114,8 @@ def test_each_fused_kernel_equals_its_nodes_one_by_one(kind: str, batch: int) ->
 
     _, _, session = _train(kind, True, dl.MomentumOptimizer(0.05, 0.9), CostReduction.MEAN, batch, steps=2)
     steps = [s.op for p in _programs(session) for s in p.steps]
-    # (a product's bias and relu: folded into the product's step, ``deeplearn/compile/products.py``)
-    fused = [
-        op.fused if isinstance(op, FusedProduct) else op
-        for op in steps
-        if isinstance(op, (Fused, FusedProduct))
-    ]
+    # (a product's bias and relu: folded into the product's step, deeplearn/compile/products.py)
+    fused = [op.fused if isinstance(op, FusedProduct) else op for op in steps if isinstance(op, (Fused, FusedProduct))]
     assert fused
     sizes = set()
     rng = np.random.default_rng(0)
@@ -143,13 +129,13 @@ def test_each_fused_kernel_equals_its_nodes_one_by_one(kind: str, batch: int) ->
         sizes.add(cuda_fusion.source(op).n)
         for v, x, y in zip(op.outputs, one, apart, strict=True):
             if v in after:
-                np.testing.assert_allclose(
-                    x.get(), y.get(), rtol=1e-5, atol=1e-5 * float(abs(y).max().get() + 1)
-                )
+                np.testing.assert_allclose(x.get(), y.get(), rtol=1e-5, atol=1e-5 * float(abs(y).max().get() + 1))
             else:
                 np.testing.assert_array_equal(x.get(), y.get())
     if kind == "wide":
         assert max(sizes) > SMALL  # a kernel over many blocks was among them
+
+
 
 
 def test_the_quad_step_is_two_kernels_in_its_graph() -> None:
@@ -186,10 +172,8 @@ def test_a_step_of_many_scalar_variables_is_one_kernel_that_launches() -> None:
         x, label = g.placeholder("x", []), g.placeholder("y", [])
         terms, variables = [], []
         for k in range(10):
-            a, b, c = (
-                g.variable(f"{n}{k}", dl.Scalar.new(0.1 * (k + 1) * s, math=math))
-                for n, s in (("a", 1.0), ("b", -0.5), ("c", 0.3))
-            )
+            a, b, c = (g.variable(f"{n}{k}", dl.Scalar.new(0.1 * (k + 1) * s, math=math))
+                       for n, s in (("a", 1.0), ("b", -0.5), ("c", 0.3)))
             variables += [a, b, c]
             terms.append(g.multiply(a, g.tanh(g.add(g.multiply(b, x), c))))
         y = terms[0]
@@ -202,10 +186,8 @@ def test_a_step_of_many_scalar_variables_is_one_kernel_that_launches() -> None:
         optimizer = dl.AdamOptimizer(0.01, 0.9, 0.999)
         cost = g.mean_squared_cost(y, label)
         with math.scope() as scope:
-            kept = [
-                scope.keep(session.train(cost, {x: xp, label: yp}, 1024, optimizer, CostReduction.MEAN))
-                for _ in range(5)
-            ]
+            kept = [scope.keep(session.train(cost, {x: xp, label: yp}, 1024, optimizer, CostReduction.MEAN))
+                    for _ in range(5)]
             costs = [float(k.get()) for k in kept]
         if fuse:
             (program,) = _programs(session)

@@ -53,12 +53,8 @@ def _check(deps: list[tuple[int, ...]], plan: LanePlan) -> None:
 
 
 def _random_dag(rng: np.random.Generator, n: int) -> list[tuple[int, ...]]:
-    return [
-        tuple(sorted(set(rng.choice(i, size=min(i, int(rng.integers(0, 3))), replace=False).tolist())))
-        if i
-        else ()
-        for i in range(n)
-    ]
+    return [tuple(sorted(set(rng.choice(i, size=min(i, int(rng.integers(0, 3))), replace=False).tolist())))
+            if i else () for i in range(n)]
 
 
 @pytest.mark.parametrize("lanes", [1, 2, 3, 4])
@@ -193,9 +189,7 @@ def _model(math: dl.NDArrayMath, kind: str) -> tuple[Session, Any, dict[Any, Any
     g = dl.Graph()
 
     def variable(name: str, *shape: int) -> Any:
-        return g.variable(
-            name, dl.NDArray.from_numpy(rng.normal(0, 0.3, shape).astype(np.float32), math=math)
-        )
+        return g.variable(name, dl.NDArray.from_numpy(rng.normal(0, 0.3, shape).astype(np.float32), math=math))
 
     if kind == "mlp":
         x = g.placeholder("x", [20])

@@ -20,7 +20,6 @@ import pytest
 
 import deeplearn as dl
 from deeplearn import CostReduction, Session
-from deeplearn.compile.fusion import fuse
 from deeplearn.compile.products import fold_products
 from deeplearn.compile.program import Program, Ref
 from deeplearn.math.backends import cuda_epilogue, cuda_fusion, cuda_sgemm
@@ -32,11 +31,7 @@ from deeplearn.math.ops.fused import Arg, Fused, FusedProduct, Node
 from deeplearn.math.ops.layout import Gather
 from deeplearn.math.ops.linalg import TRANSPOSED, MatMul
 from deeplearn.math.ops.reduction import Sum
-from tests.compile.test_fusion import OPTIMIZERS
-
-
-def fusible(op: Any) -> bool:
-    return cuda_fusion.scalar_code(op) is not None
+from tests.compile.test_fusion import OPTIMIZERS, fuse_recorded
 
 
 def folds(product: MatMul, fused: Fused, at: int) -> bool:
@@ -81,17 +76,9 @@ def _train(
         with math.scope():
             costs.append(float(session.train(cost, feeds, 8, optimizer, reduction).get()))
         if step == 0:  # recorded by now: fuse (and fold) it as a captured step would be
-            programs = [
-                p
-                for plan in session._plans.values()
-                for s in plan._steps.values()
-                for p in s.training.values()
-            ]
-            for p in programs:
-                p.prepare_in_place_updates()
-                fuse(p, fusible, p.writable_in_place())
-                if fold:
-                    fold_products(p, folds, p.writable_in_place())
+            programs = fuse_recorded(
+                session, (lambda p: fold_products(p, folds, p.writable_in_place())) if fold else None
+            )
     return costs, [session.eval(v).numpy() for v in variables], programs
 
 

@@ -93,9 +93,7 @@ def test_every_launch_reads_the_rows_drawn(
     assert len(device.points) <= 1 + 2 * 2 + len(between), device.points
 
 
-def test_a_launch_that_never_came_is_pointed_anew(
-    math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_launch_that_never_came_is_pointed_anew(math: dl.NDArrayMath, monkeypatch: pytest.MonkeyPatch) -> None:
     """``lost()``: the launch a cursor was fed for did not come (an error, an interrupt); the
     next feed points it at its draw, so no batch is read twice or skipped."""
     xs = np.arange(40, dtype=np.float32)

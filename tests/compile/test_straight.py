@@ -23,15 +23,10 @@ def _program() -> tuple[Program, list[int]]:
     s = p.bind("s", (), "float32")
     dy = p.add_constant(np.ones((3, 1), np.float32), "float32")
     (neg,) = p.add_step(Neg(), [Ref(x, None)], [Spec((3, 4))])
-    dx, dt = p.add_step(
-        SoftmaxCrossEntropyCostDer(),
-        [Ref(neg, None), Ref(t, None), Ref(dy, None)],
-        [Spec((3, 4)), Spec((3, 4))],
-    )
+    dx, dt = p.add_step(SoftmaxCrossEntropyCostDer(), [Ref(neg, None), Ref(t, None), Ref(dy, None)],
+                        [Spec((3, 4)), Spec((3, 4))])
     (flat,) = p.add_step(Multiply(), [Ref(dx, (12,)), Ref(c, None)], [Spec((12,))])
-    (scalar,) = p.add_step(
-        ScaledArrayAdd(), [Ref(c, None), Ref(s, None), Ref(c, None), Ref(s, None)], [Spec(())]
-    )
+    (scalar,) = p.add_step(ScaledArrayAdd(), [Ref(c, None), Ref(s, None), Ref(c, None), Ref(s, None)], [Spec(())])
     p.prune({dt, flat, scalar})
     return p, [neg, dx, dt, flat, scalar]
 
@@ -39,15 +34,8 @@ def _program() -> tuple[Program, list[int]]:
 def test_from_the_second_run_a_program_runs_straight_line_and_gives_what_its_loop_gives() -> None:
     engine = dl.NDArrayMathCPU().engine
     rng = np.random.default_rng(0)
-    runs = [
-        [
-            rng.normal(size=(3, 4)).astype(np.float32),
-            np.eye(3, 4, dtype=np.float32),
-            np.float32(rng.normal()).reshape(()),
-            np.float32(rng.normal()).reshape(()),
-        ]
-        for _ in range(4)
-    ]
+    runs = [[rng.normal(size=(3, 4)).astype(np.float32), np.eye(3, 4, dtype=np.float32),
+             np.float32(rng.normal()).reshape(()), np.float32(rng.normal()).reshape(())] for _ in range(4)]
     program, slots = _program()
     for i, raws in enumerate(runs):
         got = program.run_raw(engine, raws)

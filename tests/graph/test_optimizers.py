@@ -58,39 +58,20 @@ def _numpy_optimizer(name: str) -> Callable[[np.ndarray, np.ndarray, dict[str, n
         s["u"] = np.maximum(b2 * s.get("u", 0 * w), np.abs(g))
         return w + (c / (1 - b1**t)) * s["m"] / (s["u"] + 1e-8)
 
-    return {
-        "SGDOptimizer": sgd,
-        "MomentumOptimizer": momentum,
-        "RMSPropOptimizer": rmsprop,
-        "AdagradOptimizer": adagrad,
-        "AdadeltaOptimizer": adadelta,
-        "AdamOptimizer": adam,
-        "AdamaxOptimizer": adamax,
-    }[name]
+    return {"SGDOptimizer": sgd, "MomentumOptimizer": momentum, "RMSPropOptimizer": rmsprop,
+            "AdagradOptimizer": adagrad, "AdadeltaOptimizer": adadelta, "AdamOptimizer": adam,
+            "AdamaxOptimizer": adamax}[name]
 
 
 def _make(name: str, var_list: list[object] | None = None) -> dl.Optimizer:
-    args = {
-        "SGDOptimizer": (LR,),
-        "MomentumOptimizer": (LR, 0.5),
-        "RMSPropOptimizer": (LR, 0.8),
-        "AdagradOptimizer": (LR,),
-        "AdadeltaOptimizer": (LR, 0.8),
-        "AdamOptimizer": (LR, 0.8, 0.9),
-        "AdamaxOptimizer": (LR, 0.8, 0.9),
-    }[name]
+    args = {"SGDOptimizer": (LR,), "MomentumOptimizer": (LR, 0.5), "RMSPropOptimizer": (LR, 0.8),
+            "AdagradOptimizer": (LR,), "AdadeltaOptimizer": (LR, 0.8), "AdamOptimizer": (LR, 0.8, 0.9),
+            "AdamaxOptimizer": (LR, 0.8, 0.9)}[name]
     return getattr(dl, name)(*args, var_list)
 
 
-NAMES = [
-    "SGDOptimizer",
-    "MomentumOptimizer",
-    "RMSPropOptimizer",
-    "AdagradOptimizer",
-    "AdadeltaOptimizer",
-    "AdamOptimizer",
-    "AdamaxOptimizer",
-]
+NAMES = ["SGDOptimizer", "MomentumOptimizer", "RMSPropOptimizer", "AdagradOptimizer", "AdadeltaOptimizer",
+         "AdamOptimizer", "AdamaxOptimizer"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -115,15 +96,11 @@ def test_steps_match_the_formulas(name: str, math: dl.NDArrayMath) -> None:
     for t in range(1, STEPS + 1):
         with math.scope():
             session.train(cost, [FeedEntry(x, provider)], BATCH, optimizer)
-        batch = xs[(t - 1) * BATCH : t * BATCH].astype(np.float64)
+        batch = xs[(t - 1) * BATCH:t * BATCH].astype(np.float64)
         want_w = step(want_w, batch.sum(axis=0), state_w, t)
         want_v = step(want_v, BATCH * 2 * want_v, state_v, t)
-        np.testing.assert_allclose(
-            session.eval(w).numpy(), want_w, rtol=1e-4, atol=1e-5, err_msg=f"{name} w, step {t}"
-        )
-        np.testing.assert_allclose(
-            session.eval(v).numpy(), want_v, rtol=1e-4, atol=1e-5, err_msg=f"{name} v, step {t}"
-        )
+        np.testing.assert_allclose(session.eval(w).numpy(), want_w, rtol=1e-4, atol=1e-5, err_msg=f"{name} w, step {t}")
+        np.testing.assert_allclose(session.eval(v).numpy(), want_v, rtol=1e-4, atol=1e-5, err_msg=f"{name} v, step {t}")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -138,11 +115,8 @@ def test_specified_variable_list_and_required_hyperparameters(name: str) -> None
     s.train(cost, {x: ListProvider([1.0])}, 1, _make(name, [b]))
     assert s.eval(a).get() == 1.0 and s.eval(b).get() != 1.0
     # deeplearn.js has no default hyperparameters: leaving one out is an error.
-    required = [
-        p
-        for p in inspect.signature(getattr(dl, name)).parameters.values()
-        if p.default is inspect.Parameter.empty
-    ]
+    required = [p for p in inspect.signature(getattr(dl, name)).parameters.values()
+                if p.default is inspect.Parameter.empty]
     assert required and required[0].name == "learning_rate"
     with pytest.raises(TypeError):
         getattr(dl, name)()

@@ -155,6 +155,22 @@ def test_a_plan_is_named_by_its_tiling_and_split() -> None:
     )
 
 
+def _nvcc(tmp_path: Path, instances: list[str], output: str) -> Path:
+    """The kernels' source with ``instances`` compiled by nvcc for sm_90 (``output``: --ptx or
+    -cubin); the file it wrote."""
+    src = tmp_path / "sgemm.cu"
+    src.write_text(cuda_sgemm.source() + "\n" + "\n".join(instances) + "\n")
+    out = tmp_path / ("sgemm.ptx" if output == "--ptx" else "sgemm.cubin")
+    result = subprocess.run(
+        ["nvcc", output, "-std=c++17", "-arch=sm_90", "-o", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"nvcc failed:\n{result.stderr}"
+    return out
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
 def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
     signature = "(const float*, const float*, float*, float*, int, int, int, int, int, int);"
@@ -165,16 +181,7 @@ def test_every_kernel_instance_compiles_with_nvcc(tmp_path: Path) -> None:
         for clustered in (False, True)
         for name in cuda_sgemm._family(at, bt, pipelined, clustered)
     ]
-    src = tmp_path / "sgemm.cu"
-    src.write_text(cuda_sgemm.source() + "\n" + "\n".join(instances) + "\n")
-    result = subprocess.run(
-        ["nvcc", "--ptx", "-std=c++17", "-arch=sm_90", "-o", str(tmp_path / "sgemm.ptx"), str(src)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, f"nvcc failed:\n{result.stderr}"
-    ptx = (tmp_path / "sgemm.ptx").read_text()
+    ptx = _nvcc(tmp_path, instances, "--ptx").read_text()
     assert ptx.count(".entry") == len(instances) + 1
     assert "ld.shared.v4.f32" in ptx, "a thread's patch of a shared slice is read 16 bytes at a time"
     assert "cp.async.cg.shared.global" in ptx, "the pipelined kernels copy slices without registers"
@@ -192,20 +199,7 @@ def test_the_clustered_kernels_assemble_for_hopper(tmp_path: Path) -> None:
     names = [
         n for pipelined in (False, True) for n in cuda_sgemm._family(False, True, pipelined, True)[:sizes]
     ]
-    src = tmp_path / "clusters.cu"
-    src.write_text(
-        cuda_sgemm.source()
-        + "\n"
-        + "\n".join(f"template __global__ void {n}{signature}" for n in names)
-        + "\n"
-    )
-    result = subprocess.run(
-        ["nvcc", "-cubin", "-std=c++17", "-arch=sm_90", "-o", str(tmp_path / "clusters.cubin"), str(src)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, f"nvcc failed:\n{result.stderr}"
+    _nvcc(tmp_path, [f"template __global__ void {n}{signature}" for n in names], "-cubin")
 
 
 # On a GPU.
