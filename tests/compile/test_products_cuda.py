@@ -45,8 +45,16 @@ def _fresh_plans(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("kind", list(PLANS))
-@pytest.mark.parametrize("keep", [False, True])
-@pytest.mark.parametrize(("at", "bt"), [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize(  # (each case compiles a kernel: the product's result kept or not in one layout)
+    ("keep", "at", "bt"),
+    [
+        (False, False, False),
+        (True, False, False),
+        (True, True, False),
+        (True, False, True),
+        (True, True, True),
+    ],
+)
 def test_a_folded_product_gives_the_bits_of_its_two_kernels(
     monkeypatch: pytest.MonkeyPatch, kind: str, keep: bool, at: bool, bt: bool
 ) -> None:
