@@ -40,8 +40,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.fusion import fuse as fuse_steps
-from deeplearn.compile.products import fold_products
 from deeplearn.compile.lanes import LanePlan, plan_lanes, step_dependencies
+from deeplearn.compile.products import fold_products
 from deeplearn.compile.resident import NotCaptured, Resident
 from deeplearn.compile.rows import RowCursor, plain_rows
 
@@ -324,9 +324,9 @@ class _StreamLanes:
 def _prepare(program: Program, backend: Any, fuse: bool) -> dict[int, int]:
     """Readies ``program`` for capture, once: its updates are written in place
     (``Program.ready_in_place``), and with ``fuse`` its element-wise chains are fused
-    (``deeplearn/compile/fusion.py``, where ``backend`` has ``fusible``) and each product that
-    only a fused step reads folded into it (``deeplearn/compile/products.py``, where it has
-    ``folds``). Returns {result slot: bound slot} of the results written straight into a bound
+    (``deeplearn/compile/fusion.py``, where ``backend`` has ``fusible``) and each product whose
+    result a fused step reads next folded into it (``deeplearn/compile/products.py``, where it
+    has ``folds``). Returns {result slot: bound slot} of the results written straight into a bound
     buffer."""
     first = program.in_place is None
     in_place = program.ready_in_place()

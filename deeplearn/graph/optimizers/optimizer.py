@@ -69,7 +69,7 @@ class Optimizer:
         self._state_version = 0  # changes whenever a state array is made or replaced
         self._bound: tuple[Any, ...] | None = None  # bound_arrays' last answer, and what it read
         # What the last before_batch was asked (batch size, backend, the variables' list) and the
-        # hyperparameters' version then: a training loop asks the same every step (see before_batch).
+        # hyperparameter values then: a training loop asks the same every step (see before_batch).
         self._asked: tuple[Any, ...] | None = None
 
     @property

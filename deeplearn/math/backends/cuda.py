@@ -541,8 +541,8 @@ class MathBackendCUDA:
         return can_capture(op)
 
     def folds(self, product: MatMul, fused: Fused, at: int) -> bool:
-        """Whether a product and the fused step that alone reads it run as one kernel here
-        (``cuda_epilogue.folds``)."""
+        """Whether a product and the fused step that reads its result next run as one kernel
+        here (``cuda_epilogue.folds``)."""
         return cuda_epilogue.folds(product, fused, at)
 
     def asarray(self, values: Any, dtype: Any = None) -> RawArray:

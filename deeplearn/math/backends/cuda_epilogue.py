@@ -42,7 +42,7 @@ __all__ = ["epilogues", "folds", "run", "source"]
 _log = logging.getLogger(__name__)
 
 epilogues = True
-"""Fold a product and the fused step that alone reads it into one step (``folds``)."""
+"""Fold a product and the fused step that reads its result next into one step (``folds``)."""
 
 _SUM_THREADS = 256
 
