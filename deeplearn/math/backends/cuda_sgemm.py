@@ -336,8 +336,7 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, held: list[Any] | None 
     """
     import cupy
 
-    module = _module(g.a_transposed, g.b_transposed, bool(plan.tiling.stages), plan.clustered)
-    kernel = module.get_function(plan.kernel(g))
+    kernel, adder = _functions(plan, g.a_transposed, g.b_transposed)
     parts = c
     if plan.splits > 1 and not plan.clustered:
         parts = cupy.empty((plan.splits, g.m, g.n), np.float32)
@@ -359,9 +358,16 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, held: list[Any] | None 
     kernel(plan.grid(g), (plan.tiling.threads,), args)
     if plan.splits > 1 and not plan.clustered:
         size = g.m * g.n
-        module.get_function("deeplearn_sgemm_sum")(
-            (-(-size // _SUM_THREADS),), (_SUM_THREADS,), (parts, c, np.int64(size), i32(plan.splits))
-        )
+        adder((-(-size // _SUM_THREADS),), (_SUM_THREADS,), (parts, c, np.int64(size), i32(plan.splits)))
+
+
+@functools.cache
+def _functions(plan: Plan, a_transposed: bool, b_transposed: bool) -> tuple[Any, Any]:
+    """``plan``'s kernel for operands stored so, and the kernel that adds split parts, looked up
+    once: a lookup is a driver call and builds the instance's name, on every eager product."""
+    module = _module(a_transposed, b_transposed, bool(plan.tiling.stages), plan.clustered)
+    g = Geometry(0, 0, 0, a_transposed, b_transposed)
+    return module.get_function(plan.kernel(g)), module.get_function("deeplearn_sgemm_sum")
 
 
 _PLANS: dict[Geometry, Plan | None] = {}
