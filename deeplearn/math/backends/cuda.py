@@ -255,11 +255,7 @@ def _fused_product(op: FusedProduct, a: Any, b: Any, *rest: Any) -> Any:
     outs = cuda_epilogue.run(op, a, b, rest, [None] * (len(op.fused.outputs) + op.keep))
     if outs is not None:
         return outs if len(outs) != 1 else outs[0]
-    c = cuda_kernel(op.product, a, b)
-    fused = _fused(op.fused, *op.fused_inputs(c, rest))
-    if not op.keep:
-        return fused
-    return (c, *(fused if isinstance(fused, tuple) else (fused,)))
+    return op.run_parts(cuda_kernel, a, b, rest)
 
 
 def fusible(op: Op) -> bool:

@@ -155,19 +155,13 @@ def run(
         ):
             return None
     at, bt = op.product.a_orientation == TRANSPOSED, op.product.b_orientation == TRANSPOSED
-    m, k = (a.shape[1], a.shape[0]) if at else a.shape
-    n = b.shape[0] if bt else b.shape[1]
-    g = Geometry(m, n, k, at, bt)
-    if op.fused.inputs[op.at].shape != (m, n):
+    g = Geometry.of(a, b, at, bt)
+    if op.fused.inputs[op.at].shape != (g.m, g.n):
         return None
     import cupy
 
-    context = cuda_gemm._context()
-    stream = cupy.cuda.get_current_stream()
-    if stream.ptr != context.stream:
-        context.use_stream(stream.ptr)
-    plan = cuda_sgemm.plan_for(g, context.sgemm)
-    if plan is None or not cuda_sgemm.runs(plan, g, a, b):
+    context, plan = cuda_gemm.planned(g, a, b)
+    if plan is None:
         return None
     kernels = _kernels(plan, g, op)
     if kernels is None:
@@ -185,15 +179,16 @@ def run(
     # (the product's result, first among the step's outputs, last among the kernel's pointers)
     pointers = [x for i, x in enumerate(inputs) if i != op.at] + outs[op.keep :] + outs[: op.keep]
     product, total = kernels
-    parts = outs[0]  # (unread without a split added by a second kernel)
-    if total is not None:
-        parts = cupy.empty((plan.splits, m, n), np.float32)
-        if stream.is_capturing():
-            context.held.append(parts)  # the graph reads it at every replay: see cuda_sgemm.run
+    parts = cuda_sgemm.parts_for(plan, g, context.held)
     i32 = np.int32
-    shape = (i32(m), i32(n), i32(k), i32(a.shape[1]), i32(b.shape[1]), i32(plan.chunk))
+    shape = (i32(g.m), i32(g.n), i32(g.k), i32(a.shape[1]), i32(b.shape[1]), i32(plan.chunk))
     try:
-        product(plan.grid(g), (plan.tiling.threads,), (a, b, parts, *shape, *pointers))
+        # (parts: unread without a split added by a second kernel)
+        product(
+            plan.grid(g),
+            (plan.tiling.threads,),
+            (a, b, outs[0] if parts is None else parts, *shape, *pointers),
+        )
     except cupy.cuda.driver.CUDADriverError as e:
         # Refused at launch, the context sound (a cluster this GPU cannot place: the same
         # statuses cuda_sgemm's planning leaves a candidate out for): the two kernels instead.
@@ -203,7 +198,7 @@ def run(
         _log.info("product %s with %s: the epilogue kernel did not launch (%s)", g, plan.name, e)
         return None
     if total is not None:
-        size = m * n
+        size = g.m * g.n
         sums = (parts, np.int64(size), i32(plan.splits), *pointers)
         total((-(-size // _SUM_THREADS),), (_SUM_THREADS,), sums)
     return tuple(outs)

@@ -28,7 +28,7 @@ import numpy as np
 
 from deeplearn.math.backends import cuda_sgemm
 
-__all__ = ["GemmContext", "available", "gemm", "swap_context", "use_context"]
+__all__ = ["GemmContext", "available", "gemm", "planned", "swap_context", "use_context"]
 
 _WORKSPACE_BYTES = 32 << 20  # what cuBLAS asks for on Hopper to pick any of its kernels
 _ONE = np.ones((), np.float32)  # alpha and beta, read by cuBLAS from host memory at the call
@@ -145,18 +145,24 @@ def gemm(a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Any:
     """
     import cupy
 
-    m = a.shape[1] if a_transposed else a.shape[0]
-    k = a.shape[0] if a_transposed else a.shape[1]
-    n = b.shape[0] if b_transposed else b.shape[1]
-    c = cupy.empty((m, n), dtype=np.float32)
-    context = _context()
-    stream = cupy.cuda.get_current_stream().ptr
-    if stream != context.stream:
-        context.use_stream(stream)
-    geometry = cuda_sgemm.Geometry(m, n, k, a_transposed, b_transposed)
-    plan = cuda_sgemm.plan_for(geometry, context.sgemm)
-    if plan is not None and cuda_sgemm.runs(plan, geometry, a, b):
+    geometry = cuda_sgemm.Geometry.of(a, b, a_transposed, b_transposed)
+    c = cupy.empty((geometry.m, geometry.n), dtype=np.float32)
+    context, plan = planned(geometry, a, b)
+    if plan is not None:
         cuda_sgemm.run(plan, geometry, a, b, c, context.held)
     else:
         context.sgemm(a, b, a_transposed, b_transposed, c)
     return c
+
+
+def planned(geometry: cuda_sgemm.Geometry, a: Any, b: Any) -> tuple[GemmContext, cuda_sgemm.Plan | None]:
+    """This thread's context, running on the current stream, and the plan of ours that
+    ``cuda_sgemm`` keeps for ``geometry`` where it can run on ``a`` and ``b`` (None: ``sgemm``)."""
+    import cupy
+
+    context = _context()
+    stream = cupy.cuda.get_current_stream().ptr
+    if stream != context.stream:
+        context.use_stream(stream)
+    plan = cuda_sgemm.plan_for(geometry, context.sgemm)
+    return context, plan if plan is not None and cuda_sgemm.runs(plan, geometry, a, b) else None

@@ -109,6 +109,17 @@ class Geometry(NamedTuple):
     a_transposed: bool
     b_transposed: bool
 
+    @classmethod
+    def of(cls, a: Any, b: Any, a_transposed: bool, b_transposed: bool) -> Geometry:
+        """The product op(a)·op(b) of matrices ``a`` and ``b``.
+
+        Example:
+            >>> Geometry.of(np.empty((784, 128)), np.empty((784, 512)), True, False)
+            Geometry(m=128, n=512, k=784, a_transposed=True, b_transposed=False)
+        """
+        m, k = (a.shape[1], a.shape[0]) if a_transposed else a.shape
+        return cls(m, b.shape[0] if b_transposed else b.shape[1], k, a_transposed, b_transposed)
+
 
 class Tiling(NamedTuple):
     """A block's ``bm × bn`` tile of C, ``bk`` deep per slice; each thread's ``tm × tn`` patch;
@@ -214,9 +225,9 @@ class Plan(NamedTuple):
     def name(self) -> str:
         return f"{self.tiling.name}, split {self.splits}{' in a cluster' if self.clustered else ''}"
 
-    def kernel(self, g: Geometry) -> str:
-        """The name of its kernel instance for ``g``'s operand layout."""
-        return self.tiling.kernel(g.a_transposed, g.b_transposed, self.splits if self.clustered else 0)
+    def kernel(self, a_transposed: bool, b_transposed: bool) -> str:
+        """The name of its kernel instance for operands stored so."""
+        return self.tiling.kernel(a_transposed, b_transposed, self.splits if self.clustered else 0)
 
     def grid(self, g: Geometry) -> tuple[int, int, int]:
         return (-(-g.n // self.tiling.bn), -(-g.m // self.tiling.bm), self.splits)
@@ -334,20 +345,15 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, held: list[Any] | None 
     appended to ``held`` (a list that lives as long as the graph: see ``cuda_gemm``), lest the
     memory pool hand it to someone else. (A CapturedProgram's private pool keeps it anyway.)
     """
-    import cupy
 
     kernel, adder = _functions(plan, g.a_transposed, g.b_transposed)
-    parts = c
-    if plan.splits > 1 and not plan.clustered:
-        parts = cupy.empty((plan.splits, g.m, g.n), np.float32)
-        if held is not None and cupy.cuda.get_current_stream().is_capturing():
-            held.append(parts)
+    parts = parts_for(plan, g, held)
     i32 = np.int32
     args = (
         a,
         b,
         c,
-        parts,
+        c if parts is None else parts,
         i32(g.m),
         i32(g.n),
         i32(g.k),
@@ -356,9 +362,23 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, held: list[Any] | None 
         i32(plan.chunk),
     )
     kernel(plan.grid(g), (plan.tiling.threads,), args)
-    if plan.splits > 1 and not plan.clustered:
+    if parts is not None:
         size = g.m * g.n
         adder((-(-size // _SUM_THREADS),), (_SUM_THREADS,), (parts, c, np.int64(size), i32(plan.splits)))
+
+
+def parts_for(plan: Plan, g: Geometry, held: list[Any] | None) -> Any:
+    """The buffer a split added by a second kernel writes its parts into (None for any other
+    plan): new, and appended to ``held`` while the current stream is being captured (see
+    ``run``)."""
+    if plan.splits == 1 or plan.clustered:
+        return None
+    import cupy
+
+    parts = cupy.empty((plan.splits, g.m, g.n), np.float32)
+    if held is not None and cupy.cuda.get_current_stream().is_capturing():
+        held.append(parts)
+    return parts
 
 
 @functools.cache
@@ -366,8 +386,9 @@ def _functions(plan: Plan, a_transposed: bool, b_transposed: bool) -> tuple[Any,
     """``plan``'s kernel for operands stored so, and the kernel that adds split parts, looked up
     once: a lookup is a driver call and builds the instance's name, on every eager product."""
     module = _module(a_transposed, b_transposed, bool(plan.tiling.stages), plan.clustered)
-    g = Geometry(0, 0, 0, a_transposed, b_transposed)
-    return module.get_function(plan.kernel(g)), module.get_function("deeplearn_sgemm_sum")
+    return module.get_function(plan.kernel(a_transposed, b_transposed)), module.get_function(
+        "deeplearn_sgemm_sum"
+    )
 
 
 _PLANS: dict[Geometry, Plan | None] = {}

@@ -140,8 +140,15 @@ class FusedProduct(Op, abstract=True):
 
     def forward(self, xp: ModuleType, a: RawArray, b: RawArray, *rest: RawArray) -> Any:
         """The product, then the fused nodes on it (a tuple when there are several outputs)."""
-        c = self.product.forward(xp, a, b)
-        outs = self.fused.forward(xp, *self.fused_inputs(c, rest))
+        return self.run_parts(lambda op, *args: op.forward(xp, *args), a, b, rest)
+
+    def run_parts(
+        self, kernel: Callable[..., Any], a: RawArray, b: RawArray, rest: Sequence[RawArray]
+    ) -> Any:
+        """The outputs (a tuple when there are several), the product and the fused op each run
+        as ``kernel(op, *args)``."""
+        c = kernel(self.product, a, b)
+        outs = kernel(self.fused, *self.fused_inputs(c, rest))
         if not self.keep:
             return outs
         return (c, *(outs if isinstance(outs, tuple) else (outs,)))
