@@ -1,7 +1,8 @@
 """Element-wise kernels over float4 lanes (``deeplearn/math/backends/cuda_vector.py``): every op's
 C expression compiles in that kernel (nvcc, no GPU needed); on a GPU, it gives the bits of CuPy's
 kernel for the same expression, lanes and tail alike; ``cuda_kernel`` and ``write_into`` take it
-for large float32 arrays of one shape, and CuPy's kernel for everything else."""
+for non-empty aligned float32 arrays of one shape, large and small, and CuPy's kernel for
+everything else."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from deeplearn.math.ops.base import OPS, Op, UnaryOp
 needs_gpu = pytest.mark.skipif(not cuda.is_available(), reason="needs CuPy and an NVIDIA GPU")
 
 FLOAT_OPS = [op for op in OPS if op.c_expr is not None and cuda.kernel_source(op())[1] == "T y"]
-N = 2 * cuda_vector.MIN_ELEMENTS + 3  # float4 lanes and a tail of 3
+N = 2 * (1 << 18) + 3  # float4 lanes over a grid of many blocks, and a tail of 3
 
 
 def _names(op: Op) -> tuple[str, ...]:
@@ -133,7 +134,10 @@ def test_cuda_kernel_and_write_into_take_it_only_where_it_applies(monkeypatch: p
     x, y = _inputs(Add(), N)
     case(Relu(), x, vector=True)
     case(Add(), x, y, vector=True)
-    case(Add(), x[: cuda_vector.MIN_ELEMENTS - 4], y[: cuda_vector.MIN_ELEMENTS - 4], vector=False)  # small
+    for n in (1, 3, 4, 1027):  # small: the tail alone, one float4, one block
+        case(Add(), x[:n], y[:n], vector=True)
+        case(Relu(), x[:n], vector=True)
+    case(Add(), x[:0], y[:0], vector=False)  # empty
     case(Add(), x, np.float32(2.0) * np.ones(1, np.float32), vector=False)  # broadcast
     case(Add(), x.astype(np.float64), y.astype(np.float64), vector=False)  # float64
     ran.clear()

@@ -173,10 +173,9 @@ def cuda_kernel(op: Op, *arrays: Any) -> Any:
     if c_expr is not None:
         dtype = arrays[0].dtype
         if dtype.kind == "f" and (len(arrays) == 1 or arrays[1].dtype == dtype):
-            if arrays[0].size >= cuda_vector.MIN_ELEMENTS:  # (a small array's call pays no more)
-                out = _vectorized(op, c_expr, arrays)
-                if out is not None:
-                    return out
+            out = _vectorized(op, c_expr, arrays)
+            if out is not None:
+                return out
             return _elementwise_kernel(op, c_expr)(*arrays)
     return op.forward(_import_cupy(), *arrays)
 
@@ -484,15 +483,20 @@ for _op_class in _OWN_OR_GENERIC:
     cuda_kernel.register(_op_class)(_own_or_generic)
 
 
-_SUM_KERNEL_SIZE = 1 << 16  # CuPy's reduction is as fast on fewer elements
+_SUM_KERNEL_SIZE = 1 << 16  # below, CuPy's reduction runs as fast, unless ours is one launch
 
 
 @cuda_kernel.register
 def _sum(op: Sum, x: Any) -> Any:
-    """A large float32 sum over leading axes (a bias's gradient) in two kernels of fixed order
-    (``cuda_reduce``); CuPy's sum otherwise."""
+    """A float32 sum over leading axes in kernels of fixed order (``cuda_reduce``) where the
+    array is large (a bias's gradient) or the sum is one launch (a small array's total, whose
+    launch costs less host time than CuPy's reduction); CuPy's sum otherwise."""
     axes = op.axes(x.ndim)
-    if x.size >= _SUM_KERNEL_SIZE and axes == tuple(range(len(axes))) and cuda_reduce.applies(x, len(axes)):
+    if axes == tuple(range(len(axes))) and (
+        cuda_reduce.applies(x, len(axes))
+        if x.size >= _SUM_KERNEL_SIZE
+        else cuda_reduce.one_launch(x, len(axes))
+    ):
         y = cuda_reduce.sum_leading(x, len(axes))
         return y.reshape(reduced_shape(x.shape, axes, True)) if op.keep_dims else y
     return op.forward(_import_cupy(), x)

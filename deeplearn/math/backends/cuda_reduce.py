@@ -5,6 +5,8 @@ A bias's gradient is the sum of dy over every axis but the last: for a convoluti
 block, and took ~170 µs for that sum on an H200. Here the rows are cut into chunks: one block
 per chunk (and tile of up to 32 columns) adds its rows, warps reading whole rows of the tile, and
 writes one partial sum per column; a second kernel adds each column's partial sums in chunk order.
+A sum with few enough rows that one block per tile can add them all (a small array's total, which
+eager code asks for) is one launch: that block writes the result itself.
 Every launch adds in the same order, so a sum gives the same bits every time (a captured training
 step equals its eager run); the order differs from CuPy's, within float32 rounding.
 """
@@ -16,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["applies", "sum_leading"]
+__all__ = ["applies", "one_launch", "sum_leading"]
 
 _THREADS = 256
 _MIN_ROWS = 64  # rows per chunk at least: below that a block's launch costs more than its adds
+_ONE_BLOCK_ROWS = 16  # rows per thread at most, where one block per column tile adds every row
 _MAX_CHUNKS = 256  # chunks per column at most: the second kernel adds them one after another
 _MAX_TILES = 65535  # column tiles (the grid's y dimension)
 
@@ -75,6 +78,22 @@ def applies(x: Any, axes: int) -> bool:
     return x.dtype == np.float32 and 0 < axes and -(-int(np.prod(x.shape[axes:])) // 32) <= _MAX_TILES
 
 
+def _rows_and_cols(x: Any, axes: int) -> tuple[int, int]:
+    return int(np.prod(x.shape[:axes], dtype=np.int64)), int(np.prod(x.shape[axes:], dtype=np.int64))
+
+
+def _one_block(rows: int, cols: int) -> bool:
+    """Whether one block per column tile adds all ``rows`` (each thread at most
+    ``_ONE_BLOCK_ROWS`` of them): one launch, no partial sums."""
+    return rows <= _ONE_BLOCK_ROWS * (_THREADS // min(cols, 32))
+
+
+def one_launch(x: Any, axes: int) -> bool:
+    """Whether ``sum_leading(x, axes)`` applies and is one launch: for a small array, a launch's
+    host cost below CuPy's reduction's (an eager ``sum`` of 1,024 floats)."""
+    return applies(x, axes) and _one_block(*_rows_and_cols(x, axes))
+
+
 def sum_leading(x: Any, axes: int) -> Any:
     """The sum of the float32 CuPy array ``x`` over its first ``axes`` axes (shape
     ``x.shape[axes:]``), in the fixed order the module docstring gives (``applies`` first).
@@ -84,17 +103,21 @@ def sum_leading(x: Any, axes: int) -> Any:
     import cupy
 
     out_shape = x.shape[axes:]
-    cols = int(np.prod(out_shape, dtype=np.int64))
-    rows = int(np.prod(x.shape[:axes], dtype=np.int64))
+    rows, cols = _rows_and_cols(x, axes)
     x = cupy.ascontiguousarray(x)
     if rows == 0 or cols == 0:
         return cupy.zeros(out_shape, np.float32)
     tile = min(cols, 32)
-    chunks = min(-(-rows // _MIN_ROWS), _MAX_CHUNKS)
+    if _one_block(rows, cols):
+        chunks = 1
+    else:
+        chunks = min(-(-rows // _MIN_ROWS), _MAX_CHUNKS)
     chunk = -(-rows // chunks)
     chunks = -(-rows // chunk)
-    partial = cupy.empty((chunks, cols), np.float32)
     y = cupy.empty(out_shape, np.float32)
+    # One chunk: its block's sums are the result (the second kernel would add each to 0.0f,
+    # which changes no bit: a sum that starts at +0.0 never ends at -0.0).
+    partial = y if chunks == 1 else cupy.empty((chunks, cols), np.float32)
     stage1, stage2 = _kernels()
     block = _THREADS // tile * tile  # whole groups of `tile` threads
     stage1(
@@ -102,5 +125,6 @@ def sum_leading(x: Any, axes: int) -> Any:
         (block,),
         (x, partial, np.int64(rows), np.int64(cols), np.int64(chunk), np.int32(tile)),
     )
-    stage2((-(-cols // _THREADS),), (_THREADS,), (partial, y, np.int64(chunks), np.int64(cols)))
+    if chunks > 1:
+        stage2((-(-cols // _THREADS),), (_THREADS,), (partial, y, np.int64(chunks), np.int64(cols)))
     return y
