@@ -118,3 +118,40 @@ def test_a_captured_step_with_folded_products_trains_as_one_without(monkeypatch:
     assert folded_costs == costs
     for w, v in zip(weights, folded_weights, strict=True):
         np.testing.assert_array_equal(v, w)
+
+
+def test_a_refused_clustered_epilogue_falls_back_once_and_is_not_launched_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GPU that cannot place a clustered plan's epilogue kernel: two kernels instead, from
+    then on without another launch; the same refusal from a plan that is not clustered (or any
+    other error) is raised, not taken for a refusal."""
+    import cupy
+
+    if not cuda_sgemm._clusters():
+        pytest.skip("this GPU has no thread block clusters (compute capability < 9.0)")
+    launches: list[Plan] = []
+
+    def refusing_kernels(plan: Plan, g: Geometry, op: FusedProduct) -> tuple[Any, None]:
+        def product(*args: Any) -> None:
+            launches.append(plan)
+            raise cupy.cuda.driver.CUDADriverError(912)  # CUDA_ERROR_INVALID_CLUSTER_SIZE
+
+        return product, None
+
+    monkeypatch.setattr(cuda_epilogue, "_kernels", refusing_kernels)
+    monkeypatch.setattr(cuda_epilogue, "_REFUSED", set())
+    rng = np.random.default_rng(5)
+    a = cupy.asarray(rng.normal(size=(128, 784)).astype(np.float32))
+    b = cupy.asarray(rng.normal(size=(784, 512)).astype(np.float32))
+    bias = cupy.asarray(rng.normal(size=512).astype(np.float32))
+    op = FusedProduct(MatMul(), _BIAS_RELU, 0, False)
+    clustered = Plan(cuda_sgemm.TILINGS[1], 7, 112, clustered=True)
+    monkeypatch.setattr(cuda_sgemm, "_choose", lambda *args: clustered)
+    for _ in range(2):
+        assert cuda_epilogue.run(op, a, b, [bias], [None, None]) is None
+    assert launches == [clustered]
+    monkeypatch.setattr(cuda_sgemm, "_PLANS", {})
+    monkeypatch.setattr(cuda_sgemm, "_choose", lambda *args: PLANS["plain split by a second kernel"])
+    with pytest.raises(cupy.cuda.driver.CUDADriverError):
+        cuda_epilogue.run(op, a, b, [bias], [None, None])

@@ -45,6 +45,8 @@ epilogues = True
 """Fold a product and the fused step that reads its result next into one step (``folds``)."""
 
 _SUM_THREADS = 256
+_REFUSED: set[tuple[Plan, Geometry, FusedProduct]] = set()
+"""The epilogue kernels the GPU refused to launch (a cluster it cannot place): not tried again."""
 
 
 def folds(product: MatMul, fused: Fused, at: int) -> bool:
@@ -163,7 +165,8 @@ def run(
     context, plan = cuda_gemm.planned(g, a, b)
     if plan is None:
         return None
-    kernels = _kernels(plan, g, op)
+    key = (plan, g, op)
+    kernels = None if key in _REFUSED else _kernels(*key)
     if kernels is None:
         return None
     specs = [op.fused.spec_of(v) for v in op.fused.outputs]
@@ -190,11 +193,13 @@ def run(
             (a, b, outs[0] if parts is None else parts, *shape, *pointers),
         )
     except cupy.cuda.driver.CUDADriverError as e:
-        # Refused at launch, the context sound (a cluster this GPU cannot place: the same
-        # statuses cuda_sgemm's planning leaves a candidate out for): the two kernels instead.
-        # Anything else is raised: a fault must not pass for a refusal.
-        if e.status not in cuda_sgemm._REFUSED_CLUSTER:
+        # A clustered plan's kernel refused at launch, the context sound (a cluster this GPU
+        # cannot place: the statuses cuda_sgemm's planning leaves a candidate out for): the two
+        # kernels instead, from now on. Anything else is raised: a fault or a bad argument
+        # must not pass for a refusal.
+        if not plan.clustered or e.status not in cuda_sgemm._REFUSED_CLUSTER:
             raise
+        _REFUSED.add(key)
         _log.info("product %s with %s: the epilogue kernel did not launch (%s)", g, plan.name, e)
         return None
     if total is not None:
