@@ -52,6 +52,7 @@ def test_hand_written_kernels_compile_with_nvcc(name: str, tmp_path: Path) -> No
         ((7, 300, 70), 2),  # columns over several tiles, a ragged last tile
         ((3, 40_000, 33), 1),  # a column tile of 32 and one of 1
         ((0, 5), 1),  # no rows: zeros
+        ((5, 0), 1),  # no columns: an empty result
         ((1024,), 1),  # small totals: one block adds every row, one launch
         ((64, 64), 2),
         ((100, 40), 1),  # one block per column tile
@@ -82,6 +83,7 @@ def test_the_sum_op_takes_the_kernel_for_leading_axes_only() -> None:
     assert np.array_equal(cupy.asnumpy(leading).reshape(32), cupy.asnumpy(cuda_reduce.sum_leading(x, 3)))
     small = x[:1, :4].copy()  # 3,584 floats: a total in one launch (its host cost below CuPy's)
     assert cuda_reduce.one_launch(small, 4) and not cuda_reduce.one_launch(x, 3)
+    assert cuda_reduce.one_launch(x[:0], 4) and cuda_reduce.one_launch(x[:5, :0], 2)  # empty: no launch
     total = cuda.cuda_kernel(Sum(), small)
     assert np.array_equal(cupy.asnumpy(total), cupy.asnumpy(cuda_reduce.sum_leading(small, 4)))
     inner = cuda.cuda_kernel(Sum(axis=(1, 2)), x)  # not a prefix: CuPy's sum

@@ -14,6 +14,7 @@ step equals its eager run); the order differs from CuPy's, within float32 roundi
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -75,17 +76,18 @@ def _kernels() -> tuple[Any, Any]:
 def applies(x: Any, axes: int) -> bool:
     """Whether ``sum_leading`` can sum ``x`` over its first ``axes`` axes: float32, and few
     enough columns for the grid."""
-    return x.dtype == np.float32 and 0 < axes and -(-int(np.prod(x.shape[axes:])) // 32) <= _MAX_TILES
+    return x.dtype == np.float32 and 0 < axes and -(-math.prod(x.shape[axes:]) // 32) <= _MAX_TILES
 
 
 def _rows_and_cols(x: Any, axes: int) -> tuple[int, int]:
-    return int(np.prod(x.shape[:axes], dtype=np.int64)), int(np.prod(x.shape[axes:], dtype=np.int64))
+    # (math.prod: a NumPy reduction over a shape costs microseconds, a small sum's whole budget)
+    return math.prod(x.shape[:axes]), math.prod(x.shape[axes:])
 
 
 def _one_block(rows: int, cols: int) -> bool:
     """Whether one block per column tile adds all ``rows`` (each thread at most
     ``_ONE_BLOCK_ROWS`` of them): one launch, no partial sums."""
-    return rows <= _ONE_BLOCK_ROWS * (_THREADS // min(cols, 32))
+    return rows <= _ONE_BLOCK_ROWS * (_THREADS // max(1, min(cols, 32)))  # (no columns: no launch)
 
 
 def one_launch(x: Any, axes: int) -> bool:
