@@ -489,8 +489,9 @@ _SUM_KERNEL_SIZE = 1 << 16  # below, CuPy's reduction runs as fast, unless ours 
 @cuda_kernel.register
 def _sum(op: Sum, x: Any) -> Any:
     """A float32 sum over leading axes in kernels of fixed order (``cuda_reduce``) where the
-    array is large (a bias's gradient) or the sum is one launch (a small array's total, whose
-    launch costs less host time than CuPy's reduction); CuPy's sum otherwise."""
+    array is large (a bias's gradient) or the sum is one launch (a small array's total: one
+    kernel launch, where CuPy's reduction also resolves its types and axes on every call);
+    CuPy's sum otherwise."""
     axes = op.axes(x.ndim)
     if axes == tuple(range(len(axes))) and (
         cuda_reduce.applies(x, len(axes))

@@ -91,8 +91,8 @@ def _one_block(rows: int, cols: int) -> bool:
 
 
 def one_launch(x: Any, axes: int) -> bool:
-    """Whether ``sum_leading(x, axes)`` applies and is one launch: for a small array, a launch's
-    host cost below CuPy's reduction's (an eager ``sum`` of 1,024 floats)."""
+    """Whether ``sum_leading(x, axes)`` applies and is one launch (an eager ``sum`` of 1,024
+    floats): for a small array, the host's part of the op is then one kernel launch."""
     return applies(x, axes) and _one_block(*_rows_and_cols(x, axes))
 
 

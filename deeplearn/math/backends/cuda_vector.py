@@ -5,9 +5,9 @@ or an H200 that keeps too few bytes in flight to cover the memory's latency, and
 of 64 M floats ran at ~2 TB/s on both chips (642 µs for the benchmark's pair), where PyTorch's
 kernels, which load 16 bytes at a time, reach ~4 TB/s on the H200. So an op with a C expression
 (``c_expr``) on non-empty float32 arrays all of the output's shape (no broadcasting), C-ordered
-and 16-byte aligned, runs here, small arrays too: launching this kernel costs the host less
-than CuPy's ElementwiseKernel call, which resolves types and broadcasting on every call (eager
-code on small arrays pays little more than the launch): each thread loads a ``float4`` of
+and 16-byte aligned, runs here, small arrays too: its launch does less on the host than CuPy's
+ElementwiseKernel call, which resolves types and broadcasting on every call, and on a small
+array the host's part is most of an eager op's cost. Each thread loads a ``float4`` of
 every operand, applies the expression to its four lanes and stores a ``float4``; the last
 ``n % 4`` elements are done one by one by the grid's first threads. The output may be one of
 the inputs (an update in place): each element is read, then written, by the same thread; an
