@@ -146,10 +146,7 @@ def test_a_plan_is_named_by_its_tiling_and_split() -> None:
     assert staged.tiling.kernel(False, True) == "deeplearn_sgemm_async<64, 64, 16, 4, 4, 3, true, true>"
     clustered = Plan(cuda_sgemm.Tiling(32, 32, 16, 2, 2), 6, 144, clustered=True)
     assert clustered.name == "tiles 32x32x16/2x2, split 6 in a cluster"
-    assert (
-        clustered.kernel(False, False)
-        == "deeplearn_sgemm_cluster<32, 32, 16, 2, 2, false, true, 6>"
-    )
+    assert clustered.kernel(False, False) == "deeplearn_sgemm_cluster<32, 32, 16, 2, 2, false, true, 6>"
     assert clustered._replace(clustered=False).kernel(False, False) == (
         "deeplearn_sgemm<32, 32, 16, 2, 2, false, true>"
     )

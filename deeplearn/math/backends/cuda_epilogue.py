@@ -44,7 +44,6 @@ _log = logging.getLogger(__name__)
 epilogues = True
 """Fold a product and the fused step that reads its result next into one step (``folds``)."""
 
-_SUM_THREADS = 256
 _REFUSED: set[tuple[Plan, Geometry, FusedProduct]] = set()
 """The epilogue kernels the GPU refused to launch (a cluster it cannot place): not tried again."""
 
@@ -183,8 +182,7 @@ def run(
     pointers = [x for i, x in enumerate(inputs) if i != op.at] + outs[op.keep :] + outs[: op.keep]
     product, total = kernels
     parts = cuda_sgemm.parts_for(plan, g, context.held)
-    i32 = np.int32
-    shape = (i32(g.m), i32(g.n), i32(g.k), i32(a.shape[1]), i32(b.shape[1]), i32(plan.chunk))
+    shape = cuda_sgemm.sizes(plan, g, a, b)
     try:
         # (parts: unread without a split added by a second kernel)
         product(
@@ -203,9 +201,7 @@ def run(
         _log.info("product %s with %s: the epilogue kernel did not launch (%s)", g, plan.name, e)
         return None
     if total is not None:
-        size = g.m * g.n
-        sums = (parts, np.int64(size), i32(plan.splits), *pointers)
-        total((-(-size // _SUM_THREADS),), (_SUM_THREADS,), sums)
+        total(*cuda_sgemm.sum_grid(g), (parts, np.int64(g.m * g.n), np.int32(plan.splits), *pointers))
     return tuple(outs)
 
 

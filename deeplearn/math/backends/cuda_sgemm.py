@@ -71,11 +71,14 @@ __all__ = [
     "candidates",
     "clusterable",
     "eligible",
+    "parts_for",
     "plan_for",
     "plan_log",
     "run",
     "runs",
+    "sizes",
     "source",
+    "sum_grid",
     "vectorizable",
     "whole_pieces",
 ]
@@ -345,26 +348,25 @@ def run(plan: Plan, g: Geometry, a: Any, b: Any, c: Any, held: list[Any] | None 
     appended to ``held`` (a list that lives as long as the graph: see ``cuda_gemm``), lest the
     memory pool hand it to someone else. (A CapturedProgram's private pool keeps it anyway.)
     """
-
     kernel, adder = _functions(plan, g.a_transposed, g.b_transposed)
     parts = parts_for(plan, g, held)
-    i32 = np.int32
-    args = (
-        a,
-        b,
-        c,
-        c if parts is None else parts,
-        i32(g.m),
-        i32(g.n),
-        i32(g.k),
-        i32(a.shape[1]),
-        i32(b.shape[1]),
-        i32(plan.chunk),
+    kernel(
+        plan.grid(g), (plan.tiling.threads,), (a, b, c, c if parts is None else parts, *sizes(plan, g, a, b))
     )
-    kernel(plan.grid(g), (plan.tiling.threads,), args)
     if parts is not None:
-        size = g.m * g.n
-        adder((-(-size // _SUM_THREADS),), (_SUM_THREADS,), (parts, c, np.int64(size), i32(plan.splits)))
+        adder(*sum_grid(g), (parts, c, np.int64(g.m * g.n), np.int32(plan.splits)))
+
+
+def sizes(plan: Plan, g: Geometry, a: Any, b: Any) -> tuple[np.int32, ...]:
+    """The sizes a plan's product kernel takes after its pointers: m, n, k, the operands' row
+    lengths as stored, and the plan's chunk of k."""
+    i32 = np.int32
+    return i32(g.m), i32(g.n), i32(g.k), i32(a.shape[1]), i32(b.shape[1]), i32(plan.chunk)
+
+
+def sum_grid(g: Geometry) -> tuple[tuple[int], tuple[int]]:
+    """The grid and block of the kernel that adds a split's parts: a thread per element of C."""
+    return (-(-(g.m * g.n) // _SUM_THREADS),), (_SUM_THREADS,)
 
 
 def parts_for(plan: Plan, g: Geometry, held: list[Any] | None) -> Any:
