@@ -82,9 +82,22 @@ def test_the_sum_op_takes_the_kernel_for_leading_axes_only() -> None:
     assert leading.shape == (1, 1, 1, 32)
     assert np.array_equal(cupy.asnumpy(leading).reshape(32), cupy.asnumpy(cuda_reduce.sum_leading(x, 3)))
     small = x[:1, :4].copy()  # 3,584 floats: a total in one launch (its host cost below CuPy's)
-    assert cuda_reduce.one_launch(small, 4) and not cuda_reduce.one_launch(x, 3)
-    assert cuda_reduce.one_launch(x[:0], 4) and cuda_reduce.one_launch(x[:5, :0], 2)  # empty: no launch
+    assert np.array_equal(
+        cupy.asnumpy(cuda_reduce.sum_small(small, 4)), cupy.asnumpy(cuda_reduce.sum_leading(small, 4))
+    )
+    assert cuda_reduce.sum_small(x, 3) is None  # 50,176 rows: more than one block per tile adds
+    assert cuda_reduce.sum_small(x[:0], 4) is None and cuda_reduce.sum_small(x[:5, :0], 2) is None  # empty
+    assert cuda_reduce.sum_small(x[:1, :4, :, ::2], 4) is None  # not C-ordered
+    assert cuda_reduce.sum_small(small.astype(cupy.float64), 4) is None
     total = cuda.cuda_kernel(Sum(), small)
-    assert np.array_equal(cupy.asnumpy(total), cupy.asnumpy(cuda_reduce.sum_leading(small, 4)))
+    assert total.shape == () and np.array_equal(
+        cupy.asnumpy(total), cupy.asnumpy(cuda_reduce.sum_small(small, 4))
+    )
+    rows = cuda.cuda_kernel(Sum(axis=0, keep_dims=True), small.reshape(28 * 4, 32))  # one launch, by column
+    assert rows.shape == (1, 32)
+    np.testing.assert_allclose(
+        cupy.asnumpy(rows)[0], cupy.asnumpy(small).reshape(-1, 32).sum(0), rtol=1e-5, atol=1e-5
+    )
+    assert cuda.cuda_kernel(Sum(), x[:0]).shape == ()  # empty: CuPy's sum, zero
     inner = cuda.cuda_kernel(Sum(axis=(1, 2)), x)  # not a prefix: CuPy's sum
     np.testing.assert_allclose(cupy.asnumpy(inner), cupy.asnumpy(x).sum(axis=(1, 2)), rtol=1e-4, atol=1e-3)

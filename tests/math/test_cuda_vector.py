@@ -135,8 +135,14 @@ def test_cuda_kernel_and_write_into_take_it_only_where_it_applies(monkeypatch: p
     case(Relu(), x, vector=True)
     case(Add(), x, y, vector=True)
     for n in (1, 3, 4, 1027):  # small: the tail alone, one float4, one block
-        case(Add(), x[:n], y[:n], vector=True)
-        case(Relu(), x[:n], vector=True)
+        case(Add(), x[:n], y[:n], vector=False)  # eager: CuPy's call costs the host less
+        case(Relu(), x[:n], vector=False)
+        small = cupy.empty(n, np.float32)  # a captured step's kernel: the vector one at any size
+        ran.clear()
+        (out,) = cuda.write_into(Add(), [small], cupy.asarray(x[:n]), cupy.asarray(y[:n]))
+        assert out is small and ran
+        _same_bits(small, x[:n] + y[:n])
+    assert cuda_vector.MIN_ELEMENTS <= N
     case(Add(), x[:0], y[:0], vector=False)  # empty
     case(Add(), x, np.float32(2.0) * np.ones(1, np.float32), vector=False)  # broadcast
     case(Add(), x.astype(np.float64), y.astype(np.float64), vector=False)  # float64

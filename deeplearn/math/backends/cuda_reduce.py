@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["applies", "one_launch", "sum_leading"]
+__all__ = ["applies", "sum_leading", "sum_small"]
 
 _THREADS = 256
 _MIN_ROWS = 64  # rows per chunk at least: below that a block's launch costs more than its adds
 _ONE_BLOCK_ROWS = 16  # rows per thread at most, where one block per column tile adds every row
 _MAX_CHUNKS = 256  # chunks per column at most: the second kernel adds them one after another
 _MAX_TILES = 65535  # column tiles (the grid's y dimension)
+_FLOAT32 = np.dtype(np.float32)
 
 _SOURCE = r"""
 // Stage 1: block (chunk c, column tile t) adds rows [c*chunk, min((c+1)*chunk, rows)) of the tile's
@@ -90,10 +91,37 @@ def _one_block(rows: int, cols: int) -> bool:
     return rows <= _ONE_BLOCK_ROWS * (_THREADS // max(1, min(cols, 32)))  # (no columns: no launch)
 
 
-def one_launch(x: Any, axes: int) -> bool:
-    """Whether ``sum_leading(x, axes)`` applies and is one launch (an eager ``sum`` of 1,024
-    floats): for a small array, the host's part of the op is then one kernel launch."""
-    return applies(x, axes) and _one_block(*_rows_and_cols(x, axes))
+def sum_small(x: Any, axes: int) -> Any:
+    """``sum_leading(x, axes)`` where it is one launch, with the fewest host steps (an eager
+    ``sum`` of 1,024 floats): the same kernel and the same bits. None, having run nothing,
+    where it is not one launch: not float32, not C-ordered, empty, or more rows than one block
+    per column tile adds (``_one_block``).
+
+    Example:
+        >>> import cupy  # doctest: +SKIP
+        >>> float(sum_small(cupy.ones(1024, cupy.float32), 1))  # doctest: +SKIP
+        1024.0
+    """
+    shape = x.shape
+    rows, cols = math.prod(shape[:axes]), math.prod(shape[axes:])
+    tile = cols if cols < 32 else 32
+    if (
+        x.dtype != _FLOAT32
+        or not rows
+        or not tile
+        or rows > _ONE_BLOCK_ROWS * (_THREADS // tile)
+        or cols > 32 * _MAX_TILES
+        or not x.flags.c_contiguous
+    ):
+        return None
+    import cupy
+
+    y = cupy.empty(shape[axes:], np.float32)
+    stage1 = _kernels()[0]
+    # One chunk of every row: the block's sums are the result (what sum_leading launches).
+    args = (x, y, np.int64(rows), np.int64(cols), np.int64(rows), np.int32(tile))
+    stage1((1, -(-cols // tile)), (_THREADS // tile * tile,), args)
+    return y
 
 
 def sum_leading(x: Any, axes: int) -> Any:
