@@ -492,8 +492,8 @@ _SUM_KERNEL_SIZE = 1 << 16  # below, ours only where it is one launch (cuda_redu
 def _sum(op: Sum, x: Any) -> Any:
     """A float32 sum over leading axes in kernels of fixed order (``cuda_reduce``) where the
     array is large (a bias's gradient) or the sum is one launch (a small array's total: on an
-    H100, an eager ``sum`` of 1,024 floats spends 9.6 µs of host time in CuPy's reduction and
-    6.4 in allocating and launching one kernel); CuPy's sum otherwise."""
+    H100 at 9f96831, an eager ``sum`` of 1,024 floats took 14.8 µs this way and 15.4 through
+    CuPy's sum); CuPy's sum otherwise."""
     axes = op.axes(x.ndim)
     if axes == tuple(range(len(axes))):
         if x.size < _SUM_KERNEL_SIZE:
