@@ -542,6 +542,33 @@ class Cosh(_FloatUnaryOp):
         return (math.multiply(dy, math.sinh(x)),)
 
 
+# The field-less ops the methods below run, made once (why: ArithmeticMath's, arithmetic.py).
+_NEG = Neg()
+_EXP = Exp()
+_LOG = Log()
+_SQRT = Sqrt()
+_SQUARE = Square()
+_ABS = Abs()
+_CEIL = Ceil()
+_FLOOR = Floor()
+_RELU = Relu()
+_ELU = Elu()
+_ELU_DER = EluDer()
+_SELU = Selu()
+_PRELU = Prelu()
+_PRELU_DER = PreluDer()
+_SIGMOID = Sigmoid()
+_TANH = Tanh()
+_SIN = Sin()
+_COS = Cos()
+_TAN = Tan()
+_ASIN = Asin()
+_ACOS = Acos()
+_ATAN = Atan()
+_SINH = Sinh()
+_COSH = Cosh()
+
+
 class ElementwiseMath(MathMixin):
     """The element-wise unary methods of NDArrayMath, plus prelu and prelu_der."""
 
@@ -552,7 +579,7 @@ class ElementwiseMath(MathMixin):
             >>> math.neg(Array1D.new([1, -3])).get_values()
             array([-1.,  3.], dtype=float32)
         """
-        return self._run(Neg(), x)
+        return self._run(_NEG, x)
 
     def exp(self, x: T) -> T:
         """Computes eˣ element-wise.
@@ -561,7 +588,7 @@ class ElementwiseMath(MathMixin):
             >>> math.exp(Scalar.new(0.0)).get()
             1.0
         """
-        return self._run(Exp(), x)
+        return self._run(_EXP, x)
 
     def log(self, x: T) -> T:
         """Computes the natural logarithm element-wise.
@@ -570,7 +597,7 @@ class ElementwiseMath(MathMixin):
             >>> math.log(Array1D.new([1, np.e])).get_values()
             array([0., 1.], dtype=float32)
         """
-        return self._run(Log(), x)
+        return self._run(_LOG, x)
 
     def sqrt(self, x: T) -> T:
         """Computes √x element-wise.
@@ -579,7 +606,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sqrt(Array1D.new([4, 9])).get_values()
             array([2., 3.], dtype=float32)
         """
-        return self._run(Sqrt(), x)
+        return self._run(_SQRT, x)
 
     def square(self, x: T) -> T:
         """Computes x² element-wise (int32 stays int32).
@@ -588,7 +615,7 @@ class ElementwiseMath(MathMixin):
             >>> math.square(Array1D.new([2, -3])).get_values()
             array([4., 9.], dtype=float32)
         """
-        return self._run(Square(), x)
+        return self._run(_SQUARE, x)
 
     def abs(self, x: T) -> T:
         """Computes |x| element-wise (int32 stays int32).
@@ -597,7 +624,7 @@ class ElementwiseMath(MathMixin):
             >>> math.abs(Array1D.new([-2, 3])).get_values()
             array([2., 3.], dtype=float32)
         """
-        return self._run(Abs(), x)
+        return self._run(_ABS, x)
 
     def ceil(self, x: T) -> T:
         """Rounds up element-wise.
@@ -606,7 +633,7 @@ class ElementwiseMath(MathMixin):
             >>> math.ceil(Array1D.new([1.5, -1.4])).get_values()
             array([ 2., -1.], dtype=float32)
         """
-        return self._run(Ceil(), x)
+        return self._run(_CEIL, x)
 
     def floor(self, x: T) -> T:
         """Rounds down element-wise.
@@ -615,7 +642,7 @@ class ElementwiseMath(MathMixin):
             >>> math.floor(Array1D.new([1.5, -1.4])).get_values()
             array([ 1., -2.], dtype=float32)
         """
-        return self._run(Floor(), x)
+        return self._run(_FLOOR, x)
 
     def relu(self, x: T) -> T:
         """Computes max(0, x) element-wise (NaN stays NaN; int32 and bool keep their dtype).
@@ -624,7 +651,7 @@ class ElementwiseMath(MathMixin):
             >>> math.relu(Array1D.new([-1, 2])).get_values()
             array([0., 2.], dtype=float32)
         """
-        return self._run(Relu(), x)
+        return self._run(_RELU, x)
 
     def elu(self, x: T) -> T:
         """Computes x for x ≥ 0 and eˣ − 1 below, element-wise.
@@ -633,7 +660,7 @@ class ElementwiseMath(MathMixin):
             >>> math.elu(Array1D.new([1, 0])).get_values()
             array([1., 0.], dtype=float32)
         """
-        return self._run(Elu(), x)
+        return self._run(_ELU, x)
 
     def elu_der(self, x: T) -> T:
         """The derivative of elu: 1 for x ≥ 0, eˣ below.
@@ -642,7 +669,7 @@ class ElementwiseMath(MathMixin):
             >>> math.elu_der(Array1D.new([2, 0])).get_values()
             array([1., 1.], dtype=float32)
         """
-        return self._run(EluDer(), x)
+        return self._run(_ELU_DER, x)
 
     def selu(self, x: T) -> T:
         """Scaled elu: 1.0507·x for x ≥ 0, 1.7581·(eˣ − 1) below.
@@ -651,7 +678,7 @@ class ElementwiseMath(MathMixin):
             >>> math.selu(Array1D.new([1, 0])).get_values()
             array([1.050701, 0.      ], dtype=float32)
         """
-        return self._run(Selu(), x)
+        return self._run(_SELU, x)
 
     def leaky_relu(self, x: T, alpha: float = 0.2) -> T:
         """Computes x for x ≥ 0 and alpha·x below.
@@ -670,7 +697,7 @@ class ElementwiseMath(MathMixin):
             >>> math.prelu(Array1D.new([-2, 1]), Array1D.new([0.25, 0.5])).get_values()
             array([-0.5,  1. ], dtype=float32)
         """
-        return self._run(Prelu(), x, alpha)
+        return self._run(_PRELU, x, alpha)
 
     def prelu_der(self, x: T, alpha: T) -> T:
         """The derivative of prelu with respect to x: 1 above 0, alpha below, 0 at 0.
@@ -679,7 +706,7 @@ class ElementwiseMath(MathMixin):
             >>> math.prelu_der(Array1D.new([-2, 0, 3]), Array1D.new([0.25, 0.5, 0.5])).get_values()
             array([0.25, 0.  , 1.  ], dtype=float32)
         """
-        return self._run(PreluDer(), x, alpha)
+        return self._run(_PRELU_DER, x, alpha)
 
     def sigmoid(self, x: T) -> T:
         """Computes 1 / (1 + e⁻ˣ) element-wise.
@@ -688,7 +715,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sigmoid(Scalar.new(0)).get()
             0.5
         """
-        return self._run(Sigmoid(), x)
+        return self._run(_SIGMOID, x)
 
     def tanh(self, x: T) -> T:
         """Computes tanh x element-wise.
@@ -697,7 +724,7 @@ class ElementwiseMath(MathMixin):
             >>> math.tanh(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Tanh(), x)
+        return self._run(_TANH, x)
 
     def step(self, x: T, alpha: float = 0.0) -> T:
         """Computes 1 for x > 0 and alpha otherwise (NaN stays NaN).
@@ -728,7 +755,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sin(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Sin(), x)
+        return self._run(_SIN, x)
 
     def cos(self, x: T) -> T:
         """Computes cos x element-wise.
@@ -737,7 +764,7 @@ class ElementwiseMath(MathMixin):
             >>> math.cos(Scalar.new(0)).get()
             1.0
         """
-        return self._run(Cos(), x)
+        return self._run(_COS, x)
 
     def tan(self, x: T) -> T:
         """Computes tan x element-wise.
@@ -746,7 +773,7 @@ class ElementwiseMath(MathMixin):
             >>> math.tan(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Tan(), x)
+        return self._run(_TAN, x)
 
     def asin(self, x: T) -> T:
         """Computes arcsin x element-wise (NaN outside [−1, 1]).
@@ -755,7 +782,7 @@ class ElementwiseMath(MathMixin):
             >>> math.asin(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Asin(), x)
+        return self._run(_ASIN, x)
 
     def acos(self, x: T) -> T:
         """Computes arccos x element-wise (NaN outside [−1, 1]).
@@ -764,7 +791,7 @@ class ElementwiseMath(MathMixin):
             >>> math.acos(Scalar.new(1)).get()
             0.0
         """
-        return self._run(Acos(), x)
+        return self._run(_ACOS, x)
 
     def atan(self, x: T) -> T:
         """Computes arctan x element-wise.
@@ -773,7 +800,7 @@ class ElementwiseMath(MathMixin):
             >>> math.atan(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Atan(), x)
+        return self._run(_ATAN, x)
 
     def sinh(self, x: T) -> T:
         """Computes sinh x element-wise.
@@ -782,7 +809,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sinh(Scalar.new(0)).get()
             0.0
         """
-        return self._run(Sinh(), x)
+        return self._run(_SINH, x)
 
     def cosh(self, x: T) -> T:
         """Computes cosh x element-wise.
@@ -791,4 +818,4 @@ class ElementwiseMath(MathMixin):
             >>> math.cosh(Scalar.new(0)).get()
             1.0
         """
-        return self._run(Cosh(), x)
+        return self._run(_COSH, x)

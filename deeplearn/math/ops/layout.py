@@ -258,6 +258,11 @@ def _ints(values: Sequence[int], where: str, name: str) -> tuple[int, ...]:
         raise ShapeError(f"{where}: {name} must be a sequence of integers; got {name}={values!r}.") from e
 
 
+# The field-less ops the methods below run, made once (why: ArithmeticMath's, arithmetic.py).
+_CLONE = Clone()
+_GATHER = Gather()
+
+
 class LayoutMath(MathMixin):
     """The methods of NDArrayMath for shape and layout ops."""
 
@@ -268,7 +273,7 @@ class LayoutMath(MathMixin):
             >>> math.clone(Array1D.new([1, 2])).get_values()
             array([1., 2.], dtype=float32)
         """
-        return self._run(Clone(), x)
+        return self._run(_CLONE, x)
 
     def _slice(self, where: str, x: T, begin: Sequence[int], size: Sequence[int]) -> T:
         check_arrays(where, x=x)
@@ -440,4 +445,4 @@ class LayoutMath(MathMixin):
             array([5., 6., 1., 2., 5., 6.], dtype=float32)
         """
         check_arrays("gather", x=x, indices=indices)
-        return self._run(Gather(), x, indices)
+        return self._run(_GATHER, x, indices)

@@ -566,6 +566,10 @@ class Moments(NamedTuple):
     variance: NDArray
 
 
+# The field-less op a method below runs, made once (why: ArithmeticMath's, arithmetic.py).
+_ARG_MAX_EQUALS = ArgMaxEquals()
+
+
 class ReductionMath(ElementwiseMath, ArithmeticMath):
     """The methods of NDArrayMath for reductions and arg ops."""
 
@@ -634,7 +638,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.arg_max_equals(Array1D.new([5, 0, 3, 7]), Array1D.new([-1, -2, -3, 0])).get()
             True
         """
-        return self._run(ArgMaxEquals(), x1, x2)
+        return self._run(_ARG_MAX_EQUALS, x1, x2)
 
     def log_sum_exp(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """log Σ exp(x) over ``axis``, computed stably as max + log Σ exp(x − max).
