@@ -85,17 +85,11 @@ def _rows_and_cols(x: Any, axes: int) -> tuple[int, int]:
     return math.prod(x.shape[:axes]), math.prod(x.shape[axes:])
 
 
-def _one_block(rows: int, cols: int) -> bool:
-    """Whether one block per column tile adds all ``rows`` (each thread at most
-    ``_ONE_BLOCK_ROWS`` of them): one launch, no partial sums."""
-    return rows <= _ONE_BLOCK_ROWS * (_THREADS // max(1, min(cols, 32)))  # (no columns: no launch)
-
-
 def sum_small(x: Any, axes: int) -> Any:
     """``sum_leading(x, axes)`` where it is one launch, with the fewest host steps (an eager
     ``sum`` of 1,024 floats): the same kernel and the same bits. None, having run nothing,
     where it is not one launch: not float32, not C-ordered, empty, or more rows than one block
-    per column tile adds (``_one_block``).
+    per column tile adds (each thread at most ``_ONE_BLOCK_ROWS`` of them).
 
     Example:
         >>> import cupy  # doctest: +SKIP
@@ -137,17 +131,16 @@ def sum_leading(x: Any, axes: int) -> Any:
     x = cupy.ascontiguousarray(x)
     if rows == 0 or cols == 0:
         return cupy.zeros(out_shape, np.float32)
+    one_launch = sum_small(x, axes)  # few enough rows for one block per column tile
+    if one_launch is not None:
+        return one_launch
+    # More rows than one block adds (over 128): at least three chunks, so two kernels.
     tile = min(cols, 32)
-    if _one_block(rows, cols):
-        chunks = 1
-    else:
-        chunks = min(-(-rows // _MIN_ROWS), _MAX_CHUNKS)
+    chunks = min(-(-rows // _MIN_ROWS), _MAX_CHUNKS)
     chunk = -(-rows // chunks)
     chunks = -(-rows // chunk)
     y = cupy.empty(out_shape, np.float32)
-    # One chunk: its block's sums are the result (the second kernel would add each to 0.0f,
-    # which changes no bit: a sum that starts at +0.0 never ends at -0.0).
-    partial = y if chunks == 1 else cupy.empty((chunks, cols), np.float32)
+    partial = cupy.empty((chunks, cols), np.float32)
     stage1, stage2 = _kernels()
     block = _THREADS // tile * tile  # whole groups of `tile` threads
     stage1(
@@ -155,6 +148,5 @@ def sum_leading(x: Any, axes: int) -> Any:
         (block,),
         (x, partial, np.int64(rows), np.int64(cols), np.int64(chunk), np.int32(tile)),
     )
-    if chunks > 1:
-        stage2((-(-cols // _THREADS),), (_THREADS,), (partial, y, np.int64(chunks), np.int64(cols)))
+    stage2((-(-cols // _THREADS),), (_THREADS,), (partial, y, np.int64(chunks), np.int64(cols)))
     return y
