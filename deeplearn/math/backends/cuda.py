@@ -164,8 +164,7 @@ def _vectorized(op: Op, c_expr: str, arrays: tuple[Any, ...], out: Any = None) -
 def cuda_kernel(op: Op, *arrays: Any) -> Any:
     """Runs ``op`` on the GPU: its generated kernel when it declares ``c_expr`` and the inputs
     share one floating dtype (on float32 arrays of one shape from ``cuda_vector.MIN_ELEMENTS``
-    elements on, ``cuda_vector``'s), else
-    the generic forward with ``xp = cupy``.
+    elements on, ``cuda_vector``'s), else the generic forward with ``xp = cupy``.
 
     The generated kernel allocates its output (the inputs' broadcast shape): the Engine has
     already checked the shapes with the op's shape rule, so none is asked here.
