@@ -11,8 +11,8 @@ Each thread loads a ``float4`` of every operand, applies the expression to its f
 stores a ``float4``; the last ``n % 4`` elements are done one by one by the grid's first
 threads. The output may be one of the inputs (an update in place): each element is read, then
 written, by the same thread; an output that overlaps an input only in part is refused
-(``overlaps_in_part``: the caller copies that input first, as ``cuda.write_into`` does). Anything else runs CuPy's kernel.
-The expression is the op's own, applied to the same values, and compiled with the same defaults
+(``overlaps_in_part``: the caller copies that input first, as ``cuda.write_into`` does).
+Anything else runs CuPy's kernel. The expression is the op's own, applied to the same values, and compiled with the same defaults
 as CuPy's ElementwiseKernel (NVRTC's, which contract a multiply and an add into one fused
 multiply-add where it can): the results are the bits of CuPy's kernel, tested for every op with
 a C expression, except which NaN a NaN result is (the compiler may return the input's NaN in one
