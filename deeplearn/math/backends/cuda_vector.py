@@ -1,18 +1,18 @@
 """Element-wise kernels over large float32 arrays that move 16 bytes per thread and operand.
 
 CuPy's ElementwiseKernel gives each thread one element: one 4-byte load per operand. On an H100
-or an H200 that keeps too few bytes in flight to cover the memory's latency, and relu or add
-of 64 M floats ran at ~2 TB/s on both chips (642 µs for the benchmark's pair), where PyTorch's
+or an H200 that keeps too few bytes in flight to cover the memory's latency, and relu or add of
+64 M floats ran at ~2 TB/s on both chips (642 µs for the benchmark's pair), where PyTorch's
 kernels, which load 16 bytes at a time, reach ~4 TB/s on the H200. So an op with a C expression
 (``c_expr``) on non-empty float32 arrays all of the output's shape (no broadcasting), C-ordered
-and 16-byte aligned, can run here (``run``); an eager op does from ``MIN_ELEMENTS`` elements
-on, and a captured step's kernels at every size (their host cost is paid once, at capture).
-Each thread loads a ``float4`` of every operand, applies the expression to its four lanes and
-stores a ``float4``; the last ``n % 4`` elements are done one by one by the grid's first
-threads. The output may be one of the inputs (an update in place): each element is read, then
-written, by the same thread; an output that overlaps an input only in part is refused
-(``overlaps_in_part``: the caller copies that input first, as ``cuda.write_into`` does).
-Anything else runs CuPy's kernel. The expression is the op's own, applied to the same values, and compiled with the same defaults
+and 16-byte aligned, can run here (``run``); an eager op does from ``MIN_ELEMENTS`` elements on,
+and a captured step's kernels at every size (their host cost is paid once, at capture). Each
+thread loads a ``float4`` of every operand, applies the expression to its four lanes and stores
+a ``float4``; the last ``n % 4`` elements are done one by one by the grid's first threads. The
+output may be one of the inputs (an update in place): each element is read, then written, by the
+same thread; an output that overlaps an input only in part is refused (``overlaps_in_part``: the
+caller copies that input first, as ``cuda.write_into`` does). Anything else runs CuPy's kernel.
+The expression is the op's own, applied to the same values, and compiled with the same defaults
 as CuPy's ElementwiseKernel (NVRTC's, which contract a multiply and an add into one fused
 multiply-add where it can): the results are the bits of CuPy's kernel, tested for every op with
 a C expression, except which NaN a NaN result is (the compiler may return the input's NaN in one
