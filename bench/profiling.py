@@ -330,8 +330,11 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
     system.run(1)
     host_s = time.perf_counter() - t0
     system.sync()
-    # The engine calls the backend's execute it looked up when made (Engine._execute): both.
+    # The engine calls the backend's execute it looked up when made (Engine._execute): both;
+    # and no kernel directly (Known.direct), so that every op goes through it.
     backend.execute, engine._execute = timed_execute, timed_execute
+    direct, engine._direct_kernel = engine._direct_kernel, None
+    engine.kernels_changed()
     try:
         cuda_timing.hold(min(5.0, 1.5 * host_s + 0.01))
         system.run(1)
@@ -339,6 +342,8 @@ def _device_op_times(system: Any) -> list[dict[str, Any]]:
     finally:
         del backend.execute  # back to the class's method
         engine._execute = backend.execute
+        engine._direct_kernel = direct
+        engine.kernels_changed()
     agg: dict[str, dict[str, Any]] = defaultdict(lambda: {"count": 0, "device_us": 0.0, "host_us": 0.0})
     for name, start, end, host in events:
         end.synchronize()

@@ -4,7 +4,8 @@
 written flat and measured (``bench/overhead.py``; ``bench/RESULTS.md`` says where its
 microseconds go). What a call asks that an earlier call with the same op and input shapes and
 dtypes already answered (the shape rule's Spec, the result's NDArray class, its dtype as NumPy
-names it) is looked up once, in a ``Known`` record; what depends on the call itself (the inputs
+names it, the backend's kernel for it where the backend can name one: ``direct_kernel``) is
+looked up once, in a ``Known`` record; what depends on the call itself (the inputs
 being live, the kernel's output owning its memory, the scope that tracks the result, the
 observer) is checked every time.
 """
@@ -42,7 +43,7 @@ class OpObserver(Protocol):
 class Known:
     """What running an op on inputs of given shapes and dtypes gives, whatever their values."""
 
-    __slots__ = ("array_class", "checked", "dtype", "numpy_dtype", "shape", "spec")
+    __slots__ = ("array_class", "checked", "direct", "direct_op", "dtype", "numpy_dtype", "shape", "spec")
 
     def __init__(self, spec: Any) -> None:
         self.spec: Any = spec
@@ -58,6 +59,11 @@ class Known:
             None if several else _RANK_CLASSES.get(len(self.shape), NDArray)
         )
         """The NDArray class of the result's rank (one output), None for several outputs."""
+        self.direct: Any = None
+        """The backend's kernel to call instead of ``backend.execute(op, *raws)``, as
+        ``direct(op, *raws)`` or, without ``direct_op``, ``direct(*raws)`` (the backend's
+        ``direct_kernel``); None where the engine calls ``execute``."""
+        self.direct_op = True
         self.checked = False
         """Whether a kernel's output for this question was seen to have ``shape`` and C order.
         It keeps them on later calls: the inputs of an eager op are C-ordered arrays of the
@@ -97,6 +103,13 @@ class Engine:
         # Per thread, what sees every op that thread runs (``start_observing``). Tested once
         # per op: empty unless a Program is being recorded.
         self.recorders: dict[int, OpObserver] = {}
+        # The backend's kernel for an op on given specs, called without its dispatch where it
+        # has one (``direct_kernel``), remembered in ``Known``: forgotten with the rest of
+        # ``_known`` when the backend's kernels change (``kernels_changed``).
+        self._direct_kernel = getattr(backend, "direct_kernel", None)
+        table = getattr(backend, "kernel_table", None)
+        if table is not None:
+            table.watch(self)
 
     # -- modes -----------------------------------------------------------------------------
     @property
@@ -108,6 +121,7 @@ class Engine:
     def debug(self, on: bool) -> None:
         self._debug = on
         self._careful = bool(on or self._keep_float64)
+        self._known.clear()  # (a careful engine learns no direct kernels: see _learn)
 
     @property
     def keep_float64(self) -> bool:
@@ -118,6 +132,7 @@ class Engine:
     def keep_float64(self, on: bool) -> None:
         self._keep_float64 = on
         self._careful = bool(on or self._debug)
+        self._known.clear()
 
     # -- observers -------------------------------------------------------------------------
     def start_observing(self, observer: OpObserver) -> bool:
@@ -209,7 +224,13 @@ class Engine:
             known = self._learn(op, inputs, key)  # the one shape check, before any work
         if foreign:
             raws = [x.raw if x.backend is backend else backend.asarray(x.raw) for x in inputs]
-        out = self._execute(op, *raws)
+        direct = known.direct
+        if direct is None:
+            out = self._execute(op, *raws)
+        elif known.direct_op:
+            out = direct(op, *raws)
+        else:
+            out = direct(*raws)
         klass = known.array_class
         if klass is None:  # several outputs
             result: Any = tuple(
@@ -243,12 +264,22 @@ class Engine:
     def _learn(self, op: Op, inputs: tuple[NDArray, ...], key: tuple[Any, ...]) -> Known:
         """Runs ``op``'s shape rule on the inputs' specs (raising what it raises) and
         remembers what it says under ``key`` (nothing when ``key`` is empty)."""
-        known = Known(op.infer(*(x.spec for x in inputs)))
+        specs = [x.spec for x in inputs]
+        known = Known(op.infer(*specs))
         if key:
+            if self._direct_kernel is not None and known.array_class is not None and not self._careful:
+                # (careful: keep_float64 may hand it float64 data under float32 specs)
+                found = self._direct_kernel(op, specs, known.spec)
+                if found is not None:
+                    known.direct, known.direct_op = found
             if len(self._known) >= _INFER_CACHE_SIZE:
                 self._known.clear()  # many distinct shapes: start over rather than grow
             self._known[key] = known
         return known
+
+    def kernels_changed(self) -> None:
+        """The backend's kernels changed (one registered): what was learnt from them goes."""
+        self._known.clear()
 
     def _own(self, out: Any, raws: list[Any]) -> Any:
         """Copies a kernel result that is a view of an input (reshape, transpose, slice kernels

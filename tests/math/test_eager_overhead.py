@@ -23,7 +23,7 @@ import deeplearn as dl
 from deeplearn import Array1D, Array2D, MatrixOrientation, Scalar
 from deeplearn.math.backends.cpu import cpu_kernel
 from deeplearn.math.engine import SAFE_MODE_MESSAGE, Engine
-from deeplearn.math.ops.base import Op, Spec
+from deeplearn.math.ops.base import Op, Spec, UnaryOp
 from deeplearn.math.ops.arithmetic import Maximum, Minimum, ScaledArrayAdd
 from deeplearn.math.ops.elementwise import Clip, LeakyRelu, Relu, Step
 from deeplearn.math.ops.linalg import MatMul
@@ -273,6 +273,112 @@ def test_a_kernel_registered_after_an_op_ran_is_used(math: dl.NDArrayMath) -> No
         return a * 10
 
     assert math.engine.run(_Overridden(), x).get(0) == 10.0
+
+
+@dataclass(frozen=True)
+class _Negated(UnaryOp, abstract=True):
+    """An op whose kernel is a ufunc and a C expression: one each backend runs directly."""
+
+    name = "negated"
+    c_expr = "y = -x"
+    ufunc = "negative"
+
+    def infer(self, x: Spec) -> Spec:
+        return x
+
+    def forward(self, xp: ModuleType, x: RawArray) -> RawArray:
+        return xp.negative(x)
+
+
+def test_a_kernel_registered_after_a_direct_kernel_was_learnt_is_used(math: dl.NDArrayMath) -> None:
+    """The engine calls an op's kernel without the backend's dispatch once it has learnt it
+    (``direct_kernel``); registering a kernel for the op's class makes it forget."""
+    if math.backend.name == "cpu":
+        kernels: Any = cpu_kernel
+    else:
+        from deeplearn.math.backends.cuda import cuda_kernel as kernels
+    x = Array1D.new([1.0], math=math)
+    assert math.engine.run(_Negated(), x).get(0) == -1.0
+    (known,) = [k for key, k in math.engine._known.items() if key[0] is _Negated]
+    assert known.direct is not None and not known.direct_op  # learnt: the ufunc, the C kernel
+
+    @kernels.register(_Negated)
+    def _times_ten(op: Any, a: Any) -> Any:
+        return a * 10
+
+    assert math.engine.run(_Negated(), x).get(0) == 10.0
+
+
+_DIRECT_CASES = [
+    ("add", [(3, 4), (3, 4)]),
+    ("subtract", [(3, 4), (4,)]),  # broadcast, as the op's forward broadcasts
+    ("multiply", [(1, 4), (3, 1)]),
+    ("divide", [(3, 4), ()]),
+    ("exp", [(5,)]),
+    ("log", [(2, 3)]),
+    ("neg", [(4,)]),
+    ("square", [(4,)]),
+    ("tanh", [(4,)]),
+    ("sqrt", [(3,)]),
+]
+
+
+@pytest.mark.parametrize(("method", "shapes"), _DIRECT_CASES)
+def test_direct_kernels_give_the_dispatched_kernels_bits(
+    math: dl.NDArrayMath, method: str, shapes: list[tuple[int, ...]]
+) -> None:
+    """An op the engine runs directly (its ufunc, its generated CUDA kernel) gives what
+    ``backend.execute`` gives, bit for bit, NaN, ±inf and −0 included; and it is run directly
+    (so that this test compares two paths)."""
+    dtype = "float32"  # (float64 data is the gradient checks', under float32 specs: not direct)
+    rng = np.random.default_rng(7)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-38, -3.5], dtype)
+    raws = []
+    for shape in shapes:
+        values = rng.normal(size=shape).astype(dtype)
+        flat = values.reshape(-1)
+        flat[: min(flat.size, specials.size)] = specials[: flat.size]
+        raws.append(values)
+    xs = [dl.NDArray._wrap(math.backend.asarray(r), math.backend, dtype) for r in raws]  # type: ignore[arg-type]
+    with math.scope():
+        y = getattr(math, method)(*xs)
+        op_class = next(key[0] for key in math.engine._known if key[0].name == method)
+        known = math.engine._known[next(key for key in math.engine._known if key[0] is op_class)]
+        assert known.direct is not None and not known.direct_op  # (the ufunc, the C kernel)
+        expected = math.backend.to_numpy(math.backend.execute(op_class(), *[x.raw for x in xs]))
+        got = y.numpy()
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got.view(np.uint8), np.ascontiguousarray(expected).view(np.uint8))
+
+
+def test_direct_kernels_of_mixed_dtypes_and_careful_engines(cpu_math: dl.NDArrayMath) -> None:
+    """int32 with float32 (promoted by the op's forward) runs the dispatched kernel, not the
+    ufunc; an engine in debug mode or keeping float64 goes through ``execute``; switching
+    either mode forgets what was learnt."""
+    engine = cpu_math.engine
+    f = Array1D.new([1.0, 2.0])
+    i = Array1D.new([1, 2], "int32")
+    assert cpu_math.add(f, i).get_values().tolist() == [2.0, 4.0]
+    cpu_math.add(f, f).dispose()
+    assert {key[2:]: k.direct_op for key, k in engine._known.items() if key[0].name == "add"} == {
+        ((2,), "float32", (2,), "int32"): True,  # with the op: the kernel execute would run
+        ((2,), "float32", (2,), "float32"): False,  # the ufunc alone
+    }
+    engine.keep_float64 = True
+    try:
+        assert not engine._known
+        wide = dl.NDArray._wrap(np.array([1.5, -2.0]), cpu_math.backend, "float32")
+        assert cpu_math.add(wide, wide).raw.dtype == np.float64
+        assert all(k.direct is None for k in engine._known.values())
+    finally:
+        engine.keep_float64 = False
+    assert not engine._known
+    cpu_math.enable_debug_mode()
+    try:
+        with pytest.raises(ValueError, match=r"math\.add has NaNs"):
+            cpu_math.add(Array1D.new([float("nan")]), Array1D.new([1.0]))
+    finally:
+        cpu_math.disable_debug_mode()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "bool"])

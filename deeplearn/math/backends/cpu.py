@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 import importlib
 import threading
 from typing import Any
@@ -17,7 +17,8 @@ import numpy as np
 
 from deeplearn.math.backends.dispatch import KernelTable
 from deeplearn.math.ops.arithmetic import Maximum, Minimum, ScaledArrayAdd
-from deeplearn.math.ops.base import Op
+from deeplearn import util
+from deeplearn.math.ops.base import Op, Spec
 from deeplearn.math.ops.costs import SOFTMAX_CE_EPSILON, SoftmaxCrossEntropyCostDer
 from deeplearn.math.ops.elementwise import Clip, LeakyRelu, Relu, Step
 from deeplearn.math.ops.reduction import Sum
@@ -362,6 +363,27 @@ class MathBackendCPU:
         else:
             arrays = (op, *arrays)
         return _call_ignoring_errors(kernel, *arrays)
+
+    kernel_table = _KERNELS
+    """The kernels ``execute`` runs, by op class (an Engine watches it: ``direct_kernel``)."""
+
+    def direct_kernel(self, op: Op, inputs: Sequence[Spec], result: Spec) -> tuple[Any, bool] | None:
+        """``(direct, with_op)``: what ``execute(op, *arrays)`` does on arrays of ``inputs``'
+        shapes and dtypes, as ``direct(op, *arrays)`` (``with_op``) or ``direct(*arrays)``,
+        for an Engine to call without the dispatch (~0.7 µs of an eager ``add``'s ~4 on a
+        2-core CPU, ~0.3 of a ``relu``'s). An op whose kernel is its ``ufunc`` (``Op.ufunc``:
+        its generic kernel, on inputs that all have the result's floating dtype) gets the
+        ufunc itself, any other its kernel; each in the floating-point-error context
+        ``execute`` gives it. None for a subclass with an ``execute`` of its own."""
+        if type(self).execute is not MathBackendCPU.execute:
+            return None
+        kernel = _KERNELS.get(type(op)) or _KERNELS.learn(type(op))
+        name = op.ufunc
+        if kernel is _generic_kernel and name is not None:
+            if np.dtype(util.numpy_dtype(result.dtype)).kind == "f":
+                if all(spec.dtype == result.dtype for spec in inputs):
+                    return functools.partial(_call_ignoring_errors, getattr(np, name)), False
+        return functools.partial(_call_ignoring_errors, kernel), True
 
     def kernel_for(self, op: Op) -> Any:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``, without

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -184,6 +185,9 @@ def cuda_kernel(op: Op, *arrays: Any) -> Any:
 _KERNELS = KernelTable(cuda_kernel)
 """``cuda_kernel``'s choice per op class, looked up once (``dispatch.py``): ``execute`` skips
 singledispatch's own lookup (~0.3 µs a call)."""
+
+_GENERIC_KERNEL = cuda_kernel.dispatch(Op)
+"""``cuda_kernel`` itself, as the table gives it for an op class with no kernel of its own."""
 
 
 def _scaled_add_kernel() -> Any:
@@ -524,6 +528,31 @@ class MathBackendCUDA:
     def execute(self, op: Op, *arrays: RawArray) -> Any:
         kernel = _KERNELS.get(type(op)) or _KERNELS.learn(type(op))
         return kernel(op, *arrays)
+
+    kernel_table = _KERNELS
+    """The kernels ``execute`` runs, by op class (an Engine watches it: ``direct_kernel``)."""
+
+    def direct_kernel(self, op: Op, inputs: Sequence[Spec], result: Spec) -> tuple[Any, bool] | None:
+        """``(direct, with_op)``: what ``execute(op, *arrays)`` does on arrays of ``inputs``'
+        shapes and dtypes, as ``direct(op, *arrays)`` (``with_op``) or ``direct(*arrays)``,
+        for an Engine to call without the dispatch. An op without fields that has a
+        ``c_expr``, on inputs of one floating dtype below ``cuda_vector.MIN_ELEMENTS``, gets
+        the generated kernel ``cuda_kernel`` would choose (only such an op: its fields may
+        change its expression, and the Engine asks once for every op equal to it, where
+        ``Step(0.0)`` equals ``Step(-0.0)``); any other op its kernel. None for a subclass
+        with an ``execute`` of its own."""
+        if type(self).execute is not MathBackendCUDA.execute:
+            return None
+        kernel = _KERNELS.get(type(op)) or _KERNELS.learn(type(op))
+        c_expr = op.c_expr
+        if kernel is _GENERIC_KERNEL and c_expr is not None and not op.__dict__ and inputs:
+            dtype = inputs[0].dtype
+            if np.dtype(util.numpy_dtype(dtype)).kind == "f" and (
+                len(inputs) == 1 or inputs[1].dtype == dtype
+            ):
+                if inputs[0].size < cuda_vector.MIN_ELEMENTS:  # (else cuda_vector's, which checks per call)
+                    return _elementwise_kernel(op, c_expr), False
+        return kernel, True
 
     def kernel_for(self, op: Op) -> Any:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``: looked
