@@ -96,8 +96,7 @@ def sum_small(x: Any, axes: int) -> Any:
         >>> float(sum_small(cupy.ones(1024, cupy.float32), 1))  # doctest: +SKIP
         1024.0
     """
-    shape = x.shape
-    rows, cols = math.prod(shape[:axes]), math.prod(shape[axes:])
+    rows, cols = _rows_and_cols(x, axes)
     tile = cols if cols < 32 else 32
     if (
         x.dtype != _FLOAT32
@@ -110,7 +109,7 @@ def sum_small(x: Any, axes: int) -> Any:
         return None
     import cupy
 
-    y = cupy.empty(shape[axes:], np.float32)
+    y = cupy.empty(x.shape[axes:], np.float32)
     stage1 = _kernels()[0]
     # One chunk of every row: the block's sums are the result (what sum_leading launches).
     args = (x, y, np.int64(rows), np.int64(cols), np.int64(rows), np.int32(tile))
