@@ -101,3 +101,50 @@ def test_the_sum_op_takes_the_kernel_for_leading_axes_only() -> None:
     assert cuda.cuda_kernel(Sum(), x[:0]).shape == ()  # empty: CuPy's sum, zero
     inner = cuda.cuda_kernel(Sum(axis=(1, 2)), x)  # not a prefix: CuPy's sum
     np.testing.assert_allclose(cupy.asnumpy(inner), cupy.asnumpy(x).sum(axis=(1, 2)), rtol=1e-4, atol=1e-3)
+
+
+@needs_gpu
+@pytest.mark.parametrize(
+    "shape, axes, keep",
+    [((1024,), 1, False), ((64, 64), 2, True), ((100, 40), 1, False), ((3, 5, 7), 1, True), ((), 0, False)],
+)
+def test_the_small_sum_launcher_gives_sum_smalls_bits(shape: tuple, axes: int, keep: bool) -> None:
+    """An eager sum's launch, worked out once per shape, against ``sum_small`` (the kernel
+    ``execute`` runs); its result already has the kept axes' ones."""
+    import cupy
+
+    x = cupy.asarray(np.random.default_rng(5).standard_normal(shape).astype(np.float32))
+    out_shape = (1,) * axes + shape[axes:] if keep else shape[axes:]
+
+    def refused(*arrays: object) -> object:
+        raise AssertionError("a C-ordered float32 array takes the launch")
+
+    launch = cuda_reduce.small_sum_launcher(shape, axes, out_shape, refused)
+    got = launch(x)
+    assert got.shape == out_shape and got.dtype == np.float32
+    assert np.array_equal(
+        cupy.asnumpy(got).reshape(-1), cupy.asnumpy(cuda_reduce.sum_small(x, axes)).reshape(-1)
+    )
+
+
+@needs_gpu
+def test_the_small_sum_launcher_refuses_what_sum_small_refuses() -> None:
+    import cupy
+
+    import deeplearn as dl
+    from deeplearn import Array2D
+
+    x = cupy.asarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    handed: list[object] = []
+    launch = cuda_reduce.small_sum_launcher((4, 3), 2, (), lambda a: handed.append(a) or "fallback")
+    assert launch(x.T) == "fallback" and handed  # not C-ordered: the op's kernel
+    assert cuda_reduce.small_sum_launcher((50_000, 3), 1, (3,), print) is None  # more than one launch
+    assert cuda_reduce.small_sum_launcher((0, 3), 1, (3,), print) is None  # empty
+    math = dl.NDArrayMathGPU()
+    a = Array2D.new([3, 4], np.arange(12), math=math)
+    with math.scope():
+        assert math.sum(a).get() == 66 and math.sum(a, 0, True).numpy().tolist() == [[12, 15, 18, 21]]
+        assert math.sum(a, 1).numpy().tolist() == [6, 22, 38]  # not leading axes: CuPy's sum
+    direct = {key[2:4]: known for key, known in math.engine._known.items() if key[0] is Sum}
+    assert direct[(None, False)].direct.__name__ == "run" and not direct[(None, False)].direct_op
+    assert direct[((1,), False)].direct_op  # the op's kernel, with the op

@@ -27,6 +27,7 @@ from deeplearn.math.backends import (
     cuda_gemm,
     cuda_pool,
     cuda_reduce,
+    cuda_sgemm,
     cuda_vector,
 )
 from deeplearn.math.backends.dispatch import KernelTable
@@ -48,7 +49,7 @@ from deeplearn.math.ops.conv import (
 from deeplearn.math.ops.conv_util import Conv2DInfo
 from deeplearn.math.ops.fused import Fused, FusedProduct
 from deeplearn.math.ops.costs import SoftmaxCrossEntropyCost, SoftmaxCrossEntropyCostDer
-from deeplearn.math.ops.layout import Gather
+from deeplearn.math.ops.layout import Gather, Transpose
 from deeplearn.math.ops.linalg import MatMul, MatrixOrientation
 from deeplearn.math.ops.pool import AvgPool, AvgPoolBackprop, MaxPool, MaxPoolBackprop, MinPool
 from deeplearn.math.ops.reduction import Sum
@@ -488,6 +489,11 @@ for _op_class in _OWN_OR_GENERIC:
     cuda_kernel.register(_op_class)(_own_or_generic)
 
 
+def _transposed(perm: tuple[int, ...], x: Any) -> Any:
+    """Transpose's forward, its permutation worked out once (``direct_kernel``)."""
+    return x.transpose(perm).copy()
+
+
 _SUM_KERNEL_SIZE = 1 << 16  # below, ours only where it is one launch (cuda_reduce.sum_small)
 
 
@@ -535,12 +541,21 @@ class MathBackendCUDA:
     def direct_kernel(self, op: Op, inputs: Sequence[Spec], result: Spec) -> tuple[Any, bool] | None:
         """``(direct, with_op)``: what ``execute(op, *arrays)`` does on arrays of ``inputs``'
         shapes and dtypes, as ``direct(op, *arrays)`` (``with_op``) or ``direct(*arrays)``,
-        for an Engine to call without the dispatch. An op without fields that has a
-        ``c_expr``, on inputs of one floating dtype below ``cuda_vector.MIN_ELEMENTS``, gets
-        the generated kernel ``cuda_kernel`` would choose (only such an op: its fields may
-        change its expression, and the Engine asks once for every op equal to it, where
-        ``Step(0.0)`` equals ``Step(-0.0)``); any other op its kernel. None for a subclass
-        with an ``execute`` of its own."""
+        for an Engine to call without the dispatch; None for a subclass with an ``execute`` of
+        its own.
+
+        * An op without fields that has a ``c_expr``, on inputs of one floating dtype below
+          ``cuda_vector.MIN_ELEMENTS``: on float32 inputs all of the result's shape,
+          ``cuda_vector.launcher``'s launch of the op's expression (the kernel ``execute`` runs
+          on large arrays); else the generated kernel ``cuda_kernel`` would choose. Only an op
+          without fields: they may change its expression, and the Engine asks once for every op
+          equal to it, where ``Step(0.0)`` equals ``Step(-0.0)``.
+        * A float32 ``sum`` over leading axes that is one launch: ``cuda_reduce``'s launch,
+          worked out once (``small_sum_launcher``), the kernel ``_sum`` runs.
+        * A float32 ``mat_mul`` through nvmath-python: ``cuda_gemm.launcher``, its geometry
+          worked out once; ``transpose``: its copy, the permutation worked out once.
+        * Any other op: its kernel.
+        """
         if type(self).execute is not MathBackendCUDA.execute:
             return None
         kernel = _KERNELS.get(type(op)) or _KERNELS.learn(type(op))
@@ -551,7 +566,42 @@ class MathBackendCUDA:
                 len(inputs) == 1 or inputs[1].dtype == dtype
             ):
                 if inputs[0].size < cuda_vector.MIN_ELEMENTS:  # (else cuda_vector's, which checks per call)
-                    return _elementwise_kernel(op, c_expr), False
+                    generated = _elementwise_kernel(op, c_expr)
+                    names = _vector_names(op, c_expr)
+                    if (
+                        dtype == "float32"
+                        and names is not None
+                        and all(x.shape == result.shape for x in inputs)
+                    ):
+                        launch = cuda_vector.launcher(c_expr, names, result.shape, generated)
+                        if launch is not None:
+                            return launch, False
+                    return generated, False
+        if isinstance(op, MatMul) and kernel is _mat_mul and cuda_gemm.available():
+            a, b = inputs
+            if a.dtype == b.dtype == "float32" and a.size and b.size and a.rank == b.rank == 2:
+                geometry = cuda_sgemm.Geometry.of(
+                    a,
+                    b,
+                    op.a_orientation == MatrixOrientation.TRANSPOSED,
+                    op.b_orientation == MatrixOrientation.TRANSPOSED,
+                )
+                return cuda_gemm.launcher(geometry, functools.partial(_mat_mul, op)), False
+        if isinstance(op, Transpose) and kernel is _GENERIC_KERNEL:
+            return functools.partial(_transposed, op._perm(inputs[0].rank)), False
+        if (
+            isinstance(op, Sum)
+            and kernel is _sum
+            and inputs[0].dtype == "float32"
+            and inputs[0].size < _SUM_KERNEL_SIZE
+        ):
+            axes = op.axes(inputs[0].rank)
+            if axes == tuple(range(len(axes))):
+                launch = cuda_reduce.small_sum_launcher(
+                    inputs[0].shape, len(axes), result.shape, functools.partial(_sum, op)
+                )
+                if launch is not None:
+                    return launch, False
         return kernel, True
 
     def kernel_for(self, op: Op) -> Any:

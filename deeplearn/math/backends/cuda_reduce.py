@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["applies", "sum_leading", "sum_small"]
+__all__ = ["applies", "small_sum_launcher", "sum_leading", "sum_small"]
 
 _THREADS = 256
 _MIN_ROWS = 64  # rows per chunk at least: below that a block's launch costs more than its adds
@@ -80,9 +80,23 @@ def applies(x: Any, axes: int) -> bool:
     return x.dtype == np.float32 and 0 < axes and -(-math.prod(x.shape[axes:]) // 32) <= _MAX_TILES
 
 
-def _rows_and_cols(x: Any, axes: int) -> tuple[int, int]:
+def _rows_and_cols(shape: tuple[int, ...], axes: int) -> tuple[int, int]:
     # (math.prod: a NumPy reduction over a shape costs microseconds, a small sum's whole budget)
-    return math.prod(x.shape[:axes]), math.prod(x.shape[axes:])
+    return math.prod(shape[:axes]), math.prod(shape[axes:])
+
+
+def _one_launch(
+    shape: tuple[int, ...], axes: int
+) -> tuple[tuple[int, int], tuple[int], tuple[Any, ...]] | None:
+    """The grid, block and counts of the one launch that sums an array of ``shape`` over its
+    first ``axes`` axes; None where it takes more (see ``sum_small``)."""
+    rows, cols = _rows_and_cols(shape, axes)
+    tile = cols if cols < 32 else 32
+    if not rows or not tile or rows > _ONE_BLOCK_ROWS * (_THREADS // tile) or cols > 32 * _MAX_TILES:
+        return None
+    # One chunk of every row: the block's sums are the result (what sum_leading launches).
+    counts = (np.int64(rows), np.int64(cols), np.int64(rows), np.int32(tile))
+    return (1, -(-cols // tile)), (_THREADS // tile * tile,), counts
 
 
 def sum_small(x: Any, axes: int) -> Any:
@@ -96,25 +110,42 @@ def sum_small(x: Any, axes: int) -> Any:
         >>> float(sum_small(cupy.ones(1024, cupy.float32), 1))  # doctest: +SKIP
         1024.0
     """
-    rows, cols = _rows_and_cols(x, axes)
-    tile = cols if cols < 32 else 32
-    if (
-        x.dtype != _FLOAT32
-        or not rows
-        or not tile
-        or rows > _ONE_BLOCK_ROWS * (_THREADS // tile)
-        or cols > 32 * _MAX_TILES
-        or not x.flags.c_contiguous
-    ):
+    if x.dtype != _FLOAT32 or not x.flags.c_contiguous:
+        return None
+    launch = _one_launch(x.shape, axes)
+    if launch is None:
         return None
     import cupy
 
     y = cupy.empty(x.shape[axes:], np.float32)
-    stage1 = _kernels()[0]
-    # One chunk of every row: the block's sums are the result (what sum_leading launches).
-    args = (x, y, np.int64(rows), np.int64(cols), np.int64(rows), np.int32(tile))
-    stage1((1, -(-cols // tile)), (_THREADS // tile * tile,), args)
+    grid, block, counts = launch
+    _kernels()[0](grid, block, (x, y, *counts))
     return y
+
+
+def small_sum_launcher(shape: tuple[int, ...], axes: int, out_shape: tuple[int, ...], fallback: Any) -> Any:
+    """``sum_small`` for C-ordered float32 arrays of ``shape``, as a function of the array whose
+    launch is worked out here, once, and whose result has ``out_shape`` (the summed shape, with
+    ones where the sum keeps its axes): for an eager ``sum`` whose shape and dtype an Engine has
+    learnt (``cuda.MathBackendCUDA.direct_kernel``). An array that is not C-ordered goes to
+    ``fallback``. None where the sum is not one launch.
+    """
+    launch = _one_launch(shape, axes)
+    if launch is None:
+        return None
+    import cupy
+
+    empty, float32, stage1 = cupy.empty, np.float32, _kernels()[0]
+    grid, block, counts = launch
+
+    def run(x: Any) -> Any:
+        if not x.flags.c_contiguous:
+            return fallback(x)
+        y = empty(out_shape, float32)
+        stage1(grid, block, (x, y, *counts))
+        return y
+
+    return run
 
 
 def sum_leading(x: Any, axes: int) -> Any:
@@ -126,7 +157,7 @@ def sum_leading(x: Any, axes: int) -> Any:
     import cupy
 
     out_shape = x.shape[axes:]
-    rows, cols = _rows_and_cols(x, axes)
+    rows, cols = _rows_and_cols(x.shape, axes)
     x = cupy.ascontiguousarray(x)
     if rows == 0 or cols == 0:
         return cupy.zeros(out_shape, np.float32)
