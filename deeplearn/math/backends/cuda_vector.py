@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_ELEMENTS", "launcher", "overlaps_in_part", "run", "source"]
+__all__ = ["MIN_ELEMENTS", "overlaps_in_part", "run", "source"]
 
 _log = logging.getLogger(__name__)
 
@@ -140,37 +140,3 @@ def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = N
     blocks = max(1, min(_MAX_BLOCKS, -(-n4 // _THREADS)))
     kernel((blocks,), (_THREADS,), (*arrays, out, np.int64(n4), np.int64(n)))
     return out
-
-
-def launcher(c_expr: str, names: tuple[str, ...], shape: tuple[int, ...], fallback: Any) -> Any:
-    """A function of C-ordered float32 arrays of ``shape`` that returns ``c_expr`` over them in
-    a new array, with the fewest host steps: for an eager op whose shape and dtypes an Engine
-    has learnt (``cuda.MathBackendCUDA.direct_kernel``), on arrays below ``MIN_ELEMENTS``. It
-    launches this module's kernel with its vector part empty (``n4 = 0``): one element a thread,
-    the tail's code, so no alignment is asked of the arrays, and the grid, the block and the
-    counts are worked out here, once. An array that is not C-ordered goes to ``fallback``
-    (CuPy's kernel), which the function then returns. None where the kernel does not compile.
-
-    On an H100 (bench/NOTES.md, "Eager launches worked out once"), CuPy's ElementwiseKernel
-    took 6.86 µs per call for an ``add`` of 1,024 floats, this launch with its output 6.54.
-    """
-    kernel = _kernel(c_expr, names)
-    n = 1
-    for d in shape:
-        n *= d
-    if kernel is None or not n:
-        return None
-    import cupy
-
-    empty, float32 = cupy.empty, np.float32
-    grid, block, counts = (-(-n // _THREADS),), (_THREADS,), (np.int64(0), np.int64(n))
-
-    def launch(*arrays: Any) -> Any:
-        for x in arrays:
-            if not x.flags.c_contiguous:
-                return fallback(*arrays)
-        out = empty(shape, float32)
-        kernel(grid, block, (*arrays, out, *counts))
-        return out
-
-    return launch
