@@ -2,7 +2,7 @@
 C expression compiles in that kernel (nvcc, no GPU needed); on a GPU, it gives the bits of CuPy's
 kernel for the same expression, lanes and tail alike; ``cuda_kernel`` and ``write_into`` take it
 for non-empty aligned float32 arrays of one shape, large and small, and CuPy's kernel for
-everything else."""
+everything else; an eager op's launch of it on small arrays (``launcher``) gives CuPy's bits."""
 
 from __future__ import annotations
 
@@ -194,3 +194,69 @@ def test_a_scaled_add_into_a_target_that_overlaps_an_input_reads_the_input_first
     (out,) = cuda.write_into(ScaledArrayAdd(), [target], c1, a, c2, b)
     assert out is target
     np.testing.assert_array_equal(cupy.asnumpy(target), want)
+
+
+def _refused(*arrays: object) -> object:
+    raise AssertionError("C-ordered float32 arrays of the launcher's shape take its launch")
+
+
+@needs_gpu
+@pytest.mark.parametrize("op_class", FLOAT_OPS, ids=lambda c: c.__name__)
+def test_the_launcher_gives_cupys_bits_on_small_arrays(op_class: type) -> None:
+    """An eager op's launch (the kernel's tail code, one element a thread) against CuPy's
+    kernel, which ``execute`` runs on arrays this small."""
+    import cupy
+
+    op = op_class()
+    for n in (1, 5, 1027):
+        arrays = [cupy.asarray(a) for a in _inputs(op, max(n, 6))]
+        arrays = [a[:n] for a in arrays]
+        launch = cuda_vector.launcher(op.c_expr, _names(op), (n,), _refused)
+        got = launch(*arrays)
+        assert got.shape == (n,) and got.dtype == np.float32
+        _same_bits(got, cuda._elementwise_kernel(op, op.c_expr)(*arrays))
+
+
+@needs_gpu
+def test_the_launcher_takes_any_address_and_hands_other_layouts_to_its_fallback() -> None:
+    import cupy
+
+    from deeplearn.math.ops.elementwise import Neg
+
+    x = np.linspace(-1, 1, 13, dtype=np.float32)
+    launch = cuda_vector.launcher(Neg().c_expr, ("x",), (12,), _refused)
+    off = cupy.asarray(x)[1:]  # C-ordered, 4 bytes past an aligned address: no float4 is asked
+    np.testing.assert_array_equal(cupy.asnumpy(launch(off)), -x[1:])
+    handed: list[object] = []
+    matrix = cuda_vector.launcher(Neg().c_expr, ("x",), (3, 4), lambda *a: handed.append(a) or "fallback")
+    assert matrix(cupy.asarray(x[:12]).reshape(4, 3).T) == "fallback" and len(handed) == 1
+    np.testing.assert_array_equal(
+        cupy.asnumpy(matrix(cupy.asarray(x[:12]).reshape(3, 4))), -x[:12].reshape(3, 4)
+    )
+    assert cuda_vector.launcher(Neg().c_expr, ("x",), (0, 4), _refused) is None  # empty: nothing to launch
+
+
+@needs_gpu
+def test_eager_ops_on_small_arrays_of_one_shape_take_the_launcher() -> None:
+    """The engine learns the launch for same-shape float32 inputs, and CuPy's kernel for a
+    broadcast or float64: each gives what ``execute`` gives."""
+    import cupy
+
+    import deeplearn as dl
+    from deeplearn import Array1D, Array2D
+
+    math = dl.NDArrayMathGPU()
+    a, b = Array2D.new([3, 4], np.arange(12), math=math), Array2D.new([3, 4], np.arange(12) - 5.5, math=math)
+    row = Array1D.new(np.arange(4), math=math)
+    with math.scope():
+        for got, want in (
+            (math.add(a, b), np.arange(12).reshape(3, 4) * 2 - 5.5),
+            (math.add(a, row), np.arange(12).reshape(3, 4) + np.arange(4)),
+        ):
+            np.testing.assert_array_equal(got.numpy(), want.astype(np.float32))
+    kinds = {key[2:]: known.direct for key, known in math.engine._known.items() if key[0].name == "add"}
+    same, broadcast = (
+        kinds[((3, 4), "float32", (3, 4), "float32")],
+        kinds[((3, 4), "float32", (4,), "float32")],
+    )
+    assert same.__name__ == "launch" and isinstance(broadcast, cupy.ElementwiseKernel)

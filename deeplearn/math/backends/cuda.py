@@ -545,11 +545,12 @@ class MathBackendCUDA:
         its own.
 
         * An op without fields that has a ``c_expr``, on inputs of one floating dtype below
-          ``cuda_vector.MIN_ELEMENTS``: the generated kernel ``cuda_kernel`` would choose. Only
-          an op without fields: they may change its expression, and the Engine asks once for
-          every op equal to it, where ``Step(0.0)`` equals ``Step(-0.0)``. (A launch of
-          ``cuda_vector``'s kernel worked out once per shape was measured no cheaper on an
-          H100: the C-order check it needs per input costs what the launch saves.)
+          ``cuda_vector.MIN_ELEMENTS``: on float32 inputs all of the result's shape,
+          ``cuda_vector.launcher``'s launch of the op's expression (the kernel ``execute`` runs
+          on large arrays; the same bits as CuPy's but for which NaN a NaN is); else the
+          generated kernel ``cuda_kernel`` would choose. Only an op without fields: they may
+          change its expression, and the Engine asks once for every op equal to it, where
+          ``Step(0.0)`` equals ``Step(-0.0)``.
         * A float32 ``sum`` over leading axes that is one launch: ``cuda_reduce``'s launch,
           worked out once (``small_sum_launcher``), the kernel ``_sum`` runs.
         * A float32 ``mat_mul`` through nvmath-python: ``cuda_gemm.launcher``, its geometry
@@ -566,7 +567,17 @@ class MathBackendCUDA:
                 len(inputs) == 1 or inputs[1].dtype == dtype
             ):
                 if inputs[0].size < cuda_vector.MIN_ELEMENTS:  # (else cuda_vector's, which checks per call)
-                    return _elementwise_kernel(op, c_expr), False
+                    generated = _elementwise_kernel(op, c_expr)
+                    names = _vector_names(op, c_expr)
+                    if (
+                        dtype == "float32"
+                        and names is not None
+                        and all(x.shape == result.shape for x in inputs)
+                    ):
+                        launch = cuda_vector.launcher(c_expr, names, result.shape, generated)
+                        if launch is not None:
+                            return launch, False
+                    return generated, False
         if isinstance(op, MatMul) and kernel is _mat_mul and cuda_gemm.available():
             a, b = inputs
             if a.dtype == b.dtype == "float32" and a.size and b.size and a.rank == b.rank == 2:

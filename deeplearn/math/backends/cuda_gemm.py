@@ -167,7 +167,7 @@ def launcher(geometry: cuda_sgemm.Geometry, fallback: Any) -> Any:
     """
 
     def product(a: Any, b: Any) -> Any:
-        if not (a.flags.c_contiguous and b.flags.c_contiguous):
+        if not (a._c_contiguous and b._c_contiguous):  # (CuPy's own flags: see cuda_vector.launcher)
             return fallback(a, b)
         return _product(geometry, a, b)
 

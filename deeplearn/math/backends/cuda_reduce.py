@@ -139,7 +139,7 @@ def small_sum_launcher(shape: tuple[int, ...], axes: int, out_shape: tuple[int, 
     grid, block, counts = launch
 
     def run(x: Any) -> Any:
-        if not x.flags.c_contiguous:
+        if not x._c_contiguous:  # (CuPy's own flag: see cuda_vector.launcher)
             return fallback(x)
         y = empty(out_shape, float32)
         stage1(grid, block, (x, y, *counts))

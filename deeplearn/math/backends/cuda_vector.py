@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MIN_ELEMENTS", "overlaps_in_part", "run", "source"]
+__all__ = ["MIN_ELEMENTS", "launcher", "overlaps_in_part", "run", "source"]
 
 _log = logging.getLogger(__name__)
 
@@ -140,3 +140,41 @@ def run(c_expr: str, names: tuple[str, ...], arrays: Sequence[Any], out: Any = N
     blocks = max(1, min(_MAX_BLOCKS, -(-n4 // _THREADS)))
     kernel((blocks,), (_THREADS,), (*arrays, out, np.int64(n4), np.int64(n)))
     return out
+
+
+def launcher(c_expr: str, names: tuple[str, ...], shape: tuple[int, ...], fallback: Any) -> Any:
+    """A function of float32 arrays of ``shape`` that returns ``c_expr`` over them in a new
+    array, with the fewest host steps: for an eager op whose shapes and dtypes an Engine has
+    learnt (``cuda.MathBackendCUDA.direct_kernel``), on arrays below ``MIN_ELEMENTS``. None
+    where the kernel does not compile or ``shape`` is empty.
+
+    It launches this module's kernel with its vector part empty (``n4 = 0``), so each thread
+    runs the tail's code on one element and no alignment is asked of the arrays, through
+    ``Function.linear_launch`` (the grid from the count, in compiled code) and ``ndarray``
+    itself rather than ``cupy.empty``. An array that is not C-ordered (an NDArray's storage
+    always is: ``Engine.result``, ``NDArray._wrap``) goes to ``fallback``, CuPy's kernel; the
+    check reads CuPy's ``_c_contiguous``, as ``flags.c_contiguous`` builds an object (0.22 µs
+    against 0.04 on an H100's host). A probe there (bench/NOTES.md, "Eager launches worked out
+    once"): CuPy's ElementwiseKernel took 6.86 µs a call for an ``add`` of 1,024 floats, this
+    launch 6.08 with a Function looked up once, CuPy's own ``add`` 7.42.
+    """
+    kernel = _kernel(c_expr, names)
+    n = 1
+    for d in shape:
+        n *= d
+    if kernel is None or not n:
+        return None
+    import cupy
+
+    ndarray, float32, tail = cupy.ndarray, np.float32, (np.int64(0), np.int64(n))
+
+    def launch(*arrays: Any) -> Any:
+        for x in arrays:
+            if not x._c_contiguous:
+                return fallback(*arrays)
+        out = ndarray(shape, float32)
+        # (``kernel.kernel``: the Function loaded on the current device, as RawKernel finds it)
+        kernel.kernel.linear_launch(n, (*arrays, out, *tail), 0, _THREADS)
+        return out
+
+    return launch
