@@ -36,7 +36,9 @@ This module imports CuPy lazily, like ``deeplearn/math/backends/cuda.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import gc
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deeplearn.compile.fusion import fuse as fuse_steps
@@ -50,6 +52,28 @@ if TYPE_CHECKING:
     from deeplearn.math.engine import Engine
 
 __all__ = ["CapturedProgram", "NotCaptured", "capture"]
+
+
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """Python's cyclic garbage collector held off while a capture runs, after one collection.
+
+    Objects that only the collector frees (a Session dropped inside a reference cycle, its own
+    captured Program with them) may free GPU resources when it runs: a memory pool's
+    ``cudaFree``, a cuBLAS handle's ``cublasDestroy``, which wait for the whole device. Run
+    during another Program's capture, such a wait fails the capture
+    (``cudaErrorStreamCaptureInvalidated``: seen once in the GPU suite at a7b9430). So what is
+    garbage is collected first, while nothing is captured, and no collection starts until the
+    capture has ended; a collector the caller had disabled stays disabled.
+    """
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class CapturedProgram(Resident):
@@ -132,20 +156,30 @@ class CapturedProgram(Resident):
             self._gather_rows()
             program.run_raw(engine, self.inputs, into, lanes=self.lanes)
             self.stream.synchronize()  # (every lane joined it at the end of the run)
-            self.stream.begin_capture(cupy.cuda.runtime.streamCaptureModeRelaxed)
-            try:
-                written: set[int] = set()
-                self._gather_rows()
-                self.slots = program.run_raw(engine, self.inputs, into, written, self.lanes)
-                self._targets = [
-                    (by_slot[u.target], u.source) for u in program.updates if u.source not in written
-                ]
-                self._target_bindings = frozenset(by_slot[u.target] for u in program.updates)
-                for i, source in self._targets:  # in place, after every kernel that read the old value
-                    self.slots[program.bindings[i].slot][...] = self.slots[source]
-            finally:
-                graph = self.stream.end_capture()  # always end it: a capture left open breaks the stream
+            with _no_collection():
+                graph = self._capture(program, engine, into, by_slot)
         self.graph = graph
+
+    def _capture(
+        self, program: Program, engine: Engine, into: dict[int, Any], by_slot: dict[int, int]
+    ) -> Any:
+        """Runs ``program`` once more, captured on the Program's stream: its CUDA graph."""
+        import cupy
+
+        self.stream.begin_capture(cupy.cuda.runtime.streamCaptureModeRelaxed)
+        try:
+            written: set[int] = set()
+            self._gather_rows()
+            self.slots = program.run_raw(engine, self.inputs, into, written, self.lanes)
+            self._targets = [
+                (by_slot[u.target], u.source) for u in program.updates if u.source not in written
+            ]
+            self._target_bindings = frozenset(by_slot[u.target] for u in program.updates)
+            for i, source in self._targets:  # in place, after every kernel that read the old value
+                self.slots[program.bindings[i].slot][...] = self.slots[source]
+        finally:
+            graph = self.stream.end_capture()  # always end it: a capture left open breaks the stream
+        return graph
 
     def node_kinds(self) -> dict[str, int] | None:
         """How many nodes the graph holds, by type ({"Kernel": 1} for a step that is one

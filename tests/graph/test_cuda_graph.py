@@ -477,3 +477,46 @@ def test_launches_the_rows_cursor_was_not_fed_for_stay_within_its_rows() -> None
     start = xp.builder._positions[0] - 8
     flat = next(iter(xp.builder._device_orders.values()))[1]
     assert cursor._source is flat and int(cursor.state[1].get()) == start + 8  # (in the first block)
+
+
+@needs_gpu
+def test_a_collection_during_a_capture_cannot_break_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Garbage that only the collector frees, whose freeing waits for the device (a dropped
+    Session's memory pool, its cuBLAS handle), made just as a capture begins, with the
+    collector set to run at every allocation: the capture holds it off, so the step is still
+    captured (without that, the wait inside the capture failed it)."""
+    import gc
+
+    import cupy
+
+    class _WaitsForTheDevice:
+        def __init__(self) -> None:
+            self.cycle = self  # only the collector frees it
+
+        def __del__(self) -> None:
+            cupy.cuda.runtime.deviceSynchronize()
+
+    begin = cupy.cuda.Stream.begin_capture
+
+    def begin_among_garbage(self: Any, *args: Any) -> Any:
+        out = begin(self, *args)
+        for _ in range(20):
+            _WaitsForTheDevice()
+        return out
+
+    monkeypatch.setattr(cupy.cuda.Stream, "begin_capture", begin_among_garbage)
+    math = dl.NDArrayMathGPU()
+    g, x, label, cost, _ = _quadratic(math)
+    xp, yp = _providers()
+    session, optimizer = Session(g, math), dl.SGDOptimizer(0.01)
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        for _ in range(3):
+            session.train(cost, {x: xp, label: yp}, 8, optimizer, CostReduction.MEAN)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.collect()
+    (tape,) = _tapes(session)
+    assert isinstance(tape.capture, CapturedProgram), tape.capture
+    assert gc.isenabled()
