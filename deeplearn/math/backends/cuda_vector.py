@@ -6,7 +6,9 @@ or an H200 that keeps too few bytes in flight to cover the memory's latency, and
 kernels, which load 16 bytes at a time, reach ~4 TB/s on the H200. So an op with a C expression
 (``c_expr``) on non-empty float32 arrays all of the output's shape (no broadcasting), C-ordered
 and 16-byte aligned, can run here (``run``); an eager op does from ``MIN_ELEMENTS`` elements on,
-and a captured step's kernels at every size (their host cost is paid once, at capture). Each
+and a captured step's kernels at every size (their host cost is paid once, at capture). Below
+``MIN_ELEMENTS``, an eager op whose shapes the engine has learnt runs the kernel's tail code
+alone, launched with its arguments worked out once (``launcher``). Each
 thread loads a ``float4`` of every operand, applies the expression to its four lanes and stores
 a ``float4``; the last ``n % 4`` elements are done one by one by the grid's first threads. The
 output may be one of the inputs (an update in place): each element is read, then written, by the
