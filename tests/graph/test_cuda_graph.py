@@ -520,3 +520,37 @@ def test_a_collection_during_a_capture_cannot_break_it(monkeypatch: pytest.Monke
     (tape,) = _tapes(session)
     assert isinstance(tape.capture, CapturedProgram), tape.capture
     assert gc.isenabled()
+
+
+def test_captures_collect_first_and_hold_the_collector_off_until_they_end() -> None:
+    """``_no_collection``, which every capture runs in: garbage in reference cycles is freed on
+    entry, no collection starts inside, and the collector is as it was afterwards (disabled if
+    the caller had disabled it), an exception included."""
+    import gc
+
+    from deeplearn.compile.cuda_graph import _no_collection
+
+    freed: list[bool] = []
+
+    class _Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            freed.append(True)
+
+    assert gc.isenabled()
+    _Cycle()
+    with _no_collection():
+        assert freed == [True] and not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _no_collection():
+        raise RuntimeError("a failed capture")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _no_collection():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
