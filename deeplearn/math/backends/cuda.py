@@ -32,7 +32,7 @@ from deeplearn.math.backends import (
 )
 from deeplearn.math.backends.dispatch import KernelTable
 from deeplearn.math.ops.arithmetic import ScaledArrayAdd
-from deeplearn.math.ops.base import Op, Spec, UnaryOp, reduced_shape
+from deeplearn.math.ops.base import Op, Spec, UnaryOp
 from deeplearn.math.ops.conv import (
     Conv2D,
     Conv2DDerFilter,
@@ -503,15 +503,22 @@ def _sum(op: Sum, x: Any) -> Any:
     array is large (a bias's gradient) or the sum is one launch (a small array's total: on an
     H100 at 9f96831, an eager ``sum`` of 1,024 floats took 14.8 µs this way and 15.4 through
     CuPy's sum); CuPy's sum otherwise."""
-    axes = op.axes(x.ndim)
-    if axes == tuple(range(len(axes))):
+    leading = _leading_axes(op, x.ndim)
+    if leading is not None:
         if x.size < _SUM_KERNEL_SIZE:
-            y = cuda_reduce.sum_small(x, len(axes))
+            y = cuda_reduce.sum_small(x, leading)
         else:
-            y = cuda_reduce.sum_leading(x, len(axes)) if cuda_reduce.applies(x, len(axes)) else None
+            y = cuda_reduce.sum_leading(x, leading) if cuda_reduce.applies(x, leading) else None
         if y is not None:
-            return y.reshape(reduced_shape(x.shape, axes, True)) if op.keep_dims else y
+            return y.reshape((1,) * leading + y.shape) if op.keep_dims else y  # (kept axes: ones)
     return op.forward(_import_cupy(), x)
+
+
+def _leading_axes(op: Sum, rank: int) -> int | None:
+    """How many leading axes ``op`` sums over on an array of ``rank`` dimensions; None where
+    its axes are not the first ones (``cuda_reduce`` sums leading axes only)."""
+    axes = op.axes(rank)
+    return len(axes) if axes == tuple(range(len(axes))) else None
 
 
 class MathBackendCUDA:
@@ -596,10 +603,10 @@ class MathBackendCUDA:
             and inputs[0].dtype == "float32"
             and inputs[0].size < _SUM_KERNEL_SIZE
         ):
-            axes = op.axes(inputs[0].rank)
-            if axes == tuple(range(len(axes))):
+            leading = _leading_axes(op, inputs[0].rank)
+            if leading is not None:
                 launch = cuda_reduce.small_sum_launcher(
-                    inputs[0].shape, len(axes), result.shape, functools.partial(_sum, op)
+                    inputs[0].shape, leading, result.shape, functools.partial(_sum, op)
                 )
                 if launch is not None:
                     return launch, False

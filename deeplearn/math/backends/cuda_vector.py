@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -161,9 +162,7 @@ def launcher(c_expr: str, names: tuple[str, ...], shape: tuple[int, ...], fallba
     launch 6.08 with a Function looked up once, CuPy's own ``add`` 7.42.
     """
     kernel = _kernel(c_expr, names)
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     if kernel is None or not n:
         return None
     import cupy
