@@ -43,7 +43,17 @@ class OpObserver(Protocol):
 class Known:
     """What running an op on inputs of given shapes and dtypes gives, whatever their values."""
 
-    __slots__ = ("array_class", "checked", "direct", "direct_op", "dtype", "numpy_dtype", "shape", "spec")
+    __slots__ = (
+        "array_class",
+        "checked",
+        "direct",
+        "direct_op",
+        "dtype",
+        "fresh",
+        "numpy_dtype",
+        "shape",
+        "spec",
+    )
 
     def __init__(self, spec: Any) -> None:
         self.spec: Any = spec
@@ -64,6 +74,10 @@ class Known:
         ``direct(op, *raws)`` or, without ``direct_op``, ``direct(*raws)`` (the backend's
         ``direct_kernel``); None where the engine calls ``execute``."""
         self.direct_op = True
+        self.fresh = False
+        """Whether ``direct`` returns a new C-ordered array of ``shape`` and ``dtype`` on every
+        call, sharing no memory with its inputs (the backend's ``direct_kernel`` says so): once
+        the first call's output is seen to be that (``checked``), later calls look at none."""
         self.checked = False
         """Whether a kernel's output for this question was seen to have ``shape`` and C order.
         It keeps them on later calls: the inputs of an eager op are C-ordered arrays of the
@@ -237,7 +251,9 @@ class Engine:
                 self._wrap(self.result(op, o, raws, s), s) for o, s in zip(out, known.spec, strict=True)
             )
         else:
-            if (
+            if known.fresh and known.checked:
+                pass  # a new array, as the first call's was: nothing to look at (``Known.fresh``)
+            elif (
                 self._careful
                 or type(out) is not self._array_type
                 or out.base is not None
@@ -271,7 +287,7 @@ class Engine:
                 # (careful: keep_float64 may hand it float64 data under float32 specs)
                 found = self._direct_kernel(op, specs, known.spec)
                 if found is not None:
-                    known.direct, known.direct_op = found
+                    known.direct, known.direct_op, known.fresh = found
             if len(self._known) >= _INFER_CACHE_SIZE:
                 self._known.clear()  # many distinct shapes: start over rather than grow
             self._known[key] = known

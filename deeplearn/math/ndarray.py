@@ -96,7 +96,13 @@ def _fresh(
     x.dtype = dtype
     x._disposed = False
     x._spec = spec
-    return _hand_out(x) if now else x
+    if now:  # _hand_out, written out: every eager op's result comes here
+        storage.serial = next(_STORAGE_SERIALS)
+        live[id(storage)] = storage.nbytes
+        stack = _SCOPES.get()
+        if stack:
+            stack[-1]._tracked[id(x)] = x
+    return x
 
 
 def _hand_out(x: T) -> T:

@@ -381,6 +381,62 @@ def test_direct_kernels_of_mixed_dtypes_and_careful_engines(cpu_math: dl.NDArray
         cpu_math.disable_debug_mode()
 
 
+_FRESH_CASES = [
+    # (method, input shapes, fresh on the CPU, fresh on CUDA)
+    ("add", [(3, 4), (3, 4)], True, True),
+    ("multiply", [(1, 4), (3, 1)], True, True),  # broadcast
+    ("exp", [(5,)], True, True),
+    ("add", [(), ()], False, True),  # NumPy's ufunc gives a scalar for 0-d arrays; CuPy an array
+    ("sum", [(6, 4)], False, True),  # the CPU's kernel, which any op's kernel may be; CUDA's launch
+    ("mat_mul", [(3, 5), (5, 2)], False, True),
+    ("transpose", [(3, 5)], False, True),
+]
+
+
+@pytest.mark.parametrize(("method", "shapes", "on_cpu", "on_cuda"), _FRESH_CASES)
+def test_results_of_fresh_direct_kernels_are_looked_at_once_and_own_their_memory(
+    math: dl.NDArrayMath, method: str, shapes: list[tuple[int, ...]], on_cpu: bool, on_cuda: bool
+) -> None:
+    """A direct kernel the backend says returns a new array every time (``Known.fresh``) has
+    its first result checked as any other, and none after: later calls look at nothing (here,
+    at no dtype, which would send them to ``Engine.result``). Their results are still C-ordered arrays of the rule's shape and dtype
+    that share no memory with the inputs or with each other."""
+    engine = math.engine
+    rng = np.random.default_rng(3)
+    raws = [math.backend.asarray(rng.normal(size=s).astype("float32")) for s in shapes]
+    xs = [dl.NDArray._wrap(r, math.backend, "float32") for r in raws]  # type: ignore[arg-type]
+    expected = getattr(math, method)(*xs).numpy()  # the first call: checked by Engine.result
+    (known,) = [k for key, k in engine._known.items() if key[0].name == method and k.direct is not None]
+    fresh = on_cpu if math.backend.name == "cpu" else on_cuda
+    assert known.fresh is fresh and (known.checked or not fresh)
+    # (no dtype is None: a call that looks at its result's dtype now hands it to Engine.result)
+    known.numpy_dtype = None
+
+    looked: list[str] = []
+    checked = engine.result
+
+    def result(op: Op, *args: Any) -> Any:
+        looked.append(op.name)
+        return checked(op, *args)
+
+    engine.result = result  # type: ignore[method-assign]
+    try:
+        ys = [getattr(math, method)(*xs) for _ in range(2)]
+    finally:
+        del engine.result
+    assert looked == ([] if fresh else [method, method])
+    inputs = [x.numpy().copy() for x in xs]
+    for y in ys:
+        raw = y.raw
+        assert raw.flags.c_contiguous and raw.shape == expected.shape and raw.dtype == np.float32
+        np.testing.assert_array_equal(math.backend.to_numpy(raw), expected)
+    ys[0].fill(7.0)  # its own memory: nothing else changes
+    assert np.all(ys[0].numpy() == 7.0)
+    np.testing.assert_array_equal(ys[1].numpy(), expected)
+    for x, before in zip(xs, inputs, strict=True):
+        np.testing.assert_array_equal(x.numpy(), before)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "bool"])
 def test_cpu_relu_and_sum_are_the_generic_kernels_bit_for_bit(dtype: str) -> None:
     rng = np.random.default_rng(1)

@@ -367,14 +367,17 @@ class MathBackendCPU:
     kernel_table = _KERNELS
     """The kernels ``execute`` runs, by op class (an Engine watches it: ``direct_kernel``)."""
 
-    def direct_kernel(self, op: Op, inputs: Sequence[Spec], result: Spec) -> tuple[Any, bool] | None:
-        """``(direct, with_op)``: what ``execute(op, *arrays)`` does on arrays of ``inputs``'
-        shapes and dtypes, as ``direct(op, *arrays)`` (``with_op``) or ``direct(*arrays)``,
-        for an Engine to call without the dispatch (~0.7 µs of an eager ``add``'s ~4 on a
-        2-core CPU, ~0.3 of a ``relu``'s). An op whose kernel is its ``ufunc`` (``Op.ufunc``:
-        its generic kernel, on inputs that all have the result's floating dtype) gets the
-        ufunc itself, any other its kernel; each in the floating-point-error context
-        ``execute`` gives it. None for a subclass with an ``execute`` of its own."""
+    def direct_kernel(self, op: Op, inputs: Sequence[Spec], result: Spec) -> tuple[Any, bool, bool] | None:
+        """``(direct, with_op, fresh)``: what ``execute(op, *arrays)`` does on arrays of
+        ``inputs``' shapes and dtypes, as ``direct(op, *arrays)`` (``with_op``) or
+        ``direct(*arrays)``, for an Engine to call without the dispatch (~0.7 µs of an eager
+        ``add``'s ~4 on a 2-core CPU, ~0.3 of a ``relu``'s). An op whose kernel is its
+        ``ufunc`` (``Op.ufunc``: its generic kernel, on inputs that all have the result's
+        floating dtype) gets the ufunc itself, any other its kernel; each in the
+        floating-point-error context ``execute`` gives it. ``fresh``: the call returns a new
+        C-ordered array of ``result``'s shape and dtype every time (``Known.fresh``), as a
+        ufunc does on C-ordered arrays, but for a 0-d result (a NumPy scalar); a kernel may
+        return a view of its input. None for a subclass with an ``execute`` of its own."""
         if type(self).execute is not MathBackendCPU.execute:
             return None
         kernel = _KERNELS.get(type(op)) or _KERNELS.learn(type(op))
@@ -382,8 +385,9 @@ class MathBackendCPU:
         if kernel is _generic_kernel and name is not None:
             if np.dtype(util.numpy_dtype(result.dtype)).kind == "f":
                 if all(spec.dtype == result.dtype for spec in inputs):
-                    return functools.partial(_call_ignoring_errors, getattr(np, name)), False
-        return functools.partial(_call_ignoring_errors, kernel), True
+                    ufunc = functools.partial(_call_ignoring_errors, getattr(np, name))
+                    return ufunc, False, result.shape != ()
+        return functools.partial(_call_ignoring_errors, kernel), True, False
 
     def kernel_for(self, op: Op) -> Any:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``, without

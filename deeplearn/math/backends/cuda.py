@@ -545,11 +545,13 @@ class MathBackendCUDA:
     kernel_table = _KERNELS
     """The kernels ``execute`` runs, by op class (an Engine watches it: ``direct_kernel``)."""
 
-    def direct_kernel(self, op: Op, inputs: Sequence[Spec], result: Spec) -> tuple[Any, bool] | None:
-        """``(direct, with_op)``: what ``execute(op, *arrays)`` does on arrays of ``inputs``'
-        shapes and dtypes, as ``direct(op, *arrays)`` (``with_op``) or ``direct(*arrays)``,
-        for an Engine to call without the dispatch; None for a subclass with an ``execute`` of
-        its own.
+    def direct_kernel(self, op: Op, inputs: Sequence[Spec], result: Spec) -> tuple[Any, bool, bool] | None:
+        """``(direct, with_op, fresh)``: what ``execute(op, *arrays)`` does on arrays of
+        ``inputs``' shapes and dtypes, as ``direct(op, *arrays)`` (``with_op``) or
+        ``direct(*arrays)``, for an Engine to call without the dispatch; None for a subclass
+        with an ``execute`` of its own. ``fresh``: the call returns a new C-ordered array of
+        ``result``'s shape and dtype every time (``Known.fresh``), as each launch below does
+        (its fallbacks too: CuPy's kernels); an op's own kernel may return a view.
 
         * An op without fields that has a ``c_expr``, on inputs of one floating dtype below
           ``cuda_vector.MIN_ELEMENTS``: on float32 inputs all of the result's shape,
@@ -583,8 +585,8 @@ class MathBackendCUDA:
                     ):
                         launch = cuda_vector.launcher(c_expr, names, result.shape, generated)
                         if launch is not None:
-                            return launch, False
-                    return generated, False
+                            return launch, False, True
+                    return generated, False, True
         if isinstance(op, MatMul) and kernel is _mat_mul and cuda_gemm.available():
             a, b = inputs
             if a.dtype == b.dtype == "float32" and a.size and b.size and a.rank == b.rank == 2:
@@ -594,9 +596,9 @@ class MathBackendCUDA:
                     op.a_orientation == MatrixOrientation.TRANSPOSED,
                     op.b_orientation == MatrixOrientation.TRANSPOSED,
                 )
-                return cuda_gemm.launcher(geometry, functools.partial(_mat_mul, op)), False
+                return cuda_gemm.launcher(geometry, functools.partial(_mat_mul, op)), False, True
         if isinstance(op, Transpose) and kernel is _GENERIC_KERNEL:
-            return functools.partial(_transposed, op._perm(inputs[0].rank)), False
+            return functools.partial(_transposed, op._perm(inputs[0].rank)), False, True
         if (
             isinstance(op, Sum)
             and kernel is _sum
@@ -609,8 +611,8 @@ class MathBackendCUDA:
                     inputs[0].shape, leading, result.shape, functools.partial(_sum, op)
                 )
                 if launch is not None:
-                    return launch, False
-        return kernel, True
+                    return launch, False, True
+        return kernel, True, False
 
     def kernel_for(self, op: Op) -> Any:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``: looked
