@@ -57,17 +57,37 @@ def _device_key(doc: dict[str, Any]) -> str:
 
 def _latest_per_device(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per device, its latest full run: the latest (``docs`` come oldest first) of the runs that
-    measured as many workloads as any run on it. A run of a few workloads (``--workloads quad``,
-    to check one change) shows in the history, not in place of the full picture."""
+    measured as many workloads as any run on it, or that set out to and were stopped by a time
+    limit first (``finished`` false, no ``--workloads``), whose missing workloads are then those
+    of the latest full run before it, each marked with that run (``_run``). A run of a few
+    workloads (``--workloads quad``, to check one change) shows in the history, not in place of
+    the full picture."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for doc in docs:
         runs.setdefault(_device_key(doc), []).append(doc)
     latest: dict[str, dict[str, Any]] = {}
     for key, device_runs in runs.items():
         most = max(len(doc["workloads"]) for doc in device_runs)
-        latest[key] = [doc for doc in device_runs if len(doc["workloads"]) == most][-1]
+        full = [doc for doc in device_runs if len(doc["workloads"]) == most]
+        doc = full[-1]
+        stopped = [d for d in device_runs if _stopped(d) and d.get("created", "") > doc.get("created", "")]
+        if stopped:
+            measured = {w["id"] for w in stopped[-1]["workloads"]}
+            earlier = [{**w, "_run": doc} for w in doc["workloads"] if w["id"] not in measured]
+            doc = {**stopped[-1], "workloads": stopped[-1]["workloads"] + earlier}
+        latest[key] = doc
     # GPUs first, then CPUs; by name within each
     return dict(sorted(latest.items(), key=lambda kv: (kv[1]["backend"] != "cuda", kv[0])))
+
+
+def _stopped(doc: dict[str, Any]) -> bool:
+    """Whether ``doc`` is a run of every workload that a time limit stopped before the last."""
+    return doc.get("finished") is False and "--workloads" not in str(doc.get("command", ""))
+
+
+def _commit_of(entry: dict[str, Any], doc: dict[str, Any]) -> str:
+    """The commit whose run measured ``entry`` (``doc``'s own, or an earlier run's: ``_run``)."""
+    return str(entry.get("_run", doc)["commit"])
 
 
 def _us(v: float | None) -> str:
@@ -313,10 +333,10 @@ def _profiled(doc: dict[str, Any]) -> bool:
 def _summary(latest: dict[str, dict[str, Any]]) -> list[str]:
     """One row per device and workload: deeplearn's figures beside the fastest peer's."""
     head = (
-        "| device | workload | deeplearn Session µs | deeplearn eager µs | fastest peer | its µs | "
+        "| device | workload | commit | deeplearn Session µs | deeplearn eager µs | fastest peer | its µs | "
         "Session ÷ fastest peer |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
     for key, doc in latest.items():
         for entry in doc["workloads"]:
             s = _timed(_system(entry, "deeplearn-session"))
@@ -326,7 +346,7 @@ def _summary(latest: dict[str, dict[str, Any]]) -> list[str]:
             b = best["timing"]["us_per_step"] if best else None
             ratio = f"{s / b:.2f}" if s and b else ""
             lines.append(
-                f"| {key} | {entry['id']} | {_us(s) or 'no figure'} | {_us(e) or 'no figure'} | "
+                f"| {key} | {entry['id']} | {_commit_of(entry, doc)} | {_us(s) or 'no figure'} | {_us(e) or 'no figure'} | "
                 f"{best['label'] if best else ''} | {_us(b)} | {ratio} |"
             )
     return lines
@@ -388,7 +408,8 @@ def render_markdown(
         lines += [f"_Chart: {chart_note}_", ""]
     latest = _latest_per_device(docs)
     intro = (
-        'The latest full run on each device; "Session ÷ fastest peer" above 1 means deeplearn is that '
+        "The latest full run on each device (a run stopped by its time limit, completed by the run before it: "
+        'see the commit column); "Session ÷ fastest peer" above 1 means deeplearn is that '
         "many times slower than the fastest peer measured beside it."
     )
     lines += ["## Summary", "", intro, ""]
@@ -401,6 +422,13 @@ def render_markdown(
             f"Commit `{doc['commit']}`{dirty}, {doc['created'][:10]}; {_versions(doc)}; "
             f"file `{doc['_file']}`."
         )
+        earlier = [e for e in doc["workloads"] if "_run" in e]
+        if earlier:
+            files = dict.fromkeys(f"`{e['_run']['_file']}` (commit `{e['_run']['commit']}`)" for e in earlier)
+            about += (
+                f" That run was stopped by its time limit before {', '.join(e['id'] for e in earlier)}: "
+                f"their figures are from {', '.join(files)}."
+            )
         lines += [f"## {key}", "", about, ""]
         lines += ["### Where deeplearn stands", ""]
         for entry in doc["workloads"]:

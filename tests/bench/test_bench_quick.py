@@ -222,6 +222,36 @@ def test_report_keeps_the_latest_full_run_in_front_of_a_later_partial_one(
         assert f"### {w}:" in text
 
 
+def test_report_completes_a_later_run_stopped_by_its_time_limit_with_the_full_run_before(
+    quick_run: tuple[Any, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A later run of every workload that its time limit stopped (``finished`` false) stands in
+    front of the full run before it, for the workloads it measured; the others keep the full
+    run's figures, and the summary and the device's section name each one's commit."""
+    _, doc = quick_run
+    full = json.loads(json.dumps(doc))
+    stopped = json.loads(json.dumps(doc))
+    stopped["workloads"] = [w for w in stopped["workloads"] if w["id"] in ("quad", "mlp")]
+    stopped["commit"], stopped["created"], stopped["finished"] = "stopped", doc["created"] + "z", False
+    stopped["command"] = "python bench/run.py --backend cpu --profile"
+    full["_file"], stopped["_file"] = "full.json", "stopped.json"
+    (latest,) = report._latest_per_device([full, stopped]).values()
+    assert latest["commit"] == "stopped"
+    assert [w["id"] for w in latest["workloads"]] == ["quad", "mlp"] + [
+        w for w in WORKLOADS if w not in ("quad", "mlp")
+    ]
+    assert [report._commit_of(w, latest) for w in latest["workloads"]] == ["stopped"] * 2 + [
+        doc["commit"]
+    ] * (len(WORKLOADS) - 2)
+    text = report.render_markdown([full, stopped], None, None)
+    assert "stopped by its time limit before" in text and "`full.json`" in text
+    summary = text.split("## Summary")[1].split("\n\n")[2]
+    assert "| quad | stopped |" in summary and f"| matmul | {doc['commit']} |" in summary
+    # the same run chosen to measure two workloads (``--workloads``) stays in the history only
+    stopped["command"] += " --workloads quad,mlp"
+    assert list(report._latest_per_device([full, stopped]).values()) == [full]
+
+
 def test_a_run_saves_its_document_after_each_workload() -> None:
     """What ``bench/run.py`` writes after each workload: the document so far, not finished, so
     that a run stopped by a time limit keeps what it measured; the last workload finishes it."""
