@@ -148,7 +148,7 @@ class NativeRule(BatchRule):
         self, math: NDArrayMath, node: Node, xs: Sequence[NDArray], batched: Sequence[bool]
     ) -> NDArray:
         args = self.args(math, self.views(node, xs, batched), batched)
-        return math.engine.run(_op(node), *args)  # type: ignore[no-any-return]
+        return math.engine.run(_op(node), *args)
 
     def backward(
         self,

@@ -13,13 +13,13 @@ observer) is checked every time.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import numpy as np
 
 from deeplearn import util
 from deeplearn.math.ndarray import _RANK_CLASSES, NDArray, Storage, _fresh
-from deeplearn.math.ops.base import Op, Spec
+from deeplearn.math.ops.base import A, Op, SameRankOp, Spec, _OneOutput, _TwoOutputs
 from deeplearn.math.scope import _SCOPES, REGISTRY
 
 if TYPE_CHECKING:
@@ -160,24 +160,36 @@ class Engine:
             del self.recorders[thread]
 
     # -- running ---------------------------------------------------------------------------
-    def run(self, op: Op, *inputs: NDArray) -> Any:
+    # What comes back, from the kind of op, so that mypy checks each NDArrayMath method's
+    # promised return type (``self.engine.run(_ADD, a, b)``; tests/math/test_op_kinds.py
+    # checks that the kinds hold at run time). Only mypy reads the overloads: no cost per op.
+    @overload
+    def run(self, op: SameRankOp, x: A, /) -> A: ...
+    @overload  # b has a's rank (pow_strict's b is an int32 array of a's shape, not a's type)
+    def run(self, op: SameRankOp, a: A, b: NDArray, /) -> A: ...
+    @overload  # scaled_array_add: c1 and c2 are scalars; b has a's shape
+    def run(self, op: SameRankOp, c1: NDArray, a: A, c2: NDArray, b: NDArray, /) -> A: ...
+    @overload  # (an op known only as ``Op`` is typed as one output too)
+    def run(self, op: _OneOutput, /, *inputs: NDArray) -> NDArray: ...
+    @overload
+    def run(self, op: _TwoOutputs, /, *inputs: NDArray) -> tuple[NDArray, NDArray]: ...
+    def run(self, op: Any, /, *inputs: NDArray) -> Any:
         """Runs ``op`` on ``inputs``; returns one NDArray, or a tuple for multi-output ops.
 
-        Arrays that live on another backend are copied here first.
-
-        Typed Any: a Session or a batching rule holds its ops as plain ``Op`` and cannot know
-        their outputs. NDArrayMath's methods get exact types from ``MathMixin._run``'s overloads.
+        Arrays that live on another backend are copied here first. NDArrayMath's methods call
+        it directly (``self.engine.run``: no method of theirs between, ~0.2 µs an op), so
+        whatever the engine's ``run`` is now runs their ops.
         """
         if self.safe_mode and not _SCOPES.get():
             raise RuntimeError(SAFE_MODE_MESSAGE)
         backend = self.backend
         # The shape rule's question: the op's class and fields (its attributes, in their
         # order; cheaper than the op itself as a key, whose dataclass __hash__ and __eq__ run
-        # in Python, ~0.3 µs a lookup), then every input's shape and dtype. The number of
-        # inputs tells where the fields end.
+        # in Python, ~0.3 µs a lookup) in one item, the class alone for an op without fields,
+        # then every input's shape and dtype: one flat tuple, which hashes in C.
         fields = op.__dict__
         n = len(inputs)
-        head = (type(op), n, *fields.values()) if fields else (type(op), n)
+        head = (type(op), *fields.values()) if fields else type(op)
         # One or two inputs, written out (most ops): a third cheaper than the loop below.
         if n == 1:
             x = inputs[0]
@@ -188,8 +200,10 @@ class Engine:
             if x._disposed or data is None:
                 x._check_live(op.name)
             shape = x.shape
-            key: tuple[Any, ...] = (*head, shape, x.dtype)
-            raws = [data if data.shape == shape else data.reshape(shape)]
+            key: tuple[Any, ...] = (head, shape, x.dtype)
+            # An array whose shape is its storage's own tuple is all of the data as it is
+            # (``Storage.shape``): no shapes to compare (NumPy and CuPy build theirs per call).
+            raws: Any = (data if shape is storage.shape or data.shape == shape else data.reshape(shape),)
             foreign = storage.backend is not backend
         elif n == 2:
             x, y = inputs
@@ -206,14 +220,14 @@ class Engine:
             if y._disposed or data_y is None:
                 y._check_live(op.name)
             shape, shape_y = x.shape, y.shape
-            key = (*head, shape, x.dtype, shape_y, y.dtype)
-            raws = [
-                data if data.shape == shape else data.reshape(shape),
-                data_y if data_y.shape == shape_y else data_y.reshape(shape_y),
-            ]
+            key = (head, shape, x.dtype, shape_y, y.dtype)
+            raws = (
+                data if shape is storage.shape or data.shape == shape else data.reshape(shape),
+                data_y if shape_y is other.shape or data_y.shape == shape_y else data_y.reshape(shape_y),
+            )
             foreign = storage.backend is not backend or other.backend is not backend
         else:
-            parts: list[Any] = list(head)
+            parts: list[Any] = [head]
             raws = []
             foreign = False
             for x in inputs:
@@ -292,6 +306,18 @@ class Engine:
                 self._known.clear()  # many distinct shapes: start over rather than grow
             self._known[key] = known
         return known
+
+    def learnt(self, op_class: type[Op]) -> list[tuple[tuple[Any, ...], tuple[Any, ...], Known]]:
+        """What this engine has learnt about ops of ``op_class``: per question, the op's field
+        values, the inputs' shapes and dtypes (``(shape, dtype, shape, dtype, ...)``) and the
+        ``Known`` answer. For tests and the curious; ``run`` reads its table directly."""
+        found = []
+        for key, known in self._known.items():
+            head = key[0]
+            fields = head[1:] if type(head) is tuple else ()
+            if (head[0] if type(head) is tuple else head) is op_class:
+                found.append((fields, key[1:], known))
+        return found
 
     def kernels_changed(self) -> None:
         """The backend's kernels changed (one registered): what was learnt from them goes."""

@@ -33,10 +33,13 @@ T = TypeVar("T", bound="NDArray")
 class Storage:
     """A backend buffer shared by the views (reshapes) of one array."""
 
-    __slots__ = ("__weakref__", "_live", "backend", "data", "nbytes", "refs", "serial")
+    __slots__ = ("__weakref__", "_live", "backend", "data", "nbytes", "refs", "serial", "shape")
 
     def __init__(self, data: RawArray, backend: MathBackend) -> None:
         self.data: RawArray | None = data
+        self.shape: Shape = tuple(data.shape)
+        """``data``'s shape. An NDArray whose ``shape`` is this very tuple is a view of all of
+        ``data`` as it is (the engine then needs no reshape, nor to compare the shapes)."""
         self.backend = backend
         self.nbytes = nbytes = int(data.nbytes)
         self.refs = 0
@@ -86,6 +89,7 @@ def _fresh(
     of its use: neither counted live nor tracked (nor given its serial) until ``_hand_out``."""
     storage = _new_object(Storage)
     storage.data = data
+    storage.shape = shape
     storage.backend = backend
     storage.nbytes = data.nbytes
     storage.refs = 1
@@ -165,7 +169,8 @@ class NDArray:
     def __init__(self, storage: Storage, shape: Shape, dtype: DType) -> None:
         """Internal: use ``NDArray.make`` or the rank classes' factories."""
         self.storage = storage
-        self.shape: Shape = tuple(shape)
+        shape = tuple(shape)
+        self.shape: Shape = storage.shape if shape == storage.shape else shape
         self.dtype: DType = dtype
         self._disposed = False
         self._spec: Spec | None = None  # made on first use; the engine sets it from the shape rule
@@ -205,10 +210,11 @@ class NDArray:
         """Internal: an NDArray of its rank over ``data`` (C-ordered, already ``dtype``) with a
         storage of its own, tracked by no scope: the caller owns it (a Session's replayed and
         captured values, ``deeplearn/compile/``)."""
-        shape = tuple(data.shape)
+        storage = Storage(data, backend)
+        shape = storage.shape
         klass = _RANK_CLASSES.get(len(shape), NDArray)
         x = klass.__new__(klass)
-        x.storage, x.shape, x.dtype = Storage(data, backend), shape, dtype
+        x.storage, x.shape, x.dtype = storage, shape, dtype
         x._disposed, x._spec = False, None
         x.storage.refs += 1
         return x

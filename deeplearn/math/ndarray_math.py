@@ -9,11 +9,10 @@ from __future__ import annotations
 import functools
 import inspect
 from inspect import CO_VARARGS
-import operator
 import time
 from types import FunctionType
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from deeplearn.math.backends import MathBackend, create_backend
 from deeplearn.math.engine import SAFE_MODE_MESSAGE, Engine
@@ -75,11 +74,6 @@ class NDArrayMath(
         """In safe mode, math outside every scope is an error (deeplearn.js's message)."""
         if self.safe_mode and not REGISTRY.stack:
             raise RuntimeError(SAFE_MODE_MESSAGE)
-
-    if not TYPE_CHECKING:  # mypy reads what it returns from MathMixin._run's overloads
-        _run = property(operator.attrgetter("engine.run"))
-        """What every op method calls: the engine's run itself (which checks safe mode), got
-        by a C attribute lookup rather than through a method of this class (~0.1 µs an op)."""
 
     # -- scopes --------------------------------------------------------------------------------
     def scope(self, fn: Callable[..., Any] | None = None) -> Any:

@@ -19,7 +19,7 @@ REGULAR, TRANSPOSED = MatrixOrientation.REGULAR, MatrixOrientation.TRANSPOSED
 
 
 def _learnt(math: dl.NDArrayMath, op_class: type) -> list:
-    return [known for key, known in math.engine._known.items() if key[0] is op_class]
+    return [known for _, _, known in math.engine.learnt(op_class)]
 
 
 @needs_gpu

@@ -145,6 +145,6 @@ def test_the_small_sum_launcher_refuses_what_sum_small_refuses() -> None:
     with math.scope():
         assert math.sum(a).get() == 66 and math.sum(a, 0, True).numpy().tolist() == [[12, 15, 18, 21]]
         assert math.sum(a, 1).numpy().tolist() == [6, 22, 38]  # not leading axes: CuPy's sum
-    direct = {key[2:4]: known for key, known in math.engine._known.items() if key[0] is Sum}
+    direct = {fields: known for fields, _, known in math.engine.learnt(Sum)}
     assert direct[(None, False)].direct.__name__ == "run" and not direct[(None, False)].direct_op
     assert direct[((1,), False)].direct_op  # the op's kernel, with the op

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from deeplearn.math.backends import cuda, cuda_vector
+from deeplearn.math.ops.arithmetic import Add
 from deeplearn.math.ops.base import OPS, Op, UnaryOp
 
 needs_gpu = pytest.mark.skipif(not cuda.is_available(), reason="needs CuPy and an NVIDIA GPU")
@@ -234,6 +235,13 @@ def test_the_launcher_takes_any_address_and_hands_other_layouts_to_its_fallback(
         cupy.asnumpy(matrix(cupy.asarray(x[:12]).reshape(3, 4))), -x[:12].reshape(3, 4)
     )
     assert cuda_vector.launcher(Neg().c_expr, ("x",), (0, 4), _refused) is None  # empty: nothing to launch
+    # Two operands (written out apart from one): either one not C-ordered goes to the fallback.
+    pair = cuda_vector.launcher("y = a - b", ("a", "b"), (3, 4), lambda *a: handed.append(a) or "fallback")
+    m, t = cupy.asarray(x[:12]).reshape(3, 4), cupy.asarray(x[:12]).reshape(4, 3).T
+    assert pair(t, m) == "fallback" and pair(m, t) == "fallback" and len(handed) == 3
+    np.testing.assert_array_equal(
+        cupy.asnumpy(pair(m, m[::-1].copy())), x[:12].reshape(3, 4) - x[:12].reshape(3, 4)[::-1]
+    )
 
 
 @needs_gpu
@@ -254,9 +262,9 @@ def test_eager_ops_on_small_arrays_of_one_shape_take_the_launcher() -> None:
             (math.add(a, row), np.arange(12).reshape(3, 4) + np.arange(4)),
         ):
             np.testing.assert_array_equal(got.numpy(), want.astype(np.float32))
-    kinds = {key[2:]: known.direct for key, known in math.engine._known.items() if key[0].name == "add"}
+    kinds = {inputs: known.direct for _, inputs, known in math.engine.learnt(Add)}
     same, broadcast = (
         kinds[((3, 4), "float32", (3, 4), "float32")],
         kinds[((3, 4), "float32", (4,), "float32")],
     )
-    assert same.__name__ == "launch" and isinstance(broadcast, cupy.ElementwiseKernel)
+    assert same.__name__ == "launch_two" and isinstance(broadcast, cupy.ElementwiseKernel)

@@ -23,8 +23,8 @@ import deeplearn as dl
 from deeplearn import Array1D, Array2D, MatrixOrientation, Scalar
 from deeplearn.math.backends.cpu import cpu_kernel
 from deeplearn.math.engine import SAFE_MODE_MESSAGE, Engine
-from deeplearn.math.ops.base import Op, Spec, UnaryOp
-from deeplearn.math.ops.arithmetic import Maximum, Minimum, ScaledArrayAdd
+from deeplearn.math.ops.base import OPS, Op, Spec, UnaryOp
+from deeplearn.math.ops.arithmetic import Add, Maximum, Minimum, ScaledArrayAdd
 from deeplearn.math.ops.elementwise import Clip, LeakyRelu, Relu, Step
 from deeplearn.math.ops.linalg import MatMul
 from deeplearn.math.ops.reduction import Sum
@@ -299,7 +299,7 @@ def test_a_kernel_registered_after_a_direct_kernel_was_learnt_is_used(math: dl.N
         from deeplearn.math.backends.cuda import cuda_kernel as kernels
     x = Array1D.new([1.0], math=math)
     assert math.engine.run(_Negated(), x).get(0) == -1.0
-    (known,) = [k for key, k in math.engine._known.items() if key[0] is _Negated]
+    (known,) = [k for _, _, k in math.engine.learnt(_Negated)]
     assert known.direct is not None and not known.direct_op  # learnt: the ufunc, the C kernel
 
     @kernels.register(_Negated)
@@ -342,8 +342,8 @@ def test_direct_kernels_give_the_dispatched_kernels_bits(
     xs = [dl.NDArray._wrap(math.backend.asarray(r), math.backend, dtype) for r in raws]  # type: ignore[arg-type]
     with math.scope():
         y = getattr(math, method)(*xs)
-        op_class = next(key[0] for key in math.engine._known if key[0].name == method)
-        known = math.engine._known[next(key for key in math.engine._known if key[0] is op_class)]
+        op_class = next(c for c in OPS if c.name == method and math.engine.learnt(c))
+        ((_, _, known),) = math.engine.learnt(op_class)
         assert known.direct is not None and not known.direct_op  # (the ufunc, the C kernel)
         expected = math.backend.to_numpy(math.backend.execute(op_class(), *[x.raw for x in xs]))
         got = y.numpy()
@@ -360,7 +360,7 @@ def test_direct_kernels_of_mixed_dtypes_and_careful_engines(cpu_math: dl.NDArray
     i = Array1D.new([1, 2], "int32")
     assert cpu_math.add(f, i).get_values().tolist() == [2.0, 4.0]
     cpu_math.add(f, f).dispose()
-    assert {key[2:]: k.direct_op for key, k in engine._known.items() if key[0].name == "add"} == {
+    assert {inputs: k.direct_op for _, inputs, k in engine.learnt(Add)} == {
         ((2,), "float32", (2,), "int32"): True,  # with the op: the kernel execute would run
         ((2,), "float32", (2,), "float32"): False,  # the ufunc alone
     }
@@ -406,7 +406,7 @@ def test_results_of_fresh_direct_kernels_are_looked_at_once_and_own_their_memory
     raws = [math.backend.asarray(rng.normal(size=s).astype("float32")) for s in shapes]
     xs = [dl.NDArray._wrap(r, math.backend, "float32") for r in raws]  # type: ignore[arg-type]
     expected = getattr(math, method)(*xs).numpy()  # the first call: checked by Engine.result
-    (known,) = [k for key, k in engine._known.items() if key[0].name == method and k.direct is not None]
+    (known,) = [k for c in OPS if c.name == method for _, _, k in engine.learnt(c) if k.direct is not None]
     fresh = on_cpu if math.backend.name == "cpu" else on_cuda
     assert known.fresh is fresh and (known.checked or not fresh)
     # (no dtype is None: a call that looks at its result's dtype now hands it to Engine.result)

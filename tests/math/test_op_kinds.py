@@ -1,6 +1,6 @@
 """What mypy is told about an op's outputs holds at run time.
 
-MathMixin._run's overloads type every NDArrayMath method from the kind of op it runs: a
+Engine.run's overloads type every NDArrayMath method from the kind of op it runs: a
 SameRankOp gives back its array input's NDArray class, an op whose shape rule returns a pair of
 Specs gives a pair of NDArrays, any other op one NDArray. Nothing checks these at run time, so
 this runs every op of the op table and compares.

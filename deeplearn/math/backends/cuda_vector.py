@@ -167,15 +167,37 @@ def launcher(c_expr: str, names: tuple[str, ...], shape: tuple[int, ...], fallba
         return None
     import cupy
 
-    ndarray, float32, tail = cupy.ndarray, np.float32, (np.int64(0), np.int64(n))
+    ndarray, float32, n4, count = cupy.ndarray, np.float32, np.int64(0), np.int64(n)
+    # One and two operands written out (every op but a few): no argument tuples to pack and
+    # unpack, no loop. (``kernel.kernel``: the Function loaded on the current device, as
+    # RawKernel finds it.)
+    if len(names) == 1:
+
+        def launch_one(x: Any) -> Any:
+            if not x._c_contiguous:
+                return fallback(x)
+            out = ndarray(shape, float32)
+            kernel.kernel.linear_launch(n, (x, out, n4, count), 0, _THREADS)
+            return out
+
+        return launch_one
+    if len(names) == 2:
+
+        def launch_two(a: Any, b: Any) -> Any:
+            if not (a._c_contiguous and b._c_contiguous):
+                return fallback(a, b)
+            out = ndarray(shape, float32)
+            kernel.kernel.linear_launch(n, (a, b, out, n4, count), 0, _THREADS)
+            return out
+
+        return launch_two
 
     def launch(*arrays: Any) -> Any:
         for x in arrays:
             if not x._c_contiguous:
                 return fallback(*arrays)
         out = ndarray(shape, float32)
-        # (``kernel.kernel``: the Function loaded on the current device, as RawKernel finds it)
-        kernel.kernel.linear_launch(n, (*arrays, out, *tail), 0, _THREADS)
+        kernel.kernel.linear_launch(n, (*arrays, out, n4, count), 0, _THREADS)
         return out
 
     return launch

@@ -423,7 +423,7 @@ class ArithmeticMath(MathMixin):
             array([[11., 21., 31.],
                    [12., 22., 32.]], dtype=float32)
         """
-        return self._run(_ADD, a, b)
+        return self.engine.run(_ADD, a, b)
 
     def subtract(self, a: NDArray, b: NDArray) -> NDArray:
         """Subtracts b from a element-wise with NumPy broadcasting.
@@ -432,7 +432,7 @@ class ArithmeticMath(MathMixin):
             >>> math.subtract(Array1D.new([2, 5]), Scalar.new(1)).get_values()
             array([1., 4.], dtype=float32)
         """
-        return self._run(_SUBTRACT, a, b)
+        return self.engine.run(_SUBTRACT, a, b)
 
     def multiply(self, a: NDArray, b: NDArray) -> NDArray:
         """Multiplies a and b element-wise with NumPy broadcasting.
@@ -441,7 +441,7 @@ class ArithmeticMath(MathMixin):
             >>> math.multiply(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
             array([3., 8.], dtype=float32)
         """
-        return self._run(_MULTIPLY, a, b)
+        return self.engine.run(_MULTIPLY, a, b)
 
     def divide(self, a: NDArray, b: NDArray) -> NDArray:
         """Divides a by b element-wise with NumPy broadcasting; the result is always float32.
@@ -450,7 +450,7 @@ class ArithmeticMath(MathMixin):
             >>> math.divide(Array1D.new([1, 6], "int32"), Array1D.new([2, 5], "int32")).get_values()
             array([0.5, 1.2], dtype=float32)
         """
-        return self._run(_DIVIDE, a, b)
+        return self.engine.run(_DIVIDE, a, b)
 
     def pow(self, a: NDArray, b: NDArray) -> NDArray:
         """Raises a to the int32 powers b element-wise, with NumPy broadcasting.
@@ -462,7 +462,7 @@ class ArithmeticMath(MathMixin):
             >>> math.pow(Array1D.new([-2, 3]), Array1D.new([3, 2], "int32")).get_values()
             array([-8.,  9.], dtype=float32)
         """
-        return self._run(_POW, a, b)
+        return self.engine.run(_POW, a, b)
 
     def maximum(self, a: NDArray, b: NDArray) -> NDArray:
         """Element-wise max(a, b) with NumPy broadcasting; NaN propagates; dtypes must match.
@@ -471,7 +471,7 @@ class ArithmeticMath(MathMixin):
             >>> math.maximum(Array1D.new([0.5, 3, -4]), Scalar.new(0.6)).get_values()
             array([0.6, 3. , 0.6], dtype=float32)
         """
-        return self._run(_MAXIMUM, a, b)
+        return self.engine.run(_MAXIMUM, a, b)
 
     def minimum(self, a: NDArray, b: NDArray) -> NDArray:
         """Element-wise min(a, b) with NumPy broadcasting; NaN propagates; dtypes must match.
@@ -480,7 +480,7 @@ class ArithmeticMath(MathMixin):
             >>> math.minimum(Array1D.new([0.5, 3, -4]), Scalar.new(0.6)).get_values()
             array([ 0.5,  0.6, -4. ], dtype=float32)
         """
-        return self._run(_MINIMUM, a, b)
+        return self.engine.run(_MINIMUM, a, b)
 
     def equal(self, a: NDArray, b: NDArray) -> NDArray:
         """Element-wise a == b as a bool array, with NumPy broadcasting; NaN equals nothing.
@@ -489,7 +489,7 @@ class ArithmeticMath(MathMixin):
             >>> math.equal(Scalar.new(2), Array1D.new([1, 2, 3])).get_values()
             array([False,  True, False])
         """
-        return self._run(_EQUAL, a, b)
+        return self.engine.run(_EQUAL, a, b)
 
     # -- strict: shapes must match -----------------------------------------------------------
     def add_strict(self, a: T, b: T) -> T:
@@ -499,7 +499,7 @@ class ArithmeticMath(MathMixin):
             >>> math.add_strict(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
             array([4., 6.], dtype=float32)
         """
-        return self._run(_ADD_STRICT, a, b)
+        return self.engine.run(_ADD_STRICT, a, b)
 
     def subtract_strict(self, a: T, b: T) -> T:
         """a − b for arrays of equal shapes (ShapeError otherwise).
@@ -508,7 +508,7 @@ class ArithmeticMath(MathMixin):
             >>> math.subtract_strict(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
             array([-2., -2.], dtype=float32)
         """
-        return self._run(_SUBTRACT_STRICT, a, b)
+        return self.engine.run(_SUBTRACT_STRICT, a, b)
 
     def multiply_strict(self, a: T, b: T) -> T:
         """a · b for arrays of equal shapes (ShapeError otherwise).
@@ -517,7 +517,7 @@ class ArithmeticMath(MathMixin):
             >>> math.multiply_strict(Array1D.new([1, 2]), Array1D.new([3, 4])).get_values()
             array([3., 8.], dtype=float32)
         """
-        return self._run(_MULTIPLY_STRICT, a, b)
+        return self.engine.run(_MULTIPLY_STRICT, a, b)
 
     def divide_strict(self, a: T, b: T) -> T:
         """a / b (float32) for arrays of equal shapes (ShapeError otherwise).
@@ -526,7 +526,7 @@ class ArithmeticMath(MathMixin):
             >>> math.divide_strict(Array1D.new([1, 2]), Array1D.new([4, 4])).get_values()
             array([0.25, 0.5 ], dtype=float32)
         """
-        return self._run(_DIVIDE_STRICT, a, b)
+        return self.engine.run(_DIVIDE_STRICT, a, b)
 
     def pow_strict(self, a: T, b: NDArray) -> T:
         """aᵇ for a and an int32 b of equal shapes (ShapeError / DTypeError otherwise).
@@ -535,7 +535,7 @@ class ArithmeticMath(MathMixin):
             >>> math.pow_strict(Array1D.new([2, -3]), Array1D.new([2, 3], "int32")).get_values()
             array([  4., -27.], dtype=float32)
         """
-        return self._run(_POW_STRICT, a, b)
+        return self.engine.run(_POW_STRICT, a, b)
 
     def equal_strict(self, a: NDArray, b: NDArray) -> NDArray:
         """a == b as a bool array, for arrays of equal shapes (ShapeError otherwise).
@@ -544,7 +544,7 @@ class ArithmeticMath(MathMixin):
             >>> math.equal_strict(Array1D.new([1, 2]), Array1D.new([1, 3])).get_values()
             array([ True, False])
         """
-        return self._run(_EQUAL_STRICT, a, b)
+        return self.engine.run(_EQUAL_STRICT, a, b)
 
     # -- scalar helpers (deeplearn.js: thin wrappers over the broadcasting ops) ----------------
     def scalar_plus_array(self, c: NDArray, a: T) -> T:
@@ -610,7 +610,7 @@ class ArithmeticMath(MathMixin):
             ...                       Array1D.new([1, 1])).get_values()
             array([1., 3.], dtype=float32)
         """
-        return self._run(_SCALED_ARRAY_ADD, c1, a, c2, b)
+        return self.engine.run(_SCALED_ARRAY_ADD, c1, a, c2, b)
 
     # -- deprecated deeplearn.js 0.3 names ---------------------------------------------------
     def sub(self, a: NDArray, b: NDArray) -> NDArray:

@@ -8,7 +8,7 @@ This module must not import NDArrayMath or any backend.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class Op:
 class SameRankOp(Op, abstract=True):
     """An op whose output has the rank of its array inputs, so their NDArray class (Array2D in,
     Array2D out): what lets a method promise to return its input's type (``neg(x: T) -> T``).
-    Only a marker for mypy (see ``MathMixin._run``); tests/math/test_op_kinds.py checks it."""
+    Only a marker for mypy (see ``Engine.run``'s overloads); tests/math/test_op_kinds.py checks it."""
 
 
 class UnaryOp(SameRankOp, abstract=True):
@@ -146,22 +146,7 @@ class MathMixin:
     """
 
     engine: Engine
-
-    if TYPE_CHECKING:
-        # NDArrayMath._run runs the op through Engine.run, which returns Any (see its docstring).
-        # These overloads say what comes back, from the kind of op, so that mypy checks each
-        # method's promised return type; only mypy reads them (no cost per op).
-        @overload
-        def _run(self, op: SameRankOp, x: A, /) -> A: ...
-        @overload  # b has a's rank (pow_strict's b is an int32 array of a's shape, not a's type)
-        def _run(self, op: SameRankOp, a: A, b: NDArray, /) -> A: ...
-        @overload  # scaled_array_add: c1 and c2 are scalars; b has a's shape
-        def _run(self, op: SameRankOp, c1: NDArray, a: A, c2: NDArray, b: NDArray, /) -> A: ...
-        @overload
-        def _run(self, op: _OneOutput, /, *inputs: NDArray) -> NDArray: ...
-        @overload
-        def _run(self, op: _TwoOutputs, /, *inputs: NDArray) -> tuple[NDArray, NDArray]: ...
-        def _run(self, op: Any, /, *inputs: NDArray) -> Any: ...
+    """Runs every op (``Engine.run``, whose overloads type each method's result)."""
 
 
 def check_arrays(where: str, **arrays: Any) -> None:

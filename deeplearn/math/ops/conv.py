@@ -476,7 +476,7 @@ class ConvMath(ReductionMath, ArithmeticMath):
                     f"conv2d: bias must be rank 1 of size outDepth (filter.shape[3]); got "
                     f"bias.shape={bias.shape} and filter.shape={filter.shape}."
                 )
-        y: NDArray = self._run(Conv2D(strides=strides, pad=pad), x, filter)
+        y: NDArray = self.engine.run(Conv2D(strides=strides, pad=pad), x, filter)
         return y if bias is None else self.add(y, bias)
 
     def conv1d(
@@ -514,7 +514,7 @@ class ConvMath(ReductionMath, ArithmeticMath):
             array([ 6.,  2., 10.,  0.], dtype=float32)
         """
         op = Conv2DDerInput(in_shape=in_shape, strides=strides, pad=pad)
-        return self._run(op, dy, filter)
+        return self.engine.run(op, dy, filter)
 
     def conv2d_der_filter(
         self,
@@ -533,7 +533,7 @@ class ConvMath(ReductionMath, ArithmeticMath):
             array([13., 19., 31., 37.], dtype=float32)
         """
         op = Conv2DDerFilter(filter_shape=filter_shape, strides=strides, pad=pad)
-        return self._run(op, x, dy)
+        return self.engine.run(op, x, dy)
 
     def conv2d_der_bias(self, dy: NDArray) -> NDArray:
         """The gradient of conv2d with respect to its bias: dy summed over batch, rows, columns.
@@ -600,7 +600,7 @@ class ConvMath(ReductionMath, ArithmeticMath):
             raise ValueError(
                 f"depthwise_conv2d: dilation rates greater than 1 are not supported; got rates = {rates!r}."
             )
-        return self._run(DepthwiseConv2D(strides=strides, pad=pad), x, filter)
+        return self.engine.run(DepthwiseConv2D(strides=strides, pad=pad), x, filter)
 
     def depthwise_conv2d_der_input(
         self,
@@ -619,7 +619,7 @@ class ConvMath(ReductionMath, ArithmeticMath):
             array([11.], dtype=float32)
         """
         op = DepthwiseConv2DDerInput(in_shape=in_shape, strides=strides, pad=pad)
-        return self._run(op, dy, filter)
+        return self.engine.run(op, dy, filter)
 
     def depthwise_conv2d_der_filter(
         self,
@@ -638,4 +638,4 @@ class ConvMath(ReductionMath, ArithmeticMath):
             array([3., 6.], dtype=float32)
         """
         op = DepthwiseConv2DDerFilter(filter_shape=filter_shape, strides=strides, pad=pad)
-        return self._run(op, x, dy)
+        return self.engine.run(op, x, dy)

@@ -209,7 +209,7 @@ class CostMath(MathMixin):
             >>> math.mean_squared_cost(Array1D.new([1, 2, 3, 4]), Array1D.new([2, 4, 6, 8])).get()
             3.75
         """
-        return cast("Scalar", self._run(_MEAN_SQUARED_COST, x1, x2))
+        return cast("Scalar", self.engine.run(_MEAN_SQUARED_COST, x1, x2))
 
     def softmax_cross_entropy_cost(self, x: NDArray, target: NDArray) -> Scalar:
         """−Σ target·log(softmax(x) + 1e-5), the softmax taken along the last dimension (the 1e-5
@@ -220,7 +220,7 @@ class CostMath(MathMixin):
             >>> round(cost.get(), 3)
             1.608
         """
-        return cast("Scalar", self._run(_SOFTMAX_CROSS_ENTROPY_COST, x, target))
+        return cast("Scalar", self.engine.run(_SOFTMAX_CROSS_ENTROPY_COST, x, target))
 
     def softmax_cross_entropy_cost_der(
         self, x: NDArray, target: NDArray, dy: NDArray
@@ -234,4 +234,4 @@ class CostMath(MathMixin):
             (array([-1.,  1.], dtype=float32), array([1.386, 1.386], dtype=float32))
         """
         check_arrays("softmax_cross_entropy_cost_der", x=x, target=target, dy=dy)
-        return self._run(_SOFTMAX_CROSS_ENTROPY_COST_DER, x, target, dy)
+        return self.engine.run(_SOFTMAX_CROSS_ENTROPY_COST_DER, x, target, dy)

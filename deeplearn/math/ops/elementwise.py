@@ -579,7 +579,7 @@ class ElementwiseMath(MathMixin):
             >>> math.neg(Array1D.new([1, -3])).get_values()
             array([-1.,  3.], dtype=float32)
         """
-        return self._run(_NEG, x)
+        return self.engine.run(_NEG, x)
 
     def exp(self, x: T) -> T:
         """Computes eˣ element-wise.
@@ -588,7 +588,7 @@ class ElementwiseMath(MathMixin):
             >>> math.exp(Scalar.new(0.0)).get()
             1.0
         """
-        return self._run(_EXP, x)
+        return self.engine.run(_EXP, x)
 
     def log(self, x: T) -> T:
         """Computes the natural logarithm element-wise.
@@ -597,7 +597,7 @@ class ElementwiseMath(MathMixin):
             >>> math.log(Array1D.new([1, np.e])).get_values()
             array([0., 1.], dtype=float32)
         """
-        return self._run(_LOG, x)
+        return self.engine.run(_LOG, x)
 
     def sqrt(self, x: T) -> T:
         """Computes √x element-wise.
@@ -606,7 +606,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sqrt(Array1D.new([4, 9])).get_values()
             array([2., 3.], dtype=float32)
         """
-        return self._run(_SQRT, x)
+        return self.engine.run(_SQRT, x)
 
     def square(self, x: T) -> T:
         """Computes x² element-wise (int32 stays int32).
@@ -615,7 +615,7 @@ class ElementwiseMath(MathMixin):
             >>> math.square(Array1D.new([2, -3])).get_values()
             array([4., 9.], dtype=float32)
         """
-        return self._run(_SQUARE, x)
+        return self.engine.run(_SQUARE, x)
 
     def abs(self, x: T) -> T:
         """Computes |x| element-wise (int32 stays int32).
@@ -624,7 +624,7 @@ class ElementwiseMath(MathMixin):
             >>> math.abs(Array1D.new([-2, 3])).get_values()
             array([2., 3.], dtype=float32)
         """
-        return self._run(_ABS, x)
+        return self.engine.run(_ABS, x)
 
     def ceil(self, x: T) -> T:
         """Rounds up element-wise.
@@ -633,7 +633,7 @@ class ElementwiseMath(MathMixin):
             >>> math.ceil(Array1D.new([1.5, -1.4])).get_values()
             array([ 2., -1.], dtype=float32)
         """
-        return self._run(_CEIL, x)
+        return self.engine.run(_CEIL, x)
 
     def floor(self, x: T) -> T:
         """Rounds down element-wise.
@@ -642,7 +642,7 @@ class ElementwiseMath(MathMixin):
             >>> math.floor(Array1D.new([1.5, -1.4])).get_values()
             array([ 1., -2.], dtype=float32)
         """
-        return self._run(_FLOOR, x)
+        return self.engine.run(_FLOOR, x)
 
     def relu(self, x: T) -> T:
         """Computes max(0, x) element-wise (NaN stays NaN; int32 and bool keep their dtype).
@@ -651,7 +651,7 @@ class ElementwiseMath(MathMixin):
             >>> math.relu(Array1D.new([-1, 2])).get_values()
             array([0., 2.], dtype=float32)
         """
-        return self._run(_RELU, x)
+        return self.engine.run(_RELU, x)
 
     def elu(self, x: T) -> T:
         """Computes x for x ≥ 0 and eˣ − 1 below, element-wise.
@@ -660,7 +660,7 @@ class ElementwiseMath(MathMixin):
             >>> math.elu(Array1D.new([1, 0])).get_values()
             array([1., 0.], dtype=float32)
         """
-        return self._run(_ELU, x)
+        return self.engine.run(_ELU, x)
 
     def elu_der(self, x: T) -> T:
         """The derivative of elu: 1 for x ≥ 0, eˣ below.
@@ -669,7 +669,7 @@ class ElementwiseMath(MathMixin):
             >>> math.elu_der(Array1D.new([2, 0])).get_values()
             array([1., 1.], dtype=float32)
         """
-        return self._run(_ELU_DER, x)
+        return self.engine.run(_ELU_DER, x)
 
     def selu(self, x: T) -> T:
         """Scaled elu: 1.0507·x for x ≥ 0, 1.7581·(eˣ − 1) below.
@@ -678,7 +678,7 @@ class ElementwiseMath(MathMixin):
             >>> math.selu(Array1D.new([1, 0])).get_values()
             array([1.050701, 0.      ], dtype=float32)
         """
-        return self._run(_SELU, x)
+        return self.engine.run(_SELU, x)
 
     def leaky_relu(self, x: T, alpha: float = 0.2) -> T:
         """Computes x for x ≥ 0 and alpha·x below.
@@ -688,7 +688,7 @@ class ElementwiseMath(MathMixin):
             array([-0.2,  2. ], dtype=float32)
         """
         op = LeakyRelu(util.as_float(alpha, "leaky_relu", "alpha"))
-        return self._run(op, x)
+        return self.engine.run(op, x)
 
     def prelu(self, x: T, alpha: T) -> T:
         """Parametric relu: x for x ≥ 0, alpha·x below, with alpha of x's shape.
@@ -697,7 +697,7 @@ class ElementwiseMath(MathMixin):
             >>> math.prelu(Array1D.new([-2, 1]), Array1D.new([0.25, 0.5])).get_values()
             array([-0.5,  1. ], dtype=float32)
         """
-        return self._run(_PRELU, x, alpha)
+        return self.engine.run(_PRELU, x, alpha)
 
     def prelu_der(self, x: T, alpha: T) -> T:
         """The derivative of prelu with respect to x: 1 above 0, alpha below, 0 at 0.
@@ -706,7 +706,7 @@ class ElementwiseMath(MathMixin):
             >>> math.prelu_der(Array1D.new([-2, 0, 3]), Array1D.new([0.25, 0.5, 0.5])).get_values()
             array([0.25, 0.  , 1.  ], dtype=float32)
         """
-        return self._run(_PRELU_DER, x, alpha)
+        return self.engine.run(_PRELU_DER, x, alpha)
 
     def sigmoid(self, x: T) -> T:
         """Computes 1 / (1 + e⁻ˣ) element-wise.
@@ -715,7 +715,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sigmoid(Scalar.new(0)).get()
             0.5
         """
-        return self._run(_SIGMOID, x)
+        return self.engine.run(_SIGMOID, x)
 
     def tanh(self, x: T) -> T:
         """Computes tanh x element-wise.
@@ -724,7 +724,7 @@ class ElementwiseMath(MathMixin):
             >>> math.tanh(Scalar.new(0)).get()
             0.0
         """
-        return self._run(_TANH, x)
+        return self.engine.run(_TANH, x)
 
     def step(self, x: T, alpha: float = 0.0) -> T:
         """Computes 1 for x > 0 and alpha otherwise (NaN stays NaN).
@@ -733,7 +733,7 @@ class ElementwiseMath(MathMixin):
             >>> math.step(Array1D.new([-1, 0, 2])).get_values()
             array([0., 0., 1.], dtype=float32)
         """
-        return self._run(Step(util.as_float(alpha, "step", "alpha")), x)
+        return self.engine.run(Step(util.as_float(alpha, "step", "alpha")), x)
 
     def clip(self, x: T, min: float, max: float) -> T:
         """Clips x to [min, max] element-wise (NaN stays NaN).
@@ -746,7 +746,7 @@ class ElementwiseMath(MathMixin):
             array([-1. ,  0.5,  1. ], dtype=float32)
         """
         op = Clip(util.as_float(min, "clip", "min"), util.as_float(max, "clip", "max"))
-        return self._run(op, x)
+        return self.engine.run(op, x)
 
     def sin(self, x: T) -> T:
         """Computes sin x element-wise.
@@ -755,7 +755,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sin(Scalar.new(0)).get()
             0.0
         """
-        return self._run(_SIN, x)
+        return self.engine.run(_SIN, x)
 
     def cos(self, x: T) -> T:
         """Computes cos x element-wise.
@@ -764,7 +764,7 @@ class ElementwiseMath(MathMixin):
             >>> math.cos(Scalar.new(0)).get()
             1.0
         """
-        return self._run(_COS, x)
+        return self.engine.run(_COS, x)
 
     def tan(self, x: T) -> T:
         """Computes tan x element-wise.
@@ -773,7 +773,7 @@ class ElementwiseMath(MathMixin):
             >>> math.tan(Scalar.new(0)).get()
             0.0
         """
-        return self._run(_TAN, x)
+        return self.engine.run(_TAN, x)
 
     def asin(self, x: T) -> T:
         """Computes arcsin x element-wise (NaN outside [−1, 1]).
@@ -782,7 +782,7 @@ class ElementwiseMath(MathMixin):
             >>> math.asin(Scalar.new(0)).get()
             0.0
         """
-        return self._run(_ASIN, x)
+        return self.engine.run(_ASIN, x)
 
     def acos(self, x: T) -> T:
         """Computes arccos x element-wise (NaN outside [−1, 1]).
@@ -791,7 +791,7 @@ class ElementwiseMath(MathMixin):
             >>> math.acos(Scalar.new(1)).get()
             0.0
         """
-        return self._run(_ACOS, x)
+        return self.engine.run(_ACOS, x)
 
     def atan(self, x: T) -> T:
         """Computes arctan x element-wise.
@@ -800,7 +800,7 @@ class ElementwiseMath(MathMixin):
             >>> math.atan(Scalar.new(0)).get()
             0.0
         """
-        return self._run(_ATAN, x)
+        return self.engine.run(_ATAN, x)
 
     def sinh(self, x: T) -> T:
         """Computes sinh x element-wise.
@@ -809,7 +809,7 @@ class ElementwiseMath(MathMixin):
             >>> math.sinh(Scalar.new(0)).get()
             0.0
         """
-        return self._run(_SINH, x)
+        return self.engine.run(_SINH, x)
 
     def cosh(self, x: T) -> T:
         """Computes cosh x element-wise.
@@ -818,4 +818,4 @@ class ElementwiseMath(MathMixin):
             >>> math.cosh(Scalar.new(0)).get()
             1.0
         """
-        return self._run(_COSH, x)
+        return self.engine.run(_COSH, x)

@@ -150,7 +150,7 @@ class ImageMath(ElementwiseMath, ArithmeticMath):
         where = "resize_bilinear3d"
         shape = util.as_shape(new_shape2d, where)
         op = ResizeBilinear3D(shape, util.as_bool(align_corners, where, "align_corners"))  # type: ignore[arg-type]
-        return self._run(op, x)
+        return self.engine.run(op, x)
 
     def _batch_normalization(
         self,

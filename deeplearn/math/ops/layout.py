@@ -273,16 +273,16 @@ class LayoutMath(MathMixin):
             >>> math.clone(Array1D.new([1, 2])).get_values()
             array([1., 2.], dtype=float32)
         """
-        return self._run(_CLONE, x)
+        return self.engine.run(_CLONE, x)
 
     def _slice(self, where: str, x: T, begin: Sequence[int], size: Sequence[int]) -> T:
         check_arrays(where, x=x)
         op = Slice(_ints(begin, where, "begin"), _ints(size, where, "size"), where)
-        return self._run(op, x)
+        return self.engine.run(op, x)
 
     def _concat(self, where: str, a: T, b: T, axis: int) -> T:
         check_arrays(where, a=a, b=b)
-        return self._run(Concat(util.as_int(axis, where, "axis"), where), a, b)
+        return self.engine.run(Concat(util.as_int(axis, where, "axis"), where), a, b)
 
     def reshape(self, x: NDArray, new_shape: Sequence[int]) -> NDArray:
         """Deprecated (as in deeplearn.js): use ``x.reshape(new_shape)``.
@@ -411,7 +411,7 @@ class LayoutMath(MathMixin):
             array([1., 4., 2., 5., 3., 6.], dtype=float32)
         """
         op = Transpose(None if perm is None else _ints(perm, "transpose", "perm"))
-        return self._run(op, x)
+        return self.engine.run(op, x)
 
     def switch_dim(self, x: T, new_dim: Sequence[int]) -> T:
         """Deprecated (deeplearn.js 0.3.6): use ``transpose(x, new_dim)``.
@@ -435,7 +435,7 @@ class LayoutMath(MathMixin):
             >>> math.tile(Array2D.new([2, 2], [1, 11, 2, 22]), [1, 2]).get_values()
             array([ 1., 11.,  1., 11.,  2., 22.,  2., 22.], dtype=float32)
         """
-        return self._run(Tile(_ints(reps, "tile", "reps")), x)
+        return self.engine.run(Tile(_ints(reps, "tile", "reps")), x)
 
     def gather(self, x: NDArray, indices: NDArray) -> NDArray:
         """The rows of ``x`` at ``indices`` (int32, rank 1) along its first axis, stacked.
@@ -445,4 +445,4 @@ class LayoutMath(MathMixin):
             array([5., 6., 1., 2., 5., 6.], dtype=float32)
         """
         check_arrays("gather", x=x, indices=indices)
-        return self._run(_GATHER, x, indices)
+        return self.engine.run(_GATHER, x, indices)

@@ -143,7 +143,7 @@ class LinalgMath(MathMixin):
             >>> math.mat_mul(a, b, dl.MatrixOrientation.REGULAR, dl.MatrixOrientation.TRANSPOSED).get_values()
             array([ 7., 10., 16., 31.], dtype=float32)
         """
-        return self._run(_mat_mul_op(a_orientation, b_orientation), a, b)
+        return self.engine.run(_mat_mul_op(a_orientation, b_orientation), a, b)
 
     def matrix_times_vector(self, matrix: NDArray, v: NDArray) -> NDArray:
         """The product M·v of a matrix and a vector, as a vector.

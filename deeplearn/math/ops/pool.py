@@ -193,7 +193,7 @@ class PoolMath(MathMixin):
             >>> math.max_pool(x, 2, 2, 0).get_values()
             array([ 5.,  7., 13., 15.], dtype=float32)
         """
-        return self._run(MaxPool(filter_size=filter_size, strides=strides, pad=pad), x)
+        return self.engine.run(MaxPool(filter_size=filter_size, strides=strides, pad=pad), x)
 
     def min_pool(
         self, x: NDArray, filter_size: int | tuple[int, int], strides: int | tuple[int, int], pad: Pad
@@ -205,7 +205,7 @@ class PoolMath(MathMixin):
             >>> math.min_pool(x, 2, 2, 0).get_values()
             array([ 0.,  2.,  8., 10.], dtype=float32)
         """
-        return self._run(MinPool(filter_size=filter_size, strides=strides, pad=pad), x)
+        return self.engine.run(MinPool(filter_size=filter_size, strides=strides, pad=pad), x)
 
     def avg_pool(
         self, x: NDArray, filter_size: int | tuple[int, int], strides: int | tuple[int, int], pad: Pad
@@ -217,7 +217,7 @@ class PoolMath(MathMixin):
             >>> math.avg_pool(x, 2, 2, 1).get_values()
             array([0.25, 0.5 , 0.75, 1.  ], dtype=float32)
         """
-        return self._run(AvgPool(filter_size=filter_size, strides=strides, pad=pad), x)
+        return self.engine.run(AvgPool(filter_size=filter_size, strides=strides, pad=pad), x)
 
     def max_pool_backprop(
         self,
@@ -239,7 +239,7 @@ class PoolMath(MathMixin):
                    [ 0.,  0.,  0.]], dtype=float32)
         """
         op = MaxPoolBackprop(filter_size=filter_size, strides=strides, pad=pad)
-        return self._run(op, dy, x)
+        return self.engine.run(op, dy, x)
 
     def avg_pool_backprop(
         self,
@@ -258,4 +258,4 @@ class PoolMath(MathMixin):
             array([1., 1., 1., 1.], dtype=float32)
         """
         op = AvgPoolBackprop(filter_size=filter_size, strides=strides, pad=pad)
-        return self._run(op, dy, x)
+        return self.engine.run(op, dy, x)

@@ -166,7 +166,7 @@ class RandomMath(MathMixin):
         where = "multinomial"
         samples = util.as_int(num_samples, where, "num_samples")
         op = Multinomial(samples, seed, util.as_bool(normalized, where, "normalized"))
-        return self._run(op, probs)
+        return self.engine.run(op, probs)
 
     def one_hot(self, indices: NDArray, depth: int, on_value: float = 1, off_value: float = 0) -> NDArray:
         """[n, depth] rows that are ``on_value`` at ``indices[n]`` and ``off_value`` elsewhere.
@@ -183,4 +183,4 @@ class RandomMath(MathMixin):
             util.as_float(on_value, where, "on_value"),
             util.as_float(off_value, where, "off_value"),
         )
-        return self._run(op, indices)
+        return self.engine.run(op, indices)

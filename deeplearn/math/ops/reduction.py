@@ -582,7 +582,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.sum(Array2D.new([2, 3], [1, 2, 3, 0, 0, 1]), 1).get_values()
             array([6., 1.], dtype=float32)
         """
-        return self._run(_reduction(Sum, axis, keep_dims, "sum"), x)
+        return self.engine.run(_reduction(Sum, axis, keep_dims, "sum"), x)
 
     def mean(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Mean of ``x`` over ``axis`` (every axis when None); always float32.
@@ -591,7 +591,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.mean(Array1D.new([1, 2, 3, 4], "int32")).get()
             2.5
         """
-        return self._run(_reduction(Mean, axis, keep_dims, "mean"), x)
+        return self.engine.run(_reduction(Mean, axis, keep_dims, "mean"), x)
 
     def min(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Minimum of ``x`` over ``axis``; NaN in a reduced group gives NaN.
@@ -600,7 +600,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.min(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2]), 0).get_values()
             array([ 3., -7.,  0.], dtype=float32)
         """
-        return self._run(_reduction(Min, axis, keep_dims, "min"), x)
+        return self.engine.run(_reduction(Min, axis, keep_dims, "min"), x)
 
     def max(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """Maximum of ``x`` over ``axis``; NaN in a reduced group gives NaN.
@@ -609,7 +609,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.max(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2])).get()
             100.0
         """
-        return self._run(_reduction(Max, axis, keep_dims, "max"), x)
+        return self.engine.run(_reduction(Max, axis, keep_dims, "max"), x)
 
     def arg_min(self, x: NDArray, axis: Axis = None) -> NDArray:
         """int32 index of the minimum over ``axis``: a flat index over all elements when None,
@@ -619,7 +619,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.arg_min(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2])).get()
             4
         """
-        return self._run(ArgMin(axis_attr(axis, "arg_min")), x)
+        return self.engine.run(ArgMin(axis_attr(axis, "arg_min")), x)
 
     def arg_max(self, x: NDArray, axis: Axis = None) -> NDArray:
         """int32 index of the maximum over ``axis`` (flat over all elements when None); the
@@ -629,7 +629,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.arg_max(Array2D.new([2, 3], [3, -1, 0, 100, -7, 2]), 0).get_values()
             array([1, 0, 1], dtype=int32)
         """
-        return self._run(ArgMax(axis_attr(axis, "arg_max")), x)
+        return self.engine.run(ArgMax(axis_attr(axis, "arg_max")), x)
 
     def arg_max_equals(self, x1: NDArray, x2: NDArray) -> NDArray:
         """A bool Scalar: whether the flat arg_max of ``x1`` and ``x2`` agree (shapes must match).
@@ -638,7 +638,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.arg_max_equals(Array1D.new([5, 0, 3, 7]), Array1D.new([-1, -2, -3, 0])).get()
             True
         """
-        return self._run(_ARG_MAX_EQUALS, x1, x2)
+        return self.engine.run(_ARG_MAX_EQUALS, x1, x2)
 
     def log_sum_exp(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> NDArray:
         """log Σ exp(x) over ``axis``, computed stably as max + log Σ exp(x − max).
@@ -648,7 +648,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             1000.69
         """
         op = _reduction(LogSumExp, axis, keep_dims, "log_sum_exp")
-        return self._run(op, x)
+        return self.engine.run(op, x)
 
     def softmax(self, logits: T, dim: int = -1) -> T:
         """exp(x − log_sum_exp(x)) along the last dimension (the only one supported).
@@ -657,7 +657,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> math.softmax(Array1D.new([1000, 1000])).get_values()
             array([0.5, 0.5], dtype=float32)
         """
-        return self._run(Softmax(util.as_int(dim, "softmax", "dim")), logits)
+        return self.engine.run(Softmax(util.as_int(dim, "softmax", "dim")), logits)
 
     def top_k(self, x: NDArray, k: int) -> tuple[NDArray, NDArray]:
         """The ``k`` largest values of the flattened ``x`` in descending order, and their flat
@@ -668,7 +668,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             >>> values.get_values(), indices.get_values()
             (array([100.,   5.], dtype=float32), array([2, 4], dtype=int32))
         """
-        return self._run(TopK(util.as_int(k, "top_k", "k")), x)
+        return self.engine.run(TopK(util.as_int(k, "top_k", "k")), x)
 
     def norm(
         self, x: NDArray, ord: NormOrd = "euclidean", axis: Axis = None, keep_dims: bool = False
@@ -684,7 +684,7 @@ class ReductionMath(ElementwiseMath, ArithmeticMath):
             5.0
         """
         op = Norm(ord, axis_attr(axis, "norm"), util.as_bool(keep_dims, "norm", "keep_dims"))
-        return self._run(op, x)
+        return self.engine.run(op, x)
 
     def moments(self, x: NDArray, axis: Axis = None, keep_dims: bool = False) -> Moments:
         """Mean and population variance (÷N) of ``x`` over ``axis``, as float32.
