@@ -48,6 +48,23 @@ def test_ops_that_differ_only_in_their_fields_are_not_confused(math: dl.NDArrayM
         assert math.sum(a).shape == ()
 
 
+def test_an_array_over_all_of_its_storage_holds_the_storages_shape_tuple(math: dl.NDArrayMath) -> None:
+    """What lets the engine pass an input's data without comparing shapes (``Storage.shape``):
+    an array made whole, by a factory or an op, holds its storage's very tuple; a view of
+    another shape does not, and ops on views still see their own shape."""
+    a = Array2D.new([2, 3], np.arange(6), math=math)
+    y = math.add(a, a)
+    assert a.shape is a.storage.shape and y.shape is y.storage.shape
+    assert y.storage.shape == tuple(y.storage.data.shape)
+    v = y.reshape([3, 2])  # the same storage under another shape
+    assert v.shape == (3, 2) and v.shape is not v.storage.shape
+    want = np.arange(6, dtype=np.float32).reshape(3, 2) * 4
+    np.testing.assert_array_equal(math.add(v, v).numpy(), want)
+    np.testing.assert_array_equal(math.relu(v).numpy(), want / 2)
+    back = v.reshape([2, 3])  # whole again, by another path: its own tuple, equal shapes
+    np.testing.assert_array_equal(math.multiply(back, y).numpy(), (want / 2).reshape(2, 3) ** 2)
+
+
 def test_a_remembered_rule_still_raises_for_other_shapes(math: dl.NDArrayMath) -> None:
     good, other = Array2D.new([2, 3], [0] * 6), Array2D.new([3, 2], [0] * 6)
     math.mat_mul(good, other).dispose()
