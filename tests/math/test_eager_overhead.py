@@ -61,7 +61,7 @@ def test_an_array_over_all_of_its_storage_holds_the_storages_shape_tuple(math: d
     want = np.arange(6, dtype=np.float32).reshape(3, 2) * 4
     np.testing.assert_array_equal(math.add(v, v).numpy(), want)
     np.testing.assert_array_equal(math.relu(v).numpy(), want / 2)
-    back = v.reshape([2, 3])  # whole again, by another path: its own tuple, equal shapes
+    back = v.reshape([2, 3])  # whole again, through a view: NDArray() gives it the storage's tuple
     np.testing.assert_array_equal(math.multiply(back, y).numpy(), (want / 2).reshape(2, 3) ** 2)
 
 
