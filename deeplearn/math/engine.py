@@ -239,7 +239,7 @@ class Engine:
                     x._check_live(op.name)
                 shape = x.shape
                 parts += (shape, x.dtype)
-                raws.append(data if data.shape == shape else data.reshape(shape))
+                raws.append(data if shape is storage.shape or data.shape == shape else data.reshape(shape))
                 if storage.backend is not backend:
                     foreign = True
             key = tuple(parts)
@@ -314,8 +314,8 @@ class Engine:
         found = []
         for key, known in self._known.items():
             head = key[0]
-            fields = head[1:] if type(head) is tuple else ()
-            if (head[0] if type(head) is tuple else head) is op_class:
+            cls, fields = (head[0], head[1:]) if type(head) is tuple else (head, ())
+            if cls is op_class:
                 found.append((fields, key[1:], known))
         return found
 
