@@ -33,6 +33,9 @@ __all__ = ["RecordedCalls"]
 
 _LOG = logging.getLogger("deeplearn")
 
+Unread = tuple[Materializer, Any, Any]
+"""A compiled run's Materializer, with what the two maps were to be filled with from it."""
+
 _MAX_RECORDINGS = 3  # a step whose inputs keep changing shape stops being recorded
 _MAX_COMPILED = 3  # per Session: compiled training steps kept (see _captured)
 
@@ -143,18 +146,23 @@ class RecordedCalls(SessionValues):
         slots: list[Any],
         captured: Any,
         optimizer: Optimizer,
-        unread: Materializer | None = None,
+        unread: Unread | None = None,
     ) -> Scalar:
         """After a training Program ran: the variables and the optimizer's state get their new
-        values, the maps what to make if read; returns the reduced cost. ``unread``: a
-        Materializer of the last run over these slots, untouched (``_release_unread``), which
-        the maps are made from again rather than from a new one."""
+        values, the maps what to make if read; returns the reduced cost. ``unread``: what
+        ``_release_unread`` took from the maps of the last run over these slots, untouched,
+        which they are made from again rather than from a new Materializer."""
         engine, backend = self.math.engine, self.math.backend
         # The maps are made only if someone looks, from the slots alone (the bound batches
         # belong to this call's scope, which is over by then).
-        made = unread or Materializer(program, engine, slots, {})
-        self.activation_array_map.fill_later(_fill, made, program.values)
-        self.gradient_array_map.fill_later(_fill, made, program.gradients or ())
+        if unread is not None:
+            made, activations, gradients = unread
+            self.activation_array_map.put_pending(activations)
+            self.gradient_array_map.put_pending(gradients)
+        else:
+            made = Materializer(program, engine, slots, {})
+            self.activation_array_map.fill_later(_fill, made, program.values)
+            self.gradient_array_map.fill_later(_fill, made, program.gradients or ())
         if captured is not None:
             self._borrowed = made  # its arrays live in the graph's memory: see _release_retained
         for update in () if captured is not None and captured.settled else program.updates:
@@ -182,31 +190,25 @@ class RecordedCalls(SessionValues):
             self._lent.append(weakref.ref(cost_value.storage))
         return cost_value  # type: ignore[return-value]
 
-    def _release_unread(self, program: Program) -> Materializer | None:
+    def _release_unread(self, program: Program) -> Unread | None:
         """What ``_release_retained`` does before a call; and when the last call ran
         ``program`` compiled and nothing it handed out has been looked at since (the maps
         unread, no array made from its slots, its cost not lent), returns that call's
-        Materializer, which the next compiled run of ``program`` (over the same slots) makes
-        the maps from again; else None.
+        Materializer with what the maps were to be filled with (``take_pending``), which the
+        next compiled run of ``program`` (over the same slots) makes the maps from again;
+        else None.
 
         Then all there is to release is the maps' entries, still to be made: the maps are
         emptied (before the run, under the Session's lock: a reader in another thread finds
         them empty, not values the run overwrites), and a training loop that never reads them
         makes no Materializer per step."""
         made = self._borrowed
-        activations, gradients = self.activation_array_map, self.gradient_array_map
-        if (
-            made is not None
-            and made.program is program
-            and not made.made
-            and not self._lent
-            and activations.fills_from(made)
-            and gradients.fills_from(made)
-        ):
-            activations.dispose()
-            gradients.dispose()
-            if not made.made:  # (none made meanwhile by a reader in another thread)
-                return made
+        if made is not None and made.program is program and not made.made and not self._lent:
+            activations = self.activation_array_map.take_pending(made)
+            if activations is not None:
+                gradients = self.gradient_array_map.take_pending(made)
+                if gradients is not None and not made.made:  # (none made meanwhile by another thread)
+                    return made, activations, gradients
         self._release_retained()
         return None
 

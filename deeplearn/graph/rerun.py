@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Rerun", "Reruns", "Source", "make_rerun"]
 
+_UNREAD = object()
+"""What a binding's last array is before its first read (no array is it)."""
+
 
 class Source(enum.Enum):
     """Where a Program input comes from on a rerun."""
@@ -69,16 +72,17 @@ class Rerun:
     sources: list[tuple[Source, Any, Shape, DType]]
     draws: list[tuple[Any, list[tuple[int, int, NDArray]], list[tuple[int, NDArray]]]]
     bound_count: int
-    # Per source, (the array, its data, its raw array) of the last call (``inputs``).
-    _last: list[tuple[Any, Any, Any] | None] = field(default_factory=list)
     _variables: list[Tensor] = field(default_factory=list)  # the optimizer's, as key[1]
 
     # Per NODE or BOUND source: (binding, the node or None, the optimizer's key or None).
     _read_from: list[tuple[int, Node | None, Any]] = field(default_factory=list)
-    _resident: list[Any] = field(default_factory=list)  # the raw examples by binding, else None
+    # Per binding, what the last call bound: the raw array (``inputs`` returns this list), and
+    # the NDArray it was read from with that array's data then (_UNREAD before the first read).
+    _raws: list[Any] = field(default_factory=list)
+    _arrays: list[Any] = field(default_factory=list)
+    _datas: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._last = [None] * len(self.sources)
         self._variables = list(self.key[1])
         self._read_from = [
             (k, what, None) if source is Source.NODE else (k, None, what)
@@ -86,10 +90,12 @@ class Rerun:
             if source in (Source.NODE, Source.BOUND)
         ]
         # A provider's examples stay the same arrays until disposed (then the draw says so).
-        self._resident = [
+        self._raws = [
             bound_raw(what, shape, dtype, what.storage.backend) if source is Source.EXAMPLES else None
             for source, what, shape, dtype in self.sources
         ]
+        self._arrays = [_UNREAD] * len(self.sources)
+        self._datas = [None] * len(self.sources)
 
     def inputs(
         self, math: NDArrayMath, node_value: Callable[[Node, str], NDArray], where: str
@@ -98,26 +104,23 @@ class Rerun:
         the shape, dtype and backend recorded, the batches' rows drawn last; None, having drawn
         nothing, when one is not what the Program was recorded with. The optimizer's arrays
         must be this batch's (``before_batch``); ``node_value(node, where)`` gives a variable's
-        or a constant's data, checked."""
+        or a constant's data, checked. The list returned is the Rerun's own, valid until the
+        next call."""
         optimizer = self.optimizer
         extra = optimizer.bound_arrays()
         if len(extra) != self.bound_count or optimizer.variables != self._variables:
             return None
-        raws = list(self._resident)  # the examples' raw arrays in place, None elsewhere
-        last = self._last
+        raws, arrays, datas = self._raws, self._arrays, self._datas
         # The same array over the same data as last call (a variable's resident buffer, an
-        # unchanged hyperparameter): the same raw array, checked then. (A plain loop: this runs
-        # every training step.)
+        # unchanged hyperparameter): the same raw array, checked then, still in ``raws``. (A
+        # plain loop: this runs every training step.)
         for k, node, key in self._read_from:
             x = extra.get(key) if node is None else node.data  # type: ignore[attr-defined]
-            seen = last[k]
-            if seen is not None and seen[0] is x and seen[1] is x.storage.data and not x._disposed:
-                raws[k] = seen[2]
+            if x is arrays[k] and x.storage.data is datas[k] and not x._disposed:
                 continue
             if node is not None:
                 x = node_value(node, where)  # checked: live, on this backend (else moved or refused)
-            raws[k] = None if x is None else self._read(math, k, x)
-            if raws[k] is None:
+            if x is None or not self._read(math, k, x):
                 return None
         if len(self.draws) > 1:  # several builders: none draws unless none will refuse
             for builder, _, together in self.draws:
@@ -131,15 +134,17 @@ class Rerun:
                 raws[i] = indices
         return raws
 
-    def _read(self, math: NDArrayMath, k: int, x: NDArray) -> Any:
-        """Binding ``k``'s raw array from ``x``, checked against the shape, dtype and backend
-        recorded (None where it is not that), and remembered for the next call."""
+    def _read(self, math: NDArrayMath, k: int, x: NDArray) -> bool:
+        """Whether ``x`` is what binding ``k`` was recorded with (its shape, dtype and backend);
+        if so, its raw array is put in the raws, remembered for the next call with ``x``."""
         _, _, shape, dtype = self.sources[k]
         data = x.storage.data
         raw = None if data is None else bound_raw(x, shape, dtype, math.backend)
-        if raw is not None:
-            self._last[k] = (x, data, raw)
-        return raw
+        if raw is None:
+            self._arrays[k] = _UNREAD
+            return False
+        self._raws[k], self._arrays[k], self._datas[k] = raw, x, data
+        return True
 
     def matches(
         self, cost: Tensor, feeds: Feeds, batch_size: int, optimizer: Optimizer, reduction: int

@@ -284,7 +284,7 @@ class Session(RuleSteps):
             if raws is None:
                 return None
             slots, captured = self._execute(program, raws, True, drawn=True)
-            if unread is not None and (captured is None or slots is not unread.slots):
+            if unread is not None and (captured is None or slots is not unread[0].slots):
                 unread = None  # (other slots: the maps made from them by a Materializer of their own)
             return self._finish_training(program, slots, captured, optimizer, unread)
 

@@ -60,6 +60,32 @@ class TensorArrayMap:
         pending = self._fill
         return pending is not None and pending[1][0] is source
 
+    def take_pending(self, source: Any) -> Any:
+        """When ``fills_from(source)``: empties the map (its entries were never made, so
+        there is nothing to dispose) and returns what ``fill_later`` was given, which
+        ``put_pending`` puts back; else None, the map as it was. (A training loop's Session
+        empties its maps before each compiled run and fills them again from the same source
+        after it: two calls where ``fills_from``, ``dispose`` and ``fill_later`` make three.)
+
+        Example:
+            >>> m = TensorArrayMap(); source = object()
+            >>> m.fill_later(lambda source, the_map: the_map.set("t", Scalar.new(1)), source)
+            >>> pending = m.take_pending(source); len(m)
+            0
+            >>> m.put_pending(pending); m.get("t").get()
+            1.0
+        """
+        pending = self._fill
+        if pending is None or pending[1][0] is not source:
+            return None
+        self._fill = None  # (its entries are empty: fill_later emptied them, nobody made any)
+        return pending
+
+    def put_pending(self, pending: Any) -> None:
+        """Makes the map's entries ``pending``'s again (``take_pending``), to be made if read."""
+        self._entries.clear()
+        self._fill = pending
+
     def set(self, tensor: Tensor, array: NDArray | Pending) -> None:
         """Maps ``tensor`` to ``array`` (replacing any previous array, which is not disposed);
         a Pending array is made when first read."""
