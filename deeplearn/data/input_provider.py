@@ -176,6 +176,9 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
     repeated that order (docs/design.md §4).
     """
 
+    _spans = False
+    """Whether ``_held_span`` may give a RowSpan (asked only then: a draw runs every step)."""
+
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         where = type(self).__name__
         if seed is not None:
@@ -263,12 +266,14 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         ``span``, indices already on the backend may come as a ``RowSpan`` of the array they
         are in (``deeplearn/compile/rows.py``: what a captured step reads where it is)."""
         with self._lock:
-            if not self._hold(math, inputs):
-                return None
             positions = self._positions
             start = positions[inputs[0][0]]
             in_step = True
-            for index, _ in inputs:  # (loops, not all() and generators: a step's host time)
+            # Each input's examples still resident (``_hold``, written out), and whether the
+            # providers are in step. (A loop, not all() and generators: a step's host time.)
+            for index, examples in inputs:
+                if examples._disposed or examples.storage.data is None:
+                    return None
                 if positions[index] != start:
                     in_step = False
             if not in_step:
@@ -286,7 +291,7 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
                 # indices the other drew, the same array, which a captured step binds once.
                 indices = alone[1]
             else:
-                indices = self._held_span(math, start, count) if span else None
+                indices = self._held_span(math, start, count) if span and self._spans else None
                 if indices is None:
                     # Within one epoch whose order is held on the math's backend: _indices_on's
                     # slice of it, taken here (the calls down to it cost more than the slice).
@@ -377,15 +382,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         if order is None:
             # The next epochs' orders too, in one vectorised call: with few examples an epoch is
             # a batch or two, and a call per epoch would cost more host time than the step.
-            count = self._epochs_per_draw()
+            count = self._block_epochs
             block = self._draw_orders(epoch, count)
             for k in range(count):
                 self._orders.setdefault(epoch + k, block[k])
             order = self._orders[epoch]
         return order
-
-    def _epochs_per_draw(self) -> int:
-        return self._block_epochs
 
     def _draw_orders(self, first_epoch: int, count: int) -> np.ndarray:
         """The orders of epochs ``first_epoch`` .. ``first_epoch + count - 1``, one per row."""
@@ -401,11 +403,11 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
 
     def _forget_unused_epochs(self) -> None:
         """Drops the orders of the epochs no provider is in, but those drawn ahead of the
-        leading one, once more than a block of them (``_epochs_per_draw``) is held: one per
+        leading one, once more than a block of them (``_block_epochs``) is held: one per
         provider and at most a block ahead are kept, however far one provider runs ahead of
         another (a dropped order is computed again, the same, if a lagging provider reaches
         its epoch)."""
-        block = self._epochs_per_draw()  # (one epoch where epochs are large)
+        block = self._block_epochs  # (one epoch where epochs are large)
         if len(self._orders) <= block and self._epochs_held() <= block:
             return  # a block's worth at most: not worth a look (most epochs' ends, when batches are epochs)
         in_use = {p // self.num_examples for p in self._positions}
@@ -504,6 +506,8 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
         (2, 2)
     """
 
+    _spans = True
+
     def __init__(self, inputs: Sequence[Any], seed: int | None = None) -> None:
         super().__init__(inputs, seed)
         self._resident: dict[tuple[int, int], NDArray] = {}
@@ -536,7 +540,7 @@ class InGPUMemoryShuffledInputProviderBuilder(InMemoryShuffledInputProviderBuild
             # a batch or two, and an upload per epoch would cost more host time than the step.
             # Drawn for the backend alone: the host keeps no copy of them (an order is the same
             # whoever draws it, so a batch across epochs draws its host orders again).
-            count = self._epochs_per_draw()
+            count = self._block_epochs
             n = self.num_examples
             flat = math.backend.asarray(self._draw_orders(epoch, count).reshape(-1))
             for k in range(count):
