@@ -179,7 +179,6 @@ class Session(RuleSteps):
         out = self._run_inference(plan, wanted, entries, batch_size, where)
         return out[0] if single else out
 
-    @_serialized
     def train(
         self,
         cost_tensor: Tensor,
@@ -205,76 +204,81 @@ class Session(RuleSteps):
             2.0
         """
         where = "Session.train"
-        self.math._check_safe_mode()
-        rerun = self._reruns.find(cost_tensor, feeds, batch_size, optimizer, cost_reduction)
-        if rerun is not None:
-            again = self._train_again(rerun, where)
-            if again is not None:
-                return again
-        if not all(
-            callable(getattr(optimizer, m, None)) for m in ("before_batch", "after_batch", "bound_arrays")
-        ):
-            raise TypeError(
-                f"{where}: optimizer must be an Optimizer (SGDOptimizer(0.1), ...); got {optimizer!r}."
-            )
-        if not isinstance(cost_tensor, Tensor) or cost_tensor.shape != ():
-            raise ShapeError(f"{where}: the cost tensor must be a scalar; got cost_tensor={cost_tensor!r}.")
-        batch_size = check_batch_size(batch_size, where)
-        if type(cost_reduction) is not CostReduction:
-            cost_reduction = CostReduction(cost_reduction)
-        last = self._last_training_feeds
-        if last is not None and last[0] is cost_tensor and same_feeds(feeds, last[1]):
-            entries, plan = last[1], last[2]  # the feeds of the last call, checked then
-        else:
-            entries = normalize_feeds(feeds, where)
-            for e in entries:
-                if not isinstance(e.data, InputProvider):
-                    raise TypeError(
-                        f"{where}: every feed must be an InputProvider (training draws batch_size "
-                        f"examples from each); got {type(e.data).__name__} for {e.tensor!r}."
+        # (The Session's lock taken here rather than by @_serialized: a training loop calls
+        # this every step, and the decorator's wrapper costs a call and packed arguments.)
+        with self._lock:
+            self.math._check_safe_mode()
+            rerun = self._reruns.find(cost_tensor, feeds, batch_size, optimizer, cost_reduction)
+            if rerun is not None:
+                again = self._train_again(rerun, where)
+                if again is not None:
+                    return again
+            if not all(
+                callable(getattr(optimizer, m, None)) for m in ("before_batch", "after_batch", "bound_arrays")
+            ):
+                raise TypeError(
+                    f"{where}: optimizer must be an Optimizer (SGDOptimizer(0.1), ...); got {optimizer!r}."
+                )
+            if not isinstance(cost_tensor, Tensor) or cost_tensor.shape != ():
+                raise ShapeError(
+                    f"{where}: the cost tensor must be a scalar; got cost_tensor={cost_tensor!r}."
+                )
+            batch_size = check_batch_size(batch_size, where)
+            if type(cost_reduction) is not CostReduction:
+                cost_reduction = CostReduction(cost_reduction)
+            last = self._last_training_feeds
+            if last is not None and last[0] is cost_tensor and same_feeds(feeds, last[1]):
+                entries, plan = last[1], last[2]  # the feeds of the last call, checked then
+            else:
+                entries = normalize_feeds(feeds, where)
+                for e in entries:
+                    if not isinstance(e.data, InputProvider):
+                        raise TypeError(
+                            f"{where}: every feed must be an InputProvider (training draws batch_size "
+                            f"examples from each); got {type(e.data).__name__} for {e.tensor!r}."
+                        )
+                plan = self._plan([cost_tensor], entries, where)
+                self._last_training_feeds = (cost_tensor, entries, plan)
+            step = plan.step(plan.fed, batch_size)  # every feed is an InputProvider: all batched
+            for node in plan.sources:  # a disposed variable raises before any batch is drawn (as a rerun)
+                self._input_value(node, where)
+            self._release_retained()
+            math = self.math
+            math.start_scope()
+            result: Scalar | None = None
+            try:
+                rows: Rows = {}
+                values = load_feeds(entries, step.batched, batch_size, self.math, where, rows)
+                # One step at a time per optimizer: Sessions in other threads may share it, and a
+                # step reads and writes its per-batch fields (the variables, the scalars, Adam's t).
+                with optimizer.lock:
+                    optimizer.before_batch(math, batch_size, plan.variables)
+                    result, gradients = self._train_step(
+                        plan, step, values, rows, batch_size, cost_tensor, optimizer, cost_reduction, where
                     )
-            plan = self._plan([cost_tensor], entries, where)
-            self._last_training_feeds = (cost_tensor, entries, plan)
-        step = plan.step(plan.fed, batch_size)  # every feed is an InputProvider: all batched
-        for node in plan.sources:  # a disposed variable raises before any batch is drawn (as a rerun)
-            self._input_value(node, where)
-        self._release_retained()
-        math = self.math
-        math.start_scope()
-        result: Scalar | None = None
-        try:
-            rows: Rows = {}
-            values = load_feeds(entries, step.batched, batch_size, self.math, where, rows)
-            # One step at a time per optimizer: Sessions in other threads may share it, and a
-            # step reads and writes its per-batch fields (the variables, the scalars, Adam's t).
-            with optimizer.lock:
-                optimizer.before_batch(math, batch_size, plan.variables)
-                result, gradients = self._train_step(
-                    plan, step, values, rows, batch_size, cost_tensor, optimizer, cost_reduction, where
-                )
-            if gradients is not None:
-                self._retain(values, gradients)
-            else:  # a Program ran: the next identical call can run it again at once
-                self._reruns.remember(
-                    entries,
-                    cost_tensor,
-                    batch_size,
-                    optimizer,
-                    cost_reduction,
-                    plan,
-                    step,
-                    rows,
-                    bool(values),
-                )
-        finally:
-            math.end_scope(result)
-        return result
+                if gradients is not None:
+                    self._retain(values, gradients)
+                else:  # a Program ran: the next identical call can run it again at once
+                    self._reruns.remember(
+                        entries,
+                        cost_tensor,
+                        batch_size,
+                        optimizer,
+                        cost_reduction,
+                        plan,
+                        step,
+                        rows,
+                        bool(values),
+                    )
+            finally:
+                math.end_scope(result)
+            return result
 
     def _train_again(self, rerun: Rerun, where: str) -> Scalar | None:
         """Runs the last training call's Program again (``deeplearn/graph/rerun.py``); None,
         having run nothing and moved no provider, when something it relied on changed (then
         the ordinary path runs the call)."""
-        if not self._replayable():
+        if not self.replay_plans or self.math.engine._careful:  # (_replayable, written out)
             return None
         optimizer, program = rerun.optimizer, rerun.program
         unread = self._release_unread(program)
