@@ -149,3 +149,29 @@ def test_scalars_keep_their_values_when_fed(cpu_math: dl.NDArrayMath) -> None:
         out = session.eval(g.square(s), {s: fed})
         assert out.get() == 9.0
     assert fed.get() == 3.0
+
+
+def test_train_waits_for_the_sessions_lock_on_its_first_call_and_when_it_runs_again(cpu_math: dl.NDArrayMath) -> None:
+    """``train`` takes the Session's lock itself (not through ``@_serialized``): a call, the
+    first of its kind or a repeated one (the rerun path), waits while another thread holds it."""
+    g, x, _, cost = _linear(cpu_math)
+    provider = ListProvider(np.ones((4, 3), np.float32))
+    optimizer = dl.SGDOptimizer(0.01)
+    for calls_before in (0, 2):  # the first call; then a call that runs the last one again
+        session = Session(g, cpu_math)
+        with cpu_math.scope():
+            for _ in range(calls_before):
+                session.train(cost, {x: provider}, 2, optimizer)
+        done = threading.Event()
+
+        def train(session: Session = session, done: threading.Event = done) -> None:
+            with cpu_math.scope():
+                session.train(cost, {x: provider}, 2, optimizer)
+            done.set()
+
+        with session._lock:
+            worker = threading.Thread(target=train)
+            worker.start()
+            assert not done.wait(0.3), f"train ran while another thread held the lock ({calls_before} calls before)"
+        worker.join(10)
+        assert done.is_set()
