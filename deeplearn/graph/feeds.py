@@ -129,8 +129,8 @@ def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:
         >>> entries = normalize_feeds([{"tensor": x, "data": one}], "eval")
         >>> same_feeds([{"tensor": x, "data": one}], entries), same_feeds({x: one}, entries)
         (True, True)
-        >>> same_feeds([{"tensor": x, "data": Scalar.new(1)}], entries)
-        False
+        >>> same_feeds([{"tensor": x, "data": Scalar.new(1)}], entries), same_feeds([{"tensor": x, "array": one}], entries)
+        (False, False)
         >>> y = g.placeholder("y", []); pair = normalize_feeds({x: one, y: one}, "eval")
         >>> same_feeds({x: one, y: one}, pair), same_feeds({y: one, x: one}, pair)  # in order
         (True, False)
@@ -140,11 +140,10 @@ def same_feeds(feeds: Feeds, entries: list[FeedEntry]) -> bool:
             return False
         for item, entry in zip(feeds, entries):  # noqa: B905 - (lengths checked above)
             if type(item) is dict:
-                if (
-                    len(item) != 2
-                    or item.get("tensor") is not entry.tensor
-                    or item.get("data") is not entry.data
-                ):
+                try:  # (subscripts, not two dict.get calls: this runs every training step)
+                    if len(item) != 2 or item["tensor"] is not entry.tensor or item["data"] is not entry.data:
+                        return False
+                except KeyError:  # (other keys than "tensor" and "data")
                     return False
             elif item is not entry and (
                 type(item) is not FeedEntry or item.tensor is not entry.tensor or item.data is not entry.data

@@ -149,7 +149,8 @@ class Optimizer:
     def finish_batch(self) -> None:
         """Ends a batch whose update ran (``after_batch``, or a compiled step that ran it)."""
         self._end_batch()
-        self._gradients = {}
+        if self._gradients:  # (a compiled step leaves it empty: no new dict per step)
+            self._gradients = {}
 
     # -- what a compiled step binds (deeplearn/compile/) ----------------------------------
     def ensure_state(self, values: Mapping[Tensor, NDArray]) -> None:
