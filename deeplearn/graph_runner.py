@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from deeplearn.data.input_provider import InputProvider, check_count, next_batch
+from deeplearn.graph.feeds import provider_feeds
 from deeplearn.graph.session import CostReduction, FeedEntry, normalize_feeds
 from deeplearn.math.ndarray import NDArray, Scalar
 
@@ -544,13 +545,7 @@ class GraphRunner:
                 f"{where}: no inference_examples_callback or "
                 "inference_examples_per_sec_callback to report to."
             )
-        entries = normalize_feeds(inference_feed_entries, where)
-        for e in entries:
-            if not isinstance(e.data, InputProvider):
-                raise TypeError(
-                    f"{where}: every feed must be an InputProvider; got "
-                    f"{type(e.data).__name__} for {e.tensor!r}."
-                )
+        entries = provider_feeds(inference_feed_entries, where)
         self.stop_inferring()
         self.inference_tensor = inference_tensor
         self.inference_feed_entries = entries

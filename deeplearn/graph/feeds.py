@@ -30,6 +30,7 @@ __all__ = [
     "check_batch_size",
     "load_feeds",
     "normalize_feeds",
+    "provider_feeds",
     "row_bindings",
     "same_feeds",
 ]
@@ -99,6 +100,25 @@ Rows = dict[Tensor, tuple[NDArray, NDArray]]
 EXAMPLES, ROWS = "examples", "rows"
 """The keys' first items under which a batch still to gather binds its inputs: (EXAMPLES, t)
 and (ROWS, t) for fed tensor t (``row_bindings``)."""
+
+
+def provider_feeds(feeds: Feeds, where: str, why: str = "") -> list[FeedEntry]:
+    """``normalize_feeds(feeds, where)``, each entry's data an InputProvider, else a TypeError
+    naming ``where`` (and ``why``, said after "every feed must be an InputProvider").
+
+    Example:
+        >>> g = dl.Graph(); x = g.placeholder("x", [])
+        >>> provider_feeds({x: Scalar.new(1)}, "Session.train")
+        Traceback (most recent call last):
+        TypeError: Session.train: every feed must be an InputProvider; got Scalar for Tensor('x', shape=()).
+    """
+    entries = normalize_feeds(feeds, where)
+    for e in entries:
+        if not isinstance(e.data, InputProvider):
+            raise TypeError(
+                f"{where}: every feed must be an InputProvider{why}; got {type(e.data).__name__} for {e.tensor!r}."
+            )
+    return entries
 
 
 def row_bindings(rows: Rows) -> dict[Any, NDArray]:

@@ -23,6 +23,7 @@ from deeplearn.graph.feeds import (
     check_batch_size,
     load_feeds,
     normalize_feeds,
+    provider_feeds,
     same_feeds,
 )
 from deeplearn.graph.graph import Graph, Tensor
@@ -230,13 +231,7 @@ class Session(RuleSteps):
             if last is not None and last[0] is cost_tensor and same_feeds(feeds, last[1]):
                 entries, plan = last[1], last[2]  # the feeds of the last call, checked then
             else:
-                entries = normalize_feeds(feeds, where)
-                for e in entries:
-                    if not isinstance(e.data, InputProvider):
-                        raise TypeError(
-                            f"{where}: every feed must be an InputProvider (training draws batch_size "
-                            f"examples from each); got {type(e.data).__name__} for {e.tensor!r}."
-                        )
+                entries = provider_feeds(feeds, where, " (training draws batch_size examples from each)")
                 plan = self._plan([cost_tensor], entries, where)
                 self._last_training_feeds = (cost_tensor, entries, plan)
             step = plan.step(plan.fed, batch_size)  # every feed is an InputProvider: all batched
