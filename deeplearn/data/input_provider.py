@@ -266,14 +266,12 @@ class InMemoryShuffledInputProviderBuilder(abc.ABC):
         ``span``, indices already on the backend may come as a ``RowSpan`` of the array they
         are in (``deeplearn/compile/rows.py``: what a captured step reads where it is)."""
         with self._lock:
+            if not self._hold(math, inputs):
+                return None
             positions = self._positions
             start = positions[inputs[0][0]]
             in_step = True
-            # Each input's examples still resident (``_hold``, written out), and whether the
-            # providers are in step. (A loop, not all() and generators: a step's host time.)
-            for index, examples in inputs:
-                if examples._disposed or examples.storage.data is None:
-                    return None
+            for index, _ in inputs:  # (loops, not all() and generators: a step's host time)
                 if positions[index] != start:
                     in_step = False
             if not in_step:
