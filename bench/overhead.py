@@ -68,16 +68,63 @@ def cases(math: dl.NDArrayMath, xp: Any) -> dict[str, tuple[Callable[[], Any], C
     m = dl.Array2D.new([64, 64], m_h, math=math)
     ra, rb, rm = xp.asarray(a_h), xp.asarray(a_h[::-1].copy()), xp.asarray(m_h)
 
-    def dl_op(f: Callable[[], dl.NDArray]) -> Callable[[], None]:
-        return lambda: f().dispose()
-
+    # (Each deeplearn case is one lambda, as the library's is: a nested lambda would add a
+    # Python call, ~0.08 µs, that no user's code pays.)
     return {
-        "add": (dl_op(lambda: math.add(a, b)), lambda: xp.add(ra, rb)),
-        "relu": (dl_op(lambda: math.relu(a)), lambda: xp.maximum(ra, 0)),
-        "exp": (dl_op(lambda: math.exp(a)), lambda: xp.exp(ra)),
-        "sum": (dl_op(lambda: math.sum(a)), lambda: xp.sum(ra)),
-        "mat_mul": (dl_op(lambda: math.mat_mul(m, m)), lambda: xp.matmul(rm, rm)),
-        "transpose": (dl_op(lambda: math.transpose(m)), lambda: xp.ascontiguousarray(rm.T)),
+        "add": (lambda: math.add(a, b).dispose(), lambda: xp.add(ra, rb)),
+        "relu": (lambda: math.relu(a).dispose(), lambda: xp.maximum(ra, 0)),
+        "exp": (lambda: math.exp(a).dispose(), lambda: xp.exp(ra)),
+        "sum": (lambda: math.sum(a).dispose(), lambda: xp.sum(ra)),
+        "mat_mul": (lambda: math.mat_mul(m, m).dispose(), lambda: xp.matmul(rm, rm)),
+        "transpose": (lambda: math.transpose(m).dispose(), lambda: xp.ascontiguousarray(rm.T)),
+    }
+
+
+class _Methods:
+    """An API of Python methods over the library, as NDArrayMath's are, doing nothing else."""
+
+    def __init__(self, xp: Any) -> None:
+        self._add = xp.add
+
+    def add(self, a: Any, b: Any) -> Any:
+        return self._add(a, b)
+
+
+def api_floor(math: dl.NDArrayMath, xp: Any, sync: Callable[[], None]) -> dict[str, float]:
+    """What an eager op costs beyond the library's call whatever the engine does, as long as
+    the op is a Python method and its result an NDArray freed by ``dispose`` (deeplearn.js's
+    API, docs/design.md §1), in µs: ``method``, one Python method between the caller and the
+    library's call; ``dispose``, disposing a result. Their sum is a floor under every op's
+    overhead column, to hold against the margin the bar leaves (0.2 × the library's call).
+
+    Example:
+        >>> floor = api_floor(math, np, lambda: None)
+        >>> sorted(floor), floor["method"] > 0 and floor["dispose"] > 0
+        (['dispose', 'method'], True)
+    """
+    a_h = np.linspace(-1, 1, 16, dtype=np.float32)
+    ra, rb = xp.asarray(a_h), xp.asarray(a_h)
+    methods, add = _Methods(xp), xp.add
+    x = dl.Array1D.new(a_h, math=math)
+    storage = x.storage
+    live, key, data = storage._live, id(storage), storage.data
+
+    def revive() -> None:  # undoes dispose, so that the next call disposes a live array again
+        x._disposed = False
+        storage.refs = 1
+        storage.data = data
+        live[key] = storage.nbytes
+
+    def live_again() -> None:
+        x.dispose()
+        revive()
+
+    s_method, s_bare = _time(lambda: methods.add(ra, rb), lambda: add(ra, rb), sync, calls=CALLS * 10)
+    s_dispose, s_revive = _time(live_again, revive, sync, calls=CALLS * 10)
+    x.dispose()
+    return {
+        "method": max(statistics.median(s_method) - statistics.median(s_bare), 0.0),
+        "dispose": max(statistics.median(s_dispose) - statistics.median(s_revive), 0.0),
     }
 
 
@@ -136,6 +183,19 @@ def main() -> None:
             f"{name:<10} {t_ours:>10.2f} {t_theirs:>10.2f} {t_ours - t_theirs:>9.2f} {ratio:>6.2f} |"
             f" {b_ours:>10.2f} {b_theirs:>8.2f} {b_ours / b_theirs:>6.2f}"
         )
+    floor = api_floor(math, xp, sync)
+    least = floor["method"] + floor["dispose"]
+    print(
+        f"\nthe API's floor: a Python method {floor['method']:.3f} µs + dispose {floor['dispose']:.3f}"
+        f" = {least:.3f} µs of overhead whatever the engine does; the bar's margin ({BAR - 1:.1f} × by hand):"
+    )
+    for name, op in ops.items():
+        margin = (BAR - 1) * op["by_hand_us"]
+        op["bar_margin_us"] = round(margin, 3)
+        op["margin_above_floor"] = margin > least
+        print(
+            f"{name:<10} {margin:>6.3f} µs  {'room above the floor' if margin > least else 'below the floor'}"
+        )
     if not args.no_save:
         doc = {
             "schema": SCHEMA,
@@ -148,6 +208,7 @@ def main() -> None:
             "versions": devinfo.versions(),
             "settings": {"calls_per_repeat": CALLS, "repeats": REPEATS, "bar_ratio": BAR},
             "ops": ops,
+            "api_floor_us": {k: round(v, 3) for k, v in floor.items()},
         }
         path = output_path(doc, args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
