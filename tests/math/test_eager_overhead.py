@@ -377,10 +377,11 @@ def test_direct_kernels_of_mixed_dtypes_and_careful_engines(cpu_math: dl.NDArray
     i = Array1D.new([1, 2], "int32")
     assert cpu_math.add(f, i).get_values().tolist() == [2.0, 4.0]
     cpu_math.add(f, f).dispose()
-    assert {inputs: k.direct_op for _, inputs, k in engine.learnt(Add)} == {
-        ((2,), "float32", (2,), "int32"): True,  # with the op: the kernel execute would run
-        ((2,), "float32", (2,), "float32"): False,  # the ufunc alone
-    }
+    learnt = {inputs: k for _, inputs, k in engine.learnt(Add)}
+    mixed, same = learnt[((2,), "float32", (2,), "int32")], learnt[((2,), "float32", (2,), "float32")]
+    assert same.direct.args == (np.add,)  # the ufunc alone
+    # the generic kernel execute would run: the op's forward, with NumPy
+    assert mixed.direct.args[0].__func__ is Add.forward and mixed.direct.args[1] is np
     engine.keep_float64 = True
     try:
         assert not engine._known
@@ -398,6 +399,23 @@ def test_direct_kernels_of_mixed_dtypes_and_careful_engines(cpu_math: dl.NDArray
         cpu_math.disable_debug_mode()
 
 
+def test_generic_kernels_are_bound_to_their_op_only_where_equal_fields_act_alike(
+    cpu_math: dl.NDArrayMath,
+) -> None:
+    """The CPU engine calls an op of no kernel of its own as ``op.forward`` bound to the first op
+    it met (MatMul's orientations), but not where equal fields may act differently: one_hot's
+    off_value -0.0 equals 0.0, and each gives its own sign of zero."""
+    a = Array2D.new([2, 2], [1, 2, 3, 4])
+    for _ in range(2):
+        assert cpu_math.mat_mul(a, a, REGULAR, TRANSPOSED).get_values().tolist() == [5, 11, 11, 25]
+    ((_, _, known),) = cpu_math.engine.learnt(MatMul)
+    assert not known.direct_op and known.fresh  # the bound forward, trusted to make new arrays
+    indices = Array1D.new([1, 0], "int32")
+    for off in (0.0, -0.0, 0.0, -0.0):
+        values = cpu_math.one_hot(indices, 2, 1.0, off).get_values()
+        assert np.signbit(values).tolist() == [np.signbit(off), False, False, np.signbit(off)]
+
+
 _FRESH_CASES = [
     # (method, input shapes, fresh on the CPU, fresh on CUDA)
     ("add", [(3, 4), (3, 4)], True, True),
@@ -405,8 +423,8 @@ _FRESH_CASES = [
     ("exp", [(5,)], True, True),
     ("add", [(), ()], False, True),  # NumPy's ufunc gives a scalar for 0-d arrays; CuPy an array
     ("sum", [(6, 4)], False, True),  # the CPU's kernel, which any op's kernel may be; CUDA's launch
-    ("mat_mul", [(3, 5), (5, 2)], False, True),
-    ("transpose", [(3, 5)], False, True),
+    ("mat_mul", [(3, 5), (5, 2)], True, True),  # (Op.new_result: its forward's)
+    ("transpose", [(3, 5)], True, True),
 ]
 
 

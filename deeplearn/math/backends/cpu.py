@@ -7,6 +7,7 @@ pooling: the cnn benchmark's step)."""
 from __future__ import annotations
 
 import contextvars
+import enum
 import functools
 from collections.abc import Iterator, Sequence
 import importlib
@@ -346,6 +347,19 @@ _KERNELS = KernelTable(cpu_kernel)
 _generic_kernel = cpu_kernel.dispatch(Op)
 
 
+def _same_when_equal(value: object) -> bool:
+    """Whether every value equal to ``value`` does what it does in a kernel: an int, a bool, a
+    string, None, an enum member, a tuple of them; not a float (``0.0 == -0.0``).
+
+    Example:
+        >>> _same_when_equal((1, "a", None)), _same_when_equal(0.0)
+        (True, False)
+    """
+    if value is None or type(value) in (int, bool, str) or isinstance(value, enum.Enum):
+        return True
+    return type(value) is tuple and all(_same_when_equal(v) for v in value)
+
+
 class MathBackendCPU:
     """Host memory and NumPy kernels."""
 
@@ -374,20 +388,29 @@ class MathBackendCPU:
         ``add``'s ~4 on a 2-core CPU, ~0.3 of a ``relu``'s). An op whose kernel is its
         ``ufunc`` (``Op.ufunc``: its generic kernel, on inputs that all have the result's
         floating dtype) gets the ufunc itself, any other its kernel; each in the
-        floating-point-error context ``execute`` gives it. ``fresh``: the call returns a new
+        floating-point-error context ``execute`` gives it; an op without a kernel of its own
+        gets its ``forward`` bound to it and to NumPy. ``fresh``: the call returns a new
         C-ordered array of ``result``'s shape and dtype every time (``Known.fresh``), as a
-        ufunc does on C-ordered arrays, but for a 0-d result (a NumPy scalar); a kernel may
-        return a view of its input. None for a subclass with an ``execute`` of its own."""
+        ufunc does on C-ordered arrays, but for a 0-d result (a NumPy scalar), and as an op
+        whose forward makes a new array says (``Op.new_result``); a kernel may return a view
+        of its input. None for a subclass with an ``execute`` of its own."""
         if type(self).execute is not MathBackendCPU.execute:
             return None
         kernel = _KERNELS.get(type(op)) or _KERNELS.learn(type(op))
+        if kernel is not _generic_kernel:
+            return functools.partial(_call_ignoring_errors, kernel), True, False
         name = op.ufunc
-        if kernel is _generic_kernel and name is not None:
+        if name is not None:
             if np.dtype(util.numpy_dtype(result.dtype)).kind == "f":
                 if all(spec.dtype == result.dtype for spec in inputs):
                     ufunc = functools.partial(_call_ignoring_errors, getattr(np, name))
                     return ufunc, False, result.shape != ()
-        return functools.partial(_call_ignoring_errors, kernel), True, False
+        if all(_same_when_equal(value) for value in op.__dict__.values()):
+            # The generic kernel is ``op.forward(np, ...)``: that call bound to this op, a Python
+            # call fewer. (The Engine asks once for all ops equal to it, whose forward does the
+            # same only where their fields are equal in every way.)
+            return functools.partial(_call_ignoring_errors, op.forward, np), False, op.new_result
+        return functools.partial(_call_ignoring_errors, kernel), True, op.new_result
 
     def kernel_for(self, op: Op) -> Any:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``, without

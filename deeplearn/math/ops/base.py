@@ -82,6 +82,11 @@ class Op:
     input already has the result's floating dtype (its ``forward`` calls it): a compiled CPU
     step (``deeplearn/compile/cpu_step.py``) calls it with ``out=``."""
 
+    new_result: ClassVar[bool] = False
+    """Whether ``forward`` returns a new array every call, one that shares no memory with its
+    inputs (``xp.matmul``, a ``copy``): an engine that saw the first call's result need no
+    change then trusts later calls' results of the same shapes and dtypes (``Known.fresh``)."""
+
     pure: ClassVar[bool] = True
     """Whether the kernel's result is a function of its inputs alone (a recorded Program runs a
     pure kernel of constants once, when recorded: ``Program.fold_constants``)."""

@@ -157,6 +157,7 @@ class Transpose(SameRankOp):
     """y = x with its dimensions permuted: y.shape[i] = x.shape[perm[i]]; reversed when perm is None."""
 
     name = "transpose"
+    new_result = True  # (forward copies)
     perm: tuple[int, ...] | None = None
 
     def _perm(self, rank: int) -> tuple[int, ...]:

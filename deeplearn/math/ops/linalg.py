@@ -43,6 +43,7 @@ class MatMul(Op):
     """C = op(A)·op(B), where op is the identity (REGULAR) or the transpose (TRANSPOSED)."""
 
     name = "mat_mul"
+    new_result = True  # (xp.matmul's result is its own)
     a_orientation: MatrixOrientation = REGULAR
     b_orientation: MatrixOrientation = REGULAR
 
