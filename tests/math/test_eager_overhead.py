@@ -425,6 +425,8 @@ _FRESH_CASES = [
     ("sum", [(6, 4)], False, True),  # the CPU's kernel, which any op's kernel may be; CUDA's launch
     ("mat_mul", [(3, 5), (5, 2)], True, True),  # (Op.new_result: its forward's)
     ("transpose", [(3, 5)], True, True),
+    ("clone", [(3, 5)], True, True),
+    ("concat", [(2, 5), (3, 5)], True, True),
 ]
 
 

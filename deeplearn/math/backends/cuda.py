@@ -564,7 +564,8 @@ class MathBackendCUDA:
           worked out once (``small_sum_launcher``), the kernel ``_sum`` runs.
         * A float32 ``mat_mul`` through nvmath-python: ``cuda_gemm.launcher``, its geometry
           worked out once; ``transpose``: its copy, the permutation worked out once.
-        * Any other op: its kernel.
+        * Any other op: its kernel, fresh where it is the op's forward and that says it makes a
+          new array (``Op.new_result``).
         """
         if type(self).execute is not MathBackendCUDA.execute:
             return None
@@ -612,7 +613,7 @@ class MathBackendCUDA:
                 )
                 if launch is not None:
                     return launch, False, True
-        return kernel, True, False
+        return kernel, True, kernel is _GENERIC_KERNEL and op.new_result
 
     def kernel_for(self, op: Op) -> Any:
         """The kernel ``execute`` would run for ``op``, called as ``kernel(op, *arrays)``: looked

@@ -43,6 +43,7 @@ class Clone(SameRankOp):
     """y = a copy of x (same shape, dtype and values)."""
 
     name = "clone"
+    new_result = True  # (forward copies)
 
     def infer(self, x: Spec) -> Spec:
         return x
@@ -59,6 +60,7 @@ class Slice(SameRankOp):
     """y = x[begin[0]:begin[0]+size[0], ...], the window of ``size`` starting at ``begin``."""
 
     name = "slice"
+    new_result = True  # (forward copies the window)
     begin: tuple[int, ...] = ()
     size: tuple[int, ...] = ()
     # The method the user called, for error messages; not part of the op's identity. Without
@@ -107,6 +109,7 @@ class Concat(SameRankOp):
     """y = a and b joined along ``axis``; every other dimension must match."""
 
     name = "concat"
+    new_result = True  # (xp.concatenate's result is its own)
     axis: int = 0
     caller: str = field(default="", compare=False, repr=False)  # as Slice.caller
 
@@ -184,6 +187,7 @@ class Tile(SameRankOp):
     """y = x repeated reps[i] times along each dimension i (NumPy's tile); keeps the dtype."""
 
     name = "tile"
+    new_result = True  # (xp.tile copies, even for reps of ones)
     reps: tuple[int, ...] = ()
 
     def infer(self, x: Spec) -> Spec:
