@@ -27,6 +27,7 @@ from deeplearn.math.ops.base import OPS, Op, Spec, UnaryOp
 from deeplearn.math.ops.arithmetic import Add, Maximum, Minimum, ScaledArrayAdd
 from deeplearn.math.ops.elementwise import Clip, LeakyRelu, Relu, Step
 from deeplearn.math.ops.linalg import MatMul
+from deeplearn.math.ops.random import OneHot
 from deeplearn.math.ops.reduction import Sum
 from deeplearn.types import RawArray, ShapeError
 
@@ -414,6 +415,13 @@ def test_generic_kernels_are_bound_to_their_op_only_where_equal_fields_act_alike
     for off in (0.0, -0.0, 0.0, -0.0):
         values = cpu_math.one_hot(indices, 2, 1.0, off).get_values()
         assert np.signbit(values).tolist() == [np.signbit(off), False, False, np.signbit(off)]
+    # An op built by hand with an int where a float is declared, first (on an engine that has
+    # met no one_hot): the next op, equal to it, still gets its own -0.0 (its fields' declared
+    # types, not the first op's values, decide).
+    engine = dl.NDArrayMathCPU().engine
+    engine.run(OneHot(2, 1, 0), indices).dispose()
+    values = engine.run(OneHot(2, 1.0, -0.0), indices).get_values()
+    assert np.signbit(values).tolist() == [True, False, False, True]
 
 
 _FRESH_CASES = [
@@ -427,22 +435,26 @@ _FRESH_CASES = [
     ("transpose", [(3, 5)], True, True),
     ("clone", [(3, 5)], True, True),
     ("concat", [(2, 5), (3, 5)], True, True),
+    (("slice", (0, 0), (3, 5)), [(3, 5)], True, True),  # (method, its other arguments): all of x
+    (("tile", (1, 1)), [(3, 5)], True, True),  # reps of ones: still a copy
+    (("tile", (2, 1)), [(3, 5)], True, True),
 ]
 
 
-@pytest.mark.parametrize(("method", "shapes", "on_cpu", "on_cuda"), _FRESH_CASES)
+@pytest.mark.parametrize(("call", "shapes", "on_cpu", "on_cuda"), _FRESH_CASES)
 def test_results_of_fresh_direct_kernels_are_looked_at_once_and_own_their_memory(
-    math: dl.NDArrayMath, method: str, shapes: list[tuple[int, ...]], on_cpu: bool, on_cuda: bool
+    math: dl.NDArrayMath, call: Any, shapes: list[tuple[int, ...]], on_cpu: bool, on_cuda: bool
 ) -> None:
     """A direct kernel the backend says returns a new array every time (``Known.fresh``) has
     its first result checked as any other, and none after: later calls look at nothing (here,
     at no dtype, which would send them to ``Engine.result``). Their results are still C-ordered arrays of the rule's shape and dtype
     that share no memory with the inputs or with each other."""
     engine = math.engine
+    method, *more = (call,) if isinstance(call, str) else call
     rng = np.random.default_rng(3)
     raws = [math.backend.asarray(rng.normal(size=s).astype("float32")) for s in shapes]
     xs = [dl.NDArray._wrap(r, math.backend, "float32") for r in raws]  # type: ignore[arg-type]
-    expected = getattr(math, method)(*xs).numpy()  # the first call: checked by Engine.result
+    expected = getattr(math, method)(*xs, *more).numpy()  # the first call: checked by Engine.result
     (known,) = [k for c in OPS if c.name == method for _, _, k in engine.learnt(c) if k.direct is not None]
     fresh = on_cpu if math.backend.name == "cpu" else on_cuda
     assert known.fresh is fresh and (known.checked or not fresh)
@@ -458,7 +470,7 @@ def test_results_of_fresh_direct_kernels_are_looked_at_once_and_own_their_memory
 
     engine.result = result  # type: ignore[method-assign]
     try:
-        ys = [getattr(math, method)(*xs) for _ in range(2)]
+        ys = [getattr(math, method)(*xs, *more) for _ in range(2)]
     finally:
         del engine.result
     assert looked == ([] if fresh else [method, method])

@@ -7,11 +7,14 @@ pooling: the cnn benchmark's step)."""
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import enum
 import functools
 from collections.abc import Iterator, Sequence
 import importlib
 import threading
+import types
+import typing
 from typing import Any
 
 import numpy as np
@@ -347,17 +350,48 @@ _KERNELS = KernelTable(cpu_kernel)
 _generic_kernel = cpu_kernel.dispatch(Op)
 
 
-def _same_when_equal(value: object) -> bool:
-    """Whether every value equal to ``value`` does what it does in a kernel: an int, a bool, a
-    string, None, an enum member, a tuple of them; not a float (``0.0 == -0.0``).
+def _equal_fields_act_alike(op_class: type) -> bool:
+    """Whether ops of ``op_class`` whose fields are equal always act alike: every field is
+    declared of a type whose equal values are interchangeable (``_interchangeable``). Not so
+    for a float field: ``0 == 0.0 == -0.0``, and -0.0 gives another zero.
 
     Example:
-        >>> _same_when_equal((1, "a", None)), _same_when_equal(0.0)
+        >>> from deeplearn.math.ops.linalg import MatMul
+        >>> from deeplearn.math.ops.random import OneHot
+        >>> _equal_fields_act_alike(MatMul), _equal_fields_act_alike(OneHot)
         (True, False)
     """
+    alike = _ALIKE.get(op_class)
+    if alike is None:
+        try:
+            hints = typing.get_type_hints(op_class)
+            alike = all(_interchangeable(hints[f.name]) for f in dataclasses.fields(op_class))
+        except (TypeError, NameError, KeyError):  # not a dataclass, or a type it cannot resolve
+            alike = False
+        _ALIKE[op_class] = alike
+    return alike
+
+
+_ALIKE: dict[type, bool] = {}
+"""``_equal_fields_act_alike``'s answers, by op class (it reads the class's annotations)."""
+
+
+def _interchangeable(hint: Any) -> bool:
+    """Whether equal values of the declared type ``hint`` are interchangeable: an int, a bool, a
+    string, None, an enum, tuples and unions of them."""
+    if hint in (int, bool, str, type(None)) or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+        return True
+    if typing.get_origin(hint) in (tuple, typing.Union, types.UnionType):
+        return all(arg is Ellipsis or _interchangeable(arg) for arg in typing.get_args(hint))
+    return False
+
+
+def _of_declared_kind(value: object) -> bool:
+    """Whether a field's value is an int, a bool, a string, None, an enum member or a tuple of
+    them (an op built with a float where its field is declared an int is bound to nothing)."""
     if value is None or type(value) in (int, bool, str) or isinstance(value, enum.Enum):
         return True
-    return type(value) is tuple and all(_same_when_equal(v) for v in value)
+    return type(value) is tuple and all(_of_declared_kind(v) for v in value)
 
 
 class MathBackendCPU:
@@ -405,10 +439,10 @@ class MathBackendCPU:
                 if all(spec.dtype == result.dtype for spec in inputs):
                     ufunc = functools.partial(_call_ignoring_errors, getattr(np, name))
                     return ufunc, False, result.shape != ()
-        if all(_same_when_equal(value) for value in op.__dict__.values()):
+        if _equal_fields_act_alike(type(op)) and all(_of_declared_kind(v) for v in op.__dict__.values()):
             # The generic kernel is ``op.forward(np, ...)``: that call bound to this op, a Python
-            # call fewer. (The Engine asks once for all ops equal to it, whose forward does the
-            # same only where their fields are equal in every way.)
+            # call fewer. (The Engine asks once for all ops equal to it, which must then act
+            # alike: not so for equal floats, 0.0 and -0.0.)
             return functools.partial(_call_ignoring_errors, op.forward, np), False, op.new_result
         return functools.partial(_call_ignoring_errors, kernel), True, op.new_result
 

@@ -85,7 +85,8 @@ class Op:
     new_result: ClassVar[bool] = False
     """Whether ``forward`` returns a new array every call, one that shares no memory with its
     inputs (``xp.matmul``, a ``copy``): an engine that saw the first call's result need no
-    change then trusts later calls' results of the same shapes and dtypes (``Known.fresh``)."""
+    change then trusts later calls' results of the same shapes and dtypes (``Known.fresh``).
+    A subclass whose forward may return a view of an input sets it back to False."""
 
     pure: ClassVar[bool] = True
     """Whether the kernel's result is a function of its inputs alone (a recorded Program runs a
