@@ -433,11 +433,11 @@ _FRESH_CASES = [
     ("sum", [(6, 4)], False, True),  # the CPU's kernel, which any op's kernel may be; CUDA's launch
     ("mat_mul", [(3, 5), (5, 2)], True, True),  # (Op.new_result: its forward's)
     ("transpose", [(3, 5)], True, True),
-    ("clone", [(3, 5)], True, True),
-    ("concat", [(2, 5), (3, 5)], True, True),
-    (("slice", (0, 0), (3, 5)), [(3, 5)], True, True),  # (method, its other arguments): all of x
-    (("tile", (1, 1)), [(3, 5)], True, True),  # reps of ones: still a copy
-    (("tile", (2, 1)), [(3, 5)], True, True),
+    ("clone", [(3, 5)], True, False),  # (CUDA: Op.new_result not trusted yet)
+    ("concat", [(2, 5), (3, 5)], True, False),
+    (("slice", (0, 0), (3, 5)), [(3, 5)], True, False),  # (method, its other arguments): all of x
+    (("tile", (1, 1)), [(3, 5)], True, False),  # reps of ones: still a copy
+    (("tile", (2, 1)), [(3, 5)], True, False),
 ]
 
 
