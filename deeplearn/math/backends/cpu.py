@@ -387,11 +387,11 @@ def _interchangeable(hint: Any) -> bool:
 
 
 def _of_declared_kind(value: object) -> bool:
-    """Whether a field's value is an int, a bool, a string, None, an enum member or a tuple of
-    them (an op built with a float where its field is declared an int is bound to nothing)."""
-    if value is None or type(value) in (int, bool, str) or isinstance(value, enum.Enum):
-        return True
-    return type(value) is tuple and all(_of_declared_kind(v) for v in value)
+    """Whether a field's value is of a type ``_interchangeable`` accepts, or a tuple of such
+    values (an op built with a float where its field is declared an int is bound to nothing)."""
+    if type(value) is tuple:
+        return all(_of_declared_kind(v) for v in value)
+    return _interchangeable(type(value))
 
 
 class MathBackendCPU:
